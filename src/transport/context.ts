@@ -1,0 +1,27 @@
+import type { Socket } from 'node:net';
+import type { PeerReport } from '../io/network.js';
+import type { Message, NodeId } from '../raft/types.js';
+import type { Random } from '../util/prng.js';
+import type { HostPort } from './address.js';
+import type { TransportLimits } from './limits.js';
+import type { TransportLogger } from './logger.js';
+import type { TransportTimers } from './timers.js';
+
+/** What peers and inbound connections need from their transport (kept narrow, no cycles). */
+export interface TransportContext {
+  readonly localId: NodeId;
+  readonly clusterId: string;
+  readonly limits: TransportLimits;
+  readonly logger: TransportLogger;
+  readonly timers: TransportTimers;
+  readonly random: Random;
+  /** Opens a TCP or TLS socket; the caller waits for `connectEvent`. */
+  dial(target: HostPort): Socket;
+  /** 'connect' for TCP, 'secureConnect' for TLS: when the dialer may write its hello. */
+  readonly connectEvent: 'connect' | 'secureConnect';
+  /** Hands an inbound message to the member (after fault rules, if any). */
+  deliver(message: Message): void;
+  /** Queues a report for the next event-loop turn (never emitted synchronously). */
+  report(report: PeerReport): void;
+  nextSnapshotId(): number;
+}

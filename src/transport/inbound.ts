@@ -1,0 +1,230 @@
+/**
+ * The accepting side of a peer connection: check the handshake, decode message batches and hand
+ * each message to the member, reassemble streamed snapshots and acknowledge them.
+ *
+ * Until the handshake completes the peer is unauthenticated: frames are limited to
+ * HANDSHAKE_FRAME_BYTES_MAX and the handshake must finish within `handshakeTimeoutMs`. Any
+ * protocol violation closes this connection only, with a logged error; the listener keeps going.
+ */
+import type { Socket } from 'node:net';
+import { type Message, MessageType, NONE, type NodeId } from '../raft/types.js';
+import {
+  decodeMessage,
+  expectArray,
+  expectString,
+  expectUint,
+  packFrame,
+  unpackPayload,
+  withSnapshotData,
+} from './codec.js';
+import type { TransportContext } from './context.js';
+import { TransportError } from './errors.js';
+import { FrameDecoder, type FrameSink, FrameType, SNAP_CHUNK_HEADER_BYTES } from './frame.js';
+import { HANDSHAKE_FRAME_BYTES_MAX } from './limits.js';
+import type { TimerHandle } from './timers.js';
+
+interface SnapshotReceive {
+  readonly id: number;
+  readonly message: Message;
+  /** The whole image, allocated once when the stream begins (its size is bounded). */
+  readonly buffer: Buffer;
+  received: number;
+}
+
+const NO_SNAPSHOT = -1;
+
+export class InboundConnection implements FrameSink {
+  peerId: NodeId = NONE;
+  private open = false;
+  private readonly decoder: FrameDecoder;
+  private handshakeTimer: TimerHandle | null;
+  private snapshot: SnapshotReceive | null = null;
+  /** A stream refused at SNAP_BEGIN: its chunks, already in flight, are skipped. */
+  private refusedSnapshotId = NO_SNAPSHOT;
+
+  constructor(
+    private readonly ctx: TransportContext,
+    readonly socket: Socket,
+    readonly remote: string,
+    onClosed: (conn: InboundConnection) => void,
+  ) {
+    this.decoder = new FrameDecoder(this, HANDSHAKE_FRAME_BYTES_MAX);
+    socket.setNoDelay(true);
+    socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    socket.on('error', (err: Error) => {
+      ctx.logger.debug({ remote, peer: this.peerId, err: err.message }, 'inbound peer error');
+    });
+    socket.once('close', () => {
+      this.clearHandshakeTimer();
+      this.decoder.stop();
+      this.snapshot = null;
+      onClosed(this);
+    });
+    this.handshakeTimer = ctx.timers.setTimeout(() => {
+      this.handshakeTimer = null;
+      ctx.logger.warn({ remote }, 'peer connection without handshake in time; closing');
+      this.destroy();
+    }, ctx.limits.handshakeTimeoutMs);
+  }
+
+  destroy(): void {
+    this.clearHandshakeTimer();
+    this.decoder.stop();
+    this.socket.destroy();
+  }
+
+  private clearHandshakeTimer(): void {
+    if (this.handshakeTimer === null) return;
+    this.ctx.timers.clearTimeout(this.handshakeTimer);
+    this.handshakeTimer = null;
+  }
+
+  private onData(chunk: Buffer): void {
+    try {
+      this.decoder.push(chunk);
+    } catch (err) {
+      if (!(err instanceof TransportError)) throw err; // a bug (or the member's handler): crash
+      this.ctx.logger.error(
+        { remote: this.remote, peer: this.peerId, code: err.code },
+        `closing inbound peer connection: ${err.message}`,
+      );
+      this.destroy();
+    }
+  }
+
+  onFrame(type: FrameType, payload: Buffer): void {
+    if (!this.open) {
+      if (type !== FrameType.Hello) {
+        throw new TransportError('TRANSPORT_FRAME_TYPE', `frame type ${type} before handshake`);
+      }
+      this.onHello(payload);
+      return;
+    }
+    switch (type) {
+      case FrameType.Messages:
+        this.onMessages(payload);
+        return;
+      case FrameType.SnapBegin:
+        this.onSnapBegin(payload);
+        return;
+      case FrameType.SnapChunk:
+        this.onSnapChunk(payload);
+        return;
+      default:
+        throw new TransportError('TRANSPORT_FRAME_TYPE', `unexpected frame type ${type}`);
+    }
+  }
+
+  private onHello(payload: Buffer): void {
+    const ctx = this.ctx;
+    const t = expectArray(unpackPayload(payload), 3, 'hello');
+    const clusterId = expectString(t[0], 'hello.clusterId');
+    const from = expectUint(t[1], 'hello.from');
+    const to = expectUint(t[2], 'hello.to');
+    let refusal: string | null = null;
+    if (clusterId !== ctx.clusterId) {
+      refusal = `cluster id mismatch: this is '${ctx.clusterId}', the peer is in '${clusterId}'`;
+    } else if (to !== ctx.localId) {
+      refusal = `the peer dialed node ${to}, this is node ${ctx.localId}`;
+    } else if (from === NONE || from === ctx.localId) {
+      refusal = `invalid sender id ${from}`;
+    }
+    if (refusal !== null) {
+      ctx.logger.error({ remote: this.remote, from }, `refused peer connection: ${refusal}`);
+      this.decoder.stop();
+      // The handshake timer stays armed: it destroys the socket if the peer never closes.
+      this.socket.end(packFrame(FrameType.Refuse, [refusal]));
+      return;
+    }
+    this.clearHandshakeTimer();
+    this.open = true;
+    this.peerId = from;
+    this.decoder.frameBytesMax = ctx.limits.frameBytesMax;
+    this.socket.write(packFrame(FrameType.HelloOk, [ctx.clusterId, ctx.localId]));
+    ctx.logger.debug({ remote: this.remote, peer: from }, 'inbound peer connection open');
+  }
+
+  /** A message must come from the authenticated sender and be addressed to us. */
+  private checkRoute(m: Message): void {
+    if (m.from !== this.peerId || m.to !== this.ctx.localId) {
+      throw new TransportError(
+        'TRANSPORT_FRAME_MALFORMED',
+        `message ${m.from}->${m.to} on the connection of ${this.peerId}->${this.ctx.localId}`,
+      );
+    }
+  }
+
+  private onMessages(payload: Buffer): void {
+    const list = expectArray(unpackPayload(payload), -1, 'messages');
+    for (let i = 0; i < list.length; i++) {
+      const m = decodeMessage(list[i]);
+      this.checkRoute(m);
+      this.ctx.deliver(m);
+    }
+  }
+
+  private onSnapBegin(payload: Buffer): void {
+    const t = expectArray(unpackPayload(payload), 3, 'snapshot begin');
+    const id = expectUint(t[0], 'snapshot.id');
+    const total = expectUint(t[1], 'snapshot.bytes');
+    const message = decodeMessage(t[2]);
+    this.checkRoute(message);
+    if (message.type !== MessageType.Snap || message.snapshot === null) {
+      throw new TransportError('TRANSPORT_SNAPSHOT', 'snapshot stream without a MsgSnap');
+    }
+    // A new stream replaces an unfinished one: the sender gave up on it (stall or restart).
+    this.snapshot = null;
+    const max = this.ctx.limits.snapshotBytesMax;
+    if (total > max) {
+      this.refusedSnapshotId = id;
+      this.ctx.logger.warn(
+        { peer: this.peerId, id, bytes: total, max },
+        'snapshot over the size limit refused',
+      );
+      this.sendStatus(id, false, `snapshot of ${total} bytes over the limit ${max}`);
+      return;
+    }
+    this.snapshot = { id, message, buffer: Buffer.allocUnsafe(total), received: 0 };
+    if (total === 0) this.completeSnapshot();
+  }
+
+  private onSnapChunk(payload: Buffer): void {
+    if (payload.length < SNAP_CHUNK_HEADER_BYTES) {
+      throw new TransportError('TRANSPORT_FRAME_MALFORMED', 'short snapshot chunk');
+    }
+    const id = payload.readUInt32BE(0);
+    const offset = payload.readUIntBE(4, 6);
+    const s = this.snapshot;
+    if (s === null || s.id !== id) {
+      if (id === this.refusedSnapshotId) return;
+      throw new TransportError('TRANSPORT_SNAPSHOT', `chunk of unknown snapshot ${id}`);
+    }
+    const length = payload.length - SNAP_CHUNK_HEADER_BYTES;
+    // TCP keeps order, so chunks arrive exactly in sequence; anything else is a broken sender.
+    if (offset !== s.received || offset + length > s.buffer.length) {
+      throw new TransportError(
+        'TRANSPORT_SNAPSHOT',
+        `chunk at ${offset}+${length}, expected ${s.received} of ${s.buffer.length}`,
+      );
+    }
+    payload.copy(s.buffer, offset, SNAP_CHUNK_HEADER_BYTES);
+    s.received += length;
+    if (s.received === s.buffer.length) {
+      this.completeSnapshot();
+    } else {
+      this.socket.write(packFrame(FrameType.SnapAck, [id, s.received]));
+    }
+  }
+
+  private completeSnapshot(): void {
+    const s = this.snapshot!;
+    this.snapshot = null;
+    this.ctx.logger.info({ peer: this.peerId, id: s.id, bytes: s.received }, 'snapshot received');
+    this.ctx.deliver(withSnapshotData(s.message, s.buffer));
+    this.sendStatus(s.id, true, '');
+  }
+
+  private sendStatus(id: number, ok: boolean, reason: string): void {
+    this.socket.write(packFrame(FrameType.SnapStatus, [id, ok, reason]));
+  }
+}

@@ -1,0 +1,161 @@
+/**
+ * Every limit of the peer transport, named, with units, and their relations asserted at load
+ * (TigerBeetle style: a limit on everything, and the limits must agree with each other).
+ * Options may lower most of them per transport (tests do), never raise them past these maxima.
+ */
+import { assert } from '../util/assert.js';
+import { TransportError } from './errors.js';
+
+const KiB = 1024;
+const MiB = 1024 * KiB;
+
+/** Wire format version carried in every frame header; a mismatch closes the connection. */
+export const FRAME_VERSION = 1;
+/** 4-byte big-endian length, then version and type bytes. */
+export const FRAME_LENGTH_BYTES = 4;
+export const FRAME_HEADER_BYTES = FRAME_LENGTH_BYTES + 2;
+
+/** The largest frame accepted or produced (length field value, i.e. header bytes after it). */
+export const FRAME_BYTES_MAX = 16 * MiB;
+/** Before the handshake a peer is unauthenticated: it may not make us allocate more than this. */
+export const HANDSHAKE_FRAME_BYTES_MAX = 4 * KiB;
+
+/** A MESSAGES frame is closed once its estimated size passes this; keeps heartbeats unstuck. */
+export const BATCH_BYTES_TARGET = 1 * MiB;
+export const BATCH_MESSAGES_MAX = 1024;
+
+/** Per-peer outbound queue (messages not yet written to the socket). Policy: drop oldest. */
+export const QUEUE_MESSAGES_MAX = 4096;
+export const QUEUE_BYTES_MAX = 64 * MiB;
+
+/**
+ * Bytes we let Node buffer in a socket before we stop moving messages out of our own queue: past
+ * this the peer is slow and messages should wait (and be dropped) in the bounded queue instead.
+ */
+export const SOCKET_BUFFERED_BYTES_MAX = 4 * MiB;
+
+/** Snapshot data is streamed in chunks of this size, each its own frame. */
+export const SNAPSHOT_CHUNK_BYTES = 1 * MiB;
+/** Unacknowledged snapshot bytes in flight per peer: flow control by the receiver's acks. */
+export const SNAPSHOT_WINDOW_BYTES = 4 * MiB;
+/** The largest snapshot a receiver accepts (it allocates the whole image once, up front). */
+export const SNAPSHOT_BYTES_MAX = 2 * 1024 * MiB;
+/** A snapshot stream without progress (no ack, no chunk) for this long is abandoned. */
+export const SNAPSHOT_STALL_TIMEOUT_MS = 30_000;
+
+/** Inbound connections accepted at once; each may hold one frame and one snapshot in memory. */
+export const INBOUND_CONNECTIONS_MAX = 256;
+/** An inbound connection must complete its handshake within this time. */
+export const HANDSHAKE_TIMEOUT_MS = 5_000;
+/** Connect plus handshake on an outbound link must complete within this time. */
+export const DIAL_TIMEOUT_MS = 3_000;
+
+/** Reconnect backoff: doubles per failed round over all addresses, with jitter, capped. */
+export const BACKOFF_MIN_MS = 100;
+export const BACKOFF_MAX_MS = 5_000;
+/** While on a fallback address, how often to probe the more preferred ones. */
+export const PROBE_INTERVAL_MS = 2_000;
+
+/** Addresses per peer (redundant links); a peer's link state array is bounded by it. */
+export const PEER_ADDRESSES_MAX = 8;
+/**
+ * Upper bounds of msgpack overhead, so estimated sizes never undercount what is encoded:
+ * a message is a 12-array of 9 numbers (<= 9 bytes each), 2 booleans and 3 headers (<= 5 each);
+ * an entry a 4-array of 3 numbers and a bin header; a snapshot 2 numbers, 4 id arrays, a flag.
+ */
+export const MESSAGE_OVERHEAD_BYTES = 128;
+export const ENTRY_OVERHEAD_BYTES = 40;
+export const SNAPSHOT_OVERHEAD_BYTES = 64;
+export const NODE_ID_BYTES_MAX = 9;
+/** Room for a batch's array header and the frame header beside the messages' estimates. */
+export const FRAME_OVERHEAD_BYTES = 64;
+/** Fault injection (test mode): messages held back per delayed link. */
+export const FAULT_DELAY_MESSAGES_MAX = QUEUE_MESSAGES_MAX;
+/** Reachability reports waiting for the next event-loop turn (they are never emitted inside send). */
+export const REPORTS_PENDING_MAX = 1024;
+
+/** The limits one transport runs with; options may lower the defaults (tests use small ones). */
+export interface TransportLimits {
+  readonly frameBytesMax: number;
+  readonly queueMessagesMax: number;
+  readonly queueBytesMax: number;
+  readonly socketBufferedBytesMax: number;
+  readonly snapshotChunkBytes: number;
+  readonly snapshotWindowBytes: number;
+  readonly snapshotBytesMax: number;
+  readonly snapshotStallTimeoutMs: number;
+  readonly inboundConnectionsMax: number;
+  readonly handshakeTimeoutMs: number;
+  readonly dialTimeoutMs: number;
+  readonly backoffMinMs: number;
+  readonly backoffMaxMs: number;
+  readonly probeIntervalMs: number;
+}
+
+export const DEFAULT_LIMITS: TransportLimits = Object.freeze({
+  frameBytesMax: FRAME_BYTES_MAX,
+  queueMessagesMax: QUEUE_MESSAGES_MAX,
+  queueBytesMax: QUEUE_BYTES_MAX,
+  socketBufferedBytesMax: SOCKET_BUFFERED_BYTES_MAX,
+  snapshotChunkBytes: SNAPSHOT_CHUNK_BYTES,
+  snapshotWindowBytes: SNAPSHOT_WINDOW_BYTES,
+  snapshotBytesMax: SNAPSHOT_BYTES_MAX,
+  snapshotStallTimeoutMs: SNAPSHOT_STALL_TIMEOUT_MS,
+  inboundConnectionsMax: INBOUND_CONNECTIONS_MAX,
+  handshakeTimeoutMs: HANDSHAKE_TIMEOUT_MS,
+  dialTimeoutMs: DIAL_TIMEOUT_MS,
+  backoffMinMs: BACKOFF_MIN_MS,
+  backoffMaxMs: BACKOFF_MAX_MS,
+  probeIntervalMs: PROBE_INTERVAL_MS,
+});
+
+/**
+ * Merges overrides into the defaults and checks the same relations as the constants, plus that
+ * no byte or count limit is raised above its default (the defaults are the maxima).
+ */
+export function resolveLimits(overrides: Partial<TransportLimits> | undefined): TransportLimits {
+  const limits: TransportLimits = { ...DEFAULT_LIMITS, ...overrides };
+  const fail = (what: string): never => {
+    throw new TransportError('TRANSPORT_CONFIG', `transport limits: ${what}`);
+  };
+  for (const [key, value] of Object.entries(limits)) {
+    if (!Number.isSafeInteger(value) || value <= 0) fail(`${key} must be a positive integer`);
+  }
+  const countOrBytes: (keyof TransportLimits)[] = [
+    'frameBytesMax',
+    'queueMessagesMax',
+    'queueBytesMax',
+    'socketBufferedBytesMax',
+    'snapshotChunkBytes',
+    'snapshotWindowBytes',
+    'snapshotBytesMax',
+    'inboundConnectionsMax',
+  ];
+  for (const key of countOrBytes) {
+    if (limits[key] > DEFAULT_LIMITS[key]) fail(`${key} above its maximum ${DEFAULT_LIMITS[key]}`);
+  }
+  if (limits.frameBytesMax <= HANDSHAKE_FRAME_BYTES_MAX) fail('frameBytesMax too small');
+  if (limits.snapshotChunkBytes + 64 > limits.frameBytesMax) fail('snapshot chunk over a frame');
+  if (limits.snapshotWindowBytes < limits.snapshotChunkBytes) fail('window below one chunk');
+  if (limits.queueBytesMax < limits.frameBytesMax) fail('queueBytesMax below frameBytesMax');
+  if (limits.backoffMinMs > limits.backoffMaxMs) fail('backoffMinMs above backoffMaxMs');
+  return Object.freeze(limits);
+}
+
+assert(FRAME_HEADER_BYTES === 6);
+assert(HANDSHAKE_FRAME_BYTES_MAX < FRAME_BYTES_MAX);
+// A full batch plus one maximal entry-bearing message must still fit one frame.
+assert(BATCH_BYTES_TARGET * 2 <= FRAME_BYTES_MAX);
+assert(BATCH_MESSAGES_MAX <= QUEUE_MESSAGES_MAX);
+// The ring buffer masks indexes: its capacity is a power of two.
+assert((QUEUE_MESSAGES_MAX & (QUEUE_MESSAGES_MAX - 1)) === 0);
+assert(QUEUE_BYTES_MAX >= FRAME_BYTES_MAX);
+// A chunk and its small header are one frame.
+assert(SNAPSHOT_CHUNK_BYTES + 64 <= FRAME_BYTES_MAX);
+assert(SNAPSHOT_WINDOW_BYTES >= SNAPSHOT_CHUNK_BYTES);
+assert(SNAPSHOT_BYTES_MAX >= SNAPSHOT_CHUNK_BYTES);
+// Buffer.allocUnsafe and the 6-byte offsets in chunk headers both accept this size.
+assert(SNAPSHOT_BYTES_MAX <= 2 ** 32);
+assert(BACKOFF_MIN_MS > 0 && BACKOFF_MIN_MS <= BACKOFF_MAX_MS);
+assert(DIAL_TIMEOUT_MS > 0 && HANDSHAKE_TIMEOUT_MS > 0);
+assert(PROBE_INTERVAL_MS > 0);

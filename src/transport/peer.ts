@@ -1,0 +1,720 @@
+/**
+ * One remote member as seen by the sender: its bounded outbound queue, its links (one per
+ * address, in preference order), the connection in use, and at most one snapshot stream.
+ *
+ * Links. Addresses are tried in order; the first that completes a handshake carries traffic.
+ * When it fails the next one is tried at once (failover); when every address failed, the next
+ * round starts at the preferred address after an exponential backoff with jitter. While traffic
+ * runs on a fallback address, the more preferred ones are probed every `probeIntervalMs`; a probe
+ * that completes a handshake becomes the connection in use (return to the preferred link), unless
+ * a snapshot is streaming on the current one.
+ *
+ * Queue. `send` appends to a ring of at most `queueMessagesMax` messages / `queueBytesMax`
+ * (estimated) bytes. When full, the OLDEST message is dropped: a peer that comes back should
+ * first see the newest terms, commits and heartbeats; older messages would mostly be rejected as
+ * stale, and Raft repairs any gap by probing (we report the peer unreachable so it does).
+ *
+ * Writes. One flush per event-loop turn per peer: the socket is corked, queued messages are
+ * packed into MESSAGES frames of up to BATCH_BYTES_TARGET each, then snapshot chunks are added
+ * if the receiver's window and the socket's buffer allow; uncork writes it all with one writev.
+ * Messages stop moving out of the ring while the socket buffers more than
+ * `socketBufferedBytesMax`, so a slow peer fills the bounded ring, not Node's unbounded buffer.
+ */
+import type { Socket } from 'node:net';
+import type { PeerAddress } from '../io/network.js';
+import { type Message, MessageType, type NodeId } from '../raft/types.js';
+import { assert } from '../util/assert.js';
+import { type HostPort, parseAddress } from './address.js';
+import {
+  expectArray,
+  expectBool,
+  expectString,
+  expectUint,
+  messageBytes,
+  messageTuple,
+  packFrame,
+  snapshotHeaderTuple,
+  unpackPayload,
+} from './codec.js';
+import type { TransportContext } from './context.js';
+import { TransportError } from './errors.js';
+import {
+  FrameDecoder,
+  type FrameSink,
+  FrameType,
+  SNAP_CHUNK_HEADER_BYTES,
+  writeFrameHeader,
+} from './frame.js';
+import {
+  BATCH_BYTES_TARGET,
+  BATCH_MESSAGES_MAX,
+  FRAME_HEADER_BYTES,
+  FRAME_OVERHEAD_BYTES,
+  HANDSHAKE_FRAME_BYTES_MAX,
+  PEER_ADDRESSES_MAX,
+} from './limits.js';
+import { FixedRing } from './ring.js';
+import type { TimerHandle } from './timers.js';
+
+/** TCP keepalive on peer sockets: detects a silently dead link long before the OS default. */
+const KEEPALIVE_INITIAL_DELAY_MS = 10_000;
+
+export type LinkState =
+  /** Not in use, not known to be broken (never tried, or replaced by a more preferred link). */
+  | 'idle'
+  | 'connecting'
+  | 'connected'
+  /** The last attempt on this link failed; see `lastError`. */
+  | 'down';
+
+export interface LinkStatus {
+  readonly address: PeerAddress;
+  readonly state: LinkState;
+  readonly connects: number;
+  readonly failures: number;
+  readonly lastError: string | null;
+}
+
+export interface PeerDrops {
+  /** Dropped (oldest first) because the queue was full. */
+  queueFull: number;
+  /** A single message larger than a frame. */
+  oversized: number;
+  /** A MsgSnap while another snapshot to the same peer was streaming. */
+  snapshotBusy: number;
+}
+
+export interface PeerStatus {
+  readonly id: NodeId;
+  readonly activeAddress: PeerAddress | null;
+  readonly links: readonly LinkStatus[];
+  readonly queuedMessages: number;
+  readonly queuedBytes: number;
+  readonly sentMessages: number;
+  readonly sentFrames: number;
+  readonly sentBytes: number;
+  readonly dropped: Readonly<PeerDrops>;
+  readonly failedRounds: number;
+  readonly snapshot: {
+    readonly id: number;
+    readonly bytesTotal: number;
+    readonly bytesSent: number;
+    readonly bytesAcked: number;
+  } | null;
+}
+
+class Link {
+  state: LinkState = 'idle';
+  connects = 0;
+  failures = 0;
+  lastError: string | null = null;
+  constructor(
+    readonly address: PeerAddress,
+    readonly target: HostPort,
+  ) {}
+}
+
+interface SnapshotSend {
+  readonly id: number;
+  readonly message: Message;
+  readonly data: Uint8Array;
+  /** The connection the stream began on; null until SNAP_BEGIN is written. */
+  conn: OutboundConnection | null;
+  sent: number;
+  acked: number;
+  stallTimer: TimerHandle | null;
+}
+
+export class Peer {
+  private links: readonly Link[];
+  /** The connection carrying traffic (handshake done). */
+  private active: OutboundConnection | null = null;
+  /** A dial in progress: part of a connect round, or a probe of a more preferred link. */
+  private pending: OutboundConnection | null = null;
+  private readonly queue: FixedRing<Message>;
+  private snapshot: SnapshotSend | null = null;
+  private roundStart = 0;
+  private roundAttempts = 0;
+  private failedRounds = 0;
+  private probeIndex = 0;
+  private retryTimer: TimerHandle | null = null;
+  private probeTimer: TimerHandle | null = null;
+  private flushScheduled = false;
+  /** Set once unreachable is reported for dropped messages; cleared by a successful flush. */
+  private unreachableNoted = false;
+  private closed = false;
+  private readonly batchBytesTarget: number;
+  private sentMessages = 0;
+  private sentFrames = 0;
+  private sentBytes = 0;
+  readonly dropped: PeerDrops = { queueFull: 0, oversized: 0, snapshotBusy: 0 };
+
+  // Bound once: the hot path schedules these without allocating closures.
+  private readonly flushBound = (): void => this.flush();
+  private readonly retryBound = (): void => this.onRetryTimer();
+  private readonly probeBound = (): void => this.onProbeTimer();
+
+  constructor(
+    readonly ctx: TransportContext,
+    readonly id: NodeId,
+    addresses: readonly PeerAddress[],
+  ) {
+    this.links = Peer.makeLinks(addresses);
+    this.queue = new FixedRing<Message>(ctx.limits.queueMessagesMax);
+    this.batchBytesTarget = Math.min(
+      BATCH_BYTES_TARGET,
+      ctx.limits.frameBytesMax - FRAME_OVERHEAD_BYTES,
+    );
+    this.startRound(0);
+  }
+
+  private static makeLinks(addresses: readonly PeerAddress[]): Link[] {
+    if (addresses.length === 0 || addresses.length > PEER_ADDRESSES_MAX) {
+      throw new TransportError(
+        'TRANSPORT_CONFIG',
+        `a peer needs 1..${PEER_ADDRESSES_MAX} addresses, got ${addresses.length}`,
+      );
+    }
+    return addresses.map((a) => new Link(a, parseAddress(a)));
+  }
+
+  /** Replaces the addresses; a change drops the current connections and redials. */
+  setAddresses(addresses: readonly PeerAddress[]): void {
+    const same =
+      addresses.length === this.links.length &&
+      addresses.every((a, i) => a === this.links[i]!.address);
+    if (same) return;
+    const links = Peer.makeLinks(addresses);
+    this.dropConnections();
+    this.links = links;
+    this.failedRounds = 0;
+    this.startRound(0);
+  }
+
+  close(): void {
+    this.closed = true;
+    this.dropConnections();
+    this.queue.clear();
+    if (this.snapshot !== null) this.clearSnapshot();
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Sending
+
+  /** Queues one message (already past any fault rule). Never throws, never blocks. */
+  enqueue(m: Message): void {
+    if (this.closed) return;
+    if (m.type === MessageType.Snap && m.snapshot !== null) {
+      this.startSnapshot(m);
+      return;
+    }
+    const bytes = messageBytes(m);
+    if (bytes + FRAME_OVERHEAD_BYTES > this.ctx.limits.frameBytesMax) {
+      this.dropped.oversized += 1;
+      this.ctx.logger.error(
+        { peer: this.id, type: m.type, bytes },
+        'message larger than a frame dropped',
+      );
+      this.noteUnreachable();
+      return;
+    }
+    const limits = this.ctx.limits;
+    while (
+      this.queue.length > 0 &&
+      (this.queue.isFull() || this.queue.bytes + bytes > limits.queueBytesMax)
+    ) {
+      this.queue.shift();
+      this.dropped.queueFull += 1;
+      this.noteUnreachable();
+    }
+    this.queue.push(m, bytes);
+    if (this.active !== null) this.scheduleFlush();
+  }
+
+  private noteUnreachable(): void {
+    if (this.unreachableNoted) return;
+    this.unreachableNoted = true;
+    this.ctx.report({ kind: 'unreachable', peer: this.id });
+  }
+
+  scheduleFlush(): void {
+    if (this.flushScheduled || this.closed) return;
+    this.flushScheduled = true;
+    setImmediate(this.flushBound);
+  }
+
+  private flush(): void {
+    this.flushScheduled = false;
+    const conn = this.active;
+    if (conn === null || this.closed || conn.socket.destroyed) return;
+    const socket = conn.socket;
+    const bufferedMax = this.ctx.limits.socketBufferedBytesMax;
+    if (socket.writableLength >= bufferedMax) return; // 'drain' schedules the next flush
+    socket.cork();
+    try {
+      while (this.queue.length > 0 && socket.writableLength < bufferedMax) {
+        this.writeBatch(socket);
+      }
+      if (this.snapshot !== null) this.writeSnapshot(conn);
+    } finally {
+      socket.uncork();
+    }
+    if (this.queue.length === 0) this.unreachableNoted = false;
+  }
+
+  private writeBatch(socket: Socket): void {
+    const tuples: unknown[] = [];
+    let bytes = 0;
+    while (this.queue.length > 0 && tuples.length < BATCH_MESSAGES_MAX) {
+      const size = this.queue.peekSize();
+      if (tuples.length > 0 && bytes + size > this.batchBytesTarget) break;
+      bytes += size;
+      tuples.push(messageTuple(this.queue.shift()));
+    }
+    assert(tuples.length > 0);
+    const frame = packFrame(FrameType.Messages, tuples);
+    socket.write(frame);
+    this.sentMessages += tuples.length;
+    this.sentFrames += 1;
+    this.sentBytes += frame.length;
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Snapshots
+
+  private startSnapshot(m: Message): void {
+    const limits = this.ctx.limits;
+    const data = m.snapshot!.data;
+    let refusal: string | null = null;
+    if (this.snapshot !== null) {
+      this.dropped.snapshotBusy += 1;
+      refusal = 'another snapshot to this peer is streaming';
+    } else if (data.length > limits.snapshotBytesMax) {
+      refusal = `snapshot of ${data.length} bytes over the limit ${limits.snapshotBytesMax}`;
+    } else if (messageBytes(m, false) + FRAME_OVERHEAD_BYTES > limits.frameBytesMax) {
+      refusal = 'snapshot metadata larger than a frame';
+    }
+    if (refusal !== null) {
+      this.ctx.logger.warn({ peer: this.id, bytes: data.length }, `snapshot not sent: ${refusal}`);
+      this.ctx.report({ kind: 'snapshot', peer: this.id, ok: false });
+      return;
+    }
+    const id = this.ctx.nextSnapshotId();
+    this.snapshot = { id, message: m, data, conn: null, sent: 0, acked: 0, stallTimer: null };
+    this.ctx.logger.info({ peer: this.id, id, bytes: data.length }, 'snapshot stream queued');
+    if (this.active !== null) this.scheduleFlush();
+  }
+
+  private writeSnapshot(conn: OutboundConnection): void {
+    const s = this.snapshot!;
+    const limits = this.ctx.limits;
+    const socket = conn.socket;
+    if (s.conn === null) {
+      s.conn = conn;
+      socket.write(
+        packFrame(FrameType.SnapBegin, [s.id, s.data.length, snapshotHeaderTuple(s.message)]),
+      );
+      this.armStallTimer(s);
+    } else if (s.conn !== conn) {
+      return; // the stream's connection is gone: onConnectionClosed fails it
+    }
+    // At most one chunk sits in Node's buffer at a time, so a heartbeat queued now waits behind
+    // one chunk, not the whole window.
+    while (
+      s.sent < s.data.length &&
+      s.sent - s.acked < limits.snapshotWindowBytes &&
+      socket.writableLength < limits.snapshotChunkBytes
+    ) {
+      const length = Math.min(limits.snapshotChunkBytes, s.data.length - s.sent);
+      const header = Buffer.allocUnsafe(FRAME_HEADER_BYTES + SNAP_CHUNK_HEADER_BYTES);
+      writeFrameHeader(header, 0, FrameType.SnapChunk, SNAP_CHUNK_HEADER_BYTES + length);
+      header.writeUInt32BE(s.id, FRAME_HEADER_BYTES);
+      header.writeUIntBE(s.sent, FRAME_HEADER_BYTES + 4, 6);
+      socket.write(header);
+      socket.write(s.data.subarray(s.sent, s.sent + length)); // a view: no copy of the image
+      s.sent += length;
+      this.sentFrames += 1;
+      this.sentBytes += header.length + length;
+    }
+  }
+
+  private armStallTimer(s: SnapshotSend): void {
+    const timers = this.ctx.timers;
+    if (s.stallTimer !== null) timers.clearTimeout(s.stallTimer);
+    s.stallTimer = timers.setTimeout(() => {
+      s.stallTimer = null;
+      if (this.snapshot !== s) return;
+      this.ctx.logger.warn({ peer: this.id, id: s.id }, 'snapshot stream stalled; aborting');
+      const conn = s.conn;
+      this.finishSnapshot(false);
+      // A stalled stream means a stuck connection: start over on a fresh one.
+      conn?.destroy('snapshot stream stalled');
+    }, this.ctx.limits.snapshotStallTimeoutMs);
+  }
+
+  onSnapAck(conn: OutboundConnection, id: number, received: number): void {
+    const s = this.snapshot;
+    if (s === null || s.id !== id || s.conn !== conn) return; // a stream we already gave up
+    if (received < s.acked || received > s.sent) {
+      throw new TransportError('TRANSPORT_SNAPSHOT', `ack of ${received} bytes out of range`);
+    }
+    s.acked = received;
+    this.armStallTimer(s);
+    this.scheduleFlush();
+  }
+
+  onSnapStatus(conn: OutboundConnection, id: number, ok: boolean, reason: string): void {
+    const s = this.snapshot;
+    if (s === null || s.id !== id || s.conn !== conn) return;
+    if (ok && s.sent !== s.data.length) {
+      throw new TransportError('TRANSPORT_SNAPSHOT', 'snapshot acknowledged before it was sent');
+    }
+    if (ok) this.ctx.logger.info({ peer: this.id, id }, 'snapshot delivered');
+    else this.ctx.logger.warn({ peer: this.id, id, reason }, 'snapshot refused by peer');
+    this.finishSnapshot(ok);
+    this.scheduleFlush();
+  }
+
+  private finishSnapshot(ok: boolean): void {
+    this.clearSnapshot();
+    this.ctx.report({ kind: 'snapshot', peer: this.id, ok });
+  }
+
+  private clearSnapshot(): void {
+    const s = this.snapshot!;
+    if (s.stallTimer !== null) this.ctx.timers.clearTimeout(s.stallTimer);
+    this.snapshot = null;
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Links: rounds, backoff, failover, probes
+
+  private startRound(start: number): void {
+    assert(this.active === null && this.pending === null);
+    this.roundStart = start;
+    this.roundAttempts = 0;
+    this.dialNextInRound();
+  }
+
+  private dialNextInRound(): void {
+    if (this.roundAttempts >= this.links.length) {
+      this.onRoundFailed();
+      return;
+    }
+    const index = (this.roundStart + this.roundAttempts) % this.links.length;
+    this.pending = new OutboundConnection(this, this.links, index, false);
+  }
+
+  private onRoundFailed(): void {
+    this.failedRounds += 1;
+    const delayMs = this.backoffMs();
+    const log = this.failedRounds === 1 ? this.ctx.logger.warn : this.ctx.logger.debug;
+    log.call(
+      this.ctx.logger,
+      { peer: this.id, rounds: this.failedRounds, retryMs: delayMs },
+      'peer unreachable on every address',
+    );
+    this.ctx.report({ kind: 'unreachable', peer: this.id });
+    // A snapshot cannot wait for a link that may never return: Raft retries it later.
+    if (this.snapshot !== null) this.finishSnapshot(false);
+    this.retryTimer = this.ctx.timers.setTimeout(this.retryBound, delayMs);
+  }
+
+  /** Exponential in the failed rounds, capped, with "equal jitter": in [d/2, d]. */
+  private backoffMs(): number {
+    const { backoffMinMs, backoffMaxMs } = this.ctx.limits;
+    const exponent = Math.min(this.failedRounds - 1, 30);
+    const capped = Math.min(backoffMaxMs, backoffMinMs * 2 ** exponent);
+    const half = Math.floor(capped / 2);
+    return capped - half + this.ctx.random.int(half + 1);
+  }
+
+  private onRetryTimer(): void {
+    this.retryTimer = null;
+    if (this.closed || this.active !== null || this.pending !== null) return;
+    this.startRound(0);
+  }
+
+  private armProbe(): void {
+    if (this.probeTimer !== null || this.closed) return;
+    this.probeTimer = this.ctx.timers.setTimeout(this.probeBound, this.ctx.limits.probeIntervalMs);
+  }
+
+  private onProbeTimer(): void {
+    this.probeTimer = null;
+    const active = this.active;
+    if (this.closed || active === null || active.linkIndex === 0) return;
+    if (this.pending !== null) {
+      this.armProbe();
+      return;
+    }
+    this.probeIndex = 0;
+    this.dialProbe();
+  }
+
+  private dialProbe(): void {
+    const active = this.active;
+    if (active === null) return;
+    if (this.probeIndex >= active.linkIndex) {
+      this.armProbe(); // every more preferred link is still down
+      return;
+    }
+    this.pending = new OutboundConnection(this, this.links, this.probeIndex, true);
+  }
+
+  onEstablished(conn: OutboundConnection): void {
+    assert(conn === this.pending, 'only the pending dial can complete a handshake');
+    this.pending = null;
+    const link = this.links[conn.linkIndex]!;
+    if (conn.probe) {
+      if (this.snapshot?.conn != null) {
+        // Moving now would break the stream; the next probe tries again.
+        conn.close();
+        link.state = 'idle';
+        this.armProbe();
+        return;
+      }
+      const old = this.active;
+      if (old !== null) {
+        this.links[old.linkIndex]!.state = 'idle';
+        old.close(); // end(): what it already buffered is still delivered
+      }
+      this.ctx.logger.info(
+        { peer: this.id, address: link.address },
+        'returned to a more preferred link',
+      );
+    }
+    this.active = conn;
+    this.failedRounds = 0;
+    link.state = 'connected';
+    link.connects += 1;
+    link.lastError = null;
+    this.ctx.logger.debug({ peer: this.id, address: link.address }, 'peer link connected');
+    if (conn.linkIndex > 0) {
+      this.armProbe();
+    } else if (this.probeTimer !== null) {
+      this.ctx.timers.clearTimeout(this.probeTimer);
+      this.probeTimer = null;
+    }
+    this.scheduleFlush();
+  }
+
+  onConnectionClosed(conn: OutboundConnection, reason: string): void {
+    if (conn.links !== this.links || this.closed) return; // addresses replaced meanwhile
+    const link = this.links[conn.linkIndex]!;
+    if (conn === this.pending) {
+      this.pending = null;
+      this.markDown(link, reason);
+      if (conn.probe) {
+        this.probeIndex += 1;
+        this.dialProbe();
+      } else {
+        this.roundAttempts += 1;
+        this.dialNextInRound();
+      }
+    } else if (conn === this.active) {
+      this.active = null;
+      this.markDown(link, reason);
+      this.ctx.logger.warn({ peer: this.id, address: link.address, reason }, 'peer link lost');
+      this.ctx.report({ kind: 'unreachable', peer: this.id });
+      if (this.snapshot?.conn === conn) this.finishSnapshot(false);
+      const probe = this.pending;
+      if (probe !== null) {
+        this.pending = null;
+        probe.close();
+      }
+      // Fail over to the next address at once; probes bring traffic back to the preferred one.
+      this.startRound((conn.linkIndex + 1) % this.links.length);
+    }
+    // Otherwise: a connection retired by a probe finished closing; its link stays 'idle'.
+  }
+
+  private markDown(link: Link, reason: string): void {
+    link.state = 'down';
+    link.failures += 1;
+    link.lastError = reason;
+  }
+
+  onDrain(conn: OutboundConnection): void {
+    if (conn === this.active) this.scheduleFlush();
+  }
+
+  private dropConnections(): void {
+    const timers = this.ctx.timers;
+    if (this.retryTimer !== null) timers.clearTimeout(this.retryTimer);
+    if (this.probeTimer !== null) timers.clearTimeout(this.probeTimer);
+    this.retryTimer = null;
+    this.probeTimer = null;
+    const { active, pending } = this;
+    this.active = null;
+    this.pending = null;
+    active?.destroy('peer closed or readdressed');
+    pending?.destroy('peer closed or readdressed');
+    if (this.snapshot?.conn != null) this.finishSnapshot(false);
+  }
+
+  status(): PeerStatus {
+    const s = this.snapshot;
+    return {
+      id: this.id,
+      activeAddress: this.active === null ? null : this.links[this.active.linkIndex]!.address,
+      links: this.links.map((l) => ({
+        address: l.address,
+        state: l.state,
+        connects: l.connects,
+        failures: l.failures,
+        lastError: l.lastError,
+      })),
+      queuedMessages: this.queue.length,
+      queuedBytes: this.queue.bytes,
+      sentMessages: this.sentMessages,
+      sentFrames: this.sentFrames,
+      sentBytes: this.sentBytes,
+      dropped: { ...this.dropped },
+      failedRounds: this.failedRounds,
+      snapshot:
+        s === null
+          ? null
+          : { id: s.id, bytesTotal: s.data.length, bytesSent: s.sent, bytesAcked: s.acked },
+    };
+  }
+}
+
+/**
+ * One dialed socket: connect, HELLO, wait for HELLO_OK (all within `dialTimeoutMs`), then carry
+ * the peer's traffic and read back snapshot acknowledgements. Closures here are per connection.
+ */
+export class OutboundConnection implements FrameSink {
+  readonly socket: Socket;
+  private readonly decoder: FrameDecoder;
+  private dialTimer: TimerHandle | null;
+  established = false;
+  private error: string | null = null;
+
+  constructor(
+    private readonly peer: Peer,
+    /** The link list this connection belongs to (a readdressed peer ignores old ones). */
+    readonly links: readonly Link[],
+    readonly linkIndex: number,
+    readonly probe: boolean,
+  ) {
+    const ctx = peer.ctx;
+    const link = links[linkIndex]!;
+    link.state = 'connecting';
+    this.decoder = new FrameDecoder(this, HANDSHAKE_FRAME_BYTES_MAX);
+    const socket = ctx.dial(link.target);
+    this.socket = socket;
+    socket.setNoDelay(true); // we batch per turn ourselves; Nagle would only add latency
+    socket.setKeepAlive(true, KEEPALIVE_INITIAL_DELAY_MS);
+    socket.once(ctx.connectEvent, () => {
+      socket.write(packFrame(FrameType.Hello, [ctx.clusterId, ctx.localId, peer.id]));
+    });
+    socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    socket.on('drain', () => peer.onDrain(this));
+    socket.on('error', (err: Error) => {
+      this.error ??= err.message;
+    });
+    socket.once('close', () => this.onClose());
+    this.dialTimer = ctx.timers.setTimeout(
+      () => this.destroy('connect and handshake timed out'),
+      ctx.limits.dialTimeoutMs,
+    );
+  }
+
+  private onData(chunk: Buffer): void {
+    try {
+      this.decoder.push(chunk);
+    } catch (err) {
+      if (!(err instanceof TransportError)) throw err; // a bug, not a bad peer: crash loudly
+      const link = this.links[this.linkIndex]!;
+      this.peer.ctx.logger.error(
+        { peer: this.peer.id, address: link.address, code: err.code },
+        `closing peer link: ${err.message}`,
+      );
+      this.destroy(err.message);
+    }
+  }
+
+  onFrame(type: FrameType, payload: Buffer): void {
+    if (!this.established) {
+      this.onHandshakeFrame(type, payload);
+      return;
+    }
+    if (type === FrameType.SnapAck) {
+      const t = expectArray(unpackPayload(payload), 2, 'snapshot ack');
+      this.peer.onSnapAck(this, expectUint(t[0], 'ack.id'), expectUint(t[1], 'ack.bytes'));
+    } else if (type === FrameType.SnapStatus) {
+      const t = expectArray(unpackPayload(payload), 3, 'snapshot status');
+      this.peer.onSnapStatus(
+        this,
+        expectUint(t[0], 'status.id'),
+        expectBool(t[1], 'status.ok'),
+        expectString(t[2], 'status.reason'),
+      );
+    } else {
+      throw new TransportError('TRANSPORT_FRAME_TYPE', `unexpected frame type ${type} from peer`);
+    }
+  }
+
+  private onHandshakeFrame(type: FrameType, payload: Buffer): void {
+    const ctx = this.peer.ctx;
+    if (type === FrameType.Refuse) {
+      const t = expectArray(unpackPayload(payload), 1, 'refusal');
+      throw new TransportError(
+        'TRANSPORT_HANDSHAKE_REFUSED',
+        `peer refused the handshake: ${expectString(t[0], 'refusal.reason')}`,
+      );
+    }
+    if (type !== FrameType.HelloOk) {
+      throw new TransportError('TRANSPORT_FRAME_TYPE', `frame type ${type} before handshake`);
+    }
+    const t = expectArray(unpackPayload(payload), 2, 'hello ok');
+    const clusterId = expectString(t[0], 'hello.clusterId');
+    const nodeId = expectUint(t[1], 'hello.nodeId');
+    if (clusterId !== ctx.clusterId || nodeId !== this.peer.id) {
+      throw new TransportError(
+        'TRANSPORT_HANDSHAKE_REFUSED',
+        `expected node ${this.peer.id} of cluster '${ctx.clusterId}', ` +
+          `found node ${nodeId} of cluster '${clusterId}'`,
+      );
+    }
+    this.established = true;
+    this.clearDialTimer();
+    this.peer.onEstablished(this);
+  }
+
+  /**
+   * Graceful: buffered frames are still written, then FIN. A peer that never closes its side
+   * is cut off after `dialTimeoutMs` (the dial timer is reused for that).
+   */
+  close(): void {
+    this.clearDialTimer();
+    this.decoder.stop();
+    this.socket.end();
+    const socket = this.socket;
+    this.dialTimer = this.peer.ctx.timers.setTimeout(
+      () => socket.destroy(),
+      this.peer.ctx.limits.dialTimeoutMs,
+    );
+  }
+
+  /** Immediate; `reason` is what the link status reports. */
+  destroy(reason: string): void {
+    this.error ??= reason;
+    this.clearDialTimer();
+    this.decoder.stop();
+    this.socket.destroy();
+  }
+
+  private clearDialTimer(): void {
+    if (this.dialTimer === null) return;
+    this.peer.ctx.timers.clearTimeout(this.dialTimer);
+    this.dialTimer = null;
+  }
+
+  private onClose(): void {
+    this.clearDialTimer();
+    this.decoder.stop();
+    this.peer.onConnectionClosed(this, this.error ?? 'connection closed by peer');
+  }
+}
