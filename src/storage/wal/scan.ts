@@ -1,0 +1,162 @@
+/**
+ * Reads one segment from its copies (the primary, and the mirror when configured), record by
+ * record: at each offset the first copy whose frame verifies is used, and every other copy that
+ * differs there is queued for repair. Records reach the caller one whole batch at a time, so a
+ * batch (one save) is recovered all or nothing.
+ */
+import { assert } from '../../util/assert.js';
+import { RECORD_ALIGN_BYTES, RECORD_PAYLOAD_BYTES_MAX } from '../limits.js';
+import {
+  decodeFrame,
+  FLAG_BATCH_END,
+  type Frame,
+  RecordType,
+  SEGMENT_HEADER_PAYLOAD_BYTES,
+} from './format.js';
+
+export interface SegmentImage {
+  /** Whole file contents, or null when this copy has no such segment. */
+  readonly bytes: Uint8Array | null;
+  readonly view: DataView | null;
+}
+
+export interface VerifiedRecord {
+  readonly type: RecordType;
+  readonly offset: number;
+  /** The copy it was read from (its bytes stay valid until the next segment is read). */
+  readonly copy: number;
+  readonly payloadAt: number;
+  readonly payloadBytes: number;
+}
+
+export interface Repair {
+  /** The copy to rewrite, and the copy whose verified bytes it gets. */
+  readonly copy: number;
+  readonly from: number;
+  readonly offset: number;
+  readonly bytes: Uint8Array;
+}
+
+export interface SegmentScan {
+  /** End of the last complete batch: where the next write goes when this segment is the tail. */
+  readonly batchEnd: number;
+  /** First offset where no copy holds a valid record (records end there). */
+  readonly stopOffset: number;
+  readonly stopReason: string;
+  /** True when records end in zeroed space with no partial batch before (a clean end). */
+  readonly cleanEnd: boolean;
+  /** Offset of a valid record past stopOffset in some copy, or -1: damage, not a tail. */
+  readonly validAfter: number;
+  readonly repairs: Repair[];
+  readonly records: number;
+}
+
+/**
+ * Scans `copies` of segment `seq`, handing each complete batch to `onBatch` in order. Bytes of
+ * a copy past `stopOffset` are not interpreted.
+ */
+export function scanSegment(
+  copies: readonly SegmentImage[],
+  seq: number,
+  onBatch: (records: readonly VerifiedRecord[]) => void,
+): SegmentScan {
+  assert(
+    copies.some((c) => c.bytes !== null),
+    'a segment has at least one copy',
+  );
+  const repairs: Repair[] = [];
+  const pending: VerifiedRecord[] = [];
+  let offset = 0;
+  let batchEnd = 0;
+  let records = 0;
+  let stop: Frame & { ok: false } = { ok: false, reason: 'end of file', zero: true };
+  for (;;) {
+    let chosen = -1;
+    let frame: Frame | null = null;
+    const frames: (Frame | null)[] = [];
+    for (let c = 0; c < copies.length; c++) {
+      const { bytes, view } = copies[c]!;
+      const f = bytes === null ? null : decodeFrame(bytes, view!, offset, seq);
+      frames.push(f);
+      if (chosen < 0 && f?.ok === true) {
+        chosen = c;
+        frame = f;
+      }
+    }
+    if (frame === null || !frame.ok) {
+      // Prefer the primary's reason, unless the primary merely ran out (a shorter copy).
+      const reasons = frames.filter((f): f is Frame & { ok: false } => f !== null && !f.ok);
+      stop = reasons.find((f) => !f.zero) ?? reasons[0] ?? stop;
+      break;
+    }
+    const good = copies[chosen]!.bytes!.subarray(offset, frame.next);
+    for (let c = 0; c < copies.length; c++) {
+      const bytes = copies[c]!.bytes;
+      if (c === chosen || bytes === null) continue;
+      if (!sameBytes(bytes, offset, good))
+        repairs.push({ copy: c, from: chosen, offset, bytes: good });
+    }
+    pending.push({
+      type: frame.type,
+      offset,
+      copy: chosen,
+      payloadAt: frame.payloadAt,
+      payloadBytes: frame.payloadBytes,
+    });
+    records++;
+    offset = frame.next;
+    if ((frame.flags & FLAG_BATCH_END) !== 0) {
+      onBatch(pending);
+      pending.length = 0;
+      batchEnd = offset;
+    }
+  }
+  return {
+    batchEnd,
+    stopOffset: offset,
+    stopReason: stop.reason,
+    cleanEnd: stop.zero && pending.length === 0,
+    validAfter: findValidAfter(copies, seq, offset),
+    repairs,
+    records,
+  };
+}
+
+/**
+ * Looks for any verifying frame past `offset` in any copy. Position-seeded CRCs make a false
+ * find (bytes that verify at a position they were not written at) a 2^-32 event.
+ */
+function findValidAfter(copies: readonly SegmentImage[], seq: number, offset: number): number {
+  for (const { bytes, view } of copies) {
+    if (bytes === null) continue;
+    for (let at = offset + RECORD_ALIGN_BYTES; at + 16 <= bytes.length; at += RECORD_ALIGN_BYTES) {
+      const length = view!.getUint32(at + 4, true);
+      // Fast path over zeroed space: a frame's length word is never zero.
+      if (length === 0 || length > RECORD_PAYLOAD_BYTES_MAX) continue;
+      if (decodeFrame(bytes, view!, at, seq).ok) return at;
+    }
+  }
+  return -1;
+}
+
+/** Offset just past the last nonzero byte at or after `from`, or `from` when all zero. */
+export function nonZeroEnd(bytes: Uint8Array, from: number): number {
+  for (let i = bytes.length - 1; i >= from; i--) if (bytes[i] !== 0) return i + 1;
+  return from;
+}
+
+function sameBytes(bytes: Uint8Array, offset: number, good: Uint8Array): boolean {
+  if (offset + good.length > bytes.length) return false;
+  for (let i = 0; i < good.length; i++) if (bytes[offset + i] !== good[i]) return false;
+  return true;
+}
+
+/** The first record of every segment must be its header. */
+export function isHeaderRecord(r: VerifiedRecord | undefined): boolean {
+  return (
+    r !== undefined &&
+    r.offset === 0 &&
+    r.type === RecordType.SegmentHeader &&
+    r.payloadBytes === SEGMENT_HEADER_PAYLOAD_BYTES
+  );
+}

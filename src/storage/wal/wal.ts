@@ -1,0 +1,891 @@
+/**
+ * The segmented write-ahead log (etcd's WAL, in our format: see format.ts).
+ *
+ * Group commit: `save()` encodes everything one Raft Ready asks to persist (snapshot marker,
+ * entries, hard state) into one reused buffer and issues ONE write and ONE fdatasync per copy
+ * (primary and optional mirror, in parallel); it resolves once every copy is durable. Saves are
+ * serialized: the next write starts only after the previous fdatasync returned, so at any time at
+ * most the last batch can be partly on disk. Recovery relies on that (see `open`).
+ *
+ * Segments: `<seq>-<firstIndex>.wal`, created as a `.tmp` file, preallocated with zeros, given a
+ * header batch (segment header, latest snapshot marker, latest hard state: so releasing older
+ * segments never loses them), synced, renamed into place and the directory synced. A segment
+ * file under its final name therefore always starts with a valid header batch.
+ *
+ * Write failures: a failed write leaves unknown bytes past the tail; they are zeroed before the
+ * next write, so stale valid-looking records never follow newer ones, and the WAL stays usable
+ * (ENOSPC is an error, not corruption). A failed fdatasync poisons the WAL (WAL_FAILED): after
+ * one, Linux may have dropped the dirty pages while marking them clean, so a retry could report
+ * success for data that is gone (PostgreSQL's "fsyncgate"); the member must restart and recover.
+ */
+import { join } from 'node:path';
+import type { Entry, HardState } from '../../raft/types.js';
+import { EMPTY_HARD_STATE } from '../../raft/types.js';
+import { assert, assertUint } from '../../util/assert.js';
+import { removeTempFiles, TMP_SUFFIX, writeFileAtomic } from '../atomic.js';
+import { ioError, StorageError, type StorageErrorLocation } from '../errors.js';
+import type { FileHandle, FileSystem } from '../fs.js';
+import {
+  BATCH_BUFFER_BYTES_INITIAL,
+  BATCH_BYTES_MAX,
+  PREALLOCATE_CHUNK_BYTES,
+  SEGMENT_BYTES_DEFAULT,
+  SEGMENT_BYTES_MAX,
+  SEGMENT_BYTES_MIN,
+  SEGMENT_BYTES_OPTION_MAX,
+  SEGMENTS_MAX,
+} from '../limits.js';
+import {
+  beginFrame,
+  decodeEntry,
+  decodeFrame,
+  decodeHardState,
+  decodeSegmentHeader,
+  decodeSnapshot,
+  ENTRY_DATA_BYTES_MAX,
+  ENTRY_PAYLOAD_HEADER_BYTES,
+  encodeEntryHeader,
+  encodeHardState,
+  encodeSegmentHeader,
+  encodeSnapshot,
+  FLAG_BATCH_END,
+  frameBytes,
+  HARD_STATE_PAYLOAD_BYTES,
+  parseSegmentName,
+  RecordType,
+  SEGMENT_HEADER_PAYLOAD_BYTES,
+  type SegmentHeader,
+  SNAPSHOT_PAYLOAD_BYTES,
+  type SnapshotMarker,
+  sealFrame,
+  segmentName,
+} from './format.js';
+import { corrupt, LogBuilder } from './log-builder.js';
+import {
+  isHeaderRecord,
+  nonZeroEnd,
+  type SegmentImage,
+  scanSegment,
+  type VerifiedRecord,
+} from './scan.js';
+
+/**
+ * The hook a later "repair from peers" plugs into. It is consulted only when no local copy can
+ * repair the damage. 'truncate' cuts the log at the last good batch before the damage (later
+ * segments are deleted); open() then succeeds and reports `stats.lostFrom`: records the member
+ * may have acknowledged are gone, so it must not vote or count toward a quorum until peers have
+ * sent them again (protocol-aware recovery). The default refuses: open() throws WAL_CORRUPT.
+ */
+export interface WalRepairHook {
+  onCorruption(error: StorageError): Promise<'refuse' | 'truncate'>;
+}
+
+export interface WalOptions {
+  readonly fs: FileSystem;
+  readonly dir: string;
+  /** A second directory (ideally another device) that receives every record too. */
+  readonly mirrorDir?: string | null;
+  /** Identity written in every segment header; a mismatch refuses to open (WAL_IDENTITY_MISMATCH). */
+  readonly clusterId: number;
+  readonly memberId: number;
+  readonly segmentBytes?: number;
+  /** Zero-fill new segments up front (default true). */
+  readonly preallocate?: boolean;
+  readonly repair?: WalRepairHook;
+}
+
+export interface WalRepair {
+  /** The damaged file that was rewritten. */
+  readonly file: string;
+  readonly offset: number;
+  readonly bytes: number;
+  /** The copy the good bytes came from. */
+  readonly from: string;
+}
+
+export interface WalStats {
+  readonly segments: number;
+  readonly records: number;
+  readonly bytesRead: number;
+  /** Set when the last batch was incomplete or garbage followed it: where the log was cut. */
+  readonly tornTail: {
+    readonly file: string;
+    readonly offset: number;
+    readonly bytes: number;
+  } | null;
+  /** Records (or whole segments) copied from the good copy into the damaged one. */
+  readonly repaired: readonly WalRepair[];
+  /** Set when the repair hook chose to truncate at corruption: acknowledged data may be lost. */
+  readonly lostFrom: StorageErrorLocation | null;
+}
+
+export interface WalOpenResult {
+  readonly wal: Wal;
+  readonly hardState: HardState;
+  /** The newest snapshot marker: load the snapshot with this index and term. */
+  readonly snapshot: SnapshotMarker;
+  /** Entries after `snapshot.index`, contiguous, ready for MemoryStorage.append. */
+  readonly entries: Entry[];
+  readonly stats: WalStats;
+}
+
+interface SegmentInfo {
+  readonly seq: number;
+  readonly firstIndex: number;
+  readonly name: string;
+}
+
+const HEADER_BATCH_BYTES =
+  frameBytes(SEGMENT_HEADER_PAYLOAD_BYTES) +
+  frameBytes(SNAPSHOT_PAYLOAD_BYTES) +
+  frameBytes(HARD_STATE_PAYLOAD_BYTES);
+assert(HEADER_BATCH_BYTES < SEGMENT_BYTES_MIN, 'a header batch fits the smallest segment');
+
+export class Wal {
+  private readonly fs: FileSystem;
+  private readonly dirs: readonly string[];
+  private readonly segmentBytes: number;
+  private readonly preallocate: boolean;
+  private readonly clusterId: number;
+  private readonly memberId: number;
+  /** Live segments, oldest first; the last one is being written. */
+  private readonly segments: SegmentInfo[];
+  /** Handles of the last segment, one per copy (primary first). */
+  private handles: FileHandle[];
+  /** Where the next batch goes in the last segment; always the end of a complete batch. */
+  private offset: number;
+  /** Bytes past `offset` that a failed write may have touched: zeroed before the next write. */
+  private dirtyEnd: number;
+  /** Greatest index written (an overestimate after a snapshot replaced the log: safe for release). */
+  private lastIndex: number;
+  private hardState: HardState;
+  private snapshot: SnapshotMarker;
+  /** The group-commit buffer, reused by every save; grows by doubling up to BATCH_BYTES_MAX. */
+  private buf = new Uint8Array(BATCH_BUFFER_BYTES_INITIAL);
+  private view = new DataView(this.buf.buffer);
+  private queue: Promise<unknown> = Promise.resolve();
+  private failure: StorageError | null = null;
+  private closed = false;
+
+  private constructor(
+    options: WalOptions,
+    state: {
+      segments: SegmentInfo[];
+      handles: FileHandle[];
+      offset: number;
+      lastIndex: number;
+      hardState: HardState;
+      snapshot: SnapshotMarker;
+    },
+  ) {
+    this.fs = options.fs;
+    this.dirs = walDirs(options);
+    this.segmentBytes = options.segmentBytes ?? SEGMENT_BYTES_DEFAULT;
+    this.preallocate = options.preallocate ?? true;
+    this.clusterId = options.clusterId;
+    this.memberId = options.memberId;
+    this.segments = state.segments;
+    this.handles = state.handles;
+    this.offset = state.offset;
+    this.dirtyEnd = state.offset;
+    this.lastIndex = state.lastIndex;
+    this.hardState = state.hardState;
+    this.snapshot = state.snapshot;
+    // Empty only inside create(), until the first rotate().
+    assert(
+      this.handles.length === (this.segments.length === 0 ? 0 : this.dirs.length),
+      'one handle per copy',
+    );
+  }
+
+  /**
+   * Opens (or creates) the WAL and recovers it. Every record of every segment is verified, in
+   * every copy. At each offset the first copy whose record verifies wins; the others are repaired.
+   * Where no copy verifies, records end; then:
+   * - zeroed space with no partial batch before it, and nothing valid after: a clean end;
+   * - in the last segment, nothing valid after it: a torn tail, from a crash during the last
+   *   write, never acknowledged. It is cut at the last complete batch and zeroed;
+   * - anything else (a valid record after the damage, or damage in a sealed segment, whose
+   *   content was synced before the next segment existed) is corruption: WAL_CORRUPT naming the
+   *   file and offset, unless the repair hook truncates.
+   * A torn write whose later sectors landed while earlier ones did not therefore reads as
+   * corruption: loud, never silent; the hook may decide.
+   */
+  static async open(options: WalOptions): Promise<WalOpenResult> {
+    validateOptions(options);
+    const { fs } = options;
+    const dirs = walDirs(options);
+    for (const dir of dirs) await prepareDir(fs, dir);
+    const segments = await listSegments(fs, dirs);
+    if (segments.length === 0) return Wal.create(options);
+
+    const builder = new LogBuilder();
+    const repaired: WalRepair[] = [];
+    let tornTail: WalStats['tornTail'] = null;
+    let lostFrom: StorageErrorLocation | null = null;
+    let records = 0;
+    let bytesRead = 0;
+    let prevEnd = -1;
+    let tailEnd = 0;
+    let kept = segments.length;
+    // One segment of lookahead: deciding about damage in a sealed segment needs the next header.
+    let next = await readCopies(fs, dirs, segments[0]!);
+    for (let i = 0; i < kept; i++) {
+      const segment = segments[i]!;
+      const copies = next;
+      const isLast = i === segments.length - 1;
+      next = isLast ? [] : await readCopies(fs, dirs, segments[i + 1]!);
+      const paths = dirs.map((dir) => join(dir, segment.name));
+      const primary = copies.findIndex((c) => c.bytes !== null);
+      const primaryPath = paths[primary]!;
+      for (const c of copies) bytesRead += c.bytes?.length ?? 0;
+
+      let sawHeader = false;
+      const scan = scanSegment(copies, segment.seq, (batch) => {
+        for (const r of batch) {
+          const where = { file: paths[r.copy]!, offset: r.offset };
+          if (sawHeader) {
+            applyRecord(builder, copies[r.copy]!, r, where);
+            continue;
+          }
+          if (!isHeaderRecord(r)) throw corrupt(where, 'segment does not start with its header');
+          const header = decodeSegmentHeader(copies[r.copy]!.view!, r.payloadAt, r.payloadBytes);
+          if (header === null) throw corrupt(where, 'segment header does not decode');
+          checkHeader(options, header, segment, prevEnd, where);
+          sawHeader = true;
+        }
+      });
+      records += scan.records;
+      if (!sawHeader)
+        throw corrupt({ file: primaryPath, offset: 0 }, `segment header: ${scan.stopReason}`);
+
+      let cut = isLast;
+      if (!scan.cleanEnd || scan.validAfter >= 0) {
+        // Damage in a sealed segment is harmless only in its unused slack: the next header
+        // records where its batches end, and nothing valid follows.
+        const slackOnly =
+          !isLast && scan.validAfter < 0 && nextPrevEnd(next, segment.seq + 1) === scan.batchEnd;
+        if (scan.validAfter >= 0 || (!isLast && !slackOnly)) {
+          const where = { file: primaryPath, offset: scan.stopOffset };
+          const error = corrupt(
+            where,
+            scan.validAfter >= 0
+              ? `${scan.stopReason}, and a valid record follows at byte ${scan.validAfter}`
+              : `${scan.stopReason} in a sealed segment`,
+          );
+          if ((await options.repair?.onCorruption(error)) !== 'truncate') throw error;
+          lostFrom = where;
+          cut = true;
+          kept = i + 1;
+        }
+      }
+
+      // Repairs go to the in-memory images too: a copy missing the whole segment is cloned.
+      for (const r of scan.repairs) {
+        copies[r.copy]!.bytes!.set(r.bytes, r.offset);
+        await patchFile(fs, paths[r.copy]!, r.bytes, r.offset);
+        repaired.push({
+          file: paths[r.copy]!,
+          offset: r.offset,
+          bytes: r.bytes.length,
+          from: paths[r.from]!,
+        });
+      }
+      if (cut) {
+        // The tail: everything past the last complete batch is zeroed, in every copy.
+        let garbage = 0;
+        for (let c = 0; c < copies.length; c++) {
+          const bytes = copies[c]!.bytes;
+          if (bytes === null) continue;
+          const end = nonZeroEnd(bytes, scan.batchEnd);
+          if (end === scan.batchEnd) continue;
+          bytes.fill(0, scan.batchEnd, end);
+          await patchFile(fs, paths[c]!, new Uint8Array(end - scan.batchEnd), scan.batchEnd);
+          garbage = Math.max(garbage, end - scan.batchEnd);
+        }
+        if (lostFrom === null && (garbage > 0 || scan.stopOffset > scan.batchEnd)) {
+          tornTail = { file: primaryPath, offset: scan.batchEnd, bytes: garbage };
+        }
+        tailEnd = scan.batchEnd;
+      }
+      const source = copies[primary]!.bytes!;
+      for (let c = 0; c < copies.length; c++) {
+        if (copies[c]!.bytes !== null) continue;
+        await writeFileAtomic(fs, dirs[c]!, segment.name, source);
+        repaired.push({ file: paths[c]!, offset: 0, bytes: source.length, from: primaryPath });
+      }
+      prevEnd = scan.batchEnd;
+    }
+    const dead = segments.splice(kept);
+    for (const segment of dead) {
+      for (const dir of dirs) await unlinkIfExists(fs, join(dir, segment.name));
+    }
+    if (dead.length > 0) for (const dir of dirs) await fs.syncDir(dir);
+    builder.finish();
+
+    const last = segments[segments.length - 1]!;
+    const handles: FileHandle[] = [];
+    for (const dir of dirs) handles.push(await fs.open(join(dir, last.name), 'write'));
+    const wal = new Wal(options, {
+      segments,
+      handles,
+      offset: tailEnd,
+      lastIndex: builder.lastIndex(),
+      hardState: builder.hardState,
+      snapshot: builder.snapshot,
+    });
+    return {
+      wal,
+      hardState: builder.hardState,
+      snapshot: builder.snapshot,
+      entries: builder.entries,
+      stats: { segments: segments.length, records, bytesRead, tornTail, repaired, lostFrom },
+    };
+  }
+
+  /** A brand-new WAL: segment 0 with an empty header batch. */
+  private static async create(options: WalOptions): Promise<WalOpenResult> {
+    const snapshot = { index: 0, term: 0 };
+    const wal = new Wal(options, {
+      segments: [],
+      handles: [],
+      offset: 0,
+      lastIndex: 0,
+      hardState: EMPTY_HARD_STATE,
+      snapshot,
+    });
+    await wal.rotate();
+    const stats = {
+      segments: 1,
+      records: 0,
+      bytesRead: 0,
+      tornTail: null,
+      repaired: [],
+      lostFrom: null,
+    };
+    return { wal, hardState: EMPTY_HARD_STATE, snapshot, entries: [], stats };
+  }
+
+  /**
+   * Persists one Ready: `snapshot` marker, then `entries`, then `hardState`, in ONE write and ONE
+   * fdatasync per copy. Resolves when durable. Entries may overwrite a suffix written before
+   * (recovery keeps the later ones). Nothing to persist resolves at once.
+   */
+  save(
+    hardState: HardState | null,
+    entries: readonly Entry[],
+    snapshot: SnapshotMarker | null,
+  ): Promise<void> {
+    return this.exclusive(() => this.saveNow(hardState, entries, snapshot));
+  }
+
+  /**
+   * Deletes the segments whose every live entry is at or below `index`, which a saved snapshot
+   * must cover. Returns how many segments were deleted. The last segment always stays.
+   */
+  releaseTo(index: number): Promise<number> {
+    assertUint(index, 'release index');
+    return this.exclusive(async () => {
+      this.checkUsable();
+      assert(
+        index <= this.snapshot.index,
+        `release to ${index} past the snapshot at ${this.snapshot.index}`,
+      );
+      let removed = 0;
+      // Segment i holds no live entry above segments[i + 1].firstIndex - 1 (its last index when
+      // segment i + 1 was created), so it can go once the snapshot covers that.
+      while (this.segments.length > 1 && this.segments[1]!.firstIndex <= index + 1) {
+        const dead = this.segments[0]!;
+        try {
+          for (const dir of this.dirs) await unlinkIfExists(this.fs, join(dir, dead.name));
+        } catch (error) {
+          throw ioError(`WAL release of ${dead.name}`, error);
+        }
+        this.segments.shift();
+        removed++;
+      }
+      if (removed > 0) {
+        try {
+          for (const dir of this.dirs) await this.fs.syncDir(dir);
+        } catch (error) {
+          throw ioError('WAL release: directory sync', error);
+        }
+      }
+      return removed;
+    });
+  }
+
+  async close(): Promise<void> {
+    await this.exclusive(async () => {
+      if (this.closed) return;
+      this.closed = true;
+      for (const handle of this.handles) await handle.close().catch(() => {});
+    });
+  }
+
+  /** For observability and tests. */
+  get status(): { segments: number; seq: number; offset: number; lastIndex: number } {
+    const last = this.segments[this.segments.length - 1]!;
+    return {
+      segments: this.segments.length,
+      seq: last.seq,
+      offset: this.offset,
+      lastIndex: this.lastIndex,
+    };
+  }
+
+  // -------------------------------------------------------------------------------------------
+
+  private exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    const result = this.queue.then(fn);
+    this.queue = result.catch(() => {});
+    return result;
+  }
+
+  private checkUsable(): void {
+    if (this.closed) throw new StorageError('WAL_CLOSED', 'WAL is closed');
+    if (this.failure !== null) throw this.failure;
+  }
+
+  private async saveNow(
+    hardState: HardState | null,
+    entries: readonly Entry[],
+    snapshot: SnapshotMarker | null,
+  ): Promise<void> {
+    this.checkUsable();
+    let bytes = 0;
+    if (snapshot !== null) bytes += frameBytes(SNAPSHOT_PAYLOAD_BYTES);
+    for (let i = 0; i < entries.length; i++) {
+      const e = entries[i]!;
+      if (e.data.length > ENTRY_DATA_BYTES_MAX) {
+        throw new StorageError(
+          'RECORD_TOO_LARGE',
+          `entry ${e.index}: ${e.data.length} bytes > ${ENTRY_DATA_BYTES_MAX}`,
+        );
+      }
+      assert(
+        e.index >= 1 && (i === 0 || e.index === entries[i - 1]!.index + 1),
+        'entries are contiguous',
+      );
+      bytes += frameBytes(ENTRY_PAYLOAD_HEADER_BYTES + e.data.length);
+    }
+    if (hardState !== null) bytes += frameBytes(HARD_STATE_PAYLOAD_BYTES);
+    if (bytes === 0) return;
+    if (bytes > BATCH_BYTES_MAX) {
+      throw new StorageError('RECORD_TOO_LARGE', `batch of ${bytes} bytes > ${BATCH_BYTES_MAX}`);
+    }
+    if (this.dirtyEnd > this.offset) await this.zeroDirty();
+    if (this.offset + bytes > this.segmentBytes && this.offset > HEADER_BATCH_BYTES)
+      await this.rotate();
+
+    const n = this.encodeBatch(hardState, entries, snapshot, bytes);
+    await this.persist(this.buf.subarray(0, n), this.offset);
+    this.offset += n;
+    if (entries.length > 0) this.lastIndex = entries[entries.length - 1]!.index;
+    if (snapshot !== null) {
+      this.snapshot = snapshot;
+      this.lastIndex = Math.max(this.lastIndex, snapshot.index);
+    }
+    if (hardState !== null) this.hardState = hardState;
+  }
+
+  /** Encodes a batch at buffer offset 0 for file position `this.offset`; returns its length. */
+  private encodeBatch(
+    hardState: HardState | null,
+    entries: readonly Entry[],
+    snapshot: SnapshotMarker | null,
+    bytes: number,
+  ): number {
+    this.reserve(bytes);
+    const { buf, view, offset } = this;
+    const seq = this.segments[this.segments.length - 1]!.seq;
+    const count = (snapshot === null ? 0 : 1) + entries.length + (hardState === null ? 0 : 1);
+    let at = 0;
+    let written = 0;
+    const seal = (): void => {
+      written++;
+      at = sealFrame(buf, view, at, written === count ? FLAG_BATCH_END : 0, seq, offset + at);
+    };
+    if (snapshot !== null) {
+      encodeSnapshot(
+        view,
+        beginFrame(buf, view, at, RecordType.Snapshot, SNAPSHOT_PAYLOAD_BYTES),
+        snapshot,
+      );
+      seal();
+    }
+    for (const e of entries) {
+      const p = beginFrame(
+        buf,
+        view,
+        at,
+        RecordType.Entry,
+        ENTRY_PAYLOAD_HEADER_BYTES + e.data.length,
+      );
+      encodeEntryHeader(view, p, e);
+      buf.set(e.data, p + ENTRY_PAYLOAD_HEADER_BYTES);
+      seal();
+    }
+    if (hardState !== null) {
+      encodeHardState(
+        view,
+        beginFrame(buf, view, at, RecordType.HardState, HARD_STATE_PAYLOAD_BYTES),
+        hardState,
+      );
+      seal();
+    }
+    assert(at === bytes && written === count, 'batch encoded to its computed size');
+    return at;
+  }
+
+  private reserve(bytes: number): void {
+    assert(bytes <= BATCH_BYTES_MAX, 'batch within limit');
+    if (bytes <= this.buf.length) return;
+    let size = this.buf.length;
+    while (size < bytes) size *= 2;
+    this.buf = new Uint8Array(Math.min(size, BATCH_BYTES_MAX));
+    this.view = new DataView(this.buf.buffer);
+  }
+
+  /**
+   * Writes then fdatasyncs `data` at `position` in every copy, copies in parallel. allSettled,
+   * not all: the buffer must not be reused while any copy is still writing it.
+   */
+  private async persist(data: Uint8Array, position: number): Promise<void> {
+    const results = await Promise.allSettled(
+      this.handles.map((h) => writeAndSync(h, data, position)),
+    );
+    let writeError: unknown = null;
+    for (const r of results) {
+      if (r.status === 'fulfilled') continue;
+      const failure = r.reason as CopyFailure;
+      if (failure.stage === 'sync') {
+        this.failure = new StorageError(
+          'WAL_FAILED',
+          `WAL fdatasync failed; restart to recover: ${failure.cause}`,
+          {
+            cause: failure.cause,
+          },
+        );
+        throw this.failure;
+      }
+      writeError = failure.cause;
+    }
+    if (writeError !== null) {
+      this.dirtyEnd = Math.max(this.dirtyEnd, position + data.length);
+      throw ioError('WAL write', writeError);
+    }
+  }
+
+  private async zeroDirty(): Promise<void> {
+    const zeros = new Uint8Array(Math.min(this.dirtyEnd - this.offset, PREALLOCATE_CHUNK_BYTES));
+    for (let at = this.offset; at < this.dirtyEnd; at += zeros.length) {
+      await this.persist(zeros.subarray(0, Math.min(zeros.length, this.dirtyEnd - at)), at);
+    }
+    this.dirtyEnd = this.offset;
+  }
+
+  /**
+   * Starts the next segment (or the first). On failure the new file is removed from every copy
+   * and the WAL stays on the current segment; if even that cleanup fails the WAL is poisoned,
+   * since a stray segment would make the current one look sealed.
+   */
+  private async rotate(): Promise<void> {
+    const current = this.segments[this.segments.length - 1];
+    const seq = current === undefined ? 0 : current.seq + 1;
+    const firstIndex = this.lastIndex + 1;
+    const name = segmentName(seq, firstIndex);
+    const header = {
+      clusterId: this.clusterId,
+      memberId: this.memberId,
+      seq,
+      firstIndex,
+      prevEndOffset: this.offset,
+    };
+    const n = this.encodeHeaderBatch(header);
+    const data = this.buf.subarray(0, n);
+    const results = await Promise.allSettled(
+      this.dirs.map((dir) => this.createSegmentFile(dir, name, data)),
+    );
+    const failed = results.find((r) => r.status === 'rejected');
+    if (failed !== undefined) {
+      for (const r of results) if (r.status === 'fulfilled') await r.value.close().catch(() => {});
+      try {
+        for (const dir of this.dirs) {
+          await unlinkIfExists(this.fs, join(dir, name + TMP_SUFFIX));
+          await unlinkIfExists(this.fs, join(dir, name));
+          await this.fs.syncDir(dir);
+        }
+      } catch (cleanup) {
+        this.failure = new StorageError(
+          'WAL_FAILED',
+          `WAL segment creation could not be undone: ${cleanup}`,
+          {
+            cause: cleanup,
+          },
+        );
+      }
+      throw ioError(`WAL segment ${name}`, (failed as PromiseRejectedResult).reason);
+    }
+    for (const handle of this.handles) await handle.close().catch(() => {});
+    this.handles = results.map((r) => (r as PromiseFulfilledResult<FileHandle>).value);
+    this.segments.push({ seq, firstIndex, name });
+    assert(this.segments.length <= SEGMENTS_MAX, 'too many WAL segments: is releaseTo called?');
+    this.offset = n;
+    this.dirtyEnd = n;
+  }
+
+  private encodeHeaderBatch(header: SegmentHeader): number {
+    const { buf, view } = this;
+    let at = 0;
+    encodeSegmentHeader(
+      view,
+      beginFrame(buf, view, at, RecordType.SegmentHeader, SEGMENT_HEADER_PAYLOAD_BYTES),
+      header,
+    );
+    at = sealFrame(buf, view, at, 0, header.seq, at);
+    encodeSnapshot(
+      view,
+      beginFrame(buf, view, at, RecordType.Snapshot, SNAPSHOT_PAYLOAD_BYTES),
+      this.snapshot,
+    );
+    at = sealFrame(buf, view, at, 0, header.seq, at);
+    encodeHardState(
+      view,
+      beginFrame(buf, view, at, RecordType.HardState, HARD_STATE_PAYLOAD_BYTES),
+      this.hardState,
+    );
+    at = sealFrame(buf, view, at, FLAG_BATCH_END, header.seq, at);
+    assert(at === HEADER_BATCH_BYTES, 'header batch size');
+    return at;
+  }
+
+  private async createSegmentFile(
+    dir: string,
+    name: string,
+    data: Uint8Array,
+  ): Promise<FileHandle> {
+    const tmp = join(dir, name + TMP_SUFFIX);
+    const handle = await this.fs.open(tmp, 'create');
+    try {
+      if (this.preallocate) await handle.allocate(this.segmentBytes);
+      await handle.write(data, 0);
+      await handle.sync();
+      await this.fs.rename(tmp, join(dir, name));
+      await this.fs.syncDir(dir);
+      return handle;
+    } catch (error) {
+      await handle.close().catch(() => {});
+      throw error;
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+
+interface CopyFailure {
+  stage: 'write' | 'sync';
+  cause: unknown;
+}
+
+async function writeAndSync(handle: FileHandle, data: Uint8Array, position: number): Promise<void> {
+  try {
+    await handle.write(data, position);
+  } catch (cause) {
+    throw { stage: 'write', cause } satisfies CopyFailure;
+  }
+  try {
+    await handle.datasync();
+  } catch (cause) {
+    throw { stage: 'sync', cause } satisfies CopyFailure;
+  }
+}
+
+function walDirs(options: WalOptions): string[] {
+  return options.mirrorDir == null ? [options.dir] : [options.dir, options.mirrorDir];
+}
+
+function validateOptions(options: WalOptions): void {
+  const bytes = options.segmentBytes ?? SEGMENT_BYTES_DEFAULT;
+  if (
+    !Number.isSafeInteger(bytes) ||
+    bytes < SEGMENT_BYTES_MIN ||
+    bytes > SEGMENT_BYTES_OPTION_MAX ||
+    bytes % 8 !== 0
+  ) {
+    throw new StorageError(
+      'INVALID_CONFIG',
+      `segmentBytes must be a multiple of 8 in [${SEGMENT_BYTES_MIN}, ${SEGMENT_BYTES_OPTION_MAX}], got ${bytes}`,
+    );
+  }
+  for (const [name, id] of [
+    ['clusterId', options.clusterId],
+    ['memberId', options.memberId],
+  ] as const) {
+    if (!Number.isSafeInteger(id) || id < 0)
+      throw new StorageError('INVALID_CONFIG', `${name} must be a uint, got ${id}`);
+  }
+  if (options.mirrorDir != null && options.mirrorDir === options.dir) {
+    throw new StorageError('INVALID_CONFIG', 'mirrorDir must differ from dir');
+  }
+}
+
+/** Creates the directory and removes `.tmp` leftovers of a segment creation that crashed. */
+async function prepareDir(fs: FileSystem, dir: string): Promise<void> {
+  await fs.mkdir(dir);
+  await removeTempFiles(fs, dir, '.wal');
+}
+
+/** The union of both copies' segment lists, checked for gaps. */
+async function listSegments(fs: FileSystem, dirs: readonly string[]): Promise<SegmentInfo[]> {
+  const bySeq = new Map<number, SegmentInfo>();
+  for (const dir of dirs) {
+    for (const name of await fs.readdir(dir)) {
+      const parsed = parseSegmentName(name);
+      if (parsed === null) continue;
+      const other = bySeq.get(parsed.seq);
+      if (other !== undefined && other.name !== name) {
+        throw corrupt({ file: join(dir, name), offset: 0 }, `copies disagree: ${other.name}`);
+      }
+      bySeq.set(parsed.seq, { ...parsed, name });
+    }
+  }
+  const segments = [...bySeq.values()].sort((a, b) => a.seq - b.seq);
+  if (segments.length > SEGMENTS_MAX) {
+    throw corrupt({ file: dirs[0]!, offset: 0 }, `${segments.length} segments > ${SEGMENTS_MAX}`);
+  }
+  for (let i = 1; i < segments.length; i++) {
+    if (segments[i]!.seq !== segments[i - 1]!.seq + 1) {
+      throw corrupt(
+        { file: join(dirs[0]!, segments[i]!.name), offset: 0 },
+        `segment ${segments[i - 1]!.seq + 1} is missing`,
+      );
+    }
+  }
+  return segments;
+}
+
+/** Reads every copy of a segment whole; a copy without the file gets a null image. */
+async function readCopies(
+  fs: FileSystem,
+  dirs: readonly string[],
+  segment: SegmentInfo,
+): Promise<SegmentImage[]> {
+  const copies: SegmentImage[] = [];
+  for (const dir of dirs) {
+    const path = join(dir, segment.name);
+    const stat = await fs.stat(path);
+    if (stat === null) {
+      copies.push({ bytes: null, view: null });
+      continue;
+    }
+    if (stat.sizeBytes > SEGMENT_BYTES_MAX) {
+      throw corrupt(
+        { file: path, offset: SEGMENT_BYTES_MAX },
+        `segment of ${stat.sizeBytes} bytes > ${SEGMENT_BYTES_MAX}`,
+      );
+    }
+    const bytes = new Uint8Array(stat.sizeBytes);
+    const handle = await fs.open(path, 'read');
+    try {
+      const n = await handle.read(bytes, 0);
+      assert(n === stat.sizeBytes, `short read of ${path}`);
+    } finally {
+      await handle.close();
+    }
+    copies.push({ bytes, view: new DataView(bytes.buffer) });
+  }
+  assert(
+    copies.some((c) => c.bytes !== null),
+    `segment ${segment.name} listed but found in no copy`,
+  );
+  return copies;
+}
+
+/** The `prevEndOffset` of a segment's header, from the first copy where it verifies; -1 if none. */
+function nextPrevEnd(copies: readonly SegmentImage[], seq: number): number {
+  for (const { bytes, view } of copies) {
+    if (bytes === null) continue;
+    const frame = decodeFrame(bytes, view!, 0, seq);
+    if (!frame.ok || frame.type !== RecordType.SegmentHeader) continue;
+    const header = decodeSegmentHeader(view!, frame.payloadAt, frame.payloadBytes);
+    if (header !== null) return header.prevEndOffset;
+  }
+  return -1;
+}
+
+function checkHeader(
+  options: WalOptions,
+  header: SegmentHeader,
+  segment: SegmentInfo,
+  prevEnd: number,
+  where: StorageErrorLocation,
+): void {
+  if (header.clusterId !== options.clusterId || header.memberId !== options.memberId) {
+    throw new StorageError(
+      'WAL_IDENTITY_MISMATCH',
+      `${where.file} belongs to cluster ${header.clusterId} member ${header.memberId}, ` +
+        `not cluster ${options.clusterId} member ${options.memberId}`,
+      { location: where },
+    );
+  }
+  if (header.seq !== segment.seq || header.firstIndex !== segment.firstIndex) {
+    throw corrupt(where, `header says segment ${header.seq} from index ${header.firstIndex}`);
+  }
+  if (prevEnd >= 0 && header.prevEndOffset !== prevEnd) {
+    throw corrupt(
+      where,
+      `previous segment should end at byte ${header.prevEndOffset}, ends at ${prevEnd}`,
+    );
+  }
+}
+
+function applyRecord(
+  builder: LogBuilder,
+  copy: SegmentImage,
+  r: VerifiedRecord,
+  where: StorageErrorLocation,
+): void {
+  const view = copy.view!;
+  switch (r.type) {
+    case RecordType.Entry: {
+      const e = decodeEntry(copy.bytes!, view, r.payloadAt, r.payloadBytes);
+      if (e === null) throw corrupt(where, 'entry record does not decode');
+      builder.entry(e, where);
+      return;
+    }
+    case RecordType.HardState: {
+      const h = decodeHardState(view, r.payloadAt, r.payloadBytes);
+      if (h === null) throw corrupt(where, 'hard state record does not decode');
+      builder.hard(h);
+      return;
+    }
+    case RecordType.Snapshot: {
+      const s = decodeSnapshot(view, r.payloadAt, r.payloadBytes);
+      if (s === null) throw corrupt(where, 'snapshot record does not decode');
+      builder.marker(s, where);
+      return;
+    }
+    case RecordType.SegmentHeader:
+      throw corrupt(where, 'segment header in the middle of a segment');
+  }
+}
+
+async function patchFile(
+  fs: FileSystem,
+  path: string,
+  bytes: Uint8Array,
+  offset: number,
+): Promise<void> {
+  const handle = await fs.open(path, 'write');
+  try {
+    await handle.write(bytes, offset);
+    await handle.datasync();
+  } finally {
+    await handle.close();
+  }
+}
+
+async function unlinkIfExists(fs: FileSystem, path: string): Promise<void> {
+  if ((await fs.stat(path)) !== null) await fs.unlink(path);
+}
