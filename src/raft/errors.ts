@@ -1,0 +1,31 @@
+import { TandemError } from '../util/errors.js';
+import { NONE, type NodeId } from './types.js';
+
+export type RaftErrorCode =
+  /** A proposal could not be accepted (no leader, transfer in progress, limits); retry later. */
+  | 'PROPOSAL_DROPPED'
+  /** A local-only message type was passed to `RawNode.step`. */
+  | 'STEP_LOCAL_MSG'
+  /** A ReadIndex request could not be accepted (no leader, too many pending reads). */
+  | 'READ_INDEX_DROPPED'
+  /** Storage: the requested index was compacted away. */
+  | 'COMPACTED'
+  /** Storage: the requested index is beyond the last index. */
+  | 'UNAVAILABLE'
+  /** Storage: the snapshot is older than the one already held. */
+  | 'SNAP_OUT_OF_DATE'
+  /** A membership change that cannot be applied to the current configuration. */
+  | 'INVALID_CONF_CHANGE'
+  /** A ConfChange that does not decode. */
+  | 'CORRUPT_CONF_CHANGE'
+  /** A RaftConfig whose values break a stated relation. */
+  | 'INVALID_CONFIG';
+
+export class RaftError extends TandemError<RaftErrorCode> {
+  /** The leader this node knows of when the error was raised (NONE if unknown): a redirect hint. */
+  readonly leader: NodeId;
+  constructor(code: RaftErrorCode, message: string, leader: NodeId = NONE) {
+    super(code, message);
+    this.leader = leader;
+  }
+}
