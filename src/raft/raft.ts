@@ -1073,6 +1073,9 @@ export class Raft {
   leaseValid(): boolean {
     if (this.state !== StateType.Leader || !this.checkQuorum) return false;
     if (this.leadTransferee !== NONE) return false; // a transfer campaign overrides leases
+    // A new leader's commit index may lag what its predecessor acknowledged until it commits an
+    // entry of its own term (thesis §6.4): no lease read before that.
+    if (!this.committedEntryInCurrentTerm()) return false;
     const self = this.tracker.progress.get(this.id);
     if (self === undefined || self.isLearner) return false;
     self.lastResponseTick = this.ticks;

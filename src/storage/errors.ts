@@ -24,6 +24,8 @@ export type StorageErrorCode =
   | 'IO'
   /** A snapshot file failed its checksum or does not decode. */
   | 'SNAPSHOT_CORRUPT'
+  /** The WAL names a snapshot (its marker) that no valid snapshot file matches. */
+  | 'SNAPSHOT_MISSING'
   /** Options that break a stated relation (segment size below its minimum, ...). */
   | 'INVALID_CONFIG';
 

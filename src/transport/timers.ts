@@ -1,28 +1,9 @@
 /**
- * Time as the transport needs it: a monotonic clock and one-shot timers. Injected so tests and
- * the simulator control it; the real implementation unrefs its timers so an idle transport
- * never keeps the process alive by itself.
- *
- * The transport keeps a handful of timers per peer (retry, probe, dial, snapshot stall), never
- * one per message.
+ * Time as the transport needs it: the member's `Clock` (src/io/clock.ts). The transport keeps a
+ * handful of timers per peer (retry, probe, dial, snapshot stall), never one per message.
  */
-export type TimerHandle = unknown;
+import { type Clock, REAL_CLOCK, type TimerHandle } from '../io/clock.js';
 
-export interface TransportTimers {
-  /** Monotonic milliseconds. */
-  now(): number;
-  setTimeout(callback: () => void, delayMs: number): TimerHandle;
-  clearTimeout(handle: TimerHandle): void;
-}
-
-export const REAL_TIMERS: TransportTimers = Object.freeze({
-  now: () => performance.now(),
-  setTimeout(callback: () => void, delayMs: number): TimerHandle {
-    const timer = setTimeout(callback, delayMs);
-    timer.unref();
-    return timer;
-  },
-  clearTimeout(handle: TimerHandle): void {
-    clearTimeout(handle as ReturnType<typeof setTimeout>);
-  },
-});
+export type { TimerHandle };
+export type TransportTimers = Clock;
+export const REAL_TIMERS: TransportTimers = REAL_CLOCK;

@@ -1,0 +1,30 @@
+/**
+ * Time as a member sees it: a monotonic clock and one-shot timers. Injected everywhere time is
+ * needed (the member loop, the transport) so that the simulator runs the same code on virtual
+ * time. The real clock unrefs its timers: an idle component never keeps the process alive.
+ */
+export type TimerHandle = unknown;
+
+export interface Clock {
+  /** Monotonic milliseconds (not wall-clock time). */
+  now(): number;
+  setTimeout(callback: () => void, delayMs: number): TimerHandle;
+  clearTimeout(handle: TimerHandle): void;
+  /** Runs `callback` soon, after the current event (setImmediate; a zero-delay virtual event). */
+  defer(callback: () => void): void;
+}
+
+export const REAL_CLOCK: Clock = Object.freeze({
+  now: () => performance.now(),
+  setTimeout(callback: () => void, delayMs: number): TimerHandle {
+    const timer = setTimeout(callback, delayMs);
+    timer.unref();
+    return timer;
+  },
+  clearTimeout(handle: TimerHandle): void {
+    clearTimeout(handle as ReturnType<typeof setTimeout>);
+  },
+  defer(callback: () => void): void {
+    setImmediate(callback);
+  },
+});

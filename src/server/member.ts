@@ -1,0 +1,714 @@
+/**
+ * The member loop: drives one RawNode through the Ready contract with injected I/O.
+ *
+ *   tick timer ─► rn.tick()        network ─► rn.step(msg)        clients ─► propose / read
+ *                      └──────────────┬──────────────────────────────────┘
+ *                                  drain(): one Ready at a time
+ *     persistence.save(hardState, entries, snapshot)  ── durable ──►  storage (MemoryStorage)
+ *       ─► network.send(messages)  ─► apply snapshot, committed entries  ─► resolve proposals
+ *       ─► serve reads whose index is applied  ─► rn.advance()  ─► maybe take a snapshot
+ *
+ * Only src/io interfaces are used (Clock, Network, RaftPersistence), so the simulator runs this
+ * very loop on virtual time, network and disk. Nothing here awaits: callbacks come back from the
+ * event loop or from the simulator's event queue.
+ *
+ * Client-visible guarantees: a proposal resolves only once its entry is applied on this member
+ * (so a read that follows on this member sees it); it fails with a ServerError — never hangs —
+ * when its deadline passes (outcome unknown: TIMEOUT) or the member stops. A linearizable read
+ * resolves once this member has applied the index a ReadIndex round returned, which reflects
+ * every write acknowledged before the read began.
+ */
+import type { Clock, TimerHandle } from '../io/clock.js';
+import type { Network, PeerReport } from '../io/network.js';
+import type { RaftPersistence } from '../io/persistence.js';
+import { decodeConfChange, encodeConfChange } from '../raft/codec.js';
+import { RaftError } from '../raft/errors.js';
+import { RawNode } from '../raft/rawnode.js';
+import type { MemoryStorage } from '../raft/storage.js';
+import {
+  type BugName,
+  type ConfChange,
+  type ConfState,
+  type Entry,
+  EntryType,
+  type Message,
+  NONE,
+  type NodeId,
+  type RaftLogger,
+  type RaftStatus,
+  ReadOnlyOption,
+  type ReadState,
+  type Ready,
+  type SoftState,
+  StateType,
+} from '../raft/types.js';
+import { assert } from '../util/assert.js';
+import type { Random } from '../util/prng.js';
+import { decodeEnvelope, encodeEnvelope } from './envelope.js';
+import { ServerError } from './errors.js';
+import type { ReplicatedStateMachine } from './state-machine.js';
+
+/** Proposals waiting for their entry to be applied, at most. */
+export const PROPOSALS_PENDING_MAX = 16_384;
+/** Reads waiting for a read index or for apply, at most. */
+export const READS_PENDING_MAX = 16_384;
+/** Bytes of one command, at most (etcd's default request limit plus room for the envelope). */
+export const COMMAND_BYTES_MAX = 2 * 1024 * 1024;
+
+export interface MemberTiming {
+  readonly tickMs: number;
+  readonly electionTicks: number;
+  readonly heartbeatTicks: number;
+  /** A request (proposal or read) fails with TIMEOUT after this long. */
+  readonly requestTimeoutMs: number;
+}
+
+export interface MemberOptions {
+  readonly id: NodeId;
+  readonly clock: Clock;
+  readonly network: Network;
+  readonly persistence: RaftPersistence;
+  /** The durable log as recovered (snapshot, entries, hard state); written after each save. */
+  readonly storage: MemoryStorage;
+  readonly stateMachine: ReplicatedStateMachine;
+  readonly random: Random;
+  readonly timing: MemberTiming;
+  /** Take a snapshot (and compact the log) every this many applied entries. */
+  readonly snapshotEveryEntries: number;
+  /** Entries kept behind a snapshot so slightly lagging followers need no snapshot. */
+  readonly compactionKeepEntries: number;
+  readonly logger?: RaftLogger;
+  readonly bugs?: ReadonlySet<BugName>;
+  readonly hooks?: MemberHooks;
+}
+
+/** Observers the layers above plug in (lessor promotion, registry, metrics, the simulator). */
+export interface MemberHooks {
+  /** Leader or role changed (after the Ready that reported it was persisted). */
+  onSoftState?(soft: SoftState, term: number): void;
+  /** A membership change was applied. */
+  onConfChange?(change: ConfChange, confState: ConfState, index: number): void;
+  /** An entry was applied (normal entries with their result; empty entries with undefined). */
+  onApplied?(entry: Entry, result: unknown): void;
+  /** The member hit an unrecoverable error (a failed fdatasync) and stopped. */
+  onFatal?(error: Error): void;
+}
+
+type Callback<T> = (error: Error | null, value?: T) => void;
+
+interface PendingProposal {
+  readonly seq: number;
+  readonly data: Uint8Array;
+  readonly isConfChange: boolean;
+  readonly deadlineMs: number;
+  readonly leaderAtStart: NodeId;
+  /** False while raft has refused it (no leader yet): retried on each tick. */
+  proposed: boolean;
+  readonly callback: Callback<unknown>;
+}
+
+interface PendingRead {
+  readonly deadlineMs: number;
+  /** The applied index this read waits for, once known. */
+  index: number;
+  readonly callback: Callback<number>;
+}
+
+interface ReadRound {
+  readonly ctx: Uint8Array;
+  readonly ctxKey: string;
+  readonly issuedMs: number;
+  readonly reads: PendingRead[];
+}
+
+export class Member {
+  readonly id: NodeId;
+  private readonly options: MemberOptions;
+  private readonly clock: Clock;
+  private readonly network: Network;
+  private readonly storage: MemoryStorage;
+  private readonly sm: ReplicatedStateMachine;
+  private rn: RawNode;
+
+  private state: 'new' | 'running' | 'stopping' | 'stopped' = 'new';
+  private tickTimer: TimerHandle | null = null;
+  private drainScheduled = false;
+  /** A Ready is being persisted; the next one waits (one save in flight, in order). */
+  private saving = false;
+  private snapshotting = false;
+  private snapshotIndex: number;
+  private confState: ConfState;
+  private soft: SoftState = { lead: NONE, raftState: StateType.Follower };
+  private onStopped: (() => void) | null = null;
+
+  private seq = 0;
+  private readonly proposals = new Map<number, PendingProposal>();
+  private readSeq = 0;
+  private readQueue: PendingRead[] = [];
+  private readRound: ReadRound | null = null;
+  /** Reads that know their index and wait for apply, in arrival order. */
+  private readsAwaitingApply: PendingRead[] = [];
+
+  constructor(options: MemberOptions) {
+    assert(options.snapshotEveryEntries >= 1, 'snapshotEveryEntries must be >= 1');
+    assert(options.timing.heartbeatTicks < options.timing.electionTicks, 'heartbeat < election');
+    this.options = options;
+    this.id = options.id;
+    this.clock = options.clock;
+    this.network = options.network;
+    this.storage = options.storage;
+    this.sm = options.stateMachine;
+    const initial = options.storage.initialState();
+    this.confState = initial.confState;
+    this.snapshotIndex = options.storage.snapshot().metadata.index;
+    this.rn = this.newRawNode();
+  }
+
+  private newRawNode(): RawNode {
+    const t = this.options.timing;
+    return new RawNode({
+      id: this.id,
+      electionTicks: t.electionTicks,
+      heartbeatTicks: t.heartbeatTicks,
+      storage: this.storage,
+      applied: this.sm.appliedIndex(),
+      maxMsgBytes: 1024 * 1024,
+      maxInflightMsgs: 256,
+      maxUncommittedBytes: 64 * 1024 * 1024,
+      maxPendingReads: 4096,
+      maxCommittedBytesPerReady: 16 * 1024 * 1024,
+      preVote: true,
+      checkQuorum: true,
+      readOnlyOption: ReadOnlyOption.Safe,
+      disableProposalForwarding: false,
+      random: this.options.random,
+      ...(this.options.logger === undefined ? {} : { logger: this.options.logger }),
+      ...(this.options.bugs === undefined ? {} : { bugs: this.options.bugs }),
+    });
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Life cycle
+
+  start(): void {
+    assert(this.state === 'new', `member ${this.id} started twice`);
+    this.state = 'running';
+    this.network.onMessage((m) => this.receive(m));
+    this.network.onReport((r) => this.report(r));
+    this.scheduleTick();
+    this.scheduleDrain();
+  }
+
+  /** Stops ticking and accepting work; finishes the save in flight, then fails what waits. */
+  stop(done: () => void): void {
+    if (this.state === 'stopped') {
+      done();
+      return;
+    }
+    if (this.tickTimer !== null) this.clock.clearTimeout(this.tickTimer);
+    this.tickTimer = null;
+    this.state = 'stopping';
+    this.onStopped = done;
+    if (!this.saving && !this.snapshotting) this.finishStop();
+  }
+
+  get running(): boolean {
+    return this.state === 'running';
+  }
+
+  private finishStop(): void {
+    assert(this.state === 'stopping');
+    this.state = 'stopped';
+    this.failAll(new ServerError('STOPPED', 'etcdserver: server stopped'));
+    const done = this.onStopped;
+    this.onStopped = null;
+    done?.();
+  }
+
+  private fatal(error: Error): void {
+    this.options.logger?.warn(`member ${this.id} stops: ${error.message}`);
+    if (this.tickTimer !== null) this.clock.clearTimeout(this.tickTimer);
+    this.tickTimer = null;
+    this.state = 'stopped';
+    this.failAll(new ServerError('STOPPED', `etcdserver: server stopped (${error.message})`));
+    this.options.hooks?.onFatal?.(error);
+    const done = this.onStopped;
+    this.onStopped = null;
+    done?.();
+  }
+
+  private failAll(error: ServerError): void {
+    for (const p of this.proposals.values()) p.callback(error);
+    this.proposals.clear();
+    const reads = [...this.readQueue, ...this.readsAwaitingApply, ...(this.readRound?.reads ?? [])];
+    this.readQueue = [];
+    this.readsAwaitingApply = [];
+    this.readRound = null;
+    for (const r of reads) r.callback(error);
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Inputs
+
+  private receive(m: Message): void {
+    if (this.state !== 'running') return;
+    try {
+      this.rn.step(m);
+    } catch (error) {
+      // A local message type from the network is a peer's bug, not ours: drop it.
+      if (error instanceof RaftError) {
+        this.options.logger?.warn(`member ${this.id} dropped message: ${error.message}`);
+        return;
+      }
+      throw error;
+    }
+    this.scheduleDrain();
+  }
+
+  private report(r: PeerReport): void {
+    if (this.state !== 'running') return;
+    if (r.kind === 'unreachable') this.rn.reportUnreachable(r.peer);
+    else this.rn.reportSnapshot(r.peer, r.ok);
+    this.scheduleDrain();
+  }
+
+  private scheduleTick(): void {
+    this.tickTimer = this.clock.setTimeout(() => this.onTick(), this.options.timing.tickMs);
+  }
+
+  private onTick(): void {
+    if (this.state !== 'running') return;
+    this.rn.tick();
+    this.retryUnproposed();
+    this.retryReadRound();
+    this.expireDeadlines();
+    this.scheduleTick();
+    this.scheduleDrain();
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Proposals
+
+  /** Proposes a command; `callback(null, result)` once applied here, with the state machine's result. */
+  propose(command: Uint8Array, callback: Callback<unknown>): void {
+    this.enqueueProposal(command, false, callback);
+  }
+
+  /** Proposes a membership change; `callback(null, confState)` once applied here. */
+  proposeConfChange(change: ConfChange, callback: Callback<unknown>): void {
+    // The proposer's envelope rides in the change's context (raft keeps it opaque).
+    this.enqueueProposal(encodeConfChange(change), true, callback);
+  }
+
+  private enqueueProposal(payload: Uint8Array, isConfChange: boolean, cb: Callback<unknown>): void {
+    if (this.state !== 'running') {
+      cb(new ServerError('STOPPED', 'etcdserver: server stopped'));
+      return;
+    }
+    if (payload.length > COMMAND_BYTES_MAX) {
+      cb(new ServerError('UNHEALTHY', `command of ${payload.length} bytes exceeds the limit`));
+      return;
+    }
+    if (this.proposals.size >= PROPOSALS_PENDING_MAX) {
+      cb(new ServerError('TIMEOUT', 'etcdserver: too many requests'));
+      return;
+    }
+    const seq = ++this.seq;
+    let data: Uint8Array;
+    if (isConfChange) {
+      const change = decodeConfChange(payload);
+      data = encodeConfChange({
+        ...change,
+        context: encodeEnvelope(this.id, seq, change.context),
+      });
+    } else {
+      data = encodeEnvelope(this.id, seq, payload);
+    }
+    const p: PendingProposal = {
+      seq,
+      data,
+      isConfChange,
+      deadlineMs: this.clock.now() + this.options.timing.requestTimeoutMs,
+      leaderAtStart: this.soft.lead,
+      proposed: false,
+      callback: cb,
+    };
+    this.proposals.set(seq, p);
+    this.tryPropose(p);
+    this.scheduleDrain();
+  }
+
+  private tryPropose(p: PendingProposal): void {
+    try {
+      if (p.isConfChange) this.rn.proposeConfChange(decodeConfChange(p.data));
+      else this.rn.propose(p.data);
+      p.proposed = true;
+    } catch (error) {
+      if (!(error instanceof RaftError)) throw error;
+      if (error.code === 'PROPOSAL_DROPPED') return; // no leader yet: retried on each tick
+      this.proposals.delete(p.seq);
+      p.callback(new ServerError('UNHEALTHY', `etcdserver: ${error.message}`));
+    }
+  }
+
+  private retryUnproposed(): void {
+    if (this.soft.lead === NONE) return;
+    for (const p of this.proposals.values()) if (!p.proposed) this.tryPropose(p);
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Reads
+
+  /**
+   * Linearizable read barrier: `callback(null, index)` once this member has applied an index
+   * that reflects every write acknowledged before the call (ReadIndex; followers ask the leader).
+   */
+  readBarrier(callback: Callback<number>): void {
+    if (this.state !== 'running') {
+      callback(new ServerError('STOPPED', 'etcdserver: server stopped'));
+      return;
+    }
+    if (this.pendingReadCount() >= READS_PENDING_MAX) {
+      callback(new ServerError('TIMEOUT', 'etcdserver: too many requests'));
+      return;
+    }
+    const read: PendingRead = {
+      deadlineMs: this.clock.now() + this.options.timing.requestTimeoutMs,
+      index: 0,
+      callback,
+    };
+    this.readQueue.push(read);
+    if (this.readRound === null) this.startReadRound();
+    this.scheduleDrain();
+  }
+
+  /**
+   * Lease read barrier: on a leader holding a CheckQuorum lease, waits only for the local commit
+   * index to be applied (no round trip); anywhere else it is a linearizable barrier.
+   */
+  leaseReadBarrier(callback: Callback<number>): void {
+    if (this.state === 'running' && this.rn.leaseValid()) {
+      const read: PendingRead = {
+        deadlineMs: this.clock.now() + this.options.timing.requestTimeoutMs,
+        index: this.rn.raft.log.committed,
+        callback,
+      };
+      this.readsAwaitingApply.push(read);
+      this.serveReads();
+      return;
+    }
+    this.readBarrier(callback);
+  }
+
+  private pendingReadCount(): number {
+    return (
+      this.readQueue.length + this.readsAwaitingApply.length + (this.readRound?.reads.length ?? 0)
+    );
+  }
+
+  /** One ReadIndex round serves every read queued before it was issued (etcd batches so too). */
+  private startReadRound(): void {
+    assert(this.readRound === null);
+    if (this.readQueue.length === 0) return;
+    const n = ++this.readSeq;
+    const ctx = new Uint8Array(9);
+    ctx[0] = 0x52; // 'R'
+    new DataView(ctx.buffer).setFloat64(1, n);
+    const reads = this.readQueue;
+    this.readQueue = [];
+    this.readRound = { ctx, ctxKey: ctxKey(ctx), issuedMs: this.clock.now(), reads };
+    this.issueReadIndex(ctx);
+  }
+
+  private issueReadIndex(ctx: Uint8Array): void {
+    try {
+      this.rn.readIndex(ctx);
+    } catch (error) {
+      if (!(error instanceof RaftError)) throw error;
+      // No leader or too many pending: the round is retried on a later tick.
+    }
+  }
+
+  /** A round whose answer never came (lost message, leader change) is reissued with a new ctx. */
+  private retryReadRound(): void {
+    const round = this.readRound;
+    if (round === null) return;
+    const t = this.options.timing;
+    const retryMs = t.tickMs * t.electionTicks;
+    if (this.clock.now() - round.issuedMs < retryMs) return;
+    this.readRound = null;
+    this.readQueue = [...round.reads, ...this.readQueue];
+    this.startReadRound();
+  }
+
+  private onReadStates(states: readonly ReadState[]): void {
+    for (const rs of states) {
+      const round = this.readRound;
+      if (round === null || ctxKey(rs.requestCtx) !== round.ctxKey) continue; // a stale answer
+      this.readRound = null;
+      for (const read of round.reads) {
+        read.index = rs.index;
+        this.readsAwaitingApply.push(read);
+      }
+    }
+    if (this.readRound === null && this.readQueue.length > 0) this.startReadRound();
+  }
+
+  private serveReads(): void {
+    if (this.readsAwaitingApply.length === 0) return;
+    const applied = this.sm.appliedIndex();
+    const waiting: PendingRead[] = [];
+    for (const read of this.readsAwaitingApply) {
+      if (read.index <= applied) read.callback(null, read.index);
+      else waiting.push(read);
+    }
+    this.readsAwaitingApply = waiting;
+  }
+
+  private expireDeadlines(): void {
+    const now = this.clock.now();
+    for (const p of this.proposals.values()) {
+      if (p.deadlineMs > now) continue;
+      this.proposals.delete(p.seq);
+      if (this.soft.lead === NONE && !p.proposed) {
+        p.callback(new ServerError('NO_LEADER', 'etcdserver: no leader'));
+      } else if (this.soft.lead !== p.leaderAtStart) {
+        p.callback(
+          new ServerError(
+            'TIMEOUT_LEADER_FAIL',
+            'etcdserver: request timed out, possibly due to previous leader failure',
+          ),
+        );
+      } else {
+        p.callback(new ServerError('TIMEOUT', 'etcdserver: request timed out'));
+      }
+    }
+    const expire = (reads: PendingRead[]): PendingRead[] => {
+      const kept: PendingRead[] = [];
+      for (const r of reads) {
+        if (r.deadlineMs > now) kept.push(r);
+        else r.callback(new ServerError('TIMEOUT', 'etcdserver: request timed out'));
+      }
+      return kept;
+    };
+    this.readQueue = expire(this.readQueue);
+    this.readsAwaitingApply = expire(this.readsAwaitingApply);
+    if (this.readRound !== null) {
+      const kept = expire(this.readRound.reads);
+      this.readRound.reads.length = 0;
+      this.readRound.reads.push(...kept);
+    }
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // The Ready loop
+
+  private scheduleDrain(): void {
+    if (this.drainScheduled || this.state !== 'running') return;
+    this.drainScheduled = true;
+    this.clock.defer(() => {
+      this.drainScheduled = false;
+      this.drain();
+    });
+  }
+
+  private drain(): void {
+    if (this.state !== 'running' || this.saving || !this.rn.hasReady()) return;
+    const rd = this.rn.ready();
+    this.saving = true;
+    this.options.persistence.save(rd.hardState, rd.entries, rd.snapshot, (error) =>
+      this.saved(rd, error),
+    );
+  }
+
+  private saved(rd: Ready, error: Error | null): void {
+    this.saving = false;
+    if (error !== null) {
+      this.fatal(error);
+      return;
+    }
+    // Durable: now the cache the core reads from may reflect it.
+    if (rd.snapshot !== null) this.storage.applySnapshot(rd.snapshot);
+    if (rd.entries.length > 0) this.storage.append(rd.entries);
+    if (rd.hardState !== null) this.storage.setHardState(rd.hardState);
+    this.send(rd.messages);
+    if (rd.softState !== null) this.changeSoftState(rd.softState);
+    if (rd.snapshot !== null) this.installSnapshot(rd);
+    for (const entry of rd.committedEntries) this.applyEntry(entry);
+    if (rd.readStates.length > 0) this.onReadStates(rd.readStates);
+    this.serveReads();
+    this.rn.advance(rd);
+    if (this.state === 'stopping') {
+      if (!this.snapshotting) this.finishStop();
+      return;
+    }
+    this.maybeSnapshot();
+    this.scheduleDrain();
+  }
+
+  private send(messages: readonly Message[]): void {
+    if (messages.length === 0) return;
+    // Group by destination: one send (one queue push) per peer per Ready.
+    let start = 0;
+    const sorted = messages.length === 1 ? messages : [...messages].sort((a, b) => a.to - b.to);
+    for (let i = 1; i <= sorted.length; i++) {
+      if (i === sorted.length || sorted[i]!.to !== sorted[start]!.to) {
+        this.network.send(sorted[start]!.to, sorted.slice(start, i));
+        start = i;
+      }
+    }
+  }
+
+  private changeSoftState(soft: SoftState): void {
+    const leaderChanged = soft.lead !== this.soft.lead;
+    this.soft = soft;
+    if (leaderChanged && this.readRound !== null) {
+      // The round may have gone to the old leader: ask the new one at once.
+      const round = this.readRound;
+      this.readRound = null;
+      this.readQueue = [...round.reads, ...this.readQueue];
+      this.startReadRound();
+    }
+    if (leaderChanged) this.retryUnproposed();
+    this.options.hooks?.onSoftState?.(soft, this.rn.raft.term);
+  }
+
+  private installSnapshot(rd: Ready): void {
+    const snap = rd.snapshot!;
+    assert(snap.metadata.index > this.sm.appliedIndex(), 'snapshot older than applied state');
+    this.sm.restore(snap);
+    this.confState = snap.metadata.confState;
+    this.snapshotIndex = snap.metadata.index;
+  }
+
+  private applyEntry(entry: Entry): void {
+    const applied = this.sm.appliedIndex();
+    if (entry.index <= applied) return; // replayed after restart: the durable state has it
+    assert(entry.index === applied + 1, `apply gap: ${applied} then ${entry.index}`);
+    const ctx = { index: entry.index, term: entry.term };
+    if (entry.type === EntryType.ConfChange) {
+      this.applyConfChangeEntry(entry);
+      return;
+    }
+    if (entry.data.length === 0) {
+      this.sm.applyNoop(ctx);
+      this.options.hooks?.onApplied?.(entry, undefined);
+      return;
+    }
+    const envelope = decodeEnvelope(entry.data);
+    assert(envelope !== null, `entry ${entry.index} is not an envelope`);
+    const result = this.sm.apply(ctx, envelope.command);
+    this.options.hooks?.onApplied?.(entry, result);
+    if (envelope.proposer === this.id) this.resolve(envelope.seq, result);
+  }
+
+  private applyConfChangeEntry(entry: Entry): void {
+    const ctx = { index: entry.index, term: entry.term };
+    const change = decodeConfChange(entry.data);
+    const envelope = change.context.length > 0 ? decodeEnvelope(change.context) : null;
+    const inner: ConfChange = envelope === null ? change : { ...change, context: envelope.command };
+    let confState: ConfState;
+    try {
+      confState = this.rn.applyConfChange(inner);
+    } catch (error) {
+      if (!(error instanceof RaftError)) throw error;
+      // Refused (e.g. it would remove the last voter): recorded as a no-op on every member.
+      this.sm.applyNoop(ctx);
+      if (envelope?.proposer === this.id) {
+        this.reject(envelope.seq, new ServerError('UNHEALTHY', `etcdserver: ${error.message}`));
+      }
+      return;
+    }
+    this.confState = confState;
+    this.sm.applyConfChange(ctx, inner, confState);
+    this.options.hooks?.onConfChange?.(inner, confState, entry.index);
+    this.options.hooks?.onApplied?.(entry, confState);
+    if (envelope?.proposer === this.id) this.resolve(envelope.seq, confState);
+  }
+
+  private resolve(seq: number, result: unknown): void {
+    const p = this.proposals.get(seq);
+    if (p === undefined) return; // timed out already, or proposed before a restart
+    this.proposals.delete(seq);
+    p.callback(null, result);
+  }
+
+  private reject(seq: number, error: Error): void {
+    const p = this.proposals.get(seq);
+    if (p === undefined) return;
+    this.proposals.delete(seq);
+    p.callback(error);
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Snapshots and compaction
+
+  private maybeSnapshot(): void {
+    const applied = this.sm.appliedIndex();
+    if (this.snapshotting || applied - this.snapshotIndex < this.options.snapshotEveryEntries)
+      return;
+    const snap = this.storage.createSnapshot(applied, this.confState, this.sm.snapshot());
+    this.snapshotting = true;
+    this.options.persistence.saveSnapshot(snap, (error) => {
+      this.snapshotting = false;
+      if (error !== null) {
+        this.fatal(error);
+        return;
+      }
+      this.snapshotIndex = snap.metadata.index;
+      const compactTo = snap.metadata.index - this.options.compactionKeepEntries;
+      if (compactTo > this.storage.firstIndex()) this.storage.compact(compactTo);
+      this.options.persistence.release(snap.metadata.index);
+      if (this.state === 'stopping' && !this.saving) this.finishStop();
+    });
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Views and admin
+
+  status(): RaftStatus {
+    return this.rn.status();
+  }
+
+  get leader(): NodeId {
+    return this.soft.lead;
+  }
+
+  get isLeader(): boolean {
+    return this.soft.raftState === StateType.Leader;
+  }
+
+  get term(): number {
+    return this.rn.raft.term;
+  }
+
+  get commitIndex(): number {
+    return this.rn.raft.log.committed;
+  }
+
+  get appliedIndex(): number {
+    return this.sm.appliedIndex();
+  }
+
+  get configuration(): ConfState {
+    return this.confState;
+  }
+
+  /** Asks the leader to hand leadership to `to` (MoveLeader). */
+  transferLeader(to: NodeId): void {
+    this.rn.transferLeader(to);
+    this.scheduleDrain();
+  }
+
+  /** Starts an election now (tests and `tandem member` admin). */
+  campaign(): void {
+    this.rn.campaign();
+    this.scheduleDrain();
+  }
+}
+
+function ctxKey(ctx: Uint8Array): string {
+  let s = '';
+  for (let i = 0; i < ctx.length; i++) s += String.fromCharCode(ctx[i]!);
+  return s;
+}

@@ -1,0 +1,29 @@
+/**
+ * What the member applies committed entries to. Deterministic: the same entries in the same order
+ * give the same state and results on every member (the simulator checks hashes for that).
+ */
+import type { ConfChange, ConfState, Snapshot } from '../raft/types.js';
+
+export interface ApplyContext {
+  readonly index: number;
+  readonly term: number;
+}
+
+export interface ReplicatedStateMachine {
+  /** The index of the last entry applied (durable with the state in a durable backend). */
+  appliedIndex(): number;
+  /**
+   * Applies one normal entry's command. Returns the result for the proposer; a command that is
+   * refused (e.g. a compare that fails validation) returns its error as the result, it never
+   * throws: a throw here is a bug and stops the member.
+   */
+  apply(ctx: ApplyContext, command: Uint8Array): unknown;
+  /** Records an entry that changes nothing (the leader's empty entry, a refused conf change). */
+  applyNoop(ctx: ApplyContext): void;
+  /** Records an applied membership change and the configuration it produced. */
+  applyConfChange(ctx: ApplyContext, change: ConfChange, confState: ConfState): void;
+  /** A consistent image of the state at `appliedIndex()`. */
+  snapshot(): Uint8Array;
+  /** Replaces the whole state with a snapshot's. */
+  restore(snapshot: Snapshot): void;
+}

@@ -1,0 +1,204 @@
+/**
+ * Test doubles for driving real Members on virtual time: a manual clock with an event queue, an
+ * in-memory network between members, persistence that completes after a virtual disk delay, and
+ * a tiny deterministic state machine (a list of applied commands).
+ */
+import type { Clock, TimerHandle } from '../../src/io/clock.js';
+import type { MessageHandler, Network, PeerReportHandler } from '../../src/io/network.js';
+import type { Done, RaftPersistence } from '../../src/io/persistence.js';
+import { RawNode } from '../../src/raft/rawnode.js';
+import { MemoryStorage } from '../../src/raft/storage.js';
+import type {
+  ConfChange,
+  ConfState,
+  Entry,
+  HardState,
+  Message,
+  NodeId,
+  Snapshot,
+} from '../../src/raft/types.js';
+import { Member } from '../../src/server/member.js';
+import type { ApplyContext, ReplicatedStateMachine } from '../../src/server/state-machine.js';
+import { Prng } from '../../src/util/prng.js';
+
+interface Timer {
+  at: number;
+  seq: number;
+  fn: () => void;
+  cancelled: boolean;
+}
+
+export class ManualClock implements Clock {
+  nowMs = 0;
+  private seq = 0;
+  private timers: Timer[] = [];
+
+  now(): number {
+    return this.nowMs;
+  }
+  setTimeout(callback: () => void, delayMs: number): TimerHandle {
+    const t: Timer = { at: this.nowMs + delayMs, seq: this.seq++, fn: callback, cancelled: false };
+    this.timers.push(t);
+    return t;
+  }
+  clearTimeout(handle: TimerHandle): void {
+    (handle as Timer).cancelled = true;
+  }
+  defer(callback: () => void): void {
+    this.setTimeout(callback, 0);
+  }
+  /** Runs every event due up to now + ms, in time order. */
+  advance(ms: number): void {
+    const end = this.nowMs + ms;
+    for (;;) {
+      this.timers = this.timers.filter((t) => !t.cancelled);
+      let next: Timer | null = null;
+      for (const t of this.timers) {
+        if (
+          t.at <= end &&
+          (next === null || t.at < next.at || (t.at === next.at && t.seq < next.seq))
+        )
+          next = t;
+      }
+      if (next === null) break;
+      this.timers.splice(this.timers.indexOf(next), 1);
+      this.nowMs = Math.max(this.nowMs, next.at);
+      next.fn();
+    }
+    this.nowMs = end;
+  }
+}
+
+export class LoopbackHub {
+  readonly handlers = new Map<NodeId, MessageHandler>();
+  readonly cut = new Set<NodeId>();
+  constructor(
+    readonly clock: ManualClock,
+    readonly latencyMs = 1,
+  ) {}
+  network(id: NodeId): Network {
+    const hub = this;
+    return {
+      send(to: NodeId, messages: readonly Message[]): void {
+        if (hub.cut.has(id) || hub.cut.has(to)) return;
+        hub.clock.setTimeout(() => {
+          if (hub.cut.has(id) || hub.cut.has(to)) return;
+          const h = hub.handlers.get(to);
+          if (h !== undefined) for (const m of messages) h(m);
+        }, hub.latencyMs);
+      },
+      onMessage(handler: MessageHandler): void {
+        hub.handlers.set(id, handler);
+      },
+      onReport(_handler: PeerReportHandler): void {},
+      setPeer(): void {},
+      removePeer(): void {},
+      close: async () => {},
+    };
+  }
+}
+
+export class VirtualPersistence implements RaftPersistence {
+  saves = 0;
+  lastHardState: HardState | null = null;
+  failNext: Error | null = null;
+  constructor(
+    readonly clock: ManualClock,
+    readonly diskMs = 1,
+  ) {}
+  save(hs: HardState | null, _entries: readonly Entry[], _snap: Snapshot | null, done: Done): void {
+    this.saves++;
+    const failure = this.failNext;
+    this.failNext = null;
+    this.clock.setTimeout(() => {
+      if (hs !== null) this.lastHardState = hs;
+      done(failure);
+    }, this.diskMs);
+  }
+  saveSnapshot(_snapshot: Snapshot, done: Done): void {
+    this.clock.setTimeout(() => done(null), this.diskMs);
+  }
+  release(): void {}
+}
+
+export class ListStateMachine implements ReplicatedStateMachine {
+  applied = 0;
+  commands: string[] = [];
+  appliedIndex(): number {
+    return this.applied;
+  }
+  apply(ctx: ApplyContext, command: Uint8Array): unknown {
+    this.applied = ctx.index;
+    const text = new TextDecoder().decode(command);
+    this.commands.push(text);
+    return `ok:${text}`;
+  }
+  applyNoop(ctx: ApplyContext): void {
+    this.applied = ctx.index;
+  }
+  applyConfChange(ctx: ApplyContext, _change: ConfChange, _cs: ConfState): void {
+    this.applied = ctx.index;
+  }
+  snapshot(): Uint8Array {
+    return new TextEncoder().encode(JSON.stringify(this.commands));
+  }
+  restore(snapshot: Snapshot): void {
+    this.applied = snapshot.metadata.index;
+    this.commands =
+      snapshot.data.length === 0 ? [] : JSON.parse(new TextDecoder().decode(snapshot.data));
+  }
+}
+
+export interface TestCluster {
+  clock: ManualClock;
+  hub: LoopbackHub;
+  members: Map<NodeId, Member>;
+  machines: Map<NodeId, ListStateMachine>;
+  persistence: Map<NodeId, VirtualPersistence>;
+}
+
+export function startCluster(size: number, seed = 1, snapshotEveryEntries = 1000): TestCluster {
+  const clock = new ManualClock();
+  const hub = new LoopbackHub(clock);
+  const ids = Array.from({ length: size }, (_, i) => i + 1);
+  const members = new Map<NodeId, Member>();
+  const machines = new Map<NodeId, ListStateMachine>();
+  const persistence = new Map<NodeId, VirtualPersistence>();
+  const rng = new Prng(seed);
+  for (const id of ids) {
+    const storage = new MemoryStorage();
+    RawNode.bootstrap(storage, ids);
+    const sm = new ListStateMachine();
+    sm.applied = 1;
+    const p = new VirtualPersistence(clock);
+    const m = new Member({
+      id,
+      clock,
+      network: hub.network(id),
+      persistence: p,
+      storage,
+      stateMachine: sm,
+      random: rng.fork(),
+      timing: { tickMs: 10, electionTicks: 10, heartbeatTicks: 1, requestTimeoutMs: 2000 },
+      snapshotEveryEntries,
+      compactionKeepEntries: 5,
+    });
+    members.set(id, m);
+    machines.set(id, sm);
+    persistence.set(id, p);
+  }
+  for (const m of members.values()) m.start();
+  return { clock, hub, members, machines, persistence };
+}
+
+export function leaderOf(c: TestCluster): Member | undefined {
+  return [...c.members.values()].find((m) => m.running && m.isLeader);
+}
+
+export function proposeText(m: Member, text: string): Promise<unknown> {
+  return new Promise((resolve, reject) =>
+    m.propose(new TextEncoder().encode(text), (err, v) =>
+      err === null ? resolve(v) : reject(err),
+    ),
+  );
+}

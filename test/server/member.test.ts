@@ -1,0 +1,162 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { ServerError } from '../../src/server/errors.js';
+import { leaderOf, proposeText, startCluster } from './harness.js';
+
+function settle<T>(p: Promise<T>): { value?: T; error?: unknown; done: boolean } {
+  const box: { value?: T; error?: unknown; done: boolean } = { done: false };
+  p.then(
+    (v) => Object.assign(box, { value: v, done: true }),
+    (e) => Object.assign(box, { error: e, done: true }),
+  );
+  return box;
+}
+const flush = () => new Promise((r) => setImmediate(r));
+
+test('a 3-member cluster elects a leader and every member applies the same commands', async () => {
+  const c = startCluster(3);
+  c.clock.advance(1000);
+  const leader = leaderOf(c);
+  assert.ok(leader, 'a leader within 1 s of virtual time');
+  const results = ['a', 'b', 'c'].map((t) => settle(proposeText(leader, t)));
+  c.clock.advance(200);
+  await flush();
+  assert.deepEqual(
+    results.map((r) => r.value),
+    ['ok:a', 'ok:b', 'ok:c'],
+  );
+  for (const sm of c.machines.values()) assert.deepEqual(sm.commands, ['a', 'b', 'c']);
+});
+
+test('a proposal on a follower is forwarded and resolves when applied on that follower', async () => {
+  const c = startCluster(3, 7);
+  c.clock.advance(1000);
+  const leader = leaderOf(c)!;
+  const follower = [...c.members.values()].find((m) => m !== leader)!;
+  const r = settle(proposeText(follower, 'from-follower'));
+  c.clock.advance(200);
+  await flush();
+  assert.equal(r.value, 'ok:from-follower');
+  assert.ok(c.machines.get(follower.id)!.commands.includes('from-follower'));
+});
+
+test('with no quorum a proposal fails within the request timeout instead of hanging', async () => {
+  const c = startCluster(3, 3);
+  c.clock.advance(1000);
+  const leader = leaderOf(c)!;
+  for (const m of c.members.values()) if (m !== leader) c.hub.cut.add(m.id);
+  const r = settle(proposeText(leader, 'lost'));
+  c.clock.advance(3000);
+  await flush();
+  assert.ok(r.done, 'settled');
+  assert.ok(r.error instanceof ServerError);
+  assert.match((r.error as ServerError).code, /^(TIMEOUT|TIMEOUT_LEADER_FAIL|NO_LEADER)$/);
+});
+
+test('messages leave only after their Ready is durable: a stuck disk sends nothing', () => {
+  const c = startCluster(3, 5);
+  // Member 1's disk never completes: it may campaign, but no vote request may leave it.
+  const p1 = c.persistence.get(1)!;
+  p1.save = () => {};
+  const sentBy1: number[] = [];
+  const h2 = c.hub.handlers.get(2)!;
+  const h3 = c.hub.handlers.get(3)!;
+  c.hub.handlers.set(2, (m) => {
+    if (m.from === 1) sentBy1.push(m.type);
+    h2(m);
+  });
+  c.hub.handlers.set(3, (m) => {
+    if (m.from === 1) sentBy1.push(m.type);
+    h3(m);
+  });
+  c.members.get(1)!.campaign();
+  c.clock.advance(3000);
+  assert.deepEqual(sentBy1, []);
+  const leader = leaderOf(c);
+  assert.ok(leader !== undefined && leader.id !== 1, 'the others elect a leader among themselves');
+});
+
+test('a linearizable read on a cut-off old leader never returns; on the new leader it sees acked writes', async () => {
+  const c = startCluster(3, 11);
+  c.clock.advance(1000);
+  const old = leaderOf(c)!;
+  c.hub.cut.add(old.id);
+  const stale = settle(new Promise((res, rej) => old.readBarrier((e, i) => (e ? rej(e) : res(i)))));
+  c.clock.advance(1500);
+  const fresh = leaderOf(c);
+  assert.ok(fresh !== undefined && fresh.id !== old.id);
+  const w = settle(proposeText(fresh, 'after-failover'));
+  c.clock.advance(200);
+  await flush();
+  assert.equal(w.value, 'ok:after-failover');
+  const writeIndex = fresh.appliedIndex;
+  const read = settle(
+    new Promise<number>((res, rej) => fresh.readBarrier((e, i) => (e ? rej(e) : res(i!)))),
+  );
+  c.clock.advance(200);
+  await flush();
+  assert.ok((read.value ?? 0) >= writeIndex, `read index ${read.value} >= write ${writeIndex}`);
+  assert.ok(c.machines.get(fresh.id)!.commands.includes('after-failover'));
+  c.clock.advance(1000);
+  await flush();
+  assert.ok(stale.error instanceof ServerError, 'the stale read failed rather than answered');
+});
+
+test('a failed save stops the member and fails what waits with STOPPED', async () => {
+  const c = startCluster(3, 13);
+  c.clock.advance(1000);
+  const leader = leaderOf(c)!;
+  c.persistence.get(leader.id)!.failNext = new Error('fdatasync: EIO');
+  const r = settle(proposeText(leader, 'x'));
+  c.clock.advance(100);
+  await flush();
+  assert.equal(leader.running, false);
+  assert.ok(r.error instanceof ServerError && r.error.code === 'STOPPED');
+});
+
+test('snapshots compact the log, and a member that was cut off catches up by snapshot', async () => {
+  const c = startCluster(3, 17, 10);
+  c.clock.advance(1000);
+  const leader = leaderOf(c)!;
+  const lagging = [...c.members.values()].find((m) => m !== leader)!;
+  c.hub.cut.add(lagging.id);
+  for (let i = 0; i < 60; i++) {
+    void proposeText(leader, `k${i}`).catch(() => {});
+    c.clock.advance(20);
+  }
+  c.clock.advance(500);
+  assert.equal(c.machines.get(leader.id)!.commands.length, 60);
+  const leaderStorage = (leader as unknown as { storage: { firstIndex(): number } }).storage;
+  assert.ok(
+    leaderStorage.firstIndex() > 40,
+    `log compacted (first index ${leaderStorage.firstIndex()})`,
+  );
+  const lagSm = c.machines.get(lagging.id)!;
+  let restored = 0;
+  const restore = lagSm.restore.bind(lagSm);
+  lagSm.restore = (snap) => {
+    restored++;
+    restore(snap);
+  };
+  c.hub.cut.delete(lagging.id);
+  c.clock.advance(2000);
+  await flush();
+  assert.ok(restored >= 1, 'caught up through a snapshot');
+  assert.deepEqual(c.machines.get(lagging.id)!.commands, c.machines.get(leader.id)!.commands);
+});
+
+test('stop fails pending proposals with STOPPED and completes', async () => {
+  const c = startCluster(3, 19);
+  c.clock.advance(1000);
+  const leader = leaderOf(c)!;
+  for (const m of c.members.values()) if (m !== leader) c.hub.cut.add(m.id);
+  const r = settle(proposeText(leader, 'pending'));
+  let stopped = false;
+  leader.stop(() => {
+    stopped = true;
+  });
+  c.clock.advance(100);
+  await flush();
+  assert.ok(stopped);
+  assert.ok(r.error instanceof ServerError && r.error.code === 'STOPPED');
+});
