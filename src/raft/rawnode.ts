@@ -82,7 +82,11 @@ export class RawNode {
    * index 1, term 1 whose ConfState has `voters`, and hard state {term 1, commit 1}. Every
    * founding member must be bootstrapped with the same voters.
    */
-  static bootstrap(storage: MemoryStorage, voters: readonly NodeId[]): void {
+  static bootstrap(
+    storage: MemoryStorage,
+    voters: readonly NodeId[],
+    data: Uint8Array = EMPTY_BYTES,
+  ): void {
     assert(voters.length > 0, 'bootstrap needs at least one voter');
     assert(new Set(voters).size === voters.length, 'bootstrap voters must be distinct');
     for (const id of voters) assert(Number.isSafeInteger(id) && id > 0, `bad voter id ${id}`);
@@ -99,7 +103,7 @@ export class RawNode {
       learnersNext: [],
       autoLeave: false,
     };
-    storage.applySnapshot({ metadata: { index: 1, term: 1, confState }, data: EMPTY_BYTES });
+    storage.applySnapshot({ metadata: { index: 1, term: 1, confState }, data });
     storage.setHardState({ term: 1, vote: NONE, commit: 1 });
   }
 
