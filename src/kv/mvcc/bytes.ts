@@ -1,0 +1,36 @@
+/**
+ * Keys as strings for ordered in-memory structures: each byte becomes one UTF-16 code unit
+ * (latin1), so JavaScript's string order is exactly etcd's unsigned byte order (bytes.Compare),
+ * including "a prefix sorts first". Strings are what Map and sorted arrays handle fastest.
+ */
+import { Buffer } from 'node:buffer';
+
+export function bytesToKey(bytes: Uint8Array): string {
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('latin1');
+}
+
+export function keyToBytes(key: string): Uint8Array {
+  return new Uint8Array(Buffer.from(key, 'latin1'));
+}
+
+/** Unsigned lexicographic comparison, as Go's bytes.Compare. */
+export function compareBytes(a: Uint8Array, b: Uint8Array): number {
+  return Buffer.compare(
+    Buffer.from(a.buffer, a.byteOffset, a.byteLength),
+    Buffer.from(b.buffer, b.byteOffset, b.byteLength),
+  );
+}
+
+export function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
+  return a.length === b.length && compareBytes(a, b) === 0;
+}
+
+/**
+ * A range end as etcd's mvcc sees it, after mkGteRange: `null` = the single key `key`;
+ * `''` = unbounded (every key >= key); otherwise the exclusive end.
+ */
+export function rangeEndKey(rangeEnd: Uint8Array): string | null {
+  if (rangeEnd.length === 0) return null;
+  if (rangeEnd.length === 1 && rangeEnd[0] === 0) return '';
+  return bytesToKey(rangeEnd);
+}

@@ -1,0 +1,46 @@
+/**
+ * The backend encoding of a KeyValue (the value under its revision key). Fixed layout, so that
+ * the bytes — and therefore hashKv — are identical on every member and backend:
+ *
+ *   0  createRevision u64 | 8 modRevision u64 | 16 version u64 | 24 lease i64
+ *   32 keyLength u32      | 36 key            | valueLength u32 | value
+ *
+ * A tombstone stores only the key (and its modRevision), as etcd stores KeyValue{Key: key}.
+ */
+import { assert } from '../../util/assert.js';
+import type { KeyValue } from '../types.js';
+import { readU64, writeU64 } from './revision.js';
+
+const FIXED_BYTES = 40;
+
+export function encodeKeyValue(kv: KeyValue): Uint8Array {
+  const out = new Uint8Array(FIXED_BYTES + kv.key.length + kv.value.length);
+  const view = new DataView(out.buffer);
+  writeU64(view, 0, kv.createRevision);
+  writeU64(view, 8, kv.modRevision);
+  writeU64(view, 16, kv.version);
+  view.setBigInt64(24, kv.lease);
+  view.setUint32(32, kv.key.length);
+  out.set(kv.key, 36);
+  view.setUint32(36 + kv.key.length, kv.value.length);
+  out.set(kv.value, FIXED_BYTES + kv.key.length);
+  return out;
+}
+
+/** Decodes; `key` and `value` are views into `bytes`, which the caller must not reuse. */
+export function decodeKeyValue(bytes: Uint8Array): KeyValue {
+  assert(bytes.length >= FIXED_BYTES, 'stored KeyValue too short');
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const keyLength = view.getUint32(32);
+  assert(FIXED_BYTES + keyLength <= bytes.length, 'stored KeyValue key overruns');
+  const valueLength = view.getUint32(36 + keyLength);
+  assert(FIXED_BYTES + keyLength + valueLength === bytes.length, 'stored KeyValue length');
+  return {
+    key: bytes.subarray(36, 36 + keyLength),
+    createRevision: readU64(view, 0),
+    modRevision: readU64(view, 8),
+    version: readU64(view, 16),
+    lease: view.getBigInt64(24),
+    value: bytes.subarray(FIXED_BYTES + keyLength),
+  };
+}

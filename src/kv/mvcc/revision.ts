@@ -1,0 +1,59 @@
+/**
+ * Revisions as etcd's server/storage/mvcc/revision.go has them: a `main` revision per write
+ * transaction and a `sub` revision per change inside it. In the backend a revision is the key of
+ * the stored KeyValue, as 16 big-endian bytes (8 main, 8 sub) so that byte order = revision
+ * order, plus a trailing 't' byte on a deletion's tombstone (etcd's markedRevBytesLen) so that
+ * rebuilding the key index needs no value decoding to tell a delete.
+ */
+import { assert, assertUint } from '../../util/assert.js';
+
+export interface Revision {
+  readonly main: number;
+  readonly sub: number;
+}
+
+export const REVISION_BYTES = 16;
+export const MARKED_REVISION_BYTES = REVISION_BYTES + 1;
+const TOMBSTONE_MARK = 0x74; // 't'
+const TWO_POW_32 = 0x1_0000_0000;
+
+export function compareRevision(a: Revision, b: Revision): number {
+  return a.main !== b.main ? a.main - b.main : a.sub - b.sub;
+}
+
+export function revisionToBytes(rev: Revision, tombstone = false): Uint8Array {
+  assertUint(rev.main, 'revision.main');
+  assertUint(rev.sub, 'revision.sub');
+  const out = new Uint8Array(tombstone ? MARKED_REVISION_BYTES : REVISION_BYTES);
+  const view = new DataView(out.buffer);
+  writeU64(view, 0, rev.main);
+  writeU64(view, 8, rev.sub);
+  if (tombstone) out[REVISION_BYTES] = TOMBSTONE_MARK;
+  return out;
+}
+
+export function bytesToRevision(bytes: Uint8Array): Revision {
+  assert(
+    bytes.length === REVISION_BYTES || bytes.length === MARKED_REVISION_BYTES,
+    `revision key of ${bytes.length} bytes`,
+  );
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  return { main: readU64(view, 0), sub: readU64(view, 8) };
+}
+
+export function isTombstone(bytes: Uint8Array): boolean {
+  return bytes.length === MARKED_REVISION_BYTES && bytes[REVISION_BYTES] === TOMBSTONE_MARK;
+}
+
+/** Writes a safe integer as an unsigned big-endian 64-bit number. */
+export function writeU64(view: DataView, offset: number, n: number): void {
+  assertUint(n, 'u64');
+  view.setUint32(offset, Math.floor(n / TWO_POW_32));
+  view.setUint32(offset + 4, n >>> 0);
+}
+
+export function readU64(view: DataView, offset: number): number {
+  const n = view.getUint32(offset) * TWO_POW_32 + view.getUint32(offset + 4);
+  assert(Number.isSafeInteger(n), 'u64 beyond 2^53');
+  return n;
+}

@@ -1,0 +1,509 @@
+/**
+ * The MVCC store (etcd's server/storage/mvcc kvstore.go + kvstore_txn.go): revisioned key-value
+ * history over a Backend, with the key index in memory.
+ *
+ * - One main revision per write transaction that changes something; one sub revision per change.
+ *   A fresh store is at revision 1 (etcd's), so the first write is revision 2.
+ * - Every write transaction also records the Raft index it applies (`appliedIndex`) in the same
+ *   backend transaction, so after a crash the store and its applied index agree.
+ * - Compaction runs inside the applying transaction (etcd defers the physical part; see
+ *   `compact`).
+ *
+ * The key index is rebuilt from the key bucket on open (as etcd does) rather than persisted: the
+ * backend stays the single source of truth, so no crash can leave two structures disagreeing,
+ * and the cost — one scan of the history — is bounded by compaction.
+ *
+ * Invariants: compactMainRev <= currentRev; the key index describes exactly the backend's key
+ * bucket. A backend failure after the index changed leaves them apart, so the store then refuses
+ * all further use (`failed`), as etcd panics on backend errors.
+ */
+import { crc32c } from '@node-rs/crc32';
+import { assert, assertUint } from '../../util/assert.js';
+import type { Backend, BackendReader, WriteTx } from '../backend/backend.js';
+import { KvError } from '../errors.js';
+import {
+  EventType,
+  type KeyRange,
+  type KeyValue,
+  type KvEvent,
+  type LeaseAttachments,
+  type LeaseId,
+  NO_LEASE,
+  type WatchableStore,
+} from '../types.js';
+import { bytesToKey, rangeEndKey } from './bytes.js';
+import { decodeKeyValue, encodeKeyValue } from './kv-codec.js';
+import {
+  bytesToRevision,
+  isTombstone,
+  REVISION_BYTES,
+  type Revision,
+  readU64,
+  revisionToBytes,
+  writeU64,
+} from './revision.js';
+import { TreeIndex } from './tree-index.js';
+
+const META_APPLIED_INDEX = new TextEncoder().encode('consistent_index');
+const META_COMPACT_REVISION = new TextEncoder().encode('finished_compact_rev');
+const KEY_BUCKET_NAME = new TextEncoder().encode('key');
+/** etcd's store starts at revision 1 and "no compaction yet" is -1. */
+const REVISION_INITIAL = 1;
+const COMPACT_REVISION_NONE = -1;
+
+/** What an mvcc-level range returns (etcd's RangeResult). */
+export interface RangeResult {
+  readonly kvs: KeyValue[];
+  /** Matching keys at the read revision, regardless of limit. */
+  readonly count: number;
+  /** The transaction's revision, which the response header carries. */
+  readonly rev: number;
+}
+
+export interface RangeOptions {
+  /** 0 = no limit. */
+  readonly limit: number;
+  /** <= 0 = the transaction's revision. */
+  readonly rev: number;
+  readonly countOnly: boolean;
+}
+
+const RANGE_ALL: RangeOptions = { limit: 0, rev: 0, countOnly: false };
+
+/** The read side of a transaction (etcd's TxnRead). */
+export interface TxnRead {
+  /** The revision reads see by default. */
+  rev(): number;
+  /** The oldest revision still readable (the compact revision; -1 if never compacted). */
+  firstRev(): number;
+  range(key: Uint8Array, rangeEnd: Uint8Array, options?: RangeOptions): RangeResult;
+}
+
+/** The write side (etcd's TxnWrite). Writes are visible to later reads of the same txn. */
+export interface TxnWrite extends TxnRead {
+  /** Returns the revision of the write. */
+  put(key: Uint8Array, value: Uint8Array, lease: LeaseId): number;
+  /** Returns [deleted, header revision]. */
+  deleteRange(key: Uint8Array, rangeEnd: Uint8Array): [number, number];
+  /** Number of changes so far. */
+  changes(): number;
+}
+
+export interface KvHash {
+  /** CRC32C over the key bucket: every revision up to `revision`, in revision order. */
+  readonly hash: number;
+  readonly revision: number;
+  readonly compactRevision: number;
+}
+
+type LeaseOp = { attach: boolean; id: LeaseId; key: Uint8Array };
+type CommitListener = (revision: number, events: readonly KvEvent[]) => void;
+
+export class MvccStore implements WatchableStore {
+  private readonly index = new TreeIndex();
+  private currentRev = REVISION_INITIAL;
+  private compactMainRev = COMPACT_REVISION_NONE;
+  private applied = 0;
+  private writing = false;
+  /** The open backend transaction of a `batch`, which `write`s join. */
+  private batchTx: WriteTx | null = null;
+  /** Committed-to-be write transactions whose effects wait for the backend commit. */
+  private committing: { revision: number; txn: StoreTxnWrite }[] = [];
+  private failed: unknown = null;
+  private readonly listeners = new Set<CommitListener>();
+
+  private constructor(
+    readonly backend: Backend,
+    private readonly lessor: LeaseAttachments,
+  ) {}
+
+  /** Opens a store over a backend, rebuilding the key index from its key bucket. */
+  static open(backend: Backend, lessor: LeaseAttachments): MvccStore {
+    const store = new MvccStore(backend, lessor);
+    store.restore();
+    return store;
+  }
+
+  currentRevision(): number {
+    return this.currentRev;
+  }
+
+  /** 0 when never compacted, as WatchableStore wants. */
+  compactRevision(): number {
+    return Math.max(0, this.compactMainRev);
+  }
+
+  appliedIndex(): number {
+    return this.applied;
+  }
+
+  /** The oldest readable revision as etcd's FirstRev: the compact revision, -1 if none yet. */
+  firstRevision(): number {
+    return this.compactMainRev;
+  }
+
+  /** Number of keys with any history in the index (live or not yet compacted away). */
+  indexedKeys(): number {
+    return this.index.size;
+  }
+
+  /** A read transaction at the current revision. */
+  read(): TxnRead {
+    this.assertIdle();
+    const rev = this.currentRev;
+    return {
+      rev: () => rev,
+      firstRev: () => this.compactMainRev,
+      range: (key, rangeEnd, options = RANGE_ALL) =>
+        this.rangeKeys(this.backend, key, rangeEnd, rev, options),
+    };
+  }
+
+  /**
+   * Runs `fn` as one write transaction applying Raft entry `appliedIndex`: the revision advances
+   * by one if `fn` changed anything, the applied index is stored with the data, and listeners
+   * hear about the changes once the backend has committed. `fn` must not throw (request errors
+   * are results); any exception here leaves the store unusable, as etcd panics.
+   */
+  write<T>(appliedIndex: number, fn: (txn: TxnWrite) => T): T {
+    this.assertUsable();
+    assert(!this.writing, 'nested write');
+    assert(appliedIndex > this.applied, `applied index ${appliedIndex} <= ${this.applied}`);
+    this.writing = true;
+    try {
+      if (this.batchTx !== null) return this.writeIn(this.batchTx, appliedIndex, fn);
+      const result = this.backend.write((tx) => this.writeIn(tx, appliedIndex, fn));
+      this.afterCommit();
+      return result;
+    } catch (e) {
+      this.failed = e;
+      throw e;
+    } finally {
+      this.writing = false;
+    }
+  }
+
+  /**
+   * Runs several `write`s (one per Raft entry) in one backend transaction — one fsync for a
+   * whole Ready's committed entries, as etcd's batched backend commits. Listeners hear about
+   * every revision once the batch has committed.
+   */
+  batch<T>(fn: () => T): T {
+    this.assertUsable();
+    assert(this.batchTx === null && !this.writing, 'batch inside a write or batch');
+    try {
+      const result = this.backend.write((tx) => {
+        this.batchTx = tx;
+        try {
+          return fn();
+        } finally {
+          this.batchTx = null;
+        }
+      });
+      this.afterCommit();
+      return result;
+    } catch (e) {
+      this.failed = e;
+      throw e;
+    }
+  }
+
+  private writeIn<T>(tx: WriteTx, appliedIndex: number, fn: (txn: TxnWrite) => T): T {
+    const txn = new StoreTxnWrite(this, tx);
+    const result = fn(txn);
+    this.recordApplied(tx, appliedIndex);
+    this.applied = appliedIndex;
+    if (txn.changes() > 0) this.currentRev++;
+    assert(this.currentRev === txn.beginRev + (txn.changes() > 0 ? 1 : 0), 'revision step');
+    this.committing.push({ revision: this.currentRev, txn });
+    return result;
+  }
+
+  /**
+   * Compacts history below `rev` inside a write (as etcd's Compact + scheduleCompaction, done
+   * at once: the whole removal is one backend transaction, so no crash leaves it half done).
+   */
+  compact(txn: TxnWrite, rev: number): void {
+    const tx = (txn as StoreTxnWrite).tx;
+    assert(tx !== undefined, 'compact needs a store write transaction');
+    this.checkCompactable(rev);
+    const keep = new Set<string>();
+    for (const r of this.index.compact(rev)) keep.add(bytesToKey(revisionToBytes(r)));
+    const doomed: Uint8Array[] = [];
+    tx.scan('key', new Uint8Array(0), revisionToBytes({ main: rev + 1, sub: 0 }), (k) => {
+      if (!keep.has(bytesToKey(k.subarray(0, REVISION_BYTES)))) doomed.push(k);
+      return true;
+    });
+    for (const k of doomed) tx.delete('key', k);
+    const bytes = new Uint8Array(8);
+    writeU64(new DataView(bytes.buffer), 0, rev);
+    tx.put('meta', META_COMPACT_REVISION, bytes);
+    this.compactMainRev = rev;
+  }
+
+  /** Throws COMPACTED / FUTURE_REV as etcd's Compact would for `rev`. */
+  checkCompactable(rev: number): void {
+    if (rev <= this.compactMainRev) throw new KvError('COMPACTED');
+    if (rev > this.currentRev) throw new KvError('FUTURE_REV');
+  }
+
+  eventsBetween(
+    range: KeyRange,
+    startRevision: number,
+    endRevision: number,
+    limit: number,
+    withPrevKv: boolean,
+  ): readonly KvEvent[] {
+    this.assertIdle();
+    if (startRevision <= this.compactRevision()) throw new KvError('COMPACTED');
+    const events: KvEvent[] = [];
+    if (endRevision <= startRevision || limit <= 0) return events;
+    const key = bytesToKey(range.key);
+    const end = rangeEndKey(range.rangeEnd);
+    const from = revisionToBytes({ main: startRevision, sub: 0 });
+    const to = revisionToBytes({ main: endRevision, sub: 0 });
+    this.backend.scan('key', from, to, (revBytes, value) => {
+      const kv = decodeKeyValue(value);
+      const k = bytesToKey(kv.key);
+      if (!inRange(k, key, end)) return true;
+      const type = isTombstone(revBytes) ? EventType.Delete : EventType.Put;
+      const prevKv = withPrevKv ? this.valueAt(this.backend, k, kv.modRevision - 1) : null;
+      events.push({ type, kv, prevKv });
+      return events.length < limit;
+    });
+    return events;
+  }
+
+  onCommit(listener: CommitListener): () => void {
+    this.listeners.add(listener);
+    return () => {
+      this.listeners.delete(listener);
+    };
+  }
+
+  /** etcd's HashKV at the current revision: equal on every member at the same applied index. */
+  hashKv(): KvHash {
+    this.assertIdle();
+    let hash = crc32c(KEY_BUCKET_NAME);
+    this.backend.scan('key', new Uint8Array(0), null, (k, v) => {
+      hash = crc32c(v, crc32c(k, hash));
+      return true;
+    });
+    return { hash, revision: this.currentRev, compactRevision: this.compactRevision() };
+  }
+
+  private recordApplied(tx: WriteTx, appliedIndex: number): void {
+    const bytes = new Uint8Array(8);
+    writeU64(new DataView(bytes.buffer), 0, appliedIndex);
+    tx.put('meta', META_APPLIED_INDEX, bytes);
+  }
+
+  /**
+   * Lease attachments and listeners, in revision order, once the backend has committed. A
+   * throwing listener is a bug: it fails the store like a backend error (the lessor and the
+   * watchers would otherwise silently miss what follows).
+   */
+  private afterCommit(): void {
+    const done = this.committing;
+    this.committing = [];
+    for (const { revision, txn } of done) {
+      for (const op of txn.leaseOps) {
+        if (op.attach) this.lessor.attach(op.id, op.key);
+        else this.lessor.detach(op.id, op.key);
+      }
+      if (txn.events.length === 0) continue;
+      for (const listener of [...this.listeners]) listener(revision, txn.events);
+    }
+  }
+
+  /** @internal The mvcc-level range (etcd's rangeKeys) at transaction revision `curRev`. */
+  rangeKeys(
+    reader: BackendReader,
+    key: Uint8Array,
+    rangeEnd: Uint8Array,
+    curRev: number,
+    options: RangeOptions,
+  ): RangeResult {
+    let rev = options.rev;
+    if (rev > curRev) throw new KvError('FUTURE_REV');
+    if (rev <= 0) rev = curRev;
+    if (rev < this.compactMainRev) throw new KvError('COMPACTED');
+    const k = bytesToKey(key);
+    const end = rangeEndKey(rangeEnd);
+    if (options.countOnly) return { kvs: [], count: this.index.count(k, end, rev), rev: curRev };
+    const { revs, total } = this.index.revisions(k, end, rev, options.limit);
+    const kvs = revs.map((r) => this.readRevision(reader, r.rev.modified, false));
+    return { kvs, count: total, rev: curRev };
+  }
+
+  /** @internal The key's KeyValue at `atRev`, or null. */
+  valueAt(reader: BackendReader, key: string, atRev: number): KeyValue | null {
+    if (atRev <= 0) return null;
+    const r = this.index.get(key, atRev);
+    return r === null ? null : this.readRevision(reader, r.modified, false);
+  }
+
+  /** @internal */
+  indexPut(key: string, rev: Revision): void {
+    this.index.put(key, rev);
+  }
+
+  /** @internal */
+  indexTombstone(key: string, rev: Revision): void {
+    this.index.tombstone(key, rev);
+  }
+
+  /** @internal */
+  liveKeys(key: Uint8Array, rangeEnd: Uint8Array, atRev: number): string[] {
+    return this.index
+      .revisions(bytesToKey(key), rangeEndKey(rangeEnd), atRev, 0)
+      .revs.map((r) => r.key);
+  }
+
+  private readRevision(reader: BackendReader, rev: Revision, tombstone: boolean): KeyValue {
+    const bytes = reader.get('key', revisionToBytes(rev, tombstone));
+    assert(bytes !== undefined, `index points at missing revision ${rev.main}.${rev.sub}`);
+    return decodeKeyValue(bytes);
+  }
+
+  /** Rebuilds the index and counters from the backend (etcd's store.restore). */
+  private restore(): void {
+    let maxRev = 0;
+    const live = new Map<string, KeyValue>();
+    this.backend.scan('key', new Uint8Array(0), null, (revBytes, value) => {
+      const rev = bytesToRevision(revBytes);
+      const kv = decodeKeyValue(value);
+      const k = bytesToKey(kv.key);
+      if (isTombstone(revBytes)) {
+        // Compaction never keeps a tombstone without the put before it (see key-index.ts).
+        assert(this.index.keyIndex(k)?.isLive() === true, 'stored tombstone of a dead key');
+        this.index.tombstone(k, rev);
+        live.delete(k);
+      } else {
+        this.index.restorePut(k, rev, kv.createRevision, kv.version);
+        live.set(k, kv);
+      }
+      maxRev = Math.max(maxRev, rev.main);
+      return true;
+    });
+    this.compactMainRev = readMetaU64(this.backend, META_COMPACT_REVISION) ?? -1;
+    this.applied = readMetaU64(this.backend, META_APPLIED_INDEX) ?? 0;
+    this.currentRev = Math.max(REVISION_INITIAL, maxRev, this.compactMainRev);
+    for (const kv of live.values()) {
+      if (kv.lease !== NO_LEASE && this.lessor.exists(kv.lease)) {
+        this.lessor.attach(kv.lease, kv.key);
+      }
+    }
+  }
+
+  /**
+   * Reads outside a write go to the backend's committed state, so they must not run while a
+   * write has changed the index but not yet committed (e.g. from a listener inside a batch).
+   */
+  private assertIdle(): void {
+    this.assertUsable();
+    assert(!this.writing && this.batchTx === null, 'read of the store inside its own write');
+  }
+
+  private assertUsable(): void {
+    if (this.failed !== null) {
+      throw new Error('mvcc store failed during a write; reopen it', { cause: this.failed });
+    }
+  }
+}
+
+/** One write transaction (etcd's storeTxnWrite). */
+class StoreTxnWrite implements TxnWrite {
+  readonly beginRev: number;
+  readonly events: KvEvent[] = [];
+  readonly leaseOps: LeaseOp[] = [];
+
+  constructor(
+    private readonly store: MvccStore,
+    readonly tx: WriteTx,
+  ) {
+    this.beginRev = store.currentRevision();
+  }
+
+  rev(): number {
+    return this.beginRev;
+  }
+
+  firstRev(): number {
+    return this.store.firstRevision();
+  }
+
+  changes(): number {
+    return this.events.length;
+  }
+
+  range(key: Uint8Array, rangeEnd: Uint8Array, options = RANGE_ALL): RangeResult {
+    const rev = this.beginRev + (this.events.length > 0 ? 1 : 0);
+    return this.store.rangeKeys(this.tx, key, rangeEnd, rev, options);
+  }
+
+  put(key: Uint8Array, value: Uint8Array, lease: LeaseId): number {
+    const rev = this.beginRev + 1;
+    const k = bytesToKey(key);
+    const prev = this.store.valueAt(this.tx, k, rev);
+    const idxRev: Revision = { main: rev, sub: this.events.length };
+    const kv: KeyValue = {
+      key: key.slice(),
+      value: value.slice(),
+      createRevision: prev === null ? rev : prev.createRevision,
+      modRevision: rev,
+      version: prev === null ? 1 : prev.version + 1,
+      lease,
+    };
+    this.tx.put('key', revisionToBytes(idxRev), encodeKeyValue(kv));
+    this.store.indexPut(k, idxRev);
+    this.events.push({ type: EventType.Put, kv, prevKv: prev });
+    const oldLease = prev === null ? NO_LEASE : prev.lease;
+    if (oldLease !== lease) {
+      if (oldLease !== NO_LEASE) this.leaseOps.push({ attach: false, id: oldLease, key: kv.key });
+      if (lease !== NO_LEASE) this.leaseOps.push({ attach: true, id: lease, key: kv.key });
+    }
+    return rev;
+  }
+
+  deleteRange(key: Uint8Array, rangeEnd: Uint8Array): [number, number] {
+    const rrev = this.beginRev + (this.events.length > 0 ? 1 : 0);
+    const keys = this.store.liveKeys(key, rangeEnd, rrev);
+    for (const k of keys) this.delete(k);
+    const n = keys.length;
+    return [n, n !== 0 || this.events.length > 0 ? this.beginRev + 1 : this.beginRev];
+  }
+
+  private delete(k: string): void {
+    const rev = this.beginRev + 1;
+    const prev = this.store.valueAt(this.tx, k, rev);
+    assert(prev !== null, 'delete of a key that is not live');
+    const idxRev: Revision = { main: rev, sub: this.events.length };
+    const kv: KeyValue = {
+      key: prev.key,
+      value: new Uint8Array(0),
+      createRevision: 0,
+      modRevision: rev,
+      version: 0,
+      lease: NO_LEASE,
+    };
+    this.tx.put('key', revisionToBytes(idxRev, true), encodeKeyValue(kv));
+    this.store.indexTombstone(k, idxRev);
+    this.events.push({ type: EventType.Delete, kv, prevKv: prev });
+    if (prev.lease !== NO_LEASE) this.leaseOps.push({ attach: false, id: prev.lease, key: kv.key });
+  }
+}
+
+function inRange(k: string, key: string, end: string | null): boolean {
+  if (end === null) return k === key;
+  return k >= key && (end === '' || k < end);
+}
+
+function readMetaU64(reader: BackendReader, key: Uint8Array): number | undefined {
+  const bytes = reader.get('meta', key);
+  if (bytes === undefined) return undefined;
+  assert(bytes.length === 8, 'meta value is 8 bytes');
+  const n = readU64(new DataView(bytes.buffer, bytes.byteOffset, 8), 0);
+  assertUint(n, 'meta value');
+  return n;
+}

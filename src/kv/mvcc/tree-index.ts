@@ -1,0 +1,113 @@
+/**
+ * The in-memory index of all keys (etcd's treeIndex): user key -> KeyIndex, ordered by bytes.
+ * Rebuilt from the backend's key bucket on open, so the backend stays the single source of
+ * truth and no crash can leave the two disagreeing.
+ */
+import { assert } from '../../util/assert.js';
+import { type IndexedRevision, KeyIndex } from './key-index.js';
+import type { Revision } from './revision.js';
+import { SortedMap } from './sorted-map.js';
+
+export interface KeyRevision {
+  readonly key: string;
+  readonly rev: IndexedRevision;
+}
+
+export class TreeIndex {
+  private readonly keys = new SortedMap<KeyIndex>();
+
+  get size(): number {
+    return this.keys.size;
+  }
+
+  get(key: string, atRev: number): IndexedRevision | null {
+    return this.keys.get(key)?.get(atRev) ?? null;
+  }
+
+  put(key: string, rev: Revision): void {
+    let ki = this.keys.get(key);
+    if (ki === undefined) {
+      ki = new KeyIndex(key);
+      this.keys.set(key, ki);
+    }
+    ki.put(rev);
+  }
+
+  /** See KeyIndex.restorePut. */
+  restorePut(key: string, rev: Revision, createdMain: number, version: number): void {
+    let ki = this.keys.get(key);
+    if (ki === undefined) {
+      ki = new KeyIndex(key);
+      this.keys.set(key, ki);
+    }
+    ki.restorePut(rev, createdMain, version);
+  }
+
+  tombstone(key: string, rev: Revision): void {
+    const ki = this.keys.get(key);
+    assert(ki !== undefined, 'tombstone of unknown key');
+    ki.tombstone(rev);
+  }
+
+  /**
+   * Keys live at `atRev` in the range (end: null = single key, '' = unbounded), in key order,
+   * at most `limit` (0 = all) of them; `total` counts every match, as etcd's Revisions does.
+   */
+  revisions(
+    key: string,
+    end: string | null,
+    atRev: number,
+    limit: number,
+  ): { revs: KeyRevision[]; total: number } {
+    const revs: KeyRevision[] = [];
+    let total = 0;
+    this.visit(key, end, atRev, (k, rev) => {
+      if (limit <= 0 || revs.length < limit) revs.push({ key: k, rev });
+      total++;
+    });
+    return { revs, total };
+  }
+
+  count(key: string, end: string | null, atRev: number): number {
+    let total = 0;
+    this.visit(key, end, atRev, () => {
+      total++;
+    });
+    return total;
+  }
+
+  /** Compacts every key at `atRev`; returns the revisions <= atRev the backend must keep. */
+  compact(atRev: number): Revision[] {
+    const keep: Revision[] = [];
+    const emptied: string[] = [];
+    this.keys.scan('', null, (k, ki) => {
+      ki.compact(atRev, keep);
+      if (ki.isEmpty()) emptied.push(k);
+      return true;
+    });
+    for (const k of emptied) this.keys.delete(k);
+    return keep;
+  }
+
+  keyIndex(key: string): KeyIndex | undefined {
+    return this.keys.get(key);
+  }
+
+  private visit(
+    key: string,
+    end: string | null,
+    atRev: number,
+    f: (key: string, rev: IndexedRevision) => void,
+  ): void {
+    if (end === null) {
+      const rev = this.get(key, atRev);
+      if (rev !== null) f(key, rev);
+      return;
+    }
+    this.keys.scan(key, end === '' ? null : end, (k, ki) => {
+      const rev = ki.get(atRev);
+      if (rev !== null) f(k, rev);
+      return true;
+    });
+  }
+}

@@ -1,0 +1,380 @@
+/**
+ * The store and state machine beyond request semantics: watch events, commit listeners, the
+ * applied index under crashes and replays, lease re-attachment on open, snapshots, limits.
+ */
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import type { KvRequest } from '../../src/kv/api-types.js';
+import type { Backend, WriteTx } from '../../src/kv/backend/backend.js';
+import { MemoryBackend } from '../../src/kv/backend/memory.js';
+import { KV_ERRORS, KvError, type KvErrorCode } from '../../src/kv/errors.js';
+import { encodeCommand } from '../../src/kv/mvcc/command.js';
+import { type ApplyEntry, KvStateMachine } from '../../src/kv/state-machine.js';
+import { EventType, type KvEvent } from '../../src/kv/types.js';
+import {
+  BACKENDS,
+  compact,
+  dec,
+  del,
+  enc,
+  FakeLessor,
+  get,
+  kvTuple,
+  printResult,
+  put,
+  txn,
+} from './mvcc-helpers.js';
+
+const entries = (reqs: KvRequest[], first = 1): ApplyEntry[] =>
+  reqs.map((r, i) => ({ index: first + i, command: encodeCommand(r) }));
+
+function applyAll(sm: KvStateMachine, reqs: KvRequest[], first = sm.appliedIndex() + 1) {
+  return entries(reqs, first).map((e) => printResult(sm.apply(e.index, e.command)));
+}
+
+const printEvent = (e: KvEvent) => ({
+  type: e.type === EventType.Put ? 'PUT' : 'DELETE',
+  key: dec(e.kv.key),
+  mod: e.kv.modRevision,
+  prev: e.prevKv === null ? null : kvTuple(e.prevKv),
+});
+
+/** A workload touching every kind of write. */
+const WORKLOAD: KvRequest[] = [
+  put('a', '1'),
+  put('b', '1'),
+  txn({ success: [put('a', '2'), put('c', '1'), del('b')] }),
+  put('a', '3', { lease: 7n }),
+  compact(3),
+  del('a', { end: 'b' }),
+  put('d', 'x'),
+  get('a', { end: '\0' }),
+  put('', 'rejected'),
+];
+
+for (const kind of BACKENDS) {
+  describe(`store on ${kind.name}`, () => {
+    test('eventsBetween: revision then sub-revision order, ranges, prevKv, limit, compaction', async () => {
+      const { backend, cleanup } = kind.create();
+      try {
+        const sm = KvStateMachine.open(backend, { lessor: new FakeLessor() });
+        applyAll(sm, [
+          put('a', '1'),
+          txn({ success: [put('b', '1'), put('a', '2'), del('c')] }),
+          del('a'),
+          put('c', '3'),
+        ]);
+        const all = { key: enc('a'), rangeEnd: new Uint8Array([0]) };
+        const events = sm.store.eventsBetween(all, 1, 100, 100, true).map(printEvent);
+        assert.deepEqual(events, [
+          { type: 'PUT', key: 'a', mod: 2, prev: null },
+          { type: 'PUT', key: 'b', mod: 3, prev: null },
+          { type: 'PUT', key: 'a', mod: 3, prev: ['a', '1', 2, 2, 1] },
+          { type: 'DELETE', key: 'a', mod: 4, prev: ['a', '2', 2, 3, 2] },
+          { type: 'PUT', key: 'c', mod: 5, prev: null },
+        ]);
+        const onlyA = sm.store.eventsBetween(
+          { key: enc('a'), rangeEnd: new Uint8Array(0) },
+          3,
+          5,
+          10,
+          false,
+        );
+        assert.deepEqual(onlyA.map(printEvent), [
+          { type: 'PUT', key: 'a', mod: 3, prev: null },
+          { type: 'DELETE', key: 'a', mod: 4, prev: null },
+        ]);
+        assert.equal(sm.store.eventsBetween(all, 1, 100, 2, false).length, 2);
+        applyAll(sm, [compact(3)]);
+        assert.throws(
+          () => sm.store.eventsBetween(all, 3, 100, 10, false),
+          (e) => e instanceof KvError && e.code === 'COMPACTED',
+        );
+        assert.deepEqual(
+          sm.store.eventsBetween(all, 4, 100, 10, false).map((e) => e.kv.modRevision),
+          [4, 5],
+        );
+      } finally {
+        await cleanup();
+      }
+    });
+
+    test('onCommit: once per changed revision, with events and prevKv, none for reads or errors', async () => {
+      const { backend, cleanup } = kind.create();
+      try {
+        const sm = KvStateMachine.open(backend, { lessor: new FakeLessor() });
+        const heard: [number, unknown[]][] = [];
+        const off = sm.store.onCommit((rev, events) => heard.push([rev, events.map(printEvent)]));
+        applyAll(sm, [put('a', '1'), get('a'), put('', 'x'), del('zz'), put('a', '2')]);
+        sm.applyBatch(entries([put('b', '1'), del('a')], 6));
+        off();
+        applyAll(sm, [put('c', '1')]);
+        assert.deepEqual(heard, [
+          [2, [{ type: 'PUT', key: 'a', mod: 2, prev: null }]],
+          [3, [{ type: 'PUT', key: 'a', mod: 3, prev: ['a', '1', 2, 2, 1] }]],
+          [4, [{ type: 'PUT', key: 'b', mod: 4, prev: null }]],
+          [5, [{ type: 'DELETE', key: 'a', mod: 5, prev: ['a', '2', 2, 3, 2] }]],
+        ]);
+      } finally {
+        await cleanup();
+      }
+    });
+
+    test('apply is a no-op at or below the applied index; a batch is one transaction', async () => {
+      const { backend, cleanup } = kind.create();
+      try {
+        const sm = KvStateMachine.open(backend, { lessor: new FakeLessor() });
+        const results = sm.applyBatch(entries(WORKLOAD)).map(printResult);
+        assert.equal(results.at(-1)?.error, 'EMPTY_KEY');
+        assert.equal(sm.appliedIndex(), WORKLOAD.length);
+        const h = sm.hash();
+        for (const e of entries(WORKLOAD))
+          assert.deepEqual(sm.apply(e.index, e.command), { kind: 'skipped' });
+        assert.deepEqual(sm.hash(), h);
+        assert.throws(() => sm.apply(-1, encodeCommand(get('a'))));
+      } finally {
+        await cleanup();
+      }
+    });
+
+    test('a command that does not decode is rejected identically and consumes its index', async () => {
+      const { backend, cleanup } = kind.create();
+      try {
+        const sm = KvStateMachine.open(backend, { lessor: new FakeLessor() });
+        assert.deepEqual(printResult(sm.apply(1, new Uint8Array([0xc1]))), {
+          error: 'INVALID_REQUEST',
+        });
+        assert.deepEqual(printResult(sm.apply(2, encodeCommand({ type: 'nope' } as never))), {
+          error: 'INVALID_REQUEST',
+        });
+        assert.equal(sm.appliedIndex(), 2);
+        assert.equal(sm.store.currentRevision(), 1);
+      } finally {
+        await cleanup();
+      }
+    });
+  });
+}
+
+describe('durability on LMDB', () => {
+  const lmdb = BACKENDS.find((b) => b.name === 'lmdb')!;
+
+  test('a crash between entries: replaying the whole log applies each entry exactly once', async () => {
+    const reference = KvStateMachine.open(new MemoryBackend(), { lessor: lessorWith7() });
+    reference.applyBatch(entries(WORKLOAD));
+    for (let crashAt = 1; crashAt <= WORKLOAD.length; crashAt++) {
+      const { backend, reopen, cleanup } = lmdb.create();
+      try {
+        const failing = new FailingBackend(backend, crashAt);
+        const sm = KvStateMachine.open(failing, { lessor: lessorWith7() });
+        assert.throws(() => {
+          for (const e of entries(WORKLOAD)) sm.apply(e.index, e.command);
+        }, /injected crash/);
+        // The store refuses use after a failed write, as etcd panics.
+        assert.throws(() => sm.hash(), /failed during a write/);
+        await backend.close();
+        const recovered = KvStateMachine.open(reopen(), { lessor: lessorWith7() });
+        assert.equal(recovered.appliedIndex(), crashAt - 1, `crash at write ${crashAt}`);
+        const kinds = entries(WORKLOAD).map((e) => recovered.apply(e.index, e.command).kind);
+        assert.equal(kinds.filter((k) => k === 'skipped').length, crashAt - 1);
+        assert.deepEqual(recovered.hash(), reference.hash());
+      } finally {
+        await cleanup();
+      }
+    }
+  });
+
+  test('a crash inside a batch loses the whole batch, and replay restores it', async () => {
+    const { backend, reopen, cleanup } = lmdb.create();
+    try {
+      const sm = KvStateMachine.open(new FailingBackend(backend, 2), { lessor: lessorWith7() });
+      sm.applyBatch(entries(WORKLOAD.slice(0, 3)));
+      assert.throws(() => sm.applyBatch(entries(WORKLOAD.slice(3), 4)), /injected crash/);
+      await backend.close();
+      const recovered = KvStateMachine.open(reopen(), { lessor: lessorWith7() });
+      assert.equal(recovered.appliedIndex(), 3);
+      assert.equal(recovered.store.currentRevision(), 4);
+      recovered.applyBatch(entries(WORKLOAD));
+      const reference = KvStateMachine.open(new MemoryBackend(), { lessor: lessorWith7() });
+      reference.applyBatch(entries(WORKLOAD));
+      assert.deepEqual(recovered.hash(), reference.hash());
+    } finally {
+      await cleanup();
+    }
+  });
+
+  test('opening re-attaches leased keys that are live, for leases that exist', async () => {
+    const { backend, reopen, cleanup } = lmdb.create();
+    try {
+      const lessor = new FakeLessor();
+      lessor.grant(1n);
+      lessor.grant(2n);
+      const sm = KvStateMachine.open(backend, { lessor });
+      applyAll(sm, [
+        put('a', '1', { lease: 1n }),
+        put('b', '1', { lease: 1n }),
+        put('c', '1', { lease: 2n }),
+        del('b'),
+        put('c', '2'),
+      ]);
+      assert.deepEqual(lessor.keys(1n), ['a']);
+      assert.deepEqual(lessor.keys(2n), []);
+      await backend.close();
+      const fresh = new FakeLessor();
+      fresh.grant(1n);
+      KvStateMachine.open(reopen(), { lessor: fresh });
+      assert.deepEqual(fresh.keys(1n), ['a']);
+    } finally {
+      await cleanup();
+    }
+  });
+});
+
+describe('snapshots', () => {
+  for (const from of BACKENDS) {
+    for (const to of BACKENDS) {
+      test(`${from.name} -> ${to.name}: point in time, identical hash and reads`, async () => {
+        const src = from.create();
+        const dst = to.create();
+        try {
+          const sm = KvStateMachine.open(src.backend, { lessor: lessorWith7() });
+          sm.applyBatch(entries(WORKLOAD));
+          const big = 'v'.repeat(3000);
+          applyAll(
+            sm,
+            Array.from({ length: 50 }, (_, i) => put(`k${i}`, big)),
+          );
+          const snap = sm.snapshot(16 * 1024);
+          const want = {
+            hash: sm.hash(),
+            all: printResult(sm.apply(100, encodeCommand(get('a', { end: '\0' })))),
+          };
+          // Writes after the snapshot was taken must not show in it.
+          applyAll(sm, [put('late', 'x'), del('k1')], 101);
+          const chunks = [...snap.chunks];
+          assert.ok(chunks.length > 5, `${chunks.length} chunks`);
+          const restored = KvStateMachine.restore(dst.backend, chunks, { lessor: lessorWith7() });
+          assert.equal(restored.appliedIndex(), snap.appliedIndex);
+          assert.equal(snap.appliedIndex, WORKLOAD.length + 50);
+          assert.deepEqual(restored.hash(), want.hash);
+          const got = printResult(restored.apply(100, encodeCommand(get('a', { end: '\0' }))));
+          assert.deepEqual(got, want.all);
+          assert.throws(() => [...snap.chunks], /once/);
+        } finally {
+          await src.cleanup();
+          await dst.cleanup();
+        }
+      });
+    }
+  }
+
+  test('damage anywhere is detected and leaves the target untouched', () => {
+    const sm = KvStateMachine.open(new MemoryBackend(), { lessor: lessorWith7() });
+    sm.applyBatch(entries(WORKLOAD));
+    const chunks = [...sm.snapshot(64).chunks];
+    const target = KvStateMachine.open(new MemoryBackend(), { lessor: new FakeLessor() });
+    applyAll(target, [put('keep', 'me')]);
+    const before = target.hash();
+    const damaged: Uint8Array[][] = [
+      chunks.slice(0, -1), // truncated
+      chunks.slice(1), // no BEGIN
+      [...chunks.slice(0, 2), ...chunks.slice(3)], // a chunk lost
+      [...chunks, chunks[1]!], // data after END
+    ];
+    for (let i = 0; i < chunks.length; i++) {
+      for (const at of [0, 5, 12, chunks[i]!.length - 1]) {
+        const copy = chunks.map((c) => c.slice());
+        copy[i]![at]! ^= 0x40;
+        damaged.push(copy);
+      }
+    }
+    for (const d of damaged) {
+      assert.throws(
+        () => KvStateMachine.restore(target.store.backend, d, { lessor: new FakeLessor() }),
+        (e) => e instanceof KvError && e.code === 'SNAPSHOT_CORRUPT',
+      );
+    }
+    assert.deepEqual(
+      KvStateMachine.open(target.store.backend, { lessor: new FakeLessor() }).hash(),
+      before,
+    );
+  });
+});
+
+describe('limits and errors', () => {
+  test('request size: 1.5 MiB by default, configurable', () => {
+    const sm = KvStateMachine.open(new MemoryBackend(), { lessor: new FakeLessor() });
+    const big = put('k', 'x'.repeat(1.5 * 1024 * 1024));
+    assert.throws(
+      () => sm.encode(big),
+      (e) => e instanceof KvError && e.code === 'REQUEST_TOO_LARGE',
+    );
+    assert.ok(sm.encode(put('k', 'x'.repeat(1024 * 1024))).length < 1.5 * 1024 * 1024);
+    const small = KvStateMachine.open(new MemoryBackend(), {
+      lessor: new FakeLessor(),
+      limits: { requestBytesMax: 100, txnOpsMax: 2 },
+    });
+    assert.throws(() => small.encode(put('k', 'x'.repeat(100))), /request is too large/);
+    assert.throws(
+      () => small.encode(txn({ success: [put('a', ''), put('b', ''), put('c', '')] })),
+      /too many operations/,
+    );
+    assert.throws(() => small.encode(put('', 'x')), /key is not provided/);
+    assert.throws(
+      () =>
+        KvStateMachine.open(new MemoryBackend(), {
+          lessor: new FakeLessor(),
+          limits: { txnOpsMax: 0 },
+        }),
+      RangeError,
+    );
+  });
+
+  test('every error code maps to a gRPC status and etcd message', () => {
+    const codes = Object.keys(KV_ERRORS) as KvErrorCode[];
+    assert.ok(codes.length >= 13);
+    for (const code of codes) {
+      const e = new KvError(code);
+      assert.equal(e.code, code);
+      assert.equal(e.message, KV_ERRORS[code].message);
+      assert.equal(e.etcdMessage, e.message);
+      assert.match(e.grpc, /^[A-Z_]+$/);
+    }
+    assert.equal(
+      new KvError('COMPACTED').message,
+      'etcdserver: mvcc: required revision has been compacted',
+    );
+    assert.equal(new KvError('FUTURE_REV').grpc, 'OUT_OF_RANGE');
+    assert.equal(new KvError('LEASE_NOT_FOUND').grpc, 'NOT_FOUND');
+  });
+});
+
+function lessorWith7(): FakeLessor {
+  const l = new FakeLessor();
+  l.grant(7n);
+  return l;
+}
+
+/** Wraps a backend; the `crashAt`-th write transaction fails after its work, before commit. */
+class FailingBackend implements Backend {
+  readonly kind: Backend['kind'];
+  private writes = 0;
+  constructor(
+    private readonly inner: Backend,
+    private readonly crashAt: number,
+  ) {
+    this.kind = inner.kind;
+  }
+  get: Backend['get'] = (b, k) => this.inner.get(b, k);
+  scan: Backend['scan'] = (b, s, e, v) => this.inner.scan(b, s, e, v);
+  readView: Backend['readView'] = () => this.inner.readView();
+  close = () => this.inner.close();
+  write<T>(fn: (tx: WriteTx) => T): T {
+    const n = ++this.writes;
+    return this.inner.write((tx) => {
+      const r = fn(tx);
+      if (n === this.crashAt) throw new Error('injected crash');
+      return r;
+    });
+  }
+}
