@@ -534,7 +534,11 @@ export class Member {
     this.send(rd.messages);
     if (rd.softState !== null) this.changeSoftState(rd.softState);
     if (rd.snapshot !== null) this.installSnapshot(rd);
-    for (const entry of rd.committedEntries) this.applyEntry(entry);
+    if (rd.committedEntries.length > 0) {
+      this.sm.transaction(() => {
+        for (const entry of rd.committedEntries) this.applyEntry(entry);
+      });
+    }
     if (rd.readStates.length > 0) this.onReadStates(rd.readStates);
     this.serveReads();
     this.rn.advance(rd);

@@ -22,6 +22,11 @@ export interface ReplicatedStateMachine {
   applyNoop(ctx: ApplyContext): void;
   /** Records an applied membership change and the configuration it produced. */
   applyConfChange(ctx: ApplyContext, change: ConfChange, confState: ConfState): void;
+  /**
+   * Runs `fn` (several applies: one Ready's committed entries) in one durable transaction, so a
+   * durable backend pays one commit per Ready rather than one per entry.
+   */
+  transaction<T>(fn: () => T): T;
   /** A consistent image of the state at `appliedIndex()`. */
   snapshot(): Uint8Array;
   /** Replaces the whole state with a snapshot's. */

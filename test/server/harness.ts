@@ -139,6 +139,9 @@ export class ListStateMachine implements ReplicatedStateMachine {
   applyConfChange(ctx: ApplyContext, _change: ConfChange, _cs: ConfState): void {
     this.applied = ctx.index;
   }
+  transaction<T>(fn: () => T): T {
+    return fn();
+  }
   snapshot(): Uint8Array {
     return new TextEncoder().encode(JSON.stringify(this.commands));
   }

@@ -87,6 +87,24 @@ export interface TxnWrite extends TxnRead {
   deleteRange(key: Uint8Array, rangeEnd: Uint8Array): [number, number];
   /** Number of changes so far. */
   changes(): number;
+  /**
+   * Side state of the layers above (lease table, member registry) kept in the meta bucket, in
+   * the same backend transaction as the entry's effects and applied index. Keys must start with
+   * EXTENSION_META_PREFIX; they change no revision.
+   */
+  putMeta(key: Uint8Array, value: Uint8Array): void;
+  deleteMeta(key: Uint8Array): void;
+}
+
+/** The meta-bucket key prefix reserved for side state of the layers above the store. */
+export const EXTENSION_META_PREFIX = new TextEncoder().encode('x:');
+
+export function isExtensionMetaKey(key: Uint8Array): boolean {
+  return (
+    key.length > EXTENSION_META_PREFIX.length &&
+    key[0] === EXTENSION_META_PREFIX[0] &&
+    key[1] === EXTENSION_META_PREFIX[1]
+  );
 }
 
 export interface KvHash {
@@ -464,6 +482,16 @@ class StoreTxnWrite implements TxnWrite {
       if (lease !== NO_LEASE) this.leaseOps.push({ attach: true, id: lease, key: kv.key });
     }
     return rev;
+  }
+
+  putMeta(key: Uint8Array, value: Uint8Array): void {
+    assert(isExtensionMetaKey(key), 'extension meta key without its prefix');
+    this.tx.put('meta', key, value);
+  }
+
+  deleteMeta(key: Uint8Array): void {
+    assert(isExtensionMetaKey(key), 'extension meta key without its prefix');
+    this.tx.delete('meta', key);
   }
 
   deleteRange(key: Uint8Array, rangeEnd: Uint8Array): [number, number] {

@@ -1,0 +1,382 @@
+/**
+ * Everything a member replicates, behind one `ReplicatedStateMachine`: the MVCC key-value store,
+ * the lease table and the member registry. One command = one backend transaction that also
+ * records the applied index, so a crash never applies an entry twice or half (the lease table
+ * and the registry live in the store's meta bucket, in that same transaction).
+ *
+ * Commands are a one-byte kind followed by the kind's payload:
+ *
+ *   1 kv          a KV request as KvStateMachine.encode made it
+ *   2 lease grant msgpack [id (decimal string), ttlSeconds]
+ *   3 lease revoke msgpack [id]
+ *   4 checkpoints msgpack [[id, remainingTtlSeconds], ...]
+ *   5 attributes  msgpack [memberId, name, clientUrls]  (a member publishes itself, as etcd's)
+ *
+ * Deterministic: every member applying the same entries holds the same `hash()`. Time enters
+ * only the primary lessor's deadlines, which are not replicated state.
+ */
+import { pack, unpack } from 'msgpackr';
+import {
+  decodeAttributes,
+  type MemberAttributes,
+  type MemberInfo,
+  MemberRegistry,
+} from '../cluster/registry.js';
+import type { KvRequest, RangeRequest, RangeResponse } from '../kv/api-types.js';
+import type { Backend } from '../kv/backend/backend.js';
+import { KvError } from '../kv/errors.js';
+import { LeaseError, LeaseErrorCode } from '../kv/lease/errors.js';
+import {
+  type LeaseCheckpoint,
+  type LeaseGrant,
+  Lessor,
+  type LessorOptions,
+} from '../kv/lease/lessor.js';
+import { LEASE_ID_MAX, LEASE_TTL_SECONDS_MAX } from '../kv/lease/limits.js';
+import { EXTENSION_META_PREFIX, type KvHash, type MvccStore } from '../kv/mvcc/store.js';
+import { type ApplyResult, KvStateMachine } from '../kv/state-machine.js';
+import type { KeyRange, KvEvent, LeaseId, WatchableStore } from '../kv/types.js';
+import { WatchHub } from '../kv/watch/hub.js';
+import type { ConfChange, ConfState, Snapshot } from '../raft/types.js';
+import { assert } from '../util/assert.js';
+import type { ApplyContext, ReplicatedStateMachine } from './state-machine.js';
+
+export const CommandKind = {
+  Kv: 1,
+  LeaseGrant: 2,
+  LeaseRevoke: 3,
+  LeaseCheckpoints: 4,
+  MemberAttributes: 5,
+} as const;
+export type CommandKind = (typeof CommandKind)[keyof typeof CommandKind];
+
+const EMPTY = new Uint8Array(0);
+const enc = new TextEncoder();
+const META_REGISTRY = concat(EXTENSION_META_PREFIX, enc.encode('registry'));
+const META_LEASE_PREFIX = concat(EXTENSION_META_PREFIX, enc.encode('lease/'));
+const META_LEASE_IDS = concat(EXTENSION_META_PREFIX, enc.encode('lease-generated'));
+
+/** What applying a command gives its proposer. */
+export type CommandResult =
+  | ApplyResult
+  | { readonly kind: 'leaseGranted'; readonly grant: LeaseGrant }
+  | { readonly kind: 'leaseRevoked'; readonly revision: number }
+  | { readonly kind: 'leaseRejected'; readonly error: LeaseError }
+  | { readonly kind: 'done' };
+
+export interface TandemStateMachineOptions {
+  readonly backend: Backend;
+  /** The founding members, for a brand-new cluster (ignored when the backend has a registry). */
+  readonly founders?: readonly (MemberAttributes & { id: number })[];
+  readonly lessor?: Partial<LessorOptions>;
+  /** Milliseconds for the primary lessor's deadlines (the member's clock). */
+  readonly nowMs: () => number;
+}
+
+export function encodeKvCommand(kvCommand: Uint8Array): Uint8Array {
+  return withKind(CommandKind.Kv, kvCommand);
+}
+
+export function encodeLeaseGrant(id: LeaseId, ttlSeconds: number): Uint8Array {
+  return withKind(CommandKind.LeaseGrant, pack([id.toString(), ttlSeconds]));
+}
+
+export function encodeLeaseRevoke(id: LeaseId): Uint8Array {
+  return withKind(CommandKind.LeaseRevoke, pack([id.toString()]));
+}
+
+export function encodeLeaseCheckpoints(checkpoints: readonly LeaseCheckpoint[]): Uint8Array {
+  return withKind(
+    CommandKind.LeaseCheckpoints,
+    pack(checkpoints.map((c) => [c.id.toString(), c.remainingTtlSeconds])),
+  );
+}
+
+export function encodeMemberAttributes(id: number, name: string, clientUrls: string[]): Uint8Array {
+  return withKind(CommandKind.MemberAttributes, pack([id, name, clientUrls]));
+}
+
+/**
+ * A stable WatchableStore over whichever MvccStore is current: installing a snapshot replaces
+ * the store object, and the watch hub must keep its subscription.
+ */
+class CurrentStore implements WatchableStore {
+  private readonly listeners = new Set<(revision: number, events: readonly KvEvent[]) => void>();
+  private unsubscribe: () => void = () => {};
+  constructor(public store: MvccStore) {
+    this.attach(store);
+  }
+  attach(store: MvccStore): void {
+    this.unsubscribe();
+    this.store = store;
+    this.unsubscribe = store.onCommit((rev, events) => {
+      for (const l of this.listeners) l(rev, events);
+    });
+  }
+  currentRevision(): number {
+    return this.store.currentRevision();
+  }
+  compactRevision(): number {
+    return this.store.compactRevision();
+  }
+  eventsBetween(
+    range: KeyRange,
+    start: number,
+    end: number,
+    limit: number,
+    withPrevKv: boolean,
+  ): readonly KvEvent[] {
+    return this.store.eventsBetween(range, start, end, limit, withPrevKv);
+  }
+  onCommit(listener: (revision: number, events: readonly KvEvent[]) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+}
+
+export class TandemStateMachine implements ReplicatedStateMachine {
+  readonly lessor: Lessor;
+  readonly watchHub: WatchHub;
+  private kv: KvStateMachine;
+  private registry: MemberRegistry;
+  private readonly backend: Backend;
+  private readonly current: CurrentStore;
+  private readonly nowMs: () => number;
+
+  constructor(options: TandemStateMachineOptions) {
+    this.backend = options.backend;
+    this.nowMs = options.nowMs;
+    this.lessor = new Lessor(options.lessor ?? {});
+    this.registry = MemberRegistry.bootstrap([]);
+    this.loadSideState(options.founders ?? []);
+    this.kv = KvStateMachine.open(this.backend, { lessor: this.lessor });
+    this.current = new CurrentStore(this.kv.store);
+    this.watchHub = new WatchHub(this.current);
+  }
+
+  /** The lease table and registry from the meta bucket; before the store re-attaches keys. */
+  private loadSideState(founders: readonly (MemberAttributes & { id: number })[]): void {
+    const registry = this.backend.get('meta', META_REGISTRY);
+    this.registry =
+      registry === undefined
+        ? MemberRegistry.bootstrap(founders)
+        : MemberRegistry.fromSnapshot(unpack(registry));
+    const leases: { id: string; ttlSeconds: number; remainingTtlSeconds: number; keys: [] }[] = [];
+    this.backend.scan('meta', META_LEASE_PREFIX, prefixEnd(META_LEASE_PREFIX), (key, value) => {
+      const [ttlSeconds, remainingTtlSeconds] = unpack(value) as [number, number];
+      const id = new TextDecoder().decode(key.subarray(META_LEASE_PREFIX.length));
+      leases.push({ id, ttlSeconds, remainingTtlSeconds, keys: [] });
+      return true;
+    });
+    const generated = this.backend.get('meta', META_LEASE_IDS);
+    this.lessor.restore({
+      version: 1,
+      generatedIds: generated === undefined ? 0 : (unpack(generated) as number),
+      leases,
+    });
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // ReplicatedStateMachine
+
+  appliedIndex(): number {
+    return this.kv.appliedIndex();
+  }
+
+  transaction<T>(fn: () => T): T {
+    return this.kv.store.batch(fn);
+  }
+
+  apply(ctx: ApplyContext, command: Uint8Array): CommandResult {
+    if (command.length === 0) return this.applyNoopResult(ctx);
+    const payload = command.subarray(1);
+    switch (command[0]) {
+      case CommandKind.Kv:
+        return this.kv.apply(ctx.index, payload);
+      case CommandKind.LeaseGrant:
+        return this.applyLeaseGrant(ctx, payload);
+      case CommandKind.LeaseRevoke:
+        return this.applyLeaseRevoke(ctx, payload);
+      case CommandKind.LeaseCheckpoints:
+        return this.applyCheckpoints(ctx, payload);
+      case CommandKind.MemberAttributes:
+        return this.applyAttributes(ctx, payload);
+      default:
+        // An unknown kind (a newer member's command): the same no-op on every member.
+        return this.applyNoopResult(ctx);
+    }
+  }
+
+  applyNoop(ctx: ApplyContext): void {
+    this.applyNoopResult(ctx);
+  }
+
+  applyConfChange(ctx: ApplyContext, change: ConfChange, confState: ConfState): void {
+    const changed = change.changes.length === 1 ? change.changes[0]!.nodeId : null;
+    const attrs = decodeAttributes(change.context);
+    this.kv.store.write(ctx.index, (txn) => {
+      this.registry.applyConfState(confState, changed, attrs);
+      txn.putMeta(META_REGISTRY, pack(this.registry.toSnapshot()));
+    });
+  }
+
+  snapshot(): Uint8Array {
+    const snap = this.kv.snapshot();
+    return pack([...snap.chunks]);
+  }
+
+  restore(snapshot: Snapshot): void {
+    assert(!this.lessor.isPrimary(), 'a leader does not install snapshots');
+    const chunks = unpack(snapshot.data) as Uint8Array[];
+    assert(Array.isArray(chunks), 'state snapshot is not a list of chunks');
+    // The lessor first: the store re-attaches keys to the leases that exist.
+    const restored = KvStateMachine.restore(this.backend, chunks, { lessor: this.lessor });
+    this.kv = restored;
+    this.loadSideState([]);
+    // Re-attach keys to leases now that they exist again (the store attached before they did).
+    this.kv = KvStateMachine.open(this.backend, { lessor: this.lessor });
+    this.current.attach(this.kv.store);
+    this.watchHub.storeRestored();
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Views for the server
+
+  members(): MemberInfo[] {
+    return this.registry.list();
+  }
+
+  member(id: number): MemberInfo | undefined {
+    return this.registry.get(id);
+  }
+
+  range(req: RangeRequest): RangeResponse {
+    return this.kv.range(req);
+  }
+
+  revision(): number {
+    return this.kv.store.currentRevision();
+  }
+
+  compactRevision(): number {
+    return this.kv.store.compactRevision();
+  }
+
+  hash(): KvHash {
+    return this.kv.hash();
+  }
+
+  /** Validates and encodes a KV request for proposing (etcd's checks before the log). */
+  encodeKv(req: KvRequest): Uint8Array {
+    return encodeKvCommand(this.kv.encode(req));
+  }
+
+  // -------------------------------------------------------------------------------------------
+
+  private applyNoopResult(ctx: ApplyContext): CommandResult {
+    this.kv.store.write(ctx.index, () => {});
+    return { kind: 'done' };
+  }
+
+  private applyLeaseGrant(ctx: ApplyContext, payload: Uint8Array): CommandResult {
+    const [idText, ttlSeconds] = unpack(payload) as [string, number];
+    const id = BigInt(idText);
+    // Refusals are decided before the write: a throw inside a store write fails the store.
+    const refusal = leaseGrantRefusal(this.lessor, id, ttlSeconds);
+    if (refusal !== null) {
+      this.applyNoopResult(ctx);
+      return { kind: 'leaseRejected', error: refusal };
+    }
+    return this.kv.store.write(ctx.index, (txn) => {
+      const grant = this.lessor.grant(id, ttlSeconds, this.nowMs());
+      txn.putMeta(leaseKey(grant.id), pack([grant.ttlSeconds, 0]));
+      if (id === 0n) txn.putMeta(META_LEASE_IDS, pack(this.lessor.toSnapshot().generatedIds));
+      return { kind: 'leaseGranted', grant } as const;
+    });
+  }
+
+  private applyLeaseRevoke(ctx: ApplyContext, payload: Uint8Array): CommandResult {
+    const [idText] = unpack(payload) as [string];
+    const id = BigInt(idText);
+    if (!this.lessor.exists(id)) {
+      this.applyNoopResult(ctx);
+      return { kind: 'leaseRejected', error: new LeaseError(LeaseErrorCode.NotFound, id) };
+    }
+    return this.kv.store.write(ctx.index, (txn) => {
+      const keys = this.lessor.revoke(id);
+      for (const key of keys) txn.deleteRange(key, EMPTY);
+      txn.deleteMeta(leaseKey(id));
+      return { kind: 'leaseRevoked', revision: txn.rev() + (txn.changes() > 0 ? 1 : 0) } as const;
+    });
+  }
+
+  private applyCheckpoints(ctx: ApplyContext, payload: Uint8Array): CommandResult {
+    const rows = unpack(payload) as [string, number][];
+    this.kv.store.write(ctx.index, (txn) => {
+      for (const [idText, remainingTtlSeconds] of rows) {
+        const id = BigInt(idText);
+        if (!this.lessor.exists(id)) continue;
+        this.lessor.applyCheckpoint({ id, remainingTtlSeconds }, this.nowMs());
+        const ttl = this.lessor.timeToLive(id, this.nowMs(), false).grantedTtlSeconds;
+        txn.putMeta(leaseKey(id), pack([ttl, remainingTtlSeconds]));
+      }
+    });
+    return { kind: 'done' };
+  }
+
+  private applyAttributes(ctx: ApplyContext, payload: Uint8Array): CommandResult {
+    const [id, name, clientUrls] = unpack(payload) as [number, string, string[]];
+    this.kv.store.write(ctx.index, (txn) => {
+      if (this.registry.updateAttributes(id, { name, clientUrls })) {
+        txn.putMeta(META_REGISTRY, pack(this.registry.toSnapshot()));
+      }
+    });
+    return { kind: 'done' };
+  }
+}
+
+/** Throws the error a rejected result carries (for the server's promise paths). */
+export function unwrapKv(result: CommandResult): ApplyResult & { kind: 'applied' } {
+  if (result.kind === 'applied') return result;
+  if (result.kind === 'rejected') throw result.error;
+  throw new KvError('INVALID_REQUEST', `unexpected result ${result.kind}`);
+}
+
+function leaseGrantRefusal(lessor: Lessor, id: LeaseId, ttlSeconds: number): LeaseError | null {
+  if (!Number.isSafeInteger(ttlSeconds) || ttlSeconds < 0 || ttlSeconds > LEASE_TTL_SECONDS_MAX) {
+    return new LeaseError(LeaseErrorCode.TtlTooLarge, id);
+  }
+  if (id === 0n) return null;
+  if (id < 0n || id > LEASE_ID_MAX) return new LeaseError(LeaseErrorCode.IdOutOfRange, id);
+  if (lessor.exists(id)) return new LeaseError(LeaseErrorCode.Exists, id);
+  return null;
+}
+
+function leaseKey(id: LeaseId): Uint8Array {
+  return concat(META_LEASE_PREFIX, enc.encode(id.toString()));
+}
+
+function withKind(kind: CommandKind, payload: Uint8Array): Uint8Array {
+  const out = new Uint8Array(1 + payload.length);
+  out[0] = kind;
+  out.set(payload, 1);
+  return out;
+}
+
+function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
+  const out = new Uint8Array(a.length + b.length);
+  out.set(a, 0);
+  out.set(b, a.length);
+  return out;
+}
+
+function prefixEnd(prefix: Uint8Array): Uint8Array {
+  const end = Uint8Array.from(prefix);
+  for (let i = end.length - 1; i >= 0; i--) {
+    if (end[i]! < 0xff) {
+      end[i]! += 1;
+      return end.subarray(0, i + 1);
+    }
+  }
+  return new Uint8Array(0);
+}

@@ -1,0 +1,147 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import {
+  deleteRangeRequest,
+  op,
+  putRequest,
+  rangeRequest,
+  txnRequest,
+} from '../../src/kv/api-types.js';
+import { LmdbBackend } from '../../src/kv/backend/lmdb.js';
+import { MemoryBackend } from '../../src/kv/backend/memory.js';
+import {
+  encodeLeaseGrant,
+  encodeLeaseRevoke,
+  encodeMemberAttributes,
+  TandemStateMachine,
+} from '../../src/server/tandem-state-machine.js';
+
+const b = (s: string) => new TextEncoder().encode(s);
+const founders = [{ id: 1, name: 'n1', peerUrls: ['127.0.0.1:2380'], clientUrls: [] }];
+
+function machine(backend = new MemoryBackend()) {
+  return new TandemStateMachine({ backend, founders, nowMs: () => 0 });
+}
+
+test('lease grant, attach, and revoke deleting every attached key in one revision', () => {
+  const sm = machine();
+  let i = 1;
+  const g = sm.apply({ index: ++i, term: 1 }, encodeLeaseGrant(100n, 30));
+  assert.equal(g.kind, 'leaseGranted');
+  for (const k of ['a', 'b', 'c']) {
+    const r = sm.apply(
+      { index: ++i, term: 1 },
+      sm.encodeKv({ type: 'put', request: putRequest({ key: b(k), value: b('v'), lease: 100n }) }),
+    );
+    assert.equal(r.kind, 'applied');
+  }
+  const before = sm.revision();
+  const rv = sm.apply({ index: ++i, term: 1 }, encodeLeaseRevoke(100n));
+  assert.deepEqual(rv, { kind: 'leaseRevoked', revision: before + 1 });
+  assert.equal(sm.revision(), before + 1, 'one revision for all three deletes');
+  assert.equal(sm.range(rangeRequest({ key: b('a'), rangeEnd: b('z') })).count, 0);
+  const again = sm.apply({ index: ++i, term: 1 }, encodeLeaseRevoke(100n));
+  assert.equal(again.kind, 'leaseRejected');
+  assert.equal(sm.appliedIndex(), i, 'a rejected command still consumes its index');
+});
+
+test("a put with an unknown lease is rejected with etcd's error and changes nothing", () => {
+  const sm = machine();
+  const r = sm.apply(
+    { index: 2, term: 1 },
+    sm.encodeKv({ type: 'put', request: putRequest({ key: b('k'), lease: 7n }) }),
+  );
+  assert.equal(r.kind, 'rejected');
+  assert.equal((r as { error: Error }).error.message, 'etcdserver: requested lease not found');
+  assert.equal(sm.revision(), 1);
+});
+
+test('a key deleted and re-created without a lease survives the revoke of its old lease', () => {
+  const sm = machine();
+  let i = 1;
+  sm.apply({ index: ++i, term: 1 }, encodeLeaseGrant(5n, 30));
+  sm.apply(
+    { index: ++i, term: 1 },
+    sm.encodeKv({ type: 'put', request: putRequest({ key: b('k'), lease: 5n }) }),
+  );
+  sm.apply(
+    { index: ++i, term: 1 },
+    sm.encodeKv({ type: 'deleteRange', request: deleteRangeRequest({ key: b('k') }) }),
+  );
+  sm.apply(
+    { index: ++i, term: 1 },
+    sm.encodeKv({ type: 'put', request: putRequest({ key: b('k'), value: b('mine') }) }),
+  );
+  sm.apply({ index: ++i, term: 1 }, encodeLeaseRevoke(5n));
+  assert.equal(sm.range(rangeRequest({ key: b('k') })).kvs.length, 1);
+});
+
+test('leases, attachments and the registry survive a restart on LMDB', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'tandem-sm-'));
+  try {
+    let backend = new LmdbBackend({ path: dir });
+    let sm = machine(backend);
+    sm.apply({ index: 2, term: 1 }, encodeLeaseGrant(9n, 60));
+    sm.apply(
+      { index: 3, term: 1 },
+      sm.encodeKv({ type: 'put', request: putRequest({ key: b('x'), lease: 9n }) }),
+    );
+    sm.apply({ index: 4, term: 1 }, encodeMemberAttributes(1, 'n1', ['127.0.0.1:2379']));
+    const hash = sm.hash();
+    await backend.close();
+    backend = new LmdbBackend({ path: dir });
+    sm = machine(backend);
+    assert.equal(sm.appliedIndex(), 4);
+    assert.deepEqual(sm.hash(), hash);
+    assert.deepEqual(sm.members()[0]?.clientUrls, ['127.0.0.1:2379']);
+    assert.ok(sm.lessor.exists(9n));
+    sm.apply({ index: 5, term: 1 }, encodeLeaseRevoke(9n));
+    assert.equal(sm.range(rangeRequest({ key: b('x') })).kvs.length, 0, 'attachment was rebuilt');
+    await backend.close();
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('a snapshot restores kv, leases and registry into another member', () => {
+  const a = machine();
+  a.apply({ index: 2, term: 1 }, encodeLeaseGrant(3n, 60));
+  a.apply(
+    { index: 3, term: 1 },
+    a.encodeKv({
+      type: 'txn',
+      request: txnRequest({
+        success: [
+          op.put(putRequest({ key: b('p'), lease: 3n })),
+          op.put(putRequest({ key: b('q') })),
+        ],
+      }),
+    }),
+  );
+  a.apply({ index: 4, term: 1 }, encodeMemberAttributes(1, 'n1', ['c:1']));
+  const data = a.snapshot();
+  const other = machine();
+  other.restore({
+    metadata: {
+      index: 4,
+      term: 1,
+      confState: {
+        voters: [1],
+        learners: [],
+        votersOutgoing: [],
+        learnersNext: [],
+        autoLeave: false,
+      },
+    },
+    data,
+  });
+  assert.equal(other.appliedIndex(), 4);
+  assert.deepEqual(other.hash(), a.hash());
+  assert.deepEqual(other.members(), a.members());
+  other.apply({ index: 5, term: 1 }, encodeLeaseRevoke(3n));
+  assert.equal(other.range(rangeRequest({ key: b('p') })).kvs.length, 0);
+  assert.equal(other.range(rangeRequest({ key: b('q') })).kvs.length, 1);
+});
