@@ -1,0 +1,166 @@
+/**
+ * What the etcd v3 API edge needs from a member: the contract between src/api (gRPC services,
+ * which translate protobuf to these types and errors to gRPC statuses) and src/server (the
+ * member, which implements it over raft, storage and kv).
+ *
+ * Every method may throw a TandemError whose `code` is an ErrorCode of src/api/errors.ts (kv, lease,
+ * watch and server codes); src/api/errors.ts maps each code to one gRPC status and etcd's message.
+ */
+import type {
+  CompactionRequest,
+  CompactionResponse,
+  DeleteRangeRequest,
+  DeleteRangeResponse,
+  PutRequest,
+  PutResponse,
+  RangeRequest,
+  RangeResponse,
+  TxnRequest,
+  TxnResponse,
+} from '../kv/api-types.js';
+import type { LeaseId } from '../kv/types.js';
+import type { WatchStream } from '../kv/watch/stream.js';
+
+/** Read consistency of one request (per request: gRPC metadata, or etcd's `serializable`). */
+export type ReadConsistency =
+  | { readonly kind: 'linearizable' }
+  | { readonly kind: 'lease' }
+  | { readonly kind: 'serializable' }
+  | { readonly kind: 'bounded'; readonly maxStalenessMs: number };
+
+/** When a write is acknowledged: once a quorum of voters has it, or every voter. */
+export type WriteAck = 'quorum' | 'all';
+
+export interface RequestOptions {
+  readonly consistency: ReadConsistency;
+  readonly ack: WriteAck;
+  /** Aborted when the client cancels or its deadline passes. */
+  readonly signal?: AbortSignal;
+}
+
+/** etcd's ResponseHeader; ids are uint64 on the wire. */
+export interface Header {
+  readonly clusterId: bigint;
+  readonly memberId: bigint;
+  readonly revision: number;
+  readonly raftTerm: number;
+}
+
+export interface Member {
+  readonly id: bigint;
+  readonly name: string;
+  readonly peerUrls: readonly string[];
+  readonly clientUrls: readonly string[];
+  readonly isLearner: boolean;
+}
+
+export interface MemberStatus {
+  readonly version: string;
+  readonly dbSize: number;
+  readonly dbSizeInUse: number;
+  readonly leader: bigint;
+  readonly raftIndex: number;
+  readonly raftTerm: number;
+  readonly raftAppliedIndex: number;
+  readonly isLearner: boolean;
+  readonly errors: readonly string[];
+}
+
+export interface LeaseGrantResult {
+  readonly id: LeaseId;
+  readonly ttlSeconds: number;
+}
+
+export interface LeaseTimeToLiveResult {
+  readonly id: LeaseId;
+  /** Remaining seconds; -1 when the lease does not exist (etcd answers so, not an error). */
+  readonly ttlSeconds: number;
+  readonly grantedTtlSeconds: number;
+  readonly keys: readonly Uint8Array[];
+}
+
+export interface HashKvResult {
+  readonly hash: number;
+  readonly compactRevision: number;
+  /** The revision the hash covers. */
+  readonly hashRevision: number;
+}
+
+/**
+ * A point-in-time snapshot being read. The API sends the chunks as etcd does (at most 32 KiB per
+ * SnapshotResponse, remaining_bytes counting down), zero padding to a multiple of 512 bytes and
+ * the SHA-256 of all that, so that etcdctl accepts it: a saved file is
+ * `chunks ‖ zeros ‖ sha256(chunks ‖ zeros)`; a restore must stop at the snapshot's own end.
+ * Chunks must not be reused after they are yielded (they may wait in the gRPC write buffer).
+ */
+export interface SnapshotStream {
+  /** The header at the snapshot's point in time (its revision is the snapshot's revision). */
+  readonly header: Header;
+  /**
+   * Total bytes of `chunks` when known up front, for exact remaining_bytes; null when not
+   * (remaining_bytes then counts only what has been read ahead, reaching 0 at the end).
+   */
+  readonly sizeBytes: number | null;
+  /** Iterated once; `return()` (an early exit, e.g. the client went away) releases the view. */
+  readonly chunks: AsyncIterable<Uint8Array> | Iterable<Uint8Array>;
+}
+
+/** A response produced by the member, with the header it was produced under. */
+export interface WithHeader<T> {
+  readonly header: Header;
+  readonly response: T;
+}
+
+export interface EtcdBackend {
+  /** The header as of now (for responses that carry no revision of their own). */
+  header(): Header;
+
+  range(req: RangeRequest, opts: RequestOptions): Promise<WithHeader<RangeResponse>>;
+  put(req: PutRequest, opts: RequestOptions): Promise<WithHeader<PutResponse>>;
+  deleteRange(
+    req: DeleteRangeRequest,
+    opts: RequestOptions,
+  ): Promise<WithHeader<DeleteRangeResponse>>;
+  txn(req: TxnRequest, opts: RequestOptions): Promise<WithHeader<TxnResponse>>;
+  compact(req: CompactionRequest, opts: RequestOptions): Promise<WithHeader<CompactionResponse>>;
+
+  /**
+   * A new watch stream for one gRPC Watch call (WatchHub.openStream). The API drains it with
+   * `next()` at the pace the client reads, and calls `close()` when the call ends.
+   * `onReadable` runs when the stream's queue turns non-empty; it only schedules a drain, never
+   * calls back into the hub. The member must tick the hub (WatchHub.tick) so that watchers left
+   * behind while the client was slow catch up.
+   */
+  openWatchStream(onReadable: () => void): WatchStream;
+
+  leaseGrant(id: LeaseId, ttlSeconds: number, opts: RequestOptions): Promise<LeaseGrantResult>;
+  leaseRevoke(id: LeaseId, opts: RequestOptions): Promise<void>;
+  /** Renews on the leader (forwarded when this member is not the leader); remaining TTL. */
+  leaseKeepAlive(id: LeaseId, opts: RequestOptions): Promise<number>;
+  leaseTimeToLive(
+    id: LeaseId,
+    withKeys: boolean,
+    opts: RequestOptions,
+  ): Promise<LeaseTimeToLiveResult>;
+  leaseLeases(opts: RequestOptions): Promise<readonly LeaseId[]>;
+
+  memberList(linearizable: boolean, opts: RequestOptions): Promise<readonly Member[]>;
+  memberAdd(
+    peerUrls: readonly string[],
+    isLearner: boolean,
+    opts: RequestOptions,
+  ): Promise<{ member: Member; members: readonly Member[] }>;
+  memberRemove(id: bigint, opts: RequestOptions): Promise<readonly Member[]>;
+  memberUpdate(
+    id: bigint,
+    peerUrls: readonly string[],
+    opts: RequestOptions,
+  ): Promise<readonly Member[]>;
+  memberPromote(id: bigint, opts: RequestOptions): Promise<readonly Member[]>;
+
+  status(): Promise<MemberStatus>;
+  hashKv(revision: number): Promise<HashKvResult>;
+  moveLeader(targetId: bigint, opts: RequestOptions): Promise<void>;
+  /** A consistent point-in-time copy of the state machine, in chunks (etcd's Snapshot RPC). */
+  snapshot(): Promise<SnapshotStream>;
+}

@@ -1,0 +1,162 @@
+/**
+ * etcd's Lease service. Keep-alives are a bidirectional stream; as etcd's leaseKeepAlive, each
+ * request is renewed in turn (the next is read only once the previous answer is written and the
+ * write buffer has room), and a lease that does not exist answers TTL 0 rather than failing the
+ * stream, so a client keeping several leases alive loses only the one that expired.
+ */
+import type { ServerDuplexStream, UntypedServiceImplementation } from '@grpc/grpc-js';
+import { TandemError } from '../../util/errors.js';
+import { callSignal, plainOptions, type ServiceContext, statusFor, unary } from '../context.js';
+import { headerToPb, int64Out, leaseIdField, uintField } from '../convert.js';
+import type { PbLeaseGrantRequest, PbLeaseIdRequest, PbLeaseTimeToLiveRequest } from '../proto.js';
+
+/** Codes after which a keep-alive answers TTL 0 (etcd: ErrLeaseNotFound → TTL 0, no error). */
+const LEASE_GONE = new Set(['LEASE_NOT_FOUND', 'LEASE_EXPIRED']);
+
+type KeepAliveCall = ServerDuplexStream<PbLeaseIdRequest, unknown>;
+
+class KeepAliveSession {
+  private readonly queue: PbLeaseIdRequest[] = [];
+  private readonly signal: AbortSignal;
+  private running = false;
+  private closed = false;
+
+  constructor(
+    private readonly ctx: ServiceContext,
+    private readonly call: KeepAliveCall,
+  ) {
+    this.signal = callSignal(call);
+    ctx.streams.add(this.end);
+    call.on('data', (request: PbLeaseIdRequest) => {
+      this.queue.push(request);
+      call.pause(); // one renewal at a time per stream
+      void this.run();
+    });
+    call.on('end', () => {
+      // The client half-closed: answer what is in flight, then end the call, as etcd.
+      if (!this.running && this.queue.length === 0) this.finish();
+    });
+    call.on('cancelled', () => this.close());
+    call.on('error', () => this.close());
+  }
+
+  private async run(): Promise<void> {
+    if (this.running) return;
+    this.running = true;
+    try {
+      while (this.queue.length > 0 && !this.closed) {
+        const request = this.queue.shift()!;
+        const room = this.call.write(await this.renew(request));
+        if (!room && !this.closed) await this.drained();
+      }
+    } catch (err) {
+      this.end(err);
+      return;
+    } finally {
+      this.running = false;
+    }
+    if (this.closed) return;
+    if (this.call.readableEnded) this.finish();
+    else this.call.resume();
+  }
+
+  private async renew(request: PbLeaseIdRequest) {
+    const id = leaseIdField(request.ID, 'LeaseKeepAliveRequest.ID');
+    // The header is taken before renewing, as etcd does: its revision is then never later than
+    // the renewal, so a client cannot see a keep-alive succeed after the revoke's revision.
+    const header = headerToPb(this.ctx.backend.header());
+    let ttl: number;
+    try {
+      const opts = plainOptions(this.ctx, this.call.metadata, this.signal);
+      ttl = await this.ctx.backend.leaseKeepAlive(id, opts);
+    } catch (err) {
+      if (!(err instanceof TandemError) || !LEASE_GONE.has(err.code)) throw err;
+      ttl = 0;
+    }
+    return { header, ID: int64Out(id), TTL: ttl };
+  }
+
+  private drained(): Promise<void> {
+    return new Promise((resolve) => {
+      const done = () => {
+        this.call.off('drain', done);
+        this.signal.removeEventListener('abort', done);
+        resolve();
+      };
+      this.call.once('drain', done);
+      this.signal.addEventListener('abort', done, { once: true });
+    });
+  }
+
+  /** Ends the call with the status for `err`. */
+  private readonly end = (err: unknown): void => {
+    if (this.closed) return;
+    const status = statusFor(this.ctx, 'LeaseKeepAlive', err);
+    this.close();
+    this.call.emit('error', status);
+  };
+
+  private finish(): void {
+    if (this.closed) return;
+    this.close();
+    this.call.end();
+  }
+
+  private close(): void {
+    this.closed = true;
+    this.ctx.streams.delete(this.end);
+    this.queue.length = 0;
+  }
+}
+
+export function leaseService(ctx: ServiceContext): UntypedServiceImplementation {
+  const { backend } = ctx;
+  return {
+    LeaseGrant: unary(ctx, 'LeaseGrant', async (pb: PbLeaseGrantRequest, call, signal) => {
+      const ttl = uintField(pb.TTL, 'LeaseGrantRequest.TTL');
+      const id = leaseIdField(pb.ID, 'LeaseGrantRequest.ID');
+      const granted = await backend.leaseGrant(id, ttl, plainOptions(ctx, call.metadata, signal));
+      return {
+        header: headerToPb(backend.header()),
+        ID: int64Out(granted.id),
+        TTL: granted.ttlSeconds,
+        error: '',
+      };
+    }),
+
+    LeaseRevoke: unary(ctx, 'LeaseRevoke', async (pb: PbLeaseIdRequest, call, signal) => {
+      const id = leaseIdField(pb.ID, 'LeaseRevokeRequest.ID');
+      await backend.leaseRevoke(id, plainOptions(ctx, call.metadata, signal));
+      return { header: headerToPb(backend.header()) };
+    }),
+
+    LeaseKeepAlive: (call: KeepAliveCall) => {
+      new KeepAliveSession(ctx, call);
+    },
+
+    LeaseTimeToLive: unary(
+      ctx,
+      'LeaseTimeToLive',
+      async (pb: PbLeaseTimeToLiveRequest, call, signal) => {
+        const id = leaseIdField(pb.ID, 'LeaseTimeToLiveRequest.ID');
+        const opts = plainOptions(ctx, call.metadata, signal);
+        const ttl = await backend.leaseTimeToLive(id, pb.keys, opts);
+        return {
+          header: headerToPb(backend.header()),
+          ID: int64Out(ttl.id),
+          TTL: ttl.ttlSeconds,
+          grantedTTL: ttl.grantedTtlSeconds,
+          keys: ttl.keys,
+        };
+      },
+    ),
+
+    LeaseLeases: unary(ctx, 'LeaseLeases', async (_pb: unknown, call, signal) => {
+      const ids = await backend.leaseLeases(plainOptions(ctx, call.metadata, signal));
+      return {
+        header: headerToPb(backend.header()),
+        leases: ids.map((id) => ({ ID: int64Out(id) })),
+      };
+    }),
+  };
+}

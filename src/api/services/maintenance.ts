@@ -1,0 +1,175 @@
+/**
+ * etcd's Maintenance service. tandem raises no alarms, so Alarm lists none; its store needs no
+ * defragmentation, so Defragment succeeds doing nothing (etcdctl defrag then reports success).
+ */
+import { createHash } from 'node:crypto';
+import type { ServerWritableStream, UntypedServiceImplementation } from '@grpc/grpc-js';
+import type { SnapshotStream } from '../backend.js';
+import { callSignal, failStream, plainOptions, type ServiceContext, unary } from '../context.js';
+import { headerToPb, int64Out, memberIdField, uintField } from '../convert.js';
+import { ApiError } from '../errors.js';
+import { SNAPSHOT_ALIGN_BYTES, SNAPSHOT_CHUNK_BYTES_MAX } from '../limits.js';
+import {
+  PB_ENUMS,
+  type PbAlarmRequest,
+  type PbHashKvRequest,
+  type PbMoveLeaderRequest,
+  type PbResponseHeader,
+} from '../proto.js';
+
+/** AlarmType's largest value (CORRUPT). */
+const ALARM_TYPE_MAX = 2;
+
+export function maintenanceService(ctx: ServiceContext): UntypedServiceImplementation {
+  const { backend } = ctx;
+  const header = () => headerToPb(backend.header());
+  return {
+    Alarm: unary(ctx, 'Alarm', async (pb: PbAlarmRequest) => {
+      memberIdField(pb.memberID, 'AlarmRequest.memberID');
+      if (pb.alarm < 0 || pb.alarm > ALARM_TYPE_MAX) {
+        throw new ApiError('INVALID_FIELD', `AlarmRequest.alarm has an unknown value: ${pb.alarm}`);
+      }
+      switch (pb.action) {
+        case PB_ENUMS.alarmActionGet:
+        case PB_ENUMS.alarmActionDeactivate:
+          return { header: header(), alarms: [] };
+        case PB_ENUMS.alarmActionActivate:
+          throw new ApiError('NOT_SUPPORTED', 'Alarm ACTIVATE: tandem raises no alarms');
+        default:
+          throw new ApiError(
+            'INVALID_FIELD',
+            `AlarmRequest.action has an unknown value: ${pb.action}`,
+          );
+      }
+    }),
+
+    Status: unary(ctx, 'Status', async () => {
+      const s = await backend.status();
+      return {
+        header: header(),
+        version: s.version,
+        dbSize: s.dbSize,
+        leader: int64Out(s.leader),
+        raftIndex: s.raftIndex,
+        raftTerm: s.raftTerm,
+        raftAppliedIndex: s.raftAppliedIndex,
+        errors: s.errors,
+        dbSizeInUse: s.dbSizeInUse,
+        isLearner: s.isLearner,
+      };
+    }),
+
+    Defragment: unary(ctx, 'Defragment', async () => ({ header: header() })),
+
+    // etcd marks Hash "for testing ONLY"; HashKV is the consistency check clients use.
+    Hash: unary(ctx, 'Hash', async () => {
+      throw new ApiError('NOT_SUPPORTED', 'Maintenance.Hash; use HashKV');
+    }),
+
+    HashKV: unary(ctx, 'HashKV', async (pb: PbHashKvRequest) => {
+      const revision = uintField(pb.revision, 'HashKVRequest.revision');
+      const h = await backend.hashKv(revision);
+      return {
+        header: header(),
+        hash: h.hash,
+        compactRevision: h.compactRevision,
+        hashRevision: h.hashRevision,
+      };
+    }),
+
+    Snapshot: (call: ServerWritableStream<unknown, unknown>) => {
+      void sendSnapshot(ctx, call);
+    },
+
+    MoveLeader: unary(ctx, 'MoveLeader', async (pb: PbMoveLeaderRequest, call, signal) => {
+      const target = memberIdField(pb.targetID, 'MoveLeaderRequest.targetID');
+      await backend.moveLeader(target, plainOptions(ctx, call.metadata, signal));
+      return { header: header() };
+    }),
+
+    Downgrade: unary(ctx, 'Downgrade', async () => {
+      throw new ApiError('NOT_SUPPORTED', 'Maintenance.Downgrade');
+    }),
+  };
+}
+
+type SnapshotCall = ServerWritableStream<unknown, unknown>;
+
+/**
+ * etcd's Snapshot: the bytes in messages of at most 32 KiB with remaining_bytes counting down,
+ * zero padding to a multiple of 512 bytes, then one message holding the SHA-256 of all of them
+ * (etcdctl snapshot save and restore check both).
+ * The first message carries the header of the snapshot's point in time. Each write waits for
+ * the gRPC buffer to drain when it is full; a client that goes away stops the read.
+ */
+async function sendSnapshot(ctx: ServiceContext, call: SnapshotCall): Promise<void> {
+  const signal = callSignal(call);
+  let iterator: Iterator<Uint8Array> | AsyncIterator<Uint8Array> | null = null;
+  try {
+    const snapshot = await ctx.backend.snapshot();
+    iterator = chunkIterator(snapshot);
+    const hash = createHash('sha256');
+    let first: PbResponseHeader | null = headerToPb(snapshot.header);
+    let sent = 0;
+    let next = await iterator.next();
+    while (!next.done) {
+      const chunk = next.value;
+      // Read one chunk ahead so that remaining_bytes reaches 0 on the last data message even
+      // when the total size is not known up front.
+      const following = await iterator.next();
+      const ahead = following.done ? 0 : following.value.byteLength;
+      hash.update(chunk);
+      for (let offset = 0; offset < chunk.byteLength; offset += SNAPSHOT_CHUNK_BYTES_MAX) {
+        const blob = chunk.subarray(offset, offset + SNAPSHOT_CHUNK_BYTES_MAX);
+        sent += blob.byteLength;
+        const remaining =
+          snapshot.sizeBytes === null
+            ? chunk.byteLength - offset - blob.byteLength + ahead
+            : snapshot.sizeBytes - sent;
+        await write(call, signal, { header: first, remainingBytes: Math.max(0, remaining), blob });
+        first = null;
+        if (signal.aborted) return;
+      }
+      next = following;
+    }
+    // etcdctl (3.4+) refuses a snapshot whose size is not n * 512 + 32 ("sha256 checksum not
+    // found"): etcd's bbolt files are page-aligned. Zero padding after tandem's snapshot, which
+    // ends with its own end frame, makes the saved file pass; restore stops at the end frame.
+    const padding = (SNAPSHOT_ALIGN_BYTES - (sent % SNAPSHOT_ALIGN_BYTES)) % SNAPSHOT_ALIGN_BYTES;
+    if (padding > 0) {
+      const zeros = new Uint8Array(padding);
+      hash.update(zeros);
+      await write(call, signal, { header: first, remainingBytes: 0, blob: zeros });
+      first = null;
+      if (signal.aborted) return;
+    }
+    await write(call, signal, { header: first, remainingBytes: 0, blob: hash.digest() });
+    call.end();
+    iterator = null;
+  } catch (err) {
+    if (!signal.aborted) failStream(ctx, 'Snapshot', call, err);
+  } finally {
+    // An early exit releases the member's point-in-time view.
+    await iterator?.return?.();
+  }
+}
+
+function chunkIterator(snapshot: SnapshotStream): Iterator<Uint8Array> | AsyncIterator<Uint8Array> {
+  const chunks = snapshot.chunks;
+  return Symbol.asyncIterator in chunks
+    ? chunks[Symbol.asyncIterator]()
+    : (chunks as Iterable<Uint8Array>)[Symbol.iterator]();
+}
+
+function write(call: SnapshotCall, signal: AbortSignal, message: object): Promise<void> {
+  if (call.write(message) || signal.aborted) return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = () => {
+      call.off('drain', done);
+      signal.removeEventListener('abort', done);
+      resolve();
+    };
+    call.once('drain', done);
+    signal.addEventListener('abort', done, { once: true });
+  });
+}

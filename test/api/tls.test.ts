@@ -1,0 +1,163 @@
+/** Client TLS: with a CA configured, clients must present a certificate it signed (etcd's --client-cert-auth). */
+import assert from 'node:assert/strict';
+import { execFile, execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { promisify } from 'node:util';
+import { Etcd3 } from 'etcd3';
+import { type ApiServer, startApiServer } from '../../src/api/server.js';
+import { TestBackend, testLogger } from './harness.js';
+
+const execFileAsync = promisify(execFile);
+
+function hasOpenssl(): boolean {
+  try {
+    execFileSync('openssl', ['version'], { stdio: 'pipe' });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+describe('client TLS', { timeout: 30_000 }, () => {
+  test('openssl is installed (it makes the test certificates)', () => {
+    assert.ok(hasOpenssl(), 'openssl not found on PATH: apt-get install -y openssl');
+  });
+  let dir = '';
+  let backend: TestBackend;
+  let server: ApiServer;
+  const file = (name: string) => readFileSync(join(dir, name));
+
+  function openssl(...args: string[]): void {
+    execFileSync('openssl', args, { cwd: dir, stdio: 'pipe' });
+  }
+
+  /** A CA, and leaves signed by it for the server (127.0.0.1) and a client. */
+  function makePki(): void {
+    const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
+    openssl(
+      'req',
+      '-x509',
+      ...ec,
+      '-days',
+      '1',
+      '-subj',
+      '/CN=tandem-test-ca',
+      '-addext',
+      'basicConstraints=critical,CA:TRUE',
+      '-addext',
+      'keyUsage=critical,keyCertSign',
+      '-keyout',
+      'ca.key',
+      '-out',
+      'ca.crt',
+    );
+    for (const name of ['server', 'client']) {
+      openssl(
+        'req',
+        ...ec,
+        '-keyout',
+        `${name}.key`,
+        '-out',
+        `${name}.csr`,
+        '-subj',
+        `/CN=${name}`,
+      );
+      writeFileSync(
+        join(dir, `${name}.ext`),
+        'subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\n',
+      );
+      openssl(
+        'x509',
+        '-req',
+        '-in',
+        `${name}.csr`,
+        '-CA',
+        'ca.crt',
+        '-CAkey',
+        'ca.key',
+        '-CAcreateserial',
+        '-days',
+        '1',
+        '-out',
+        `${name}.crt`,
+        '-extfile',
+        `${name}.ext`,
+      );
+    }
+  }
+
+  before(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'tandem-api-tls-'));
+    makePki();
+    backend = new TestBackend();
+    server = await startApiServer({
+      backend,
+      listen: '127.0.0.1:0',
+      logger: testLogger().logger,
+      tls: { cert: file('server.crt'), key: file('server.key'), ca: file('ca.crt') },
+    });
+  });
+
+  after(async () => {
+    await server.close();
+    backend.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  test('a client with a certificate from the CA is served', { timeout: 10_000 }, async () => {
+    const client = new Etcd3({
+      hosts: `https://127.0.0.1:${server.port}`,
+      credentials: {
+        rootCertificate: file('ca.crt'),
+        certChain: file('client.crt'),
+        privateKey: file('client.key'),
+      },
+      faultHandling: { global: undefined },
+    });
+    try {
+      await client.put('secure').value('yes');
+      assert.equal(await client.get('secure').string(), 'yes');
+    } finally {
+      client.close();
+    }
+  });
+
+  test('etcdctl with --cacert/--cert/--key is served', { timeout: 10_000 }, async () => {
+    const etcdctl = execFileSync('sh', ['-c', 'command -v etcdctl'], { encoding: 'utf8' }).trim();
+    const tlsArgs = [
+      `--endpoints=https://127.0.0.1:${server.port}`,
+      `--cacert=${join(dir, 'ca.crt')}`,
+      `--cert=${join(dir, 'client.crt')}`,
+      `--key=${join(dir, 'client.key')}`,
+      '--dial-timeout=3s',
+    ];
+    // Asynchronously: the server runs in this process, a sync child would block it.
+    const run = async (args: string[]) =>
+      (await execFileAsync(etcdctl, [...tlsArgs, ...args], { encoding: 'utf8', timeout: 8_000 }))
+        .stdout;
+    assert.equal(await run(['put', 'tls-key', 'v']), 'OK\n');
+    assert.equal(await run(['get', 'tls-key', '--print-value-only']), 'v\n');
+  });
+
+  test('a client without a certificate is refused', { timeout: 10_000 }, async () => {
+    const client = new Etcd3({
+      hosts: `https://127.0.0.1:${server.port}`,
+      credentials: { rootCertificate: file('ca.crt') },
+      faultHandling: { global: undefined },
+      grpcOptions: { 'grpc.initial_reconnect_backoff_ms': 50 },
+    });
+    try {
+      await assert.rejects(
+        client
+          .get('secure')
+          .options({ deadline: Date.now() + 2_000 })
+          .string(),
+      );
+    } finally {
+      client.close();
+    }
+  });
+});
