@@ -15,7 +15,8 @@ export interface Clock {
 }
 
 export const REAL_CLOCK: Clock = Object.freeze({
-  now: () => performance.now(),
+  // Whole milliseconds: the pure layers take integer times.
+  now: () => Math.floor(performance.now()),
   setTimeout(callback: () => void, delayMs: number): TimerHandle {
     const timer = setTimeout(callback, delayMs);
     timer.unref();

@@ -137,6 +137,9 @@ export class Member {
   private saving = false;
   private snapshotting = false;
   private snapshotIndex: number;
+  /** The last entry raft handed out and this loop handled (replayed or applied). */
+  private handledIndex: number;
+  /** Raft's configuration as of `handledIndex`. */
   private confState: ConfState;
   private soft: SoftState = { lead: NONE, raftState: StateType.Follower };
   private onStopped: (() => void) | null = null;
@@ -161,6 +164,7 @@ export class Member {
     const initial = options.storage.initialState();
     this.confState = initial.confState;
     this.snapshotIndex = options.storage.snapshot().metadata.index;
+    this.handledIndex = this.snapshotIndex;
     this.rn = this.newRawNode();
   }
 
@@ -171,7 +175,10 @@ export class Member {
       electionTicks: t.electionTicks,
       heartbeatTicks: t.heartbeatTicks,
       storage: this.storage,
-      applied: this.sm.appliedIndex(),
+      // Restart raft from the snapshot, not from the state machine's applied index: committed
+      // entries after the snapshot are handed out again so that membership changes among them
+      // reach raft's configuration (the state machine skips what it already holds).
+      applied: this.storage.snapshot().metadata.index,
       maxMsgBytes: 1024 * 1024,
       maxInflightMsgs: 256,
       maxUncommittedBytes: 64 * 1024 * 1024,
@@ -583,11 +590,17 @@ export class Member {
     this.sm.restore(snap);
     this.confState = snap.metadata.confState;
     this.snapshotIndex = snap.metadata.index;
+    this.handledIndex = snap.metadata.index;
   }
 
   private applyEntry(entry: Entry): void {
+    this.handledIndex = entry.index;
     const applied = this.sm.appliedIndex();
-    if (entry.index <= applied) return; // replayed after restart: the durable state has it
+    if (entry.index <= applied) {
+      // Replayed after a restart: the durable state machine has it, raft's configuration not.
+      if (entry.type === EntryType.ConfChange) this.replayConfChange(entry);
+      return;
+    }
     assert(entry.index === applied + 1, `apply gap: ${applied} then ${entry.index}`);
     const ctx = { index: entry.index, term: entry.term };
     if (entry.type === EntryType.ConfChange) {
@@ -630,6 +643,18 @@ export class Member {
     if (envelope?.proposer === this.id) this.resolve(envelope.seq, confState);
   }
 
+  private replayConfChange(entry: Entry): void {
+    const change = decodeConfChange(entry.data);
+    const envelope = change.context.length > 0 ? decodeEnvelope(change.context) : null;
+    try {
+      this.confState = this.rn.applyConfChange(
+        envelope === null ? change : { ...change, context: envelope.command },
+      );
+    } catch (error) {
+      if (!(error instanceof RaftError)) throw error; // refused the first time too
+    }
+  }
+
   private resolve(seq: number, result: unknown): void {
     const p = this.proposals.get(seq);
     if (p === undefined) return; // timed out already, or proposed before a restart
@@ -649,8 +674,12 @@ export class Member {
 
   private maybeSnapshot(): void {
     const applied = this.sm.appliedIndex();
-    if (this.snapshotting || applied - this.snapshotIndex < this.options.snapshotEveryEntries)
+    if (this.snapshotting || applied - this.snapshotIndex < this.options.snapshotEveryEntries) {
       return;
+    }
+    // While replaying after a restart, raft's configuration lags the state machine: a snapshot
+    // now would pair the state at `applied` with an older configuration.
+    if (this.handledIndex < applied) return;
     const snap = this.storage.createSnapshot(applied, this.confState, this.sm.snapshot());
     this.snapshotting = true;
     this.options.persistence.saveSnapshot(snap, (error) => {

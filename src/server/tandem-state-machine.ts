@@ -11,6 +11,7 @@
  *   3 lease revoke msgpack [id]
  *   4 checkpoints msgpack [[id, remainingTtlSeconds], ...]
  *   5 attributes  msgpack [memberId, name, clientUrls]  (a member publishes itself, as etcd's)
+ *   6 peer urls   msgpack [memberId, peerUrls]          (MemberUpdate)
  *
  * Deterministic: every member applying the same entries holds the same `hash()`. Time enters
  * only the primary lessor's deadlines, which are not replicated state.
@@ -24,7 +25,6 @@ import {
 } from '../cluster/registry.js';
 import type { KvRequest, RangeRequest, RangeResponse } from '../kv/api-types.js';
 import type { Backend } from '../kv/backend/backend.js';
-import { KvError } from '../kv/errors.js';
 import { LeaseError, LeaseErrorCode } from '../kv/lease/errors.js';
 import {
   type LeaseCheckpoint,
@@ -47,6 +47,7 @@ export const CommandKind = {
   LeaseRevoke: 3,
   LeaseCheckpoints: 4,
   MemberAttributes: 5,
+  MemberPeerUrls: 6,
 } as const;
 export type CommandKind = (typeof CommandKind)[keyof typeof CommandKind];
 
@@ -96,6 +97,10 @@ export function encodeMemberAttributes(id: number, name: string, clientUrls: str
   return withKind(CommandKind.MemberAttributes, pack([id, name, clientUrls]));
 }
 
+export function encodeMemberPeerUrls(id: number, peerUrls: string[]): Uint8Array {
+  return withKind(CommandKind.MemberPeerUrls, pack([id, peerUrls]));
+}
+
 /**
  * A stable WatchableStore over whichever MvccStore is current: installing a snapshot replaces
  * the store object, and the watch hub must keep its subscription.
@@ -142,6 +147,8 @@ export class TandemStateMachine implements ReplicatedStateMachine {
   private readonly backend: Backend;
   private readonly current: CurrentStore;
   private readonly nowMs: () => number;
+  /** Called after a member's peer URLs changed (the transport re-reads the registry). */
+  onPeersChanged: (() => void) | null = null;
 
   constructor(options: TandemStateMachineOptions) {
     this.backend = options.backend;
@@ -201,10 +208,23 @@ export class TandemStateMachine implements ReplicatedStateMachine {
         return this.applyCheckpoints(ctx, payload);
       case CommandKind.MemberAttributes:
         return this.applyAttributes(ctx, payload);
+      case CommandKind.MemberPeerUrls:
+        return this.applyPeerUrls(ctx, payload);
       default:
         // An unknown kind (a newer member's command): the same no-op on every member.
         return this.applyNoopResult(ctx);
     }
+  }
+
+  /**
+   * The founding state of a new cluster at index 1 (Raft's bootstrap snapshot index): the
+   * registry of founding members, durable, so that the snapshot taken next describes index 1.
+   */
+  bootstrap(): void {
+    assert(this.appliedIndex() === 0, 'bootstrap of a state machine that applied entries');
+    this.kv.store.write(1, (txn) => {
+      txn.putMeta(META_REGISTRY, pack(this.registry.toSnapshot()));
+    });
   }
 
   applyNoop(ctx: ApplyContext): void {
@@ -333,13 +353,17 @@ export class TandemStateMachine implements ReplicatedStateMachine {
     });
     return { kind: 'done' };
   }
-}
 
-/** Throws the error a rejected result carries (for the server's promise paths). */
-export function unwrapKv(result: CommandResult): ApplyResult & { kind: 'applied' } {
-  if (result.kind === 'applied') return result;
-  if (result.kind === 'rejected') throw result.error;
-  throw new KvError('INVALID_REQUEST', `unexpected result ${result.kind}`);
+  private applyPeerUrls(ctx: ApplyContext, payload: Uint8Array): CommandResult {
+    const [id, peerUrls] = unpack(payload) as [number, string[]];
+    this.kv.store.write(ctx.index, (txn) => {
+      if (this.registry.updateAttributes(id, { peerUrls })) {
+        txn.putMeta(META_REGISTRY, pack(this.registry.toSnapshot()));
+      }
+    });
+    this.onPeersChanged?.();
+    return { kind: 'done' };
+  }
 }
 
 function leaseGrantRefusal(lessor: Lessor, id: LeaseId, ttlSeconds: number): LeaseError | null {

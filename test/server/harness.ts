@@ -160,6 +160,39 @@ export interface TestCluster {
   persistence: Map<NodeId, VirtualPersistence>;
 }
 
+function newMember(
+  c: Pick<TestCluster, 'clock' | 'hub'>,
+  id: NodeId,
+  storage: MemoryStorage,
+  sm: ListStateMachine,
+  p: VirtualPersistence,
+  seed: number,
+  snapshotEveryEntries: number,
+): Member {
+  return new Member({
+    id,
+    clock: c.clock,
+    network: c.hub.network(id),
+    persistence: p,
+    storage,
+    stateMachine: sm,
+    random: new Prng(seed * 31 + id),
+    timing: { tickMs: 10, electionTicks: 10, heartbeatTicks: 1, requestTimeoutMs: 2000 },
+    snapshotEveryEntries,
+    compactionKeepEntries: 5,
+  });
+}
+
+/** A new Member over the stopped one's durable log and state machine (a process restart). */
+export function restartMember(c: TestCluster, id: NodeId): Member {
+  const old = c.members.get(id)!;
+  const storage = (old as unknown as { storage: MemoryStorage }).storage;
+  const m = newMember(c, id, storage, c.machines.get(id)!, c.persistence.get(id)!, 99, 1000);
+  c.members.set(id, m);
+  m.start();
+  return m;
+}
+
 export function startCluster(size: number, seed = 1, snapshotEveryEntries = 1000): TestCluster {
   const clock = new ManualClock();
   const hub = new LoopbackHub(clock);
@@ -174,18 +207,15 @@ export function startCluster(size: number, seed = 1, snapshotEveryEntries = 1000
     const sm = new ListStateMachine();
     sm.applied = 1;
     const p = new VirtualPersistence(clock);
-    const m = new Member({
+    const m = newMember(
+      { clock, hub },
       id,
-      clock,
-      network: hub.network(id),
-      persistence: p,
       storage,
-      stateMachine: sm,
-      random: rng.fork(),
-      timing: { tickMs: 10, electionTicks: 10, heartbeatTicks: 1, requestTimeoutMs: 2000 },
+      sm,
+      p,
+      seed + rng.int(1000),
       snapshotEveryEntries,
-      compactionKeepEntries: 5,
-    });
+    );
     members.set(id, m);
     machines.set(id, sm);
     persistence.set(id, p);

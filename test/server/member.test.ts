@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { ServerError } from '../../src/server/errors.js';
-import { leaderOf, proposeText, startCluster } from './harness.js';
+import { leaderOf, proposeText, restartMember, startCluster } from './harness.js';
 
 function settle<T>(p: Promise<T>): { value?: T; error?: unknown; done: boolean } {
   const box: { value?: T; error?: unknown; done: boolean } = { done: false };
@@ -159,4 +159,30 @@ test('stop fails pending proposals with STOPPED and completes', async () => {
   await flush();
   assert.ok(stopped);
   assert.ok(r.error instanceof ServerError && r.error.code === 'STOPPED');
+});
+
+test('a restart re-applies membership changes the durable state machine already holds', async () => {
+  const c = startCluster(3, 23);
+  c.clock.advance(1000);
+  const leader = leaderOf(c)!;
+  const added = settle(
+    new Promise((res, rej) =>
+      leader.proposeConfChange(
+        { transition: 0, changes: [{ type: 2, nodeId: 4 }], context: new Uint8Array() },
+        (e, v) => (e ? rej(e) : res(v)),
+      ),
+    ),
+  );
+  c.clock.advance(300);
+  await flush();
+  assert.ok(added.done && added.error === undefined, `learner added: ${String(added.error)}`);
+  const follower = [...c.members.values()].find((m) => m !== leader)!;
+  assert.deepEqual(follower.status().config.learners, [4]);
+  // Restart the follower over its durable log and its (durable) state machine, which has
+  // applied the change already: raft must still learn the configuration from the log.
+  await new Promise<void>((r) => follower.stop(r));
+  const restarted = restartMember(c, follower.id);
+  assert.deepEqual(restarted.status().config.learners, [], 'before replay: the snapshot config');
+  c.clock.advance(500);
+  assert.deepEqual(restarted.status().config.learners, [4]);
 });

@@ -10,6 +10,7 @@ import {
   rangeRequest,
   txnRequest,
 } from '../../src/kv/api-types.js';
+import type { Backend } from '../../src/kv/backend/backend.js';
 import { LmdbBackend } from '../../src/kv/backend/lmdb.js';
 import { MemoryBackend } from '../../src/kv/backend/memory.js';
 import {
@@ -22,7 +23,7 @@ import {
 const b = (s: string) => new TextEncoder().encode(s);
 const founders = [{ id: 1, name: 'n1', peerUrls: ['127.0.0.1:2380'], clientUrls: [] }];
 
-function machine(backend = new MemoryBackend()) {
+function machine(backend: Backend = new MemoryBackend()) {
   return new TandemStateMachine({ backend, founders, nowMs: () => 0 });
 }
 

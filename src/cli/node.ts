@@ -1,0 +1,308 @@
+/**
+ * One tandem member as a process: wires the real implementations (WAL and snapshot files, LMDB,
+ * TCP transport, gRPC API, wall-clock timers) around the member loop. This is the only place
+ * where they meet; everything below is written against src/io interfaces.
+ *
+ * Start-up:
+ *   1. derive the cluster id and member ids from the cluster token and member names;
+ *   2. recover the WAL (refusing a data directory of another cluster or member) and the KV store;
+ *   3. a brand-new member of a new cluster bootstraps the founding configuration; a member
+ *      joining an existing cluster starts empty and receives a snapshot from the leader;
+ *   4. start the transport, the member loop, the etcd API and the admin endpoint.
+ * Stop (SIGTERM/SIGINT): stop the member after its fsync in flight, close listeners, close files.
+ */
+import { createHash } from 'node:crypto';
+import { mkdirSync, readFileSync, statSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import { join } from 'node:path';
+import { pino } from 'pino';
+import { type ApiServer, startApiServer } from '../api/server.js';
+import type { MemberInfo } from '../cluster/registry.js';
+import { REAL_CLOCK } from '../io/clock.js';
+import { WalPersistence } from '../io/wal-persistence.js';
+import { LmdbBackend } from '../kv/backend/lmdb.js';
+import { RawNode } from '../raft/rawnode.js';
+import type { NodeId } from '../raft/types.js';
+import { StateType } from '../raft/types.js';
+import { Member } from '../server/member.js';
+import { SERVER_VERSION, TandemServer } from '../server/server.js';
+import { TandemStateMachine } from '../server/tandem-state-machine.js';
+import { TcpTransport } from '../transport/transport.js';
+import { Prng } from '../util/prng.js';
+import type { TandemConfig } from './config.js';
+
+export interface RunningNode {
+  readonly memberId: NodeId;
+  readonly clusterId: bigint;
+  readonly clientPort: number;
+  readonly adminPort: number;
+  /** Stops everything; resolves when files are closed. */
+  stop(): Promise<void>;
+}
+
+/** 52 bits of SHA-256 (ids must be safe integers), never 0. */
+function id52(...parts: string[]): number {
+  const h = createHash('sha256');
+  for (const p of parts) h.update(p).update('\0');
+  const d = h.digest();
+  const id = (d.readUInt32BE(0) & 0xfffff) * 2 ** 32 + d.readUInt32BE(4);
+  return id === 0 ? 1 : id;
+}
+
+export function memberIdOf(token: string, name: string): NodeId {
+  return id52('member', token, name);
+}
+
+export function clusterIdOf(token: string, founderIds: readonly number[]): number {
+  return id52('cluster', token, ...[...founderIds].sort((a, b) => a - b).map(String));
+}
+
+export function toUrl(address: string): string {
+  return address.includes('://') ? address : `http://${address}`;
+}
+
+export function toAddress(url: string): string {
+  const i = url.indexOf('://');
+  return i === -1 ? url : url.slice(i + 3).replace(/\/+$/, '');
+}
+
+export async function startNode(config: TandemConfig): Promise<RunningNode> {
+  const logger = pino({ name: 'tandem', level: process.env.TANDEM_LOG_LEVEL ?? 'info' }).child({
+    member: config.name,
+  });
+  const token = config.cluster.token;
+  const selfId = memberIdOf(token, config.name);
+  const founders = [
+    { name: config.name, addresses: [config.listen.peer] },
+    ...config.peers.map((p) => ({ name: p.name, addresses: [...p.addresses] })),
+  ].map((f) => ({
+    id: memberIdOf(token, f.name),
+    name: f.name,
+    peerUrls: f.addresses.map(toUrl),
+    clientUrls: [] as string[],
+  }));
+  const clusterIdNumber = clusterIdOf(
+    token,
+    founders.map((f) => f.id),
+  );
+  const clusterId = BigInt(clusterIdNumber);
+
+  mkdirSync(config.dataDir, { recursive: true });
+  const recovered = await WalPersistence.recover({
+    dataDir: config.dataDir,
+    mirrorDir: config.wal.mirror,
+    clusterId: clusterIdNumber,
+    memberId: selfId,
+    segmentBytes: config.wal.segmentBytes,
+    logger,
+  });
+  const backend = new LmdbBackend({ path: join(config.dataDir, 'kv') });
+  const state = new TandemStateMachine({
+    backend,
+    founders: config.cluster.state === 'new' ? founders : [],
+    nowMs: () => REAL_CLOCK.now(),
+    lessor: { minTtlSeconds: Math.ceil((1.5 * config.raft.electionMs) / 1000) },
+  });
+
+  const storage = recovered.storage;
+  if (recovered.fresh && config.cluster.state === 'new') {
+    // The founding configuration: a snapshot at index 1 holding the registry's initial state.
+    if (state.appliedIndex() === 0) state.bootstrap();
+    RawNode.bootstrap(
+      storage,
+      founders.map((f) => f.id),
+      state.snapshot(),
+    );
+    await new Promise<void>((resolve, reject) =>
+      recovered.persistence.save(storage.initialState().hardState, [], storage.snapshot(), (e) =>
+        e === null ? resolve() : reject(e),
+      ),
+    );
+    logger.info(
+      { clusterId: clusterId.toString(16), memberId: selfId.toString(16) },
+      'bootstrapped a new cluster',
+    );
+  } else if (!recovered.fresh) {
+    // The KV store may be behind the snapshot the log starts from (a lost backend): restore it.
+    const snap = recovered.snapshot;
+    if (snap !== null && snap.metadata.index > state.appliedIndex() && snap.data.length > 0) {
+      state.restore(snap);
+    }
+  }
+
+  const transport = new TcpTransport({
+    id: selfId,
+    clusterId: clusterId.toString(16),
+    listen: [parseHostPort(config.listen.peer)],
+    logger,
+    ...(config.tls.peer === null
+      ? {}
+      : {
+          tls: {
+            caFile: config.tls.peer.ca,
+            certFile: config.tls.peer.cert,
+            keyFile: config.tls.peer.key,
+          },
+        }),
+  });
+  await transport.listen();
+  const syncPeers = (members: readonly MemberInfo[]): void => {
+    for (const m of members) {
+      if (m.id !== selfId && m.peerUrls.length > 0)
+        transport.setPeer(m.id, m.peerUrls.map(toAddress));
+    }
+  };
+  syncPeers(
+    state.members().length > 0
+      ? state.members()
+      : founders.map((f) => ({ ...f, isLearner: false })),
+  );
+  state.onPeersChanged = () => syncPeers(state.members());
+
+  const tickMs = config.raft.heartbeatMs;
+  let server: TandemServer | null = null;
+  const member = new Member({
+    id: selfId,
+    clock: REAL_CLOCK,
+    network: transport,
+    persistence: recovered.persistence,
+    storage,
+    stateMachine: state,
+    random: new Prng(selfId ^ Date.now()),
+    timing: {
+      tickMs,
+      electionTicks: Math.max(2, Math.round(config.raft.electionMs / tickMs)),
+      heartbeatTicks: 1,
+      requestTimeoutMs: Math.max(5000, 5 * config.raft.electionMs),
+    },
+    snapshotEveryEntries: config.raft.snapshotEntries,
+    compactionKeepEntries: Math.min(5000, config.raft.snapshotEntries),
+    logger,
+    hooks: {
+      onSoftState: (soft, term) => {
+        logger.info({ leader: soft.lead.toString(16), term, role: soft.raftState }, 'raft state');
+        server?.onLeadership(soft.raftState === StateType.Leader);
+      },
+      onConfChange: (_change, confState) => {
+        syncPeers(state.members());
+        const all = new Set([
+          ...confState.voters,
+          ...confState.learners,
+          ...confState.votersOutgoing,
+        ]);
+        if (!all.has(selfId)) logger.warn('this member was removed from the cluster');
+      },
+      onFatal: (error) => {
+        logger.fatal({ err: error }, 'member stopped on a storage failure');
+        process.exitCode = 1;
+      },
+    },
+  });
+  server = new TandemServer({
+    member,
+    state,
+    clock: REAL_CLOCK,
+    clusterId,
+    name: config.name,
+    clientUrls: [toUrl(config.listen.client)],
+    electionTimeoutMs: config.raft.electionMs,
+    dbSizeBytes: () => dirBytes(join(config.dataDir, 'kv')),
+  });
+  member.start();
+  server.start();
+
+  const api: ApiServer = await startApiServer({
+    backend: server,
+    listen: config.listen.client,
+    logger,
+    defaults: {
+      consistency: { kind: config.replication.readDefault },
+      ack: config.replication.ack,
+    },
+    ...(config.tls.client === null
+      ? {}
+      : {
+          tls: {
+            cert: readFileSync(config.tls.client.cert),
+            key: readFileSync(config.tls.client.key),
+            ...(config.tls.client.ca == null ? {} : { ca: readFileSync(config.tls.client.ca) }),
+          },
+        }),
+  });
+  const admin = await startAdmin(config.listen.admin, () => ({
+    name: config.name,
+    memberId: selfId.toString(16),
+    clusterId: clusterId.toString(16),
+    version: SERVER_VERSION,
+    leader: member.leader.toString(16),
+    isLeader: member.isLeader,
+    term: member.term,
+    commitIndex: member.commitIndex,
+    appliedIndex: member.appliedIndex,
+    revision: state.revision(),
+    members: state.members().map((m) => ({ ...m, id: m.id.toString(16) })),
+  }));
+  logger.info(
+    { client: config.listen.client, peer: config.listen.peer, admin: config.listen.admin },
+    'tandem member serving',
+  );
+
+  let stopping: Promise<void> | null = null;
+  return {
+    memberId: selfId,
+    clusterId,
+    clientPort: api.port,
+    adminPort: (admin.address() as { port: number }).port,
+    stop(): Promise<void> {
+      stopping ??= (async () => {
+        server?.close();
+        await new Promise<void>((resolve) => member.stop(resolve));
+        await Promise.allSettled([api.close(), transport.close(), closeServer(admin)]);
+        await recovered.persistence.close();
+        await backend.close();
+        logger.info('tandem member stopped');
+      })();
+      return stopping;
+    },
+  };
+}
+
+function parseHostPort(address: string): { host: string; port: number } {
+  const i = address.lastIndexOf(':');
+  return { host: address.slice(0, i).replace(/^\[|\]$/g, ''), port: Number(address.slice(i + 1)) };
+}
+
+async function startAdmin(listen: string, status: () => unknown): Promise<Server> {
+  const { host, port } = parseHostPort(listen);
+  const server = createServer((req, res) => {
+    if (req.url === '/health') {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end('{"health":"true"}');
+      return;
+    }
+    if (req.url === '/status' || req.url === '/cluster') {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify(status()));
+      return;
+    }
+    res.writeHead(404, { 'content-type': 'application/json' });
+    res.end('{"error":"not found"}');
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => resolve());
+  });
+  return server;
+}
+
+function closeServer(server: Server): Promise<void> {
+  return new Promise((resolve) => server.close(() => resolve()));
+}
+
+function dirBytes(dir: string): number {
+  try {
+    return statSync(join(dir, 'data.mdb')).size;
+  } catch {
+    return 0;
+  }
+}

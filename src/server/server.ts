@@ -1,0 +1,569 @@
+/**
+ * The etcd face of a member: implements the API edge's EtcdBackend over the member loop and the
+ * replicated state machine.
+ *
+ * - Writes (put, delete, txn, compact, lease grant/revoke, membership) are validated as etcd does,
+ *   proposed through Raft, and answered with the result of applying them on this member.
+ * - Reads wait for the barrier their consistency asks for (ReadIndex, lease, none), then read the
+ *   local state: a read on a follower is linearizable without moving data through the leader.
+ * - Lease keep-alives live only on the leader's lessor (deadlines are not replicated); a follower
+ *   hands them to the leader through an injected forwarder, as etcd forwards them over HTTP.
+ * - The leader's duties run on a coarse timer: revoking expired leases and checkpointing long ones
+ *   through the log, ticking the watch hub.
+ */
+import { createHash } from 'node:crypto';
+import type {
+  Member as ApiMember,
+  EtcdBackend,
+  HashKvResult,
+  Header,
+  LeaseGrantResult,
+  LeaseTimeToLiveResult,
+  MemberStatus,
+  RequestOptions,
+  SnapshotStream,
+  WithHeader,
+} from '../api/backend.js';
+import { encodeAttributes, type MemberInfo } from '../cluster/registry.js';
+import type { Clock, TimerHandle } from '../io/clock.js';
+import type {
+  CompactionRequest,
+  CompactionResponse,
+  DeleteRangeRequest,
+  DeleteRangeResponse,
+  KvRequest,
+  KvResponse,
+  PutRequest,
+  PutResponse,
+  RangeRequest,
+  RangeResponse,
+  TxnRequest,
+  TxnResponse,
+} from '../kv/api-types.js';
+import { LeaseError, LeaseErrorCode } from '../kv/lease/errors.js';
+import { LeaseIdGenerator } from '../kv/lease/lease-id.js';
+import type { LeaseId } from '../kv/types.js';
+import type { WatchStream } from '../kv/watch/stream.js';
+import {
+  type ConfChange,
+  ConfChangeTransition,
+  ConfChangeType,
+  NONE,
+  StateType,
+} from '../raft/types.js';
+import { ServerError } from './errors.js';
+import type { Member } from './member.js';
+import {
+  type CommandResult,
+  encodeLeaseCheckpoints,
+  encodeLeaseGrant,
+  encodeLeaseRevoke,
+  encodeMemberAttributes,
+  encodeMemberPeerUrls,
+  type TandemStateMachine,
+} from './tandem-state-machine.js';
+
+export const SERVER_VERSION = '3.5.0';
+/** How often the leader looks for expired leases and checkpoints (etcd: 500 ms). */
+export const LEASE_DUTY_INTERVAL_MS = 500;
+/** How often the watch hub catches slow watchers up. */
+export const WATCH_TICK_INTERVAL_MS = 50;
+/** A learner may be promoted once it holds this share of the leader's log (etcd's rule). */
+export const LEARNER_READY_PERCENT = 90;
+export const LEARNERS_MAX = 7;
+
+/** Lease operations a follower cannot answer itself: sent to the leader's client endpoint. */
+export interface LeaderForwarder {
+  leaseKeepAlive(leaderClientUrls: readonly string[], id: LeaseId): Promise<number>;
+  leaseTimeToLive(
+    leaderClientUrls: readonly string[],
+    id: LeaseId,
+    withKeys: boolean,
+  ): Promise<LeaseTimeToLiveResult>;
+}
+
+export interface TandemServerOptions {
+  readonly member: Member;
+  readonly state: TandemStateMachine;
+  readonly clock: Clock;
+  readonly clusterId: bigint;
+  /** This member's name and client URLs, published through the log once a leader exists. */
+  readonly name: string;
+  readonly clientUrls: readonly string[];
+  readonly electionTimeoutMs: number;
+  readonly forwarder?: LeaderForwarder;
+  /** Bytes of the backend on disk, for Status (0 when unknown). */
+  readonly dbSizeBytes?: () => number;
+}
+
+export class TandemServer implements EtcdBackend {
+  private readonly member: Member;
+  private readonly state: TandemStateMachine;
+  private readonly clock: Clock;
+  private readonly options: TandemServerOptions;
+  private readonly memberId: bigint;
+  private readonly leaseIds: LeaseIdGenerator;
+  private leaseTimer: TimerHandle | null = null;
+  private watchTimer: TimerHandle | null = null;
+  private published = false;
+  private publishing = false;
+  private wasLeader = false;
+  private closed = false;
+
+  constructor(options: TandemServerOptions) {
+    this.options = options;
+    this.member = options.member;
+    this.state = options.state;
+    this.clock = options.clock;
+    this.memberId = BigInt(options.member.id);
+    this.leaseIds = new LeaseIdGenerator(options.member.id, Date.now());
+  }
+
+  /** Starts the periodic duties; the member must be started by the caller. */
+  start(): void {
+    const leaseDuty = (): void => {
+      if (this.closed) return;
+      this.leaseDuties();
+      this.publishSelf();
+      this.leaseTimer = this.clock.setTimeout(leaseDuty, LEASE_DUTY_INTERVAL_MS);
+    };
+    const watchDuty = (): void => {
+      if (this.closed) return;
+      this.state.watchHub.tick(this.clock.now());
+      this.watchTimer = this.clock.setTimeout(watchDuty, WATCH_TICK_INTERVAL_MS);
+    };
+    this.leaseTimer = this.clock.setTimeout(leaseDuty, LEASE_DUTY_INTERVAL_MS);
+    this.watchTimer = this.clock.setTimeout(watchDuty, WATCH_TICK_INTERVAL_MS);
+  }
+
+  close(): void {
+    this.closed = true;
+    if (this.leaseTimer !== null) this.clock.clearTimeout(this.leaseTimer);
+    if (this.watchTimer !== null) this.clock.clearTimeout(this.watchTimer);
+    this.state.watchHub.close();
+  }
+
+  /** The member loop's soft-state hook: promote or demote the lessor with leadership. */
+  onLeadership(isLeader: boolean): void {
+    if (isLeader === this.wasLeader) return;
+    this.wasLeader = isLeader;
+    if (isLeader) this.state.lessor.promote(this.clock.now(), this.options.electionTimeoutMs);
+    else this.state.lessor.demote();
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Header
+
+  header(): Header {
+    return {
+      clusterId: this.options.clusterId,
+      memberId: this.memberId,
+      revision: this.state.revision(),
+      raftTerm: this.member.term,
+    };
+  }
+
+  private headerAt(revision: number): Header {
+    return { ...this.header(), revision };
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // KV
+
+  async range(req: RangeRequest, opts: RequestOptions): Promise<WithHeader<RangeResponse>> {
+    const consistency = req.serializable ? { kind: 'serializable' as const } : opts.consistency;
+    await this.readBarrier(consistency, opts.signal);
+    const response = this.state.range(req);
+    return { header: this.headerAt(response.header.revision), response };
+  }
+
+  async put(req: PutRequest, opts: RequestOptions): Promise<WithHeader<PutResponse>> {
+    const r = await this.proposeKv({ type: 'put', request: req }, opts);
+    assertKind(r, 'put');
+    return { header: this.headerAt(r.response.header.revision), response: r.response };
+  }
+
+  async deleteRange(
+    req: DeleteRangeRequest,
+    opts: RequestOptions,
+  ): Promise<WithHeader<DeleteRangeResponse>> {
+    const r = await this.proposeKv({ type: 'deleteRange', request: req }, opts);
+    assertKind(r, 'deleteRange');
+    return { header: this.headerAt(r.response.header.revision), response: r.response };
+  }
+
+  async txn(req: TxnRequest, opts: RequestOptions): Promise<WithHeader<TxnResponse>> {
+    // A read-only txn goes through the log too (linearizable by construction); etcd serves it
+    // locally after a read barrier, which is a later optimisation here.
+    const r = await this.proposeKv({ type: 'txn', request: req }, opts);
+    assertKind(r, 'txn');
+    return { header: this.headerAt(r.response.header.revision), response: r.response };
+  }
+
+  async compact(
+    req: CompactionRequest,
+    opts: RequestOptions,
+  ): Promise<WithHeader<CompactionResponse>> {
+    const r = await this.proposeKv({ type: 'compaction', request: req }, opts);
+    assertKind(r, 'compaction');
+    return { header: this.headerAt(r.response.header.revision), response: r.response };
+  }
+
+  private async proposeKv(req: KvRequest, opts: RequestOptions): Promise<KvResponse> {
+    const command = this.state.encodeKv(req); // etcd's validation before the log: throws KvError
+    const result = (await this.propose(command, opts.signal)) as CommandResult;
+    if (result.kind === 'applied') return result.response;
+    if (result.kind === 'rejected') throw result.error;
+    throw new ServerError('UNHEALTHY', `etcdserver: unexpected apply result ${result.kind}`);
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Watch
+
+  openWatchStream(onReadable: () => void): WatchStream {
+    return this.state.watchHub.openStream(onReadable);
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Leases
+
+  async leaseGrant(
+    id: LeaseId,
+    ttlSeconds: number,
+    opts: RequestOptions,
+  ): Promise<LeaseGrantResult> {
+    const chosen = id === 0n ? this.leaseIds.next() : id;
+    const result = (await this.propose(
+      encodeLeaseGrant(chosen, ttlSeconds),
+      opts.signal,
+    )) as CommandResult;
+    if (result.kind === 'leaseGranted') return result.grant;
+    if (result.kind === 'leaseRejected') throw result.error;
+    throw new ServerError('UNHEALTHY', `etcdserver: unexpected apply result ${result.kind}`);
+  }
+
+  async leaseRevoke(id: LeaseId, opts: RequestOptions): Promise<void> {
+    const result = (await this.propose(encodeLeaseRevoke(id), opts.signal)) as CommandResult;
+    if (result.kind === 'leaseRevoked') return;
+    if (result.kind === 'leaseRejected') throw result.error;
+    throw new ServerError('UNHEALTHY', `etcdserver: unexpected apply result ${result.kind}`);
+  }
+
+  async leaseKeepAlive(id: LeaseId, _opts: RequestOptions): Promise<number> {
+    if (!this.member.isLeader) {
+      return this.forwarder().leaseKeepAlive(this.leaderClientUrls(), id);
+    }
+    try {
+      const renewed = this.state.lessor.keepAlive(id, this.clock.now());
+      if (renewed.checkpoint !== null) {
+        // Clear a stale checkpoint everywhere; the keep-alive answers without waiting for it.
+        this.member.propose(encodeLeaseCheckpoints([renewed.checkpoint]), () => {});
+      }
+      return renewed.ttlSeconds;
+    } catch (error) {
+      if (error instanceof LeaseError && error.code === LeaseErrorCode.Expired) {
+        throw new LeaseError(LeaseErrorCode.NotFound, id);
+      }
+      throw error;
+    }
+  }
+
+  async leaseTimeToLive(
+    id: LeaseId,
+    withKeys: boolean,
+    opts: RequestOptions,
+  ): Promise<LeaseTimeToLiveResult> {
+    if (!this.member.isLeader) {
+      return this.forwarder().leaseTimeToLive(this.leaderClientUrls(), id, withKeys);
+    }
+    await this.readBarrier({ kind: 'linearizable' }, opts.signal);
+    try {
+      const ttl = this.state.lessor.timeToLive(id, this.clock.now(), withKeys);
+      return {
+        id,
+        ttlSeconds: ttl.remainingTtlSeconds,
+        grantedTtlSeconds: ttl.grantedTtlSeconds,
+        keys: ttl.keys,
+      };
+    } catch (error) {
+      if (error instanceof LeaseError && error.code === LeaseErrorCode.NotFound) {
+        return { id, ttlSeconds: -1, grantedTtlSeconds: 0, keys: [] };
+      }
+      throw error;
+    }
+  }
+
+  async leaseLeases(opts: RequestOptions): Promise<readonly LeaseId[]> {
+    await this.readBarrier(opts.consistency, opts.signal);
+    return this.state.lessor.leases();
+  }
+
+  private forwarder(): LeaderForwarder {
+    const f = this.options.forwarder;
+    if (f === undefined) throw new ServerError('NOT_LEADER', 'etcdserver: not leader');
+    return f;
+  }
+
+  private leaderClientUrls(): readonly string[] {
+    const lead = this.member.leader;
+    if (lead === NONE) throw new ServerError('NO_LEADER', 'etcdserver: no leader');
+    const urls = this.state.member(lead)?.clientUrls ?? [];
+    if (urls.length === 0) throw new ServerError('NO_LEADER', 'etcdserver: no leader');
+    return urls;
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Cluster
+
+  async memberList(linearizable: boolean, opts: RequestOptions): Promise<readonly ApiMember[]> {
+    if (linearizable) await this.readBarrier({ kind: 'linearizable' }, opts.signal);
+    return this.apiMembers();
+  }
+
+  async memberAdd(
+    peerUrls: readonly string[],
+    isLearner: boolean,
+    opts: RequestOptions,
+  ): Promise<{ member: ApiMember; members: readonly ApiMember[] }> {
+    await this.readBarrier({ kind: 'linearizable' }, opts.signal);
+    for (const url of peerUrls) {
+      if (this.state.members().some((m) => m.peerUrls.includes(url))) {
+        throw new ServerError('PEER_URL_EXISTS', 'etcdserver: Peer URLs already exists');
+      }
+    }
+    if (isLearner && this.state.members().filter((m) => m.isLearner).length >= LEARNERS_MAX) {
+      throw new ServerError('TOO_MANY_LEARNERS', 'etcdserver: too many learner members in cluster');
+    }
+    const id = newMemberId(peerUrls, this.clock.now());
+    const change: ConfChange = {
+      transition: ConfChangeTransition.Auto,
+      changes: [
+        { type: isLearner ? ConfChangeType.AddLearnerNode : ConfChangeType.AddNode, nodeId: id },
+      ],
+      context: encodeAttributes({ name: '', peerUrls, clientUrls: [] }),
+    };
+    await this.proposeConfChange(change, opts.signal);
+    const added = this.state.member(id);
+    if (added === undefined)
+      throw new ServerError('UNHEALTHY', 'etcdserver: member add was not applied');
+    return { member: toApiMember(added), members: this.apiMembers() };
+  }
+
+  async memberRemove(id: bigint, opts: RequestOptions): Promise<readonly ApiMember[]> {
+    await this.readBarrier({ kind: 'linearizable' }, opts.signal);
+    const nodeId = this.knownMember(id).id;
+    await this.proposeConfChange(
+      {
+        transition: ConfChangeTransition.Auto,
+        changes: [{ type: ConfChangeType.RemoveNode, nodeId }],
+        context: new Uint8Array(0),
+      },
+      opts.signal,
+    );
+    return this.apiMembers();
+  }
+
+  async memberUpdate(
+    id: bigint,
+    peerUrls: readonly string[],
+    opts: RequestOptions,
+  ): Promise<readonly ApiMember[]> {
+    await this.readBarrier({ kind: 'linearizable' }, opts.signal);
+    const nodeId = this.knownMember(id).id;
+    for (const url of peerUrls) {
+      const owner = this.state.members().find((m) => m.peerUrls.includes(url));
+      if (owner !== undefined && owner.id !== nodeId) {
+        throw new ServerError('PEER_URL_EXISTS', 'etcdserver: Peer URLs already exists');
+      }
+    }
+    await this.propose(encodeMemberPeerUrls(nodeId, [...peerUrls]), opts.signal);
+    return this.apiMembers();
+  }
+
+  async memberPromote(id: bigint, opts: RequestOptions): Promise<readonly ApiMember[]> {
+    await this.readBarrier({ kind: 'linearizable' }, opts.signal);
+    const target = this.knownMember(id);
+    if (!target.isLearner) {
+      throw new ServerError('NOT_LEARNER', 'etcdserver: can only promote a learner member');
+    }
+    if (!this.member.isLeader) throw new ServerError('NOT_LEADER', 'etcdserver: not leader');
+    const progress = this.member.status().progress.get(target.id);
+    const commit = this.member.commitIndex;
+    if (progress === undefined || progress.match * 100 < commit * LEARNER_READY_PERCENT) {
+      throw new ServerError(
+        'LEARNER_NOT_READY',
+        'etcdserver: can only promote a learner member which is in sync with leader',
+      );
+    }
+    await this.proposeConfChange(
+      {
+        transition: ConfChangeTransition.Auto,
+        changes: [{ type: ConfChangeType.AddNode, nodeId: target.id }],
+        context: new Uint8Array(0),
+      },
+      opts.signal,
+    );
+    return this.apiMembers();
+  }
+
+  private knownMember(id: bigint): MemberInfo {
+    const m = id <= BigInt(Number.MAX_SAFE_INTEGER) ? this.state.member(Number(id)) : undefined;
+    if (m === undefined) throw new ServerError('MEMBER_NOT_FOUND', 'etcdserver: member not found');
+    return m;
+  }
+
+  private apiMembers(): ApiMember[] {
+    return this.state.members().map(toApiMember);
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Maintenance
+
+  async status(): Promise<MemberStatus> {
+    const self = this.state.member(this.member.id);
+    return {
+      version: SERVER_VERSION,
+      dbSize: this.options.dbSizeBytes?.() ?? 0,
+      dbSizeInUse: this.options.dbSizeBytes?.() ?? 0,
+      leader: BigInt(this.member.leader),
+      raftIndex: this.member.commitIndex,
+      raftTerm: this.member.term,
+      raftAppliedIndex: this.member.appliedIndex,
+      isLearner: self?.isLearner ?? false,
+      errors: [],
+    };
+  }
+
+  async hashKv(_revision: number): Promise<HashKvResult> {
+    const h = this.state.hash();
+    return { hash: h.hash, compactRevision: h.compactRevision, hashRevision: h.revision };
+  }
+
+  async moveLeader(targetId: bigint, opts: RequestOptions): Promise<void> {
+    if (!this.member.isLeader) throw new ServerError('NOT_LEADER', 'etcdserver: not leader');
+    const target = this.knownMember(targetId);
+    if (target.isLearner) {
+      throw new ServerError('BAD_LEADER_TRANSFEREE', 'etcdserver: bad leader transferee');
+    }
+    if (target.id === this.member.id) return;
+    this.member.transferLeader(target.id);
+    const deadline = this.clock.now() + this.options.electionTimeoutMs * 2;
+    while (this.member.leader !== target.id) {
+      if (opts.signal?.aborted) throw new ServerError('CANCELED', 'context canceled');
+      if (this.clock.now() > deadline) {
+        throw new ServerError(
+          'TIMEOUT',
+          'etcdserver: request timed out, leader transfer took too long',
+        );
+      }
+      await new Promise((resolve) => this.clock.setTimeout(() => resolve(null), 20));
+    }
+  }
+
+  async snapshot(): Promise<SnapshotStream> {
+    const data = this.state.snapshot();
+    const chunkBytes = 32 * 1024;
+    const chunks: Uint8Array[] = [];
+    for (let i = 0; i < data.length; i += chunkBytes) chunks.push(data.subarray(i, i + chunkBytes));
+    return { header: this.header(), sizeBytes: data.length, chunks };
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Internals
+
+  private propose(command: Uint8Array, signal?: AbortSignal): Promise<unknown> {
+    if (signal?.aborted) return Promise.reject(new ServerError('CANCELED', 'context canceled'));
+    return new Promise((resolve, reject) => {
+      this.member.propose(command, (error, value) =>
+        error === null ? resolve(value) : reject(error),
+      );
+    });
+  }
+
+  private proposeConfChange(change: ConfChange, signal?: AbortSignal): Promise<unknown> {
+    if (signal?.aborted) return Promise.reject(new ServerError('CANCELED', 'context canceled'));
+    return new Promise((resolve, reject) => {
+      this.member.proposeConfChange(change, (error, value) =>
+        error === null ? resolve(value) : reject(error),
+      );
+    });
+  }
+
+  private readBarrier(
+    consistency: RequestOptions['consistency'],
+    signal?: AbortSignal,
+  ): Promise<number> {
+    if (signal?.aborted) return Promise.reject(new ServerError('CANCELED', 'context canceled'));
+    if (consistency.kind === 'serializable') return Promise.resolve(this.member.appliedIndex);
+    return new Promise((resolve, reject) => {
+      const done = (error: Error | null, index?: number): void =>
+        error === null ? resolve(index ?? 0) : reject(error);
+      if (consistency.kind === 'lease') this.member.leaseReadBarrier(done);
+      else this.member.readBarrier(done); // bounded staleness: served as linearizable for now
+    });
+  }
+
+  /** Leader only: revoke what expired, checkpoint what is due (both through the log). */
+  private leaseDuties(): void {
+    const isLeader = this.member.isLeader && this.member.status().raftState === StateType.Leader;
+    this.onLeadership(isLeader);
+    if (!isLeader) return;
+    const now = this.clock.now();
+    for (const id of this.state.lessor.expired(now)) {
+      this.member.propose(encodeLeaseRevoke(id), () => {});
+    }
+    const checkpoints = this.state.lessor.checkpoints(now);
+    if (checkpoints.length > 0) this.member.propose(encodeLeaseCheckpoints(checkpoints), () => {});
+  }
+
+  /** Publishes this member's name and client URLs once (etcd's publish), retried until applied. */
+  private publishSelf(): void {
+    if (this.published || this.publishing || this.member.leader === NONE) return;
+    const self = this.state.member(this.member.id);
+    if (
+      self !== undefined &&
+      self.name === this.options.name &&
+      sameUrls(self.clientUrls, this.options.clientUrls)
+    ) {
+      this.published = true;
+      return;
+    }
+    this.publishing = true;
+    this.member.propose(
+      encodeMemberAttributes(this.member.id, this.options.name, [...this.options.clientUrls]),
+      (error) => {
+        this.publishing = false;
+        if (error === null) this.published = true;
+      },
+    );
+  }
+}
+
+function toApiMember(m: MemberInfo): ApiMember {
+  return {
+    id: BigInt(m.id),
+    name: m.name,
+    peerUrls: m.peerUrls,
+    clientUrls: m.clientUrls,
+    isLearner: m.isLearner,
+  };
+}
+
+function assertKind<T extends KvResponse['type']>(
+  r: KvResponse,
+  type: T,
+): asserts r is Extract<KvResponse, { type: T }> {
+  if (r.type !== type)
+    throw new ServerError('UNHEALTHY', `etcdserver: expected ${type}, got ${r.type}`);
+}
+
+function sameUrls(a: readonly string[], b: readonly string[]): boolean {
+  return a.length === b.length && a.every((u, i) => u === b[i]);
+}
+
+/** A fresh member id: 52 bits of a hash of its URLs and the time, never 0. */
+export function newMemberId(peerUrls: readonly string[], nowMs: number): number {
+  const h = createHash('sha256').update(peerUrls.join(',')).update(String(nowMs)).digest();
+  const id = (h.readUInt32BE(0) & 0xfffff) * 2 ** 32 + h.readUInt32BE(4);
+  return id === 0 ? 1 : id;
+}
