@@ -16,6 +16,7 @@ import { mkdirSync, readFileSync, statSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { join } from 'node:path';
 import { pino } from 'pino';
+import { GrpcLeaderForwarder } from '../api/forwarder.js';
 import { type ApiServer, startApiServer } from '../api/server.js';
 import type { MemberInfo } from '../cluster/registry.js';
 import { REAL_CLOCK } from '../io/clock.js';
@@ -198,7 +199,9 @@ export async function startNode(config: TandemConfig): Promise<RunningNode> {
       },
     },
   });
+  const forwarder = new GrpcLeaderForwarder();
   server = new TandemServer({
+    forwarder,
     member,
     state,
     clock: REAL_CLOCK,
@@ -256,6 +259,7 @@ export async function startNode(config: TandemConfig): Promise<RunningNode> {
     stop(): Promise<void> {
       stopping ??= (async () => {
         server?.close();
+        forwarder.close();
         await new Promise<void>((resolve) => member.stop(resolve));
         await Promise.allSettled([api.close(), transport.close(), closeServer(admin)]);
         await recovered.persistence.close();

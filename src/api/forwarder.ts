@@ -1,0 +1,128 @@
+/**
+ * Forwards the lease operations only the leader can answer (keep-alive, time-to-live: lease
+ * deadlines live in the leader's memory, not in the log) from a follower to the leader's client
+ * endpoint over the etcd API itself — as etcd forwards them to the leader over HTTP.
+ *
+ * One gRPC channel per leader URL, kept while it is the leader; a bounded deadline per call.
+ */
+import { type Client, credentials, Metadata, makeGenericClientConstructor } from '@grpc/grpc-js';
+import { LeaseError, LeaseErrorCode } from '../kv/lease/errors.js';
+import type { LeaseId } from '../kv/types.js';
+import { ServerError } from '../server/errors.js';
+import type { LeaderForwarder } from '../server/server.js';
+import type { LeaseTimeToLiveResult } from './backend.js';
+import { serviceDefinition } from './proto.js';
+
+export const FORWARD_TIMEOUT_MS = 3000;
+const CLIENTS_MAX = 8;
+
+type UnaryCall = (
+  request: unknown,
+  metadata: Metadata,
+  options: { deadline: number },
+  callback: (
+    error: (Error & { code?: number; details?: string }) | null,
+    response?: unknown,
+  ) => void,
+) => void;
+
+export class GrpcLeaderForwarder implements LeaderForwarder {
+  private readonly clients = new Map<string, Client>();
+
+  async leaseKeepAlive(leaderClientUrls: readonly string[], id: LeaseId): Promise<number> {
+    const response = (await this.call(leaderClientUrls, 'LeaseKeepAlive', {
+      ID: id.toString(),
+    })) as {
+      TTL: string;
+    };
+    const ttl = Number(response.TTL);
+    if (ttl <= 0) throw new LeaseError(LeaseErrorCode.NotFound, id);
+    return ttl;
+  }
+
+  async leaseTimeToLive(
+    leaderClientUrls: readonly string[],
+    id: LeaseId,
+    withKeys: boolean,
+  ): Promise<LeaseTimeToLiveResult> {
+    const r = (await this.call(leaderClientUrls, 'LeaseTimeToLive', {
+      ID: id.toString(),
+      keys: withKeys,
+    })) as { TTL: string; grantedTTL: string; keys: Buffer[] };
+    return {
+      id,
+      ttlSeconds: Number(r.TTL),
+      grantedTtlSeconds: Number(r.grantedTTL),
+      keys: r.keys ?? [],
+    };
+  }
+
+  close(): void {
+    for (const c of this.clients.values()) c.close();
+    this.clients.clear();
+  }
+
+  private client(url: string): Client {
+    let c = this.clients.get(url);
+    if (c === undefined) {
+      if (this.clients.size >= CLIENTS_MAX) this.close();
+      const Ctor = makeGenericClientConstructor(serviceDefinition('lease'), 'Lease');
+      c = new Ctor(hostPort(url), credentials.createInsecure());
+      this.clients.set(url, c);
+    }
+    return c;
+  }
+
+  private call(urls: readonly string[], method: string, request: unknown): Promise<unknown> {
+    const url = urls[0];
+    if (url === undefined)
+      return Promise.reject(new ServerError('NO_LEADER', 'etcdserver: no leader'));
+    // LeaseKeepAlive is a stream in the proto; the leader answers a unary-shaped call on the
+    // generic client through its streaming method, so we open a one-message stream.
+    const client = this.client(url) as unknown as Record<string, UnaryCall> & {
+      LeaseKeepAlive(
+        metadata: Metadata,
+        options: { deadline: number },
+      ): {
+        write(msg: unknown): void;
+        end(): void;
+        on(event: string, fn: (arg: never) => void): void;
+      };
+    };
+    const deadline = Date.now() + FORWARD_TIMEOUT_MS;
+    if (method === 'LeaseKeepAlive') {
+      return new Promise((resolve, reject) => {
+        const stream = client.LeaseKeepAlive(new Metadata(), { deadline });
+        let done = false;
+        stream.on('data', (msg: never) => {
+          done = true;
+          resolve(msg);
+          stream.end();
+        });
+        stream.on('error', (error: never) => {
+          if (!done) reject(forwardError(error));
+        });
+        stream.on('end', () => {
+          if (!done) reject(new ServerError('LEADER_CHANGED', 'etcdserver: leader changed'));
+        });
+        stream.write(request);
+      });
+    }
+    return new Promise((resolve, reject) => {
+      client[method]!(request, new Metadata(), { deadline }, (error, response) =>
+        error === null ? resolve(response) : reject(forwardError(error)),
+      );
+    });
+  }
+}
+
+function forwardError(error: Error & { details?: string }): Error {
+  const details = error.details ?? error.message;
+  if (details.includes('requested lease not found')) return new LeaseError(LeaseErrorCode.NotFound);
+  return new ServerError('LEADER_CHANGED', `etcdserver: leader changed (${details})`);
+}
+
+function hostPort(url: string): string {
+  const i = url.indexOf('://');
+  return (i === -1 ? url : url.slice(i + 3)).replace(/\/+$/, '');
+}
