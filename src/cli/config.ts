@@ -124,6 +124,12 @@ export interface TandemConfig {
     readonly snapshotEntries: number;
   };
   readonly tls: { readonly client: ClientTlsConfig | null; readonly peer: PeerTlsConfig | null };
+  /**
+   * TEST ONLY, never in production. `faultInjection`: the peer transport obeys drop and delay
+   * rules per link, set over the admin API (`POST /faults`, `DELETE /faults`); `tandem chaos`
+   * uses it to partition and slow links without root. Off by default.
+   */
+  readonly testMode: { readonly faultInjection: boolean };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -525,6 +531,11 @@ const inputSchema = z.strictObject({
       peer: tlsPeerSchema.optional(),
     })
     .prefault({}),
+  testMode: z
+    .strictObject({
+      faultInjection: field(withDefault(false, parseBool)),
+    })
+    .prefault({}),
 });
 
 type ParsedInput = z.output<typeof inputSchema>;
@@ -660,6 +671,7 @@ function resolveConfig(input: ParsedInput, baseDir: string): TandemConfig {
           ? null
           : { cert: path(tls.peer.cert), key: path(tls.peer.key), ca: path(tls.peer.ca) },
     },
+    testMode: { faultInjection: input.testMode.faultInjection },
   };
 }
 
@@ -720,6 +732,7 @@ const OVERRIDABLE: readonly [path: string, kind: OverrideKind, isPath?: boolean]
   ['tls.peer.cert', 'string', true],
   ['tls.peer.key', 'string', true],
   ['tls.peer.ca', 'string', true],
+  ['testMode.faultInjection', 'bool'],
 ];
 
 /** `listen.client` → `LISTEN_CLIENT`, `dataDir` → `DATA_DIR`. */

@@ -7,12 +7,14 @@
  *   1. derive the cluster id and member ids from the cluster token and member names;
  *   2. recover the WAL (refusing a data directory of another cluster or member) and the KV store;
  *   3. a brand-new member of a new cluster bootstraps the founding configuration; a member
- *      joining an existing cluster starts empty and receives a snapshot from the leader;
+ *      joining an existing cluster (after `member add`) learns its id and the cluster's from the
+ *      leader's first handshake, records them in `identity.json`, starts empty and receives a
+ *      snapshot from the leader;
  *   4. start the transport, the member loop, the etcd API and the admin endpoint.
  * Stop (SIGTERM/SIGINT): stop the member after its fsync in flight, close listeners, close files.
  */
 import { createHash } from 'node:crypto';
-import { mkdirSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { join } from 'node:path';
 import { pino } from 'pino';
@@ -28,9 +30,13 @@ import { StateType } from '../raft/types.js';
 import { Member } from '../server/member.js';
 import { SERVER_VERSION, TandemServer } from '../server/server.js';
 import { TandemStateMachine } from '../server/tandem-state-machine.js';
+import { NodeFileSystem, StorageError, writeFileAtomic } from '../storage/index.js';
+import { awaitDialedIdentity } from '../transport/join.js';
+import type { TransportLogger } from '../transport/logger.js';
 import { TcpTransport } from '../transport/transport.js';
 import { Prng } from '../util/prng.js';
 import type { TandemConfig } from './config.js';
+import { type FaultAdmin, faultAdmin } from './fault-admin.js';
 
 export interface RunningNode {
   readonly memberId: NodeId;
@@ -72,7 +78,6 @@ export async function startNode(config: TandemConfig): Promise<RunningNode> {
     member: config.name,
   });
   const token = config.cluster.token;
-  const selfId = memberIdOf(token, config.name);
   const founders = [
     { name: config.name, addresses: [config.listen.peer] },
     ...config.peers.map((p) => ({ name: p.name, addresses: [...p.addresses] })),
@@ -82,13 +87,20 @@ export async function startNode(config: TandemConfig): Promise<RunningNode> {
     peerUrls: f.addresses.map(toUrl),
     clientUrls: [] as string[],
   }));
-  const clusterIdNumber = clusterIdOf(
-    token,
-    founders.map((f) => f.id),
-  );
-  const clusterId = BigInt(clusterIdNumber);
 
   mkdirSync(config.dataDir, { recursive: true });
+  const identity = (config.cluster.state === 'existing'
+    ? await joinedIdentity(config, logger)
+    : null) ?? {
+    clusterId: clusterIdOf(
+      token,
+      founders.map((f) => f.id),
+    ),
+    memberId: founders[0]!.id,
+  };
+  const selfId = identity.memberId;
+  const clusterIdNumber = identity.clusterId;
+  const clusterId = BigInt(clusterIdNumber);
   const recovered = await WalPersistence.recover({
     dataDir: config.dataDir,
     mirrorDir: config.wal.mirror,
@@ -96,6 +108,15 @@ export async function startNode(config: TandemConfig): Promise<RunningNode> {
     memberId: selfId,
     segmentBytes: config.wal.segmentBytes,
     logger,
+  }).catch((error: unknown) => {
+    if (error instanceof StorageError && error.code === 'WAL_IDENTITY_MISMATCH') {
+      throw new Error(
+        `data directory ${config.dataDir} belongs to another cluster or member than this config ` +
+          `describes (cluster ${clusterId.toString(16)}, member ${selfId.toString(16)}); ` +
+          `check cluster.token, name and peers, or use an empty dataDir: ${error.message}`,
+      );
+    }
+    throw error;
   });
   const backend = new LmdbBackend({ path: join(config.dataDir, 'kv') });
   const state = new TandemStateMachine({
@@ -136,6 +157,7 @@ export async function startNode(config: TandemConfig): Promise<RunningNode> {
     clusterId: clusterId.toString(16),
     listen: [parseHostPort(config.listen.peer)],
     logger,
+    faultInjection: config.testMode.faultInjection,
     ...(config.tls.peer === null
       ? {}
       : {
@@ -146,6 +168,9 @@ export async function startNode(config: TandemConfig): Promise<RunningNode> {
           },
         }),
   });
+  if (config.testMode.faultInjection) {
+    logger.warn('TEST MODE: fault injection is on (admin POST /faults); never use in production');
+  }
   await transport.listen();
   const syncPeers = (members: readonly MemberInfo[]): void => {
     for (const m of members) {
@@ -153,10 +178,11 @@ export async function startNode(config: TandemConfig): Promise<RunningNode> {
         transport.setPeer(m.id, m.peerUrls.map(toAddress));
     }
   };
+  // Before the registry is known: the configured peers (founders[0] is this member).
   syncPeers(
     state.members().length > 0
       ? state.members()
-      : founders.map((f) => ({ ...f, isLearner: false })),
+      : founders.slice(1).map((f) => ({ ...f, isLearner: false })),
   );
   state.onPeersChanged = () => syncPeers(state.members());
 
@@ -232,7 +258,10 @@ export async function startNode(config: TandemConfig): Promise<RunningNode> {
           },
         }),
   });
-  const admin = await startAdmin(config.listen.admin, () => ({
+  const faults = config.testMode.faultInjection
+    ? faultAdmin(transport, () => state.members())
+    : null;
+  const admin = await startAdmin(config.listen.admin, faults, () => ({
     name: config.name,
     memberId: selfId.toString(16),
     clusterId: clusterId.toString(16),
@@ -271,14 +300,120 @@ export async function startNode(config: TandemConfig): Promise<RunningNode> {
   };
 }
 
+/** Where a joined member keeps the ids the cluster gave it (founders compute theirs). */
+export const IDENTITY_FILE = 'identity.json';
+/** How often a joining member says what it is waiting for. */
+const JOIN_WAIT_LOG_INTERVAL_MS = 10_000;
+
+interface Identity {
+  readonly clusterId: number;
+  readonly memberId: NodeId;
+}
+
+function tokenDigest(token: string): string {
+  return createHash('sha256').update('tandem-token\0').update(token).digest('hex');
+}
+
+/**
+ * The identity of a member of an existing cluster (`cluster.state: existing`): recorded in
+ * `identity.json` once joined; for a fresh data directory, learned from the leader that dials
+ * this member after `member add`. Null when the data directory is a founder's (it holds a WAL
+ * but no identity file): a founder's ids are computed, and the WAL checks them.
+ */
+async function joinedIdentity(
+  config: TandemConfig,
+  logger: TransportLogger,
+): Promise<Identity | null> {
+  const file = join(config.dataDir, IDENTITY_FILE);
+  if (existsSync(file)) {
+    const saved = JSON.parse(readFileSync(file, 'utf8')) as {
+      tokenSha256: string;
+      clusterId: string;
+      memberId: string;
+    };
+    if (saved.tokenSha256 !== tokenDigest(config.cluster.token)) {
+      throw new Error(
+        `data directory ${config.dataDir} belongs to another cluster: it joined a cluster with a different cluster.token`,
+      );
+    }
+    return {
+      clusterId: Number.parseInt(saved.clusterId, 16),
+      memberId: Number.parseInt(saved.memberId, 16),
+    };
+  }
+  const walDir = join(config.dataDir, 'wal');
+  if (existsSync(walDir) && readdirSync(walDir).length > 0) return null;
+  const peerUrl = toUrl(config.listen.peer);
+  const waiting = setInterval(
+    () =>
+      logger.info(
+        { peerUrl },
+        'joining: waiting for the leader to dial (run member add for this peer URL)',
+      ),
+    JOIN_WAIT_LOG_INTERVAL_MS,
+  );
+  logger.info(
+    { peerUrl },
+    'joining: waiting for the leader to dial (run member add for this peer URL)',
+  );
+  let dialed: Awaited<ReturnType<typeof awaitDialedIdentity>>;
+  try {
+    dialed = await awaitDialedIdentity({
+      listen: parseHostPort(config.listen.peer),
+      logger,
+      ...(config.tls.peer === null
+        ? {}
+        : {
+            tls: {
+              caFile: config.tls.peer.ca,
+              certFile: config.tls.peer.cert,
+              keyFile: config.tls.peer.key,
+            },
+          }),
+    });
+  } finally {
+    clearInterval(waiting);
+  }
+  const identity = { clusterId: Number.parseInt(dialed.clusterId, 16), memberId: dialed.localId };
+  if (!Number.isSafeInteger(identity.clusterId) || identity.clusterId <= 0) {
+    throw new Error(`joining: the leader sent an invalid cluster id '${dialed.clusterId}'`);
+  }
+  await writeFileAtomic(
+    new NodeFileSystem(),
+    config.dataDir,
+    IDENTITY_FILE,
+    Buffer.from(
+      JSON.stringify({
+        tokenSha256: tokenDigest(config.cluster.token),
+        clusterId: dialed.clusterId,
+        memberId: dialed.localId.toString(16),
+      }),
+    ),
+  );
+  logger.info(
+    {
+      clusterId: dialed.clusterId,
+      memberId: dialed.localId.toString(16),
+      from: dialed.from.toString(16),
+    },
+    'joining: the cluster named this member',
+  );
+  return identity;
+}
+
 function parseHostPort(address: string): { host: string; port: number } {
   const i = address.lastIndexOf(':');
   return { host: address.slice(0, i).replace(/^\[|\]$/g, ''), port: Number(address.slice(i + 1)) };
 }
 
-async function startAdmin(listen: string, status: () => unknown): Promise<Server> {
+async function startAdmin(
+  listen: string,
+  faults: FaultAdmin | null,
+  status: () => unknown,
+): Promise<Server> {
   const { host, port } = parseHostPort(listen);
   const server = createServer((req, res) => {
+    if (faults?.handle(req, res) === true) return;
     if (req.url === '/health') {
       res.writeHead(200, { 'content-type': 'application/json' });
       res.end('{"health":"true"}');

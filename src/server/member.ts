@@ -52,6 +52,8 @@ import type { ReplicatedStateMachine } from './state-machine.js';
 export const PROPOSALS_PENDING_MAX = 16_384;
 /** Reads waiting for a read index or for apply, at most. */
 export const READS_PENDING_MAX = 16_384;
+/** A ReadIndex context: 'R', the member id and the round number (float64 each: safe integers). */
+const READ_CTX_BYTES = 17;
 /** Bytes of one command, at most (etcd's default request limit plus room for the envelope). */
 export const COMMAND_BYTES_MAX = 2 * 1024 * 1024;
 
@@ -418,9 +420,13 @@ export class Member {
     assert(this.readRound === null);
     if (this.readQueue.length === 0) return;
     const n = ++this.readSeq;
-    const ctx = new Uint8Array(9);
+    // Unique across members, not only here: the leader ignores a ReadIndex whose context is
+    // already pending (read-only.ts addRequest), so two members' round n must differ.
+    const ctx = new Uint8Array(READ_CTX_BYTES);
     ctx[0] = 0x52; // 'R'
-    new DataView(ctx.buffer).setFloat64(1, n);
+    const view = new DataView(ctx.buffer);
+    view.setFloat64(1, this.id);
+    view.setFloat64(9, n);
     const reads = this.readQueue;
     this.readQueue = [];
     this.readRound = { ctx, ctxKey: ctxKey(ctx), issuedMs: this.clock.now(), reads };

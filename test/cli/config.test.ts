@@ -73,6 +73,7 @@ describe('valid configurations', () => {
       wal: { mirror: null, segmentBytes: 64 * 1024 * 1024 },
       raft: { heartbeatMs: 100, electionMs: 1000, snapshotEntries: 10_000 },
       tls: { client: null, peer: null },
+      testMode: { faultInjection: false },
     } satisfies TandemConfig);
   });
 

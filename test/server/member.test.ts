@@ -186,3 +186,22 @@ test('a restart re-applies membership changes the durable state machine already 
   c.clock.advance(500);
   assert.deepEqual(restarted.status().config.learners, [4]);
 });
+
+test('linearizable reads on two followers at once both finish well within an election timeout', async () => {
+  // Regression: each member numbered its ReadIndex contexts from 1, and the leader ignores a
+  // context already pending, so the second follower's round was lost until its 1 s retry.
+  const c = startCluster(3, 11);
+  c.clock.advance(1000);
+  const leader = leaderOf(c)!;
+  const followers = [...c.members.values()].filter((m) => m !== leader);
+  const reads = followers.map((f) =>
+    settle(new Promise<number>((res, rej) => f.readBarrier((e, i) => (e ? rej(e) : res(i!))))),
+  );
+  // Well before the lost round's retry, which comes after an election timeout (100 ms here).
+  c.clock.advance(50);
+  await flush();
+  assert.deepEqual(
+    reads.map((r) => r.done && r.error === undefined),
+    [true, true],
+  );
+});

@@ -229,6 +229,12 @@ export class MvccStore implements WatchableStore {
   private writeIn<T>(tx: WriteTx, appliedIndex: number, fn: (txn: TxnWrite) => T): T {
     const txn = new StoreTxnWrite(this, tx);
     const result = fn(txn);
+    // Lease attachments at once, not after the batch commits: a later entry of the same batch
+    // (a revoke) must find the keys this one attached. A failed commit fails the store anyway.
+    for (const op of txn.leaseOps) {
+      if (op.attach) this.lessor.attach(op.id, op.key);
+      else this.lessor.detach(op.id, op.key);
+    }
     this.recordApplied(tx, appliedIndex);
     this.applied = appliedIndex;
     if (txn.changes() > 0) this.currentRev++;
@@ -317,18 +323,14 @@ export class MvccStore implements WatchableStore {
   }
 
   /**
-   * Lease attachments and listeners, in revision order, once the backend has committed. A
-   * throwing listener is a bug: it fails the store like a backend error (the lessor and the
+   * Listeners, in revision order, once the backend has committed (lease attachments were made
+   * by each write). A throwing listener is a bug: it fails the store like a backend error (the
    * watchers would otherwise silently miss what follows).
    */
   private afterCommit(): void {
     const done = this.committing;
     this.committing = [];
     for (const { revision, txn } of done) {
-      for (const op of txn.leaseOps) {
-        if (op.attach) this.lessor.attach(op.id, op.key);
-        else this.lessor.detach(op.id, op.key);
-      }
       if (txn.events.length === 0) continue;
       for (const listener of [...this.listeners]) listener(revision, txn.events);
     }
