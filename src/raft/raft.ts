@@ -131,6 +131,8 @@ export class Raft {
    * CheckQuorum we treat ourselves as in a lease until an election timeout has passed.
    */
   private leaseUnknown = true;
+  /** The term in which this leader sent TimeoutNow: its lease is void for the rest of it. */
+  private leaseForfeitedTerm = 0;
 
   readonly electionTicks: number;
   readonly heartbeatTicks: number;
@@ -319,6 +321,10 @@ export class Raft {
   }
 
   private sendTimeoutNow(to: NodeId): void {
+    // The transferee may win at any later moment (the message may be delayed), and responses
+    // our followers sent before its vote request prove nothing: no lease for the rest of this
+    // term (simulator finding 4; ReadIndex with its heartbeat round stays safe).
+    this.leaseForfeitedTerm = this.term;
     this.send(newMessage({ type: MessageType.TimeoutNow, to }));
   }
 
@@ -715,6 +721,10 @@ export class Raft {
       this.log.commitTo(meta.index);
       return false;
     }
+    // Committed entries handed out in a Ready are not applied yet: switching the configuration
+    // under them would apply their conf changes on the wrong base (simulator finding 6). Refuse;
+    // the leader sends the snapshot again after its next probe.
+    if (this.log.applying > this.log.applied) return false;
     this.log.restore(snap);
     this.tracker.setConfig(
       { voters: [], votersOutgoing: [], learners: [], learnersNext: [], autoLeave: false },
@@ -1073,6 +1083,7 @@ export class Raft {
   leaseValid(): boolean {
     if (this.state !== StateType.Leader || !this.checkQuorum) return false;
     if (this.leadTransferee !== NONE) return false; // a transfer campaign overrides leases
+    if (this.leaseForfeitedTerm === this.term) return false;
     // A new leader's commit index may lag what its predecessor acknowledged until it commits an
     // entry of its own term (thesis §6.4): no lease read before that.
     if (!this.committedEntryInCurrentTerm()) return false;

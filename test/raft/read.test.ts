@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { RaftError } from '../../src/raft/errors.js';
-import { MessageType, ReadOnlyOption } from '../../src/raft/types.js';
+import { MessageType, ReadOnlyOption, StateType } from '../../src/raft/types.js';
 import { Cluster, dec, enc, msg, newSolo, readMessages } from './harness.js';
 
 const E = 10;
@@ -147,4 +147,31 @@ test('leaseValid is false without CheckQuorum and on followers', () => {
   c.drain();
   assert.equal(c.node(1).leaseValid(), false);
   assert.equal(c.node(2).leaseValid(), false);
+});
+
+test('after sending TimeoutNow a leader never trusts its lease again in that term', () => {
+  // Simulator finding 4: the transferee may win later, so older quorum answers prove nothing.
+  const c = new Cluster([1, 2, 3], {
+    checkQuorum: true,
+    readOnlyOption: ReadOnlyOption.LeaseBased,
+  });
+  c.tickAll(E);
+  c.elect(1);
+  c.tick(1);
+  c.drain();
+  assert.equal(c.node(1).leaseValid(), true);
+  c.filter = (m) => m.type !== MessageType.TimeoutNow; // the transfer never completes
+  c.node(1).transferLeader(2);
+  c.drain();
+  assert.ok(
+    c.sent.some((m) => m.type === MessageType.TimeoutNow),
+    'TimeoutNow was sent',
+  );
+  for (let i = 0; i < 2 * E; i++) {
+    c.tick(1);
+    c.drain();
+  }
+  assert.equal(c.node(1).status().leadTransferee, 0, 'the transfer was abandoned');
+  assert.equal(c.node(1).status().raftState, StateType.Leader, 'still leading with heartbeats');
+  assert.equal(c.node(1).leaseValid(), false);
 });

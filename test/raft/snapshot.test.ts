@@ -144,3 +144,43 @@ test('a restarted follower resumes from its snapshot and log', () => {
   c.drain();
   assert.equal(c.get(3).appliedIndex, c.get(1).appliedIndex);
 });
+
+test('a snapshot arriving while committed entries are handed out but unapplied is refused', () => {
+  // Simulator finding 6: installing it would switch the configuration under those entries.
+  const s = newSolo(3, [1, 2, 3]);
+  const entries = [2, 3, 4].map((index) => ({
+    term: 2,
+    index,
+    type: 0 as const,
+    data: enc(`e${index}`),
+  }));
+  s.node.step(
+    msg({
+      type: MessageType.App,
+      from: 1,
+      to: 3,
+      term: 2,
+      logTerm: 1,
+      index: 1,
+      entries,
+      commit: 4,
+    }),
+  );
+  const rd = s.node.ready();
+  assert.equal(rd.committedEntries.length, 3, 'handed out, to apply once persisted');
+  s.storage.append(rd.entries);
+  s.storage.setHardState(rd.hardState!);
+  const confState = {
+    voters: [1, 2, 3],
+    learners: [4],
+    votersOutgoing: [],
+    learnersNext: [],
+    autoLeave: false,
+  };
+  const snapshot = { metadata: { index: 11, term: 2, confState }, data: enc('image') };
+  s.node.step(msg({ type: MessageType.Snap, from: 1, to: 3, term: 2, snapshot }));
+  assert.deepEqual(s.node.status().config.learners, [], 'configuration unchanged');
+  s.node.advance(rd);
+  s.node.step(msg({ type: MessageType.Snap, from: 1, to: 3, term: 2, snapshot }));
+  assert.deepEqual(s.node.status().config.learners, [4], 'accepted once applied');
+});
