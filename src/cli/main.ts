@@ -1,6 +1,6 @@
 /**
  * The `tandem` command line: start a member, run a local development cluster, show status, run
- * the simulator.
+ * the simulator, run a chaos test against a real local cluster.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -8,7 +8,8 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Command, Option } from 'commander';
 import { stringify } from 'yaml';
-import { CONFIG_OVERRIDES, ConfigError, loadConfig } from './config.js';
+import type { ChaosOptions } from '../chaos/run.js';
+import { CONFIG_OVERRIDES, ConfigError, loadConfig, parseDurationMs } from './config.js';
 import { startNode } from './node.js';
 import { formatStatusTable, queryStatus } from './status.js';
 
@@ -23,7 +24,11 @@ export async function run(argv: readonly string[]): Promise<number> {
   const start = program
     .command('start')
     .description('run one member (config file, TANDEM_* environment variables, then flags)')
-    .option('-c, --config <file>', 'the member YAML config');
+    .option('-c, --config <file>', 'the member YAML config')
+    .option(
+      '--fault-injection',
+      'TEST ONLY: enable the transport fault rules and admin POST/DELETE /faults (testMode.faultInjection)',
+    );
   for (const o of CONFIG_OVERRIDES) start.addOption(new Option(`--${o.flag} <value>`).hideHelp());
   start.action(async (opts: Record<string, unknown>) => {
     exitCode = await startCommand(opts);
@@ -56,6 +61,28 @@ export async function run(argv: readonly string[]): Promise<number> {
     });
 
   program
+    .command('chaos')
+    .description(
+      'run a real local cluster under faults with recording clients, then check the history (exit 0 pass, 1 violation, 2 unknown/aborted)',
+    )
+    .option('--voters <n>', 'members of the cluster (odd)', '3')
+    .option('--time <duration>', 'how long clients and faults run', '60s')
+    .option('--clients <n>', 'concurrent clients', '10')
+    .option('--keys <n>', 'registers (keys) the clients share', '5')
+    .option(
+      '--faults <kinds>',
+      'kill,pause,partition,slow,restart (or none)',
+      'kill,pause,partition,slow,restart',
+    )
+    .option('--seed <n>', "the seed: the fault plan and the clients' choices (default: random)")
+    .option('--out <dir>', 'the report folder (default: chaos-reports/seed-<seed>-<time>)')
+    .option('--op-timeout <duration>', 'deadline of one client operation', '2s')
+    .option('--quiet', 'no progress output, only the verdict line')
+    .action(async (opts: Record<string, string | boolean | undefined>) => {
+      exitCode = await chaosCommand(opts);
+    });
+
+  program
     .command('sim')
     .description('run the deterministic simulator (see `tandem sim -- --help`)')
     .allowUnknownOption()
@@ -69,7 +96,69 @@ export async function run(argv: readonly string[]): Promise<number> {
   return exitCode;
 }
 
+async function chaosCommand(opts: Record<string, string | boolean | undefined>): Promise<number> {
+  // Loaded here: `tandem start` never needs the chaos runner.
+  const { parseFaultKinds } = await import('../chaos/plan.js');
+  const { progressView } = await import('../chaos/progress.js');
+  const { runChaos, validateChaosOptions } = await import('../chaos/run.js');
+  let options: ChaosOptions;
+  try {
+    const seed =
+      opts.seed === undefined ? Math.floor(Math.random() * 2 ** 32) : Number(opts.seed as string);
+    const stamp = new Date().toISOString().replace(/[-:]/g, '').replace(/\..*$/, '');
+    options = {
+      voters: Number(opts.voters),
+      timeMs: parseDurationMs(String(opts.time)),
+      clients: Number(opts.clients),
+      keys: Number(opts.keys),
+      faults: parseFaultKinds(String(opts.faults)),
+      seed,
+      outDir: (opts.out as string | undefined) ?? join('chaos-reports', `seed-${seed}-${stamp}`),
+      opTimeoutMs: parseDurationMs(String(opts.opTimeout)),
+    };
+  } catch (error) {
+    process.stderr.write(`tandem chaos: ${(error as Error).message}\n`);
+    return 2;
+  }
+  const problems = validateChaosOptions(options);
+  if (problems.length > 0) {
+    process.stderr.write(problems.map((p) => `tandem chaos: ${p}\n`).join(''));
+    return 2;
+  }
+  const view = progressView(
+    opts.quiet === true
+      ? 'none'
+      : process.stdout.isTTY === true && process.stderr.isTTY === true
+        ? 'bar'
+        : 'lines',
+  );
+  const controller = new AbortController();
+  const interrupt = (): void => {
+    view.note('tandem chaos: interrupted; healing and stopping the cluster');
+    controller.abort();
+  };
+  process.once('SIGINT', interrupt);
+  process.once('SIGTERM', interrupt);
+  try {
+    const outcome = await runChaos({
+      ...options,
+      signal: controller.signal,
+      onProgress: (p) => view.update(p),
+      onNote: (text) => view.note(text),
+    });
+    view.stop();
+    process.stdout.write(`${outcome.line}\n`);
+    process.stderr.write(`seed=${options.seed} report: ${outcome.outDir}\n`);
+    return outcome.exitCode;
+  } finally {
+    view.stop();
+    process.off('SIGINT', interrupt);
+    process.off('SIGTERM', interrupt);
+  }
+}
+
 async function startCommand(opts: Record<string, unknown>): Promise<number> {
+  if (opts.faultInjection === true) opts = { ...opts, testModeFaultInjection: true };
   let config: ReturnType<typeof loadConfig>;
   try {
     const file = (opts.config as string | undefined) ?? process.env.TANDEM_CONFIG;

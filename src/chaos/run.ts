@@ -1,0 +1,310 @@
+/**
+ * `tandem chaos`: a real local cluster under faults, checked.
+ *
+ *   1. start the cluster (LocalCluster: processes, temp data directories, free loopback ports);
+ *   2. start one watcher per key, then the clients, then the nemesis, for `timeMs`;
+ *   3. stop the clients (their last operations complete or time out), stop the nemesis;
+ *   4. heal: resume, restart the dead, heal every link, wait for a leader;
+ *   5. final linearizable reads of every key, appended to the history as read operations (the
+ *      lost-write check's final values), watchers catch up to the final revision;
+ *   6. analyze (linearizability, lost writes, watches, availability) and write the report:
+ *      history.jsonl, faults.json, plan.json, result.json, verdict.txt, timeline.html, and the
+ *      members' logs under logs/.
+ *
+ * The seed decides the fault plan, the clients' choices of operations, keys and members, and
+ * the watchers' members; the interleaving is real time and differs between runs.
+ */
+import { setMaxListeners } from 'node:events';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { analyze } from './analyze.js';
+import { LocalCluster, sleep } from './cluster.js';
+import { type GrpcError, KvClient } from './etcd-client.js';
+import { pairOperations, serializeHistory, type Value } from './history.js';
+import { healAll, type NemesisRecord, runNemesis } from './nemesis.js';
+import { type FaultKind, planFaults } from './plan.js';
+import { HistoryRecorder } from './recorder.js';
+import { type ChaosReport, writeReportFiles } from './report.js';
+import { classifyError, KeyWatcher, newWorkloadContext, runClient } from './workload.js';
+
+export const CHAOS_TIME_MS_MAX = 24 * 3600_000;
+export const CHAOS_CLIENTS_MAX = 256;
+export const CHAOS_KEYS_MAX = 1000;
+/** Final reads: attempts per key before giving up (each bounded by the op timeout). */
+const FINAL_READ_ATTEMPTS_MAX = 20;
+/** After healing, how long the cluster has to elect a leader. */
+const HEAL_LEADER_WAIT_MS = 30_000;
+/** How long watchers have to catch up to the final revision. */
+const WATCH_CATCH_UP_MS = 15_000;
+/** Progress callbacks at most this often. */
+const PROGRESS_INTERVAL_MS = 500;
+
+export interface ChaosOptions {
+  readonly voters: number;
+  readonly timeMs: number;
+  readonly clients: number;
+  readonly keys: number;
+  readonly faults: readonly FaultKind[];
+  readonly seed: number;
+  /** The report folder (created). */
+  readonly outDir: string;
+  readonly opTimeoutMs?: number;
+  readonly heartbeatMs?: number;
+  readonly electionMs?: number;
+  readonly snapshotEntries?: number;
+  readonly signal?: AbortSignal;
+  readonly onProgress?: (progress: ChaosProgress) => void;
+  readonly onNote?: (text: string) => void;
+}
+
+export interface ChaosProgress {
+  readonly phase: 'starting' | 'running' | 'healing' | 'checking' | 'done';
+  readonly elapsedMs: number;
+  readonly totalMs: number;
+  readonly ops: number;
+  readonly ok: number;
+  readonly fail: number;
+  readonly info: number;
+  readonly fault: string | null;
+}
+
+export interface ChaosOutcome {
+  readonly verdict: 'pass' | 'fail' | 'unknown' | 'aborted';
+  /** 0 pass, 1 violation, 2 unknown or aborted. */
+  readonly exitCode: 0 | 1 | 2;
+  readonly line: string;
+  readonly outDir: string;
+  readonly report: ChaosReport | null;
+  readonly opsCount: number;
+  readonly nemesis: NemesisRecord | null;
+}
+
+export function validateChaosOptions(o: ChaosOptions): string[] {
+  const problems: string[] = [];
+  const int = (v: number, min: number, max: number, what: string): void => {
+    if (!Number.isSafeInteger(v) || v < min || v > max) {
+      problems.push(`${what}: expected an integer between ${min} and ${max}, got ${v}`);
+    }
+  };
+  int(o.voters, 1, 7, '--voters');
+  if (o.voters % 2 === 0) problems.push(`--voters: expected an odd number, got ${o.voters}`);
+  int(o.timeMs, 1000, CHAOS_TIME_MS_MAX, '--time (ms)');
+  int(o.clients, 1, CHAOS_CLIENTS_MAX, '--clients');
+  int(o.keys, 1, CHAOS_KEYS_MAX, '--keys');
+  int(o.seed, 0, 2 ** 32 - 1, '--seed');
+  return problems;
+}
+
+export async function runChaos(options: ChaosOptions): Promise<ChaosOutcome> {
+  const outDir = resolve(options.outDir);
+  mkdirSync(join(outDir, 'logs'), { recursive: true });
+  const controller = new AbortController();
+  const signal = controller.signal;
+  // Every client and watcher sleeps on it.
+  setMaxListeners(options.clients + options.keys + 16, signal);
+  const abort = (): void => controller.abort();
+  options.signal?.addEventListener('abort', abort, { once: true });
+  const note = options.onNote ?? (() => {});
+  const opTimeoutMs = options.opTimeoutMs ?? 2_000;
+  const plan = planFaults({
+    seed: options.seed,
+    voters: options.voters,
+    durationMs: options.timeMs,
+    kinds: options.faults,
+  });
+  writeFileSync(
+    join(outDir, 'plan.json'),
+    `${JSON.stringify({ ...summary(options), plan }, null, 2)}\n`,
+  );
+  note(
+    `chaos seed=${options.seed} voters=${options.voters} time=${options.timeMs}ms clients=${options.clients} keys=${options.keys} faults=${options.faults.join(',') || 'none'} planned=${plan.length} out=${outDir}`,
+  );
+
+  const recorder = new HistoryRecorder();
+  const progress = (phase: ChaosProgress['phase'], fault: string | null = null): void => {
+    const c = recorder.snapshot;
+    options.onProgress?.({
+      phase,
+      elapsedMs: Math.min(recorder.nowMs() - runStartMs, options.timeMs),
+      totalMs: options.timeMs,
+      ops: c.invoked,
+      ok: c.ok,
+      fail: c.fail,
+      info: c.info,
+      fault,
+    });
+  };
+  let runStartMs = recorder.nowMs();
+  progress('starting');
+
+  let cluster: LocalCluster | null = null;
+  let nemesis: NemesisRecord | null = null;
+  const watchers: KeyWatcher[] = [];
+  const finalValues = new Map<string, Value>();
+  let aborted = false;
+  /** When the clients stopped (earlier than planned on abort): the availability window's end. */
+  let clientsStoppedMs = Number.POSITIVE_INFINITY;
+  try {
+    cluster = await LocalCluster.start({
+      voters: options.voters,
+      logDir: join(outDir, 'logs'),
+      ...(options.heartbeatMs !== undefined && { heartbeatMs: options.heartbeatMs }),
+      ...(options.electionMs !== undefined && { electionMs: options.electionMs }),
+      ...(options.snapshotEntries !== undefined && { snapshotEntries: options.snapshotEntries }),
+    });
+    const endpoints = cluster.members.map((m) => m.client);
+    note(`cluster up: ${cluster.members.map((m) => `${m.name}=${m.client}`).join(' ')}`);
+    const keys = Array.from({ length: options.keys }, (_, i) => `chaos/k${i}`);
+    keys.forEach((key, i) => {
+      const w = new KeyWatcher(key, endpoints, options.seed + 7919 * (i + 1));
+      watchers.push(w);
+      w.start();
+    });
+
+    runStartMs = recorder.nowMs();
+    const stopAtMs = runStartMs + options.timeMs;
+    const ctx = newWorkloadContext({
+      recorder,
+      endpoints,
+      keys,
+      opTimeoutMs,
+      stopAtMs,
+      signal,
+    });
+    const live: NemesisRecord = { applied: [], skipped: [], current: null };
+    nemesis = live;
+    const ticker = setInterval(() => progress('running', live.current), PROGRESS_INTERVAL_MS);
+    const nemesisDone = runNemesis({
+      record: live,
+      cluster,
+      plan,
+      nowMs: () => recorder.nowMs(),
+      startMs: runStartMs,
+      endMs: stopAtMs,
+      signal,
+      onNote: note,
+    });
+    const clientsDone = Promise.all(
+      Array.from({ length: options.clients }, (_, i) =>
+        runClient(ctx, (options.seed * 31 + i + 1) >>> 0),
+      ),
+    );
+    try {
+      await nemesisDone;
+      await clientsDone;
+    } finally {
+      clearInterval(ticker);
+    }
+    aborted = signal.aborted;
+    clientsStoppedMs = recorder.nowMs();
+
+    progress('healing');
+    note('healing: resuming, restarting, healing links; waiting for a leader');
+    await healAll(cluster);
+    await cluster.waitForLeader(HEAL_LEADER_WAIT_MS);
+
+    const finalRevision = await finalReads(recorder, endpoints, keys, opTimeoutMs, finalValues);
+    note(`final reads: ${finalValues.size}/${keys.length} keys at revision ${finalRevision}`);
+    const caughtUp = await Promise.all(
+      watchers.map((w) => w.catchUp(finalRevision, WATCH_CATCH_UP_MS)),
+    );
+    if (!caughtUp.every(Boolean)) note('some watchers did not confirm the final revision');
+  } catch (error) {
+    note(`chaos run aborted: ${(error as Error).stack ?? String(error)}`);
+    aborted = true;
+  } finally {
+    for (const w of watchers) w.stop();
+    if (cluster !== null) await cluster.destroy();
+    options.signal?.removeEventListener('abort', abort);
+  }
+
+  progress('checking');
+  const events = recorder.events;
+  writeFileSync(join(outDir, 'history.jsonl'), serializeHistory(events));
+  const faults = nemesis?.applied ?? [];
+  writeFileSync(
+    join(outDir, 'faults.json'),
+    `${JSON.stringify({ applied: faults, skipped: nemesis?.skipped ?? [] }, null, 2)}\n`,
+  );
+  const ops = pairOperations(events);
+  const watcherLogs = watchers.map((w) => w.log());
+  writeFileSync(join(outDir, 'watches.json'), `${JSON.stringify(watcherLogs)}\n`);
+  const checks = analyze({
+    ops,
+    finalValues,
+    watchers: watcherLogs,
+    availabilityWindow: {
+      fromMs: runStartMs,
+      toMs: Math.max(runStartMs, Math.min(runStartMs + options.timeMs, clientsStoppedMs)),
+    },
+  });
+  const report = await writeReportFiles(outDir, {
+    title: `tandem chaos seed=${options.seed} (${options.voters} voters, ${options.faults.join(',') || 'no faults'})`,
+    ops,
+    checks,
+    faults,
+  });
+  progress('done');
+  if (aborted) {
+    const line = `ABORTED (${report.line})`;
+    writeFileSync(join(outDir, 'verdict.txt'), `${line}\n`);
+    return { verdict: 'aborted', exitCode: 2, line, outDir, report, opsCount: ops.length, nemesis };
+  }
+  const exitCode = report.verdict === 'pass' ? 0 : report.verdict === 'fail' ? 1 : 2;
+  return {
+    verdict: report.verdict,
+    exitCode,
+    line: report.line,
+    outDir,
+    report,
+    opsCount: ops.length,
+    nemesis,
+  };
+}
+
+function summary(o: ChaosOptions): Record<string, unknown> {
+  return {
+    seed: o.seed,
+    voters: o.voters,
+    timeMs: o.timeMs,
+    clients: o.clients,
+    keys: o.keys,
+    faults: o.faults,
+  };
+}
+
+/**
+ * One linearizable read per key after healing, recorded as read operations; the values go to
+ * `finalValues` (the lost-write check). Returns the highest header revision seen.
+ */
+async function finalReads(
+  recorder: HistoryRecorder,
+  endpoints: readonly string[],
+  keys: readonly string[],
+  opTimeoutMs: number,
+  finalValues: Map<string, Value>,
+): Promise<number> {
+  let revision = 0;
+  let process = recorder.newProcess();
+  for (const key of keys) {
+    for (let attempt = 0; attempt < FINAL_READ_ATTEMPTS_MAX; attempt++) {
+      const client = new KvClient(endpoints[attempt % endpoints.length]!);
+      const op = recorder.invoke(process, 'read', key, null);
+      try {
+        const r = await client.get(key, opTimeoutMs * 2);
+        const value = r.value === null ? null : Number(r.value);
+        process = recorder.complete(op, 'ok', { readValue: value });
+        finalValues.set(key, value);
+        revision = Math.max(revision, r.revision);
+        break;
+      } catch (error) {
+        const e = error as GrpcError;
+        process = recorder.complete(op, classifyError('read', e), { error: e.message });
+        await sleep(200);
+      } finally {
+        client.close();
+      }
+    }
+  }
+  return revision;
+}

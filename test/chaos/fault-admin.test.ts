@@ -1,0 +1,81 @@
+/**
+ * The test-mode `/faults` admin endpoint: sets, shows and heals the transport's link rules, and
+ * refuses what it cannot apply. (Whether dropped links really partition a cluster is what the
+ * real-cluster chaos run shows.)
+ */
+import assert from 'node:assert/strict';
+import { createServer, type Server } from 'node:http';
+import { after, before, describe, test } from 'node:test';
+import { adminRequest } from '../../src/chaos/cluster.js';
+import { faultAdmin } from '../../src/cli/fault-admin.js';
+import { TcpTransport } from '../../src/transport/transport.js';
+
+describe('admin /faults', () => {
+  let server: Server;
+  let address: string;
+  const transport = new TcpTransport({
+    id: 1,
+    clusterId: 'c1',
+    listen: [{ host: '127.0.0.1', port: 0 }],
+    faultInjection: true,
+  });
+  const members = [
+    { id: 1, name: 'n1' },
+    { id: 0x2a, name: 'n2' },
+    { id: 3, name: 'n3' },
+  ];
+
+  before(async () => {
+    const admin = faultAdmin(transport, () => members);
+    server = createServer((req, res) => {
+      if (admin.handle(req, res)) return;
+      res.writeHead(404).end('{}');
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    address = `127.0.0.1:${(server.address() as { port: number }).port}`;
+  });
+  after(async () => {
+    await new Promise<void>((r) => server.close(() => r()));
+    await transport.close();
+  });
+
+  test('POST sets rules by name or hex id, GET shows them, DELETE heals', async () => {
+    await adminRequest(address, 'POST', '/faults', {
+      links: [
+        { peer: 'n3', dropRate: 1 },
+        { peer: '2a', delayMs: 50, dropRate: 0.1 },
+      ],
+    });
+    const shown = await adminRequest<{ links: unknown[] }>(address, 'GET', '/faults');
+    assert.deepEqual(shown.links, [
+      { peer: 'n3', dropRate: 1, delayMs: 0 },
+      { peer: '2a', dropRate: 0.1, delayMs: 50 },
+    ]);
+    const healed = await adminRequest<{ links: unknown[] }>(address, 'DELETE', '/faults');
+    assert.deepEqual(healed.links, []);
+  });
+
+  test('bad rules are refused and change nothing', async () => {
+    for (const body of [
+      { links: [{ peer: 'n9', dropRate: 1 }] },
+      { links: [{ peer: 'n2', dropRate: 2 }] },
+      { links: [{ peer: 'n2', delayMs: -1 }] },
+      { links: [{ peer: 'n2', delayMs: 1_000_000 }] },
+      { rules: [] },
+    ]) {
+      await assert.rejects(adminRequest(address, 'POST', '/faults', body), /HTTP 400/);
+    }
+    const shown = await adminRequest<{ links: unknown[] }>(address, 'GET', '/faults');
+    assert.deepEqual(shown.links, []);
+  });
+
+  test('a transport without fault injection cannot have the endpoint', () => {
+    const plain = new TcpTransport({
+      id: 1,
+      clusterId: 'c1',
+      listen: [{ host: '127.0.0.1', port: 0 }],
+    });
+    assert.equal(plain.faults, null);
+    assert.throws(() => faultAdmin(plain, () => members), /faultInjection/);
+  });
+});
