@@ -8,51 +8,34 @@
  *   ... cluster.endpoints: ['127.0.0.1:p1', ...] (gRPC, plaintext)
  *   await cluster.stop();
  *
- * Where util-linux `setpriv` exists, each member runs under `setpriv --pdeathsig KILL`, so the
- * kernel kills it even if this process dies without running any cleanup (SIGKILL, OOM).
+ * Members run under `setpriv --pdeathsig KILL` where it exists (see procs.ts). A killed member
+ * restarts with the same flags: etcd ignores the --initial-* ones once its data dir exists.
  */
-import { type ChildProcess, execFile, spawn } from 'node:child_process';
-import {
-  closeSync,
-  existsSync,
-  mkdirSync,
-  mkdtempSync,
-  openSync,
-  readFileSync,
-  rmSync,
-} from 'node:fs';
-import { createServer } from 'node:net';
+import { execFile } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { type BenchCluster, type BenchMember, CATCH_UP_ENTRIES_MAX, fetchJson } from './cluster.js';
+import { ProbeClient } from './probe.js';
+import { freePorts, logTail, MemberProcess, pollUntil } from './procs.js';
+
+export { freePorts, stopProcess } from './procs.js';
 
 export const ETCD_BINARY_DEFAULT = 'etcd';
 export const MEMBERS_MAX = 7;
 export const START_TIMEOUT_MS_DEFAULT = 30_000;
 export const STOP_TIMEOUT_MS_DEFAULT = 5000;
-/** After SIGKILL a process is gone within milliseconds; longer means something is very wrong. */
-const KILL_WAIT_MS = 2000;
 const HEALTH_POLL_MS = 100;
-const HEALTH_REQUEST_TIMEOUT_MS = 1000;
-const LOG_TAIL_LINES = 15;
-const SETPRIV = '/usr/bin/setpriv';
+const READY_PUT_TIMEOUT_MS = 2000;
 
-export interface EtcdMember {
-  readonly name: string;
-  /** gRPC endpoint `127.0.0.1:port` (plaintext). */
-  readonly clientEndpoint: string;
+export interface EtcdMember extends BenchMember {
   readonly peerUrl: string;
-  readonly dataDir: string;
-  readonly logFile: string;
-  readonly process: ChildProcess;
+  readonly clientPort: number;
 }
 
-export interface EtcdCluster {
+export interface EtcdCluster extends BenchCluster {
   readonly version: string;
   readonly members: readonly EtcdMember[];
-  readonly endpoints: readonly string[];
-  readonly rootDir: string;
-  /** Stops every member (SIGTERM, then SIGKILL) and removes the data. Idempotent. */
-  stop(): Promise<void>;
 }
 
 export interface EtcdClusterOptions {
@@ -85,84 +68,25 @@ export function etcdVersion(binary = ETCD_BINARY_DEFAULT): Promise<string> {
   });
 }
 
-/** Free loopback ports: bind port 0 `count` times, then release them all (tiny race, fine). */
-export async function freePorts(count: number): Promise<number[]> {
-  const servers = await Promise.all(
-    Array.from(
-      { length: count },
-      () =>
-        new Promise<ReturnType<typeof createServer>>((resolve, reject) => {
-          const server = createServer();
-          server.once('error', reject);
-          server.listen(0, '127.0.0.1', () => resolve(server));
-        }),
-    ),
-  );
-  const ports = servers.map((server) => {
-    const address = server.address();
-    if (address === null || typeof address === 'string') throw new Error('no port bound');
-    return address.port;
-  });
-  await Promise.all(servers.map((server) => new Promise((resolve) => server.close(resolve))));
-  return ports;
-}
-
-/** SIGTERM, wait up to `timeoutMs`, then SIGKILL; resolves once the process has exited. */
-export async function stopProcess(child: ChildProcess, timeoutMs: number): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null || child.pid === undefined) return;
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  const waitExit = (ms: number): Promise<boolean> =>
-    Promise.race([
-      exited.then(() => true),
-      new Promise<boolean>((resolve) => setTimeout(() => resolve(false), ms).unref()),
-    ]);
-  signal(child.pid, 'SIGTERM');
-  if (await waitExit(timeoutMs)) return;
-  signal(child.pid, 'SIGKILL');
-  if (!(await waitExit(KILL_WAIT_MS))) {
-    throw new Error(`process ${child.pid} did not exit ${KILL_WAIT_MS} ms after SIGKILL`);
-  }
-}
-
-function signal(pid: number, name: NodeJS.Signals): void {
-  try {
-    process.kill(pid, name);
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code !== 'ESRCH') throw error; // already gone: fine
-  }
-}
-
-function logTail(file: string): string {
-  try {
-    return readFileSync(file, 'utf8').trimEnd().split('\n').slice(-LOG_TAIL_LINES).join('\n');
-  } catch {
-    return '(no log)';
-  }
-}
-
 async function isHealthy(clientPort: number): Promise<boolean> {
-  try {
-    const response = await fetch(`http://127.0.0.1:${clientPort}/health`, {
-      signal: AbortSignal.timeout(HEALTH_REQUEST_TIMEOUT_MS),
-    });
-    const body = (await response.json()) as { health?: string };
-    return response.ok && body.health === 'true';
-  } catch {
-    return false;
-  }
+  const body = (await fetchJson(`http://127.0.0.1:${clientPort}/health`)) as {
+    health?: string;
+  } | null;
+  return body?.health === 'true';
 }
 
-/** Every member still running, for the last-resort exit hook. */
-const running = new Set<ChildProcess>();
-let exitHookInstalled = false;
+/** The gRPC gateway's Maintenance.Status: uint64 fields arrive as decimal strings. */
+interface EtcdStatus {
+  header?: { member_id?: string };
+  leader?: string;
+  raftIndex?: string;
+}
 
-function installExitHook(): void {
-  if (exitHookInstalled) return;
-  exitHookInstalled = true;
-  // Synchronous by necessity ('exit' handlers cannot wait): no SIGTERM grace, just SIGKILL.
-  process.on('exit', () => {
-    for (const child of running) if (child.pid !== undefined) signal(child.pid, 'SIGKILL');
-  });
+function memberStatus(m: EtcdMember): Promise<EtcdStatus | null> {
+  return fetchJson(
+    `http://127.0.0.1:${m.clientPort}/v3/maintenance/status`,
+    {},
+  ) as Promise<EtcdStatus | null>;
 }
 
 export async function startEtcdCluster(options: EtcdClusterOptions = {}): Promise<EtcdCluster> {
@@ -180,7 +104,6 @@ export async function startEtcdCluster(options: EtcdClusterOptions = {}): Promis
   const names = Array.from({ length: size }, (_, i) => `m${i + 1}`);
   const peerUrl = (i: number): string => `http://127.0.0.1:${ports[2 * i + 1]}`;
   const initialCluster = names.map((name, i) => `${name}=${peerUrl(i)}`).join(',');
-  installExitHook();
 
   const members: EtcdMember[] = names.map((name, i) => {
     const clientPort = ports[2 * i]!;
@@ -202,68 +125,93 @@ export async function startEtcdCluster(options: EtcdClusterOptions = {}): Promis
       '--log-level=warn',
       ...(options.extraArgs ?? []),
     ];
-    // The log goes straight to a file: a pipe nobody drains would eventually block etcd.
-    const logFd = openSync(logFile, 'a');
-    const useSetpriv = existsSync(SETPRIV);
-    const child = spawn(
-      useSetpriv ? SETPRIV : binary,
-      useSetpriv ? ['--pdeathsig', 'KILL', binary, ...args] : args,
-      { stdio: ['ignore', logFd, logFd] },
-    );
-    closeSync(logFd);
-    running.add(child);
-    child.once('exit', () => running.delete(child));
-    child.once('error', () => running.delete(child));
+    const process = new MemberProcess({ binary, args, logFile });
+    process.start();
     return {
       name,
       clientEndpoint: `127.0.0.1:${clientPort}`,
+      clientPort,
       peerUrl: peerUrl(i),
       dataDir,
       logFile,
-      process: child,
+      process,
     };
   });
+  const endpoints = members.map((m) => m.clientEndpoint);
+  const probe = new ProbeClient(endpoints);
 
   let stopped = false;
   const stop = async (): Promise<void> => {
     if (stopped) return;
     stopped = true;
+    probe.close();
     // One at a time: a leader told to stop hands leadership to a live peer first, which hangs
     // (until SIGKILL) when every peer is stopping at the same moment.
-    for (const m of members) await stopProcess(m.process, stopTimeoutMs);
+    for (const m of members) await m.process.stop(stopTimeoutMs);
     if (!options.keepData) rmSync(rootDir, { recursive: true, force: true });
   };
 
+  const leader = async (): Promise<EtcdMember | null> => {
+    const statuses = await Promise.all(members.map(memberStatus));
+    const leaders = members.filter((_, i) => {
+      const s = statuses[i];
+      return s?.leader !== undefined && s.leader !== '0' && s.leader === s.header?.member_id;
+    });
+    return leaders.length === 1 ? leaders[0]! : null;
+  };
+
+  let readyProbes = 0;
+  const readyOnce = async (): Promise<boolean> => {
+    if (!members.every((m) => m.process.running)) return false;
+    const health = await Promise.all(members.map((m) => isHealthy(m.clientPort)));
+    if (!health.every(Boolean)) return false;
+    const statuses = await Promise.all(members.map(memberStatus));
+    if (statuses.some((s) => s === null)) return false;
+    const leaderIds = new Set(statuses.map((s) => s!.leader));
+    if (leaderIds.size !== 1 || leaderIds.has('0') || leaderIds.has(undefined)) return false;
+    const indexes = statuses.map((s) => Number(s!.raftIndex ?? 0));
+    if (Math.max(...indexes) - Math.min(...indexes) > CATCH_UP_ENTRIES_MAX) return false;
+    const key = Buffer.from(`bench/ready/${readyProbes++}`);
+    return (await probe.putAny(key, Buffer.from('ok'), READY_PUT_TIMEOUT_MS)) === null;
+  };
+
+  const waitReady = (timeoutMs: number): Promise<void> =>
+    pollUntil(
+      async () => {
+        const dead = members.find((m) => !m.process.running);
+        if (dead !== undefined) {
+          throw new Error(
+            `etcd member ${dead.name} exited (${dead.process.exitDescription()}); log tail:\n${logTail(dead.logFile)}`,
+          );
+        }
+        return readyOnce();
+      },
+      timeoutMs,
+      HEALTH_POLL_MS,
+      () =>
+        `etcd cluster not ready after ${timeoutMs} ms; log tails:\n${members
+          .map((m) => `${m.name}:\n${logTail(m.logFile, 5)}`)
+          .join('\n')}`,
+    );
+
+  const cluster: EtcdCluster = {
+    kind: 'etcd',
+    label: `etcd ${version}`,
+    version,
+    members,
+    endpoints,
+    rootDir,
+    leader,
+    kill: (m) => m.process.kill(),
+    restart: async (m) => m.process.start(),
+    waitReady,
+    stop,
+  };
   try {
-    await waitHealthy(members, startTimeoutMs);
+    await waitReady(startTimeoutMs);
   } catch (error) {
     await stop();
     throw error;
   }
-  return { version, members, endpoints: members.map((m) => m.clientEndpoint), rootDir, stop };
-}
-
-async function waitHealthy(members: readonly EtcdMember[], timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    for (const m of members) {
-      if (m.process.exitCode !== null || m.process.signalCode !== null) {
-        throw new Error(
-          `etcd member ${m.name} exited during startup (code ${m.process.exitCode}, signal ${m.process.signalCode}); log tail:\n${logTail(m.logFile)}`,
-        );
-      }
-    }
-    const health = await Promise.all(
-      members.map((m) => isHealthy(Number(m.clientEndpoint.split(':')[1]))),
-    );
-    if (health.every(Boolean)) return;
-    if (Date.now() >= deadline) {
-      const sick = members.filter((_, i) => !health[i]);
-      throw new Error(
-        `etcd cluster not healthy after ${timeoutMs} ms (unhealthy: ${sick.map((m) => m.name).join(', ')}); ` +
-          `log tail of ${sick[0]!.name}:\n${logTail(sick[0]!.logFile)}`,
-      );
-    }
-    await new Promise((resolve) => setTimeout(resolve, HEALTH_POLL_MS));
-  }
+  return cluster;
 }

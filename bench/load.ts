@@ -341,19 +341,22 @@ export function runCell(client: KvClient, options: CellOptions): Promise<CellRes
 
 export interface Row extends CellResult {
   readonly target: string;
+  /** CPU time of the server's processes (all members) per completed op; null: not measured. */
+  readonly serverCpuUsPerOp?: number | null;
 }
 
 const fixed = (n: number, digits: number): string => n.toFixed(digits);
 
 export function markdownTable(rows: readonly Row[]): string {
   const lines = [
-    '| target | workload | in flight | ops | errors | ops/s | p50 ms | p99 ms | max ms | client CPU µs/op |',
-    '|---|---|--:|--:|--:|--:|--:|--:|--:|--:|',
+    '| target | workload | in flight | ops | errors | ops/s | p50 ms | p99 ms | max ms | client CPU µs/op | server CPU µs/op |',
+    '|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|',
   ];
   for (const r of rows) {
     lines.push(
       `| ${r.target} | ${r.workload} | ${r.inFlight} | ${r.ops} | ${r.errors} | ${fixed(r.opsPerSec, 0)} | ` +
-        `${fixed(r.p50Ms, 2)} | ${fixed(r.p99Ms, 2)} | ${fixed(r.maxMs, 2)} | ${fixed(r.clientCpuUsPerOp, 1)} |`,
+        `${fixed(r.p50Ms, 2)} | ${fixed(r.p99Ms, 2)} | ${fixed(r.maxMs, 2)} | ${fixed(r.clientCpuUsPerOp, 1)} | ` +
+        `${r.serverCpuUsPerOp == null ? '—' : fixed(r.serverCpuUsPerOp, 0)} |`,
     );
   }
   const failed = rows.filter((r) => r.firstError !== null);

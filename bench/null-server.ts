@@ -9,7 +9,7 @@
 import { type ChildProcess, fork } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
-import { stopProcess } from './etcd-cluster.js';
+import { stopProcess } from './procs.js';
 
 const START_TIMEOUT_MS = 10_000;
 

@@ -1,34 +1,50 @@
 /**
- * `npm run bench`: the side-by-side benchmark. Runs every suite it knows — the load generator's
- * own ceiling (null server), real etcd (3 members), tandem (3 members, once src/server exists) —
- * with the same generator and workloads, prints one markdown table and writes it to bench/out/.
+ * `npm run bench`: the side-by-side benchmark. Builds tandem (`npx tsc -p tsconfig.json`), then
+ * runs the load generator's own ceiling (null server), then real etcd (3 members) and tandem
+ * (3 members, the compiled build) with the same generator and workloads, and prints one markdown
+ * report (every cell, then tandem/etcd ratios per cell), also written to bench/out/.
  *
- *   npm run bench [-- --cell-ms 5000 --suites ceiling,etcd,tandem]
+ *   npm run bench [-- --cell-ms 8000 --suites ceiling,etcd,tandem]
  *
+ * Fairness: etcd and tandem run at the same time (both clusters up, one idle while the other is
+ * measured) and are interleaved per cell, the order alternating cell by cell (etcd first on even
+ * cells, tandem first on odd ones), so neither always gets the warmer or the quieter machine.
  * Bounded: every cell stops at its op count or its duration; the whole run has a deadline
- * (RUN_MS_MAX) after which clusters are stopped and the run fails. About 80 s with defaults.
+ * (RUN_MS_MAX) after which clusters are stopped and the run fails. About 2.5 minutes by default
+ * (16 cells of 8 s, the ceiling, build and cluster start).
  */
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
-import { cpus } from 'node:os';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { cpus, loadavg } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { type EtcdCluster, startEtcdCluster } from './etcd-cluster.js';
-import { GET_KEYS_MAX, GrpcKvClient, markdownTable, type Row, runCell } from './load.js';
+import type { BenchCluster } from './cluster.js';
+import { startEtcdCluster } from './etcd-cluster.js';
+import {
+  type CellOptions,
+  GET_KEYS_MAX,
+  GrpcKvClient,
+  markdownTable,
+  type Row,
+  runCell,
+  type Workload,
+} from './load.js';
 import { measureOverhead } from './overhead.js';
+import { processesCpuMs } from './procs.js';
+import { buildTandem, firstLines, startTandemCluster } from './tandem-cluster.js';
 
 const IN_FLIGHT = [1, 16, 64, 256] as const;
+const WORKLOADS: readonly Workload[] = ['put', 'get'];
 const VALUE_BYTES = 256;
-const CELL_MS_DEFAULT = 5000;
+const CELL_MS_DEFAULT = 8000;
 const CELL_OPS_MAX = 100_000;
 const CEILING_CELL_MS = 1000;
 const WARMUP_OPS = 500;
 const CONNECT_TIMEOUT_MS = 10_000;
-/** The whole run, cluster start and stop included; the brief's budget is about 3 minutes. */
-const RUN_MS_MAX = 180_000;
+/** The whole run, build and cluster start and stop included; the brief's budget is ~4 minutes. */
+const RUN_MS_MAX = 240_000;
 
 const benchDir = dirname(fileURLToPath(import.meta.url));
-const repoDir = dirname(benchDir);
 
 interface SuiteOutcome {
   readonly name: string;
@@ -38,56 +54,7 @@ interface SuiteOutcome {
   readonly notes: readonly string[];
 }
 
-/** Put then get cells at every in-flight count, against any etcd-compatible endpoints. */
-async function measureEndpoints(
-  target: string,
-  endpoints: readonly string[],
-  cellMs: number,
-): Promise<Row[]> {
-  const client = new GrpcKvClient(endpoints);
-  const rows: Row[] = [];
-  try {
-    await client.ready(CONNECT_TIMEOUT_MS);
-    const runId = `bench/${Date.now().toString(36)}`;
-    const cell = { valueBytes: VALUE_BYTES, opsMax: CELL_OPS_MAX, durationMs: cellMs };
-    // Warm-up (not reported): connections, JIT, the server's first allocations.
-    await runCell(client, {
-      ...cell,
-      workload: 'put',
-      inFlight: 16,
-      opsMax: WARMUP_OPS,
-      keyPrefix: `${runId}/warm`,
-    });
-    const keys: Uint8Array[] = [];
-    for (const inFlight of IN_FLIGHT) {
-      const result = await runCell(client, {
-        ...cell,
-        workload: 'put',
-        inFlight,
-        keyPrefix: `${runId}/${inFlight}`,
-      });
-      for (const key of result.keysWritten) if (keys.length < GET_KEYS_MAX) keys.push(key);
-      rows.push({ target, ...result });
-      process.stdout.write(`  ${target} put @${inFlight}: ${result.opsPerSec.toFixed(0)} ops/s\n`);
-    }
-    for (const inFlight of IN_FLIGHT) {
-      const result = await runCell(client, {
-        ...cell,
-        workload: 'get',
-        inFlight,
-        keyPrefix: runId,
-        getKeys: keys,
-      });
-      rows.push({ target, ...result });
-      process.stdout.write(`  ${target} get @${inFlight}: ${result.opsPerSec.toFixed(0)} ops/s\n`);
-    }
-  } finally {
-    client.close();
-  }
-  return rows;
-}
-
-const active = new Set<EtcdCluster>();
+const active = new Set<BenchCluster>();
 
 async function ceilingSuite(): Promise<SuiteOutcome> {
   const rows = await measureOverhead({
@@ -106,37 +73,158 @@ async function ceilingSuite(): Promise<SuiteOutcome> {
   };
 }
 
-async function etcdSuite(cellMs: number): Promise<SuiteOutcome> {
-  const cluster = await startEtcdCluster({ size: 3 });
-  active.add(cluster);
-  try {
-    const target = `etcd ${cluster.version} ×3`;
-    const rows = await measureEndpoints(target, cluster.endpoints, cellMs);
-    return {
-      name: 'etcd',
-      rows,
-      skipped: null,
-      notes: [
-        `etcd ${cluster.version} (Debian etcd-server), 3 members on 127.0.0.1, default settings (fsync on), data in ${cluster.rootDir.replace(/[^/]+$/, '…')}`,
-      ],
-    };
-  } finally {
-    await cluster.stop();
-    active.delete(cluster);
+/** One cluster under measurement: its client and the keys its put cells wrote. */
+interface Target {
+  readonly cluster: BenchCluster;
+  readonly client: GrpcKvClient;
+  readonly runId: string;
+  readonly keys: Uint8Array[];
+  readonly rows: Row[];
+}
+
+async function openTarget(cluster: BenchCluster): Promise<Target> {
+  const client = new GrpcKvClient(cluster.endpoints);
+  await client.ready(CONNECT_TIMEOUT_MS);
+  const runId = `bench/${Date.now().toString(36)}`;
+  // Warm-up (not reported): connections, JIT, the server's first allocations.
+  await runCell(client, {
+    workload: 'put',
+    inFlight: 16,
+    opsMax: WARMUP_OPS,
+    durationMs: CELL_MS_DEFAULT,
+    valueBytes: VALUE_BYTES,
+    keyPrefix: `${runId}/warm`,
+  });
+  return { cluster, client, runId, keys: [], rows: [] };
+}
+
+/** One cell on one target; the members' CPU time is read around it from /proc. */
+async function measureCell(
+  target: Target,
+  workload: Workload,
+  inFlight: number,
+  cellMs: number,
+): Promise<void> {
+  const options: CellOptions = {
+    workload,
+    inFlight,
+    opsMax: CELL_OPS_MAX,
+    durationMs: cellMs,
+    valueBytes: VALUE_BYTES,
+    keyPrefix: workload === 'put' ? `${target.runId}/${inFlight}` : target.runId,
+    ...(workload === 'get' ? { getKeys: target.keys } : {}),
+  };
+  const pids = target.cluster.members.map((m) => m.process.pid);
+  const cpuBeforeMs = processesCpuMs(pids);
+  const result = await runCell(target.client, options);
+  const serverCpuMs = processesCpuMs(pids) - cpuBeforeMs;
+  const completed = result.ops + result.errors;
+  if (workload === 'put') {
+    for (const key of result.keysWritten) {
+      if (target.keys.length < GET_KEYS_MAX) target.keys.push(key);
+    }
   }
+  target.rows.push({
+    target: target.cluster.label,
+    ...result,
+    serverCpuUsPerOp: completed === 0 ? null : (serverCpuMs * 1000) / completed,
+  });
+  process.stdout.write(
+    `  ${target.cluster.label} ${workload} @${inFlight}: ${result.opsPerSec.toFixed(0)} ops/s, ` +
+      `p99 ${result.p99Ms.toFixed(2)} ms${result.errors > 0 ? `, ${result.errors} errors (${result.firstError})` : ''}\n`,
+  );
 }
 
-/** tandem's hook: runs once src/server exists and a launcher is written; never silently skipped. */
-async function tandemSuite(): Promise<SuiteOutcome> {
-  const serverDir = join(repoDir, 'src', 'server');
-  const reason = existsSync(serverDir)
-    ? 'tandem server not yet available: src/server exists, but bench/run.ts has no tandem cluster launcher yet (write startTandemCluster beside startEtcdCluster)'
-    : 'tandem server not yet available (src/server does not exist)';
-  return { name: 'tandem', rows: [], skipped: reason, notes: [] };
+/**
+ * etcd and/or tandem: both clusters up together, cells interleaved, the order alternating per
+ * cell. A cluster that fails to start is reported as skipped; the other still runs.
+ */
+async function clusterSuites(names: readonly string[], cellMs: number): Promise<SuiteOutcome[]> {
+  const outcomes: SuiteOutcome[] = [];
+  const targets: Target[] = [];
+  const notes = new Map<string, string[]>();
+  try {
+    for (const name of names) {
+      try {
+        const cluster =
+          name === 'etcd' ? await startEtcdCluster({ size: 3 }) : await startTandemCluster();
+        active.add(cluster);
+        targets.push(await openTarget(cluster));
+        notes.set(name, [
+          name === 'etcd'
+            ? `${cluster.label} (Debian etcd-server), 3 members on 127.0.0.1, default settings (fsync on, heartbeat 100 ms, election 1000 ms)`
+            : `${cluster.label}, 3 members on 127.0.0.1 from the compiled build (node bin/tandem.js), default config (fsync on, heartbeat 100 ms, election 1000 ms, linearizable reads, ack quorum)`,
+        ]);
+      } catch (error) {
+        const message = error instanceof Error ? error.message : String(error);
+        outcomes.push({ name, rows: [], skipped: `could not start: ${message}`, notes: [] });
+      }
+    }
+    let cellNo = 0;
+    for (const workload of WORKLOADS) {
+      for (const inFlight of IN_FLIGHT) {
+        const order = cellNo % 2 === 0 ? targets : [...targets].reverse();
+        for (const target of order) {
+          if (workload === 'get' && target.keys.length === 0) continue;
+          await measureCell(target, workload, inFlight, cellMs);
+        }
+        cellNo++;
+      }
+    }
+  } finally {
+    for (const target of targets) {
+      target.client.close();
+      await target.cluster.stop();
+      active.delete(target.cluster);
+    }
+  }
+  for (const target of targets) {
+    const name = target.cluster.kind;
+    outcomes.push({ name, rows: target.rows, skipped: null, notes: notes.get(name) ?? [] });
+  }
+  return outcomes;
 }
 
-function report(outcomes: readonly SuiteOutcome[], startedAt: Date, cellMs: number): string {
+const ratio = (a: number, b: number): string => (b > 0 ? `${(a / b).toFixed(2)}×` : '—');
+
+/** tandem/etcd per cell: throughput (higher is better for tandem) and p99 (lower is better). */
+function ratioTable(rows: readonly Row[]): string | null {
+  const find = (prefix: string, workload: Workload, inFlight: number): Row | undefined =>
+    rows.find(
+      (r) => r.target.startsWith(prefix) && r.workload === workload && r.inFlight === inFlight,
+    );
+  const lines = [
+    '| workload | in flight | etcd ops/s | tandem ops/s | ops/s tandem/etcd | etcd p99 ms | tandem p99 ms | p99 tandem/etcd |',
+    '|---|--:|--:|--:|--:|--:|--:|--:|',
+  ];
+  let cells = 0;
+  for (const workload of WORKLOADS) {
+    for (const inFlight of IN_FLIGHT) {
+      const etcd = find('etcd ', workload, inFlight);
+      const tandem = find('tandem ', workload, inFlight);
+      if (etcd === undefined || tandem === undefined) continue;
+      cells++;
+      lines.push(
+        `| ${workload} | ${inFlight} | ${etcd.opsPerSec.toFixed(0)} | ${tandem.opsPerSec.toFixed(0)} | ` +
+          `${ratio(tandem.opsPerSec, etcd.opsPerSec)} | ${etcd.p99Ms.toFixed(2)} | ${tandem.p99Ms.toFixed(2)} | ` +
+          `${ratio(tandem.p99Ms, etcd.p99Ms)} |`,
+      );
+    }
+  }
+  return cells === 0 ? null : lines.join('\n');
+}
+
+/** The machine's 1-minute load average when the run began (2 cores: above 2 is contention). */
+const loadAtStart = loadavg()[0]!;
+
+function report(
+  outcomes: readonly SuiteOutcome[],
+  startedAt: Date,
+  cellMs: number,
+  buildWarning: string | null,
+): string {
   const cpu = cpus();
+  const elapsedS = (Date.now() - startedAt.getTime()) / 1000;
   const lines = [
     `# tandem bench — ${startedAt.toISOString()}`,
     '',
@@ -144,15 +232,21 @@ function report(outcomes: readonly SuiteOutcome[], startedAt: Date, cellMs: numb
       `Workloads: put (unique keys, ${VALUE_BYTES}-byte values) then linearizable get (keys written by the puts), ` +
       `closed loop at ${IN_FLIGHT.join(', ')} requests in flight, each cell ≤ ${cellMs} ms and ≤ ${CELL_OPS_MAX} ops. ` +
       'Client: @grpc/grpc-js with hand-written protobuf, one HTTP/2 connection per endpoint, requests round-robin over endpoints. ' +
-      '"client CPU µs/op" is the generator process\'s own CPU time per request.',
+      '"client CPU µs/op" is the generator process\'s own CPU time per request; "server CPU µs/op" is the CPU time of all three members per request (from /proc). ' +
+      'etcd and tandem run side by side, cells interleaved with the order alternating per cell (etcd first on even cells, tandem first on odd ones); ' +
+      `the cluster not being measured sits idle. Run took ${elapsedS.toFixed(0)} s. ` +
+      `Load average (1 min) at the start ${loadAtStart.toFixed(1)}, at the end ${loadavg()[0]!.toFixed(1)}: other work on the machine competes for the same cores.`,
     '',
     markdownTable(outcomes.flatMap((o) => o.rows)),
     '',
   ];
+  const ratios = ratioTable(outcomes.flatMap((o) => o.rows));
+  if (ratios !== null) lines.push('## tandem / etcd', '', ratios, '');
   for (const outcome of outcomes) {
     if (outcome.skipped !== null) lines.push(`- **${outcome.name}: skipped** — ${outcome.skipped}`);
     for (const note of outcome.notes) lines.push(`- ${outcome.name}: ${note}`);
   }
+  if (buildWarning !== null) lines.push(`- build: ${buildWarning.split('\n')[0]}`);
   return `${lines.join('\n')}\n`;
 }
 
@@ -167,26 +261,35 @@ async function main(): Promise<number> {
   if (!(Number.isInteger(cellMs) && cellMs >= 100 && cellMs <= 20_000)) {
     throw new Error(`--cell-ms must be an integer 100..20000, got ${values['cell-ms']}`);
   }
-  const suites: Record<string, () => Promise<SuiteOutcome>> = {
-    ceiling: ceilingSuite,
-    etcd: () => etcdSuite(cellMs),
-    tandem: tandemSuite,
-  };
+  const known = ['ceiling', 'etcd', 'tandem'];
   const chosen = values.suites.split(',').map((s) => s.trim());
   for (const name of chosen) {
-    if (!(name in suites))
-      throw new Error(`unknown suite '${name}' (known: ${Object.keys(suites).join(', ')})`);
+    if (!known.includes(name))
+      throw new Error(`unknown suite '${name}' (known: ${known.join(', ')})`);
   }
 
   const startedAt = new Date();
-  const outcomes: SuiteOutcome[] = [];
-  for (const name of chosen) {
-    process.stdout.write(`suite ${name}…\n`);
-    const outcome = await suites[name]!();
-    if (outcome.skipped !== null) process.stdout.write(`  skipped: ${outcome.skipped}\n`);
-    outcomes.push(outcome);
+  let buildWarning: string | null = null;
+  if (chosen.includes('tandem')) {
+    process.stdout.write('build: npx tsc -p tsconfig.json…\n');
+    buildWarning = buildTandem();
+    if (buildWarning !== null) process.stdout.write(`  warning: ${firstLines(buildWarning)}\n`);
   }
-  const text = report(outcomes, startedAt, cellMs);
+  const outcomes: SuiteOutcome[] = [];
+  if (chosen.includes('ceiling')) {
+    process.stdout.write('suite ceiling…\n');
+    outcomes.push(await ceilingSuite());
+  }
+  const clusters = known.filter((name) => name !== 'ceiling' && chosen.includes(name));
+  if (clusters.length > 0) {
+    process.stdout.write(`suites ${clusters.join(' + ')} (interleaved per cell)…\n`);
+    for (const outcome of await clusterSuites(clusters, cellMs)) {
+      if (outcome.skipped !== null)
+        process.stdout.write(`  ${outcome.name} skipped: ${outcome.skipped}\n`);
+      outcomes.push(outcome);
+    }
+  }
+  const text = report(outcomes, startedAt, cellMs, buildWarning);
   const outDir = join(benchDir, 'out');
   mkdirSync(outDir, { recursive: true });
   const stamp = startedAt.toISOString().replace(/[:.]/g, '-');
@@ -195,7 +298,8 @@ async function main(): Promise<number> {
   process.stdout.write(
     `\n${text}\nwritten to bench/out/bench-${stamp}.md and bench/out/latest.md\n`,
   );
-  return outcomes.some((o) => o.rows.some((r) => r.errors > 0)) ? 1 : 0;
+  const failed = outcomes.some((o) => o.skipped !== null || o.rows.some((r) => r.errors > 0));
+  return failed ? 1 : 0;
 }
 
 /** Stop every cluster still running, then exit: used by signals and the run deadline. */

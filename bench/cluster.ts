@@ -1,0 +1,67 @@
+/**
+ * What the benchmarks need from a cluster, whichever database runs it (etcd-cluster.ts,
+ * tandem-cluster.ts): endpoints for the load generator, and for failover trials a way to find
+ * the leader, kill -9 a member and start it again on the same ports and data.
+ */
+import type { MemberProcess } from './procs.js';
+
+export type ClusterKind = 'etcd' | 'tandem';
+
+export interface BenchMember {
+  readonly name: string;
+  /** gRPC endpoint `127.0.0.1:port` (plaintext, etcd v3 API). */
+  readonly clientEndpoint: string;
+  readonly dataDir: string;
+  readonly logFile: string;
+  readonly process: MemberProcess;
+}
+
+export interface BenchCluster {
+  readonly kind: ClusterKind;
+  /** For tables: `etcd 3.4.23`, `tandem 0.1.0 (ff313da)`. */
+  readonly label: string;
+  readonly members: readonly BenchMember[];
+  readonly endpoints: readonly string[];
+  readonly rootDir: string;
+  /** The member that says it leads (null when none does, or members disagree). */
+  leader(): Promise<BenchMember | null>;
+  /** kill -9 one member; resolves once the process has exited. */
+  kill(member: BenchMember): Promise<void>;
+  /** Starts a killed or stopped member again: same command line, ports and data. */
+  restart(member: BenchMember): Promise<void>;
+  /**
+   * Resolves once every member runs and reports healthy, one leader is agreed, every member has
+   * caught up with the leader's log, and a put succeeds.
+   */
+  waitReady(timeoutMs: number): Promise<void>;
+  /** Stops every member (SIGTERM, then SIGKILL) and removes the data. Idempotent. */
+  stop(): Promise<void>;
+}
+
+export const STATUS_REQUEST_TIMEOUT_MS = 1000;
+/** A restarted member counts as caught up within this many entries of the leader's commit. */
+export const CATCH_UP_ENTRIES_MAX = 10;
+
+/** GET or POST JSON on loopback with a timeout; null on any failure (down, slow, not JSON). */
+export async function fetchJson(
+  url: string,
+  body?: unknown,
+  timeoutMs = STATUS_REQUEST_TIMEOUT_MS,
+): Promise<unknown> {
+  try {
+    const response = await fetch(url, {
+      signal: AbortSignal.timeout(timeoutMs),
+      ...(body === undefined
+        ? {}
+        : {
+            method: 'POST',
+            body: JSON.stringify(body),
+            headers: { 'content-type': 'application/json' },
+          }),
+    });
+    if (!response.ok) return null;
+    return (await response.json()) as unknown;
+  } catch {
+    return null;
+  }
+}
