@@ -1,26 +1,82 @@
 /**
- * The member registry: who is in the cluster, with their names and addresses. Replicated state:
- * it changes only when a log entry is applied (a membership change, whose context carries the
- * member's attributes, or a member's published attributes), so every member agrees on it.
+ * The member registry: who is in the cluster, with their names, addresses, zone, role, standby
+ * mode and last recorded health. Replicated state: it changes only when a log entry is applied (a
+ * membership change, whose context carries the member's attributes or the policy's registry
+ * commands, or a registry command of its own), so every member agrees on it.
  *
- * Pure: no I/O. The member (src/server) applies entries to it and reconfigures the transport from
- * it. Roles beyond etcd's voter/learner (replica, standby) arrive with the redundancy policies.
+ * Roles map to Raft (DESIGN.md "Roles"):
+ *
+ *   role      standby mode   resting placement in the Raft configuration
+ *   voter     -              voter
+ *   replica   -              learner
+ *   standby   hot            learner
+ *   standby   warm | cold    none (registered, outside the configuration)
+ *
+ * A warm or cold standby is a learner only while it is staged for promotion (catching up).
+ * `list()` is etcd's view (members in the Raft configuration, for MemberList); `all()` includes
+ * the standbys outside it.
+ *
+ * Pure: no I/O, no clock. Times (`atMs`, `sinceMs`) are the leader's clock, carried in commands.
  */
 import { pack, unpack } from 'msgpackr';
-import type { ConfState, NodeId } from '../raft/types.js';
-import { assert } from '../util/assert.js';
-import { TandemError } from '../util/errors.js';
+import type { ConfChange, ConfState, NodeId } from '../raft/types.js';
+import { assert, assertUint } from '../util/assert.js';
+import {
+  checkCommand,
+  decodeChangeContext,
+  type HealthState,
+  type RegistryCommand,
+  RegistryError,
+  type RegistryErrorCode,
+  type Role,
+  SNAPSHOT_EVERY_MS_DEFAULT,
+  type StandbyMode,
+} from './commands.js';
+
+export {
+  type HealthState,
+  type RegistryCommand,
+  RegistryError,
+  type RegistryErrorCode,
+  type Role,
+  type StandbyMode,
+} from './commands.js';
 
 export const MEMBERS_MAX = 64;
 export const NAME_BYTES_MAX = 256;
 export const URLS_MAX = 8;
+/** The snapshot layout written by `toSnapshot`; version 1 was a bare list of 5-tuples. */
+export const REGISTRY_SNAPSHOT_VERSION = 2;
 
+/** Where a member sits in the Raft configuration. */
+export type Placement = 'voter' | 'learner' | 'none';
+
+/** etcd's view of a member (what MemberList shows). */
 export interface MemberInfo {
   readonly id: NodeId;
   readonly name: string;
   readonly peerUrls: readonly string[];
   readonly clientUrls: readonly string[];
+  /** etcd's flag: true unless the member votes (outside-config standbys are not in `list()`). */
   readonly isLearner: boolean;
+}
+
+/** tandem's full view of a member: etcd's plus role, mode, zone and recorded health. */
+export interface MemberRecord extends MemberInfo {
+  /** Where the member is now (an outgoing voter of a joint configuration is still a voter). */
+  readonly placement: Placement;
+  readonly role: Role;
+  /** The member's configured mode whenever it is a standby (kept while it is a voter). */
+  readonly standbyMode: StandbyMode;
+  /** Warm standbys: how often the leader ships them a snapshot. */
+  readonly snapshotEveryMs: number;
+  /** '' when unknown. */
+  readonly zone: string;
+  /** The last health the leader recorded (the live view is the leader's failure detector). */
+  readonly health: HealthState;
+  readonly healthSinceMs: number;
+  readonly promotedAtMs: number | null;
+  readonly demotedAtMs: number | null;
 }
 
 /** What a membership change's context carries (raft keeps it opaque). */
@@ -29,9 +85,6 @@ export interface MemberAttributes {
   readonly peerUrls: readonly string[];
   readonly clientUrls: readonly string[];
 }
-
-export type RegistryErrorCode = 'BAD_MEMBER_ATTRIBUTES';
-export class RegistryError extends TandemError<RegistryErrorCode> {}
 
 export function encodeAttributes(a: MemberAttributes): Uint8Array {
   checkAttributes(a);
@@ -65,64 +118,152 @@ export function checkAttributes(a: MemberAttributes): void {
   }
 }
 
+/** Where a member of this role and mode belongs when no change is under way. */
+export function restingPlacement(role: Role, mode: StandbyMode): Placement {
+  if (role === 'voter') return 'voter';
+  if (role === 'replica' || mode === 'hot') return 'learner';
+  return 'none';
+}
+
+/** A standby whose last role change was a demotion (not promoted since). */
+export function wasDemoted(m: MemberRecord): boolean {
+  return m.demotedAtMs !== null && (m.promotedAtMs === null || m.demotedAtMs >= m.promotedAtMs);
+}
+
+/** A fresh member record with the defaults of a member that has published nothing yet. */
+function newMember(id: NodeId, attrs: MemberAttributes, placement: Placement): MemberRecord {
+  return {
+    id,
+    ...attrs,
+    isLearner: placement !== 'voter',
+    placement,
+    // A member that enters as a learner is a standby until the policy (or an operator) says
+    // otherwise: tandem's joining members enter as standbys (src/cli/config.ts).
+    role: placement === 'voter' ? 'voter' : 'standby',
+    standbyMode: 'hot',
+    snapshotEveryMs: SNAPSHOT_EVERY_MS_DEFAULT,
+    zone: '',
+    health: 'healthy',
+    healthSinceMs: 0,
+    promotedAtMs: null,
+    demotedAtMs: null,
+  };
+}
+
 export class MemberRegistry {
-  private readonly members = new Map<NodeId, MemberInfo>();
+  private readonly members = new Map<NodeId, MemberRecord>();
 
   /** The founding members of a new cluster, all voters. */
   static bootstrap(founders: readonly (MemberAttributes & { id: NodeId })[]): MemberRegistry {
     const r = new MemberRegistry();
-    for (const f of founders) {
-      assert(!r.members.has(f.id), `duplicate founding member id ${f.id}`);
-      r.members.set(f.id, { ...f, isLearner: false });
+    for (const { id, name, peerUrls, clientUrls } of founders) {
+      assert(!r.members.has(id), `duplicate founding member id ${id}`);
+      r.members.set(id, newMember(id, { name, peerUrls, clientUrls }, 'voter'));
     }
     return r;
   }
 
-  get(id: NodeId): MemberInfo | undefined {
+  get(id: NodeId): MemberRecord | undefined {
     return this.members.get(id);
   }
 
-  list(): MemberInfo[] {
+  findByName(name: string): MemberRecord | undefined {
+    for (const m of this.members.values()) if (m.name === name) return m;
+    return undefined;
+  }
+
+  /** etcd's view: the members in the Raft configuration (voters and learners), by id. */
+  list(): MemberRecord[] {
+    return this.all().filter((m) => m.placement !== 'none');
+  }
+
+  /** Every registered member, standbys outside the Raft configuration included, by id. */
+  all(): MemberRecord[] {
     return [...this.members.values()].sort((a, b) => a.id - b.id);
   }
 
+  /** Every registered member. */
   get size(): number {
     return this.members.size;
   }
 
-  findByPeerUrl(url: string): MemberInfo | undefined {
+  findByPeerUrl(url: string): MemberRecord | undefined {
     for (const m of this.members.values()) if (m.peerUrls.includes(url)) return m;
     return undefined;
   }
 
   /**
-   * Brings the registry in line with the configuration a membership change produced: members
-   * in the configuration are present with the right learner flag (attributes from the change's
-   * context when it carries them), members no longer in it are removed.
+   * Applies a membership change entry: first the registry commands its context carries (the
+   * policy's role changes, so they land atomically with the change they explain), then the
+   * resulting configuration (`applyConfState`), with the context's time as the change time.
+   */
+  applyConfChange(confState: ConfState, change: ConfChange): void {
+    const changed = change.changes.length === 1 ? change.changes[0]!.nodeId : null;
+    const ctx = decodeChangeContext(change.context);
+    if (ctx === null) {
+      this.applyConfState(confState, changed, decodeAttributes(change.context));
+      return;
+    }
+    for (const command of ctx.commands) this.applyIntent(command);
+    this.applyConfState(confState, changed, null, ctx.atMs);
+  }
+
+  /**
+   * Brings the registry in line with the configuration a membership change produced. Members in
+   * the configuration are present with the right placement (attributes from the change's context
+   * when it carries them); roles follow the incoming configuration (a new voter is a voter, a
+   * voter turned learner is a standby); members no longer in it are removed, except standbys
+   * whose mode keeps them outside (warm, cold), which stay registered.
    */
   applyConfState(
     confState: ConfState,
     changed: NodeId | null,
     attrs: MemberAttributes | null,
+    atMs: number | null = null,
   ): void {
-    const voters = new Set([...confState.voters, ...confState.votersOutgoing]);
+    const voters = new Set(confState.voters);
+    const outgoing = new Set(confState.votersOutgoing);
     const learners = new Set([...confState.learners, ...confState.learnersNext]);
-    for (const id of [...this.members.keys()]) {
-      if (!voters.has(id) && !learners.has(id)) this.members.delete(id);
-    }
-    for (const id of [...voters, ...learners]) {
-      const isLearner = !voters.has(id);
-      const known = this.members.get(id);
+    for (const id of new Set([...voters, ...outgoing, ...learners, ...this.members.keys()])) {
+      const final: Placement = voters.has(id) ? 'voter' : learners.has(id) ? 'learner' : 'none';
+      const placement: Placement = outgoing.has(id) && final !== 'voter' ? 'voter' : final;
       const fresh = id === changed && attrs !== null ? attrs : null;
-      this.members.set(id, {
-        id,
-        name: fresh?.name || known?.name || '',
-        peerUrls: fresh?.peerUrls ?? known?.peerUrls ?? [],
-        clientUrls: fresh?.clientUrls.length ? fresh.clientUrls : (known?.clientUrls ?? []),
-        isLearner,
-      });
+      const next = this.placed(id, placement, final, fresh, atMs);
+      if (next === null) this.members.delete(id);
+      else this.members.set(id, next);
     }
     assert(this.members.size <= MEMBERS_MAX * 2, 'registry grew past its limit');
+  }
+
+  /** One member's record after a configuration change, or null when it leaves the registry. */
+  private placed(
+    id: NodeId,
+    placement: Placement,
+    final: Placement,
+    fresh: MemberAttributes | null,
+    atMs: number | null,
+  ): MemberRecord | null {
+    const known = this.members.get(id);
+    if (known === undefined && placement === 'none') return null;
+    const base = known ?? newMember(id, { name: '', peerUrls: [], clientUrls: [] }, placement);
+    let m: MemberRecord = {
+      ...base,
+      name: fresh?.name || base.name,
+      peerUrls: fresh?.peerUrls ?? base.peerUrls,
+      clientUrls: fresh?.clientUrls.length ? fresh.clientUrls : base.clientUrls,
+      placement,
+      isLearner: placement !== 'voter',
+    };
+    // Roles follow the incoming configuration: the change is the authority on who votes.
+    // A voter that leaves the configuration altogether without a context saying otherwise was
+    // removed (etcd's MemberRemove): it leaves the registry below.
+    if (final === 'voter' && m.role !== 'voter') {
+      m = { ...m, role: 'voter', promotedAtMs: atMs ?? m.promotedAtMs };
+    } else if (final === 'learner' && m.role === 'voter') {
+      m = { ...m, role: 'standby', demotedAtMs: atMs ?? m.demotedAtMs };
+    }
+    if (placement === 'none' && restingPlacement(m.role, m.standbyMode) !== 'none') return null;
+    return m;
   }
 
   /** A member publishes its name and client URLs (etcd's publish), or updates its peer URLs. */
@@ -138,24 +279,174 @@ export class MemberRegistry {
     return true;
   }
 
-  toSnapshot(): unknown {
-    return this.list().map((m) => [m.id, m.name, m.peerUrls, m.clientUrls, m.isLearner]);
+  /**
+   * Applies a registry command of its own log entry. Throws a RegistryError, leaving the
+   * registry untouched, when the command does not fit the current state; the caller treats that
+   * as a rejected no-op (the same on every member, since the state is replicated).
+   */
+  applyCommand(command: RegistryCommand): void {
+    checkCommand(command);
+    const m = this.members.get(command.id);
+    if (command.kind === 'register') {
+      if (m !== undefined) fail('MEMBER_EXISTS', `member ${command.id} is already registered`);
+      if (this.members.size >= MEMBERS_MAX) fail('TOO_MANY_MEMBERS', `more than ${MEMBERS_MAX}`);
+      if (restingPlacement('standby', command.mode) !== 'none') {
+        fail('NEEDS_CONF_CHANGE', `a ${command.mode} standby joins through a membership change`);
+      }
+      this.applyIntent(command);
+      return;
+    }
+    if (m === undefined) fail('UNKNOWN_MEMBER', `no member with id ${command.id}`);
+    const refusal = standaloneRefusal(m, command);
+    if (refusal !== null) fail('NEEDS_CONF_CHANGE', refusal);
+    this.applyIntent(command);
   }
 
+  /** A command's effect, without the placement checks (a conf change context moves placement). */
+  private applyIntent(c: RegistryCommand): void {
+    if (c.kind === 'register') {
+      const { id, name, peerUrls, clientUrls } = c;
+      const m = newMember(id, { name, peerUrls, clientUrls }, 'none');
+      const registered = { ...m, zone: c.zone, standbyMode: c.mode };
+      this.members.set(id, { ...registered, snapshotEveryMs: c.snapshotEveryMs });
+      return;
+    }
+    const m = this.members.get(c.id);
+    if (m === undefined) return; // a context naming a member that left: nothing to record
+    if (c.kind === 'remove') this.members.delete(c.id);
+    else this.members.set(c.id, withIntent(m, c));
+  }
+
+  toSnapshot(): unknown {
+    const rows = this.all().map((m) => [
+      m.id,
+      m.name,
+      m.peerUrls,
+      m.clientUrls,
+      m.isLearner,
+      m.placement,
+      m.role,
+      m.standbyMode,
+      m.snapshotEveryMs,
+      m.zone,
+      m.health,
+      m.healthSinceMs,
+      m.promotedAtMs,
+      m.demotedAtMs,
+    ]);
+    return { version: REGISTRY_SNAPSHOT_VERSION, members: rows };
+  }
+
+  /** Reads the current snapshot form and version 1 (a bare list of 5-tuples, voters/learners). */
   static fromSnapshot(data: unknown): MemberRegistry {
     const r = new MemberRegistry();
-    assert(Array.isArray(data), 'registry snapshot is not a list');
-    for (const row of data as unknown[]) {
-      assert(Array.isArray(row) && row.length === 5, 'registry snapshot row');
-      const [id, name, peerUrls, clientUrls, isLearner] = row as [
-        number,
-        string,
-        string[],
-        string[],
-        boolean,
-      ];
-      r.members.set(id, { id, name, peerUrls, clientUrls, isLearner });
+    const rows = Array.isArray(data) ? data : snapshotRows(data);
+    for (const row of rows as unknown[]) {
+      assert(Array.isArray(row), 'registry snapshot row');
+      const m = row.length === 5 ? fromRowV1(row) : fromRowV2(row);
+      assert(!r.members.has(m.id), `duplicate member ${m.id} in registry snapshot`);
+      r.members.set(m.id, m);
     }
     return r;
   }
+}
+
+function snapshotRows(data: unknown): unknown[] {
+  assert(typeof data === 'object' && data !== null, 'registry snapshot is not a record');
+  const { version, members } = data as { version?: unknown; members?: unknown };
+  assert(version === REGISTRY_SNAPSHOT_VERSION, `registry snapshot version ${String(version)}`);
+  assert(Array.isArray(members), 'registry snapshot members is not a list');
+  return members;
+}
+
+function fromRowV1(row: unknown[]): MemberRecord {
+  const [id, name, peerUrls, clientUrls, isLearner] = row as [
+    number,
+    string,
+    string[],
+    string[],
+    boolean,
+  ];
+  return newMember(id, { name, peerUrls, clientUrls }, isLearner ? 'learner' : 'voter');
+}
+
+function fromRowV2(row: unknown[]): MemberRecord {
+  assert(row.length === 14, 'registry snapshot row');
+  const [id, name, peerUrls, clientUrls, isLearner, placement, role, standbyMode] = row as [
+    number,
+    string,
+    string[],
+    string[],
+    boolean,
+    Placement,
+    Role,
+    StandbyMode,
+  ];
+  const [snapshotEveryMs, zone, health, healthSinceMs, promotedAtMs, demotedAtMs] = row.slice(
+    8,
+  ) as [number, string, HealthState, number, number | null, number | null];
+  assertUint(id, 'registry snapshot member id');
+  assert(isLearner === (placement !== 'voter'), `member ${id}: learner flag and placement`);
+  return {
+    id,
+    name,
+    peerUrls,
+    clientUrls,
+    isLearner,
+    placement,
+    role,
+    standbyMode,
+    snapshotEveryMs,
+    zone,
+    health,
+    healthSinceMs,
+    promotedAtMs,
+    demotedAtMs,
+  };
+}
+
+/** Why a command may not be applied on its own (outside a membership change), or null. */
+function standaloneRefusal(m: MemberRecord, c: RegistryCommand): string | null {
+  switch (c.kind) {
+    case 'set-role':
+      // Voting is Raft's business: becoming or ceasing to be a voter is a membership change.
+      if (m.role === 'voter' || c.role === 'voter' || m.placement === 'voter') {
+        return `member ${m.id} becomes or stops being a voter only through a membership change`;
+      }
+      return null;
+    case 'record-promotion':
+      return m.placement === 'voter' ? null : `member ${m.id} is not a voter`;
+    case 'record-demotion':
+      return m.placement === 'voter' ? `member ${m.id} is still a voter` : null;
+    case 'remove':
+      return m.placement === 'none'
+        ? null
+        : `member ${m.id} is in the Raft configuration: remove it with a membership change`;
+    default:
+      return null;
+  }
+}
+
+function withIntent(
+  m: MemberRecord,
+  c: Exclude<RegistryCommand, { kind: 'register' | 'remove' }>,
+): MemberRecord {
+  switch (c.kind) {
+    case 'set-role':
+      return { ...m, role: c.role };
+    case 'set-standby':
+      return { ...m, standbyMode: c.mode, snapshotEveryMs: c.snapshotEveryMs };
+    case 'set-zone':
+      return { ...m, zone: c.zone };
+    case 'record-promotion':
+      return { ...m, role: 'voter', promotedAtMs: c.atMs };
+    case 'record-demotion':
+      return { ...m, role: c.role, demotedAtMs: c.atMs };
+    case 'record-health':
+      return { ...m, health: c.health, healthSinceMs: c.sinceMs };
+  }
+}
+
+function fail(code: RegistryErrorCode, message: string): never {
+  throw new RegistryError(code, message);
 }

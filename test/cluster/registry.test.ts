@@ -1,19 +1,48 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import fc from 'fast-check';
+import {
+  decodeRegistryCommand,
+  encodeChangeContext,
+  encodeRegistryCommand,
+  type RegistryCommand,
+} from '../../src/cluster/commands.js';
 import {
   decodeAttributes,
   encodeAttributes,
   MemberRegistry,
   RegistryError,
 } from '../../src/cluster/registry.js';
+import { ConfChangeTransition, ConfChangeType, type ConfState } from '../../src/raft/types.js';
 
-const conf = (voters: number[], learners: number[] = []) => ({
+const conf = (voters: number[], learners: number[] = [], more: Partial<ConfState> = {}) => ({
   voters,
   learners,
   votersOutgoing: [],
   learnersNext: [],
   autoLeave: false,
+  ...more,
 });
+
+const founders = () =>
+  MemberRegistry.bootstrap([
+    { id: 1, name: 'n1', peerUrls: ['a:1'], clientUrls: ['a:2'] },
+    { id: 2, name: 'n2', peerUrls: ['b:1'], clientUrls: ['b:2'] },
+    { id: 3, name: 'n3', peerUrls: ['c:1'], clientUrls: ['c:2'] },
+  ]);
+
+const etcdView = (r: MemberRegistry, id: number) => {
+  const m = r.get(id);
+  return (
+    m && {
+      id: m.id,
+      name: m.name,
+      peerUrls: m.peerUrls,
+      clientUrls: m.clientUrls,
+      isLearner: m.isLearner,
+    }
+  );
+};
 
 test('attributes round-trip, and garbage decodes to null rather than throwing', () => {
   const a = { name: 'n4', peerUrls: ['127.0.0.1:2480', '127.0.0.2:2480'], clientUrls: [] };
@@ -24,31 +53,31 @@ test('attributes round-trip, and garbage decodes to null rather than throwing', 
     () => encodeAttributes({ name: 'x'.repeat(300), peerUrls: [], clientUrls: [] }),
     RegistryError,
   );
+  // A policy context is not mistaken for attributes.
+  assert.equal(decodeAttributes(encodeChangeContext({ atMs: 5, commands: [] })), null);
 });
 
 test('a conf state adds learners with attributes, promotes them, and removes members', () => {
-  const r = MemberRegistry.bootstrap([
-    { id: 1, name: 'n1', peerUrls: ['a:1'], clientUrls: ['a:2'] },
-    { id: 2, name: 'n2', peerUrls: ['b:1'], clientUrls: ['b:2'] },
-    { id: 3, name: 'n3', peerUrls: ['c:1'], clientUrls: ['c:2'] },
-  ]);
+  const r = founders();
   r.applyConfState(conf([1, 2, 3], [4]), 4, { name: '', peerUrls: ['d:1'], clientUrls: [] });
-  assert.deepEqual(r.get(4), {
+  assert.deepEqual(etcdView(r, 4), {
     id: 4,
     name: '',
     peerUrls: ['d:1'],
     clientUrls: [],
     isLearner: true,
   });
+  assert.equal(r.get(4)?.role, 'standby', 'a member joining as a learner is a standby');
   r.updateAttributes(4, { name: 'n4', clientUrls: ['d:2'] });
   r.applyConfState(conf([1, 2, 3, 4]), 4, null);
-  assert.deepEqual(r.get(4), {
+  assert.deepEqual(etcdView(r, 4), {
     id: 4,
     name: 'n4',
     peerUrls: ['d:1'],
     clientUrls: ['d:2'],
     isLearner: false,
   });
+  assert.equal(r.get(4)?.role, 'voter');
   r.applyConfState(conf([1, 2, 4]), 3, null);
   assert.deepEqual(
     r.list().map((m) => m.id),
@@ -57,11 +86,226 @@ test('a conf state adds learners with attributes, promotes them, and removes mem
   assert.equal(r.findByPeerUrl('b:1')?.name, 'n2');
 });
 
-test('the snapshot restores an identical registry', () => {
+test('the snapshot restores an identical registry, roles and all', () => {
   const r = MemberRegistry.bootstrap([
     { id: 7, name: 'n7', peerUrls: ['x:1'], clientUrls: ['x:2'] },
   ]);
   r.applyConfState(conf([7], [9]), 9, { name: 'n9', peerUrls: ['y:1'], clientUrls: [] });
+  r.applyCommand({ kind: 'set-role', id: 9, role: 'replica' });
+  r.applyCommand({ kind: 'set-zone', id: 9, zone: 'eu-1b' });
+  r.applyCommand({
+    kind: 'register',
+    id: 11,
+    name: 'n11',
+    peerUrls: ['z:1'],
+    clientUrls: [],
+    zone: 'eu-1a',
+    mode: 'warm',
+    snapshotEveryMs: 30_000,
+  });
+  r.applyCommand({ kind: 'record-health', id: 11, health: 'unreachable', sinceMs: 1234 });
   const copy = MemberRegistry.fromSnapshot(r.toSnapshot());
-  assert.deepEqual(copy.list(), r.list());
+  assert.deepEqual(copy.all(), r.all());
+  assert.equal(copy.all().length, 3);
+});
+
+test('a version 1 snapshot (a list of 5-tuples) is still read, with default roles', () => {
+  const v1 = [
+    [1, 'n1', ['a:1'], ['a:2'], false],
+    [4, 'n4', ['d:1'], [], true],
+  ];
+  const r = MemberRegistry.fromSnapshot(v1);
+  assert.deepEqual(
+    r.all().map((m) => [m.id, m.role, m.standbyMode, m.placement, m.isLearner]),
+    [
+      [1, 'voter', 'hot', 'voter', false],
+      [4, 'standby', 'hot', 'learner', true],
+    ],
+  );
+  assert.throws(() => MemberRegistry.fromSnapshot({ version: 99, members: [] }), /version 99/);
+});
+
+test('warm and cold standbys are registered outside the configuration: all() has them, list() not', () => {
+  const r = founders();
+  r.applyCommand({
+    kind: 'register',
+    id: 5,
+    name: 'n5',
+    peerUrls: ['e:1'],
+    clientUrls: [],
+    zone: 'b',
+    mode: 'cold',
+    snapshotEveryMs: 60_000,
+  });
+  assert.deepEqual(
+    r.list().map((m) => m.id),
+    [1, 2, 3],
+  );
+  assert.deepEqual(
+    r.all().map((m) => m.id),
+    [1, 2, 3, 5],
+  );
+  // A configuration change that does not mention it leaves it registered.
+  r.applyConfState(conf([1, 2, 3]), null, null);
+  assert.equal(r.get(5)?.placement, 'none');
+  r.applyCommand({ kind: 'remove', id: 5 });
+  assert.equal(r.get(5), undefined);
+});
+
+/** Applies a change the way the member will: raft's resulting conf state plus the entry. */
+function replaceThroughJoint(demotedMode: 'hot' | 'warm') {
+  const r = founders();
+  r.applyConfState(conf([1, 2, 3], [4]), 4, { name: 'n4', peerUrls: ['d:1'], clientUrls: [] });
+  r.applyCommand({ kind: 'set-standby', id: 2, mode: demotedMode, snapshotEveryMs: 60_000 });
+  const demote = demotedMode === 'hot' ? ConfChangeType.AddLearnerNode : ConfChangeType.RemoveNode;
+  const change = {
+    transition: ConfChangeTransition.JointImplicit,
+    changes: [
+      { type: ConfChangeType.AddNode, nodeId: 4 },
+      { type: demote, nodeId: 2 },
+    ],
+    context: encodeChangeContext({
+      atMs: 777,
+      commands: [
+        { kind: 'record-promotion', id: 4, atMs: 777 },
+        { kind: 'record-demotion', id: 2, atMs: 777, role: 'standby' },
+      ],
+    }),
+  };
+  const learnersNext = demotedMode === 'hot' ? [2] : [];
+  r.applyConfChange(
+    conf([1, 3, 4], [], { votersOutgoing: [1, 2, 3], learnersNext, autoLeave: true }),
+    change,
+  );
+  const joint = r.get(2);
+  const leave = { transition: ConfChangeTransition.Auto, changes: [], context: new Uint8Array() };
+  r.applyConfChange(conf([1, 3, 4], learnersNext), leave);
+  return { r, joint };
+}
+
+test('a replacement through joint consensus records the promotion and the demotion', () => {
+  const { r, joint } = replaceThroughJoint('hot');
+  assert.equal(joint?.placement, 'voter', 'an outgoing voter still votes in the joint config');
+  assert.equal(joint?.role, 'standby');
+  assert.deepEqual(
+    [r.get(4)?.role, r.get(4)?.promotedAtMs, r.get(2)?.role, r.get(2)?.demotedAtMs],
+    ['voter', 777, 'standby', 777],
+  );
+  assert.equal(r.get(2)?.placement, 'learner', 'a hot demoted voter stays a learner');
+});
+
+test('a voter demoted to a warm standby leaves the configuration but stays registered', () => {
+  const { r } = replaceThroughJoint('warm');
+  assert.equal(r.get(2)?.placement, 'none');
+  assert.equal(r.get(2)?.role, 'standby');
+  assert.ok(!r.list().some((m) => m.id === 2));
+});
+
+test("a voter removed without a policy context leaves the registry (etcd's MemberRemove)", () => {
+  const r = founders();
+  r.applyCommand({ kind: 'set-standby', id: 3, mode: 'warm', snapshotEveryMs: 60_000 });
+  r.applyConfState(conf([1, 2]), 3, null);
+  assert.equal(r.get(3), undefined);
+});
+
+test('commands that need a membership change, or do not fit, are refused with typed errors', () => {
+  const r = founders();
+  r.applyConfState(conf([1, 2, 3], [4]), 4, null);
+  const refused = (c: RegistryCommand, code: string) =>
+    assert.throws(
+      () => r.applyCommand(c),
+      (e: unknown) => e instanceof RegistryError && e.code === code,
+    );
+  refused({ kind: 'set-role', id: 2, role: 'replica' }, 'NEEDS_CONF_CHANGE');
+  refused({ kind: 'set-role', id: 4, role: 'voter' }, 'NEEDS_CONF_CHANGE');
+  refused({ kind: 'remove', id: 4 }, 'NEEDS_CONF_CHANGE');
+  refused({ kind: 'record-promotion', id: 4, atMs: 1 }, 'NEEDS_CONF_CHANGE');
+  refused({ kind: 'set-zone', id: 9, zone: 'a' }, 'UNKNOWN_MEMBER');
+  refused({ kind: 'set-zone', id: 2, zone: 'z'.repeat(64) }, 'BAD_REGISTRY_COMMAND');
+  refused(
+    { kind: 'set-standby', id: 2, mode: 'warm', snapshotEveryMs: 10 },
+    'BAD_REGISTRY_COMMAND',
+  );
+  const hot = {
+    kind: 'register',
+    id: 8,
+    name: 'n8',
+    peerUrls: ['h:1'],
+    clientUrls: [],
+    zone: '',
+    mode: 'hot',
+    snapshotEveryMs: 60_000,
+  } as const;
+  refused(hot, 'NEEDS_CONF_CHANGE');
+  refused({ ...hot, id: 2, mode: 'cold' }, 'MEMBER_EXISTS');
+  const before = r.all();
+  r.applyCommand({ kind: 'set-role', id: 4, role: 'replica' });
+  assert.notDeepEqual(r.all(), before);
+  assert.equal(r.get(4)?.role, 'replica');
+});
+
+const arbCommand: fc.Arbitrary<RegistryCommand> = (() => {
+  const id = fc.integer({ min: 1, max: 2 ** 40 });
+  const ms = fc.integer({ min: 0, max: 2 ** 45 });
+  const mode = fc.constantFrom('hot', 'warm', 'cold' as const);
+  const every = fc.integer({ min: 1000, max: 24 * 3600_000 });
+  const zone = fc.string({ maxLength: 63 });
+  const urls = fc.array(fc.string({ maxLength: 20 }), { minLength: 1, maxLength: 8 });
+  return fc.oneof(
+    fc.record({
+      kind: fc.constant('register' as const),
+      id,
+      name: fc.string({ maxLength: 30 }),
+      peerUrls: urls,
+      clientUrls: fc.array(fc.string(), { maxLength: 8 }),
+      zone,
+      mode,
+      snapshotEveryMs: every,
+    }),
+    fc.record({
+      kind: fc.constant('set-role' as const),
+      id,
+      role: fc.constantFrom('voter', 'replica', 'standby' as const),
+    }),
+    fc.record({ kind: fc.constant('set-standby' as const), id, mode, snapshotEveryMs: every }),
+    fc.record({ kind: fc.constant('set-zone' as const), id, zone }),
+    fc.record({ kind: fc.constant('record-promotion' as const), id, atMs: ms }),
+    fc.record({
+      kind: fc.constant('record-demotion' as const),
+      id,
+      atMs: ms,
+      role: fc.constantFrom('standby', 'replica' as const),
+    }),
+    fc.record({
+      kind: fc.constant('record-health' as const),
+      id,
+      health: fc.constantFrom('healthy', 'lagging', 'unreachable' as const),
+      sinceMs: ms,
+    }),
+    fc.record({ kind: fc.constant('remove' as const), id }),
+  );
+})();
+
+test('every registry command round-trips through its encoding', () => {
+  fc.assert(
+    fc.property(arbCommand, (c) => {
+      assert.deepEqual(decodeRegistryCommand(encodeRegistryCommand(c)), { ...c });
+    }),
+  );
+});
+
+test('bytes that are not a command are refused with a RegistryError, never anything else', () => {
+  fc.assert(
+    fc.property(fc.uint8Array({ maxLength: 40 }), (bytes) => {
+      try {
+        decodeRegistryCommand(bytes);
+      } catch (e) {
+        assert.ok(e instanceof RegistryError, String(e));
+      }
+    }),
+  );
+  assert.throws(
+    () => decodeRegistryCommand(new Uint8Array([0x93, 0x01, 0x63, 0x01])),
+    RegistryError,
+  );
 });

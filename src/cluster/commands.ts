@@ -1,0 +1,299 @@
+/**
+ * Registry commands: the changes to the member registry that go through the Raft log, as plain
+ * data with a compact msgpack encoding. A command travels either in a log entry of its own
+ * (`encodeRegistryCommand`) or inside a membership change's context (`encodeChangeContext`), so a
+ * promotion and the record of it commit in one entry.
+ *
+ * Encoding: `[REGISTRY_COMMAND_VERSION, kindCode, ...fields]`; a context is
+ * `[CHANGE_CONTEXT_TAG, version, atMs, [command, ...]]` (four elements, so the member-attribute
+ * decoder, which wants three, never mistakes one for the other).
+ */
+import { pack, unpack } from 'msgpackr';
+import type { NodeId } from '../raft/types.js';
+import { assert } from '../util/assert.js';
+import { TandemError } from '../util/errors.js';
+
+export type Role = 'voter' | 'replica' | 'standby';
+export type StandbyMode = 'hot' | 'warm' | 'cold';
+export type HealthState = 'healthy' | 'lagging' | 'unreachable';
+
+export const ROLES: readonly Role[] = ['voter', 'replica', 'standby'];
+export const STANDBY_MODES: readonly StandbyMode[] = ['hot', 'warm', 'cold'];
+export const HEALTH_STATES: readonly HealthState[] = ['healthy', 'lagging', 'unreachable'];
+
+export const REGISTRY_COMMAND_VERSION = 1;
+const CHANGE_CONTEXT_TAG = 'tandem.registry';
+/** Commands one membership change carries (a replacement needs two). */
+export const CONTEXT_COMMANDS_MAX = 4;
+/** Zone names appear in metrics labels (as member names do: src/cli/config.ts). */
+export const ZONE_LENGTH_MAX = 63;
+export const SNAPSHOT_EVERY_MS_MIN = 1000;
+export const SNAPSHOT_EVERY_MS_MAX = 24 * 3600_000;
+export const SNAPSHOT_EVERY_MS_DEFAULT = 60_000;
+const NAME_LENGTH_MAX = 256;
+const URLS_MAX = 8;
+
+assert(
+  SNAPSHOT_EVERY_MS_MIN <= SNAPSHOT_EVERY_MS_DEFAULT &&
+    SNAPSHOT_EVERY_MS_DEFAULT <= SNAPSHOT_EVERY_MS_MAX,
+  'default snapshot interval within its limits',
+);
+
+export type RegistryCommand =
+  /** A warm or cold standby joins: registered, outside the Raft configuration. */
+  | {
+      readonly kind: 'register';
+      readonly id: NodeId;
+      readonly name: string;
+      readonly peerUrls: readonly string[];
+      readonly clientUrls: readonly string[];
+      readonly zone: string;
+      readonly mode: StandbyMode;
+      readonly snapshotEveryMs: number;
+    }
+  /** Between non-voting roles (replica <-> standby); voting changes need a membership change. */
+  | { readonly kind: 'set-role'; readonly id: NodeId; readonly role: Role }
+  | {
+      readonly kind: 'set-standby';
+      readonly id: NodeId;
+      readonly mode: StandbyMode;
+      readonly snapshotEveryMs: number;
+    }
+  | { readonly kind: 'set-zone'; readonly id: NodeId; readonly zone: string }
+  | { readonly kind: 'record-promotion'; readonly id: NodeId; readonly atMs: number }
+  /** `role`: what the demoted voter becomes (a standby, or a replica on `member demote`). */
+  | {
+      readonly kind: 'record-demotion';
+      readonly id: NodeId;
+      readonly atMs: number;
+      readonly role: 'standby' | 'replica';
+    }
+  | {
+      readonly kind: 'record-health';
+      readonly id: NodeId;
+      readonly health: HealthState;
+      readonly sinceMs: number;
+    }
+  /** Unregisters a member outside the Raft configuration. */
+  | { readonly kind: 'remove'; readonly id: NodeId };
+
+export type RegistryCommandKind = RegistryCommand['kind'];
+
+export type RegistryErrorCode =
+  | 'BAD_MEMBER_ATTRIBUTES'
+  | 'BAD_REGISTRY_COMMAND'
+  | 'UNKNOWN_MEMBER'
+  | 'MEMBER_EXISTS'
+  | 'TOO_MANY_MEMBERS'
+  | 'NEEDS_CONF_CHANGE';
+export class RegistryError extends TandemError<RegistryErrorCode> {}
+
+// The wire codes: append only, never renumber (entries in old logs keep their meaning).
+const KIND_CODES: Readonly<Record<RegistryCommandKind, number>> = {
+  register: 1,
+  'set-role': 2,
+  'set-standby': 3,
+  'set-zone': 4,
+  'record-promotion': 5,
+  'record-demotion': 6,
+  'record-health': 7,
+  remove: 8,
+};
+const KINDS_BY_CODE = new Map(Object.entries(KIND_CODES).map(([k, v]) => [v, k])) as Map<
+  number,
+  RegistryCommandKind
+>;
+
+function bad(message: string): never {
+  throw new RegistryError('BAD_REGISTRY_COMMAND', message);
+}
+
+function checkTime(ms: number, what: string): void {
+  if (!Number.isSafeInteger(ms) || ms < 0) bad(`${what} must be a non-negative integer of ms`);
+}
+
+function checkZone(zone: string): void {
+  if (zone.length > ZONE_LENGTH_MAX) bad(`zone longer than ${ZONE_LENGTH_MAX} characters`);
+}
+
+function checkStandby(mode: StandbyMode, snapshotEveryMs: number): void {
+  if (!STANDBY_MODES.includes(mode)) bad(`standby mode must be hot, warm or cold, got ${mode}`);
+  if (
+    !Number.isSafeInteger(snapshotEveryMs) ||
+    snapshotEveryMs < SNAPSHOT_EVERY_MS_MIN ||
+    snapshotEveryMs > SNAPSHOT_EVERY_MS_MAX
+  ) {
+    bad(`snapshotEveryMs must be in [${SNAPSHOT_EVERY_MS_MIN}, ${SNAPSHOT_EVERY_MS_MAX}]`);
+  }
+}
+
+/** Validates a command's fields (not whether it fits the registry: see applyCommand). */
+export function checkCommand(c: RegistryCommand): void {
+  if (!Number.isSafeInteger(c.id) || c.id <= 0) bad(`member id must be positive, got ${c.id}`);
+  switch (c.kind) {
+    case 'register':
+      if (c.name.length > NAME_LENGTH_MAX) bad(`member name longer than ${NAME_LENGTH_MAX}`);
+      if (c.peerUrls.length === 0 || c.peerUrls.length > URLS_MAX) {
+        bad(`a registered member has 1 to ${URLS_MAX} peer URLs`);
+      }
+      if (c.clientUrls.length > URLS_MAX) bad(`more than ${URLS_MAX} client URLs`);
+      checkZone(c.zone);
+      checkStandby(c.mode, c.snapshotEveryMs);
+      return;
+    case 'set-role':
+      if (!ROLES.includes(c.role)) bad(`role must be voter, replica or standby, got ${c.role}`);
+      return;
+    case 'set-standby':
+      checkStandby(c.mode, c.snapshotEveryMs);
+      return;
+    case 'set-zone':
+      checkZone(c.zone);
+      return;
+    case 'record-promotion':
+      checkTime(c.atMs, 'atMs');
+      return;
+    case 'record-demotion':
+      checkTime(c.atMs, 'atMs');
+      if (c.role !== 'standby' && c.role !== 'replica') bad(`a demoted voter becomes ${c.role}`);
+      return;
+    case 'record-health':
+      checkTime(c.sinceMs, 'sinceMs');
+      if (!HEALTH_STATES.includes(c.health)) bad(`unknown health state ${c.health}`);
+      return;
+    case 'remove':
+      return;
+  }
+}
+
+function fields(c: RegistryCommand): unknown[] {
+  switch (c.kind) {
+    case 'register':
+      return [c.name, c.peerUrls, c.clientUrls, c.zone, c.mode, c.snapshotEveryMs];
+    case 'set-role':
+      return [c.role];
+    case 'set-standby':
+      return [c.mode, c.snapshotEveryMs];
+    case 'set-zone':
+      return [c.zone];
+    case 'record-promotion':
+      return [c.atMs];
+    case 'record-demotion':
+      return [c.atMs, c.role];
+    case 'record-health':
+      return [c.health, c.sinceMs];
+    case 'remove':
+      return [];
+  }
+}
+
+function toRow(c: RegistryCommand): unknown[] {
+  checkCommand(c);
+  return [KIND_CODES[c.kind], c.id, ...fields(c)];
+}
+
+const isStr = (v: unknown): v is string => typeof v === 'string';
+const isStrs = (v: unknown): v is string[] => Array.isArray(v) && v.every(isStr);
+const isNum = (v: unknown): v is number => typeof v === 'number';
+
+/** Builds a command from a decoded row; shapes are checked here, values by checkCommand. */
+function fromRow(row: unknown): RegistryCommand {
+  if (!Array.isArray(row) || row.length < 2) bad('a registry command is a list');
+  const [code, id, ...f] = row as unknown[];
+  const kind = isNum(code) ? KINDS_BY_CODE.get(code) : undefined;
+  if (kind === undefined || !isNum(id)) bad(`unknown registry command ${String(code)}`);
+  const c = build(kind, id, f);
+  checkCommand(c);
+  return c;
+}
+
+function build(kind: RegistryCommandKind, id: number, f: unknown[]): RegistryCommand {
+  const [a, b, c, d, e, g] = f;
+  switch (kind) {
+    case 'register':
+      if (!isStr(a) || !isStrs(b) || !isStrs(c) || !isStr(d) || !isStr(e) || !isNum(g)) break;
+      return {
+        kind,
+        id,
+        name: a,
+        peerUrls: b,
+        clientUrls: c,
+        zone: d,
+        mode: e as StandbyMode,
+        snapshotEveryMs: g,
+      };
+    case 'set-role':
+      if (!isStr(a)) break;
+      return { kind, id, role: a as Role };
+    case 'set-standby':
+      if (!isStr(a) || !isNum(b)) break;
+      return { kind, id, mode: a as StandbyMode, snapshotEveryMs: b };
+    case 'set-zone':
+      if (!isStr(a)) break;
+      return { kind, id, zone: a };
+    case 'record-promotion':
+      if (!isNum(a)) break;
+      return { kind, id, atMs: a };
+    case 'record-demotion':
+      if (!isNum(a) || !isStr(b)) break;
+      return { kind, id, atMs: a, role: b as 'standby' };
+    case 'record-health':
+      if (!isStr(a) || !isNum(b)) break;
+      return { kind, id, health: a as HealthState, sinceMs: b };
+    case 'remove':
+      return { kind, id };
+  }
+  return bad(`malformed ${kind} command`);
+}
+
+export function encodeRegistryCommand(c: RegistryCommand): Uint8Array {
+  return pack([REGISTRY_COMMAND_VERSION, ...toRow(c)]);
+}
+
+/** Throws a RegistryError ('BAD_REGISTRY_COMMAND') on anything but a valid command. */
+export function decodeRegistryCommand(bytes: Uint8Array): RegistryCommand {
+  let v: unknown;
+  try {
+    v = unpack(bytes);
+  } catch (cause) {
+    throw new RegistryError('BAD_REGISTRY_COMMAND', 'undecodable registry command', { cause });
+  }
+  if (!Array.isArray(v) || v[0] !== REGISTRY_COMMAND_VERSION) {
+    bad('not a registry command of a known version');
+  }
+  return fromRow(v.slice(1));
+}
+
+/** What the policy's membership changes carry: when they were planned and what they record. */
+export interface ChangeContext {
+  readonly atMs: number;
+  readonly commands: readonly RegistryCommand[];
+}
+
+export function encodeChangeContext(ctx: ChangeContext): Uint8Array {
+  checkTime(ctx.atMs, 'atMs');
+  if (ctx.commands.length > CONTEXT_COMMANDS_MAX) bad('too many commands in a change context');
+  return pack([CHANGE_CONTEXT_TAG, REGISTRY_COMMAND_VERSION, ctx.atMs, ctx.commands.map(toRow)]);
+}
+
+/**
+ * The policy context of a membership change, or null when the context is something else
+ * (empty, member attributes). A context with the tag that does not decode is an error: it was
+ * written by a member of this version and a garbled one must not pass silently.
+ */
+export function decodeChangeContext(bytes: Uint8Array): ChangeContext | null {
+  if (bytes.length === 0) return null;
+  let v: unknown;
+  try {
+    v = unpack(bytes);
+  } catch {
+    return null;
+  }
+  if (!Array.isArray(v) || v.length !== 4 || v[0] !== CHANGE_CONTEXT_TAG) return null;
+  const [, version, atMs, rows] = v as unknown[];
+  if (version !== REGISTRY_COMMAND_VERSION || !isNum(atMs) || !Array.isArray(rows)) {
+    bad('malformed change context');
+  }
+  if (rows.length > CONTEXT_COMMANDS_MAX) bad('too many commands in a change context');
+  checkTime(atMs, 'atMs');
+  return { atMs, commands: rows.map(fromRow) };
+}

@@ -1,0 +1,173 @@
+/**
+ * The failure detector: the leader's classification of every member as healthy, lagging (its
+ * log trails the commit index) or unreachable (silent), with hysteresis.
+ *
+ * Worse news takes effect at once; better news only after it has held without a break for
+ * `stabilityMs`. So a flapping member (heard, silent, heard, ...) stays "unreachable since it
+ * first went silent" instead of bouncing between states: its replacement clock keeps running,
+ * it is never trusted as a standby to promote, and it causes no churn.
+ *
+ * Pure: time comes in as `nowMs`. The leader keeps one detector and feeds it each tick.
+ */
+import type { NodeId, ProgressStatus } from '../raft/types.js';
+import { assert, assertUint } from '../util/assert.js';
+import type { HealthState } from './commands.js';
+import type { MemberRecord } from './registry.js';
+
+export const POLICY_BUG_NAMES = [
+  /** Promotes the least caught-up standby, without waiting for it to catch up. */
+  'promote-lagging',
+  /** Plans a membership change while another one is still pending. */
+  'double-promote',
+  /** The detector trusts a member again as soon as it is heard (no hysteresis). */
+  'trust-flapping',
+] as const;
+export type PolicyBugName = (typeof POLICY_BUG_NAMES)[number];
+
+export interface DetectorLimits {
+  /** Silence longer than this makes a member unreachable (a few heartbeats; >= election timeout). */
+  readonly silentAfterMs: number;
+  /** A member whose match index trails the commit index by more than this is lagging. */
+  readonly lagEntriesMax: number;
+  /** Good news must hold this long without a break before a member is trusted again. */
+  readonly stabilityMs: number;
+  /** Simulator only: injected bugs (empty in production). */
+  readonly bugs?: ReadonlySet<PolicyBugName>;
+}
+
+/** One member as the leader sees it this tick. */
+export interface Observation {
+  readonly id: NodeId;
+  /** When the leader last heard from the member; null if never (since it became leader). */
+  readonly lastHeardMs: number | null;
+  /** The member's match index; null for members outside the Raft configuration. */
+  readonly match: number | null;
+}
+
+export interface MemberHealth {
+  readonly state: HealthState;
+  /** When the current state began (for unreachable: when the member went silent). */
+  readonly sinceMs: number;
+  /** While not yet trusted: when the unbroken run of better news began; null otherwise. */
+  readonly betterSinceMs: number | null;
+}
+
+const SEVERITY: Readonly<Record<HealthState, number>> = { healthy: 0, lagging: 1, unreachable: 2 };
+
+/** What the member looks like right now, before hysteresis. */
+export function classify(
+  obs: Observation,
+  commit: number,
+  nowMs: number,
+  limits: DetectorLimits,
+): HealthState {
+  if (obs.lastHeardMs === null || nowMs - obs.lastHeardMs > limits.silentAfterMs) {
+    return 'unreachable';
+  }
+  if (obs.match !== null && commit - obs.match > limits.lagEntriesMax) return 'lagging';
+  return 'healthy';
+}
+
+/** The hysteresis step: the recorded health after one more observation. */
+export function nextHealth(
+  prev: MemberHealth | undefined,
+  raw: HealthState,
+  rawSinceMs: number,
+  nowMs: number,
+  limits: DetectorLimits,
+): MemberHealth {
+  assert(rawSinceMs <= nowMs, 'a state cannot begin in the future');
+  if (prev === undefined || SEVERITY[raw] > SEVERITY[prev.state]) {
+    return { state: raw, sinceMs: rawSinceMs, betterSinceMs: null };
+  }
+  if (raw === prev.state) {
+    return prev.betterSinceMs === null ? prev : { ...prev, betterSinceMs: null };
+  }
+  const betterSinceMs = prev.betterSinceMs ?? nowMs;
+  const stabilityMs = limits.bugs?.has('trust-flapping') ? 0 : limits.stabilityMs;
+  if (nowMs - betterSinceMs >= stabilityMs) {
+    return { state: raw, sinceMs: nowMs, betterSinceMs: null };
+  }
+  return { ...prev, betterSinceMs };
+}
+
+export class FailureDetector {
+  private readonly health = new Map<NodeId, MemberHealth>();
+
+  constructor(private readonly limits: DetectorLimits) {
+    assert(limits.silentAfterMs > 0 && limits.stabilityMs >= 0, 'detector limits');
+    assertUint(limits.lagEntriesMax, 'lagEntriesMax');
+  }
+
+  /**
+   * Starts from the health the registry recorded (a new leader continues the old one's
+   * clocks: a voter silent for 9 s under the old leader is not given a fresh 10 s).
+   */
+  seed(members: readonly MemberRecord[], nowMs: number): void {
+    for (const m of members) {
+      if (this.health.has(m.id)) continue;
+      const sinceMs = Math.min(m.healthSinceMs, nowMs);
+      this.health.set(m.id, { state: m.health, sinceMs, betterSinceMs: null });
+    }
+  }
+
+  /** Feeds one tick's observations; members not observed are forgotten (they left). */
+  observe(nowMs: number, commit: number, observations: readonly Observation[]): void {
+    const seen = new Set<NodeId>();
+    for (const obs of observations) {
+      seen.add(obs.id);
+      const raw = classify(obs, commit, nowMs, this.limits);
+      // Silence began when the member was last heard, not when we noticed.
+      const rawSinceMs = raw === 'unreachable' ? Math.min(obs.lastHeardMs ?? nowMs, nowMs) : nowMs;
+      this.health.set(
+        obs.id,
+        nextHealth(this.health.get(obs.id), raw, rawSinceMs, nowMs, this.limits),
+      );
+    }
+    for (const id of [...this.health.keys()]) if (!seen.has(id)) this.health.delete(id);
+  }
+
+  get(id: NodeId): MemberHealth | undefined {
+    return this.health.get(id);
+  }
+
+  view(): ReadonlyMap<NodeId, MemberHealth> {
+    return new Map(this.health);
+  }
+}
+
+/**
+ * Observations from the leader's Raft status: a peer whose progress is recently active was heard
+ * within the last election timeout; otherwise the caller's own record of when it last heard from
+ * the peer (any message) counts. Members outside the configuration have no progress: their
+ * last contact is whatever the transport reports (`lastHeardMs`).
+ */
+export function observationsFrom(
+  members: readonly MemberRecord[],
+  progress: ReadonlyMap<NodeId, Pick<ProgressStatus, 'match' | 'recentActive'>>,
+  lastHeardMs: ReadonlyMap<NodeId, number>,
+  nowMs: number,
+): Observation[] {
+  return members.map((m) => {
+    const pr = progress.get(m.id);
+    const heard = pr?.recentActive ? nowMs : (lastHeardMs.get(m.id) ?? null);
+    return { id: m.id, lastHeardMs: heard, match: pr === undefined ? null : pr.match };
+  });
+}
+
+/**
+ * Registry commands that record health transitions (so `tandem status` on any member and a
+ * future leader see them). Hysteresis bounds how often these are proposed.
+ */
+export function healthRecords(
+  members: readonly MemberRecord[],
+  health: ReadonlyMap<NodeId, MemberHealth>,
+): { kind: 'record-health'; id: NodeId; health: HealthState; sinceMs: number }[] {
+  const out: { kind: 'record-health'; id: NodeId; health: HealthState; sinceMs: number }[] = [];
+  for (const m of members) {
+    const h = health.get(m.id);
+    if (h === undefined || (h.state === m.health && h.sinceMs === m.healthSinceMs)) continue;
+    out.push({ kind: 'record-health', id: m.id, health: h.state, sinceMs: h.sinceMs });
+  }
+  return out;
+}

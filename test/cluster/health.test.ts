@@ -1,0 +1,117 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import {
+  type DetectorLimits,
+  FailureDetector,
+  healthRecords,
+  type Observation,
+} from '../../src/cluster/health.js';
+import { MemberRegistry } from '../../src/cluster/registry.js';
+
+const LIMITS: DetectorLimits = { silentAfterMs: 1_000, lagEntriesMax: 100, stabilityMs: 5_000 };
+const COMMIT = 1_000;
+
+/** Feeds one member's observations, one per entry of `heard` (ms -> heard then or not). */
+function run(detector: FailureDetector, ticks: [nowMs: number, heard: boolean, match?: number][]) {
+  let lastHeardMs: number | null = null;
+  const states: string[] = [];
+  for (const [nowMs, heard, match] of ticks) {
+    if (heard) lastHeardMs = nowMs;
+    const obs: Observation = { id: 2, lastHeardMs, match: match ?? COMMIT };
+    detector.observe(nowMs, COMMIT, [obs]);
+    const h = detector.get(2)!;
+    states.push(`${h.state}@${h.sinceMs}`);
+  }
+  return states;
+}
+
+test('a member heard recently and caught up is healthy; one far behind is lagging', () => {
+  const d = new FailureDetector(LIMITS);
+  assert.deepEqual(run(d, [[0, true]]), ['healthy@0']);
+  const e = new FailureDetector(LIMITS);
+  assert.deepEqual(run(e, [[0, true, COMMIT - 500]]), ['lagging@0']);
+});
+
+test('a silent member is unreachable since it was last heard, at once', () => {
+  const d = new FailureDetector(LIMITS);
+  assert.deepEqual(
+    run(d, [
+      [0, true],
+      [500, false],
+      [1_500, false],
+      [9_000, false],
+    ]),
+    ['healthy@0', 'healthy@0', 'unreachable@0', 'unreachable@0'],
+  );
+});
+
+test('a member is trusted again only after stabilityMs of unbroken good news', () => {
+  const d = new FailureDetector(LIMITS);
+  const states = run(d, [
+    [0, true],
+    [2_000, false], // silent: unreachable since 0
+    [3_000, true], // heard again: not yet trusted
+    [7_000, true],
+    [8_000, true], // 5 s of good news since 3 s: trusted
+  ]);
+  assert.deepEqual(states, [
+    'healthy@0',
+    'unreachable@0',
+    'unreachable@0',
+    'unreachable@0',
+    'healthy@8000',
+  ]);
+});
+
+test('a flapping member stays unreachable since it first went silent', () => {
+  const d = new FailureDetector(LIMITS);
+  const ticks: [number, boolean][] = [[0, true]];
+  // Heard for 2 s, silent for 2 s, over and over: never 5 s of good news.
+  for (let t = 1_000; t <= 40_000; t += 1_000) ticks.push([t, Math.floor(t / 2_000) % 2 === 0]);
+  const states = run(d, ticks);
+  // Last heard at 1 s before the first silence: that is when it went silent, for good.
+  assert.deepEqual(new Set(states.slice(3)), new Set(['unreachable@1000']));
+});
+
+test('with the trust-flapping bug the flapping member is trusted each time it is heard', () => {
+  const d = new FailureDetector({ ...LIMITS, bugs: new Set(['trust-flapping']) });
+  const ticks: [number, boolean][] = [[0, true]];
+  for (let t = 1_000; t <= 10_000; t += 1_000) ticks.push([t, Math.floor(t / 2_000) % 2 === 0]);
+  assert.ok(run(d, ticks).some((s) => s.startsWith('healthy@') && s !== 'healthy@0'));
+});
+
+test('a lagging member that catches up is trusted after stabilityMs, and worse news is immediate', () => {
+  const d = new FailureDetector(LIMITS);
+  const states = run(d, [
+    [0, true, 0],
+    [1_000, true, COMMIT],
+    [6_000, true, COMMIT],
+    [6_500, false, COMMIT],
+    [7_600, false, COMMIT],
+  ]);
+  assert.deepEqual(states, [
+    'lagging@0',
+    'lagging@0',
+    'healthy@6000',
+    'healthy@6000',
+    'unreachable@6000',
+  ]);
+});
+
+test('a new leader continues the recorded clocks, and records only transitions', () => {
+  const r = MemberRegistry.bootstrap([
+    { id: 1, name: 'n1', peerUrls: [], clientUrls: [] },
+    { id: 2, name: 'n2', peerUrls: [], clientUrls: [] },
+  ]);
+  r.applyCommand({ kind: 'record-health', id: 2, health: 'unreachable', sinceMs: 4_000 });
+  const d = new FailureDetector(LIMITS);
+  d.seed(r.all(), 10_000);
+  d.observe(10_000, COMMIT, [
+    { id: 1, lastHeardMs: 10_000, match: COMMIT },
+    { id: 2, lastHeardMs: null, match: 0 },
+  ]);
+  assert.deepEqual(d.get(2), { state: 'unreachable', sinceMs: 4_000, betterSinceMs: null });
+  assert.deepEqual(healthRecords(r.all(), d.view()), []);
+  d.observe(10_500, COMMIT, [{ id: 1, lastHeardMs: 10_500, match: COMMIT }]);
+  assert.equal(d.get(2), undefined, 'a member no longer observed is forgotten');
+});
