@@ -71,11 +71,16 @@ export type AckPolicy = 'quorum' | 'all';
 export type ReadConsistency = 'linearizable' | 'lease' | 'serializable';
 export type StandbyMode = 'hot' | 'warm' | 'cold';
 export type ClusterState = 'new' | 'existing';
+export type MemberRole = 'voter' | 'replica' | 'standby';
 
 export interface PeerConfig {
   readonly name: string;
   /** One or more `host:port`; several = redundant links, the first preferred. */
   readonly addresses: readonly PeerAddress[];
+  /** The peer's founding role (a new cluster's founders must agree on every member's). */
+  readonly role: MemberRole;
+  /** The peer's standby mode (where a founding standby rests: hot = learner, else outside). */
+  readonly standbyMode: StandbyMode;
 }
 
 export interface ClientTlsConfig {
@@ -102,6 +107,12 @@ export interface TandemConfig {
     readonly admin: PeerAddress;
   };
   readonly zone: string;
+  /**
+   * This node's founding role: voters form the initial Raft configuration, replicas and hot
+   * standbys join it as learners, warm and cold standbys are registered outside it. After that
+   * the replicated registry decides (a demoted voter restarts as a standby whatever this says).
+   */
+  readonly role: MemberRole;
   readonly peers: readonly PeerConfig[];
   readonly cluster: { readonly state: ClusterState; readonly token: string };
   readonly replication: {
@@ -428,6 +439,10 @@ const peerSchema = z.strictObject({
       });
     }
   }),
+  role: field(withDefault<MemberRole>('voter', parseEnum(['voter', 'replica', 'standby']))),
+  standbyMode: field(
+    withDefault<StandbyMode>(CONFIG_DEFAULTS.standbyMode, parseEnum(['hot', 'warm', 'cold'])),
+  ),
 });
 
 const tlsClientSchema = z.strictObject({
@@ -453,6 +468,7 @@ const inputSchema = z.strictObject({
     })
     .prefault({}),
   zone: field(withDefault(CONFIG_DEFAULTS.zone, parseName)),
+  role: field(withDefault<MemberRole>('voter', parseEnum(['voter', 'replica', 'standby']))),
   peers: z.array(peerSchema).max(PEERS_MAX).default([]),
   cluster: z
     .strictObject({
@@ -572,6 +588,11 @@ function checkRelations(input: ParsedInput, ctx: z.RefinementCtx): void {
       `${voters} voters need at least ${voters} members, but the initial cluster has ${members} (this node and ${peers.length} peers)`,
     );
   }
+  const founderVoters =
+    (input.role === 'voter' ? 1 : 0) + peers.filter((p) => p.role === 'voter').length;
+  if (input.cluster.state === 'new' && founderVoters === 0) {
+    issue(['role'], 'a new cluster needs at least one voter among this node and its peers');
+  }
   if (input.cluster.state === 'existing' && peers.length === 0) {
     issue(
       ['peers'],
@@ -641,11 +662,20 @@ function resolveConfig(input: ParsedInput, baseDir: string): TandemConfig {
     dataDir: path(input.dataDir ?? `data/${input.name}`),
     listen: input.listen,
     zone: input.zone,
+    role: input.role,
     peers: input.peers,
     cluster: input.cluster,
     replication: {
       ...replication,
-      voters: replication.voters ?? defaultVoters(1 + input.peers.length),
+      // The founding voters by default: replicas and standbys do not count towards the factor.
+      voters:
+        replication.voters ??
+        defaultVoters(
+          Math.max(
+            1,
+            (input.role === 'voter' ? 1 : 0) + input.peers.filter((p) => p.role === 'voter').length,
+          ),
+        ),
     },
     redundancy: {
       replaceAfterMs: redundancy.replaceAfter,
@@ -710,6 +740,7 @@ const OVERRIDABLE: readonly [path: string, kind: OverrideKind, isPath?: boolean]
   ['listen.peer', 'string'],
   ['listen.admin', 'string'],
   ['zone', 'string'],
+  ['role', 'string'],
   ['peers', 'peers'],
   ['cluster.state', 'string'],
   ['cluster.token', 'string'],

@@ -13,7 +13,14 @@ import { CONFIG_OVERRIDES, ConfigError, loadConfig, parseDurationMs } from './co
 import { startNode } from './node.js';
 import { formatStatusTable, queryStatus } from './status.js';
 
+/** etcd's Procfile ports and two more, so `etcdctl` with no flags reaches the first member. */
+const DEV_BASE_PORTS = [2379, 22379, 32379, 42379, 52379, 62379] as const;
+/** A membership override waits for its entry to be applied (a request timeout or so). */
+const MEMBER_OP_TIMEOUT_MS = 15_000;
+
 const here = dirname(fileURLToPath(import.meta.url));
+/** The admin endpoints of `tandem dev`'s members. */
+const DEV_ADMINS = DEV_BASE_PORTS.map((p) => `127.0.0.1:${p + 2}`).join(',');
 
 export async function run(argv: readonly string[]): Promise<number> {
   let exitCode = 0;
@@ -36,21 +43,45 @@ export async function run(argv: readonly string[]): Promise<number> {
 
   program
     .command('dev')
-    .description('run a local 3-member cluster in this terminal (data under ./data/dev)')
+    .description(
+      'run a local cluster in this terminal: 3 voters, 1 replica, a hot and a warm standby in two zones (data under ./data/dev)',
+    )
     .option('--dir <dir>', 'data directory', 'data/dev')
-    .option('--members <n>', 'number of members (1, 3 or 5)', '3')
-    .action(async (opts: { dir: string; members: string }) => {
-      exitCode = await devCommand(opts.dir, Number(opts.members));
+    .option('--members <n>', 'voters only: 1, 3 or 5 (default: the 6-member layout)')
+    .action(async (opts: { dir: string; members?: string }) => {
+      exitCode = await devCommand(
+        opts.dir,
+        opts.members === undefined ? null : Number(opts.members),
+      );
     });
+
+  const memberCmd = program
+    .command('member')
+    .description('operator overrides of the redundancy policy (sent to the leader)');
+  for (const op of ['promote', 'demote', 'standby'] as const) {
+    memberCmd
+      .command(`${op} <name>`)
+      .description(
+        op === 'promote'
+          ? 'make a replica or standby a voter (a warm/cold standby is first made a hot standby)'
+          : op === 'demote'
+            ? 'make a voter a replica (a learner serving reads)'
+            : 'make a voter or replica a standby of its configured mode',
+      )
+      .option('--admin <addresses>', 'admin endpoints (the leader is found among them)', DEV_ADMINS)
+      .action(async (name: string, opts: { admin: string }) => {
+        exitCode = await memberOpCommand(
+          op,
+          name,
+          opts.admin.split(',').map((a) => a.trim()),
+        );
+      });
+  }
 
   program
     .command('status')
     .description('members, roles, leader, term, indexes and lag of a running cluster')
-    .option(
-      '--admin <addresses>',
-      'admin endpoints',
-      '127.0.0.1:2381,127.0.0.1:22381,127.0.0.1:32381',
-    )
+    .option('--admin <addresses>', 'admin endpoints', DEV_ADMINS)
     .option('--json', 'print JSON')
     .action(async (opts: { admin: string; json?: boolean }) => {
       const rows = await queryStatus(opts.admin.split(',').map((s) => s.trim()));
@@ -194,27 +225,49 @@ interface DevMember {
   client: string;
   peer: string;
   admin: string;
+  role: 'voter' | 'replica' | 'standby';
+  standbyMode: 'hot' | 'warm';
+  zone: string;
 }
 
-function devMembers(count: number): DevMember[] {
+/**
+ * The default layout (DESIGN.md "Interfaces"): voters n1-n3, replica n4, hot standby n5, warm
+ * standby n6, in zones dev-a (n1, n2, n5) and dev-b (n3, n4, n6). `--members N`: N voters only.
+ */
+function devMembers(count: number | null): DevMember[] {
+  const layout: Pick<DevMember, 'role' | 'standbyMode' | 'zone'>[] =
+    count === null
+      ? [
+          { role: 'voter', standbyMode: 'hot', zone: 'dev-a' },
+          { role: 'voter', standbyMode: 'hot', zone: 'dev-a' },
+          { role: 'voter', standbyMode: 'hot', zone: 'dev-b' },
+          { role: 'replica', standbyMode: 'hot', zone: 'dev-b' },
+          { role: 'standby', standbyMode: 'hot', zone: 'dev-a' },
+          { role: 'standby', standbyMode: 'warm', zone: 'dev-b' },
+        ]
+      : Array.from({ length: count }, () => ({ role: 'voter', standbyMode: 'hot', zone: 'dev-a' }));
   // etcd's Procfile ports, so `etcdctl` with no flags reaches the first member.
-  const bases = [2379, 22379, 32379, 42379, 52379];
-  return bases.slice(0, count).map((base, i) => ({
-    name: `n${i + 1}`,
-    client: `127.0.0.1:${base}`,
-    peer: `127.0.0.1:${base + 1}`,
-    admin: `127.0.0.1:${base + 2}`,
-  }));
+  return layout.map((l, i) => {
+    const base = DEV_BASE_PORTS[i]!;
+    return {
+      name: `n${i + 1}`,
+      client: `127.0.0.1:${base}`,
+      peer: `127.0.0.1:${base + 1}`,
+      admin: `127.0.0.1:${base + 2}`,
+      ...l,
+    };
+  });
 }
 
-async function devCommand(dir: string, count: number): Promise<number> {
-  if (![1, 3, 5].includes(count)) {
+async function devCommand(dir: string, count: number | null): Promise<number> {
+  if (count !== null && ![1, 3, 5].includes(count)) {
     process.stderr.write(`tandem dev: --members must be 1, 3 or 5, got ${count}\n`);
     return 2;
   }
   const root = resolve(dir);
   mkdirSync(root, { recursive: true });
   const members = devMembers(count);
+  const voters = members.filter((m) => m.role === 'voter').length;
   const bin = join(here, '..', '..', 'bin', 'tandem.js');
   const children: ChildProcess[] = [];
   for (const m of members) {
@@ -223,8 +276,19 @@ async function devCommand(dir: string, count: number): Promise<number> {
       name: m.name,
       dataDir: join(root, m.name),
       listen: { client: m.client, peer: m.peer, admin: m.admin },
-      peers: members.filter((p) => p !== m).map((p) => ({ name: p.name, addresses: [p.peer] })),
+      zone: m.zone,
+      role: m.role,
+      peers: members
+        .filter((p) => p !== m)
+        .map((p) => ({
+          name: p.name,
+          addresses: [p.peer],
+          role: p.role,
+          standbyMode: p.standbyMode,
+        })),
       cluster: { state: 'new', token: 'tandem-dev' },
+      replication: { voters },
+      redundancy: { standby: { mode: m.standbyMode, snapshotEvery: '30s' } },
     };
     writeFileSync(file, stringify(config));
     const child = spawn(process.execPath, [bin, 'start', '--config', file], {
@@ -237,15 +301,18 @@ async function devCommand(dir: string, count: number): Promise<number> {
   }
   process.stdout.write(
     [
-      `tandem dev: ${count} members, data under ${root}`,
+      `tandem dev: ${members.length} members, data under ${root}`,
       ...members.map(
-        (m) => `  ${m.name}  client ${m.client}  peer ${m.peer}  admin http://${m.admin}/status`,
+        (m) =>
+          `  ${m.name}  ${(m.role === 'standby' ? `${m.standbyMode} standby` : m.role).padEnd(12)} ${m.zone}  client ${m.client}  peer ${m.peer}  admin http://${m.admin}/status`,
       ),
       '',
       'try:',
       '  etcdctl put greeting hello && etcdctl get greeting',
       `  etcdctl --endpoints ${members.map((m) => m.client).join(',')} endpoint status -w table`,
       '  npx tandem status',
+      '  kill -9 a voter: within redundancy.replaceAfter (10s) the hot standby n5 takes its place',
+      '  npx tandem member promote n4   (demote / standby NAME too)',
       'Ctrl-C stops the cluster.',
       '',
     ].join('\n'),
@@ -290,4 +357,49 @@ function passThrough(script: string, args: string[]): Promise<number> {
     const child = spawn(process.execPath, [script, ...args], { stdio: 'inherit' });
     child.once('exit', (code) => resolveExit(code ?? 1));
   });
+}
+
+/**
+ * Sends an override to each admin endpoint in turn until the leader takes it (followers answer
+ * 421 NOT_LEADER). Exit 0 once applied; 1 with the policy's reason when refused; 2 when no
+ * endpoint answered as the leader.
+ */
+async function memberOpCommand(
+  op: 'promote' | 'demote' | 'standby',
+  name: string,
+  admins: readonly string[],
+): Promise<number> {
+  const problems: string[] = [];
+  for (const admin of admins) {
+    let res: Response;
+    try {
+      res = await fetch(`http://${admin}/member/${op}`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ name }),
+        signal: AbortSignal.timeout(MEMBER_OP_TIMEOUT_MS),
+      });
+    } catch (error) {
+      problems.push(`${admin}: ${(error as Error).message}`);
+      continue;
+    }
+    const body = (await res.json().catch(() => ({}))) as {
+      reason?: string;
+      error?: string;
+      code?: string;
+    };
+    if (res.status === 421) continue; // a follower: try the next endpoint
+    if (res.ok) {
+      process.stdout.write(`tandem member ${op} ${name}: done (${body.reason ?? 'applied'})\n`);
+      return 0;
+    }
+    process.stderr.write(
+      `tandem member ${op} ${name}: refused: ${body.error ?? res.statusText}${body.code ? ` [${body.code}]` : ''}\n`,
+    );
+    return 1;
+  }
+  process.stderr.write(
+    `tandem member ${op} ${name}: no leader among ${admins.join(', ')}${problems.length > 0 ? ` (${problems.join('; ')})` : ''}\n`,
+  );
+  return 2;
 }

@@ -15,12 +15,13 @@
  */
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, readFileSync, statSync } from 'node:fs';
-import { createServer, type Server } from 'node:http';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { GrpcLeaderForwarder } from '../api/forwarder.js';
 import { type ApiServer, startApiServer } from '../api/server.js';
-import type { MemberInfo } from '../cluster/registry.js';
+import { type ManualOp, makePolicy } from '../cluster/policy.js';
+import { type Founder, foundingConfig, type MemberInfo } from '../cluster/registry.js';
 import { REAL_CLOCK } from '../io/clock.js';
 import { WalPersistence } from '../io/wal-persistence.js';
 import { LmdbBackend } from '../kv/backend/lmdb.js';
@@ -78,14 +79,28 @@ export async function startNode(config: TandemConfig): Promise<RunningNode> {
     member: config.name,
   });
   const token = config.cluster.token;
-  const founders = [
-    { name: config.name, addresses: [config.listen.peer] },
-    ...config.peers.map((p) => ({ name: p.name, addresses: [...p.addresses] })),
+  // Every founder computes the same founding state: roles and modes from the peer lists (which
+  // must agree, as names and addresses must); zones are published later by each member.
+  const founders: Founder[] = [
+    {
+      name: config.name,
+      addresses: [config.listen.peer],
+      role: config.role,
+      standbyMode: config.redundancy.standby.mode,
+    },
+    ...config.peers.map((p) => ({
+      name: p.name,
+      addresses: [...p.addresses],
+      role: p.role,
+      standbyMode: p.standbyMode,
+    })),
   ].map((f) => ({
     id: memberIdOf(token, f.name),
     name: f.name,
     peerUrls: f.addresses.map(toUrl),
     clientUrls: [] as string[],
+    role: f.role,
+    standbyMode: f.standbyMode,
   }));
 
   mkdirSync(config.dataDir, { recursive: true });
@@ -130,11 +145,10 @@ export async function startNode(config: TandemConfig): Promise<RunningNode> {
   if (recovered.fresh && config.cluster.state === 'new') {
     // The founding configuration: a snapshot at index 1 holding the registry's initial state.
     if (state.appliedIndex() === 0) state.bootstrap();
-    RawNode.bootstrap(
-      storage,
-      founders.map((f) => f.id),
-      state.snapshot(),
-    );
+    // Voters form the founding configuration; replicas and hot standbys are its learners;
+    // warm and cold standbys are registered outside it.
+    const founding = foundingConfig(founders);
+    RawNode.bootstrap(storage, founding.voters, state.snapshot(), founding.learners);
     await new Promise<void>((resolve, reject) =>
       recovered.persistence.save(storage.initialState().hardState, [], storage.snapshot(), (e) =>
         e === null ? resolve() : reject(e),
@@ -179,12 +193,13 @@ export async function startNode(config: TandemConfig): Promise<RunningNode> {
     }
   };
   // Before the registry is known: the configured peers (founders[0] is this member).
+  // Every registered member, standbys outside the configuration too (staged or refreshed later).
   syncPeers(
-    state.members().length > 0
-      ? state.members()
+    state.allMembers().length > 0
+      ? state.allMembers()
       : founders.slice(1).map((f) => ({ ...f, isLearner: false })),
   );
-  state.onPeersChanged = () => syncPeers(state.members());
+  state.onPeersChanged = () => syncPeers(state.allMembers());
 
   const tickMs = config.raft.heartbeatMs;
   let server: TandemServer | null = null;
@@ -211,7 +226,7 @@ export async function startNode(config: TandemConfig): Promise<RunningNode> {
         server?.onLeadership(soft.raftState === StateType.Leader);
       },
       onConfChange: (_change, confState) => {
-        syncPeers(state.members());
+        syncPeers(state.allMembers());
         const all = new Set([
           ...confState.voters,
           ...confState.learners,
@@ -236,6 +251,18 @@ export async function startNode(config: TandemConfig): Promise<RunningNode> {
     clientUrls: [toUrl(config.listen.client)],
     electionTimeoutMs: config.raft.electionMs,
     dbSizeBytes: () => dirBytes(join(config.dataDir, 'kv')),
+    zone: config.zone,
+    standby: config.redundancy.standby,
+    policy: makePolicy({
+      voters: config.replication.voters,
+      replaceAfterMs: config.redundancy.replaceAfterMs,
+      preferSameZone: config.redundancy.preferSameZone,
+      // Silent for two election timeouts (at least CheckQuorum's) = unreachable.
+      silentAfterMs: Math.min(2 * config.raft.electionMs, config.redundancy.replaceAfterMs),
+      stabilityMs: Math.min(5_000, config.redundancy.replaceAfterMs),
+    }),
+    onPolicyEvent: (event) => logger.info(event, 'redundancy policy'),
+    ackAllTimeoutMs: Math.max(2_000, 2 * config.raft.electionMs),
   });
   member.start();
   server.start();
@@ -261,19 +288,50 @@ export async function startNode(config: TandemConfig): Promise<RunningNode> {
   const faults = config.testMode.faultInjection
     ? faultAdmin(transport, () => state.members())
     : null;
-  const admin = await startAdmin(config.listen.admin, faults, () => ({
-    name: config.name,
-    memberId: selfId.toString(16),
-    clusterId: clusterId.toString(16),
-    version: SERVER_VERSION,
-    leader: member.leader.toString(16),
-    isLeader: member.isLeader,
-    term: member.term,
-    commitIndex: member.commitIndex,
-    appliedIndex: member.appliedIndex,
-    revision: state.revision(),
-    members: state.members().map((m) => ({ ...m, id: m.id.toString(16) })),
-  }));
+  const adminServer = server;
+  const admin = await startAdmin(
+    config.listen.admin,
+    faults,
+    () => {
+      const self = state.member(selfId);
+      const leaderHeardMs = member.lastHeardMs.get(member.leader);
+      return {
+        name: config.name,
+        memberId: selfId.toString(16),
+        clusterId: clusterId.toString(16),
+        version: SERVER_VERSION,
+        leader: member.leader.toString(16),
+        isLeader: member.isLeader,
+        term: member.term,
+        commitIndex: member.commitIndex,
+        appliedIndex: member.appliedIndex,
+        revision: state.revision(),
+        // tandem's view of this member (the registry's record; the configured zone until published).
+        role: self?.role ?? 'unknown',
+        placement: self?.placement ?? 'none',
+        standbyMode: self?.standbyMode ?? config.redundancy.standby.mode,
+        zone: self?.zone || config.zone,
+        health: adminServer.redundancy?.health(selfId)?.state ?? self?.health ?? 'unknown',
+        lastHeardFromLeaderMsAgo:
+          leaderHeardMs === undefined ? null : Math.max(0, REAL_CLOCK.now() - leaderHeardMs),
+        // etcd's view (voters and learners) ...
+        members: state.members().map((m) => ({ ...m, id: m.id.toString(16) })),
+        // ... and tandem's (standbys outside the configuration too, the leader's live health).
+        registry: state.allMembers().map((m) => {
+          const live = adminServer.redundancy?.health(m.id) ?? null;
+          const progress = member.isLeader ? member.status().progress.get(m.id) : undefined;
+          return {
+            ...m,
+            id: m.id.toString(16),
+            health: live?.state ?? m.health,
+            healthSinceMs: live?.sinceMs ?? m.healthSinceMs,
+            lag: progress === undefined ? null : Math.max(0, member.commitIndex - progress.match),
+          };
+        }),
+      };
+    },
+    (op, name) => adminServer.manualMemberOp(op, name),
+  );
   logger.info(
     { client: config.listen.client, peer: config.listen.peer, admin: config.listen.admin },
     'tandem member serving',
@@ -406,14 +464,71 @@ function parseHostPort(address: string): { host: string; port: number } {
   return { host: address.slice(0, i).replace(/^\[|\]$/g, ''), port: Number(address.slice(i + 1)) };
 }
 
+/** A POST /member/<op> body larger than this is refused. */
+const MEMBER_OP_BODY_BYTES_MAX = 4096;
+const MANUAL_OPS: readonly ManualOp[] = ['promote', 'demote', 'standby'];
+
+/**
+ * POST /member/promote|demote|standby {"name": "n4"}: an operator's override, planned and
+ * proposed by the leader. 200 {"ok":true,"reason"} once applied; 409 {"error","code"} with the
+ * policy's refusal; 421 {"code":"NOT_LEADER","leader"} on a follower (the CLI tries the next
+ * endpoint: the admin address of the leader is not in the registry).
+ */
+function handleMemberOp(
+  req: IncomingMessage,
+  res: ServerResponse,
+  op: ManualOp,
+  run: (op: ManualOp, name: string) => Promise<string>,
+): void {
+  let body = '';
+  let tooLarge = false;
+  req.setEncoding('utf8');
+  req.on('data', (chunk: string) => {
+    body += chunk;
+    if (body.length > MEMBER_OP_BODY_BYTES_MAX) tooLarge = true;
+  });
+  req.on('end', () => {
+    const reply = (code: number, value: unknown): void => {
+      res.writeHead(code, { 'content-type': 'application/json' });
+      res.end(JSON.stringify(value));
+    };
+    let name: unknown;
+    try {
+      name = tooLarge ? undefined : (JSON.parse(body) as { name?: unknown }).name;
+    } catch {
+      name = undefined;
+    }
+    if (typeof name !== 'string' || name === '') {
+      reply(400, { error: 'expected a JSON body {"name": "<member name>"}', code: 'BAD_REQUEST' });
+      return;
+    }
+    run(op, name).then(
+      (reason) => reply(200, { ok: true, reason }),
+      (error: Error & { code?: string }) => {
+        const code = error.code ?? 'ERROR';
+        reply(code === 'NOT_LEADER' ? 421 : 409, { error: error.message, code });
+      },
+    );
+  });
+}
+
 async function startAdmin(
   listen: string,
   faults: FaultAdmin | null,
   status: () => unknown,
+  memberOp: (op: ManualOp, name: string) => Promise<string>,
 ): Promise<Server> {
   const { host, port } = parseHostPort(listen);
   const server = createServer((req, res) => {
     if (faults?.handle(req, res) === true) return;
+    const opMatch = /^\/member\/([a-z]+)$/.exec(req.url ?? '');
+    if (req.method === 'POST' && opMatch !== null) {
+      const op = opMatch[1] as ManualOp;
+      if (MANUAL_OPS.includes(op)) {
+        handleMemberOp(req, res, op, memberOp);
+        return;
+      }
+    }
     if (req.url === '/health') {
       res.writeHead(200, { 'content-type': 'application/json' });
       res.end('{"health":"true"}');

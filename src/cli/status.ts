@@ -1,13 +1,21 @@
 /**
  * `tandem status`: asks each member's admin endpoint for its view and prints one table (or JSON).
- * Lag is the leader's commit index minus the member's applied index.
+ * Lag is the leader's commit index minus the member's applied index; role, standby mode and zone
+ * are the replicated registry's; health is the leader's live failure-detector view.
  */
 
 export interface StatusRow {
   readonly endpoint: string;
   readonly name: string;
   readonly memberId: string;
+  /** voter | replica | standby (the replicated registry's), or unreachable. */
   readonly role: string;
+  /** The member's standby mode (its mode whenever it is a standby). */
+  readonly standbyMode: string;
+  readonly zone: string;
+  /** The leader's live health view when the leader answered, else the recorded one. */
+  readonly health: string;
+  readonly isLearner: boolean;
   readonly isLeader: boolean;
   readonly term: number;
   readonly commitIndex: number;
@@ -26,7 +34,12 @@ interface AdminStatus {
   commitIndex: number;
   appliedIndex: number;
   revision: number;
+  role?: string;
+  standbyMode?: string;
+  zone?: string;
+  health?: string;
   members: { id: string; name: string; isLearner: boolean }[];
+  registry?: { id: string; health: string }[];
 }
 
 const STATUS_TIMEOUT_MS = 2000;
@@ -48,6 +61,7 @@ export async function queryStatus(endpoints: readonly string[]): Promise<StatusR
     0,
     ...answers.filter((a) => a.status?.isLeader).map((a) => a.status!.commitIndex),
   );
+  const leaderView = answers.find((a) => a.status?.isLeader)?.status?.registry ?? [];
   return answers.map(({ endpoint, status, error }): StatusRow => {
     if (status === null) {
       return {
@@ -55,6 +69,10 @@ export async function queryStatus(endpoints: readonly string[]): Promise<StatusR
         name: '?',
         memberId: '?',
         role: 'unreachable',
+        standbyMode: '?',
+        zone: '?',
+        health: 'unreachable',
+        isLearner: false,
         isLeader: false,
         term: 0,
         commitIndex: 0,
@@ -69,7 +87,12 @@ export async function queryStatus(endpoints: readonly string[]): Promise<StatusR
       endpoint,
       name: status.name,
       memberId: status.memberId,
-      role: status.isLeader ? 'leader' : self?.isLearner ? 'learner' : 'voter',
+      role: status.role ?? (self?.isLearner ? 'learner' : 'voter'),
+      standbyMode: status.standbyMode ?? '?',
+      zone: status.zone ?? '?',
+      health:
+        leaderView.find((m) => m.id === status.memberId)?.health ?? status.health ?? 'unknown',
+      isLearner: self?.isLearner ?? true,
       isLeader: status.isLeader,
       term: status.term,
       commitIndex: status.commitIndex,
@@ -82,11 +105,29 @@ export async function queryStatus(endpoints: readonly string[]): Promise<StatusR
 }
 
 export function formatStatusTable(rows: readonly StatusRow[]): string {
-  const header = ['NAME', 'ID', 'ROLE', 'TERM', 'COMMIT', 'APPLIED', 'LAG', 'REVISION', 'ADMIN'];
+  const header = [
+    'NAME',
+    'ID',
+    'ROLE',
+    'MODE',
+    'ZONE',
+    'LEADER',
+    'HEALTH',
+    'TERM',
+    'COMMIT',
+    'APPLIED',
+    'LAG',
+    'REVISION',
+    'ADMIN',
+  ];
   const body = rows.map((r) => [
     r.name,
     r.memberId,
     r.error === null ? r.role : `unreachable (${r.error})`,
+    r.role === 'standby' ? r.standbyMode : '-',
+    r.zone,
+    r.isLeader ? '*' : '',
+    r.health,
     String(r.term),
     String(r.commitIndex),
     String(r.appliedIndex),

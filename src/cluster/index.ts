@@ -59,6 +59,8 @@ export {
 export {
   decodeAttributes,
   encodeAttributes,
+  type Founder,
+  foundingConfig,
   type MemberAttributes,
   type MemberInfo,
   type MemberRecord,

@@ -48,6 +48,29 @@ export const URLS_MAX = 8;
 /** The snapshot layout written by `toSnapshot`; version 1 was a bare list of 5-tuples. */
 export const REGISTRY_SNAPSHOT_VERSION = 2;
 
+/** A founding member; role and mode default to a voter (hot when it becomes a standby). */
+export interface Founder extends MemberAttributes {
+  readonly id: NodeId;
+  readonly role?: Role;
+  readonly standbyMode?: StandbyMode;
+  readonly zone?: string;
+}
+
+/** The founding Raft configuration of `founders`: voters, and learners (replicas, hot standbys). */
+export function foundingConfig(founders: readonly Founder[]): {
+  voters: NodeId[];
+  learners: NodeId[];
+} {
+  const voters: NodeId[] = [];
+  const learners: NodeId[] = [];
+  for (const f of founders) {
+    const placement = restingPlacement(f.role ?? 'voter', f.standbyMode ?? 'hot');
+    if (placement === 'voter') voters.push(f.id);
+    else if (placement === 'learner') learners.push(f.id);
+  }
+  return { voters, learners };
+}
+
 /** Where a member sits in the Raft configuration. */
 export type Placement = 'voter' | 'learner' | 'none';
 
@@ -153,13 +176,26 @@ function newMember(id: NodeId, attrs: MemberAttributes, placement: Placement): M
 export class MemberRegistry {
   private readonly members = new Map<NodeId, MemberRecord>();
 
-  /** The founding members of a new cluster, all voters. */
-  static bootstrap(founders: readonly (MemberAttributes & { id: NodeId })[]): MemberRegistry {
+  /**
+   * The founding members of a new cluster: voters unless a founder says otherwise. A founding
+   * replica or standby sits where its role and mode rest (`restingPlacement`): the caller puts
+   * the same members in the founding Raft configuration (`foundingConfig`).
+   */
+  static bootstrap(founders: readonly Founder[]): MemberRegistry {
     const r = new MemberRegistry();
-    for (const { id, name, peerUrls, clientUrls } of founders) {
+    for (const f of founders) {
+      const { id, name, peerUrls, clientUrls } = f;
       assert(!r.members.has(id), `duplicate founding member id ${id}`);
-      r.members.set(id, newMember(id, { name, peerUrls, clientUrls }, 'voter'));
+      const role = f.role ?? 'voter';
+      const mode = f.standbyMode ?? 'hot';
+      const placement = restingPlacement(role, mode);
+      const m = newMember(id, { name, peerUrls, clientUrls }, placement);
+      r.members.set(id, { ...m, role, standbyMode: mode, zone: f.zone ?? '' });
     }
+    assert(
+      r.members.size === 0 || [...r.members.values()].some((m) => m.placement === 'voter'),
+      'a cluster is founded by at least one voter',
+    );
     return r;
   }
 

@@ -86,10 +86,12 @@ export class RawNode {
     storage: MemoryStorage,
     voters: readonly NodeId[],
     data: Uint8Array = EMPTY_BYTES,
+    learners: readonly NodeId[] = [],
   ): void {
     assert(voters.length > 0, 'bootstrap needs at least one voter');
-    assert(new Set(voters).size === voters.length, 'bootstrap voters must be distinct');
-    for (const id of voters) assert(Number.isSafeInteger(id) && id > 0, `bad voter id ${id}`);
+    const all = [...voters, ...learners];
+    assert(new Set(all).size === all.length, 'bootstrap voters and learners must be distinct');
+    for (const id of all) assert(Number.isSafeInteger(id) && id > 0, `bad member id ${id}`);
     assert(
       storage.lastIndex() === 0 && storage.snapshot().metadata.index === 0,
       'storage not empty',
@@ -98,7 +100,7 @@ export class RawNode {
     assert(hardStateEqual(hardState, EMPTY_HARD_STATE), 'storage has a hard state already');
     const confState: ConfState = {
       voters: [...voters].sort(compareIds),
-      learners: [],
+      learners: [...learners].sort(compareIds),
       votersOutgoing: [],
       learnersNext: [],
       autoLeave: false,

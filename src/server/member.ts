@@ -153,6 +153,8 @@ export class Member {
   private readRound: ReadRound | null = null;
   /** Reads that know their index and wait for apply, in arrival order. */
   private readsAwaitingApply: PendingRead[] = [];
+  /** When a message from each peer last arrived (this member's clock): the policy's input. */
+  private readonly heardAtMs = new Map<NodeId, number>();
 
   constructor(options: MemberOptions) {
     assert(options.snapshotEveryEntries >= 1, 'snapshotEveryEntries must be >= 1');
@@ -261,6 +263,7 @@ export class Member {
 
   private receive(m: Message): void {
     if (this.state !== 'running') return;
+    this.heardAtMs.set(m.from, this.clock.now());
     try {
       this.rn.step(m);
     } catch (error) {
@@ -731,6 +734,17 @@ export class Member {
 
   get configuration(): ConfState {
     return this.confState;
+  }
+
+  /** When a message from each peer last arrived here (ms of this member's clock). */
+  get lastHeardMs(): ReadonlyMap<NodeId, number> {
+    return this.heardAtMs;
+  }
+
+  /** A membership change was proposed (here, or appended as leader) and is not applied yet. */
+  get confChangePending(): boolean {
+    for (const p of this.proposals.values()) if (p.isConfChange) return true;
+    return this.rn.raft.pendingConfIndex > this.sm.appliedIndex();
   }
 
   /** Asks the leader to hand leadership to `to` (MoveLeader). */

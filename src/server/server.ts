@@ -24,6 +24,8 @@ import type {
   SnapshotStream,
   WithHeader,
 } from '../api/backend.js';
+import type { StandbyMode } from '../cluster/commands.js';
+import type { ManualOp, RedundancyPolicy } from '../cluster/policy.js';
 import { encodeAttributes, type MemberInfo } from '../cluster/registry.js';
 import type { Clock, TimerHandle } from '../io/clock.js';
 import type {
@@ -53,6 +55,7 @@ import {
 } from '../raft/types.js';
 import { ServerError } from './errors.js';
 import type { Member } from './member.js';
+import { POLICY_INTERVAL_MS, type PolicyEvent, RedundancyDriver } from './redundancy.js';
 import {
   type CommandResult,
   encodeLeaseCheckpoints,
@@ -60,6 +63,7 @@ import {
   encodeLeaseRevoke,
   encodeMemberAttributes,
   encodeMemberPeerUrls,
+  encodeRegistryEntry,
   type TandemStateMachine,
 } from './tandem-state-machine.js';
 
@@ -71,6 +75,10 @@ export const WATCH_TICK_INTERVAL_MS = 50;
 /** A learner may be promoted once it holds this share of the leader's log (etcd's rule). */
 export const LEARNER_READY_PERCENT = 90;
 export const LEARNERS_MAX = 7;
+/** How often an ack=all write checks whether every voter has persisted it. */
+export const ACK_ALL_POLL_MS = 10;
+/** An ack=all write fails with WRITE_ACK_TIMEOUT after this long by default. */
+export const ACK_ALL_TIMEOUT_MS_DEFAULT = 5_000;
 
 /** Lease operations a follower cannot answer itself: sent to the leader's client endpoint. */
 export interface LeaderForwarder {
@@ -94,6 +102,14 @@ export interface TandemServerOptions {
   readonly forwarder?: LeaderForwarder;
   /** Bytes of the backend on disk, for Status (0 when unknown). */
   readonly dbSizeBytes?: () => number;
+  /** This member's zone and standby mode, published through the log (registry commands). */
+  readonly zone?: string;
+  readonly standby?: { readonly mode: StandbyMode; readonly snapshotEveryMs: number };
+  /** The redundancy policy the leader runs; none: no automatic redundancy (tests). */
+  readonly policy?: RedundancyPolicy;
+  readonly onPolicyEvent?: (event: PolicyEvent) => void;
+  /** An ack=all write fails with WRITE_ACK_TIMEOUT after this long (it is committed). */
+  readonly ackAllTimeoutMs?: number;
 }
 
 export class TandemServer implements EtcdBackend {
@@ -105,6 +121,9 @@ export class TandemServer implements EtcdBackend {
   private readonly leaseIds: LeaseIdGenerator;
   private leaseTimer: TimerHandle | null = null;
   private watchTimer: TimerHandle | null = null;
+  private policyTimer: TimerHandle | null = null;
+  /** The leader's redundancy policy (null without one). */
+  readonly redundancy: RedundancyDriver | null;
   private published = false;
   private publishing = false;
   private wasLeader = false;
@@ -117,6 +136,17 @@ export class TandemServer implements EtcdBackend {
     this.clock = options.clock;
     this.memberId = BigInt(options.member.id);
     this.leaseIds = new LeaseIdGenerator(options.member.id, Date.now());
+    this.redundancy =
+      options.policy === undefined
+        ? null
+        : new RedundancyDriver({
+            member: options.member,
+            state: options.state,
+            clock: options.clock,
+            policy: options.policy,
+            electionTimeoutMs: options.electionTimeoutMs,
+            ...(options.onPolicyEvent === undefined ? {} : { onEvent: options.onPolicyEvent }),
+          });
   }
 
   /** Starts the periodic duties; the member must be started by the caller. */
@@ -132,14 +162,31 @@ export class TandemServer implements EtcdBackend {
       this.state.watchHub.tick(this.clock.now());
       this.watchTimer = this.clock.setTimeout(watchDuty, WATCH_TICK_INTERVAL_MS);
     };
+    const policyDuty = (): void => {
+      if (this.closed) return;
+      this.redundancy?.tick();
+      this.policyTimer = this.clock.setTimeout(policyDuty, POLICY_INTERVAL_MS);
+    };
     this.leaseTimer = this.clock.setTimeout(leaseDuty, LEASE_DUTY_INTERVAL_MS);
     this.watchTimer = this.clock.setTimeout(watchDuty, WATCH_TICK_INTERVAL_MS);
+    if (this.redundancy !== null) {
+      this.policyTimer = this.clock.setTimeout(policyDuty, POLICY_INTERVAL_MS);
+    }
+  }
+
+  /** `tandem member promote|demote|standby NAME` on the leader (see RedundancyDriver.manual). */
+  manualMemberOp(op: ManualOp, name: string): Promise<string> {
+    if (this.redundancy === null) {
+      return Promise.reject(new ServerError('UNHEALTHY', 'tandem: no redundancy policy here'));
+    }
+    return this.redundancy.manual(op, name);
   }
 
   close(): void {
     this.closed = true;
     if (this.leaseTimer !== null) this.clock.clearTimeout(this.leaseTimer);
     if (this.watchTimer !== null) this.clock.clearTimeout(this.watchTimer);
+    if (this.policyTimer !== null) this.clock.clearTimeout(this.policyTimer);
     this.state.watchHub.close();
   }
 
@@ -211,7 +258,16 @@ export class TandemServer implements EtcdBackend {
 
   private async proposeKv(req: KvRequest, opts: RequestOptions): Promise<KvResponse> {
     const command = this.state.encodeKv(req); // etcd's validation before the log: throws KvError
-    const result = (await this.propose(command, opts.signal)) as CommandResult;
+    if (opts.ack === 'all' && !this.member.isLeader) {
+      // Only the leader sees every voter's progress: refused before anything is proposed.
+      throw new ServerError(
+        'NOT_LEADER',
+        `tandem: a write with ack=all must be sent to the leader (${this.leaderName()}): only it sees every voter's progress`,
+      );
+    }
+    const { value, index } = await this.proposeIndexed(command, opts.signal);
+    const result = value as CommandResult;
+    if (result.kind === 'applied' && opts.ack === 'all') await this.awaitAllVoters(index);
     if (result.kind === 'applied') return result.response;
     if (result.kind === 'rejected') throw result.error;
     throw new ServerError('UNHEALTHY', `etcdserver: unexpected apply result ${result.kind}`);
@@ -471,6 +527,82 @@ export class TandemServer implements EtcdBackend {
   // -------------------------------------------------------------------------------------------
   // Internals
 
+  /**
+   * Proposes `command`; resolves with its result and an index at or after its entry's (the
+   * applied index when the result arrived: the callback runs while the entry is applied).
+   */
+  private proposeIndexed(
+    command: Uint8Array,
+    signal?: AbortSignal,
+  ): Promise<{ value: unknown; index: number }> {
+    if (signal?.aborted) return Promise.reject(new ServerError('CANCELED', 'context canceled'));
+    return new Promise((resolve, reject) => {
+      this.member.propose(command, (error, value) =>
+        error === null ? resolve({ value, index: this.member.appliedIndex }) : reject(error),
+      );
+    });
+  }
+
+  /**
+   * ack=all: waits until every voter (outgoing ones of a joint configuration too) has persisted
+   * `index` (its match index on this leader), or fails with WRITE_ACK_TIMEOUT: the write is
+   * committed by a quorum either way, only the acknowledgement of every voter is missing.
+   */
+  private async awaitAllVoters(index: number): Promise<void> {
+    const timeoutMs = this.options.ackAllTimeoutMs ?? ACK_ALL_TIMEOUT_MS_DEFAULT;
+    const deadline = this.clock.now() + timeoutMs;
+    for (let round = 0; round < 1_000_000; round++) {
+      const missing = this.votersMissing(index);
+      if (missing.length === 0) return;
+      if (this.clock.now() >= deadline) {
+        throw new ServerError(
+          'WRITE_ACK_TIMEOUT',
+          `tandem: write committed at index ${index} by a quorum, but voter(s) ${missing.join(', ')} did not persist it within ${timeoutMs} ms (ack=all); it is NOT rolled back`,
+        );
+      }
+      await new Promise((resolve) => this.clock.setTimeout(() => resolve(null), ACK_ALL_POLL_MS));
+    }
+  }
+
+  /** Names of the voters whose match index is below `index` (all of them off the leader). */
+  private votersMissing(index: number): string[] {
+    const status = this.member.status();
+    const voters = new Set([...status.config.voters, ...status.config.votersOutgoing]);
+    const missing: string[] = [];
+    for (const id of voters) {
+      const match =
+        id === this.member.id ? this.member.appliedIndex : status.progress.get(id)?.match;
+      if (match === undefined || match < index) {
+        missing.push(this.state.member(id)?.name || id.toString(16));
+      }
+    }
+    return missing;
+  }
+
+  private leaderName(): string {
+    const lead = this.member.leader;
+    if (lead === NONE) return 'no leader known';
+    const m = this.state.member(lead);
+    return `${m?.name || lead.toString(16)}${m?.clientUrls[0] ? ` at ${m.clientUrls[0]}` : ''}`;
+  }
+
+  /**
+   * Bounded staleness served locally: this member heard from the leader within the bound and
+   * has applied the commit index the leader last told it (so it lags the leader by at most the
+   * bound plus one message delay). The leader itself holds no staler state than its own.
+   */
+  freshWithin(maxStalenessMs: number): boolean {
+    if (this.member.isLeader) return true;
+    const lead = this.member.leader;
+    if (lead === NONE) return false;
+    const heard = this.member.lastHeardMs.get(lead);
+    return (
+      heard !== undefined &&
+      this.clock.now() - heard <= maxStalenessMs &&
+      this.member.appliedIndex >= this.member.commitIndex
+    );
+  }
+
   private propose(command: Uint8Array, signal?: AbortSignal): Promise<unknown> {
     if (signal?.aborted) return Promise.reject(new ServerError('CANCELED', 'context canceled'));
     return new Promise((resolve, reject) => {
@@ -495,11 +627,14 @@ export class TandemServer implements EtcdBackend {
   ): Promise<number> {
     if (signal?.aborted) return Promise.reject(new ServerError('CANCELED', 'context canceled'));
     if (consistency.kind === 'serializable') return Promise.resolve(this.member.appliedIndex);
+    if (consistency.kind === 'bounded' && this.freshWithin(consistency.maxStalenessMs)) {
+      return Promise.resolve(this.member.appliedIndex);
+    }
     return new Promise((resolve, reject) => {
       const done = (error: Error | null, index?: number): void =>
         error === null ? resolve(index ?? 0) : reject(error);
       if (consistency.kind === 'lease') this.member.leaseReadBarrier(done);
-      else this.member.readBarrier(done); // bounded staleness: served as linearizable for now
+      else this.member.readBarrier(done); // bounded and not known fresh: a linearizable barrier
     });
   }
 
@@ -516,9 +651,17 @@ export class TandemServer implements EtcdBackend {
     if (checkpoints.length > 0) this.member.propose(encodeLeaseCheckpoints(checkpoints), () => {});
   }
 
-  /** Publishes this member's name and client URLs once (etcd's publish), retried until applied. */
+  /**
+   * Publishes this member's name and client URLs once (etcd's publish), then its zone and
+   * standby mode (registry commands), each retried until applied. Its role is not published:
+   * the registry decides it (a demoted voter restarts as a standby whatever its config says).
+   */
   private publishSelf(): void {
-    if (this.published || this.publishing || this.member.leader === NONE) return;
+    if (this.publishing || this.member.leader === NONE) return;
+    if (this.published) {
+      this.publishPlacementFacts();
+      return;
+    }
     const self = this.state.member(this.member.id);
     if (
       self !== undefined &&
@@ -536,6 +679,24 @@ export class TandemServer implements EtcdBackend {
         if (error === null) this.published = true;
       },
     );
+  }
+
+  private publishPlacementFacts(): void {
+    const self = this.state.member(this.member.id);
+    if (self === undefined) return;
+    const { zone, standby } = this.options;
+    const command =
+      zone !== undefined && self.zone !== zone
+        ? ({ kind: 'set-zone', id: self.id, zone } as const)
+        : standby !== undefined &&
+            (self.standbyMode !== standby.mode || self.snapshotEveryMs !== standby.snapshotEveryMs)
+          ? ({ kind: 'set-standby', id: self.id, ...standby } as const)
+          : null;
+    if (command === null) return;
+    this.publishing = true;
+    this.member.propose(encodeRegistryEntry(command), () => {
+      this.publishing = false;
+    });
   }
 }
 

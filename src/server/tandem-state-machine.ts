@@ -12,15 +12,24 @@
  *   4 checkpoints msgpack [[id, remainingTtlSeconds], ...]
  *   5 attributes  msgpack [memberId, name, clientUrls]  (a member publishes itself, as etcd's)
  *   6 peer urls   msgpack [memberId, peerUrls]          (MemberUpdate)
+ *   7 registry    a registry command (src/cluster encodeRegistryCommand): role, standby mode,
+ *                 zone, health records. One that does not fit the registry (a RegistryError) is a
+ *                 rejected no-op, the same on every member since the registry is replicated.
  *
  * Deterministic: every member applying the same entries holds the same `hash()`. Time enters
  * only the primary lessor's deadlines, which are not replicated state.
  */
 import { pack, unpack } from 'msgpackr';
 import {
-  decodeAttributes,
-  type MemberAttributes,
+  decodeRegistryCommand,
+  encodeRegistryCommand,
+  type RegistryCommand,
+  RegistryError,
+} from '../cluster/commands.js';
+import {
+  type Founder,
   type MemberInfo,
+  type MemberRecord,
   MemberRegistry,
 } from '../cluster/registry.js';
 import type { KvRequest, RangeRequest, RangeResponse } from '../kv/api-types.js';
@@ -48,6 +57,7 @@ export const CommandKind = {
   LeaseCheckpoints: 4,
   MemberAttributes: 5,
   MemberPeerUrls: 6,
+  Registry: 7,
 } as const;
 export type CommandKind = (typeof CommandKind)[keyof typeof CommandKind];
 
@@ -63,12 +73,13 @@ export type CommandResult =
   | { readonly kind: 'leaseGranted'; readonly grant: LeaseGrant }
   | { readonly kind: 'leaseRevoked'; readonly revision: number }
   | { readonly kind: 'leaseRejected'; readonly error: LeaseError }
+  | { readonly kind: 'registryRejected'; readonly error: RegistryError }
   | { readonly kind: 'done' };
 
 export interface TandemStateMachineOptions {
   readonly backend: Backend;
   /** The founding members, for a brand-new cluster (ignored when the backend has a registry). */
-  readonly founders?: readonly (MemberAttributes & { id: number })[];
+  readonly founders?: readonly Founder[];
   readonly lessor?: Partial<LessorOptions>;
   /** Milliseconds for the primary lessor's deadlines (the member's clock). */
   readonly nowMs: () => number;
@@ -99,6 +110,11 @@ export function encodeMemberAttributes(id: number, name: string, clientUrls: str
 
 export function encodeMemberPeerUrls(id: number, peerUrls: string[]): Uint8Array {
   return withKind(CommandKind.MemberPeerUrls, pack([id, peerUrls]));
+}
+
+/** A registry command as a log entry of its own (the policy's and a member's publishes). */
+export function encodeRegistryEntry(command: RegistryCommand): Uint8Array {
+  return withKind(CommandKind.Registry, encodeRegistryCommand(command));
 }
 
 /**
@@ -162,7 +178,7 @@ export class TandemStateMachine implements ReplicatedStateMachine {
   }
 
   /** The lease table and registry from the meta bucket; before the store re-attaches keys. */
-  private loadSideState(founders: readonly (MemberAttributes & { id: number })[]): void {
+  private loadSideState(founders: readonly Founder[]): void {
     const registry = this.backend.get('meta', META_REGISTRY);
     this.registry =
       registry === undefined
@@ -210,6 +226,8 @@ export class TandemStateMachine implements ReplicatedStateMachine {
         return this.applyAttributes(ctx, payload);
       case CommandKind.MemberPeerUrls:
         return this.applyPeerUrls(ctx, payload);
+      case CommandKind.Registry:
+        return this.applyRegistryCommand(ctx, payload);
       default:
         // An unknown kind (a newer member's command): the same no-op on every member.
         return this.applyNoopResult(ctx);
@@ -232,10 +250,10 @@ export class TandemStateMachine implements ReplicatedStateMachine {
   }
 
   applyConfChange(ctx: ApplyContext, change: ConfChange, confState: ConfState): void {
-    const changed = change.changes.length === 1 ? change.changes[0]!.nodeId : null;
-    const attrs = decodeAttributes(change.context);
+    // The context carries either member attributes (etcd's MemberAdd) or the policy's registry
+    // commands (a promotion and its record land in one entry): the registry reads both.
     this.kv.store.write(ctx.index, (txn) => {
-      this.registry.applyConfState(confState, changed, attrs);
+      this.registry.applyConfChange(confState, change);
       txn.putMeta(META_REGISTRY, pack(this.registry.toSnapshot()));
     });
   }
@@ -266,8 +284,13 @@ export class TandemStateMachine implements ReplicatedStateMachine {
     return this.registry.list();
   }
 
-  member(id: number): MemberInfo | undefined {
+  member(id: number): MemberRecord | undefined {
     return this.registry.get(id);
+  }
+
+  /** Every registered member, standbys outside the Raft configuration included (tandem's view). */
+  allMembers(): MemberRecord[] {
+    return this.registry.all();
   }
 
   range(req: RangeRequest): RangeResponse {
@@ -351,6 +374,27 @@ export class TandemStateMachine implements ReplicatedStateMachine {
         txn.putMeta(META_REGISTRY, pack(this.registry.toSnapshot()));
       }
     });
+    return { kind: 'done' };
+  }
+
+  private applyRegistryCommand(ctx: ApplyContext, payload: Uint8Array): CommandResult {
+    // Decided before the write (a throw inside a store write fails the store): a command that
+    // does not decode or does not fit leaves the registry untouched on every member.
+    let rejected: RegistryError | null = null;
+    try {
+      this.registry.applyCommand(decodeRegistryCommand(payload));
+    } catch (error) {
+      if (!(error instanceof RegistryError)) throw error;
+      rejected = error;
+    }
+    if (rejected !== null) {
+      this.applyNoopResult(ctx);
+      return { kind: 'registryRejected', error: rejected };
+    }
+    this.kv.store.write(ctx.index, (txn) => {
+      txn.putMeta(META_REGISTRY, pack(this.registry.toSnapshot()));
+    });
+    this.onPeersChanged?.();
     return { kind: 'done' };
   }
 

@@ -57,6 +57,7 @@ describe('valid configurations', () => {
       dataDir: resolve(file, '..', 'data', 'n1'),
       listen: { client: '127.0.0.1:2379', peer: '127.0.0.1:2380', admin: '127.0.0.1:2381' },
       zone: 'default',
+      role: 'voter',
       peers: [],
       cluster: { state: 'new', token: 'tandem' },
       replication: {
@@ -105,6 +106,8 @@ raft: { heartbeatMs: 50, electionMs: 500, snapshotEntries: 5000 }
     assert.deepEqual(config.peers[0], {
       name: 'n2',
       addresses: ['127.0.0.1:12380', '127.0.0.2:12380'],
+      role: 'voter',
+      standbyMode: 'hot',
     });
     assert.deepEqual(config.peers[1]!.addresses, ['[::1]:22380']);
     assert.deepEqual(config.replication, {
@@ -128,6 +131,43 @@ raft: { heartbeatMs: 50, electionMs: 500, snapshotEntries: 5000 }
     assert.equal(load(`name: a\npeers:\n${peers(1)}\n`).replication.voters, 1);
     assert.equal(load(`name: a\npeers:\n${peers(2)}\n`).replication.voters, 3);
     assert.equal(load(`name: a\npeers:\n${peers(5)}\n`).replication.voters, 3);
+  });
+
+  test('founding roles: replicas and standbys do not count towards the default voters', () => {
+    const config = load(`name: n4
+role: standby
+redundancy: { standby: { mode: warm } }
+peers:
+  - { name: n1, addresses: [127.0.0.1:12380] }
+  - { name: n2, addresses: [127.0.0.1:22380] }
+  - { name: n3, addresses: [127.0.0.1:32380] }
+  - { name: n5, addresses: [127.0.0.1:52380], role: replica }
+  - { name: n6, addresses: [127.0.0.1:62380], role: standby, standbyMode: hot }
+`);
+    assert.equal(config.role, 'standby');
+    assert.equal(config.redundancy.standby.mode, 'warm');
+    assert.equal(config.replication.voters, 3);
+    assert.deepEqual(
+      config.peers.map((p) => [p.name, p.role, p.standbyMode]),
+      [
+        ['n1', 'voter', 'hot'],
+        ['n2', 'voter', 'hot'],
+        ['n3', 'voter', 'hot'],
+        ['n5', 'replica', 'hot'],
+        ['n6', 'standby', 'hot'],
+      ],
+    );
+    assert.deepEqual(
+      errorLines(
+        'name: n1\nrole: replica\npeers: [{ name: n2, addresses: [127.0.0.1:2], role: standby }]\n',
+      ),
+      [
+        'config error in node.yaml: role: a new cluster needs at least one voter among this node and its peers',
+      ],
+    );
+    assert.deepEqual(errorLines('name: n1\nrole: boss\n'), [
+      'config error in node.yaml: role: expected one of voter | replica | standby, got "boss"',
+    ]);
   });
 
   test('relative paths resolve against the file directory; TLS files are checked', () => {
@@ -493,8 +533,13 @@ describe('overrides: file < environment < flags', () => {
     assert.equal(config.redundancy.replaceAfterMs, 30_000);
     assert.equal(config.wal.segmentBytes, 128 * 1024 * 1024);
     assert.deepEqual(config.peers, [
-      { name: 'n2', addresses: ['127.0.0.1:12380', '127.0.0.2:12380'] },
-      { name: 'n3', addresses: ['127.0.0.1:22380'] },
+      {
+        name: 'n2',
+        addresses: ['127.0.0.1:12380', '127.0.0.2:12380'],
+        role: 'voter',
+        standbyMode: 'hot',
+      },
+      { name: 'n3', addresses: ['127.0.0.1:22380'], role: 'voter', standbyMode: 'hot' },
     ]);
     assert.equal(config.replication.voters, 3);
   });

@@ -156,14 +156,13 @@ export function call(
   method: string,
   req: object,
   timeoutMs = 5_000,
+  metadata: Readonly<Record<string, string>> = {},
 ): Promise<Record<string, unknown>> {
+  const md = new Metadata();
+  for (const [k, v] of Object.entries(metadata)) md.set(k, v);
   return new Promise((resolve, reject) => {
-    client[method]!.call(
-      client,
-      req,
-      new Metadata(),
-      { deadline: Date.now() + timeoutMs },
-      (err, res) => (err ? reject(err) : resolve(res)),
+    client[method]!.call(client, req, md, { deadline: Date.now() + timeoutMs }, (err, res) =>
+      err ? reject(err) : resolve(res),
     );
   });
 }

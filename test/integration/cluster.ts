@@ -237,9 +237,18 @@ export class MemberProcess {
   }
 }
 
+/** A founder's role (test/integration/redundancy.test.ts); voters by default. */
+export interface FounderRole {
+  readonly role: 'voter' | 'replica' | 'standby';
+  readonly standbyMode?: 'hot' | 'warm' | 'cold';
+  readonly zone?: string;
+}
+
 export interface ClusterOptions {
-  /** Number of founding voters (default 3). */
+  /** Number of founding members (default 3), voters unless `roles` says otherwise. */
   readonly size?: number;
+  /** Founding roles by member name (n1, n2, ...). */
+  readonly roles?: Readonly<Record<string, FounderRole>>;
   /** Extra YAML fields merged into every member's config. */
   readonly extraConfig?: Record<string, unknown>;
   /** A label for the temp dir and the cluster token. */
@@ -267,12 +276,31 @@ export class Cluster {
       const size = options.size ?? 3;
       const specs: MemberSpec[] = [];
       for (let i = 1; i <= size; i++) specs.push(await cluster.newSpec(`n${i}`));
+      const roles = options.roles ?? {};
+      const roleOf = (name: string): FounderRole => roles[name] ?? { role: 'voter' };
       for (const spec of specs) {
+        const own = roleOf(spec.name);
         cluster.writeConfig(spec, {
           peers: specs
             .filter((p) => p !== spec)
-            .map((p) => ({ name: p.name, addresses: [p.peer] })),
+            .map((p) => ({
+              name: p.name,
+              addresses: [p.peer],
+              ...(roles[p.name] === undefined
+                ? {}
+                : { role: roleOf(p.name).role, standbyMode: roleOf(p.name).standbyMode ?? 'hot' }),
+            })),
           cluster: { state: 'new', token: cluster.token },
+          ...(roles[spec.name] === undefined
+            ? {}
+            : {
+                role: own.role,
+                ...(own.zone === undefined ? {} : { zone: own.zone }),
+                redundancy: {
+                  ...((cluster.extraConfig.redundancy as object | undefined) ?? {}),
+                  standby: { mode: own.standbyMode ?? 'hot' },
+                },
+              }),
         });
         cluster.members.push(new MemberProcess(spec));
       }
@@ -311,6 +339,8 @@ export class Cluster {
       raft: { heartbeatMs: HEARTBEAT_MS, electionMs: ELECTION_MS },
       ...fields,
       ...this.extraConfig,
+      // A founder's standby mode (Cluster.start's roles) merges into extraConfig's redundancy.
+      ...(fields.redundancy === undefined ? {} : { redundancy: fields.redundancy }),
     };
     writeFileSync(spec.configFile, stringify(config));
   }

@@ -1,0 +1,263 @@
+/**
+ * The redundancy policy on the leader: wires the pure engine of src/cluster (failure detector,
+ * planner, manual overrides) to the running member, as policy.ts's header describes.
+ *
+ * Every `tick()` (the server calls it every POLICY_INTERVAL_MS) on the leader only:
+ *   observe  raft progress (recentActive, match) and the member's per-peer last-heard times feed
+ *            a FailureDetector, created and seeded from the registry once per leadership term;
+ *   plan     planRedundancy over the view; at most ONE action in flight (a conf change, a
+ *            registry command, a warm refresh), and none while Raft has a change pending;
+ *   act      conf change -> member.proposeConfChange (its context carries the role records);
+ *            registry    -> a registry entry (CommandKind.Registry);
+ *            send-snapshot (warm refresh) -> the warm standby is added as a learner for a while:
+ *            Raft's own catch-up ships it the latest snapshot (or the entries it lacks); once it
+ *            trails the commit index by at most catchUpEntriesMax (or after
+ *            WARM_REFRESH_TIMEOUT_MS) the planner's "unstage" returns it outside the
+ *            configuration. The simplest correct mechanism: no side channel, the snapshot
+ *            transfer is Raft's, and a refresh in progress is a standby already staged should a
+ *            voter fail meanwhile.
+ *   record   health transitions as registry commands, so every member's status shows them.
+ *
+ * Safety: the planner never plans a membership change without a healthy quorum in the current
+ * and the resulting configuration; `act` asserts it again before proposing (assertions stay on).
+ */
+import { encodeChangeContext } from '../cluster/commands.js';
+import { FailureDetector, healthRecords, observationsFrom } from '../cluster/health.js';
+import {
+  type ConfChangeAction,
+  lagOf,
+  type ManualOp,
+  membershipBlocked,
+  planManual,
+  planRedundancy,
+  quorumOf,
+  quorumRefusal,
+  type RedundancyAction,
+  type RedundancyPolicy,
+  type RedundancyView,
+  viewFrom,
+  votersAfter,
+} from '../cluster/policy.js';
+import type { MemberRecord } from '../cluster/registry.js';
+import type { Clock } from '../io/clock.js';
+import {
+  ConfChangeTransition,
+  ConfChangeType,
+  type NodeId,
+  type RaftStatus,
+  StateType,
+} from '../raft/types.js';
+import { assert } from '../util/assert.js';
+import { ServerError } from './errors.js';
+import type { Member } from './member.js';
+import { encodeRegistryEntry, type TandemStateMachine } from './tandem-state-machine.js';
+
+/** How often the leader runs the policy (issue 5: every 200-500 ms). */
+export const POLICY_INTERVAL_MS = 250;
+/** A warm standby added as a learner for a refresh goes back outside after this at most. */
+export const WARM_REFRESH_TIMEOUT_MS = 30_000;
+
+export interface PolicyEvent {
+  readonly action: string;
+  readonly reason: string;
+  readonly error?: string;
+}
+
+export interface RedundancyDriverOptions {
+  readonly member: Member;
+  readonly state: TandemStateMachine;
+  readonly clock: Clock;
+  readonly policy: RedundancyPolicy;
+  /** A peer heard within this long counts towards CheckQuorum's view (the election timeout). */
+  readonly electionTimeoutMs: number;
+  readonly onEvent?: (event: PolicyEvent) => void;
+}
+
+export class RedundancyDriver {
+  private readonly o: RedundancyDriverOptions;
+  private detector: FailureDetector | null = null;
+  private detectorTerm = 0;
+  /** One action in flight at a time (a proposal not yet applied or failed). */
+  private acting = false;
+  private readonly snapshotSentMs = new Map<NodeId, number>();
+  /** Warm standbys added as learners for a refresh, with when it began. */
+  private readonly refreshing = new Map<NodeId, number>();
+
+  constructor(options: RedundancyDriverOptions) {
+    this.o = options;
+  }
+
+  /** The leader's live health view (null on a follower). */
+  health(id: NodeId): { state: string; sinceMs: number } | null {
+    const h = this.detector?.get(id);
+    return h === undefined ? null : { state: h.state, sinceMs: h.sinceMs };
+  }
+
+  /** One policy round; does nothing on a follower. */
+  tick(): void {
+    const view = this.observe();
+    if (view === null || this.acting) return;
+    const now = this.o.clock.now();
+    const action = planRedundancy(view, this.o.policy, now);
+    if (action !== null) {
+      if (this.holdRefresh(action, view, now)) return;
+      void this.act(action, view).catch(() => {}); // reported through onEvent
+      return;
+    }
+    const record = healthRecords(view.members, this.detector!.view())[0];
+    if (record !== undefined) {
+      void this.act({ kind: 'registry', command: record, reason: 'health record' }, view).catch(
+        () => {},
+      );
+    }
+  }
+
+  /**
+   * An operator's request (`tandem member promote|demote|standby NAME`): resolves with the
+   * action's reason once applied; a PolicyError says why not, a ServerError NOT_LEADER when
+   * this member does not lead.
+   */
+  async manual(op: ManualOp, name: string): Promise<string> {
+    const view = this.observe();
+    if (view === null) {
+      throw new ServerError('NOT_LEADER', 'tandem: not the leader: send the request to the leader');
+    }
+    const now = this.o.clock.now();
+    const action = planManual(
+      { ...view, pendingConfChange: view.pendingConfChange || this.acting },
+      this.o.policy,
+      op,
+      name,
+      now,
+    );
+    await this.act(action, view);
+    return action.reason;
+  }
+
+  /** Feeds the detector and returns the leader's view, or null when this member does not lead. */
+  private observe(): RedundancyView | null {
+    const m = this.o.member;
+    if (!m.isLeader) {
+      this.detector = null;
+      return null;
+    }
+    const status = m.status();
+    if (status.raftState !== StateType.Leader) return null;
+    const now = this.o.clock.now();
+    const members = this.o.state.allMembers();
+    if (this.detector === null || this.detectorTerm !== status.term) {
+      // Seeded per leadership term: a new leader continues the recorded clocks.
+      this.detector = new FailureDetector(this.o.policy);
+      this.detectorTerm = status.term;
+      this.detector.seed(members, now);
+    }
+    const heard = m.lastHeardMs;
+    this.detector.observe(
+      now,
+      status.commit,
+      observationsFrom(members, status.progress, heard, now),
+    );
+    return viewFrom(status, members, this.detector.view(), {
+      pendingConfChange: m.confChangePending,
+      quorumActive: this.quorumActive(status, heard, now),
+      lastSnapshotSentMs: this.snapshotSentMs,
+    });
+  }
+
+  /** CheckQuorum's view: the leader heard from a quorum of voters within an election timeout. */
+  private quorumActive(status: RaftStatus, heard: ReadonlyMap<NodeId, number>, now: number) {
+    const quorum = (voters: readonly NodeId[]): boolean => {
+      let active = 0;
+      for (const id of voters) {
+        const h = heard.get(id);
+        if (id === status.id || (h !== undefined && now - h <= this.o.electionTimeoutMs)) active++;
+      }
+      return voters.length === 0 || active >= quorumOf(voters.length);
+    };
+    return quorum(status.config.voters) && quorum(status.config.votersOutgoing);
+  }
+
+  /** A warm refresh in progress is not undone before the standby caught up (or gave up). */
+  private holdRefresh(action: RedundancyAction, view: RedundancyView, now: number): boolean {
+    if (action.kind !== 'conf-change' || action.step !== 'unstage') return false;
+    const id = action.change.changes[0]!.nodeId;
+    const since = this.refreshing.get(id);
+    if (since === undefined) return false;
+    if (
+      lagOf(view, id) > this.o.policy.catchUpEntriesMax &&
+      now - since < WARM_REFRESH_TIMEOUT_MS
+    ) {
+      return true;
+    }
+    this.refreshing.delete(id);
+    this.snapshotSentMs.set(id, now);
+    return false;
+  }
+
+  private act(action: RedundancyAction, view: RedundancyView): Promise<void> {
+    const now = this.o.clock.now();
+    switch (action.kind) {
+      case 'conf-change':
+        this.assertSafe(action, view);
+        return this.track(action.step, action.reason, (cb) =>
+          this.o.member.proposeConfChange(action.change, cb),
+        );
+      case 'registry':
+        return this.track(action.command.kind, action.reason, (cb) =>
+          this.o.member.propose(encodeRegistryEntry(action.command), cb),
+        );
+      case 'send-snapshot': {
+        this.refreshing.set(action.to, now);
+        this.snapshotSentMs.set(action.to, now);
+        const change = {
+          transition: ConfChangeTransition.Auto,
+          changes: [{ type: ConfChangeType.AddLearnerNode, nodeId: action.to }],
+          context: encodeChangeContext({ atMs: now, commands: [] }),
+        };
+        return this.track('warm-refresh', action.reason, (cb) =>
+          this.o.member.proposeConfChange(change, cb),
+        );
+      }
+    }
+  }
+
+  /** The planner's guarantee, checked again where it matters: one change, with a quorum. */
+  private assertSafe(action: ConfChangeAction, view: RedundancyView): void {
+    const policy = { ...this.o.policy, bugs: new Set<never>() };
+    assert(!this.acting, 'one policy action at a time');
+    assert(membershipBlocked(view, policy) === null, `conf change while blocked: ${action.reason}`);
+    const after = votersAfter(view.config.voters, action.change.changes);
+    assert(
+      quorumRefusal(view, view.config.voters, after) === null,
+      `conf change without a quorum: ${action.reason}`,
+    );
+  }
+
+  private track(
+    name: string,
+    reason: string,
+    propose: (cb: (error: Error | null) => void) => void,
+  ): Promise<void> {
+    this.acting = true;
+    return new Promise((resolve, reject) => {
+      propose((error) => {
+        this.acting = false;
+        if (error === null) {
+          if (name !== 'record-health') this.o.onEvent?.({ action: name, reason });
+          resolve();
+        } else {
+          this.o.onEvent?.({ action: name, reason, error: error.message });
+          reject(error);
+        }
+      });
+    });
+  }
+}
+
+/** A member's record with the leader's live health when known (for status views). */
+export function withLiveHealth(
+  m: MemberRecord,
+  driver: RedundancyDriver | null,
+): MemberRecord & { readonly liveHealth: string | null } {
+  return { ...m, liveHealth: driver?.health(m.id)?.state ?? null };
+}

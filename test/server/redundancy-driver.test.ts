@@ -1,0 +1,127 @@
+/**
+ * The redundancy policy running on real Members (virtual time, loopback network): 3 voters and a
+ * hot standby founded with their roles over TandemStateMachine. A voter cut off for longer than
+ * replaceAfter is replaced by the standby in one joint change, recorded in the registry; never
+ * more than one change, and none without a quorum (the cluster cut to a minority does nothing).
+ */
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { makePolicy } from '../../src/cluster/policy.js';
+import { foundingConfig } from '../../src/cluster/registry.js';
+import { MemoryBackend } from '../../src/kv/backend/memory.js';
+import { RawNode } from '../../src/raft/rawnode.js';
+import { MemoryStorage } from '../../src/raft/storage.js';
+import type { NodeId } from '../../src/raft/types.js';
+import { Member } from '../../src/server/member.js';
+import { TandemServer } from '../../src/server/server.js';
+import { TandemStateMachine } from '../../src/server/tandem-state-machine.js';
+import { Prng } from '../../src/util/prng.js';
+import { LoopbackHub, ManualClock, VirtualPersistence } from './harness.js';
+
+const REPLACE_AFTER_MS = 1_000;
+
+function startCluster() {
+  const clock = new ManualClock();
+  const hub = new LoopbackHub(clock);
+  const founders = [1, 2, 3, 4].map((id) => ({
+    id,
+    name: `n${id}`,
+    peerUrls: [`http://127.0.0.1:${id}`],
+    clientUrls: [],
+    ...(id === 4 ? { role: 'standby' as const, standbyMode: 'hot' as const } : {}),
+  }));
+  const { voters, learners } = foundingConfig(founders);
+  const servers = new Map<NodeId, TandemServer>();
+  const states = new Map<NodeId, TandemStateMachine>();
+  const events: string[] = [];
+  for (const { id } of founders) {
+    const state = new TandemStateMachine({
+      backend: new MemoryBackend(),
+      founders,
+      nowMs: () => clock.now(),
+    });
+    state.bootstrap();
+    const storage = new MemoryStorage();
+    RawNode.bootstrap(storage, voters, state.snapshot(), learners);
+    const member = new Member({
+      id,
+      clock,
+      network: hub.network(id),
+      persistence: new VirtualPersistence(clock),
+      storage,
+      stateMachine: state,
+      random: new Prng(7 * id),
+      timing: { tickMs: 10, electionTicks: 10, heartbeatTicks: 1, requestTimeoutMs: 2000 },
+      snapshotEveryEntries: 1000,
+      compactionKeepEntries: 100,
+    });
+    const server = new TandemServer({
+      member,
+      state,
+      clock,
+      clusterId: 1n,
+      name: `n${id}`,
+      clientUrls: [`http://127.0.0.1:${100 + id}`],
+      electionTimeoutMs: 100,
+      zone: id === 3 ? 'b' : 'a',
+      policy: makePolicy({
+        voters: 3,
+        replaceAfterMs: REPLACE_AFTER_MS,
+        silentAfterMs: 200,
+        stabilityMs: 300,
+      }),
+      onPolicyEvent: (e) => events.push(`${e.action}${e.error ? ` failed: ${e.error}` : ''}`),
+    });
+    member.start();
+    server.start();
+    servers.set(id, server);
+    states.set(id, state);
+  }
+  const leader = (): NodeId | undefined =>
+    [...servers].find(([, s]) => (s as unknown as { member: Member }).member.isLeader)?.[0];
+  return { clock, hub, servers, states, events, leader };
+}
+
+test('a voter silent for replaceAfter is replaced by the hot standby, once, with the record', () => {
+  const c = startCluster();
+  c.clock.advance(2_000);
+  const leader = c.leader();
+  assert.ok(leader !== undefined, 'a leader');
+  const state = c.states.get(leader)!;
+  assert.equal(state.member(4)!.role, 'standby');
+  assert.equal(state.member(4)!.placement, 'learner');
+  assert.equal(state.member(3)!.zone, 'b', 'zones are published');
+  const victim = ([1, 2, 3] as NodeId[]).find((id) => id !== leader)!;
+  c.hub.cut.add(victim);
+  c.clock.advance(REPLACE_AFTER_MS / 2);
+  assert.equal(state.member(victim)!.role, 'voter', 'not before replaceAfter');
+  c.clock.advance(REPLACE_AFTER_MS + 2_000);
+  const after = c.states.get(c.leader()!)!;
+  assert.equal(after.member(4)!.role, 'voter');
+  assert.ok(after.member(4)!.promotedAtMs !== null);
+  assert.equal(after.member(victim)!.role, 'standby');
+  assert.equal(after.member(victim)!.placement, 'learner', 'a hot standby rests as a learner');
+  assert.equal(c.events.filter((e) => e === 'replace').length, 1, c.events.join(', '));
+  // The member comes back: caught up, a standby, not promoted again.
+  c.hub.cut.delete(victim);
+  c.clock.advance(5 * REPLACE_AFTER_MS);
+  const back = c.states.get(victim)!;
+  assert.equal(back.member(victim)!.role, 'standby');
+  assert.equal(back.member(4)!.role, 'voter');
+  assert.equal(c.events.filter((e) => e === 'replace').length, 1, c.events.join(', '));
+  for (const s of c.servers.values()) s.close();
+});
+
+test('a leader cut off from its quorum plans no change', () => {
+  const c = startCluster();
+  c.clock.advance(2_000);
+  const leader = c.leader()!;
+  for (const id of [1, 2, 3, 4] as NodeId[]) if (id !== leader) c.hub.cut.add(id);
+  c.clock.advance(5 * REPLACE_AFTER_MS);
+  assert.equal(
+    c.events.filter((e) => e === 'replace' || e === 'restore').length,
+    0,
+    c.events.join(', '),
+  );
+  for (const s of c.servers.values()) s.close();
+});
