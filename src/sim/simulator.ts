@@ -1,0 +1,507 @@
+/**
+ * One simulated run (a seed): a cluster of node hosts on a virtual clock, network and disks,
+ * driven by a workload and a nemesis through a safety phase (faults on, invariants checked after
+ * every event), then a liveness phase (network healed, crashed nodes restarted) that must elect a
+ * leader and commit a new proposal on every member within a bounded virtual time.
+ */
+import { RawNode } from '../raft/rawnode.js';
+import { MemoryStorage } from '../raft/storage.js';
+import {
+  type BugName,
+  type ConfChange,
+  type ConfState,
+  type Entry,
+  MESSAGE_TYPE_NAMES,
+  type Message,
+  MessageType,
+  type NodeId,
+  StateType,
+} from '../raft/types.js';
+import { assert } from '../util/assert.js';
+import { Prng } from '../util/prng.js';
+import { Checker, type InvariantName, InvariantViolation } from './checker.js';
+import { type DropReason, SimNetwork } from './network.js';
+import { NodeHost } from './node.js';
+import { deriveParams, formatParams, type SimParams } from './params.js';
+import { EventQueue } from './queue.js';
+import { Trace } from './trace.js';
+import { Workload } from './workload.js';
+
+export interface RunOptions {
+  readonly seed: number;
+  /** Fixes the number of voters (otherwise picked by the seed). */
+  readonly voters?: number;
+  readonly bug?: BugName;
+  /** Build readable trace lines: true collects them in the result, a function receives each. */
+  readonly trace?: boolean | ((line: string) => void);
+  /** Events at most in the safety phase (then the liveness phase starts). */
+  readonly maxSteps?: number;
+  /** false: no seed uses lease-based reads (by default some do). */
+  readonly leaseReads?: boolean;
+  /** Let seeds step messages during a Ready (off by default until FINDINGS.md #6 is fixed). */
+  readonly stepsDuringReady?: boolean;
+}
+
+export type FailureKind = 'safety' | 'liveness' | 'crash';
+
+export interface RunFailure {
+  readonly kind: FailureKind;
+  /** The invariant violated (undefined for a crash of the simulator itself). */
+  readonly invariant?: InvariantName;
+  readonly message: string;
+  readonly atMs: number;
+  readonly stack?: string;
+}
+
+export interface RunResult {
+  readonly seed: number;
+  readonly params: SimParams;
+  readonly paramsLine: string;
+  readonly failure: RunFailure | null;
+  readonly traceHash: string;
+  readonly traceLines: readonly string[] | null;
+  readonly steps: number;
+  readonly virtualMs: number;
+  readonly messagesSent: number;
+  readonly messagesDelivered: number;
+  readonly writesAcked: number;
+  readonly readsServed: number;
+  readonly crashes: number;
+  readonly confChanges: number;
+  readonly leaderTerms: number;
+  readonly checks: number;
+  /** Virtual time from the start of the liveness phase to a committed proposal everywhere. */
+  readonly livenessMs: number;
+}
+
+/** Trace kinds for the network. */
+const TRACE_DELIVER = 20;
+const TRACE_DROP = 21;
+const DROP_REASON_CODE: Readonly<Record<DropReason, number>> = { lost: 1, partitioned: 2, down: 3 };
+
+export type Phase = 'safety' | 'liveness' | 'done';
+
+/** Election timeouts a removed member may run on before its peers make it shut down. */
+const REMOVED_GRACE_ELECTIONS = 3;
+
+export class Simulation {
+  readonly params: SimParams;
+  readonly queue = new EventQueue();
+  readonly rng: Prng;
+  readonly network: SimNetwork<Message>;
+  readonly checker = new Checker();
+  readonly trace: Trace;
+  readonly hosts = new Map<NodeId, NodeHost>();
+  readonly workload: Workload;
+  phase: Phase = 'safety';
+  steps = 0;
+  /** The newest configuration applied by any member, and its index. */
+  conf: { index: number; state: ConfState };
+  livenessDoneMs = -1;
+  private readonly everMember = new Set<NodeId>();
+  /** Every member of `conf` (voters, learners, outgoing, next learners). */
+  private members: ReadonlySet<NodeId>;
+
+  constructor(options: RunOptions) {
+    this.params = deriveParams(options.seed, {
+      ...(options.voters === undefined ? {} : { voters: options.voters }),
+      ...(options.bug === undefined ? {} : { bugs: [options.bug] }),
+      ...(options.leaseReads === undefined ? {} : { leaseReads: options.leaseReads }),
+      ...(options.stepsDuringReady === undefined
+        ? {}
+        : { stepsDuringReady: options.stepsDuringReady }),
+    });
+    this.rng = new Prng(options.seed ^ 0x5eed5eed);
+    const traceOption = options.trace ?? false;
+    this.trace = new Trace(
+      typeof traceOption === 'function'
+        ? { readable: true, sink: traceOption }
+        : { readable: traceOption },
+    );
+    this.network = new SimNetwork<Message>(this.queue, this.rng.fork(), this.params.network, {
+      deliver: (from, to, msg) => this.deliver(from, to, msg),
+      dropped: (from, to, msg, reason) => this.dropped(from, to, msg, reason),
+    });
+    const voters: NodeId[] = [];
+    for (let id = 1; id <= this.params.voters; id++) voters.push(id);
+    this.conf = {
+      index: 0,
+      state: { voters, learners: [], votersOutgoing: [], learnersNext: [], autoLeave: false },
+    };
+    this.members = new Set(voters);
+    for (const id of voters) {
+      const storage = new MemoryStorage();
+      RawNode.bootstrap(storage, voters);
+      this.addHost(id, storage);
+      this.everMember.add(id);
+    }
+    // The bootstrap snapshot (index 1 in this core) is committed on every founding member.
+    const boot = this.hosts.get(1)!.storage.snapshot().metadata;
+    for (let i = 1; i <= boot.index; i++) this.checker.seedCommitted(i, boot.term);
+    this.workload = new Workload(this);
+    this.checker.onCommitAdvanced = (k) => this.checkElectability(k);
+  }
+
+  /** No up node lacking committed entry `k` could win an election (see Checker.checkElectable). */
+  private checkElectability(k: number): void {
+    const want = this.checker.committedTermAt(k)!;
+    const voterLog = (id: NodeId): { index: number; term: number } | null => {
+      const host = this.hosts.get(id);
+      if (host === undefined || host.state === 'stopped') return null;
+      const st = host.storage;
+      const durable = { index: st.lastIndex(), term: st.term(st.lastIndex()) };
+      const view = host.raftView();
+      if (view === null) return durable;
+      const memory = { index: view.lastIndex, term: view.lastTerm };
+      const memoryLess =
+        memory.term < durable.term ||
+        (memory.term === durable.term && memory.index < durable.index);
+      return memoryLess ? memory : durable;
+    };
+    const conf = this.conf.state;
+    for (const host of this.hosts.values()) {
+      if (host.state === 'stopped') continue;
+      // A down node would campaign with its durable log, under (about) the latest configuration.
+      const view = host.raftView() ?? {
+        lastIndex: host.storage.lastIndex(),
+        lastTerm: host.storage.term(host.storage.lastIndex()),
+        termAt: (i: number) =>
+          i >= host.storage.firstIndex() - 1 && i <= host.storage.lastIndex()
+            ? host.storage.term(i)
+            : undefined,
+        firstIndex: host.storage.firstIndex(),
+        voters: conf.voters,
+        votersOutgoing: conf.votersOutgoing,
+        canCampaign: host.canCampaignAfterRestart(),
+      };
+      // Raft does not campaign with a committed conf change unapplied (its config is stale).
+      if (!view.canCampaign) continue;
+      if (!view.voters.includes(host.id) && !view.votersOutgoing.includes(host.id)) continue;
+      // Compacted below its first index: covered by its snapshot, which is committed state.
+      const has = k < view.firstIndex - 1 || (k <= view.lastIndex && view.termAt(k) === want);
+      this.checker.checkElectable(
+        host.id,
+        { index: view.lastIndex, term: view.lastTerm },
+        has,
+        view.voters,
+        view.votersOutgoing,
+        voterLog,
+      );
+    }
+  }
+
+  addHost(id: NodeId, storage?: MemoryStorage): NodeHost {
+    assert(!this.hosts.has(id), `node id ${id} reused`);
+    const host = new NodeHost(id, this, this.rng.fork(), storage);
+    this.hosts.set(id, host);
+    return host;
+  }
+
+  /** Runs the seed to its end; invariant violations and crashes propagate as exceptions. */
+  run(maxSteps: number): void {
+    for (const host of this.hosts.values()) host.start();
+    this.workload.start();
+    this.queue.at(this.params.safetyMs, () => this.startLiveness());
+    while (this.phase !== 'done') {
+      if (!this.queue.runNext()) throw new Error('the event queue ran dry');
+      this.steps++;
+      if (this.phase === 'safety' && this.steps >= maxSteps) this.startLiveness();
+    }
+  }
+
+  private startLiveness(): void {
+    if (this.phase !== 'safety') return;
+    this.phase = 'liveness';
+    this.network.healAll();
+    this.network.params = { ...this.network.params, lossRate: 0, duplicateRate: 0 };
+    for (const host of this.hosts.values()) if (host.state === 'down') host.start();
+    if (this.trace.enabled) this.trace.line(this.queue.nowMs, 'liveness phase: healed, restarted');
+    this.workload.startLiveness();
+  }
+
+  finishLiveness(): void {
+    this.phase = 'done';
+    this.livenessDoneMs = this.queue.nowMs;
+  }
+
+  failLiveness(message: string): never {
+    const roles = [...this.hosts.values()]
+      .map((h) => {
+        const r = h.role();
+        const name =
+          r === null ? h.state : ['follower', 'candidate', 'leader', 'pre-candidate'][r.state];
+        return `n${h.id}:${name}${r === null ? '' : `@${r.term}/c${r.commit}`}/a${h.sm.appliedIndex}`;
+      })
+      .join(' ');
+    throw new InvariantViolation(
+      'liveness',
+      `${message} (config ${formatConf(this.conf.state)}; ${roles})`,
+    );
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Network glue
+
+  private deliver(from: NodeId, to: NodeId, msg: Message): boolean {
+    const host = this.hosts.get(to);
+    if (host === undefined || !host.up) return false;
+    this.trace.mix(TRACE_DELIVER, from, to, msg.type, msg.term, msg.index);
+    if (this.trace.enabled)
+      this.trace.line(this.queue.nowMs, `n${from}→n${to} ${formatMessage(msg)}`);
+    host.deliver(msg);
+    if (msg.type === MessageType.Snap) this.reportLater(from, (h) => h.reportSnapshot(to, true));
+    return true;
+  }
+
+  private dropped(from: NodeId, to: NodeId, msg: Message, reason: DropReason): void {
+    this.trace.mix(TRACE_DROP, from, to, msg.type, DROP_REASON_CODE[reason]);
+    if (this.trace.enabled) {
+      this.trace.line(
+        this.queue.nowMs,
+        `n${from}→n${to} ${formatMessage(msg)} dropped (${reason})`,
+      );
+    }
+    if (msg.type === MessageType.Snap) this.reportLater(from, (h) => h.reportSnapshot(to, false));
+    // A transport notices a dead connection; a lost packet it does not.
+    if (reason !== 'lost') this.reportLater(from, (h) => h.reportUnreachable(to));
+  }
+
+  /** The sender's transport learns a message's fate one network latency later. */
+  private reportLater(node: NodeId, fn: (host: NodeHost) => void): void {
+    this.queue.after(this.network.latencyMs(), () => {
+      const host = this.hosts.get(node);
+      if (host?.up) fn(host);
+    });
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // HostEnv: what the hosts report
+
+  onApplied(node: NodeId, entry: Entry): void {
+    this.workload.onApplied(node, entry);
+    if (this.removalsPending()) this.maybeStopRemoved();
+  }
+
+  private removalsPending(): boolean {
+    for (const host of this.hosts.values()) {
+      if (host.state !== 'stopped' && this.everMember.has(host.id) && !this.members.has(host.id)) {
+        return true;
+      }
+    }
+    return false;
+  }
+
+  onConfApplied(node: NodeId, index: number, cc: ConfChange, confState: ConfState | null): void {
+    this.checker.onConfApplied(node, index, confState === null ? null : formatConf(confState));
+    if (this.trace.enabled) {
+      const what = confState === null ? 'rejected' : formatConf(confState);
+      this.trace.line(
+        this.queue.nowMs,
+        `n${node} applied conf change ${index}: ${formatChange(cc)} → ${what}`,
+      );
+    }
+    if (confState !== null && index > this.conf.index) {
+      this.conf = { index, state: confState };
+      this.members = new Set(membersOf(confState));
+      for (const id of this.members) this.everMember.add(id);
+      this.workload.onConfChanged();
+      // At the latest, peers refuse a removed member after a grace period and it shuts down
+      // (etcd's "member removed" answer): a removed node with a stale configuration must not
+      // disrupt the cluster for ever.
+      const graceMs = REMOVED_GRACE_ELECTIONS * this.params.electionTicks * this.params.tickMs;
+      this.queue.after(graceMs, () => this.stopRemoved());
+    }
+    this.maybeStopRemoved();
+  }
+
+  /**
+   * A member that has left the configuration shuts down (etcd's removed member does too), but
+   * only once every member of the new configuration has applied the change: until then a member
+   * still in the joint (or old) configuration may need its vote or its commit index. In an event
+   * of its own: the host applying the change may be the one removed.
+   */
+  private maybeStopRemoved(): void {
+    for (const id of this.members) {
+      const host = this.hosts.get(id);
+      if (host !== undefined && host.sm.appliedIndex < this.conf.index) return;
+    }
+    this.stopRemoved();
+  }
+
+  private stopRemoved(): void {
+    for (const host of this.hosts.values()) {
+      if (host.state !== 'stopped' && this.everMember.has(host.id) && !this.members.has(host.id)) {
+        this.queue.after(0, () => {
+          if (host.state === 'stopped' || this.members.has(host.id)) return;
+          host.stop();
+          if (this.trace.enabled) this.trace.line(this.queue.nowMs, `n${host.id} removed: stopped`);
+        });
+      }
+    }
+  }
+
+  onReadServed(node: NodeId, ctx: Uint8Array, index: number): void {
+    this.workload.onReadServed(node, ctx, index);
+  }
+
+  onVoteGranted(node: NodeId): void {
+    this.workload.onVoteGranted(node);
+  }
+
+  onLeaderElected(node: NodeId, term: number): void {
+    this.workload.onLeaderElected(node, term);
+  }
+
+  onLeaderFirstCommit(node: NodeId, term: number): void {
+    this.workload.onLeaderFirstCommit(node, term);
+  }
+
+  /** The up node that believes it leads in the highest term, if any. */
+  leader(): NodeHost | null {
+    let best: NodeHost | null = null;
+    let bestTerm = -1;
+    for (const host of this.hosts.values()) {
+      const role = host.role();
+      if (role !== null && role.state === StateType.Leader && role.term > bestTerm) {
+        best = host;
+        bestTerm = role.term;
+      }
+    }
+    return best;
+  }
+}
+
+export function membersOf(cs: ConfState): NodeId[] {
+  const all = new Set<NodeId>([
+    ...cs.voters,
+    ...cs.learners,
+    ...cs.votersOutgoing,
+    ...cs.learnersNext,
+  ]);
+  return [...all].sort((a, b) => a - b);
+}
+
+export function formatConf(cs: ConfState): string {
+  let s = `voters=${cs.voters.join(',')}`;
+  if (cs.votersOutgoing.length > 0) s += ` outgoing=${cs.votersOutgoing.join(',')}`;
+  if (cs.learners.length > 0) s += ` learners=${cs.learners.join(',')}`;
+  if (cs.learnersNext.length > 0) s += ` learnersNext=${cs.learnersNext.join(',')}`;
+  if (cs.autoLeave) s += ' auto-leave';
+  return s;
+}
+
+function formatChange(cc: ConfChange): string {
+  if (cc.changes.length === 0) return 'leave-joint';
+  const names = ['add', 'remove', 'learner'];
+  return cc.changes.map((c) => `${names[c.type]}(${c.nodeId})`).join(' ');
+}
+
+function formatMessage(m: Message): string {
+  let s = `${MESSAGE_TYPE_NAMES[m.type]} t=${m.term} lt=${m.logTerm} i=${m.index} c=${m.commit}`;
+  if (m.entries.length > 0)
+    s += ` ents=${m.entries[0]!.index}..${m.entries[m.entries.length - 1]!.index}`;
+  if (m.reject) s += ` reject hint=${m.rejectHint}`;
+  if (m.snapshot !== null) s += ` snap=${m.snapshot.metadata.index}@${m.snapshot.metadata.term}`;
+  return s;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Running seeds
+
+const MAX_STEPS_DEFAULT = 2_000_000;
+
+export function runSeed(options: RunOptions): RunResult {
+  let sim: Simulation | null = null;
+  let failure: RunFailure | null = null;
+  try {
+    sim = new Simulation(options);
+    sim.run(options.maxSteps ?? MAX_STEPS_DEFAULT);
+  } catch (error) {
+    const atMs = sim?.queue.nowMs ?? 0;
+    if (error instanceof InvariantViolation) {
+      const kind: FailureKind = error.invariant === 'liveness' ? 'liveness' : 'safety';
+      failure = { kind, invariant: error.invariant, message: error.message, atMs };
+    } else {
+      const e = error instanceof Error ? error : new Error(String(error));
+      failure = {
+        kind: 'crash',
+        message: `${e.name}: ${e.message}`,
+        atMs,
+        ...(e.stack ? { stack: e.stack } : {}),
+      };
+    }
+  }
+  const params = sim?.params ?? deriveParams(options.seed);
+  return {
+    seed: options.seed,
+    params,
+    paramsLine: formatParams(params),
+    failure,
+    traceHash: sim?.trace.hash() ?? '',
+    traceLines: sim?.trace.lines ?? null,
+    steps: sim?.steps ?? 0,
+    virtualMs: sim?.queue.nowMs ?? 0,
+    messagesSent: sim?.network.sentCount ?? 0,
+    messagesDelivered: sim?.network.deliveredCount ?? 0,
+    writesAcked: sim?.workload.writesAcked ?? 0,
+    readsServed: sim?.workload.readsServed ?? 0,
+    crashes: sim?.workload.crashes ?? 0,
+    confChanges: sim?.workload.confChangesApplied ?? 0,
+    leaderTerms: sim?.checker.leaderTermsCount ?? 0,
+    checks: sim?.checker.checksCount ?? 0,
+    livenessMs:
+      sim === null || sim.livenessDoneMs < 0 ? -1 : sim.livenessDoneMs - sim.params.safetyMs,
+  };
+}
+
+export interface SeedsOptions {
+  readonly seeds: number;
+  readonly start?: number;
+  readonly voters?: number;
+  readonly bug?: BugName;
+  readonly maxSteps?: number;
+  readonly leaseReads?: boolean;
+  readonly stepsDuringReady?: boolean;
+  /** Stop at the first failing seed. */
+  readonly stopAtFirst?: boolean;
+  readonly onResult?: (result: RunResult) => void;
+}
+
+export interface SeedsSummary {
+  readonly seedsRun: number;
+  readonly failures: readonly RunResult[];
+  readonly steps: number;
+  readonly messagesSent: number;
+  readonly virtualMs: number;
+}
+
+export function runSeeds(options: SeedsOptions): SeedsSummary {
+  const start = options.start ?? 0;
+  const failures: RunResult[] = [];
+  let seedsRun = 0;
+  let steps = 0;
+  let messagesSent = 0;
+  let virtualMs = 0;
+  for (let seed = start; seed < start + options.seeds; seed++) {
+    const result = runSeed({
+      seed,
+      ...(options.voters === undefined ? {} : { voters: options.voters }),
+      ...(options.bug === undefined ? {} : { bug: options.bug }),
+      ...(options.maxSteps === undefined ? {} : { maxSteps: options.maxSteps }),
+      ...(options.leaseReads === undefined ? {} : { leaseReads: options.leaseReads }),
+      ...(options.stepsDuringReady === undefined
+        ? {}
+        : { stepsDuringReady: options.stepsDuringReady }),
+    });
+    seedsRun++;
+    steps += result.steps;
+    messagesSent += result.messagesSent;
+    virtualMs += result.virtualMs;
+    options.onResult?.(result);
+    if (result.failure !== null) {
+      failures.push(result);
+      if (options.stopAtFirst) break;
+    }
+  }
+  return { seedsRun, failures, steps, messagesSent, virtualMs };
+}

@@ -1,0 +1,39 @@
+/**
+ * Seeds that once failed, kept as regression tests (STYLE: a failing seed becomes a test). Each
+ * names what it found; all must pass now.
+ */
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { runSeed } from '../../src/sim/simulator.js';
+
+const REGRESSIONS: readonly {
+  seed: number;
+  why: string;
+  options?: { stepsDuringReady?: boolean };
+}[] = [
+  {
+    seed: 717,
+    why: 'a snapshot stepped during a Ready switched the configuration early (FINDINGS.md #6)',
+    options: { stepsDuringReady: true },
+  },
+  { seed: 1, why: 'a learner added after bootstrap never caught up (FINDINGS.md #2)' },
+  {
+    seed: 8032,
+    why: 'removed members with stale configurations kept a lagging voter away for ever',
+  },
+  {
+    seed: 10573,
+    why: 'checker false alarm: a stale leader may truncate a committed copy beyond a learner commit',
+  },
+];
+
+for (const { seed, why, options } of REGRESSIONS) {
+  test(`seed ${seed}: ${why}`, () => {
+    const r = runSeed({ seed, ...options });
+    assert.equal(
+      r.failure,
+      null,
+      `${r.failure?.message}\n  replay: npm run sim -- --seed ${seed} --trace`,
+    );
+  });
+}
