@@ -56,6 +56,13 @@ export const READS_PENDING_MAX = 16_384;
 const READ_CTX_BYTES = 17;
 /** Bytes of one command, at most (etcd's default request limit plus room for the envelope). */
 export const COMMAND_BYTES_MAX = 2 * 1024 * 1024;
+/**
+ * Proposal and read-round numbers of one incarnation start at a random multiple of this, below
+ * 2^52: an entry or a ReadIndex answer left by an earlier incarnation of the same member id must
+ * not be taken for this one's (src/sim/FINDINGS.md #7), and the numbers stay safe integers.
+ */
+const INCARNATION_SEQ_STRIDE = 2 ** 21;
+const INCARNATION_STARTS = 2 ** 31;
 
 export interface MemberTiming {
   readonly tickMs: number;
@@ -170,6 +177,9 @@ export class Member {
     this.snapshotIndex = options.storage.snapshot().metadata.index;
     this.handledIndex = this.snapshotIndex;
     this.rn = this.newRawNode();
+    const start = options.random.int(INCARNATION_STARTS) * INCARNATION_SEQ_STRIDE;
+    this.seq = start;
+    this.readSeq = start;
   }
 
   private newRawNode(): RawNode {

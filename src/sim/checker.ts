@@ -26,6 +26,9 @@ export const INVARIANTS = [
   'state-machine-safety',
   'linearizable-read',
   'liveness',
+  // Member mode (kv-checker.ts): client-visible results of the production member loop.
+  'kv-state-hash',
+  'acked-write-lost',
 ] as const;
 export type InvariantName = (typeof INVARIANTS)[number];
 

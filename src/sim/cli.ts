@@ -3,6 +3,7 @@
  *
  *   npm run sim -- --seeds 2000 [--start 0] [--nodes 5] [--bug NAME] [--max-steps N] [--stop]
  *   npm run sim -- --seed 1234 [--trace] [--bug NAME] [--nodes 5]
+ *   npm run sim -- --member --seeds 2000 [--fault NAME]   (the production member loop + KV)
  *
  * Exit codes:
  *   0  every seed passed
@@ -15,6 +16,7 @@
  * When several seeds fail, the most severe code wins: 2, then 1.
  */
 import { BUG_NAMES, type BugName } from '../raft/types.js';
+import { SIM_FAULTS, type SimFault } from './member-io.js';
 import { type RunResult, runSeed, runSeeds } from './simulator.js';
 
 export const EXIT_OK = 0;
@@ -33,6 +35,9 @@ const USAGE = `usage:
   --max-steps N  end the safety phase after N events (the liveness phase still runs)
   --no-lease-reads  no seed uses lease-based ReadIndex (by default about 15% do)
   --steps-during-ready  every seed steps messages while a Ready is persisted (else drawn per seed)
+  --member       member mode: the production member loop (src/server/member.ts) with the KV
+                 state machine on simulated I/O, client-visible checks (src/sim/member-host.ts)
+  --fault NAME   member mode with a fault injected in the simulated I/O: ${SIM_FAULTS.join(', ')}
 exit codes: 0 ok, 1 invariant violated (safety or liveness), 2 simulator crash, 64 usage`;
 
 interface CliOptions {
@@ -46,6 +51,8 @@ interface CliOptions {
   stop: boolean;
   leaseReads: boolean;
   stepsDuringReady: boolean;
+  member: boolean;
+  fault: SimFault | undefined;
 }
 
 class UsageError extends Error {}
@@ -62,6 +69,8 @@ function parseArgs(argv: readonly string[]): CliOptions {
     stop: false,
     leaseReads: true,
     stepsDuringReady: false,
+    member: false,
+    fault: undefined,
   };
   const int = (name: string, value: string | undefined): number => {
     const n = Number(value);
@@ -118,6 +127,20 @@ function parseArgs(argv: readonly string[]): CliOptions {
       case '--steps-during-ready':
         options.stepsDuringReady = true;
         break;
+      case '--member':
+        options.member = true;
+        break;
+      case '--fault': {
+        const name = value();
+        if (name === undefined || !(SIM_FAULTS as readonly string[]).includes(name)) {
+          throw new UsageError(
+            `--fault must be one of ${SIM_FAULTS.join(', ')}, got ${name ?? 'nothing'}`,
+          );
+        }
+        options.fault = name as SimFault;
+        options.member = true;
+        break;
+      }
       case '--help':
       case '-h':
         console.log(USAGE);
@@ -137,6 +160,8 @@ function replayCommand(result: RunResult, options: CliOptions): string {
   if (options.maxSteps !== undefined) cmd += ` --max-steps ${options.maxSteps}`;
   if (!options.leaseReads) cmd += ' --no-lease-reads';
   if (options.stepsDuringReady) cmd += ' --steps-during-ready';
+  if (options.fault !== undefined) cmd += ` --fault ${options.fault}`;
+  else if (options.member) cmd += ' --member';
   return cmd;
 }
 
@@ -169,6 +194,8 @@ function runOne(options: CliOptions): number {
     ...(options.trace ? { trace: (line: string) => console.log(line) } : {}),
     leaseReads: options.leaseReads,
     stepsDuringReady: options.stepsDuringReady,
+    member: options.member,
+    ...(options.fault === undefined ? {} : { fault: options.fault }),
   });
   const wallS = (performance.now() - started) / 1000;
   console.log(result.paramsLine);
@@ -196,6 +223,8 @@ function runMany(options: CliOptions): number {
     ...(options.maxSteps === undefined ? {} : { maxSteps: options.maxSteps }),
     leaseReads: options.leaseReads,
     stepsDuringReady: options.stepsDuringReady,
+    member: options.member,
+    ...(options.fault === undefined ? {} : { fault: options.fault }),
     stopAtFirst: options.stop,
     onResult: (result) => {
       done++;
@@ -221,6 +250,8 @@ function runMany(options: CliOptions): number {
   const extra = [
     options.nodes === undefined ? '' : `voters=${options.nodes}`,
     options.bug === undefined ? '' : `bug=${options.bug}`,
+    options.member ? 'mode=member' : '',
+    options.fault === undefined ? '' : `fault=${options.fault}`,
     `start=${options.start}`,
   ]
     .filter((s) => s !== '')

@@ -32,6 +32,8 @@ export interface NetworkHandlers<T> {
   /** Returns false when the receiver is down (the message is then dropped with reason 'down'). */
   deliver(from: number, to: number, payload: T): boolean;
   dropped(from: number, to: number, payload: T, reason: DropReason): void;
+  /** False for a payload the modelled transport never duplicates (default: any may be). */
+  mayDuplicate?(payload: T): boolean;
 }
 
 /** Node ids are small; a link key packs (from, to) into one number. */
@@ -58,7 +60,8 @@ export class SimNetwork<T> {
   send(from: number, to: number, payload: T): void {
     assert(from !== to, `node ${from} sends to itself`);
     this.sentCount++;
-    const copies = this.rng.chance(this.params.duplicateRate) ? 2 : 1;
+    const duplicated = this.rng.chance(this.params.duplicateRate);
+    const copies = duplicated && (this.handlers.mayDuplicate?.(payload) ?? true) ? 2 : 1;
     for (let i = 0; i < copies; i++) this.sendCopy(from, to, payload);
   }
 

@@ -20,6 +20,8 @@ import {
 import { assert } from '../util/assert.js';
 import { Prng } from '../util/prng.js';
 import { Checker, type InvariantName, InvariantViolation } from './checker.js';
+import { runMemberSeed } from './member-host.js';
+import type { SimFault } from './member-io.js';
 import { type DropReason, SimNetwork } from './network.js';
 import { NodeHost } from './node.js';
 import { deriveParams, formatParams, type SimParams } from './params.js';
@@ -40,6 +42,13 @@ export interface RunOptions {
   readonly leaseReads?: boolean;
   /** Let seeds step messages during a Ready (off by default until FINDINGS.md #6 is fixed). */
   readonly stepsDuringReady?: boolean;
+  /**
+   * Member mode: run the production member loop (`Member`) with the KV state machine on
+   * simulated I/O (member-host.ts) instead of the simulator's own NodeHost.
+   */
+  readonly member?: boolean;
+  /** Member mode only: a fault injected in the simulated I/O (proof the checks can fail). */
+  readonly fault?: SimFault;
 }
 
 export type FailureKind = 'safety' | 'liveness' | 'crash';
@@ -411,6 +420,7 @@ function formatMessage(m: Message): string {
 const MAX_STEPS_DEFAULT = 2_000_000;
 
 export function runSeed(options: RunOptions): RunResult {
+  if (options.member === true || options.fault !== undefined) return runMemberSeed(options);
   let sim: Simulation | null = null;
   let failure: RunFailure | null = null;
   try {
@@ -462,6 +472,9 @@ export interface SeedsOptions {
   readonly maxSteps?: number;
   readonly leaseReads?: boolean;
   readonly stepsDuringReady?: boolean;
+  /** Member mode for every seed (see RunOptions.member). */
+  readonly member?: boolean;
+  readonly fault?: SimFault;
   /** Stop at the first failing seed. */
   readonly stopAtFirst?: boolean;
   readonly onResult?: (result: RunResult) => void;
@@ -492,6 +505,8 @@ export function runSeeds(options: SeedsOptions): SeedsSummary {
       ...(options.stepsDuringReady === undefined
         ? {}
         : { stepsDuringReady: options.stepsDuringReady }),
+      ...(options.member === undefined ? {} : { member: options.member }),
+      ...(options.fault === undefined ? {} : { fault: options.fault }),
     });
     seedsRun++;
     steps += result.steps;

@@ -2,13 +2,18 @@
 import assert from 'node:assert/strict';
 import { runSeeds } from '../../src/sim/simulator.js';
 
-export function assertSeedsPass(start: number, seeds: number): void {
-  const summary = runSeeds({ seeds, start });
+export function assertSeedsPass(
+  start: number,
+  seeds: number,
+  options: { readonly member?: boolean } = {},
+): void {
+  const summary = runSeeds({ seeds, start, ...options });
+  const flag = options.member === true ? ' --member' : '';
   assert.equal(summary.seedsRun, seeds);
   const report = summary.failures
     .map(
       (r) =>
-        `seed ${r.seed}: ${r.failure!.kind} ${r.failure!.message}\n  replay: npm run sim -- --seed ${r.seed} --trace`,
+        `seed ${r.seed}: ${r.failure!.kind} ${r.failure!.message}\n  replay: npm run sim -- --seed ${r.seed} --trace${flag}`,
     )
     .join('\n');
   assert.equal(summary.failures.length, 0, `violations:\n${report}`);

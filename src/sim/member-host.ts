@@ -1,0 +1,801 @@
+/**
+ * Member mode: the simulator runs the PRODUCTION member loop (`Member`, src/server/member.ts)
+ * over the simulated I/O of member-io.ts, with the real KV state machine (`TandemStateMachine`
+ * over an in-memory backend), and checks what clients see (kv-checker.ts) besides the Raft
+ * invariants that apply (checker.ts: election safety, log matching, committed-stable, leader
+ * completeness on election, applied entries are the committed ones).
+ *
+ *   MemberHost        one node: durable Raft state (a MemoryStorage written only by completed
+ *                     disk writes) and, while up, a Member, its state machine and its I/O
+ *   MemberSimulation  the cluster, the KV clients, the nemesis and the liveness phase
+ *
+ * A crash kills the incarnation (clock, network handlers, disk writes in flight, the KV backend:
+ * it is in memory). A restart rebuilds the state machine from the durable snapshot (`restore`)
+ * and the Member replays the committed log after it, as a real member restarting on a lost
+ * backend does.
+ */
+import type { PeerReport } from '../io/network.js';
+import { putRequest, rangeRequest } from '../kv/api-types.js';
+import { RawNode } from '../raft/rawnode.js';
+import type { MemoryStorage } from '../raft/storage.js';
+import { MemoryStorage as Storage } from '../raft/storage.js';
+import {
+  type BugName,
+  type Entry,
+  MESSAGE_TYPE_NAMES,
+  type Message,
+  MessageType,
+  type NodeId,
+  StateType,
+} from '../raft/types.js';
+import { Member } from '../server/member.js';
+import { TandemStateMachine } from '../server/tandem-state-machine.js';
+import { assert } from '../util/assert.js';
+import { Prng } from '../util/prng.js';
+import { Checker, InvariantViolation } from './checker.js';
+import { SimDisk } from './disk.js';
+import { KvChecker } from './kv-checker.js';
+import {
+  DigestBackend,
+  SimClock,
+  type SimFault,
+  SimPeerNetwork,
+  SimPersistence,
+} from './member-io.js';
+import { type DropReason, SimNetwork } from './network.js';
+import { deriveParams, formatParams, type SimParams } from './params.js';
+import { EventQueue } from './queue.js';
+import type { FailureKind, Phase, RunFailure, RunOptions, RunResult } from './simulator.js';
+import { Trace } from './trace.js';
+
+/** Trace kinds (numbers mixed into the trace hash). */
+const TRACE_APPLY = 40;
+const TRACE_ROLE = 41;
+const TRACE_CRASH = 42;
+const TRACE_RESTART = 43;
+const TRACE_DELIVER = 44;
+const TRACE_DROP = 45;
+const TRACE_CLIENT = 46;
+const TRACE_FAULT = 47;
+const DROP_REASON_CODE: Readonly<Record<DropReason, number>> = { lost: 1, partitioned: 2, down: 3 };
+
+/**
+ * After a put fails or its member dies, its key waits this long before the next put: longer
+ * than any message (a forwarded proposal) can stay in flight, so puts of one key commit in the
+ * order they were issued and values increase per key in commit order.
+ */
+const PUT_RETRY_COOLDOWN_MS = 500;
+const ROLE_NAMES = ['follower', 'candidate', 'leader', 'pre-candidate'];
+
+/** Member mode's parameters beyond SimParams (drawn from a stream of their own). */
+export interface MemberModeParams {
+  readonly keys: number;
+  readonly requestTimeoutMs: number;
+  /** Share of linearizable reads served through `leaseReadBarrier`. */
+  readonly leaseReadShare: number;
+  readonly fault: SimFault | null;
+}
+
+export type ClientOutcome = 'ok' | 'failed' | 'lost';
+
+// ---------------------------------------------------------------------------------------------
+// One node
+
+export class MemberHost {
+  state: 'up' | 'down' = 'down';
+  member: Member | null = null;
+  sm: TandemStateMachine | null = null;
+  private clock: SimClock | null = null;
+  net: SimPeerNetwork | null = null;
+  readonly disk: SimDisk;
+  /** Client operations waiting on the current incarnation: told 'lost' when it dies. */
+  private readonly waiting = new Set<() => void>();
+  restarts = 0;
+
+  constructor(
+    readonly id: NodeId,
+    private readonly sim: MemberSimulation,
+    private readonly rng: Prng,
+    /** Durable Raft state: changed only by completed disk writes. */
+    readonly durable: MemoryStorage,
+  ) {
+    this.disk = new SimDisk(sim.queue, rng.fork(), sim.params.disk);
+  }
+
+  get up(): boolean {
+    return this.state === 'up';
+  }
+
+  get appliedIndex(): number {
+    return this.sm?.appliedIndex() ?? 0;
+  }
+
+  start(): void {
+    assert(this.state === 'down', `node ${this.id} starts while up`);
+    const sim = this.sim;
+    const p = sim.params;
+    const clock = new SimClock(sim.queue);
+    const backend = new DigestBackend();
+    const sm = new TandemStateMachine({ backend, nowMs: () => clock.now() });
+    // The KV backend is in memory: every start rebuilds it from the durable snapshot.
+    const snap = this.durable.snapshot();
+    sm.restore(snap);
+    sim.kv.onApplied(this.id, snap.metadata.index, backend.digest, 'restoring a snapshot at');
+    const net = new SimPeerNetwork(this.id, sim.network);
+    const persistence = new SimPersistence(
+      this.id,
+      this.durable,
+      this.disk,
+      clock,
+      sim.checker,
+      sim.mode.fault,
+    );
+    const member = new Member({
+      id: this.id,
+      clock,
+      network: net,
+      persistence,
+      storage: this.durable.clone(),
+      stateMachine: sm,
+      random: this.rng.fork(),
+      timing: {
+        tickMs: p.tickMs,
+        electionTicks: p.electionTicks,
+        heartbeatTicks: p.heartbeatTicks,
+        requestTimeoutMs: sim.mode.requestTimeoutMs,
+      },
+      snapshotEveryEntries: p.snapshotEveryEntries === 0 ? 1e9 : p.snapshotEveryEntries,
+      compactionKeepEntries: p.compactKeepEntries,
+      bugs: p.bugs as ReadonlySet<BugName>,
+      hooks: {
+        onSoftState: (soft, term) => {
+          sim.trace.mix(TRACE_ROLE, this.id, soft.raftState, term);
+          sim.traceLine(`n${this.id} ${ROLE_NAMES[soft.raftState]} term=${term}`);
+          if (soft.raftState === StateType.Leader) {
+            sim.checker.observeLeader(this.id, term);
+            sim.checker.checkLeaderLog(this.id, term, this.durable, []);
+          }
+        },
+        onApplied: (entry) => this.onApplied(entry, backend),
+        onFatal: (error) => {
+          throw new Error(`member ${this.id} stopped: ${error.message}`);
+        },
+      },
+    });
+    this.clock = clock;
+    this.sm = sm;
+    this.net = net;
+    this.member = member;
+    this.state = 'up';
+    this.restarts++;
+    sim.trace.mix(TRACE_RESTART, this.id, snap.metadata.index);
+    sim.traceLine(`n${this.id} start from snapshot ${snap.metadata.index}`);
+    member.start();
+  }
+
+  private onApplied(entry: Entry, backend: DigestBackend): void {
+    const digest = backend.digest;
+    this.sim.kv.onApplied(this.id, entry.index, digest);
+    this.sim.checker.onApply(this.id, entry, digest);
+    this.sim.trace.mix(TRACE_APPLY, this.id, entry.index, entry.term, digest % 0x100000000);
+  }
+
+  /** The process dies: everything volatile is gone, disk writes in flight are lost. */
+  crash(): void {
+    if (this.state !== 'up') return;
+    this.disk.crash();
+    this.clock!.kill();
+    this.net!.kill();
+    this.member = null;
+    this.sm = null;
+    this.clock = null;
+    this.net = null;
+    this.state = 'down';
+    this.sim.trace.mix(TRACE_CRASH, this.id);
+    this.sim.traceLine(`n${this.id} crash`);
+    const waiting = [...this.waiting];
+    this.waiting.clear();
+    for (const lost of waiting) lost();
+  }
+
+  /** The role as the member reports it (null when down). */
+  role(): { leader: boolean; term: number } | null {
+    const m = this.member;
+    return m === null ? null : { leader: m.isLeader, term: m.term };
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Clients
+
+  /** A put through `Member.propose`; false when the node is down. */
+  put(key: string, value: number, done: (outcome: ClientOutcome) => void): boolean {
+    const member = this.member;
+    const sm = this.sm;
+    if (member === null || sm === null) return false;
+    const data = sm.encodeKv({
+      type: 'put',
+      request: putRequest({ key: encode(key), value: encode(String(value)) }),
+    });
+    const finish = this.track(done);
+    member.propose(data, (error) => finish(error === null ? 'ok' : 'failed'));
+    // INJECTED FAULT: acknowledged once the member took it, before it is committed or applied.
+    if (this.sim.mode.fault === 'ack-before-apply') finish('ok');
+    return true;
+  }
+
+  /** A linearizable read: a read barrier, then the local state machine; null on failure. */
+  read(key: string, lease: boolean, done: (value: number | null) => void): boolean {
+    const member = this.member;
+    const sm = this.sm;
+    if (member === null || sm === null) return false;
+    const finish = this.track((outcome: ClientOutcome, value?: number) =>
+      done(outcome === 'ok' ? value! : null),
+    );
+    const served = (error: Error | null): void => {
+      if (error === null) finish('ok', readValue(sm, key));
+      else finish('failed');
+    };
+    if (lease) member.leaseReadBarrier(served);
+    else member.readBarrier(served);
+    return true;
+  }
+
+  /** The value this (up) member holds for `key`, 0 for none. */
+  valueOf(key: string): number {
+    return readValue(this.sm!, key);
+  }
+
+  hash(): string {
+    const h = this.sm!.hash();
+    return `${h.hash.toString(16)}@${h.revision}/${h.compactRevision}`;
+  }
+
+  private track(
+    done: (outcome: ClientOutcome, value?: number) => void,
+  ): (outcome: ClientOutcome, value?: number) => void {
+    let finished = false;
+    const finish = (outcome: ClientOutcome, value?: number): void => {
+      if (finished) return;
+      finished = true;
+      this.waiting.delete(lost);
+      done(outcome, value);
+    };
+    const lost = (): void => finish('lost');
+    this.waiting.add(lost);
+    return finish;
+  }
+
+  deliver(msg: Message): boolean {
+    return this.net?.deliver(msg) ?? false;
+  }
+
+  report(report: PeerReport): void {
+    this.net?.report(report);
+  }
+}
+
+const textEncoder = new TextEncoder();
+const textDecoder = new TextDecoder();
+
+function encode(text: string): Uint8Array {
+  return textEncoder.encode(text);
+}
+
+function readValue(sm: TandemStateMachine, key: string): number {
+  const res = sm.range(rangeRequest({ key: encode(key) }));
+  const kv = res.kvs[0];
+  if (kv === undefined) return 0;
+  const value = Number(textDecoder.decode(kv.value));
+  assert(Number.isSafeInteger(value) && value > 0, `key ${key} holds a foreign value`);
+  return value;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The cluster
+
+export function deriveMemberMode(seed: number, fault: SimFault | null): MemberModeParams {
+  const rng = new Prng(seed ^ 0x6d656d62);
+  return {
+    keys: rng.range(2, 8),
+    requestTimeoutMs: rng.range(500, 2000),
+    leaseReadShare: rng.chance(0.5) ? rng.float() * 0.5 : 0,
+    fault,
+  };
+}
+
+/** The Raft options Member fixes, so that the printed parameters say what runs. */
+function memberParams(p: SimParams, seed: number): SimParams {
+  const rng = new Prng(seed ^ 0x73616665);
+  return {
+    ...p,
+    learnersInitial: 0,
+    preVote: true,
+    checkQuorum: true,
+    maxMsgBytes: 1024 * 1024,
+    maxInflightMsgs: 256,
+    maxUncommittedBytes: 64 * 1024 * 1024,
+    applyMode: 'replay',
+    loseUnsyncedWrites: false,
+    leaseReads: false,
+    stepsDuringReady: true,
+    // Shorter phases than the raw mode: the real state machine costs more per entry.
+    safetyMs: rng.range(2_000, 6_000),
+    crashAfterVoteRate: 0,
+    leaderFaultRate: 0,
+  };
+}
+
+export function formatMemberParams(p: SimParams, m: MemberModeParams): string {
+  return (
+    `${formatParams(p)} mode=member keys=${m.keys} request-timeout=${m.requestTimeoutMs}ms ` +
+    `lease-read-share=${m.leaseReadShare.toFixed(3)} fault=${m.fault ?? 'none'}`
+  );
+}
+
+const MEMBER_FAULTS = [
+  'crash',
+  'flash-crash',
+  'restart',
+  'isolate',
+  'split',
+  'asymmetric',
+  'heal',
+  'transfer',
+] as const;
+type MemberFaultKind = (typeof MEMBER_FAULTS)[number];
+
+export class MemberSimulation {
+  readonly params: SimParams;
+  readonly mode: MemberModeParams;
+  readonly queue = new EventQueue();
+  readonly rng: Prng;
+  readonly network: SimNetwork<Message>;
+  readonly checker = new Checker();
+  readonly kv = new KvChecker();
+  readonly trace: Trace;
+  readonly hosts = new Map<NodeId, MemberHost>();
+  phase: Phase = 'safety';
+  steps = 0;
+  livenessDoneMs = -1;
+  crashes = 0;
+  private readonly wl: Prng;
+  private readonly keys: string[] = [];
+  /** Per key: free for a put from this virtual time on (Infinity while one is in flight). */
+  private readonly keyFreeAtMs = new Map<string, number>();
+  private valueNext = 1;
+  private readNext = 1;
+  private markerIndex = 0;
+  private markerInFlight = false;
+
+  constructor(options: RunOptions) {
+    const base = deriveParams(options.seed, {
+      ...(options.voters === undefined ? {} : { voters: options.voters }),
+      ...(options.bug === undefined ? {} : { bugs: [options.bug] }),
+    });
+    this.params = memberParams(base, options.seed);
+    this.mode = deriveMemberMode(options.seed, options.fault ?? null);
+    this.rng = new Prng(options.seed ^ 0x5eed5eed);
+    this.wl = this.rng.fork();
+    const traceOption = options.trace ?? false;
+    this.trace = new Trace(
+      typeof traceOption === 'function'
+        ? { readable: true, sink: traceOption }
+        : { readable: traceOption },
+    );
+    this.network = new SimNetwork<Message>(this.queue, this.rng.fork(), this.params.network, {
+      deliver: (from, to, msg) => this.deliver(from, to, msg),
+      dropped: (from, to, msg, reason) => this.dropped(from, to, msg, reason),
+      // The peer transport is TCP: it loses messages but never delivers one twice. A duplicated
+      // forwarded proposal would apply a client's command twice (FINDINGS.md #8).
+      mayDuplicate: (msg) => msg.type !== MessageType.Prop,
+    });
+    for (let k = 0; k < this.mode.keys; k++) {
+      this.keys.push(`k${k}`);
+      this.keyFreeAtMs.set(`k${k}`, 0);
+    }
+    const voters: NodeId[] = [];
+    for (let id = 1; id <= this.params.voters; id++) voters.push(id);
+    // The founding state, as `tandem start` makes it: the registry at index 1, in the snapshot.
+    const founding = new TandemStateMachine({
+      backend: new DigestBackend(),
+      founders: voters.map((id) => ({
+        id,
+        name: `n${id}`,
+        peerUrls: [`http://n${id}:2380`],
+        clientUrls: [`http://n${id}:2379`],
+      })),
+      nowMs: () => 0,
+    });
+    founding.bootstrap();
+    const data = founding.snapshot();
+    for (const id of voters) {
+      const storage = new Storage();
+      RawNode.bootstrap(storage, voters, data);
+      this.hosts.set(id, new MemberHost(id, this, this.rng.fork(), storage));
+    }
+    const boot = this.hosts.get(1)!.durable.snapshot().metadata;
+    for (let i = 1; i <= boot.index; i++) this.checker.seedCommitted(i, boot.term);
+  }
+
+  traceLine(text: string): void {
+    if (this.trace.enabled) this.trace.line(this.queue.nowMs, text);
+  }
+
+  private get electionMs(): number {
+    return this.params.electionTicks * this.params.tickMs;
+  }
+
+  run(maxSteps: number): void {
+    // Each node starts at its own phase of the tick.
+    for (const host of this.hosts.values()) {
+      this.queue.after(this.wl.float() * this.params.tickMs, () => {
+        if (!host.up) host.start();
+      });
+    }
+    const p = this.params;
+    this.every(p.proposeEveryMs, () => this.propose());
+    this.every(p.readEveryMs, () => this.read());
+    this.every(p.nemesisEveryMs, () => this.nemesis());
+    this.queue.at(p.safetyMs, () => this.startLiveness());
+    while (this.phase !== 'done') {
+      if (!this.queue.runNext()) throw new Error('the event queue ran dry');
+      this.steps++;
+      if (this.phase === 'safety' && this.steps >= maxSteps) this.startLiveness();
+    }
+  }
+
+  private every(meanMs: number, fn: () => void): void {
+    const delayMs = -meanMs * Math.log(1 - this.wl.float());
+    this.queue.after(delayMs, () => {
+      if (this.phase !== 'safety') return;
+      fn();
+      this.every(meanMs, fn);
+    });
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Network glue
+
+  private deliver(from: NodeId, to: NodeId, msg: Message): boolean {
+    const host = this.hosts.get(to);
+    if (host === undefined || !host.up) return false;
+    this.trace.mix(TRACE_DELIVER, from, to, msg.type, msg.term, msg.index);
+    if (this.trace.enabled) this.traceLine(`n${from}→n${to} ${formatMessage(msg)}`);
+    if (!host.deliver(msg)) return false;
+    if (msg.type === MessageType.Snap) {
+      this.reportLater(from, { kind: 'snapshot', peer: to, ok: true });
+    }
+    return true;
+  }
+
+  private dropped(from: NodeId, to: NodeId, msg: Message, reason: DropReason): void {
+    this.trace.mix(TRACE_DROP, from, to, msg.type, DROP_REASON_CODE[reason]);
+    if (this.trace.enabled) this.traceLine(`n${from}→n${to} ${formatMessage(msg)} (${reason})`);
+    if (msg.type === MessageType.Snap) {
+      this.reportLater(from, { kind: 'snapshot', peer: to, ok: false });
+    }
+    // A transport notices a dead connection; a lost packet it does not.
+    if (reason !== 'lost') this.reportLater(from, { kind: 'unreachable', peer: to });
+  }
+
+  private reportLater(node: NodeId, report: PeerReport): void {
+    const net = this.hosts.get(node)?.net ?? null;
+    if (net === null) return;
+    this.queue.after(this.network.latencyMs(), () => net.report(report));
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Clients
+
+  private upHosts(): MemberHost[] {
+    return [...this.hosts.values()].filter((h) => h.up);
+  }
+
+  leader(): MemberHost | null {
+    let best: MemberHost | null = null;
+    let bestTerm = -1;
+    for (const host of this.hosts.values()) {
+      const r = host.role();
+      if (r?.leader && r.term > bestTerm) {
+        best = host;
+        bestTerm = r.term;
+      }
+    }
+    return best;
+  }
+
+  /** The leader half of the time, any up member otherwise (followers forward or ask). */
+  private pickTarget(): MemberHost | null {
+    if (this.wl.chance(0.5)) {
+      const leader = this.leader();
+      if (leader !== null) return leader;
+    }
+    const up = this.upHosts();
+    return up.length === 0 ? null : this.wl.pick(up);
+  }
+
+  private propose(): void {
+    const now = this.queue.nowMs;
+    const free = this.keys.filter((k) => this.keyFreeAtMs.get(k)! <= now);
+    if (free.length === 0) return;
+    const host = this.pickTarget();
+    if (host === null) return;
+    const key = this.wl.pick(free);
+    const value = this.valueNext++;
+    this.kv.onPutIssued(key, value);
+    this.keyFreeAtMs.set(key, Number.POSITIVE_INFINITY);
+    this.trace.mix(TRACE_CLIENT, 1, host.id, value);
+    this.traceLine(`client: put ${key}=v${value} at n${host.id}`);
+    const ok = host.put(key, value, (outcome) => {
+      this.trace.mix(TRACE_CLIENT, 2, host.id, value, outcome === 'ok' ? 1 : 0);
+      this.traceLine(`client: put ${key}=v${value} at n${host.id}: ${outcome}`);
+      if (outcome === 'ok') {
+        this.kv.onPutAcked(key, value);
+        this.keyFreeAtMs.set(key, this.queue.nowMs);
+      } else {
+        this.keyFreeAtMs.set(key, this.queue.nowMs + PUT_RETRY_COOLDOWN_MS);
+      }
+    });
+    assert(ok, 'an up host refused a put');
+  }
+
+  private read(): void {
+    const host = this.pickTarget();
+    if (host === null) return;
+    const key = this.wl.pick(this.keys);
+    const id = this.readNext++;
+    const floor = this.kv.ackedAt(key);
+    const lease = this.wl.chance(this.mode.leaseReadShare);
+    this.trace.mix(TRACE_CLIENT, 3, host.id, id, lease ? 1 : 0);
+    this.traceLine(`client: read r${id} ${key} at n${host.id}${lease ? ' (lease)' : ''}`);
+    host.read(key, lease, (value) => {
+      this.trace.mix(TRACE_CLIENT, 4, host.id, id, value ?? -1);
+      this.traceLine(
+        `client: read r${id} ${key} at n${host.id}: ${value === null ? 'failed' : `v${value}`}`,
+      );
+      if (value !== null) this.kv.onReadServed(host.id, id, key, value, floor);
+    });
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Nemesis: only faults a quorum survives last (a lasting crash leaves a live majority).
+
+  private nemesis(): void {
+    const weights = this.params.faultWeights;
+    let total = 0;
+    for (const kind of MEMBER_FAULTS) total += weights[kind];
+    if (total === 0) return;
+    let r = this.wl.int(total);
+    for (const kind of MEMBER_FAULTS) {
+      if (r < weights[kind]) {
+        this.fault(kind);
+        return;
+      }
+      r -= weights[kind];
+    }
+  }
+
+  private fault(kind: MemberFaultKind): void {
+    const ids = [...this.hosts.keys()];
+    const leader = this.leader();
+    const up = this.upHosts();
+    const pickPreferLeader = (hosts: MemberHost[]): MemberHost =>
+      leader !== null && hosts.includes(leader) && this.wl.chance(0.5)
+        ? leader
+        : this.wl.pick(hosts);
+    switch (kind) {
+      case 'crash': {
+        const down = ids.length - up.length;
+        if (up.length === 0 || down + 1 > Math.floor((ids.length - 1) / 2)) return;
+        const host = pickPreferLeader(up);
+        this.crash(host, this.electionMs + this.wl.float() * this.params.safetyMs * 0.3);
+        return;
+      }
+      case 'flash-crash': {
+        if (up.length === 0) return;
+        this.crash(pickPreferLeader(up), (this.wl.float() * this.electionMs) / 2);
+        return;
+      }
+      case 'restart': {
+        const down = [...this.hosts.values()].filter((h) => !h.up);
+        if (down.length === 0) return;
+        const host = this.wl.pick(down);
+        this.traceFault(`restart n${host.id}`, 3, host.id);
+        host.start();
+        return;
+      }
+      case 'isolate': {
+        const id = leader !== null && this.wl.chance(0.5) ? leader.id : this.wl.pick(ids);
+        this.traceFault(`isolate n${id}`, 4, id);
+        this.network.isolate(id, ids);
+        this.healLater();
+        return;
+      }
+      case 'split': {
+        const shuffled = [...ids];
+        for (let i = shuffled.length - 1; i > 0; i--) {
+          const j = this.wl.int(i + 1);
+          [shuffled[i], shuffled[j]] = [shuffled[j]!, shuffled[i]!];
+        }
+        const minority = shuffled.slice(0, 1 + this.wl.int(Math.floor(ids.length / 2)));
+        const rest = ids.filter((id) => !minority.includes(id));
+        const symmetric = this.wl.chance(0.7);
+        this.traceFault(`split ${minority.join(',')} | ${rest.join(',')}`, 5, minority.length);
+        this.network.split(minority, rest, symmetric);
+        this.healLater();
+        return;
+      }
+      case 'asymmetric': {
+        const a = this.wl.pick(ids);
+        const b = this.wl.pick(ids);
+        if (a === b) return;
+        this.traceFault(`cut n${a}→n${b}`, 6, a, b);
+        this.network.cutLink(a, b);
+        this.healLater();
+        return;
+      }
+      case 'heal':
+        this.traceFault('heal', 7);
+        this.network.healAll();
+        return;
+      case 'transfer': {
+        if (leader === null) return;
+        const to = this.wl.pick(ids.filter((id) => id !== leader.id));
+        this.traceFault(`transfer leadership n${leader.id}→n${to}`, 8, to);
+        leader.member!.transferLeader(to);
+        return;
+      }
+    }
+  }
+
+  private crash(host: MemberHost, downMs: number): void {
+    this.crashes++;
+    this.traceFault(`crash n${host.id} for ${downMs.toFixed(0)}ms`, 1, host.id);
+    host.crash();
+    this.queue.after(downMs, () => {
+      if (!host.up && this.phase === 'safety') host.start();
+    });
+  }
+
+  private healLater(): void {
+    this.queue.after(this.electionMs * (1 + this.wl.float() * 4), () => this.network.healAll());
+  }
+
+  private traceFault(text: string, code: number, a = 0, b = 0): void {
+    this.trace.mix(TRACE_FAULT, code, a, b);
+    this.traceLine(`nemesis: ${text}`);
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Liveness phase: heal, restart, then a marker put must be applied everywhere, and every
+  // member must hold every acknowledged put.
+
+  private startLiveness(): void {
+    if (this.phase !== 'safety') return;
+    this.phase = 'liveness';
+    this.network.healAll();
+    this.network.params = { ...this.network.params, lossRate: 0, duplicateRate: 0 };
+    for (const host of this.hosts.values()) if (!host.up) host.start();
+    this.traceLine('liveness phase: healed, restarted');
+    const deadlineMs = this.queue.nowMs + this.params.livenessMs;
+    const probe = (): void => {
+      if (this.phase !== 'liveness') return;
+      if (this.queue.nowMs >= deadlineMs) this.failLiveness();
+      if (this.markerIndex === 0 && !this.markerInFlight) this.proposeMarker();
+      if (this.markerIndex > 0 && this.converged()) {
+        this.finish();
+        return;
+      }
+      this.queue.after(this.params.tickMs * 2, probe);
+    };
+    this.queue.after(0, probe);
+  }
+
+  private proposeMarker(): void {
+    const host = this.leader() ?? this.wl.pick(this.upHosts());
+    const value = this.valueNext++;
+    this.markerInFlight = true;
+    this.traceLine(`liveness: marker v${value} at n${host.id}`);
+    host.put('marker', value, (outcome) => {
+      this.markerInFlight = false;
+      if (outcome === 'ok' && this.markerIndex === 0) this.markerIndex = host.appliedIndex;
+    });
+  }
+
+  /**
+   * Every member applied the marker, and all of them the same last index (puts still in flight
+   * when the safety phase ended may commit after the marker: their acknowledgements count).
+   */
+  private converged(): boolean {
+    let max = this.markerIndex;
+    for (const host of this.hosts.values()) max = Math.max(max, host.appliedIndex);
+    for (const host of this.hosts.values()) if (host.appliedIndex < max) return false;
+    return true;
+  }
+
+  private finish(): void {
+    this.traceLine(`liveness: marker at ${this.markerIndex} applied by every member`);
+    const hashes: { node: number; applied: number; hash: string }[] = [];
+    for (const host of this.hosts.values()) {
+      this.kv.checkNoLostWrites(host.id, (key) => host.valueOf(key));
+      hashes.push({ node: host.id, applied: host.appliedIndex, hash: host.hash() });
+    }
+    this.kv.checkFinalHashes(hashes);
+    this.phase = 'done';
+    this.livenessDoneMs = this.queue.nowMs;
+  }
+
+  private failLiveness(): never {
+    const roles = [...this.hosts.values()]
+      .map((h) => {
+        const r = h.role();
+        const name = r === null ? 'down' : r.leader ? 'leader' : 'up';
+        return `n${h.id}:${name}${r === null ? '' : `@${r.term}`}/a${h.appliedIndex}`;
+      })
+      .join(' ');
+    throw new InvariantViolation(
+      'liveness',
+      `${this.markerIndex === 0 ? 'no marker put acknowledged' : `marker at ${this.markerIndex} not applied everywhere`} ` +
+        `within ${this.params.livenessMs}ms of healing (${roles})`,
+    );
+  }
+}
+
+function formatMessage(m: Message): string {
+  let s = `${MESSAGE_TYPE_NAMES[m.type]} t=${m.term} i=${m.index} c=${m.commit}`;
+  if (m.entries.length > 0)
+    s += ` ents=${m.entries[0]!.index}..${m.entries[m.entries.length - 1]!.index}`;
+  if (m.reject) s += ' reject';
+  if (m.snapshot !== null) s += ` snap=${m.snapshot.metadata.index}`;
+  return s;
+}
+
+// ---------------------------------------------------------------------------------------------
+// One seed
+
+const MAX_STEPS_DEFAULT = 2_000_000;
+
+export function runMemberSeed(options: RunOptions): RunResult {
+  let sim: MemberSimulation | null = null;
+  let failure: RunFailure | null = null;
+  try {
+    sim = new MemberSimulation(options);
+    sim.run(options.maxSteps ?? MAX_STEPS_DEFAULT);
+  } catch (error) {
+    const atMs = sim?.queue.nowMs ?? 0;
+    if (error instanceof InvariantViolation) {
+      const kind: FailureKind = error.invariant === 'liveness' ? 'liveness' : 'safety';
+      failure = { kind, invariant: error.invariant, message: error.message, atMs };
+    } else {
+      const e = error instanceof Error ? error : new Error(String(error));
+      failure = {
+        kind: 'crash',
+        message: `${e.name}: ${e.message}`,
+        atMs,
+        ...(e.stack ? { stack: e.stack } : {}),
+      };
+    }
+  }
+  const params = sim?.params ?? memberParams(deriveParams(options.seed), options.seed);
+  const mode = sim?.mode ?? deriveMemberMode(options.seed, options.fault ?? null);
+  return {
+    seed: options.seed,
+    params,
+    paramsLine: formatMemberParams(params, mode),
+    failure,
+    traceHash: sim?.trace.hash() ?? '',
+    traceLines: sim?.trace.lines ?? null,
+    steps: sim?.steps ?? 0,
+    virtualMs: sim?.queue.nowMs ?? 0,
+    messagesSent: sim?.network.sentCount ?? 0,
+    messagesDelivered: sim?.network.deliveredCount ?? 0,
+    writesAcked: sim?.kv.putsAcked ?? 0,
+    readsServed: sim?.kv.readsChecked ?? 0,
+    crashes: sim?.crashes ?? 0,
+    confChanges: 0,
+    leaderTerms: sim?.checker.leaderTermsCount ?? 0,
+    checks: (sim?.checker.checksCount ?? 0) + (sim?.kv.checksCount ?? 0),
+    livenessMs:
+      sim === null || sim.livenessDoneMs < 0 ? -1 : sim.livenessDoneMs - sim.params.safetyMs,
+  };
+}

@@ -1,0 +1,325 @@
+/**
+ * The src/io interfaces on the simulator's virtual clock, network and disk, so that member mode
+ * runs the production member loop (src/server/member.ts) unchanged:
+ *
+ *   SimClock        Clock: now() is the queue's virtual time; timers and defer are queue events
+ *   SimPeerNetwork  Network: send → SimNetwork (latency, loss, duplication, partitions)
+ *   SimPersistence  RaftPersistence: save → a SimDisk write; durable = what completed
+ *   DigestBackend   a MemoryBackend that keeps an exact digest of its whole contents
+ *
+ * One instance of each per member incarnation (a process): a crash kills the clock (its timers
+ * never fire), drops the network handlers and loses the disk writes in flight.
+ */
+import type { Clock, TimerHandle } from '../io/clock.js';
+import type { MessageHandler, Network, PeerReport, PeerReportHandler } from '../io/network.js';
+import type { Done, RaftPersistence } from '../io/persistence.js';
+import type { Backend, Bucket, ReadView, ScanVisitor, WriteTx } from '../kv/backend/backend.js';
+import { MemoryBackend } from '../kv/backend/memory.js';
+import type { MemoryStorage } from '../raft/storage.js';
+import type { Entry, HardState, Message, NodeId, Snapshot } from '../raft/types.js';
+import { assert } from '../util/assert.js';
+import type { Checker } from './checker.js';
+import type { SimDisk } from './disk.js';
+import type { SimNetwork } from './network.js';
+import type { EventQueue } from './queue.js';
+
+/** Faults injected in the simulated I/O itself, to prove the member-mode checks can fail. */
+export const SIM_FAULTS = ['send-before-persist', 'ack-before-apply'] as const;
+export type SimFault = (typeof SIM_FAULTS)[number];
+
+// ---------------------------------------------------------------------------------------------
+// Clock
+
+interface SimTimer {
+  cancelled: boolean;
+}
+
+export class SimClock implements Clock {
+  private alive = true;
+
+  constructor(private readonly queue: EventQueue) {}
+
+  /** Whole milliseconds, as the real clock gives them. */
+  now(): number {
+    return Math.floor(this.queue.nowMs);
+  }
+
+  setTimeout(callback: () => void, delayMs: number): TimerHandle {
+    assert(delayMs >= 0, `timer delay ${delayMs}`);
+    const timer: SimTimer = { cancelled: false };
+    this.queue.after(delayMs, () => {
+      if (this.alive && !timer.cancelled) callback();
+    });
+    return timer;
+  }
+
+  clearTimeout(handle: TimerHandle): void {
+    (handle as SimTimer).cancelled = true;
+  }
+
+  defer(callback: () => void): void {
+    this.queue.after(0, () => {
+      if (this.alive) callback();
+    });
+  }
+
+  /** The process died: no timer of this incarnation fires again. */
+  kill(): void {
+    this.alive = false;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Network
+
+export class SimPeerNetwork implements Network {
+  private messageHandler: MessageHandler | null = null;
+  private reportHandler: PeerReportHandler | null = null;
+  private closed = false;
+  readonly peers = new Set<NodeId>();
+
+  constructor(
+    readonly id: NodeId,
+    private readonly network: SimNetwork<Message>,
+  ) {}
+
+  send(to: NodeId, messages: readonly Message[]): void {
+    if (this.closed) return;
+    for (const m of messages) this.network.send(this.id, to, m);
+  }
+
+  onMessage(handler: MessageHandler): void {
+    this.messageHandler = handler;
+  }
+
+  onReport(handler: PeerReportHandler): void {
+    this.reportHandler = handler;
+  }
+
+  setPeer(id: NodeId): void {
+    this.peers.add(id);
+  }
+
+  removePeer(id: NodeId): void {
+    this.peers.delete(id);
+  }
+
+  async close(): Promise<void> {
+    this.kill();
+  }
+
+  /** The process died: nothing more is sent or received. */
+  kill(): void {
+    this.closed = true;
+    this.messageHandler = null;
+    this.reportHandler = null;
+  }
+
+  /** Called by the simulation (from an event of its own) when a message arrives. */
+  deliver(message: Message): boolean {
+    if (this.closed || this.messageHandler === null) return false;
+    this.messageHandler(message);
+    return true;
+  }
+
+  report(report: PeerReport): void {
+    if (!this.closed) this.reportHandler?.(report);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Persistence
+
+/**
+ * The member's durable Raft state: `durable` (log, snapshot, hard state) changes only when a
+ * disk write completes. It is what a restart recovers. The checker sees every durable change.
+ */
+export class SimPersistence implements RaftPersistence {
+  saves = 0;
+
+  constructor(
+    private readonly node: NodeId,
+    readonly durable: MemoryStorage,
+    private readonly disk: SimDisk,
+    /** The incarnation's clock: a completion scheduled on it dies with the process. */
+    private readonly clock: Clock,
+    private readonly checker: Checker,
+    private readonly fault: SimFault | null,
+  ) {}
+
+  save(
+    hardState: HardState | null,
+    entries: readonly Entry[],
+    snapshot: Snapshot | null,
+    done: Done,
+  ): void {
+    this.saves++;
+    if (hardState === null && entries.length === 0 && snapshot === null) {
+      // Nothing to write (messages, committed entries or reads only): no disk round.
+      this.clock.defer(() => done(null));
+      return;
+    }
+    if (this.fault === 'send-before-persist') {
+      // INJECTED FAULT: report durable at once; the write lands (or is lost) later.
+      this.disk.write(
+        () => this.persist(hardState, entries, snapshot),
+        () => {},
+      );
+      this.clock.defer(() => done(null));
+      return;
+    }
+    this.disk.write(
+      () => this.persist(hardState, entries, snapshot),
+      () => done(null),
+    );
+  }
+
+  private persist(hs: HardState | null, entries: readonly Entry[], snap: Snapshot | null): void {
+    const log = this.durable;
+    if (snap !== null) {
+      const index = snap.metadata.index;
+      this.checker.beforeDiscard(this.node, log, index + 1, `installing a snapshot at ${index}`);
+      log.applySnapshot(snap);
+    }
+    if (entries.length > 0) {
+      this.checker.beforeAppend(this.node, log, entries);
+      log.append(entries);
+    }
+    if (hs !== null) log.setHardState(hs);
+    const durableHs = log.initialState().hardState;
+    this.checker.onPersist(
+      this.node,
+      log,
+      snap,
+      entries.filter((e) => e.index >= log.firstIndex()),
+      hs === null ? null : durableHs.commit,
+      durableHs.term,
+    );
+  }
+
+  saveSnapshot(snapshot: Snapshot, done: Done): void {
+    this.disk.write(
+      () => {
+        const meta = snapshot.metadata;
+        // A newer snapshot from the leader may have landed first: the older one is moot.
+        if (meta.index <= this.durable.snapshot().metadata.index) return;
+        this.durable.createSnapshot(meta.index, meta.confState, snapshot.data);
+      },
+      () => done(null),
+    );
+  }
+
+  release(index: number): void {
+    // Entries covered by a durable snapshot: reclaimed, as the WAL deletes old segments.
+    if (index > this.durable.firstIndex() && index <= this.durable.snapshot().metadata.index) {
+      this.durable.compact(index);
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// KV backend with a digest
+
+/**
+ * An exact digest of the backend's contents, kept incrementally: the sum (mod 2^32, twice, with
+ * two independent hashes) of a hash of every (bucket, key, value) record. A set hash, so it
+ * depends only on the contents, never on the order of writes; O(1) per put or delete. It covers
+ * both buckets: the MVCC key history and the meta bucket (applied index, leases, registry).
+ *
+ * Why not `TandemStateMachine.hash()` at every applied index: it scans the whole key history
+ * (O(history) per entry, O(n²) per run) and it refuses to run inside the store's batch
+ * transaction, which is where the member's per-entry hook runs. `hash()` is still compared once
+ * all members have converged at the end of a run.
+ */
+export class DigestBackend implements Backend {
+  readonly kind = 'memory';
+  private readonly inner = new MemoryBackend();
+  private h1 = 0;
+  private h2 = 0;
+
+  /** The digest as one number (53 bits: safe to compare and to mix into a trace). */
+  get digest(): number {
+    return (this.h1 >>> 0) * 0x200000 + (this.h2 >>> 11);
+  }
+
+  get(bucket: Bucket, key: Uint8Array): Uint8Array | undefined {
+    return this.inner.get(bucket, key);
+  }
+
+  scan(bucket: Bucket, start: Uint8Array, end: Uint8Array | null, visit: ScanVisitor): void {
+    this.inner.scan(bucket, start, end, visit);
+  }
+
+  write<T>(fn: (tx: WriteTx) => T): T {
+    const before1 = this.h1;
+    const before2 = this.h2;
+    try {
+      return this.inner.write((tx) => {
+        const wrapped: WriteTx = {
+          get: (b, k) => tx.get(b, k),
+          scan: (b, s, e, v) => tx.scan(b, s, e, v),
+          put: (b, k, v) => {
+            const old = tx.get(b, k);
+            if (old !== undefined) this.remove(b, k, old);
+            this.add(b, k, v);
+            tx.put(b, k, v);
+          },
+          delete: (b, k) => {
+            const old = tx.get(b, k);
+            if (old !== undefined) this.remove(b, k, old);
+            tx.delete(b, k);
+          },
+        };
+        return fn(wrapped);
+      });
+    } catch (error) {
+      // The inner backend rolled back: so does the digest.
+      this.h1 = before1;
+      this.h2 = before2;
+      throw error;
+    }
+  }
+
+  readView(): ReadView {
+    return this.inner.readView();
+  }
+
+  async close(): Promise<void> {
+    await this.inner.close();
+  }
+
+  private add(bucket: Bucket, key: Uint8Array, value: Uint8Array): void {
+    const [a, b] = recordHash(bucket, key, value);
+    this.h1 = (this.h1 + a) | 0;
+    this.h2 = (this.h2 + b) | 0;
+  }
+
+  private remove(bucket: Bucket, key: Uint8Array, value: Uint8Array): void {
+    const [a, b] = recordHash(bucket, key, value);
+    this.h1 = (this.h1 - a) | 0;
+    this.h2 = (this.h2 - b) | 0;
+  }
+}
+
+/** Two independent 32-bit hashes of a record (FNV-1a and a multiply-rotate mix). */
+function recordHash(bucket: Bucket, key: Uint8Array, value: Uint8Array): [number, number] {
+  let a = bucket === 'key' ? 0x811c9dc5 : 0x1b873593;
+  let b = bucket === 'key' ? 0x9747b28c : 0x2f6b1a5d;
+  const mix = (x: number): void => {
+    a = Math.imul(a ^ x, 0x01000193);
+    b = Math.imul(b + x, 0x9e3779b1);
+    b = (b << 13) | (b >>> 19);
+  };
+  mix(key.length);
+  for (let i = 0; i < key.length; i++) mix(key[i]!);
+  mix(value.length + 0x100);
+  for (let i = 0; i < value.length; i++) mix(value[i]!);
+  // Finalize so that sums of records do not cancel structurally.
+  a ^= a >>> 16;
+  a = Math.imul(a, 0x85ebca6b);
+  a ^= a >>> 13;
+  b ^= b >>> 15;
+  b = Math.imul(b, 0xc2b2ae35);
+  b ^= b >>> 16;
+  return [a | 0, b | 0];
+}
