@@ -16,7 +16,8 @@
  *   must list the same members and the same `cluster.token` (a member refuses peers with another
  *   token, so two clusters bootstrapped from copied files never merge).
  * - `cluster.state: existing` — this node joins a running cluster: `peers` are contact points
- *   (at least one), and the node enters as a standby until the redundancy policy promotes it.
+ *   (at least one); it joins as whatever `member add` made it (a learner with `--learner`), and
+ *   learns its member and cluster ids from the leader's first handshake (src/transport/join.ts).
  */
 import { accessSync, constants as fsConstants, readFileSync, statSync } from 'node:fs';
 import { isIP } from 'node:net';
