@@ -3,7 +3,7 @@
  * tandem-cluster.ts): endpoints for the load generator, and for failover trials a way to find
  * the leader, kill -9 a member and start it again on the same ports and data.
  */
-import type { MemberProcess } from './procs.js';
+import { logTail, type MemberProcess, pollUntil } from './procs.js';
 
 export type ClusterKind = 'etcd' | 'tandem';
 
@@ -64,4 +64,36 @@ export async function fetchJson(
   } catch {
     return null;
   }
+}
+
+/** How often a starting cluster is polled for readiness. */
+export const HEALTH_POLL_MS = 100;
+
+/**
+ * Polls `readyOnce` until it says the cluster is ready; fails at once, with the member's log tail,
+ * when a member process has died, and with every member's log tail on timeout.
+ */
+export function waitUntilReady(
+  kind: ClusterKind,
+  members: readonly BenchMember[],
+  readyOnce: () => Promise<boolean>,
+  timeoutMs: number,
+): Promise<void> {
+  return pollUntil(
+    async () => {
+      const dead = members.find((m) => !m.process.running);
+      if (dead !== undefined) {
+        throw new Error(
+          `${kind} member ${dead.name} exited (${dead.process.exitDescription()}); log tail:\n${logTail(dead.logFile)}`,
+        );
+      }
+      return readyOnce();
+    },
+    timeoutMs,
+    HEALTH_POLL_MS,
+    () =>
+      `${kind} cluster not ready after ${timeoutMs} ms; log tails:\n${members
+        .map((m) => `${m.name}:\n${logTail(m.logFile, 5)}`)
+        .join('\n')}`,
+  );
 }

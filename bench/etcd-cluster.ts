@@ -15,9 +15,15 @@ import { execFile } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { type BenchCluster, type BenchMember, CATCH_UP_ENTRIES_MAX, fetchJson } from './cluster.js';
+import {
+  type BenchCluster,
+  type BenchMember,
+  CATCH_UP_ENTRIES_MAX,
+  fetchJson,
+  waitUntilReady,
+} from './cluster.js';
 import { ProbeClient } from './probe.js';
-import { freePorts, logTail, MemberProcess, pollUntil } from './procs.js';
+import { freePorts, MemberProcess } from './procs.js';
 
 export { freePorts, stopProcess } from './procs.js';
 
@@ -25,7 +31,6 @@ export const ETCD_BINARY_DEFAULT = 'etcd';
 export const MEMBERS_MAX = 7;
 export const START_TIMEOUT_MS_DEFAULT = 30_000;
 export const STOP_TIMEOUT_MS_DEFAULT = 5000;
-const HEALTH_POLL_MS = 100;
 const READY_PUT_TIMEOUT_MS = 2000;
 
 export interface EtcdMember extends BenchMember {
@@ -176,23 +181,7 @@ export async function startEtcdCluster(options: EtcdClusterOptions = {}): Promis
   };
 
   const waitReady = (timeoutMs: number): Promise<void> =>
-    pollUntil(
-      async () => {
-        const dead = members.find((m) => !m.process.running);
-        if (dead !== undefined) {
-          throw new Error(
-            `etcd member ${dead.name} exited (${dead.process.exitDescription()}); log tail:\n${logTail(dead.logFile)}`,
-          );
-        }
-        return readyOnce();
-      },
-      timeoutMs,
-      HEALTH_POLL_MS,
-      () =>
-        `etcd cluster not ready after ${timeoutMs} ms; log tails:\n${members
-          .map((m) => `${m.name}:\n${logTail(m.logFile, 5)}`)
-          .join('\n')}`,
-    );
+    waitUntilReady('etcd', members, readyOnce, timeoutMs);
 
   const cluster: EtcdCluster = {
     kind: 'etcd',

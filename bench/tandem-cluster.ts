@@ -18,9 +18,15 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { stringify } from 'yaml';
-import { type BenchCluster, type BenchMember, CATCH_UP_ENTRIES_MAX, fetchJson } from './cluster.js';
+import {
+  type BenchCluster,
+  type BenchMember,
+  CATCH_UP_ENTRIES_MAX,
+  fetchJson,
+  waitUntilReady,
+} from './cluster.js';
 import { ProbeClient } from './probe.js';
-import { freePorts, logTail, MemberProcess, pollUntil } from './procs.js';
+import { freePorts, MemberProcess } from './procs.js';
 
 export const MEMBERS_MAX = 7;
 export const START_TIMEOUT_MS_DEFAULT = 30_000;
@@ -28,7 +34,6 @@ export const STOP_TIMEOUT_MS_DEFAULT = 5000;
 const BUILD_TIMEOUT_MS = 180_000;
 /** tsc's exit status for "diagnostics present, outputs generated". */
 const TSC_ERRORS_OUTPUT_WRITTEN = 2;
-const HEALTH_POLL_MS = 100;
 const READY_PUT_TIMEOUT_MS = 2000;
 
 const repoDir = dirname(dirname(fileURLToPath(import.meta.url)));
@@ -215,23 +220,7 @@ export async function startTandemCluster(
   };
 
   const waitReady = (timeoutMs: number): Promise<void> =>
-    pollUntil(
-      async () => {
-        const dead = members.find((m) => !m.process.running);
-        if (dead !== undefined) {
-          throw new Error(
-            `tandem member ${dead.name} exited (${dead.process.exitDescription()}); log tail:\n${logTail(dead.logFile)}`,
-          );
-        }
-        return readyOnce();
-      },
-      timeoutMs,
-      HEALTH_POLL_MS,
-      () =>
-        `tandem cluster not ready after ${timeoutMs} ms; log tails:\n${members
-          .map((m) => `${m.name}:\n${logTail(m.logFile, 5)}`)
-          .join('\n')}`,
-    );
+    waitUntilReady('tandem', members, readyOnce, timeoutMs);
 
   const cluster: TandemCluster = {
     kind: 'tandem',
