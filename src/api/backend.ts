@@ -157,6 +157,12 @@ export interface EtcdBackend {
     opts: RequestOptions,
   ): Promise<readonly Member[]>;
   memberPromote(id: bigint, opts: RequestOptions): Promise<readonly Member[]>;
+  /**
+   * The leader's half of an ack=all write sent to a follower: resolves once every voter has
+   * persisted `index`, fails with WRITE_ACK_TIMEOUT after the deadline, NOT_LEADER elsewhere.
+   * Optional: backends without it refuse (UNIMPLEMENTED).
+   */
+  awaitAllVoters?(index: number): Promise<void>;
 
   status(): Promise<MemberStatus>;
   hashKv(revision: number): Promise<HashKvResult>;

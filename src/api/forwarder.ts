@@ -12,6 +12,7 @@ import { ServerError } from '../server/errors.js';
 import type { LeaderForwarder } from '../server/server.js';
 import type { LeaseTimeToLiveResult } from './backend.js';
 import { serviceDefinition } from './proto.js';
+import { ACK_SERVICE, type AwaitAllVotersRequest } from './services/ack.js';
 
 export const FORWARD_TIMEOUT_MS = 3000;
 const CLIENTS_MAX = 8;
@@ -28,6 +29,7 @@ type UnaryCall = (
 
 export class GrpcLeaderForwarder implements LeaderForwarder {
   private readonly clients = new Map<string, Client>();
+  private readonly ackClients = new Map<string, Client>();
 
   async leaseKeepAlive(leaderClientUrls: readonly string[], id: LeaseId): Promise<number> {
     const response = (await this.call(leaderClientUrls, 'LeaseKeepAlive', {
@@ -57,9 +59,49 @@ export class GrpcLeaderForwarder implements LeaderForwarder {
     };
   }
 
+  /** ack=all through a follower: the leader's Ack service waits for every voter. */
+  awaitAllVoters(
+    leaderClientUrls: readonly string[],
+    index: number,
+    timeoutMs: number,
+  ): Promise<void> {
+    const url = leaderClientUrls[0];
+    if (url === undefined)
+      return Promise.reject(new ServerError('NO_LEADER', 'etcdserver: no leader'));
+    let c = this.ackClients.get(url);
+    if (c === undefined) {
+      if (this.ackClients.size >= CLIENTS_MAX) this.close();
+      const Ctor = makeGenericClientConstructor(ACK_SERVICE, 'Ack');
+      c = new Ctor(hostPort(url), credentials.createInsecure());
+      this.ackClients.set(url, c);
+    }
+    const client = c as unknown as Record<string, UnaryCall>;
+    // The leader gives up at timeoutMs and says why; this deadline only bounds a lost leader.
+    const deadline = Date.now() + timeoutMs + FORWARD_TIMEOUT_MS;
+    const request: AwaitAllVotersRequest = { index };
+    return new Promise((resolve, reject) => {
+      client.AwaitAllVoters!(request, new Metadata(), { deadline }, (error) => {
+        if (error === null) resolve();
+        else {
+          const details = error.details ?? error.message;
+          reject(
+            details.includes('ack=all')
+              ? new ServerError('WRITE_ACK_TIMEOUT', details)
+              : new ServerError(
+                  'WRITE_ACK_TIMEOUT',
+                  `tandem: write committed at index ${index}, but the leader could not confirm every voter has it (ack=all): ${details}`,
+                ),
+          );
+        }
+      });
+    });
+  }
+
   close(): void {
     for (const c of this.clients.values()) c.close();
     this.clients.clear();
+    for (const c of this.ackClients.values()) c.close();
+    this.ackClients.clear();
   }
 
   private client(url: string): Client {

@@ -16,6 +16,7 @@ import {
 } from './limits.js';
 import { loadEtcdProto, serviceDefinition } from './proto.js';
 import { REQUEST_DEFAULTS, type RequestDefaults } from './request-options.js';
+import { ACK_SERVICE, ackService } from './services/ack.js';
 import { authService } from './services/auth.js';
 import { clusterService } from './services/cluster.js';
 import { healthService, healthState } from './services/health.js';
@@ -107,6 +108,7 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
   server.addService(serviceDefinition('maintenance'), maintenanceService(ctx));
   server.addService(serviceDefinition('auth'), authService(ctx));
   server.addService(serviceDefinition('health'), healthService(ctx, health));
+  server.addService(ACK_SERVICE, ackService(ctx));
 
   const port = await new Promise<number>((resolve, reject) => {
     server.bindAsync(options.listen, credentials(options.tls), (err, bound) =>

@@ -138,8 +138,9 @@ export interface TandemConfig {
   readonly tls: { readonly client: ClientTlsConfig | null; readonly peer: PeerTlsConfig | null };
   /**
    * TEST ONLY, never in production. `faultInjection`: the peer transport obeys drop and delay
-   * rules per link, set over the admin API (`POST /faults`, `DELETE /faults`); `tandem chaos`
-   * uses it to partition and slow links without root. Off by default.
+   * rules per link, and the storage runs on the fault file system whose next fsync can be made
+   * to fail, both set over the admin API (`POST /faults`, `DELETE /faults`); `tandem chaos`
+   * uses it to partition and slow links without root and to fail WAL fsyncs. Off by default.
    */
   readonly testMode: { readonly faultInjection: boolean };
 }

@@ -102,8 +102,8 @@ export async function run(argv: readonly string[]): Promise<number> {
     .option('--keys <n>', 'registers (keys) the clients share', '5')
     .option(
       '--faults <kinds>',
-      'kill,pause,partition,slow,restart (or none)',
-      'kill,pause,partition,slow,restart',
+      'kill,pause,partition,slow,restart,disk (or none)',
+      'kill,pause,partition,slow,restart,disk',
     )
     .option('--seed <n>', "the seed: the fault plan and the clients' choices (default: random)")
     .option('--out <dir>', 'the report folder (default: chaos-reports/seed-<seed>-<time>)')

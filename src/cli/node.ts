@@ -31,6 +31,7 @@ import { StateType } from '../raft/types.js';
 import { Member } from '../server/member.js';
 import { SERVER_VERSION, TandemServer } from '../server/server.js';
 import { TandemStateMachine } from '../server/tandem-state-machine.js';
+import { FaultyFileSystem } from '../storage/fault-fs.js';
 import { NodeFileSystem, StorageError, writeFileAtomic } from '../storage/index.js';
 import { awaitDialedIdentity } from '../transport/join.js';
 import type { TransportLogger } from '../transport/logger.js';
@@ -116,7 +117,12 @@ export async function startNode(config: TandemConfig): Promise<RunningNode> {
   const selfId = identity.memberId;
   const clusterIdNumber = identity.clusterId;
   const clusterId = BigInt(clusterIdNumber);
+  // Test mode: the storage goes through the fault file system, so /faults can fail an fsync.
+  const faultFs = config.testMode.faultInjection
+    ? new FaultyFileSystem(new NodeFileSystem())
+    : null;
   const recovered = await WalPersistence.recover({
+    ...(faultFs !== null && { fs: faultFs }),
     dataDir: config.dataDir,
     mirrorDir: config.wal.mirror,
     clusterId: clusterIdNumber,
@@ -253,6 +259,7 @@ export async function startNode(config: TandemConfig): Promise<RunningNode> {
     dbSizeBytes: () => dirBytes(join(config.dataDir, 'kv')),
     zone: config.zone,
     standby: config.redundancy.standby,
+    preferLeaderZone: config.replication.preferLeaderZone,
     policy: makePolicy({
       voters: config.replication.voters,
       replaceAfterMs: config.redundancy.replaceAfterMs,
@@ -286,7 +293,7 @@ export async function startNode(config: TandemConfig): Promise<RunningNode> {
         }),
   });
   const faults = config.testMode.faultInjection
-    ? faultAdmin(transport, () => state.members())
+    ? faultAdmin(transport, () => state.members(), faultFs)
     : null;
   const adminServer = server;
   const admin = await startAdmin(

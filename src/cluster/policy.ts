@@ -735,3 +735,40 @@ function manualStandby(view: RedundancyView, m: MemberRecord, nowMs: number): Re
     reason,
   });
 }
+
+/** A leadership transfer the leader-zone preference asks for. */
+export interface LeaderTransfer {
+  readonly to: NodeId;
+  readonly reason: string;
+}
+
+/**
+ * The leader-zone preference (`replication.preferLeaderZone`): when the leader is outside the
+ * preferred zone and that zone has a healthy, caught-up voter, hand leadership to it (the most
+ * caught-up first, then the lowest id). Nothing while a membership change is pending, in a
+ * joint configuration, or without a quorum. The caller rate-limits the transfers it starts.
+ */
+export function planLeaderZone(
+  view: RedundancyView,
+  preferLeaderZone: string | null,
+  catchUpEntriesMax: number,
+): LeaderTransfer | null {
+  if (preferLeaderZone === null || preferLeaderZone === '') return null;
+  if (view.pendingConfChange || !view.quorumActive || view.config.votersOutgoing.length > 0) {
+    return null;
+  }
+  if (memberOf(view, view.leaderId)?.zone === preferLeaderZone) return null;
+  let best: { id: NodeId; lag: number } | null = null;
+  for (const id of view.config.voters) {
+    if (id === view.leaderId || memberOf(view, id)?.zone !== preferLeaderZone) continue;
+    if (view.health.get(id)?.state !== 'healthy') continue;
+    const lag = lagOf(view, id);
+    if (lag > catchUpEntriesMax) continue;
+    if (best === null || lag < best.lag || (lag === best.lag && id < best.id)) best = { id, lag };
+  }
+  if (best === null) return null;
+  return {
+    to: best.id,
+    reason: `leader outside the preferred zone ${preferLeaderZone}: transfer to ${memberOf(view, best.id)?.name || best.id}`,
+  };
+}

@@ -32,6 +32,7 @@ import {
   type Entry,
   EntryType,
   type Message,
+  MessageType,
   NONE,
   type NodeId,
   type RaftLogger,
@@ -162,6 +163,9 @@ export class Member {
   private readsAwaitingApply: PendingRead[] = [];
   /** When a message from each peer last arrived (this member's clock): the policy's input. */
   private readonly heardAtMs = new Map<NodeId, number>();
+  /** Members outside the configuration the leader probes (see setOutsideProbes). */
+  private outsideProbeIds: readonly NodeId[] = [];
+  private ticks = 0;
 
   constructor(options: MemberOptions) {
     assert(options.snapshotEveryEntries >= 1, 'snapshotEveryEntries must be >= 1');
@@ -301,6 +305,8 @@ export class Member {
   private onTick(): void {
     if (this.state !== 'running') return;
     this.rn.tick();
+    this.ticks += 1;
+    if (this.ticks % this.options.timing.heartbeatTicks === 0) this.probeOutside();
     this.retryUnproposed();
     this.retryReadRound();
     this.expireDeadlines();
@@ -749,6 +755,47 @@ export class Member {
   /** When a message from each peer last arrived here (ms of this member's clock). */
   get lastHeardMs(): ReadonlyMap<NodeId, number> {
     return this.heardAtMs;
+  }
+
+  /**
+   * Leader only: members outside the Raft configuration (warm and cold standbys), which Raft
+   * never messages, get a heartbeat every heartbeat interval (see `probeOutside`). Raft's answer
+   * (a HeartbeatResp, dropped by raft: no progress for the sender) is recorded in `lastHeardMs`
+   * by `receive`, so the failure detector sees a live round trip. The driver sets the list.
+   */
+  setOutsideProbes(ids: readonly NodeId[]): void {
+    this.outsideProbeIds = ids;
+  }
+
+  /** One heartbeat to each probed member still outside the configuration; commit 0: commits nothing. */
+  private probeOutside(): void {
+    if (this.outsideProbeIds.length === 0 || !this.isLeader) return;
+    const cs = this.confState;
+    const inside = new Set([
+      ...cs.voters,
+      ...cs.learners,
+      ...cs.votersOutgoing,
+      ...cs.learnersNext,
+    ]);
+    const term = this.term;
+    for (const to of this.outsideProbeIds) {
+      if (to === this.id || inside.has(to)) continue;
+      const probe: Message = {
+        type: MessageType.Heartbeat,
+        to,
+        from: this.id,
+        term,
+        logTerm: 0,
+        index: 0,
+        entries: [],
+        commit: 0,
+        snapshot: null,
+        reject: false,
+        rejectHint: 0,
+        context: new Uint8Array(0),
+      };
+      this.network.send(to, [probe]);
+    }
   }
 
   /** A membership change was proposed (here, or appended as leader) and is not applied yet. */

@@ -5,6 +5,8 @@
  * Every `tick()` (the server calls it every POLICY_INTERVAL_MS) on the leader only:
  *   observe  raft progress (recentActive, match) and the member's per-peer last-heard times feed
  *            a FailureDetector, created and seeded from the registry once per leadership term;
+ *            members outside the configuration (warm, cold standbys) are probed with a
+ *            heartbeat every heartbeat interval (Member.setOutsideProbes): their answer is their last-heard time;
  *   plan     planRedundancy over the view; at most ONE action in flight (a conf change, a
  *            registry command, a warm refresh), and none while Raft has a change pending;
  *   act      conf change -> member.proposeConfChange (its context carries the role records);
@@ -28,6 +30,7 @@ import {
   lagOf,
   type ManualOp,
   membershipBlocked,
+  planLeaderZone,
   planManual,
   planRedundancy,
   quorumOf,
@@ -56,6 +59,8 @@ import { encodeRegistryEntry, type TandemStateMachine } from './tandem-state-mac
 export const POLICY_INTERVAL_MS = 250;
 /** A warm standby added as a learner for a refresh goes back outside after this at most. */
 export const WARM_REFRESH_TIMEOUT_MS = 30_000;
+/** At most one leader-zone transfer per this many election timeouts (no ping-pong). */
+const LEADER_TRANSFER_COOLDOWN_ELECTIONS = 5;
 
 export interface PolicyEvent {
   readonly action: string;
@@ -70,6 +75,8 @@ export interface RedundancyDriverOptions {
   readonly policy: RedundancyPolicy;
   /** A peer heard within this long counts towards CheckQuorum's view (the election timeout). */
   readonly electionTimeoutMs: number;
+  /** `replication.preferLeaderZone`: the leader hands leadership to a voter of this zone. */
+  readonly preferLeaderZone?: string | null;
   readonly onEvent?: (event: PolicyEvent) => void;
 }
 
@@ -82,6 +89,8 @@ export class RedundancyDriver {
   private readonly snapshotSentMs = new Map<NodeId, number>();
   /** Warm standbys added as learners for a refresh, with when it began. */
   private readonly refreshing = new Map<NodeId, number>();
+  /** When this member last started a leader-zone transfer (ms; -Infinity: never). */
+  private lastTransferMs = Number.NEGATIVE_INFINITY;
 
   constructor(options: RedundancyDriverOptions) {
     this.o = options;
@@ -104,6 +113,7 @@ export class RedundancyDriver {
       void this.act(action, view).catch(() => {}); // reported through onEvent
       return;
     }
+    if (this.preferLeaderZone(view, now)) return;
     const record = healthRecords(view.members, this.detector!.view())[0];
     if (record !== undefined) {
       void this.act({ kind: 'registry', command: record, reason: 'health record' }, view).catch(
@@ -134,6 +144,22 @@ export class RedundancyDriver {
     return action.reason;
   }
 
+  /** Starts a leader-zone transfer when one is due (rate-limited); true when it did. */
+  private preferLeaderZone(view: RedundancyView, now: number): boolean {
+    const cooldownMs = LEADER_TRANSFER_COOLDOWN_ELECTIONS * this.o.electionTimeoutMs;
+    if (now - this.lastTransferMs < cooldownMs) return false;
+    const transfer = planLeaderZone(
+      view,
+      this.o.preferLeaderZone ?? null,
+      this.o.policy.catchUpEntriesMax,
+    );
+    if (transfer === null) return false;
+    this.lastTransferMs = now;
+    this.o.member.transferLeader(transfer.to);
+    this.o.onEvent?.({ action: 'transfer-leader', reason: transfer.reason });
+    return true;
+  }
+
   /** Feeds the detector and returns the leader's view, or null when this member does not lead. */
   private observe(): RedundancyView | null {
     const m = this.o.member;
@@ -151,6 +177,9 @@ export class RedundancyDriver {
       this.detectorTerm = status.term;
       this.detector.seed(members, now);
     }
+    // Standbys outside the configuration hear nothing from Raft: the member probes them every
+    // heartbeat interval; their answers land in lastHeardMs.
+    m.setOutsideProbes(members.map((r) => r.id));
     const heard = m.lastHeardMs;
     this.detector.observe(
       now,

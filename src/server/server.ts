@@ -88,6 +88,15 @@ export interface LeaderForwarder {
     id: LeaseId,
     withKeys: boolean,
   ): Promise<LeaseTimeToLiveResult>;
+  /**
+   * Asks the leader to wait until every voter persisted `index` (ack=all through a follower);
+   * rejects with WRITE_ACK_TIMEOUT (the write is committed) after about `timeoutMs`.
+   */
+  awaitAllVoters?(
+    leaderClientUrls: readonly string[],
+    index: number,
+    timeoutMs: number,
+  ): Promise<void>;
 }
 
 export interface TandemServerOptions {
@@ -105,6 +114,8 @@ export interface TandemServerOptions {
   /** This member's zone and standby mode, published through the log (registry commands). */
   readonly zone?: string;
   readonly standby?: { readonly mode: StandbyMode; readonly snapshotEveryMs: number };
+  /** `replication.preferLeaderZone`: leadership moves to a healthy voter of this zone. */
+  readonly preferLeaderZone?: string | null;
   /** The redundancy policy the leader runs; none: no automatic redundancy (tests). */
   readonly policy?: RedundancyPolicy;
   readonly onPolicyEvent?: (event: PolicyEvent) => void;
@@ -145,6 +156,7 @@ export class TandemServer implements EtcdBackend {
             clock: options.clock,
             policy: options.policy,
             electionTimeoutMs: options.electionTimeoutMs,
+            preferLeaderZone: options.preferLeaderZone ?? null,
             ...(options.onPolicyEvent === undefined ? {} : { onEvent: options.onPolicyEvent }),
           });
   }
@@ -258,16 +270,9 @@ export class TandemServer implements EtcdBackend {
 
   private async proposeKv(req: KvRequest, opts: RequestOptions): Promise<KvResponse> {
     const command = this.state.encodeKv(req); // etcd's validation before the log: throws KvError
-    if (opts.ack === 'all' && !this.member.isLeader) {
-      // Only the leader sees every voter's progress: refused before anything is proposed.
-      throw new ServerError(
-        'NOT_LEADER',
-        `tandem: a write with ack=all must be sent to the leader (${this.leaderName()}): only it sees every voter's progress`,
-      );
-    }
     const { value, index } = await this.proposeIndexed(command, opts.signal);
     const result = value as CommandResult;
-    if (result.kind === 'applied' && opts.ack === 'all') await this.awaitAllVoters(index);
+    if (result.kind === 'applied' && opts.ack === 'all') await this.ackAll(index);
     if (result.kind === 'applied') return result.response;
     if (result.kind === 'rejected') throw result.error;
     throw new ServerError('UNHEALTHY', `etcdserver: unexpected apply result ${result.kind}`);
@@ -544,11 +549,36 @@ export class TandemServer implements EtcdBackend {
   }
 
   /**
+   * ack=all for a write applied at `index` here: the leader checks its own view of every voter;
+   * a follower forwards the check to the leader (only it sees every voter's progress).
+   */
+  private async ackAll(index: number): Promise<void> {
+    if (this.member.isLeader) return this.awaitAllVotersHere(index);
+    const f = this.options.forwarder;
+    if (f?.awaitAllVoters === undefined) {
+      throw new ServerError(
+        'NOT_LEADER',
+        `tandem: write committed at index ${index}, but ack=all cannot be checked here; send it to the leader (${this.leaderName()})`,
+      );
+    }
+    const timeoutMs = this.options.ackAllTimeoutMs ?? ACK_ALL_TIMEOUT_MS_DEFAULT;
+    await f.awaitAllVoters(this.leaderClientUrls(), index, timeoutMs);
+  }
+
+  /** The leader's half of a follower's ack=all write (the API's Ack service). */
+  async awaitAllVoters(index: number): Promise<void> {
+    if (!this.member.isLeader) {
+      throw new ServerError('NOT_LEADER', `tandem: not the leader (${this.leaderName()})`);
+    }
+    await this.awaitAllVotersHere(index);
+  }
+
+  /**
    * ack=all: waits until every voter (outgoing ones of a joint configuration too) has persisted
    * `index` (its match index on this leader), or fails with WRITE_ACK_TIMEOUT: the write is
    * committed by a quorum either way, only the acknowledgement of every voter is missing.
    */
-  private async awaitAllVoters(index: number): Promise<void> {
+  private async awaitAllVotersHere(index: number): Promise<void> {
     const timeoutMs = this.options.ackAllTimeoutMs ?? ACK_ALL_TIMEOUT_MS_DEFAULT;
     const deadline = this.clock.now() + timeoutMs;
     for (let round = 0; round < 1_000_000; round++) {

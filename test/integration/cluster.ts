@@ -253,6 +253,11 @@ export interface ClusterOptions {
   readonly extraConfig?: Record<string, unknown>;
   /** A label for the temp dir and the cluster token. */
   readonly label?: string;
+  /**
+   * The addresses the other founders dial for a member (default: its peer listen address);
+   * e.g. TCP proxies the test controls, several for redundant links.
+   */
+  readonly peerAddresses?: (spec: MemberSpec) => Promise<readonly string[]> | readonly string[];
 }
 
 /** A cluster of real member processes in one temp directory. */
@@ -276,6 +281,10 @@ export class Cluster {
       const size = options.size ?? 3;
       const specs: MemberSpec[] = [];
       for (let i = 1; i <= size; i++) specs.push(await cluster.newSpec(`n${i}`));
+      const dialed = new Map<MemberSpec, readonly string[]>();
+      for (const spec of specs) {
+        dialed.set(spec, (await options.peerAddresses?.(spec)) ?? [spec.peer]);
+      }
       const roles = options.roles ?? {};
       const roleOf = (name: string): FounderRole => roles[name] ?? { role: 'voter' };
       for (const spec of specs) {
@@ -285,7 +294,7 @@ export class Cluster {
             .filter((p) => p !== spec)
             .map((p) => ({
               name: p.name,
-              addresses: [p.peer],
+              addresses: dialed.get(p)!,
               ...(roles[p.name] === undefined
                 ? {}
                 : { role: roleOf(p.name).role, standbyMode: roleOf(p.name).standbyMode ?? 'hot' }),

@@ -20,15 +20,20 @@ import { LoopbackHub, ManualClock, VirtualPersistence } from './harness.js';
 
 const REPLACE_AFTER_MS = 1_000;
 
-function startCluster() {
+/**
+ * 3 voters and a hot standby (n4); with `warm`, a warm standby (n5) outside the config too;
+ * n3 is in zone b, the rest in zone a.
+ */
+function startCluster(warm = false, preferLeaderZone: string | null = null) {
   const clock = new ManualClock();
   const hub = new LoopbackHub(clock);
-  const founders = [1, 2, 3, 4].map((id) => ({
+  const founders = (warm ? [1, 2, 3, 4, 5] : [1, 2, 3, 4]).map((id) => ({
     id,
     name: `n${id}`,
     peerUrls: [`http://127.0.0.1:${id}`],
     clientUrls: [],
     ...(id === 4 ? { role: 'standby' as const, standbyMode: 'hot' as const } : {}),
+    ...(id === 5 ? { role: 'standby' as const, standbyMode: 'warm' as const } : {}),
   }));
   const { voters, learners } = foundingConfig(founders);
   const servers = new Map<NodeId, TandemServer>();
@@ -64,6 +69,7 @@ function startCluster() {
       clientUrls: [`http://127.0.0.1:${100 + id}`],
       electionTimeoutMs: 100,
       zone: id === 3 ? 'b' : 'a',
+      preferLeaderZone,
       policy: makePolicy({
         voters: 3,
         replaceAfterMs: REPLACE_AFTER_MS,
@@ -81,6 +87,62 @@ function startCluster() {
     [...servers].find(([, s]) => (s as unknown as { member: Member }).member.isLeader)?.[0];
   return { clock, hub, servers, states, events, leader };
 }
+
+test('a warm standby outside the configuration is probed: reachable while up, silent when cut', () => {
+  const c = startCluster(true);
+  c.clock.advance(2_000);
+  const leader = c.leader()!;
+  const state = c.states.get(leader)!;
+  assert.equal(state.member(5)!.placement, 'none', 'the warm standby is outside the config');
+  const driver = c.servers.get(leader)!.redundancy!;
+  assert.equal(driver.health(5)?.state, 'healthy', 'heard through the probe');
+  c.hub.cut.add(5);
+  c.clock.advance(1_000);
+  assert.equal(driver.health(5)?.state, 'unreachable', 'a cut standby goes silent');
+  c.hub.cut.delete(5);
+  c.clock.advance(1_000);
+  assert.equal(driver.health(5)?.state, 'healthy', 'trusted again after stabilityMs');
+  for (const s of c.servers.values()) s.close();
+});
+
+test('after the hot standby took over, the next voter failure promotes the warm standby', () => {
+  const c = startCluster(true);
+  c.clock.advance(2_000);
+  const leader = c.leader()!;
+  const first = ([1, 2, 3] as NodeId[]).find((id) => id !== leader)!;
+  c.hub.cut.add(first);
+  c.clock.advance(REPLACE_AFTER_MS + 2_000);
+  let s = c.states.get(c.leader()!)!;
+  assert.equal(s.member(4)!.role, 'voter', 'the hot standby first');
+  const second = ([1, 2, 3, 4] as NodeId[]).find(
+    (id) => id !== c.leader() && id !== first && s.member(id)!.role === 'voter',
+  )!;
+  c.hub.cut.add(second);
+  c.clock.advance(REPLACE_AFTER_MS + 5_000);
+  s = c.states.get(c.leader()!)!;
+  assert.equal(s.member(5)!.role, 'voter', `the warm standby next: ${c.events.join(', ')}`);
+  assert.equal(s.member(5)!.placement, 'voter');
+  assert.equal(s.member(second)!.role, 'standby');
+  const voters = [1, 2, 3, 4, 5].filter((id) => s.member(id as NodeId)!.role === 'voter');
+  assert.equal(voters.length, 3, 'three voters');
+  for (const srv of c.servers.values()) srv.close();
+});
+
+test('replication.preferLeaderZone: leadership moves to the healthy voter of that zone', () => {
+  const c = startCluster(false, 'b');
+  c.clock.advance(3_000);
+  assert.equal(c.leader(), 3, `leader n3 (zone b): ${c.events.join(', ')}`);
+  assert.equal(c.events.filter((e) => e === 'transfer-leader').length, 1, c.events.join(', '));
+  // Zone b down: the leadership stays where the election puts it, no transfer attempts churn.
+  c.hub.cut.add(3);
+  c.clock.advance(3_000);
+  const leader = c.leader();
+  assert.ok(leader !== undefined && leader !== 3, 'a leader in zone a meanwhile');
+  const transfers = c.events.filter((e) => e === 'transfer-leader').length;
+  c.clock.advance(2_000);
+  assert.equal(c.events.filter((e) => e === 'transfer-leader').length, transfers, 'no churn');
+  for (const s of c.servers.values()) s.close();
+});
 
 test('a voter silent for replaceAfter is replaced by the hot standby, once, with the record', () => {
   const c = startCluster();

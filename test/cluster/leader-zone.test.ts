@@ -1,0 +1,42 @@
+/** The leader-zone preference (planLeaderZone) as a table of small clusters. */
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { planLeaderZone } from '../../src/cluster/policy.js';
+import type { NodeId } from '../../src/raft/types.js';
+import { view, voter } from './fixture.js';
+
+const CATCH_UP = 100;
+const target = (v: ReturnType<typeof view>, zone: string | null): NodeId | null =>
+  planLeaderZone(v, zone, CATCH_UP)?.to ?? null;
+
+test('no preference, or a leader already in the zone: nothing', () => {
+  const specs = [voter(1, { zone: 'a' }), voter(2, { zone: 'b' }), voter(3, { zone: 'b' })];
+  assert.equal(target(view(specs), null), null);
+  assert.equal(target(view(specs), 'a'), null);
+});
+
+test('the most caught-up healthy voter of the preferred zone, then the lowest id', () => {
+  const specs = [
+    voter(1, { zone: 'a' }),
+    voter(2, { zone: 'b', lag: 5 }),
+    voter(3, { zone: 'b', lag: 1 }),
+    voter(4, { zone: 'b', lag: 1 }),
+    voter(5, { zone: 'a' }),
+  ];
+  assert.equal(target(view(specs), 'b'), 3);
+});
+
+test('an unhealthy or lagging zone is not honoured', () => {
+  const down = [voter(1, { zone: 'a' }), voter(2, { zone: 'b', health: 'unreachable' }), voter(3)];
+  assert.equal(target(view(down), 'b'), null);
+  const behind = [voter(1, { zone: 'a' }), voter(2, { zone: 'b', lag: CATCH_UP + 1 }), voter(3)];
+  assert.equal(target(view(behind), 'b'), null);
+});
+
+test('never during a membership change, a joint configuration or without a quorum', () => {
+  const specs = [voter(1, { zone: 'a' }), voter(2, { zone: 'b' }), voter(3, { zone: 'a' })];
+  assert.equal(target(view(specs, { pendingConfChange: true }), 'b'), null);
+  assert.equal(target(view(specs, { quorumActive: false }), 'b'), null);
+  assert.equal(target(view(specs, { votersOutgoing: [1, 2, 4] }), 'b'), null);
+  assert.equal(target(view(specs), 'b'), 2);
+});
