@@ -60,6 +60,18 @@ function installExitHook(): void {
   });
 }
 
+/**
+ * The environment of a member: this process's, less its TANDEM_* variables. A member reads
+ * TANDEM_* as settings and rejects unknown ones, so the runner's own (TANDEM_CHAOS_KEEP) or a
+ * user's settings for another cluster must not reach it; the member's settings are its config.
+ */
+export function memberEnv(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+  const out: NodeJS.ProcessEnv = {};
+  for (const [name, value] of Object.entries(env))
+    if (!name.startsWith('TANDEM_')) out[name] = value;
+  return out;
+}
+
 function killQuietly(child: ChildProcess, signal: NodeJS.Signals): void {
   if (child.pid === undefined || child.exitCode !== null || child.signalCode !== null) return;
   try {
@@ -248,7 +260,7 @@ export class LocalCluster {
     const log = openSync(m.logFile, 'a');
     const child = spawn(process.execPath, [...cliCommand(), 'start', '--config', m.configFile], {
       stdio: ['ignore', log, log],
-      env: { ...process.env, TANDEM_LOG_LEVEL: this.logLevel },
+      env: { ...memberEnv(process.env), TANDEM_LOG_LEVEL: this.logLevel },
     });
     closeSync(log);
     LIVE.add(child);
@@ -313,6 +325,22 @@ export class LocalCluster {
     if (this.states[index] !== 'running') return false;
     try {
       await adminRequest(this.members[index]!.admin, 'POST', '/faults', { links });
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  /**
+   * Arms the member's next WAL fsync to fail (its test-mode fault file system); false if it did
+   * not answer or refused.
+   */
+  async failNextWalSync(index: number): Promise<boolean> {
+    if (this.states[index] !== 'running') return false;
+    try {
+      await adminRequest(this.members[index]!.admin, 'POST', '/faults', {
+        disk: { failNextSync: 'EIO', pathIncludes: 'wal' },
+      });
       return true;
     } catch {
       return false;

@@ -82,10 +82,15 @@ export class KvClient {
     };
   }
 
-  async put(key: string, value: string, timeoutMs: number): Promise<WriteResult> {
+  /** A put; `leaseId` attaches the key to a lease (the decimal id a grant returned). */
+  async put(key: string, value: string, timeoutMs: number, leaseId?: string): Promise<WriteResult> {
     const r = (await this.unary(
       'Put',
-      { key: Buffer.from(key), value: Buffer.from(value) },
+      {
+        key: Buffer.from(key),
+        value: Buffer.from(value),
+        ...(leaseId !== undefined && { lease: leaseId }),
+      },
       timeoutMs,
     )) as { header: PbHeader };
     return { revision: Number(r.header.revision) };
@@ -208,5 +213,95 @@ export class KeyWatch {
     this.ended = true;
     this.call.cancel();
     this.client.close();
+  }
+}
+
+export interface LeaseGrantResult {
+  /** The lease id, as the decimal string the proto loader gives int64s. */
+  readonly id: string;
+  /** The TTL in force (the server raises a short one to its minimum). */
+  readonly ttlSeconds: number;
+}
+
+/**
+ * Lease grant and keep-alives on one member. Keep-alives go one at a time over one stream, as a
+ * request and the next response; a keep-alive that errs or times out ends the stream (a late
+ * answer could not be told from the next one's), and the next keep-alive opens a new one.
+ */
+export class LeaseClient {
+  private readonly lease: Client;
+  private stream: ClientDuplexStream<unknown, unknown> | null = null;
+  private waiter: ((error: GrpcError | null, ttlSeconds: number) => void) | null = null;
+
+  constructor(readonly endpoint: string) {
+    const Ctor = makeGenericClientConstructor(serviceDefinition('lease'), 'Lease');
+    this.lease = new Ctor(endpoint, credentials.createInsecure(), CHANNEL_OPTIONS);
+  }
+
+  async grant(ttlSeconds: number, timeoutMs: number): Promise<LeaseGrantResult> {
+    const call = (this.lease as unknown as Record<string, Unary>).LeaseGrant!.bind(this.lease);
+    const r = await new Promise<unknown>((resolve, reject) => {
+      call(
+        { TTL: ttlSeconds, ID: 0 },
+        new Metadata(),
+        { deadline: Date.now() + timeoutMs },
+        (e, v) => (e === null ? resolve(v) : reject(e)),
+      );
+    });
+    const response = r as { ID: string; TTL: string; error: string };
+    if (response.error !== '' && response.error !== undefined) {
+      throw Object.assign(new Error(response.error), { details: response.error }) as GrpcError;
+    }
+    return { id: String(response.ID), ttlSeconds: Number(response.TTL) };
+  }
+
+  /** One keep-alive: the TTL the member answered (0: the lease is gone). */
+  keepAlive(id: string, timeoutMs: number): Promise<number> {
+    if (this.waiter !== null) throw new Error('LeaseClient: one keep-alive at a time');
+    const stream = this.stream ?? this.openStream();
+    return new Promise<number>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.endStream();
+        settle(Object.assign(new Error('keep-alive timed out'), { code: 4 }) as GrpcError, 0);
+      }, timeoutMs);
+      const settle = (error: GrpcError | null, ttlSeconds: number): void => {
+        clearTimeout(timer);
+        this.waiter = null;
+        if (error === null) resolve(ttlSeconds);
+        else reject(error);
+      };
+      this.waiter = settle;
+      stream.write({ ID: id });
+    });
+  }
+
+  close(): void {
+    this.endStream();
+    this.lease.close();
+  }
+
+  private openStream(): ClientDuplexStream<unknown, unknown> {
+    const open = (
+      this.lease as unknown as Record<string, () => ClientDuplexStream<unknown, unknown>>
+    ).LeaseKeepAlive!;
+    const stream = open.call(this.lease);
+    const fail = (error: GrpcError): void => {
+      if (this.stream !== stream) return;
+      this.stream = null;
+      this.waiter?.(error, 0);
+    };
+    stream.on('data', (r: unknown) => {
+      if (this.stream === stream) this.waiter?.(null, Number((r as { TTL: string }).TTL));
+    });
+    stream.on('error', fail);
+    stream.on('end', () => fail(new Error('keep-alive stream ended') as GrpcError));
+    this.stream = stream;
+    return stream;
+  }
+
+  private endStream(): void {
+    const stream = this.stream;
+    this.stream = null;
+    stream?.cancel();
   }
 }

@@ -13,7 +13,9 @@
  * - pause: SIGSTOP, then SIGCONT;
  * - partition: drop every message between the targets and the others, both ways (the
  *   transport's test-mode fault rules, over the admin API);
- * - slow: a delay and a loss rate on the targets' links (or on every link), both ways.
+ * - slow: a delay and a loss rate on the targets' links (or on every link), both ways;
+ * - disk: the target's next WAL fsync fails (EIO, through its test-mode fault file system): it
+ *   must stop rather than go on with a log it cannot trust; then a restart (SIGKILL, start).
  * Kernel-level faults (network namespaces, tc netem, iptables) are a later step.
  */
 import type { LinkRule, LocalCluster } from './cluster.js';
@@ -117,6 +119,12 @@ async function inject(cluster: LocalCluster, step: FaultStep): Promise<() => Pro
     case 'restart':
       await Promise.all(targets.map((t) => cluster.stop(t)));
       return async () => {
+        for (const t of targets) cluster.spawn(t);
+      };
+    case 'disk':
+      await Promise.all(targets.map((t) => cluster.failNextWalSync(t)));
+      return async () => {
+        await Promise.all(targets.map((t) => cluster.kill(t)));
         for (const t of targets) cluster.spawn(t);
       };
     case 'pause':

@@ -14,7 +14,7 @@
 import { assert } from '../util/assert.js';
 import { Prng } from '../util/prng.js';
 
-export const FAULT_KINDS = ['kill', 'pause', 'partition', 'slow', 'restart'] as const;
+export const FAULT_KINDS = ['kill', 'pause', 'partition', 'slow', 'restart', 'disk'] as const;
 export type FaultKind = (typeof FAULT_KINDS)[number];
 
 /** No fault during the first part of a run: the clients' first operations see a healthy cluster. */

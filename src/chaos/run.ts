@@ -2,14 +2,15 @@
  * `tandem chaos`: a real local cluster under faults, checked.
  *
  *   1. start the cluster (LocalCluster: processes, temp data directories, free loopback ports);
- *   2. start one watcher per key, then the clients, then the nemesis, for `timeMs`;
+ *   2. start one watcher per key, then the clients, the lease holder (lease-workload.ts) and
+ *      the nemesis, for `timeMs`;
  *   3. stop the clients (their last operations complete or time out), stop the nemesis;
  *   4. heal: resume, restart the dead, heal every link, wait for a leader;
  *   5. final linearizable reads of every key, appended to the history as read operations (the
  *      lost-write check's final values), watchers catch up to the final revision;
- *   6. analyze (linearizability, lost writes, watches, availability) and write the report:
- *      history.jsonl, faults.json, plan.json, result.json, verdict.txt, timeline.html, and the
- *      members' logs under logs/.
+ *   6. analyze (linearizability, lost writes, watches, leases, availability) and write the
+ *      report: history.jsonl, faults.json, plan.json, watches.json, leases.json, result.json,
+ *      verdict.txt, timeline.html, and the members' logs under logs/.
  *
  * The seed decides the fault plan, the clients' choices of operations, keys and members, and
  * the watchers' members; the interleaving is real time and differs between runs.
@@ -21,6 +22,12 @@ import { analyze } from './analyze.js';
 import { LocalCluster, sleep } from './cluster.js';
 import { type GrpcError, KvClient } from './etcd-client.js';
 import { pairOperations, serializeHistory, type Value } from './history.js';
+import {
+  LEASE_TTL_SECONDS,
+  type LeaseWorkloadRecord,
+  newLeaseRecord,
+  runLeaseHolder,
+} from './lease-workload.js';
 import { healAll, type NemesisRecord, runNemesis } from './nemesis.js';
 import { type FaultKind, planFaults } from './plan.js';
 import { HistoryRecorder } from './recorder.js';
@@ -36,6 +43,10 @@ const FINAL_READ_ATTEMPTS_MAX = 20;
 const HEAL_LEADER_WAIT_MS = 30_000;
 /** How long watchers have to catch up to the final revision. */
 const WATCH_CATCH_UP_MS = 15_000;
+/** The lease holder polls for expired keys at most this long after the clients stop. */
+const LEASE_POLL_AFTER_STOP_MS = LEASE_TTL_SECONDS * 1000 + 2_000;
+/** Lease expiry observed this much early is still accepted (timer and clock granularity). */
+const LEASE_TOLERANCE_MS = 50;
 /** Progress callbacks at most this often. */
 const PROGRESS_INTERVAL_MS = 500;
 
@@ -52,6 +63,8 @@ export interface ChaosOptions {
   readonly heartbeatMs?: number;
   readonly electionMs?: number;
   readonly snapshotEntries?: number;
+  /** Run the lease holder (default true): leases kept alive, then left to expire. */
+  readonly leases?: boolean;
   readonly signal?: AbortSignal;
   readonly onProgress?: (progress: ChaosProgress) => void;
   readonly onNote?: (text: string) => void;
@@ -141,6 +154,8 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosOutcome> {
   let nemesis: NemesisRecord | null = null;
   const watchers: KeyWatcher[] = [];
   const finalValues = new Map<string, Value>();
+  const leaseRecord: LeaseWorkloadRecord = newLeaseRecord();
+  const leasesOn = options.leases ?? true;
   let aborted = false;
   /** When the clients stopped (earlier than planned on abort): the availability window's end. */
   let clientsStoppedMs = Number.POSITIVE_INFINITY;
@@ -189,9 +204,24 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosOutcome> {
         runClient(ctx, (options.seed * 31 + i + 1) >>> 0),
       ),
     );
+    const leasesDone = leasesOn
+      ? runLeaseHolder(
+          {
+            endpoints,
+            opTimeoutMs,
+            nowMs: () => recorder.nowMs(),
+            stopAtMs,
+            pollUntilMs: stopAtMs + LEASE_POLL_AFTER_STOP_MS,
+            signal,
+          },
+          (options.seed * 31 + 104_729) >>> 0,
+          leaseRecord,
+        )
+      : Promise.resolve();
     try {
       await nemesisDone;
       await clientsDone;
+      await leasesDone;
     } finally {
       clearInterval(ticker);
     }
@@ -229,10 +259,14 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosOutcome> {
   const ops = pairOperations(events);
   const watcherLogs = watchers.map((w) => w.log());
   writeFileSync(join(outDir, 'watches.json'), `${JSON.stringify(watcherLogs)}\n`);
+  if (leasesOn) {
+    writeFileSync(join(outDir, 'leases.json'), `${JSON.stringify(leaseRecord, null, 2)}\n`);
+  }
   const checks = analyze({
     ops,
     finalValues,
     watchers: watcherLogs,
+    ...(leasesOn && { leases: leaseRecord.observations, leaseToleranceMs: LEASE_TOLERANCE_MS }),
     availabilityWindow: {
       fromMs: runStartMs,
       toMs: Math.max(runStartMs, Math.min(runStartMs + options.timeMs, clientsStoppedMs)),

@@ -7,6 +7,12 @@
  *   POST   /faults  {"links":[{"peer":"n2","dropRate":1},{"peer":"n3","delayMs":200}]}
  *   DELETE /faults  heals every link
  *   GET    /faults  {"links":[…],"dropped":12,"delayed":40}
+ *   POST   /faults  {"disk":{"failNextSync":"EIO","pathIncludes":"wal"}}
+ *
+ * The disk fault arms the member's fault file system (src/storage/fault-fs.ts, in use only in
+ * test mode): its next fsync of a matching path fails, as a dying disk's would. A member must
+ * then stop (its WAL is poisoned: it may not acknowledge what it could not make durable), never
+ * go on with a log it cannot trust; `tandem chaos` restarts it and checks nothing was lost.
  *
  * A rule is about this member's outbound messages to `peer` (a member name or hex id); a
  * symmetric partition is a rule on both sides. POST replaces the rule of each peer it names and
@@ -14,6 +20,7 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { NodeId } from '../raft/types.js';
+import type { FaultyFileSystem, InjectedErrorCode } from '../storage/fault-fs.js';
 import type { LinkFault } from '../transport/faults.js';
 import type { TcpTransport } from '../transport/transport.js';
 
@@ -35,9 +42,12 @@ export interface FaultAdmin {
   handle(req: IncomingMessage, res: ServerResponse): boolean;
 }
 
+const DISK_ERROR_CODES: readonly InjectedErrorCode[] = ['EIO', 'ENOSPC'];
+
 export function faultAdmin(
   transport: TcpTransport,
   members: () => readonly { readonly id: NodeId; readonly name: string }[],
+  disk: FaultyFileSystem | null = null,
 ): FaultAdmin {
   const faults = transport.faults;
   if (faults === null) throw new Error('fault admin needs a transport with faultInjection');
@@ -51,7 +61,27 @@ export function faultAdmin(
     return members().some((m) => m.id === id) ? id : null;
   };
 
+  let diskArmed = 0;
+  const applyDisk = (spec: unknown): string | null => {
+    if (disk === null) return 'this member has no fault file system';
+    const { failNextSync, pathIncludes = null } = (spec ?? {}) as Record<string, unknown>;
+    if (!DISK_ERROR_CODES.includes(failNextSync as InjectedErrorCode)) {
+      return `disk: failNextSync must be one of ${DISK_ERROR_CODES.join(', ')}`;
+    }
+    if (pathIncludes !== null && typeof pathIncludes !== 'string') {
+      return 'disk: pathIncludes must be a string';
+    }
+    disk.failNextSync(failNextSync as InjectedErrorCode, pathIncludes as string | null);
+    diskArmed++;
+    return null;
+  };
+
   const apply = (body: unknown): string | null => {
+    const diskSpec = (body as { disk?: unknown } | null)?.disk;
+    if (diskSpec !== undefined) {
+      const problem = applyDisk(diskSpec);
+      if (problem !== null || (body as { links?: unknown }).links === undefined) return problem;
+    }
     const links = (body as { links?: unknown } | null)?.links;
     if (!Array.isArray(links) || links.length > FAULT_LINKS_MAX) {
       return `expected {"links":[…]} with at most ${FAULT_LINKS_MAX} rules`;
@@ -80,7 +110,11 @@ export function faultAdmin(
     return null;
   };
 
-  const state = (): unknown => ({ links: [...rules.values()], ...faults.counters() });
+  const state = (): unknown => ({
+    links: [...rules.values()],
+    ...faults.counters(),
+    ...(disk !== null && { diskFaultsArmed: diskArmed }),
+  });
 
   return {
     handle(req, res) {

@@ -4,10 +4,15 @@
  * real-cluster chaos run shows.)
  */
 import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { adminRequest } from '../../src/chaos/cluster.js';
 import { faultAdmin } from '../../src/cli/fault-admin.js';
+import { FaultyFileSystem } from '../../src/storage/fault-fs.js';
+import { NodeFileSystem } from '../../src/storage/index.js';
 import { TcpTransport } from '../../src/transport/transport.js';
 
 describe('admin /faults', () => {
@@ -19,6 +24,7 @@ describe('admin /faults', () => {
     listen: [{ host: '127.0.0.1', port: 0 }],
     faultInjection: true,
   });
+  const disk = new FaultyFileSystem(new NodeFileSystem());
   const members = [
     { id: 1, name: 'n1' },
     { id: 0x2a, name: 'n2' },
@@ -26,7 +32,7 @@ describe('admin /faults', () => {
   ];
 
   before(async () => {
-    const admin = faultAdmin(transport, () => members);
+    const admin = faultAdmin(transport, () => members, disk);
     server = createServer((req, res) => {
       if (admin.handle(req, res)) return;
       res.writeHead(404).end('{}');
@@ -77,5 +83,30 @@ describe('admin /faults', () => {
     });
     assert.equal(plain.faults, null);
     assert.throws(() => faultAdmin(plain, () => members), /faultInjection/);
+  });
+
+  test('POST disk arms the next fsync of a matching path to fail; bad disk specs are refused', async () => {
+    for (const body of [
+      { disk: { failNextSync: 'EBADF' } },
+      { disk: { failNextSync: 'EIO', pathIncludes: 7 } },
+    ]) {
+      await assert.rejects(adminRequest(address, 'POST', '/faults', body), /HTTP 400/);
+    }
+    const shown = await adminRequest<{ diskFaultsArmed: number }>(address, 'POST', '/faults', {
+      disk: { failNextSync: 'EIO', pathIncludes: 'wal' },
+    });
+    assert.equal(shown.diskFaultsArmed, 1);
+    const dir = mkdtempSync(join(tmpdir(), 'tandem-fault-admin-'));
+    try {
+      const other = await disk.open(join(dir, 'snap'), 'create');
+      await other.sync(); // not a WAL path: unaffected
+      await other.close();
+      const wal = await disk.open(join(dir, 'x.wal'), 'create');
+      await assert.rejects(wal.sync(), /EIO/);
+      await wal.sync(); // only the next one
+      await wal.close();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
