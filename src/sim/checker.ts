@@ -42,6 +42,32 @@ export class InvariantViolation extends Error {
   }
 }
 
+export type FailureKind = 'safety' | 'liveness' | 'crash';
+
+export interface RunFailure {
+  readonly kind: FailureKind;
+  /** The invariant violated (undefined for a crash of the simulator itself). */
+  readonly invariant?: InvariantName;
+  readonly message: string;
+  readonly atMs: number;
+  readonly stack?: string;
+}
+
+/** What a run that threw failed of: an invariant (safety or liveness), or a simulator crash. */
+export function failureOf(error: unknown, atMs: number): RunFailure {
+  if (error instanceof InvariantViolation) {
+    const kind: FailureKind = error.invariant === 'liveness' ? 'liveness' : 'safety';
+    return { kind, invariant: error.invariant, message: error.message, atMs };
+  }
+  const e = error instanceof Error ? error : new Error(String(error));
+  return {
+    kind: 'crash',
+    message: `${e.name}: ${e.message}`,
+    atMs,
+    ...(e.stack ? { stack: e.stack } : {}),
+  };
+}
+
 /** What the checker reads of a member's durable log. */
 export interface DurableLog {
   firstIndex(): number;

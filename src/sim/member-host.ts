@@ -32,7 +32,7 @@ import { Member } from '../server/member.js';
 import { TandemStateMachine } from '../server/tandem-state-machine.js';
 import { assert } from '../util/assert.js';
 import { Prng } from '../util/prng.js';
-import { Checker, InvariantViolation } from './checker.js';
+import { Checker, failureOf, InvariantViolation, type RunFailure } from './checker.js';
 import { SimDisk } from './disk.js';
 import { KvChecker } from './kv-checker.js';
 import {
@@ -43,9 +43,9 @@ import {
   SimPersistence,
 } from './member-io.js';
 import { type DropReason, SimNetwork } from './network.js';
-import { deriveParams, formatParams, type SimParams } from './params.js';
+import { deriveParams, formatParams, MAX_STEPS_DEFAULT, type SimParams } from './params.js';
 import { EventQueue } from './queue.js';
-import type { FailureKind, Phase, RunFailure, RunOptions, RunResult } from './simulator.js';
+import type { Phase, RunOptions, RunResult } from './simulator.js';
 import { Trace } from './trace.js';
 
 /** Trace kinds (numbers mixed into the trace hash). */
@@ -753,8 +753,6 @@ function formatMessage(m: Message): string {
 // ---------------------------------------------------------------------------------------------
 // One seed
 
-const MAX_STEPS_DEFAULT = 2_000_000;
-
 export function runMemberSeed(options: RunOptions): RunResult {
   let sim: MemberSimulation | null = null;
   let failure: RunFailure | null = null;
@@ -762,19 +760,7 @@ export function runMemberSeed(options: RunOptions): RunResult {
     sim = new MemberSimulation(options);
     sim.run(options.maxSteps ?? MAX_STEPS_DEFAULT);
   } catch (error) {
-    const atMs = sim?.queue.nowMs ?? 0;
-    if (error instanceof InvariantViolation) {
-      const kind: FailureKind = error.invariant === 'liveness' ? 'liveness' : 'safety';
-      failure = { kind, invariant: error.invariant, message: error.message, atMs };
-    } else {
-      const e = error instanceof Error ? error : new Error(String(error));
-      failure = {
-        kind: 'crash',
-        message: `${e.name}: ${e.message}`,
-        atMs,
-        ...(e.stack ? { stack: e.stack } : {}),
-      };
-    }
+    failure = failureOf(error, sim?.queue.nowMs ?? 0);
   }
   const params = sim?.params ?? memberParams(deriveParams(options.seed), options.seed);
   const mode = sim?.mode ?? deriveMemberMode(options.seed, options.fault ?? null);

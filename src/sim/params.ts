@@ -9,6 +9,9 @@ import { Prng } from '../util/prng.js';
 import type { DiskParams } from './disk.js';
 import type { NetworkParams } from './network.js';
 
+/** Events at most in the safety phase, unless a run says otherwise. */
+export const MAX_STEPS_DEFAULT = 2_000_000;
+
 export const VOTERS_CHOICES = [3, 5, 7] as const;
 /** Members (voters + learners) at most: membership changes stop adding beyond it. */
 export const MEMBERS_MAX = 9;

@@ -19,12 +19,12 @@ import {
 } from '../raft/types.js';
 import { assert } from '../util/assert.js';
 import { Prng } from '../util/prng.js';
-import { Checker, type InvariantName, InvariantViolation } from './checker.js';
+import { Checker, failureOf, InvariantViolation, type RunFailure } from './checker.js';
 import { runMemberSeed } from './member-host.js';
 import type { SimFault } from './member-io.js';
 import { type DropReason, SimNetwork } from './network.js';
 import { NodeHost } from './node.js';
-import { deriveParams, formatParams, type SimParams } from './params.js';
+import { deriveParams, formatParams, MAX_STEPS_DEFAULT, type SimParams } from './params.js';
 import { EventQueue } from './queue.js';
 import { Trace } from './trace.js';
 import { Workload } from './workload.js';
@@ -51,16 +51,7 @@ export interface RunOptions {
   readonly fault?: SimFault;
 }
 
-export type FailureKind = 'safety' | 'liveness' | 'crash';
-
-export interface RunFailure {
-  readonly kind: FailureKind;
-  /** The invariant violated (undefined for a crash of the simulator itself). */
-  readonly invariant?: InvariantName;
-  readonly message: string;
-  readonly atMs: number;
-  readonly stack?: string;
-}
+export type { FailureKind, RunFailure } from './checker.js';
 
 export interface RunResult {
   readonly seed: number;
@@ -417,8 +408,6 @@ function formatMessage(m: Message): string {
 // ---------------------------------------------------------------------------------------------
 // Running seeds
 
-const MAX_STEPS_DEFAULT = 2_000_000;
-
 export function runSeed(options: RunOptions): RunResult {
   if (options.member === true || options.fault !== undefined) return runMemberSeed(options);
   let sim: Simulation | null = null;
@@ -427,19 +416,7 @@ export function runSeed(options: RunOptions): RunResult {
     sim = new Simulation(options);
     sim.run(options.maxSteps ?? MAX_STEPS_DEFAULT);
   } catch (error) {
-    const atMs = sim?.queue.nowMs ?? 0;
-    if (error instanceof InvariantViolation) {
-      const kind: FailureKind = error.invariant === 'liveness' ? 'liveness' : 'safety';
-      failure = { kind, invariant: error.invariant, message: error.message, atMs };
-    } else {
-      const e = error instanceof Error ? error : new Error(String(error));
-      failure = {
-        kind: 'crash',
-        message: `${e.name}: ${e.message}`,
-        atMs,
-        ...(e.stack ? { stack: e.stack } : {}),
-      };
-    }
+    failure = failureOf(error, sim?.queue.nowMs ?? 0);
   }
   const params = sim?.params ?? deriveParams(options.seed);
   return {
