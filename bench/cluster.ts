@@ -97,3 +97,17 @@ export function waitUntilReady(
         .join('\n')}`,
   );
 }
+
+/** Waits until a freshly started cluster is ready; stops it (and rethrows) when it never is. */
+export async function readyOrStopped<C extends BenchCluster>(
+  cluster: C,
+  timeoutMs: number,
+): Promise<C> {
+  try {
+    await cluster.waitReady(timeoutMs);
+  } catch (error) {
+    await cluster.stop();
+    throw error;
+  }
+  return cluster;
+}

@@ -20,6 +20,7 @@ import {
   type BenchMember,
   CATCH_UP_ENTRIES_MAX,
   fetchJson,
+  readyOrStopped,
   waitUntilReady,
 } from './cluster.js';
 import { ProbeClient } from './probe.js';
@@ -196,11 +197,5 @@ export async function startEtcdCluster(options: EtcdClusterOptions = {}): Promis
     waitReady,
     stop,
   };
-  try {
-    await waitReady(startTimeoutMs);
-  } catch (error) {
-    await stop();
-    throw error;
-  }
-  return cluster;
+  return readyOrStopped(cluster, startTimeoutMs);
 }

@@ -23,6 +23,7 @@ import {
   type BenchMember,
   CATCH_UP_ENTRIES_MAX,
   fetchJson,
+  readyOrStopped,
   waitUntilReady,
 } from './cluster.js';
 import { ProbeClient } from './probe.js';
@@ -234,11 +235,5 @@ export async function startTandemCluster(
     waitReady,
     stop,
   };
-  try {
-    await waitReady(startTimeoutMs);
-  } catch (error) {
-    await stop();
-    throw error;
-  }
-  return cluster;
+  return readyOrStopped(cluster, startTimeoutMs);
 }
