@@ -413,13 +413,19 @@ export class Cluster {
     });
   }
 
-  /** Waits until every running member's registry has a name and client URL for every voter. */
+  /**
+   * Waits until every running member's registry has a name and client URL for every member of
+   * the Raft configuration. A member outside the configuration (a warm or cold standby) receives
+   * no log, so its registry is as of its last snapshot: it is not asked (the leader's policy may
+   * stage and unstage it at any moment, which once made this wait time out at random).
+   */
   async waitForPublished(timeoutMs = LEADER_TIMEOUT_MS): Promise<void> {
     await waitFor('every member published its client URL', timeoutMs, async () => {
       this.checkAlive(this.running);
       const statuses = await this.statuses();
       if (statuses.size !== this.running.length) return null;
       for (const s of statuses.values()) {
+        if (!s.members.some((m) => m.id === s.memberId)) continue; // outside the configuration
         if (s.members.some((m) => m.clientUrls.length === 0 || m.name === '')) return null;
       }
       return true;
