@@ -134,6 +134,11 @@ export interface TandemConfig {
     readonly heartbeatMs: number;
     readonly electionMs: number;
     readonly snapshotEntries: number;
+    /**
+     * A follower that sees the leader's process gone (every address refuses connections) calls
+     * an election within a few heartbeats instead of waiting out electionMs.
+     */
+    readonly fastFailover: boolean;
   };
   readonly tls: { readonly client: ClientTlsConfig | null; readonly peer: PeerTlsConfig | null };
   /**
@@ -429,6 +434,7 @@ export const CONFIG_DEFAULTS = {
   heartbeatMs: 100,
   electionMs: 1000,
   snapshotEntries: 10_000,
+  fastFailover: true,
 } as const;
 
 const peerSchema = z.strictObject({
@@ -541,6 +547,7 @@ const inputSchema = z.strictObject({
           parseInteger(SNAPSHOT_ENTRIES_MIN, SNAPSHOT_ENTRIES_MAX),
         ),
       ),
+      fastFailover: field(withDefault(CONFIG_DEFAULTS.fastFailover, parseBool)),
     })
     .prefault({}),
   tls: z
@@ -759,6 +766,7 @@ const OVERRIDABLE: readonly [path: string, kind: OverrideKind, isPath?: boolean]
   ['raft.heartbeatMs', 'int'],
   ['raft.electionMs', 'int'],
   ['raft.snapshotEntries', 'int'],
+  ['raft.fastFailover', 'bool'],
   ['tls.client.cert', 'string', true],
   ['tls.client.key', 'string', true],
   ['tls.client.ca', 'nullable', true],

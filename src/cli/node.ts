@@ -225,6 +225,7 @@ export async function startNode(config: TandemConfig): Promise<RunningNode> {
     },
     snapshotEveryEntries: config.raft.snapshotEntries,
     compactionKeepEntries: Math.min(5000, config.raft.snapshotEntries),
+    fastFailover: config.raft.fastFailover,
     logger,
     hooks: {
       onSoftState: (soft, term) => {

@@ -456,6 +456,30 @@ export class Raft {
     return pr !== undefined && !pr.isLearner && !this.log.hasPendingSnapshot();
   }
 
+  /**
+   * Fast failover: the application learned that the leader's process is gone (its addresses
+   * refuse connections), so waiting out the election timeout only adds latency. A voter that
+   * follows `id` forgets it — which also ends the lease it granted, so it may vote at once — and
+   * campaigns after 1 + rank ticks, its rank among the other voters by id, so that followers that
+   * learn it together do not split the vote. Election safety never depends on timing (§5.2);
+   * lease reads do: they assume a leader whose connections are refused cannot be serving (true
+   * for a dead process; a firewall that answers with RST/REJECT instead of dropping breaks it).
+   */
+  leaderDown(id: NodeId): void {
+    if (id === NONE || this.state !== StateType.Follower || this.lead !== id) return;
+    if (!this.promotable()) return; // a learner just waits for the next leader
+    const rank = this.tracker.voterIds.filter((v) => v !== id).indexOf(this.id); // sorted
+    assert(rank >= 0, 'a promotable follower is a voter');
+    this.lead = NONE;
+    this.electionElapsedTicks = Math.max(
+      this.electionElapsedTicks,
+      this.randomizedElectionTicks - 1 - rank,
+    );
+    this.logger?.info(
+      `${this.id} lost leader ${id} (process gone); campaigning in ${rank + 1} ticks`,
+    );
+  }
+
   /** Under CheckQuorum, a follower that heard from a leader recently refuses to be disrupted. */
   private inLease(): boolean {
     return (

@@ -190,6 +190,14 @@ export class RawNode {
     this.raft.step(newMessage({ type: MessageType.Unreachable, from: id }));
   }
 
+  /**
+   * The transport saw `id`'s process go away (its addresses refuse connections). A follower of
+   * `id` stops waiting for the election timeout: see Raft.leaderDown.
+   */
+  reportPeerDown(id: NodeId): void {
+    this.raft.leaderDown(id);
+  }
+
   /** The snapshot sent to `id` was delivered (`ok`) or failed. */
   reportSnapshot(id: NodeId, ok: boolean): void {
     this.raft.step(newMessage({ type: MessageType.SnapStatus, from: id, reject: !ok }));

@@ -87,6 +87,12 @@ export interface MemberOptions {
   readonly snapshotEveryEntries: number;
   /** Entries kept behind a snapshot so slightly lagging followers need no snapshot. */
   readonly compactionKeepEntries: number;
+  /**
+   * When the network reports the leader's process gone (`down`), forget it and campaign within
+   * a few ticks instead of waiting out the election timeout. Default true. Assumes a refused
+   * connection means no process listens (see Raft.leaderDown for what lease reads rely on).
+   */
+  readonly fastFailover?: boolean;
   readonly logger?: RaftLogger;
   readonly bugs?: ReadonlySet<BugName>;
   readonly hooks?: MemberHooks;
@@ -293,8 +299,18 @@ export class Member {
 
   private report(r: PeerReport): void {
     if (this.state !== 'running') return;
-    if (r.kind === 'unreachable') this.rn.reportUnreachable(r.peer);
-    else this.rn.reportSnapshot(r.peer, r.ok);
+    switch (r.kind) {
+      case 'unreachable':
+        this.rn.reportUnreachable(r.peer);
+        break;
+      case 'snapshot':
+        this.rn.reportSnapshot(r.peer, r.ok);
+        break;
+      case 'down':
+        this.rn.reportUnreachable(r.peer);
+        if (this.options.fastFailover ?? true) this.rn.reportPeerDown(r.peer);
+        break;
+    }
     this.scheduleDrain();
   }
 

@@ -136,6 +136,10 @@ export class Peer {
   private roundStart = 0;
   private roundAttempts = 0;
   private failedRounds = 0;
+  /** An established link was lost and no connection has succeeded since (a `down` candidate). */
+  private linkLost = false;
+  /** Dials of the current round refused outright (ECONNREFUSED): nothing listens there. */
+  private refusedInRound = 0;
   private probeIndex = 0;
   private retryTimer: TimerHandle | null = null;
   private probeTimer: TimerHandle | null = null;
@@ -393,6 +397,7 @@ export class Peer {
     assert(this.active === null && this.pending === null);
     this.roundStart = start;
     this.roundAttempts = 0;
+    this.refusedInRound = 0;
     this.dialNextInRound();
   }
 
@@ -407,6 +412,13 @@ export class Peer {
 
   private onRoundFailed(): void {
     this.failedRounds += 1;
+    if (this.linkLost && this.refusedInRound === this.links.length) {
+      // A refused TCP connection means no process listens on that port: the peer is gone, not
+      // merely slow or cut off (those time out). Said once per lost link.
+      this.linkLost = false;
+      this.ctx.logger.warn({ peer: this.id }, 'peer process gone: every address refuses');
+      this.ctx.report({ kind: 'down', peer: this.id });
+    }
     const delayMs = this.backoffMs();
     const log = this.failedRounds === 1 ? this.ctx.logger.warn : this.ctx.logger.debug;
     log.call(
@@ -486,6 +498,7 @@ export class Peer {
     }
     this.active = conn;
     this.failedRounds = 0;
+    this.linkLost = false;
     link.state = 'connected';
     link.connects += 1;
     link.lastError = null;
@@ -505,6 +518,7 @@ export class Peer {
     if (conn === this.pending) {
       this.pending = null;
       this.markDown(link, reason);
+      if (!conn.probe && conn.refused) this.refusedInRound += 1;
       if (conn.probe) {
         this.probeIndex += 1;
         this.dialProbe();
@@ -516,6 +530,7 @@ export class Peer {
       this.active = null;
       this.markDown(link, reason);
       this.ctx.logger.warn({ peer: this.id, address: link.address, reason }, 'peer link lost');
+      this.linkLost = true;
       this.ctx.report({ kind: 'unreachable', peer: this.id });
       if (this.snapshot?.conn === conn) this.finishSnapshot(false);
       const probe = this.pending;
@@ -590,6 +605,8 @@ export class OutboundConnection implements FrameSink {
   private dialTimer: TimerHandle | null;
   established = false;
   private error: string | null = null;
+  /** The dial was refused outright (ECONNREFUSED) before any handshake. */
+  refused = false;
 
   constructor(
     private readonly peer: Peer,
@@ -611,8 +628,9 @@ export class OutboundConnection implements FrameSink {
     });
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
     socket.on('drain', () => peer.onDrain(this));
-    socket.on('error', (err: Error) => {
+    socket.on('error', (err: NodeJS.ErrnoException) => {
       this.error ??= err.message;
+      if (!this.established && err.code === 'ECONNREFUSED') this.refused = true;
     });
     socket.once('close', () => this.onClose());
     this.dialTimer = ctx.timers.setTimeout(

@@ -72,7 +72,7 @@ describe('valid configurations', () => {
         standby: { mode: 'hot', snapshotEveryMs: 60_000 },
       },
       wal: { mirror: null, segmentBytes: 64 * 1024 * 1024 },
-      raft: { heartbeatMs: 100, electionMs: 1000, snapshotEntries: 10_000 },
+      raft: { heartbeatMs: 100, electionMs: 1000, snapshotEntries: 10_000, fastFailover: true },
       tls: { client: null, peer: null },
       testMode: { faultInjection: false },
     } satisfies TandemConfig);
@@ -98,7 +98,7 @@ redundancy:
   preferSameZone: false
   standby: { mode: warm, snapshotEvery: 5s }
 wal: { mirror: /mnt/disk2/n1-wal, segmentBytes: 16MiB }
-raft: { heartbeatMs: 50, electionMs: 500, snapshotEntries: 5000 }
+raft: { heartbeatMs: 50, electionMs: 500, snapshotEntries: 5000, fastFailover: false }
 `,
       { checkFiles: false },
     );
@@ -119,7 +119,12 @@ raft: { heartbeatMs: 50, electionMs: 500, snapshotEntries: 5000 }
     assert.equal(config.redundancy.replaceAfterMs, 90_000);
     assert.deepEqual(config.redundancy.standby, { mode: 'warm', snapshotEveryMs: 5000 });
     assert.deepEqual(config.wal, { mirror: '/mnt/disk2/n1-wal', segmentBytes: 16 * 1024 * 1024 });
-    assert.deepEqual(config.raft, { heartbeatMs: 50, electionMs: 500, snapshotEntries: 5000 });
+    assert.deepEqual(config.raft, {
+      heartbeatMs: 50,
+      electionMs: 500,
+      snapshotEntries: 5000,
+      fastFailover: false,
+    });
   });
 
   test('voters default to 3 when there are members enough, else the largest odd count', () => {
