@@ -140,6 +140,9 @@ export const API_ERRORS: Readonly<Record<ErrorCode, ErrorEntry>> = {
     'UNAVAILABLE',
     'tandem: write committed, but not every voter acknowledged it in time',
   ),
+  // etcd refuses a learner's RPCs with Unavailable ("rpc not supported for learner"), so that
+  // clients try their next endpoint; a standby does the same, and says what to use instead.
+  STANDBY: own('UNAVAILABLE', 'tandem: a standby serves no client traffic'),
 
   // --- API edge ----------------------------------------------------------------------------
   INVALID_FIELD: own('INVALID_ARGUMENT', 'tandem: invalid request field'),

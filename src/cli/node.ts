@@ -322,6 +322,8 @@ export async function startNode(config: TandemConfig): Promise<RunningNode> {
         health: adminServer.redundancy?.health(selfId)?.state ?? self?.health ?? 'unknown',
         lastHeardFromLeaderMsAgo:
           leaderHeardMs === undefined ? null : Math.max(0, REAL_CLOCK.now() - leaderHeardMs),
+        // Reads served from local state at once vs after a read barrier (bounded reads' locality).
+        reads: adminServer.readCounters(),
         // etcd's view (voters and learners) ...
         members: state.members().map((m) => ({ ...m, id: m.id.toString(16) })),
         // ... and tandem's (standbys outside the configuration too, the leader's live health).

@@ -27,6 +27,8 @@ export type ServerErrorCode =
   | 'BAD_LEADER_TRANSFEREE'
   | 'NOT_LEADER'
   /** A write with ack=all was not persisted by every voter in time (it is committed). */
-  | 'WRITE_ACK_TIMEOUT';
+  | 'WRITE_ACK_TIMEOUT'
+  /** This member is a standby: it serves no client traffic (KV, Watch, Lease). */
+  | 'STANDBY';
 
 export class ServerError extends TandemError<ServerErrorCode> {}

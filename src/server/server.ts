@@ -53,6 +53,7 @@ import {
   NONE,
   StateType,
 } from '../raft/types.js';
+import { assert } from '../util/assert.js';
 import { ServerError } from './errors.js';
 import type { Member } from './member.js';
 import { POLICY_INTERVAL_MS, type PolicyEvent, RedundancyDriver } from './redundancy.js';
@@ -79,6 +80,8 @@ export const LEARNERS_MAX = 7;
 export const ACK_ALL_POLL_MS = 10;
 /** An ack=all write fails with WRITE_ACK_TIMEOUT after this long by default. */
 export const ACK_ALL_TIMEOUT_MS_DEFAULT = 5_000;
+/** A standby's refusal names at most this many members that do serve clients. */
+export const STANDBY_HINT_MEMBERS_MAX = 8;
 
 /** Lease operations a follower cannot answer itself: sent to the leader's client endpoint. */
 export interface LeaderForwarder {
@@ -139,6 +142,10 @@ export class TandemServer implements EtcdBackend {
   private publishing = false;
   private wasLeader = false;
   private closed = false;
+  /** When the latest completed read barrier started (ms): the state is fresh as of then. */
+  private freshAsOfMs = Number.NEGATIVE_INFINITY;
+  private readsLocal = 0;
+  private readsBarrier = 0;
 
   constructor(options: TandemServerOptions) {
     this.options = options;
@@ -211,6 +218,30 @@ export class TandemServer implements EtcdBackend {
   }
 
   // -------------------------------------------------------------------------------------------
+  // Roles
+
+  /**
+   * DESIGN.md "Roles": a standby (hot, warm or cold) serves no client traffic: KV, Watch and
+   * Lease RPCs are refused (Maintenance.Status and Cluster.MemberList still answer, so etcdctl
+   * endpoint status and member list work against it). The role is read per request from the
+   * replicated registry: a promoted standby serves at once. UNAVAILABLE, as etcd refuses RPCs on
+   * a learner: a client with several endpoints moves on to the next one instead of giving up.
+   */
+  private refuseIfStandby(): void {
+    const self = this.state.member(this.member.id);
+    if (self === undefined || self.role !== 'standby') return;
+    const serving = this.state
+      .allMembers()
+      .filter((m) => m.role !== 'standby' && m.clientUrls.length > 0)
+      .slice(0, STANDBY_HINT_MEMBERS_MAX)
+      .map((m) => `${m.name || m.id.toString(16)} ${m.clientUrls[0]}`);
+    throw new ServerError(
+      'STANDBY',
+      `tandem: member ${this.options.name} is a ${self.standbyMode} standby and serves no client traffic; use a voter or replica${serving.length === 0 ? '' : ` (${serving.join(', ')})`}`,
+    );
+  }
+
+  // -------------------------------------------------------------------------------------------
   // Header
 
   header(): Header {
@@ -230,6 +261,7 @@ export class TandemServer implements EtcdBackend {
   // KV
 
   async range(req: RangeRequest, opts: RequestOptions): Promise<WithHeader<RangeResponse>> {
+    this.refuseIfStandby();
     const consistency = req.serializable ? { kind: 'serializable' as const } : opts.consistency;
     await this.readBarrier(consistency, opts.signal);
     const response = this.state.range(req);
@@ -269,6 +301,7 @@ export class TandemServer implements EtcdBackend {
   }
 
   private async proposeKv(req: KvRequest, opts: RequestOptions): Promise<KvResponse> {
+    this.refuseIfStandby(); // put, deleteRange, txn, compact
     const command = this.state.encodeKv(req); // etcd's validation before the log: throws KvError
     const { value, index } = await this.proposeIndexed(command, opts.signal);
     const result = value as CommandResult;
@@ -282,6 +315,7 @@ export class TandemServer implements EtcdBackend {
   // Watch
 
   openWatchStream(onReadable: () => void): WatchStream {
+    this.refuseIfStandby();
     return this.state.watchHub.openStream(onReadable);
   }
 
@@ -293,6 +327,7 @@ export class TandemServer implements EtcdBackend {
     ttlSeconds: number,
     opts: RequestOptions,
   ): Promise<LeaseGrantResult> {
+    this.refuseIfStandby();
     const chosen = id === 0n ? this.leaseIds.next() : id;
     const result = (await this.propose(
       encodeLeaseGrant(chosen, ttlSeconds),
@@ -304,6 +339,7 @@ export class TandemServer implements EtcdBackend {
   }
 
   async leaseRevoke(id: LeaseId, opts: RequestOptions): Promise<void> {
+    this.refuseIfStandby();
     const result = (await this.propose(encodeLeaseRevoke(id), opts.signal)) as CommandResult;
     if (result.kind === 'leaseRevoked') return;
     if (result.kind === 'leaseRejected') throw result.error;
@@ -311,6 +347,7 @@ export class TandemServer implements EtcdBackend {
   }
 
   async leaseKeepAlive(id: LeaseId, _opts: RequestOptions): Promise<number> {
+    this.refuseIfStandby();
     if (!this.member.isLeader) {
       return this.forwarder().leaseKeepAlive(this.leaderClientUrls(), id);
     }
@@ -334,6 +371,7 @@ export class TandemServer implements EtcdBackend {
     withKeys: boolean,
     opts: RequestOptions,
   ): Promise<LeaseTimeToLiveResult> {
+    this.refuseIfStandby();
     if (!this.member.isLeader) {
       return this.forwarder().leaseTimeToLive(this.leaderClientUrls(), id, withKeys);
     }
@@ -355,6 +393,7 @@ export class TandemServer implements EtcdBackend {
   }
 
   async leaseLeases(opts: RequestOptions): Promise<readonly LeaseId[]> {
+    this.refuseIfStandby();
     await this.readBarrier(opts.consistency, opts.signal);
     return this.state.lessor.leases();
   }
@@ -617,20 +656,19 @@ export class TandemServer implements EtcdBackend {
   }
 
   /**
-   * Bounded staleness served locally: this member heard from the leader within the bound and
-   * has applied the commit index the leader last told it (so it lags the leader by at most the
-   * bound plus one message delay). The leader itself holds no staler state than its own.
+   * Bounded staleness served locally: a read barrier started at `freshAsOfMs` has completed (its
+   * index is applied), so this member's state is at least as new as the cluster's was then, and
+   * at most `now - freshAsOfMs` stale. Only this member's clock and a round trip count: "heard
+   * from the leader recently" is no bound, since a message may have travelled for any time
+   * (40 ms between zones; seconds in a stalled TCP buffer) before it was heard.
    */
   freshWithin(maxStalenessMs: number): boolean {
-    if (this.member.isLeader) return true;
-    const lead = this.member.leader;
-    if (lead === NONE) return false;
-    const heard = this.member.lastHeardMs.get(lead);
-    return (
-      heard !== undefined &&
-      this.clock.now() - heard <= maxStalenessMs &&
-      this.member.appliedIndex >= this.member.commitIndex
-    );
+    return this.clock.now() - this.freshAsOfMs <= maxStalenessMs;
+  }
+
+  /** How this member served reads: from local state at once, or after a read barrier. */
+  readCounters(): { readonly local: number; readonly barrier: number } {
+    return { local: this.readsLocal, barrier: this.readsBarrier };
   }
 
   private propose(command: Uint8Array, signal?: AbortSignal): Promise<unknown> {
@@ -656,13 +694,26 @@ export class TandemServer implements EtcdBackend {
     signal?: AbortSignal,
   ): Promise<number> {
     if (signal?.aborted) return Promise.reject(new ServerError('CANCELED', 'context canceled'));
-    if (consistency.kind === 'serializable') return Promise.resolve(this.member.appliedIndex);
-    if (consistency.kind === 'bounded' && this.freshWithin(consistency.maxStalenessMs)) {
+    if (
+      consistency.kind === 'serializable' ||
+      (consistency.kind === 'bounded' && this.freshWithin(consistency.maxStalenessMs))
+    ) {
+      this.readsLocal++;
       return Promise.resolve(this.member.appliedIndex);
     }
+    this.readsBarrier++;
+    const startedMs = this.clock.now();
     return new Promise((resolve, reject) => {
-      const done = (error: Error | null, index?: number): void =>
-        error === null ? resolve(index ?? 0) : reject(error);
+      const done = (error: Error | null, index?: number): void => {
+        if (error !== null) {
+          reject(error);
+          return;
+        }
+        // Applied up to a read index confirmed after startedMs: fresh as of startedMs.
+        assert(index === undefined || index <= this.member.appliedIndex, 'barrier index applied');
+        this.freshAsOfMs = Math.max(this.freshAsOfMs, startedMs);
+        resolve(index ?? 0);
+      };
       if (consistency.kind === 'lease') this.member.leaseReadBarrier(done);
       else this.member.readBarrier(done); // bounded and not known fresh: a linearizable barrier
     });

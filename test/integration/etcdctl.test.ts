@@ -260,14 +260,11 @@ describe('etcdctl against a 3-member cluster', { timeout: 150_000 }, () => {
         await waitFor('the learner to publish itself', 10_000, async () =>
           started.test(await ctlOk(all, ['member', 'list'])) ? true : null,
         );
-        // A learner serves serializable reads of the data it received.
-        assert.equal(
-          await ctlOk(
-            [spec.client],
-            ['get', '--consistency=s', 'before-join/19', '--print-value-only'],
-          ),
-          '19\n',
-        );
+        // A learner that joined through etcd's member add is a hot standby in tandem's registry:
+        // like an etcd learner ("rpc not supported for learner"), it serves no client traffic.
+        const refused = await ctl([spec.client], ['put', 'to-learner', 'x']);
+        assert.notEqual(refused.code, 0, 'a standby refuses writes');
+        assert.match(refused.stderr, /n4 is a hot standby and serves no client traffic/);
 
         // Promotion is refused until the learner is in sync; it is, so retry briefly.
         await waitFor(
@@ -287,6 +284,14 @@ describe('etcdctl against a 3-member cluster', { timeout: 150_000 }, () => {
             `^${id}, started, n4, http://${spec.peer}, http://${spec.client}, false$`,
             'm',
           ),
+        );
+        // Promoted, it serves: the data it received as a learner, and writes.
+        assert.equal(
+          await ctlOk(
+            [spec.client],
+            ['get', '--consistency=s', 'before-join/19', '--print-value-only'],
+          ),
+          '19\n',
         );
         assert.equal(await ctlOk([spec.client], ['put', 'from-n4', 'voter']), 'OK\n');
         assert.equal(await ctlOk(all, ['get', 'from-n4', '--print-value-only']), 'voter\n');

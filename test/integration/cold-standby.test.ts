@@ -1,0 +1,280 @@
+/**
+ * A cold standby end to end, on real processes (issue 5): 3 voters (n1..n3) and a cold standby
+ * (n4: registered, outside the Raft configuration, holding nothing); replaceAfter is 2 s.
+ *
+ * 1. Standbys serve no client traffic (DESIGN.md "Roles"): the cold standby refuses KV, Watch
+ *    and Lease RPCs with UNAVAILABLE and a message naming the problem (etcdctl put shows it),
+ *    while etcdctl endpoint status and member list work against it.
+ * 2. kill -9 a follower voter: within replaceAfter + catch-up `etcdctl member list` shows n4 as a
+ *    voter, the cluster keeps accepting writes, and n4 (now serving) holds every acknowledged
+ *    write (serializable reads there).
+ * 3. The killed member, restarted, rejoins as a (hot) standby and refuses client traffic too.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import {
+  credentials,
+  status as GrpcStatus,
+  loadPackageDefinition,
+  Metadata,
+  type ServiceClientConstructor,
+  type ServiceError,
+} from '@grpc/grpc-js';
+import { loadEtcdProto } from '../../src/api/proto.js';
+import { call, ctl, ctlOk, grpcClients, killCtls, requireEtcdctl } from './clients.js';
+import { Cluster, type MemberProcess, sleep, waitFor } from './cluster.js';
+
+const REPLACE_AFTER_MS = 2_000;
+/** Unreachable after 2 s, replaced after 2 s more, staged, caught up, promoted, on 2 cores. */
+const REPLACE_SLACK_MS = 15_000;
+const VOTER_NAMES = ['n1', 'n2', 'n3'];
+const WRITE_GAP_MS_MAX = 3_000;
+
+interface RegistryRow {
+  name: string;
+  role: string;
+  placement: string;
+  standbyMode: string;
+}
+
+/** A refusal as the API sends it: UNAVAILABLE, naming the member and its mode. */
+function isStandbyRefusal(name: string, mode: string) {
+  return (error: unknown): boolean => {
+    const e = error as ServiceError;
+    assert.equal(e.code, GrpcStatus.UNAVAILABLE, `code ${e.code}: ${e.details}`);
+    assert.match(
+      e.details,
+      new RegExp(`member ${name} is a ${mode} standby and serves no client traffic`),
+    );
+    return true;
+  };
+}
+
+/** Opens a Watch stream on `endpoint`; resolves with the status that ends it (bounded). */
+function watchOutcome(endpoint: string, timeoutMs = 5_000): Promise<ServiceError | 'open'> {
+  const pkg = loadPackageDefinition(loadEtcdProto()) as unknown as {
+    etcdserverpb: Record<string, ServiceClientConstructor>;
+  };
+  const client = new pkg.etcdserverpb.Watch!(endpoint, credentials.createInsecure());
+  const stream = (
+    client as unknown as { Watch(md: Metadata): NodeJS.EventEmitter & { write(r: object): void } }
+  ).Watch(new Metadata());
+  return new Promise((resolve) => {
+    let settled = false;
+    const done = (outcome: ServiceError | 'open'): void => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      (stream as unknown as { cancel(): void }).cancel();
+      client.close();
+      resolve(outcome);
+    };
+    // A created watch answers at once; a refused stream ends with an error status.
+    const timer = setTimeout(() => done('open'), timeoutMs);
+    stream.on('data', () => done('open'));
+    stream.on('error', (error: ServiceError) => done(error));
+    stream.write({ createRequest: { key: Buffer.from('cold/w') } });
+  });
+}
+
+describe('cold standby: promoted end to end; standbys serve no client traffic', {
+  timeout: 180_000,
+}, () => {
+  let c: Cluster;
+  const conns = new Map<string, ReturnType<typeof grpcClients>>();
+  const acked = new Map<string, string>();
+
+  before(async () => {
+    requireEtcdctl();
+    c = await Cluster.start({
+      label: 'cold-standby',
+      size: 4,
+      roles: {
+        n1: { role: 'voter', zone: 'zone-a' },
+        n2: { role: 'voter', zone: 'zone-a' },
+        n3: { role: 'voter', zone: 'zone-a' },
+        n4: { role: 'standby', standbyMode: 'cold', zone: 'zone-a' },
+      },
+      extraConfig: { redundancy: { replaceAfter: `${REPLACE_AFTER_MS}ms` } },
+    });
+    for (const m of c.members) conns.set(m.name, grpcClients(m.spec.client));
+  });
+
+  after(async () => {
+    killCtls();
+    for (const conn of conns.values()) conn.close();
+    await c?.destroy();
+  });
+
+  const kv = (m: MemberProcess) => conns.get(m.name)!.kv;
+  const lease = (m: MemberProcess) => conns.get(m.name)!.lease;
+
+  async function registry(m: MemberProcess): Promise<RegistryRow[]> {
+    const s = (await m.status()) as unknown as { registry: RegistryRow[] };
+    return s.registry;
+  }
+
+  async function memberList(endpoints: string[]) {
+    const out = JSON.parse(await ctlOk(endpoints, ['member', 'list', '-w', 'json'])) as {
+      members: { name: string; isLearner?: boolean }[];
+    };
+    return out.members;
+  }
+
+  /** Every client RPC kind a standby must refuse, against `m`. */
+  async function assertRefuses(m: MemberProcess, mode: string): Promise<void> {
+    const refused = isStandbyRefusal(m.name, mode);
+    const key = Buffer.from('cold/refused');
+    await assert.rejects(call(kv(m), 'Put', { key, value: Buffer.from('x') }, 3_000), refused);
+    await assert.rejects(call(kv(m), 'Range', { key }, 3_000), refused);
+    await assert.rejects(call(kv(m), 'Range', { key, serializable: true }, 3_000), refused);
+    await assert.rejects(call(kv(m), 'Txn', { success: [] }, 3_000), refused);
+    await assert.rejects(call(kv(m), 'DeleteRange', { key }, 3_000), refused);
+    await assert.rejects(call(lease(m), 'LeaseGrant', { TTL: 10 }, 3_000), refused);
+    await assert.rejects(call(lease(m), 'LeaseLeases', {}, 3_000), refused);
+    const watched = await watchOutcome(m.spec.client);
+    assert.notEqual(watched, 'open', 'a watch on a standby is refused');
+    refused(watched);
+  }
+
+  test('the cold standby is registered outside the configuration and serves no client traffic', () =>
+    c.guard('cold standby roles', async () => {
+      const leader = await c.leader();
+      const n4 = c.member('n4');
+      const rows = await registry(leader);
+      const row = rows.find((r) => r.name === 'n4');
+      assert.equal(row?.role, 'standby');
+      assert.equal(row?.standbyMode, 'cold');
+      assert.equal(row?.placement, 'none', 'a cold standby is outside the Raft configuration');
+      const voters = c.members.filter((m) => VOTER_NAMES.includes(m.name));
+      const listed = await memberList(c.endpoints(voters));
+      assert.deepEqual(listed.map((m) => m.name).sort(), VOTER_NAMES);
+
+      await assertRefuses(n4, 'cold');
+      const put = await ctl([n4.spec.client], ['put', 'cold/etcdctl', 'v']);
+      assert.notEqual(put.code, 0, 'etcdctl put against a standby fails');
+      assert.match(put.stderr, /n4 is a cold standby and serves no client traffic/);
+
+      // What operators need still answers: endpoint status and member list.
+      const status = JSON.parse(
+        await ctlOk([n4.spec.client], ['endpoint', 'status', '-w', 'json']),
+      ) as { Status: { header: { member_id: number } } }[];
+      assert.equal(status.length, 1);
+      const fromN4 = await memberList([n4.spec.client]);
+      assert.ok(
+        fromN4.some((m) => m.name === 'n1'),
+        'member list answered by the standby',
+      );
+    }));
+
+  test('kill -9 a voter: the cold standby becomes a voter holding every acknowledged write', () =>
+    c.guard('cold replacement', async () => {
+      const leader = await c.leader();
+      const victim = c.members.find((m) => m !== leader && VOTER_NAMES.includes(m.name))!;
+      const survivors = c.members.filter((m) => m !== victim && VOTER_NAMES.includes(m.name));
+      let stop = false;
+      let promoted = false;
+      let ackedAfterPromotion = 0;
+      let lastOkMs = Date.now();
+      let gapMsMax = 0;
+      const writer = (async () => {
+        for (let i = 0; !stop && i < 100_000; i++) {
+          const m = survivors[i % survivors.length]!;
+          const key = `cold/${i}`;
+          try {
+            await call(
+              kv(m),
+              'Put',
+              { key: Buffer.from(key), value: Buffer.from(String(i)) },
+              2_000,
+            );
+            acked.set(key, String(i));
+            if (promoted) ackedAfterPromotion++;
+            const now = Date.now();
+            gapMsMax = Math.max(gapMsMax, now - lastOkMs);
+            lastOkMs = now;
+          } catch {
+            // not acknowledged: the check is on acknowledged writes
+          }
+          await sleep(20);
+        }
+      })();
+      await sleep(1_000);
+      const killedAt = Date.now();
+      await victim.kill();
+      await waitFor(
+        'etcdctl member list shows n4 as a voter',
+        REPLACE_AFTER_MS + REPLACE_SLACK_MS,
+        async () => {
+          const n4 = (await memberList(c.endpoints(survivors))).find((m) => m.name === 'n4');
+          return n4 !== undefined && n4.isLearner !== true ? true : null;
+        },
+        250,
+      );
+      const replacedMs = Date.now() - killedAt;
+      promoted = true;
+      await sleep(1_000); // writes go on after the replacement
+      stop = true;
+      await writer;
+      gapMsMax = Math.max(gapMsMax, Date.now() - lastOkMs);
+      process.stderr.write(
+        `cold standby voter ${replacedMs} ms after the kill; ${acked.size} acknowledged writes; longest write pause ${gapMsMax} ms\n`,
+      );
+      assert.ok(
+        ackedAfterPromotion > 0,
+        `writes go on after the promotion (${ackedAfterPromotion})`,
+      );
+      assert.ok(gapMsMax < WRITE_GAP_MS_MAX, `longest write pause ${gapMsMax} ms`);
+
+      const rows = await registry(await c.leader());
+      const byName = new Map(rows.map((r) => [r.name, r]));
+      assert.equal(byName.get('n4')?.role, 'voter');
+      assert.equal(byName.get(victim.name)?.role, 'standby');
+      assert.equal(rows.filter((r) => r.role === 'voter').length, 3, 'three voters');
+
+      // Promoted, n4 serves: it holds every acknowledged write.
+      const n4 = c.member('n4');
+      await waitFor('n4 applied the leader commit index', 20_000, async () => {
+        const ls = await (await c.leader()).status();
+        return (await n4.status()).appliedIndex >= ls.commitIndex ? true : null;
+      });
+      const res = await call(
+        kv(n4),
+        'Range',
+        { key: Buffer.from('cold/'), rangeEnd: Buffer.from('cold0'), serializable: true },
+        10_000,
+      );
+      const held = new Map(
+        ((res.kvs ?? []) as { key: Buffer; value: Buffer }[]).map((k) => [
+          k.key.toString(),
+          k.value.toString(),
+        ]),
+      );
+      const missing = [...acked].filter(([k, v]) => held.get(k) !== v).map(([k]) => k);
+      assert.deepEqual(missing.slice(0, 10), [], `${missing.length} acknowledged writes missing`);
+      await call(kv(n4), 'Put', { key: Buffer.from('cold/after'), value: Buffer.from('1') }, 5_000);
+      assert.equal(
+        await watchOutcome(n4.spec.client),
+        'open',
+        'the promoted standby serves watches',
+      );
+    }));
+
+  test('the killed voter, restarted, rejoins as a standby and serves no client traffic', () =>
+    c.guard('rejoin', async () => {
+      const victim = c.members.find((m) => !m.running)!;
+      assert.ok(victim !== undefined, 'the killed member');
+      victim.spawn();
+      await c.waitForCatchUp(30_000);
+      const rows = await registry(await c.leader());
+      const back = rows.find((r) => r.name === victim.name)!;
+      assert.equal(back.role, 'standby', 'the returning member is a standby');
+      assert.equal(back.placement, 'learner', 'a hot standby rests as a learner');
+      assert.equal(rows.filter((r) => r.role === 'voter').length, 3, 'three voters');
+      await assertRefuses(victim, 'hot');
+      const status = JSON.parse(
+        await ctlOk([victim.spec.client], ['endpoint', 'status', '-w', 'json']),
+      ) as { Status: { raftAppliedIndex?: number } }[];
+      assert.equal(status.length, 1);
+    }));
+});
