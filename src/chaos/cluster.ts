@@ -10,7 +10,16 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { closeSync, mkdirSync, mkdtempSync, openSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  closeSync,
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { request } from 'node:http';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -18,6 +27,7 @@ import { dirname, extname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { stringify } from 'yaml';
 import { assert } from '../util/assert.js';
+import { KernelNet } from './netns.js';
 
 /** A member's start-up (tsx may compile on the fly) on a loaded 2-core machine. */
 export const MEMBER_START_TIMEOUT_MS = 30_000;
@@ -163,12 +173,32 @@ export interface ChaosMember {
   readonly peer: string;
   readonly admin: string;
   readonly dataDir: string;
+  /** The WAL mirror directory, or null. */
+  readonly mirrorDir: string | null;
   readonly configFile: string;
   readonly logFile: string;
+  /** The role it was founded with (the registry decides after that). */
+  readonly foundingRole: 'voter' | 'standby';
 }
+
+/** How members are connected (see netns.ts): kernel namespaces, or loopback + transport rules. */
+export type NetMode = 'kernel' | 'transport';
+
+/** A member's fixed ports in kernel mode (each member has an address of its own). */
+const KERNEL_CLIENT_PORT = 2379;
+const KERNEL_PEER_PORT = 2380;
+const KERNEL_ADMIN_PORT = 2381;
 
 export interface LocalClusterOptions {
   readonly voters: number;
+  /** Hot standbys besides the voters (default 0), with the redundancy policy's replaceAfter. */
+  readonly standbys?: number;
+  /** `redundancy.replaceAfter` of every member (default: the member's own default). */
+  readonly replaceAfterMs?: number;
+  /** Give every member a WAL mirror directory (`wal.mirror`, default false). */
+  readonly walMirror?: boolean;
+  /** Default 'transport'. */
+  readonly net?: NetMode;
   /** Where member logs go (kept); data directories go to a temp directory (removed). */
   readonly logDir: string;
   readonly heartbeatMs?: number;
@@ -182,12 +212,16 @@ export class LocalCluster {
   private readonly children: (ChildProcess | null)[];
   private readonly exits: Promise<void>[];
   private readonly states: MemberState[];
+  /** Members given up for the rest of the run (a WAL they refuse to start from): never spawned. */
+  private readonly lost = new Set<number>();
   private destroyed = false;
 
   private constructor(
     readonly dataRoot: string,
     members: ChaosMember[],
     private readonly logLevel: string,
+    /** The kernel network, or null in transport mode. */
+    readonly net: KernelNet | null,
   ) {
     this.members = members;
     this.children = members.map(() => null);
@@ -199,41 +233,38 @@ export class LocalCluster {
   static async start(options: LocalClusterOptions): Promise<LocalCluster> {
     installExitHook();
     assert(options.voters >= 1 && options.voters % 2 === 1, 'an odd number of voters');
-    const dataRoot = mkdtempSync(join(tmpdir(), 'tandem-chaos-'));
+    const standbys = options.standbys ?? 0;
+    const count = options.voters + standbys;
     mkdirSync(options.logDir, { recursive: true });
+    const net = options.net === 'kernel' ? await KernelNet.create({ members: count }) : null;
+    const dataRoot = mkdtempSync(join(tmpdir(), 'tandem-chaos-'));
     const token = `chaos-${randomBytes(6).toString('hex')}`;
     const members: ChaosMember[] = [];
-    for (let i = 0; i < options.voters; i++) {
-      const name = `n${i + 1}`;
-      members.push({
-        index: i,
-        name,
-        client: `127.0.0.1:${await freePort()}`,
-        peer: `127.0.0.1:${await freePort()}`,
-        admin: `127.0.0.1:${await freePort()}`,
-        dataDir: join(dataRoot, name),
-        configFile: join(dataRoot, `${name}.yaml`),
-        logFile: join(options.logDir, `${name}.log`),
-      });
+    try {
+      for (let i = 0; i < count; i++) {
+        const name = `n${i + 1}`;
+        const at = async (kernelPort: number): Promise<string> =>
+          net === null ? `127.0.0.1:${await freePort()}` : `${net.address(i)}:${kernelPort}`;
+        members.push({
+          index: i,
+          name,
+          client: await at(KERNEL_CLIENT_PORT),
+          peer: await at(KERNEL_PEER_PORT),
+          admin: await at(KERNEL_ADMIN_PORT),
+          dataDir: join(dataRoot, name),
+          mirrorDir: options.walMirror === true ? join(dataRoot, `${name}-mirror`) : null,
+          configFile: join(dataRoot, `${name}.yaml`),
+          logFile: join(options.logDir, `${name}.log`),
+          foundingRole: i < options.voters ? 'voter' : 'standby',
+        });
+      }
+    } catch (error) {
+      await net?.destroy();
+      throw error;
     }
-    for (const m of members) {
-      const config = {
-        name: m.name,
-        dataDir: m.dataDir,
-        listen: { client: m.client, peer: m.peer, admin: m.admin },
-        peers: members.filter((p) => p !== m).map((p) => ({ name: p.name, addresses: [p.peer] })),
-        cluster: { state: 'new', token },
-        replication: { voters: options.voters, readDefault: 'linearizable' },
-        raft: {
-          heartbeatMs: options.heartbeatMs ?? 100,
-          electionMs: options.electionMs ?? 1000,
-          snapshotEntries: options.snapshotEntries ?? 1000,
-        },
-        testMode: { faultInjection: true },
-      };
-      writeFileSync(m.configFile, stringify(config));
-    }
-    const cluster = new LocalCluster(dataRoot, members, options.logLevel ?? 'info');
+    for (const m of members)
+      writeFileSync(m.configFile, stringify(memberConfig(m, members, token, options)));
+    const cluster = new LocalCluster(dataRoot, members, options.logLevel ?? 'info', net);
     try {
       for (const m of members) cluster.spawn(m.index);
       await cluster.waitForLeader(MEMBER_START_TIMEOUT_MS + LEADER_WAIT_TIMEOUT_MS);
@@ -242,6 +273,30 @@ export class LocalCluster {
       throw error;
     }
     return cluster;
+  }
+
+  /** Whether the member was given up for the rest of the run. */
+  isLost(index: number): boolean {
+    return this.lost.has(index);
+  }
+
+  /** Gives the (down) member up: it is never started again in this run. */
+  markLost(index: number): void {
+    assert(this.states[index] === 'down', 'only a member that is down is given up');
+    this.lost.add(index);
+  }
+
+  /** Waits (bounded) for the member's process to exit; its exit code, or null if it did not. */
+  async waitExit(index: number, timeoutMs: number): Promise<number | null> {
+    const child = this.children[index];
+    if (child === null || child === undefined) return null;
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<'timeout'>((r) => {
+      timer = setTimeout(() => r('timeout'), timeoutMs);
+    });
+    const result = await Promise.race([this.exits[index]!.then(() => 'exited' as const), timeout]);
+    clearTimeout(timer);
+    return result === 'exited' ? child.exitCode : null;
   }
 
   state(index: number): MemberState {
@@ -256,9 +311,13 @@ export class LocalCluster {
   spawn(index: number): void {
     assert(!this.destroyed, 'cluster destroyed');
     assert(this.states[index] === 'down', `${this.members[index]!.name} is not down`);
+    assert(!this.lost.has(index), `${this.members[index]!.name} was given up`);
     const m = this.members[index]!;
     const log = openSync(m.logFile, 'a');
-    const child = spawn(process.execPath, [...cliCommand(), 'start', '--config', m.configFile], {
+    const own = [process.execPath, ...cliCommand(), 'start', '--config', m.configFile];
+    // `ip netns exec` execs the member in place: the PID is the member's own.
+    const argv = this.net === null ? own : this.net.wrap(index, own);
+    const child = spawn(argv[0]!, argv.slice(1), {
       stdio: ['ignore', log, log],
       env: { ...memberEnv(process.env), TANDEM_LOG_LEVEL: this.logLevel },
     });
@@ -311,7 +370,9 @@ export class LocalCluster {
     this.states[index] = 'running';
   }
 
-  async status(index: number): Promise<MemberStatus | null> {
+  async status(
+    index: number,
+  ): Promise<(MemberStatus & { registry?: { name: string; role: string }[] }) | null> {
     if (this.states[index] !== 'running') return null;
     try {
       return await adminRequest<MemberStatus>(this.members[index]!.admin, 'GET', '/status');
@@ -342,6 +403,101 @@ export class LocalCluster {
         disk: { failNextSync: 'EIO', pathIncludes: 'wal' },
       });
       return true;
+    } catch {
+      return false;
+    }
+  }
+
+  /**
+   * Drops `lossRate` (1: all) of what every member of `from` sends to every member of `to`: a
+   * one-way cut (or lossy link); call it both ways for a two-way one. Kernel mode: nftables in
+   * the receivers' namespaces; transport mode: the senders' transport rules.
+   */
+  async dropLinks(from: readonly number[], to: readonly number[], lossRate: number): Promise<void> {
+    if (this.net !== null) return this.net.drop(from, to, lossRate);
+    await this.transportRules(from, to, { dropRate: lossRate });
+  }
+
+  /**
+   * Slows what every member of `from` sends to every member of `to`. Returns how: the kernel's
+   * netem, or (transport mode, or a kernel without sch_netem) the transport's delay rule, the
+   * loss then still the kernel's when in kernel mode.
+   */
+  async slowLinks(
+    from: readonly number[],
+    to: readonly number[],
+    shape: { delayMs: number; jitterMs: number; lossRate: number },
+  ): Promise<'netem' | 'transport' | 'transport delay + nft loss'> {
+    if (this.net?.delay === true) {
+      await this.net.shape(from, to, shape);
+      return 'netem';
+    }
+    if (this.net !== null && shape.lossRate > 0) {
+      await this.net.drop(from, to, shape.lossRate);
+      await this.transportRules(from, to, { delayMs: shape.delayMs });
+      return 'transport delay + nft loss';
+    }
+    await this.transportRules(from, to, { delayMs: shape.delayMs, dropRate: shape.lossRate });
+    return 'transport';
+  }
+
+  /** Heals every link: the kernel's rules (kernel mode) and every member's transport rules. */
+  async healNetwork(): Promise<void> {
+    await this.net?.heal();
+    await Promise.all(this.members.map((m) => this.clearLinks(m.index)));
+  }
+
+  private async transportRules(
+    from: readonly number[],
+    to: readonly number[],
+    rule: Omit<LinkRule, 'peer'>,
+  ): Promise<void> {
+    const bySender = new Map<number, LinkRule[]>();
+    for (const x of from) {
+      const rules = to
+        .filter((y) => y !== x)
+        .map((y) => ({ peer: this.members[y]!.name, ...rule }));
+      if (rules.length > 0) bySender.set(x, rules);
+    }
+    await Promise.all([...bySender].map(([sender, rules]) => this.setLinks(sender, rules)));
+  }
+
+  /**
+   * Arms the member's storage to crash mid-write: the write crossing `bytes` more bytes lands a
+   * prefix (a torn write), every later call fails; false if it did not answer or refused.
+   */
+  async crashStorageAfter(index: number, bytes: number): Promise<boolean> {
+    if (this.states[index] !== 'running') return false;
+    try {
+      await adminRequest(this.members[index]!.admin, 'POST', '/faults', {
+        disk: { crashAfterBytes: bytes },
+      });
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  /** The member's full /status (registry included), or null when it does not answer. */
+  async fullStatus(
+    index: number,
+  ): Promise<(MemberStatus & { registry?: { name: string; role: string }[] }) | null> {
+    return this.status(index);
+  }
+
+  /** The size of the member's log file now (a later `logMentions` can start from it). */
+  logBytes(index: number): number {
+    try {
+      return statSync(this.members[index]!.logFile).size;
+    } catch {
+      return 0;
+    }
+  }
+
+  /** Whether the member's log, from byte `fromBytes` on, contains `text`. */
+  logMentions(index: number, text: string, fromBytes = 0): boolean {
+    try {
+      return readFileSync(this.members[index]!.logFile).subarray(fromBytes).includes(text);
     } catch {
       return false;
     }
@@ -398,6 +554,43 @@ export class LocalCluster {
     this.destroyed = true;
     for (const m of this.members) this.resume(m.index);
     await Promise.all(this.members.map((m) => this.stop(m.index)));
+    await this.net?.destroy();
     rmSync(this.dataRoot, { recursive: true, force: true });
   }
+}
+
+/** A member's YAML config (see DESIGN.md "Policies"). */
+function memberConfig(
+  m: ChaosMember,
+  members: readonly ChaosMember[],
+  token: string,
+  options: LocalClusterOptions,
+): Record<string, unknown> {
+  return {
+    name: m.name,
+    dataDir: m.dataDir,
+    role: m.foundingRole,
+    listen: { client: m.client, peer: m.peer, admin: m.admin },
+    peers: members
+      .filter((p) => p !== m)
+      .map((p) => ({
+        name: p.name,
+        addresses: [p.peer],
+        role: p.foundingRole,
+        standbyMode: 'hot',
+      })),
+    cluster: { state: 'new', token },
+    replication: { voters: options.voters, readDefault: 'linearizable' },
+    redundancy: {
+      ...(options.replaceAfterMs !== undefined && { replaceAfter: `${options.replaceAfterMs}ms` }),
+      standby: { mode: 'hot' },
+    },
+    ...(m.mirrorDir !== null && { wal: { mirror: m.mirrorDir } }),
+    raft: {
+      heartbeatMs: options.heartbeatMs ?? 100,
+      electionMs: options.electionMs ?? 1000,
+      snapshotEntries: options.snapshotEntries ?? 1000,
+    },
+    testMode: { faultInjection: true },
+  };
 }

@@ -19,7 +19,7 @@ import { setMaxListeners } from 'node:events';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { analyze } from './analyze.js';
-import { LocalCluster, sleep } from './cluster.js';
+import { LocalCluster, type NetMode, sleep } from './cluster.js';
 import { type GrpcError, KvClient } from './etcd-client.js';
 import { pairOperations, serializeHistory, type Value } from './history.js';
 import {
@@ -28,7 +28,8 @@ import {
   newLeaseRecord,
   runLeaseHolder,
 } from './lease-workload.js';
-import { healAll, type NemesisRecord, runNemesis } from './nemesis.js';
+import { healAll, type NemesisRecord, newNemesisRecord, runNemesis } from './nemesis.js';
+import { kernelNetUnavailable } from './netns.js';
 import { type FaultKind, planFaults } from './plan.js';
 import { HistoryRecorder } from './recorder.js';
 import { type ChaosReport, writeReportFiles } from './report.js';
@@ -37,6 +38,9 @@ import { classifyError, KeyWatcher, newWorkloadContext, runClient } from './work
 export const CHAOS_TIME_MS_MAX = 24 * 3600_000;
 export const CHAOS_CLIENTS_MAX = 256;
 export const CHAOS_KEYS_MAX = 1000;
+export const CHAOS_STANDBYS_MAX = 8;
+/** replaceAfter of the members when the run has standbys: short, so kills trigger promotions. */
+export const CHAOS_REPLACE_AFTER_MS_DEFAULT = 2_000;
 /** Final reads: attempts per key before giving up (each bounded by the op timeout). */
 const FINAL_READ_ATTEMPTS_MAX = 20;
 /** After healing, how long the cluster has to elect a leader. */
@@ -52,6 +56,17 @@ const PROGRESS_INTERVAL_MS = 500;
 
 export interface ChaosOptions {
   readonly voters: number;
+  /** Hot standbys besides the voters (default 0); the redundancy policy promotes them. */
+  readonly standbys?: number;
+  /** `redundancy.replaceAfter` (default CHAOS_REPLACE_AFTER_MS_DEFAULT with standbys). */
+  readonly replaceAfterMs?: number;
+  /** Every member gets a WAL mirror (default true: a bit flip is then repaired). */
+  readonly walMirror?: boolean;
+  /**
+   * 'kernel': namespaces and nftables/netem (root); 'transport': loopback and the transport's
+   * test-mode rules; 'auto' (default): kernel when it works here, else transport.
+   */
+  readonly net?: NetMode | 'auto';
   readonly timeMs: number;
   readonly clients: number;
   readonly keys: number;
@@ -90,6 +105,8 @@ export interface ChaosOutcome {
   readonly report: ChaosReport | null;
   readonly opsCount: number;
   readonly nemesis: NemesisRecord | null;
+  /** How links were faulted. */
+  readonly net: NetMode | null;
 }
 
 export function validateChaosOptions(o: ChaosOptions): string[] {
@@ -105,6 +122,12 @@ export function validateChaosOptions(o: ChaosOptions): string[] {
   int(o.clients, 1, CHAOS_CLIENTS_MAX, '--clients');
   int(o.keys, 1, CHAOS_KEYS_MAX, '--keys');
   int(o.seed, 0, 2 ** 32 - 1, '--seed');
+  int(o.standbys ?? 0, 0, CHAOS_STANDBYS_MAX, '--standbys');
+  if (o.replaceAfterMs !== undefined)
+    int(o.replaceAfterMs, 1_001, 3_600_000, '--replace-after (ms)');
+  if (o.net !== undefined && !['kernel', 'transport', 'auto'].includes(o.net)) {
+    problems.push(`--net: expected kernel, transport or auto, got ${o.net}`);
+  }
   return problems;
 }
 
@@ -119,18 +142,41 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosOutcome> {
   options.signal?.addEventListener('abort', abort, { once: true });
   const note = options.onNote ?? (() => {});
   const opTimeoutMs = options.opTimeoutMs ?? 2_000;
+  const standbys = options.standbys ?? 0;
+  const walMirror = options.walMirror ?? true;
+  const replaceAfterMs =
+    options.replaceAfterMs ?? (standbys > 0 ? CHAOS_REPLACE_AFTER_MS_DEFAULT : undefined);
+  const unavailable = options.net === 'transport' ? 'not asked for' : await kernelNetUnavailable();
+  if (options.net === 'kernel' && unavailable !== null) {
+    const line = `ABORTED (--net kernel: ${unavailable})`;
+    writeFileSync(join(outDir, 'verdict.txt'), `${line}\n`);
+    return {
+      verdict: 'aborted',
+      exitCode: 2,
+      line,
+      outDir,
+      report: null,
+      opsCount: 0,
+      nemesis: null,
+      net: null,
+    };
+  }
+  const net: NetMode = unavailable === null ? 'kernel' : 'transport';
+  if (options.net !== 'transport' && unavailable !== null)
+    note(`net=transport: kernel faults unavailable (${unavailable})`);
   const plan = planFaults({
     seed: options.seed,
     voters: options.voters,
+    members: options.voters + standbys,
     durationMs: options.timeMs,
     kinds: options.faults,
   });
   writeFileSync(
     join(outDir, 'plan.json'),
-    `${JSON.stringify({ ...summary(options), plan }, null, 2)}\n`,
+    `${JSON.stringify({ ...summary(options), net, walMirror, replaceAfterMs: replaceAfterMs ?? null, plan }, null, 2)}\n`,
   );
   note(
-    `chaos seed=${options.seed} voters=${options.voters} time=${options.timeMs}ms clients=${options.clients} keys=${options.keys} faults=${options.faults.join(',') || 'none'} planned=${plan.length} out=${outDir}`,
+    `chaos seed=${options.seed} net=${net} voters=${options.voters} standbys=${standbys} mirror=${walMirror ? 'on' : 'off'} time=${options.timeMs}ms clients=${options.clients} keys=${options.keys} faults=${options.faults.join(',') || 'none'} planned=${plan.length} out=${outDir}`,
   );
 
   const recorder = new HistoryRecorder();
@@ -162,13 +208,19 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosOutcome> {
   try {
     cluster = await LocalCluster.start({
       voters: options.voters,
+      standbys,
+      walMirror,
+      net,
+      ...(replaceAfterMs !== undefined && { replaceAfterMs }),
       logDir: join(outDir, 'logs'),
       ...(options.heartbeatMs !== undefined && { heartbeatMs: options.heartbeatMs }),
       ...(options.electionMs !== undefined && { electionMs: options.electionMs }),
       ...(options.snapshotEntries !== undefined && { snapshotEntries: options.snapshotEntries }),
     });
     const endpoints = cluster.members.map((m) => m.client);
-    note(`cluster up: ${cluster.members.map((m) => `${m.name}=${m.client}`).join(' ')}`);
+    note(
+      `cluster up: ${cluster.members.map((m) => `${m.name}${m.foundingRole === 'standby' ? '(standby)' : ''}=${m.client}`).join(' ')}${cluster.net !== null ? ` (namespaces ${cluster.net.prefix}-*, slow links by ${cluster.net.delay ? 'netem' : 'the transport: no sch_netem in this kernel'})` : ''}`,
+    );
     const keys = Array.from({ length: options.keys }, (_, i) => `chaos/k${i}`);
     keys.forEach((key, i) => {
       const w = new KeyWatcher(key, endpoints, options.seed + 7919 * (i + 1));
@@ -186,7 +238,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosOutcome> {
       stopAtMs,
       signal,
     });
-    const live: NemesisRecord = { applied: [], skipped: [], current: null };
+    const live: NemesisRecord = newNemesisRecord();
     nemesis = live;
     const ticker = setInterval(() => progress('running', live.current), PROGRESS_INTERVAL_MS);
     const nemesisDone = runNemesis({
@@ -198,6 +250,8 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosOutcome> {
       endMs: stopAtMs,
       signal,
       onNote: note,
+      voters: options.voters,
+      seed: options.seed,
     });
     const clientsDone = Promise.all(
       Array.from({ length: options.clients }, (_, i) =>
@@ -254,7 +308,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosOutcome> {
   const faults = nemesis?.applied ?? [];
   writeFileSync(
     join(outDir, 'faults.json'),
-    `${JSON.stringify({ applied: faults, skipped: nemesis?.skipped ?? [] }, null, 2)}\n`,
+    `${JSON.stringify({ net, applied: faults, skipped: nemesis?.skipped ?? [], anomalies: nemesis?.anomalies ?? [], lost: nemesis?.lost ?? [], restores: nemesis?.restores ?? [] }, null, 2)}\n`,
   );
   const ops = pairOperations(events);
   const watcherLogs = watchers.map((w) => w.log());
@@ -273,26 +327,55 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosOutcome> {
     },
   });
   const report = await writeReportFiles(outDir, {
-    title: `tandem chaos seed=${options.seed} (${options.voters} voters, ${options.faults.join(',') || 'no faults'})`,
+    title: `tandem chaos seed=${options.seed} (${options.voters} voters, ${standbys} standbys, net=${net}, ${options.faults.join(',') || 'no faults'})`,
     ops,
     checks,
     faults,
   });
   progress('done');
+  const netNote = ` [net=${net}${nemesis !== null && nemesis.lost.length > 0 ? `; given up: ${nemesis.lost.join(',')}` : ''}]`;
   if (aborted) {
-    const line = `ABORTED (${report.line})`;
+    const line = `ABORTED (${report.line})${netNote}`;
     writeFileSync(join(outDir, 'verdict.txt'), `${line}\n`);
-    return { verdict: 'aborted', exitCode: 2, line, outDir, report, opsCount: ops.length, nemesis };
+    return {
+      verdict: 'aborted',
+      exitCode: 2,
+      line,
+      outDir,
+      report,
+      opsCount: ops.length,
+      nemesis,
+      net,
+    };
+  }
+  // A fault that showed what the design forbids (a corrupt WAL accepted) fails the run.
+  const anomalies = nemesis?.anomalies ?? [];
+  if (anomalies.length > 0) {
+    const line = `FAIL nemesis: ${anomalies.join('; ')} (${report.line})${netNote}`;
+    writeFileSync(join(outDir, 'verdict.txt'), `${line}\n`);
+    return {
+      verdict: 'fail',
+      exitCode: 1,
+      line,
+      outDir,
+      report,
+      opsCount: ops.length,
+      nemesis,
+      net,
+    };
   }
   const exitCode = report.verdict === 'pass' ? 0 : report.verdict === 'fail' ? 1 : 2;
+  const line = `${report.line}${netNote}`;
+  writeFileSync(join(outDir, 'verdict.txt'), `${line}\n`);
   return {
     verdict: report.verdict,
     exitCode,
-    line: report.line,
+    line,
     outDir,
     report,
     opsCount: ops.length,
     nemesis,
+    net,
   };
 }
 
@@ -300,6 +383,7 @@ function summary(o: ChaosOptions): Record<string, unknown> {
   return {
     seed: o.seed,
     voters: o.voters,
+    standbys: o.standbys ?? 0,
     timeMs: o.timeMs,
     clients: o.clients,
     keys: o.keys,

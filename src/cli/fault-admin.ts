@@ -8,6 +8,7 @@
  *   DELETE /faults  heals every link
  *   GET    /faults  {"links":[…],"dropped":12,"delayed":40}
  *   POST   /faults  {"disk":{"failNextSync":"EIO","pathIncludes":"wal"}}
+ *   POST   /faults  {"disk":{"crashAfterBytes":1000}}   (a torn write, then a crashed disk)
  *
  * The disk fault arms the member's fault file system (src/storage/fault-fs.ts, in use only in
  * test mode): its next fsync of a matching path fails, as a dying disk's would. A member must
@@ -64,7 +65,21 @@ export function faultAdmin(
   let diskArmed = 0;
   const applyDisk = (spec: unknown): string | null => {
     if (disk === null) return 'this member has no fault file system';
-    const { failNextSync, pathIncludes = null } = (spec ?? {}) as Record<string, unknown>;
+    const {
+      failNextSync,
+      pathIncludes = null,
+      crashAfterBytes,
+    } = (spec ?? {}) as Record<string, unknown>;
+    if (crashAfterBytes !== undefined) {
+      // A torn write: the write crossing this many more bytes lands a prefix, then every call
+      // fails (ECRASHED) as in a crashed process; the member stops, a restart recovers.
+      if (!Number.isSafeInteger(crashAfterBytes) || (crashAfterBytes as number) < 1) {
+        return 'disk: crashAfterBytes must be a positive integer';
+      }
+      disk.crashAfterBytes(crashAfterBytes as number);
+      diskArmed++;
+      return null;
+    }
     if (!DISK_ERROR_CODES.includes(failNextSync as InjectedErrorCode)) {
       return `disk: failNextSync must be one of ${DISK_ERROR_CODES.join(', ')}`;
     }

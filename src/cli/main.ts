@@ -97,13 +97,32 @@ export async function run(argv: readonly string[]): Promise<number> {
       'run a real local cluster under faults with recording clients, then check the history (exit 0 pass, 1 violation, 2 unknown/aborted)',
     )
     .option('--voters <n>', 'members of the cluster (odd)', '3')
+    .option(
+      '--standbys <n>',
+      'hot standbys besides the voters (the redundancy policy promotes them)',
+      '0',
+    )
+    .option(
+      '--replace-after <duration>',
+      'redundancy.replaceAfter of the members (default 2s with standbys)',
+    )
+    .option(
+      '--net <mode>',
+      'kernel (namespaces, nftables, netem; root), transport (test-mode rules) or auto',
+      'auto',
+    )
+    .option(
+      '--wal-mirror <on|off>',
+      'a WAL mirror per member (off: a bit flip makes its member refuse to start)',
+      'on',
+    )
     .option('--time <duration>', 'how long clients and faults run', '60s')
     .option('--clients <n>', 'concurrent clients', '10')
     .option('--keys <n>', 'registers (keys) the clients share', '5')
     .option(
       '--faults <kinds>',
-      'kill,pause,partition,slow,restart,disk (or none)',
-      'kill,pause,partition,slow,restart,disk',
+      'kill,pause,partition,slow,lossy,restart,disk,torn,bitflip,membership (or none)',
+      'kill,pause,partition,slow,lossy,restart,disk,torn,bitflip,membership',
     )
     .option('--seed <n>', "the seed: the fault plan and the clients' choices (default: random)")
     .option('--out <dir>', 'the report folder (default: chaos-reports/seed-<seed>-<time>)')
@@ -137,8 +156,18 @@ async function chaosCommand(opts: Record<string, string | boolean | undefined>):
     const seed =
       opts.seed === undefined ? Math.floor(Math.random() * 2 ** 32) : Number(opts.seed as string);
     const stamp = new Date().toISOString().replace(/[-:]/g, '').replace(/\..*$/, '');
+    const mirror = String(opts.walMirror);
+    if (mirror !== 'on' && mirror !== 'off') {
+      throw new Error(`--wal-mirror: expected on or off, got ${mirror}`);
+    }
     options = {
       voters: Number(opts.voters),
+      standbys: Number(opts.standbys),
+      ...(opts.replaceAfter !== undefined && {
+        replaceAfterMs: parseDurationMs(String(opts.replaceAfter)),
+      }),
+      net: String(opts.net) as ChaosOptions['net'] & string,
+      walMirror: mirror === 'on',
       timeMs: parseDurationMs(String(opts.time)),
       clients: Number(opts.clients),
       keys: Number(opts.keys),

@@ -21,12 +21,18 @@ test('tandem chaos: bad arguments exit 2 and start nothing', async () => {
     assert.equal(await run(['node', 'tandem', 'chaos', '--voters', '4']), 2);
     assert.equal(await run(['node', 'tandem', 'chaos', '--faults', 'kill,flood']), 2);
     assert.equal(await run(['node', 'tandem', 'chaos', '--time', '60']), 2);
+    assert.equal(await run(['node', 'tandem', 'chaos', '--net', 'wifi']), 2);
+    assert.equal(await run(['node', 'tandem', 'chaos', '--wal-mirror', 'maybe']), 2);
+    assert.equal(await run(['node', 'tandem', 'chaos', '--standbys', '99']), 2);
   } finally {
     process.stderr.write = write;
   }
   assert.match(errors.join(''), /--voters: expected an odd number/);
   assert.match(errors.join(''), /unknown fault kind 'flood'/);
   assert.match(errors.join(''), /add a unit/);
+  assert.match(errors.join(''), /--net: expected kernel, transport or auto, got wifi/);
+  assert.match(errors.join(''), /--wal-mirror: expected on or off, got maybe/);
+  assert.match(errors.join(''), /--standbys: expected an integer between 0 and 8, got 99/);
 });
 
 test('testMode.faultInjection: off by default; file, environment or flag turn it on', () => {

@@ -4,7 +4,7 @@
  * real-cluster chaos run shows.)
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -105,6 +105,33 @@ describe('admin /faults', () => {
       await assert.rejects(wal.sync(), /EIO/);
       await wal.sync(); // only the next one
       await wal.close();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('POST disk crashAfterBytes: the write crossing it lands a prefix, then every call fails', async () => {
+    for (const body of [
+      { disk: { crashAfterBytes: 0 } },
+      { disk: { crashAfterBytes: 1.5 } },
+      { disk: { crashAfterBytes: '10' } },
+    ]) {
+      await assert.rejects(adminRequest(address, 'POST', '/faults', body), /HTTP 400/);
+    }
+    const dir = mkdtempSync(join(tmpdir(), 'tandem-fault-admin-torn-'));
+    try {
+      const file = await disk.open(join(dir, 'seg.wal'), 'create');
+      await adminRequest(address, 'POST', '/faults', { disk: { crashAfterBytes: 10 } });
+      await file.write(new Uint8Array(8).fill(1), 0); // 8 bytes: under the crash point
+      await assert.rejects(file.write(new Uint8Array(8).fill(2), 8), /ECRASHED/);
+      await assert.rejects(file.datasync(), /ECRASHED/);
+      const landed = readFileSync(join(dir, 'seg.wal'));
+      assert.deepEqual(
+        [...landed],
+        [1, 1, 1, 1, 1, 1, 1, 1, 2, 2],
+        'a torn write: 2 of its 8 bytes',
+      );
+      await disk.restart({ powerLoss: false });
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

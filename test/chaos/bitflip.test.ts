@@ -1,0 +1,98 @@
+/**
+ * The `bitflip` fault on real members: one bit of a WAL record that a valid record follows is
+ * flipped on disk (through the storage fault layer) while the member is down. With a WAL mirror
+ * the member must repair the record from the mirror and start, serving the acknowledged data;
+ * without one it must refuse to start, naming the corruption, and never serve from that WAL.
+ */
+import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { LocalCluster, sleep } from '../../src/chaos/cluster.js';
+import { byteAt, flipWalBit } from '../../src/chaos/disk-faults.js';
+import { KvClient } from '../../src/chaos/etcd-client.js';
+import { Prng } from '../../src/util/prng.js';
+
+const PUTS = 30;
+
+async function withCluster(
+  walMirror: boolean,
+  body: (cluster: LocalCluster, logDir: string, client: KvClient) => Promise<void>,
+): Promise<void> {
+  const logDir = mkdtempSync(join(tmpdir(), 'tandem-chaos-bitflip-'));
+  let cluster: LocalCluster | null = null;
+  let client: KvClient | null = null;
+  try {
+    cluster = await LocalCluster.start({ voters: 3, logDir, walMirror });
+    client = new KvClient(cluster.members[0]!.client);
+    // Enough batches that the victim's WAL has records followed by valid ones.
+    for (let i = 0; i < PUTS; i++) {
+      for (let attempt = 0; ; attempt++) {
+        try {
+          await client.put('flip/k', String(i), 2_000);
+          break;
+        } catch (error) {
+          if (attempt >= 20) throw error;
+          await sleep(200);
+        }
+      }
+    }
+    await body(cluster, logDir, client);
+  } finally {
+    client?.close();
+    await cluster?.destroy();
+    rmSync(logDir, { recursive: true, force: true });
+  }
+}
+
+test('bitflip with a WAL mirror: repaired from the mirror, the member starts and serves', {
+  timeout: 120_000,
+}, async () => {
+  await withCluster(true, async (cluster) => {
+    const victim = 2;
+    await cluster.kill(victim);
+    const flip = await flipWalBit(cluster.members[victim]!.dataDir, new Prng(7));
+    assert.ok(flip !== null, 'the WAL has a record to damage');
+    assert.notEqual(await byteAt(flip), flip.before, 'the bit is flipped on disk');
+    cluster.spawn(victim);
+    assert.ok(await cluster.waitUp(victim, 30_000), 'the member did not start');
+    assert.equal(await byteAt(flip), flip.before, 'the record was repaired in place');
+    const own = new KvClient(cluster.members[victim]!.client);
+    try {
+      let read: string | null = null;
+      for (let i = 0; i < 50 && read !== String(PUTS - 1); i++) {
+        read = await own.get('flip/k', 2_000).then(
+          (r) => r.value,
+          () => null,
+        );
+        if (read !== String(PUTS - 1)) await sleep(200);
+      }
+      assert.equal(read, String(PUTS - 1));
+    } finally {
+      own.close();
+    }
+  });
+});
+
+test('bitflip without a mirror: the member refuses to start, naming the corruption', {
+  timeout: 120_000,
+}, async () => {
+  await withCluster(false, async (cluster, logDir, client) => {
+    const victim = 2;
+    await cluster.kill(victim);
+    const flip = await flipWalBit(cluster.members[victim]!.dataDir, new Prng(7));
+    assert.ok(flip !== null, 'the WAL has a record to damage');
+    const from = cluster.logBytes(victim);
+    cluster.spawn(victim);
+    const code = await cluster.waitExit(victim, 30_000);
+    assert.equal(code, 1, 'the member must exit with an error');
+    const log = readFileSync(join(logDir, 'n3.log')).subarray(from).toString('utf8');
+    assert.match(log, /cannot start n3: WAL corrupt: .*\.wal at byte \d+/);
+    cluster.markLost(victim);
+    assert.throws(() => cluster.spawn(victim), /given up/);
+    // The other two go on.
+    await client.put('flip/k', 'after', 5_000);
+    assert.equal((await client.get('flip/k', 5_000)).value, 'after');
+  });
+});
