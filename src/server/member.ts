@@ -152,6 +152,13 @@ export class Member {
   /** A Ready is being persisted; the next one waits (one save in flight, in order). */
   private saving = false;
   private snapshotting = false;
+  /**
+   * Raft was about to ship a snapshot that does not list its recipient: take a fresh one at the
+   * next chance, so snapshots shipped list their recipient (as etcd's are). Else a member
+   * re-added after a removal it missed refuses the older snapshot (raft's restore), and an idle
+   * leader never takes a newer one: it never catches up (found by the simulator's redundancy mode).
+   */
+  private snapshotForAddedMember = false;
   private snapshotIndex: number;
   /** The last entry raft handed out and this loop handled (replayed or applied). */
   private handledIndex: number;
@@ -598,7 +605,8 @@ export class Member {
     this.scheduleDrain();
   }
 
-  private send(messages: readonly Message[]): void {
+  private send(all: readonly Message[]): void {
+    const messages = all.filter((m) => this.shipsListedSnapshot(m));
     if (messages.length === 0) return;
     // Group by destination: one send (one queue push) per peer per Ready.
     let start = 0;
@@ -609,6 +617,20 @@ export class Member {
         start = i;
       }
     }
+  }
+
+  /** False for a snapshot that does not list its recipient: held back, a fresh one is due. */
+  private shipsListedSnapshot(m: Message): boolean {
+    if (m.type !== MessageType.Snap || m.snapshot === null) return true;
+    if (lists(m.snapshot.metadata.confState, m.to)) return true;
+    this.snapshotForAddedMember = true;
+    // Raft retries the peer (probe, then the fresh snapshot) once told this one failed.
+    this.clock.defer(() => {
+      if (this.state !== 'running') return;
+      this.rn.reportSnapshot(m.to, false);
+      this.scheduleDrain();
+    });
+    return false;
   }
 
   private changeSoftState(soft: SoftState): void {
@@ -715,13 +737,15 @@ export class Member {
 
   private maybeSnapshot(): void {
     const applied = this.sm.appliedIndex();
-    if (this.snapshotting || applied - this.snapshotIndex < this.options.snapshotEveryEntries) {
-      return;
-    }
+    const due =
+      applied - this.snapshotIndex >= this.options.snapshotEveryEntries ||
+      (this.snapshotForAddedMember && applied > this.storage.snapshot().metadata.index);
+    if (this.snapshotting || !due) return;
     // While replaying after a restart, raft's configuration lags the state machine: a snapshot
     // now would pair the state at `applied` with an older configuration.
     if (this.handledIndex < applied) return;
     const snap = this.storage.createSnapshot(applied, this.confState, this.sm.snapshot());
+    this.snapshotForAddedMember = false;
     this.snapshotting = true;
     this.options.persistence.saveSnapshot(snap, (error) => {
       this.snapshotting = false;
@@ -831,6 +855,16 @@ export class Member {
     this.rn.campaign();
     this.scheduleDrain();
   }
+}
+
+/** `id` is in the configuration (a voter or learner, either side of a joint config). */
+function lists(cs: ConfState, id: NodeId): boolean {
+  return (
+    cs.voters.includes(id) ||
+    cs.learners.includes(id) ||
+    cs.votersOutgoing.includes(id) ||
+    cs.learnersNext.includes(id)
+  );
 }
 
 function ctxKey(ctx: Uint8Array): string {

@@ -29,6 +29,12 @@ export const INVARIANTS = [
   // Member mode (kv-checker.ts): client-visible results of the production member loop.
   'kv-state-hash',
   'acked-write-lost',
+  // Redundancy mode (redundancy.ts): what the production redundancy policy does.
+  'quorum-at-change',
+  'promote-caught-up',
+  'flapping-churn',
+  'one-change-at-a-time',
+  'factor-restored',
 ] as const;
 export type InvariantName = (typeof INVARIANTS)[number];
 
@@ -56,7 +62,10 @@ export interface RunFailure {
 /** What a run that threw failed of: an invariant (safety or liveness), or a simulator crash. */
 export function failureOf(error: unknown, atMs: number): RunFailure {
   if (error instanceof InvariantViolation) {
-    const kind: FailureKind = error.invariant === 'liveness' ? 'liveness' : 'safety';
+    const kind: FailureKind =
+      error.invariant === 'liveness' || error.invariant === 'factor-restored'
+        ? 'liveness'
+        : 'safety';
     return { kind, invariant: error.invariant, message: error.message, atMs };
   }
   const e = error instanceof Error ? error : new Error(String(error));

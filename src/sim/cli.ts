@@ -4,6 +4,7 @@
  *   npm run sim -- --seeds 2000 [--start 0] [--nodes 5] [--bug NAME] [--max-steps N] [--stop]
  *   npm run sim -- --seed 1234 [--trace] [--bug NAME] [--nodes 5]
  *   npm run sim -- --member --seeds 2000 [--fault NAME]   (the production member loop + KV)
+ *   npm run sim -- --member --redundancy --seeds 500 [--bug POLICY-BUG]   (+ standbys, policy)
  *
  * Exit codes:
  *   0  every seed passed
@@ -17,6 +18,7 @@
  */
 import { BUG_NAMES, type BugName } from '../raft/types.js';
 import { SIM_FAULTS, type SimFault } from './member-io.js';
+import { POLICY_BUG_NAMES, type PolicyBugName } from './redundancy.js';
 import { type RunResult, runSeed, runSeeds } from './simulator.js';
 
 export const EXIT_OK = 0;
@@ -38,6 +40,10 @@ const USAGE = `usage:
   --member       member mode: the production member loop (src/server/member.ts) with the KV
                  state machine on simulated I/O, client-visible checks (src/sim/member-host.ts)
   --fault NAME   member mode with a fault injected in the simulated I/O: ${SIM_FAULTS.join(', ')}
+  --redundancy   member mode with standbys (hot, warm, cold) and the production redundancy driver
+                 on every member, a nemesis of long failures and flapping members, and the
+                 redundancy invariants (src/sim/redundancy.ts); --nodes 3 or 5; --bug also takes
+                 a policy bug: ${POLICY_BUG_NAMES.join(', ')}
 exit codes: 0 ok, 1 invariant violated (safety or liveness), 2 simulator crash, 64 usage`;
 
 interface CliOptions {
@@ -53,6 +59,8 @@ interface CliOptions {
   stepsDuringReady: boolean;
   member: boolean;
   fault: SimFault | undefined;
+  redundancy: boolean;
+  policyBug: PolicyBugName | undefined;
 }
 
 class UsageError extends Error {}
@@ -71,6 +79,8 @@ function parseArgs(argv: readonly string[]): CliOptions {
     stepsDuringReady: false,
     member: false,
     fault: undefined,
+    redundancy: false,
+    policyBug: undefined,
   };
   const int = (name: string, value: string | undefined): number => {
     const n = Number(value);
@@ -104,9 +114,13 @@ function parseArgs(argv: readonly string[]): CliOptions {
       }
       case '--bug': {
         const name = value();
+        if (name !== undefined && (POLICY_BUG_NAMES as readonly string[]).includes(name)) {
+          options.policyBug = name as PolicyBugName;
+          break;
+        }
         if (name === undefined || !(BUG_NAMES as readonly string[]).includes(name)) {
           throw new UsageError(
-            `--bug must be one of ${BUG_NAMES.join(', ')}, got ${name ?? 'nothing'}`,
+            `--bug must be one of ${[...BUG_NAMES, ...POLICY_BUG_NAMES].join(', ')}, got ${name ?? 'nothing'}`,
           );
         }
         options.bug = name as BugName;
@@ -130,6 +144,10 @@ function parseArgs(argv: readonly string[]): CliOptions {
       case '--member':
         options.member = true;
         break;
+      case '--redundancy':
+        options.redundancy = true;
+        options.member = true;
+        break;
       case '--fault': {
         const name = value();
         if (name === undefined || !(SIM_FAULTS as readonly string[]).includes(name)) {
@@ -150,6 +168,15 @@ function parseArgs(argv: readonly string[]): CliOptions {
         throw new UsageError(`unknown argument ${arg}`);
     }
   }
+  if (options.policyBug !== undefined && !options.redundancy) {
+    throw new UsageError(`--bug ${options.policyBug} is a policy bug: it needs --redundancy`);
+  }
+  if (options.redundancy && options.nodes !== undefined && ![3, 5].includes(options.nodes)) {
+    throw new UsageError(`--redundancy runs 3 or 5 voters, got --nodes ${options.nodes}`);
+  }
+  if (options.redundancy && options.fault !== undefined) {
+    throw new UsageError('--fault and --redundancy do not combine');
+  }
   return options;
 }
 
@@ -157,10 +184,12 @@ function replayCommand(result: RunResult, options: CliOptions): string {
   let cmd = `npm run sim -- --seed ${result.seed} --trace`;
   if (options.nodes !== undefined) cmd += ` --nodes ${options.nodes}`;
   if (options.bug !== undefined) cmd += ` --bug ${options.bug}`;
+  if (options.policyBug !== undefined) cmd += ` --bug ${options.policyBug}`;
   if (options.maxSteps !== undefined) cmd += ` --max-steps ${options.maxSteps}`;
   if (!options.leaseReads) cmd += ' --no-lease-reads';
   if (options.stepsDuringReady) cmd += ' --steps-during-ready';
   if (options.fault !== undefined) cmd += ` --fault ${options.fault}`;
+  else if (options.redundancy) cmd += ' --member --redundancy';
   else if (options.member) cmd += ' --member';
   return cmd;
 }
@@ -196,6 +225,8 @@ function runOne(options: CliOptions): number {
     stepsDuringReady: options.stepsDuringReady,
     member: options.member,
     ...(options.fault === undefined ? {} : { fault: options.fault }),
+    redundancy: options.redundancy,
+    ...(options.policyBug === undefined ? {} : { policyBug: options.policyBug }),
   });
   const wallS = (performance.now() - started) / 1000;
   console.log(result.paramsLine);
@@ -225,6 +256,8 @@ function runMany(options: CliOptions): number {
     stepsDuringReady: options.stepsDuringReady,
     member: options.member,
     ...(options.fault === undefined ? {} : { fault: options.fault }),
+    redundancy: options.redundancy,
+    ...(options.policyBug === undefined ? {} : { policyBug: options.policyBug }),
     stopAtFirst: options.stop,
     onResult: (result) => {
       done++;
@@ -250,7 +283,9 @@ function runMany(options: CliOptions): number {
   const extra = [
     options.nodes === undefined ? '' : `voters=${options.nodes}`,
     options.bug === undefined ? '' : `bug=${options.bug}`,
+    options.policyBug === undefined ? '' : `bug=${options.policyBug}`,
     options.member ? 'mode=member' : '',
+    options.redundancy ? 'redundancy' : '',
     options.fault === undefined ? '' : `fault=${options.fault}`,
     `start=${options.start}`,
   ]

@@ -14,6 +14,8 @@
  * and the Member replays the committed log after it, as a real member restarting on a lost
  * backend does.
  */
+import { votersAfter } from '../cluster/policy.js';
+import { foundingConfig } from '../cluster/registry.js';
 import type { PeerReport } from '../io/network.js';
 import { putRequest, rangeRequest } from '../kv/api-types.js';
 import { RawNode } from '../raft/rawnode.js';
@@ -21,16 +23,20 @@ import type { MemoryStorage } from '../raft/storage.js';
 import { MemoryStorage as Storage } from '../raft/storage.js';
 import {
   type BugName,
+  type ConfChange,
+  type ConfState,
   type Entry,
+  EntryType,
   MESSAGE_TYPE_NAMES,
   type Message,
   MessageType,
   type NodeId,
   StateType,
 } from '../raft/types.js';
-import { Member } from '../server/member.js';
+import { Member, type MemberOptions } from '../server/member.js';
+import { POLICY_INTERVAL_MS, type PolicyEvent, RedundancyDriver } from '../server/redundancy.js';
 import { TandemStateMachine } from '../server/tandem-state-machine.js';
-import { assert } from '../util/assert.js';
+import { AssertionError, assert } from '../util/assert.js';
 import { Prng } from '../util/prng.js';
 import { Checker, failureOf, InvariantViolation, type RunFailure } from './checker.js';
 import { SimDisk } from './disk.js';
@@ -45,7 +51,18 @@ import {
 import { type DropReason, SimNetwork } from './network.js';
 import { deriveParams, formatParams, MAX_STEPS_DEFAULT, type SimParams } from './params.js';
 import { EventQueue } from './queue.js';
-import type { Phase, RunOptions, RunResult } from './simulator.js';
+import {
+  deriveRedundancyParams,
+  describe,
+  formatRedundancyParams,
+  type NemesisWorld,
+  type PolicyBugName,
+  RedundancyChecker,
+  RedundancyNemesis,
+  type RedundancyParams,
+  redundancyNetwork,
+} from './redundancy.js';
+import { formatConf, membersOf, type Phase, type RunOptions, type RunResult } from './simulator.js';
 import { Trace } from './trace.js';
 
 /** Trace kinds (numbers mixed into the trace hash). */
@@ -57,6 +74,9 @@ const TRACE_DELIVER = 44;
 const TRACE_DROP = 45;
 const TRACE_CLIENT = 46;
 const TRACE_FAULT = 47;
+const TRACE_CONF_PROPOSED = 48;
+const TRACE_CONF_APPLIED = 49;
+const TRACE_POLICY = 50;
 const DROP_REASON_CODE: Readonly<Record<DropReason, number>> = { lost: 1, partitioned: 2, down: 3 };
 
 /**
@@ -74,9 +94,31 @@ export interface MemberModeParams {
   /** Share of linearizable reads served through `leaseReadBarrier`. */
   readonly leaseReadShare: number;
   readonly fault: SimFault | null;
+  /** Redundancy mode: standbys and the production RedundancyDriver on every member. */
+  readonly redundancy: RedundancyParams | null;
 }
 
 export type ClientOutcome = 'ok' | 'failed' | 'lost';
+
+type Callback = (error: Error | null, value?: unknown) => void;
+
+/**
+ * The production Member, observed: the simulator sees each membership change the redundancy
+ * driver hands to it (to check it against ground truth, and to follow it to its resolution).
+ * Nothing the driver or the member does is changed.
+ */
+class ObservedMember extends Member {
+  constructor(
+    options: MemberOptions,
+    private readonly observe: (change: ConfChange, callback: Callback) => Callback,
+  ) {
+    super(options);
+  }
+
+  override proposeConfChange(change: ConfChange, callback: Callback): void {
+    super.proposeConfChange(change, this.observe(change, callback));
+  }
+}
 
 // ---------------------------------------------------------------------------------------------
 // One node
@@ -91,6 +133,11 @@ export class MemberHost {
   /** Client operations waiting on the current incarnation: told 'lost' when it dies. */
   private readonly waiting = new Set<() => void>();
   restarts = 0;
+  /** When this incarnation became leader (of its current term); null while not leading. */
+  leaderSinceMs: number | null = null;
+  /** Membership changes this incarnation's driver handed to Raft, unresolved: incoming voters. */
+  readonly changesInFlight = new Map<number, readonly NodeId[]>();
+  private changeSeq = 0;
 
   constructor(
     readonly id: NodeId,
@@ -130,7 +177,7 @@ export class MemberHost {
       sim.checker,
       sim.mode.fault,
     );
-    const member = new Member({
+    const options: MemberOptions = {
       id: this.id,
       clock,
       network: net,
@@ -150,6 +197,9 @@ export class MemberHost {
       hooks: {
         onSoftState: (soft, term) => {
           sim.trace.mix(TRACE_ROLE, this.id, soft.raftState, term);
+          const leads = soft.raftState === StateType.Leader;
+          if (leads && this.leaderSinceMs === null) this.leaderSinceMs = sim.queue.nowMs;
+          if (!leads) this.leaderSinceMs = null;
           sim.traceLine(`n${this.id} ${ROLE_NAMES[soft.raftState]} term=${term}`);
           if (soft.raftState === StateType.Leader) {
             sim.checker.observeLeader(this.id, term);
@@ -157,20 +207,83 @@ export class MemberHost {
           }
         },
         onApplied: (entry) => this.onApplied(entry, backend),
+        onConfChange: (change, confState, index) =>
+          sim.onConfApplied(this.id, change, confState, index),
         onFatal: (error) => {
           throw new Error(`member ${this.id} stopped: ${error.message}`);
         },
       },
-    });
+    };
+    const r = sim.mode.redundancy;
+    const member =
+      r === null
+        ? new Member(options)
+        : new ObservedMember(options, (change, cb) => this.observeChange(change, cb));
+    this.leaderSinceMs = null;
+    this.changesInFlight.clear();
+    if (r !== null) {
+      // As src/server/server.ts runs it: one driver per member, a round every POLICY_INTERVAL_MS.
+      const driver = new RedundancyDriver({
+        member,
+        state: sm,
+        clock,
+        policy: r.policy,
+        electionTimeoutMs: p.electionTicks * p.tickMs,
+        onEvent: (e) => sim.onPolicyEvent(this.id, e),
+      });
+      const policyDuty = (): void => {
+        this.policyRound(driver);
+        clock.setTimeout(policyDuty, POLICY_INTERVAL_MS);
+      };
+      clock.setTimeout(policyDuty, POLICY_INTERVAL_MS);
+    }
     this.clock = clock;
     this.sm = sm;
     this.net = net;
     this.member = member;
     this.state = 'up';
     this.restarts++;
+    sim.redundancy?.outages.markUp(this.id, sim.queue.nowMs);
     sim.trace.mix(TRACE_RESTART, this.id, snap.metadata.index);
     sim.traceLine(`n${this.id} start from snapshot ${snap.metadata.index}`);
     member.start();
+  }
+
+  /** A change the driver hands to the member: checked now, followed until it resolves. */
+  private observeChange(change: ConfChange, callback: Callback): Callback {
+    const member = this.member!;
+    this.sim.onChangeProposed(this, change);
+    const seq = ++this.changeSeq;
+    this.changesInFlight.set(seq, votersAfter(member.configuration.voters, change.changes));
+    return (error, value) => {
+      this.changesInFlight.delete(seq);
+      callback(error, value);
+    };
+  }
+
+  /**
+   * One driver round. The driver asserts its own rules before it proposes; when such an
+   * assertion fires while (by the simulator's own account) a change is in flight, the driver
+   * caught a second membership change: that is one-change-at-a-time, not a simulator crash.
+   */
+  private policyRound(driver: RedundancyDriver): void {
+    try {
+      driver.tick();
+    } catch (error) {
+      if (error instanceof AssertionError) this.sim.onDriverAssertion(this, error);
+      throw error;
+    }
+  }
+
+  /** A conf change entry in the durable log above the applied index (in flight), or null. */
+  unappliedConfIndex(): number | null {
+    const lo = Math.max(this.appliedIndex + 1, this.durable.firstIndex());
+    const hi = this.durable.lastIndex();
+    if (lo > hi) return null;
+    for (const e of this.durable.entries(lo, hi + 1, Number.POSITIVE_INFINITY)) {
+      if (e.type === EntryType.ConfChange) return e.index;
+    }
+    return null;
   }
 
   private onApplied(entry: Entry, backend: DigestBackend): void {
@@ -185,6 +298,9 @@ export class MemberHost {
     if (this.state !== 'up') return;
     this.disk.crash();
     this.clock!.kill();
+    this.sim.redundancy?.outages.markDown(this.id, this.sim.queue.nowMs);
+    this.leaderSinceMs = null;
+    this.changesInFlight.clear();
     this.net!.kill();
     this.member = null;
     this.sm = null;
@@ -293,21 +409,51 @@ function readValue(sm: TandemStateMachine, key: string): number {
 // ---------------------------------------------------------------------------------------------
 // The cluster
 
-export function deriveMemberMode(seed: number, fault: SimFault | null): MemberModeParams {
+/** Redundancy mode's switches (RunOptions.redundancy, policyBug, voters). */
+export interface RedundancyOptions {
+  readonly voters?: number;
+  readonly bug: PolicyBugName | null;
+}
+
+export function deriveMemberMode(
+  seed: number,
+  fault: SimFault | null,
+  params: SimParams,
+  redundancy: RedundancyOptions | null = null,
+): MemberModeParams {
   const rng = new Prng(seed ^ 0x6d656d62);
+  const keys = rng.range(2, 8);
+  const requestTimeoutMs = rng.range(500, 2000);
   return {
-    keys: rng.range(2, 8),
-    requestTimeoutMs: rng.range(500, 2000),
+    keys,
+    requestTimeoutMs,
     leaseReadShare: rng.chance(0.5) ? rng.float() * 0.5 : 0,
     fault,
+    redundancy:
+      redundancy === null
+        ? null
+        : deriveRedundancyParams(seed, {
+            ...(redundancy.voters === undefined ? {} : { voters: redundancy.voters }),
+            electionMs: params.electionTicks * params.tickMs,
+            tickMs: params.tickMs,
+            requestTimeoutMs,
+            network: params.network,
+            bug: redundancy.bug,
+          }),
   };
 }
 
 /** The Raft options Member fixes, so that the printed parameters say what runs. */
-function memberParams(p: SimParams, seed: number): SimParams {
+function memberParams(p: SimParams, seed: number, redundancy: boolean): SimParams {
   const rng = new Prng(seed ^ 0x73616665);
+  const safetyMs = rng.range(2_000, 6_000);
   return {
     ...p,
+    // Redundancy mode: silence must mean something (bounded latency tails, little loss), and
+    // the safety phase must outlast a few replaceAfter periods.
+    ...(redundancy
+      ? { network: redundancyNetwork(p.network), safetyMs: safetyMs + rng.range(3_000, 6_000) }
+      : { safetyMs }),
     learnersInitial: 0,
     preVote: true,
     checkQuorum: true,
@@ -318,18 +464,16 @@ function memberParams(p: SimParams, seed: number): SimParams {
     loseUnsyncedWrites: false,
     leaseReads: false,
     stepsDuringReady: true,
-    // Shorter phases than the raw mode: the real state machine costs more per entry.
-    safetyMs: rng.range(2_000, 6_000),
     crashAfterVoteRate: 0,
     leaderFaultRate: 0,
   };
 }
 
 export function formatMemberParams(p: SimParams, m: MemberModeParams): string {
-  return (
+  const line =
     `${formatParams(p)} mode=member keys=${m.keys} request-timeout=${m.requestTimeoutMs}ms ` +
-    `lease-read-share=${m.leaseReadShare.toFixed(3)} fault=${m.fault ?? 'none'}`
-  );
+    `lease-read-share=${m.leaseReadShare.toFixed(3)} fault=${m.fault ?? 'none'}`;
+  return m.redundancy === null ? line : `${line} ${formatRedundancyParams(m.redundancy)}`;
 }
 
 const MEMBER_FAULTS = [
@@ -366,14 +510,31 @@ export class MemberSimulation {
   private readNext = 1;
   private markerIndex = 0;
   private markerInFlight = false;
+  /** Redundancy mode: its checks, its nemesis, the voter killed for good in the liveness phase. */
+  readonly redundancy: RedundancyChecker | null;
+  private readonly redundancyNemesis: RedundancyNemesis | null = null;
+  private deadId: NodeId | null = null;
+  /** The newest configuration any member applied, and its index. */
+  private newestConf: { index: number; state: ConfState };
+  confChangesApplied = 0;
 
   constructor(options: RunOptions) {
+    const redundancy: RedundancyOptions | null =
+      options.redundancy === true
+        ? {
+            ...(options.voters === undefined ? {} : { voters: options.voters }),
+            bug: options.policyBug ?? null,
+          }
+        : null;
     const base = deriveParams(options.seed, {
-      ...(options.voters === undefined ? {} : { voters: options.voters }),
+      ...(options.voters === undefined || redundancy !== null ? {} : { voters: options.voters }),
       ...(options.bug === undefined ? {} : { bugs: [options.bug] }),
     });
-    this.params = memberParams(base, options.seed);
-    this.mode = deriveMemberMode(options.seed, options.fault ?? null);
+    const params = memberParams(base, options.seed, redundancy !== null);
+    this.mode = deriveMemberMode(options.seed, options.fault ?? null, params, redundancy);
+    const r = this.mode.redundancy;
+    this.params = r === null ? params : { ...params, voters: r.voters };
+    this.redundancy = r === null ? null : new RedundancyChecker(r);
     this.rng = new Prng(options.seed ^ 0x5eed5eed);
     this.wl = this.rng.fork();
     const traceOption = options.trace ?? false;
@@ -393,26 +554,35 @@ export class MemberSimulation {
       this.keys.push(`k${k}`);
       this.keyFreeAtMs.set(`k${k}`, 0);
     }
-    const voters: NodeId[] = [];
-    for (let id = 1; id <= this.params.voters; id++) voters.push(id);
+    const founders =
+      r?.founders ??
+      Array.from({ length: this.params.voters }, (_, i) => ({
+        id: i + 1,
+        name: `n${i + 1}`,
+        peerUrls: [`http://n${i + 1}:2380`],
+        clientUrls: [`http://n${i + 1}:2379`],
+      }));
+    // Voters found the configuration, hot standbys are its learners, warm and cold standbys
+    // are registered outside it (as src/cli/node.ts bootstraps a new cluster).
+    const { voters, learners } = foundingConfig(founders);
     // The founding state, as `tandem start` makes it: the registry at index 1, in the snapshot.
     const founding = new TandemStateMachine({
       backend: new DigestBackend(),
-      founders: voters.map((id) => ({
-        id,
-        name: `n${id}`,
-        peerUrls: [`http://n${id}:2380`],
-        clientUrls: [`http://n${id}:2379`],
-      })),
+      founders,
       nowMs: () => 0,
     });
     founding.bootstrap();
     const data = founding.snapshot();
-    for (const id of voters) {
+    for (const { id } of founders) {
       const storage = new Storage();
-      RawNode.bootstrap(storage, voters, data);
+      RawNode.bootstrap(storage, voters, data, learners);
       this.hosts.set(id, new MemberHost(id, this, this.rng.fork(), storage));
     }
+    this.newestConf = {
+      index: 0,
+      state: { voters, learners, votersOutgoing: [], learnersNext: [], autoLeave: false },
+    };
+    if (r !== null) this.redundancyNemesis = new RedundancyNemesis(this.nemesisWorld(), r);
     const boot = this.hosts.get(1)!.durable.snapshot().metadata;
     for (let i = 1; i <= boot.index; i++) this.checker.seedCommitted(i, boot.term);
   }
@@ -435,7 +605,17 @@ export class MemberSimulation {
     const p = this.params;
     this.every(p.proposeEveryMs, () => this.propose());
     this.every(p.readEveryMs, () => this.read());
-    this.every(p.nemesisEveryMs, () => this.nemesis());
+    const r = this.mode.redundancy;
+    if (this.redundancyNemesis !== null && r !== null) {
+      const nemesis = this.redundancyNemesis;
+      this.every(r.nemesisEveryMs, () => nemesis.act());
+      // Flapping long enough to span a replacement (replaceAfter and then some).
+      const flapStartMs = this.wl.float() * p.safetyMs * 0.3;
+      const flapMs = r.policy.replaceAfterMs + this.wl.range(1_500, 4_000);
+      nemesis.scheduleFlapper(flapStartMs, flapMs);
+    } else {
+      this.every(p.nemesisEveryMs, () => this.nemesis());
+    }
     this.queue.at(p.safetyMs, () => this.startLiveness());
     while (this.phase !== 'done') {
       if (!this.queue.runNext()) throw new Error('the event queue ran dry');
@@ -510,8 +690,122 @@ export class MemberSimulation {
       const leader = this.leader();
       if (leader !== null) return leader;
     }
-    const up = this.upHosts();
+    // Standbys serve no client traffic (DESIGN.md "Roles"): clients use the voters.
+    const up =
+      this.redundancy === null
+        ? this.upHosts()
+        : this.upHosts().filter((h) => this.newestConf.state.voters.includes(h.id));
     return up.length === 0 ? null : this.wl.pick(up);
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Redundancy mode
+
+  /** A member applied a conf change entry (every member applies each one). */
+  onConfApplied(node: NodeId, change: ConfChange, confState: ConfState, index: number): void {
+    this.checker.onConfApplied(node, index, formatConf(confState));
+    if (index <= this.newestConf.index) return;
+    this.newestConf = { index, state: confState };
+    this.confChangesApplied++;
+    this.trace.mix(TRACE_CONF_APPLIED, node, index, confState.voters.length);
+    this.traceLine(
+      `n${node} applied conf change ${index} ${describe(change)}: ${formatConf(confState)}`,
+    );
+  }
+
+  onPolicyEvent(node: NodeId, e: PolicyEvent): void {
+    this.trace.mix(TRACE_POLICY, node, e.action.length, e.error === undefined ? 0 : 1);
+    if (e.action === 'record-health' && e.error === undefined) return;
+    this.traceLine(
+      `n${node} policy ${e.action}: ${e.reason}${e.error ? ` (failed: ${e.error})` : ''}`,
+    );
+  }
+
+  /** The leader's driver hands `change` to its member: the redundancy invariants, now. */
+  onChangeProposed(host: MemberHost, change: ConfChange): void {
+    const member = host.member!;
+    this.trace.mix(TRACE_CONF_PROPOSED, host.id, change.changes.length, member.commitIndex);
+    this.traceLine(`n${host.id} proposes conf change ${describe(change)}`);
+    this.redundancy!.onChangeProposed({
+      leader: host.id,
+      nowMs: this.queue.nowMs,
+      change,
+      config: member.configuration,
+      commit: member.commitIndex,
+      leaderSinceMs: host.leaderSinceMs ?? this.queue.nowMs,
+      outstanding: host.changesInFlight.size,
+      unappliedConfIndex: host.unappliedConfIndex(),
+      lastIndexOf: (id) => this.hosts.get(id)!.durable.lastIndex(),
+    });
+  }
+
+  /** See MemberHost.policyRound: the driver's assertion fired. */
+  onDriverAssertion(host: MemberHost, error: AssertionError): void {
+    const member = host.member;
+    if (member === null) return;
+    const unapplied = host.unappliedConfIndex();
+    const why =
+      host.changesInFlight.size > 0
+        ? `${host.changesInFlight.size} change(s) it handed to Raft are unresolved`
+        : unapplied !== null
+          ? `conf change entry ${unapplied} in its log is not applied`
+          : member.configuration.votersOutgoing.length > 0
+            ? 'its configuration is joint'
+            : member.confChangePending
+              ? 'Raft reports a change pending (a new leader counts every inherited entry)'
+              : null;
+    if (why === null) return;
+    throw new InvariantViolation(
+      'one-change-at-a-time',
+      `leader n${host.id}'s driver planned a membership change while ${why} ` +
+        `(its own assertion stopped it: ${error.message})`,
+    );
+  }
+
+  /** Voter sets that must keep a live majority: every up member's configuration, pending ones. */
+  private voterSets(): NodeId[][] {
+    const sets = new Map<string, NodeId[]>();
+    const add = (voters: readonly NodeId[]): void => {
+      if (voters.length > 0) sets.set(voters.join(','), [...voters]);
+    };
+    add(this.newestConf.state.voters);
+    add(this.newestConf.state.votersOutgoing);
+    for (const host of this.hosts.values()) {
+      const m = host.member;
+      if (m === null) continue;
+      add(m.configuration.voters);
+      add(m.configuration.votersOutgoing);
+      for (const incoming of host.changesInFlight.values()) add(incoming);
+    }
+    return [...sets.values()];
+  }
+
+  private nemesisWorld(): NemesisWorld {
+    const ids = [...this.hosts.keys()];
+    return {
+      rng: this.wl,
+      nowMs: () => this.queue.nowMs,
+      after: (delayMs, fn) => this.queue.after(delayMs, fn),
+      ids: () => ids,
+      isUp: (id) => this.hosts.get(id)!.up,
+      leader: () => this.leader()?.id ?? null,
+      voterSets: () => this.voterSets(),
+      crash: (id) => {
+        this.crashes++;
+        this.hosts.get(id)!.crash();
+      },
+      start: (id) => this.hosts.get(id)!.start(),
+      setCuts: (links) => {
+        this.network.healAll();
+        for (const l of links) {
+          const [from, to] = l.split('>').map(Number) as [number, number];
+          this.network.cutLink(from, to);
+        }
+        this.redundancy!.outages.setCuts(links, this.queue.nowMs);
+      },
+      transfer: (from, to) => this.hosts.get(from)!.member?.transferLeader(to),
+      trace: (text, code, a = 0, b = 0) => this.traceFault(text, code, a, b),
+    };
   }
 
   private propose(): void {
@@ -674,15 +968,27 @@ export class MemberSimulation {
     if (this.phase !== 'safety') return;
     this.phase = 'liveness';
     this.network.healAll();
+    this.redundancyNemesis?.stop();
     this.network.params = { ...this.network.params, lossRate: 0, duplicateRate: 0 };
-    for (const host of this.hosts.values()) if (!host.up) host.start();
+    const r = this.mode.redundancy;
+    if (r?.deadVoter === true) {
+      // One voter fails for good: the policy must replace it (factor-restored).
+      const leader = this.leader();
+      const voters = (leader?.member?.configuration ?? this.newestConf.state).voters;
+      this.deadId = this.wl.pick(voters);
+      this.traceFault(`n${this.deadId} fails for good`, 30, this.deadId);
+      this.hosts.get(this.deadId)!.crash();
+    }
+    for (const host of this.hosts.values()) if (!host.up && host.id !== this.deadId) host.start();
     this.traceLine('liveness phase: healed, restarted');
-    const deadlineMs = this.queue.nowMs + this.params.livenessMs;
+    const boundMs =
+      r === null ? this.params.livenessMs : Math.max(r.restoreBoundMs, this.params.livenessMs);
+    const deadlineMs = this.queue.nowMs + boundMs;
     const probe = (): void => {
       if (this.phase !== 'liveness') return;
-      if (this.queue.nowMs >= deadlineMs) this.failLiveness();
+      if (this.queue.nowMs >= deadlineMs) this.failLiveness(boundMs);
       if (this.markerIndex === 0 && !this.markerInFlight) this.proposeMarker();
-      if (this.markerIndex > 0 && this.converged()) {
+      if (this.markerIndex > 0 && this.converged() && this.factorRestored() === null) {
         this.finish();
         return;
       }
@@ -707,16 +1013,46 @@ export class MemberSimulation {
    * when the safety phase ended may commit after the marker: their acknowledgements count).
    */
   private converged(): boolean {
+    const hosts = this.holders();
+    if (hosts === null) return false;
     let max = this.markerIndex;
-    for (const host of this.hosts.values()) max = Math.max(max, host.appliedIndex);
-    for (const host of this.hosts.values()) if (host.appliedIndex < max) return false;
+    for (const host of hosts) max = Math.max(max, host.appliedIndex);
+    for (const host of hosts) if (host.appliedIndex < max) return false;
     return true;
+  }
+
+  /**
+   * The members that hold the data: all of them, or in redundancy mode the up members of the
+   * leader's configuration (standbys outside it get no log; the dead voter is down); null
+   * without a leader.
+   */
+  private holders(): MemberHost[] | null {
+    if (this.redundancy === null) return [...this.hosts.values()];
+    const leader = this.leader();
+    if (leader === null) return null;
+    const inside = membersOf(leader.member!.configuration);
+    return [...this.hosts.values()].filter((h) => h.up && inside.includes(h.id));
+  }
+
+  /** factor-restored's complaint, or null when restored (or not required). */
+  private factorRestored(): string | null {
+    const checker = this.redundancy;
+    if (checker === null) return null;
+    const leader = this.leader();
+    if (leader === null) return 'no leader';
+    const members = leader.sm!.allMembers();
+    const standbys = members.filter((m) => m.role === 'standby' && m.id !== this.deadId).length;
+    return checker.factorRestored(
+      leader.member!.configuration,
+      (id) => this.hosts.get(id)?.up ?? false,
+      standbys,
+    );
   }
 
   private finish(): void {
     this.traceLine(`liveness: marker at ${this.markerIndex} applied by every member`);
     const hashes: { node: number; applied: number; hash: string }[] = [];
-    for (const host of this.hosts.values()) {
+    for (const host of this.holders()!) {
       this.kv.checkNoLostWrites(host.id, (key) => host.valueOf(key));
       hashes.push({ node: host.id, applied: host.appliedIndex, hash: host.hash() });
     }
@@ -725,7 +1061,7 @@ export class MemberSimulation {
     this.livenessDoneMs = this.queue.nowMs;
   }
 
-  private failLiveness(): never {
+  private failLiveness(boundMs: number): never {
     const roles = [...this.hosts.values()]
       .map((h) => {
         const r = h.role();
@@ -733,10 +1069,19 @@ export class MemberSimulation {
         return `n${h.id}:${name}${r === null ? '' : `@${r.term}`}/a${h.appliedIndex}`;
       })
       .join(' ');
+    const factor = this.factorRestored();
+    if (this.markerIndex > 0 && this.converged() && factor !== null) {
+      throw new InvariantViolation(
+        'factor-restored',
+        `${factor} ${boundMs}ms after the faults stopped` +
+          `${this.deadId === null ? '' : ` (n${this.deadId} dead)`}: ` +
+          `${formatConf(this.leader()?.member?.configuration ?? this.newestConf.state)} (${roles})`,
+      );
+    }
     throw new InvariantViolation(
       'liveness',
       `${this.markerIndex === 0 ? 'no marker put acknowledged' : `marker at ${this.markerIndex} not applied everywhere`} ` +
-        `within ${this.params.livenessMs}ms of healing (${roles})`,
+        `within ${boundMs}ms of healing (${roles})`,
     );
   }
 }
@@ -762,8 +1107,10 @@ export function runMemberSeed(options: RunOptions): RunResult {
   } catch (error) {
     failure = failureOf(error, sim?.queue.nowMs ?? 0);
   }
-  const params = sim?.params ?? memberParams(deriveParams(options.seed), options.seed);
-  const mode = sim?.mode ?? deriveMemberMode(options.seed, options.fault ?? null);
+  const params =
+    sim?.params ??
+    memberParams(deriveParams(options.seed), options.seed, options.redundancy === true);
+  const mode = sim?.mode ?? deriveMemberMode(options.seed, options.fault ?? null, params);
   return {
     seed: options.seed,
     params,
@@ -778,9 +1125,12 @@ export function runMemberSeed(options: RunOptions): RunResult {
     writesAcked: sim?.kv.putsAcked ?? 0,
     readsServed: sim?.kv.readsChecked ?? 0,
     crashes: sim?.crashes ?? 0,
-    confChanges: 0,
+    confChanges: sim?.confChangesApplied ?? 0,
     leaderTerms: sim?.checker.leaderTermsCount ?? 0,
-    checks: (sim?.checker.checksCount ?? 0) + (sim?.kv.checksCount ?? 0),
+    checks:
+      (sim?.checker.checksCount ?? 0) +
+      (sim?.kv.checksCount ?? 0) +
+      (sim?.redundancy?.checksCount ?? 0),
     livenessMs:
       sim === null || sim.livenessDoneMs < 0 ? -1 : sim.livenessDoneMs - sim.params.safetyMs,
   };

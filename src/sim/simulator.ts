@@ -26,6 +26,7 @@ import { type DropReason, SimNetwork } from './network.js';
 import { NodeHost } from './node.js';
 import { deriveParams, formatParams, MAX_STEPS_DEFAULT, type SimParams } from './params.js';
 import { EventQueue } from './queue.js';
+import type { PolicyBugName } from './redundancy.js';
 import { Trace } from './trace.js';
 import { Workload } from './workload.js';
 
@@ -49,6 +50,13 @@ export interface RunOptions {
   readonly member?: boolean;
   /** Member mode only: a fault injected in the simulated I/O (proof the checks can fail). */
   readonly fault?: SimFault;
+  /**
+   * Redundancy mode (member mode with standbys and the production redundancy driver on every
+   * member, src/sim/redundancy.ts); `voters` may then be 3 or 5.
+   */
+  readonly redundancy?: boolean;
+  /** Redundancy mode only: an injected policy bug (src/cluster/health.ts POLICY_BUG_NAMES). */
+  readonly policyBug?: PolicyBugName;
 }
 
 export type { FailureKind, RunFailure } from './checker.js';
@@ -409,7 +417,9 @@ function formatMessage(m: Message): string {
 // Running seeds
 
 export function runSeed(options: RunOptions): RunResult {
-  if (options.member === true || options.fault !== undefined) return runMemberSeed(options);
+  if (options.member === true || options.fault !== undefined || options.redundancy === true) {
+    return runMemberSeed(options);
+  }
   let sim: Simulation | null = null;
   let failure: RunFailure | null = null;
   try {
@@ -452,6 +462,8 @@ export interface SeedsOptions {
   /** Member mode for every seed (see RunOptions.member). */
   readonly member?: boolean;
   readonly fault?: SimFault;
+  readonly redundancy?: boolean;
+  readonly policyBug?: PolicyBugName;
   /** Stop at the first failing seed. */
   readonly stopAtFirst?: boolean;
   readonly onResult?: (result: RunResult) => void;
@@ -484,6 +496,8 @@ export function runSeeds(options: SeedsOptions): SeedsSummary {
         : { stepsDuringReady: options.stepsDuringReady }),
       ...(options.member === undefined ? {} : { member: options.member }),
       ...(options.fault === undefined ? {} : { fault: options.fault }),
+      ...(options.redundancy === undefined ? {} : { redundancy: options.redundancy }),
+      ...(options.policyBug === undefined ? {} : { policyBug: options.policyBug }),
     });
     seedsRun++;
     steps += result.steps;
