@@ -29,7 +29,7 @@ import { RawNode } from '../raft/rawnode.js';
 import type { NodeId } from '../raft/types.js';
 import { StateType } from '../raft/types.js';
 import { Member } from '../server/member.js';
-import { SERVER_VERSION, TandemServer } from '../server/server.js';
+import { SERVER_VERSION, type SelfRole, TandemServer } from '../server/server.js';
 import { TandemStateMachine } from '../server/tandem-state-machine.js';
 import { FaultyFileSystem } from '../storage/fault-fs.js';
 import { NodeFileSystem, StorageError, writeFileAtomic } from '../storage/index.js';
@@ -314,10 +314,9 @@ export async function startNode(config: TandemConfig): Promise<RunningNode> {
         commitIndex: member.commitIndex,
         appliedIndex: member.appliedIndex,
         revision: state.revision(),
-        // tandem's view of this member (the registry's record; the configured zone until published).
-        role: self?.role ?? 'unknown',
-        placement: self?.placement ?? 'none',
-        standbyMode: self?.standbyMode ?? config.redundancy.standby.mode,
+        // tandem's view of this member (its role as confirmed with the leader, see
+        // TandemServer.selfRole; the configured zone until published).
+        ...roleFields(adminServer.selfRole()),
         zone: self?.zone || config.zone,
         health: adminServer.redundancy?.health(selfId)?.state ?? self?.health ?? 'unknown',
         lastHeardFromLeaderMsAgo:
@@ -472,6 +471,11 @@ async function joinedIdentity(
 function parseHostPort(address: string): { host: string; port: number } {
   const i = address.lastIndexOf(':');
   return { host: address.slice(0, i).replace(/^\[|\]$/g, ''), port: Number(address.slice(i + 1)) };
+}
+
+/** /status fields of this member's role; `roleSource` says how it knows (SelfRole.source). */
+function roleFields(r: SelfRole) {
+  return { role: r.role, placement: r.placement, standbyMode: r.standbyMode, roleSource: r.source };
 }
 
 /** A POST /member/<op> body larger than this is refused. */

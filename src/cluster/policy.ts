@@ -757,7 +757,10 @@ export function planLeaderZone(
   if (view.pendingConfChange || !view.quorumActive || view.config.votersOutgoing.length > 0) {
     return null;
   }
-  if (memberOf(view, view.leaderId)?.zone === preferLeaderZone) return null;
+  // The leader's own zone must be known: a member publishes it through the log after start-up,
+  // and until then ('' or no record) it may well sit in the preferred zone already.
+  const leaderZone = memberOf(view, view.leaderId)?.zone ?? '';
+  if (leaderZone === '' || leaderZone === preferLeaderZone) return null;
   let best: { id: NodeId; lag: number } | null = null;
   for (const id of view.config.voters) {
     if (id === view.leaderId || memberOf(view, id)?.zone !== preferLeaderZone) continue;

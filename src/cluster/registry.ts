@@ -153,6 +153,34 @@ export function wasDemoted(m: MemberRecord): boolean {
   return m.demotedAtMs !== null && (m.promotedAtMs === null || m.demotedAtMs >= m.promotedAtMs);
 }
 
+/** What the leader's registry says of a member, as an outside probe carries it (2 bytes). */
+export interface RoleRecord {
+  /** null: the leader has no record of the member (removed). */
+  readonly role: Role | null;
+  readonly standbyMode: StandbyMode;
+}
+
+const ROLE_CODES: readonly Role[] = ['voter', 'replica', 'standby'];
+const MODE_CODES: readonly StandbyMode[] = ['hot', 'warm', 'cold'];
+
+/** [role code (0: not registered, else 1 + index), mode index]. */
+export function encodeRoleRecord(m: MemberRecord | undefined): Uint8Array {
+  if (m === undefined) return Uint8Array.of(0, 0);
+  const role = ROLE_CODES.indexOf(m.role);
+  const mode = MODE_CODES.indexOf(m.standbyMode);
+  assert(role >= 0 && mode >= 0, `member ${m.id}: role ${m.role}, mode ${m.standbyMode}`);
+  return Uint8Array.of(role + 1, mode);
+}
+
+/** The record `encodeRoleRecord` made, or null for bytes it did not make (a peer's bug). */
+export function decodeRoleRecord(bytes: Uint8Array): RoleRecord | null {
+  if (bytes.length !== 2) return null;
+  const [roleCode, modeCode] = [bytes[0]!, bytes[1]!];
+  const standbyMode = MODE_CODES[modeCode];
+  if (standbyMode === undefined || roleCode > ROLE_CODES.length) return null;
+  return { role: roleCode === 0 ? null : ROLE_CODES[roleCode - 1]!, standbyMode };
+}
+
 /** A fresh member record with the defaults of a member that has published nothing yet. */
 function newMember(id: NodeId, attrs: MemberAttributes, placement: Placement): MemberRecord {
   return {

@@ -64,6 +64,15 @@ export const COMMAND_BYTES_MAX = 2 * 1024 * 1024;
  */
 const INCARNATION_SEQ_STRIDE = 2 ** 21;
 const INCARNATION_STARTS = 2 ** 31;
+/**
+ * An outside probe's context starts with this tag ('OUTS'), so its receiver knows the leader of
+ * its term has it outside the configuration; the layer above may add a payload (the member's
+ * role as the leader records it). Raft echoes a heartbeat's context and reads it only on the
+ * leader, for ReadIndex (those contexts start with 'R').
+ */
+export const OUTSIDE_PROBE_TAG: Uint8Array = Uint8Array.of(0x4f, 0x55, 0x54, 0x53);
+/** Bytes the layer above may add to an outside probe, at most. */
+export const OUTSIDE_PROBE_PAYLOAD_BYTES_MAX = 64;
 
 export interface MemberTiming {
   readonly tickMs: number;
@@ -178,6 +187,11 @@ export class Member {
   private readonly heardAtMs = new Map<NodeId, number>();
   /** Members outside the configuration the leader probes (see setOutsideProbes). */
   private outsideProbeIds: readonly NodeId[] = [];
+  /** What an outside probe to each member carries after its tag (see setOutsideProbePayload). */
+  private outsideProbePayload: ((to: NodeId) => Uint8Array) | null = null;
+  /** Told when the leader of this member's term probes it as outside (see onOutsideProbe). */
+  private outsideProbeListener: ((from: NodeId, term: number, payload: Uint8Array) => void) | null =
+    null;
   private ticks = 0;
 
   constructor(options: MemberOptions) {
@@ -301,7 +315,20 @@ export class Member {
       }
       throw error;
     }
+    if (m.type === MessageType.Heartbeat && startsWith(m.context, OUTSIDE_PROBE_TAG)) {
+      this.outsideProbed(m);
+    }
     this.scheduleDrain();
+  }
+
+  /**
+   * An outside probe counts only once raft took its sender as the leader of our current term:
+   * a stale leader's probe (an older term) says nothing about the configuration now.
+   */
+  private outsideProbed(m: Message): void {
+    const raft = this.rn.raft;
+    if (raft.term !== m.term || raft.lead !== m.from) return;
+    this.outsideProbeListener?.(m.from, m.term, m.context.subarray(OUTSIDE_PROBE_TAG.length));
   }
 
   private report(r: PeerReport): void {
@@ -807,6 +834,16 @@ export class Member {
     this.outsideProbeIds = ids;
   }
 
+  /** What each outside probe carries after its tag (at most OUTSIDE_PROBE_PAYLOAD_BYTES_MAX). */
+  setOutsideProbePayload(payload: ((to: NodeId) => Uint8Array) | null): void {
+    this.outsideProbePayload = payload;
+  }
+
+  /** `listener(leader, term, payload)` whenever the leader of this member's term probes it. */
+  onOutsideProbe(listener: ((from: NodeId, term: number, payload: Uint8Array) => void) | null) {
+    this.outsideProbeListener = listener;
+  }
+
   /** One heartbeat to each probed member still outside the configuration; commit 0: commits nothing. */
   private probeOutside(): void {
     if (this.outsideProbeIds.length === 0 || !this.isLeader) return;
@@ -820,6 +857,11 @@ export class Member {
     const term = this.term;
     for (const to of this.outsideProbeIds) {
       if (to === this.id || inside.has(to)) continue;
+      const payload = this.outsideProbePayload?.(to) ?? new Uint8Array(0);
+      assert(payload.length <= OUTSIDE_PROBE_PAYLOAD_BYTES_MAX, 'outside probe payload size');
+      const context = new Uint8Array(OUTSIDE_PROBE_TAG.length + payload.length);
+      context.set(OUTSIDE_PROBE_TAG, 0);
+      context.set(payload, OUTSIDE_PROBE_TAG.length);
       const probe: Message = {
         type: MessageType.Heartbeat,
         to,
@@ -832,7 +874,7 @@ export class Member {
         snapshot: null,
         reject: false,
         rejectHint: 0,
-        context: new Uint8Array(0),
+        context,
       };
       this.network.send(to, [probe]);
     }
@@ -865,6 +907,12 @@ function lists(cs: ConfState, id: NodeId): boolean {
     cs.votersOutgoing.includes(id) ||
     cs.learnersNext.includes(id)
   );
+}
+
+function startsWith(bytes: Uint8Array, prefix: Uint8Array): boolean {
+  if (bytes.length < prefix.length) return false;
+  for (let i = 0; i < prefix.length; i++) if (bytes[i] !== prefix[i]) return false;
+  return true;
 }
 
 function ctxKey(ctx: Uint8Array): string {

@@ -24,9 +24,16 @@ import type {
   SnapshotStream,
   WithHeader,
 } from '../api/backend.js';
-import type { StandbyMode } from '../cluster/commands.js';
+import type { Role, StandbyMode } from '../cluster/commands.js';
 import type { ManualOp, RedundancyPolicy } from '../cluster/policy.js';
-import { encodeAttributes, type MemberInfo } from '../cluster/registry.js';
+import {
+  decodeRoleRecord,
+  encodeAttributes,
+  encodeRoleRecord,
+  type MemberInfo,
+  type Placement,
+  type RoleRecord,
+} from '../cluster/registry.js';
 import type { Clock, TimerHandle } from '../io/clock.js';
 import type {
   CompactionRequest,
@@ -82,6 +89,27 @@ export const ACK_ALL_POLL_MS = 10;
 export const ACK_ALL_TIMEOUT_MS_DEFAULT = 5_000;
 /** A standby's refusal names at most this many members that do serve clients. */
 export const STANDBY_HINT_MEMBERS_MAX = 8;
+/** How often, at most, a member whose role is not confirmed starts a role check (a read barrier). */
+export const ROLE_CHECK_INTERVAL_MS = LEASE_DUTY_INTERVAL_MS;
+
+/**
+ * This member's role as it knows it (`TandemServer.selfRole`), and where that knowledge comes
+ * from:
+ *   registry     the replicated registry, confirmed current since start-up: a read barrier
+ *                completed (this member applied what the leader had committed when it began);
+ *   leader       the leader of this member's term probes it as outside its configuration (a warm
+ *                or cold standby, possibly demoted and removed while this member was down), and
+ *                no read barrier has completed since: the leader's record of it, in the probe;
+ *   unconfirmed  neither yet (just started): the local registry may be stale.
+ */
+export interface SelfRole {
+  readonly role: Role | 'unknown';
+  readonly standbyMode: StandbyMode;
+  readonly placement: Placement;
+  readonly source: 'registry' | 'leader' | 'unconfirmed';
+  /** Serves client traffic (KV, Watch, Lease): a confirmed voter or replica. */
+  readonly serves: boolean;
+}
 
 /** Lease operations a follower cannot answer itself: sent to the leader's client endpoint. */
 export interface LeaderForwarder {
@@ -146,6 +174,17 @@ export class TandemServer implements EtcdBackend {
   private freshAsOfMs = Number.NEGATIVE_INFINITY;
   private readsLocal = 0;
   private readsBarrier = 0;
+  /**
+   * When the latest completed role check (a read barrier) started (ms): the local registry is
+   * as fresh as the cluster's was then. -Infinity until one completes in this incarnation.
+   */
+  private roleCheckedAsOfMs = Number.NEGATIVE_INFINITY;
+  private roleCheckInFlight = false;
+  private roleCheckStartedMs = Number.NEGATIVE_INFINITY;
+  /** The latest outside probe from the leader of this member's term (null: none since start). */
+  private outsideProbe: { readonly atMs: number; readonly record: RoleRecord | null } | null = null;
+  /** Whether watch streams were last told this member serves (see syncWatchRefusal). */
+  private watchesServing = false;
 
   constructor(options: TandemServerOptions) {
     this.options = options;
@@ -166,6 +205,12 @@ export class TandemServer implements EtcdBackend {
             preferLeaderZone: options.preferLeaderZone ?? null,
             ...(options.onPolicyEvent === undefined ? {} : { onEvent: options.onPolicyEvent }),
           });
+    // As leader: tell each member outside the configuration what the registry says of it. As
+    // anyone: hear it, so a member removed while it was down stops serving at once.
+    this.member.setOutsideProbePayload((to) => encodeRoleRecord(this.state.member(to)));
+    this.member.onOutsideProbe((_leader, _term, payload) => {
+      this.outsideProbe = { atMs: this.clock.now(), record: decodeRoleRecord(payload) };
+    });
   }
 
   /** Starts the periodic duties; the member must be started by the caller. */
@@ -173,11 +218,13 @@ export class TandemServer implements EtcdBackend {
     const leaseDuty = (): void => {
       if (this.closed) return;
       this.leaseDuties();
+      this.checkRole();
       this.publishSelf();
       this.leaseTimer = this.clock.setTimeout(leaseDuty, LEASE_DUTY_INTERVAL_MS);
     };
     const watchDuty = (): void => {
       if (this.closed) return;
+      this.syncWatchRefusal();
       this.state.watchHub.tick(this.clock.now());
       this.watchTimer = this.clock.setTimeout(watchDuty, WATCH_TICK_INTERVAL_MS);
     };
@@ -191,6 +238,8 @@ export class TandemServer implements EtcdBackend {
     if (this.redundancy !== null) {
       this.policyTimer = this.clock.setTimeout(policyDuty, POLICY_INTERVAL_MS);
     }
+    // At once: the barrier waits for a leader, and completes as soon as one answers.
+    this.checkRole();
   }
 
   /** `tandem member promote|demote|standby NAME` on the leader (see RedundancyDriver.manual). */
@@ -221,24 +270,116 @@ export class TandemServer implements EtcdBackend {
   // Roles
 
   /**
+   * This member's role as it knows it (see SelfRole). The local registry alone is not enough: a
+   * voter demoted to a warm or cold standby while it was down is removed from the configuration
+   * without ever receiving the change, so its own registry still says "voter". Hence, newest
+   * fact first: the leader's outside probe; a registry that says standby (refusing is always
+   * safe); nothing confirmed since start-up; else the registry, confirmed by a read barrier.
+   */
+  selfRole(): SelfRole {
+    const self = this.state.member(this.member.id);
+    const configuredMode = this.options.standby?.mode ?? 'hot';
+    const probe = this.outsideProbe;
+    if (probe !== null && probe.atMs >= this.roleCheckedAsOfMs) {
+      // Outside the leader's configuration: no log reaches it, whatever the record says.
+      return {
+        role: probe.record?.role ?? 'unknown',
+        standbyMode: probe.record?.standbyMode ?? self?.standbyMode ?? configuredMode,
+        placement: 'none',
+        source: 'leader',
+        serves: false,
+      };
+    }
+    const confirmed = Number.isFinite(this.roleCheckedAsOfMs);
+    if (self === undefined || (!confirmed && self.role !== 'standby')) {
+      return {
+        role: 'unknown',
+        standbyMode: self?.standbyMode ?? configuredMode,
+        placement: self?.placement ?? 'none',
+        source: confirmed ? 'registry' : 'unconfirmed',
+        serves: false,
+      };
+    }
+    const known: SelfRole = {
+      role: self.role,
+      standbyMode: self.standbyMode,
+      placement: self.placement,
+      source: confirmed ? 'registry' : 'unconfirmed',
+      serves: confirmed && self.role !== 'standby',
+    };
+    // Only a voter or replica whose role was confirmed since start-up serves.
+    assert(!known.serves || (known.source === 'registry' && known.role !== 'standby'));
+    return known;
+  }
+
+  /**
+   * Confirms this member's role: a read barrier, which completes once this member has applied
+   * everything the leader had committed when it began, so the registry is current as of then.
+   * Runs at start and while the role is unconfirmed or the leader says this member is outside;
+   * one at a time (a barrier that cannot complete, outside the configuration, times out).
+   */
+  private checkRole(): void {
+    if (this.roleCheckInFlight || this.closed) return;
+    const probe = this.outsideProbe;
+    const stale = probe !== null && probe.atMs >= this.roleCheckedAsOfMs;
+    if (Number.isFinite(this.roleCheckedAsOfMs) && !stale) return;
+    const now = this.clock.now();
+    if (now - this.roleCheckStartedMs < ROLE_CHECK_INTERVAL_MS) return;
+    this.roleCheckInFlight = true;
+    this.roleCheckStartedMs = now;
+    this.member.readBarrier((error) => {
+      this.roleCheckInFlight = false;
+      if (error !== null) return; // no leader, timed out, stopped: the next lease duty retries
+      assert(now <= this.clock.now(), 'a role check completes after it started');
+      this.roleCheckedAsOfMs = Math.max(this.roleCheckedAsOfMs, now);
+      this.syncWatchRefusal();
+    });
+  }
+
+  /**
    * DESIGN.md "Roles": a standby (hot, warm or cold) serves no client traffic: KV, Watch and
    * Lease RPCs are refused (Maintenance.Status and Cluster.MemberList still answer, so etcdctl
-   * endpoint status and member list work against it). The role is read per request from the
-   * replicated registry: a promoted standby serves at once. UNAVAILABLE, as etcd refuses RPCs on
-   * a learner: a client with several endpoints moves on to the next one instead of giving up.
+   * endpoint status and member list work against it). Nor does a member whose role is not
+   * confirmed yet (see selfRole): it may have been demoted while down. A promoted standby serves
+   * once its registry says so. UNAVAILABLE, as etcd refuses RPCs on a learner: a client with
+   * several endpoints moves on to the next one instead of giving up.
    */
   private refuseIfStandby(): void {
-    const self = this.state.member(this.member.id);
-    if (self === undefined || self.role !== 'standby') return;
+    const refusal = this.refusal();
+    if (refusal !== null) throw new ServerError('STANDBY', refusal);
+  }
+
+  /** Why this member serves no client traffic now, or null when it does. */
+  private refusal(): string | null {
+    const self = this.selfRole();
+    if (self.serves) return null;
     const serving = this.state
       .allMembers()
-      .filter((m) => m.role !== 'standby' && m.clientUrls.length > 0)
+      .filter((m) => m.id !== this.member.id && m.role !== 'standby' && m.clientUrls.length > 0)
       .slice(0, STANDBY_HINT_MEMBERS_MAX)
       .map((m) => `${m.name || m.id.toString(16)} ${m.clientUrls[0]}`);
-    throw new ServerError(
-      'STANDBY',
-      `tandem: member ${this.options.name} is a ${self.standbyMode} standby and serves no client traffic; use a voter or replica${serving.length === 0 ? '' : ` (${serving.join(', ')})`}`,
-    );
+    const hint = `; use a voter or replica${serving.length === 0 ? '' : ` (${serving.join(', ')})`}`;
+    const name = this.options.name;
+    if (self.role === 'standby') {
+      return `tandem: member ${name} is a ${self.standbyMode} standby and serves no client traffic${hint}`;
+    }
+    if (self.source === 'leader') {
+      return `tandem: member ${name} is outside the cluster's configuration (${self.role === 'unknown' ? 'not registered' : `registered as a ${self.role}`}) and serves no client traffic${hint}`;
+    }
+    return `tandem: member ${name} has not yet confirmed its role with the cluster's leader since it started (it may have been demoted while down) and serves no client traffic until it has${hint}`;
+  }
+
+  /**
+   * On the change between serving and not (a demotion, an outside probe, a confirmed role), the
+   * watch hub cancels every watcher with the reason (etcd's cancel_reason) and refuses new ones,
+   * or serves again. Checked on the watch tick: a watcher gets nothing stale meanwhile (a
+   * standby outside the configuration applies nothing new; a hot one applies the live log).
+   */
+  private syncWatchRefusal(): void {
+    const serving = this.selfRole().serves;
+    if (serving === this.watchesServing) return;
+    this.watchesServing = serving;
+    this.state.watchHub.refuseAll(serving ? null : this.refusal());
   }
 
   // -------------------------------------------------------------------------------------------
@@ -529,7 +670,8 @@ export class TandemServer implements EtcdBackend {
       raftIndex: this.member.commitIndex,
       raftTerm: this.member.term,
       raftAppliedIndex: this.member.appliedIndex,
-      isLearner: self?.isLearner ?? false,
+      // Outside the leader's configuration (see selfRole), whatever a stale registry says.
+      isLearner: this.selfRole().source === 'leader' || (self?.isLearner ?? false),
       errors: [],
     };
   }

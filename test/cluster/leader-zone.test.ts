@@ -40,3 +40,24 @@ test('never during a membership change, a joint configuration or without a quoru
   assert.equal(target(view(specs, { votersOutgoing: [1, 2, 4] }), 'b'), null);
   assert.equal(target(view(specs), 'b'), 2);
 });
+
+test('nothing while the leader zone is unknown: unpublished, or the leader not registered', () => {
+  // At start-up a member publishes its zone through the log: until then its record says ''.
+  // Moving leadership then hands it to a member of the same zone, for nothing.
+  const unpublished = [voter(1, { zone: '' }), voter(2, { zone: 'b' }), voter(3, { zone: 'b' })];
+  assert.equal(target(view(unpublished), 'b'), null);
+  const unregistered = [voter(2, { zone: 'b' }), voter(3, { zone: 'a' })];
+  assert.equal(target(view(unregistered, { leaderId: 1 }), 'b'), null);
+  // Once the leader's zone is known (and not the preferred one), the preference applies.
+  const published = [voter(1, { zone: 'a' }), voter(2, { zone: 'b' }), voter(3, { zone: 'b' })];
+  assert.equal(target(view(published), 'b'), 2);
+});
+
+test('a voter whose zone or progress is unknown is not a transfer target', () => {
+  const unknownZone = [voter(1, { zone: 'a' }), voter(2, { zone: '' }), voter(3, { zone: 'a' })];
+  assert.equal(target(view(unknownZone), 'b'), null);
+  assert.equal(target(view(unknownZone), ''), null, 'an empty preference is no preference');
+  const v = view([voter(1, { zone: 'a' }), voter(2, { zone: 'b' }), voter(3, { zone: 'a' })]);
+  const noProgress = { ...v, progress: new Map([...v.progress].filter(([id]) => id !== 2)) };
+  assert.equal(target(noProgress, 'b'), null, 'no progress known for the only candidate');
+});

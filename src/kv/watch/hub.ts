@@ -67,6 +67,8 @@ export class WatchHub implements StreamHost {
   private readonly unsubscribe: () => void;
   private lastCommitRevision: number;
   private nextProgressMs: number | null = null;
+  /** While set, every stream refuses watchers with it (the member serves no clients now). */
+  private refusal: string | null = null;
 
   constructor(
     private readonly store: WatchableStore,
@@ -85,11 +87,23 @@ export class WatchHub implements StreamHost {
   openStream(onReadable: (() => void) | null = null): WatchStream {
     const stream = new WatchStream(this, onReadable);
     this.streams.add(stream);
+    if (this.refusal !== null) stream.refuseAll(this.refusal);
     return stream;
+  }
+
+  /**
+   * Cancels every watcher of every stream with `reason`, which the client sees (etcd's
+   * cancel_reason), and refuses new ones while it is set; null accepts them again. The member
+   * calls it when it stops (or starts again) serving clients, e.g. demoted to a standby.
+   */
+  refuseAll(reason: string | null): void {
+    this.refusal = reason;
+    for (const stream of this.streams) stream.refuseAll(reason);
   }
 
   /** One round of background work; `nowMs` drives periodic progress notifications. */
   tick(nowMs: number): void {
+    for (const stream of this.streams) stream.flushCancels();
     this.retryVictims();
     this.syncUnsynced();
     for (const stream of this.streams) this.flushProgress(stream);

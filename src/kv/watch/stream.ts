@@ -57,6 +57,13 @@ export class WatchStream {
   private readonly watchers = new Map<number, Watcher>();
   private nextAutoId = 0;
   private closed = false;
+  /** While set (the member stopped serving clients), every create is refused with it. */
+  private refusalReason: string | null = null;
+  /**
+   * Cancels owed to the client that did not fit the queue yet, oldest first. At most
+   * `watchersMax`: no watcher is created while one is owed (see `watch`).
+   */
+  private owedCancels: { readonly watchId: number; readonly reason: string }[] = [];
   /** A progress request waits until every watcher of the stream is synced (etcd 3.5.8+). */
   progressRequested = false;
 
@@ -74,15 +81,18 @@ export class WatchStream {
    */
   watch(request: WatchCreateRequest): number {
     this.checkOpen();
+    this.flushCancels();
     // Room for `created` and a possible immediate compacted cancel.
-    if (this.queue.free < 2) throw new WatchError(WatchErrorCode.StreamBacklogged);
-    const refusal = this.validate(request);
+    if (this.queue.free < 2 || this.owedCancels.length > 0) {
+      throw new WatchError(WatchErrorCode.StreamBacklogged);
+    }
+    const refusal = this.refusalReason ?? this.validate(request)?.message ?? null;
     if (refusal !== null) {
       this.pushControl({
         watchId: WATCH_ID_NONE,
         created: true,
         canceled: true,
-        cancelReason: refusal.message,
+        cancelReason: refusal,
       });
       return WATCH_ID_NONE;
     }
@@ -118,6 +128,34 @@ export class WatchStream {
     return true;
   }
 
+  /**
+   * Cancels every watcher with `reason` (etcd's cancel_reason: the client sees why) and refuses
+   * new ones while it is set; null accepts them again. Used when the member stops serving
+   * clients (it became a standby). A cancel the queue cannot take now is owed (`flushCancels`).
+   */
+  refuseAll(reason: string | null): void {
+    if (this.closed) return;
+    this.refusalReason = reason;
+    if (reason === null) return;
+    for (const watcher of [...this.watchers.values()]) {
+      this.remove(watcher);
+      this.owedCancels.push({ watchId: watcher.id, reason });
+    }
+    assert(this.owedCancels.length <= this.host.limits.watchersMax, 'owed cancels are bounded');
+    this.flushCancels();
+  }
+
+  /** Queues the owed cancels that fit (the hub calls it on tick; `next` when room frees up). */
+  flushCancels(): void {
+    let sent = 0;
+    for (const owed of this.owedCancels) {
+      const fields = { watchId: owed.watchId, canceled: true, cancelReason: owed.reason };
+      if (!this.offerControl(fields)) break;
+      sent += 1;
+    }
+    if (sent > 0) this.owedCancels.splice(0, sent);
+  }
+
   /** Asks for a stream-wide progress notification (watch id -1) once all watchers are synced. */
   requestProgress(): void {
     this.checkOpen();
@@ -130,6 +168,7 @@ export class WatchStream {
     const piece = this.fragments.shift();
     if (piece !== undefined) return piece;
     const item = this.queue.shift();
+    if (this.owedCancels.length > 0) this.flushCancels(); // after the shift: there is room
     if (item === undefined) return undefined;
     if (item.response.events.length > 0) this.queuedBytes -= item.bytes;
     assert(this.queuedBytes >= 0, 'queued bytes never go negative');
@@ -161,6 +200,7 @@ export class WatchStream {
     if (this.closed) return;
     for (const watcher of [...this.watchers.values()]) this.remove(watcher);
     this.closed = true;
+    this.owedCancels = [];
     this.queue.clear();
     this.queuedBytes = 0;
     this.fragments = [];
