@@ -11,7 +11,8 @@
  * expect a member to detect. Then:
  * - with `wal.mirror`, recovery must repair the record from the mirror and start (the runner
  *   checks the flipped byte is back);
- * - without, the member must refuse to start (WAL_CORRUPT naming file and offset).
+ * - without, the member must fetch the lost committed entries from its peers (or prove the damage
+ *   harmless) and start, or refuse to start (WAL_CORRUPT naming file, offset and why).
  */
 import { readdirSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';

@@ -23,9 +23,10 @@
  *   time it is killed and restarted, and recovery must cut the torn tail;
  * - bitflip: the target is killed, one bit of a WAL record that a valid record follows is
  *   flipped on disk (disk-faults.ts), and it is restarted. With a WAL mirror it must repair the
- *   record and start; without one it must refuse to start (WAL_CORRUPT): it is then given up for
- *   the rest of the run — an expected, recorded outage; the others go on and every check must
- *   still hold. No other fault is injected that would take the cluster past its minority budget
+ *   record and start. Without one it must either start having fetched the committed entries
+ *   from its peers or proved the damage harmless (protocol-aware recovery, logged), or refuse
+ *   to start naming the corruption (WAL_CORRUPT): it is then given up for the rest of the run —
+ *   an expected, recorded outage; the others go on and every check must still hold. No other fault is injected that would take the cluster past its minority budget
  *   with that member gone. Anything else is an anomaly, and an anomaly fails the run;
  * - membership: an operator's promote, demote or standby (POST /member/<op> to the leader) of a
  *   candidate chosen at run time (roles change as the policy replaces members); a refusal by
@@ -39,6 +40,8 @@ import type { FaultInterval } from './report.js';
 
 /** How long the nemesis waits for every member to answer before a fault. */
 export const NEMESIS_HEALTH_WAIT_MS = 30_000;
+/** After a member failed to come up: how long its exit may take to be seen. */
+const EXIT_WAIT_MS = 5_000;
 /** How long a member with a corrupt WAL has to refuse to start (or one with a mirror to start). */
 const BITFLIP_VERDICT_WAIT_MS = 30_000;
 const HEALTH_POLL_MS = 200;
@@ -358,6 +361,10 @@ async function inject(
 export const STORAGE_STOP_LOG = 'member stopped on a storage failure';
 /** The refusal of a member whose WAL is corrupt (storage/wal/log-builder.ts). */
 export const WAL_CORRUPT_LOG = 'WAL corrupt';
+/** A member that recovered past damage in every WAL copy (io/wal-persistence.ts). */
+export const WAL_RECOVERED_LOG = 'WAL recovered past';
+/** …having fetched committed entries from its peers (protocol-aware recovery). */
+export const WAL_FETCHED_LOG = 'fetched from peers';
 
 function netHow(cluster: LocalCluster): string {
   return cluster.net === null ? 'transport rules' : 'kernel (nftables)';
@@ -390,16 +397,30 @@ async function injectBitflip(
       record.anomalies.push(`bitflip ${m.name}: ${outcome}`);
     } else outcome = `${where}: repaired from the mirror`;
   } else {
-    const code = await cluster.waitExit(target, BITFLIP_VERDICT_WAIT_MS);
-    if (code !== null && code !== 0 && cluster.logMentions(target, WAL_CORRUPT_LOG, logFrom)) {
+    // Without a mirror, three honest outcomes (storage/wal/wal.ts "open"): the damaged committed
+    // entries are fetched from peers (protocol-aware recovery), or the damage is provably
+    // harmless (superseded hard state), or the member refuses to start naming the corruption.
+    const started = await cluster.waitUp(target, BITFLIP_VERDICT_WAIT_MS);
+    const exitCode = started ? null : await cluster.waitExit(target, EXIT_WAIT_MS);
+    const recovered = cluster.logMentions(target, WAL_RECOVERED_LOG, logFrom);
+    if (started && recovered) {
+      outcome = cluster.logMentions(target, WAL_FETCHED_LOG, logFrom)
+        ? `${where}: committed entries fetched from peers (no mirror)`
+        : `${where}: damage provably harmless, stepped over (no mirror)`;
+    } else if (
+      exitCode !== null &&
+      exitCode !== 0 &&
+      cluster.logMentions(target, WAL_CORRUPT_LOG, logFrom)
+    ) {
       cluster.markLost(target);
       record.lost.push(m.name);
       outcome = `${where}: refused to start (WAL corrupt, no mirror): given up for the rest of the run`;
     } else {
-      outcome =
-        code === null
-          ? `started from a corrupt WAL without a mirror (${where})`
-          : `exited ${code} without naming the corruption (${where})`;
+      outcome = started
+        ? `started from a corrupt WAL without saying how it recovered (${where})`
+        : exitCode === null
+          ? `neither started nor exited (${where})`
+          : `exited ${exitCode} without naming the corruption (${where})`;
       record.anomalies.push(`bitflip ${m.name}: ${outcome}`);
     }
   }

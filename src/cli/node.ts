@@ -33,6 +33,7 @@ import { SERVER_VERSION, type SelfRole, TandemServer } from '../server/server.js
 import { TandemStateMachine } from '../server/tandem-state-machine.js';
 import { FaultyFileSystem } from '../storage/fault-fs.js';
 import { NodeFileSystem, StorageError, writeFileAtomic } from '../storage/index.js';
+import { type FetchPeer, peerRepairHook } from '../transport/fetch.js';
 import { awaitDialedIdentity } from '../transport/join.js';
 import type { TransportLogger } from '../transport/logger.js';
 import { TcpTransport } from '../transport/transport.js';
@@ -121,6 +122,22 @@ export async function startNode(config: TandemConfig): Promise<RunningNode> {
   const faultFs = config.testMode.faultInjection
     ? new FaultyFileSystem(new NodeFileSystem())
     : null;
+  // The KV store opens first: its member registry names the peers a WAL repair asks.
+  const backend = new LmdbBackend({ path: join(config.dataDir, 'kv') });
+  const state = new TandemStateMachine({
+    backend,
+    founders: config.cluster.state === 'new' ? founders : [],
+    nowMs: () => REAL_CLOCK.now(),
+    lessor: { minTtlSeconds: Math.ceil((1.5 * config.raft.electionMs) / 1000) },
+  });
+  const peerTls =
+    config.tls.peer === null
+      ? undefined
+      : {
+          caFile: config.tls.peer.ca,
+          certFile: config.tls.peer.cert,
+          keyFile: config.tls.peer.key,
+        };
   const recovered = await WalPersistence.recover({
     ...(faultFs !== null && { fs: faultFs }),
     dataDir: config.dataDir,
@@ -129,7 +146,16 @@ export async function startNode(config: TandemConfig): Promise<RunningNode> {
     memberId: selfId,
     segmentBytes: config.wal.segmentBytes,
     logger,
-  }).catch((error: unknown) => {
+    // Protocol-aware recovery: committed entries lost in every WAL copy come from the peers.
+    repair: peerRepairHook({
+      clusterId: clusterId.toString(16),
+      localId: selfId,
+      peers: () => repairPeers(selfId, founders, state.allMembers()),
+      ...(peerTls === undefined ? {} : { tls: peerTls }),
+      logger,
+    }),
+  }).catch(async (error: unknown) => {
+    await backend.close();
     if (error instanceof StorageError && error.code === 'WAL_IDENTITY_MISMATCH') {
       throw new Error(
         `data directory ${config.dataDir} belongs to another cluster or member than this config ` +
@@ -138,13 +164,6 @@ export async function startNode(config: TandemConfig): Promise<RunningNode> {
       );
     }
     throw error;
-  });
-  const backend = new LmdbBackend({ path: join(config.dataDir, 'kv') });
-  const state = new TandemStateMachine({
-    backend,
-    founders: config.cluster.state === 'new' ? founders : [],
-    nowMs: () => REAL_CLOCK.now(),
-    lessor: { minTtlSeconds: Math.ceil((1.5 * config.raft.electionMs) / 1000) },
   });
 
   const storage = recovered.storage;
@@ -272,6 +291,8 @@ export async function startNode(config: TandemConfig): Promise<RunningNode> {
     onPolicyEvent: (event) => logger.info(event, 'redundancy policy'),
     ackAllTimeoutMs: Math.max(2_000, 2 * config.raft.electionMs),
   });
+  // Peers recovering a damaged WAL ask for committed entries (transport/fetch.ts).
+  transport.serveFetch(() => ({ storage, commitIndex: member.commitIndex }));
   member.start();
   server.start();
 
@@ -466,6 +487,20 @@ async function joinedIdentity(
     'joining: the cluster named this member',
   );
   return identity;
+}
+
+/** Whom a WAL repair asks: every other member the registry or the config knows, by id. */
+function repairPeers(
+  selfId: NodeId,
+  founders: readonly { id: NodeId; peerUrls: readonly string[] }[],
+  registry: readonly { id: NodeId; peerUrls: readonly string[] }[],
+): FetchPeer[] {
+  const byId = new Map<NodeId, FetchPeer>();
+  for (const m of [...registry, ...founders]) {
+    if (m.id === selfId || m.peerUrls.length === 0 || byId.has(m.id)) continue;
+    byId.set(m.id, { id: m.id, addresses: m.peerUrls.map(toAddress) });
+  }
+  return [...byId.values()];
 }
 
 function parseHostPort(address: string): { host: string; port: number } {

@@ -2,6 +2,9 @@
  * The real `RaftPersistence`: the segmented WAL (group commit, one fdatasync per Ready) and the
  * snapshot store, plus recovery of a member's durable Raft state at start-up.
  *
+ * A record damaged in every WAL copy is recovered through `repair` when the WAL proves it safe
+ * (storage/wal/wal.ts "open"): the member then starts only once its log is whole again.
+ *
  * Order that keeps a crash at any point recoverable:
  *   - a snapshot's data file is durable before the WAL records its marker, so a marker always
  *     names a snapshot that exists;
@@ -17,7 +20,7 @@ import {
   StorageError,
   Wal,
 } from '../storage/index.js';
-import type { WalStats } from '../storage/wal/wal.js';
+import type { WalRepairHook, WalStats } from '../storage/wal/wal.js';
 import type { RaftPersistence } from './persistence.js';
 
 export interface DurableStateOptions {
@@ -28,6 +31,11 @@ export interface DurableStateOptions {
   readonly segmentBytes?: number;
   readonly fs?: FileSystem;
   readonly logger?: { warn(message: string): void };
+  /**
+   * Protocol-aware recovery: how to get committed entries the WAL lost in every copy (a member
+   * fetches them from its peers, src/transport/fetch.ts). Without it such damage is refused.
+   */
+  readonly repair?: WalRepairHook;
 }
 
 export interface RecoveredState {
@@ -62,7 +70,19 @@ export class WalPersistence implements RaftPersistence {
       clusterId: options.clusterId,
       memberId: options.memberId,
       ...(options.segmentBytes === undefined ? {} : { segmentBytes: options.segmentBytes }),
+      ...(options.repair === undefined ? {} : { repair: options.repair }),
     });
+    const { damaged, fetched } = opened.stats;
+    if (damaged.length > 0) {
+      options.logger?.warn(
+        `WAL recovered past ${damaged.length} span(s) damaged in every copy ` +
+          `(${damaged.map((d) => `${d.file}:${d.offset} (${d.bytes} bytes)`).join(', ')}); ` +
+          (fetched.length === 0
+            ? 'nothing lost (harmless); '
+            : `committed entries ${fetched.map((f) => `${f.firstIndex}..${f.lastIndex}`).join(', ')} fetched from peers; `) +
+          'the log was rewritten into a fresh segment',
+      );
+    }
     const storage = new MemoryStorage();
     let snapshot: Snapshot | null = null;
     const marker = opened.snapshot;

@@ -36,6 +36,16 @@ export const SEGMENTS_MAX = 100_000;
 /** Zero-filled preallocation is written in chunks of this size (bounded memory). */
 export const PREALLOCATE_CHUNK_BYTES = 1 * MiB;
 
+/**
+ * Protocol-aware recovery (wal.ts "open"): spans damaged in every copy that recovery steps over
+ * in one WAL, at most; more is not bit rot but a lost device, and recovery refuses.
+ */
+export const DAMAGED_SPANS_MAX = 64;
+/** Entries a WAL may lack after stepping over damage (fetched from peers), at most. */
+export const MISSING_ENTRIES_MAX = 1_000_000;
+/** When recovery rewrites the log into a fresh segment, entries go in batches of about this. */
+export const REWRITE_BATCH_BYTES = 1 * MiB;
+
 /** A snapshot file is read whole into memory: bounded. */
 export const SNAPSHOT_BYTES_MAX = 1024 * MiB;
 export const SNAPSHOT_METADATA_BYTES_MAX = 1 * MiB;
@@ -51,3 +61,5 @@ assert(SEGMENT_BYTES_MIN <= SEGMENT_BYTES_DEFAULT, 'default segment size within 
 assert(SEGMENT_BYTES_DEFAULT <= SEGMENT_BYTES_OPTION_MAX, 'default segment size within range');
 assert(SEGMENT_BYTES_MAX < 2 ** 32, 'segment offsets fit the u32 position seed of the CRC');
 assert(SNAPSHOT_METADATA_BYTES_MAX < SNAPSHOT_BYTES_MAX, 'snapshot metadata within snapshot');
+assert(REWRITE_BATCH_BYTES + RECORD_FRAME_BYTES_MAX <= BATCH_BYTES_MAX, 'a rewrite batch fits');
+assert(DAMAGED_SPANS_MAX >= 1 && MISSING_ENTRIES_MAX >= 1, 'recovery limits are positive');

@@ -3,6 +3,7 @@ import type { PeerReport } from '../io/network.js';
 import type { Message, NodeId } from '../raft/types.js';
 import type { Random } from '../util/prng.js';
 import type { HostPort } from './address.js';
+import type { FetchRequest, FetchResponse } from './fetch.js';
 import type { TransportLimits } from './limits.js';
 import type { TransportLogger } from './logger.js';
 import type { TransportTimers } from './timers.js';
@@ -24,4 +25,6 @@ export interface TransportContext {
   /** Queues a report for the next event-loop turn (never emitted synchronously). */
   report(report: PeerReport): void;
   nextSnapshotId(): number;
+  /** Answers a peer's request for committed entries (fetch.ts); encoded response tuple. */
+  answerFetch(from: NodeId, request: FetchRequest): FetchResponse;
 }

@@ -13,7 +13,8 @@
  *
  * A connection is one-directional for Raft traffic: the dialing member sends HELLO and then
  * MESSAGES and snapshot frames; the accepting member answers only HELLO_OK / REFUSE and the
- * snapshot acknowledgements that drive the sender's flow control.
+ * snapshot acknowledgements that drive the sender's flow control. Outside Raft, a member
+ * recovering its WAL dials a peer for FETCH_REQUEST / FETCH_RESPONSE pairs (fetch.ts).
  */
 
 import { TransportError } from './errors.js';
@@ -41,10 +42,14 @@ export const FrameType = {
   SnapAck: 7,
   /** Acceptor → dialer: [snapshotId, ok, reason]; the outcome reported to Raft. */
   SnapStatus: 8,
+  /** Dialer → acceptor: [firstIndex, lastIndex, maxBytes]; committed entries wanted (fetch.ts). */
+  FetchRequest: 9,
+  /** Acceptor → dialer: [status, commitIndex, entries]; the answer to a FetchRequest. */
+  FetchResponse: 10,
 } as const;
 export type FrameType = (typeof FrameType)[keyof typeof FrameType];
 
-const FRAME_TYPE_MAX = FrameType.SnapStatus;
+const FRAME_TYPE_MAX = FrameType.FetchResponse;
 
 /** SNAP_CHUNK payload header: u32 snapshot id + u48 byte offset. */
 export const SNAP_CHUNK_HEADER_BYTES = 10;

@@ -19,6 +19,7 @@ import {
 } from './codec.js';
 import type { TransportContext } from './context.js';
 import { TransportError } from './errors.js';
+import { decodeFetchRequest, encodeFetchResponse } from './fetch.js';
 import { FrameDecoder, type FrameSink, FrameType, SNAP_CHUNK_HEADER_BYTES } from './frame.js';
 import { HANDSHAKE_FRAME_BYTES_MAX } from './limits.js';
 import type { TimerHandle } from './timers.js';
@@ -110,6 +111,13 @@ export class InboundConnection implements FrameSink {
       case FrameType.SnapChunk:
         this.onSnapChunk(payload);
         return;
+      case FrameType.FetchRequest: {
+        // Committed entries for a member recovering its WAL (fetch.ts), answered in place.
+        const request = decodeFetchRequest(unpackPayload(payload));
+        const response = this.ctx.answerFetch(this.peerId, request);
+        this.socket.write(packFrame(FrameType.FetchResponse, encodeFetchResponse(response)));
+        return;
+      }
       default:
         throw new TransportError('TRANSPORT_FRAME_TYPE', `unexpected frame type ${type}`);
     }

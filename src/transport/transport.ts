@@ -28,6 +28,13 @@ import { formatAddress, type HostPort } from './address.js';
 import type { TransportContext } from './context.js';
 import { TransportError } from './errors.js';
 import { FaultInjector } from './faults.js';
+import {
+  answerFetch,
+  FETCH_NOT_SERVING,
+  type FetchRequest,
+  type FetchResponse,
+  type FetchSource,
+} from './fetch.js';
 import { InboundConnection } from './inbound.js';
 import { REPORTS_PENDING_MAX, resolveLimits, type TransportLimits } from './limits.js';
 import { SILENT_LOGGER, type TransportLogger } from './logger.js';
@@ -93,6 +100,7 @@ export class TcpTransport implements Network, TransportContext {
   private readonly reports = new FixedRing<PeerReport>(REPORTS_PENDING_MAX);
   private reportsScheduled = false;
   private messageHandler: MessageHandler | null = null;
+  private fetchSource: (() => FetchSource) | null = null;
   private reportHandler: PeerReportHandler | null = null;
   private snapshotIdLast = 0;
   private droppedUnknownPeer = 0;
@@ -304,6 +312,24 @@ export class TcpTransport implements Network, TransportContext {
       const report = this.reports.shift();
       this.reportHandler?.(report);
     }
+  }
+
+  answerFetch(from: NodeId, request: FetchRequest): FetchResponse {
+    if (this.closed || this.fetchSource === null) return FETCH_NOT_SERVING;
+    const response = answerFetch(this.fetchSource(), request);
+    this.logger.info(
+      { peer: from, ...request, status: response.status, entries: response.entries.length },
+      'answered a recovering peer for committed entries',
+    );
+    return response;
+  }
+
+  /**
+   * Serve peers' requests for committed entries (fetch.ts) from `source`, read at each request
+   * (the member's raft storage and commit index). Until set, requests are answered 'unavailable'.
+   */
+  serveFetch(source: () => FetchSource): void {
+    this.fetchSource = source;
   }
 
   nextSnapshotId(): number {

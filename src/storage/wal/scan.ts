@@ -3,9 +3,17 @@
  * record: at each offset the first copy whose frame verifies is used, and every other copy that
  * differs there is queued for repair. Records reach the caller one whole batch at a time, so a
  * batch (one save) is recovered all or nothing.
+ *
+ * Where no copy verifies, records end, unless the caller asks to step over damage (`onDamage`):
+ * then the scan resynchronizes at the next 8-byte aligned offset from which a chain of verified
+ * records reaches a batch end, reports the damaged span and goes on. CRCs are seeded by position,
+ * so bytes that verify where they were not written are a 2^-32 event per candidate, and the chain
+ * requirement makes a false resync need several such events. The partial batch before the damage
+ * is handed out first: a later batch exists, so it was written whole (saves are serialized, each
+ * synced before the next starts), and only its damaged part is unknown.
  */
 import { assert } from '../../util/assert.js';
-import { RECORD_ALIGN_BYTES, RECORD_PAYLOAD_BYTES_MAX } from '../limits.js';
+import { RECORD_ALIGN_BYTES, RECORD_HEADER_BYTES, RECORD_PAYLOAD_BYTES_MAX } from '../limits.js';
 import {
   decodeFrame,
   FLAG_BATCH_END,
@@ -49,6 +57,27 @@ export interface SegmentScan {
   readonly validAfter: number;
   readonly repairs: Repair[];
   readonly records: number;
+  /** Spans damaged in every copy that the scan stepped over (only with `onDamage`). */
+  readonly damaged: readonly DamagedSpan[];
+}
+
+/** Bytes [offset, end) of a segment where no copy holds a verifying record. */
+export interface DamagedSpan {
+  readonly offset: number;
+  readonly end: number;
+}
+
+export interface ScanOptions {
+  /**
+   * Step over damage in every copy (see the module comment): called with each span, in order,
+   * after the batches before it and before those after it. Without it, records end at damage.
+   */
+  readonly onDamage?: (span: DamagedSpan) => void;
+  /**
+   * Where this segment's records end when known (a sealed segment: the next segment header's
+   * `prevEndOffset`), else -1. Damage with no verified chain after it then runs to this end.
+   */
+  readonly recordsEnd?: number;
 }
 
 /**
@@ -59,17 +88,30 @@ export function scanSegment(
   copies: readonly SegmentImage[],
   seq: number,
   onBatch: (records: readonly VerifiedRecord[]) => void,
+  options: ScanOptions = {},
 ): SegmentScan {
   assert(
     copies.some((c) => c.bytes !== null),
     'a segment has at least one copy',
   );
+  const recordsEnd = options.recordsEnd ?? -1;
+  const onDamage = options.onDamage;
   const repairs: Repair[] = [];
   const pending: VerifiedRecord[] = [];
+  const damaged: DamagedSpan[] = [];
   let offset = 0;
   let batchEnd = 0;
   let records = 0;
   let stop: Frame & { ok: false } = { ok: false, reason: 'end of file', zero: true };
+  const stepOver = (end: number): void => {
+    assert(end > offset, 'a damaged span is not empty');
+    if (pending.length > 0) onBatch(pending);
+    pending.length = 0;
+    const span = { offset, end };
+    damaged.push(span);
+    onDamage!(span);
+    offset = end;
+  };
   for (;;) {
     let chosen = -1;
     let frame: Frame | null = null;
@@ -87,6 +129,20 @@ export function scanSegment(
       // Prefer the primary's reason, unless the primary merely ran out (a shorter copy).
       const reasons = frames.filter((f): f is Frame & { ok: false } => f !== null && !f.ok);
       stop = reasons.find((f) => !f.zero) ?? reasons[0] ?? stop;
+      // The segment header is never stepped over: it carries the identity checks.
+      if (onDamage === undefined || offset === 0 || offset === recordsEnd) break;
+      const limit = recordsEnd >= 0 ? recordsEnd : longestCopy(copies);
+      const at = findResync(copies, seq, offset, limit);
+      if (at >= 0) {
+        stepOver(at);
+        continue;
+      }
+      if (recordsEnd > offset) {
+        // Damage up to where the next segment says these records end.
+        stepOver(recordsEnd);
+        batchEnd = recordsEnd;
+        stop = { ok: false, reason: 'end of records', zero: true };
+      }
       break;
     }
     const good = copies[chosen]!.bytes!.subarray(offset, frame.next);
@@ -119,7 +175,66 @@ export function scanSegment(
     validAfter: findValidAfter(copies, seq, offset),
     repairs,
     records,
+    damaged,
   };
+}
+
+function longestCopy(copies: readonly SegmentImage[]): number {
+  let bytes = 0;
+  for (const c of copies) bytes = Math.max(bytes, c.bytes?.length ?? 0);
+  return bytes;
+}
+
+/**
+ * The first aligned offset after `from` (and before `limit`) where a chain of verified records,
+ * each from any copy, reaches a batch end within `limit`; -1 when there is none. Bounded by the
+ * segment: every candidate and every chain stays below `limit`.
+ */
+function findResync(
+  copies: readonly SegmentImage[],
+  seq: number,
+  from: number,
+  limit: number,
+): number {
+  for (
+    let at = from + RECORD_ALIGN_BYTES;
+    at + RECORD_HEADER_BYTES <= limit;
+    at += RECORD_ALIGN_BYTES
+  ) {
+    let plausible = false;
+    for (const { bytes, view } of copies) {
+      if (bytes === null || at + RECORD_HEADER_BYTES > bytes.length) continue;
+      const length = view!.getUint32(at + 4, true);
+      // Fast path over zeroed space: a frame's length word is never zero.
+      if (length !== 0 && length <= RECORD_PAYLOAD_BYTES_MAX) plausible = true;
+    }
+    if (plausible && chainReachesBatchEnd(copies, seq, at, limit)) return at;
+  }
+  return -1;
+}
+
+function chainReachesBatchEnd(
+  copies: readonly SegmentImage[],
+  seq: number,
+  start: number,
+  limit: number,
+): boolean {
+  // Each verified frame advances at least one header, so the loop ends below `limit`.
+  for (let at = start; at < limit; ) {
+    let frame: (Frame & { ok: true }) | null = null;
+    for (const { bytes, view } of copies) {
+      if (bytes === null) continue;
+      const f = decodeFrame(bytes, view!, at, seq);
+      if (f.ok) {
+        frame = f;
+        break;
+      }
+    }
+    if (frame === null || frame.next > limit) return false;
+    if ((frame.flags & FLAG_BATCH_END) !== 0) return true;
+    at = frame.next;
+  }
+  return false;
 }
 
 /**

@@ -28,7 +28,9 @@ import type { FileHandle, FileSystem } from '../fs.js';
 import {
   BATCH_BUFFER_BYTES_INITIAL,
   BATCH_BYTES_MAX,
+  DAMAGED_SPANS_MAX,
   PREALLOCATE_CHUNK_BYTES,
+  REWRITE_BATCH_BYTES,
   SEGMENT_BYTES_DEFAULT,
   SEGMENT_BYTES_MAX,
   SEGMENT_BYTES_MIN,
@@ -60,8 +62,9 @@ import {
   sealFrame,
   segmentName,
 } from './format.js';
-import { corrupt, LogBuilder } from './log-builder.js';
+import { corrupt, LogBuilder, type MissingRange } from './log-builder.js';
 import {
+  type DamagedSpan,
   isHeaderRecord,
   nonZeroEnd,
   type SegmentImage,
@@ -70,14 +73,38 @@ import {
 } from './scan.js';
 
 /**
- * The hook a later "repair from peers" plugs into. It is consulted only when no local copy can
- * repair the damage. 'truncate' cuts the log at the last good batch before the damage (later
- * segments are deleted); open() then succeeds and reports `stats.lostFrom`: records the member
- * may have acknowledged are gone, so it must not vote or count toward a quorum until peers have
- * sent them again (protocol-aware recovery). The default refuses: open() throws WAL_CORRUPT.
+ * What recovery may do when no local copy can repair damage (see `Wal.open`).
+ *
+ * `fetchCommitted` is protocol-aware recovery: the WAL lost entries that it can prove committed;
+ * the hook gets them from peers. It resolves with exactly the requested entries once an answer
+ * passes `check` (null = acceptable, else what is wrong with it), trying other peers meanwhile;
+ * it may wait as long as it takes (the member must not start with a hole), and rejects to
+ * refuse. The WAL checks the result again before using it.
+ *
+ * `onCorruption` is consulted when recovery refuses. 'truncate' cuts the log at the last good
+ * batch before the first damage (later segments are deleted); open() then succeeds and reports
+ * `stats.lostFrom`: records the member may have acknowledged are gone, so it must not vote or
+ * count toward a quorum until peers have sent them again. The default refuses: WAL_CORRUPT.
  */
 export interface WalRepairHook {
-  onCorruption(error: StorageError): Promise<'refuse' | 'truncate'>;
+  onCorruption?(error: StorageError): Promise<'refuse' | 'truncate'>;
+  fetchCommitted?(
+    request: WalFetchRequest,
+    check: (entries: readonly Entry[]) => string | null,
+  ): Promise<readonly Entry[]>;
+}
+
+/** Committed entries the WAL lacks: firstIndex..lastIndex, all at or below `commitIndex`. */
+export interface WalFetchRequest extends MissingRange {
+  /** The recovered commit index (this member knew every requested entry committed). */
+  readonly commitIndex: number;
+  /** The damage that put these entries in doubt. */
+  readonly damage: StorageErrorLocation;
+}
+
+/** A span damaged in every copy, stepped over by recovery. */
+export interface WalDamage extends StorageErrorLocation {
+  readonly bytes: number;
 }
 
 export interface WalOptions {
@@ -117,6 +144,12 @@ export interface WalStats {
   readonly repaired: readonly WalRepair[];
   /** Set when the repair hook chose to truncate at corruption: acknowledged data may be lost. */
   readonly lostFrom: StorageErrorLocation | null;
+  /** Spans damaged in every copy that recovery stepped over (harmless, or repaired from peers). */
+  readonly damaged: readonly WalDamage[];
+  /** Committed entries fetched from peers to fill what the damage held. */
+  readonly fetched: readonly { readonly firstIndex: number; readonly lastIndex: number }[];
+  /** True when damage was stepped over and the log rewritten into a fresh segment. */
+  readonly rewritten: boolean;
 }
 
 export interface WalOpenResult {
@@ -201,15 +234,18 @@ export class Wal {
   /**
    * Opens (or creates) the WAL and recovers it. Every record of every segment is verified, in
    * every copy. At each offset the first copy whose record verifies wins; the others are repaired.
-   * Where no copy verifies, records end; then:
+   * Where no copy verifies:
    * - zeroed space with no partial batch before it, and nothing valid after: a clean end;
    * - in the last segment, nothing valid after it: a torn tail, from a crash during the last
    *   write, never acknowledged. It is cut at the last complete batch and zeroed;
-   * - anything else (a valid record after the damage, or damage in a sealed segment, whose
-   *   content was synced before the next segment existed) is corruption: WAL_CORRUPT naming the
-   *   file and offset, unless the repair hook truncates.
-   * A torn write whose later sectors landed while earlier ones did not therefore reads as
-   * corruption: loud, never silent; the hook may decide.
+   * - anything else is damage in every copy. Recovery steps over it (scan.ts) and classifies it
+   *   from the intact records around it (log-builder.ts): harmless, recoverable from peers
+   *   (committed entries, fetched through `repair.fetchCommitted`, checked, then the whole log
+   *   is rewritten into a fresh segment so the damage is gone), or refused: WAL_CORRUPT naming
+   *   the file, the offset and why protocol-aware recovery cannot apply. A refusal consults
+   *   `repair.onCorruption`, which may choose to truncate at the first damage instead.
+   * A torn write whose later sectors landed while earlier ones did not therefore reads as damage
+   * (a valid chain follows it): loud, and recovered only when the rules above prove it safe.
    */
   static async open(options: WalOptions): Promise<WalOpenResult> {
     validateOptions(options);
@@ -218,9 +254,33 @@ export class Wal {
     for (const dir of dirs) await prepareDir(fs, dir);
     const segments = await listSegments(fs, dirs);
     if (segments.length === 0) return Wal.create(options);
+    try {
+      return await Wal.recover(options, segments, 'step-over');
+    } catch (error) {
+      const hook = options.repair?.onCorruption;
+      if (!(error instanceof StorageError) || error.code !== 'WAL_CORRUPT' || hook === undefined) {
+        throw error;
+      }
+      if ((await hook.call(options.repair, error)) !== 'truncate') throw error;
+      return Wal.recover(options, await listSegments(fs, dirs), 'truncate');
+    }
+  }
 
+  /**
+   * Reads every segment into the log builder. 'step-over': damage is stepped over and classified,
+   * any other corruption throws. 'truncate': the log is cut at the first damage (the repair
+   * hook's choice) and `stats.lostFrom` says where.
+   */
+  private static async recover(
+    options: WalOptions,
+    segments: SegmentInfo[],
+    mode: 'step-over' | 'truncate',
+  ): Promise<WalOpenResult> {
+    const { fs } = options;
+    const dirs = walDirs(options);
     const builder = new LogBuilder();
     const repaired: WalRepair[] = [];
+    const damaged: WalDamage[] = [];
     let tornTail: WalStats['tornTail'] = null;
     let lostFrom: StorageErrorLocation | null = null;
     let records = 0;
@@ -239,9 +299,10 @@ export class Wal {
       const primary = copies.findIndex((c) => c.bytes !== null);
       const primaryPath = paths[primary]!;
       for (const c of copies) bytesRead += c.bytes?.length ?? 0;
+      const recordsEnd = isLast ? -1 : nextPrevEnd(next, segment.seq + 1);
 
       let sawHeader = false;
-      const scan = scanSegment(copies, segment.seq, (batch) => {
+      const onBatch = (batch: readonly VerifiedRecord[]): void => {
         for (const r of batch) {
           const where = { file: paths[r.copy]!, offset: r.offset };
           if (sawHeader) {
@@ -254,7 +315,21 @@ export class Wal {
           checkHeader(options, header, segment, prevEnd, where);
           sawHeader = true;
         }
-      });
+      };
+      const onDamage = (span: DamagedSpan): void => {
+        const where = { file: primaryPath, offset: span.offset };
+        if (damaged.length >= DAMAGED_SPANS_MAX) {
+          throw corrupt(where, `more than ${DAMAGED_SPANS_MAX} spans damaged in every copy`);
+        }
+        damaged.push({ ...where, bytes: span.end - span.offset });
+        builder.damaged(where, span.end - span.offset);
+      };
+      const scan = scanSegment(
+        copies,
+        segment.seq,
+        onBatch,
+        mode === 'step-over' ? { onDamage, recordsEnd } : {},
+      );
       records += scan.records;
       if (!sawHeader)
         throw corrupt({ file: primaryPath, offset: 0 }, `segment header: ${scan.stopReason}`);
@@ -263,8 +338,7 @@ export class Wal {
       if (!scan.cleanEnd || scan.validAfter >= 0) {
         // Damage in a sealed segment is harmless only in its unused slack: the next header
         // records where its batches end, and nothing valid follows.
-        const slackOnly =
-          !isLast && scan.validAfter < 0 && nextPrevEnd(next, segment.seq + 1) === scan.batchEnd;
+        const slackOnly = !isLast && scan.validAfter < 0 && recordsEnd === scan.batchEnd;
         if (scan.validAfter >= 0 || (!isLast && !slackOnly)) {
           const where = { file: primaryPath, offset: scan.stopOffset };
           const error = corrupt(
@@ -273,7 +347,7 @@ export class Wal {
               ? `${scan.stopReason}, and a valid record follows at byte ${scan.validAfter}`
               : `${scan.stopReason} in a sealed segment`,
           );
-          if ((await options.repair?.onCorruption(error)) !== 'truncate') throw error;
+          if (mode !== 'truncate') throw error;
           lostFrom = where;
           cut = true;
           kept = i + 1;
@@ -322,6 +396,7 @@ export class Wal {
     }
     if (dead.length > 0) for (const dir of dirs) await fs.syncDir(dir);
     builder.finish();
+    const fetched = await fetchMissing(options, builder);
 
     const last = segments[segments.length - 1]!;
     const handles: FileHandle[] = [];
@@ -334,12 +409,30 @@ export class Wal {
       hardState: builder.hardState,
       snapshot: builder.snapshot,
     });
+    if (damaged.length > 0) {
+      try {
+        await wal.rewriteLog(builder.entries);
+      } catch (error) {
+        await wal.close();
+        throw error;
+      }
+    }
     return {
       wal,
       hardState: builder.hardState,
       snapshot: builder.snapshot,
       entries: builder.entries,
-      stats: { segments: segments.length, records, bytesRead, tornTail, repaired, lostFrom },
+      stats: {
+        segments: wal.segments.length,
+        records,
+        bytesRead,
+        tornTail,
+        repaired,
+        lostFrom,
+        damaged,
+        fetched,
+        rewritten: damaged.length > 0,
+      },
     };
   }
 
@@ -362,6 +455,9 @@ export class Wal {
       tornTail: null,
       repaired: [],
       lostFrom: null,
+      damaged: [],
+      fetched: [],
+      rewritten: false,
     };
     return { wal, hardState: EMPTY_HARD_STATE, snapshot, entries: [], stats };
   }
@@ -421,6 +517,89 @@ export class Wal {
       this.closed = true;
       for (const handle of this.handles) await handle.close().catch(() => {});
     });
+  }
+
+  /**
+   * After recovery stepped over damage: writes the whole recovered state (snapshot marker, hard
+   * state, every entry after the marker) into one new segment, created like any other (temp file,
+   * fsync, rename, directory fsync, in every copy), then deletes every older segment, oldest
+   * first. A crash at any point leaves a WAL that recovers the same state: before the rename, the
+   * old segments (their damage is stepped over again); after it, the new segment, whose entries
+   * rewrite the whole log from the marker on (older damage then needs nothing from peers); while
+   * deleting, a suffix of the old segments and the new one (never a gap in the sequence).
+   */
+  private async rewriteLog(entries: readonly Entry[]): Promise<void> {
+    this.checkUsable();
+    assert(
+      entries.every((e) => e.term >= 0),
+      'a rewritten log holds no placeholder',
+    );
+    const current = this.segments[this.segments.length - 1]!;
+    const seq = current.seq + 1;
+    const firstIndex = this.lastIndex + 1;
+    const name = segmentName(seq, firstIndex);
+    const image = this.encodeImage(
+      {
+        clusterId: this.clusterId,
+        memberId: this.memberId,
+        seq,
+        firstIndex,
+        prevEndOffset: this.offset,
+      },
+      entries,
+    );
+    const handles: FileHandle[] = [];
+    try {
+      for (const dir of this.dirs) handles.push(await this.createSegmentFile(dir, name, image));
+    } catch (error) {
+      for (const h of handles) await h.close().catch(() => {});
+      throw ioError(`WAL rewrite into ${name}`, error);
+    }
+    for (const handle of this.handles) await handle.close().catch(() => {});
+    this.handles = handles;
+    const old = this.segments.splice(0, this.segments.length, { seq, firstIndex, name });
+    for (const dead of old) {
+      for (const dir of this.dirs) await unlinkIfExists(this.fs, join(dir, dead.name));
+    }
+    for (const dir of this.dirs) await this.fs.syncDir(dir);
+    this.offset = image.length;
+    this.dirtyEnd = image.length;
+  }
+
+  /** A whole segment: its header batch, then `entries` in batches of about REWRITE_BATCH_BYTES. */
+  private encodeImage(header: SegmentHeader, entries: readonly Entry[]): Uint8Array {
+    let bytes = HEADER_BATCH_BYTES;
+    for (const e of entries) bytes += frameBytes(ENTRY_PAYLOAD_HEADER_BYTES + e.data.length);
+    if (bytes > SEGMENT_BYTES_MAX) {
+      throw new StorageError(
+        'RECORD_TOO_LARGE',
+        `the recovered log (${bytes} bytes) does not fit one segment (${SEGMENT_BYTES_MAX})`,
+      );
+    }
+    const image = new Uint8Array(bytes);
+    const view = new DataView(image.buffer);
+    const n = this.encodeHeaderBatch(header);
+    image.set(this.buf.subarray(0, n), 0);
+    let at = n;
+    let batchStart = at;
+    for (let i = 0; i < entries.length; i++) {
+      const e = entries[i]!;
+      const p = beginFrame(
+        image,
+        view,
+        at,
+        RecordType.Entry,
+        ENTRY_PAYLOAD_HEADER_BYTES + e.data.length,
+      );
+      encodeEntryHeader(view, p, e);
+      image.set(e.data, p + ENTRY_PAYLOAD_HEADER_BYTES);
+      const frameEnd = at + frameBytes(ENTRY_PAYLOAD_HEADER_BYTES + e.data.length);
+      const endsBatch = i === entries.length - 1 || frameEnd - batchStart >= REWRITE_BATCH_BYTES;
+      at = sealFrame(image, view, at, endsBatch ? FLAG_BATCH_END : 0, header.seq, at);
+      if (endsBatch) batchStart = at;
+    }
+    assert(at === bytes, 'image encoded to its computed size');
+    return image;
   }
 
   /** For observability and tests. */
@@ -869,6 +1048,78 @@ function applyRecord(
     case RecordType.SegmentHeader:
       throw corrupt(where, 'segment header in the middle of a segment');
   }
+}
+
+/**
+ * Fills every run of missing entries through the repair hook (protocol-aware recovery), checking
+ * each answer (indexes, terms around the run, limits) again here. Refuses (WAL_CORRUPT) when
+ * entries are missing and no hook can fetch them.
+ */
+async function fetchMissing(
+  options: WalOptions,
+  builder: LogBuilder,
+): Promise<{ firstIndex: number; lastIndex: number }[]> {
+  const fetched: { firstIndex: number; lastIndex: number }[] = [];
+  const missing = builder.missing();
+  if (missing.length === 0) return fetched;
+  const damage = builder.damage[0]!.where;
+  const commitIndex = builder.hardState.commit;
+  const hook = options.repair?.fetchCommitted;
+  if (hook === undefined) {
+    const first = missing[0]!;
+    throw corrupt(
+      damage,
+      `damaged in every copy; committed entries ${first.firstIndex}..${missing.at(-1)!.lastIndex} ` +
+        `(commit ${commitIndex}) could be fetched from peers, but no peer repair is configured`,
+    );
+  }
+  for (const range of missing) {
+    assert(range.lastIndex <= commitIndex, 'only committed entries are fetched');
+    const request: WalFetchRequest = { ...range, commitIndex, damage };
+    const check = (entries: readonly Entry[]): string | null =>
+      checkFetched(request, builder.hardState.term, entries);
+    const entries = await hook.call(options.repair, request, check);
+    const wrong = check(entries);
+    if (wrong !== null) {
+      throw corrupt(damage, `entries ${range.firstIndex}..${range.lastIndex} from peers: ${wrong}`);
+    }
+    builder.fill(range, entries);
+    fetched.push({ firstIndex: range.firstIndex, lastIndex: range.lastIndex });
+  }
+  assert(builder.missing().length === 0, 'every missing entry was fetched');
+  return fetched;
+}
+
+/**
+ * What is wrong with `entries` as the committed entries of `request`, or null. Committed entries
+ * continue the log around the hole: indexes exactly firstIndex..lastIndex, terms non-decreasing
+ * from the entry before through the entry after, none above the current term.
+ */
+export function checkFetched(
+  request: MissingRange,
+  currentTerm: number,
+  entries: readonly Entry[],
+): string | null {
+  const want = request.lastIndex - request.firstIndex + 1;
+  if (entries.length !== want) return `${entries.length} entries, expected ${want}`;
+  let term = request.prevTerm;
+  for (let i = 0; i < entries.length; i++) {
+    const e = entries[i]!;
+    const index = request.firstIndex + i;
+    if (e.index !== index) return `entry ${i} has index ${e.index}, expected ${index}`;
+    if (!Number.isSafeInteger(e.term) || e.term < term) {
+      return `entry ${index} has term ${e.term}, below the term ${term} before it`;
+    }
+    if (e.term > currentTerm)
+      return `entry ${index} has term ${e.term} > current term ${currentTerm}`;
+    if (e.type !== 0 && e.type !== 1) return `entry ${index} has type ${e.type}`;
+    if (e.data.length > ENTRY_DATA_BYTES_MAX) return `entry ${index} is over the size limit`;
+    term = e.term;
+  }
+  if (request.nextTerm !== null && term > request.nextTerm) {
+    return `entry ${request.lastIndex} has term ${term} > term ${request.nextTerm} of the entry after`;
+  }
+  return null;
 }
 
 async function patchFile(
