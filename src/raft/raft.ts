@@ -133,6 +133,15 @@ export class Raft {
   private leaseUnknown = true;
   /** The term in which this leader sent TimeoutNow: its lease is void for the rest of it. */
   private leaseForfeitedTerm = 0;
+  /** The voter a removed or demoted leader last handed over to (handOver rotates from it). */
+  private handOverTarget: NodeId = NONE;
+  /**
+   * Leader tick of the first heartbeat that told the transferee our whole commit index, or -1;
+   * once a later one is acknowledged, the transferee knows it (a leader outside the voters waits
+   * for that before TimeoutNow: see handOver).
+   */
+  private transfereeToldTick = -1;
+  private transfereeKnowsCommit = false;
 
   readonly electionTicks: number;
   readonly heartbeatTicks: number;
@@ -298,6 +307,13 @@ export class Raft {
   private sendHeartbeat(to: NodeId, context: Uint8Array): void {
     // A follower may not have the leader's commit index in its log yet: send at most its match.
     const commit = Math.min(this.tracker.progress.get(to)!.match, this.log.committed);
+    if (
+      to === this.leadTransferee &&
+      this.transfereeToldTick < 0 &&
+      commit === this.log.committed
+    ) {
+      this.transfereeToldTick = this.ticks;
+    }
     // `index` carries the leader's tick; the follower echoes it so the lease can be measured
     // from when the heartbeat was sent (see leaseValid).
     this.send(newMessage({ type: MessageType.Heartbeat, to, commit, context, index: this.ticks }));
@@ -439,6 +455,8 @@ export class Raft {
       if (this.state === StateType.Leader && this.leadTransferee !== NONE) {
         this.abortLeaderTransfer();
       }
+      // A removed or demoted leader tries again, perhaps with another voter (see handOver).
+      if (this.state === StateType.Leader && this.outsideVoters()) this.handOver();
     }
     if (this.state !== StateType.Leader) return;
     if (this.heartbeatElapsedTicks >= this.heartbeatTicks) {
@@ -530,12 +548,13 @@ export class Raft {
   }
 
   private stepLowerTerm(m: Message): void {
-    if (
-      (this.checkQuorum || this.preVote) &&
-      (m.type === MessageType.Heartbeat || m.type === MessageType.App)
-    ) {
-      // A leader cut off by a partition keeps a stale term; tell it ours so it steps down.
-      // Without this, with CheckQuorum or PreVote, it could never learn of the new term.
+    if (m.type === MessageType.Heartbeat || m.type === MessageType.App) {
+      // Paper §5.1 / figure 2: a stale-term request is answered with our term, so the stale
+      // leader steps down and the next election brings everyone to a common term. Unlike etcd
+      // we answer in every mode, not only under CheckQuorum or PreVote: a lagging member whose
+      // configuration excludes the leader cannot raise the leader's term by campaigning
+      // (simulator finding 5). The cost is one extra election, once per stale term: after it,
+      // the new leader's term is at least ours.
       this.send(newMessage({ type: MessageType.AppResp, to: m.from }));
     } else if (m.type === MessageType.PreVote) {
       // Reject, so that a pre-candidate stuck in an old term learns ours.
@@ -737,9 +756,12 @@ export class Raft {
       cs.voters.includes(this.id) ||
       cs.learners.includes(this.id) ||
       cs.votersOutgoing.includes(this.id);
-    // Not in it: a stale or misrouted snapshot. Exception (deviation from etcd): a new member
-    // with no configuration yet accepts it and learns of its own addition from later entries.
-    if (!member && this.tracker.ids.length > 0) return false;
+    // A snapshot that does not list us is refused only while our own configuration lists us:
+    // then meta.index > committed >= our addition, so it can only post-date our removal, and we
+    // are never switched to a configuration without us. A member not (yet) in its configuration
+    // accepts it (deviation from etcd, whose server ships fresh snapshots that always list the
+    // peer): it predates our addition, which later entries apply (simulator finding 2).
+    if (!member && this.tracker.progress.has(this.id)) return false;
     if (this.log.matchTerm(meta.index, meta.term)) {
       // We already have the entries: just move the commit index (fast-forward).
       this.log.commitTo(meta.index);
@@ -994,14 +1016,28 @@ export class Raft {
     while (this.maybeSendAppend(m.from, false)) {
       // keep sending
     }
-    if (m.from === this.leadTransferee && pr.match === this.log.lastIndex()) {
-      this.sendTimeoutNow(m.from); // the transferee caught up (thesis §3.10)
-    }
+    if (m.from === this.leadTransferee) this.maybeSendTimeoutNow(m.from, pr);
+  }
+
+  /** Sends TimeoutNow once the transferee caught up (thesis §3.10); see handOver for the rest. */
+  private maybeSendTimeoutNow(to: NodeId, pr: Progress): void {
+    if (pr.match !== this.log.lastIndex()) return;
+    if (this.outsideVoters() && !this.transfereeKnowsCommit) return;
+    this.sendTimeoutNow(to);
   }
 
   private handleHeartbeatResponse(m: Message, pr: Progress): void {
     pr.recentActive = true;
     if (m.index > pr.lastResponseTick) pr.lastResponseTick = m.index;
+    if (
+      m.from === this.leadTransferee &&
+      !this.transfereeKnowsCommit &&
+      this.transfereeToldTick >= 0 &&
+      m.index > this.transfereeToldTick // sent after the first full one: it carried our commit
+    ) {
+      this.transfereeKnowsCommit = true;
+      this.maybeSendTimeoutNow(m.from, pr);
+    }
     // The follower is alive: unpause a probe whose append or answer may have been lost.
     // BUG probe-never-resumes: skip it, so a lost probe stalls this follower forever.
     if (!this.bugProbeNeverResumes) pr.probeSent = false;
@@ -1029,7 +1065,9 @@ export class Raft {
     // The transfer must finish within an election timeout (tickHeartbeat aborts it).
     this.electionElapsedTicks = 0;
     this.leadTransferee = transferee;
-    if (pr.match === this.log.lastIndex()) this.sendTimeoutNow(transferee);
+    this.transfereeToldTick = -1;
+    this.transfereeKnowsCommit = false;
+    if (pr.match === this.log.lastIndex()) this.maybeSendTimeoutNow(transferee, pr);
     else this.sendAppend(transferee);
   }
 
@@ -1045,7 +1083,7 @@ export class Raft {
       this.answerReadIndex(m, this.log.committed);
       return null;
     }
-    if (this.tracker.isSingleton()) {
+    if (this.tracker.isSingleton() && !this.outsideVoters()) {
       this.answerReadIndex(m, this.log.committed); // we are the quorum
       return null;
     }
@@ -1155,15 +1193,7 @@ export class Raft {
   /** After a configuration switch, the leader re-evaluates commit and replication. */
   private switchedConfig(): ConfState {
     const cs = this.tracker.confState();
-    if (this.state !== StateType.Leader) return cs;
-    const self = this.tracker.progress.get(this.id);
-    if (self === undefined || self.isLearner) {
-      // Deviation from etcd (which keeps leading): a removed or demoted leader hands over to
-      // the most caught-up voter and steps down, so the cluster does not wait for a timeout.
-      this.handOverAndStepDown();
-      return cs;
-    }
-    if (cs.voters.length === 0) return cs;
+    if (this.state !== StateType.Leader || cs.voters.length === 0) return cs;
     // A smaller quorum may commit more now; new peers need appends.
     if (this.maybeCommit()) {
       this.bcastAppend();
@@ -1176,21 +1206,49 @@ export class Raft {
     if (this.leadTransferee !== NONE && !this.tracker.isVoter(this.leadTransferee)) {
       this.abortLeaderTransfer();
     }
+    if (this.outsideVoters()) this.handOver();
     return cs;
   }
 
-  private handOverAndStepDown(): void {
-    const lastIndex = this.log.lastIndex();
+  /** True when this node is not a voter of its configuration (removed, or a learner). */
+  private outsideVoters(): boolean {
+    const self = this.tracker.progress.get(this.id);
+    return self === undefined || self.isLearner;
+  }
+
+  /**
+   * A leader removed or demoted by an applied change keeps leading — replicating, and telling
+   * the new configuration the commit index, as etcd does — and transfers leadership to a voter
+   * (thesis §3.10: proposals stop, the transferee catches up, TimeoutNow). TimeoutNow waits until
+   * the transferee also acknowledged a heartbeat carrying our commit index: it then knows the
+   * change committed, so it campaigns in the new configuration, which does not need us (we may
+   * be shut down once removed). It steps down when the successor's higher term reaches it.
+   * Stepping down at once (etcd's StepDownOnRemoval, our former deviation) can strand a voter
+   * that has not learned the change is committed: it still needs our vote, which our longer log
+   * refuses (simulator finding 3). Retried with the next voter after each election timeout
+   * without a successor (tickHeartbeat).
+   */
+  private handOver(): void {
+    if (this.leadTransferee !== NONE) return; // one is in progress
+    const voters = this.tracker.config.voters;
+    assert(voters.length > 0 && !voters.includes(this.id), 'hand over from outside the voters');
+    // Round-robin from after the previous target, so a dead voter is not chosen for ever;
+    // among the rest, the most caught-up responsive voter wins.
+    const start = voters.indexOf(this.handOverTarget) + 1;
     let best: NodeId = NONE;
-    for (const id of this.tracker.voterIds) {
+    let bestRank = -1;
+    for (let k = 0; k < voters.length; k++) {
+      const id = voters[(start + k) % voters.length]!;
       const pr = this.tracker.progress.get(id)!;
-      if (id !== this.id && pr.match === lastIndex) {
+      const rank = pr.match + (pr.recentActive ? this.log.lastIndex() + 1 : 0);
+      if (rank > bestRank) {
         best = id;
-        break;
+        bestRank = rank;
       }
     }
-    if (best !== NONE) this.sendTimeoutNow(best);
-    this.becomeFollower(this.term, NONE);
+    this.handOverTarget = best;
+    this.logger?.info(`${this.id} is outside the voters: handing leadership over to ${best}`);
+    this.handleTransferLeader(best, this.tracker.progress.get(best)!);
   }
 
   /**

@@ -76,6 +76,9 @@ export function ctl(
       clearTimeout(timer);
       resolve({ code, stdout, stderr });
     });
+    // etcdctl may exit before it reads its stdin (an error, no input needed): that EPIPE is no
+    // failure of ours; its exit code and output say what happened.
+    child.stdin!.on('error', () => {});
     child.stdin!.end(input);
   });
 }

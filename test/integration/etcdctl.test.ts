@@ -296,7 +296,12 @@ describe('etcdctl against a 3-member cluster', { timeout: 150_000 }, () => {
         assert.equal(await ctlOk([spec.client], ['put', 'from-n4', 'voter']), 'OK\n');
         assert.equal(await ctlOk(all, ['get', 'from-n4', '--print-value-only']), 'voter\n');
         // A joined member restarts from its data dir with the identity the cluster gave it.
-        assert.deepEqual(await n4.stop(), { code: 0, signal: null });
+        const n4Exit = await n4.stop();
+        assert.deepEqual(
+          n4Exit,
+          { code: 0, signal: null },
+          `n4 did not stop cleanly:\n${n4.tail()}`,
+        );
         await ctlOk(all, ['put', 'while-n4-down', 'x']);
         n4.spawn();
         await c.waitForLeader();

@@ -5,11 +5,16 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { CAMPAIGN_TRANSFER_CONTEXT } from '../../src/raft/raft.js';
-import { MessageType, StateType } from '../../src/raft/types.js';
+import { type ConfChange, ConfChangeType, MessageType, StateType } from '../../src/raft/types.js';
 import { Prng } from '../../src/util/prng.js';
-import { Cluster, entry, msg, newSolo, readMessages } from './harness.js';
+import { Cluster, enc, entry, msg, newSolo, readMessages } from './harness.js';
 
 const E = 10; // electionTicks in makeConfig
+const learner = (id: number): ConfChange => ({
+  transition: 0,
+  changes: [{ type: ConfChangeType.AddLearnerNode, nodeId: id }],
+  context: new Uint8Array(0),
+});
 
 function becomeRole(s: ReturnType<typeof newSolo>, role: StateType): void {
   const r = s.node.raft;
@@ -33,13 +38,89 @@ test('§5.1: a message with a higher term makes any role a follower of that term
   }
 });
 
-test('§5.1: a message with a stale term is ignored', () => {
-  const s = newSolo(1, [1, 2, 3]);
-  s.node.raft.becomeFollower(3, 2);
-  readMessages(s);
-  s.node.step(msg({ type: MessageType.App, from: 3, to: 1, term: 2 }));
-  assert.equal(s.node.raft.lead, 2);
-  assert.equal(readMessages(s).length, 0);
+test('§5.1 / figure 2: a stale-term App or Heartbeat is answered with our term, in every mode', () => {
+  // etcd answers only under CheckQuorum or PreVote; the paper always does (finding 5).
+  for (const preVote of [false, true]) {
+    for (const checkQuorum of [false, true]) {
+      for (const type of [MessageType.App, MessageType.Heartbeat]) {
+        const s = newSolo(1, [1, 2, 3], { preVote, checkQuorum });
+        s.node.raft.becomeFollower(3, 2);
+        readMessages(s);
+        s.node.step(msg({ type, from: 3, to: 1, term: 2, index: 1, logTerm: 1, commit: 1 }));
+        const what = `preVote=${preVote} checkQuorum=${checkQuorum} type=${type}`;
+        assert.equal(s.node.raft.lead, 2, what);
+        assert.equal(s.node.raft.term, 3, what);
+        const out = readMessages(s);
+        assert.equal(out.length, 1, what);
+        assert.deepEqual(
+          [out[0]!.type, out[0]!.to, out[0]!.term],
+          [MessageType.AppResp, 3, 3],
+          what,
+        );
+        assert.equal(out[0]!.reject, false, 'carries nothing but the term');
+      }
+    }
+  }
+});
+
+test('§5.1: a stale-term response or vote request is ignored', () => {
+  for (const type of [MessageType.AppResp, MessageType.HeartbeatResp, MessageType.Vote]) {
+    const s = newSolo(1, [1, 2, 3]);
+    s.node.raft.becomeFollower(3, 2);
+    readMessages(s);
+    s.node.step(msg({ type, from: 3, to: 1, term: 2, index: 9, logTerm: 2 }));
+    assert.equal(s.node.raft.lead, 2);
+    assert.equal(readMessages(s).length, 0, `type ${type}`);
+  }
+});
+
+test('a stale leader learns the term of a member whose old configuration excludes it (finding 5)', () => {
+  // PreVote and CheckQuorum off. Voters {3,4,5}, leader 4; 3 is cut off while the configuration
+  // becomes voters {1,2,3} (4 demoted to learner, 5 removed and gone). 3, still in {3,4,5},
+  // campaigns to 4 and 5 only: its term rises, the new leader's never does. Unless 3 (or 4,
+  // which 3's vote requests bring to the higher term) answers the leader's stale appends with
+  // its term, 3 never catches up.
+  const c = new Cluster([1, 2, 3, 4, 5], { voters: [3, 4, 5] });
+  c.elect(4);
+  c.node(4).proposeConfChange(learner(1));
+  c.drain();
+  c.node(4).proposeConfChange(learner(2));
+  c.drain();
+  c.isolate(3);
+  c.node(4).proposeConfChange({
+    transition: 0,
+    changes: [
+      { type: ConfChangeType.AddNode, nodeId: 1 },
+      { type: ConfChangeType.AddNode, nodeId: 2 },
+      { type: ConfChangeType.RemoveNode, nodeId: 5 },
+      { type: ConfChangeType.AddLearnerNode, nodeId: 4 },
+    ],
+    context: new Uint8Array(0),
+  });
+  for (let i = 0; i < 5 * E && !(c.leader() === 1 || c.leader() === 2); i++) {
+    c.tickAll(1);
+    c.drain();
+  }
+  const lead = c.leader();
+  assert.ok(lead === 1 || lead === 2, `leader ${lead}`);
+  assert.deepEqual(c.node(lead).status().config.voters, [1, 2, 3]);
+  assert.deepEqual(c.node(3).status().config.voters, [3, 4, 5], '3 has the old configuration');
+  c.filter = () => false; // 3 campaigns alone for a while
+  c.tick(3, 6 * E);
+  c.drain();
+  assert.ok(c.node(3).raft.term > c.node(lead).raft.term + 1, 'its term rose');
+  c.filter = (m) => m.from !== 5 && m.to !== 5; // heal; 5 is gone
+  let proposed = false;
+  for (let i = 0; i < 30 * E && !c.get(3).appliedData.includes('after'); i++) {
+    c.tickAll(1);
+    c.drain();
+    const now = c.leader();
+    if (!proposed && now !== 0 && c.node(now).raft.term >= c.node(3).raft.term) {
+      c.node(now).propose(enc('after'));
+      proposed = true;
+    }
+  }
+  assert.ok(c.get(3).appliedData.includes('after'), `3 caught up (term ${c.node(3).raft.term})`);
 });
 
 test('§5.2: nodes start as followers', () => {

@@ -281,21 +281,165 @@ test('demoting a voter to learner uses joint consensus', () => {
   assert.ok(leaves > 0);
 });
 
-test('removing the leader: it hands over and steps down; the rest elect a leader', () => {
+test('removing the leader: it leads on until the voter it hands over to wins (thesis §3.10)', () => {
+  // etcd keeps a removed leader leading (its TODO: TimeoutNow to the most caught-up follower);
+  // we do both: keep leading, refuse proposals, and transfer leadership.
   const c = committedCluster([1, 2, 3], [1, 2, 3]);
+  const term = c.node(1).raft.term;
+  c.filter = (m) => m.type !== MessageType.TimeoutNow; // the first handovers are lost
   c.node(1).proposeConfChange(cc([[RemoveNode, 1]]));
   c.drain();
-  assert.notEqual(c.node(1).raft.state, StateType.Leader);
-  for (let i = 0; i < 30 && c.leader() === 0; i++) {
+  assert.equal(config(c, 1), 'voters=(2 3)');
+  assert.equal(c.node(1).raft.state, StateType.Leader, 'it leads on, outside the voters');
+  assert.throws(
+    () => c.node(1).propose(enc('during')),
+    (e) => e instanceof RaftError,
+  );
+  // TimeoutNow waits until the transferee acknowledged a heartbeat that carried the commit.
+  const timeoutNowSent = (): boolean =>
+    c.sent.some((m) => m.type === MessageType.TimeoutNow && m.from === 1);
+  assert.equal(timeoutNowSent(), false, 'not before a heartbeat round');
+  for (let i = 0; i < 5 && !timeoutNowSent(); i++) {
+    c.tickAll(1);
+    c.drain();
+  }
+  assert.ok(timeoutNowSent());
+  assert.equal(c.node(1).raft.state, StateType.Leader, 'the TimeoutNow was lost: still leading');
+  c.heal();
+  // After an election timeout without a successor it tries again (the next voter).
+  for (let i = 0; i < 30 && c.node(1).raft.state === StateType.Leader; i++) {
     c.tickAll(1);
     c.drain();
   }
   const lead = c.leader();
   assert.ok(lead === 2 || lead === 3, `leader ${lead}`);
+  assert.equal(c.node(lead).raft.term, term + 1, 'won by the transfer, not a timeout race');
+  assert.equal(c.node(1).raft.state, StateType.Follower);
   c.node(lead).propose(enc('post'));
   c.drain();
   assert.deepEqual(c.get(lead === 2 ? 3 : 2).appliedData, ['post']);
-  assert.ok(c.sent.some((m) => m.type === MessageType.TimeoutNow && m.from === 1));
+});
+
+test('a replaced sole voter leads on until its successor learned the change (finding 3)', () => {
+  // Voters {2}, learner 3; "replace 2 by 3" enters joint {3}&&{2} and leaves it at index L.
+  // 2 appends x at L+1, and both x and the first message telling 3 that L committed are lost.
+  // Had 2 stepped down on applying L, 3 (still joint: it needs 2's vote) could never win: 2's
+  // log is longer, and 2, outside its configuration, never campaigns.
+  const c = new Cluster([2, 3], { voters: [2] });
+  c.elect(2);
+  c.node(2).proposeConfChange(cc([[AddLearnerNode, 3]]));
+  c.drain();
+  c.node(2).proposeConfChange(
+    cc([
+      [AddNode, 3],
+      [RemoveNode, 2],
+    ]),
+  );
+  c.processReady(2); // 2 alone commits and applies the joint entry, then appends the leave
+  assert.equal(config(c, 2), 'voters=(3)&&(2)');
+  const leave = c.node(2).raft.log.lastIndex();
+  c.node(2).propose(enc('x'));
+  c.processReady(2);
+  let lostEntry = false;
+  let lostCommit = false;
+  c.filter = (m) => {
+    if (m.from !== 2 || m.to !== 3) return true;
+    if (!lostEntry && m.entries.some((e) => e.index > leave)) {
+      lostEntry = true;
+      return false;
+    }
+    if (!lostCommit && m.commit >= leave) {
+      lostCommit = true;
+      return false;
+    }
+    return true;
+  };
+  c.drain();
+  assert.ok(lostEntry && lostCommit, 'the scenario happened');
+  assert.equal(config(c, 2), 'voters=(3)');
+  for (let i = 0; i < 40 && c.leader() !== 3; i++) {
+    c.tickAll(1);
+    c.drain();
+  }
+  assert.equal(c.leader(), 3);
+  assert.equal(config(c, 3), 'voters=(3)', '3 knew the change committed before it campaigned');
+  c.isolate(2); // removed, 2 may shut down now: 3 must not need it
+  c.node(3).propose(enc('y'));
+  c.drain();
+  assert.deepEqual(c.get(3).appliedData, ['x', 'y']);
+  assert.equal(c.node(2).raft.state, StateType.Follower);
+});
+
+test('a removed leader sends TimeoutNow only once its successor knows the change committed', () => {
+  // Same replacement; the first message telling 3 that the leave committed is lost, and 2,
+  // removed, goes away right after its TimeoutNow (a removed member may shut down). Had 3
+  // campaigned still joint, it would need 2's vote; knowing the commit, it wins alone.
+  const c = new Cluster([2, 3], { voters: [2] });
+  c.elect(2);
+  c.node(2).proposeConfChange(cc([[AddLearnerNode, 3]]));
+  c.drain();
+  c.node(2).proposeConfChange(
+    cc([
+      [AddNode, 3],
+      [RemoveNode, 2],
+    ]),
+  );
+  c.processReady(2);
+  const leave = c.node(2).raft.log.lastIndex();
+  let lostCommit = false;
+  let gone = false;
+  c.filter = (m) => {
+    if (gone) return m.from !== 2 && m.to !== 2;
+    if (m.type === MessageType.TimeoutNow && m.from === 2) {
+      gone = true; // its last word
+      return true;
+    }
+    if (!lostCommit && m.from === 2 && m.to === 3 && m.commit >= leave) {
+      lostCommit = true;
+      return false;
+    }
+    return true;
+  };
+  c.drain();
+  assert.ok(lostCommit, 'the scenario happened');
+  const leads3 = (): boolean => c.node(3).raft.state === StateType.Leader;
+  for (let i = 0; i < 40 && !leads3(); i++) {
+    c.tickAll(1);
+    c.drain();
+  }
+  assert.ok(gone, 'TimeoutNow was sent');
+  assert.ok(leads3(), '3 leads (2, cut off, still believes it leads an older term)');
+  assert.equal(config(c, 3), 'voters=(3)');
+  c.node(3).propose(enc('z'));
+  c.drain();
+  assert.deepEqual(c.get(3).appliedData, ['z']);
+});
+
+test('a leader outside the voters serves no read from its commit index alone', () => {
+  // 2 was replaced by 3 (config {3}: a single voter, but not 2) and still leads: 3 may
+  // already lead a later term, so 2 needs 3's heartbeat ack for a ReadIndex.
+  const c = new Cluster([2, 3], { voters: [2] });
+  c.elect(2);
+  c.node(2).proposeConfChange(cc([[AddLearnerNode, 3]]));
+  c.drain();
+  c.filter = (m) => m.type !== MessageType.TimeoutNow;
+  c.node(2).proposeConfChange(
+    cc([
+      [AddNode, 3],
+      [RemoveNode, 2],
+    ]),
+  );
+  c.drain();
+  assert.equal(config(c, 2), 'voters=(3)');
+  assert.equal(c.node(2).raft.state, StateType.Leader);
+  c.filter = (m) => m.type !== MessageType.TimeoutNow && m.type !== MessageType.HeartbeatResp;
+  c.node(2).readIndex(enc('r1'));
+  c.drain();
+  assert.deepEqual(c.get(2).readStates, [], 'no answer without the voter');
+  c.filter = (m) => m.type !== MessageType.TimeoutNow;
+  c.tick(2, 1);
+  c.drain();
+  assert.equal(c.get(2).readStates.length, 1, 'answered once 3 acknowledged a heartbeat');
 });
 
 test('a removed follower gets no more appends', () => {

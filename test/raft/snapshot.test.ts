@@ -1,9 +1,12 @@
 /** Snapshots and log compaction (thesis §5.1; etcd MsgSnap, reportSnapshot). */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { encodeConfChange } from '../../src/raft/codec.js';
+import { RawNode } from '../../src/raft/rawnode.js';
+import { MemoryStorage } from '../../src/raft/storage.js';
 import { ProgressState } from '../../src/raft/tracker/progress.js';
-import { MessageType, StateType } from '../../src/raft/types.js';
-import { Cluster, enc, msg, newSolo, readMessages } from './harness.js';
+import { ConfChangeType, EntryType, MessageType, StateType } from '../../src/raft/types.js';
+import { Cluster, enc, makeConfig, msg, newSolo, readMessages, type Solo } from './harness.js';
 
 /** Leader 1 commits `n` entries while 3 is cut off, then compacts its log past them. */
 function laggingCluster(n: number): Cluster {
@@ -94,7 +97,7 @@ test('a stale snapshot (at or below commit) is acknowledged with the commit inde
   assert.equal(out.find((m) => m.type === MessageType.AppResp)!.index, 1);
 });
 
-test('a snapshot that does not include us is ignored', () => {
+test('a member of its own configuration ignores a snapshot that does not list it', () => {
   const s = newSolo(3, [1, 2, 3]);
   const confState = {
     voters: [1, 2],
@@ -107,6 +110,55 @@ test('a snapshot that does not include us is ignored', () => {
   s.node.step(msg({ type: MessageType.Snap, from: 1, to: 3, term: 2, snapshot }));
   readMessages(s);
   assert.equal(s.node.raft.log.committed, 1);
+});
+
+test('a node outside its own configuration accepts newer snapshots without it, then joins (finding 2)', () => {
+  // A member added at index 21 installs a snapshot taken before its addition (10); the leader,
+  // having compacted again, then only has another pre-addition snapshot (20) to send. etcd
+  // refuses both (its server ships fresh snapshots that list the peer); we accept both: each is
+  // newer than anything we committed, and our configuration does not list us either.
+  const storage = new MemoryStorage();
+  const s: Solo = {
+    node: new RawNode(makeConfig(4, storage)),
+    storage,
+    applied: [],
+    readStates: [],
+  };
+  const without4 = {
+    voters: [1, 2, 3],
+    learners: [],
+    votersOutgoing: [],
+    learnersNext: [],
+    autoLeave: false,
+  };
+  const snap = (index: number) => ({
+    metadata: { index, term: 2, confState: without4 },
+    data: enc(`image${index}`),
+  });
+  const answer = (): number => readMessages(s).find((m) => m.type === MessageType.AppResp)!.index;
+  for (const index of [10, 20]) {
+    s.node.step(msg({ type: MessageType.Snap, from: 1, to: 4, term: 2, snapshot: snap(index) }));
+    assert.equal(answer(), index, `snapshot ${index} installed`);
+    assert.equal(s.node.raft.log.committed, index);
+  }
+  const addition = {
+    term: 2,
+    index: 21,
+    type: EntryType.ConfChange,
+    data: encodeConfChange({
+      transition: 0,
+      changes: [{ type: ConfChangeType.AddLearnerNode, nodeId: 4 }],
+      context: new Uint8Array(0),
+    }),
+  };
+  const app = { type: MessageType.App, from: 1, to: 4, term: 2, logTerm: 2, index: 20 };
+  s.node.step(msg({ ...app, entries: [addition], commit: 21 }));
+  assert.equal(answer(), 21);
+  assert.deepEqual(s.node.status().config.learners, [4], 'it learned of its own addition');
+  // Now it is in its configuration: a snapshot without it can only post-date its removal.
+  s.node.step(msg({ type: MessageType.Snap, from: 1, to: 4, term: 2, snapshot: snap(40) }));
+  assert.equal(answer(), 21, 'refused: answered with the commit index');
+  assert.deepEqual(s.node.status().config.learners, [4]);
 });
 
 test('a node with a pending snapshot does not campaign', () => {

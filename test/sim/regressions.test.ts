@@ -9,7 +9,7 @@ import { runSeed } from '../../src/sim/simulator.js';
 const REGRESSIONS: readonly {
   seed: number;
   why: string;
-  options?: { stepsDuringReady?: boolean };
+  options?: { stepsDuringReady?: boolean; voters?: number };
 }[] = [
   {
     seed: 717,
@@ -25,7 +25,29 @@ const REGRESSIONS: readonly {
     seed: 10573,
     why: 'checker false alarm: a stale leader may truncate a committed copy beyond a learner commit',
   },
+  { seed: 8573, why: 'a learner refused a second pre-addition snapshot (FINDINGS.md #2)' },
+  {
+    seed: 19358,
+    why: 'a learner refused a second pre-addition snapshot (FINDINGS.md #2)',
+    options: { stepsDuringReady: true },
+  },
+  {
+    seed: 14,
+    why: 'a replaced sole voter stepped down before its successor could win (FINDINGS.md #3)',
+    options: { voters: 1 },
+  },
+  {
+    seed: 11872,
+    why: 'a lagging member whose configuration excluded the leader stayed at a higher term (FINDINGS.md #5)',
+    options: { stepsDuringReady: true },
+  },
 ];
+
+function flags(options: { stepsDuringReady?: boolean; voters?: number } = {}): string {
+  let out = options.stepsDuringReady === true ? ' --steps-during-ready' : '';
+  if (options.voters !== undefined) out += ` --nodes ${options.voters}`;
+  return out;
+}
 
 for (const { seed, why, options } of REGRESSIONS) {
   test(`seed ${seed}: ${why}`, () => {
@@ -33,7 +55,7 @@ for (const { seed, why, options } of REGRESSIONS) {
     assert.equal(
       r.failure,
       null,
-      `${r.failure?.message}\n  replay: npm run sim -- --seed ${seed} --trace`,
+      `${r.failure?.message}\n  replay: npm run sim -- --seed ${seed} --trace${flags(options)}`,
     );
   });
 }
