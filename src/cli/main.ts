@@ -113,7 +113,7 @@ export async function run(argv: readonly string[]): Promise<number> {
     )
     .option(
       '--wal-mirror <on|off>',
-      'a WAL mirror per member (off: a bit flip makes its member refuse to start)',
+      'a WAL mirror per member (off: a bit flip is fetched from peers when provably safe, else its member refuses to start)',
       'on',
     )
     .option('--time <duration>', 'how long clients and faults run', '60s')
