@@ -8,6 +8,14 @@
  * it is never trusted as a standby to promote, and it causes no churn.
  *
  * Pure: time comes in as `nowMs`. The leader keeps one detector and feeds it each tick.
+ *
+ * A new leader (one detector per leadership term, `seed`ed from the registry) knows nothing of
+ * the time before it began listening: as a follower it heard only the old leader, so the last
+ * time it heard another member proves no silence. Silence is counted from when it began
+ * listening, and an `unreachable` the registry recorded is only a prior (`inherited`): it keeps
+ * the member untrusted and, once this leader itself finds the member silent, keeps its recorded
+ * clock; it is never grounds for replacing anyone by itself (the record may be stale: the old
+ * leader may have lost office before recording the member's recovery).
  */
 import type { NodeId, ProgressStatus } from '../raft/types.js';
 import { assert, assertUint } from '../util/assert.js';
@@ -50,6 +58,11 @@ export interface MemberHealth {
   readonly sinceMs: number;
   /** While not yet trusted: when the unbroken run of better news began; null otherwise. */
   readonly betterSinceMs: number | null;
+  /**
+   * Set on an `unreachable` seeded from the registry until this detector sees for itself the
+   * member silent (confirmed: the recorded clock holds) or trusted again. Never acted upon.
+   */
+  readonly inherited?: true;
 }
 
 const SEVERITY: Readonly<Record<HealthState, number>> = { healthy: 0, lagging: 1, unreachable: 2 };
@@ -77,6 +90,7 @@ export function nextHealth(
   limits: DetectorLimits,
 ): MemberHealth {
   assert(rawSinceMs <= nowMs, 'a state cannot begin in the future');
+  if (prev?.inherited === true) return nextInherited(prev, raw, rawSinceMs, nowMs, limits);
   if (prev === undefined || SEVERITY[raw] > SEVERITY[prev.state]) {
     return { state: raw, sinceMs: rawSinceMs, betterSinceMs: null };
   }
@@ -91,8 +105,35 @@ export function nextHealth(
   return { ...prev, betterSinceMs };
 }
 
+/**
+ * `nextHealth` for a seeded `unreachable`. Found silent by this leader too: the recorded clock
+ * holds if this leader never heard the member, else a silence of its own begins now. Heard:
+ * trusted again after stabilityMs, as anyone.
+ */
+function nextInherited(
+  prev: MemberHealth,
+  raw: HealthState,
+  rawSinceMs: number,
+  nowMs: number,
+  limits: DetectorLimits,
+): MemberHealth {
+  assert(prev.state === 'unreachable', 'only a recorded unreachable is inherited');
+  if (raw === 'unreachable') {
+    const sinceMs = prev.betterSinceMs === null ? prev.sinceMs : rawSinceMs;
+    return { state: 'unreachable', sinceMs, betterSinceMs: null };
+  }
+  const betterSinceMs = prev.betterSinceMs ?? nowMs;
+  const stabilityMs = limits.bugs?.has('trust-flapping') ? 0 : limits.stabilityMs;
+  if (nowMs - betterSinceMs >= stabilityMs) {
+    return { state: raw, sinceMs: nowMs, betterSinceMs: null };
+  }
+  return { ...prev, betterSinceMs };
+}
+
 export class FailureDetector {
   private readonly health = new Map<NodeId, MemberHealth>();
+  /** When this detector began listening (`seed`); silence before it is not evidence. */
+  private listeningSinceMs: number | null = null;
 
   constructor(private readonly limits: DetectorLimits) {
     assert(limits.silentAfterMs > 0 && limits.stabilityMs >= 0, 'detector limits');
@@ -100,31 +141,47 @@ export class FailureDetector {
   }
 
   /**
-   * Starts from the health the registry recorded (a new leader continues the old one's
-   * clocks: a voter silent for 9 s under the old leader is not given a fresh 10 s).
+   * A new leader starts listening at `nowMs`, from the health the registry recorded: it
+   * continues the old leader's clocks (a voter silent for 9 s under the old leader is not given
+   * a fresh 10 s once this leader finds it silent too), but a recorded `unreachable` is only
+   * `inherited` until then (see the header).
    */
   seed(members: readonly MemberRecord[], nowMs: number): void {
+    this.listeningSinceMs ??= nowMs;
     for (const m of members) {
       if (this.health.has(m.id)) continue;
       const sinceMs = Math.min(m.healthSinceMs, nowMs);
-      this.health.set(m.id, { state: m.health, sinceMs, betterSinceMs: null });
+      this.health.set(
+        m.id,
+        m.health === 'unreachable'
+          ? { state: m.health, sinceMs, betterSinceMs: null, inherited: true }
+          : { state: m.health, sinceMs, betterSinceMs: null },
+      );
     }
   }
 
   /** Feeds one tick's observations; members not observed are forgotten (they left). */
   observe(nowMs: number, commit: number, observations: readonly Observation[]): void {
     const seen = new Set<NodeId>();
-    for (const obs of observations) {
-      seen.add(obs.id);
+    for (const raw0 of observations) {
+      seen.add(raw0.id);
+      const prev = this.health.get(raw0.id);
+      const obs = this.sinceListening(raw0);
       const raw = classify(obs, commit, nowMs, this.limits);
+      // Not heard yet, nor silent for long: no news of a member the registry calls unreachable.
+      if (prev?.inherited === true && obs !== raw0 && raw !== 'unreachable') continue;
       // Silence began when the member was last heard, not when we noticed.
       const rawSinceMs = raw === 'unreachable' ? Math.min(obs.lastHeardMs ?? nowMs, nowMs) : nowMs;
-      this.health.set(
-        obs.id,
-        nextHealth(this.health.get(obs.id), raw, rawSinceMs, nowMs, this.limits),
-      );
+      this.health.set(raw0.id, nextHealth(prev, raw, rawSinceMs, nowMs, this.limits));
     }
     for (const id of [...this.health.keys()]) if (!seen.has(id)) this.health.delete(id);
+  }
+
+  /** The observation with silence counted from when this detector began listening at most. */
+  private sinceListening(obs: Observation): Observation {
+    const startMs = this.listeningSinceMs;
+    if (startMs === null || (obs.lastHeardMs !== null && obs.lastHeardMs >= startMs)) return obs;
+    return { ...obs, lastHeardMs: startMs };
   }
 
   get(id: NodeId): MemberHealth | undefined {

@@ -393,10 +393,15 @@ export function planMembership(
   if (view.config.voters.length < policy.voters) {
     return planRestore(view, policy, nowMs) ?? planPlacement(view, nowMs, false);
   }
-  return planPlacement(view, nowMs, true);
+  // A new leader still confirming a recorded failure keeps the standby staged for it.
+  return planPlacement(view, nowMs, !awaitingConfirmation(view, policy, nowMs));
 }
 
-/** Voters (not the leader) unreachable for at least replaceAfterMs, longest silent first. */
+/**
+ * Voters (not the leader) unreachable for at least replaceAfterMs, longest silent first. A
+ * silence only the registry recorded (`inherited`: this leader has not found the voter silent
+ * itself yet) does not count: the record may be stale.
+ */
 export function failedVoters(
   view: RedundancyView,
   policy: RedundancyPolicy,
@@ -406,10 +411,23 @@ export function failedVoters(
   for (const id of view.config.voters) {
     const h = view.health.get(id);
     if (id === view.leaderId || h === undefined || h.state !== 'unreachable') continue;
+    if (h.inherited === true) continue;
     if (nowMs - h.sinceMs >= policy.replaceAfterMs) failed.push({ id, sinceMs: h.sinceMs });
   }
   failed.sort((a, b) => a.sinceMs - b.sinceMs || a.id - b.id);
   return failed.map((f) => f.id);
+}
+
+/** A voter the registry records silent for replaceAfterMs, not yet confirmed by this leader. */
+function awaitingConfirmation(
+  view: RedundancyView,
+  policy: RedundancyPolicy,
+  nowMs: number,
+): boolean {
+  return view.config.voters.some((id) => {
+    const h = view.health.get(id);
+    return h?.inherited === true && nowMs - h.sinceMs >= policy.replaceAfterMs;
+  });
 }
 
 function planReplacement(

@@ -4,7 +4,9 @@
  *
  * Every `tick()` (the server calls it every POLICY_INTERVAL_MS) on the leader only:
  *   observe  raft progress (recentActive, match) and the member's per-peer last-heard times feed
- *            a FailureDetector, created and seeded from the registry once per leadership term;
+ *            a FailureDetector, created and seeded from the registry once per leadership term
+ *            (silence counts from then on; a recorded failure is confirmed before it is acted
+ *            on: health.ts); a leader outside its own voters (handing over) plans nothing;
  *            members outside the configuration (warm, cold standbys) are probed with a
  *            heartbeat every heartbeat interval (Member.setOutsideProbes): their answer is their last-heard time;
  *   plan     planRedundancy over the view; at most ONE action in flight (a conf change, a
@@ -17,7 +19,8 @@
  *            WARM_REFRESH_TIMEOUT_MS) the planner's "unstage" returns it outside the
  *            configuration. The simplest correct mechanism: no side channel, the snapshot
  *            transfer is Raft's, and a refresh in progress is a standby already staged should a
- *            voter fail meanwhile.
+ *            voter fail meanwhile. Being a membership change, a refresh waits while another is
+ *            pending; a new leader finishes the stagings it inherits.
  *   record   health transitions as registry commands, so every member's status shows them.
  *
  * Safety: the planner never plans a membership change without a healthy quorum in the current
@@ -41,7 +44,12 @@ import {
   viewFrom,
   votersAfter,
 } from '../cluster/policy.js';
-import type { MemberRecord } from '../cluster/registry.js';
+import {
+  MEMBERS_MAX,
+  type MemberRecord,
+  type Placement,
+  restingPlacement,
+} from '../cluster/registry.js';
 import type { Clock } from '../io/clock.js';
 import {
   ConfChangeTransition,
@@ -86,7 +94,14 @@ export class RedundancyDriver {
   private detectorTerm = 0;
   /** One action in flight at a time (a proposal not yet applied or failed). */
   private acting = false;
+  /**
+   * When each warm standby last got the log: set where this member, as leader, ends a refresh,
+   * and on every member when the registry shows one go back outside (whoever led), so that a
+   * new leader does not refresh every warm standby again at once.
+   */
   private readonly snapshotSentMs = new Map<NodeId, number>();
+  /** Each member's placement as this member's registry last showed it (see noteRefreshes). */
+  private readonly placementSeen = new Map<NodeId, Placement>();
   /** Warm standbys added as learners for a refresh, with when it began. */
   private readonly refreshing = new Map<NodeId, number>();
   /** When this member last started a leader-zone transfer (ms; -Infinity: never). */
@@ -104,12 +119,18 @@ export class RedundancyDriver {
 
   /** One policy round; does nothing on a follower. */
   tick(): void {
+    this.noteRefreshes(this.o.state.allMembers(), this.o.clock.now());
     const view = this.observe();
     if (view === null || this.acting) return;
     const now = this.o.clock.now();
     const action = planRedundancy(view, this.o.policy, now);
     if (action !== null) {
       if (this.holdRefresh(action, view, now)) return;
+      // A refresh is a membership change here (the standby joins as a learner): none while
+      // another is pending, nor without a quorum, like any other.
+      if (action.kind === 'send-snapshot' && membershipBlocked(view, this.o.policy) !== null) {
+        return;
+      }
       void this.act(action, view).catch(() => {}); // reported through onEvent
       return;
     }
@@ -169,6 +190,13 @@ export class RedundancyDriver {
     }
     const status = m.status();
     if (status.raftState !== StateType.Leader) return null;
+    // Removed or demoted by a change it applied, a leader leads on only to hand over (raft's
+    // handover to a voter of the new configuration): the configuration is no longer its to plan.
+    const { voters, votersOutgoing } = status.config;
+    if (!voters.includes(status.id) && !votersOutgoing.includes(status.id)) {
+      this.detector = null;
+      return null;
+    }
     const now = this.o.clock.now();
     const members = this.o.state.allMembers();
     if (this.detector === null || this.detectorTerm !== status.term) {
@@ -176,6 +204,11 @@ export class RedundancyDriver {
       this.detector = new FailureDetector(this.o.policy);
       this.detectorTerm = status.term;
       this.detector.seed(members, now);
+      this.inheritStaged(members, now);
+    }
+    // A refresh ends when its learner leaves (unstaged) or is promoted.
+    for (const id of this.refreshing.keys()) {
+      if (members.find((r) => r.id === id)?.placement !== 'learner') this.refreshing.delete(id);
     }
     // Standbys outside the configuration hear nothing from Raft: the member probes them every
     // heartbeat interval; their answers land in lastHeardMs.
@@ -191,6 +224,39 @@ export class RedundancyDriver {
       quorumActive: this.quorumActive(status, heard, now),
       lastSnapshotSentMs: this.snapshotSentMs,
     });
+  }
+
+  /**
+   * On every member: a warm standby that left the configuration (a learner, now outside) has
+   * just caught up with the log, whichever leader staged it: that is its latest refresh.
+   */
+  private noteRefreshes(members: readonly MemberRecord[], now: number): void {
+    assert(members.length <= MEMBERS_MAX, 'registry size');
+    for (const m of members) {
+      const before = this.placementSeen.get(m.id);
+      if (before === 'learner' && m.placement === 'none' && m.standbyMode === 'warm') {
+        this.snapshotSentMs.set(m.id, now);
+      }
+      this.placementSeen.set(m.id, m.placement);
+    }
+    if (this.placementSeen.size > members.length) {
+      for (const id of this.placementSeen.keys()) {
+        if (!members.some((m) => m.id === id)) this.placementSeen.delete(id);
+      }
+    }
+  }
+
+  /**
+   * Warm and cold standbys a new leader finds staged were being refreshed or made ready for a
+   * replacement by the old leader: finish that (unstaged once caught up, see holdRefresh)
+   * rather than unstage them at once and stage them again a round later.
+   */
+  private inheritStaged(members: readonly MemberRecord[], now: number): void {
+    for (const m of members) {
+      const staged =
+        m.placement === 'learner' && restingPlacement(m.role, m.standbyMode) === 'none';
+      if (staged && !this.refreshing.has(m.id)) this.refreshing.set(m.id, now);
+    }
   }
 
   /** CheckQuorum's view: the leader heard from a quorum of voters within an election timeout. */
@@ -236,6 +302,7 @@ export class RedundancyDriver {
           this.o.member.propose(encodeRegistryEntry(action.command), cb),
         );
       case 'send-snapshot': {
+        this.assertSafe(null, view);
         this.refreshing.set(action.to, now);
         this.snapshotSentMs.set(action.to, now);
         const change = {
@@ -250,11 +317,16 @@ export class RedundancyDriver {
     }
   }
 
-  /** The planner's guarantee, checked again where it matters: one change, with a quorum. */
-  private assertSafe(action: ConfChangeAction, view: RedundancyView): void {
+  /**
+   * The planner's guarantee, checked again where it matters: one change, with a quorum (null:
+   * a warm refresh, which adds a learner).
+   */
+  private assertSafe(action: ConfChangeAction | null, view: RedundancyView): void {
     const policy = { ...this.o.policy, bugs: new Set<never>() };
+    const reason = action?.reason ?? 'warm refresh';
     assert(!this.acting, 'one policy action at a time');
-    assert(membershipBlocked(view, policy) === null, `conf change while blocked: ${action.reason}`);
+    assert(membershipBlocked(view, policy) === null, `conf change while blocked: ${reason}`);
+    if (action === null) return;
     const after = votersAfter(view.config.voters, action.change.changes);
     assert(
       quorumRefusal(view, view.config.voters, after) === null,
@@ -267,8 +339,15 @@ export class RedundancyDriver {
     reason: string,
     propose: (cb: (error: Error | null) => void) => void,
   ): Promise<void> {
+    let resolve!: () => void;
+    let reject!: (error: Error) => void;
+    const done = new Promise<void>((res, rej) => {
+      [resolve, reject] = [res, rej];
+    });
     this.acting = true;
-    return new Promise((resolve, reject) => {
+    // Outside the promise: an exception thrown while proposing (an assertion) must reach the
+    // caller, not become a rejection nobody sees while `acting` stays set for ever.
+    try {
       propose((error) => {
         this.acting = false;
         if (error === null) {
@@ -279,7 +358,11 @@ export class RedundancyDriver {
           reject(error);
         }
       });
-    });
+    } catch (error) {
+      this.acting = false; // never handed over: no callback will come
+      throw error;
+    }
+    return done;
   }
 }
 

@@ -308,6 +308,7 @@ export class MemberHost {
     this.net = null;
     this.state = 'down';
     this.sim.trace.mix(TRACE_CRASH, this.id);
+    this.sim.processGone(this.id);
     this.sim.traceLine(`n${this.id} crash`);
     const waiting = [...this.waiting];
     this.waiting.clear();
@@ -656,6 +657,13 @@ export class MemberSimulation {
     }
     // A transport notices a dead connection; a lost packet it does not.
     if (reason !== 'lost') this.reportLater(from, { kind: 'unreachable', peer: to });
+  }
+
+  /** A process died: every peer's link to it is refused one latency later (`down` reports). */
+  processGone(id: NodeId): void {
+    for (const other of this.hosts.keys()) {
+      if (other !== id) this.reportLater(other, { kind: 'down', peer: id });
+    }
   }
 
   private reportLater(node: NodeId, report: PeerReport): void {

@@ -58,6 +58,11 @@ export interface HostEnv {
   onLeaderElected(node: NodeId, term: number): void;
   /** `node`, leader of `term`, advanced its commit index for the first time in that term. */
   onLeaderFirstCommit(node: NodeId, term: number): void;
+  /**
+   * `node`'s process died: its peers' transports see their links refused (fast failover's
+   * `down` report). Raised by every crash, a stop included.
+   */
+  onProcessGone(node: NodeId): void;
 }
 
 export type HostState = 'up' | 'down' | 'stopped';
@@ -242,6 +247,7 @@ export class NodeHost {
     this.inbox = [];
     this.env.trace.mix(TRACE_CRASH, this.id);
     if (this.env.trace.enabled) this.env.trace.line(this.env.queue.nowMs, `n${this.id} crash`);
+    this.env.onProcessGone(this.id);
   }
 
   /** Stops the node for good (it was removed from the cluster). */
@@ -307,6 +313,11 @@ export class NodeHost {
 
   reportUnreachable(to: NodeId): void {
     this.call((rn) => rn.reportUnreachable(to));
+  }
+
+  /** The transport saw `to`'s process gone (its links refused): see RawNode.reportPeerDown. */
+  reportPeerDown(to: NodeId): void {
+    this.call((rn) => rn.reportPeerDown(to));
   }
 
   reportSnapshot(to: NodeId, ok: boolean): void {

@@ -285,6 +285,13 @@ export class Simulation {
   // -------------------------------------------------------------------------------------------
   // HostEnv: what the hosts report
 
+  onProcessGone(node: NodeId): void {
+    // Every peer's link to it breaks and is refused one latency later, as a real transport's.
+    for (const id of this.hosts.keys()) {
+      if (id !== node) this.reportLater(id, (h) => h.reportPeerDown(node));
+    }
+  }
+
   onApplied(node: NodeId, entry: Entry): void {
     this.workload.onApplied(node, entry);
     if (this.removalsPending()) this.maybeStopRemoved();

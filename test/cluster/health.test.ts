@@ -110,7 +110,13 @@ test('a new leader continues the recorded clocks, and records only transitions',
     { id: 1, lastHeardMs: 10_000, match: COMMIT },
     { id: 2, lastHeardMs: null, match: 0 },
   ]);
-  assert.deepEqual(d.get(2), { state: 'unreachable', sinceMs: 4_000, betterSinceMs: null });
+  // Inherited: a prior until this leader finds n2 silent itself (test/cluster/new-leader.test.ts).
+  assert.deepEqual(d.get(2), {
+    state: 'unreachable',
+    sinceMs: 4_000,
+    betterSinceMs: null,
+    inherited: true,
+  });
   assert.deepEqual(healthRecords(r.all(), d.view()), []);
   d.observe(10_500, COMMIT, [{ id: 1, lastHeardMs: 10_500, match: COMMIT }]);
   assert.equal(d.get(2), undefined, 'a member no longer observed is forgotten');
