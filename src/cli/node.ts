@@ -29,6 +29,12 @@ import { RawNode } from '../raft/rawnode.js';
 import type { NodeId } from '../raft/types.js';
 import { StateType } from '../raft/types.js';
 import { Member } from '../server/member.js';
+import {
+  ApplyTracker,
+  liveMetricsView,
+  MemberMetrics,
+  standbyStalenessSeconds,
+} from '../server/metrics.js';
 import { SERVER_VERSION, type SelfRole, TandemServer } from '../server/server.js';
 import { TandemStateMachine } from '../server/tandem-state-machine.js';
 import { FaultyFileSystem } from '../storage/fault-fs.js';
@@ -122,6 +128,13 @@ export async function startNode(config: TandemConfig): Promise<RunningNode> {
   const faultFs = config.testMode.faultInjection
     ? new FaultyFileSystem(new NodeFileSystem())
     : null;
+  // GET /metrics: this member's own registry (never prom-client's global one).
+  const metrics = new MemberMetrics({
+    name: config.name,
+    memberIdHex: selfId.toString(16),
+    monotonicMs: () => performance.now(),
+  });
+  const applies = new ApplyTracker(() => REAL_CLOCK.now());
   // The KV store opens first: its member registry names the peers a WAL repair asks.
   const backend = new LmdbBackend({ path: join(config.dataDir, 'kv') });
   const state = new TandemStateMachine({
@@ -139,7 +152,7 @@ export async function startNode(config: TandemConfig): Promise<RunningNode> {
           keyFile: config.tls.peer.key,
         };
   const recovered = await WalPersistence.recover({
-    ...(faultFs !== null && { fs: faultFs }),
+    fs: metrics.timedFileSystem(faultFs ?? new NodeFileSystem()),
     dataDir: config.dataDir,
     mirrorDir: config.wal.mirror,
     clusterId: clusterIdNumber,
@@ -234,7 +247,7 @@ export async function startNode(config: TandemConfig): Promise<RunningNode> {
     network: transport,
     persistence: recovered.persistence,
     storage,
-    stateMachine: state,
+    stateMachine: applies.observe(state),
     random: new Prng(selfId ^ Date.now()),
     timing: {
       tickMs,
@@ -250,6 +263,7 @@ export async function startNode(config: TandemConfig): Promise<RunningNode> {
       onSoftState: (soft, term) => {
         logger.info({ leader: soft.lead.toString(16), term, role: soft.raftState }, 'raft state');
         server?.onLeadership(soft.raftState === StateType.Leader);
+        metrics.noteLeader(soft.lead);
       },
       onConfChange: (_change, confState) => {
         syncPeers(state.allMembers());
@@ -288,7 +302,10 @@ export async function startNode(config: TandemConfig): Promise<RunningNode> {
       silentAfterMs: Math.min(2 * config.raft.electionMs, config.redundancy.replaceAfterMs),
       stabilityMs: Math.min(5_000, config.redundancy.replaceAfterMs),
     }),
-    onPolicyEvent: (event) => logger.info(event, 'redundancy policy'),
+    onPolicyEvent: (event) => {
+      logger.info(event, 'redundancy policy');
+      metrics.notePolicyEvent(event);
+    },
     ackAllTimeoutMs: Math.max(2_000, 2 * config.raft.electionMs),
   });
   // Peers recovering a damaged WAL ask for committed entries (transport/fetch.ts).
@@ -318,11 +335,16 @@ export async function startNode(config: TandemConfig): Promise<RunningNode> {
     ? faultAdmin(transport, () => state.members(), faultFs)
     : null;
   const adminServer = server;
+  metrics.attach(() =>
+    liveMetricsView({ member, server: adminServer, state, applies, zone: config.zone }),
+  );
   const admin = await startAdmin(
     config.listen.admin,
     faults,
+    metrics,
     () => {
       const self = state.member(selfId);
+      const selfRole = adminServer.selfRole();
       const leaderHeardMs = member.lastHeardMs.get(member.leader);
       return {
         name: config.name,
@@ -337,11 +359,17 @@ export async function startNode(config: TandemConfig): Promise<RunningNode> {
         revision: state.revision(),
         // tandem's view of this member (its role as confirmed with the leader, see
         // TandemServer.selfRole; the configured zone until published).
-        ...roleFields(adminServer.selfRole()),
+        ...roleFields(selfRole),
         zone: self?.zone || config.zone,
         health: adminServer.redundancy?.health(selfId)?.state ?? self?.health ?? 'unknown',
         lastHeardFromLeaderMsAgo:
           leaderHeardMs === undefined ? null : Math.max(0, REAL_CLOCK.now() - leaderHeardMs),
+        // A warm or cold standby: seconds since it last applied anything (metrics.ts); else null.
+        standbyStalenessSeconds: standbyStalenessSeconds(
+          selfRole.role,
+          selfRole.standbyMode,
+          applies,
+        ),
         // Reads served from local state at once vs after a read barrier (bounded reads' locality).
         reads: adminServer.readCounters(),
         // etcd's view (voters and learners) ...
@@ -564,6 +592,7 @@ function handleMemberOp(
 async function startAdmin(
   listen: string,
   faults: FaultAdmin | null,
+  metrics: MemberMetrics,
   status: () => unknown,
   memberOp: (op: ManualOp, name: string) => Promise<string>,
 ): Promise<Server> {
@@ -581,6 +610,19 @@ async function startAdmin(
     if (req.url === '/health') {
       res.writeHead(200, { 'content-type': 'application/json' });
       res.end('{"health":"true"}');
+      return;
+    }
+    if (req.method === 'GET' && req.url?.split('?')[0] === '/metrics') {
+      metrics.scrape().then(
+        (text) => {
+          res.writeHead(200, { 'content-type': metrics.contentType });
+          res.end(text);
+        },
+        (error: Error) => {
+          res.writeHead(500, { 'content-type': 'application/json' });
+          res.end(JSON.stringify({ error: `metrics: ${error.message}`, code: 'METRICS' }));
+        },
+      );
       return;
     }
     if (req.url === '/status' || req.url === '/cluster') {

@@ -1,0 +1,347 @@
+/**
+ * The member's Prometheus metrics (src/server/metrics.ts) against a fake view and fake pieces:
+ * names, types, values and labels as the strict text parser reads them back, the event
+ * counters, the fdatasync histogram, the staleness clock, and one registry per member.
+ */
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import fc from 'fast-check';
+import { register as globalRegistry } from 'prom-client';
+import {
+  ApplyTracker,
+  MemberMetrics,
+  type MetricsView,
+  POLICY_ACTION_KINDS_MAX,
+  standbyStalenessSeconds,
+} from '../../src/server/metrics.js';
+import type { ReplicatedStateMachine } from '../../src/server/state-machine.js';
+import type { FileHandle, FileSystem } from '../../src/storage/fs.js';
+import { type PromFamily, parsePromText, sampleValue } from './prom-text.js';
+
+const VOTER: MetricsView = {
+  term: 7,
+  commitIndex: 120,
+  appliedIndex: 118,
+  isLeader: true,
+  hasLeader: true,
+  role: 'voter',
+  standbyMode: 'warm',
+  zone: 'zone-a',
+  lagEntries: new Map([
+    ['n1', 0],
+    ['n2', 3],
+    ['n3', 40],
+  ]),
+  standbyStalenessSeconds: null,
+  reads: { local: 11, barrier: 4 },
+};
+
+function metricsOf(view: MetricsView | null, monotonicMs = () => 0): MemberMetrics {
+  const m = new MemberMetrics({
+    name: 'n1',
+    memberIdHex: 'abc123',
+    monotonicMs,
+    processMetrics: false,
+  });
+  if (view !== null) m.attach(() => view);
+  return m;
+}
+
+async function scrape(m: MemberMetrics): Promise<Map<string, PromFamily>> {
+  return parsePromText(await m.scrape());
+}
+
+describe('metrics: names, types, values', () => {
+  test('every family is tandem_*, typed as its name says, with the view values', async () => {
+    const f = await scrape(metricsOf(VOTER));
+    const types = Object.fromEntries([...f.values()].map((x) => [x.name, x.type]));
+    assert.deepEqual(types, {
+      tandem_member_info: 'gauge',
+      tandem_member_role: 'gauge',
+      tandem_raft_term: 'gauge',
+      tandem_raft_commit_index: 'gauge',
+      tandem_raft_applied_index: 'gauge',
+      tandem_raft_is_leader: 'gauge',
+      tandem_raft_has_leader: 'gauge',
+      tandem_replication_lag_entries: 'gauge',
+      tandem_standby_staleness_seconds: 'gauge',
+      tandem_reads_total: 'counter',
+      tandem_raft_leader_changes_total: 'counter',
+      tandem_redundancy_replacements_total: 'counter',
+      tandem_redundancy_policy_actions_total: 'counter',
+      tandem_wal_fsync_seconds: 'histogram',
+    });
+    for (const x of f.values()) assert.ok(x.help !== null && x.help.length > 10, x.name);
+    assert.equal(sampleValue(f, 'tandem_raft_term'), 7);
+    assert.equal(sampleValue(f, 'tandem_raft_commit_index'), 120);
+    assert.equal(sampleValue(f, 'tandem_raft_applied_index'), 118);
+    assert.equal(sampleValue(f, 'tandem_raft_is_leader'), 1);
+    assert.equal(sampleValue(f, 'tandem_raft_has_leader'), 1);
+    assert.equal(
+      sampleValue(f, 'tandem_member_info', { name: 'n1', zone: 'zone-a', id: 'abc123' }),
+      1,
+    );
+    assert.equal(sampleValue(f, 'tandem_replication_lag_entries', { member: 'n3' }), 40);
+    assert.equal(f.get('tandem_replication_lag_entries')!.samples.length, 3);
+    assert.equal(sampleValue(f, 'tandem_reads_total', { path: 'local' }), 11);
+    assert.equal(sampleValue(f, 'tandem_reads_total', { path: 'barrier' }), 4);
+    // Not a warm or cold standby: no staleness series at all (absent, not 0).
+    assert.equal(f.get('tandem_standby_staleness_seconds')!.samples.length, 0);
+    // A voter's role series: voter 1, every other 0; the standby mode is not a voter's label.
+    assert.equal(sampleValue(f, 'tandem_member_role', { role: 'voter', standby_mode: '' }), 1);
+    assert.equal(
+      sampleValue(f, 'tandem_member_role', { role: 'standby', standby_mode: 'warm' }),
+      0,
+    );
+  });
+
+  test('property: one role series is 1 (the view role), values and lag labels round-trip', async () => {
+    const roles = ['voter', 'replica', 'standby', 'unknown'] as const;
+    const modes = ['hot', 'warm', 'cold'] as const;
+    await fc.assert(
+      fc.asyncProperty(
+        fc.record({
+          role: fc.constantFrom(...roles),
+          standbyMode: fc.constantFrom(...modes),
+          commitIndex: fc.nat(1e9),
+          behind: fc.nat(1000),
+          // Member names as the registry allows (label values are escaped, never dropped).
+          lag: fc.dictionary(fc.string({ minLength: 1, maxLength: 12 }), fc.nat(1e6), {
+            maxKeys: 8,
+          }),
+          staleness: fc.option(fc.double({ min: 0, max: 1e6, noNaN: true })),
+        }),
+        async (r) => {
+          const view: MetricsView = {
+            ...VOTER,
+            role: r.role,
+            standbyMode: r.standbyMode,
+            commitIndex: r.commitIndex,
+            appliedIndex: Math.max(0, r.commitIndex - r.behind),
+            lagEntries: new Map(Object.entries(r.lag)),
+            standbyStalenessSeconds: r.staleness,
+          };
+          const f = await scrape(metricsOf(view));
+          const on = f.get('tandem_member_role')!.samples.filter((s) => s.value === 1);
+          assert.equal(on.length, 1);
+          assert.equal(on[0]!.labels.role, r.role);
+          assert.equal(on[0]!.labels.standby_mode, r.role === 'standby' ? r.standbyMode : '');
+          assert.equal(sampleValue(f, 'tandem_raft_commit_index'), view.commitIndex);
+          assert.equal(sampleValue(f, 'tandem_raft_applied_index'), view.appliedIndex);
+          const lag = f.get('tandem_replication_lag_entries')!.samples;
+          assert.deepEqual(
+            Object.fromEntries(lag.map((s) => [s.labels.member, s.value])),
+            Object.fromEntries(Object.entries(r.lag)),
+          );
+          const stale = f.get('tandem_standby_staleness_seconds')!.samples;
+          assert.deepEqual(
+            stale.map((s) => [s.labels.standby_mode, s.value]),
+            r.staleness === null ? [] : [[r.standbyMode, r.staleness]],
+          );
+        },
+      ),
+      { numRuns: 60 },
+    );
+  });
+
+  test('each scrape reads the live view again', async () => {
+    let term = 1;
+    const m = metricsOf(null);
+    m.attach(() => ({ ...VOTER, term }));
+    assert.equal(sampleValue(await scrape(m), 'tandem_raft_term'), 1);
+    term = 9;
+    assert.equal(sampleValue(await scrape(m), 'tandem_raft_term'), 9);
+    assert.throws(() => m.attach(() => VOTER), /attached once/);
+  });
+});
+
+describe('metrics: events', () => {
+  test('leader changes count as etcd counts them: a new known leader', async () => {
+    const m = metricsOf(VOTER);
+    for (const lead of [0, 5, 5, 0, 5, 6, 6, 0]) m.noteLeader(lead);
+    // 5 (new), 5 again after none (etcd counts it too), 6.
+    assert.equal(sampleValue(await scrape(m), 'tandem_raft_leader_changes_total'), 3);
+  });
+
+  test('policy events: replacements, actions by kind and outcome, kinds bounded', async () => {
+    const m = metricsOf(VOTER);
+    m.notePolicyEvent({ action: 'replace', reason: 'n2 silent' });
+    m.notePolicyEvent({ action: 'replace', reason: 'n3 silent', error: 'timed out' });
+    m.notePolicyEvent({ action: 'warm-refresh', reason: 'due' });
+    m.notePolicyEvent({ action: 'Not A Kind!', reason: 'x' });
+    let f = await scrape(m);
+    assert.equal(sampleValue(f, 'tandem_redundancy_replacements_total'), 1);
+    const actions = 'tandem_redundancy_policy_actions_total';
+    assert.equal(sampleValue(f, actions, { kind: 'replace', outcome: 'ok' }), 1);
+    assert.equal(sampleValue(f, actions, { kind: 'replace', outcome: 'error' }), 1);
+    assert.equal(sampleValue(f, actions, { kind: 'warm-refresh', outcome: 'ok' }), 1);
+    assert.equal(sampleValue(f, actions, { kind: 'other', outcome: 'ok' }), 1);
+    for (let i = 0; i < 3 * POLICY_ACTION_KINDS_MAX; i++) {
+      m.notePolicyEvent({ action: `kind-${i}`, reason: 'flood' });
+    }
+    f = await scrape(m);
+    const kinds = new Set(f.get(actions)!.samples.map((s) => s.labels.kind));
+    assert.equal(kinds.size, POLICY_ACTION_KINDS_MAX + 1, 'the kinds kept, plus other');
+    assert.ok(kinds.has('other') && kinds.has('replace'));
+  });
+});
+
+/** A file system whose datasync takes `syncMs` of the fake clock, or fails. */
+function fakeFs(clock: { ms: number }, syncMs: number, fail: boolean): FileSystem {
+  const handle: FileHandle = {
+    path: '/wal/0001',
+    write: async () => {},
+    read: async () => 0,
+    datasync: async () => {
+      clock.ms += syncMs;
+      if (fail) throw new Error('EIO');
+    },
+    sync: async () => {},
+    truncate: async () => {},
+    allocate: async () => {},
+    size: async () => 0,
+    close: async () => {},
+  };
+  return {
+    open: async () => handle,
+    rename: async () => {},
+    unlink: async () => {},
+    readdir: async () => ['a'],
+    mkdir: async () => {},
+    syncDir: async () => {},
+    stat: async () => null,
+  };
+}
+
+describe('metrics: fdatasync histogram', () => {
+  test('each successful datasync is one observation of its duration in seconds', async () => {
+    const clock = { ms: 1_000 };
+    const m = metricsOf(VOTER, () => clock.ms);
+    const fs = m.timedFileSystem(fakeFs(clock, 3, false));
+    const h = await fs.open('/wal/0001', 'write');
+    assert.equal(h.path, '/wal/0001');
+    await h.datasync();
+    await h.datasync();
+    assert.deepEqual(await fs.readdir('/wal'), ['a'], 'the rest passes through');
+    const f = await scrape(m);
+    const name = 'tandem_wal_fsync_seconds';
+    assert.equal(sampleValue(f, `${name}_count`), 2);
+    assert.ok(Math.abs(sampleValue(f, `${name}_sum`) - 0.006) < 1e-9);
+    assert.equal(sampleValue(f, `${name}_bucket`, { le: '0.002' }), 0);
+    assert.equal(sampleValue(f, `${name}_bucket`, { le: '0.004' }), 2);
+  });
+
+  test('a failed datasync rethrows and is not a duration', async () => {
+    const clock = { ms: 0 };
+    const m = metricsOf(VOTER, () => clock.ms);
+    const h = await m.timedFileSystem(fakeFs(clock, 50, true)).open('/wal/0001', 'write');
+    await assert.rejects(h.datasync(), /EIO/);
+    assert.equal(sampleValue(await scrape(m), 'tandem_wal_fsync_seconds_count'), 0);
+  });
+});
+
+describe('metrics: standby staleness', () => {
+  function fakeSm(): ReplicatedStateMachine & { calls: string[] } {
+    const calls: string[] = [];
+    return {
+      calls,
+      appliedIndex: () => 42,
+      apply: (ctx) => {
+        calls.push(`apply ${ctx.index}`);
+        return 'result';
+      },
+      applyNoop: (ctx) => void calls.push(`noop ${ctx.index}`),
+      applyConfChange: (ctx) => void calls.push(`conf ${ctx.index}`),
+      transaction: (fn) => fn(),
+      snapshot: () => new Uint8Array([1, 2]),
+      restore: (snap) => void calls.push(`restore ${snap.metadata.index}`),
+    };
+  }
+
+  test('grows with time since the last apply or restore; every call reaches the state machine', () => {
+    const clock = { ms: 10_000 };
+    const tracker = new ApplyTracker(() => clock.ms);
+    const inner = fakeSm();
+    const sm = tracker.observe(inner);
+    clock.ms += 2_500;
+    assert.equal(tracker.stalenessSeconds(), 2.5, 'since start before any apply');
+    assert.equal(sm.apply({ index: 43, term: 1 }, new Uint8Array(0)), 'result');
+    assert.equal(tracker.stalenessSeconds(), 0);
+    clock.ms += 4_000;
+    assert.equal(tracker.stalenessSeconds(), 4);
+    sm.applyNoop({ index: 44, term: 1 });
+    clock.ms += 1_000;
+    sm.applyConfChange({ index: 45, term: 1 }, {} as never, {} as never);
+    clock.ms += 7_000;
+    assert.equal(tracker.stalenessSeconds(), 7);
+    // Reading the state is not advancing it.
+    assert.equal(
+      sm.transaction(() => sm.appliedIndex()),
+      42,
+    );
+    assert.deepEqual([...sm.snapshot()], [1, 2]);
+    assert.equal(tracker.stalenessSeconds(), 7);
+    sm.restore({ metadata: { index: 900 } } as never);
+    assert.equal(tracker.stalenessSeconds(), 0);
+    assert.deepEqual(inner.calls, ['apply 43', 'noop 44', 'conf 45', 'restore 900']);
+  });
+
+  test('reported for warm and cold standbys only', () => {
+    const clock = { ms: 0 };
+    const tracker = new ApplyTracker(() => clock.ms);
+    clock.ms = 3_000;
+    assert.equal(standbyStalenessSeconds('standby', 'warm', tracker), 3);
+    assert.equal(standbyStalenessSeconds('standby', 'cold', tracker), 3);
+    assert.equal(standbyStalenessSeconds('standby', 'hot', tracker), null);
+    assert.equal(standbyStalenessSeconds('voter', 'warm', tracker), null);
+    assert.equal(standbyStalenessSeconds('unknown', 'warm', tracker), null);
+  });
+});
+
+describe('metrics: one registry per member', () => {
+  test('two members in one process, process metrics on both, none in the global registry', async () => {
+    const a = new MemberMetrics({ name: 'a', memberIdHex: '1', monotonicMs: () => 0 });
+    const b = new MemberMetrics({ name: 'b', memberIdHex: '2', monotonicMs: () => 0 });
+    a.attach(() => VOTER);
+    b.attach(() => ({ ...VOTER, term: 8 }));
+    const [fa, fb] = [await scrape(a), await scrape(b)];
+    assert.equal(sampleValue(fa, 'tandem_raft_term'), 7);
+    assert.equal(sampleValue(fb, 'tandem_raft_term'), 8);
+    for (const f of [fa, fb]) {
+      assert.equal(f.get('tandem_process_cpu_seconds_total')?.type, 'counter');
+      assert.ok(f.has('tandem_nodejs_heap_size_used_bytes'));
+      for (const name of f.keys()) assert.ok(name.startsWith('tandem_'), name);
+    }
+    assert.match(a.contentType, /^text\/plain/);
+    assert.ok(!(await globalRegistry.metrics()).includes('tandem_'));
+  });
+});
+
+describe('the strict exposition parser the tests rely on', () => {
+  const ok = '# HELP a_total A.\n# TYPE a_total counter\na_total{x="1"} 2\n';
+  test('reads a valid family', () => {
+    const f = parsePromText(ok);
+    assert.equal(sampleValue(f, 'a_total', { x: '1' }), 2);
+    assert.equal(f.get('a_total')!.help, 'A.');
+  });
+
+  const bad: readonly [string, string][] = [
+    ['a sample before its TYPE', 'a_total 1\n'],
+    ['a duplicate series', `${ok}a_total{x="1"} 3\n`],
+    ['a second TYPE', `${ok}# TYPE a_total counter\n`],
+    ['a family split in two', `${ok}# TYPE b gauge\nb 1\na_total{x="2"} 1\n`],
+    ['a bad value', '# TYPE b gauge\nb one\n'],
+    ['a bad escape', '# TYPE b gauge\nb{x="\\t"} 1\n'],
+    ['an unquoted label', '# TYPE b gauge\nb{x=1} 1\n'],
+    ['no final newline', '# TYPE b gauge\nb 1'],
+    [
+      'buckets not cumulative',
+      '# TYPE h histogram\nh_bucket{le="1"} 2\nh_bucket{le="+Inf"} 1\nh_sum 1\nh_count 1\n',
+    ],
+    ['+Inf bucket != count', '# TYPE h histogram\nh_bucket{le="+Inf"} 2\nh_sum 1\nh_count 1\n'],
+    ['a histogram sample with a wrong suffix', '# TYPE h histogram\nh_total 1\n'],
+  ];
+  for (const [what, text] of bad) {
+    test(`rejects ${what}`, () => assert.throws(() => parsePromText(text)));
+  }
+});
