@@ -47,6 +47,24 @@ async function withCluster(
   }
 }
 
+/** The member answers (retrying while it catches up) with the last acknowledged put. */
+async function assertServesLastPut(cluster: LocalCluster, index: number): Promise<void> {
+  const own = new KvClient(cluster.members[index]!.client);
+  try {
+    let read: string | null = null;
+    for (let i = 0; i < 50 && read !== String(PUTS - 1); i++) {
+      read = await own.get('flip/k', 2_000).then(
+        (r) => r.value,
+        () => null,
+      );
+      if (read !== String(PUTS - 1)) await sleep(200);
+    }
+    assert.equal(read, String(PUTS - 1));
+  } finally {
+    own.close();
+  }
+}
+
 test('bitflip with a WAL mirror: repaired from the mirror, the member starts and serves', {
   timeout: 120_000,
 }, async () => {
@@ -59,20 +77,7 @@ test('bitflip with a WAL mirror: repaired from the mirror, the member starts and
     cluster.spawn(victim);
     assert.ok(await cluster.waitUp(victim, 30_000), 'the member did not start');
     assert.equal(await byteAt(flip), flip.before, 'the record was repaired in place');
-    const own = new KvClient(cluster.members[victim]!.client);
-    try {
-      let read: string | null = null;
-      for (let i = 0; i < 50 && read !== String(PUTS - 1); i++) {
-        read = await own.get('flip/k', 2_000).then(
-          (r) => r.value,
-          () => null,
-        );
-        if (read !== String(PUTS - 1)) await sleep(200);
-      }
-      assert.equal(read, String(PUTS - 1));
-    } finally {
-      own.close();
-    }
+    await assertServesLastPut(cluster, victim);
   });
 });
 
@@ -91,20 +96,7 @@ test('bitflip without a mirror: recovered from peers, or refused naming the corr
     if (started) {
       // Protocol-aware recovery: the member said what it did, and serves every acknowledged write.
       assert.match(log(), /WAL recovered past 1 span\(s\) damaged in every copy/);
-      const own = new KvClient(cluster.members[victim]!.client);
-      try {
-        let read: string | null = null;
-        for (let i = 0; i < 50 && read !== String(PUTS - 1); i++) {
-          read = await own.get('flip/k', 2_000).then(
-            (r) => r.value,
-            () => null,
-          );
-          if (read !== String(PUTS - 1)) await sleep(200);
-        }
-        assert.equal(read, String(PUTS - 1));
-      } finally {
-        own.close();
-      }
+      await assertServesLastPut(cluster, victim);
     } else {
       // Not provably recoverable (e.g. no intact entry record after the damage): refused, named.
       assert.equal(await cluster.waitExit(victim, 10_000), 1, 'the member must exit with an error');
