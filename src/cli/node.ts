@@ -383,6 +383,9 @@ export async function startNode(config: TandemConfig): Promise<RunningNode> {
             id: m.id.toString(16),
             health: live?.state ?? m.health,
             healthSinceMs: live?.sinceMs ?? m.healthSinceMs,
+            // Warm standbys: ms since a leader recorded it caught up (wall clock), else null.
+            lastRefreshMs:
+              m.lastRefreshAtMs === null ? null : Math.max(0, Date.now() - m.lastRefreshAtMs),
             lag: progress === undefined ? null : Math.max(0, member.commitIndex - progress.match),
           };
         }),

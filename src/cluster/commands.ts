@@ -4,7 +4,9 @@
  * (`encodeRegistryCommand`) or inside a membership change's context (`encodeChangeContext`), so a
  * promotion and the record of it commit in one entry.
  *
- * Encoding: `[REGISTRY_COMMAND_VERSION, kindCode, ...fields]`; a context is
+ * Encoding: `[version, kindCode, ...fields]`, the version being the lowest that knows the kind
+ * (`KIND_SINCE_VERSION`), so a member of an older version still decodes every command it knows
+ * and rejects the others as a no-op; a context is
  * `[CHANGE_CONTEXT_TAG, version, atMs, [command, ...]]` (four elements, so the member-attribute
  * decoder, which wants three, never mistakes one for the other).
  */
@@ -21,7 +23,14 @@ export const ROLES: readonly Role[] = ['voter', 'replica', 'standby'];
 export const STANDBY_MODES: readonly StandbyMode[] = ['hot', 'warm', 'cold'];
 export const HEALTH_STATES: readonly HealthState[] = ['healthy', 'lagging', 'unreachable'];
 
-export const REGISTRY_COMMAND_VERSION = 1;
+/**
+ * The newest command encoding this member reads. Version 2 added `record-refresh`; every kind of
+ * version 1 is still written as version 1, so a version-1 member in a mixed cluster rejects
+ * (as a no-op, src/server/tandem-state-machine.ts) only the commands it cannot know.
+ */
+export const REGISTRY_COMMAND_VERSION = 2;
+/** Change contexts stay at version 1: an older member fails to apply a context it cannot read. */
+const CHANGE_CONTEXT_VERSION = 1;
 const CHANGE_CONTEXT_TAG = 'tandem.registry';
 /** Commands one membership change carries (a replacement needs two). */
 export const CONTEXT_COMMANDS_MAX = 4;
@@ -75,7 +84,13 @@ export type RegistryCommand =
       readonly sinceMs: number;
     }
   /** Unregisters a member outside the Raft configuration. */
-  | { readonly kind: 'remove'; readonly id: NodeId };
+  | { readonly kind: 'remove'; readonly id: NodeId }
+  /**
+   * A warm standby caught up with the log at `atMs` (wall-clock ms since the epoch: the only
+   * clock members share; the leaders' monotonic clocks are not comparable across processes).
+   * Since version 2; a registry entry of its own, never in a change context.
+   */
+  | { readonly kind: 'record-refresh'; readonly id: NodeId; readonly atMs: number };
 
 export type RegistryCommandKind = RegistryCommand['kind'];
 
@@ -98,7 +113,24 @@ const KIND_CODES: Readonly<Record<RegistryCommandKind, number>> = {
   'record-demotion': 6,
   'record-health': 7,
   remove: 8,
+  'record-refresh': 9,
 };
+/** The command version that introduced each kind (the version written for it). */
+const KIND_SINCE_VERSION: Readonly<Record<RegistryCommandKind, number>> = {
+  register: 1,
+  'set-role': 1,
+  'set-standby': 1,
+  'set-zone': 1,
+  'record-promotion': 1,
+  'record-demotion': 1,
+  'record-health': 1,
+  remove: 1,
+  'record-refresh': 2,
+};
+assert(
+  Object.values(KIND_SINCE_VERSION).every((v) => v >= 1 && v <= REGISTRY_COMMAND_VERSION),
+  'every command kind within a known version',
+);
 const KINDS_BY_CODE = new Map(Object.entries(KIND_CODES).map(([k, v]) => [v, k])) as Map<
   number,
   RegistryCommandKind
@@ -150,6 +182,7 @@ export function checkCommand(c: RegistryCommand): void {
       checkZone(c.zone);
       return;
     case 'record-promotion':
+    case 'record-refresh':
       checkTime(c.atMs, 'atMs');
       return;
     case 'record-demotion':
@@ -176,6 +209,7 @@ function fields(c: RegistryCommand): unknown[] {
     case 'set-zone':
       return [c.zone];
     case 'record-promotion':
+    case 'record-refresh':
       return [c.atMs];
     case 'record-demotion':
       return [c.atMs, c.role];
@@ -195,12 +229,17 @@ const isStr = (v: unknown): v is string => typeof v === 'string';
 const isStrs = (v: unknown): v is string[] => Array.isArray(v) && v.every(isStr);
 const isNum = (v: unknown): v is number => typeof v === 'number';
 
-/** Builds a command from a decoded row; shapes are checked here, values by checkCommand. */
-function fromRow(row: unknown): RegistryCommand {
+/**
+ * Builds a command from a decoded row of encoding `version`; shapes are checked here, values by
+ * checkCommand. A kind newer than the row's version is not one that version could write.
+ */
+function fromRow(row: unknown, version: number): RegistryCommand {
   if (!Array.isArray(row) || row.length < 2) bad('a registry command is a list');
   const [code, id, ...f] = row as unknown[];
   const kind = isNum(code) ? KINDS_BY_CODE.get(code) : undefined;
-  if (kind === undefined || !isNum(id)) bad(`unknown registry command ${String(code)}`);
+  if (kind === undefined || !isNum(id) || KIND_SINCE_VERSION[kind] > version) {
+    bad(`unknown registry command ${String(code)} in version ${version}`);
+  }
   const c = build(kind, id, f);
   checkCommand(c);
   return c;
@@ -231,6 +270,7 @@ function build(kind: RegistryCommandKind, id: number, f: unknown[]): RegistryCom
       if (!isStr(a)) break;
       return { kind, id, zone: a };
     case 'record-promotion':
+    case 'record-refresh':
       if (!isNum(a)) break;
       return { kind, id, atMs: a };
     case 'record-demotion':
@@ -246,7 +286,7 @@ function build(kind: RegistryCommandKind, id: number, f: unknown[]): RegistryCom
 }
 
 export function encodeRegistryCommand(c: RegistryCommand): Uint8Array {
-  return pack([REGISTRY_COMMAND_VERSION, ...toRow(c)]);
+  return pack([KIND_SINCE_VERSION[c.kind], ...toRow(c)]);
 }
 
 /** Throws a RegistryError ('BAD_REGISTRY_COMMAND') on anything but a valid command. */
@@ -257,10 +297,10 @@ export function decodeRegistryCommand(bytes: Uint8Array): RegistryCommand {
   } catch (cause) {
     throw new RegistryError('BAD_REGISTRY_COMMAND', 'undecodable registry command', { cause });
   }
-  if (!Array.isArray(v) || v[0] !== REGISTRY_COMMAND_VERSION) {
-    bad('not a registry command of a known version');
-  }
-  return fromRow(v.slice(1));
+  const version: unknown = Array.isArray(v) ? v[0] : undefined;
+  if (!isNum(version) || !Number.isInteger(version) || version < 1) bad('not a registry command');
+  if (version > REGISTRY_COMMAND_VERSION) bad(`registry command version ${version} is newer`);
+  return fromRow((v as unknown[]).slice(1), version);
 }
 
 /** What the policy's membership changes carry: when they were planned and what they record. */
@@ -272,7 +312,10 @@ export interface ChangeContext {
 export function encodeChangeContext(ctx: ChangeContext): Uint8Array {
   checkTime(ctx.atMs, 'atMs');
   if (ctx.commands.length > CONTEXT_COMMANDS_MAX) bad('too many commands in a change context');
-  return pack([CHANGE_CONTEXT_TAG, REGISTRY_COMMAND_VERSION, ctx.atMs, ctx.commands.map(toRow)]);
+  for (const c of ctx.commands) {
+    if (KIND_SINCE_VERSION[c.kind] > CHANGE_CONTEXT_VERSION) bad(`${c.kind} in a change context`);
+  }
+  return pack([CHANGE_CONTEXT_TAG, CHANGE_CONTEXT_VERSION, ctx.atMs, ctx.commands.map(toRow)]);
 }
 
 /**
@@ -290,10 +333,10 @@ export function decodeChangeContext(bytes: Uint8Array): ChangeContext | null {
   }
   if (!Array.isArray(v) || v.length !== 4 || v[0] !== CHANGE_CONTEXT_TAG) return null;
   const [, version, atMs, rows] = v as unknown[];
-  if (version !== REGISTRY_COMMAND_VERSION || !isNum(atMs) || !Array.isArray(rows)) {
+  if (version !== CHANGE_CONTEXT_VERSION || !isNum(atMs) || !Array.isArray(rows)) {
     bad('malformed change context');
   }
   if (rows.length > CONTEXT_COMMANDS_MAX) bad('too many commands in a change context');
   checkTime(atMs, 'atMs');
-  return { atMs, commands: rows.map(fromRow) };
+  return { atMs, commands: rows.map((row) => fromRow(row, CHANGE_CONTEXT_VERSION)) };
 }

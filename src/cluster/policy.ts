@@ -44,7 +44,9 @@
  *   3. Placement: a warm/cold standby left staged with no need for it goes back outside
  *      (RemoveNode); a replica or hot standby outside the configuration is added as a learner.
  *   4. Warm standbys get a snapshot every `snapshotEveryMs` (their own setting), most overdue
- *      first; cold standbys hold nothing.
+ *      first, counted from the later of this leader's last refresh and the registry's recorded
+ *      one (`lastRefreshMs`: a new leader does not refresh them all at once); cold standbys hold
+ *      nothing.
  *
  * Every resulting configuration keeps a healthy quorum: the healthy voters of the old and the new
  * configuration (both count during joint consensus) are checked before a change is planned.
@@ -155,6 +157,11 @@ export interface RedundancyView {
   readonly health: ReadonlyMap<NodeId, MemberHealth>;
   /** When the leader last shipped a snapshot to each warm standby. */
   readonly lastSnapshotSentMs: ReadonlyMap<NodeId, number>;
+  /**
+   * Wall-clock now (ms since the epoch), to age the registry's `lastRefreshAtMs`; absent: the
+   * leader's clock is the wall clock (the simulator's shared virtual time).
+   */
+  readonly wallNowMs?: number;
 }
 
 /** Builds a view from the leader's RaftStatus; the rest is what the member loop tracks. */
@@ -162,7 +169,10 @@ export function viewFrom(
   status: RaftStatus,
   members: readonly MemberRecord[],
   health: ReadonlyMap<NodeId, MemberHealth>,
-  extra: Pick<RedundancyView, 'pendingConfChange' | 'quorumActive' | 'lastSnapshotSentMs'>,
+  extra: Pick<
+    RedundancyView,
+    'pendingConfChange' | 'quorumActive' | 'lastSnapshotSentMs' | 'wallNowMs'
+  >,
 ): RedundancyView {
   const { lead: leaderId, commit, config, progress } = status;
   return { leaderId, members, config, commit, progress, health, ...extra };
@@ -556,12 +566,25 @@ function planPlacement(
   return null;
 }
 
+/**
+ * When warm standby `m` last caught up, on the leader's clock (-Infinity: never known): the later
+ * of this leader's own refresh and the registry's record. The record is wall-clock time from
+ * whichever leader wrote it: only its age carries over, and a record from a clock ahead of ours
+ * counts as just now (never in the future).
+ */
+export function lastRefreshMs(view: RedundancyView, m: MemberRecord, nowMs: number): number {
+  const ownMs = view.lastSnapshotSentMs.get(m.id) ?? Number.NEGATIVE_INFINITY;
+  if (m.lastRefreshAtMs === null) return ownMs;
+  const ageMs = Math.max(0, (view.wallNowMs ?? nowMs) - m.lastRefreshAtMs);
+  return Math.max(ownMs, nowMs - ageMs);
+}
+
 /** Rule 4: the warm standby most overdue for a snapshot, or null. */
 export function planSnapshotRefresh(view: RedundancyView, nowMs: number): SnapshotAction | null {
   let due: { m: MemberRecord; lastMs: number } | null = null;
   for (const m of view.members) {
     if (m.role !== 'standby' || m.standbyMode !== 'warm' || m.placement !== 'none') continue;
-    const lastMs = view.lastSnapshotSentMs.get(m.id) ?? Number.NEGATIVE_INFINITY;
+    const lastMs = lastRefreshMs(view, m, nowMs);
     if (nowMs - lastMs < m.snapshotEveryMs) continue;
     if (due === null || lastMs < due.lastMs) due = { m, lastMs };
   }

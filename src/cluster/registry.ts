@@ -16,7 +16,8 @@
  * `list()` is etcd's view (members in the Raft configuration, for MemberList); `all()` includes
  * the standbys outside it.
  *
- * Pure: no I/O, no clock. Times (`atMs`, `sinceMs`) are the leader's clock, carried in commands.
+ * Pure: no I/O, no clock. Times (`atMs`, `sinceMs`) are the leader's clock, carried in commands;
+ * `lastRefreshAtMs` is wall-clock time (a new leader compares it with its own: commands.ts).
  */
 import { pack, unpack } from 'msgpackr';
 import type { ConfChange, ConfState, NodeId } from '../raft/types.js';
@@ -45,8 +46,13 @@ export {
 export const MEMBERS_MAX = 64;
 export const NAME_BYTES_MAX = 256;
 export const URLS_MAX = 8;
-/** The snapshot layout written by `toSnapshot`; version 1 was a bare list of 5-tuples. */
-export const REGISTRY_SNAPSHOT_VERSION = 2;
+/**
+ * The snapshot layout written by `toSnapshot`; version 1 was a bare list of 5-tuples, version 2
+ * rows of 14 fields (no `lastRefreshAtMs`), both still read.
+ */
+export const REGISTRY_SNAPSHOT_VERSION = 3;
+const ROW_FIELDS_V2 = 14;
+const ROW_FIELDS_V3 = 15;
 
 /** A founding member; role and mode default to a voter (hot when it becomes a standby). */
 export interface Founder extends MemberAttributes {
@@ -100,6 +106,8 @@ export interface MemberRecord extends MemberInfo {
   readonly healthSinceMs: number;
   readonly promotedAtMs: number | null;
   readonly demotedAtMs: number | null;
+  /** Warm standbys: when a leader last saw it catch up (wall-clock ms; null: never recorded). */
+  readonly lastRefreshAtMs: number | null;
 }
 
 /** What a membership change's context carries (raft keeps it opaque). */
@@ -198,6 +206,7 @@ function newMember(id: NodeId, attrs: MemberAttributes, placement: Placement): M
     healthSinceMs: 0,
     promotedAtMs: null,
     demotedAtMs: null,
+    lastRefreshAtMs: null,
   };
 }
 
@@ -397,6 +406,7 @@ export class MemberRegistry {
       m.healthSinceMs,
       m.promotedAtMs,
       m.demotedAtMs,
+      m.lastRefreshAtMs,
     ]);
     return { version: REGISTRY_SNAPSHOT_VERSION, members: rows };
   }
@@ -418,7 +428,10 @@ export class MemberRegistry {
 function snapshotRows(data: unknown): unknown[] {
   assert(typeof data === 'object' && data !== null, 'registry snapshot is not a record');
   const { version, members } = data as { version?: unknown; members?: unknown };
-  assert(version === REGISTRY_SNAPSHOT_VERSION, `registry snapshot version ${String(version)}`);
+  assert(
+    version === 2 || version === REGISTRY_SNAPSHOT_VERSION,
+    `registry snapshot version ${String(version)}`,
+  );
   assert(Array.isArray(members), 'registry snapshot members is not a list');
   return members;
 }
@@ -434,8 +447,9 @@ function fromRowV1(row: unknown[]): MemberRecord {
   return newMember(id, { name, peerUrls, clientUrls }, isLearner ? 'learner' : 'voter');
 }
 
+/** A row of version 2 (14 fields) or 3 (15: `lastRefreshAtMs` appended). */
 function fromRowV2(row: unknown[]): MemberRecord {
-  assert(row.length === 14, 'registry snapshot row');
+  assert(row.length === ROW_FIELDS_V2 || row.length === ROW_FIELDS_V3, 'registry snapshot row');
   const [id, name, peerUrls, clientUrls, isLearner, placement, role, standbyMode] = row as [
     number,
     string,
@@ -448,7 +462,10 @@ function fromRowV2(row: unknown[]): MemberRecord {
   ];
   const [snapshotEveryMs, zone, health, healthSinceMs, promotedAtMs, demotedAtMs] = row.slice(
     8,
+    ROW_FIELDS_V2,
   ) as [number, string, HealthState, number, number | null, number | null];
+  const lastRefreshAtMs = (row[ROW_FIELDS_V2] ?? null) as number | null;
+  assert(lastRefreshAtMs === null || Number.isSafeInteger(lastRefreshAtMs), 'lastRefreshAtMs');
   assertUint(id, 'registry snapshot member id');
   assert(isLearner === (placement !== 'voter'), `member ${id}: learner flag and placement`);
   return {
@@ -466,6 +483,7 @@ function fromRowV2(row: unknown[]): MemberRecord {
     healthSinceMs,
     promotedAtMs,
     demotedAtMs,
+    lastRefreshAtMs,
   };
 }
 
@@ -482,6 +500,10 @@ function standaloneRefusal(m: MemberRecord, c: RegistryCommand): string | null {
       return m.placement === 'voter' ? null : `member ${m.id} is not a voter`;
     case 'record-demotion':
       return m.placement === 'voter' ? `member ${m.id} is still a voter` : null;
+    case 'record-refresh':
+      return m.role === 'standby' && m.standbyMode === 'warm'
+        ? null
+        : `member ${m.id} is not a warm standby: only warm standbys are refreshed`;
     case 'remove':
       return m.placement === 'none'
         ? null
@@ -508,6 +530,9 @@ function withIntent(
       return { ...m, role: c.role, demotedAtMs: c.atMs };
     case 'record-health':
       return { ...m, health: c.health, healthSinceMs: c.sinceMs };
+    case 'record-refresh':
+      // Never backwards: a record delayed behind a newer one (two leaders' clocks) is older news.
+      return { ...m, lastRefreshAtMs: Math.max(c.atMs, m.lastRefreshAtMs ?? c.atMs) };
   }
 }
 

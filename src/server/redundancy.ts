@@ -21,7 +21,10 @@
  *            transfer is Raft's, and a refresh in progress is a standby already staged should a
  *            voter fail meanwhile. Being a membership change, a refresh waits while another is
  *            pending; a new leader finishes the stagings it inherits.
- *   record   health transitions as registry commands, so every member's status shows them.
+ *   record   health transitions as registry commands, so every member's status shows them; a
+ *            warm standby's completed refresh (caught up when unstaged) as a record-refresh
+ *            command (wall-clock time), so a new leader, even one restarted since, refreshes it
+ *            only when `snapshotEveryMs` has passed since (policy.ts lastRefreshMs).
  *
  * Safety: the planner never plans a membership change without a healthy quorum in the current
  * and the resulting configuration; `act` asserts it again before proposing (assertions stay on).
@@ -85,6 +88,11 @@ export interface RedundancyDriverOptions {
   readonly electionTimeoutMs: number;
   /** `replication.preferLeaderZone`: the leader hands leadership to a voter of this zone. */
   readonly preferLeaderZone?: string | null;
+  /**
+   * Wall-clock ms since the epoch (Date.now), for the registry's refresh records, which a leader
+   * of another process reads; absent: `clock.now` (the simulator's shared virtual time).
+   */
+  readonly wallClockMs?: () => number;
   readonly onEvent?: (event: PolicyEvent) => void;
 }
 
@@ -104,6 +112,8 @@ export class RedundancyDriver {
   private readonly placementSeen = new Map<NodeId, Placement>();
   /** Warm standbys added as learners for a refresh, with when it began. */
   private readonly refreshing = new Map<NodeId, number>();
+  /** Completed refreshes to record in the registry (wall-clock ms), one entry per round. */
+  private readonly refreshesToRecord = new Map<NodeId, number>();
   /** When this member last started a leader-zone transfer (ms; -Infinity: never). */
   private lastTransferMs = Number.NEGATIVE_INFINITY;
 
@@ -121,11 +131,13 @@ export class RedundancyDriver {
   tick(): void {
     this.noteRefreshes(this.o.state.allMembers(), this.o.clock.now());
     const view = this.observe();
+    if (view === null) this.refreshesToRecord.clear(); // the next leader's to find out
     if (view === null || this.acting) return;
     const now = this.o.clock.now();
     const action = planRedundancy(view, this.o.policy, now);
     if (action !== null) {
       if (this.holdRefresh(action, view, now)) return;
+      this.noteCaughtUp(action, view);
       // A refresh is a membership change here (the standby joins as a learner): none while
       // another is pending, nor without a quorum, like any other.
       if (action.kind === 'send-snapshot' && membershipBlocked(view, this.o.policy) !== null) {
@@ -135,6 +147,7 @@ export class RedundancyDriver {
       return;
     }
     if (this.preferLeaderZone(view, now)) return;
+    if (this.recordRefresh(view)) return;
     const record = healthRecords(view.members, this.detector!.view())[0];
     if (record !== undefined) {
       void this.act({ kind: 'registry', command: record, reason: 'health record' }, view).catch(
@@ -223,7 +236,41 @@ export class RedundancyDriver {
       pendingConfChange: m.confChangePending,
       quorumActive: this.quorumActive(status, heard, now),
       lastSnapshotSentMs: this.snapshotSentMs,
+      wallNowMs: this.wallNowMs(),
     });
+  }
+
+  private wallNowMs(): number {
+    return this.o.wallClockMs === undefined ? this.o.clock.now() : this.o.wallClockMs();
+  }
+
+  /**
+   * A warm standby unstaged while caught up (whether staged for a refresh or for a replacement
+   * no longer needed) holds the log as of now: a refresh to record once the unstage is proposed.
+   */
+  private noteCaughtUp(action: RedundancyAction, view: RedundancyView): void {
+    if (action.kind !== 'conf-change' || action.step !== 'unstage') return;
+    const id = action.change.changes[0]!.nodeId;
+    const m = view.members.find((r) => r.id === id);
+    if (m?.standbyMode !== 'warm' || lagOf(view, id) > this.o.policy.catchUpEntriesMax) return;
+    this.refreshesToRecord.set(id, this.wallNowMs());
+    assert(this.refreshesToRecord.size <= MEMBERS_MAX, 'refresh records bounded by the registry');
+  }
+
+  /** Proposes one pending refresh record (a registry entry); true when it did. */
+  private recordRefresh(view: RedundancyView): boolean {
+    for (const [id, atMs] of this.refreshesToRecord) {
+      this.refreshesToRecord.delete(id);
+      const m = view.members.find((r) => r.id === id);
+      // Gone, or no longer a warm standby outside (promoted, mode changed): nothing to record.
+      if (m === undefined || m.standbyMode !== 'warm' || m.role !== 'standby') continue;
+      const command = { kind: 'record-refresh', id, atMs } as const;
+      void this.act({ kind: 'registry', command, reason: 'warm refresh record' }, view).catch(
+        () => {},
+      );
+      return true;
+    }
+    return false;
   }
 
   /**

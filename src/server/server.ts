@@ -203,6 +203,8 @@ export class TandemServer implements EtcdBackend {
             policy: options.policy,
             electionTimeoutMs: options.electionTimeoutMs,
             preferLeaderZone: options.preferLeaderZone ?? null,
+            // Refresh records are read by other processes: wall clock, not the monotonic one.
+            wallClockMs: Date.now,
             ...(options.onPolicyEvent === undefined ? {} : { onEvent: options.onPolicyEvent }),
           });
     // As leader: tell each member outside the configuration what the registry says of it. As

@@ -24,6 +24,8 @@ export interface MemberSpec {
   readonly lag?: number;
   readonly demotedAtMs?: number;
   readonly snapshotEveryMs?: number;
+  /** Warm standbys: the registry's recorded refresh (wall-clock ms). */
+  readonly lastRefreshAtMs?: number;
 }
 
 export const COMMIT = 10_000;
@@ -72,6 +74,7 @@ export function record(s: MemberSpec): MemberRecord {
     healthSinceMs: 0,
     promotedAtMs: null,
     demotedAtMs: s.demotedAtMs ?? null,
+    lastRefreshAtMs: s.lastRefreshAtMs ?? null,
   };
 }
 
@@ -81,6 +84,7 @@ export interface ViewOptions {
   readonly quorumActive?: boolean;
   readonly votersOutgoing?: NodeId[];
   readonly lastSnapshotSentMs?: Map<NodeId, number>;
+  readonly wallNowMs?: number;
 }
 
 export function view(specs: readonly MemberSpec[], o: ViewOptions = {}): RedundancyView {
@@ -114,6 +118,7 @@ export function view(specs: readonly MemberSpec[], o: ViewOptions = {}): Redunda
     quorumActive: o.quorumActive ?? true,
     health,
     lastSnapshotSentMs: o.lastSnapshotSentMs ?? new Map(),
+    ...(o.wallNowMs === undefined ? {} : { wallNowMs: o.wallNowMs }),
   };
 }
 

@@ -1,7 +1,9 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
+import { pack, unpack } from 'msgpackr';
 import {
+  decodeChangeContext,
   decodeRegistryCommand,
   encodeChangeContext,
   encodeRegistryCommand,
@@ -283,6 +285,7 @@ const arbCommand: fc.Arbitrary<RegistryCommand> = (() => {
       sinceMs: ms,
     }),
     fc.record({ kind: fc.constant('remove' as const), id }),
+    fc.record({ kind: fc.constant('record-refresh' as const), id, atMs: ms }),
   );
 })();
 
@@ -307,5 +310,78 @@ test('bytes that are not a command are refused with a RegistryError, never anyth
   assert.throws(
     () => decodeRegistryCommand(new Uint8Array([0x93, 0x01, 0x63, 0x01])),
     RegistryError,
+  );
+});
+
+const warmStandby = (r: MemberRegistry, id: number): void =>
+  r.applyCommand({
+    kind: 'register',
+    id,
+    name: `n${id}`,
+    peerUrls: [`w${id}:1`],
+    clientUrls: [],
+    zone: 'a',
+    mode: 'warm',
+    snapshotEveryMs: 30_000,
+  });
+
+test('record-refresh: written as version 2, every older kind still as version 1', () => {
+  const refresh = encodeRegistryCommand({ kind: 'record-refresh', id: 5, atMs: 1_700_000_000_000 });
+  assert.deepEqual(unpack(refresh), [2, 9, 5, 1_700_000_000_000]);
+  const health = { kind: 'record-health', id: 5, health: 'lagging', sinceMs: 7 } as const;
+  // Byte for byte what a version-1 member wrote (and reads): a mixed cluster keeps working.
+  assert.deepEqual(encodeRegistryCommand(health), pack([1, 7, 5, 'lagging', 7]));
+  assert.deepEqual(decodeRegistryCommand(pack([1, 7, 5, 'lagging', 7])), health);
+  // Kind 9 under version 1 is not something a version-1 member could have written.
+  assert.throws(() => decodeRegistryCommand(pack([1, 9, 5, 10])), /unknown registry command 9/);
+  assert.throws(() => decodeRegistryCommand(pack([3, 7, 5, 'lagging', 7])), /version 3 is newer/);
+  assert.throws(
+    () => decodeRegistryCommand(pack([2, 9, 5, -1])),
+    (e: unknown) => e instanceof RegistryError && e.code === 'BAD_REGISTRY_COMMAND',
+  );
+  // Change contexts stay version 1 (an older member must apply them): no refresh record in one.
+  assert.throws(
+    () => encodeChangeContext({ atMs: 1, commands: [{ kind: 'record-refresh', id: 5, atMs: 1 }] }),
+    /record-refresh in a change context/,
+  );
+  const ctx = { atMs: 1, commands: [{ kind: 'set-zone', id: 5, zone: 'b' } as const] };
+  assert.deepEqual(unpack(encodeChangeContext(ctx))[1], 1);
+  assert.deepEqual(decodeChangeContext(encodeChangeContext(ctx)), ctx);
+});
+
+test('record-refresh applies to warm standbys only, never moves backwards, survives snapshots', () => {
+  const r = founders();
+  warmStandby(r, 5);
+  assert.equal(r.get(5)!.lastRefreshAtMs, null);
+  r.applyCommand(
+    decodeRegistryCommand(encodeRegistryCommand({ kind: 'record-refresh', id: 5, atMs: 2000 })),
+  );
+  assert.equal(r.get(5)!.lastRefreshAtMs, 2000);
+  // A record that lost a race with a newer one (two leaders' clocks) is older news.
+  r.applyCommand({ kind: 'record-refresh', id: 5, atMs: 1500 });
+  assert.equal(r.get(5)!.lastRefreshAtMs, 2000);
+  const refused = (id: number) => (e: unknown) =>
+    e instanceof RegistryError && e.code === 'NEEDS_CONF_CHANGE' && e.message.includes(`${id}`);
+  assert.throws(() => r.applyCommand({ kind: 'record-refresh', id: 1, atMs: 3000 }), refused(1));
+  assert.throws(
+    () => r.applyCommand({ kind: 'record-refresh', id: 42, atMs: 3000 }),
+    (e: unknown) => e instanceof RegistryError && e.code === 'UNKNOWN_MEMBER',
+  );
+  const snapshot = r.toSnapshot() as { version: number; members: unknown[][] };
+  assert.equal(snapshot.version, 3);
+  const copy = MemberRegistry.fromSnapshot(unpack(pack(snapshot)));
+  assert.deepEqual(copy.all(), r.all());
+  assert.equal(copy.get(5)!.lastRefreshAtMs, 2000);
+  // A version 2 snapshot (rows of 14, before the field) reads with no refresh recorded.
+  const v2 = { version: 2, members: snapshot.members.map((row) => row.slice(0, 14)) };
+  const old = MemberRegistry.fromSnapshot(v2);
+  assert.deepEqual(
+    old.all().map((m) => [m.id, m.role, m.standbyMode, m.lastRefreshAtMs]),
+    [
+      [1, 'voter', 'hot', null],
+      [2, 'voter', 'hot', null],
+      [3, 'voter', 'hot', null],
+      [5, 'standby', 'warm', null],
+    ],
   );
 });
