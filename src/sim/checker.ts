@@ -151,6 +151,18 @@ export class Checker {
     }
   }
 
+  /**
+   * `node` crashed with durable term `durableTerm`: a leadership of a later term never reached
+   * its disk, so it did nothing anyone saw (its messages, applies and reads all wait for the
+   * Ready that carries the new term) and the crash undoes it, self-vote included. Only a sole
+   * voter is elected before that Ready is durable: its own vote is a quorum.
+   */
+  forgetUndurableLeadership(node: number, durableTerm: number): void {
+    for (const [term, leader] of this.leaderByTerm) {
+      if (leader === node && term > durableTerm) this.leaderByTerm.delete(term);
+    }
+  }
+
   // -------------------------------------------------------------------------------------------
   // leader-completeness
 

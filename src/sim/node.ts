@@ -171,6 +171,17 @@ export class NodeHost {
       .some((e) => e.type === EntryType.ConfChange);
   }
 
+  /**
+   * The index up to which this node applies again, without any peer, if it crashes now: its
+   * snapshot, or the commit index a crash keeps (only the synced one with `lose-unsynced`).
+   */
+  durablyKnownIndex(): number {
+    const commit = this.env.params.loseUnsyncedWrites
+      ? this.syncedHardState.commit
+      : this.storage.initialState().hardState.commit;
+    return Math.max(commit, this.storage.snapshot().metadata.index);
+  }
+
   // -------------------------------------------------------------------------------------------
   // Life cycle
 
@@ -239,6 +250,7 @@ export class NodeHost {
         );
       }
     }
+    this.env.checker.forgetUndurableLeadership(this.id, this.storage.initialState().hardState.term);
     this.rn = null;
     this.state = 'down';
     this.epoch++;

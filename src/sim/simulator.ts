@@ -89,8 +89,8 @@ const DROP_REASON_CODE: Readonly<Record<DropReason, number>> = { lost: 1, partit
 
 export type Phase = 'safety' | 'liveness' | 'done';
 
-/** Election timeouts a removed member may run on before its peers make it shut down. */
-const REMOVED_GRACE_ELECTIONS = 3;
+/** Marks a liveness failure caused by the open raft hole of FINDINGS.md #3 (see the README). */
+export const FINDING_3_OPEN_HOLE = 'the open raft hole of FINDINGS.md #3';
 
 export class Simulation {
   readonly params: SimParams;
@@ -106,7 +106,15 @@ export class Simulation {
   /** The newest configuration applied by any member, and its index. */
   conf: { index: number; state: ConfState };
   livenessDoneMs = -1;
-  private readonly everMember = new Set<NodeId>();
+  /**
+   * Removed members still running → the index of the change that removed them (each removal
+   * has its own condition: a member removed by a later change is not stopped early).
+   */
+  private readonly removals = new Map<NodeId, number>();
+  /** Removed members whose stop is scheduled (each in an event of its own). */
+  private readonly stopsScheduled = new Set<NodeId>();
+  /** A re-check of the removals is scheduled (see `pollRemovals`). */
+  private removalsPolled = false;
   /** Every member of `conf` (voters, learners, outgoing, next learners). */
   private members: ReadonlySet<NodeId>;
 
@@ -141,7 +149,6 @@ export class Simulation {
       const storage = new MemoryStorage();
       RawNode.bootstrap(storage, voters);
       this.addHost(id, storage);
-      this.everMember.add(id);
     }
     // The bootstrap snapshot (index 1 in this core) is committed on every founding member.
     const boot = this.hosts.get(1)!.storage.snapshot().metadata;
@@ -241,10 +248,38 @@ export class Simulation {
         return `n${h.id}:${name}${r === null ? '' : `@${r.term}/c${r.commit}`}/a${h.sm.appliedIndex}`;
       })
       .join(' ');
+    const hole = this.openHoleOfFinding3();
     throw new InvariantViolation(
       'liveness',
-      `${message} (config ${formatConf(this.conf.state)}; ${roles})`,
+      `${message} (config ${formatConf(this.conf.state)}; ${roles})${hole === null ? '' : `; ${hole}`}`,
     );
+  }
+
+  /**
+   * Names the still open raft hole of FINDINGS.md #3 when it is what stalls the cluster: a
+   * removed member, no longer leading, applied the change that removed it, while a voter of the
+   * newest configuration has not and still counts the removed member as a voter (it needs that
+   * vote, which a log lacking the committed change never gets).
+   */
+  private openHoleOfFinding3(): string | null {
+    for (const [id, index] of this.removals) {
+      const removed = this.hosts.get(id)!;
+      const role = removed.role();
+      if (role === null || role.state === StateType.Leader || removed.sm.appliedIndex < index) {
+        continue;
+      }
+      for (const voterId of this.conf.state.voters) {
+        const view = this.hosts.get(voterId)?.raftView();
+        if (view === null || view === undefined) continue;
+        if (view.voters.includes(id) || view.votersOutgoing.includes(id)) {
+          return (
+            `${FINDING_3_OPEN_HOLE}: removed n${id} applied its removal at ${index}, ` +
+            `voter n${voterId} still counts it`
+          );
+        }
+      }
+    }
+    return null;
   }
 
   // -------------------------------------------------------------------------------------------
@@ -294,16 +329,7 @@ export class Simulation {
 
   onApplied(node: NodeId, entry: Entry): void {
     this.workload.onApplied(node, entry);
-    if (this.removalsPending()) this.maybeStopRemoved();
-  }
-
-  private removalsPending(): boolean {
-    for (const host of this.hosts.values()) {
-      if (host.state !== 'stopped' && this.everMember.has(host.id) && !this.members.has(host.id)) {
-        return true;
-      }
-    }
-    return false;
+    if (this.removals.size > 0) this.maybeStopRemoved();
   }
 
   onConfApplied(node: NodeId, index: number, cc: ConfChange, confState: ConfState | null): void {
@@ -316,43 +342,73 @@ export class Simulation {
       );
     }
     if (confState !== null && index > this.conf.index) {
+      const before = this.members;
       this.conf = { index, state: confState };
       this.members = new Set(membersOf(confState));
-      for (const id of this.members) this.everMember.add(id);
+      for (const id of this.members) this.removals.delete(id);
+      for (const id of before) {
+        if (!this.members.has(id) && this.hosts.get(id)?.state !== 'stopped') {
+          this.removals.set(id, index);
+        }
+      }
+      this.pollRemovals();
       this.workload.onConfChanged();
-      // At the latest, peers refuse a removed member after a grace period and it shuts down
-      // (etcd's "member removed" answer): a removed node with a stale configuration must not
-      // disrupt the cluster for ever.
-      const graceMs = REMOVED_GRACE_ELECTIONS * this.params.electionTicks * this.params.tickMs;
-      this.queue.after(graceMs, () => this.stopRemoved());
     }
-    this.maybeStopRemoved();
+    if (this.removals.size > 0) this.maybeStopRemoved();
   }
 
   /**
-   * A member that has left the configuration shuts down (etcd's removed member does too), but
-   * only once every member of the new configuration has applied the change: until then a member
-   * still in the joint (or old) configuration may need its vote or its commit index. In an event
-   * of its own: the host applying the change may be the one removed.
+   * A removed member shuts down (etcd's does; its peers answer it "member removed"), but only
+   * once no member can need it again: every member of the newest configuration has applied the
+   * change that removed it and would apply it again after a crash, without any peer. Until then
+   * a member still in the old or joint configuration may need its vote, or — with one voter —
+   * only the removed leader knows that the change committed, and no design survives its stop
+   * (FINDINGS.md #3). Members of later configurations that were removed themselves need it
+   * only while a member of the newest one has not applied their own, later removal, which this
+   * rule already waits for. Members added later never count it: they join after the change.
+   * The stop is an event of its own: the host applying the change may be the one removed.
    */
   private maybeStopRemoved(): void {
-    for (const id of this.members) {
-      const host = this.hosts.get(id);
-      if (host !== undefined && host.sm.appliedIndex < this.conf.index) return;
+    for (const [id, index] of this.removals) {
+      if (this.stopsScheduled.has(id) || !this.removalSettled(id, index)) continue;
+      this.stopsScheduled.add(id);
+      this.queue.after(0, () => {
+        this.stopsScheduled.delete(id);
+        if (this.removals.get(id) !== index || !this.removalSettled(id, index)) return;
+        this.removals.delete(id);
+        const host = this.hosts.get(id)!;
+        if (host.state === 'stopped') return;
+        host.stop();
+        if (this.trace.enabled) this.trace.line(this.queue.nowMs, `n${id} removed: stopped`);
+      });
     }
-    this.stopRemoved();
   }
 
-  private stopRemoved(): void {
-    for (const host of this.hosts.values()) {
-      if (host.state !== 'stopped' && this.everMember.has(host.id) && !this.members.has(host.id)) {
-        this.queue.after(0, () => {
-          if (host.state === 'stopped' || this.members.has(host.id)) return;
-          host.stop();
-          if (this.trace.enabled) this.trace.line(this.queue.nowMs, `n${host.id} removed: stopped`);
-        });
-      }
+  /**
+   * Re-checks the removals every heartbeat while some are pending: a member's commit index
+   * becomes durable by a disk write, which applies nothing and so calls no `onApplied`.
+   */
+  private pollRemovals(): void {
+    if (this.removalsPolled || this.removals.size === 0) return;
+    this.removalsPolled = true;
+    this.queue.after(this.params.heartbeatTicks * this.params.tickMs, () => {
+      this.removalsPolled = false;
+      this.maybeStopRemoved();
+      this.pollRemovals();
+    });
+  }
+
+  /** Every member of the newest configuration has applied removal `index` of `id`, durably. */
+  private removalSettled(id: NodeId, index: number): boolean {
+    assert(!this.members.has(id), `n${id} is a member, not removed`);
+    for (const member of this.members) {
+      const host = this.hosts.get(member);
+      if (host === undefined || host.state === 'stopped') continue;
+      // A down member applies again, on restart, what it durably knows committed.
+      if (host.up && host.sm.appliedIndex < index) return false;
+      if (host.durablyKnownIndex() < index) return false;
     }
+    return true;
   }
 
   onReadServed(node: NodeId, ctx: Uint8Array, index: number): void {

@@ -37,6 +37,21 @@ const REGRESSIONS: readonly {
     options: { voters: 1 },
   },
   {
+    seed: 537,
+    why: 'the simulator stopped a removed leader its still-joint successor needed (FINDINGS.md #3)',
+    options: { voters: 1 },
+  },
+  {
+    seed: 567,
+    why: "an earlier change's grace timer stopped a member removed moments before (FINDINGS.md #3)",
+    options: { voters: 1 },
+  },
+  {
+    seed: 2079,
+    why: 'checker false alarm: a sole voter led a term in memory only, then crashed before its disk had it',
+    options: { voters: 1 },
+  },
+  {
     seed: 11872,
     why: 'a lagging member whose configuration excluded the leader stayed at a higher term (FINDINGS.md #5)',
     options: { stepsDuringReady: true },
