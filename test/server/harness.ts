@@ -3,9 +3,12 @@
  * in-memory network between members, persistence that completes after a virtual disk delay, and
  * a tiny deterministic state machine (a list of applied commands).
  */
+
+import { type Founder, foundingConfig } from '../../src/cluster/registry.js';
 import type { Clock, TimerHandle } from '../../src/io/clock.js';
 import type { MessageHandler, Network, PeerReportHandler } from '../../src/io/network.js';
 import type { Done, RaftPersistence } from '../../src/io/persistence.js';
+import { MemoryBackend } from '../../src/kv/backend/memory.js';
 import { RawNode } from '../../src/raft/rawnode.js';
 import { MemoryStorage } from '../../src/raft/storage.js';
 import type {
@@ -18,7 +21,9 @@ import type {
   Snapshot,
 } from '../../src/raft/types.js';
 import { Member } from '../../src/server/member.js';
+import { TandemServer, type TandemServerOptions } from '../../src/server/server.js';
 import type { ApplyContext, ReplicatedStateMachine } from '../../src/server/state-machine.js';
+import { TandemStateMachine } from '../../src/server/tandem-state-machine.js';
 import { Prng } from '../../src/util/prng.js';
 
 interface Timer {
@@ -234,4 +239,64 @@ export function proposeText(m: Member, text: string): Promise<unknown> {
       err === null ? resolve(v) : reject(err),
     ),
   );
+}
+
+/** What `startPolicyCluster` builds for one founder: a Member, its server and state machine. */
+export interface PolicyNode {
+  readonly member: Member;
+  readonly server: TandemServer;
+  readonly state: TandemStateMachine;
+}
+
+/**
+ * Real Members with TandemServers and the KV state machine, founded with the roles in
+ * `founders` (voters, hot standbys as learners, warm/cold outside the configuration), on the
+ * clock and hub given: the setup of the redundancy-policy tests. `server(id)` adds each server's
+ * own options (policy, zone, event hooks); `seed` varies the members' random streams.
+ */
+export function startPolicyCluster(
+  clock: ManualClock,
+  hub: LoopbackHub,
+  founders: readonly Founder[],
+  seed: number,
+  server: (id: NodeId) => Partial<TandemServerOptions>,
+): Map<NodeId, PolicyNode> {
+  const { voters, learners } = foundingConfig(founders);
+  const nodes = new Map<NodeId, PolicyNode>();
+  for (const { id } of founders) {
+    const state = new TandemStateMachine({
+      backend: new MemoryBackend(),
+      founders,
+      nowMs: () => clock.now(),
+    });
+    state.bootstrap();
+    const storage = new MemoryStorage();
+    RawNode.bootstrap(storage, voters, state.snapshot(), learners);
+    const member = new Member({
+      id,
+      clock,
+      network: hub.network(id),
+      persistence: new VirtualPersistence(clock),
+      storage,
+      stateMachine: state,
+      random: new Prng(seed * id),
+      timing: { tickMs: 10, electionTicks: 10, heartbeatTicks: 1, requestTimeoutMs: 2000 },
+      snapshotEveryEntries: 1000,
+      compactionKeepEntries: 100,
+    });
+    const tandem = new TandemServer({
+      member,
+      state,
+      clock,
+      clusterId: 1n,
+      name: `n${id}`,
+      clientUrls: [`http://127.0.0.1:${100 + id}`],
+      electionTimeoutMs: 100,
+      ...server(id),
+    });
+    member.start();
+    tandem.start();
+    nodes.set(id, { member, server: tandem, state });
+  }
+  return nodes;
 }

@@ -9,16 +9,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { makePolicy } from '../../src/cluster/policy.js';
-import { foundingConfig } from '../../src/cluster/registry.js';
-import { MemoryBackend } from '../../src/kv/backend/memory.js';
-import { RawNode } from '../../src/raft/rawnode.js';
-import { MemoryStorage } from '../../src/raft/storage.js';
-import { ConfChangeTransition, ConfChangeType, type NodeId } from '../../src/raft/types.js';
-import { Member } from '../../src/server/member.js';
-import { TandemServer } from '../../src/server/server.js';
-import { TandemStateMachine } from '../../src/server/tandem-state-machine.js';
-import { Prng } from '../../src/util/prng.js';
-import { LoopbackHub, ManualClock, VirtualPersistence } from './harness.js';
+import { ConfChangeTransition, ConfChangeType } from '../../src/raft/types.js';
+import { LoopbackHub, ManualClock, startPolicyCluster } from './harness.js';
 
 /** Virtual milliseconds to wait for the removed leader's window, at most. */
 const WINDOW_WAIT_MS_MAX = 2_000;
@@ -33,50 +25,16 @@ test('a leader that applied its own removal plans nothing while it hands over', 
     clientUrls: [],
     ...(id === 4 ? { role: 'standby' as const, standbyMode: 'hot' as const } : {}),
   }));
-  const { voters, learners } = foundingConfig(founders);
-  const members = new Map<NodeId, Member>();
-  const servers = new Map<NodeId, TandemServer>();
-  for (const { id } of founders) {
-    const state = new TandemStateMachine({
-      backend: new MemoryBackend(),
-      founders,
-      nowMs: () => clock.now(),
-    });
-    state.bootstrap();
-    const storage = new MemoryStorage();
-    RawNode.bootstrap(storage, voters, state.snapshot(), learners);
-    const member = new Member({
-      id,
-      clock,
-      network: hub.network(id),
-      persistence: new VirtualPersistence(clock),
-      storage,
-      stateMachine: state,
-      random: new Prng(11 * id),
-      timing: { tickMs: 10, electionTicks: 10, heartbeatTicks: 1, requestTimeoutMs: 2000 },
-      snapshotEveryEntries: 1000,
-      compactionKeepEntries: 100,
-    });
-    const server = new TandemServer({
-      member,
-      state,
-      clock,
-      clusterId: 1n,
-      name: `n${id}`,
-      clientUrls: [`http://127.0.0.1:${100 + id}`],
-      electionTimeoutMs: 100,
-      policy: makePolicy({
-        voters: 3,
-        replaceAfterMs: 1_000,
-        silentAfterMs: 200,
-        stabilityMs: 300,
-      }),
-    });
-    member.start();
-    server.start();
-    members.set(id, member);
-    servers.set(id, server);
-  }
+  const nodes = startPolicyCluster(clock, hub, founders, 11, () => ({
+    policy: makePolicy({
+      voters: 3,
+      replaceAfterMs: 1_000,
+      silentAfterMs: 200,
+      stabilityMs: 300,
+    }),
+  }));
+  const members = new Map([...nodes].map(([id, n]) => [id, n.member]));
+  const servers = new Map([...nodes].map(([id, n]) => [id, n.server]));
   try {
     clock.advance(2_000);
     const leader = [...members].find(([, m]) => m.isLeader)?.[0];

@@ -7,16 +7,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { makePolicy } from '../../src/cluster/policy.js';
-import { foundingConfig } from '../../src/cluster/registry.js';
-import { MemoryBackend } from '../../src/kv/backend/memory.js';
-import { RawNode } from '../../src/raft/rawnode.js';
-import { MemoryStorage } from '../../src/raft/storage.js';
 import type { NodeId } from '../../src/raft/types.js';
-import { Member } from '../../src/server/member.js';
-import { TandemServer } from '../../src/server/server.js';
-import { TandemStateMachine } from '../../src/server/tandem-state-machine.js';
-import { Prng } from '../../src/util/prng.js';
-import { LoopbackHub, ManualClock, VirtualPersistence } from './harness.js';
+import { LoopbackHub, ManualClock, startPolicyCluster } from './harness.js';
 
 function startCluster() {
   const clock = new ManualClock();
@@ -28,55 +20,20 @@ function startCluster() {
     clientUrls: [],
     ...(id === 5 ? { role: 'standby' as const, standbyMode: 'warm' as const } : {}),
   }));
-  const { voters, learners } = foundingConfig(founders);
-  const servers = new Map<NodeId, TandemServer>();
-  const states = new Map<NodeId, TandemStateMachine>();
-  const members = new Map<NodeId, Member>();
   const events: { atMs: number; action: string }[] = [];
-  for (const { id } of founders) {
-    const state = new TandemStateMachine({
-      backend: new MemoryBackend(),
-      founders,
-      nowMs: () => clock.now(),
-    });
-    state.bootstrap();
-    const storage = new MemoryStorage();
-    RawNode.bootstrap(storage, voters, state.snapshot(), learners);
-    const member = new Member({
-      id,
-      clock,
-      network: hub.network(id),
-      persistence: new VirtualPersistence(clock),
-      storage,
-      stateMachine: state,
-      random: new Prng(11 * id),
-      timing: { tickMs: 10, electionTicks: 10, heartbeatTicks: 1, requestTimeoutMs: 2000 },
-      snapshotEveryEntries: 1000,
-      compactionKeepEntries: 100,
-    });
-    const server = new TandemServer({
-      member,
-      state,
-      clock,
-      clusterId: 1n,
-      name: `n${id}`,
-      clientUrls: [`http://127.0.0.1:${100 + id}`],
-      electionTimeoutMs: 100,
-      zone: 'a',
-      policy: makePolicy({
-        voters: 3,
-        replaceAfterMs: 5_000,
-        silentAfterMs: 200,
-        stabilityMs: 300,
-      }),
-      onPolicyEvent: (e) => events.push({ atMs: clock.now(), action: e.action }),
-    });
-    member.start();
-    server.start();
-    servers.set(id, server);
-    states.set(id, state);
-    members.set(id, member);
-  }
+  const nodes = startPolicyCluster(clock, hub, founders, 11, () => ({
+    zone: 'a',
+    policy: makePolicy({
+      voters: 3,
+      replaceAfterMs: 5_000,
+      silentAfterMs: 200,
+      stabilityMs: 300,
+    }),
+    onPolicyEvent: (e) => events.push({ atMs: clock.now(), action: e.action }),
+  }));
+  const servers = new Map([...nodes].map(([id, n]) => [id, n.server]));
+  const states = new Map([...nodes].map(([id, n]) => [id, n.state]));
+  const members = new Map([...nodes].map(([id, n]) => [id, n.member]));
   const leader = (): NodeId | undefined =>
     [...members].find(([, m]) => m.isLeader && !hub.cut.has(m.id))?.[0];
   return { clock, hub, servers, states, events, leader };
