@@ -48,6 +48,11 @@ export function classifyError(f: OpFunction, error: GrpcError): Exclude<Outcome,
   if (error.code === GRPC_UNAVAILABLE) {
     if (details.startsWith('No connection established')) return 'fail';
     if (details === 'etcdserver: no leader') return 'fail';
+    // A member that serves no clients (a standby, or one not yet sure of its role) refuses
+    // before proposing anything (server.ts refuseIfStandby).
+    if (details.startsWith('tandem: member ') && details.includes('serves no client traffic')) {
+      return 'fail';
+    }
   }
   return 'info';
 }

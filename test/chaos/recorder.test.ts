@@ -79,5 +79,14 @@ describe('classifyError', () => {
     assert.equal(classifyError('write', reset), 'info');
     assert.equal(classifyError('write', refused), 'fail');
     assert.equal(classifyError('cas', noLeader), 'fail');
+    const standby = {
+      name: 'Error',
+      message: 'x',
+      code: 14,
+      details: 'tandem: member n4 is a hot standby and serves no client traffic; use a voter',
+    };
+    assert.equal(classifyError('write', standby), 'fail');
+    // The same words from anything else are no proof that nothing was proposed.
+    assert.equal(classifyError('write', { ...standby, code: 4 }), 'info');
   });
 });
