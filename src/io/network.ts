@@ -25,10 +25,11 @@ export type PeerReport =
   /** The outcome of a MsgSnap: `ok` once the peer's transport holds the whole snapshot. */
   | { readonly kind: 'snapshot'; readonly peer: NodeId; readonly ok: boolean }
   /**
-   * The peer's process is gone: an established link was lost and then every one of its addresses
-   * refused a connection (nothing listens on the port). Stronger than `unreachable`, which a
-   * slow or partitioned peer also causes; a member may use it to skip the election timeout.
-   * Reported once per lost link. Implementations must not report it on timeouts or drops.
+   * The peer's process is gone: an established link was lost, then every one of its addresses
+   * refused a connection (nothing listens on the port), and no connection the peer opened to us
+   * is still open. Stronger than `unreachable`, which a slow or partitioned peer also causes; a
+   * member may use it to skip the election timeout. Reported once per lost link.
+   * Implementations must not report it on timeouts or drops.
    */
   | { readonly kind: 'down'; readonly peer: NodeId };
 

@@ -480,8 +480,9 @@ export class Raft {
    * follows `id` forgets it — which also ends the lease it granted, so it may vote at once — and
    * campaigns after 1 + rank ticks, its rank among the other voters by id, so that followers that
    * learn it together do not split the vote. Election safety never depends on timing (§5.2);
-   * lease reads do: they assume a leader whose connections are refused cannot be serving (true
-   * for a dead process; a firewall that answers with RST/REJECT instead of dropping breaks it).
+   * lease reads do: they assume a leader whose connections are refused, and whose own connection
+   * to us has closed, cannot be serving (true for a dead process; a firewall that rejects every
+   * packet with RST/REJECT, instead of dropping, breaks it).
    */
   leaderDown(id: NodeId): void {
     if (id === NONE || this.state !== StateType.Follower || this.lead !== id) return;

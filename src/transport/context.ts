@@ -25,6 +25,8 @@ export interface TransportContext {
   /** Queues a report for the next event-loop turn (never emitted synchronously). */
   report(report: PeerReport): void;
   nextSnapshotId(): number;
+  /** Inbound connections from `peer` whose handshake completed and that are still open. */
+  inboundFrom(peer: NodeId): number;
   /** Answers a peer's request for committed entries (fetch.ts); encoded response tuple. */
   answerFetch(from: NodeId, request: FetchRequest): FetchResponse;
 }

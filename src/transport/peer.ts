@@ -140,6 +140,8 @@ export class Peer {
   private linkLost = false;
   /** Dials of the current round refused outright (ECONNREFUSED): nothing listens there. */
   private refusedInRound = 0;
+  /** Every address refused after a lost link, but the peer's own connection to us was open. */
+  private downAwaitingInbound = false;
   private probeIndex = 0;
   private retryTimer: TimerHandle | null = null;
   private probeTimer: TimerHandle | null = null;
@@ -414,10 +416,11 @@ export class Peer {
     this.failedRounds += 1;
     if (this.linkLost && this.refusedInRound === this.links.length) {
       // A refused TCP connection means no process listens on that port: the peer is gone, not
-      // merely slow or cut off (those time out). Said once per lost link.
-      this.linkLost = false;
-      this.ctx.logger.warn({ peer: this.id }, 'peer process gone: every address refuses');
-      this.ctx.report({ kind: 'down', peer: this.id });
+      // merely slow or cut off (those time out). A connection the peer opened to us that is
+      // still open says otherwise (a live process behind a firewall that rejects): then wait
+      // for it to close too (onInboundGone).
+      if (this.ctx.inboundFrom(this.id) === 0) this.reportDown();
+      else this.downAwaitingInbound = true;
     }
     const delayMs = this.backoffMs();
     const log = this.failedRounds === 1 ? this.ctx.logger.warn : this.ctx.logger.debug;
@@ -430,6 +433,19 @@ export class Peer {
     // A snapshot cannot wait for a link that may never return: Raft retries it later.
     if (this.snapshot !== null) this.finishSnapshot(false);
     this.retryTimer = this.ctx.timers.setTimeout(this.retryBound, delayMs);
+  }
+
+  /** Said once per lost link: the peer's process is gone (see onRoundFailed). */
+  private reportDown(): void {
+    this.linkLost = false;
+    this.downAwaitingInbound = false;
+    this.ctx.logger.warn({ peer: this.id }, 'peer process gone: every address refuses');
+    this.ctx.report({ kind: 'down', peer: this.id });
+  }
+
+  /** The transport's last inbound connection from this peer closed. */
+  onInboundGone(): void {
+    if (this.downAwaitingInbound && this.linkLost && this.active === null) this.reportDown();
   }
 
   /** Exponential in the failed rounds, capped, with "equal jitter": in [d/2, d]. */
@@ -499,6 +515,7 @@ export class Peer {
     this.active = conn;
     this.failedRounds = 0;
     this.linkLost = false;
+    this.downAwaitingInbound = false;
     link.state = 'connected';
     link.connects += 1;
     link.lastError = null;

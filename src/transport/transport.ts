@@ -202,8 +202,22 @@ export class TcpTransport implements Network, TransportContext {
       socket.destroy();
       return;
     }
-    const conn = new InboundConnection(this, socket, remote, (c) => this.inbound.delete(c));
+    const conn = new InboundConnection(this, socket, remote, (c) => this.onInboundClosed(c));
     this.inbound.add(conn);
+  }
+
+  private onInboundClosed(conn: InboundConnection): void {
+    this.inbound.delete(conn);
+    // The last connection the peer opened to us is gone: it may complete a `down` verdict.
+    if (conn.peerId !== NONE && this.inboundFrom(conn.peerId) === 0) {
+      this.peers.get(conn.peerId)?.onInboundGone();
+    }
+  }
+
+  inboundFrom(peer: NodeId): number {
+    let open = 0;
+    for (const c of this.inbound) if (c.peerId === peer) open++;
+    return open;
   }
 
   dial(target: HostPort): net.Socket {

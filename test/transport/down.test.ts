@@ -87,3 +87,27 @@ test('a lost link is not "down" while another address works, or while a listener
     await Promise.all([a.close(), b.close(), first.kill(), second.kill()]);
   }
 });
+
+test('refused dials are not "down" while the peer\'s own connection to us is open', async () => {
+  const a = await startNode(1);
+  const b = await startNode(2);
+  const proxy = await new LinkProxy('127.0.0.1', parseAddress(b.address)).start();
+  try {
+    a.transport.setPeer(2, [proxy.address]);
+    b.transport.setPeer(1, [a.address]);
+    a.transport.send(2, [msg({ type: MessageType.Heartbeat, commit: 1 })]);
+    b.transport.send(1, [msg({ type: MessageType.Heartbeat, from: 2, to: 1, commit: 1 })]);
+    await waitUntil(() => b.inbox.length === 1 && a.inbox.length === 1, 'both directions');
+    // a's way to b is refused from now on (a firewall rejecting), but b, alive, still talks to a.
+    await proxy.kill();
+    await waitUntil(() => a.transport.peerStatus(2)!.failedRounds >= 2, 'refused rounds');
+    b.transport.send(1, [msg({ type: MessageType.Heartbeat, from: 2, to: 1, commit: 2 })]);
+    await waitUntil(() => a.inbox.length === 2, "b's heartbeat on its own connection");
+    assert.deepEqual(downs(a.reports), []);
+    // Now b's process goes: its connection to a closes too, and the verdict comes.
+    await b.close();
+    await waitUntil(() => downs(a.reports).length === 1, 'the down report after b is gone');
+  } finally {
+    await Promise.all([a.close(), b.close(), proxy.kill()]);
+  }
+});
