@@ -24,7 +24,7 @@ import type {
   SnapshotStream,
   WithHeader,
 } from '../api/backend.js';
-import type { Role, StandbyMode } from '../cluster/commands.js';
+import type { RegistryCommand, Role, StandbyMode } from '../cluster/commands.js';
 import type { ManualOp, RedundancyPolicy } from '../cluster/policy.js';
 import {
   decodeRoleRecord,
@@ -167,6 +167,14 @@ export class TandemServer implements EtcdBackend {
   /** The leader's redundancy policy (null without one). */
   readonly redundancy: RedundancyDriver | null;
   private published = false;
+  /**
+   * Outside the Raft configuration (a warm or cold standby) this member never applies what it
+   * proposes, so it cannot see a publication land: each is proposed at most once per leader
+   * term (the keys of those proposed in `outsideProposedTerm`), not retried until applied —
+   * which would append an entry every request timeout, for ever.
+   */
+  private readonly outsideProposed = new Set<string>();
+  private outsideProposedTerm = 0;
   private publishing = false;
   private wasLeader = false;
   private closed = false;
@@ -883,6 +891,10 @@ export class TandemServer implements EtcdBackend {
    */
   private publishSelf(): void {
     if (this.publishing || this.member.leader === NONE) return;
+    if (this.outsideConfiguration()) {
+      this.publishOutside();
+      return;
+    }
     if (this.published) {
       this.publishPlacementFacts();
       return;
@@ -907,21 +919,79 @@ export class TandemServer implements EtcdBackend {
   }
 
   private publishPlacementFacts(): void {
-    const self = this.state.member(this.member.id);
-    if (self === undefined) return;
-    const { zone, standby } = this.options;
-    const command =
-      zone !== undefined && self.zone !== zone
-        ? ({ kind: 'set-zone', id: self.id, zone } as const)
-        : standby !== undefined &&
-            (self.standbyMode !== standby.mode || self.snapshotEveryMs !== standby.snapshotEveryMs)
-          ? ({ kind: 'set-standby', id: self.id, ...standby } as const)
-          : null;
-    if (command === null) return;
+    const command = this.placementFactsDue()[0];
+    if (command === undefined) return;
     this.publishing = true;
     this.member.propose(encodeRegistryEntry(command), () => {
       this.publishing = false;
     });
+  }
+
+  /** The zone and standby facts this member's registry copy does not show yet. */
+  private placementFactsDue(): RegistryCommand[] {
+    const self = this.state.member(this.member.id);
+    if (self === undefined) return [];
+    const { zone, standby } = this.options;
+    const due: RegistryCommand[] = [];
+    if (zone !== undefined && self.zone !== zone) due.push({ kind: 'set-zone', id: self.id, zone });
+    if (
+      standby !== undefined &&
+      (self.standbyMode !== standby.mode || self.snapshotEveryMs !== standby.snapshotEveryMs)
+    ) {
+      due.push({ kind: 'set-standby', id: self.id, ...standby });
+    }
+    return due;
+  }
+
+  /**
+   * True when this member is outside the Raft configuration (a warm or cold standby): its own
+   * configuration has it in no role, or the leader of its term says so (a member removed while
+   * it was down still has an old configuration that lists it).
+   */
+  private outsideConfiguration(): boolean {
+    if (this.selfRole().source === 'leader') return true;
+    const cs = this.member.configuration;
+    const id = this.member.id;
+    return !(
+      cs.voters.includes(id) ||
+      cs.learners.includes(id) ||
+      cs.votersOutgoing.includes(id) ||
+      cs.learnersNext.includes(id)
+    );
+  }
+
+  /**
+   * Publication from outside the configuration: every fact its (stale) registry copy lacks,
+   * each at most once per leader term (see outsideProposed). Facts already applied by the
+   * cluster are proposed again once per term at most: harmless (the registry commands are
+   * idempotent), and bounded.
+   */
+  private publishOutside(): void {
+    const term = this.member.term;
+    if (term !== this.outsideProposedTerm) {
+      this.outsideProposedTerm = term;
+      this.outsideProposed.clear();
+    }
+    const self = this.state.member(this.member.id);
+    const entries: [string, Uint8Array][] = [];
+    if (
+      self === undefined ||
+      self.name !== this.options.name ||
+      !sameUrls(self.clientUrls, this.options.clientUrls)
+    ) {
+      entries.push([
+        'attributes',
+        encodeMemberAttributes(this.member.id, this.options.name, [...this.options.clientUrls]),
+      ]);
+    }
+    for (const command of this.placementFactsDue()) {
+      entries.push([command.kind, encodeRegistryEntry(command)]);
+    }
+    for (const [key, entry] of entries) {
+      if (this.outsideProposed.has(key)) continue;
+      this.outsideProposed.add(key);
+      this.member.propose(entry, () => {}); // applied where raft runs; never seen here
+    }
   }
 }
 
