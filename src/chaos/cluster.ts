@@ -183,6 +183,10 @@ export interface ChaosMember {
 
 /** How members are connected (see netns.ts): kernel namespaces, or loopback + transport rules. */
 export type NetMode = 'kernel' | 'transport';
+export type ChaosStandbyMode = 'hot' | 'warm' | 'cold';
+export const CHAOS_STANDBY_MODES: readonly ChaosStandbyMode[] = ['hot', 'warm', 'cold'];
+/** redundancy.standby.snapshotEvery of warm standbys in a chaos run: several per run. */
+const WARM_SNAPSHOT_EVERY = '10s';
 
 /** A member's fixed ports in kernel mode (each member has an address of its own). */
 const KERNEL_CLIENT_PORT = 2379;
@@ -191,8 +195,13 @@ const KERNEL_ADMIN_PORT = 2381;
 
 export interface LocalClusterOptions {
   readonly voters: number;
-  /** Hot standbys besides the voters (default 0), with the redundancy policy's replaceAfter. */
+  /** Standbys besides the voters (default 0), with the redundancy policy's replaceAfter. */
   readonly standbys?: number;
+  /**
+   * Every member's standby mode (default hot): the founding standbys', and the mode a replaced
+   * voter is demoted to. Warm standbys are refreshed every WARM_SNAPSHOT_EVERY.
+   */
+  readonly standbyMode?: ChaosStandbyMode;
   /** `redundancy.replaceAfter` of every member (default: the member's own default). */
   readonly replaceAfterMs?: number;
   /** Give every member a WAL mirror directory (`wal.mirror`, default false). */
@@ -577,13 +586,16 @@ function memberConfig(
         name: p.name,
         addresses: [p.peer],
         role: p.foundingRole,
-        standbyMode: 'hot',
+        standbyMode: options.standbyMode ?? 'hot',
       })),
     cluster: { state: 'new', token },
     replication: { voters: options.voters, readDefault: 'linearizable' },
     redundancy: {
       ...(options.replaceAfterMs !== undefined && { replaceAfter: `${options.replaceAfterMs}ms` }),
-      standby: { mode: 'hot' },
+      standby: {
+        mode: options.standbyMode ?? 'hot',
+        ...(options.standbyMode === 'warm' && { snapshotEvery: WARM_SNAPSHOT_EVERY }),
+      },
     },
     ...(m.mirrorDir !== null && { wal: { mirror: m.mirrorDir } }),
     raft: {

@@ -19,7 +19,13 @@ import { setMaxListeners } from 'node:events';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { analyze } from './analyze.js';
-import { LocalCluster, type NetMode, sleep } from './cluster.js';
+import {
+  CHAOS_STANDBY_MODES,
+  type ChaosStandbyMode,
+  LocalCluster,
+  type NetMode,
+  sleep,
+} from './cluster.js';
 import { type GrpcError, KvClient } from './etcd-client.js';
 import { pairOperations, serializeHistory, type Value } from './history.js';
 import {
@@ -56,8 +62,10 @@ const PROGRESS_INTERVAL_MS = 500;
 
 export interface ChaosOptions {
   readonly voters: number;
-  /** Hot standbys besides the voters (default 0); the redundancy policy promotes them. */
+  /** Standbys besides the voters (default 0); the redundancy policy promotes them. */
   readonly standbys?: number;
+  /** Their mode, and the mode a replaced voter is demoted to (default hot). */
+  readonly standbyMode?: ChaosStandbyMode;
   /** `redundancy.replaceAfter` (default CHAOS_REPLACE_AFTER_MS_DEFAULT with standbys). */
   readonly replaceAfterMs?: number;
   /** Every member gets a WAL mirror (default true: a bit flip is then repaired). */
@@ -125,6 +133,9 @@ export function validateChaosOptions(o: ChaosOptions): string[] {
   int(o.standbys ?? 0, 0, CHAOS_STANDBYS_MAX, '--standbys');
   if (o.replaceAfterMs !== undefined)
     int(o.replaceAfterMs, 1_001, 3_600_000, '--replace-after (ms)');
+  if (o.standbyMode !== undefined && !CHAOS_STANDBY_MODES.includes(o.standbyMode)) {
+    problems.push(`--standby-mode: expected hot, warm or cold, got ${o.standbyMode}`);
+  }
   if (o.net !== undefined && !['kernel', 'transport', 'auto'].includes(o.net)) {
     problems.push(`--net: expected kernel, transport or auto, got ${o.net}`);
   }
@@ -176,7 +187,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosOutcome> {
     `${JSON.stringify({ ...summary(options), net, walMirror, replaceAfterMs: replaceAfterMs ?? null, plan }, null, 2)}\n`,
   );
   note(
-    `chaos seed=${options.seed} net=${net} voters=${options.voters} standbys=${standbys} mirror=${walMirror ? 'on' : 'off'} time=${options.timeMs}ms clients=${options.clients} keys=${options.keys} faults=${options.faults.join(',') || 'none'} planned=${plan.length} out=${outDir}`,
+    `chaos seed=${options.seed} net=${net} voters=${options.voters} standbys=${standbys}${standbys > 0 ? `(${options.standbyMode ?? 'hot'})` : ''} mirror=${walMirror ? 'on' : 'off'} time=${options.timeMs}ms clients=${options.clients} keys=${options.keys} faults=${options.faults.join(',') || 'none'} planned=${plan.length} out=${outDir}`,
   );
 
   const recorder = new HistoryRecorder();
@@ -209,6 +220,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosOutcome> {
     cluster = await LocalCluster.start({
       voters: options.voters,
       standbys,
+      ...(options.standbyMode !== undefined && { standbyMode: options.standbyMode }),
       walMirror,
       net,
       ...(replaceAfterMs !== undefined && { replaceAfterMs }),
@@ -384,6 +396,7 @@ function summary(o: ChaosOptions): Record<string, unknown> {
     seed: o.seed,
     voters: o.voters,
     standbys: o.standbys ?? 0,
+    standbyMode: o.standbyMode ?? 'hot',
     timeMs: o.timeMs,
     clients: o.clients,
     keys: o.keys,

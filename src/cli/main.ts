@@ -99,9 +99,10 @@ export async function run(argv: readonly string[]): Promise<number> {
     .option('--voters <n>', 'members of the cluster (odd)', '3')
     .option(
       '--standbys <n>',
-      'hot standbys besides the voters (the redundancy policy promotes them)',
+      'standbys besides the voters (the redundancy policy promotes them)',
       '0',
     )
+    .option('--standby-mode <mode>', 'hot, warm or cold: the standbys and demoted voters', 'hot')
     .option(
       '--replace-after <duration>',
       'redundancy.replaceAfter of the members (default 2s with standbys)',
@@ -163,6 +164,7 @@ async function chaosCommand(opts: Record<string, string | boolean | undefined>):
     options = {
       voters: Number(opts.voters),
       standbys: Number(opts.standbys),
+      standbyMode: String(opts.standbyMode) as ChaosOptions['standbyMode'] & string,
       ...(opts.replaceAfter !== undefined && {
         replaceAfterMs: parseDurationMs(String(opts.replaceAfter)),
       }),

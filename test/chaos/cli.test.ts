@@ -24,6 +24,7 @@ test('tandem chaos: bad arguments exit 2 and start nothing', async () => {
     assert.equal(await run(['node', 'tandem', 'chaos', '--net', 'wifi']), 2);
     assert.equal(await run(['node', 'tandem', 'chaos', '--wal-mirror', 'maybe']), 2);
     assert.equal(await run(['node', 'tandem', 'chaos', '--standbys', '99']), 2);
+    assert.equal(await run(['node', 'tandem', 'chaos', '--standby-mode', 'lukewarm']), 2);
   } finally {
     process.stderr.write = write;
   }
@@ -33,6 +34,7 @@ test('tandem chaos: bad arguments exit 2 and start nothing', async () => {
   assert.match(errors.join(''), /--net: expected kernel, transport or auto, got wifi/);
   assert.match(errors.join(''), /--wal-mirror: expected on or off, got maybe/);
   assert.match(errors.join(''), /--standbys: expected an integer between 0 and 8, got 99/);
+  assert.match(errors.join(''), /--standby-mode: expected hot, warm or cold, got lukewarm/);
 });
 
 test('testMode.faultInjection: off by default; file, environment or flag turn it on', () => {
