@@ -7,59 +7,19 @@
  * non-zero with an error saying why.
  */
 import assert from 'node:assert/strict';
-import { readdirSync, readFileSync } from 'node:fs';
+import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { Entry } from '../../src/raft/types.js';
 import { FaultyFileSystem } from '../../src/storage/fault-fs.js';
 import { NodeFileSystem } from '../../src/storage/fs.js';
-import {
-  decodeEntry,
-  decodeHardState,
-  parseSegmentName,
-  RecordType,
-} from '../../src/storage/wal/format.js';
-import { scanSegment, type VerifiedRecord } from '../../src/storage/wal/scan.js';
+import { type InspectedRecord, inspectWal } from '../../src/storage/wal/inspect.js';
 import { Wal } from '../../src/storage/wal/wal.js';
 import { call, grpcClients } from './clients.js';
 import { Cluster, type MemberProcess, START_TIMEOUT_MS, waitFor } from './cluster.js';
 
-interface Rec extends VerifiedRecord {
-  readonly file: string;
-  readonly entry: Entry | null;
-  /** The commit index of a hard state record, else -1. */
-  readonly commit: number;
-}
-
-/** Every verified record of a WAL directory, in order (read-only: safe on a live member). */
-function walRecords(dir: string): Rec[] {
-  const out: Rec[] = [];
-  const names = readdirSync(dir)
-    .filter((n) => parseSegmentName(n) !== null)
-    .sort();
-  for (const name of names) {
-    const file = join(dir, name);
-    const bytes = new Uint8Array(readFileSync(file));
-    const view = new DataView(bytes.buffer);
-    scanSegment([{ bytes, view }], parseSegmentName(name)!.seq, (batch) => {
-      for (const r of batch) {
-        const entry =
-          r.type === RecordType.Entry
-            ? decodeEntry(bytes, view, r.payloadAt, r.payloadBytes)
-            : null;
-        const hs =
-          r.type === RecordType.HardState
-            ? decodeHardState(view, r.payloadAt, r.payloadBytes)
-            : null;
-        out.push({ ...r, file, entry, commit: hs?.commit ?? -1 });
-      }
-    });
-  }
-  return out;
-}
-
 /** The log a WAL's records spell (later records win), by index. */
-function logOf(records: readonly Rec[]): Map<number, Entry> {
+function logOf(records: readonly InspectedRecord[]): Map<number, Entry> {
   const log = new Map<number, Entry>();
   for (const r of records) {
     if (r.entry === null) continue;
@@ -129,8 +89,8 @@ describe('protocol-aware WAL recovery, real processes', { timeout: 150_000 }, ()
       assert.deepEqual(await n3.stop(), { code: 0, signal: null });
 
       // A committed entry record in the middle of n3's log, with entry records after it.
-      const records = walRecords(walDir);
-      const commit = Math.max(...records.map((r) => r.commit));
+      const records = inspectWal(walDir);
+      const commit = Math.max(...records.map((r) => r.hardState?.commit ?? -1));
       const entries = records.filter((r) => r.entry !== null && r.entry.index <= commit - 5);
       assert.ok(entries.length > 20, `enough committed entries: ${entries.length}`);
       const target = entries[Math.floor(entries.length / 2)]!;
@@ -158,7 +118,7 @@ describe('protocol-aware WAL recovery, real processes', { timeout: 150_000 }, ()
       assert.deepEqual(await serializableValues(n3), expected);
 
       // The repaired log is the leader's, entry for entry (read-only look at the live leader).
-      const leaderLog = logOf(walRecords(join(leader.spec.dataDir, 'wal')));
+      const leaderLog = logOf(inspectWal(join(leader.spec.dataDir, 'wal')));
       assert.deepEqual(await n3.stop(), { code: 0, signal: null });
       const reopened = await Wal.open({
         fs: new NodeFileSystem(),
@@ -194,10 +154,10 @@ describe('protocol-aware WAL recovery, real processes', { timeout: 150_000 }, ()
       await new Promise((r) => setTimeout(r, 500));
       assert.deepEqual(await m.stop(), { code: 0, signal: null });
       const walDir = join(m.spec.dataDir, 'wal');
-      const records = walRecords(walDir);
+      const records = inspectWal(walDir);
       const lastEntry = records.findLastIndex((r) => r.entry !== null);
       assert.ok(
-        records.slice(lastEntry + 1).some((r) => r.type === RecordType.HardState),
+        records.slice(lastEntry + 1).some((r) => r.hardState !== null),
         'a hard state follows the last entry',
       );
       const target = records[lastEntry]!;

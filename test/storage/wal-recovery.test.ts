@@ -6,20 +6,15 @@
  * the reference model: recovery yields the model's state or refuses, never anything else.
  */
 import assert from 'node:assert/strict';
-import { cpSync, readdirSync, readFileSync } from 'node:fs';
+import { cpSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import type { Entry, HardState } from '../../src/raft/types.js';
 import type { StorageError } from '../../src/storage/errors.js';
 import { FaultyFileSystem } from '../../src/storage/fault-fs.js';
 import { NodeFileSystem } from '../../src/storage/fs.js';
-import {
-  decodeEntry,
-  parseSegmentName,
-  RecordType,
-  type SnapshotMarker,
-} from '../../src/storage/wal/format.js';
-import { scanSegment, type VerifiedRecord } from '../../src/storage/wal/scan.js';
+import { RecordType, type SnapshotMarker } from '../../src/storage/wal/format.js';
+import { type InspectedRecord, inspectWal } from '../../src/storage/wal/inspect.js';
 import {
   checkFetched,
   Wal,
@@ -64,33 +59,14 @@ async function write(opts: WalOptions, batches: readonly Batch[]): Promise<void>
   await wal.close();
 }
 
-interface Located extends VerifiedRecord {
-  readonly file: string;
+interface Located extends InspectedRecord {
   /** The entry's index for entry records, else -1. */
   readonly index: number;
 }
 
 /** Every verified record of the WAL in `dir`, in order, with its file and entry index. */
 function records(dir: string): Located[] {
-  const out: Located[] = [];
-  const names = readdirSync(dir)
-    .filter((n) => parseSegmentName(n) !== null)
-    .sort();
-  for (const name of names) {
-    const file = join(dir, name);
-    const bytes = new Uint8Array(readFileSync(file));
-    const view = new DataView(bytes.buffer);
-    scanSegment([{ bytes, view }], parseSegmentName(name)!.seq, (b) => {
-      for (const r of b) {
-        const e =
-          r.type === RecordType.Entry
-            ? decodeEntry(bytes, view, r.payloadAt, r.payloadBytes)
-            : null;
-        out.push({ ...r, file, index: e?.index ?? -1 });
-      }
-    });
-  }
-  return out;
+  return inspectWal(dir).map((r) => ({ ...r, index: r.entry?.index ?? -1 }));
 }
 
 /** Flips a bit in the payload of `r` in the primary and, when given, in the mirror too. */
