@@ -211,32 +211,32 @@ test('harmless: damage whose entries are all below a later snapshot, or rewritte
   await got2.wal.close();
 });
 
-test('refuse: no intact hard state follows the damage (it may have held the latest term, vote, commit)', async () => {
-  const batches = [...BASE_LOG, batch([ent(13, 3), ent(14, 3)], null), batch([ent(15, 3)], null)];
+/**
+ * Writes `batches`, damages the record of entry `damagedIndex`, and expects recovery to refuse
+ * with `why` at that record's offset although peers (commit `peerCommit`) would answer.
+ */
+async function assertRefusedAt(
+  batches: readonly Batch[],
+  damagedIndex: number,
+  peerCommit: number,
+  why: RegExp,
+): Promise<void> {
   const dir = tempDir();
   const opts = { ...base, fs: real, dir };
   await write(opts, batches);
-  const target = records(dir).find((r) => r.index === 13)!;
+  const target = records(dir).find((r) => r.index === damagedIndex)!;
   await damage(target);
-  await refused(
-    { ...opts, repair: peers(modelLog(batches), 12) },
-    /no intact hard state follows/,
-    target.offset,
-  );
+  await refused({ ...opts, repair: peers(modelLog(batches), peerCommit) }, why, target.offset);
+}
+
+test('refuse: no intact hard state follows the damage (it may have held the latest term, vote, commit)', async () => {
+  const batches = [...BASE_LOG, batch([ent(13, 3), ent(14, 3)], null), batch([ent(15, 3)], null)];
+  await assertRefusedAt(batches, 13, 12, /no intact hard state follows/);
 });
 
 test('refuse: no intact entry record follows the damage (unbounded, possibly acknowledged entries)', async () => {
   const batches = [...BASE_LOG, batch([ent(13, 3), ent(14, 3)], hs(3, 12)), batch([], hs(3, 14))];
-  const dir = tempDir();
-  const opts = { ...base, fs: real, dir };
-  await write(opts, batches);
-  const target = records(dir).find((r) => r.index === 14)!;
-  await damage(target);
-  await refused(
-    { ...opts, repair: peers(modelLog(batches), 14) },
-    /no intact entry record follows/,
-    target.offset,
-  );
+  await assertRefusedAt(batches, 14, 14, /no intact entry record follows/);
 });
 
 test('refuse: missing entries above the commit index (this member may have acknowledged them)', async () => {
@@ -245,15 +245,11 @@ test('refuse: missing entries above the commit index (this member may have ackno
     batch([ent(13, 3), ent(14, 3), ent(15, 3)], hs(3, 12)),
     batch([ent(16, 3)], hs(3, 13)),
   ];
-  const dir = tempDir();
-  const opts = { ...base, fs: real, dir };
-  await write(opts, batches);
-  const target = records(dir).find((r) => r.index === 14)!;
-  await damage(target);
-  await refused(
-    { ...opts, repair: peers(modelLog(batches), 13) },
+  await assertRefusedAt(
+    batches,
+    14,
+    13,
     /entries 14\.\.14 are unknown and above the commit index 13/,
-    target.offset,
   );
 });
 
