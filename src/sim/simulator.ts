@@ -128,12 +128,7 @@ export class Simulation {
         : { stepsDuringReady: options.stepsDuringReady }),
     });
     this.rng = new Prng(options.seed ^ 0x5eed5eed);
-    const traceOption = options.trace ?? false;
-    this.trace = new Trace(
-      typeof traceOption === 'function'
-        ? { readable: true, sink: traceOption }
-        : { readable: traceOption },
-    );
+    this.trace = Trace.fromOption(options.trace);
     this.network = new SimNetwork<Message>(this.queue, this.rng.fork(), this.params.network, {
       deliver: (from, to, msg) => this.deliver(from, to, msg),
       dropped: (from, to, msg, reason) => this.dropped(from, to, msg, reason),

@@ -17,6 +17,13 @@ export class Trace {
     this.sink = options.readable ? (options.sink ?? null) : null;
   }
 
+  /** From a run's `trace` option: off, kept lines (true), or every line to a sink. */
+  static fromOption(option: boolean | ((line: string) => void) = false): Trace {
+    return new Trace(
+      typeof option === 'function' ? { readable: true, sink: option } : { readable: option },
+    );
+  }
+
   get enabled(): boolean {
     return this.lines !== null || this.sink !== null;
   }
