@@ -11,7 +11,7 @@ import type {
   ServerWritableStream,
   sendUnaryData,
 } from '@grpc/grpc-js';
-import type { EtcdBackend, RequestOptions } from './backend.js';
+import type { EtcdBackend, RequestOptions } from '../server/contract.js';
 import { toWireStatus } from './errors.js';
 import { type RequestDefaults, requestOptions } from './request-options.js';
 

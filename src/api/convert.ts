@@ -30,7 +30,7 @@ import type {
 import type { KeyValue, KvEvent, LeaseId } from '../kv/types.js';
 import type { WatchResponse } from '../kv/watch/response.js';
 import type { WatchCreateRequest } from '../kv/watch/stream.js';
-import type { Header, Member } from './backend.js';
+import type { Header, Member } from '../server/contract.js';
 import { ApiError } from './errors.js';
 import {
   PB_ENUMS,

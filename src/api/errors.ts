@@ -143,6 +143,8 @@ export const API_ERRORS: Readonly<Record<ErrorCode, ErrorEntry>> = {
   // etcd refuses a learner's RPCs with Unavailable ("rpc not supported for learner"), so that
   // clients try their next endpoint; a standby does the same, and says what to use instead.
   STANDBY: own('UNAVAILABLE', 'tandem: a standby serves no client traffic'),
+  // REQUEST_TOO_LARGE is shared with kv (above): etcd's InvalidArgument, never retried.
+  TOO_MANY_REQUESTS: etcd('RESOURCE_EXHAUSTED', 'etcdserver: too many requests'),
 
   // --- API edge ----------------------------------------------------------------------------
   INVALID_FIELD: own('INVALID_ARGUMENT', 'tandem: invalid request field'),

@@ -8,9 +8,8 @@
 import { type Client, credentials, Metadata, makeGenericClientConstructor } from '@grpc/grpc-js';
 import { LeaseError, LeaseErrorCode } from '../kv/lease/errors.js';
 import type { LeaseId } from '../kv/types.js';
+import type { LeaderForwarder, LeaseTimeToLiveResult } from '../server/contract.js';
 import { ServerError } from '../server/errors.js';
-import type { LeaderForwarder } from '../server/server.js';
-import type { LeaseTimeToLiveResult } from './backend.js';
 import { serviceDefinition } from './proto.js';
 import { ACK_SERVICE, type AwaitAllVotersRequest } from './services/ack.js';
 

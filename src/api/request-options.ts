@@ -11,7 +11,7 @@
  * INVALID_METADATA error naming the key, never silently the default.
  */
 import type { Metadata } from '@grpc/grpc-js';
-import type { ReadConsistency, RequestOptions, WriteAck } from './backend.js';
+import type { ReadConsistency, RequestOptions, WriteAck } from '../server/contract.js';
 import { ApiError } from './errors.js';
 import { MAX_STALENESS_MS_MAX } from './limits.js';
 

@@ -3,8 +3,8 @@
  * listener, with etcd's message size limits and keep-alive defaults, optionally over TLS.
  */
 import { type ChannelOptions, Server, ServerCredentials } from '@grpc/grpc-js';
+import type { EtcdBackend } from '../server/contract.js';
 import { ServerError } from '../server/errors.js';
-import type { EtcdBackend } from './backend.js';
 import type { ApiLogger, ServiceContext } from './context.js';
 import {
   CONCURRENT_STREAMS_MAX_DEFAULT,

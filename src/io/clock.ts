@@ -8,6 +8,11 @@ export type TimerHandle = unknown;
 export interface Clock {
   /** Monotonic milliseconds (not wall-clock time). */
   now(): number;
+  /**
+   * Wall-clock milliseconds since the Unix epoch, for facts other processes read (registry
+   * records, lease id seeds); never for measuring durations, which use `now`.
+   */
+  wallNow(): number;
   setTimeout(callback: () => void, delayMs: number): TimerHandle;
   clearTimeout(handle: TimerHandle): void;
   /** Runs `callback` soon, after the current event (setImmediate; a zero-delay virtual event). */
@@ -17,6 +22,7 @@ export interface Clock {
 export const REAL_CLOCK: Clock = Object.freeze({
   // Whole milliseconds: the pure layers take integer times.
   now: () => Math.floor(performance.now()),
+  wallNow: () => Date.now(),
   setTimeout(callback: () => void, delayMs: number): TimerHandle {
     const timer = setTimeout(callback, delayMs);
     timer.unref();

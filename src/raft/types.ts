@@ -55,6 +55,21 @@ export interface ConfState {
   readonly autoLeave: boolean;
 }
 
+/** `id` is in `cs` in any role: a voter or learner, on either side of a joint configuration. */
+export function inConfState(cs: ConfState, id: NodeId): boolean {
+  return (
+    cs.voters.includes(id) ||
+    cs.learners.includes(id) ||
+    cs.votersOutgoing.includes(id) ||
+    cs.learnersNext.includes(id)
+  );
+}
+
+/** `id` is a voter of `cs`, on either side of a joint configuration. */
+export function isVoterIn(cs: ConfState, id: NodeId): boolean {
+  return cs.voters.includes(id) || cs.votersOutgoing.includes(id);
+}
+
 export interface SnapshotMetadata {
   readonly index: number;
   readonly term: number;

@@ -29,6 +29,10 @@ export type ServerErrorCode =
   /** A write with ack=all was not persisted by every voter in time (it is committed). */
   | 'WRITE_ACK_TIMEOUT'
   /** This member is a standby: it serves no client traffic (KV, Watch, Lease). */
-  | 'STANDBY';
+  | 'STANDBY'
+  /** A command larger than the member accepts (etcd's ErrRequestTooLarge). */
+  | 'REQUEST_TOO_LARGE'
+  /** Too many requests wait already (etcd's ErrTooManyRequests): back off and retry. */
+  | 'TOO_MANY_REQUESTS';
 
 export class ServerError extends TandemError<ServerErrorCode> {}

@@ -21,7 +21,7 @@
 import type { Clock, TimerHandle } from '../io/clock.js';
 import type { Network, PeerReport } from '../io/network.js';
 import type { RaftPersistence } from '../io/persistence.js';
-import { decodeConfChange, encodeConfChange } from '../raft/codec.js';
+import { decodeConfChange } from '../raft/codec.js';
 import { RaftError } from '../raft/errors.js';
 import { RawNode } from '../raft/rawnode.js';
 import type { MemoryStorage } from '../raft/storage.js';
@@ -31,6 +31,7 @@ import {
   type ConfState,
   type Entry,
   EntryType,
+  inConfState,
   type Message,
   MessageType,
   NONE,
@@ -64,15 +65,8 @@ export const COMMAND_BYTES_MAX = 2 * 1024 * 1024;
  */
 const INCARNATION_SEQ_STRIDE = 2 ** 21;
 const INCARNATION_STARTS = 2 ** 31;
-/**
- * An outside probe's context starts with this tag ('OUTS'), so its receiver knows the leader of
- * its term has it outside the configuration; the layer above may add a payload (the member's
- * role as the leader records it). Raft echoes a heartbeat's context and reads it only on the
- * leader, for ReadIndex (those contexts start with 'R').
- */
-export const OUTSIDE_PROBE_TAG: Uint8Array = Uint8Array.of(0x4f, 0x55, 0x54, 0x53);
-/** Bytes the layer above may add to an outside probe, at most. */
-export const OUTSIDE_PROBE_PAYLOAD_BYTES_MAX = 64;
+/** Bytes of a heartbeat context the layer above may send (see `heartbeat`), at most. */
+export const HEARTBEAT_CONTEXT_BYTES_MAX = 128;
 
 export interface MemberTiming {
   readonly tickMs: number;
@@ -82,14 +76,14 @@ export interface MemberTiming {
   readonly requestTimeoutMs: number;
 }
 
-export interface MemberOptions {
+export interface MemberOptions<R = unknown> {
   readonly id: NodeId;
   readonly clock: Clock;
   readonly network: Network;
   readonly persistence: RaftPersistence;
   /** The durable log as recovered (snapshot, entries, hard state); written after each save. */
   readonly storage: MemoryStorage;
-  readonly stateMachine: ReplicatedStateMachine;
+  readonly stateMachine: ReplicatedStateMachine<R>;
   readonly random: Random;
   readonly timing: MemberTiming;
   /** Take a snapshot (and compact the log) every this many applied entries. */
@@ -113,23 +107,46 @@ export interface MemberHooks {
   onSoftState?(soft: SoftState, term: number): void;
   /** A membership change was applied. */
   onConfChange?(change: ConfChange, confState: ConfState, index: number): void;
+  /**
+   * A membership change was proposed through this member (`seq` names it), and later settled
+   * (applied here, refused, failed or timed out: `error` says which). Observers only.
+   */
+  onConfChangeProposed?(change: ConfChange, seq: number): void;
+  onConfChangeSettled?(seq: number, error: Error | null): void;
   /** An entry was applied (normal entries with their result; empty entries with undefined). */
   onApplied?(entry: Entry, result: unknown): void;
+  /** A snapshot replaced the state machine's state (its index is now applied). */
+  onSnapshotInstalled?(index: number): void;
   /** The member hit an unrecoverable error (a failed fdatasync) and stopped. */
   onFatal?(error: Error): void;
+  /**
+   * Every tick, after raft's: the duties of the layers above run by tick counts (schedule.ts),
+   * so the member's tick is their only clock. `ticks` counts from 1 in this incarnation.
+   */
+  onTick?(ticks: number): void;
+  /**
+   * A message from a peer, after raft stepped it; `term` and `lead` are raft's view right
+   * after the step (the soft state reported to onSoftState follows once persisted).
+   */
+  onStepped?(message: Message, term: number, lead: NodeId): void;
 }
 
 type Callback<T> = (error: Error | null, value?: T) => void;
 
-interface PendingProposal {
+/** Who waits for a proposal: a command's proposer (the state machine's result) or a change's. */
+type ProposalDone<R> =
+  | { readonly isConfChange: false; readonly callback: Callback<R> }
+  | { readonly isConfChange: true; readonly callback: Callback<ConfState> };
+
+interface PendingProposal<R> {
   readonly seq: number;
-  readonly data: Uint8Array;
-  readonly isConfChange: boolean;
+  /** The entry data (a command's envelope) or the change whose context holds the envelope. */
+  readonly data: Uint8Array | ConfChange;
   readonly deadlineMs: number;
   readonly leaderAtStart: NodeId;
   /** False while raft has refused it (no leader yet): retried on each tick. */
   proposed: boolean;
-  readonly callback: Callback<unknown>;
+  readonly done: ProposalDone<R>;
 }
 
 interface PendingRead {
@@ -146,13 +163,13 @@ interface ReadRound {
   readonly reads: PendingRead[];
 }
 
-export class Member {
+export class Member<R = unknown> {
   readonly id: NodeId;
-  private readonly options: MemberOptions;
+  private readonly options: MemberOptions<R>;
   private readonly clock: Clock;
   private readonly network: Network;
   private readonly storage: MemoryStorage;
-  private readonly sm: ReplicatedStateMachine;
+  private readonly sm: ReplicatedStateMachine<R>;
   private rn: RawNode;
 
   private state: 'new' | 'running' | 'stopping' | 'stopped' = 'new';
@@ -177,7 +194,7 @@ export class Member {
   private onStopped: (() => void) | null = null;
 
   private seq = 0;
-  private readonly proposals = new Map<number, PendingProposal>();
+  private readonly proposals = new Map<number, PendingProposal<R>>();
   private readSeq = 0;
   private readQueue: PendingRead[] = [];
   private readRound: ReadRound | null = null;
@@ -185,16 +202,9 @@ export class Member {
   private readsAwaitingApply: PendingRead[] = [];
   /** When a message from each peer last arrived (this member's clock): the policy's input. */
   private readonly heardAtMs = new Map<NodeId, number>();
-  /** Members outside the configuration the leader probes (see setOutsideProbes). */
-  private outsideProbeIds: readonly NodeId[] = [];
-  /** What an outside probe to each member carries after its tag (see setOutsideProbePayload). */
-  private outsideProbePayload: ((to: NodeId) => Uint8Array) | null = null;
-  /** Told when the leader of this member's term probes it as outside (see onOutsideProbe). */
-  private outsideProbeListener: ((from: NodeId, term: number, payload: Uint8Array) => void) | null =
-    null;
   private ticks = 0;
 
-  constructor(options: MemberOptions) {
+  constructor(options: MemberOptions<R>) {
     assert(options.snapshotEveryEntries >= 1, 'snapshotEveryEntries must be >= 1');
     assert(options.timing.heartbeatTicks < options.timing.electionTicks, 'heartbeat < election');
     this.options = options;
@@ -290,7 +300,7 @@ export class Member {
   }
 
   private failAll(error: ServerError): void {
-    for (const p of this.proposals.values()) p.callback(error);
+    for (const p of this.proposals.values()) p.done.callback(error);
     this.proposals.clear();
     const reads = [...this.readQueue, ...this.readsAwaitingApply, ...(this.readRound?.reads ?? [])];
     this.readQueue = [];
@@ -315,20 +325,8 @@ export class Member {
       }
       throw error;
     }
-    if (m.type === MessageType.Heartbeat && startsWith(m.context, OUTSIDE_PROBE_TAG)) {
-      this.outsideProbed(m);
-    }
+    this.options.hooks?.onStepped?.(m, this.rn.raft.term, this.rn.raft.lead);
     this.scheduleDrain();
-  }
-
-  /**
-   * An outside probe counts only once raft took its sender as the leader of our current term:
-   * a stale leader's probe (an older term) says nothing about the configuration now.
-   */
-  private outsideProbed(m: Message): void {
-    const raft = this.rn.raft;
-    if (raft.term !== m.term || raft.lead !== m.from) return;
-    this.outsideProbeListener?.(m.from, m.term, m.context.subarray(OUTSIDE_PROBE_TAG.length));
   }
 
   private report(r: PeerReport): void {
@@ -356,76 +354,89 @@ export class Member {
     if (this.state !== 'running') return;
     this.rn.tick();
     this.ticks += 1;
-    if (this.ticks % this.options.timing.heartbeatTicks === 0) this.probeOutside();
     this.retryUnproposed();
     this.retryReadRound();
     this.expireDeadlines();
     this.scheduleTick();
     this.scheduleDrain();
+    this.options.hooks?.onTick?.(this.ticks);
   }
 
   // -------------------------------------------------------------------------------------------
   // Proposals
 
   /** Proposes a command; `callback(null, result)` once applied here, with the state machine's result. */
-  propose(command: Uint8Array, callback: Callback<unknown>): void {
-    this.enqueueProposal(command, false, callback);
+  propose(command: Uint8Array, callback: Callback<R>): void {
+    this.enqueueProposal(command, { isConfChange: false, callback });
   }
 
   /** Proposes a membership change; `callback(null, confState)` once applied here. */
-  proposeConfChange(change: ConfChange, callback: Callback<unknown>): void {
-    // The proposer's envelope rides in the change's context (raft keeps it opaque).
-    this.enqueueProposal(encodeConfChange(change), true, callback);
-  }
-
-  private enqueueProposal(payload: Uint8Array, isConfChange: boolean, cb: Callback<unknown>): void {
-    if (this.state !== 'running') {
-      cb(new ServerError('STOPPED', 'etcdserver: server stopped'));
+  proposeConfChange(change: ConfChange, callback: Callback<ConfState>): void {
+    const hooks = this.options.hooks;
+    if (hooks?.onConfChangeProposed === undefined) {
+      this.enqueueProposal(change, { isConfChange: true, callback });
       return;
     }
-    if (payload.length > COMMAND_BYTES_MAX) {
-      cb(new ServerError('UNHEALTHY', `command of ${payload.length} bytes exceeds the limit`));
+    const seq = this.seq + 1; // the number enqueueProposal gives it (or none, if refused)
+    hooks.onConfChangeProposed(change, seq);
+    this.enqueueProposal(change, {
+      isConfChange: true,
+      callback: (error, confState) => {
+        hooks.onConfChangeSettled?.(seq, error);
+        callback(error, confState);
+      },
+    });
+  }
+
+  private enqueueProposal(payload: Uint8Array | ConfChange, done: ProposalDone<R>): void {
+    if (this.state !== 'running') {
+      done.callback(new ServerError('STOPPED', 'etcdserver: server stopped'));
+      return;
+    }
+    const seq = this.seq + 1;
+    // The proposer's envelope rides in a change's context (raft keeps it opaque).
+    const data =
+      payload instanceof Uint8Array
+        ? encodeEnvelope(this.id, seq, payload)
+        : { ...payload, context: encodeEnvelope(this.id, seq, payload.context) };
+    const bytes = data instanceof Uint8Array ? data.length : data.context.length;
+    if (bytes > COMMAND_BYTES_MAX) {
+      done.callback(
+        new ServerError(
+          'REQUEST_TOO_LARGE',
+          `etcdserver: request is too large (${bytes} bytes; at most ${COMMAND_BYTES_MAX})`,
+        ),
+      );
       return;
     }
     if (this.proposals.size >= PROPOSALS_PENDING_MAX) {
-      cb(new ServerError('TIMEOUT', 'etcdserver: too many requests'));
+      done.callback(new ServerError('TOO_MANY_REQUESTS', 'etcdserver: too many requests'));
       return;
     }
-    const seq = ++this.seq;
-    let data: Uint8Array;
-    if (isConfChange) {
-      const change = decodeConfChange(payload);
-      data = encodeConfChange({
-        ...change,
-        context: encodeEnvelope(this.id, seq, change.context),
-      });
-    } else {
-      data = encodeEnvelope(this.id, seq, payload);
-    }
-    const p: PendingProposal = {
+    this.seq = seq;
+    const p: PendingProposal<R> = {
       seq,
       data,
-      isConfChange,
       deadlineMs: this.clock.now() + this.options.timing.requestTimeoutMs,
       leaderAtStart: this.soft.lead,
       proposed: false,
-      callback: cb,
+      done,
     };
     this.proposals.set(seq, p);
     this.tryPropose(p);
     this.scheduleDrain();
   }
 
-  private tryPropose(p: PendingProposal): void {
+  private tryPropose(p: PendingProposal<R>): void {
     try {
-      if (p.isConfChange) this.rn.proposeConfChange(decodeConfChange(p.data));
-      else this.rn.propose(p.data);
+      if (p.data instanceof Uint8Array) this.rn.propose(p.data);
+      else this.rn.proposeConfChange(p.data);
       p.proposed = true;
     } catch (error) {
       if (!(error instanceof RaftError)) throw error;
       if (error.code === 'PROPOSAL_DROPPED') return; // no leader yet: retried on each tick
       this.proposals.delete(p.seq);
-      p.callback(new ServerError('UNHEALTHY', `etcdserver: ${error.message}`));
+      p.done.callback(new ServerError('UNHEALTHY', `etcdserver: ${error.message}`));
     }
   }
 
@@ -447,7 +458,7 @@ export class Member {
       return;
     }
     if (this.pendingReadCount() >= READS_PENDING_MAX) {
-      callback(new ServerError('TIMEOUT', 'etcdserver: too many requests'));
+      callback(new ServerError('TOO_MANY_REQUESTS', 'etcdserver: too many requests'));
       return;
     }
     const read: PendingRead = {
@@ -553,16 +564,16 @@ export class Member {
       if (p.deadlineMs > now) continue;
       this.proposals.delete(p.seq);
       if (this.soft.lead === NONE && !p.proposed) {
-        p.callback(new ServerError('NO_LEADER', 'etcdserver: no leader'));
+        p.done.callback(new ServerError('NO_LEADER', 'etcdserver: no leader'));
       } else if (this.soft.lead !== p.leaderAtStart) {
-        p.callback(
+        p.done.callback(
           new ServerError(
             'TIMEOUT_LEADER_FAIL',
             'etcdserver: request timed out, possibly due to previous leader failure',
           ),
         );
       } else {
-        p.callback(new ServerError('TIMEOUT', 'etcdserver: request timed out'));
+        p.done.callback(new ServerError('TIMEOUT', 'etcdserver: request timed out'));
       }
     }
     const expire = (reads: PendingRead[]): PendingRead[] => {
@@ -649,7 +660,7 @@ export class Member {
   /** False for a snapshot that does not list its recipient: held back, a fresh one is due. */
   private shipsListedSnapshot(m: Message): boolean {
     if (m.type !== MessageType.Snap || m.snapshot === null) return true;
-    if (lists(m.snapshot.metadata.confState, m.to)) return true;
+    if (inConfState(m.snapshot.metadata.confState, m.to)) return true;
     this.snapshotForAddedMember = true;
     // Raft retries the peer (probe, then the fresh snapshot) once told this one failed.
     this.clock.defer(() => {
@@ -681,6 +692,7 @@ export class Member {
     this.confState = snap.metadata.confState;
     this.snapshotIndex = snap.metadata.index;
     this.handledIndex = snap.metadata.index;
+    this.options.hooks?.onSnapshotInstalled?.(snap.metadata.index);
   }
 
   private applyEntry(entry: Entry): void {
@@ -706,7 +718,7 @@ export class Member {
     assert(envelope !== null, `entry ${entry.index} is not an envelope`);
     const result = this.sm.apply(ctx, envelope.command);
     this.options.hooks?.onApplied?.(entry, result);
-    if (envelope.proposer === this.id) this.resolve(envelope.seq, result);
+    if (envelope.proposer === this.id) this.resolveCommand(envelope.seq, result);
   }
 
   private applyConfChangeEntry(entry: Entry): void {
@@ -730,7 +742,7 @@ export class Member {
     this.sm.applyConfChange(ctx, inner, confState);
     this.options.hooks?.onConfChange?.(inner, confState, entry.index);
     this.options.hooks?.onApplied?.(entry, confState);
-    if (envelope?.proposer === this.id) this.resolve(envelope.seq, confState);
+    if (envelope?.proposer === this.id) this.resolveConfChange(envelope.seq, confState);
   }
 
   private replayConfChange(entry: Entry): void {
@@ -745,18 +757,30 @@ export class Member {
     }
   }
 
-  private resolve(seq: number, result: unknown): void {
+  /** The pending proposal `seq` of this incarnation, removed; undefined when none waits. */
+  private takeProposal(seq: number): PendingProposal<R> | undefined {
     const p = this.proposals.get(seq);
-    if (p === undefined) return; // timed out already, or proposed before a restart
+    if (p === undefined) return undefined; // timed out already, or proposed before a restart
     this.proposals.delete(seq);
-    p.callback(null, result);
+    return p;
+  }
+
+  private resolveCommand(seq: number, result: R): void {
+    const done = this.takeProposal(seq)?.done;
+    if (done === undefined) return;
+    assert(!done.isConfChange, `proposal ${seq} is a command`);
+    done.callback(null, result);
+  }
+
+  private resolveConfChange(seq: number, confState: ConfState): void {
+    const done = this.takeProposal(seq)?.done;
+    if (done === undefined) return;
+    assert(done.isConfChange, `proposal ${seq} is a membership change`);
+    done.callback(null, confState);
   }
 
   private reject(seq: number, error: Error): void {
-    const p = this.proposals.get(seq);
-    if (p === undefined) return;
-    this.proposals.delete(seq);
-    p.callback(error);
+    this.takeProposal(seq)?.done.callback(error);
   }
 
   // -------------------------------------------------------------------------------------------
@@ -815,6 +839,11 @@ export class Member {
     return this.sm.appliedIndex();
   }
 
+  /** The last index of this member's durable log (its snapshot's when the log is empty). */
+  get durableIndex(): number {
+    return this.storage.lastIndex();
+  }
+
   get configuration(): ConfState {
     return this.confState;
   }
@@ -825,64 +854,50 @@ export class Member {
   }
 
   /**
-   * Leader only: members outside the Raft configuration (warm and cold standbys), which Raft
-   * never messages, get a heartbeat every heartbeat interval (see `probeOutside`). Raft's answer
-   * (a HeartbeatResp, dropped by raft: no progress for the sender) is recorded in `lastHeardMs`
-   * by `receive`, so the failure detector sees a live round trip. The driver sets the list.
+   * Leader only: a heartbeat carrying `context` to `to`, a member Raft does not message (outside
+   * the configuration). Commit 0: it commits nothing. Raft's answer (a HeartbeatResp, dropped by
+   * raft: no progress for the sender) lands in `lastHeardMs`, so a live round trip is seen.
    */
-  setOutsideProbes(ids: readonly NodeId[]): void {
-    this.outsideProbeIds = ids;
+  heartbeat(to: NodeId, context: Uint8Array): void {
+    assert(context.length <= HEARTBEAT_CONTEXT_BYTES_MAX, 'heartbeat context size');
+    if (!this.isLeader || to === this.id || this.state !== 'running') return;
+    const probe: Message = {
+      type: MessageType.Heartbeat,
+      to,
+      from: this.id,
+      term: this.term,
+      logTerm: 0,
+      index: 0,
+      entries: [],
+      commit: 0,
+      snapshot: null,
+      reject: false,
+      rejectHint: 0,
+      context,
+    };
+    this.network.send(to, [probe]);
   }
 
-  /** What each outside probe carries after its tag (at most OUTSIDE_PROBE_PAYLOAD_BYTES_MAX). */
-  setOutsideProbePayload(payload: ((to: NodeId) => Uint8Array) | null): void {
-    this.outsideProbePayload = payload;
-  }
-
-  /** `listener(leader, term, payload)` whenever the leader of this member's term probes it. */
-  onOutsideProbe(listener: ((from: NodeId, term: number, payload: Uint8Array) => void) | null) {
-    this.outsideProbeListener = listener;
-  }
-
-  /** One heartbeat to each probed member still outside the configuration; commit 0: commits nothing. */
-  private probeOutside(): void {
-    if (this.outsideProbeIds.length === 0 || !this.isLeader) return;
-    const cs = this.confState;
-    const inside = new Set([
-      ...cs.voters,
-      ...cs.learners,
-      ...cs.votersOutgoing,
-      ...cs.learnersNext,
-    ]);
-    const term = this.term;
-    for (const to of this.outsideProbeIds) {
-      if (to === this.id || inside.has(to)) continue;
-      const payload = this.outsideProbePayload?.(to) ?? new Uint8Array(0);
-      assert(payload.length <= OUTSIDE_PROBE_PAYLOAD_BYTES_MAX, 'outside probe payload size');
-      const context = new Uint8Array(OUTSIDE_PROBE_TAG.length + payload.length);
-      context.set(OUTSIDE_PROBE_TAG, 0);
-      context.set(payload, OUTSIDE_PROBE_TAG.length);
-      const probe: Message = {
-        type: MessageType.Heartbeat,
-        to,
-        from: this.id,
-        term,
-        logTerm: 0,
-        index: 0,
-        entries: [],
-        commit: 0,
-        snapshot: null,
-        reject: false,
-        rejectHint: 0,
-        context,
-      };
-      this.network.send(to, [probe]);
+  /**
+   * Leader only: the highest index every voter (both halves of a joint configuration) holds
+   * durably — its match index, this member's own durable log — or 0 off the leader.
+   */
+  votersDurableIndex(): number {
+    if (!this.isLeader) return 0;
+    const raft = this.rn.raft;
+    if (raft.state !== StateType.Leader) return 0;
+    let lowest = Number.POSITIVE_INFINITY;
+    const { voters, votersOutgoing } = this.confState;
+    for (const id of [...voters, ...votersOutgoing]) {
+      const match = id === this.id ? this.durableIndex : raft.tracker.progress.get(id)?.match;
+      lowest = Math.min(lowest, match ?? 0);
     }
+    return Number.isFinite(lowest) ? lowest : 0;
   }
 
   /** A membership change was proposed (here, or appended as leader) and is not applied yet. */
   get confChangePending(): boolean {
-    for (const p of this.proposals.values()) if (p.isConfChange) return true;
+    for (const p of this.proposals.values()) if (p.done.isConfChange) return true;
     return this.rn.raft.pendingConfIndex > this.sm.appliedIndex();
   }
 
@@ -897,22 +912,6 @@ export class Member {
     this.rn.campaign();
     this.scheduleDrain();
   }
-}
-
-/** `id` is in the configuration (a voter or learner, either side of a joint config). */
-function lists(cs: ConfState, id: NodeId): boolean {
-  return (
-    cs.voters.includes(id) ||
-    cs.learners.includes(id) ||
-    cs.votersOutgoing.includes(id) ||
-    cs.learnersNext.includes(id)
-  );
-}
-
-function startsWith(bytes: Uint8Array, prefix: Uint8Array): boolean {
-  if (bytes.length < prefix.length) return false;
-  for (let i = 0; i < prefix.length; i++) if (bytes[i] !== prefix[i]) return false;
-  return true;
 }
 
 function ctxKey(ctx: Uint8Array): string {

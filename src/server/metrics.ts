@@ -23,14 +23,14 @@ import {
 } from 'prom-client';
 import type { Role, StandbyMode } from '../cluster/commands.js';
 import { MEMBERS_MAX } from '../cluster/registry.js';
-import { type ConfChange, type ConfState, NONE, type Snapshot } from '../raft/types.js';
+import { NONE } from '../raft/types.js';
 import type { FileHandle, FileSystem, OpenMode } from '../storage/fs.js';
 import { assert } from '../util/assert.js';
-import type { Member } from './member.js';
+import { MemberEvents } from './events.js';
+import type { EtcdFacade } from './facade.js';
 import type { PolicyEvent } from './redundancy.js';
-import type { TandemServer } from './server.js';
-import type { ApplyContext, ReplicatedStateMachine } from './state-machine.js';
-import type { TandemStateMachine } from './tandem-state-machine.js';
+import type { RoleTruth } from './role.js';
+import type { TandemMember, TandemStateMachine } from './tandem-state-machine.js';
 
 /** Every metric name starts with this (process metrics too). */
 export const METRIC_PREFIX = 'tandem_';
@@ -60,7 +60,7 @@ export interface MetricsView {
   readonly appliedIndex: number;
   readonly isLeader: boolean;
   readonly hasLeader: boolean;
-  /** This member's role as it knows it (TandemServer.selfRole); 'unknown' until confirmed. */
+  /** This member's role as it knows it (RoleTruth.selfRole); 'unknown' until confirmed. */
   readonly role: Role | 'unknown';
   readonly standbyMode: StandbyMode;
   /** The registry's zone of this member (the configured one until published). */
@@ -238,7 +238,7 @@ export class MemberMetrics {
     this.lastLeader = lead;
   }
 
-  /** The redundancy driver's events (TandemServer's onPolicyEvent). */
+  /** The redundancy driver's events (MemberIo.onPolicyEvent). */
   notePolicyEvent(event: PolicyEvent): void {
     const outcome = event.error === undefined ? 'ok' : 'error';
     this.policyActions.inc({ kind: this.policyKind(event.action), outcome });
@@ -267,10 +267,11 @@ export class MemberMetrics {
   }
 }
 
-/** The live sources of a member's MetricsView (wired by src/cli/node.ts). */
+/** The live sources of a member's MetricsView (an assembled member's parts, assemble.ts). */
 export interface LiveMember {
-  readonly member: Member;
-  readonly server: TandemServer;
+  readonly member: TandemMember;
+  readonly facade: EtcdFacade;
+  readonly role: RoleTruth;
   readonly state: TandemStateMachine;
   readonly applies: ApplyTracker;
   /** The configured zone, until the registry has this member's. */
@@ -279,8 +280,8 @@ export interface LiveMember {
 
 /** This member's MetricsView now. */
 export function liveMetricsView(live: LiveMember): MetricsView {
-  const { member, server, state } = live;
-  const self = server.selfRole();
+  const { member, facade, state } = live;
+  const self = live.role.selfRole();
   const registry = state.allMembers();
   assert(registry.length <= MEMBERS_MAX, 'registry size');
   const label = (id: number): string => registry.find((m) => m.id === id)?.name || id.toString(16);
@@ -304,7 +305,7 @@ export function liveMetricsView(live: LiveMember): MetricsView {
     zone: state.member(member.id)?.zone || live.zone,
     lagEntries,
     standbyStalenessSeconds: standbyStalenessSeconds(self.role, self.standbyMode, live.applies),
-    reads: server.readCounters(),
+    reads: facade.readCounters(),
   };
 }
 
@@ -343,50 +344,10 @@ export class ApplyTracker {
     return Math.max(0, this.nowMs() - since) / 1000;
   }
 
-  /** `sm` as the member sees it, with every advance of its state noted here. */
-  observe(sm: ReplicatedStateMachine): ReplicatedStateMachine {
-    return new ObservedStateMachine(sm, this);
-  }
-}
-
-/** Delegates everything to the state machine; notes each apply and restore. */
-class ObservedStateMachine implements ReplicatedStateMachine {
-  constructor(
-    private readonly inner: ReplicatedStateMachine,
-    private readonly tracker: ApplyTracker,
-  ) {}
-
-  appliedIndex(): number {
-    return this.inner.appliedIndex();
-  }
-
-  apply(ctx: ApplyContext, command: Uint8Array): unknown {
-    const result = this.inner.apply(ctx, command);
-    this.tracker.note();
-    return result;
-  }
-
-  applyNoop(ctx: ApplyContext): void {
-    this.inner.applyNoop(ctx);
-    this.tracker.note();
-  }
-
-  applyConfChange(ctx: ApplyContext, change: ConfChange, confState: ConfState): void {
-    this.inner.applyConfChange(ctx, change, confState);
-    this.tracker.note();
-  }
-
-  transaction<T>(fn: () => T): T {
-    return this.inner.transaction(fn);
-  }
-
-  snapshot(): Uint8Array {
-    return this.inner.snapshot();
-  }
-
-  restore(snapshot: Snapshot): void {
-    this.inner.restore(snapshot);
-    this.tracker.note();
+  /** Notes every entry the member applies and every snapshot it installs. */
+  attach(events: MemberEvents): void {
+    MemberEvents.add(events.applied, () => this.note());
+    MemberEvents.add(events.snapshotInstalled, () => this.note());
   }
 }
 

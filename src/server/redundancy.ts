@@ -63,8 +63,11 @@ import {
 } from '../raft/types.js';
 import { assert } from '../util/assert.js';
 import { ServerError } from './errors.js';
-import type { Member } from './member.js';
-import { encodeRegistryEntry, type TandemStateMachine } from './tandem-state-machine.js';
+import {
+  encodeRegistryEntry,
+  type TandemMember,
+  type TandemStateMachine,
+} from './tandem-state-machine.js';
 
 /** How often the leader runs the policy (issue 5: every 200-500 ms). */
 export const POLICY_INTERVAL_MS = 250;
@@ -80,7 +83,7 @@ export interface PolicyEvent {
 }
 
 export interface RedundancyDriverOptions {
-  readonly member: Member;
+  readonly member: TandemMember;
   readonly state: TandemStateMachine;
   readonly clock: Clock;
   readonly policy: RedundancyPolicy;
@@ -223,9 +226,8 @@ export class RedundancyDriver {
     for (const id of this.refreshing.keys()) {
       if (members.find((r) => r.id === id)?.placement !== 'learner') this.refreshing.delete(id);
     }
-    // Standbys outside the configuration hear nothing from Raft: the member probes them every
-    // heartbeat interval; their answers land in lastHeardMs.
-    m.setOutsideProbes(members.map((r) => r.id));
+    // Standbys outside the configuration hear nothing from Raft: the leader probes them every
+    // heartbeat interval (role.ts); their answers land in lastHeardMs.
     const heard = m.lastHeardMs;
     this.detector.observe(
       now,

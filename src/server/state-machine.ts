@@ -9,7 +9,8 @@ export interface ApplyContext {
   readonly term: number;
 }
 
-export interface ReplicatedStateMachine {
+/** `R`: what applying a command gives its proposer. */
+export interface ReplicatedStateMachine<R = unknown> {
   /** The index of the last entry applied (durable with the state in a durable backend). */
   appliedIndex(): number;
   /**
@@ -17,7 +18,7 @@ export interface ReplicatedStateMachine {
    * refused (e.g. a compare that fails validation) returns its error as the result, it never
    * throws: a throw here is a bug and stops the member.
    */
-  apply(ctx: ApplyContext, command: Uint8Array): unknown;
+  apply(ctx: ApplyContext, command: Uint8Array): R;
   /** Records an entry that changes nothing (the leader's empty entry, a refused conf change). */
   applyNoop(ctx: ApplyContext): void;
   /** Records an applied membership change and the configuration it produced. */

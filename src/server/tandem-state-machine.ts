@@ -48,6 +48,7 @@ import type { KeyRange, KvEvent, LeaseId, WatchableStore } from '../kv/types.js'
 import { WatchHub } from '../kv/watch/hub.js';
 import type { ConfChange, ConfState, Snapshot } from '../raft/types.js';
 import { assert } from '../util/assert.js';
+import type { Member } from './member.js';
 import type { ApplyContext, ReplicatedStateMachine } from './state-machine.js';
 
 export const CommandKind = {
@@ -71,7 +72,7 @@ const META_LEASE_IDS = concat(EXTENSION_META_PREFIX, enc.encode('lease-generated
 export type CommandResult =
   | ApplyResult
   | { readonly kind: 'leaseGranted'; readonly grant: LeaseGrant }
-  | { readonly kind: 'leaseRevoked'; readonly revision: number }
+  | { readonly kind: 'leaseRevoked'; readonly id: LeaseId; readonly revision: number }
   | { readonly kind: 'leaseRejected'; readonly error: LeaseError }
   | { readonly kind: 'registryRejected'; readonly error: RegistryError }
   | { readonly kind: 'done' };
@@ -349,7 +350,11 @@ export class TandemStateMachine implements ReplicatedStateMachine {
       const keys = this.lessor.revoke(id);
       for (const key of keys) txn.deleteRange(key, EMPTY);
       txn.deleteMeta(leaseKey(id));
-      return { kind: 'leaseRevoked', revision: txn.rev() + (txn.changes() > 0 ? 1 : 0) } as const;
+      return {
+        kind: 'leaseRevoked',
+        id,
+        revision: txn.rev() + (txn.changes() > 0 ? 1 : 0),
+      } as const;
     });
   }
 
@@ -448,3 +453,6 @@ function prefixEnd(prefix: Uint8Array): Uint8Array {
   }
   return new Uint8Array(0);
 }
+
+/** The member loop over this state machine: proposals resolve with a CommandResult. */
+export type TandemMember = Member<CommandResult>;

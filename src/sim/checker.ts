@@ -29,6 +29,12 @@ export const INVARIANTS = [
   // Member mode (kv-checker.ts): client-visible results of the production member loop.
   'kv-state-hash',
   'acked-write-lost',
+  // Member mode (member-checker.ts): the parts around the loop, met through the etcd façade.
+  'served-from-the-past',
+  'standby-served',
+  'ack-all-durable',
+  'lease-expired-early',
+  'published',
   // Redundancy mode (redundancy.ts): what the production redundancy policy does.
   'quorum-at-change',
   'promote-caught-up',
@@ -63,7 +69,9 @@ export interface RunFailure {
 export function failureOf(error: unknown, atMs: number): RunFailure {
   if (error instanceof InvariantViolation) {
     const kind: FailureKind =
-      error.invariant === 'liveness' || error.invariant === 'factor-restored'
+      error.invariant === 'liveness' ||
+      error.invariant === 'factor-restored' ||
+      error.invariant === 'published'
         ? 'liveness'
         : 'safety';
     return { kind, invariant: error.invariant, message: error.message, atMs };

@@ -5,6 +5,7 @@
  *   npm run sim -- --seed 1234 [--trace] [--bug NAME] [--nodes 5]
  *   npm run sim -- --member --seeds 2000 [--fault NAME]   (the production member loop + KV)
  *   npm run sim -- --member --redundancy --seeds 500 [--bug POLICY-BUG]   (+ standbys, policy)
+ *   npm run sim -- --member --seeds 2000 --bug MEMBER-BUG   (a bug of the parts around the loop)
  *
  * Exit codes:
  *   0  every seed passed
@@ -17,9 +18,10 @@
  * When several seeds fail, the most severe code wins: 2, then 1.
  */
 import { BUG_NAMES, type BugName } from '../raft/types.js';
+import { MEMBER_BUG_NAMES, type MemberBugName } from '../server/assemble.js';
 import { SIM_FAULTS, type SimFault } from './member-io.js';
 import { POLICY_BUG_NAMES, type PolicyBugName } from './redundancy.js';
-import { type RunResult, runSeed, runSeeds } from './simulator.js';
+import { type RunResult, runSeed, runSeeds } from './runner.js';
 
 export const EXIT_OK = 0;
 /** Any invariant, safety or liveness (the issue's contract: a violation exits 1). */
@@ -44,6 +46,8 @@ const USAGE = `usage:
                  on every member, a nemesis of long failures and flapping members, and the
                  redundancy invariants (src/sim/redundancy.ts); --nodes 3 or 5; --bug also takes
                  a policy bug: ${POLICY_BUG_NAMES.join(', ')}
+                 member mode's --bug also takes a bug of the parts around the member loop
+                 (role truth, ack=all, lease duties, publication): ${MEMBER_BUG_NAMES.join(', ')}
 exit codes: 0 ok, 1 invariant violated (safety or liveness), 2 simulator crash, 64 usage`;
 
 interface CliOptions {
@@ -61,6 +65,7 @@ interface CliOptions {
   fault: SimFault | undefined;
   redundancy: boolean;
   policyBug: PolicyBugName | undefined;
+  memberBug: MemberBugName | undefined;
 }
 
 class UsageError extends Error {}
@@ -81,6 +86,7 @@ function parseArgs(argv: readonly string[]): CliOptions {
     fault: undefined,
     redundancy: false,
     policyBug: undefined,
+    memberBug: undefined,
   };
   const int = (name: string, value: string | undefined): number => {
     const n = Number(value);
@@ -118,10 +124,14 @@ function parseArgs(argv: readonly string[]): CliOptions {
           options.policyBug = name as PolicyBugName;
           break;
         }
+        if (name !== undefined && (MEMBER_BUG_NAMES as readonly string[]).includes(name)) {
+          options.memberBug = name as MemberBugName;
+          options.member = true;
+          break;
+        }
         if (name === undefined || !(BUG_NAMES as readonly string[]).includes(name)) {
-          throw new UsageError(
-            `--bug must be one of ${[...BUG_NAMES, ...POLICY_BUG_NAMES].join(', ')}, got ${name ?? 'nothing'}`,
-          );
+          const all = [...BUG_NAMES, ...POLICY_BUG_NAMES, ...MEMBER_BUG_NAMES];
+          throw new UsageError(`--bug must be one of ${all.join(', ')}, got ${name ?? 'nothing'}`);
         }
         options.bug = name as BugName;
         break;
@@ -185,6 +195,7 @@ function replayCommand(result: RunResult, options: CliOptions): string {
   if (options.nodes !== undefined) cmd += ` --nodes ${options.nodes}`;
   if (options.bug !== undefined) cmd += ` --bug ${options.bug}`;
   if (options.policyBug !== undefined) cmd += ` --bug ${options.policyBug}`;
+  if (options.memberBug !== undefined) cmd += ` --bug ${options.memberBug}`;
   if (options.maxSteps !== undefined) cmd += ` --max-steps ${options.maxSteps}`;
   if (!options.leaseReads) cmd += ' --no-lease-reads';
   if (options.stepsDuringReady) cmd += ' --steps-during-ready';
@@ -212,10 +223,10 @@ function exitCodeOf(results: readonly RunResult[]): number {
   return EXIT_OK;
 }
 
-function runOne(options: CliOptions): number {
+async function runOne(options: CliOptions): Promise<number> {
   const seed = options.seed!;
   const started = performance.now();
-  const result = runSeed({
+  const result = await runSeed({
     seed,
     ...(options.nodes === undefined ? {} : { voters: options.nodes }),
     ...(options.bug === undefined ? {} : { bug: options.bug }),
@@ -227,6 +238,7 @@ function runOne(options: CliOptions): number {
     ...(options.fault === undefined ? {} : { fault: options.fault }),
     redundancy: options.redundancy,
     ...(options.policyBug === undefined ? {} : { policyBug: options.policyBug }),
+    ...(options.memberBug === undefined ? {} : { memberBug: options.memberBug }),
   });
   const wallS = (performance.now() - started) / 1000;
   console.log(result.paramsLine);
@@ -241,12 +253,12 @@ function runOne(options: CliOptions): number {
   return exitCodeOf([result]);
 }
 
-function runMany(options: CliOptions): number {
+async function runMany(options: CliOptions): Promise<number> {
   const tty = process.stdout.isTTY === true;
   const started = performance.now();
   let lastProgress = started;
   let done = 0;
-  const summary = runSeeds({
+  const summary = await runSeeds({
     seeds: options.seeds,
     start: options.start,
     ...(options.nodes === undefined ? {} : { voters: options.nodes }),
@@ -258,6 +270,7 @@ function runMany(options: CliOptions): number {
     ...(options.fault === undefined ? {} : { fault: options.fault }),
     redundancy: options.redundancy,
     ...(options.policyBug === undefined ? {} : { policyBug: options.policyBug }),
+    ...(options.memberBug === undefined ? {} : { memberBug: options.memberBug }),
     stopAtFirst: options.stop,
     onResult: (result) => {
       done++;
@@ -284,6 +297,7 @@ function runMany(options: CliOptions): number {
     options.nodes === undefined ? '' : `voters=${options.nodes}`,
     options.bug === undefined ? '' : `bug=${options.bug}`,
     options.policyBug === undefined ? '' : `bug=${options.policyBug}`,
+    options.memberBug === undefined ? '' : `bug=${options.memberBug}`,
     options.member ? 'mode=member' : '',
     options.redundancy ? 'redundancy' : '',
     options.fault === undefined ? '' : `fault=${options.fault}`,
@@ -300,7 +314,7 @@ function runMany(options: CliOptions): number {
   return exitCodeOf(summary.failures);
 }
 
-function main(): void {
+async function main(): Promise<void> {
   let options: CliOptions;
   try {
     options = parseArgs(process.argv.slice(2));
@@ -311,7 +325,7 @@ function main(): void {
   }
   let code: number;
   try {
-    code = options.seed !== null ? runOne(options) : runMany(options);
+    code = options.seed !== null ? await runOne(options) : await runMany(options);
   } catch (error) {
     console.error('sim: the simulator crashed outside a seed');
     console.error(error);
@@ -320,4 +334,4 @@ function main(): void {
   process.exitCode = code;
 }
 
-main();
+await main();

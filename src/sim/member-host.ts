@@ -14,8 +14,10 @@
  * and the Member replays the committed log after it, as a real member restarting on a lost
  * backend does.
  */
+
+import { SNAPSHOT_EVERY_MS_DEFAULT } from '../cluster/commands.js';
 import { votersAfter } from '../cluster/policy.js';
-import { foundingConfig } from '../cluster/registry.js';
+import { type Founder, foundingConfig } from '../cluster/registry.js';
 import type { PeerReport } from '../io/network.js';
 import { putRequest, rangeRequest } from '../kv/api-types.js';
 import { RawNode } from '../raft/rawnode.js';
@@ -33,18 +35,22 @@ import {
   type NodeId,
   StateType,
 } from '../raft/types.js';
-import { Member, type MemberOptions } from '../server/member.js';
-import { POLICY_INTERVAL_MS, type PolicyEvent, RedundancyDriver } from '../server/redundancy.js';
-import { TandemStateMachine } from '../server/tandem-state-machine.js';
+import { type AssembledMember, assembleMember, type MemberBugName } from '../server/assemble.js';
+import type { WriteAck } from '../server/contract.js';
+import type { PolicyEvent } from '../server/redundancy.js';
+import { type TandemMember, TandemStateMachine } from '../server/tandem-state-machine.js';
 import { AssertionError, assert } from '../util/assert.js';
 import { Prng } from '../util/prng.js';
 import { Checker, failureOf, InvariantViolation, type RunFailure } from './checker.js';
 import { SimDisk } from './disk.js';
 import { KvChecker } from './kv-checker.js';
+import { type DurableLog, MemberChecker, type ServedBy } from './member-checker.js';
 import {
   DigestBackend,
+  type ForwardWorld,
   SimClock,
   type SimFault,
+  SimForwarder,
   SimPeerNetwork,
   SimPersistence,
 } from './member-io.js';
@@ -62,7 +68,7 @@ import {
   type RedundancyParams,
   redundancyNetwork,
 } from './redundancy.js';
-import { formatConf, membersOf, type Phase, type RunOptions, type RunResult } from './simulator.js';
+import { formatConf, membersOf, type Phase, type RunOptions, type RunResult } from './run.js';
 import { Trace } from './trace.js';
 
 /** Trace kinds (numbers mixed into the trace hash). */
@@ -78,6 +84,11 @@ const TRACE_CONF_PROPOSED = 48;
 const TRACE_CONF_APPLIED = 49;
 const TRACE_POLICY = 50;
 const DROP_REASON_CODE: Readonly<Record<DropReason, number>> = { lost: 1, partitioned: 2, down: 3 };
+const READ_KIND_CODE: Readonly<Record<ReadKind, number>> = {
+  linearizable: 0,
+  lease: 1,
+  serializable: 2,
+};
 
 /**
  * After a put fails or its member dies, its key waits this long before the next put: longer
@@ -86,6 +97,19 @@ const DROP_REASON_CODE: Readonly<Record<DropReason, number>> = { lost: 1, partit
  */
 const PUT_RETRY_COOLDOWN_MS = 500;
 const ROLE_NAMES = ['follower', 'candidate', 'leader', 'pre-candidate'];
+/**
+ * The façade answers through promises, whose continuations run only when the JavaScript stack
+ * unwinds: while clients wait, the run yields to them whenever this much virtual time has
+ * passed. Deterministic: the same events run between the same yields.
+ */
+const CONTINUATIONS_EVERY_MS = 1;
+/** Leases the workload keeps alive at once, at most. */
+const WORKLOAD_LEASES_MAX = 8;
+
+/** Lets every pending promise continuation run (they all run before a setImmediate callback). */
+function continuations(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
+}
 
 /** Member mode's parameters beyond SimParams (drawn from a stream of their own). */
 export interface MemberModeParams {
@@ -96,37 +120,35 @@ export interface MemberModeParams {
   readonly fault: SimFault | null;
   /** Redundancy mode: standbys and the production RedundancyDriver on every member. */
   readonly redundancy: RedundancyParams | null;
+  /** A bug of the parts around the member loop (src/server/assemble.ts), or none. */
+  readonly memberBug: MemberBugName | null;
+  /** Share of puts acknowledged only once every voter has them (ack=all). */
+  readonly ackAllShare: number;
+  /** Share of reads served from local state (serializable). */
+  readonly serializableShare: number;
+  /** Mean ms between lease grants (0: no leases in this seed). */
+  readonly leaseEveryMs: number;
+  /** Redundancy mode: share of client requests sent to any up member, standbys included. */
+  readonly anyMemberShare: number;
 }
 
 export type ClientOutcome = 'ok' | 'failed' | 'lost';
 
-type Callback = (error: Error | null, value?: unknown) => void;
-
-/**
- * The production Member, observed: the simulator sees each membership change the redundancy
- * driver hands to it (to check it against ground truth, and to follow it to its resolution).
- * Nothing the driver or the member does is changed.
- */
-class ObservedMember extends Member {
-  constructor(
-    options: MemberOptions,
-    private readonly observe: (change: ConfChange, callback: Callback) => Callback,
-  ) {
-    super(options);
-  }
-
-  override proposeConfChange(change: ConfChange, callback: Callback): void {
-    super.proposeConfChange(change, this.observe(change, callback));
-  }
-}
-
 // ---------------------------------------------------------------------------------------------
 // One node
 
+/** A client's read: through ReadIndex, the leader's lease, or local state (serializable). */
+export type ReadKind = 'linearizable' | 'lease' | 'serializable';
+
+/** The client URL member `id` publishes (the forwarder finds a leader by it). */
+export function simClientUrl(id: NodeId): string {
+  return `http://n${id}:2379`;
+}
+
 export class MemberHost {
   state: 'up' | 'down' = 'down';
-  member: Member | null = null;
-  sm: TandemStateMachine | null = null;
+  /** The whole member (loop, façade, role truth, driver) of the current incarnation. */
+  assembled: AssembledMember | null = null;
   private clock: SimClock | null = null;
   net: SimPeerNetwork | null = null;
   readonly disk: SimDisk;
@@ -135,9 +157,10 @@ export class MemberHost {
   restarts = 0;
   /** When this incarnation became leader (of its current term); null while not leading. */
   leaderSinceMs: number | null = null;
-  /** Membership changes this incarnation's driver handed to Raft, unresolved: incoming voters. */
+  /** Membership changes this incarnation handed to Raft, unresolved: their incoming voters. */
   readonly changesInFlight = new Map<number, readonly NodeId[]>();
-  private changeSeq = 0;
+  /** What the cluster had committed when this incarnation started (served-from-the-past). */
+  committedAtStart = 0;
 
   constructor(
     readonly id: NodeId,
@@ -153,6 +176,14 @@ export class MemberHost {
     return this.state === 'up';
   }
 
+  get member(): TandemMember | null {
+    return this.assembled?.member ?? null;
+  }
+
+  get sm(): TandemStateMachine | null {
+    return this.assembled?.state ?? null;
+  }
+
   get appliedIndex(): number {
     return this.sm?.appliedIndex() ?? 0;
   }
@@ -163,116 +194,114 @@ export class MemberHost {
     const p = sim.params;
     const clock = new SimClock(sim.queue);
     const backend = new DigestBackend();
-    const sm = new TandemStateMachine({ backend, nowMs: () => clock.now() });
+    const electionMs = p.electionTicks * p.tickMs;
+    const sm = new TandemStateMachine({
+      backend,
+      nowMs: () => clock.now(),
+      // As src/cli/node.ts: a lease outlives the election a leader crash may cause.
+      lessor: { minTtlSeconds: Math.ceil((1.5 * electionMs) / 1000) },
+    });
     // The KV backend is in memory: every start rebuilds it from the durable snapshot.
     const snap = this.durable.snapshot();
     sm.restore(snap);
     sim.kv.onApplied(this.id, snap.metadata.index, backend.digest, 'restoring a snapshot at');
     const net = new SimPeerNetwork(this.id, sim.network);
-    const persistence = new SimPersistence(
-      this.id,
-      this.durable,
-      this.disk,
-      clock,
-      sim.checker,
-      sim.mode.fault,
-    );
-    const options: MemberOptions = {
-      id: this.id,
-      clock,
-      network: net,
-      persistence,
-      storage: this.durable.clone(),
-      stateMachine: sm,
-      random: this.rng.fork(),
-      timing: {
-        tickMs: p.tickMs,
-        electionTicks: p.electionTicks,
-        heartbeatTicks: p.heartbeatTicks,
-        requestTimeoutMs: sim.mode.requestTimeoutMs,
+    const founder = sim.founder(this.id);
+    const r = sim.mode.redundancy;
+    const assembled = assembleMember(
+      {
+        id: this.id,
+        clusterId: 1n,
+        name: founder.name,
+        clientUrls: [simClientUrl(this.id)],
+        ...(founder.zone === undefined ? {} : { zone: founder.zone }),
+        standby: {
+          mode: founder.standbyMode ?? 'hot',
+          snapshotEveryMs: SNAPSHOT_EVERY_MS_DEFAULT,
+        },
+        timing: {
+          tickMs: p.tickMs,
+          electionTicks: p.electionTicks,
+          heartbeatTicks: p.heartbeatTicks,
+          requestTimeoutMs: sim.mode.requestTimeoutMs,
+        },
+        snapshotEveryEntries: p.snapshotEveryEntries === 0 ? 1e9 : p.snapshotEveryEntries,
+        compactionKeepEntries: p.compactKeepEntries,
+        policy: r?.policy ?? null,
+        ackAllTimeoutMs: sim.mode.requestTimeoutMs,
+        bugs: new Set<BugName | MemberBugName>([
+          ...(p.bugs as ReadonlySet<BugName>),
+          ...(sim.mode.memberBug === null ? [] : [sim.mode.memberBug]),
+        ]),
       },
-      snapshotEveryEntries: p.snapshotEveryEntries === 0 ? 1e9 : p.snapshotEveryEntries,
-      compactionKeepEntries: p.compactKeepEntries,
-      bugs: p.bugs as ReadonlySet<BugName>,
-      hooks: {
-        onSoftState: (soft, term) => {
-          sim.trace.mix(TRACE_ROLE, this.id, soft.raftState, term);
-          const leads = soft.raftState === StateType.Leader;
-          if (leads && this.leaderSinceMs === null) this.leaderSinceMs = sim.queue.nowMs;
-          if (!leads) this.leaderSinceMs = null;
-          sim.traceLine(`n${this.id} ${ROLE_NAMES[soft.raftState]} term=${term}`);
-          if (soft.raftState === StateType.Leader) {
-            sim.checker.observeLeader(this.id, term);
-            sim.checker.checkLeaderLog(this.id, term, this.durable, []);
+      {
+        clock,
+        network: net,
+        persistence: new SimPersistence(
+          this.id,
+          this.durable,
+          this.disk,
+          clock,
+          sim.checker,
+          sim.mode.fault,
+        ),
+        storage: this.durable.clone(),
+        state: sm,
+        random: this.rng.fork(),
+        forwarder: new SimForwarder(this.id, sim.forwardWorld),
+        onPolicyEvent: (e) => sim.onPolicyEvent(this.id, e),
+        onDutyError: (duty, error) => {
+          // The driver asserts its own rules before it proposes: when one fires while (by the
+          // simulator's own account) a change is in flight, it caught a second change.
+          if (duty === 'policy' && error instanceof AssertionError) {
+            sim.onDriverAssertion(this, error);
           }
         },
-        onApplied: (entry) => this.onApplied(entry, backend),
-        onConfChange: (change, confState, index) =>
-          sim.onConfApplied(this.id, change, confState, index),
-        onFatal: (error) => {
-          throw new Error(`member ${this.id} stopped: ${error.message}`);
-        },
       },
-    };
-    const r = sim.mode.redundancy;
-    const member =
-      r === null
-        ? new Member(options)
-        : new ObservedMember(options, (change, cb) => this.observeChange(change, cb));
+    );
+    this.observe(assembled, backend);
     this.leaderSinceMs = null;
     this.changesInFlight.clear();
-    if (r !== null) {
-      // As src/server/server.ts runs it: one driver per member, a round every POLICY_INTERVAL_MS.
-      const driver = new RedundancyDriver({
-        member,
-        state: sm,
-        clock,
-        policy: r.policy,
-        electionTimeoutMs: p.electionTicks * p.tickMs,
-        onEvent: (e) => sim.onPolicyEvent(this.id, e),
-      });
-      const policyDuty = (): void => {
-        this.policyRound(driver);
-        clock.setTimeout(policyDuty, POLICY_INTERVAL_MS);
-      };
-      clock.setTimeout(policyDuty, POLICY_INTERVAL_MS);
-    }
     this.clock = clock;
-    this.sm = sm;
     this.net = net;
-    this.member = member;
+    this.assembled = assembled;
     this.state = 'up';
     this.restarts++;
+    this.committedAtStart = sim.members.committedFloor(0);
     sim.redundancy?.outages.markUp(this.id, sim.queue.nowMs);
     sim.trace.mix(TRACE_RESTART, this.id, snap.metadata.index);
     sim.traceLine(`n${this.id} start from snapshot ${snap.metadata.index}`);
-    member.start();
+    assembled.start();
   }
 
-  /** A change the driver hands to the member: checked now, followed until it resolves. */
-  private observeChange(change: ConfChange, callback: Callback): Callback {
-    const member = this.member!;
-    this.sim.onChangeProposed(this, change);
-    const seq = ++this.changeSeq;
-    this.changesInFlight.set(seq, votersAfter(member.configuration.voters, change.changes));
-    return (error, value) => {
-      this.changesInFlight.delete(seq);
-      callback(error, value);
-    };
-  }
-
-  /**
-   * One driver round. The driver asserts its own rules before it proposes; when such an
-   * assertion fires while (by the simulator's own account) a change is in flight, the driver
-   * caught a second membership change: that is one-change-at-a-time, not a simulator crash.
-   */
-  private policyRound(driver: RedundancyDriver): void {
-    try {
-      driver.tick();
-    } catch (error) {
-      if (error instanceof AssertionError) this.sim.onDriverAssertion(this, error);
-      throw error;
-    }
+  private observe(assembled: AssembledMember, backend: DigestBackend): void {
+    const sim = this.sim;
+    const { events } = assembled;
+    events.softState.push((soft, term) => {
+      sim.trace.mix(TRACE_ROLE, this.id, soft.raftState, term);
+      const leads = soft.raftState === StateType.Leader;
+      if (leads && this.leaderSinceMs === null) this.leaderSinceMs = sim.queue.nowMs;
+      if (!leads) this.leaderSinceMs = null;
+      sim.traceLine(`n${this.id} ${ROLE_NAMES[soft.raftState]} term=${term}`);
+      if (leads) {
+        sim.checker.observeLeader(this.id, term);
+        sim.checker.checkLeaderLog(this.id, term, this.durable, []);
+      }
+    });
+    events.applied.push((entry, result) => this.onApplied(entry, result, backend));
+    events.confChange.push((change, confState, index) =>
+      sim.onConfApplied(this.id, change, confState, index),
+    );
+    events.fatal.push((error) => {
+      throw new Error(`member ${this.id} stopped: ${error.message}`);
+    });
+    if (sim.mode.redundancy === null) return;
+    // The changes the member hands to Raft: checked now, followed until they resolve.
+    events.confChangeProposed.push((change, seq) => {
+      sim.onChangeProposed(this, change);
+      this.changesInFlight.set(seq, votersAfter(this.member!.configuration.voters, change.changes));
+    });
+    events.confChangeSettled.push((seq) => this.changesInFlight.delete(seq));
   }
 
   /** A conf change entry in the durable log above the applied index (in flight), or null. */
@@ -286,10 +315,11 @@ export class MemberHost {
     return null;
   }
 
-  private onApplied(entry: Entry, backend: DigestBackend): void {
+  private onApplied(entry: Entry, result: unknown, backend: DigestBackend): void {
     const digest = backend.digest;
     this.sim.kv.onApplied(this.id, entry.index, digest);
     this.sim.checker.onApply(this.id, entry, digest);
+    this.sim.members.onApplied(entry, result, this.sim.queue.nowMs);
     this.sim.trace.mix(TRACE_APPLY, this.id, entry.index, entry.term, digest % 0x100000000);
   }
 
@@ -302,8 +332,7 @@ export class MemberHost {
     this.leaderSinceMs = null;
     this.changesInFlight.clear();
     this.net!.kill();
-    this.member = null;
-    this.sm = null;
+    this.assembled = null;
     this.clock = null;
     this.net = null;
     this.state = 'down';
@@ -322,39 +351,108 @@ export class MemberHost {
   }
 
   // -------------------------------------------------------------------------------------------
-  // Clients
+  // Clients: through the member's etcd façade, as the gRPC API calls it.
 
-  /** A put through `Member.propose`; false when the node is down. */
-  put(key: string, value: number, done: (outcome: ClientOutcome) => void): boolean {
-    const member = this.member;
-    const sm = this.sm;
-    if (member === null || sm === null) return false;
-    const data = sm.encodeKv({
-      type: 'put',
-      request: putRequest({ key: encode(key), value: encode(String(value)) }),
-    });
+  /** What the member-level checks need of this member now (it answered a client). */
+  private servedBy(): ServedBy {
+    return {
+      id: this.id,
+      appliedIndex: this.appliedIndex,
+      committedAtStart: this.committedAtStart,
+      registryRole: this.sm?.member(this.id)?.role,
+    };
+  }
+
+  /** A put; `done(outcome, revision)`. False when the node is down. */
+  put(
+    key: string,
+    value: number,
+    ack: WriteAck,
+    done: (outcome: ClientOutcome, revision?: number) => void,
+  ): boolean {
+    const facade = this.assembled?.facade;
+    if (facade === undefined) return false;
     const finish = this.track(done);
-    member.propose(data, (error) => finish(error === null ? 'ok' : 'failed'));
+    const request = putRequest({ key: encode(key), value: encode(String(value)) });
+    this.settle(
+      facade.put(request, { consistency: LINEARIZABLE, ack }),
+      (r) => {
+        this.sim.members.checkServed(`a put of ${key}`, this.servedBy(), false);
+        finish('ok', r.header.revision);
+      },
+      () => finish('failed'),
+    );
     // INJECTED FAULT: acknowledged once the member took it, before it is committed or applied.
     if (this.sim.mode.fault === 'ack-before-apply') finish('ok');
     return true;
   }
 
-  /** A linearizable read: a read barrier, then the local state machine; null on failure. */
-  read(key: string, lease: boolean, done: (value: number | null) => void): boolean {
-    const member = this.member;
-    const sm = this.sm;
-    if (member === null || sm === null) return false;
+  /** A read of `key`; `done(value)`, null on failure. False when the node is down. */
+  read(key: string, kind: ReadKind, done: (value: number | null) => void): boolean {
+    const facade = this.assembled?.facade;
+    if (facade === undefined) return false;
     const finish = this.track((outcome: ClientOutcome, value?: number) =>
       done(outcome === 'ok' ? value! : null),
     );
-    const served = (error: Error | null): void => {
-      if (error === null) finish('ok', readValue(sm, key));
-      else finish('failed');
-    };
-    if (lease) member.leaseReadBarrier(served);
-    else member.readBarrier(served);
+    const request = rangeRequest({ key: encode(key), serializable: kind === 'serializable' });
+    const consistency = kind === 'lease' ? LEASE : LINEARIZABLE;
+    this.settle(
+      facade.range(request, { consistency, ack: 'quorum' }),
+      (r) => {
+        this.sim.members.checkServed(`a ${kind} read of ${key}`, this.servedBy(), true);
+        finish('ok', writtenValue(r.response.kvs[0]?.value));
+      },
+      () => finish('failed'),
+    );
     return true;
+  }
+
+  /** A lease grant; `done(id, ttlSeconds)` or `done(null)`. False when the node is down. */
+  leaseGrant(
+    ttlSeconds: number,
+    done: (lease: { id: bigint; ttlSeconds: number } | null) => void,
+  ): boolean {
+    const facade = this.assembled?.facade;
+    if (facade === undefined) return false;
+    const finish = this.track(
+      (outcome: ClientOutcome, lease?: { id: bigint; ttlSeconds: number }) =>
+        done(outcome === 'ok' ? lease! : null),
+    );
+    this.settle(
+      facade.leaseGrant(0n, ttlSeconds, QUORUM_WRITE),
+      (grant) => {
+        this.sim.members.checkServed('a lease grant', this.servedBy(), false);
+        finish('ok', { id: grant.id, ttlSeconds: grant.ttlSeconds });
+      },
+      () => finish('failed'),
+    );
+    return true;
+  }
+
+  /** A keep-alive (forwarded to the leader by a follower); `done(ok)`. False when down. */
+  leaseKeepAlive(id: bigint, done: (ok: boolean) => void): boolean {
+    const facade = this.assembled?.facade;
+    if (facade === undefined) return false;
+    const finish = this.track((outcome: ClientOutcome) => done(outcome === 'ok'));
+    this.settle(
+      facade.leaseKeepAlive(id, QUORUM_WRITE),
+      () => finish('ok'),
+      () => finish('failed'),
+    );
+    return true;
+  }
+
+  /**
+   * Runs `ok` or `failed` when `promise` settles, unless this incarnation died meanwhile (the
+   * client was told 'lost' then); an invariant violation stops the run.
+   */
+  private settle<T>(promise: Promise<T>, ok: (value: T) => void, failed: () => void): void {
+    const incarnation = this.assembled;
+    const current = (): boolean => this.assembled === incarnation && incarnation !== null;
+    promise.then(
+      (value) => this.sim.guard(() => current() && ok(value)),
+      () => this.sim.guard(() => current() && failed()),
+    );
   }
 
   /** The value this (up) member holds for `key`, 0 for none. */
@@ -367,13 +465,27 @@ export class MemberHost {
     return `${h.hash.toString(16)}@${h.revision}/${h.compactRevision}`;
   }
 
-  private track(
-    done: (outcome: ClientOutcome, value?: number) => void,
-  ): (outcome: ClientOutcome, value?: number) => void {
+  /** This member's durable log, as the ack=all check reads it. */
+  durableLog(): DurableLog {
+    const d = this.durable;
+    const first = d.firstIndex();
+    const last = d.lastIndex();
+    return {
+      firstIndex: first,
+      lastIndex: last,
+      termAt: (index) => (index < first || index > last ? null : d.term(index)),
+    };
+  }
+
+  private track<V>(
+    done: (outcome: ClientOutcome, value?: V) => void,
+  ): (outcome: ClientOutcome, value?: V) => void {
     let finished = false;
-    const finish = (outcome: ClientOutcome, value?: number): void => {
+    this.sim.clientOpsInFlight++;
+    const finish = (outcome: ClientOutcome, value?: V): void => {
       if (finished) return;
       finished = true;
+      this.sim.clientOpsInFlight--;
       this.waiting.delete(lost);
       done(outcome, value);
     };
@@ -391,6 +503,10 @@ export class MemberHost {
   }
 }
 
+const LINEARIZABLE = { kind: 'linearizable' } as const;
+const LEASE = { kind: 'lease' } as const;
+const QUORUM_WRITE = { consistency: LINEARIZABLE, ack: 'quorum' } as const;
+
 const textEncoder = new TextEncoder();
 const textDecoder = new TextDecoder();
 
@@ -399,11 +515,14 @@ function encode(text: string): Uint8Array {
 }
 
 function readValue(sm: TandemStateMachine, key: string): number {
-  const res = sm.range(rangeRequest({ key: encode(key) }));
-  const kv = res.kvs[0];
-  if (kv === undefined) return 0;
-  const value = Number(textDecoder.decode(kv.value));
-  assert(Number.isSafeInteger(value) && value > 0, `key ${key} holds a foreign value`);
+  return writtenValue(sm.range(rangeRequest({ key: encode(key) })).kvs[0]?.value);
+}
+
+/** A value the workload wrote (a positive integer), 0 for none. */
+function writtenValue(bytes: Uint8Array | undefined): number {
+  if (bytes === undefined) return 0;
+  const value = Number(textDecoder.decode(bytes));
+  assert(Number.isSafeInteger(value) && value > 0, 'a key holds a foreign value');
   return value;
 }
 
@@ -421,15 +540,23 @@ export function deriveMemberMode(
   fault: SimFault | null,
   params: SimParams,
   redundancy: RedundancyOptions | null = null,
+  memberBug: MemberBugName | null = null,
 ): MemberModeParams {
   const rng = new Prng(seed ^ 0x6d656d62);
   const keys = rng.range(2, 8);
   const requestTimeoutMs = rng.range(500, 2000);
+  // Drawn from a stream of their own, so the parameters above stay what they were.
+  const facade = new Prng(seed ^ 0x66616361);
   return {
     keys,
     requestTimeoutMs,
     leaseReadShare: rng.chance(0.5) ? rng.float() * 0.5 : 0,
     fault,
+    memberBug,
+    ackAllShare: facade.chance(0.5) ? facade.float() * 0.5 : 0,
+    serializableShare: facade.chance(0.6) ? 0.1 + facade.float() * 0.4 : 0,
+    leaseEveryMs: facade.chance(0.6) ? facade.range(100, 600) : 0,
+    anyMemberShare: redundancy === null ? 0 : facade.float() * 0.3,
     redundancy:
       redundancy === null
         ? null
@@ -473,7 +600,10 @@ function memberParams(p: SimParams, seed: number, redundancy: boolean): SimParam
 export function formatMemberParams(p: SimParams, m: MemberModeParams): string {
   const line =
     `${formatParams(p)} mode=member keys=${m.keys} request-timeout=${m.requestTimeoutMs}ms ` +
-    `lease-read-share=${m.leaseReadShare.toFixed(3)} fault=${m.fault ?? 'none'}`;
+    `lease-read-share=${m.leaseReadShare.toFixed(3)} fault=${m.fault ?? 'none'} ` +
+    `ack-all-share=${m.ackAllShare.toFixed(3)} serializable-share=${m.serializableShare.toFixed(3)} ` +
+    `lease-every=${m.leaseEveryMs}ms any-member-share=${m.anyMemberShare.toFixed(3)}` +
+    `${m.memberBug === null ? '' : ` bug=${m.memberBug}`}`;
   return m.redundancy === null ? line : `${line} ${formatRedundancyParams(m.redundancy)}`;
 }
 
@@ -511,6 +641,17 @@ export class MemberSimulation {
   private readNext = 1;
   private markerIndex = 0;
   private markerInFlight = false;
+  /** The façade-level checks: role truth, ack=all, lease expiry, publication. */
+  readonly members: MemberChecker;
+  /** Client operations started and not yet settled (their continuations still to run). */
+  clientOpsInFlight = 0;
+  /** An invariant violated inside a promise continuation: thrown by the run loop. */
+  private pendingFailure: unknown = null;
+  private readonly founders = new Map<NodeId, Founder>();
+  /** How forwarded calls travel (SimForwarder). */
+  readonly forwardWorld: ForwardWorld;
+  /** Leases the workload keeps alive, by id. */
+  private readonly leasesLive = new Map<bigint, number>();
   /** Redundancy mode: its checks, its nemesis, the voter killed for good in the liveness phase. */
   readonly redundancy: RedundancyChecker | null;
   private readonly redundancyNemesis: RedundancyNemesis | null = null;
@@ -532,7 +673,13 @@ export class MemberSimulation {
       ...(options.bug === undefined ? {} : { bugs: [options.bug] }),
     });
     const params = memberParams(base, options.seed, redundancy !== null);
-    this.mode = deriveMemberMode(options.seed, options.fault ?? null, params, redundancy);
+    this.mode = deriveMemberMode(
+      options.seed,
+      options.fault ?? null,
+      params,
+      redundancy,
+      options.memberBug ?? null,
+    );
     const r = this.mode.redundancy;
     this.params = r === null ? params : { ...params, voters: r.voters };
     this.redundancy = r === null ? null : new RedundancyChecker(r);
@@ -550,14 +697,18 @@ export class MemberSimulation {
       this.keys.push(`k${k}`);
       this.keyFreeAtMs.set(`k${k}`, 0);
     }
-    const founders =
+    // Founded without client URLs, as `tandem start` founds a cluster: each member publishes
+    // its own (SelfPublication).
+    const founders: Founder[] = (
       r?.founders ??
       Array.from({ length: this.params.voters }, (_, i) => ({
         id: i + 1,
         name: `n${i + 1}`,
         peerUrls: [`http://n${i + 1}:2380`],
-        clientUrls: [`http://n${i + 1}:2379`],
-      }));
+        clientUrls: [],
+      }))
+    ).map((f) => ({ ...f, clientUrls: [] }));
+    for (const f of founders) this.founders.set(f.id, f);
     // Voters found the configuration, hot standbys are its learners, warm and cold standbys
     // are registered outside it (as src/cli/node.ts bootstraps a new cluster).
     const { voters, learners } = foundingConfig(founders);
@@ -578,6 +729,23 @@ export class MemberSimulation {
       index: 0,
       state: { voters, learners, votersOutgoing: [], learnersNext: [], autoLeave: false },
     };
+    this.members = new MemberChecker(
+      this.newestConf.state,
+      this.params.electionTicks * this.params.tickMs,
+    );
+    this.forwardWorld = {
+      after: (delayMs, fn) => this.queue.after(delayMs, fn),
+      latencyMs: () => this.network.latencyMs(),
+      connected: (from, to) => this.network.connected(from, to),
+      facadeAt: (url) => {
+        for (const host of this.hosts.values()) {
+          if (simClientUrl(host.id) === url && host.assembled !== null) {
+            return { id: host.id, facade: host.assembled.facade };
+          }
+        }
+        return null;
+      },
+    };
     if (r !== null) this.redundancyNemesis = new RedundancyNemesis(this.nemesisWorld(), r);
     const boot = this.hosts.get(1)!.durable.snapshot().metadata;
     for (let i = 1; i <= boot.index; i++) this.checker.seedCommitted(i, boot.term);
@@ -587,11 +755,27 @@ export class MemberSimulation {
     if (this.trace.enabled) this.trace.line(this.queue.nowMs, text);
   }
 
+  /** Member `id` as founded (its name, zone and standby mode). */
+  founder(id: NodeId): Founder {
+    const f = this.founders.get(id);
+    assert(f !== undefined, `n${id} is not a founder`);
+    return f;
+  }
+
+  /** Runs a client's continuation: a violation it finds ends the run at the next event. */
+  guard(fn: () => void): void {
+    try {
+      fn();
+    } catch (error) {
+      this.pendingFailure ??= error;
+    }
+  }
+
   private get electionMs(): number {
     return this.params.electionTicks * this.params.tickMs;
   }
 
-  run(maxSteps: number): void {
+  async run(maxSteps: number): Promise<void> {
     // Each node starts at its own phase of the tick.
     for (const host of this.hosts.values()) {
       this.queue.after(this.wl.float() * this.params.tickMs, () => {
@@ -601,6 +785,10 @@ export class MemberSimulation {
     const p = this.params;
     this.every(p.proposeEveryMs, () => this.propose());
     this.every(p.readEveryMs, () => this.read());
+    if (this.mode.leaseEveryMs > 0) {
+      this.every(this.mode.leaseEveryMs, () => this.grantLease());
+      this.every(Math.max(50, this.mode.leaseEveryMs / 3), () => this.keepLeasesAlive());
+    }
     const r = this.mode.redundancy;
     if (this.redundancyNemesis !== null && r !== null) {
       const nemesis = this.redundancyNemesis;
@@ -613,9 +801,15 @@ export class MemberSimulation {
       this.every(p.nemesisEveryMs, () => this.nemesis());
     }
     this.queue.at(p.safetyMs, () => this.startLiveness());
+    let flushedAtMs = this.queue.nowMs;
     while (this.phase !== 'done') {
       if (!this.queue.runNext()) throw new Error('the event queue ran dry');
       this.steps++;
+      if (this.clientOpsInFlight > 0 && this.queue.nowMs - flushedAtMs >= CONTINUATIONS_EVERY_MS) {
+        await continuations();
+        flushedAtMs = this.queue.nowMs;
+      }
+      if (this.pendingFailure !== null) throw this.pendingFailure;
       if (this.phase === 'safety' && this.steps >= maxSteps) this.startLiveness();
     }
   }
@@ -693,11 +887,12 @@ export class MemberSimulation {
       const leader = this.leader();
       if (leader !== null) return leader;
     }
-    // Standbys serve no client traffic (DESIGN.md "Roles"): clients use the voters.
-    const up =
-      this.redundancy === null
-        ? this.upHosts()
-        : this.upHosts().filter((h) => this.newestConf.state.voters.includes(h.id));
+    // Standbys serve no client traffic (DESIGN.md "Roles"): clients mostly use the voters,
+    // and sometimes any member (a standby must refuse: standby-served).
+    const anyMember = this.redundancy === null || this.wl.chance(this.mode.anyMemberShare);
+    const up = anyMember
+      ? this.upHosts()
+      : this.upHosts().filter((h) => this.newestConf.state.voters.includes(h.id));
     return up.length === 0 ? null : this.wl.pick(up);
   }
 
@@ -707,6 +902,7 @@ export class MemberSimulation {
   /** A member applied a conf change entry (every member applies each one). */
   onConfApplied(node: NodeId, change: ConfChange, confState: ConfState, index: number): void {
     this.checker.onConfApplied(node, index, formatConf(confState));
+    this.members.onConfApplied(index, confState);
     if (index <= this.newestConf.index) return;
     this.newestConf = { index, state: confState };
     this.confChangesApplied++;
@@ -821,12 +1017,16 @@ export class MemberSimulation {
     const value = this.valueNext++;
     this.kv.onPutIssued(key, value);
     this.keyFreeAtMs.set(key, Number.POSITIVE_INFINITY);
+    const ack: WriteAck = this.wl.chance(this.mode.ackAllShare) ? 'all' : 'quorum';
     this.trace.mix(TRACE_CLIENT, 1, host.id, value);
-    this.traceLine(`client: put ${key}=v${value} at n${host.id}`);
-    const ok = host.put(key, value, (outcome) => {
+    this.traceLine(
+      `client: put ${key}=v${value} at n${host.id}${ack === 'all' ? ' (ack=all)' : ''}`,
+    );
+    const ok = host.put(key, value, ack, (outcome, revision) => {
       this.trace.mix(TRACE_CLIENT, 2, host.id, value, outcome === 'ok' ? 1 : 0);
       this.traceLine(`client: put ${key}=v${value} at n${host.id}: ${outcome}`);
       if (outcome === 'ok') {
+        if (ack === 'all') this.members.checkAckAll(revision!, (id) => this.durableLogOf(id));
         this.kv.onPutAcked(key, value);
         this.keyFreeAtMs.set(key, this.queue.nowMs);
       } else {
@@ -842,16 +1042,64 @@ export class MemberSimulation {
     const key = this.wl.pick(this.keys);
     const id = this.readNext++;
     const floor = this.kv.ackedAt(key);
-    const lease = this.wl.chance(this.mode.leaseReadShare);
-    this.trace.mix(TRACE_CLIENT, 3, host.id, id, lease ? 1 : 0);
-    this.traceLine(`client: read r${id} ${key} at n${host.id}${lease ? ' (lease)' : ''}`);
-    host.read(key, lease, (value) => {
+    const kind: ReadKind = this.wl.chance(this.mode.serializableShare)
+      ? 'serializable'
+      : this.wl.chance(this.mode.leaseReadShare)
+        ? 'lease'
+        : 'linearizable';
+    this.trace.mix(TRACE_CLIENT, 3, host.id, id, READ_KIND_CODE[kind]);
+    this.traceLine(`client: read r${id} ${key} at n${host.id} (${kind})`);
+    host.read(key, kind, (value) => {
       this.trace.mix(TRACE_CLIENT, 4, host.id, id, value ?? -1);
       this.traceLine(
         `client: read r${id} ${key} at n${host.id}: ${value === null ? 'failed' : `v${value}`}`,
       );
-      if (value !== null) this.kv.onReadServed(host.id, id, key, value, floor);
+      // A serializable read may be stale: only its member's role is checked (checkServed).
+      if (value !== null && kind !== 'serializable') {
+        this.kv.onReadServed(host.id, id, key, value, floor);
+      }
     });
+  }
+
+  /** A new lease, kept alive by the workload until it abandons it (then it must expire). */
+  private grantLease(): void {
+    if (this.leasesLive.size >= WORKLOAD_LEASES_MAX) return;
+    const host = this.pickTarget();
+    if (host === null) return;
+    const ttlSeconds = this.wl.range(1, 4);
+    const startMs = this.queue.nowMs;
+    this.traceLine(`client: lease grant ttl=${ttlSeconds}s at n${host.id}`);
+    host.leaseGrant(ttlSeconds, (lease) => {
+      this.trace.mix(TRACE_CLIENT, 5, host.id, lease === null ? 0 : 1);
+      if (lease === null) return;
+      this.traceLine(`client: lease ${lease.id.toString(16)} granted ttl=${lease.ttlSeconds}s`);
+      this.members.onLeaseGranted(lease.id, lease.ttlSeconds, startMs);
+      if (this.phase === 'safety') this.leasesLive.set(lease.id, lease.ttlSeconds);
+    });
+  }
+
+  /** One keep-alive per live lease; now and then one is abandoned. */
+  private keepLeasesAlive(): void {
+    for (const id of [...this.leasesLive.keys()]) {
+      if (this.wl.chance(0.05)) {
+        this.leasesLive.delete(id);
+        this.traceLine(`client: lease ${id.toString(16)} abandoned`);
+        continue;
+      }
+      const host = this.pickTarget();
+      if (host === null) return;
+      const startMs = this.queue.nowMs;
+      host.leaseKeepAlive(id, (ok) => {
+        this.trace.mix(TRACE_CLIENT, 6, host.id, ok ? 1 : 0);
+        if (ok) this.members.onKeepAliveAcked(id, startMs);
+        else if (this.wl.chance(0.1)) this.leasesLive.delete(id); // gone, or give up
+      });
+    }
+  }
+
+  /** Member `id`'s durable log (the ack=all check). */
+  private durableLogOf(id: NodeId): DurableLog {
+    return this.hosts.get(id)!.durableLog();
   }
 
   // -------------------------------------------------------------------------------------------
@@ -991,7 +1239,12 @@ export class MemberSimulation {
       if (this.phase !== 'liveness') return;
       if (this.queue.nowMs >= deadlineMs) this.failLiveness(boundMs);
       if (this.markerIndex === 0 && !this.markerInFlight) this.proposeMarker();
-      if (this.markerIndex > 0 && this.converged() && this.factorRestored() === null) {
+      if (
+        this.markerIndex > 0 &&
+        this.converged() &&
+        this.factorRestored() === null &&
+        this.unpublished() === null
+      ) {
         this.finish();
         return;
       }
@@ -1005,7 +1258,7 @@ export class MemberSimulation {
     const value = this.valueNext++;
     this.markerInFlight = true;
     this.traceLine(`liveness: marker v${value} at n${host.id}`);
-    host.put('marker', value, (outcome) => {
+    host.put('marker', value, 'quorum', (outcome) => {
       this.markerInFlight = false;
       if (outcome === 'ok' && this.markerIndex === 0) this.markerIndex = host.appliedIndex;
     });
@@ -1035,6 +1288,23 @@ export class MemberSimulation {
     if (leader === null) return null;
     const inside = membersOf(leader.member!.configuration);
     return [...this.hosts.values()].filter((h) => h.up && inside.includes(h.id));
+  }
+
+  /**
+   * The first holder the leader's registry does not show as it publishes itself (a member of
+   * the configuration applies the log, so it retries until its publication is applied), or null.
+   */
+  private unpublished(): MemberHost | null {
+    const registry = this.leader()?.sm;
+    if (registry === undefined || registry === null) return null;
+    for (const host of this.holders() ?? []) {
+      const record = registry.member(host.id);
+      if (record?.name !== this.founder(host.id).name) return host;
+      if (record.clientUrls.length !== 1 || record.clientUrls[0] !== simClientUrl(host.id)) {
+        return host;
+      }
+    }
+    return null;
   }
 
   /** factor-restored's complaint, or null when restored (or not required). */
@@ -1073,6 +1343,13 @@ export class MemberSimulation {
       })
       .join(' ');
     const factor = this.factorRestored();
+    const unpublished = this.unpublished();
+    if (this.markerIndex > 0 && this.converged() && factor === null && unpublished !== null) {
+      this.members.checkPublished(unpublished.id, this.leader()!.sm!.member(unpublished.id), {
+        name: this.founder(unpublished.id).name,
+        clientUrls: [simClientUrl(unpublished.id)],
+      });
+    }
     if (this.markerIndex > 0 && this.converged() && factor !== null) {
       throw new InvariantViolation(
         'factor-restored',
@@ -1101,12 +1378,12 @@ function formatMessage(m: Message): string {
 // ---------------------------------------------------------------------------------------------
 // One seed
 
-export function runMemberSeed(options: RunOptions): RunResult {
+export async function runMemberSeed(options: RunOptions): Promise<RunResult> {
   let sim: MemberSimulation | null = null;
   let failure: RunFailure | null = null;
   try {
     sim = new MemberSimulation(options);
-    sim.run(options.maxSteps ?? MAX_STEPS_DEFAULT);
+    await sim.run(options.maxSteps ?? MAX_STEPS_DEFAULT);
   } catch (error) {
     failure = failureOf(error, sim?.queue.nowMs ?? 0);
   }
@@ -1133,6 +1410,7 @@ export function runMemberSeed(options: RunOptions): RunResult {
     checks:
       (sim?.checker.checksCount ?? 0) +
       (sim?.kv.checksCount ?? 0) +
+      (sim?.members.checksCount ?? 0) +
       (sim?.redundancy?.checksCount ?? 0),
     livenessMs:
       sim === null || sim.livenessDoneMs < 0 ? -1 : sim.livenessDoneMs - sim.params.safetyMs,

@@ -6,6 +6,7 @@
  *   SimPeerNetwork  Network: send → SimNetwork (latency, loss, duplication, partitions)
  *   SimPersistence  RaftPersistence: save → a SimDisk write; durable = what completed
  *   DigestBackend   a MemoryBackend that keeps an exact digest of its whole contents
+ *   SimForwarder    LeaderForwarder: a follower's lease and ack=all calls to the leader's façade
  *
  * One instance of each per member incarnation (a process): a crash kills the clock (its timers
  * never fire), drops the network handlers and loses the disk writes in flight.
@@ -15,8 +16,11 @@ import type { MessageHandler, Network, PeerReport, PeerReportHandler } from '../
 import type { Done, RaftPersistence } from '../io/persistence.js';
 import type { Backend, Bucket, ReadView, ScanVisitor, WriteTx } from '../kv/backend/backend.js';
 import { MemoryBackend } from '../kv/backend/memory.js';
+import type { LeaseId } from '../kv/types.js';
 import type { MemoryStorage } from '../raft/storage.js';
 import type { Entry, HardState, Message, NodeId, Snapshot } from '../raft/types.js';
+import type { EtcdBackend, LeaderForwarder, LeaseTimeToLiveResult } from '../server/contract.js';
+import { ServerError } from '../server/errors.js';
 import { assert } from '../util/assert.js';
 import type { Checker } from './checker.js';
 import type { SimDisk } from './disk.js';
@@ -30,6 +34,9 @@ export type SimFault = (typeof SIM_FAULTS)[number];
 // ---------------------------------------------------------------------------------------------
 // Clock
 
+/** The wall-clock time at virtual time 0 (2026-01-01T00:00:00Z). */
+export const SIM_EPOCH_MS = Date.UTC(2026, 0, 1);
+
 interface SimTimer {
   cancelled: boolean;
 }
@@ -42,6 +49,11 @@ export class SimClock implements Clock {
   /** Whole milliseconds, as the real clock gives them. */
   now(): number {
     return Math.floor(this.queue.nowMs);
+  }
+
+  /** Virtual time from a fixed epoch: every member of a run shares one wall clock. */
+  wallNow(): number {
+    return SIM_EPOCH_MS + this.now();
   }
 
   setTimeout(callback: () => void, delayMs: number): TimerHandle {
@@ -323,3 +335,82 @@ function recordHash(bucket: Bucket, key: Uint8Array, value: Uint8Array): [number
   b ^= b >>> 16;
   return [a | 0, b | 0];
 }
+
+// ---------------------------------------------------------------------------------------------
+// Forwarding to the leader
+
+/** What a forwarded call needs of the simulation. */
+export interface ForwardWorld {
+  after(delayMs: number, fn: () => void): void;
+  latencyMs(): number;
+  connected(from: NodeId, to: NodeId): boolean;
+  /** The façade of the member serving `url` now, or null when that member is down. */
+  facadeAt(url: string): { readonly id: NodeId; readonly facade: EtcdBackend } | null;
+}
+
+/** A forwarded call whose leader cannot be reached fails after this long (grpc's deadline). */
+const FORWARD_TIMEOUT_MS = 3_000;
+
+/**
+ * LeaderForwarder over the virtual network: the call reaches the leader's façade one latency
+ * later (if the link is up and the leader alive), its answer comes back one latency after it
+ * settles; an unreachable leader fails the call after FORWARD_TIMEOUT_MS, as a gRPC deadline.
+ */
+export class SimForwarder implements LeaderForwarder {
+  constructor(
+    private readonly from: NodeId,
+    private readonly world: ForwardWorld,
+  ) {}
+
+  leaseKeepAlive(urls: readonly string[], id: LeaseId): Promise<number> {
+    return this.call(urls, (f) => f.leaseKeepAlive(id, FORWARDED));
+  }
+
+  leaseTimeToLive(
+    urls: readonly string[],
+    id: LeaseId,
+    withKeys: boolean,
+  ): Promise<LeaseTimeToLiveResult> {
+    return this.call(urls, (f) => f.leaseTimeToLive(id, withKeys, FORWARDED));
+  }
+
+  awaitAllVoters(urls: readonly string[], index: number): Promise<void> {
+    return this.call(urls, (f) => {
+      assert(f.awaitAllVoters !== undefined, 'the façade answers ack=all');
+      return f.awaitAllVoters(index);
+    });
+  }
+
+  private call<T>(urls: readonly string[], fn: (facade: EtcdBackend) => Promise<T>): Promise<T> {
+    const w = this.world;
+    const url = urls[0];
+    return new Promise<T>((resolve, reject) => {
+      const unreachable = (): void =>
+        w.after(FORWARD_TIMEOUT_MS, () =>
+          reject(new ServerError('TIMEOUT', 'etcdserver: request timed out')),
+        );
+      const target = url === undefined ? null : w.facadeAt(url);
+      if (target === null || !w.connected(this.from, target.id)) {
+        unreachable();
+        return;
+      }
+      w.after(w.latencyMs(), () => {
+        const there = w.facadeAt(url!);
+        if (there === null || there.id !== target.id || !w.connected(this.from, target.id)) {
+          unreachable();
+          return;
+        }
+        const back = (settle: () => void): void =>
+          w.after(w.latencyMs(), () =>
+            w.connected(target.id, this.from) ? settle() : unreachable(),
+          );
+        fn(there.facade).then(
+          (value) => back(() => resolve(value)),
+          (error: unknown) => back(() => reject(error)),
+        );
+      });
+    });
+  }
+}
+
+const FORWARDED = { consistency: { kind: 'linearizable' }, ack: 'quorum' } as const;

@@ -7,7 +7,6 @@
 import { RawNode } from '../raft/rawnode.js';
 import { MemoryStorage } from '../raft/storage.js';
 import {
-  type BugName,
   type ConfChange,
   type ConfState,
   type Entry,
@@ -20,79 +19,23 @@ import {
 import { assert } from '../util/assert.js';
 import { Prng } from '../util/prng.js';
 import { Checker, failureOf, InvariantViolation, type RunFailure } from './checker.js';
-import { runMemberSeed } from './member-host.js';
-import type { SimFault } from './member-io.js';
 import { type DropReason, SimNetwork } from './network.js';
 import { NodeHost } from './node.js';
 import { deriveParams, formatParams, MAX_STEPS_DEFAULT, type SimParams } from './params.js';
 import { EventQueue } from './queue.js';
-import type { PolicyBugName } from './redundancy.js';
+import { formatConf, membersOf, type Phase, type RunOptions, type RunResult } from './run.js';
 import { Trace } from './trace.js';
-import { Workload } from './workload.js';
-
-export interface RunOptions {
-  readonly seed: number;
-  /** Fixes the number of voters (otherwise picked by the seed). */
-  readonly voters?: number;
-  readonly bug?: BugName;
-  /** Build readable trace lines: true collects them in the result, a function receives each. */
-  readonly trace?: boolean | ((line: string) => void);
-  /** Events at most in the safety phase (then the liveness phase starts). */
-  readonly maxSteps?: number;
-  /** false: no seed uses lease-based reads (by default some do). */
-  readonly leaseReads?: boolean;
-  /** Let seeds step messages during a Ready (off by default until FINDINGS.md #6 is fixed). */
-  readonly stepsDuringReady?: boolean;
-  /**
-   * Member mode: run the production member loop (`Member`) with the KV state machine on
-   * simulated I/O (member-host.ts) instead of the simulator's own NodeHost.
-   */
-  readonly member?: boolean;
-  /** Member mode only: a fault injected in the simulated I/O (proof the checks can fail). */
-  readonly fault?: SimFault;
-  /**
-   * Redundancy mode (member mode with standbys and the production redundancy driver on every
-   * member, src/sim/redundancy.ts); `voters` may then be 3 or 5.
-   */
-  readonly redundancy?: boolean;
-  /** Redundancy mode only: an injected policy bug (src/cluster/health.ts POLICY_BUG_NAMES). */
-  readonly policyBug?: PolicyBugName;
-}
-
-export type { FailureKind, RunFailure } from './checker.js';
-
-export interface RunResult {
-  readonly seed: number;
-  readonly params: SimParams;
-  readonly paramsLine: string;
-  readonly failure: RunFailure | null;
-  readonly traceHash: string;
-  readonly traceLines: readonly string[] | null;
-  readonly steps: number;
-  readonly virtualMs: number;
-  readonly messagesSent: number;
-  readonly messagesDelivered: number;
-  readonly writesAcked: number;
-  readonly readsServed: number;
-  readonly crashes: number;
-  readonly confChanges: number;
-  readonly leaderTerms: number;
-  readonly checks: number;
-  /** Virtual time from the start of the liveness phase to a committed proposal everywhere. */
-  readonly livenessMs: number;
-}
+import { Workload, type WorkloadWorld } from './workload.js';
 
 /** Trace kinds for the network. */
 const TRACE_DELIVER = 20;
 const TRACE_DROP = 21;
 const DROP_REASON_CODE: Readonly<Record<DropReason, number>> = { lost: 1, partitioned: 2, down: 3 };
 
-export type Phase = 'safety' | 'liveness' | 'done';
-
 /** Marks a liveness failure caused by the open raft hole of FINDINGS.md #3 (see the README). */
 export const FINDING_3_OPEN_HOLE = 'the open raft hole of FINDINGS.md #3';
 
-export class Simulation {
+export class Simulation implements WorkloadWorld {
   readonly params: SimParams;
   readonly queue = new EventQueue();
   readonly rng: Prng;
@@ -437,25 +380,6 @@ export class Simulation {
   }
 }
 
-export function membersOf(cs: ConfState): NodeId[] {
-  const all = new Set<NodeId>([
-    ...cs.voters,
-    ...cs.learners,
-    ...cs.votersOutgoing,
-    ...cs.learnersNext,
-  ]);
-  return [...all].sort((a, b) => a - b);
-}
-
-export function formatConf(cs: ConfState): string {
-  let s = `voters=${cs.voters.join(',')}`;
-  if (cs.votersOutgoing.length > 0) s += ` outgoing=${cs.votersOutgoing.join(',')}`;
-  if (cs.learners.length > 0) s += ` learners=${cs.learners.join(',')}`;
-  if (cs.learnersNext.length > 0) s += ` learnersNext=${cs.learnersNext.join(',')}`;
-  if (cs.autoLeave) s += ' auto-leave';
-  return s;
-}
-
 function formatChange(cc: ConfChange): string {
   if (cc.changes.length === 0) return 'leave-joint';
   const names = ['add', 'remove', 'learner'];
@@ -474,10 +398,8 @@ function formatMessage(m: Message): string {
 // ---------------------------------------------------------------------------------------------
 // Running seeds
 
-export function runSeed(options: RunOptions): RunResult {
-  if (options.member === true || options.fault !== undefined || options.redundancy === true) {
-    return runMemberSeed(options);
-  }
+/** One seed of the raw simulator (the simulator's own node hosts): see runner.ts for all modes. */
+export function runRawSeed(options: RunOptions): RunResult {
   let sim: Simulation | null = null;
   let failure: RunFailure | null = null;
   try {
@@ -507,65 +429,4 @@ export function runSeed(options: RunOptions): RunResult {
     livenessMs:
       sim === null || sim.livenessDoneMs < 0 ? -1 : sim.livenessDoneMs - sim.params.safetyMs,
   };
-}
-
-export interface SeedsOptions {
-  readonly seeds: number;
-  readonly start?: number;
-  readonly voters?: number;
-  readonly bug?: BugName;
-  readonly maxSteps?: number;
-  readonly leaseReads?: boolean;
-  readonly stepsDuringReady?: boolean;
-  /** Member mode for every seed (see RunOptions.member). */
-  readonly member?: boolean;
-  readonly fault?: SimFault;
-  readonly redundancy?: boolean;
-  readonly policyBug?: PolicyBugName;
-  /** Stop at the first failing seed. */
-  readonly stopAtFirst?: boolean;
-  readonly onResult?: (result: RunResult) => void;
-}
-
-export interface SeedsSummary {
-  readonly seedsRun: number;
-  readonly failures: readonly RunResult[];
-  readonly steps: number;
-  readonly messagesSent: number;
-  readonly virtualMs: number;
-}
-
-export function runSeeds(options: SeedsOptions): SeedsSummary {
-  const start = options.start ?? 0;
-  const failures: RunResult[] = [];
-  let seedsRun = 0;
-  let steps = 0;
-  let messagesSent = 0;
-  let virtualMs = 0;
-  for (let seed = start; seed < start + options.seeds; seed++) {
-    const result = runSeed({
-      seed,
-      ...(options.voters === undefined ? {} : { voters: options.voters }),
-      ...(options.bug === undefined ? {} : { bug: options.bug }),
-      ...(options.maxSteps === undefined ? {} : { maxSteps: options.maxSteps }),
-      ...(options.leaseReads === undefined ? {} : { leaseReads: options.leaseReads }),
-      ...(options.stepsDuringReady === undefined
-        ? {}
-        : { stepsDuringReady: options.stepsDuringReady }),
-      ...(options.member === undefined ? {} : { member: options.member }),
-      ...(options.fault === undefined ? {} : { fault: options.fault }),
-      ...(options.redundancy === undefined ? {} : { redundancy: options.redundancy }),
-      ...(options.policyBug === undefined ? {} : { policyBug: options.policyBug }),
-    });
-    seedsRun++;
-    steps += result.steps;
-    messagesSent += result.messagesSent;
-    virtualMs += result.virtualMs;
-    options.onResult?.(result);
-    if (result.failure !== null) {
-      failures.push(result);
-      if (options.stopAtFirst) break;
-    }
-  }
-  return { seedsRun, failures, steps, messagesSent, virtualMs };
 }

@@ -10,17 +10,31 @@
  * live quorum; voters stay within [3, 7].
  */
 import { LEAVE_JOINT_CONF_CHANGE } from '../raft/codec.js';
+import type { MemoryStorage } from '../raft/storage.js';
 import {
   type ConfChange,
   type ConfChangeSingle,
   ConfChangeType,
+  type ConfState,
   type Entry,
+  type Message,
   type NodeId,
 } from '../raft/types.js';
 import type { Prng } from '../util/prng.js';
+import type { Checker } from './checker.js';
+import type { SimNetwork } from './network.js';
 import type { NodeHost } from './node.js';
-import { FAULT_KINDS, type FaultKind, MEMBERS_MAX, VOTERS_MAX, VOTERS_MIN } from './params.js';
-import type { Simulation } from './simulator.js';
+import {
+  FAULT_KINDS,
+  type FaultKind,
+  MEMBERS_MAX,
+  type SimParams,
+  VOTERS_MAX,
+  VOTERS_MIN,
+} from './params.js';
+import type { EventQueue } from './queue.js';
+import type { Phase } from './run.js';
+import type { Trace } from './trace.js';
 
 const TAG_WRITE = 1;
 const TAG_MARKER = 2;
@@ -40,6 +54,26 @@ interface Plan {
   readonly added?: NodeHost;
 }
 
+/**
+ * The simulation as the workload and its nemesis drive it (simulator.ts's Simulation): the
+ * workload sits below the run it serves, so this interface, not the class, is what it imports.
+ */
+export interface WorkloadWorld {
+  readonly params: SimParams;
+  readonly queue: EventQueue;
+  readonly rng: Prng;
+  readonly network: SimNetwork<Message>;
+  readonly checker: Checker;
+  readonly trace: Trace;
+  readonly hosts: Map<NodeId, NodeHost>;
+  readonly phase: Phase;
+  readonly conf: { readonly index: number; readonly state: ConfState };
+  leader(): NodeHost | null;
+  addHost(id: NodeId, storage?: MemoryStorage): NodeHost;
+  finishLiveness(): void;
+  failLiveness(message: string): never;
+}
+
 export class Workload {
   private readonly rng: Prng;
   private valueNext = 1;
@@ -57,7 +91,7 @@ export class Workload {
   crashes = 0;
   confChangesApplied = 0;
 
-  constructor(private readonly sim: Simulation) {
+  constructor(private readonly sim: WorkloadWorld) {
     this.rng = sim.rng.fork();
     this.learnersToAdd = sim.params.learnersInitial;
     this.nodeIdNext = sim.params.voters + 1;

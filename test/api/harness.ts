@@ -4,16 +4,7 @@
  * encoded and applied at the next index at once, as a single-voter member would after commit,
  * so the API edge meets the real MVCC semantics, validation and errors.
  */
-import type {
-  EtcdBackend,
-  Header,
-  LeaseGrantResult,
-  LeaseTimeToLiveResult,
-  Member,
-  MemberStatus,
-  SnapshotStream,
-  WithHeader,
-} from '../../src/api/backend.js';
+
 import { type ApiServer, startApiServer } from '../../src/api/server.js';
 import type {
   CompactionRequest,
@@ -37,6 +28,16 @@ import { KvStateMachine } from '../../src/kv/state-machine.js';
 import type { LeaseId } from '../../src/kv/types.js';
 import { WatchHub } from '../../src/kv/watch/hub.js';
 import type { WatchStream } from '../../src/kv/watch/stream.js';
+import type {
+  EtcdBackend,
+  Header,
+  LeaseGrantResult,
+  LeaseTimeToLiveResult,
+  Member,
+  MemberStatus,
+  SnapshotStream,
+  WithHeader,
+} from '../../src/server/contract.js';
 import { ServerError } from '../../src/server/errors.js';
 
 export const CLUSTER_ID = 0xdeadbeefcafe1234n;

@@ -20,8 +20,13 @@ import type {
   NodeId,
   Snapshot,
 } from '../../src/raft/types.js';
+import {
+  type AssembledMember,
+  assembleMember,
+  type MemberIo,
+  type MemberSpec,
+} from '../../src/server/assemble.js';
 import { Member } from '../../src/server/member.js';
-import { TandemServer, type TandemServerOptions } from '../../src/server/server.js';
 import type { ApplyContext, ReplicatedStateMachine } from '../../src/server/state-machine.js';
 import { TandemStateMachine } from '../../src/server/tandem-state-machine.js';
 import { Prng } from '../../src/util/prng.js';
@@ -40,6 +45,9 @@ export class ManualClock implements Clock {
 
   now(): number {
     return this.nowMs;
+  }
+  wallNow(): number {
+    return Date.UTC(2026, 0, 1) + this.nowMs;
   }
   setTimeout(callback: () => void, delayMs: number): TimerHandle {
     const t: Timer = { at: this.nowMs + delayMs, seq: this.seq++, fn: callback, cancelled: false };
@@ -241,29 +249,27 @@ export function proposeText(m: Member, text: string): Promise<unknown> {
   );
 }
 
-/** What `startPolicyCluster` builds for one founder: a Member, its server and state machine. */
-export interface PolicyNode {
-  readonly member: Member;
-  readonly server: TandemServer;
-  readonly state: TandemStateMachine;
-}
+/** What each test member may set beyond the defaults: its spec, and io observers. */
+export type PolicyNodeOptions = Partial<MemberSpec> & Pick<MemberIo, 'onPolicyEvent'>;
 
 /**
- * Real Members with TandemServers and the KV state machine, founded with the roles in
- * `founders` (voters, hot standbys as learners, warm/cold outside the configuration), on the
- * clock and hub given: the setup of the redundancy-policy tests. `server(id)` adds each server's
- * own options (policy, zone, event hooks); `seed` varies the members' random streams.
+ * Whole members (src/server/assemble.ts: loop, façade, role truth, driver) over the KV state
+ * machine, founded with the roles in `founders` (voters, hot standbys as learners, warm/cold
+ * outside the configuration), on the clock and hub given: the setup of the redundancy-policy
+ * tests. `options(id)` adds each member's own settings (policy, zone, event hooks); `seed`
+ * varies the members' random streams.
  */
 export function startPolicyCluster(
   clock: ManualClock,
   hub: LoopbackHub,
   founders: readonly Founder[],
   seed: number,
-  server: (id: NodeId) => Partial<TandemServerOptions>,
-): Map<NodeId, PolicyNode> {
+  options: (id: NodeId) => PolicyNodeOptions,
+): Map<NodeId, AssembledMember> {
   const { voters, learners } = foundingConfig(founders);
-  const nodes = new Map<NodeId, PolicyNode>();
-  for (const { id } of founders) {
+  const nodes = new Map<NodeId, AssembledMember>();
+  for (const founder of founders) {
+    const { id } = founder;
     const state = new TandemStateMachine({
       backend: new MemoryBackend(),
       founders,
@@ -272,31 +278,32 @@ export function startPolicyCluster(
     state.bootstrap();
     const storage = new MemoryStorage();
     RawNode.bootstrap(storage, voters, state.snapshot(), learners);
-    const member = new Member({
-      id,
-      clock,
-      network: hub.network(id),
-      persistence: new VirtualPersistence(clock),
-      storage,
-      stateMachine: state,
-      random: new Prng(seed * id),
-      timing: { tickMs: 10, electionTicks: 10, heartbeatTicks: 1, requestTimeoutMs: 2000 },
-      snapshotEveryEntries: 1000,
-      compactionKeepEntries: 100,
-    });
-    const tandem = new TandemServer({
-      member,
-      state,
-      clock,
-      clusterId: 1n,
-      name: `n${id}`,
-      clientUrls: [`http://127.0.0.1:${100 + id}`],
-      electionTimeoutMs: 100,
-      ...server(id),
-    });
-    member.start();
-    tandem.start();
-    nodes.set(id, { member, server: tandem, state });
+    const { onPolicyEvent, ...spec } = options(id);
+    const node = assembleMember(
+      {
+        id,
+        clusterId: 1n,
+        name: `n${id}`,
+        clientUrls: [`http://127.0.0.1:${100 + id}`],
+        standby: { mode: founder.standbyMode ?? 'hot', snapshotEveryMs: 60_000 },
+        timing: { tickMs: 10, electionTicks: 10, heartbeatTicks: 1, requestTimeoutMs: 2000 },
+        snapshotEveryEntries: 1000,
+        compactionKeepEntries: 100,
+        policy: null,
+        ...spec,
+      },
+      {
+        clock,
+        network: hub.network(id),
+        persistence: new VirtualPersistence(clock),
+        storage,
+        state,
+        random: new Prng(seed * id),
+        ...(onPolicyEvent === undefined ? {} : { onPolicyEvent }),
+      },
+    );
+    node.start();
+    nodes.set(id, node);
   }
   return nodes;
 }

@@ -7,6 +7,8 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import fc from 'fast-check';
 import { register as globalRegistry } from 'prom-client';
+import { type Entry, EntryType } from '../../src/raft/types.js';
+import { MemberEvents } from '../../src/server/events.js';
 import {
   ApplyTracker,
   MemberMetrics,
@@ -14,7 +16,6 @@ import {
   POLICY_ACTION_KINDS_MAX,
   standbyStalenessSeconds,
 } from '../../src/server/metrics.js';
-import type { ReplicatedStateMachine } from '../../src/server/state-machine.js';
 import type { FileHandle, FileSystem } from '../../src/storage/fs.js';
 import { type PromFamily, parsePromText, sampleValue } from './prom-text.js';
 
@@ -241,49 +242,32 @@ describe('metrics: fdatasync histogram', () => {
 });
 
 describe('metrics: standby staleness', () => {
-  function fakeSm(): ReplicatedStateMachine & { calls: string[] } {
-    const calls: string[] = [];
-    return {
-      calls,
-      appliedIndex: () => 42,
-      apply: (ctx) => {
-        calls.push(`apply ${ctx.index}`);
-        return 'result';
-      },
-      applyNoop: (ctx) => void calls.push(`noop ${ctx.index}`),
-      applyConfChange: (ctx) => void calls.push(`conf ${ctx.index}`),
-      transaction: (fn) => fn(),
-      snapshot: () => new Uint8Array([1, 2]),
-      restore: (snap) => void calls.push(`restore ${snap.metadata.index}`),
-    };
-  }
-
-  test('grows with time since the last apply or restore; every call reaches the state machine', () => {
+  test('grows with time since the last apply or snapshot install, as the member reports them', () => {
     const clock = { ms: 10_000 };
     const tracker = new ApplyTracker(() => clock.ms);
-    const inner = fakeSm();
-    const sm = tracker.observe(inner);
+    const events = new MemberEvents();
+    tracker.attach(events);
+    const entry = (index: number): Entry => ({
+      index,
+      term: 1,
+      type: EntryType.Normal,
+      data: new Uint8Array(0),
+    });
     clock.ms += 2_500;
     assert.equal(tracker.stalenessSeconds(), 2.5, 'since start before any apply');
-    assert.equal(sm.apply({ index: 43, term: 1 }, new Uint8Array(0)), 'result');
+    events.onApplied(entry(43), 'result');
     assert.equal(tracker.stalenessSeconds(), 0);
     clock.ms += 4_000;
     assert.equal(tracker.stalenessSeconds(), 4);
-    sm.applyNoop({ index: 44, term: 1 });
-    clock.ms += 1_000;
-    sm.applyConfChange({ index: 45, term: 1 }, {} as never, {} as never);
-    clock.ms += 7_000;
-    assert.equal(tracker.stalenessSeconds(), 7);
-    // Reading the state is not advancing it.
-    assert.equal(
-      sm.transaction(() => sm.appliedIndex()),
-      42,
-    );
-    assert.deepEqual([...sm.snapshot()], [1, 2]);
-    assert.equal(tracker.stalenessSeconds(), 7);
-    sm.restore({ metadata: { index: 900 } } as never);
+    events.onApplied(entry(44), undefined);
+    clock.ms += 8_000;
+    assert.equal(tracker.stalenessSeconds(), 8);
+    // Other events (a tick, a leader change) are not an advance of the state.
+    events.onTick(1);
+    events.onSoftState({ lead: 1, raftState: 0 }, 2);
+    assert.equal(tracker.stalenessSeconds(), 8);
+    events.onSnapshotInstalled(900);
     assert.equal(tracker.stalenessSeconds(), 0);
-    assert.deepEqual(inner.calls, ['apply 43', 'noop 44', 'conf 45', 'restore 900']);
   });
 
   test('reported for warm and cold standbys only', () => {

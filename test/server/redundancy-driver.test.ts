@@ -8,7 +8,6 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { makePolicy } from '../../src/cluster/policy.js';
 import type { NodeId } from '../../src/raft/types.js';
-import type { Member } from '../../src/server/member.js';
 import { LoopbackHub, ManualClock, startPolicyCluster } from './harness.js';
 
 const REPLACE_AFTER_MS = 1_000;
@@ -40,10 +39,9 @@ function startCluster(warm = false, preferLeaderZone: string | null = null) {
     }),
     onPolicyEvent: (e) => events.push(`${e.action}${e.error ? ` failed: ${e.error}` : ''}`),
   }));
-  const servers = new Map([...nodes].map(([id, n]) => [id, n.server]));
+  const servers = new Map([...nodes].map(([id, n]) => [id, n]));
   const states = new Map([...nodes].map(([id, n]) => [id, n.state]));
-  const leader = (): NodeId | undefined =>
-    [...servers].find(([, s]) => (s as unknown as { member: Member }).member.isLeader)?.[0];
+  const leader = (): NodeId | undefined => [...servers].find(([, s]) => s.member.isLeader)?.[0];
   return { clock, hub, servers, states, events, leader };
 }
 
@@ -61,7 +59,7 @@ test('a warm standby outside the configuration is probed: reachable while up, si
   c.hub.cut.delete(5);
   c.clock.advance(1_000);
   assert.equal(driver.health(5)?.state, 'healthy', 'trusted again after stabilityMs');
-  for (const s of c.servers.values()) s.close();
+  for (const s of c.servers.values()) s.stop(() => {});
 });
 
 test('after the hot standby took over, the next voter failure promotes the warm standby', () => {
@@ -84,7 +82,7 @@ test('after the hot standby took over, the next voter failure promotes the warm 
   assert.equal(s.member(second)!.role, 'standby');
   const voters = [1, 2, 3, 4, 5].filter((id) => s.member(id as NodeId)!.role === 'voter');
   assert.equal(voters.length, 3, 'three voters');
-  for (const srv of c.servers.values()) srv.close();
+  for (const srv of c.servers.values()) srv.stop(() => {});
 });
 
 test('replication.preferLeaderZone: leadership moves to the healthy voter of that zone', () => {
@@ -100,7 +98,7 @@ test('replication.preferLeaderZone: leadership moves to the healthy voter of tha
   const transfers = c.events.filter((e) => e === 'transfer-leader').length;
   c.clock.advance(2_000);
   assert.equal(c.events.filter((e) => e === 'transfer-leader').length, transfers, 'no churn');
-  for (const s of c.servers.values()) s.close();
+  for (const s of c.servers.values()) s.stop(() => {});
 });
 
 test('a voter silent for replaceAfter is replaced by the hot standby, once, with the record', () => {
@@ -130,7 +128,7 @@ test('a voter silent for replaceAfter is replaced by the hot standby, once, with
   assert.equal(back.member(victim)!.role, 'standby');
   assert.equal(back.member(4)!.role, 'voter');
   assert.equal(c.events.filter((e) => e === 'replace').length, 1, c.events.join(', '));
-  for (const s of c.servers.values()) s.close();
+  for (const s of c.servers.values()) s.stop(() => {});
 });
 
 test('a leader cut off from its quorum plans no change', () => {
@@ -144,5 +142,5 @@ test('a leader cut off from its quorum plans no change', () => {
     0,
     c.events.join(', '),
   );
-  for (const s of c.servers.values()) s.close();
+  for (const s of c.servers.values()) s.stop(() => {});
 });

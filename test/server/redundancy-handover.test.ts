@@ -4,7 +4,7 @@
  * meanwhile the configuration is no longer its to plan. Before the driver checked, its next
  * round ran the planner, whose precondition (the policy runs on a voter) stopped the process
  * (the simulator's redundancy mode crashed so on seeds 112, 213 and 865 of one tree).
- * Real Members and TandemServers on virtual time and a loopback network.
+ * Whole assembled members (src/server/assemble.ts) on virtual time and a loopback network.
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
@@ -34,7 +34,7 @@ test('a leader that applied its own removal plans nothing while it hands over', 
     }),
   }));
   const members = new Map([...nodes].map(([id, n]) => [id, n.member]));
-  const servers = new Map([...nodes].map(([id, n]) => [id, n.server]));
+  const servers = new Map([...nodes].map(([id, n]) => [id, n]));
   try {
     clock.advance(2_000);
     const leader = [...members].find(([, m]) => m.isLeader)?.[0];
@@ -66,6 +66,6 @@ test('a leader that applied its own removal plans nothing while it hands over', 
     const next = [...members].find(([, x]) => x.isLeader)?.[0];
     assert.ok(next !== undefined && next !== leader, `a voter of the new configuration leads`);
   } finally {
-    for (const s of servers.values()) s.close();
+    for (const s of servers.values()) s.stop(() => {});
   }
 });

@@ -1,6 +1,6 @@
 /**
- * A member's role stays true across demotions it never saw (real Members and TandemServers on
- * virtual time, loopback network): 3 voters whose standby mode is cold and a hot standby (n4).
+ * A member's role stays true across demotions it never saw (whole assembled members on virtual
+ * time, loopback network): 3 voters whose standby mode is cold and a hot standby (n4).
  * A voter cut off for replaceAfter is replaced by n4 and removed from the configuration (a cold
  * standby rests outside it), so it never receives the change. It must not serve clients as a
  * voter again: cut off and healed, or restarted, it refuses client traffic from its first request
@@ -10,7 +10,6 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import type { RequestOptions } from '../../src/api/backend.js';
 import { makePolicy } from '../../src/cluster/policy.js';
 import {
   decodeRoleRecord,
@@ -25,9 +24,9 @@ import type { WatchResponse } from '../../src/kv/watch/response.js';
 import { RawNode } from '../../src/raft/rawnode.js';
 import { MemoryStorage } from '../../src/raft/storage.js';
 import type { NodeId } from '../../src/raft/types.js';
+import { type AssembledMember, assembleMember } from '../../src/server/assemble.js';
+import type { RequestOptions } from '../../src/server/contract.js';
 import { ServerError } from '../../src/server/errors.js';
-import { Member } from '../../src/server/member.js';
-import { TandemServer } from '../../src/server/server.js';
 import { TandemStateMachine } from '../../src/server/tandem-state-machine.js';
 import { Prng } from '../../src/util/prng.js';
 import { LoopbackHub, ManualClock, VirtualPersistence } from './harness.js';
@@ -37,10 +36,7 @@ const STEP_MS = 10;
 const SERIALIZABLE: RequestOptions = { consistency: { kind: 'serializable' }, ack: 'quorum' };
 const enc = new TextEncoder();
 
-interface Node {
-  member: Member;
-  server: TandemServer;
-  readonly state: TandemStateMachine;
+interface Node extends AssembledMember {
   readonly storage: MemoryStorage;
 }
 
@@ -60,38 +56,35 @@ function startCluster() {
   let incarnation = 0;
   const boot = (id: NodeId, state: TandemStateMachine, storage: MemoryStorage): Node => {
     incarnation += 1;
-    const member = new Member({
-      id,
-      clock,
-      network: hub.network(id),
-      persistence: new VirtualPersistence(clock),
-      storage,
-      stateMachine: state,
-      random: new Prng(7 * id + 1000 * incarnation),
-      timing: { tickMs: 10, electionTicks: 10, heartbeatTicks: 1, requestTimeoutMs: 2000 },
-      snapshotEveryEntries: 1000,
-      compactionKeepEntries: 100,
-    });
-    const server = new TandemServer({
-      member,
-      state,
-      clock,
-      clusterId: 1n,
-      name: `n${id}`,
-      clientUrls: [`http://127.0.0.1:${100 + id}`],
-      electionTimeoutMs: 100,
-      zone: 'a',
-      standby: { mode: id === 4 ? 'hot' : 'cold', snapshotEveryMs: 60_000 },
-      policy: makePolicy({
-        voters: 3,
-        replaceAfterMs: REPLACE_AFTER_MS,
-        silentAfterMs: 200,
-        stabilityMs: 300,
-      }),
-    });
-    member.start();
-    server.start();
-    return { member, server, state, storage };
+    const node = assembleMember(
+      {
+        id,
+        clusterId: 1n,
+        name: `n${id}`,
+        clientUrls: [`http://127.0.0.1:${100 + id}`],
+        zone: 'a',
+        standby: { mode: id === 4 ? 'hot' : 'cold', snapshotEveryMs: 60_000 },
+        timing: { tickMs: 10, electionTicks: 10, heartbeatTicks: 1, requestTimeoutMs: 2000 },
+        snapshotEveryEntries: 1000,
+        compactionKeepEntries: 100,
+        policy: makePolicy({
+          voters: 3,
+          replaceAfterMs: REPLACE_AFTER_MS,
+          silentAfterMs: 200,
+          stabilityMs: 300,
+        }),
+      },
+      {
+        clock,
+        network: hub.network(id),
+        persistence: new VirtualPersistence(clock),
+        storage,
+        state,
+        random: new Prng(7 * id + 1000 * incarnation),
+      },
+    );
+    node.start();
+    return { ...node, storage };
   };
   for (const { id } of founders) {
     const state = new TandemStateMachine({
@@ -108,18 +101,14 @@ function startCluster() {
   /** Stops a member's process (its durable log and state stay) and starts a new one over them. */
   const restart = (id: NodeId): Node => {
     const old = nodes.get(id)!;
-    old.server.close();
-    old.member.stop(() => {});
+    old.stop(() => {});
     clock.advance(STEP_MS);
     const fresh = boot(id, old.state, old.storage);
     nodes.set(id, fresh);
     return fresh;
   };
   const close = (): void => {
-    for (const n of nodes.values()) {
-      n.server.close();
-      n.member.stop(() => {});
-    }
+    for (const n of nodes.values()) n.stop(() => {});
   };
   return { clock, hub, nodes, leader, restart, close };
 }
@@ -129,7 +118,7 @@ type Outcome = 'served' | 'refused' | `other: ${string}`;
 /** A serializable read on `node`, settled within a few virtual steps. */
 async function read(c: ReturnType<typeof startCluster>, node: Node): Promise<Outcome> {
   let outcome: Outcome | null = null;
-  node.server.range(rangeRequest({ key: enc.encode('k') }), SERIALIZABLE).then(
+  node.facade.range(rangeRequest({ key: enc.encode('k') }), SERIALIZABLE).then(
     () => {
       outcome = 'served';
     },
@@ -187,8 +176,8 @@ test('a voter removed while cut off stops serving once it hears the leader; its 
   const victimId = ([1, 2, 3] as NodeId[]).find((id) => id !== leader)!;
   const victim = c.nodes.get(victimId)!;
   assert.equal(await read(c, victim), 'served', 'a confirmed voter serves');
-  assert.equal(victim.server.selfRole().source, 'registry');
-  const stream = victim.server.openWatchStream(() => {});
+  assert.equal(victim.role.selfRole().source, 'registry');
+  const stream = victim.facade.openWatchStream(() => {});
   const watchId = stream.watch({ key: enc.encode('w') });
   assert.ok(watchId >= 0);
   assert.ok(drain(stream).some((r) => r.created && r.watchId === watchId));
@@ -200,14 +189,14 @@ test('a voter removed while cut off stops serving once it hears the leader; its 
 
   c.hub.cut.delete(victimId);
   c.clock.advance(500);
-  const role = victim.server.selfRole();
+  const role = victim.role.selfRole();
   assert.deepEqual(
     { role: role.role, mode: role.standbyMode, source: role.source, serves: role.serves },
     { role: 'standby', mode: 'cold', source: 'leader', serves: false },
   );
   assert.equal(await read(c, victim), 'refused');
   await assert.rejects(
-    victim.server.range(rangeRequest({ key: enc.encode('k') }), SERIALIZABLE),
+    victim.facade.range(rangeRequest({ key: enc.encode('k') }), SERIALIZABLE),
     /member n\d is a cold standby and serves no client traffic/,
   );
   const cancelled = drain(stream).find((r) => r.watchId === watchId && r.canceled);
@@ -229,12 +218,12 @@ test('a voter removed while down refuses from its first request after a restart'
   // Still cut off: nothing confirms its role, so it refuses (it would have served as a voter).
   const seenCut = await pollReads(c, victimId, 500);
   assert.deepEqual([...seenCut], ['refused']);
-  assert.equal(c.nodes.get(victimId)!.server.selfRole().source, 'unconfirmed');
+  assert.equal(c.nodes.get(victimId)!.role.selfRole().source, 'unconfirmed');
   const terms = [...c.nodes].filter(([id]) => id !== victimId).map(([, n]) => n.member.term);
   c.hub.cut.delete(victimId);
   const seenHealed = await pollReads(c, victimId, 2_000);
   assert.deepEqual([...seenHealed], ['refused'], 'never served as a voter');
-  const role = c.nodes.get(victimId)!.server.selfRole();
+  const role = c.nodes.get(victimId)!.role.selfRole();
   assert.deepEqual([role.role, role.standbyMode, role.source], ['standby', 'cold', 'leader']);
   const after = [...c.nodes].filter(([id]) => id !== victimId).map(([, n]) => n.member.term);
   assert.deepEqual(after, terms, 'the others kept their term: no disruption');
@@ -254,7 +243,7 @@ test('a voter restarted normally serves once its role is confirmed, also after a
     [],
     'only refusals before',
   );
-  assert.equal(c.nodes.get(id)!.server.selfRole().source, 'registry');
+  assert.equal(c.nodes.get(id)!.role.selfRole().source, 'registry');
 
   // Every member down and restarted: none knows a leader at first, all refuse, then serve.
   for (const x of [1, 2, 3, 4] as NodeId[]) c.restart(x);

@@ -41,7 +41,7 @@ test('lease grant, attach, and revoke deleting every attached key in one revisio
   }
   const before = sm.revision();
   const rv = sm.apply({ index: ++i, term: 1 }, encodeLeaseRevoke(100n));
-  assert.deepEqual(rv, { kind: 'leaseRevoked', revision: before + 1 });
+  assert.deepEqual(rv, { kind: 'leaseRevoked', id: 100n, revision: before + 1 });
   assert.equal(sm.revision(), before + 1, 'one revision for all three deletes');
   assert.equal(sm.range(rangeRequest({ key: b('a'), rangeEnd: b('z') })).count, 0);
   const again = sm.apply({ index: ++i, term: 1 }, encodeLeaseRevoke(100n));

@@ -31,7 +31,7 @@ function startCluster() {
     }),
     onPolicyEvent: (e) => events.push({ atMs: clock.now(), action: e.action }),
   }));
-  const servers = new Map([...nodes].map(([id, n]) => [id, n.server]));
+  const servers = new Map([...nodes].map(([id, n]) => [id, n]));
   const states = new Map([...nodes].map(([id, n]) => [id, n.state]));
   const members = new Map([...nodes].map(([id, n]) => [id, n.member]));
   const leader = (): NodeId | undefined =>
@@ -41,7 +41,7 @@ function startCluster() {
 
 test('a refresh is recorded in every registry; a new leader does not refresh again at once', () => {
   const c = startCluster();
-  const wallBeforeMs = Date.now();
+  const wallBeforeMs = c.clock.wallNow();
   c.clock.advance(2_000);
   const actions = c.events.map((e) => e.action);
   assert.deepEqual(
@@ -56,8 +56,8 @@ test('a refresh is recorded in every registry; a new leader does not refresh aga
     assert.ok(
       m.lastRefreshAtMs !== null &&
         m.lastRefreshAtMs >= wallBeforeMs &&
-        m.lastRefreshAtMs <= Date.now(),
-      `n${id}: refresh recorded in wall-clock time, got ${m.lastRefreshAtMs}`,
+        m.lastRefreshAtMs <= c.clock.wallNow(),
+      `n${id}: refresh recorded in the clock's wall time, got ${m.lastRefreshAtMs}`,
     );
   }
   // Depose the leader: its successor finds the recorded refresh (60 s interval) and waits.
@@ -69,5 +69,5 @@ test('a refresh is recorded in every registry; a new leader does not refresh aga
   assert.ok(next !== undefined && next !== old, 'a new leader');
   const refreshes = c.events.filter((e) => e.atMs > cutAtMs && e.action === 'warm-refresh');
   assert.deepEqual(refreshes, [], 'no refresh right after the election');
-  for (const s of c.servers.values()) s.close();
+  for (const s of c.servers.values()) s.stop(() => {});
 });

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { BUG_NAMES, type BugName } from '../../src/raft/types.js';
 import type { InvariantName } from '../../src/sim/checker.js';
-import { runSeeds } from '../../src/sim/simulator.js';
+import { runSeeds } from '../../src/sim/runner.js';
 
 const SEEDS_MAX = 2000;
 
@@ -34,8 +34,8 @@ function expectedFor(bug: BugName): readonly InvariantName[] {
 }
 
 for (const bug of BUG_NAMES) {
-  test(`bug ${bug} is caught within ${SEEDS_MAX} seeds`, () => {
-    const summary = runSeeds({ seeds: SEEDS_MAX, bug, stopAtFirst: true });
+  test(`bug ${bug} is caught within ${SEEDS_MAX} seeds`, async () => {
+    const summary = await runSeeds({ seeds: SEEDS_MAX, bug, stopAtFirst: true });
     const failure = summary.failures[0];
     assert.ok(failure !== undefined, `bug ${bug} survived ${SEEDS_MAX} seeds`);
     const f = failure.failure!;
@@ -46,7 +46,7 @@ for (const bug of BUG_NAMES) {
         `${expectedFor(bug).join(', ')}: ${f.message}`,
     );
     // The same seed without the bug passes: the violation is the bug's, not a false alarm.
-    const clean = runSeeds({ seeds: 1, start: failure.seed });
+    const clean = await runSeeds({ seeds: 1, start: failure.seed });
     assert.equal(clean.failures.length, 0, `seed ${failure.seed} fails without bug ${bug} too`);
   });
 }

@@ -4,12 +4,12 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { runSeed, runSeeds } from '../../src/sim/simulator.js';
+import { runSeed, runSeeds } from '../../src/sim/runner.js';
 
-test('the same seed gives the same trace hash and the same run', () => {
+test('the same seed gives the same trace hash and the same run', async () => {
   for (const seed of [0, 1, 2, 31337]) {
-    const a = runSeed({ seed });
-    const b = runSeed({ seed });
+    const a = await runSeed({ seed });
+    const b = await runSeed({ seed });
     assert.equal(a.failure, null, `seed ${seed}: ${a.failure?.message}`);
     assert.equal(a.traceHash, b.traceHash, `seed ${seed} replayed differently`);
     assert.deepEqual(
@@ -21,43 +21,43 @@ test('the same seed gives the same trace hash and the same run', () => {
   }
 });
 
-test('different seeds give different traces', () => {
+test('different seeds give different traces', async () => {
   const hashes = new Set<string>();
-  for (let seed = 100; seed < 120; seed++) hashes.add(runSeed({ seed }).traceHash);
+  for (let seed = 100; seed < 120; seed++) hashes.add((await runSeed({ seed })).traceHash);
   assert.equal(hashes.size, 20);
 });
 
-test('readable tracing does not change the run', () => {
-  const plain = runSeed({ seed: 7 });
-  const traced = runSeed({ seed: 7, trace: true });
+test('readable tracing does not change the run', async () => {
+  const plain = await runSeed({ seed: 7 });
+  const traced = await runSeed({ seed: 7, trace: true });
   assert.equal(traced.traceHash, plain.traceHash);
   assert.ok(traced.traceLines !== null && traced.traceLines.length > 100);
   assert.equal(plain.traceLines, null);
   assert.match(traced.traceLines.join('\n'), /leader term=/);
   const sunk: string[] = [];
-  const viaSink = runSeed({ seed: 7, trace: (line) => sunk.push(line) });
+  const viaSink = await runSeed({ seed: 7, trace: (line) => sunk.push(line) });
   assert.equal(viaSink.traceHash, plain.traceHash);
   assert.deepEqual(sunk, traced.traceLines);
 });
 
-test('a failing seed replays to the same violation', () => {
-  const found = runSeeds({ seeds: 100, bug: 'stale-read', stopAtFirst: true }).failures[0];
+test('a failing seed replays to the same violation', async () => {
+  const found = (await runSeeds({ seeds: 100, bug: 'stale-read', stopAtFirst: true })).failures[0];
   assert.ok(found !== undefined, 'stale-read survived 100 seeds');
-  const a = runSeed({ seed: found.seed, bug: 'stale-read' });
-  const b = runSeed({ seed: found.seed, bug: 'stale-read', trace: true });
+  const a = await runSeed({ seed: found.seed, bug: 'stale-read' });
+  const b = await runSeed({ seed: found.seed, bug: 'stale-read', trace: true });
   assert.notEqual(a.failure, null);
   assert.deepEqual(a.failure, found.failure);
   assert.deepEqual(a.failure, b.failure);
   assert.equal(a.traceHash, b.traceHash);
 });
 
-test('--nodes fixes the voter count; max-steps bounds the safety phase', () => {
+test('--nodes fixes the voter count; max-steps bounds the safety phase', async () => {
   for (const voters of [3, 5, 7]) {
-    const r = runSeed({ seed: 5, voters });
+    const r = await runSeed({ seed: 5, voters });
     assert.equal(r.params.voters, voters);
     assert.equal(r.failure, null, r.failure?.message);
   }
-  const short = runSeed({ seed: 5, maxSteps: 500 });
+  const short = await runSeed({ seed: 5, maxSteps: 500 });
   assert.equal(short.failure, null, short.failure?.message);
-  assert.ok(short.virtualMs < runSeed({ seed: 5 }).virtualMs);
+  assert.ok(short.virtualMs < (await runSeed({ seed: 5 })).virtualMs);
 });

@@ -1,23 +1,25 @@
 /**
  * Member mode (src/sim/member-host.ts): the production member loop with the KV state machine on
- * simulated I/O. Same seed, same run; the client-visible checks can fail (a raft bug and two
- * faults injected in the simulated I/O are each caught); and the member-loop finding #7 stays
+ * simulated I/O. Same seed, same run; the client-visible checks can fail (a raft bug, two
+ * faults injected in the simulated I/O and a bug in each part around the loop — role truth,
+ * ack=all, lease duties, publication — are each caught); and the member-loop finding #7 stays
  * fixed.
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { BugName } from '../../src/raft/types.js';
+import type { MemberBugName } from '../../src/server/assemble.js';
 import type { InvariantName } from '../../src/sim/checker.js';
 import type { SimFault } from '../../src/sim/member-io.js';
-import { runSeed, runSeeds } from '../../src/sim/simulator.js';
+import { runSeed, runSeeds } from '../../src/sim/runner.js';
 import { leaderOf, proposeText, restartMember, startCluster } from '../server/harness.js';
 
 const SEEDS_MAX = 2000;
 
-test('member mode: the same seed gives the same trace hash and the same run', () => {
+test('member mode: the same seed gives the same trace hash and the same run', async () => {
   for (const seed of [0, 1, 2, 31337]) {
-    const a = runSeed({ seed, member: true });
-    const b = runSeed({ seed, member: true });
+    const a = await runSeed({ seed, member: true });
+    const b = await runSeed({ seed, member: true });
     assert.equal(a.failure, null, `seed ${seed}: ${a.failure?.message}`);
     assert.equal(a.traceHash, b.traceHash, `seed ${seed} replayed differently`);
     assert.deepEqual(
@@ -26,10 +28,14 @@ test('member mode: the same seed gives the same trace hash and the same run', ()
     );
     assert.match(a.paramsLine, / mode=member /);
     assert.ok(a.writesAcked > 0 && a.readsServed > 0, `seed ${seed}: no client traffic`);
-    assert.notEqual(a.traceHash, runSeed({ seed }).traceHash, 'member mode ran the raw host');
+    assert.notEqual(
+      a.traceHash,
+      (await runSeed({ seed })).traceHash,
+      'member mode ran the raw host',
+    );
   }
-  const traced = runSeed({ seed: 7, member: true, trace: true });
-  assert.equal(traced.traceHash, runSeed({ seed: 7, member: true }).traceHash);
+  const traced = await runSeed({ seed: 7, member: true, trace: true });
+  assert.equal(traced.traceHash, (await runSeed({ seed: 7, member: true })).traceHash);
   assert.match(traced.traceLines!.join('\n'), /client: put k\d=v\d+ at n\d: ok/);
 });
 
@@ -37,6 +43,8 @@ const CAUGHT: readonly {
   readonly name: string;
   readonly bug?: BugName;
   readonly fault?: SimFault;
+  readonly memberBug?: MemberBugName;
+  readonly redundancy?: boolean;
   readonly expected: readonly InvariantName[];
 }[] = [
   // The leader answers ReadIndex from its commit index without confirming its leadership.
@@ -53,16 +61,42 @@ const CAUGHT: readonly {
     fault: 'send-before-persist',
     expected: ['state-machine-safety', 'committed-stable', 'acked-write-lost'],
   },
+  // The parts around the loop (src/server/assemble.ts), met through the etcd façade.
+  // A restarted member serves before a role check confirmed its role (and caught it up).
+  {
+    name: 'member bug serve-unconfirmed',
+    memberBug: 'serve-unconfirmed',
+    expected: ['served-from-the-past'],
+  },
+  // A read that waited for its barrier is answered though a demotion was applied meanwhile.
+  {
+    name: 'member bug role-checked-on-arrival',
+    memberBug: 'role-checked-on-arrival',
+    redundancy: true,
+    expected: ['standby-served'],
+  },
+  // ack=all answered once a quorum has the write.
+  { name: 'member bug ack-all-early', memberBug: 'ack-all-early', expected: ['ack-all-durable'] },
+  // The leader revokes leases a second before their deadline.
+  {
+    name: 'member bug lease-expire-early',
+    memberBug: 'lease-expire-early',
+    expected: ['lease-expired-early'],
+  },
+  // A member's name and client URLs count as published once proposed, never retried.
+  { name: 'member bug publish-no-retry', memberBug: 'publish-no-retry', expected: ['published'] },
 ];
 
 for (const c of CAUGHT) {
-  test(`member mode: ${c.name} is caught within ${SEEDS_MAX} seeds`, () => {
-    const summary = runSeeds({
+  test(`member mode: ${c.name} is caught within ${SEEDS_MAX} seeds`, async () => {
+    const mode = { member: true, ...(c.redundancy === true ? { redundancy: true } : {}) };
+    const summary = await runSeeds({
       seeds: SEEDS_MAX,
-      member: true,
+      ...mode,
       stopAtFirst: true,
       ...(c.bug === undefined ? {} : { bug: c.bug }),
       ...(c.fault === undefined ? {} : { fault: c.fault }),
+      ...(c.memberBug === undefined ? {} : { memberBug: c.memberBug }),
     });
     const failure = summary.failures[0];
     assert.ok(failure !== undefined, `${c.name} survived ${SEEDS_MAX} seeds`);
@@ -72,7 +106,7 @@ for (const c of CAUGHT) {
       c.expected.includes(f.invariant!),
       `${c.name} was caught at seed ${failure.seed} by ${f.invariant}: ${f.message}`,
     );
-    const clean = runSeeds({ seeds: 1, start: failure.seed, member: true });
+    const clean = await runSeeds({ seeds: 1, start: failure.seed, ...mode });
     assert.equal(clean.failures.length, 0, `seed ${failure.seed} fails without ${c.name} too`);
   });
 }

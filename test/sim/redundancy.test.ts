@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { InvariantName } from '../../src/sim/checker.js';
 import type { PolicyBugName } from '../../src/sim/redundancy.js';
-import { runSeed, runSeeds } from '../../src/sim/simulator.js';
+import { runSeed, runSeeds } from '../../src/sim/runner.js';
 
 /** Policy bugs are caught within this many seeds (first catches today: seeds 10, 0 and 33). */
 const BUG_SEEDS_MAX: Readonly<Record<PolicyBugName, number>> = {
@@ -20,10 +20,10 @@ const BUG_SEEDS_MAX: Readonly<Record<PolicyBugName, number>> = {
 };
 const CLEAN_SEEDS = 12;
 
-test('redundancy mode: the same seed gives the same trace hash and the same run', () => {
+test('redundancy mode: the same seed gives the same trace hash and the same run', async () => {
   for (const seed of [3, 17]) {
-    const a = runSeed({ seed, redundancy: true });
-    const b = runSeed({ seed, redundancy: true });
+    const a = await runSeed({ seed, redundancy: true });
+    const b = await runSeed({ seed, redundancy: true });
     assert.equal(a.failure, null, `seed ${seed}: ${a.failure?.message}`);
     assert.equal(a.traceHash, b.traceHash, `seed ${seed} replayed differently`);
     assert.deepEqual(
@@ -34,16 +34,16 @@ test('redundancy mode: the same seed gives the same trace hash and the same run'
     assert.match(a.paramsLine, / restore-bound=\d+ms /);
     assert.notEqual(
       a.traceHash,
-      runSeed({ seed, member: true }).traceHash,
+      (await runSeed({ seed, member: true })).traceHash,
       'ran plain member mode',
     );
   }
 });
 
-test(`redundancy mode: seeds 0..${CLEAN_SEEDS - 1} pass, with replacements and policy changes`, () => {
+test(`redundancy mode: seeds 0..${CLEAN_SEEDS - 1} pass, with replacements and policy changes`, async () => {
   let confChanges = 0;
   let acked = 0;
-  const summary = runSeeds({
+  const summary = await runSeeds({
     seeds: CLEAN_SEEDS,
     redundancy: true,
     onResult: (r) => {
@@ -58,8 +58,8 @@ test(`redundancy mode: seeds 0..${CLEAN_SEEDS - 1} pass, with replacements and p
   assert.ok(acked > 0, 'no client traffic');
 });
 
-test('redundancy mode: a traced seed shows the policy replacing the voter that failed for good', () => {
-  const r = runSeed({ seed: 3, redundancy: true, trace: true });
+test('redundancy mode: a traced seed shows the policy replacing the voter that failed for good', async () => {
+  const r = await runSeed({ seed: 3, redundancy: true, trace: true });
   assert.equal(r.failure, null, r.failure?.message);
   const trace = r.traceLines!.join('\n');
   assert.match(trace, /nemesis: n\d fails for good/);
@@ -81,8 +81,8 @@ const CAUGHT: readonly { bug: PolicyBugName; expected: readonly InvariantName[] 
 
 for (const c of CAUGHT) {
   const seeds = BUG_SEEDS_MAX[c.bug];
-  test(`redundancy mode: policy bug ${c.bug} is caught within ${seeds} seeds`, () => {
-    const summary = runSeeds({
+  test(`redundancy mode: policy bug ${c.bug} is caught within ${seeds} seeds`, async () => {
+    const summary = await runSeeds({
       seeds,
       redundancy: true,
       policyBug: c.bug,
@@ -96,7 +96,7 @@ for (const c of CAUGHT) {
       c.expected.includes(f.invariant!),
       `${c.bug} was caught at seed ${failure.seed} by ${f.invariant}: ${f.message}`,
     );
-    const clean = runSeed({ seed: failure.seed, redundancy: true });
+    const clean = await runSeed({ seed: failure.seed, redundancy: true });
     assert.equal(clean.failure, null, `seed ${failure.seed} fails without ${c.bug} too`);
   });
 }
@@ -128,8 +128,8 @@ const REGRESSIONS: readonly { seed: number; why: string }[] = [
 ];
 
 for (const { seed, why } of REGRESSIONS) {
-  test(`regression: seed ${seed}: ${why}`, () => {
-    const r = runSeed({ seed, redundancy: true });
+  test(`regression: seed ${seed}: ${why}`, async () => {
+    const r = await runSeed({ seed, redundancy: true });
     assert.equal(
       r.failure,
       null,
@@ -138,10 +138,10 @@ for (const { seed, why } of REGRESSIONS) {
   });
 }
 
-test('regression: a warm standby re-added after a removal it missed catches up (seed 35)', () => {
+test('regression: a warm standby re-added after a removal it missed catches up (seed 35)', async () => {
   // It restarted with a configuration listing it; the leader's only snapshot predated its
   // re-addition; raft refused it and an idle leader took no newer one (liveness, before the
   // member snapshots after adding a member its latest snapshot does not list).
-  const r = runSeed({ seed: 35, redundancy: true });
+  const r = await runSeed({ seed: 35, redundancy: true });
   assert.equal(r.failure, null, r.failure?.message);
 });

@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { runSeed } from '../../src/sim/simulator.js';
+import { runSeed } from '../../src/sim/runner.js';
 
 const REGRESSIONS: readonly {
   seed: number;
@@ -65,8 +65,8 @@ function flags(options: { stepsDuringReady?: boolean; voters?: number } = {}): s
 }
 
 for (const { seed, why, options } of REGRESSIONS) {
-  test(`seed ${seed}: ${why}`, () => {
-    const r = runSeed({ seed, ...options });
+  test(`seed ${seed}: ${why}`, async () => {
+    const r = await runSeed({ seed, ...options });
     assert.equal(
       r.failure,
       null,

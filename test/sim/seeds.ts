@@ -1,13 +1,13 @@
 /** Shared by the seed-range tests: run a range and fail with every violation's replay line. */
 import assert from 'node:assert/strict';
-import { runSeeds } from '../../src/sim/simulator.js';
+import { runSeeds } from '../../src/sim/runner.js';
 
-export function assertSeedsPass(
+export async function assertSeedsPass(
   start: number,
   seeds: number,
   options: { readonly member?: boolean } = {},
-): void {
-  const summary = runSeeds({ seeds, start, ...options });
+): Promise<void> {
+  const summary = await runSeeds({ seeds, start, ...options });
   const flag = options.member === true ? ' --member' : '';
   assert.equal(summary.seedsRun, seeds);
   const report = summary.failures

@@ -4,7 +4,7 @@
  */
 import { createHash } from 'node:crypto';
 import type { ServerWritableStream, UntypedServiceImplementation } from '@grpc/grpc-js';
-import type { SnapshotStream } from '../backend.js';
+import type { SnapshotStream } from '../../server/contract.js';
 import { callSignal, failStream, plainOptions, type ServiceContext, unary } from '../context.js';
 import { headerToPb, int64Out, memberIdField, uintField } from '../convert.js';
 import { ApiError } from '../errors.js';

@@ -170,3 +170,27 @@ export interface EtcdBackend {
   /** A consistent point-in-time copy of the state machine, in chunks (etcd's Snapshot RPC). */
   snapshot(): Promise<SnapshotStream>;
 }
+
+/**
+ * What a follower cannot answer itself, sent to the leader's client endpoint (as etcd forwards
+ * lease calls over HTTP): lease deadlines live only in the leader's memory, and only the leader
+ * sees every voter's progress (ack=all). The real one speaks gRPC (src/api/forwarder.ts); the
+ * simulator's calls the leader's façade over its virtual network.
+ */
+export interface LeaderForwarder {
+  leaseKeepAlive(leaderClientUrls: readonly string[], id: LeaseId): Promise<number>;
+  leaseTimeToLive(
+    leaderClientUrls: readonly string[],
+    id: LeaseId,
+    withKeys: boolean,
+  ): Promise<LeaseTimeToLiveResult>;
+  /**
+   * Asks the leader to wait until every voter persisted `index` (ack=all through a follower);
+   * rejects with WRITE_ACK_TIMEOUT (the write is committed) after about `timeoutMs`.
+   */
+  awaitAllVoters?(
+    leaderClientUrls: readonly string[],
+    index: number,
+    timeoutMs: number,
+  ): Promise<void>;
+}

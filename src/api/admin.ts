@@ -1,0 +1,158 @@
+/**
+ * The admin HTTP endpoint (`listen.admin`): what operators and tools read besides the etcd API.
+ *
+ *   GET  /health                  {"health":"true"} while the process serves
+ *   GET  /status, /cluster        the member's status JSON (src/server/status.ts)
+ *   GET  /metrics                 Prometheus text (src/server/metrics.ts)
+ *   POST /member/promote|demote|standby {"name": "n4"}
+ *                                 an operator's override, planned and proposed by the leader:
+ *                                 200 {"ok":true,"reason"} once applied; 409 {"error","code"}
+ *                                 with the policy's refusal; 421 {"code":"NOT_LEADER"} on a
+ *                                 follower (the CLI tries the next endpoint)
+ *
+ * Anything else is 404. A request body larger than its limit is refused with 413 and not read
+ * further.
+ */
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { ManualOp } from '../cluster/policy.js';
+
+/** A POST /member/<op> body larger than this is refused. */
+export const MEMBER_OP_BODY_BYTES_MAX = 4096;
+const MANUAL_OPS: readonly ManualOp[] = ['promote', 'demote', 'standby'];
+
+export interface AdminOptions {
+  /** `host:port` (IPv6 as `[::1]:port`); port 0 picks a free one. */
+  readonly listen: { readonly host: string; readonly port: number };
+  readonly status: () => unknown;
+  readonly metrics: { readonly contentType: string; scrape(): Promise<string> };
+  readonly memberOp: (op: ManualOp, name: string) => Promise<string>;
+  /** Tried first (test-mode fault injection): true when it answered the request. */
+  readonly extra?: (req: IncomingMessage, res: ServerResponse) => boolean;
+}
+
+export interface AdminServer {
+  readonly port: number;
+  close(): Promise<void>;
+}
+
+export async function startAdminServer(o: AdminOptions): Promise<AdminServer> {
+  const server = createServer((req, res) => route(o, req, res));
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(o.listen.port, o.listen.host, () => resolve());
+  });
+  return {
+    port: (server.address() as { port: number }).port,
+    close: () => closeServer(server),
+  };
+}
+
+function route(o: AdminOptions, req: IncomingMessage, res: ServerResponse): void {
+  if (o.extra?.(req, res) === true) return;
+  const path = (req.url ?? '').split('?')[0];
+  const opMatch = /^\/member\/([a-z]+)$/.exec(path ?? '');
+  if (req.method === 'POST' && opMatch !== null) {
+    const op = opMatch[1] as ManualOp;
+    if (MANUAL_OPS.includes(op)) {
+      handleMemberOp(req, res, op, o.memberOp);
+      return;
+    }
+  }
+  if (path === '/health') {
+    reply(res, 200, { health: 'true' });
+    return;
+  }
+  if (req.method === 'GET' && path === '/metrics') {
+    o.metrics.scrape().then(
+      (text) => {
+        res.writeHead(200, { 'content-type': o.metrics.contentType });
+        res.end(text);
+      },
+      (error: Error) => reply(res, 500, { error: `metrics: ${error.message}`, code: 'METRICS' }),
+    );
+    return;
+  }
+  if (path === '/status' || path === '/cluster') {
+    reply(res, 200, o.status());
+    return;
+  }
+  reply(res, 404, { error: 'not found' });
+}
+
+function handleMemberOp(
+  req: IncomingMessage,
+  res: ServerResponse,
+  op: ManualOp,
+  run: (op: ManualOp, name: string) => Promise<string>,
+): void {
+  readBody(req, MEMBER_OP_BODY_BYTES_MAX).then(
+    (body) => {
+      if (body === null) {
+        reply(res, 413, {
+          error: `request body larger than ${MEMBER_OP_BODY_BYTES_MAX} bytes`,
+          code: 'TOO_LARGE',
+        });
+        return;
+      }
+      let name: unknown;
+      try {
+        name = (JSON.parse(body) as { name?: unknown }).name;
+      } catch {
+        name = undefined;
+      }
+      if (typeof name !== 'string' || name === '') {
+        reply(res, 400, {
+          error: 'expected a JSON body {"name": "<member name>"}',
+          code: 'BAD_REQUEST',
+        });
+        return;
+      }
+      run(op, name).then(
+        (reason) => reply(res, 200, { ok: true, reason }),
+        (error: Error & { code?: string }) => {
+          const code = error.code ?? 'ERROR';
+          reply(res, code === 'NOT_LEADER' ? 421 : 409, { error: error.message, code });
+        },
+      );
+    },
+    () => reply(res, 400, { error: 'the request body could not be read', code: 'BAD_REQUEST' }),
+  );
+}
+
+/** The body as text, or null once it passes `bytesMax` (then nothing more is buffered). */
+function readBody(req: IncomingMessage, bytesMax: number): Promise<string | null> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let bytes = 0;
+    let over = false;
+    req.on('data', (chunk: Buffer) => {
+      if (over) return;
+      bytes += chunk.length;
+      if (bytes > bytesMax) {
+        over = true;
+        chunks.length = 0;
+        resolve(null);
+        req.resume(); // drain without keeping anything
+        return;
+      }
+      chunks.push(chunk);
+    });
+    req.on('end', () => {
+      if (!over) resolve(Buffer.concat(chunks).toString('utf8'));
+    });
+    req.on('error', reject);
+  });
+}
+
+function reply(res: ServerResponse, code: number, value: unknown): void {
+  if (res.headersSent) return;
+  res.writeHead(code, { 'content-type': 'application/json' });
+  res.end(JSON.stringify(value));
+}
+
+function closeServer(server: Server): Promise<void> {
+  return new Promise((resolve) => {
+    server.close(() => resolve());
+    server.closeAllConnections();
+  });
+}

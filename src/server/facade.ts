@@ -1,0 +1,585 @@
+/**
+ * The etcd face of a member: implements the API edge's EtcdBackend (contract.ts) over the member
+ * loop and the replicated state machine.
+ *
+ * - Writes (put, delete, txn, compact, lease grant/revoke, membership) are validated as etcd does,
+ *   proposed through Raft, and answered with the result of applying them on this member.
+ * - Reads wait for the barrier their consistency asks for (ReadIndex, lease, none), then read the
+ *   local state: a read on a follower is linearizable without moving data through the leader.
+ * - Every client request is refused unless this member serves clients (role.ts), asked before it
+ *   starts and again before a read that waited is answered.
+ * - Lease keep-alives live only on the leader's lessor (deadlines are not replicated); a follower
+ *   hands them to the leader through the forwarder, as etcd forwards them over HTTP.
+ */
+import { addedMemberId } from '../cluster/ids.js';
+import type { ManualOp } from '../cluster/policy.js';
+import { encodeAttributes, type MemberInfo } from '../cluster/registry.js';
+import type { Clock } from '../io/clock.js';
+import type {
+  CompactionRequest,
+  CompactionResponse,
+  DeleteRangeRequest,
+  DeleteRangeResponse,
+  KvRequest,
+  KvResponse,
+  PutRequest,
+  PutResponse,
+  RangeRequest,
+  RangeResponse,
+  TxnRequest,
+  TxnResponse,
+} from '../kv/api-types.js';
+import { LeaseError, LeaseErrorCode } from '../kv/lease/errors.js';
+import { LeaseIdGenerator } from '../kv/lease/lease-id.js';
+import type { LeaseId } from '../kv/types.js';
+import type { WatchStream } from '../kv/watch/stream.js';
+import {
+  type ConfChange,
+  ConfChangeTransition,
+  ConfChangeType,
+  type ConfState,
+  NONE,
+} from '../raft/types.js';
+import { assert } from '../util/assert.js';
+import type { AckAll } from './ack-all.js';
+import type {
+  Member as ApiMember,
+  EtcdBackend,
+  HashKvResult,
+  Header,
+  LeaderForwarder,
+  LeaseGrantResult,
+  LeaseTimeToLiveResult,
+  MemberStatus,
+  ReadConsistency,
+  RequestOptions,
+  SnapshotStream,
+  WithHeader,
+} from './contract.js';
+import { ServerError } from './errors.js';
+import { ConditionWaiters, MemberEvents } from './events.js';
+import type { RedundancyDriver } from './redundancy.js';
+import type { RoleTruth } from './role.js';
+import {
+  type CommandResult,
+  encodeLeaseCheckpoints,
+  encodeLeaseGrant,
+  encodeLeaseRevoke,
+  encodeMemberPeerUrls,
+  type TandemMember,
+  type TandemStateMachine,
+} from './tandem-state-machine.js';
+
+export const SERVER_VERSION = '3.5.0';
+/** A learner may be promoted once it holds this share of the leader's log (etcd's rule). */
+export const LEARNER_READY_PERCENT = 90;
+export const LEARNERS_MAX = 7;
+/** Snapshot RPC chunks (etcd sends 32 KiB). */
+const SNAPSHOT_CHUNK_BYTES = 32 * 1024;
+/** MoveLeader gives up after this many election timeouts. */
+const MOVE_LEADER_TIMEOUT_ELECTIONS = 2;
+
+export interface EtcdFacadeOptions {
+  readonly member: TandemMember;
+  readonly state: TandemStateMachine;
+  readonly clock: Clock;
+  readonly events: MemberEvents;
+  readonly role: RoleTruth;
+  readonly ackAll: AckAll;
+  readonly clusterId: bigint;
+  readonly electionTimeoutMs: number;
+  readonly forwarder?: LeaderForwarder;
+  /** The leader's redundancy policy (null without one). */
+  readonly redundancy: RedundancyDriver | null;
+  /** Bytes of the backend on disk, for Status (0 when unknown). */
+  readonly dbSizeBytes?: () => number;
+  readonly bugs?: ReadonlySet<string>;
+}
+
+export class EtcdFacade implements EtcdBackend {
+  private readonly o: EtcdFacadeOptions;
+  private readonly member: TandemMember;
+  private readonly state: TandemStateMachine;
+  private readonly role: RoleTruth;
+  private readonly memberId: bigint;
+  private readonly leaseIds: LeaseIdGenerator;
+  /** Requests waiting for a leader change (MoveLeader). */
+  private readonly leaderWaiters = new ConditionWaiters();
+  /** When the latest completed read barrier started (ms): the state is fresh as of then. */
+  private freshAsOfMs = Number.NEGATIVE_INFINITY;
+  private readsLocal = 0;
+  private readsBarrier = 0;
+
+  constructor(options: EtcdFacadeOptions) {
+    this.o = options;
+    this.member = options.member;
+    this.state = options.state;
+    this.role = options.role;
+    this.memberId = BigInt(options.member.id);
+    this.leaseIds = new LeaseIdGenerator(options.member.id, options.clock.wallNow());
+    MemberEvents.add(options.events.softState, () => this.leaderWaiters.check());
+    MemberEvents.add(options.events.tick, () => this.leaderWaiters.expire(options.clock.now()));
+  }
+
+  close(): void {
+    this.leaderWaiters.failAll(new ServerError('STOPPED', 'etcdserver: server stopped'));
+    this.o.ackAll.close();
+    this.state.watchHub.close();
+  }
+
+  /** `tandem member promote|demote|standby NAME` on the leader (see RedundancyDriver.manual). */
+  manualMemberOp(op: ManualOp, name: string): Promise<string> {
+    if (this.o.redundancy === null) {
+      return Promise.reject(new ServerError('UNHEALTHY', 'tandem: no redundancy policy here'));
+    }
+    return this.o.redundancy.manual(op, name);
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Header
+
+  header(): Header {
+    return {
+      clusterId: this.o.clusterId,
+      memberId: this.memberId,
+      revision: this.state.revision(),
+      raftTerm: this.member.term,
+    };
+  }
+
+  private headerAt(revision: number): Header {
+    return { ...this.header(), revision };
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // KV
+
+  async range(req: RangeRequest, opts: RequestOptions): Promise<WithHeader<RangeResponse>> {
+    const consistency = req.serializable ? { kind: 'serializable' as const } : opts.consistency;
+    await this.clientReadBarrier(consistency, opts.signal);
+    const response = this.state.range(req);
+    return { header: this.headerAt(response.header.revision), response };
+  }
+
+  async put(req: PutRequest, opts: RequestOptions): Promise<WithHeader<PutResponse>> {
+    const r = await this.proposeKv({ type: 'put', request: req }, opts);
+    assert(r.type === 'put', `a put answered as ${r.type}`);
+    return { header: this.headerAt(r.response.header.revision), response: r.response };
+  }
+
+  async deleteRange(
+    req: DeleteRangeRequest,
+    opts: RequestOptions,
+  ): Promise<WithHeader<DeleteRangeResponse>> {
+    const r = await this.proposeKv({ type: 'deleteRange', request: req }, opts);
+    assert(r.type === 'deleteRange', `a delete answered as ${r.type}`);
+    return { header: this.headerAt(r.response.header.revision), response: r.response };
+  }
+
+  async txn(req: TxnRequest, opts: RequestOptions): Promise<WithHeader<TxnResponse>> {
+    // A read-only txn goes through the log too (linearizable by construction); etcd serves it
+    // locally after a read barrier.
+    const r = await this.proposeKv({ type: 'txn', request: req }, opts);
+    assert(r.type === 'txn', `a txn answered as ${r.type}`);
+    return { header: this.headerAt(r.response.header.revision), response: r.response };
+  }
+
+  async compact(
+    req: CompactionRequest,
+    opts: RequestOptions,
+  ): Promise<WithHeader<CompactionResponse>> {
+    const r = await this.proposeKv({ type: 'compaction', request: req }, opts);
+    assert(r.type === 'compaction', `a compaction answered as ${r.type}`);
+    return { header: this.headerAt(r.response.header.revision), response: r.response };
+  }
+
+  private async proposeKv(req: KvRequest, opts: RequestOptions): Promise<KvResponse> {
+    this.role.refuseUnlessServing();
+    const command = this.state.encodeKv(req); // etcd's validation before the log: throws KvError
+    const { result, index } = await this.propose(command, opts.signal);
+    switch (result.kind) {
+      case 'applied':
+        if (opts.ack === 'all') await this.o.ackAll.awaitWrite(index);
+        return result.response;
+      case 'rejected':
+        throw result.error;
+      default:
+        return unexpected(result);
+    }
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Watch
+
+  openWatchStream(onReadable: () => void): WatchStream {
+    this.role.refuseUnlessServing();
+    return this.state.watchHub.openStream(onReadable);
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Leases
+
+  async leaseGrant(
+    id: LeaseId,
+    ttlSeconds: number,
+    opts: RequestOptions,
+  ): Promise<LeaseGrantResult> {
+    this.role.refuseUnlessServing();
+    const chosen = id === 0n ? this.leaseIds.next() : id;
+    const { result } = await this.propose(encodeLeaseGrant(chosen, ttlSeconds), opts.signal);
+    if (result.kind === 'leaseGranted') return result.grant;
+    if (result.kind === 'leaseRejected') throw result.error;
+    return unexpected(result);
+  }
+
+  async leaseRevoke(id: LeaseId, opts: RequestOptions): Promise<void> {
+    this.role.refuseUnlessServing();
+    const { result } = await this.propose(encodeLeaseRevoke(id), opts.signal);
+    if (result.kind === 'leaseRevoked') return;
+    if (result.kind === 'leaseRejected') throw result.error;
+    unexpected(result);
+  }
+
+  async leaseKeepAlive(id: LeaseId, _opts: RequestOptions): Promise<number> {
+    this.role.refuseUnlessServing();
+    if (!this.member.isLeader) {
+      return this.forwarder().leaseKeepAlive(this.leaderClientUrls(), id);
+    }
+    try {
+      const renewed = this.state.lessor.keepAlive(id, this.o.clock.now());
+      if (renewed.checkpoint !== null) {
+        // Clear a stale checkpoint everywhere; the keep-alive answers without waiting for it.
+        this.member.propose(encodeLeaseCheckpoints([renewed.checkpoint]), () => {});
+      }
+      return renewed.ttlSeconds;
+    } catch (error) {
+      if (error instanceof LeaseError && error.code === LeaseErrorCode.Expired) {
+        throw new LeaseError(LeaseErrorCode.NotFound, id);
+      }
+      throw error;
+    }
+  }
+
+  async leaseTimeToLive(
+    id: LeaseId,
+    withKeys: boolean,
+    opts: RequestOptions,
+  ): Promise<LeaseTimeToLiveResult> {
+    this.role.refuseUnlessServing();
+    if (!this.member.isLeader) {
+      return this.forwarder().leaseTimeToLive(this.leaderClientUrls(), id, withKeys);
+    }
+    await this.clientReadBarrier({ kind: 'linearizable' }, opts.signal);
+    try {
+      const ttl = this.state.lessor.timeToLive(id, this.o.clock.now(), withKeys);
+      return {
+        id,
+        ttlSeconds: ttl.remainingTtlSeconds,
+        grantedTtlSeconds: ttl.grantedTtlSeconds,
+        keys: ttl.keys,
+      };
+    } catch (error) {
+      if (error instanceof LeaseError && error.code === LeaseErrorCode.NotFound) {
+        return { id, ttlSeconds: -1, grantedTtlSeconds: 0, keys: [] };
+      }
+      throw error;
+    }
+  }
+
+  async leaseLeases(opts: RequestOptions): Promise<readonly LeaseId[]> {
+    await this.clientReadBarrier(opts.consistency, opts.signal);
+    return this.state.lessor.leases();
+  }
+
+  private forwarder(): LeaderForwarder {
+    const f = this.o.forwarder;
+    if (f === undefined) throw new ServerError('NOT_LEADER', 'etcdserver: not leader');
+    return f;
+  }
+
+  private leaderClientUrls(): readonly string[] {
+    return leaderClientUrls(this.member, this.state);
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Cluster
+
+  async memberList(linearizable: boolean, opts: RequestOptions): Promise<readonly ApiMember[]> {
+    if (linearizable) await this.readBarrier({ kind: 'linearizable' }, opts.signal);
+    return this.apiMembers();
+  }
+
+  async memberAdd(
+    peerUrls: readonly string[],
+    isLearner: boolean,
+    opts: RequestOptions,
+  ): Promise<{ member: ApiMember; members: readonly ApiMember[] }> {
+    await this.readBarrier({ kind: 'linearizable' }, opts.signal);
+    for (const url of peerUrls) {
+      if (this.state.members().some((m) => m.peerUrls.includes(url))) {
+        throw new ServerError('PEER_URL_EXISTS', 'etcdserver: Peer URLs already exists');
+      }
+    }
+    if (isLearner && this.state.members().filter((m) => m.isLearner).length >= LEARNERS_MAX) {
+      throw new ServerError('TOO_MANY_LEARNERS', 'etcdserver: too many learner members in cluster');
+    }
+    const id = addedMemberId(peerUrls, this.o.clock.wallNow());
+    const change: ConfChange = {
+      transition: ConfChangeTransition.Auto,
+      changes: [
+        { type: isLearner ? ConfChangeType.AddLearnerNode : ConfChangeType.AddNode, nodeId: id },
+      ],
+      context: encodeAttributes({ name: '', peerUrls, clientUrls: [] }),
+    };
+    await this.proposeConfChange(change, opts.signal);
+    const added = this.state.member(id);
+    // Applied here before the proposal resolved: the registry records every added member.
+    assert(added !== undefined, `member ${id.toString(16)} added but not registered`);
+    return { member: toApiMember(added), members: this.apiMembers() };
+  }
+
+  async memberRemove(id: bigint, opts: RequestOptions): Promise<readonly ApiMember[]> {
+    await this.readBarrier({ kind: 'linearizable' }, opts.signal);
+    const nodeId = this.knownMember(id).id;
+    await this.proposeConfChange(
+      {
+        transition: ConfChangeTransition.Auto,
+        changes: [{ type: ConfChangeType.RemoveNode, nodeId }],
+        context: new Uint8Array(0),
+      },
+      opts.signal,
+    );
+    return this.apiMembers();
+  }
+
+  async memberUpdate(
+    id: bigint,
+    peerUrls: readonly string[],
+    opts: RequestOptions,
+  ): Promise<readonly ApiMember[]> {
+    await this.readBarrier({ kind: 'linearizable' }, opts.signal);
+    const nodeId = this.knownMember(id).id;
+    for (const url of peerUrls) {
+      const owner = this.state.members().find((m) => m.peerUrls.includes(url));
+      if (owner !== undefined && owner.id !== nodeId) {
+        throw new ServerError('PEER_URL_EXISTS', 'etcdserver: Peer URLs already exists');
+      }
+    }
+    await this.propose(encodeMemberPeerUrls(nodeId, [...peerUrls]), opts.signal);
+    return this.apiMembers();
+  }
+
+  async memberPromote(id: bigint, opts: RequestOptions): Promise<readonly ApiMember[]> {
+    await this.readBarrier({ kind: 'linearizable' }, opts.signal);
+    const target = this.knownMember(id);
+    if (!target.isLearner) {
+      throw new ServerError('NOT_LEARNER', 'etcdserver: can only promote a learner member');
+    }
+    if (!this.member.isLeader) throw new ServerError('NOT_LEADER', 'etcdserver: not leader');
+    const progress = this.member.status().progress.get(target.id);
+    const commit = this.member.commitIndex;
+    if (progress === undefined || progress.match * 100 < commit * LEARNER_READY_PERCENT) {
+      throw new ServerError(
+        'LEARNER_NOT_READY',
+        'etcdserver: can only promote a learner member which is in sync with leader',
+      );
+    }
+    await this.proposeConfChange(
+      {
+        transition: ConfChangeTransition.Auto,
+        changes: [{ type: ConfChangeType.AddNode, nodeId: target.id }],
+        context: new Uint8Array(0),
+      },
+      opts.signal,
+    );
+    return this.apiMembers();
+  }
+
+  private knownMember(id: bigint): MemberInfo {
+    const m = id <= BigInt(Number.MAX_SAFE_INTEGER) ? this.state.member(Number(id)) : undefined;
+    if (m === undefined) throw new ServerError('MEMBER_NOT_FOUND', 'etcdserver: member not found');
+    return m;
+  }
+
+  private apiMembers(): ApiMember[] {
+    return this.state.members().map(toApiMember);
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Maintenance
+
+  async status(): Promise<MemberStatus> {
+    const self = this.state.member(this.member.id);
+    const dbSize = this.o.dbSizeBytes?.() ?? 0;
+    return {
+      version: SERVER_VERSION,
+      dbSize,
+      dbSizeInUse: dbSize,
+      leader: BigInt(this.member.leader),
+      raftIndex: this.member.commitIndex,
+      raftTerm: this.member.term,
+      raftAppliedIndex: this.member.appliedIndex,
+      // Outside the leader's configuration (see RoleTruth), whatever a stale registry says.
+      isLearner: this.role.selfRole().source === 'leader' || (self?.isLearner ?? false),
+      errors: [],
+    };
+  }
+
+  async hashKv(_revision: number): Promise<HashKvResult> {
+    const h = this.state.hash();
+    return { hash: h.hash, compactRevision: h.compactRevision, hashRevision: h.revision };
+  }
+
+  async moveLeader(targetId: bigint, opts: RequestOptions): Promise<void> {
+    if (!this.member.isLeader) throw new ServerError('NOT_LEADER', 'etcdserver: not leader');
+    const target = this.knownMember(targetId);
+    if (target.isLearner) {
+      throw new ServerError('BAD_LEADER_TRANSFEREE', 'etcdserver: bad leader transferee');
+    }
+    if (target.id === this.member.id) return;
+    if (opts.signal?.aborted) throw new ServerError('CANCELED', 'context canceled');
+    this.member.transferLeader(target.id);
+    await this.leaderWaiters.wait(
+      () => this.member.leader === target.id,
+      this.o.clock.now() + this.o.electionTimeoutMs * MOVE_LEADER_TIMEOUT_ELECTIONS,
+      () =>
+        new ServerError('TIMEOUT', 'etcdserver: request timed out, leader transfer took too long'),
+      () => new ServerError('TOO_MANY_REQUESTS', 'etcdserver: too many requests'),
+    );
+  }
+
+  async snapshot(): Promise<SnapshotStream> {
+    const data = this.state.snapshot();
+    const chunks: Uint8Array[] = [];
+    for (let i = 0; i < data.length; i += SNAPSHOT_CHUNK_BYTES) {
+      chunks.push(data.subarray(i, i + SNAPSHOT_CHUNK_BYTES));
+    }
+    return { header: this.header(), sizeBytes: data.length, chunks };
+  }
+
+  /** The leader's half of a follower's ack=all write (the API's Ack service). */
+  awaitAllVoters(index: number): Promise<void> {
+    return this.o.ackAll.awaitAllVoters(index);
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Reads
+
+  /**
+   * Bounded staleness served locally: a read barrier started at `freshAsOfMs` has completed (its
+   * index is applied), so this member's state is at least as new as the cluster's was then, and
+   * at most `now - freshAsOfMs` stale. Only this member's clock and a round trip count: "heard
+   * from the leader recently" is no bound, since a message may have travelled for any time
+   * (40 ms between zones; seconds in a stalled TCP buffer) before it was heard.
+   */
+  freshWithin(maxStalenessMs: number): boolean {
+    return this.o.clock.now() - this.freshAsOfMs <= maxStalenessMs;
+  }
+
+  /** How this member served reads: from local state at once, or after a read barrier. */
+  readCounters(): { readonly local: number; readonly barrier: number } {
+    return { local: this.readsLocal, barrier: this.readsBarrier };
+  }
+
+  /**
+   * A client read's barrier: refused if this member stopped serving while it waited (a demotion
+   * it applied while catching up to the read index): the role is checked when the read is
+   * answered, not only when it arrived (Status and MemberList answer on standbys: they use
+   * `readBarrier` directly).
+   */
+  private async clientReadBarrier(
+    consistency: ReadConsistency,
+    signal?: AbortSignal,
+  ): Promise<number> {
+    this.role.refuseUnlessServing();
+    const index = await this.readBarrier(consistency, signal);
+    // INJECTED BUG (simulator only): the role checked only when the read arrived.
+    if (this.o.bugs?.has('role-checked-on-arrival') !== true) this.role.refuseUnlessServing();
+    return index;
+  }
+
+  /** Waits for the barrier `consistency` asks for; resolves with the read index. */
+  private async readBarrier(consistency: ReadConsistency, signal?: AbortSignal): Promise<number> {
+    if (signal?.aborted) throw new ServerError('CANCELED', 'context canceled');
+    if (
+      consistency.kind === 'serializable' ||
+      (consistency.kind === 'bounded' && this.freshWithin(consistency.maxStalenessMs))
+    ) {
+      this.readsLocal++;
+      return this.member.appliedIndex;
+    }
+    this.readsBarrier++;
+    const startedMs = this.o.clock.now();
+    const index = await new Promise<number>((resolve, reject) => {
+      const done = (error: Error | null, index?: number): void => {
+        if (error !== null) reject(error);
+        else resolve(index ?? 0);
+      };
+      if (consistency.kind === 'lease') this.member.leaseReadBarrier(done);
+      else this.member.readBarrier(done); // bounded and not known fresh: a linearizable barrier
+    });
+    // Applied up to a read index confirmed after startedMs: fresh as of startedMs.
+    assert(index <= this.member.appliedIndex, 'barrier index applied');
+    this.freshAsOfMs = Math.max(this.freshAsOfMs, startedMs);
+    return index;
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Proposals
+
+  /**
+   * Proposes `command`; resolves with its result and an index at or after its entry's (the
+   * applied index when the result arrived: the callback runs while the entry is applied).
+   */
+  private propose(
+    command: Uint8Array,
+    signal?: AbortSignal,
+  ): Promise<{ readonly result: CommandResult; readonly index: number }> {
+    if (signal?.aborted) return Promise.reject(new ServerError('CANCELED', 'context canceled'));
+    return new Promise((resolve, reject) => {
+      this.member.propose(command, (error, result) => {
+        if (error !== null) reject(error);
+        else resolve({ result: result!, index: this.member.appliedIndex });
+      });
+    });
+  }
+
+  private proposeConfChange(change: ConfChange, signal?: AbortSignal): Promise<ConfState> {
+    if (signal?.aborted) return Promise.reject(new ServerError('CANCELED', 'context canceled'));
+    return new Promise((resolve, reject) => {
+      this.member.proposeConfChange(change, (error, confState) =>
+        error === null ? resolve(confState!) : reject(error),
+      );
+    });
+  }
+}
+
+/** The leader's client URLs as the registry records them, or NO_LEADER. */
+export function leaderClientUrls(
+  member: TandemMember,
+  state: TandemStateMachine,
+): readonly string[] {
+  const lead = member.leader;
+  if (lead === NONE) throw new ServerError('NO_LEADER', 'etcdserver: no leader');
+  const urls = state.member(lead)?.clientUrls ?? [];
+  if (urls.length === 0) throw new ServerError('NO_LEADER', 'etcdserver: no leader');
+  return urls;
+}
+
+/**
+ * A result no proposer of this kind can get: 'skipped' is an entry applied in an earlier
+ * incarnation (never one proposed in this one), the other kinds answer other commands.
+ */
+function unexpected(result: CommandResult): never {
+  assert(false, `unexpected apply result ${result.kind}`);
+}
+
+function toApiMember(m: MemberInfo): ApiMember {
+  return {
+    id: BigInt(m.id),
+    name: m.name,
+    peerUrls: m.peerUrls,
+    clientUrls: m.clientUrls,
+    isLearner: m.isLearner,
+  };
+}
