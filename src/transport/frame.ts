@@ -14,7 +14,7 @@
  * A connection is one-directional for Raft traffic: the dialing member sends HELLO and then
  * MESSAGES and snapshot frames; the accepting member answers only HELLO_OK / REFUSE and the
  * snapshot acknowledgements that drive the sender's flow control. Outside Raft, a member
- * recovering its WAL dials a peer for FETCH_REQUEST / FETCH_RESPONSE pairs (fetch.ts).
+ * recovering its WAL dials a peer for FETCH_REQUEST / FETCH_RESPONSE pairs (fetch-protocol.ts).
  */
 
 import { TransportError } from './errors.js';
