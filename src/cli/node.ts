@@ -23,7 +23,6 @@ import { type ApiServer, startApiServer } from '../api/server.js';
 import { type ManualOp, makePolicy } from '../cluster/policy.js';
 import { type Founder, foundingConfig, type MemberInfo } from '../cluster/registry.js';
 import { REAL_CLOCK } from '../io/clock.js';
-import { WalPersistence } from '../io/wal-persistence.js';
 import { LmdbBackend } from '../kv/backend/lmdb.js';
 import { RawNode } from '../raft/rawnode.js';
 import type { NodeId } from '../raft/types.js';
@@ -39,6 +38,7 @@ import { SERVER_VERSION, type SelfRole, TandemServer } from '../server/server.js
 import { TandemStateMachine } from '../server/tandem-state-machine.js';
 import { FaultyFileSystem } from '../storage/fault-fs.js';
 import { NodeFileSystem, StorageError, writeFileAtomic } from '../storage/index.js';
+import { WalPersistence } from '../storage/raft-persistence.js';
 import { type FetchPeer, peerRepairHook } from '../transport/fetch.js';
 import { awaitDialedIdentity } from '../transport/join.js';
 import type { TransportLogger } from '../transport/logger.js';
