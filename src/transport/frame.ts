@@ -42,9 +42,9 @@ export const FrameType = {
   SnapAck: 7,
   /** Acceptor → dialer: [snapshotId, ok, reason]; the outcome reported to Raft. */
   SnapStatus: 8,
-  /** Dialer → acceptor: [firstIndex, lastIndex, maxBytes]; committed entries wanted (fetch.ts). */
+  /** Dialer → acceptor: [firstIndex, lastIndex, maxBytes], committed entries wanted. */
   FetchRequest: 9,
-  /** Acceptor → dialer: [status, commitIndex, entries]; the answer to a FetchRequest. */
+  /** Acceptor → dialer: [status, commitIndex, firstIndex, entries] (see fetch-protocol.ts). */
   FetchResponse: 10,
 } as const;
 export type FrameType = (typeof FrameType)[keyof typeof FrameType];
