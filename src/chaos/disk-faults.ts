@@ -34,7 +34,7 @@ export interface BitFlip {
   readonly before: number;
 }
 
-/** The member's WAL directory (io/wal-persistence.ts). */
+/** The member's WAL directory (storage/raft-persistence.ts). */
 export function walDir(dataDir: string): string {
   return join(dataDir, 'wal');
 }

@@ -361,7 +361,7 @@ async function inject(
 export const STORAGE_STOP_LOG = 'member stopped on a storage failure';
 /** The refusal of a member whose WAL is corrupt (storage/wal/log-builder.ts). */
 export const WAL_CORRUPT_LOG = 'WAL corrupt';
-/** A member that recovered past damage in every WAL copy (io/wal-persistence.ts). */
+/** A member that recovered past damage in every WAL copy (storage/raft-persistence.ts). */
 export const WAL_RECOVERED_LOG = 'WAL recovered past';
 /** …having fetched committed entries from its peers (protocol-aware recovery). */
 export const WAL_FETCHED_LOG = 'fetched from peers';

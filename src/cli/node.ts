@@ -22,7 +22,7 @@ import { startApiServer } from '../api/server.js';
 import { makePolicy } from '../cluster/policy.js';
 import { type Founder, foundingConfig, type MemberInfo } from '../cluster/registry.js';
 import { REAL_CLOCK } from '../io/clock.js';
-import { type RecoveredState, WalPersistence } from '../io/wal-persistence.js';
+
 import { LmdbBackend } from '../kv/backend/lmdb.js';
 import { RawNode } from '../raft/rawnode.js';
 import type { NodeId } from '../raft/types.js';
@@ -32,6 +32,7 @@ import { memberStatusJson } from '../server/status.js';
 import { TandemStateMachine } from '../server/tandem-state-machine.js';
 import { FaultyFileSystem } from '../storage/fault-fs.js';
 import { NodeFileSystem, StorageError } from '../storage/index.js';
+import { type RecoveredState, WalPersistence } from '../storage/raft-persistence.js';
 import { type FetchPeer, peerRepairHook } from '../transport/fetch.js';
 import { TcpTransport } from '../transport/transport.js';
 import { Prng } from '../util/prng.js';
@@ -159,7 +160,7 @@ export async function startNode(config: TandemConfig): Promise<RunningNode> {
   });
   const applies = new ApplyTracker(() => REAL_CLOCK.now());
   applies.attach(events);
-  // Peers recovering a damaged WAL ask for committed entries (transport/fetch.ts).
+  // Peers recovering a damaged WAL ask for committed entries (transport/fetch-protocol.ts).
   transport.serveFetch(() => ({ storage: recovered.storage, commitIndex: member.commitIndex }));
   assembled.start();
 

@@ -6,8 +6,8 @@
  * event by event; a callback fires from the real event loop (WAL) or from the simulator's event
  * queue (virtual disk), never re-entrantly from inside the call that started the work.
  *
- * Two implementations: `WalPersistence` (src/io/wal-persistence.ts: the segmented WAL plus the
- * snapshot store, real fdatasync) and the simulator's virtual disk.
+ * Two implementations: `WalPersistence` (src/storage/raft-persistence.ts: the segmented WAL plus
+ * the snapshot store, real fdatasync) and the simulator's virtual disk.
  */
 import type { Entry, HardState, Snapshot } from '../raft/types.js';
 

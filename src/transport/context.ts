@@ -3,7 +3,7 @@ import type { PeerReport } from '../io/network.js';
 import type { Message, NodeId } from '../raft/types.js';
 import type { Random } from '../util/prng.js';
 import type { HostPort } from './address.js';
-import type { FetchRequest, FetchResponse } from './fetch.js';
+import type { FetchRequest, FetchResponse } from './fetch-protocol.js';
 import type { TransportLimits } from './limits.js';
 import type { TransportLogger } from './logger.js';
 import type { TransportTimers } from './timers.js';
@@ -27,6 +27,6 @@ export interface TransportContext {
   nextSnapshotId(): number;
   /** Inbound connections from `peer` whose handshake completed and that are still open. */
   inboundFrom(peer: NodeId): number;
-  /** Answers a peer's request for committed entries (fetch.ts); encoded response tuple. */
+  /** Answers a peer's request for committed entries (fetch-protocol.ts). */
   answerFetch(from: NodeId, request: FetchRequest): FetchResponse;
 }

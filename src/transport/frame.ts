@@ -14,7 +14,7 @@
  * A connection is one-directional for Raft traffic: the dialing member sends HELLO and then
  * MESSAGES and snapshot frames; the accepting member answers only HELLO_OK / REFUSE and the
  * snapshot acknowledgements that drive the sender's flow control. Outside Raft, a member
- * recovering its WAL dials a peer for FETCH_REQUEST / FETCH_RESPONSE pairs (fetch.ts).
+ * recovering its WAL dials a peer for FETCH_REQUEST / FETCH_RESPONSE pairs (fetch-protocol.ts).
  */
 
 import { TransportError } from './errors.js';
@@ -42,9 +42,9 @@ export const FrameType = {
   SnapAck: 7,
   /** Acceptor → dialer: [snapshotId, ok, reason]; the outcome reported to Raft. */
   SnapStatus: 8,
-  /** Dialer → acceptor: [firstIndex, lastIndex, maxBytes]; committed entries wanted (fetch.ts). */
+  /** Dialer → acceptor: [firstIndex, lastIndex, maxBytes], committed entries wanted. */
   FetchRequest: 9,
-  /** Acceptor → dialer: [status, commitIndex, entries]; the answer to a FetchRequest. */
+  /** Acceptor → dialer: [status, commitIndex, firstIndex, entries] (see fetch-protocol.ts). */
   FetchResponse: 10,
 } as const;
 export type FrameType = (typeof FrameType)[keyof typeof FrameType];

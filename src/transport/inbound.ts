@@ -19,7 +19,7 @@ import {
 } from './codec.js';
 import type { TransportContext } from './context.js';
 import { TransportError } from './errors.js';
-import { decodeFetchRequest, encodeFetchResponse } from './fetch.js';
+import { decodeFetchRequest, encodeFetchResponse } from './fetch-protocol.js';
 import { FrameDecoder, type FrameSink, FrameType, SNAP_CHUNK_HEADER_BYTES } from './frame.js';
 import { HANDSHAKE_FRAME_BYTES_MAX } from './limits.js';
 import type { TimerHandle } from './timers.js';
@@ -112,7 +112,7 @@ export class InboundConnection implements FrameSink {
         this.onSnapChunk(payload);
         return;
       case FrameType.FetchRequest: {
-        // Committed entries for a member recovering its WAL (fetch.ts), answered in place.
+        // Committed entries for a member recovering its WAL (fetch-protocol.ts), answered in place.
         const request = decodeFetchRequest(unpackPayload(payload));
         const response = this.ctx.answerFetch(this.peerId, request);
         this.socket.write(packFrame(FrameType.FetchResponse, encodeFetchResponse(response)));

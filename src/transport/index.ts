@@ -6,9 +6,5 @@ export * from './limits.js';
 export { SILENT_LOGGER, type TransportLogger } from './logger.js';
 export type { LinkState, LinkStatus, PeerDrops, PeerStatus } from './peer.js';
 export { REAL_TIMERS, type TimerHandle, type TransportTimers } from './timers.js';
-export {
-  TcpTransport,
-  type TcpTransportOptions,
-  type TransportStatus,
-  type TransportTlsOptions,
-} from './transport.js';
+export type { TransportTlsOptions } from './tls.js';
+export { TcpTransport, type TcpTransportOptions, type TransportStatus } from './transport.js';

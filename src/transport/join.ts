@@ -15,7 +15,7 @@ import { expectArray, expectString, expectUint, unpackPayload } from './codec.js
 import { FrameDecoder, FrameType } from './frame.js';
 import { HANDSHAKE_FRAME_BYTES_MAX, HANDSHAKE_TIMEOUT_MS } from './limits.js';
 import { SILENT_LOGGER, type TransportLogger } from './logger.js';
-import type { TransportTlsOptions } from './transport.js';
+import type { TransportTlsOptions } from './tls.js';
 
 /** Connections held open at once while waiting (each holds at most one handshake frame). */
 const JOIN_CONNECTIONS_MAX = 64;

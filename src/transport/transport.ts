@@ -34,20 +34,14 @@ import {
   type FetchRequest,
   type FetchResponse,
   type FetchSource,
-} from './fetch.js';
+} from './fetch-protocol.js';
 import { InboundConnection } from './inbound.js';
 import { REPORTS_PENDING_MAX, resolveLimits, type TransportLimits } from './limits.js';
 import { SILENT_LOGGER, type TransportLogger } from './logger.js';
 import { Peer, type PeerStatus } from './peer.js';
 import { FixedRing } from './ring.js';
 import { REAL_TIMERS, type TransportTimers } from './timers.js';
-
-/** Mutual TLS: both sides present a certificate signed by `caFile` and verify the other's. */
-export interface TransportTlsOptions {
-  readonly caFile: string;
-  readonly certFile: string;
-  readonly keyFile: string;
-}
+import type { TransportTlsOptions } from './tls.js';
 
 export interface TcpTransportOptions {
   readonly id: NodeId;
@@ -339,8 +333,9 @@ export class TcpTransport implements Network, TransportContext {
   }
 
   /**
-   * Serve peers' requests for committed entries (fetch.ts) from `source`, read at each request
-   * (the member's raft storage and commit index). Until set, requests are answered 'unavailable'.
+   * Serve peers' requests for committed entries (fetch-protocol.ts) from `source`, read at each
+   * request (the member's raft storage and commit index). Until set, requests are answered
+   * 'unavailable'.
    */
   serveFetch(source: () => FetchSource): void {
     this.fetchSource = source;

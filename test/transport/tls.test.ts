@@ -8,7 +8,7 @@ import { after, before, test } from 'node:test';
 import tls from 'node:tls';
 import { MessageType } from '../../src/raft/types.js';
 import { parseAddress } from '../../src/transport/address.js';
-import type { TransportTlsOptions } from '../../src/transport/transport.js';
+import type { TransportTlsOptions } from '../../src/transport/tls.js';
 import { msg, startNode, waitUntil } from './helpers.js';
 
 let dir = '';

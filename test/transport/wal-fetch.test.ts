@@ -1,9 +1,9 @@
 /**
- * Fetching committed entries from peers (src/transport/fetch.ts) over real TCP on 127.0.0.1:
- * running transports answer from their raft storage (committed, uncompacted entries only),
- * the requester pages through big ranges, skips peers that compacted or have not committed the
- * range, rejects wrong answers and other clusters, and a WAL damaged in every copy is repaired
- * through it end to end (Wal.open with the peer repair hook).
+ * Fetching committed entries from peers (src/transport/fetch.ts and fetch-protocol.ts) over real
+ * TCP on 127.0.0.1: running transports answer from their raft storage (committed, uncompacted
+ * entries only), the requester pages through big ranges, skips peers that compacted or have not
+ * committed the range, rejects wrong answers and other clusters, and a WAL damaged in every copy
+ * is repaired through it end to end (Wal.open with the peer repair hook).
  */
 import assert from 'node:assert/strict';
 import { readdirSync, readFileSync } from 'node:fs';
@@ -19,11 +19,11 @@ import { scanSegment } from '../../src/storage/wal/scan.js';
 import { Wal } from '../../src/storage/wal/wal.js';
 import { packFrame } from '../../src/transport/codec.js';
 import {
-  FETCH_RESPONSE_BYTES_MAX,
   type FetchPeer,
   fetchCommittedFromPeers,
   peerRepairHook,
 } from '../../src/transport/fetch.js';
+import { FETCH_RESPONSE_BYTES_MAX } from '../../src/transport/fetch-protocol.js';
 import { FrameType } from '../../src/transport/frame.js';
 import { TcpTransport } from '../../src/transport/transport.js';
 import { tempDir } from '../storage/helpers.js';

@@ -40,6 +40,9 @@ export function responseBytes(events: readonly KvEvent[]): number {
   return bytes;
 }
 
+/** A control response's fields; the header revision defaults to the store's current one. */
+export type ControlFields = Partial<WatchResponse> & Pick<WatchResponse, 'watchId'>;
+
 export function controlResponse(
   fields: Partial<WatchResponse> & Pick<WatchResponse, 'watchId' | 'headerRevision'>,
 ): WatchResponse {

@@ -3,8 +3,13 @@ import { BoundedQueue } from './bounded-queue.js';
 import { WatchError, WatchErrorCode } from './errors.js';
 import { isEmptyRange } from './key-range.js';
 import { WATCH_ID_NONE } from './limits.js';
-import { controlResponse, fragmentResponse, type WatchResponse } from './response.js';
-import { type QueuedResponse, Watcher } from './watcher.js';
+import {
+  type ControlFields,
+  controlResponse,
+  fragmentResponse,
+  type WatchResponse,
+} from './response.js';
+import { type QueuedResponse, Watcher, type WatcherOwner } from './watcher.js';
 
 /** etcd's WatchCreateRequest. Omitted fields take etcd's defaults. */
 export interface WatchCreateRequest {
@@ -21,9 +26,6 @@ export interface WatchCreateRequest {
   readonly progressNotify?: boolean;
   readonly fragment?: boolean;
 }
-
-/** A control response's fields; the header revision defaults to the store's current one. */
-type ControlFields = Partial<WatchResponse> & Pick<WatchResponse, 'watchId'>;
 
 /** What a stream needs from its hub (hub.ts implements it; a type, so no import cycle). */
 export interface StreamHost {
@@ -48,7 +50,7 @@ export interface StreamLimits {
  * of responses the API edge drains with `next()`. Event responses may fill the queue up to the
  * control reserve; the reserve keeps room to acknowledge creates and cancels.
  */
-export class WatchStream {
+export class WatchStream implements WatcherOwner {
   private readonly queue: BoundedQueue<QueuedResponse>;
   /** Estimated bytes of the event responses in `queue`. */
   private queuedBytes = 0;

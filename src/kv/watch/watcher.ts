@@ -1,7 +1,6 @@
 import { assert, assertUint } from '../../util/assert.js';
 import { EventType, type KeyRange, type KvEvent } from '../types.js';
-import { responseBytes, type WatchResponse } from './response.js';
-import type { WatchStream } from './stream.js';
+import { type ControlFields, responseBytes, type WatchResponse } from './response.js';
 
 /**
  * Where a watcher is in its life (etcd's synced / unsynced / victim watcher groups):
@@ -22,6 +21,22 @@ export interface QueuedResponse {
   readonly response: WatchResponse;
   readonly bytes: number;
   readonly fragment: boolean;
+}
+
+/**
+ * The stream a watcher belongs to, as the hub reaches it through the watcher: where the watcher's
+ * responses are queued, and who forgets the watcher once the hub cancels it. A stream creates and
+ * owns its watchers (stream.ts, above this file, implements it); a watcher needs no more of it.
+ */
+export interface WatcherOwner {
+  /** Room for at least one more event response. */
+  hasRoomForEvents(): boolean;
+  /** Queues the longest prefix of `items` that fits; returns its length. */
+  offerEvents(items: readonly QueuedResponse[]): number;
+  /** Queues a control response if there is any room; false otherwise. */
+  offerControl(fields: ControlFields): boolean;
+  /** Forgets a watcher the hub cancelled (compacted history). */
+  removeCancelled(watcher: Watcher): void;
 }
 
 export interface WatcherOptions {
@@ -46,7 +61,7 @@ export class Watcher {
 
   constructor(
     readonly id: number,
-    readonly stream: WatchStream,
+    readonly stream: WatcherOwner,
     readonly range: KeyRange,
     startRevision: number,
     readonly options: WatcherOptions,

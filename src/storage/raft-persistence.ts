@@ -1,6 +1,7 @@
 /**
- * The real `RaftPersistence`: the segmented WAL (group commit, one fdatasync per Ready) and the
- * snapshot store, plus recovery of a member's durable Raft state at start-up.
+ * The real `RaftPersistence` (the contract in src/io/persistence.ts): the segmented WAL (group
+ * commit, one fdatasync per Ready) and the snapshot store, plus recovery of a member's durable
+ * Raft state at start-up. The member is written against the interface; only src/cli builds this.
  *
  * A record damaged in every WAL copy is recovered through `repair` when the WAL proves it safe
  * (storage/wal/wal.ts "open"): the member then starts only once its log is whole again.
@@ -11,17 +12,13 @@
  *   - WAL segments are released only up to a durable snapshot's index.
  */
 import { join } from 'node:path';
+import type { RaftPersistence } from '../io/persistence.js';
 import { MemoryStorage } from '../raft/storage.js';
 import type { Entry, HardState, Snapshot } from '../raft/types.js';
-import {
-  type FileSystem,
-  NodeFileSystem,
-  SnapshotStore,
-  StorageError,
-  Wal,
-} from '../storage/index.js';
-import type { WalRepairHook, WalStats } from '../storage/wal/wal.js';
-import type { RaftPersistence } from './persistence.js';
+import { StorageError } from './errors.js';
+import { type FileSystem, NodeFileSystem } from './fs.js';
+import { SnapshotStore } from './snapshot/store.js';
+import { Wal, type WalRepairHook, type WalStats } from './wal/wal.js';
 
 export interface DurableStateOptions {
   readonly dataDir: string;
