@@ -10,21 +10,18 @@
  */
 import {
   type ConfigFields,
+  LEADER_TIMEOUT_MS,
   LocalCluster,
   type LocalMember,
+  MEMBER_START_TIMEOUT_MS,
   type MemberStatus,
 } from '../cli/local-cluster.js';
 import { adminRequest } from '../cli/local-net.js';
+import type { ProcessState } from '../cli/local-process.js';
 import { assert } from '../util/assert.js';
 import { KernelNet } from './netns.js';
 
-/** A member's start-up (tsx may compile on the fly) on a loaded 2-core machine. */
-export const MEMBER_START_TIMEOUT_MS = 30_000;
-export const LEADER_WAIT_TIMEOUT_MS = 20_000;
 const MEMBER_STOP_TIMEOUT_MS = 10_000;
-
-/** The admin /status with tandem's registry (names and roles). */
-export type ChaosMemberStatus = MemberStatus;
 
 export interface LinkRule {
   /** A member name. */
@@ -32,8 +29,6 @@ export interface LinkRule {
   readonly dropRate?: number;
   readonly delayMs?: number;
 }
-
-export type MemberState = 'running' | 'paused' | 'down';
 
 export interface ChaosMember {
   readonly index: number;
@@ -144,7 +139,7 @@ export class ChaosCluster {
           wrap: (spec, argv) => net.wrap(spec.index, argv),
         }),
         ready: 'leader',
-        readyTimeoutMs: MEMBER_START_TIMEOUT_MS + LEADER_WAIT_TIMEOUT_MS,
+        readyTimeoutMs: MEMBER_START_TIMEOUT_MS + LEADER_TIMEOUT_MS,
       });
       return new ChaosCluster(local, net, walMirror);
     } catch (error) {
@@ -178,7 +173,7 @@ export class ChaosCluster {
     return (await this.member(index).waitExit(timeoutMs))?.code ?? null;
   }
 
-  state(index: number): MemberState {
+  state(index: number): ProcessState {
     return this.member(index).state;
   }
 
@@ -213,7 +208,7 @@ export class ChaosCluster {
   }
 
   /** The member's /status (registry included), or null when it is not running or not answering. */
-  status(index: number): Promise<ChaosMemberStatus | null> {
+  status(index: number): Promise<MemberStatus | null> {
     return this.member(index).tryStatus();
   }
 
@@ -315,7 +310,7 @@ export class ChaosCluster {
   }
 
   /** The member's full /status (registry included), or null when it does not answer. */
-  fullStatus(index: number): Promise<ChaosMemberStatus | null> {
+  fullStatus(index: number): Promise<MemberStatus | null> {
     return this.status(index);
   }
 
@@ -349,7 +344,7 @@ export class ChaosCluster {
    * Waits until one running member leads and every running member agrees; returns its index.
    * Members may exit meanwhile (faults): they drop out. Throws after `timeoutMs`.
    */
-  async waitForLeader(timeoutMs = LEADER_WAIT_TIMEOUT_MS, signal?: AbortSignal): Promise<number> {
+  async waitForLeader(timeoutMs = LEADER_TIMEOUT_MS, signal?: AbortSignal): Promise<number> {
     const leader = await this.local.waitForLeader(timeoutMs, {
       exitsAllowed: true,
       ...(signal !== undefined && { signal }),

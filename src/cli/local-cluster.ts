@@ -23,8 +23,15 @@ import { dirname, extname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { stringify } from 'yaml';
 import { assert } from '../util/assert.js';
-import type { MemberRole, StandbyMode } from './config.js';
-import { adminRequest, FatalWait, freePorts, POLL_INTERVAL_MS, waitFor } from './local-net.js';
+import { type MemberRole, PEERS_MAX, type StandbyMode } from './config.js';
+import {
+  adminRequest,
+  FatalWait,
+  FREE_PORTS_MAX,
+  freePorts,
+  POLL_INTERVAL_MS,
+  waitFor,
+} from './local-net.js';
 import {
   type Exit,
   LocalProcess,
@@ -43,9 +50,12 @@ const RUNNING_FROM_SOURCE = extname(fileURLToPath(import.meta.url)) === '.ts';
 /** A member's start-up (tsx may compile on the fly) on a loaded 2-core machine. */
 export const MEMBER_START_TIMEOUT_MS = 30_000;
 export const LEADER_TIMEOUT_MS = 20_000;
-export const MEMBERS_MAX = 16;
+/** A member and every peer its config may name. */
+export const MEMBERS_MAX = PEERS_MAX + 1;
 /** Lines of each member's log in a timeout message. */
 const TIMEOUT_TAIL_LINES = 10;
+
+assert(3 * MEMBERS_MAX <= FREE_PORTS_MAX, 'free ports for the largest cluster in one call');
 
 /**
  * How members run the CLI: `compiled` (`node bin/tandem.js`, what users run), `source`
