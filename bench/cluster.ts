@@ -3,7 +3,8 @@
  * tandem-cluster.ts): endpoints for the load generator, and for failover trials a way to find
  * the leader, kill -9 a member and start it again on the same ports and data.
  */
-import { logTail, type MemberProcess, pollUntil } from './procs.js';
+import { adminRequest, FatalWait, waitFor } from '../src/cli/local-net.js';
+import type { LocalProcess } from '../src/cli/local-process.js';
 
 export type ClusterKind = 'etcd' | 'tandem';
 
@@ -13,7 +14,8 @@ export interface BenchMember {
   readonly clientEndpoint: string;
   readonly dataDir: string;
   readonly logFile: string;
-  readonly process: MemberProcess;
+  /** The launcher's process (src/cli/local-process.ts): kill, spawn, stop, tail. */
+  readonly process: LocalProcess;
 }
 
 export interface BenchCluster {
@@ -42,28 +44,12 @@ export const STATUS_REQUEST_TIMEOUT_MS = 1000;
 /** A restarted member counts as caught up within this many entries of the leader's commit. */
 export const CATCH_UP_ENTRIES_MAX = 10;
 
-/** GET or POST JSON on loopback with a timeout; null on any failure (down, slow, not JSON). */
-export async function fetchJson(
-  url: string,
-  body?: unknown,
-  timeoutMs = STATUS_REQUEST_TIMEOUT_MS,
-): Promise<unknown> {
-  try {
-    const response = await fetch(url, {
-      signal: AbortSignal.timeout(timeoutMs),
-      ...(body === undefined
-        ? {}
-        : {
-            method: 'POST',
-            body: JSON.stringify(body),
-            headers: { 'content-type': 'application/json' },
-          }),
-    });
-    if (!response.ok) return null;
-    return (await response.json()) as unknown;
-  } catch {
-    return null;
-  }
+/** GET (or POST `body`) JSON at `address` (host:port), bounded; null on any failure. */
+export function fetchJson(address: string, path: string, body?: unknown): Promise<unknown> {
+  const method = body === undefined ? 'GET' : 'POST';
+  return adminRequest<unknown>(address, method, path, body, STATUS_REQUEST_TIMEOUT_MS).catch(
+    () => null,
+  );
 }
 
 /** How often a starting cluster is polled for readiness. */
@@ -73,28 +59,29 @@ export const HEALTH_POLL_MS = 100;
  * Polls `readyOnce` until it says the cluster is ready; fails at once, with the member's log tail,
  * when a member process has died, and with every member's log tail on timeout.
  */
-export function waitUntilReady(
+export async function waitUntilReady(
   kind: ClusterKind,
   members: readonly BenchMember[],
   readyOnce: () => Promise<boolean>,
   timeoutMs: number,
 ): Promise<void> {
-  return pollUntil(
+  await waitFor(
+    `the ${kind} cluster to be ready`,
+    timeoutMs,
     async () => {
       const dead = members.find((m) => !m.process.running);
       if (dead !== undefined) {
-        throw new Error(
-          `${kind} member ${dead.name} exited (${dead.process.exitDescription()}); log tail:\n${logTail(dead.logFile)}`,
+        throw new FatalWait(
+          `${kind} member ${dead.name} exited (${dead.process.exitDescription()}); log tail:\n${dead.process.tail(15)}`,
         );
       }
-      return readyOnce();
+      return (await readyOnce()) ? true : null;
     },
-    timeoutMs,
-    HEALTH_POLL_MS,
-    () =>
-      `${kind} cluster not ready after ${timeoutMs} ms; log tails:\n${members
-        .map((m) => `${m.name}:\n${logTail(m.logFile, 5)}`)
-        .join('\n')}`,
+    {
+      intervalMs: HEALTH_POLL_MS,
+      detail: () =>
+        `log tails:\n${members.map((m) => `${m.name}:\n${m.process.tail(5)}`).join('\n')}`,
+    },
   );
 }
 

@@ -8,13 +8,15 @@
  *   ... cluster.endpoints: ['127.0.0.1:p1', ...] (gRPC, plaintext)
  *   await cluster.stop();
  *
- * Members run under `setpriv --pdeathsig KILL` where it exists (see procs.ts). A killed member
+ * Members run under `setpriv --pdeathsig KILL` where it exists (src/cli/local-process.ts). A killed member
  * restarts with the same flags: etcd ignores the --initial-* ones once its data dir exists.
  */
 import { execFile } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { freePorts } from '../src/cli/local-net.js';
+import { LocalProcess } from '../src/cli/local-process.js';
 import {
   type BenchCluster,
   type BenchMember,
@@ -24,9 +26,6 @@ import {
   waitUntilReady,
 } from './cluster.js';
 import { ProbeClient } from './probe.js';
-import { freePorts, MemberProcess } from './procs.js';
-
-export { freePorts, stopProcess } from './procs.js';
 
 export const ETCD_BINARY_DEFAULT = 'etcd';
 export const MEMBERS_MAX = 7;
@@ -75,7 +74,7 @@ export function etcdVersion(binary = ETCD_BINARY_DEFAULT): Promise<string> {
 }
 
 async function isHealthy(clientPort: number): Promise<boolean> {
-  const body = (await fetchJson(`http://127.0.0.1:${clientPort}/health`)) as {
+  const body = (await fetchJson(`127.0.0.1:${clientPort}`, '/health')) as {
     health?: string;
   } | null;
   return body?.health === 'true';
@@ -89,10 +88,7 @@ interface EtcdStatus {
 }
 
 function memberStatus(m: EtcdMember): Promise<EtcdStatus | null> {
-  return fetchJson(
-    `http://127.0.0.1:${m.clientPort}/v3/maintenance/status`,
-    {},
-  ) as Promise<EtcdStatus | null>;
+  return fetchJson(m.clientEndpoint, '/v3/maintenance/status', {}) as Promise<EtcdStatus | null>;
 }
 
 export async function startEtcdCluster(options: EtcdClusterOptions = {}): Promise<EtcdCluster> {
@@ -131,8 +127,8 @@ export async function startEtcdCluster(options: EtcdClusterOptions = {}): Promis
       '--log-level=warn',
       ...(options.extraArgs ?? []),
     ];
-    const process = new MemberProcess({ binary, args, logFile });
-    process.start();
+    const process = new LocalProcess({ label: `etcd ${name}`, argv: [binary, ...args], logFile });
+    process.spawn();
     return {
       name,
       clientEndpoint: `127.0.0.1:${clientPort}`,
@@ -192,8 +188,10 @@ export async function startEtcdCluster(options: EtcdClusterOptions = {}): Promis
     endpoints,
     rootDir,
     leader,
-    kill: (m) => m.process.kill(),
-    restart: async (m) => m.process.start(),
+    kill: async (m) => {
+      await m.process.kill();
+    },
+    restart: async (m) => m.process.spawn(),
     waitReady,
     stop,
   };

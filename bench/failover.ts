@@ -21,10 +21,10 @@ import { cpus, loadavg } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { sleep } from '../src/cli/local-net.js';
 import type { BenchCluster, BenchMember } from './cluster.js';
 import { startEtcdCluster } from './etcd-cluster.js';
 import { ProbeClient } from './probe.js';
-import { logTail } from './procs.js';
 import { buildTandem, firstLines, startTandemCluster } from './tandem-cluster.js';
 
 const TRIALS_DEFAULT = 10;
@@ -121,8 +121,6 @@ class Writer {
 
 /** The cluster was not steady before the kill: the trial is retried, not counted. */
 class NotSteady extends Error {}
-
-const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
 async function runTrial(cluster: BenchCluster, client: ProbeClient, trial: number): Promise<Trial> {
   await cluster.waitReady(READY_TIMEOUT_MS);
@@ -228,7 +226,7 @@ async function runSystem(
     const logs =
       cluster === null
         ? ''
-        : `\n${cluster.members.map((m) => `${m.name} (${m.logFile}):\n${logTail(m.logFile, 10)}`).join('\n')}`;
+        : `\n${cluster.members.map((m) => `${m.name} (${m.logFile}):\n${m.process.tail(10)}`).join('\n')}`;
     process.stdout.write(`  ${name}: FAILED: ${message}${logs}\n`);
     return { label: cluster?.label ?? name, trials: done, error: message, notes };
   } finally {

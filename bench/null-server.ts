@@ -9,7 +9,7 @@
 import { type ChildProcess, fork } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
-import { stopProcess } from './procs.js';
+import { stopChild } from '../src/cli/local-process.js';
 
 const START_TIMEOUT_MS = 10_000;
 
@@ -76,13 +76,13 @@ export function startNullServer(): Promise<NullServer> {
   });
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => {
-      void stopProcess(child, 1000);
+      void stopChild(child, 1000);
       reject(new Error(`null server did not start within ${START_TIMEOUT_MS} ms`));
     }, START_TIMEOUT_MS);
     child.once('exit', (code) => reject(new Error(`null server exited early (code ${code})`)));
     child.once('message', (message: { port: number }) => {
       clearTimeout(timer);
-      resolve({ endpoint: `127.0.0.1:${message.port}`, stop: () => stopProcess(child, 2000) });
+      resolve({ endpoint: `127.0.0.1:${message.port}`, stop: () => stopChild(child, 2000) });
     });
   });
 }

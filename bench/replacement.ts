@@ -16,8 +16,8 @@
  * etcd has no automatic replacement, so there is nothing to compare against.
  * Bounded: every wait has a timeout; the whole run has a deadline (RUN_MS_MAX).
  */
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { cpus, loadavg, tmpdir } from 'node:os';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { cpus, loadavg } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -27,11 +27,15 @@ import {
   Metadata,
   type ServiceClientConstructor,
 } from '@grpc/grpc-js';
-import { stringify } from 'yaml';
 import { loadEtcdProto } from '../src/api/proto.js';
-import { fetchJson } from './cluster.js';
+import {
+  LocalCluster,
+  type LocalMember,
+  memberEnv,
+  type RegistryStatus,
+} from '../src/cli/local-cluster.js';
+import { sleep, waitFor } from '../src/cli/local-net.js';
 import { ProbeClient } from './probe.js';
-import { freePorts, logTail, MemberProcess, pollUntil } from './procs.js';
 import { buildTandem, firstLines, tandemVersion } from './tandem-cluster.js';
 
 const TRIALS_DEFAULT = 10;
@@ -45,33 +49,9 @@ const STEADY_TIMEOUT_MS = 60_000;
 const STOP_TIMEOUT_MS = 5_000;
 const RUN_MS_MAX = 6 * 60_000;
 const CATCH_UP_ENTRIES_MAX = 10;
-const NAMES = ['n1', 'n2', 'n3', 'n4'] as const;
-const STANDBY_FOUNDER = 'n4';
+const STEADY_POLL_MS = 100;
 
 const benchDir = dirname(fileURLToPath(import.meta.url));
-const repoDir = dirname(benchDir);
-const TANDEM_BIN = join(repoDir, 'bin', 'tandem.js');
-
-interface Member {
-  readonly name: string;
-  readonly client: string;
-  readonly admin: string;
-  readonly logFile: string;
-  readonly process: MemberProcess;
-}
-
-interface RegistryRow {
-  readonly name: string;
-  readonly role: string;
-  readonly placement: string;
-  readonly health: string;
-  readonly lag: number | null;
-}
-
-interface Status {
-  readonly isLeader?: boolean;
-  readonly registry?: readonly RegistryRow[];
-}
 
 interface Trial {
   readonly trial: number;
@@ -91,63 +71,33 @@ type Rpc = Record<
   ) => void
 > & { close(): void };
 
-async function launch(): Promise<{ members: Member[]; rootDir: string }> {
-  const rootDir = mkdtempSync(join(tmpdir(), 'tandem-bench-replacement-'));
-  const ports = await freePorts(3 * NAMES.length);
-  const token = `tandem-bench-replacement-${process.pid}-${Date.now()}`;
-  const address = (port: number): string => `127.0.0.1:${port}`;
-  const roleOf = (name: string) =>
-    name === STANDBY_FOUNDER ? { role: 'standby', standbyMode: 'hot' } : { role: 'voter' };
-  const env: NodeJS.ProcessEnv = {};
-  for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('TANDEM_')) env[k] = v;
-  env.TANDEM_LOG_LEVEL = 'info';
-  const members = NAMES.map((name, i) => {
-    const [client, peer, admin] = [ports[3 * i]!, ports[3 * i + 1]!, ports[3 * i + 2]!];
-    const dataDir = join(rootDir, name);
-    mkdirSync(dataDir, { mode: 0o700 });
-    const configFile = join(rootDir, `${name}.yaml`);
-    const config = {
-      name,
-      dataDir,
-      listen: { client: address(client), peer: address(peer), admin: address(admin) },
-      role: roleOf(name).role,
-      peers: NAMES.map((p, j) => ({
-        name: p,
-        addresses: [address(ports[3 * j + 1]!)],
-        ...roleOf(p),
-      })).filter((p) => p.name !== name),
-      cluster: { state: 'new', token },
-      redundancy: { replaceAfter: `${REPLACE_AFTER_MS}ms`, standby: { mode: 'hot' } },
-    };
-    writeFileSync(configFile, stringify(config));
-    const logFile = join(rootDir, `${name}.log`);
-    const proc = new MemberProcess({
-      binary: process.execPath,
-      args: [TANDEM_BIN, 'start', '--config', configFile],
-      logFile,
-      env,
-      cwd: rootDir,
-    });
-    proc.start();
-    return { name, client: address(client), admin: address(admin), logFile, process: proc };
+/** 3 voters and a hot standby (n4), from the compiled build, on free loopback ports. */
+function launch(): Promise<LocalCluster> {
+  return LocalCluster.start({
+    members: [
+      { role: 'voter' },
+      { role: 'voter' },
+      { role: 'voter' },
+      { role: 'standby', standbyMode: 'hot' },
+    ],
+    label: 'bench-replacement',
+    token: `tandem-bench-replacement-${process.pid}-${Date.now()}`,
+    config: { redundancy: { replaceAfter: `${REPLACE_AFTER_MS}ms` } },
+    command: 'compiled',
+    env: memberEnv(process.env),
+    logLevel: 'info',
+    ready: 'spawned',
   });
-  return { members, rootDir };
-}
-
-function status(m: Member): Promise<Status | null> {
-  return fetchJson(`http://${m.admin}/status`) as Promise<Status | null>;
 }
 
 /** The leader and its registry once the cluster is steady (see the header), else null. */
 async function steadyOnce(
-  members: readonly Member[],
+  cluster: LocalCluster,
   probe: ProbeClient,
-): Promise<{ leader: Member; registry: readonly RegistryRow[] } | null> {
-  const dead = members.find((m) => !m.process.running);
-  if (dead !== undefined) {
-    throw new Error(`${dead.name} exited; log tail:\n${logTail(dead.logFile)}`);
-  }
-  const statuses = await Promise.all(members.map(status));
+): Promise<{ leader: LocalMember; registry: readonly RegistryStatus[] } | null> {
+  const members = cluster.members;
+  cluster.checkAlive(members);
+  const statuses = await Promise.all(members.map((m) => m.tryStatus()));
   if (statuses.some((s) => s === null)) return null;
   const leaders = members.filter((_, i) => statuses[i]!.isLeader === true);
   if (leaders.length !== 1) return null;
@@ -168,21 +118,11 @@ async function steadyOnce(
   return { leader: leaders[0]!, registry };
 }
 
-async function steady(members: readonly Member[], probe: ProbeClient) {
-  let found: Awaited<ReturnType<typeof steadyOnce>> = null;
-  await pollUntil(
-    async () => {
-      found = await steadyOnce(members, probe);
-      return found !== null;
-    },
-    STEADY_TIMEOUT_MS,
-    100,
-    () =>
-      `cluster not steady after ${STEADY_TIMEOUT_MS} ms; log tails:\n${members
-        .map((m) => `${m.name}:\n${logTail(m.logFile, 5)}`)
-        .join('\n')}`,
-  );
-  return found!;
+function steady(cluster: LocalCluster, probe: ProbeClient) {
+  return waitFor('a steady cluster', STEADY_TIMEOUT_MS, () => steadyOnce(cluster, probe), {
+    intervalMs: STEADY_POLL_MS,
+    detail: () => `log tails:\n${cluster.logTails(5)}`,
+  });
 }
 
 function clusterClient(endpoint: string): Rpc {
@@ -211,29 +151,25 @@ function isVoter(client: Rpc, name: string): Promise<boolean> {
   });
 }
 
-async function runTrial(
-  members: readonly Member[],
-  probe: ProbeClient,
-  trial: number,
-): Promise<Trial> {
-  const { leader, registry } = await steady(members, probe);
+async function runTrial(cluster: LocalCluster, probe: ProbeClient, trial: number): Promise<Trial> {
+  const { leader, registry } = await steady(cluster, probe);
   const standby = registry.find((r) => r.role === 'standby')!.name;
-  const victim = members.find(
+  const victim = cluster.members.find(
     (m) => m !== leader && registry.find((r) => r.name === m.name)?.role === 'voter',
   )!;
-  const client = clusterClient(leader.client);
+  const client = clusterClient(leader.spec.client);
   try {
     const killedAt = performance.now();
-    await victim.process.kill();
+    await victim.kill();
     let replacedMs: number | null = null;
     while (performance.now() - killedAt < REPLACE_MS_MAX) {
       if (await isVoter(client, standby)) {
         replacedMs = Math.round(performance.now() - killedAt);
         break;
       }
-      await new Promise((r) => setTimeout(r, POLL_MS));
+      await sleep(POLL_MS);
     }
-    victim.process.start(); // rejoins as a hot standby: the next trial's candidate
+    victim.spawn(); // rejoins as a hot standby: the next trial's candidate
     return { trial, killed: victim.name, promoted: standby, replacedMs };
   } finally {
     client.close();
@@ -285,19 +221,18 @@ async function main(): Promise<number> {
     process.exit(3);
   }, RUN_MS_MAX);
   deadline.unref();
-  const { members, rootDir } = await launch();
-  const probe = new ProbeClient(members.map((m) => m.client));
+  const cluster = await launch();
+  const probe = new ProbeClient(cluster.endpoints());
   const results: Trial[] = [];
   try {
     for (let i = 1; i <= trials; i++) {
-      const t = await runTrial(members, probe, i);
+      const t = await runTrial(cluster, probe, i);
       results.push(t);
       process.stderr.write(`trial ${i}: ${t.killed} -> ${t.promoted} in ${t.replacedMs} ms\n`);
     }
   } finally {
     probe.close();
-    for (const m of members) await m.process.stop(STOP_TIMEOUT_MS);
-    rmSync(rootDir, { recursive: true, force: true });
+    await cluster.destroy({ timeoutMs: STOP_TIMEOUT_MS, oneAtATime: true });
   }
   const text = report(results, startedAt);
   mkdirSync(join(benchDir, 'out'), { recursive: true });

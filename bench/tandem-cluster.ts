@@ -1,33 +1,36 @@
 /**
- * A tandem cluster on loopback, the twin of etcd-cluster.ts: N member processes running the
- * compiled build (`node bin/tandem.js start --config mN.yaml`, never tsx), each on free
- * 127.0.0.1 ports (client, peer, admin), data and logs in a fresh temp directory, stopped by PID
- * (SIGTERM, then SIGKILL after a timeout). Nothing is left behind: not processes, not data.
+ * A tandem cluster on loopback, the twin of etcd-cluster.ts: N member processes from the
+ * launcher (src/cli/local-cluster.ts) running the compiled build (`node bin/tandem.js start
+ * --config nN.yaml`, never tsx), each on free 127.0.0.1 ports (client, peer, admin), data and logs
+ * in a fresh temp directory, stopped by PID one at a time (SIGTERM, then SIGKILL after a
+ * timeout). Nothing is left behind: not processes, not data.
  *
  *   buildTandem();                                    // npx tsc -p tsconfig.json, once per run
  *   const cluster = await startTandemCluster();       // 3 members
  *   ... cluster.endpoints: ['127.0.0.1:p1', ...] (etcd v3 gRPC, plaintext)
  *   await cluster.stop();
  *
- * Members run under `setpriv --pdeathsig KILL` where it exists (see procs.ts). Raft timing is
+ * Members run under `setpriv --pdeathsig KILL` where it exists (local-process.ts). Raft timing is
  * the config defaults, which are etcd's (heartbeat 100 ms, election 1000 ms).
  */
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { stringify } from 'yaml';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import {
+  LocalCluster,
+  type LocalMember,
+  memberEnv,
+  REPO_DIR,
+  type TandemCommand,
+} from '../src/cli/local-cluster.js';
 import {
   type BenchCluster,
   type BenchMember,
   CATCH_UP_ENTRIES_MAX,
-  fetchJson,
   readyOrStopped,
   waitUntilReady,
 } from './cluster.js';
 import { ProbeClient } from './probe.js';
-import { freePorts, MemberProcess } from './procs.js';
 
 export const MEMBERS_MAX = 7;
 export const START_TIMEOUT_MS_DEFAULT = 30_000;
@@ -37,15 +40,14 @@ const BUILD_TIMEOUT_MS = 180_000;
 const TSC_ERRORS_OUTPUT_WRITTEN = 2;
 const READY_PUT_TIMEOUT_MS = 2000;
 
-const repoDir = dirname(dirname(fileURLToPath(import.meta.url)));
-const TANDEM_BIN = join(repoDir, 'bin', 'tandem.js');
+const repoDir = REPO_DIR;
 const DIST_MAIN = join(repoDir, 'dist', 'cli', 'main.js');
+/** The build users run, never tsx: numbers must not reflect on-the-fly compilation. */
+const MEMBER_COMMAND: TandemCommand = 'compiled';
 
 export interface TandemMember extends BenchMember {
-  readonly clientPort: number;
-  readonly peerPort: number;
-  readonly adminPort: number;
-  readonly configFile: string;
+  /** The launcher's member: its spec (addresses, config file) and its process. */
+  readonly process: LocalMember;
 }
 
 export interface TandemCluster extends BenchCluster {
@@ -108,29 +110,6 @@ export function tandemVersion(): string {
   }
 }
 
-/** The admin endpoint's GET /status (src/cli/node.ts). */
-interface TandemStatus {
-  memberId?: string;
-  leader?: string;
-  isLeader?: boolean;
-  commitIndex?: number;
-  appliedIndex?: number;
-}
-
-function memberStatus(m: TandemMember): Promise<TandemStatus | null> {
-  return fetchJson(`http://127.0.0.1:${m.adminPort}/status`) as Promise<TandemStatus | null>;
-}
-
-/** The parent's environment without TANDEM_* (a stray one would change or break the config). */
-function memberEnv(logLevel: string): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = {};
-  for (const [name, value] of Object.entries(process.env)) {
-    if (!name.startsWith('TANDEM_')) env[name] = value;
-  }
-  env.TANDEM_LOG_LEVEL = logLevel;
-  return env;
-}
-
 export async function startTandemCluster(
   options: TandemClusterOptions = {},
 ): Promise<TandemCluster> {
@@ -144,49 +123,24 @@ export async function startTandemCluster(
     throw new Error(`${DIST_MAIN} is missing: call buildTandem() (or npm run build) first`);
   }
   const version = tandemVersion();
-  const rootDir = mkdtempSync(join(tmpdir(), 'tandem-bench-tandem-'));
-  const ports = await freePorts(3 * size);
-  const token = `tandem-bench-${process.pid}-${Date.now()}`;
-  const names = Array.from({ length: size }, (_, i) => `n${i + 1}`);
-  const address = (port: number): string => `127.0.0.1:${port}`;
-  const env = memberEnv(options.logLevel ?? 'info');
-
-  const members: TandemMember[] = names.map((name, i) => {
-    const [clientPort, peerPort, adminPort] = [ports[3 * i]!, ports[3 * i + 1]!, ports[3 * i + 2]!];
-    const dataDir = join(rootDir, name);
-    mkdirSync(dataDir, { mode: 0o700 });
-    const configFile = join(rootDir, `${name}.yaml`);
-    const config = {
-      name,
-      dataDir,
-      listen: { client: address(clientPort), peer: address(peerPort), admin: address(adminPort) },
-      peers: names
-        .map((peer, j) => ({ name: peer, addresses: [address(ports[3 * j + 1]!)] }))
-        .filter((peer) => peer.name !== name),
-      cluster: { state: 'new', token },
-    };
-    writeFileSync(configFile, stringify(config));
-    const logFile = join(rootDir, `${name}.log`);
-    const process = new MemberProcess({
-      binary: globalThis.process.execPath,
-      args: [...(options.nodeArgs ?? []), TANDEM_BIN, 'start', '--config', configFile],
-      logFile,
-      env,
-      cwd: rootDir,
-    });
-    process.start();
-    return {
-      name,
-      clientEndpoint: address(clientPort),
-      clientPort,
-      peerPort,
-      adminPort,
-      configFile,
-      dataDir,
-      logFile,
-      process,
-    };
+  const local = await LocalCluster.start({
+    members: size,
+    label: 'bench-tandem',
+    token: `tandem-bench-${process.pid}-${Date.now()}`,
+    command: MEMBER_COMMAND,
+    ...(options.nodeArgs !== undefined && { nodeArgs: options.nodeArgs }),
+    env: memberEnv(process.env),
+    logLevel: options.logLevel ?? 'info',
+    ...(options.keepData !== undefined && { keepDir: options.keepData }),
+    ready: 'spawned',
   });
+  const members: TandemMember[] = local.members.map((m) => ({
+    name: m.name,
+    clientEndpoint: m.spec.client,
+    dataDir: m.spec.dataDir,
+    logFile: m.spec.logFile!,
+    process: m,
+  }));
   const endpoints = members.map((m) => m.clientEndpoint);
   const probe = new ProbeClient(endpoints);
 
@@ -196,26 +150,25 @@ export async function startTandemCluster(
     stopped = true;
     probe.close();
     // One at a time, like the etcd launcher: each stop is then an ordinary member departure.
-    for (const m of members) await m.process.stop(stopTimeoutMs);
-    if (!options.keepData) rmSync(rootDir, { recursive: true, force: true });
+    await local.destroy({ timeoutMs: stopTimeoutMs, oneAtATime: true });
   };
 
   const leader = async (): Promise<TandemMember | null> => {
-    const statuses = await Promise.all(members.map(memberStatus));
+    const statuses = await Promise.all(members.map((m) => m.process.tryStatus()));
     const leaders = members.filter((_, i) => statuses[i]?.isLeader === true);
     return leaders.length === 1 ? leaders[0]! : null;
   };
 
   let readyProbes = 0;
   const readyOnce = async (): Promise<boolean> => {
-    const statuses = await Promise.all(members.map(memberStatus));
+    const statuses = await Promise.all(members.map((m) => m.process.tryStatus()));
     if (statuses.some((s) => s === null)) return false;
     const leaderIds = new Set(statuses.map((s) => s!.leader));
-    if (leaderIds.size !== 1 || leaderIds.has('0') || leaderIds.has(undefined)) return false;
+    if (leaderIds.size !== 1 || leaderIds.has('0')) return false;
     const leaderStatus = statuses.find((s) => s!.isLeader === true);
     if (leaderStatus === undefined) return false;
-    const commit = leaderStatus!.commitIndex ?? 0;
-    if (statuses.some((s) => (s!.appliedIndex ?? 0) + CATCH_UP_ENTRIES_MAX < commit)) return false;
+    const commit = leaderStatus!.commitIndex;
+    if (statuses.some((s) => s!.appliedIndex + CATCH_UP_ENTRIES_MAX < commit)) return false;
     const key = Buffer.from(`bench/ready/${readyProbes++}`);
     return (await probe.putAny(key, Buffer.from('ok'), READY_PUT_TIMEOUT_MS)) === null;
   };
@@ -228,10 +181,12 @@ export async function startTandemCluster(
     label: `tandem ${version}`,
     members,
     endpoints,
-    rootDir,
+    rootDir: local.dir,
     leader,
-    kill: (m) => m.process.kill(),
-    restart: async (m) => m.process.start(),
+    kill: async (m) => {
+      await m.process.kill();
+    },
+    restart: async (m) => m.process.spawn(),
     waitReady,
     stop,
   };

@@ -1,169 +1,33 @@
 /**
- * A local cluster of real tandem members for `tandem chaos`: one process per member on
- * 127.0.0.1 (free ports picked at start), each with its own YAML config and data directory in a
- * temp directory, started with test-mode fault injection on. The member is the same CLI a user
- * runs: `<node> [--import tsx] <cli>/bin.{ts,js} start --config <file>`.
+ * A local cluster of real tandem members for `tandem chaos`, on the launcher
+ * (src/cli/local-cluster.ts): one process per member, each with its own YAML config and data
+ * directory in a temp directory, its log in the report's folder, started with test-mode fault
+ * injection on. Members are named by index here (the nemesis picks indexes); in kernel mode each
+ * runs in its own network namespace (netns.ts), through the launcher's spawn wrapper.
  *
- * Process safety: every child is tracked by PID; signals go to those PIDs only. `destroy()` —
- * and, as a last resort, this process's `exit` — sends SIGCONT to a paused member and SIGKILL to
- * every member still running. Every wait is bounded in time.
+ * Process safety and bounded waits: the launcher's (PIDs only, killed on exit). `destroy()`
+ * resumes paused members, stops every member, removes the data and the kernel network.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
 import {
-  closeSync,
-  mkdirSync,
-  mkdtempSync,
-  openSync,
-  readFileSync,
-  rmSync,
-  statSync,
-  writeFileSync,
-} from 'node:fs';
-import { request } from 'node:http';
-import { createServer } from 'node:net';
-import { tmpdir } from 'node:os';
-import { dirname, extname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { stringify } from 'yaml';
+  type ConfigFields,
+  LEADER_TIMEOUT_MS,
+  LocalCluster,
+  type LocalMember,
+  MEMBER_START_TIMEOUT_MS,
+  type MemberStatus,
+} from '../cli/local-cluster.js';
+import { adminRequest } from '../cli/local-net.js';
+import type { ProcessState } from '../cli/local-process.js';
 import { assert } from '../util/assert.js';
 import { KernelNet } from './netns.js';
 
-/** A member's start-up (tsx may compile on the fly) on a loaded 2-core machine. */
-export const MEMBER_START_TIMEOUT_MS = 30_000;
-export const LEADER_WAIT_TIMEOUT_MS = 20_000;
-const ADMIN_HTTP_TIMEOUT_MS = 1_000;
 const MEMBER_STOP_TIMEOUT_MS = 10_000;
-const POLL_INTERVAL_MS = 100;
-/** Polls of one wait, whatever its timeout (bounds the loop by count as well as by time). */
-const POLL_ROUNDS_MAX = 10_000;
-
-export interface MemberStatus {
-  readonly name: string;
-  readonly memberId: string;
-  readonly leader: string;
-  readonly isLeader: boolean;
-  readonly term: number;
-  readonly commitIndex: number;
-  readonly appliedIndex: number;
-  readonly revision: number;
-}
 
 export interface LinkRule {
   /** A member name. */
   readonly peer: string;
   readonly dropRate?: number;
   readonly delayMs?: number;
-}
-
-export type MemberState = 'running' | 'paused' | 'down';
-
-/** Processes alive across all clusters of this process: killed on exit whatever happens. */
-const LIVE = new Set<ChildProcess>();
-let exitHookInstalled = false;
-function installExitHook(): void {
-  if (exitHookInstalled) return;
-  exitHookInstalled = true;
-  process.on('exit', () => {
-    for (const child of LIVE) killQuietly(child, 'SIGCONT');
-    for (const child of LIVE) killQuietly(child, 'SIGKILL');
-  });
-}
-
-/**
- * The environment of a member: this process's, less its TANDEM_* variables. A member reads
- * TANDEM_* as settings and rejects unknown ones, so the runner's own (TANDEM_CHAOS_KEEP) or a
- * user's settings for another cluster must not reach it; the member's settings are its config.
- */
-export function memberEnv(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
-  const out: NodeJS.ProcessEnv = {};
-  for (const [name, value] of Object.entries(env))
-    if (!name.startsWith('TANDEM_')) out[name] = value;
-  return out;
-}
-
-function killQuietly(child: ChildProcess, signal: NodeJS.Signals): void {
-  if (child.pid === undefined || child.exitCode !== null || child.signalCode !== null) return;
-  try {
-    process.kill(child.pid, signal);
-  } catch {
-    // already gone
-  }
-}
-
-export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal?.aborted === true) return resolve();
-    const timer = setTimeout(done, ms);
-    function done(): void {
-      clearTimeout(timer);
-      signal?.removeEventListener('abort', done);
-      resolve();
-    }
-    signal?.addEventListener('abort', done, { once: true });
-  });
-}
-
-/** A port that was free a moment ago: listen on 0, read it, close. */
-export function freePort(): Promise<number> {
-  return new Promise((resolvePort, reject) => {
-    const server = createServer();
-    server.unref();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolvePort(port));
-    });
-  });
-}
-
-/** One HTTP request to an admin endpoint, bounded; resolves with the JSON body. */
-export function adminRequest<T>(
-  address: string,
-  method: 'GET' | 'POST' | 'DELETE',
-  path: string,
-  body?: unknown,
-): Promise<T> {
-  return new Promise((resolveRequest, reject) => {
-    const payload = body === undefined ? undefined : JSON.stringify(body);
-    const req = request(
-      `http://${address}${path}`,
-      {
-        method,
-        timeout: ADMIN_HTTP_TIMEOUT_MS,
-        headers: payload === undefined ? {} : { 'content-type': 'application/json' },
-      },
-      (res) => {
-        let text = '';
-        res.setEncoding('utf8');
-        res.on('data', (d: string) => {
-          text += d;
-        });
-        res.on('end', () => {
-          if ((res.statusCode ?? 500) >= 300) {
-            reject(new Error(`${method} ${path}: HTTP ${res.statusCode}: ${text}`));
-            return;
-          }
-          try {
-            resolveRequest(JSON.parse(text) as T);
-          } catch (error) {
-            reject(error as Error);
-          }
-        });
-      },
-    );
-    req.on('timeout', () => req.destroy(new Error(`${method} ${address}${path} timed out`)));
-    req.on('error', reject);
-    req.end(payload);
-  });
-}
-
-/** How to run the tandem CLI: from source under tsx, or compiled. */
-function cliCommand(): string[] {
-  const here = dirname(fileURLToPath(import.meta.url));
-  const fromSource = extname(fileURLToPath(import.meta.url)) === '.ts';
-  const bin = join(here, '..', 'cli', fromSource ? 'bin.ts' : 'bin.js');
-  return fromSource ? ['--import', 'tsx', bin] : [bin];
 }
 
 export interface ChaosMember {
@@ -193,7 +57,7 @@ const KERNEL_CLIENT_PORT = 2379;
 const KERNEL_PEER_PORT = 2380;
 const KERNEL_ADMIN_PORT = 2381;
 
-export interface LocalClusterOptions {
+export interface ChaosClusterOptions {
   readonly voters: number;
   /** Standbys besides the voters (default 0), with the redundancy policy's replaceAfter. */
   readonly standbys?: number;
@@ -216,72 +80,81 @@ export interface LocalClusterOptions {
   readonly logLevel?: string;
 }
 
-export class LocalCluster {
+export class ChaosCluster {
   readonly members: readonly ChaosMember[];
-  private readonly children: (ChildProcess | null)[];
-  private readonly exits: Promise<void>[];
-  private readonly states: MemberState[];
   /** Members given up for the rest of the run (a WAL they refuse to start from): never spawned. */
   private readonly lost = new Set<number>();
   private destroyed = false;
 
   private constructor(
-    readonly dataRoot: string,
-    members: ChaosMember[],
-    private readonly logLevel: string,
+    private readonly local: LocalCluster,
     /** The kernel network, or null in transport mode. */
     readonly net: KernelNet | null,
+    walMirror: boolean,
   ) {
-    this.members = members;
-    this.children = members.map(() => null);
-    this.exits = members.map(() => Promise.resolve());
-    this.states = members.map(() => 'down');
+    this.members = local.members.map((m) => {
+      assert(m.spec.logFile !== null, 'chaos members log to files');
+      return {
+        index: m.index,
+        name: m.name,
+        client: m.spec.client,
+        peer: m.spec.peer,
+        admin: m.spec.admin,
+        dataDir: m.spec.dataDir,
+        mirrorDir: walMirror ? mirrorDir(m.spec.dataDir) : null,
+        configFile: m.spec.configFile,
+        logFile: m.spec.logFile,
+        foundingRole: m.spec.role === 'standby' ? 'standby' : 'voter',
+      };
+    });
   }
 
   /** Writes the configs (ports picked now) and starts every member; waits for a leader. */
-  static async start(options: LocalClusterOptions): Promise<LocalCluster> {
-    installExitHook();
+  static async start(options: ChaosClusterOptions): Promise<ChaosCluster> {
     assert(options.voters >= 1 && options.voters % 2 === 1, 'an odd number of voters');
-    const standbys = options.standbys ?? 0;
-    const count = options.voters + standbys;
-    mkdirSync(options.logDir, { recursive: true });
+    const count = options.voters + (options.standbys ?? 0);
+    const mode = options.standbyMode ?? 'hot';
+    const walMirror = options.walMirror === true;
     const net = options.net === 'kernel' ? await KernelNet.create({ members: count }) : null;
-    const dataRoot = mkdtempSync(join(tmpdir(), 'tandem-chaos-'));
-    const token = `chaos-${randomBytes(6).toString('hex')}`;
-    const members: ChaosMember[] = [];
     try {
-      for (let i = 0; i < count; i++) {
-        const name = `n${i + 1}`;
-        const at = async (kernelPort: number): Promise<string> =>
-          net === null ? `127.0.0.1:${await freePort()}` : `${net.address(i)}:${kernelPort}`;
-        members.push({
-          index: i,
-          name,
-          client: await at(KERNEL_CLIENT_PORT),
-          peer: await at(KERNEL_PEER_PORT),
-          admin: await at(KERNEL_ADMIN_PORT),
-          dataDir: join(dataRoot, name),
-          mirrorDir: options.walMirror === true ? join(dataRoot, `${name}-mirror`) : null,
-          configFile: join(dataRoot, `${name}.yaml`),
-          logFile: join(options.logDir, `${name}.log`),
-          foundingRole: i < options.voters ? 'voter' : 'standby',
-        });
-      }
+      const local = await LocalCluster.start({
+        label: 'chaos',
+        members: Array.from({ length: count }, (_, i) => ({
+          role: i < options.voters ? 'voter' : 'standby',
+          standbyMode: mode,
+        })),
+        config: chaosConfig(options),
+        ...(walMirror && {
+          memberConfig: (spec) => ({ wal: { mirror: mirrorDir(spec.dataDir) } }),
+        }),
+        logDir: options.logDir,
+        logLevel: options.logLevel ?? 'info',
+        ...(net !== null && {
+          addresses: (i) => ({
+            client: `${net.address(i)}:${KERNEL_CLIENT_PORT}`,
+            peer: `${net.address(i)}:${KERNEL_PEER_PORT}`,
+            admin: `${net.address(i)}:${KERNEL_ADMIN_PORT}`,
+          }),
+          // `ip netns exec` execs the member in place: the PID is the member's own.
+          wrap: (spec, argv) => net.wrap(spec.index, argv),
+        }),
+        ready: 'leader',
+        readyTimeoutMs: MEMBER_START_TIMEOUT_MS + LEADER_TIMEOUT_MS,
+      });
+      return new ChaosCluster(local, net, walMirror);
     } catch (error) {
       await net?.destroy();
       throw error;
     }
-    for (const m of members)
-      writeFileSync(m.configFile, stringify(memberConfig(m, members, token, options)));
-    const cluster = new LocalCluster(dataRoot, members, options.logLevel ?? 'info', net);
-    try {
-      for (const m of members) cluster.spawn(m.index);
-      await cluster.waitForLeader(MEMBER_START_TIMEOUT_MS + LEADER_WAIT_TIMEOUT_MS);
-    } catch (error) {
-      await cluster.destroy();
-      throw error;
-    }
-    return cluster;
+  }
+
+  /** The temp directory of the members' configs and data (removed by destroy). */
+  get dataRoot(): string {
+    return this.local.dir;
+  }
+
+  private member(index: number): LocalMember {
+    return this.local.members[index]!;
   }
 
   /** Whether the member was given up for the rest of the run. */
@@ -291,108 +164,57 @@ export class LocalCluster {
 
   /** Gives the (down) member up: it is never started again in this run. */
   markLost(index: number): void {
-    assert(this.states[index] === 'down', 'only a member that is down is given up');
+    assert(this.state(index) === 'down', 'only a member that is down is given up');
     this.lost.add(index);
   }
 
   /** Waits (bounded) for the member's process to exit; its exit code, or null if it did not. */
   async waitExit(index: number, timeoutMs: number): Promise<number | null> {
-    const child = this.children[index];
-    if (child === null || child === undefined) return null;
-    let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<'timeout'>((r) => {
-      timer = setTimeout(() => r('timeout'), timeoutMs);
-    });
-    const result = await Promise.race([this.exits[index]!.then(() => 'exited' as const), timeout]);
-    clearTimeout(timer);
-    return result === 'exited' ? child.exitCode : null;
+    return (await this.member(index).waitExit(timeoutMs))?.code ?? null;
   }
 
-  state(index: number): MemberState {
-    return this.states[index]!;
+  state(index: number): ProcessState {
+    return this.member(index).state;
   }
 
   pid(index: number): number | null {
-    return this.states[index] === 'down' ? null : (this.children[index]?.pid ?? null);
+    return this.member(index).pid;
   }
 
   /** Starts the member's process (it must be down). */
   spawn(index: number): void {
     assert(!this.destroyed, 'cluster destroyed');
-    assert(this.states[index] === 'down', `${this.members[index]!.name} is not down`);
+    assert(this.state(index) === 'down', `${this.members[index]!.name} is not down`);
     assert(!this.lost.has(index), `${this.members[index]!.name} was given up`);
-    const m = this.members[index]!;
-    const log = openSync(m.logFile, 'a');
-    const own = [process.execPath, ...cliCommand(), 'start', '--config', m.configFile];
-    // `ip netns exec` execs the member in place: the PID is the member's own.
-    const argv = this.net === null ? own : this.net.wrap(index, own);
-    const child = spawn(argv[0]!, argv.slice(1), {
-      stdio: ['ignore', log, log],
-      env: { ...memberEnv(process.env), TANDEM_LOG_LEVEL: this.logLevel },
-    });
-    closeSync(log);
-    LIVE.add(child);
-    this.children[index] = child;
-    this.states[index] = 'running';
-    this.exits[index] = new Promise((resolve) => {
-      child.once('exit', () => {
-        LIVE.delete(child);
-        if (this.children[index] === child) this.states[index] = 'down';
-        resolve();
-      });
-    });
-  }
-
-  private signal(index: number, signal: NodeJS.Signals): void {
-    const child = this.children[index];
-    if (child === null || child === undefined || this.states[index] === 'down') return;
-    killQuietly(child, signal);
+    this.member(index).spawn();
   }
 
   /** kill -9; resolves once the process has exited. */
   async kill(index: number): Promise<void> {
-    if (this.states[index] === 'down') return;
-    this.signal(index, 'SIGKILL');
-    this.signal(index, 'SIGCONT');
-    await this.exits[index];
+    await this.member(index).kill();
   }
 
   /** SIGTERM, SIGKILL after a bound; resolves once the process has exited. */
   async stop(index: number): Promise<void> {
-    if (this.states[index] === 'down') return;
-    if (this.states[index] === 'paused') this.resume(index);
-    this.signal(index, 'SIGTERM');
-    const timer = setTimeout(() => this.signal(index, 'SIGKILL'), MEMBER_STOP_TIMEOUT_MS);
-    await this.exits[index];
-    clearTimeout(timer);
+    await this.member(index).stop(MEMBER_STOP_TIMEOUT_MS);
   }
 
   pause(index: number): void {
-    if (this.states[index] !== 'running') return;
-    this.signal(index, 'SIGSTOP');
-    this.states[index] = 'paused';
+    this.member(index).pause();
   }
 
   resume(index: number): void {
-    if (this.states[index] !== 'paused') return;
-    this.signal(index, 'SIGCONT');
-    this.states[index] = 'running';
+    this.member(index).resume();
   }
 
-  async status(
-    index: number,
-  ): Promise<(MemberStatus & { registry?: { name: string; role: string }[] }) | null> {
-    if (this.states[index] !== 'running') return null;
-    try {
-      return await adminRequest<MemberStatus>(this.members[index]!.admin, 'GET', '/status');
-    } catch {
-      return null;
-    }
+  /** The member's /status (registry included), or null when it is not running or not answering. */
+  status(index: number): Promise<MemberStatus | null> {
+    return this.member(index).tryStatus();
   }
 
   /** Sets link rules on one member (its outbound messages); false if it did not answer. */
   async setLinks(index: number, links: readonly LinkRule[]): Promise<boolean> {
-    if (this.states[index] !== 'running') return false;
+    if (this.state(index) !== 'running') return false;
     try {
       await adminRequest(this.members[index]!.admin, 'POST', '/faults', { links });
       return true;
@@ -406,7 +228,7 @@ export class LocalCluster {
    * not answer or refused.
    */
   async failNextWalSync(index: number): Promise<boolean> {
-    if (this.states[index] !== 'running') return false;
+    if (this.state(index) !== 'running') return false;
     try {
       await adminRequest(this.members[index]!.admin, 'POST', '/faults', {
         disk: { failNextSync: 'EIO', pathIncludes: 'wal' },
@@ -476,7 +298,7 @@ export class LocalCluster {
    * prefix (a torn write), every later call fails; false if it did not answer or refused.
    */
   async crashStorageAfter(index: number, bytes: number): Promise<boolean> {
-    if (this.states[index] !== 'running') return false;
+    if (this.state(index) !== 'running') return false;
     try {
       await adminRequest(this.members[index]!.admin, 'POST', '/faults', {
         disk: { crashAfterBytes: bytes },
@@ -488,33 +310,23 @@ export class LocalCluster {
   }
 
   /** The member's full /status (registry included), or null when it does not answer. */
-  async fullStatus(
-    index: number,
-  ): Promise<(MemberStatus & { registry?: { name: string; role: string }[] }) | null> {
+  fullStatus(index: number): Promise<MemberStatus | null> {
     return this.status(index);
   }
 
   /** The size of the member's log file now (a later `logMentions` can start from it). */
   logBytes(index: number): number {
-    try {
-      return statSync(this.members[index]!.logFile).size;
-    } catch {
-      return 0;
-    }
+    return this.member(index).logBytes();
   }
 
   /** Whether the member's log, from byte `fromBytes` on, contains `text`. */
   logMentions(index: number, text: string, fromBytes = 0): boolean {
-    try {
-      return readFileSync(this.members[index]!.logFile).subarray(fromBytes).includes(text);
-    } catch {
-      return false;
-    }
+    return this.member(index).logMentions(text, fromBytes);
   }
 
   /** Heals every link of one member; false if it did not answer. */
   async clearLinks(index: number): Promise<boolean> {
-    if (this.states[index] !== 'running') return false;
+    if (this.state(index) !== 'running') return false;
     try {
       await adminRequest(this.members[index]!.admin, 'DELETE', '/faults');
       return true;
@@ -524,80 +336,49 @@ export class LocalCluster {
   }
 
   /** Waits (bounded) until the running member answers its admin endpoint. */
-  async waitUp(index: number, timeoutMs: number, signal?: AbortSignal): Promise<boolean> {
-    const deadline = Date.now() + timeoutMs;
-    for (let round = 0; round < POLL_ROUNDS_MAX && Date.now() < deadline; round++) {
-      if (signal?.aborted === true || this.states[index] === 'down') return false;
-      if ((await this.status(index)) !== null) return true;
-      await sleep(POLL_INTERVAL_MS, signal);
-    }
-    return false;
+  waitUp(index: number, timeoutMs: number, signal?: AbortSignal): Promise<boolean> {
+    return this.member(index).waitUp(timeoutMs, signal);
   }
 
   /**
    * Waits until one running member leads and every running member agrees; returns its index.
-   * Throws after `timeoutMs`.
+   * Members may exit meanwhile (faults): they drop out. Throws after `timeoutMs`.
    */
-  async waitForLeader(timeoutMs = LEADER_WAIT_TIMEOUT_MS, signal?: AbortSignal): Promise<number> {
-    const deadline = Date.now() + timeoutMs;
-    for (let round = 0; round < POLL_ROUNDS_MAX && Date.now() < deadline; round++) {
-      if (signal?.aborted === true) break;
-      const statuses = await Promise.all(this.members.map((m) => this.status(m.index)));
-      const running = this.members.filter((m) => this.states[m.index] === 'running');
-      const leaders = statuses.filter((s) => s?.isLeader === true);
-      if (
-        running.length > 0 &&
-        leaders.length === 1 &&
-        running.every((m) => statuses[m.index]?.leader === leaders[0]!.memberId)
-      ) {
-        return statuses.indexOf(leaders[0]!);
-      }
-      await sleep(POLL_INTERVAL_MS, signal);
-    }
-    throw new Error(`no leader every running member agrees on within ${timeoutMs} ms`);
+  async waitForLeader(timeoutMs = LEADER_TIMEOUT_MS, signal?: AbortSignal): Promise<number> {
+    const leader = await this.local.waitForLeader(timeoutMs, {
+      exitsAllowed: true,
+      ...(signal !== undefined && { signal }),
+    });
+    return leader.index;
   }
 
-  /** Resumes paused members, stops every member (SIGTERM, then SIGKILL), removes the data. */
+  /**
+   * Resumes paused members, stops every member (SIGTERM, then SIGKILL), removes the data and the
+   * kernel network.
+   */
   async destroy(): Promise<void> {
     if (this.destroyed) return;
     this.destroyed = true;
-    for (const m of this.members) this.resume(m.index);
-    await Promise.all(this.members.map((m) => this.stop(m.index)));
-    await this.net?.destroy();
-    rmSync(this.dataRoot, { recursive: true, force: true });
+    try {
+      await this.local.destroy({ timeoutMs: MEMBER_STOP_TIMEOUT_MS });
+    } finally {
+      await this.net?.destroy();
+    }
   }
 }
 
-/** A member's YAML config (see DESIGN.md "Policies"). */
-function memberConfig(
-  m: ChaosMember,
-  members: readonly ChaosMember[],
-  token: string,
-  options: LocalClusterOptions,
-): Record<string, unknown> {
+function mirrorDir(dataDir: string): string {
+  return `${dataDir}-mirror`;
+}
+
+/** Every member's config besides the launcher's (see DESIGN.md "Policies"). */
+function chaosConfig(options: ChaosClusterOptions): ConfigFields {
   return {
-    name: m.name,
-    dataDir: m.dataDir,
-    role: m.foundingRole,
-    listen: { client: m.client, peer: m.peer, admin: m.admin },
-    peers: members
-      .filter((p) => p !== m)
-      .map((p) => ({
-        name: p.name,
-        addresses: [p.peer],
-        role: p.foundingRole,
-        standbyMode: options.standbyMode ?? 'hot',
-      })),
-    cluster: { state: 'new', token },
     replication: { voters: options.voters, readDefault: 'linearizable' },
     redundancy: {
       ...(options.replaceAfterMs !== undefined && { replaceAfter: `${options.replaceAfterMs}ms` }),
-      standby: {
-        mode: options.standbyMode ?? 'hot',
-        ...(options.standbyMode === 'warm' && { snapshotEvery: WARM_SNAPSHOT_EVERY }),
-      },
+      ...(options.standbyMode === 'warm' && { standby: { snapshotEvery: WARM_SNAPSHOT_EVERY } }),
     },
-    ...(m.mirrorDir !== null && { wal: { mirror: m.mirrorDir } }),
     raft: {
       heartbeatMs: options.heartbeatMs ?? 100,
       electionMs: options.electionMs ?? 1000,

@@ -13,9 +13,10 @@
  * Lease keys live under their own prefix, apart from the registers: their deletion by expiry is
  * not a register operation, so they stay out of the linearizability history and the watchers.
  */
+
+import { sleep } from '../cli/local-net.js';
 import { Prng } from '../util/prng.js';
 import type { LeaseObservation } from './checks.js';
-import { sleep } from './cluster.js';
 import { KvClient, LeaseClient } from './etcd-client.js';
 
 /** The TTL requested (tandem raises shorter ones to its minimum, 2 s by default). */

@@ -32,8 +32,10 @@
  *   candidate chosen at run time (roles change as the policy replaces members); a refusal by
  *   the policy is recorded as skipped with its reason.
  */
+
+import { adminRequest, sleep } from '../cli/local-net.js';
 import { Prng } from '../util/prng.js';
-import { adminRequest, type LocalCluster, sleep } from './cluster.js';
+import type { ChaosCluster } from './cluster.js';
 import { byteAt, flipWalBit } from './disk-faults.js';
 import { describeStep, type FaultStep, minorityMax } from './plan.js';
 import type { FaultInterval } from './report.js';
@@ -75,7 +77,7 @@ export function newNemesisRecord(): NemesisRecord {
 }
 
 export interface NemesisOptions {
-  readonly cluster: LocalCluster;
+  readonly cluster: ChaosCluster;
   readonly plan: readonly FaultStep[];
   /** The history's clock (ms), shared so that fault intervals line up with operations. */
   readonly nowMs: () => number;
@@ -176,7 +178,7 @@ export async function runNemesis(options: NemesisOptions): Promise<NemesisRecord
 }
 
 async function allUp(
-  cluster: LocalCluster,
+  cluster: ChaosCluster,
   timeoutMs: number,
   signal: AbortSignal,
 ): Promise<boolean> {
@@ -188,8 +190,8 @@ async function allUp(
 
 /** The registry as the leader's /status shows it (names and roles), or null without a leader. */
 export async function leaderView(
-  cluster: LocalCluster,
-): Promise<{ leader: number; registry: { name: string; role: string }[] } | null> {
+  cluster: ChaosCluster,
+): Promise<{ leader: number; registry: readonly { name: string; role: string }[] } | null> {
   const statuses = await Promise.all(cluster.members.map((m) => cluster.fullStatus(m.index)));
   const leader = statuses.findIndex((s) => s?.isLeader === true);
   if (leader < 0) return null;
@@ -203,7 +205,7 @@ export async function leaderView(
  * nemesis acts as the operator and promotes a standby or replica (recorded in `restores`).
  */
 async function factorRestored(
-  cluster: LocalCluster,
+  cluster: ChaosCluster,
   voters: number,
   timeoutMs: number,
   signal: AbortSignal,
@@ -241,7 +243,7 @@ async function factorRestored(
   return false;
 }
 
-function isAlive(cluster: LocalCluster, name: string): boolean {
+function isAlive(cluster: ChaosCluster, name: string): boolean {
   const m = cluster.members.find((x) => x.name === name);
   return m !== undefined && !cluster.isLost(m.index) && cluster.state(m.index) === 'running';
 }
@@ -260,7 +262,7 @@ const noOutcome = (): undefined => undefined;
 
 /** Injects the fault; returns how to heal it. */
 async function inject(
-  cluster: LocalCluster,
+  cluster: ChaosCluster,
   step: FaultStep,
   random: Prng,
   record: NemesisRecord,
@@ -366,12 +368,12 @@ export const WAL_RECOVERED_LOG = 'WAL recovered past';
 /** …having fetched committed entries from its peers (protocol-aware recovery). */
 export const WAL_FETCHED_LOG = 'fetched from peers';
 
-function netHow(cluster: LocalCluster): string {
+function netHow(cluster: ChaosCluster): string {
   return cluster.net === null ? 'transport rules' : 'kernel (nftables)';
 }
 
 async function injectBitflip(
-  cluster: LocalCluster,
+  cluster: ChaosCluster,
   target: number,
   random: Prng,
   record: NemesisRecord,
@@ -428,7 +430,7 @@ async function injectBitflip(
 }
 
 /** Sends a manual membership operation to the leader; skipped with the policy's refusal. */
-async function injectMembership(cluster: LocalCluster, step: FaultStep): Promise<Injected> {
+async function injectMembership(cluster: ChaosCluster, step: FaultStep): Promise<Injected> {
   const view = await leaderView(cluster);
   if (view === null) return { heal: async () => {}, outcome: noOutcome, skipReason: 'no leader' };
   const leaderName = cluster.members[view.leader]!.name;
@@ -465,7 +467,7 @@ async function injectMembership(cluster: LocalCluster, step: FaultStep): Promise
 }
 
 /** Undoes whatever a stopped nemesis may have left: resumes, restarts, heals links. */
-export async function healAll(cluster: LocalCluster): Promise<void> {
+export async function healAll(cluster: ChaosCluster): Promise<void> {
   const alive = cluster.members.filter((m) => !cluster.isLost(m.index));
   for (const m of alive) cluster.resume(m.index);
   for (const m of alive) if (cluster.state(m.index) === 'down') cluster.spawn(m.index);

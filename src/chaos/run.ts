@@ -1,7 +1,7 @@
 /**
  * `tandem chaos`: a real local cluster under faults, checked.
  *
- *   1. start the cluster (LocalCluster: processes, temp data directories, free loopback ports);
+ *   1. start the cluster (ChaosCluster: processes, temp data directories, free loopback ports);
  *   2. start one watcher per key, then the clients, the lease holder (lease-workload.ts) and
  *      the nemesis, for `timeMs`;
  *   3. stop the clients (their last operations complete or time out), stop the nemesis;
@@ -18,13 +18,13 @@
 import { setMaxListeners } from 'node:events';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import { sleep } from '../cli/local-net.js';
 import { analyze } from './analyze.js';
 import {
   CHAOS_STANDBY_MODES,
+  ChaosCluster,
   type ChaosStandbyMode,
-  LocalCluster,
   type NetMode,
-  sleep,
 } from './cluster.js';
 import { type GrpcError, KvClient } from './etcd-client.js';
 import { pairOperations, serializeHistory, type Value } from './history.js';
@@ -207,7 +207,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosOutcome> {
   let runStartMs = recorder.nowMs();
   progress('starting');
 
-  let cluster: LocalCluster | null = null;
+  let cluster: ChaosCluster | null = null;
   let nemesis: NemesisRecord | null = null;
   const watchers: KeyWatcher[] = [];
   const finalValues = new Map<string, Value>();
@@ -217,7 +217,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosOutcome> {
   /** When the clients stopped (earlier than planned on abort): the availability window's end. */
   let clientsStoppedMs = Number.POSITIVE_INFINITY;
   try {
-    cluster = await LocalCluster.start({
+    cluster = await ChaosCluster.start({
       voters: options.voters,
       standbys,
       ...(options.standbyMode !== undefined && { standbyMode: options.standbyMode }),

@@ -15,9 +15,10 @@
  * A client that errs reconnects to a random member; a client whose operation ended `info`
  * continues as a new process (the recorder hands out the id).
  */
+
+import { sleep } from '../cli/local-net.js';
 import { Prng } from '../util/prng.js';
 import type { WatchEvent, WatcherLog } from './checks.js';
-import { sleep } from './cluster.js';
 import {
   GRPC_UNAVAILABLE,
   type GrpcError,

@@ -2,19 +2,20 @@
  * The `tandem` command line: start a member, run a local development cluster, show status, run
  * the simulator, run a chaos test against a real local cluster.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Command, Option } from 'commander';
-import { stringify } from 'yaml';
 import type { ChaosOptions } from '../chaos/run.js';
 import { CONFIG_OVERRIDES, ConfigError, loadConfig, parseDurationMs } from './config.js';
+import { LocalCluster, type MemberAddresses, TANDEM_BIN } from './local-cluster.js';
 import { startNode } from './node.js';
 import { formatStatusTable, queryStatus } from './status.js';
 
 /** etcd's Procfile ports and two more, so `etcdctl` with no flags reaches the first member. */
 const DEV_BASE_PORTS = [2379, 22379, 32379, 42379, 52379, 62379] as const;
+/** redundancy.standby.snapshotEvery in `tandem dev`: the warm standby n6 refreshes this often. */
+const DEV_WARM_SNAPSHOT_EVERY = '30s';
 /** A membership override waits for its entry to be applied (a request timeout or so). */
 const MEMBER_OP_TIMEOUT_MS = 15_000;
 
@@ -251,14 +252,12 @@ async function startCommand(opts: Record<string, unknown>): Promise<number> {
   return process.exitCode === 1 ? 1 : 0;
 }
 
-interface DevMember {
-  name: string;
-  client: string;
-  peer: string;
-  admin: string;
-  role: 'voter' | 'replica' | 'standby';
-  standbyMode: 'hot' | 'warm';
-  zone: string;
+/** A member of `tandem dev`: its plan and its fixed addresses. */
+interface DevMember extends MemberAddresses {
+  readonly name: string;
+  readonly role: 'voter' | 'replica' | 'standby';
+  readonly standbyMode: 'hot' | 'warm';
+  readonly zone: string;
 }
 
 /**
@@ -296,40 +295,26 @@ async function devCommand(dir: string, count: number | null): Promise<number> {
     return 2;
   }
   const root = resolve(dir);
-  mkdirSync(root, { recursive: true });
   const members = devMembers(count);
   const voters = members.filter((m) => m.role === 'voter').length;
-  const bin = join(here, '..', '..', 'bin', 'tandem.js');
-  const children: ChildProcess[] = [];
-  for (const m of members) {
-    const file = join(root, `${m.name}.yaml`);
-    const config = {
-      name: m.name,
-      dataDir: join(root, m.name),
-      listen: { client: m.client, peer: m.peer, admin: m.admin },
-      zone: m.zone,
-      role: m.role,
-      peers: members
-        .filter((p) => p !== m)
-        .map((p) => ({
-          name: p.name,
-          addresses: [p.peer],
-          role: p.role,
-          standbyMode: p.standbyMode,
-        })),
-      cluster: { state: 'new', token: 'tandem-dev' },
+  // The compiled CLI, whatever runs this (the restart command printed below runs it too).
+  const cluster = await LocalCluster.start({
+    members,
+    addresses: (i) => members[i]!,
+    dir: root,
+    token: 'tandem-dev',
+    config: {
       replication: { voters },
-      redundancy: { standby: { mode: m.standbyMode, snapshotEvery: '30s' } },
-    };
-    writeFileSync(file, stringify(config));
-    const child = spawn(process.execPath, [bin, 'start', '--config', file], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...process.env, TANDEM_LOG_LEVEL: process.env.TANDEM_LOG_LEVEL ?? 'warn' },
-    });
-    child.stdout?.on('data', (d: Buffer) => process.stdout.write(prefixLines(m.name, d)));
-    child.stderr?.on('data', (d: Buffer) => process.stderr.write(prefixLines(m.name, d)));
-    children.push(child);
-  }
+      redundancy: { standby: { snapshotEvery: DEV_WARM_SNAPSHOT_EVERY } },
+    },
+    command: 'compiled',
+    env: process.env,
+    logLevel: process.env.TANDEM_LOG_LEVEL ?? 'warn',
+    cwd: process.cwd(),
+    onOutput: (spec, stream, chunk) =>
+      (stream === 'stdout' ? process.stdout : process.stderr).write(prefixLines(spec.name, chunk)),
+    ready: 'spawned',
+  });
   process.stdout.write(
     [
       `tandem dev: ${members.length} members, data under ${root}`,
@@ -348,14 +333,14 @@ async function devCommand(dir: string, count: number | null): Promise<number> {
       '',
     ].join('\n'),
   );
-  const exited = children.map(
-    (c) => new Promise<number>((r) => c.once('exit', (code) => r(code ?? 1))),
-  );
+  const exited = cluster.members.map((m) => m.exited.then((exit) => exit.code ?? 1));
   let stopping = false;
   const stopAll = (): void => {
     if (stopping) return;
     stopping = true;
-    for (const c of children) if (c.exitCode === null) c.kill('SIGTERM');
+    cluster.stopAll().catch((error: Error) => {
+      process.stderr.write(`tandem dev: ${error.message}\n`);
+    });
   };
   process.on('SIGINT', stopAll);
   process.on('SIGTERM', stopAll);
@@ -364,9 +349,9 @@ async function devCommand(dir: string, count: number | null): Promise<number> {
   exited.forEach((p, i) => {
     void p.then((code) => {
       if (stopping) return;
-      const m = members[i]!;
+      const m = cluster.members[i]!;
       process.stderr.write(
-        `tandem dev: ${m.name} exited (code ${code}); restart it with: node ${bin} start --config ${join(root, `${m.name}.yaml`)}\n`,
+        `tandem dev: ${m.name} exited (code ${code}); restart it with: node ${TANDEM_BIN} start --config ${m.spec.configFile}\n`,
       );
     });
   });

@@ -10,22 +10,23 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { LocalCluster, sleep } from '../../src/chaos/cluster.js';
+import { ChaosCluster } from '../../src/chaos/cluster.js';
 import { byteAt, flipWalBit } from '../../src/chaos/disk-faults.js';
 import { KvClient } from '../../src/chaos/etcd-client.js';
+import { sleep } from '../../src/cli/local-net.js';
 import { Prng } from '../../src/util/prng.js';
 
 const PUTS = 30;
 
 async function withCluster(
   walMirror: boolean,
-  body: (cluster: LocalCluster, logDir: string, client: KvClient) => Promise<void>,
+  body: (cluster: ChaosCluster, logDir: string, client: KvClient) => Promise<void>,
 ): Promise<void> {
   const logDir = mkdtempSync(join(tmpdir(), 'tandem-chaos-bitflip-'));
-  let cluster: LocalCluster | null = null;
+  let cluster: ChaosCluster | null = null;
   let client: KvClient | null = null;
   try {
-    cluster = await LocalCluster.start({ voters: 3, logDir, walMirror });
+    cluster = await ChaosCluster.start({ voters: 3, logDir, walMirror });
     client = new KvClient(cluster.members[0]!.client);
     // Enough batches that the victim's WAL has records followed by valid ones.
     for (let i = 0; i < PUTS; i++) {
@@ -48,7 +49,7 @@ async function withCluster(
 }
 
 /** The member answers (retrying while it catches up) with the last acknowledged put. */
-async function assertServesLastPut(cluster: LocalCluster, index: number): Promise<void> {
+async function assertServesLastPut(cluster: ChaosCluster, index: number): Promise<void> {
   const own = new KvClient(cluster.members[index]!.client);
   try {
     let read: string | null = null;

@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { memberEnv } from '../../src/chaos/cluster.js';
+import { memberEnv } from '../../src/cli/local-cluster.js';
 
 test('memberEnv drops TANDEM_* and keeps the rest', () => {
   const env = memberEnv({

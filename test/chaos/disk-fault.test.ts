@@ -9,8 +9,9 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { adminRequest, LocalCluster, sleep } from '../../src/chaos/cluster.js';
+import { ChaosCluster } from '../../src/chaos/cluster.js';
 import { KvClient } from '../../src/chaos/etcd-client.js';
+import { adminRequest, sleep } from '../../src/cli/local-net.js';
 
 const STOP_WAIT_MS = 10_000;
 
@@ -18,10 +19,10 @@ test('disk fault: a failed WAL fsync stops the member; restarted, it lost nothin
   timeout: 120_000,
 }, async () => {
   const logDir = mkdtempSync(join(tmpdir(), 'tandem-chaos-disk-'));
-  let cluster: LocalCluster | null = null;
+  let cluster: ChaosCluster | null = null;
   const clients: KvClient[] = [];
   try {
-    cluster = await LocalCluster.start({ voters: 3, logDir });
+    cluster = await ChaosCluster.start({ voters: 3, logDir });
     const c = cluster;
     for (const m of c.members) clients.push(new KvClient(m.client));
     const victim = 2;

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { analyze } from '../../src/chaos/analyze.js';
 import type { LeaseObservation } from '../../src/chaos/checks.js';
-import { LocalCluster } from '../../src/chaos/cluster.js';
+import { ChaosCluster } from '../../src/chaos/cluster.js';
 import {
   LEASE_KEY_PREFIX,
   LEASE_KEYS_PER_LEASE,
@@ -25,9 +25,9 @@ test('lease workload: keys vanish after their TTL, and an early vanishing is cau
   timeout: 90_000,
 }, async () => {
   const logDir = mkdtempSync(join(tmpdir(), 'tandem-chaos-lease-'));
-  let cluster: LocalCluster | null = null;
+  let cluster: ChaosCluster | null = null;
   try {
-    cluster = await LocalCluster.start({ voters: 1, logDir });
+    cluster = await ChaosCluster.start({ voters: 1, logDir });
     const endpoints = cluster.members.map((m) => m.client);
     const t0 = performance.now();
     const nowMs = (): number => performance.now() - t0;

@@ -6,8 +6,8 @@
 import assert from 'node:assert/strict';
 import { createServer, type Server } from 'node:http';
 import { after, before, describe, test } from 'node:test';
+import { freePort } from '../../src/cli/local-net.js';
 import { formatStatusTable, queryStatus } from '../../src/cli/status.js';
-import { freePort } from '../integration/cluster.js';
 
 function base(name: string, memberId: string, isLeader: boolean) {
   return {

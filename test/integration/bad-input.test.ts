@@ -9,8 +9,10 @@ import { randomBytes } from 'node:crypto';
 import { connect } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { type ServiceError, status } from '@grpc/grpc-js';
+import type { LocalCluster, LocalMember } from '../../src/cli/local-cluster.js';
+import { sleep, waitFor } from '../../src/cli/local-net.js';
 import { call, ctl, grpcClients, killCtls, rawUnary, requireEtcdctl } from './clients.js';
-import { Cluster, type MemberProcess, sleep, waitFor } from './cluster.js';
+import { startCluster } from './cluster.js';
 
 const TEST_TIMEOUT_MS = 30_000;
 
@@ -45,24 +47,24 @@ function sendRaw(address: string, bytes: Buffer, holdMs = 2_000): Promise<'close
 }
 
 describe('bad input to a 3-member cluster', { timeout: 120_000 }, () => {
-  let c: Cluster;
+  let c: LocalCluster;
   let conns: ReturnType<typeof grpcClients>[];
 
   before(async () => {
     requireEtcdctl();
-    c = await Cluster.start({ label: 'bad-input' });
+    c = await startCluster({ label: 'bad-input' });
     conns = c.members.map((m) => grpcClients(m.spec.client));
   });
 
   after(async () => {
     killCtls();
     for (const conn of conns ?? []) conn.close();
-    await c?.destroy();
+    await c?.destroy({ kill: true });
   });
 
-  const kv = (m: MemberProcess) => conns[c.members.indexOf(m)]!.kv;
+  const kv = (m: LocalMember) => conns[c.members.indexOf(m)]!.kv;
 
-  async function assertServing(m: MemberProcess, key: string): Promise<void> {
+  async function assertServing(m: LocalMember, key: string): Promise<void> {
     assert.ok(m.running, `${m.name} still running`);
     await call(kv(m), 'Put', { key: Buffer.from(key), value: Buffer.from('ok') });
     for (const other of c.members) {

@@ -21,8 +21,10 @@ import {
   type ServiceError,
 } from '@grpc/grpc-js';
 import { loadEtcdProto } from '../../src/api/proto.js';
+import type { LocalCluster, LocalMember } from '../../src/cli/local-cluster.js';
+import { sleep, waitFor } from '../../src/cli/local-net.js';
 import { call, ctl, ctlOk, grpcClients, killCtls, requireEtcdctl } from './clients.js';
-import { Cluster, type MemberProcess, sleep, waitFor } from './cluster.js';
+import { startCluster } from './cluster.js';
 
 const REPLACE_AFTER_MS = 2_000;
 /** Unreachable after 2 s, replaced after 2 s more, staged, caught up, promoted, on 2 cores. */
@@ -80,13 +82,13 @@ function watchOutcome(endpoint: string, timeoutMs = 5_000): Promise<ServiceError
 describe('cold standby: promoted end to end; standbys serve no client traffic', {
   timeout: 180_000,
 }, () => {
-  let c: Cluster;
+  let c: LocalCluster;
   const conns = new Map<string, ReturnType<typeof grpcClients>>();
   const acked = new Map<string, string>();
 
   before(async () => {
     requireEtcdctl();
-    c = await Cluster.start({
+    c = await startCluster({
       label: 'cold-standby',
       size: 4,
       roles: {
@@ -103,13 +105,13 @@ describe('cold standby: promoted end to end; standbys serve no client traffic', 
   after(async () => {
     killCtls();
     for (const conn of conns.values()) conn.close();
-    await c?.destroy();
+    await c?.destroy({ kill: true });
   });
 
-  const kv = (m: MemberProcess) => conns.get(m.name)!.kv;
-  const lease = (m: MemberProcess) => conns.get(m.name)!.lease;
+  const kv = (m: LocalMember) => conns.get(m.name)!.kv;
+  const lease = (m: LocalMember) => conns.get(m.name)!.lease;
 
-  async function registry(m: MemberProcess): Promise<RegistryRow[]> {
+  async function registry(m: LocalMember): Promise<RegistryRow[]> {
     const s = (await m.status()) as unknown as { registry: RegistryRow[] };
     return s.registry;
   }
@@ -122,7 +124,7 @@ describe('cold standby: promoted end to end; standbys serve no client traffic', 
   }
 
   /** Every client RPC kind a standby must refuse, against `m`. */
-  async function assertRefuses(m: MemberProcess, mode: string): Promise<void> {
+  async function assertRefuses(m: LocalMember, mode: string): Promise<void> {
     const refused = isStandbyRefusal(m.name, mode);
     const key = Buffer.from('cold/refused');
     await assert.rejects(call(kv(m), 'Put', { key, value: Buffer.from('x') }, 3_000), refused);
@@ -209,7 +211,7 @@ describe('cold standby: promoted end to end; standbys serve no client traffic', 
           const n4 = (await memberList(c.endpoints(survivors))).find((m) => m.name === 'n4');
           return n4 !== undefined && n4.isLearner !== true ? true : null;
         },
-        250,
+        { intervalMs: 250 },
       );
       const replacedMs = Date.now() - killedAt;
       promoted = true;

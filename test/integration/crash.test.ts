@@ -6,8 +6,10 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
+import type { LocalCluster, LocalMember } from '../../src/cli/local-cluster.js';
+import { sleep, waitFor } from '../../src/cli/local-net.js';
 import { call, grpcClients } from './clients.js';
-import { Cluster, type MemberProcess, sleep, waitFor } from './cluster.js';
+import { startCluster } from './cluster.js';
 
 const WRITERS = 4;
 const RUN_MS = 8_000;
@@ -17,20 +19,20 @@ const CALL_DEADLINE_MS = 3_000;
 const PREFIX = 'crash/';
 
 describe('crash: kill -9 the leader under concurrent writes', { timeout: 120_000 }, () => {
-  let c: Cluster;
+  let c: LocalCluster;
   const conns: ReturnType<typeof grpcClients>[] = [];
 
   before(async () => {
-    c = await Cluster.start({ label: 'crash' });
+    c = await startCluster({ label: 'crash' });
     for (const m of c.members) conns.push(grpcClients(m.spec.client));
   });
 
   after(async () => {
     for (const conn of conns) conn.close();
-    await c?.destroy();
+    await c?.destroy({ kill: true });
   });
 
-  async function keysOn(m: MemberProcess): Promise<Map<string, string>> {
+  async function keysOn(m: LocalMember): Promise<Map<string, string>> {
     const conn = conns[c.members.indexOf(m)]!;
     const res = await call(conn.kv, 'Range', {
       key: Buffer.from(PREFIX),
@@ -101,7 +103,7 @@ describe('crash: kill -9 the leader under concurrent writes', { timeout: 120_000
             views = await Promise.all(c.members.map((m) => keysOn(m)));
             return views.every((v) => v.size === views[0]!.size) ? true : null;
           },
-          500,
+          { intervalMs: 500 },
         );
         for (const [i, view] of views.entries()) {
           const name = c.members[i]!.name;

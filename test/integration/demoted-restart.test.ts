@@ -25,8 +25,10 @@ import {
   type ServiceError,
 } from '@grpc/grpc-js';
 import { loadEtcdProto } from '../../src/api/proto.js';
+import { type LocalCluster, type LocalMember, REPO_DIR } from '../../src/cli/local-cluster.js';
+import { sleep, waitFor } from '../../src/cli/local-net.js';
 import { call, ctl, ETCDCTL, grpcClients, killCtls, requireEtcdctl } from './clients.js';
-import { Cluster, type MemberProcess, REPO_ROOT, sleep, waitFor } from './cluster.js';
+import { startCluster } from './cluster.js';
 
 const REPLACE_AFTER_MS = 2_000;
 /** Unreachable after 2 s, replaced after 2 s more, on a loaded 2-core machine. */
@@ -95,7 +97,7 @@ function tandemStatusJson(
     const child = spawn(
       process.execPath,
       ['--import', 'tsx', 'src/cli/bin.ts', 'status', '--admin', admins.join(','), '--json'],
-      { cwd: REPO_ROOT },
+      { cwd: REPO_DIR },
     );
     let out = '';
     child.stdout.on('data', (d: Buffer) => {
@@ -174,12 +176,12 @@ function rawWatch(endpoint: string, key: string) {
 }
 
 describe('roles stay true across restarts and demotions', { timeout: 240_000 }, () => {
-  let c: Cluster;
+  let c: LocalCluster;
   const conns = new Map<string, ReturnType<typeof grpcClients>>();
 
   before(async () => {
     requireEtcdctl();
-    c = await Cluster.start({
+    c = await startCluster({
       label: 'demoted-restart',
       size: 4,
       roles: {
@@ -197,13 +199,13 @@ describe('roles stay true across restarts and demotions', { timeout: 240_000 }, 
     killCtls();
     for (const child of WATCHERS) if (child.pid !== undefined) process.kill(child.pid, 'SIGKILL');
     for (const conn of conns.values()) conn.close();
-    await c?.destroy();
+    await c?.destroy({ kill: true });
   });
 
-  const self = async (m: MemberProcess) => (await m.status()) as unknown as SelfStatus;
+  const self = async (m: LocalMember) => (await m.status()) as unknown as SelfStatus;
 
   /** One serializable read on `m`, classified. */
-  function readOnce(m: MemberProcess): Promise<ReadOutcome> {
+  function readOnce(m: LocalMember): Promise<ReadOutcome> {
     return call(
       conns.get(m.name)!.kv,
       'Range',
@@ -238,7 +240,7 @@ describe('roles stay true across restarts and demotions', { timeout: 240_000 }, 
             ? true
             : null;
         },
-        250,
+        { intervalMs: 250 },
       );
       const others = c.running;
       const termsBefore = await Promise.all(others.map(async (m) => (await m.status()).term));
@@ -290,7 +292,7 @@ describe('roles stay true across restarts and demotions', { timeout: 240_000 }, 
 
       const termsAfter = await Promise.all(others.map(async (m) => (await m.status()).term));
       assert.deepEqual(termsAfter, termsBefore, 'the others kept their term: no disruption');
-      await c.waitForLeader(10_000, others);
+      await c.waitForLeader(10_000, { among: others });
     }));
 
   test('a watch on a voter made a standby is cancelled with a reason the client sees', () =>
@@ -298,7 +300,7 @@ describe('roles stay true across restarts and demotions', { timeout: 240_000 }, 
       const leader = await c.leader();
       // A follower voter whose standby mode is cold (n4, promoted, is a hot one).
       const rows = (await self(leader)).registry;
-      const coldVoter = (m: MemberProcess): boolean =>
+      const coldVoter = (m: LocalMember): boolean =>
         rows.some((r) => r.name === m.name && r.role === 'voter' && r.standbyMode === 'cold');
       const target = c.running.find((m) => m !== leader && coldVoter(m))!;
       assert.ok(target !== undefined, 'a cold-mode follower voter');

@@ -6,7 +6,9 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { Etcd3, EtcdLockFailedError, type IKeyValue } from 'etcd3';
-import { Cluster, sleep, waitFor } from './cluster.js';
+import type { LocalCluster } from '../../src/cli/local-cluster.js';
+import { sleep, waitFor } from '../../src/cli/local-net.js';
+import { startCluster } from './cluster.js';
 
 const TEST_TIMEOUT_MS = 30_000;
 /** Every unary call of the client is bounded (streams are not). */
@@ -22,7 +24,7 @@ function client(hosts: readonly string[]): Etcd3 {
 }
 
 describe('etcd3 client against a 3-member cluster', { timeout: 150_000 }, () => {
-  let c: Cluster;
+  let c: LocalCluster;
   const clients: Etcd3[] = [];
   const open = (hosts: readonly string[]): Etcd3 => {
     const e = client(hosts);
@@ -31,12 +33,12 @@ describe('etcd3 client against a 3-member cluster', { timeout: 150_000 }, () => 
   };
 
   before(async () => {
-    c = await Cluster.start({ label: 'etcd3' });
+    c = await startCluster({ label: 'etcd3' });
   });
 
   after(async () => {
     for (const e of clients) e.close();
-    await c?.destroy();
+    await c?.destroy({ kill: true });
   });
 
   test('put, get, delete, prefix, txn', { timeout: TEST_TIMEOUT_MS }, () =>

@@ -7,31 +7,33 @@ import assert from 'node:assert/strict';
 import { statSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import type { LocalCluster, LocalMember } from '../../src/cli/local-cluster.js';
+import { waitFor } from '../../src/cli/local-net.js';
 import { ctl, ctlOk, ctlStream, killCtls, requireEtcdctl } from './clients.js';
-import { Cluster, type MemberProcess, waitFor } from './cluster.js';
+import { startCluster, ZONE_DEFAULT } from './cluster.js';
 
 const TEST_TIMEOUT_MS = 30_000;
 
 describe('etcdctl against a 3-member cluster', { timeout: 150_000 }, () => {
-  let c: Cluster;
+  let c: LocalCluster;
   /** All three client endpoints, so etcdctl picks any. */
   let all: string[];
-  const at = (m: MemberProcess): string[] => [m.spec.client];
+  const at = (m: LocalMember): string[] => [m.spec.client];
 
   before(async () => {
     requireEtcdctl();
-    c = await Cluster.start({ label: 'etcdctl' });
+    c = await startCluster({ label: 'etcdctl' });
     all = c.endpoints();
   });
 
   after(async () => {
     killCtls();
-    await c?.destroy();
+    await c?.destroy({ kill: true });
   });
 
   test('put, get (prefix, range, limit, --rev), del', { timeout: TEST_TIMEOUT_MS }, () =>
     c.guard('kv', async () => {
-      const [n1, n2, n3] = c.members as [MemberProcess, MemberProcess, MemberProcess];
+      const [n1, n2, n3] = c.members as [LocalMember, LocalMember, LocalMember];
       assert.equal(await ctlOk(at(n1), ['put', 'k/a', '1']), 'OK\n');
       assert.equal(await ctlOk(at(n2), ['put', 'k/b', '2']), 'OK\n');
       assert.equal(await ctlOk(at(n3), ['put', 'k/c', '3']), 'OK\n');
@@ -75,7 +77,7 @@ describe('etcdctl against a 3-member cluster', { timeout: 150_000 }, () => {
 
   test('watch on one member sees writes made through another', { timeout: TEST_TIMEOUT_MS }, () =>
     c.guard('watch', async () => {
-      const [n1, n2, n3] = c.members as [MemberProcess, MemberProcess, MemberProcess];
+      const [n1, n2, n3] = c.members as [LocalMember, LocalMember, LocalMember];
       const watch = ctlStream(at(n1), ['watch', '--prefix', 'w/']);
       try {
         // The watch is registered once etcdctl is connected; retry the first write until seen.
@@ -86,7 +88,7 @@ describe('etcdctl against a 3-member cluster', { timeout: 150_000 }, () => {
             await ctlOk(at(n2), ['put', 'w/0', 'x']);
             return watch.output().includes('PUT\nw/0\nx\n') ? true : null;
           },
-          500,
+          { intervalMs: 500 },
         );
         await ctlOk(at(n2), ['put', 'w/1', 'one']);
         await ctlOk(at(n3), ['del', 'w/1']);
@@ -225,7 +227,13 @@ describe('etcdctl against a 3-member cluster', { timeout: 150_000 }, () => {
         }
         for (let i = 0; i < 20; i++) await ctlOk(all, ['put', `before-join/${i}`, String(i)]);
 
-        const spec = await c.newSpec('n4');
+        // Its config is written now (not started): the peers it dials, the cluster it joins.
+        const n4 = await c.addMember({
+          name: 'n4',
+          zone: ZONE_DEFAULT,
+          config: { cluster: { state: 'existing' } },
+        });
+        const spec = n4.spec;
         const added = await ctlOk(all, [
           'member',
           'add',
@@ -240,11 +248,6 @@ describe('etcdctl against a 3-member cluster', { timeout: 150_000 }, () => {
           new RegExp(`^${id}, unstarted, , http://${spec.peer}, , true$`, 'm'),
         );
 
-        c.writeConfig(spec, {
-          peers: c.members.map((m) => ({ name: m.name, addresses: [m.spec.peer] })),
-          cluster: { state: 'existing', token: c.token },
-        });
-        const n4 = c.adopt(spec);
         n4.spawn();
         const target = await (await c.leader()).status();
         await waitFor('the learner to catch up', 30_000, async () => {
@@ -276,7 +279,7 @@ describe('etcdctl against a 3-member cluster', { timeout: 150_000 }, () => {
             assert.match(r.stderr, /in sync with leader/);
             return null;
           },
-          500,
+          { intervalMs: 500 },
         );
         assert.match(
           await ctlOk(all, ['member', 'list']),

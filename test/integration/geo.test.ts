@@ -20,9 +20,10 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { adminRequest } from '../../src/chaos/cluster.js';
+import type { LocalCluster, LocalMember, MemberStatus } from '../../src/cli/local-cluster.js';
+import { adminRequest, sleep, waitFor } from '../../src/cli/local-net.js';
 import { call, grpcClients } from './clients.js';
-import { Cluster, type MemberProcess, type MemberStatus, sleep, waitFor } from './cluster.js';
+import { startCluster } from './cluster.js';
 
 /** One-way delay between the zones; the round trip is twice this. */
 const DELAY_MS = 40;
@@ -57,11 +58,11 @@ function median(values: readonly number[]): number {
 }
 
 describe('geo latency: two zones 40 ms apart', { timeout: 120_000 }, () => {
-  let c: Cluster;
+  let c: LocalCluster;
   const conns = new Map<string, ReturnType<typeof grpcClients>>();
 
   before(async () => {
-    c = await Cluster.start({
+    c = await startCluster({
       label: 'geo',
       size: 4,
       roles: {
@@ -91,18 +92,18 @@ describe('geo latency: two zones 40 ms apart', { timeout: 120_000 }, () => {
 
   after(async () => {
     for (const conn of conns.values()) conn.close();
-    await c?.destroy();
+    await c?.destroy({ kill: true });
   });
 
-  const kv = (m: MemberProcess) => conns.get(m.name)!.kv;
-  const status = (m: MemberProcess) => m.status() as Promise<GeoStatus>;
+  const kv = (m: LocalMember) => conns.get(m.name)!.kv;
+  const status = (m: LocalMember) => m.status() as Promise<GeoStatus>;
 
-  async function put(m: MemberProcess, key: string, value: string): Promise<void> {
+  async function put(m: LocalMember, key: string, value: string): Promise<void> {
     await call(kv(m), 'Put', { key: Buffer.from(key), value: Buffer.from(value) }, 5_000);
   }
 
   async function get(
-    m: MemberProcess,
+    m: LocalMember,
     key: string,
     opts: { serializable?: boolean; boundMs?: number } = {},
   ): Promise<string | null> {
@@ -119,7 +120,7 @@ describe('geo latency: two zones 40 ms apart', { timeout: 120_000 }, () => {
   }
 
   /** The leader, once it is in zone a (the preference moves it there). */
-  function zoneALeader(): Promise<MemberProcess> {
+  function zoneALeader(): Promise<LocalMember> {
     return waitFor('a leader in zone a', 30_000, async () => {
       const l = await c.leader();
       return ZONE_A.includes(l.name) ? l : null;
@@ -127,7 +128,7 @@ describe('geo latency: two zones 40 ms apart', { timeout: 120_000 }, () => {
   }
 
   /** Median latency of sequential puts through `leader`. */
-  async function putLatencyMs(leader: MemberProcess, prefix: string): Promise<number> {
+  async function putLatencyMs(leader: LocalMember, prefix: string): Promise<number> {
     const samples: number[] = [];
     for (let i = 0; i < PUTS_PER_SAMPLE; i++) {
       const start = performance.now();
@@ -138,7 +139,7 @@ describe('geo latency: two zones 40 ms apart', { timeout: 120_000 }, () => {
   }
 
   /** `writers` clients putting through `leader` back to back until stopped (bounded in count). */
-  function streamWrites(leader: MemberProcess, prefix: string, writers = 1) {
+  function streamWrites(leader: LocalMember, prefix: string, writers = 1) {
     let stop = false;
     let written = 0;
     const done = Promise.all(

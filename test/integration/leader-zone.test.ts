@@ -5,14 +5,16 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
+import type { LocalCluster } from '../../src/cli/local-cluster.js';
+import { sleep, waitFor } from '../../src/cli/local-net.js';
 import { call, grpcClients } from './clients.js';
-import { Cluster, sleep, waitFor } from './cluster.js';
+import { startCluster } from './cluster.js';
 
 describe('replication.preferLeaderZone', { timeout: 120_000 }, () => {
-  let c: Cluster;
+  let c: LocalCluster;
 
   before(async () => {
-    c = await Cluster.start({
+    c = await startCluster({
       label: 'leader-zone',
       size: 3,
       roles: {
@@ -25,7 +27,7 @@ describe('replication.preferLeaderZone', { timeout: 120_000 }, () => {
   });
 
   after(async () => {
-    await c?.destroy();
+    await c?.destroy({ kill: true });
   });
 
   test('the leader moves to the healthy voter of the preferred zone and stays', () =>

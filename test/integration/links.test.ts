@@ -6,8 +6,10 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
+import type { LocalCluster, LocalMember } from '../../src/cli/local-cluster.js';
+import { waitFor } from '../../src/cli/local-net.js';
 import { call, grpcClients } from './clients.js';
-import { Cluster, type MemberProcess, waitFor } from './cluster.js';
+import { startCluster } from './cluster.js';
 import { TcpProxy } from './proxy.js';
 
 /** Failover is immediate; a write must reach n3 well within this. */
@@ -17,13 +19,13 @@ const WRITES = 20;
 describe('redundant links: a peer with two addresses survives a cut link', {
   timeout: 180_000,
 }, () => {
-  let c: Cluster;
+  let c: LocalCluster;
   let preferred: TcpProxy;
   let fallback: TcpProxy;
   const conns = new Map<string, ReturnType<typeof grpcClients>>();
 
   before(async () => {
-    c = await Cluster.start({
+    c = await startCluster({
       label: 'links',
       size: 3,
       peerAddresses: async (spec) => {
@@ -38,12 +40,12 @@ describe('redundant links: a peer with two addresses survives a cut link', {
 
   after(async () => {
     for (const conn of conns.values()) conn.close();
-    await c?.destroy();
+    await c?.destroy({ kill: true });
     await preferred?.close();
     await fallback?.close();
   });
 
-  const kv = (m: MemberProcess) => conns.get(m.name)!.kv;
+  const kv = (m: LocalMember) => conns.get(m.name)!.kv;
 
   /** Writes `value` at `key` through a member other than n3, then waits for n3 to serve it. */
   async function writeAndSeeOnN3(key: string, value: string): Promise<number> {
@@ -67,7 +69,7 @@ describe('redundant links: a peer with two addresses survives a cut link', {
         const got = ((res.kvs ?? []) as { value: Buffer }[])[0]?.value.toString();
         return got === value ? true : null;
       },
-      20,
+      { intervalMs: 20 },
     );
     return Date.now() - start;
   }
@@ -106,7 +108,7 @@ describe('redundant links: a peer with two addresses survives a cut link', {
 
   test('ack=all through a follower: the leader confirms every voter, or says who is missing', () =>
     c.guard('ack-all follower', async () => {
-      const ackAll = (m: MemberProcess, key: string) =>
+      const ackAll = (m: LocalMember, key: string) =>
         call(kv(m), 'Put', { key: Buffer.from(key), value: Buffer.from('1') }, 8_000, {
           'tandem-ack': 'all',
         });

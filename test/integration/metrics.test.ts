@@ -15,16 +15,18 @@
 import assert from 'node:assert/strict';
 import { request } from 'node:http';
 import { after, before, describe, test } from 'node:test';
+import type { LocalCluster, LocalMember } from '../../src/cli/local-cluster.js';
+import { sleep, waitFor } from '../../src/cli/local-net.js';
 import { type PromFamily, parsePromText, sampleValue } from '../server/prom-text.js';
 import { call, grpcClients } from './clients.js';
-import { Cluster, type MemberProcess, sleep, waitFor } from './cluster.js';
+import { startCluster } from './cluster.js';
 
 const HTTP_TIMEOUT_MS = 2_000;
 const PUTS = 20;
 const VOTER_NAMES = ['n1', 'n2', 'n3'];
 
 /** GET /metrics on the member's admin port: status, content type and the parsed families. */
-function scrape(m: MemberProcess): Promise<Map<string, PromFamily>> {
+function scrape(m: LocalMember): Promise<Map<string, PromFamily>> {
   return new Promise((resolve, reject) => {
     const req = request(`http://${m.spec.admin}/metrics`, { timeout: HTTP_TIMEOUT_MS }, (res) => {
       let body = '';
@@ -56,10 +58,10 @@ function roleOf(f: Map<string, PromFamily>): string {
 }
 
 describe('admin GET /metrics on real members', { timeout: 90_000 }, () => {
-  let c: Cluster;
+  let c: LocalCluster;
 
   before(async () => {
-    c = await Cluster.start({
+    c = await startCluster({
       label: 'metrics',
       size: 4,
       roles: {
@@ -72,13 +74,13 @@ describe('admin GET /metrics on real members', { timeout: 90_000 }, () => {
   });
 
   after(async () => {
-    await c?.destroy();
+    await c?.destroy({ kill: true });
   });
 
   test('each member: a valid exposition, one leader, its own name and role', () =>
     c.guard('metrics leader', async () => {
       const leader = await c.leader();
-      const scrapes = new Map<MemberProcess, Map<string, PromFamily>>();
+      const scrapes = new Map<LocalMember, Map<string, PromFamily>>();
       for (const m of c.members) scrapes.set(m, await scrape(m));
       const leaders = [...scrapes].filter(([, f]) => sampleValue(f, 'tandem_raft_is_leader') === 1);
       assert.deepEqual(

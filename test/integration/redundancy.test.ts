@@ -14,8 +14,10 @@
 import assert from 'node:assert/strict';
 import { request } from 'node:http';
 import { after, before, describe, test } from 'node:test';
+import type { LocalCluster, LocalMember } from '../../src/cli/local-cluster.js';
+import { sleep, waitFor } from '../../src/cli/local-net.js';
 import { call, ctlOk, grpcClients, requireEtcdctl } from './clients.js';
-import { Cluster, type MemberProcess, sleep, waitFor } from './cluster.js';
+import { startCluster } from './cluster.js';
 
 const REPLACE_AFTER_MS = 3_000;
 const REPLACE_SLACK_MS = 5_000;
@@ -45,12 +47,12 @@ function send(address: string, method: string, path: string, body?: unknown): Pr
 }
 
 describe('redundancy: hot standby, replica, bounded reads', { timeout: 240_000 }, () => {
-  let c: Cluster;
+  let c: LocalCluster;
   const conns = new Map<string, ReturnType<typeof grpcClients>>();
 
   before(async () => {
     requireEtcdctl();
-    c = await Cluster.start({
+    c = await startCluster({
       label: 'redundancy',
       size: 5,
       roles: {
@@ -70,17 +72,17 @@ describe('redundancy: hot standby, replica, bounded reads', { timeout: 240_000 }
 
   after(async () => {
     for (const conn of conns.values()) conn.close();
-    await c?.destroy();
+    await c?.destroy({ kill: true });
   });
 
-  const kv = (m: MemberProcess) => conns.get(m.name)!.kv;
+  const kv = (m: LocalMember) => conns.get(m.name)!.kv;
 
-  async function put(m: MemberProcess, key: string, value: string): Promise<void> {
+  async function put(m: LocalMember, key: string, value: string): Promise<void> {
     await call(kv(m), 'Put', { key: Buffer.from(key), value: Buffer.from(value) }, 2_000);
   }
 
   async function get(
-    m: MemberProcess,
+    m: LocalMember,
     key: string,
     metadata: Record<string, string> = {},
     serializable = false,
@@ -96,7 +98,7 @@ describe('redundancy: hot standby, replica, bounded reads', { timeout: 240_000 }
     return kvs[0]?.value.toString() ?? null;
   }
 
-  async function registry(m: MemberProcess): Promise<RegistryRow[]> {
+  async function registry(m: LocalMember): Promise<RegistryRow[]> {
     const s = (await m.status()) as unknown as { registry: RegistryRow[] };
     return s.registry;
   }
@@ -217,7 +219,7 @@ describe('redundancy: hot standby, replica, bounded reads', { timeout: 240_000 }
           const n4 = out.members.find((m) => m.name === 'n4');
           return n4 !== undefined && n4.isLearner !== true ? true : null;
         },
-        250,
+        { intervalMs: 250 },
       );
       const replacedMs = Date.now() - killedAt;
       await sleep(1_000);

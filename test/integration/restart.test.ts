@@ -6,24 +6,30 @@
 import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
+import {
+  type LocalCluster,
+  type LocalMember,
+  MEMBER_START_TIMEOUT_MS,
+} from '../../src/cli/local-cluster.js';
+import { waitFor } from '../../src/cli/local-net.js';
 import { call, grpcClients } from './clients.js';
-import { Cluster, type MemberProcess, START_TIMEOUT_MS, waitFor } from './cluster.js';
+import { startCluster } from './cluster.js';
 
 const KEYS = 40;
 
 describe('restart from the data dir; refusal of another cluster', { timeout: 150_000 }, () => {
-  let c: Cluster;
+  let c: LocalCluster;
 
   before(async () => {
-    c = await Cluster.start({ label: 'restart' });
+    c = await startCluster({ label: 'restart' });
   });
 
   after(async () => {
-    await c?.destroy();
+    await c?.destroy({ kill: true });
   });
 
   async function withKv<T>(
-    m: MemberProcess,
+    m: LocalMember,
     fn: (kv: ReturnType<typeof grpcClients>['kv']) => Promise<T>,
   ): Promise<T> {
     const conn = grpcClients(m.spec.client);
@@ -34,7 +40,7 @@ describe('restart from the data dir; refusal of another cluster', { timeout: 150
     }
   }
 
-  async function valuesOn(m: MemberProcess): Promise<Map<string, string>> {
+  async function valuesOn(m: LocalMember): Promise<Map<string, string>> {
     return withKv(m, async (kv) => {
       const res = await call(kv, 'Range', {
         key: Buffer.from('r/'),
@@ -76,7 +82,7 @@ describe('restart from the data dir; refusal of another cluster', { timeout: 150
 
         await stopAll();
         for (const m of c.members) m.spawn();
-        await c.waitForLeader(START_TIMEOUT_MS);
+        await c.waitForLeader(MEMBER_START_TIMEOUT_MS);
         const after = await c.waitForCatchUp();
         assert.ok(after.revision >= before.revision, 'the revision did not go back');
         for (const m of c.members) {
@@ -108,13 +114,17 @@ describe('restart from the data dir; refusal of another cluster', { timeout: 150
         writeFileSync(m.spec.configFile, original.replaceAll(c.token, 'some-other-cluster'));
         const logBefore = m.log().length;
         m.spawn();
-        const exit = await waitFor(`${m.name} to refuse to start`, START_TIMEOUT_MS, async () => {
-          const done = await Promise.race([
-            m.exited,
-            new Promise<null>((r) => setTimeout(() => r(null), 200)),
-          ]);
-          return done;
-        });
+        const exit = await waitFor(
+          `${m.name} to refuse to start`,
+          MEMBER_START_TIMEOUT_MS,
+          async () => {
+            const done = await Promise.race([
+              m.exited,
+              new Promise<null>((r) => setTimeout(() => r(null), 200)),
+            ]);
+            return done;
+          },
+        );
         assert.notEqual(exit.code, 0, 'a refusal exits non-zero');
         assert.equal(exit.signal, null);
         const said = m.log().slice(logBefore);
@@ -125,7 +135,7 @@ describe('restart from the data dir; refusal of another cluster', { timeout: 150
         // With its own token back, it starts and catches up.
         writeFileSync(m.spec.configFile, original);
         m.spawn();
-        await c.waitForLeader(START_TIMEOUT_MS);
+        await c.waitForLeader(MEMBER_START_TIMEOUT_MS);
         await withKv(c.members[0]!, (kv) =>
           call(kv, 'Put', { key: Buffer.from('r/back'), value: Buffer.from('yes') }),
         );

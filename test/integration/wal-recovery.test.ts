@@ -10,13 +10,19 @@ import assert from 'node:assert/strict';
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import {
+  type LocalCluster,
+  type LocalMember,
+  MEMBER_START_TIMEOUT_MS,
+} from '../../src/cli/local-cluster.js';
+import { waitFor } from '../../src/cli/local-net.js';
 import type { Entry } from '../../src/raft/types.js';
 import { FaultyFileSystem } from '../../src/storage/fault-fs.js';
 import { NodeFileSystem } from '../../src/storage/fs.js';
 import { type InspectedRecord, inspectWal } from '../../src/storage/wal/inspect.js';
 import { Wal } from '../../src/storage/wal/wal.js';
 import { call, grpcClients } from './clients.js';
-import { Cluster, type MemberProcess, START_TIMEOUT_MS, waitFor } from './cluster.js';
+import { startCluster } from './cluster.js';
 
 /** The log a WAL's records spell (later records win), by index. */
 function logOf(records: readonly InspectedRecord[]): Map<number, Entry> {
@@ -30,18 +36,18 @@ function logOf(records: readonly InspectedRecord[]): Map<number, Entry> {
 }
 
 describe('protocol-aware WAL recovery, real processes', { timeout: 150_000 }, () => {
-  let c: Cluster;
+  let c: LocalCluster;
   const expected = new Map<string, string>();
 
   before(async () => {
-    c = await Cluster.start({ label: 'walrec' });
+    c = await startCluster({ label: 'walrec' });
   });
 
   after(async () => {
-    await c?.destroy();
+    await c?.destroy({ kill: true });
   });
 
-  async function put(m: MemberProcess, from: number, count: number): Promise<void> {
+  async function put(m: LocalMember, from: number, count: number): Promise<void> {
     const conn = grpcClients(m.spec.client);
     try {
       for (let i = from; i < from + count; i++) {
@@ -54,7 +60,7 @@ describe('protocol-aware WAL recovery, real processes', { timeout: 150_000 }, ()
     }
   }
 
-  async function serializableValues(m: MemberProcess): Promise<Map<string, string>> {
+  async function serializableValues(m: LocalMember): Promise<Map<string, string>> {
     const conn = grpcClients(m.spec.client);
     try {
       const res = await call(conn.kv, 'Range', {
@@ -80,7 +86,7 @@ describe('protocol-aware WAL recovery, real processes', { timeout: 150_000 }, ()
       // Restart n3 with a mirror: recovery clones the WAL into it.
       assert.deepEqual(await n3.stop(), { code: 0, signal: null });
       n3.spawn(env);
-      await c.waitForLeader(START_TIMEOUT_MS);
+      await c.waitForLeader(MEMBER_START_TIMEOUT_MS);
       await put(leader, 30, 30);
       const before = await c.waitForCatchUp();
       const ids = { clusterId: Number.parseInt(before.clusterId, 16) };
@@ -100,7 +106,7 @@ describe('protocol-aware WAL recovery, real processes', { timeout: 150_000 }, ()
 
       const logFrom = n3.log().length;
       n3.spawn(env);
-      await c.waitForLeader(START_TIMEOUT_MS);
+      await c.waitForLeader(MEMBER_START_TIMEOUT_MS);
       const said = () => n3.log().slice(logFrom);
       assert.match(
         said(),
@@ -140,7 +146,7 @@ describe('protocol-aware WAL recovery, real processes', { timeout: 150_000 }, ()
       }
       const cleanFrom = n3.log().length;
       n3.spawn(env);
-      await c.waitForCatchUp(START_TIMEOUT_MS);
+      await c.waitForCatchUp(MEMBER_START_TIMEOUT_MS);
       assert.doesNotMatch(n3.log().slice(cleanFrom), /damaged in every copy/);
     }));
 
@@ -168,8 +174,11 @@ describe('protocol-aware WAL recovery, real processes', { timeout: 150_000 }, ()
       if (hasMirror) await fs.flipBit(mirrorFile, target.payloadAt + 2, 5);
       const logFrom = m.log().length;
       m.spawn(hasMirror ? { TANDEM_WAL_MIRROR: join(c.dir, `${m.name}-mirror`) } : {});
-      const exit = await waitFor(`${m.name} to refuse to start`, START_TIMEOUT_MS, async () =>
-        Promise.race([m.exited, new Promise<null>((r) => setTimeout(() => r(null), 200))]),
+      const exit = await waitFor(
+        `${m.name} to refuse to start`,
+        MEMBER_START_TIMEOUT_MS,
+        async () =>
+          Promise.race([m.exited, new Promise<null>((r) => setTimeout(() => r(null), 200))]),
       );
       assert.notEqual(exit.code, 0);
       assert.equal(exit.signal, null);

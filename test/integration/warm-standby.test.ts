@@ -12,8 +12,10 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
+import type { LocalCluster, LocalMember } from '../../src/cli/local-cluster.js';
+import { sleep, waitFor } from '../../src/cli/local-net.js';
 import { call, ctlOk, grpcClients, requireEtcdctl } from './clients.js';
-import { Cluster, type MemberProcess, sleep, waitFor } from './cluster.js';
+import { startCluster } from './cluster.js';
 
 const REPLACE_AFTER_MS = 3_000;
 /** Staging, catching up from a snapshot and the joint change on a loaded 2-core machine. */
@@ -21,7 +23,7 @@ const REPLACE_SLACK_MS = 12_000;
 const VOTER_NAMES = ['n1', 'n2', 'n3'];
 
 /** How many snapshots the member's transport received (its log's "snapshot received" lines). */
-function snapshotsReceived(m: MemberProcess): number {
+function snapshotsReceived(m: LocalMember): number {
   return m.log().split('snapshot received').length - 1;
 }
 
@@ -36,14 +38,14 @@ interface RegistryRow {
 describe('redundancy: the warm standby is reachable and replaces a second voter', {
   timeout: 240_000,
 }, () => {
-  let c: Cluster;
+  let c: LocalCluster;
   const conns = new Map<string, ReturnType<typeof grpcClients>>();
   /** Every write a member acknowledged (key -> value). */
   const acked = new Map<string, string>();
 
   before(async () => {
     requireEtcdctl();
-    c = await Cluster.start({
+    c = await startCluster({
       label: 'warm-standby',
       size: 5,
       roles: {
@@ -63,18 +65,18 @@ describe('redundancy: the warm standby is reachable and replaces a second voter'
 
   after(async () => {
     for (const conn of conns.values()) conn.close();
-    await c?.destroy();
+    await c?.destroy({ kill: true });
   });
 
-  const kv = (m: MemberProcess) => conns.get(m.name)!.kv;
+  const kv = (m: LocalMember) => conns.get(m.name)!.kv;
 
-  async function registry(m: MemberProcess): Promise<RegistryRow[]> {
+  async function registry(m: LocalMember): Promise<RegistryRow[]> {
     const s = (await m.status()) as unknown as { registry: RegistryRow[] };
     return s.registry;
   }
 
   /** Writes through the given members until stopped; records what was acknowledged. */
-  function startWriter(prefix: string, through: () => MemberProcess[]) {
+  function startWriter(prefix: string, through: () => LocalMember[]) {
     let stop = false;
     const done = (async () => {
       for (let i = 0; !stop && i < 100_000; i++) {
@@ -107,7 +109,7 @@ describe('redundancy: the warm standby is reachable and replaces a second voter'
         const row = out.members.find((m) => m.name === name);
         return row !== undefined && row.isLearner !== true ? true : null;
       },
-      250,
+      { intervalMs: 250 },
     );
   }
 

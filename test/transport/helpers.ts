@@ -1,11 +1,15 @@
 /** Shared fixtures for the transport tests: messages, transports on loopback, waiting, a proxy. */
 import net from 'node:net';
+import { sleep } from '../../src/cli/local-net.js';
 import type { PeerReport } from '../../src/io/network.js';
 import { type Message, MessageType, type NodeId } from '../../src/raft/types.js';
 import type { TransportLimits } from '../../src/transport/limits.js';
 import type { TransportLogger } from '../../src/transport/logger.js';
 import { TcpTransport, type TcpTransportOptions } from '../../src/transport/transport.js';
 import { Prng } from '../../src/util/prng.js';
+
+/** The tests' sleep is the launcher's (src/cli/local-net.ts). */
+export { sleep };
 
 export const CLUSTER = 'test-cluster';
 
@@ -121,10 +125,6 @@ export async function waitUntil(
     if (performance.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await sleep(5);
   }
-}
-
-export function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 /**

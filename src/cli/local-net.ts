@@ -1,0 +1,149 @@
+/**
+ * Small helpers for running members on this machine (local-cluster.ts, the chaos runner, the
+ * integration tests, the benchmarks): free ports, sleeping, bounded polling, and one bounded JSON
+ * request to a member's admin endpoint.
+ */
+import { request } from 'node:http';
+import { createServer, type Server } from 'node:net';
+import { assert } from '../util/assert.js';
+
+export const ADMIN_REQUEST_TIMEOUT_MS = 1_000;
+export const POLL_INTERVAL_MS = 100;
+/** Polls of one wait, whatever its timeout: bounds the loop by count as well as by time. */
+const POLL_ROUNDS_MAX = 100_000;
+/** Ports asked for at once (a 7-member cluster needs 21). */
+export const FREE_PORTS_MAX = 256;
+
+/** Resolves after `ms`, or at once when `signal` aborts. */
+export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal?.aborted === true) return resolve();
+    const timer = setTimeout(done, ms);
+    function done(): void {
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', done);
+      resolve();
+    }
+    signal?.addEventListener('abort', done, { once: true });
+  });
+}
+
+/**
+ * `count` distinct ports of `host` that were free a moment ago: all are bound at once (so they
+ * differ), then released. Another process may take one in between: a tiny race, accepted.
+ */
+export async function freePorts(count: number, host = '127.0.0.1'): Promise<number[]> {
+  assert(Number.isInteger(count) && count >= 1 && count <= FREE_PORTS_MAX, 'port count in range');
+  const servers: Server[] = [];
+  try {
+    for (let i = 0; i < count; i++) {
+      const server = createServer();
+      servers.push(server);
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(0, host, resolve);
+      });
+    }
+    return servers.map((server) => (server.address() as { port: number }).port);
+  } finally {
+    await Promise.all(servers.map((s) => new Promise((resolve) => s.close(resolve))));
+  }
+}
+
+/** One port of 127.0.0.1 that was free a moment ago. */
+export async function freePort(): Promise<number> {
+  return (await freePorts(1))[0]!;
+}
+
+/**
+ * One HTTP request to an admin endpoint (`host:port`), bounded by `timeoutMs` from start to end;
+ * resolves with the JSON body, rejects on a status of 300 or more (the body in the message).
+ */
+export function adminRequest<T>(
+  address: string,
+  method: 'GET' | 'POST' | 'DELETE',
+  path: string,
+  body?: unknown,
+  timeoutMs = ADMIN_REQUEST_TIMEOUT_MS,
+): Promise<T> {
+  return new Promise((resolveRequest, reject) => {
+    const payload = body === undefined ? undefined : JSON.stringify(body);
+    const req = request(
+      `http://${address}${path}`,
+      { method, headers: payload === undefined ? {} : { 'content-type': 'application/json' } },
+      (res) => {
+        let text = '';
+        res.setEncoding('utf8');
+        res.on('data', (d: string) => {
+          text += d;
+        });
+        res.on('end', () => {
+          clearTimeout(timer);
+          if ((res.statusCode ?? 500) >= 300) {
+            reject(new Error(`${method} ${path}: HTTP ${res.statusCode}: ${text}`));
+            return;
+          }
+          try {
+            resolveRequest(JSON.parse(text) as T);
+          } catch (error) {
+            reject(error as Error);
+          }
+        });
+      },
+    );
+    const timer = setTimeout(
+      () => req.destroy(new Error(`${method} ${address}${path} timed out after ${timeoutMs} ms`)),
+      timeoutMs,
+    );
+    req.on('error', (error) => {
+      clearTimeout(timer);
+      reject(error);
+    });
+    req.end(payload);
+  });
+}
+
+/** A wait that cannot succeed any more (a member it needs has exited): `waitFor` rethrows it. */
+export class FatalWait extends Error {
+  readonly code = 'WAIT_FATAL';
+}
+
+export interface WaitOptions {
+  readonly intervalMs?: number;
+  /** Abort: the wait rejects at once. */
+  readonly signal?: AbortSignal;
+  /** Appended to the timeout message (e.g. the members' log tails). */
+  readonly detail?: () => string;
+}
+
+/**
+ * Polls `check` until it returns a value other than null or undefined, and returns that value.
+ * An error thrown by `check` counts as "not yet" (the last one is named on timeout), except a
+ * FatalWait, which ends the wait at once. Throws `timed out after … waiting for <what>`.
+ */
+export async function waitFor<T>(
+  what: string,
+  timeoutMs: number,
+  check: () => Promise<T | null | undefined> | T | null | undefined,
+  options: WaitOptions = {},
+): Promise<T> {
+  const intervalMs = options.intervalMs ?? POLL_INTERVAL_MS;
+  assert(timeoutMs >= 0 && intervalMs > 0, 'a wait has a bound and a positive interval');
+  const deadline = Date.now() + timeoutMs;
+  let last: Error | null = null;
+  for (let round = 0; round < POLL_ROUNDS_MAX; round++) {
+    if (options.signal?.aborted === true) throw new Error(`aborted waiting for ${what}`);
+    try {
+      const value = await check();
+      if (value !== null && value !== undefined) return value;
+    } catch (error) {
+      if (error instanceof FatalWait) throw error;
+      last = error as Error;
+    }
+    if (Date.now() >= deadline) break;
+    await sleep(Math.min(intervalMs, Math.max(1, deadline - Date.now())), options.signal);
+  }
+  const why = last === null ? '' : `: last error ${last.message}`;
+  const detail = options.detail === undefined ? '' : `\n${options.detail()}`;
+  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${why}${detail}`);
+}
