@@ -15,7 +15,7 @@
  */
 import { mkdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { pino } from 'pino';
+import { type Logger, pino } from 'pino';
 import { startAdminServer } from '../api/admin.js';
 import { GrpcLeaderForwarder } from '../api/forwarder.js';
 import { startApiServer } from '../api/server.js';
@@ -25,7 +25,7 @@ import { REAL_CLOCK } from '../io/clock.js';
 
 import { LmdbBackend } from '../kv/backend/lmdb.js';
 import { RawNode } from '../raft/rawnode.js';
-import type { NodeId } from '../raft/types.js';
+import { inConfState, type NodeId } from '../raft/types.js';
 import { assembleMember, type MemberSpec } from '../server/assemble.js';
 import { ApplyTracker, liveMetricsView, MemberMetrics } from '../server/metrics.js';
 import { memberStatusJson } from '../server/status.js';
@@ -39,7 +39,7 @@ import { Prng } from '../util/prng.js';
 import { parseHostPort, toAddress, toUrl } from './addresses.js';
 import type { TandemConfig } from './config.js';
 import { faultAdmin } from './fault-admin.js';
-import { foundersOf, resolveIdentity } from './identity.js';
+import { foundersOf, type Identity, resolveIdentity } from './identity.js';
 
 export interface RunningNode {
   readonly memberId: NodeId;
@@ -59,73 +59,15 @@ export async function startNode(config: TandemConfig): Promise<RunningNode> {
   const identity = await resolveIdentity(config, founders, logger);
   const selfId = identity.memberId;
   const clusterId = BigInt(identity.clusterId);
-  // Test mode: the storage goes through the fault file system, so /faults can fail an fsync.
-  const faultFs = config.testMode.faultInjection
-    ? new FaultyFileSystem(new NodeFileSystem())
-    : null;
   // GET /metrics: this member's own registry (never prom-client's global one).
   const metrics = new MemberMetrics({
     name: config.name,
     memberIdHex: selfId.toString(16),
     monotonicMs: () => performance.now(),
   });
-  // The KV store opens first: its member registry names the peers a WAL repair asks.
-  const backend = new LmdbBackend({ path: join(config.dataDir, 'kv') });
-  const state = new TandemStateMachine({
-    backend,
-    founders: config.cluster.state === 'new' ? founders : [],
-    nowMs: () => REAL_CLOCK.now(),
-    lessor: { minTtlSeconds: Math.ceil((1.5 * config.raft.electionMs) / 1000) },
-  });
-  const peerTls = peerTlsFiles(config);
-  const recovered = await WalPersistence.recover({
-    fs: metrics.timedFileSystem(faultFs ?? new NodeFileSystem()),
-    dataDir: config.dataDir,
-    mirrorDir: config.wal.mirror,
-    clusterId: identity.clusterId,
-    memberId: selfId,
-    segmentBytes: config.wal.segmentBytes,
-    logger,
-    repair: peerRepairHook({
-      clusterId: clusterId.toString(16),
-      localId: selfId,
-      peers: () => repairPeers(selfId, founders, state.allMembers()),
-      ...(peerTls === undefined ? {} : { tls: peerTls }),
-      logger,
-    }),
-  }).catch(async (error: unknown) => {
-    await backend.close();
-    throw explainRecoveryError(error, config, clusterId, selfId);
-  });
-  await bootstrapOrRestore(config, founders, state, recovered, logger);
-
-  const transport = new TcpTransport({
-    id: selfId,
-    clusterId: clusterId.toString(16),
-    listen: [parseHostPort(config.listen.peer)],
-    logger,
-    faultInjection: config.testMode.faultInjection,
-    ...(peerTls === undefined ? {} : { tls: peerTls }),
-  });
-  if (config.testMode.faultInjection) {
-    logger.warn('TEST MODE: fault injection is on (admin POST /faults); never use in production');
-  }
-  await transport.listen();
-  // Every registered member (standbys outside the configuration too); before the registry is
-  // known, the configured peers.
-  const syncPeers = (members: readonly MemberInfo[]): void => {
-    for (const m of members) {
-      if (m.id !== selfId && m.peerUrls.length > 0)
-        transport.setPeer(m.id, m.peerUrls.map(toAddress));
-    }
-  };
-  syncPeers(
-    state.allMembers().length > 0
-      ? state.allMembers()
-      : founders.slice(1).map((f) => ({ ...f, isLearner: false })),
-  );
-  state.onPeersChanged = () => syncPeers(state.allMembers());
-
+  const disk = await openStorage(config, identity, founders, metrics, logger);
+  const { state, recovered } = disk;
+  const transport = await startTransport(config, identity, founders, state, logger);
   const forwarder = new GrpcLeaderForwarder();
   const assembled = assembleMember(memberSpec(config, selfId, clusterId), {
     clock: REAL_CLOCK,
@@ -148,11 +90,7 @@ export async function startNode(config: TandemConfig): Promise<RunningNode> {
     metrics.noteLeader(soft.lead);
   });
   events.confChange.push((_change, confState) => {
-    syncPeers(state.allMembers());
-    if (!confState.voters.includes(selfId) && !confState.learners.includes(selfId)) {
-      if (!confState.votersOutgoing.includes(selfId))
-        logger.warn('this member was removed from the cluster');
-    }
+    if (!inConfState(confState, selfId)) logger.warn('this member was removed from the cluster');
   });
   events.fatal.push((error) => {
     logger.fatal({ err: error }, 'member stopped on a storage failure');
@@ -172,18 +110,10 @@ export async function startNode(config: TandemConfig): Promise<RunningNode> {
       consistency: { kind: config.replication.readDefault },
       ack: config.replication.ack,
     },
-    ...(config.tls.client === null
-      ? {}
-      : {
-          tls: {
-            cert: readFileSync(config.tls.client.cert),
-            key: readFileSync(config.tls.client.key),
-            ...(config.tls.client.ca == null ? {} : { ca: readFileSync(config.tls.client.ca) }),
-          },
-        }),
+    ...clientTls(config),
   });
   const faults = config.testMode.faultInjection
-    ? faultAdmin(transport, () => state.members(), faultFs)
+    ? faultAdmin(transport, () => state.members(), disk.faultFs)
     : null;
   metrics.attach(() => liveMetricsView({ ...assembled, applies, zone: config.zone }));
   const admin = await startAdminServer({
@@ -219,10 +149,115 @@ export async function startNode(config: TandemConfig): Promise<RunningNode> {
         await new Promise<void>((resolve) => assembled.stop(resolve));
         await Promise.allSettled([api.close(), transport.close(), admin.close()]);
         await recovered.persistence.close();
-        await backend.close();
+        await disk.backend.close();
         logger.info('tandem member stopped');
       })();
       return stopping;
+    },
+  };
+}
+
+/**
+ * The KV store, then the WAL and snapshots (the KV store opens first: its member registry names
+ * the peers a WAL repair asks), then the founding configuration or the KV store's catch-up.
+ */
+async function openStorage(
+  config: TandemConfig,
+  identity: Identity,
+  founders: readonly Founder[],
+  metrics: MemberMetrics,
+  logger: Logger,
+) {
+  const selfId = identity.memberId;
+  // Test mode: the storage goes through the fault file system, so /faults can fail an fsync.
+  const faultFs = config.testMode.faultInjection
+    ? new FaultyFileSystem(new NodeFileSystem())
+    : null;
+  const backend = new LmdbBackend({ path: join(config.dataDir, 'kv') });
+  const state = new TandemStateMachine({
+    backend,
+    founders: config.cluster.state === 'new' ? founders : [],
+    nowMs: () => REAL_CLOCK.now(),
+    lessor: { minTtlSeconds: Math.ceil((1.5 * config.raft.electionMs) / 1000) },
+  });
+  const peerTls = peerTlsFiles(config);
+  const recovered = await WalPersistence.recover({
+    fs: metrics.timedFileSystem(faultFs ?? new NodeFileSystem()),
+    dataDir: config.dataDir,
+    mirrorDir: config.wal.mirror,
+    clusterId: identity.clusterId,
+    memberId: selfId,
+    segmentBytes: config.wal.segmentBytes,
+    logger,
+    repair: peerRepairHook({
+      clusterId: identity.clusterId.toString(16),
+      localId: selfId,
+      peers: () => repairPeers(selfId, founders, state.allMembers()),
+      ...(peerTls === undefined ? {} : { tls: peerTls }),
+      logger,
+    }),
+  }).catch(async (error: unknown) => {
+    await backend.close();
+    throw explainRecoveryError(error, config, BigInt(identity.clusterId), selfId);
+  });
+  await bootstrapOrRestore(config, founders, state, recovered, (message) =>
+    logger.info({}, message),
+  );
+  return { backend, state, recovered, faultFs };
+}
+
+/**
+ * The peer transport, listening, with every registered member as a peer (standbys outside the
+ * configuration too) and kept so as the registry changes; before the registry is known, the
+ * configured peers.
+ */
+async function startTransport(
+  config: TandemConfig,
+  identity: Identity,
+  founders: readonly Founder[],
+  state: TandemStateMachine,
+  logger: Logger,
+): Promise<TcpTransport> {
+  const selfId = identity.memberId;
+  const peerTls = peerTlsFiles(config);
+  const transport = new TcpTransport({
+    id: selfId,
+    clusterId: identity.clusterId.toString(16),
+    listen: [parseHostPort(config.listen.peer)],
+    logger,
+    faultInjection: config.testMode.faultInjection,
+    ...(peerTls === undefined ? {} : { tls: peerTls }),
+  });
+  if (config.testMode.faultInjection) {
+    logger.warn(
+      {},
+      'TEST MODE: fault injection is on (admin POST /faults); never use in production',
+    );
+  }
+  await transport.listen();
+  const syncPeers = (members: readonly MemberInfo[]): void => {
+    for (const m of members) {
+      if (m.id !== selfId && m.peerUrls.length > 0)
+        transport.setPeer(m.id, m.peerUrls.map(toAddress));
+    }
+  };
+  syncPeers(
+    state.allMembers().length > 0
+      ? state.allMembers()
+      : founders.slice(1).map((f) => ({ ...f, isLearner: false })),
+  );
+  state.onPeersChanged = () => syncPeers(state.allMembers());
+  return transport;
+}
+
+function clientTls(config: TandemConfig) {
+  const tls = config.tls.client;
+  if (tls === null) return {};
+  return {
+    tls: {
+      cert: readFileSync(tls.cert),
+      key: readFileSync(tls.key),
+      ...(tls.ca == null ? {} : { ca: readFileSync(tls.ca) }),
     },
   };
 }
@@ -270,7 +305,7 @@ async function bootstrapOrRestore(
   founders: readonly Founder[],
   state: TandemStateMachine,
   recovered: RecoveredState,
-  logger: { info(message: string): void },
+  say: (message: string) => void,
 ): Promise<void> {
   const storage = recovered.storage;
   if (recovered.fresh && config.cluster.state === 'new') {
@@ -282,7 +317,7 @@ async function bootstrapOrRestore(
         e === null ? resolve() : reject(e),
       ),
     );
-    logger.info('bootstrapped a new cluster');
+    say('bootstrapped a new cluster');
     return;
   }
   const snap = recovered.snapshot;

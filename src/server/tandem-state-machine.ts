@@ -164,7 +164,7 @@ export class TandemStateMachine implements ReplicatedStateMachine {
   private readonly backend: Backend;
   private readonly current: CurrentStore;
   private readonly nowMs: () => number;
-  /** Called after a member's peer URLs changed (the transport re-reads the registry). */
+  /** Called after the registry's peers may have changed (the transport re-reads them). */
   onPeersChanged: (() => void) | null = null;
 
   constructor(options: TandemStateMachineOptions) {
@@ -257,6 +257,7 @@ export class TandemStateMachine implements ReplicatedStateMachine {
       this.registry.applyConfChange(confState, change);
       txn.putMeta(META_REGISTRY, pack(this.registry.toSnapshot()));
     });
+    this.onPeersChanged?.();
   }
 
   snapshot(): Uint8Array {
@@ -276,6 +277,7 @@ export class TandemStateMachine implements ReplicatedStateMachine {
     this.kv = KvStateMachine.open(this.backend, { lessor: this.lessor });
     this.current.attach(this.kv.store);
     this.watchHub.storeRestored();
+    this.onPeersChanged?.();
   }
 
   // -------------------------------------------------------------------------------------------

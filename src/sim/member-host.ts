@@ -936,9 +936,10 @@ export class MemberSimulation {
       unappliedConfIndex: host.unappliedConfIndex(),
       lastIndexOf: (id) => this.hosts.get(id)!.durable.lastIndex(),
     });
+    if (member.isLeader) this.redundancyNemesis?.onChangeProposed(host.id);
   }
 
-  /** See MemberHost.policyRound: the driver's assertion fired. */
+  /** The driver's assertion fired during a policy round (MemberIo.onDutyError). */
   onDriverAssertion(host: MemberHost, error: AssertionError): void {
     const member = host.member;
     if (member === null) return;

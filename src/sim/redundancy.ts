@@ -69,6 +69,11 @@ export interface RedundancyParams {
   readonly knowledgeWindowMs: number;
   /** The liveness phase must restore the factor (and commit a marker) within this. */
   readonly restoreBoundMs: number;
+  /**
+   * Share of the leader's membership changes followed at once by its crash (a targeted fault):
+   * a new leader inherits the change unapplied, where one-change-at-a-time is easiest to break.
+   */
+  readonly crashAfterChangeRate: number;
 }
 
 const MODES: readonly StandbyMode[] = ['hot', 'warm', 'cold'];
@@ -171,6 +176,8 @@ export function deriveRedundancyParams(
     latencyMarginMs,
     knowledgeWindowMs: Math.max(silentAfterMs, t.electionMs + t.tickMs) + latencyMarginMs,
     restoreBoundMs,
+    // A stream of its own: the parameters above stay what they were for every seed.
+    crashAfterChangeRate: new Prng(seed ^ 0x63726173).chance(0.5) ? 0.25 : 0,
   };
 }
 
@@ -192,7 +199,7 @@ export function formatRedundancyParams(r: RedundancyParams): string {
     `dead-voter=${r.deadVoter}`,
     `rnemesis=${r.nemesisEveryMs}ms`,
     `latency-margin=${r.latencyMarginMs}ms`,
-    `restore-bound=${r.restoreBoundMs}ms`,
+    `restore-bound=${r.restoreBoundMs}ms crash-after-change=${r.crashAfterChangeRate}`,
     `policy-bug=${[...(p.bugs ?? [])].join(',') || 'none'}`,
   ].join(' ');
 }
@@ -558,6 +565,22 @@ export class RedundancyNemesis {
         this.outage(id, outMs, this.w.rng.chance(0.5), () => this.w.after(upMs, flap));
       };
       flap();
+    });
+  }
+
+  /**
+   * The leader's driver handed a membership change to Raft: now and then the leader crashes
+   * before the change applies (see crashAfterChangeRate).
+   */
+  onChangeProposed(leader: NodeId): void {
+    if (this.stopped || this.r.crashAfterChangeRate === 0) return;
+    if (!this.w.rng.chance(this.r.crashAfterChangeRate)) return;
+    if (this.isImpaired(leader) || !this.fits([leader])) return;
+    const electionMs = this.r.electionMs;
+    this.w.after(this.w.rng.range(0, 10), () => {
+      if (this.stopped || !this.w.isUp(leader) || this.isImpaired(leader)) return;
+      if (!this.fits([leader])) return;
+      this.outage(leader, this.w.rng.range(electionMs, 1_500), true, () => {});
     });
   }
 
