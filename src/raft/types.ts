@@ -66,7 +66,7 @@ export function inConfState(cs: ConfState, id: NodeId): boolean {
 }
 
 /** `id` is a voter of `cs`, on either side of a joint configuration. */
-export function isVoterIn(cs: ConfState, id: NodeId): boolean {
+export function isVoterIn(cs: Pick<ConfState, 'voters' | 'votersOutgoing'>, id: NodeId): boolean {
   return cs.voters.includes(id) || cs.votersOutgoing.includes(id);
 }
 

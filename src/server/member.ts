@@ -65,6 +65,22 @@ export const COMMAND_BYTES_MAX = 2 * 1024 * 1024;
  */
 const INCARNATION_SEQ_STRIDE = 2 ** 21;
 const INCARNATION_STARTS = 2 ** 31;
+/**
+ * The Raft options every member runs with (the simulator's member mode prints and checks
+ * against these; the raw simulator draws its own).
+ */
+export const MEMBER_RAFT = Object.freeze({
+  maxMsgBytes: 1024 * 1024,
+  maxInflightMsgs: 256,
+  maxUncommittedBytes: 64 * 1024 * 1024,
+  maxPendingReads: 4096,
+  maxCommittedBytesPerReady: 16 * 1024 * 1024,
+  preVote: true,
+  checkQuorum: true,
+  readOnlyOption: ReadOnlyOption.Safe,
+  disableProposalForwarding: false,
+});
+
 /** Bytes of a heartbeat context the layer above may send (see `heartbeat`), at most. */
 export const HEARTBEAT_CONTEXT_BYTES_MAX = 128;
 
@@ -234,15 +250,7 @@ export class Member<R = unknown> {
       // entries after the snapshot are handed out again so that membership changes among them
       // reach raft's configuration (the state machine skips what it already holds).
       applied: this.storage.snapshot().metadata.index,
-      maxMsgBytes: 1024 * 1024,
-      maxInflightMsgs: 256,
-      maxUncommittedBytes: 64 * 1024 * 1024,
-      maxPendingReads: 4096,
-      maxCommittedBytesPerReady: 16 * 1024 * 1024,
-      preVote: true,
-      checkQuorum: true,
-      readOnlyOption: ReadOnlyOption.Safe,
-      disableProposalForwarding: false,
+      ...MEMBER_RAFT,
       random: this.options.random,
       ...(this.options.logger === undefined ? {} : { logger: this.options.logger }),
       ...(this.options.bugs === undefined ? {} : { bugs: this.options.bugs }),

@@ -37,6 +37,7 @@ import {
 } from '../raft/types.js';
 import { type AssembledMember, assembleMember, type MemberBugName } from '../server/assemble.js';
 import type { WriteAck } from '../server/contract.js';
+import { MEMBER_RAFT } from '../server/member.js';
 import type { PolicyEvent } from '../server/redundancy.js';
 import { type TandemMember, TandemStateMachine } from '../server/tandem-state-machine.js';
 import { AssertionError, assert } from '../util/assert.js';
@@ -583,11 +584,11 @@ function memberParams(p: SimParams, seed: number, redundancy: boolean): SimParam
       ? { network: redundancyNetwork(p.network), safetyMs: safetyMs + rng.range(3_000, 6_000) }
       : { safetyMs }),
     learnersInitial: 0,
-    preVote: true,
-    checkQuorum: true,
-    maxMsgBytes: 1024 * 1024,
-    maxInflightMsgs: 256,
-    maxUncommittedBytes: 64 * 1024 * 1024,
+    preVote: MEMBER_RAFT.preVote,
+    checkQuorum: MEMBER_RAFT.checkQuorum,
+    maxMsgBytes: MEMBER_RAFT.maxMsgBytes,
+    maxInflightMsgs: MEMBER_RAFT.maxInflightMsgs,
+    maxUncommittedBytes: MEMBER_RAFT.maxUncommittedBytes,
     applyMode: 'replay',
     loseUnsyncedWrites: false,
     leaseReads: false,

@@ -10,6 +10,7 @@ import {
   type ConfChange,
   type ConfState,
   type Entry,
+  isVoterIn,
   MESSAGE_TYPE_NAMES,
   type Message,
   MessageType,
@@ -129,7 +130,7 @@ export class Simulation implements WorkloadWorld {
       };
       // Raft does not campaign with a committed conf change unapplied (its config is stale).
       if (!view.canCampaign) continue;
-      if (!view.voters.includes(host.id) && !view.votersOutgoing.includes(host.id)) continue;
+      if (!isVoterIn(view, host.id)) continue;
       // Compacted below its first index: covered by its snapshot, which is committed state.
       const has = k < view.firstIndex - 1 || (k <= view.lastIndex && view.termAt(k) === want);
       this.checker.checkElectable(
@@ -209,7 +210,7 @@ export class Simulation implements WorkloadWorld {
       for (const voterId of this.conf.state.voters) {
         const view = this.hosts.get(voterId)?.raftView();
         if (view === null || view === undefined) continue;
-        if (view.voters.includes(id) || view.votersOutgoing.includes(id)) {
+        if (isVoterIn(view, id)) {
           return (
             `${FINDING_3_OPEN_HOLE}: removed n${id} applied its removal at ${index}, ` +
             `voter n${voterId} still counts it`

@@ -198,6 +198,18 @@ describe('error table', () => {
       [new ServerError('LEADER_CHANGED', 'x'), status.UNAVAILABLE, 'etcdserver: leader changed'],
       [new ServerError('TIMEOUT', 'x'), status.UNAVAILABLE, 'etcdserver: request timed out'],
       [new ServerError('STOPPED', 'x'), status.UNAVAILABLE, 'etcdserver: server stopped'],
+      // A command over the member's limit and an overloaded member, as etcd answers them:
+      // clients do not retry InvalidArgument, and back off on ResourceExhausted.
+      [
+        new ServerError('REQUEST_TOO_LARGE', '3 MiB'),
+        status.INVALID_ARGUMENT,
+        'etcdserver: request is too large',
+      ],
+      [
+        new ServerError('TOO_MANY_REQUESTS', 'x'),
+        status.RESOURCE_EXHAUSTED,
+        'etcdserver: too many requests',
+      ],
       [new ServerError('MEMBER_NOT_FOUND', 'x'), status.NOT_FOUND, 'etcdserver: member not found'],
       [
         new ServerError('PEER_URL_EXISTS', 'x'),

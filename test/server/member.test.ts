@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { ServerError } from '../../src/server/errors.js';
+import { COMMAND_BYTES_MAX, PROPOSALS_PENDING_MAX } from '../../src/server/member.js';
 import { leaderOf, proposeText, restartMember, startCluster } from './harness.js';
 
 function settle<T>(p: Promise<T>): { value?: T; error?: unknown; done: boolean } {
@@ -204,4 +205,26 @@ test('linearizable reads on two followers at once both finish well within an ele
     reads.map((r) => r.done && r.error === undefined),
     [true, true],
   );
+});
+
+test('a command over the size limit fails as REQUEST_TOO_LARGE, overload as TOO_MANY_REQUESTS', async () => {
+  const c = startCluster(3);
+  c.clock.advance(500);
+  const leader = leaderOf(c)!;
+  const big = new Uint8Array(COMMAND_BYTES_MAX + 1);
+  const tooLarge = await new Promise<Error | null>((resolve) =>
+    leader.propose(big, (error) => resolve(error)),
+  );
+  assert.ok(tooLarge instanceof ServerError);
+  assert.equal(tooLarge.code, 'REQUEST_TOO_LARGE');
+  assert.match(tooLarge.message, /request is too large/);
+  // Fill the pending proposals (none can commit: the followers are cut off), then one more.
+  for (const id of [...c.members.keys()]) if (id !== leader.id) c.hub.cut.add(id);
+  for (let i = 0; i < PROPOSALS_PENDING_MAX; i++) leader.propose(new Uint8Array([1]), () => {});
+  const overload = await new Promise<Error | null>((resolve) =>
+    leader.propose(new Uint8Array([2]), (error) => resolve(error)),
+  );
+  assert.ok(overload instanceof ServerError);
+  assert.equal(overload.code, 'TOO_MANY_REQUESTS');
+  for (const m of c.members.values()) m.stop(() => {});
 });

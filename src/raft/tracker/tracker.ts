@@ -6,7 +6,7 @@
 import { assert } from '../../util/assert.js';
 import { jointCommittedIndex, jointVoteResult } from '../quorum/joint.js';
 import { VoteResult } from '../quorum/majority.js';
-import type { ConfState, NodeId } from '../types.js';
+import { type ConfState, isVoterIn, type NodeId } from '../types.js';
 import type { Progress } from './progress.js';
 
 /** A membership configuration; every list is sorted and duplicate-free. */
@@ -133,7 +133,7 @@ export class ProgressTracker {
   }
 
   isVoter(id: NodeId): boolean {
-    return this.config.voters.includes(id) || this.config.votersOutgoing.includes(id);
+    return isVoterIn(this.config, id);
   }
 
   checkInvariants(): void {
