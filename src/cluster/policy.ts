@@ -77,8 +77,12 @@ import { type MemberRecord, restingPlacement, wasDemoted } from './registry.js';
 // ---------------------------------------------------------------------------------------------
 // Policy and limits
 
-/** The largest voter set (as src/cli/config.ts): more voters add latency, not safety. */
+/**
+ * The largest voter set (config, policy and simulator alike): more voters add latency, not
+ * safety; odd counts only, as an even one adds a member without adding fault tolerance.
+ */
 export const VOTERS_MAX = 7;
+/** `redundancy.replaceAfter` at most: a day. */
 export const REPLACE_AFTER_MS_MAX = 24 * 3600_000;
 
 export interface RedundancyPolicy extends DetectorLimits {

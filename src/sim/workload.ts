@@ -9,6 +9,7 @@
  * was durable. Membership changes go one at a time and only when the new configuration keeps a
  * live quorum; voters stay within [3, 7].
  */
+import { VOTERS_MAX } from '../cluster/policy.js';
 import { LEAVE_JOINT_CONF_CHANGE } from '../raft/codec.js';
 import {
   type ConfChange,
@@ -19,7 +20,7 @@ import {
 } from '../raft/types.js';
 import type { Prng } from '../util/prng.js';
 import type { NodeHost } from './node.js';
-import { FAULT_KINDS, type FaultKind, MEMBERS_MAX, VOTERS_MAX, VOTERS_MIN } from './params.js';
+import { FAULT_KINDS, type FaultKind, MEMBERS_MAX, VOTERS_MIN } from './params.js';
 import type { Simulation } from './simulator.js';
 
 const TAG_WRITE = 1;
