@@ -52,9 +52,9 @@
  *   3. Placement: a warm/cold standby left staged with no need for it goes back outside
  *      (RemoveNode); a replica or hot standby outside the configuration is added as a learner.
  *   4. Warm standbys are refreshed (send-snapshot: staged until caught up, above) every
- *      `snapshotEveryMs` (their own setting), most overdue first, counted from the later of this leader's last refresh and the registry's recorded
- *      one (`lastRefreshMs`: a new leader does not refresh them all at once); cold standbys hold
- *      nothing.
+ *      `snapshotEveryMs` (their own setting), most overdue first, counted from the later of this
+ *      leader's last refresh and the registry's recorded one (`lastRefreshMs`: a new leader does
+ *      not refresh them all at once); cold standbys hold nothing.
  *
  * Every resulting configuration keeps a healthy quorum: the healthy voters of the old and the new
  * configuration (both count during joint consensus) are checked before a change is planned.

@@ -42,6 +42,7 @@ import { healthRecords, observationsFrom, quorumHeard } from './health.js';
 import type { PolicyMemory } from './memory.js';
 import {
   type ConfChangeAction,
+  type ConfChangeStep,
   lagOf,
   type ManualOp,
   membershipBlocked,
@@ -91,7 +92,8 @@ export interface Observed {
 export type Act =
   | {
       readonly kind: 'conf-change';
-      readonly event: string;
+      /** The planner's step, or 'warm-refresh' (a warm standby staged for a refresh). */
+      readonly event: ConfChangeStep | 'warm-refresh';
       readonly change: ConfChange;
       readonly reason: string;
     }
@@ -112,7 +114,10 @@ export type Act =
 export interface ObservedView {
   /** The leader's view (null: this member plans nothing: not leading, or handing over). */
   readonly view: RedundancyView | null;
-  /** Members to probe while outside the configuration (the member skips those inside); null: as before. */
+  /**
+   * Members to probe with a heartbeat while they are outside the configuration (the member
+   * skips those inside); null: leave the list as it is.
+   */
   readonly outsideProbes: readonly NodeId[] | null;
   /** Why there is no view ('' when there is one). */
   readonly note: string;
