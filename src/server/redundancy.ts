@@ -34,6 +34,7 @@ import { encodeRegistryEntry, type TandemStateMachine } from './tandem-state-mac
 
 /** How often the leader runs the policy (issue 5: every 200-500 ms). */
 export const POLICY_INTERVAL_MS = 250;
+export { WARM_REFRESH_TIMEOUT_MS } from '../cluster/memory.js';
 
 export interface PolicyEvent {
   readonly action: string;
