@@ -24,6 +24,16 @@ import { isIP } from 'node:net';
 import { dirname, isAbsolute, relative, resolve } from 'node:path';
 import { parseDocument } from 'yaml';
 import { z } from 'zod';
+import {
+  ROLES,
+  type Role,
+  SNAPSHOT_EVERY_MS_DEFAULT,
+  SNAPSHOT_EVERY_MS_MAX,
+  SNAPSHOT_EVERY_MS_MIN,
+  STANDBY_MODES,
+  type StandbyMode,
+} from '../cluster/commands.js';
+import { POLICY_DEFAULTS, REPLACE_AFTER_MS_MAX, VOTERS_MAX } from '../cluster/policy.js';
 import type { PeerAddress } from '../io/network.js';
 import { SEGMENT_BYTES_DEFAULT, SEGMENT_BYTES_OPTION_MAX } from '../storage/limits.js';
 import { assert } from '../util/assert.js';
@@ -32,12 +42,19 @@ import { TandemError } from '../util/errors.js';
 // ---------------------------------------------------------------------------------------------
 // Limits (named, with units; relations asserted below)
 
+// The cluster's own facts, stated in src/cluster and exported here as before.
+export {
+  REPLACE_AFTER_MS_MAX,
+  SNAPSHOT_EVERY_MS_MAX,
+  SNAPSHOT_EVERY_MS_MIN,
+  type StandbyMode,
+  VOTERS_MAX,
+};
+
 /** A config file is read whole; anything larger is not a config file. */
 export const CONFIG_FILE_BYTES_MAX = 1024 * 1024;
 /** Member and zone names appear in metrics labels, logs and file names: short, plain. */
 export const NAME_LENGTH_MAX = 63;
-/** Odd voter counts only: an even count adds a member without adding fault tolerance. */
-export const VOTERS_MAX = 7;
 /** Members of one cluster = this node + its peers. */
 export const PEERS_MAX = 63;
 /** Redundant links per peer. */
@@ -51,9 +68,6 @@ export const ELECTION_MS_MAX = 50_000;
 export const ELECTION_HEARTBEATS_MIN = 5;
 export const SNAPSHOT_ENTRIES_MIN = 100;
 export const SNAPSHOT_ENTRIES_MAX = 10_000_000;
-export const REPLACE_AFTER_MS_MAX = 24 * 3600_000;
-export const SNAPSHOT_EVERY_MS_MIN = 1000;
-export const SNAPSHOT_EVERY_MS_MAX = 24 * 3600_000;
 /** Tiny WAL segments are for storage tests; a member with them would rotate on every batch. */
 export const CONFIG_SEGMENT_BYTES_MIN = 1024 * 1024;
 /** A duration string longer than this is not a duration (bounds the parser's work). */
@@ -63,16 +77,15 @@ assert(VOTERS_MAX % 2 === 1 && VOTERS_MAX <= PEERS_MAX + 1, 'voters fit in a clu
 assert(ELECTION_HEARTBEATS_MIN * HEARTBEAT_MS_MIN <= ELECTION_MS_MAX, 'some heartbeat fits');
 assert(CONFIG_SEGMENT_BYTES_MIN <= SEGMENT_BYTES_DEFAULT, 'default segment size allowed');
 assert(SEGMENT_BYTES_DEFAULT <= SEGMENT_BYTES_OPTION_MAX, 'default segment size allowed');
-assert(SNAPSHOT_EVERY_MS_MIN <= 60_000 && 60_000 <= SNAPSHOT_EVERY_MS_MAX, 'default allowed');
 
 // ---------------------------------------------------------------------------------------------
 // The resolved configuration
 
 export type AckPolicy = 'quorum' | 'all';
 export type ReadConsistency = 'linearizable' | 'lease' | 'serializable';
-export type StandbyMode = 'hot' | 'warm' | 'cold';
 export type ClusterState = 'new' | 'existing';
-export type MemberRole = 'voter' | 'replica' | 'standby';
+/** A member's role (src/cluster/commands.ts: voter, replica, standby). */
+export type MemberRole = Role;
 
 export interface PeerConfig {
   readonly name: string;
@@ -428,9 +441,9 @@ export const CONFIG_DEFAULTS = {
   clusterToken: 'tandem',
   ack: 'quorum',
   readDefault: 'linearizable',
-  replaceAfterMs: 10_000,
+  replaceAfterMs: POLICY_DEFAULTS.replaceAfterMs,
   standbyMode: 'hot',
-  snapshotEveryMs: 60_000,
+  snapshotEveryMs: SNAPSHOT_EVERY_MS_DEFAULT,
   heartbeatMs: 100,
   electionMs: 1000,
   snapshotEntries: 10_000,
@@ -447,9 +460,9 @@ const peerSchema = z.strictObject({
       });
     }
   }),
-  role: field(withDefault<MemberRole>('voter', parseEnum(['voter', 'replica', 'standby']))),
+  role: field(withDefault<MemberRole>('voter', parseEnum(ROLES))),
   standbyMode: field(
-    withDefault<StandbyMode>(CONFIG_DEFAULTS.standbyMode, parseEnum(['hot', 'warm', 'cold'])),
+    withDefault<StandbyMode>(CONFIG_DEFAULTS.standbyMode, parseEnum(STANDBY_MODES)),
   ),
 });
 
@@ -476,7 +489,7 @@ const inputSchema = z.strictObject({
     })
     .prefault({}),
   zone: field(withDefault(CONFIG_DEFAULTS.zone, parseName)),
-  role: field(withDefault<MemberRole>('voter', parseEnum(['voter', 'replica', 'standby']))),
+  role: field(withDefault<MemberRole>('voter', parseEnum(ROLES))),
   peers: z.array(peerSchema).max(PEERS_MAX).default([]),
   cluster: z
     .strictObject({
@@ -509,10 +522,7 @@ const inputSchema = z.strictObject({
       standby: z
         .strictObject({
           mode: field(
-            withDefault<StandbyMode>(
-              CONFIG_DEFAULTS.standbyMode,
-              parseEnum(['hot', 'warm', 'cold']),
-            ),
+            withDefault<StandbyMode>(CONFIG_DEFAULTS.standbyMode, parseEnum(STANDBY_MODES)),
           ),
           snapshotEvery: field(
             withDefault(

@@ -39,8 +39,10 @@ export const ZONE_LENGTH_MAX = 63;
 export const SNAPSHOT_EVERY_MS_MIN = 1000;
 export const SNAPSHOT_EVERY_MS_MAX = 24 * 3600_000;
 export const SNAPSHOT_EVERY_MS_DEFAULT = 60_000;
-const NAME_LENGTH_MAX = 256;
-const URLS_MAX = 8;
+/** A member's name, in characters (registry attributes and `register` commands alike). */
+export const NAME_LENGTH_MAX = 256;
+/** Peer URLs, and client URLs, per member. */
+export const URLS_MAX = 8;
 
 assert(
   SNAPSHOT_EVERY_MS_MIN <= SNAPSHOT_EVERY_MS_DEFAULT &&

@@ -17,7 +17,9 @@
  * clock; it is never grounds for replacing anyone by itself (the record may be stale: the old
  * leader may have lost office before recording the member's recovery).
  */
-import type { NodeId, ProgressStatus } from '../raft/types.js';
+import { jointVoteResult } from '../raft/quorum/joint.js';
+import { VoteResult } from '../raft/quorum/majority.js';
+import type { ConfState, NodeId, ProgressStatus } from '../raft/types.js';
 import { assert, assertUint } from '../util/assert.js';
 import type { HealthState } from './commands.js';
 import type { MemberRecord } from './registry.js';
@@ -210,6 +212,36 @@ export function observationsFrom(
     const heard = pr?.recentActive ? nowMs : (lastHeardMs.get(m.id) ?? null);
     return { id: m.id, lastHeardMs: heard, match: pr === undefined ? null : pr.match };
   });
+}
+
+/**
+ * CheckQuorum's question asked at any instant: did the leader hear from a quorum of the voters
+ * (of both halves of a joint configuration) within the last `windowMs` (the election timeout)?
+ * The leader counts itself. Raft's quorum math (src/raft/quorum) decides; the votes are the
+ * member's last-heard times (any message from the peer).
+ *
+ * Why not Raft's own flags: `Progress.recentActive` is CheckQuorum's per-round flag, cleared for
+ * every peer each election timeout (and never without CheckQuorum; a new peer starts active), so
+ * `tracker.quorumActive()` answers "since the last check", a window of anywhere between 0 and one
+ * election timeout: right after a check it says "nobody" until the next heartbeat answers land.
+ * The lease's `quorumResponseTick` is a sliding window but counts only heartbeat round trips,
+ * stamped when sent (a lease must be conservative). The policy asks "heard within the last
+ * election timeout", a sliding window over any message: this function, the only one that asks.
+ */
+export function quorumHeard(
+  config: Pick<ConfState, 'voters' | 'votersOutgoing'>,
+  selfId: NodeId,
+  lastHeardMs: ReadonlyMap<NodeId, number>,
+  nowMs: number,
+  windowMs: number,
+): boolean {
+  assert(windowMs > 0, 'a quorum is heard within a positive window');
+  const heard = new Map<NodeId, boolean>();
+  for (const id of [...config.voters, ...config.votersOutgoing]) {
+    const atMs = lastHeardMs.get(id);
+    heard.set(id, id === selfId || (atMs !== undefined && nowMs - atMs <= windowMs));
+  }
+  return jointVoteResult(config.voters, config.votersOutgoing, heard) === VoteResult.Won;
 }
 
 /**

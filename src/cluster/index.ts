@@ -1,6 +1,7 @@
 /**
  * cluster/: the member registry and the redundancy policy, pure (DESIGN.md "Architecture").
- * The wiring a leader does is described at the top of policy.ts.
+ * A member's redundancy round (every decision, pure) is round.ts; what it remembers between
+ * rounds is memory.ts; the planner's rules are at the top of policy.ts.
  */
 export {
   type ChangeContext,
@@ -28,7 +29,9 @@ export {
   observationsFrom,
   POLICY_BUG_NAMES,
   type PolicyBugName,
+  quorumHeard,
 } from './health.js';
+export { type MemorySnapshot, PolicyMemory, WARM_REFRESH_TIMEOUT_MS } from './memory.js';
 export {
   bestStandby,
   type ConfChangeAction,
@@ -69,3 +72,15 @@ export {
   restingPlacement,
   wasDemoted,
 } from './registry.js';
+export {
+  type Act,
+  LEADER_TRANSFER_COOLDOWN_ELECTIONS,
+  manualAct,
+  type Observed,
+  type ObservedView,
+  observeRound,
+  planRound,
+  type RoundResult,
+  type RoundSettings,
+  refreshChange,
+} from './round.js';

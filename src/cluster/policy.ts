@@ -2,25 +2,33 @@
  * The redundancy policy: pure functions from the leader's observed state to the next action
  * (DESIGN.md "Roles", issue 5). No I/O, no timers, no clock: time comes in as `nowMs`.
  *
- * How a member wires it (on the leader only; followers do nothing):
+ * How a member wires it: src/cluster/round.ts does (planRound, on the leader only; followers
+ * only take note of the registry), and the member's driver (src/server/redundancy.ts) carries
+ * out the act it returns. In outline:
  *
- *   const policy = makePolicy({ voters, replaceAfterMs, preferSameZone, silentAfterMs, ... });
  *   const detector = new FailureDetector(policy);        // one per leadership term
  *   detector.seed(registry.all(), nowMs);                // continue the recorded clocks
- *   every tick (or every few):
+ *   every round (POLICY_INTERVAL_MS):
  *     detector.observe(nowMs, status.commit,
  *       observationsFrom(registry.all(), status.progress, lastHeardMs, nowMs));
  *     const view = viewFrom(status, registry.all(), detector.view(),
- *       { pendingConfChange, quorumActive, lastSnapshotSentMs });
+ *       { pendingConfChange, quorumActive: quorumHeard(...), lastSnapshotSentMs, wallNowMs });
  *     const action = planRedundancy(view, policy, nowMs);
  *     conf-change   -> rawNode.proposeConfChange(action.change); the entry, when applied, goes
  *                      to registry.applyConfChange(confState, change) (its context carries the
  *                      role records); pendingConfChange stays true until then
  *     registry      -> propose encodeRegistryCommand(action.command); apply with
  *                      registry.applyCommand (a RegistryError = a rejected no-op)
- *     send-snapshot -> ship the latest snapshot to action.to; record lastSnapshotSentMs
- *   optionally propose healthRecords(registry.all(), detector.view()) so every member's
- *   `tandem status` shows the leader's health view.
+ *     send-snapshot -> a warm refresh, carried out as a membership change: the standby is
+ *                      staged as a learner (AddLearnerNode, round.ts refreshChange), Raft's
+ *                      catch-up ships it the latest snapshot or the entries it lacks, and rule 3
+ *                      unstages it (RemoveNode) once it trails the commit index by at most
+ *                      catchUpEntriesMax, or after WARM_REFRESH_TIMEOUT_MS (memory.ts); the
+ *                      caught-up unstage is recorded (record-refresh, wall-clock time), which
+ *                      `lastRefreshMs` reads. No side channel: the snapshot transfer is Raft's,
+ *                      and a standby being refreshed is already staged should a voter fail.
+ *   otherwise a leader-zone transfer (planLeaderZone), then healthRecords(registry.all(),
+ *   detector.view()) so every member's `tandem status` shows the leader's health view.
  *   operators: planManual(view, policy, 'promote' | 'demote' | 'standby', name, nowMs) returns
  *   an action to carry out the same way, or throws a PolicyError saying why not.
  *
@@ -43,10 +51,10 @@
  *      candidate here: it is promoted again only to replace a failed voter (or by an operator).
  *   3. Placement: a warm/cold standby left staged with no need for it goes back outside
  *      (RemoveNode); a replica or hot standby outside the configuration is added as a learner.
- *   4. Warm standbys get a snapshot every `snapshotEveryMs` (their own setting), most overdue
- *      first, counted from the later of this leader's last refresh and the registry's recorded
- *      one (`lastRefreshMs`: a new leader does not refresh them all at once); cold standbys hold
- *      nothing.
+ *   4. Warm standbys are refreshed (send-snapshot: staged until caught up, above) every
+ *      `snapshotEveryMs` (their own setting), most overdue first, counted from the later of this
+ *      leader's last refresh and the registry's recorded one (`lastRefreshMs`: a new leader does
+ *      not refresh them all at once); cold standbys hold nothing.
  *
  * Every resulting configuration keeps a healthy quorum: the healthy voters of the old and the new
  * configuration (both count during joint consensus) are checked before a change is planned.
@@ -69,8 +77,12 @@ import { type MemberRecord, restingPlacement, wasDemoted } from './registry.js';
 // ---------------------------------------------------------------------------------------------
 // Policy and limits
 
-/** The largest voter set (as src/cli/config.ts): more voters add latency, not safety. */
+/**
+ * The largest voter set (config, policy and simulator alike): more voters add latency, not
+ * safety; odd counts only, as an even one adds a member without adding fault tolerance.
+ */
 export const VOTERS_MAX = 7;
+/** `redundancy.replaceAfter` at most: a day. */
 export const REPLACE_AFTER_MS_MAX = 24 * 3600_000;
 
 export interface RedundancyPolicy extends DetectorLimits {
@@ -151,11 +163,11 @@ export interface RedundancyView {
   readonly progress: ReadonlyMap<NodeId, { readonly match: number }>;
   /** A membership change was proposed and is not applied yet. */
   readonly pendingConfChange: boolean;
-  /** The leader heard from a quorum within the last election timeout (CheckQuorum's view). */
+  /** The leader heard from a quorum within the last election timeout (health.ts quorumHeard). */
   readonly quorumActive: boolean;
   /** The failure detector's view (`FailureDetector.view()`). */
   readonly health: ReadonlyMap<NodeId, MemberHealth>;
-  /** When the leader last shipped a snapshot to each warm standby. */
+  /** When each warm standby last got the log, as far as this leader knows (memory.ts). */
   readonly lastSnapshotSentMs: ReadonlyMap<NodeId, number>;
   /**
    * Wall-clock now (ms since the epoch), to age the registry's `lastRefreshAtMs`; absent: the
@@ -208,7 +220,10 @@ export interface RegistryAction {
   readonly reason: string;
 }
 
-/** Ship a snapshot to a warm standby now (replication at scheduled intervals). */
+/**
+ * Refresh a warm standby now (replication at scheduled intervals): carried out by staging it as
+ * a learner for Raft to catch up (see the header), not by a snapshot sent on the side.
+ */
 export interface SnapshotAction {
   readonly kind: 'send-snapshot';
   readonly to: NodeId;

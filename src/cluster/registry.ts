@@ -26,12 +26,14 @@ import {
   checkCommand,
   decodeChangeContext,
   type HealthState,
+  NAME_LENGTH_MAX,
   type RegistryCommand,
   RegistryError,
   type RegistryErrorCode,
   type Role,
   SNAPSHOT_EVERY_MS_DEFAULT,
   type StandbyMode,
+  URLS_MAX,
 } from './commands.js';
 
 export {
@@ -44,8 +46,6 @@ export {
 } from './commands.js';
 
 export const MEMBERS_MAX = 64;
-export const NAME_BYTES_MAX = 256;
-export const URLS_MAX = 8;
 /**
  * The snapshot layout written by `toSnapshot`; version 1 was a bare list of 5-tuples, version 2
  * rows of 14 fields (no `lastRefreshAtMs`), both still read.
@@ -141,8 +141,8 @@ function isStrings(v: unknown): v is string[] {
 }
 
 export function checkAttributes(a: MemberAttributes): void {
-  if (a.name.length > NAME_BYTES_MAX) {
-    throw new RegistryError('BAD_MEMBER_ATTRIBUTES', `member name longer than ${NAME_BYTES_MAX}`);
+  if (a.name.length > NAME_LENGTH_MAX) {
+    throw new RegistryError('BAD_MEMBER_ATTRIBUTES', `member name longer than ${NAME_LENGTH_MAX}`);
   }
   if (a.peerUrls.length > URLS_MAX || a.clientUrls.length > URLS_MAX) {
     throw new RegistryError('BAD_MEMBER_ATTRIBUTES', `more than ${URLS_MAX} URLs for a member`);

@@ -3,6 +3,7 @@
  * options, network and disk behaviour, fault rates and phase lengths. The parameters are printed
  * with the seed so a failure can be understood before it is replayed.
  */
+import { VOTERS_MAX } from '../cluster/policy.js';
 import { BUG_NAMES, type BugName } from '../raft/types.js';
 import { assert } from '../util/assert.js';
 import { Prng } from '../util/prng.js';
@@ -16,7 +17,6 @@ export const VOTERS_CHOICES = [3, 5, 7] as const;
 /** Members (voters + learners) at most: membership changes stop adding beyond it. */
 export const MEMBERS_MAX = 9;
 export const VOTERS_MIN = 3;
-export const VOTERS_MAX = 7;
 
 /** How the state machine survives a crash. */
 export type ApplyMode =

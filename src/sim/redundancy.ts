@@ -19,7 +19,7 @@
  * only "noticeable" once it lasts longer than the detector's window plus the message latency
  * bound, and a member counts as live if it could have been heard within that window.
  */
-import type { StandbyMode } from '../cluster/commands.js';
+import { STANDBY_MODES } from '../cluster/commands.js';
 import { POLICY_BUG_NAMES, type PolicyBugName } from '../cluster/health.js';
 import { makePolicy, quorumOf, type RedundancyPolicy, votersAfter } from '../cluster/policy.js';
 import type { Founder } from '../cluster/registry.js';
@@ -76,7 +76,6 @@ export interface RedundancyParams {
   readonly crashAfterChangeRate: number;
 }
 
-const MODES: readonly StandbyMode[] = ['hot', 'warm', 'cold'];
 const ZONES = ['a', 'b'] as const;
 
 /** The network a redundancy seed runs on: bounded tails, so silence has a meaning. */
@@ -114,7 +113,7 @@ export function deriveRedundancyParams(
       clientUrls: [`http://n${id}:2379`],
       role: standby ? 'standby' : 'voter',
       // A voter's mode is what it becomes when demoted.
-      standbyMode: rng.pick(MODES),
+      standbyMode: rng.pick(STANDBY_MODES),
       zone: rng.pick(ZONES),
     });
   }

@@ -9,6 +9,7 @@
  * was durable. Membership changes go one at a time and only when the new configuration keeps a
  * live quorum; voters stay within [3, 7].
  */
+import { VOTERS_MAX } from '../cluster/policy.js';
 import { LEAVE_JOINT_CONF_CHANGE } from '../raft/codec.js';
 import type { MemoryStorage } from '../raft/storage.js';
 import {
@@ -24,14 +25,7 @@ import type { Prng } from '../util/prng.js';
 import type { Checker } from './checker.js';
 import type { SimNetwork } from './network.js';
 import type { NodeHost } from './node.js';
-import {
-  FAULT_KINDS,
-  type FaultKind,
-  MEMBERS_MAX,
-  type SimParams,
-  VOTERS_MAX,
-  VOTERS_MIN,
-} from './params.js';
+import { FAULT_KINDS, type FaultKind, MEMBERS_MAX, type SimParams, VOTERS_MIN } from './params.js';
 import type { EventQueue } from './queue.js';
 import type { Phase } from './run.js';
 import type { Trace } from './trace.js';

@@ -5,6 +5,7 @@ import {
   FailureDetector,
   healthRecords,
   type Observation,
+  quorumHeard,
 } from '../../src/cluster/health.js';
 import { MemberRegistry } from '../../src/cluster/registry.js';
 
@@ -120,4 +121,28 @@ test('a new leader continues the recorded clocks, and records only transitions',
   assert.deepEqual(healthRecords(r.all(), d.view()), []);
   d.observe(10_500, COMMIT, [{ id: 1, lastHeardMs: 10_500, match: COMMIT }]);
   assert.equal(d.get(2), undefined, 'a member no longer observed is forgotten');
+});
+
+test('quorumHeard: a quorum of voters heard within the window, the leader counting itself', () => {
+  const WINDOW_MS = 1_000;
+  const NOW_MS = 10_000;
+  const heard = (entries: [number, number][]) => new Map(entries);
+  const config = (voters: number[], votersOutgoing: number[] = []) => ({ voters, votersOutgoing });
+  const q = (c: ReturnType<typeof config>, h: Map<number, number>) =>
+    quorumHeard(c, 1, h, NOW_MS, WINDOW_MS);
+  // n1 leads: n2 heard exactly a window ago still counts, a millisecond more does not.
+  assert.equal(q(config([1, 2, 3]), heard([[2, NOW_MS - WINDOW_MS]])), true);
+  assert.equal(q(config([1, 2, 3]), heard([[2, NOW_MS - WINDOW_MS - 1]])), false);
+  assert.equal(q(config([1, 2, 3]), heard([])), false, 'the leader alone is no quorum of 3');
+  assert.equal(q(config([1]), heard([])), true, 'a single voter is its own quorum');
+  assert.equal(q(config([]), heard([])), true, 'an empty half defers (raft quorum math)');
+  // Joint: both halves. {1,2,3} heard through n2; {1,4,5} only through n1.
+  const h = heard([
+    [2, NOW_MS],
+    [4, NOW_MS - 5 * WINDOW_MS],
+  ]);
+  assert.equal(q(config([1, 2, 3], [1, 4, 5]), h), false);
+  assert.equal(q(config([1, 2, 3], [1, 2, 5]), h), true);
+  // A member heard but not a voter does not make a quorum.
+  assert.equal(q(config([1, 3, 5]), heard([[2, NOW_MS]])), false);
 });
