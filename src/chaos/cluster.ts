@@ -18,6 +18,7 @@ import {
 } from '../cli/local-cluster.js';
 import { adminRequest } from '../cli/local-net.js';
 import type { ProcessState } from '../cli/local-process.js';
+import type { StandbyMode } from '../cluster/commands.js';
 import { assert } from '../util/assert.js';
 import { KernelNet } from './netns.js';
 
@@ -47,8 +48,6 @@ export interface ChaosMember {
 
 /** How members are connected (see netns.ts): kernel namespaces, or loopback + transport rules. */
 export type NetMode = 'kernel' | 'transport';
-export type ChaosStandbyMode = 'hot' | 'warm' | 'cold';
-export const CHAOS_STANDBY_MODES: readonly ChaosStandbyMode[] = ['hot', 'warm', 'cold'];
 /** redundancy.standby.snapshotEvery of warm standbys in a chaos run: several per run. */
 const WARM_SNAPSHOT_EVERY = '10s';
 
@@ -65,7 +64,7 @@ export interface ChaosClusterOptions {
    * Every member's standby mode (default hot): the founding standbys', and the mode a replaced
    * voter is demoted to. Warm standbys are refreshed every WARM_SNAPSHOT_EVERY.
    */
-  readonly standbyMode?: ChaosStandbyMode;
+  readonly standbyMode?: StandbyMode;
   /** `redundancy.replaceAfter` of every member (default: the member's own default). */
   readonly replaceAfterMs?: number;
   /** Give every member a WAL mirror directory (`wal.mirror`, default false). */

@@ -19,13 +19,9 @@ import { setMaxListeners } from 'node:events';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { sleep } from '../cli/local-net.js';
+import { STANDBY_MODES, type StandbyMode } from '../cluster/commands.js';
 import { analyze } from './analyze.js';
-import {
-  CHAOS_STANDBY_MODES,
-  ChaosCluster,
-  type ChaosStandbyMode,
-  type NetMode,
-} from './cluster.js';
+import { ChaosCluster, type NetMode } from './cluster.js';
 import { type GrpcError, KvClient } from './etcd-client.js';
 import { pairOperations, serializeHistory, type Value } from './history.js';
 import {
@@ -65,7 +61,7 @@ export interface ChaosOptions {
   /** Standbys besides the voters (default 0); the redundancy policy promotes them. */
   readonly standbys?: number;
   /** Their mode, and the mode a replaced voter is demoted to (default hot). */
-  readonly standbyMode?: ChaosStandbyMode;
+  readonly standbyMode?: StandbyMode;
   /** `redundancy.replaceAfter` (default CHAOS_REPLACE_AFTER_MS_DEFAULT with standbys). */
   readonly replaceAfterMs?: number;
   /** Every member gets a WAL mirror (default true: a bit flip is then repaired). */
@@ -133,7 +129,7 @@ export function validateChaosOptions(o: ChaosOptions): string[] {
   int(o.standbys ?? 0, 0, CHAOS_STANDBYS_MAX, '--standbys');
   if (o.replaceAfterMs !== undefined)
     int(o.replaceAfterMs, 1_001, 3_600_000, '--replace-after (ms)');
-  if (o.standbyMode !== undefined && !CHAOS_STANDBY_MODES.includes(o.standbyMode)) {
+  if (o.standbyMode !== undefined && !STANDBY_MODES.includes(o.standbyMode)) {
     problems.push(`--standby-mode: expected hot, warm or cold, got ${o.standbyMode}`);
   }
   if (o.net !== undefined && !['kernel', 'transport', 'auto'].includes(o.net)) {

@@ -32,6 +32,7 @@ import {
   SNAPSHOT_EVERY_MS_MIN,
   STANDBY_MODES,
   type StandbyMode,
+  ZONE_LENGTH_MAX,
 } from '../cluster/commands.js';
 import { POLICY_DEFAULTS, REPLACE_AFTER_MS_MAX, VOTERS_MAX } from '../cluster/policy.js';
 import type { PeerAddress } from '../io/network.js';
@@ -53,8 +54,11 @@ export {
 
 /** A config file is read whole; anything larger is not a config file. */
 export const CONFIG_FILE_BYTES_MAX = 1024 * 1024;
-/** Member and zone names appear in metrics labels, logs and file names: short, plain. */
-export const NAME_LENGTH_MAX = 63;
+/**
+ * Member and zone names appear in metrics labels, logs and file names: short, plain; a zone
+ * also fits the registry's limit.
+ */
+export const NAME_LENGTH_MAX = ZONE_LENGTH_MAX;
 /** Members of one cluster = this node + its peers. */
 export const PEERS_MAX = 63;
 /** Redundant links per peer. */

@@ -43,8 +43,11 @@ export class PolicyMemory {
    */
   private readonly refreshed = new Map<NodeId, number>();
   private readonly placementSeen = new Map<NodeId, Placement>();
-  /** Warm (or cold) standbys staged as learners that this leader lets catch up, since when. */
-  private readonly refreshing = new Map<NodeId, number>();
+  /**
+   * Warm (or cold) standbys this leader lets catch up as learners: since when, and whether the
+   * staging has been seen applied (a refresh whose staging is still in flight is not over).
+   */
+  private readonly refreshing = new Map<NodeId, { sinceMs: number; staged: boolean }>();
   /** Completed refreshes to record in the registry (wall-clock ms), one per round. */
   private readonly toRecord = new Map<NodeId, number>();
   private lastTransferMs = Number.NEGATIVE_INFINITY;
@@ -63,7 +66,7 @@ export class PolicyMemory {
     return {
       detectorTerm: this.detector === null ? null : this.detectorTerm,
       refreshedMs: new Map(this.refreshed),
-      refreshing: new Map(this.refreshing),
+      refreshing: new Map([...this.refreshing].map(([id, r]) => [id, r.sinceMs])),
       refreshesToRecord: new Map(this.toRecord),
       lastTransferMs: this.lastTransferMs,
     };
@@ -118,20 +121,28 @@ export class PolicyMemory {
     for (const m of members) {
       const staged =
         m.placement === 'learner' && restingPlacement(m.role, m.standbyMode) === 'none';
-      if (staged && !this.refreshing.has(m.id)) this.refreshing.set(m.id, nowMs);
+      if (staged && !this.refreshing.has(m.id)) {
+        this.refreshing.set(m.id, { sinceMs: nowMs, staged: true });
+      }
     }
   }
 
-  /** A refresh ends when its learner leaves (unstaged) or is promoted. */
-  endRefreshes(members: readonly MemberRecord[]): void {
-    for (const id of this.refreshing.keys()) {
-      if (members.find((r) => r.id === id)?.placement !== 'learner') this.refreshing.delete(id);
+  /**
+   * A refresh ends when its learner leaves (unstaged) or is promoted; one whose staging never
+   * applied (refused, lost with a leader) ends after WARM_REFRESH_TIMEOUT_MS. A round that runs
+   * while the staging is in flight does not end it: once staged, the standby is held until it
+   * caught up (`holdRefresh`), not returned outside at once.
+   */
+  endRefreshes(members: readonly MemberRecord[], nowMs: number): void {
+    for (const [id, r] of this.refreshing) {
+      if (members.find((m) => m.id === id)?.placement === 'learner') r.staged = true;
+      else if (r.staged || nowMs - r.sinceMs >= WARM_REFRESH_TIMEOUT_MS) this.refreshing.delete(id);
     }
   }
 
   /** A warm refresh begins: `id` is staged as a learner now. */
   startRefresh(id: NodeId, nowMs: number): void {
-    this.refreshing.set(id, nowMs);
+    this.refreshing.set(id, { sinceMs: nowMs, staged: false });
     this.refreshed.set(id, nowMs);
     assert(this.refreshing.size <= MEMBERS_MAX, 'refreshes bounded by the registry');
   }
@@ -147,7 +158,7 @@ export class PolicyMemory {
     catchUpEntriesMax: number,
     nowMs: number,
   ): string | null {
-    const sinceMs = this.refreshing.get(id);
+    const sinceMs = this.refreshing.get(id)?.sinceMs;
     if (sinceMs === undefined) return null;
     assert(sinceMs <= nowMs, 'a refresh cannot begin in the future');
     if (lagEntries > catchUpEntriesMax && nowMs - sinceMs < WARM_REFRESH_TIMEOUT_MS) {

@@ -155,7 +155,7 @@ export function observeRound(memory: PolicyMemory, s: RoundSettings, o: Observed
     return none('leading only to hand over: not a voter');
   }
   const detector = memory.lead(status.term, o.members, o.nowMs, s.policy);
-  memory.endRefreshes(o.members);
+  memory.endRefreshes(o.members, o.nowMs);
   const observations = observationsFrom(o.members, status.progress, o.lastHeardMs, o.nowMs);
   detector.observe(o.nowMs, status.commit, observations);
   const view = viewFrom(status, o.members, detector.view(), {
