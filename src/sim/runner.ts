@@ -3,11 +3,7 @@
  * (member-host.ts, asynchronous: the member's façade answers through promises, and the run
  * lets their continuations run between virtual events).
  */
-import type { BugName } from '../raft/types.js';
-import type { MemberBugName } from '../server/assemble.js';
 import { runMemberSeed } from './member-host.js';
-import type { SimFault } from './member-io.js';
-import type { PolicyBugName } from './redundancy.js';
 import type { RunOptions, RunResult } from './run.js';
 import { runRawSeed } from './simulator.js';
 
@@ -26,20 +22,10 @@ export async function runSeed(options: RunOptions): Promise<RunResult> {
   return isMemberMode(options) ? runMemberSeed(options) : runRawSeed(options);
 }
 
-export interface SeedsOptions {
+/** Seeds `start`..`start + seeds - 1`, each run with the options of RunOptions but its seed. */
+export interface SeedsOptions extends Omit<RunOptions, 'seed' | 'trace'> {
   readonly seeds: number;
   readonly start?: number;
-  readonly voters?: number;
-  readonly bug?: BugName;
-  readonly maxSteps?: number;
-  readonly leaseReads?: boolean;
-  readonly stepsDuringReady?: boolean;
-  /** Member mode for every seed (see RunOptions.member). */
-  readonly member?: boolean;
-  readonly fault?: SimFault;
-  readonly redundancy?: boolean;
-  readonly policyBug?: PolicyBugName;
-  readonly memberBug?: MemberBugName;
   /** Stop at the first failing seed. */
   readonly stopAtFirst?: boolean;
   readonly onResult?: (result: RunResult) => void;
@@ -61,21 +47,8 @@ export async function runSeeds(options: SeedsOptions): Promise<SeedsSummary> {
   let messagesSent = 0;
   let virtualMs = 0;
   for (let seed = start; seed < start + options.seeds; seed++) {
-    const result = await runSeed({
-      seed,
-      ...(options.voters === undefined ? {} : { voters: options.voters }),
-      ...(options.bug === undefined ? {} : { bug: options.bug }),
-      ...(options.maxSteps === undefined ? {} : { maxSteps: options.maxSteps }),
-      ...(options.leaseReads === undefined ? {} : { leaseReads: options.leaseReads }),
-      ...(options.stepsDuringReady === undefined
-        ? {}
-        : { stepsDuringReady: options.stepsDuringReady }),
-      ...(options.member === undefined ? {} : { member: options.member }),
-      ...(options.fault === undefined ? {} : { fault: options.fault }),
-      ...(options.redundancy === undefined ? {} : { redundancy: options.redundancy }),
-      ...(options.policyBug === undefined ? {} : { policyBug: options.policyBug }),
-      ...(options.memberBug === undefined ? {} : { memberBug: options.memberBug }),
-    });
+    const { seeds: _seeds, start: _start, stopAtFirst: _stop, onResult: _on, ...run } = options;
+    const result = await runSeed({ ...run, seed });
     seedsRun++;
     steps += result.steps;
     messagesSent += result.messagesSent;
