@@ -313,8 +313,14 @@ async function bootstrapOrRestore(
     const founding = foundingConfig(founders);
     RawNode.bootstrap(storage, founding.voters, state.snapshot(), founding.learners);
     await new Promise<void>((resolve, reject) =>
-      recovered.persistence.save(storage.initialState().hardState, [], storage.snapshot(), (e) =>
-        e === null ? resolve() : reject(e),
+      recovered.persistence.save(
+        {
+          hardState: storage.initialState().hardState,
+          entries: [],
+          snapshot: storage.snapshot(),
+          mustSync: true,
+        },
+        (e) => (e === null ? resolve() : reject(e)),
       ),
     );
     say('bootstrapped a new cluster');

@@ -13,18 +13,26 @@ import type { Entry, HardState, Snapshot } from '../raft/types.js';
 
 export type Done = (error: Error | null) => void;
 
+/** What one Ready asks to persist (a Ready is one). */
+export interface PersistRequest {
+  readonly hardState: HardState | null;
+  readonly entries: readonly Entry[];
+  readonly snapshot: Snapshot | null;
+  /**
+   * False when only the commit index moved (no entries, term or vote): the write may skip the
+   * fdatasync, since a commit index lost in a machine crash is learned again (etcd's MustSync).
+   */
+  readonly mustSync: boolean;
+}
+
 export interface RaftPersistence {
   /**
    * Makes one Ready durable: `snapshot` (data file, then its marker), `entries`, `hardState`,
-   * in one group commit. `done(null)` once all of it would survive a crash; `done(error)` means
-   * the member must stop (a failed fdatasync cannot be retried safely).
+   * in one group commit. `done(null)` once all of it would survive a process crash, and, when
+   * `mustSync`, a machine crash too; `done(error)` means the member must stop (a failed
+   * fdatasync cannot be retried safely).
    */
-  save(
-    hardState: HardState | null,
-    entries: readonly Entry[],
-    snapshot: Snapshot | null,
-    done: Done,
-  ): void;
+  save(request: PersistRequest, done: Done): void;
   /** Stores a snapshot the member took of its own applied state (for log compaction). */
   saveSnapshot(snapshot: Snapshot, done: Done): void;
   /** Entries up to `index` are covered by a durable snapshot; their space may be reclaimed. */

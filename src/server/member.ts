@@ -5,6 +5,7 @@
  *                      └──────────────┬──────────────────────────────────┘
  *                                  drain(): one Ready at a time
  *     persistence.save(hardState, entries, snapshot)  ── durable ──►  storage (MemoryStorage)
+ *     (no fdatasync when only the commit index moved: Ready.mustSync)
  *       ─► network.send(messages)  ─► apply snapshot, committed entries  ─► resolve proposals
  *       ─► serve reads whose index is applied  ─► rn.advance()  ─► maybe take a snapshot
  *
@@ -617,9 +618,7 @@ export class Member<R = unknown> {
     if (this.state !== 'running' || this.saving || !this.rn.hasReady()) return;
     const rd = this.rn.ready();
     this.saving = true;
-    this.options.persistence.save(rd.hardState, rd.entries, rd.snapshot, (error) =>
-      this.saved(rd, error),
-    );
+    this.options.persistence.save(rd, (error) => this.saved(rd, error));
   }
 
   private saved(rd: Ready, error: Error | null): void {

@@ -73,6 +73,8 @@ export interface WriteEvent {
 export class FaultyFileSystem implements FileSystem {
   /** Bytes that reached the real files through write() (and allocate()), over the whole run. */
   totalBytesWritten = 0;
+  /** fdatasync calls that reached the real files, over the whole run. */
+  syncCount = 0;
   /** When set, every write is recorded here (tests derive crash points from it). */
   trace: WriteEvent[] | null = null;
   private crashed = false;
@@ -408,6 +410,7 @@ class FaultyFileHandle implements FileHandle {
     this.fs.checkAlive('fdatasync', this.path, this.epoch);
     this.fs.maybeFailSync(this.path);
     await this.inner.datasync();
+    this.fs.syncCount++;
     this.state.undo.length = 0;
   }
 

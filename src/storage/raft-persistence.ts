@@ -12,9 +12,9 @@
  *   - WAL segments are released only up to a durable snapshot's index.
  */
 import { join } from 'node:path';
-import type { RaftPersistence } from '../io/persistence.js';
+import type { PersistRequest, RaftPersistence } from '../io/persistence.js';
 import { MemoryStorage } from '../raft/storage.js';
-import type { Entry, HardState, Snapshot } from '../raft/types.js';
+import type { Snapshot } from '../raft/types.js';
 import { StorageError } from './errors.js';
 import { type FileSystem, NodeFileSystem } from './fs.js';
 import { SnapshotStore } from './snapshot/store.js';
@@ -108,17 +108,15 @@ export class WalPersistence implements RaftPersistence {
     };
   }
 
-  save(
-    hardState: HardState | null,
-    entries: readonly Entry[],
-    snapshot: Snapshot | null,
-    done: (error: Error | null) => void,
-  ): void {
+  save(request: PersistRequest, done: (error: Error | null) => void): void {
+    const { hardState, entries, snapshot } = request;
+    // Only a hard state whose term and vote did not move may skip the fdatasync.
+    const sync = request.mustSync || entries.length > 0 || snapshot !== null;
     const write = async (): Promise<void> => {
       if (snapshot !== null) await this.snapshots.save(snapshot);
       const marker =
         snapshot === null ? null : { index: snapshot.metadata.index, term: snapshot.metadata.term };
-      await this.wal.save(hardState, entries, marker);
+      await this.wal.save(hardState, entries, marker, sync);
     };
     write().then(
       () => done(null),

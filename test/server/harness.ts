@@ -7,14 +7,13 @@
 import { type Founder, foundingConfig } from '../../src/cluster/registry.js';
 import type { Clock, TimerHandle } from '../../src/io/clock.js';
 import type { MessageHandler, Network, PeerReportHandler } from '../../src/io/network.js';
-import type { Done, RaftPersistence } from '../../src/io/persistence.js';
+import type { Done, PersistRequest, RaftPersistence } from '../../src/io/persistence.js';
 import { MemoryBackend } from '../../src/kv/backend/memory.js';
 import { RawNode } from '../../src/raft/rawnode.js';
 import { MemoryStorage } from '../../src/raft/storage.js';
 import type {
   ConfChange,
   ConfState,
-  Entry,
   HardState,
   Message,
   NodeId,
@@ -119,7 +118,8 @@ export class VirtualPersistence implements RaftPersistence {
     readonly clock: ManualClock,
     readonly diskMs = 1,
   ) {}
-  save(hs: HardState | null, _entries: readonly Entry[], _snap: Snapshot | null, done: Done): void {
+  save(request: PersistRequest, done: Done): void {
+    const hs = request.hardState;
     this.saves++;
     const failure = this.failNext;
     this.failNext = null;

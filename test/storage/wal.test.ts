@@ -247,3 +247,44 @@ test('group commit: one write and one fdatasync per save, whatever the batch siz
   assert.equal(fs.trace[0]!.length, 256 * (16 + 24 + 256) + 16 + 24);
   await wal.close();
 });
+
+test('a hard state saved without fdatasync (MustSync false): kept by a process crash, at worst lost by a power loss, never damage', async () => {
+  const e = (index: number) => ({ index, term: 1, type: 0 as const, data: new Uint8Array([index]) });
+  for (const powerLoss of [false, true]) {
+    const dir = tempDir();
+    const fs = new FaultyFileSystem(real);
+    const { wal } = await Wal.open(options(dir, { fs }));
+    await wal.save({ term: 1, vote: 1, commit: 0 }, [e(1), e(2), e(3)], null);
+    const syncsBefore = fs.syncCount;
+    await wal.save({ term: 1, vote: 1, commit: 3 }, [], null, false);
+    assert.equal(fs.syncCount, syncsBefore, 'no fdatasync for a commit-only hard state');
+    await fs.restart({ powerLoss });
+    const got = await Wal.open(options(dir, { fs }));
+    assert.deepEqual(
+      got.entries.map((x) => x.index),
+      [1, 2, 3],
+    );
+    assert.equal(got.hardState.commit, powerLoss ? 0 : 3, `power loss: ${powerLoss}`);
+    assert.deepEqual(got.stats.damaged, [], 'nothing damaged');
+    // A later synced save makes the earlier unsynced record durable with it.
+    await got.wal.save({ term: 1, vote: 1, commit: 2 }, [], null, false);
+    await got.wal.save(null, [e(4)], null);
+    await fs.restart({ powerLoss: true });
+    const last = await Wal.open(options(dir, { fs }));
+    assert.equal(last.hardState.commit, 2);
+    assert.deepEqual(
+      last.entries.map((x) => x.index),
+      [1, 2, 3, 4],
+    );
+    await last.wal.close();
+  }
+});
+
+test('entries are never saved without fdatasync', async () => {
+  const { wal } = await Wal.open(options(tempDir()));
+  assert.throws(
+    () => wal.save(null, [{ index: 1, term: 1, type: 0, data: new Uint8Array(0) }], null, false),
+    /entries and snapshots are synced/,
+  );
+  await wal.close();
+});

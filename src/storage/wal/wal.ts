@@ -466,13 +466,20 @@ export class Wal {
    * Persists one Ready: `snapshot` marker, then `entries`, then `hardState`, in ONE write and ONE
    * fdatasync per copy. Resolves when durable. Entries may overwrite a suffix written before
    * (recovery keeps the later ones). Nothing to persist resolves at once.
+   *
+   * `sync` false skips the fdatasync (etcd's MustSync): only for what may be lost in a machine
+   * crash without harm, a hard state whose term and vote are unchanged (a commit index can be
+   * learned again). The next synced write makes it durable with everything before it; a torn
+   * unsynced tail is truncated at recovery like any other.
    */
   save(
     hardState: HardState | null,
     entries: readonly Entry[],
     snapshot: SnapshotMarker | null,
+    sync = true,
   ): Promise<void> {
-    return this.exclusive(() => this.saveNow(hardState, entries, snapshot));
+    assert(sync || (entries.length === 0 && snapshot === null), 'entries and snapshots are synced');
+    return this.exclusive(() => this.saveNow(hardState, entries, snapshot, sync));
   }
 
   /**
@@ -630,6 +637,7 @@ export class Wal {
     hardState: HardState | null,
     entries: readonly Entry[],
     snapshot: SnapshotMarker | null,
+    sync: boolean,
   ): Promise<void> {
     this.checkUsable();
     let bytes = 0;
@@ -658,7 +666,7 @@ export class Wal {
       await this.rotate();
 
     const n = this.encodeBatch(hardState, entries, snapshot, bytes);
-    await this.persist(this.buf.subarray(0, n), this.offset);
+    await this.persist(this.buf.subarray(0, n), this.offset, sync);
     this.offset += n;
     if (entries.length > 0) this.lastIndex = entries[entries.length - 1]!.index;
     if (snapshot !== null) {
@@ -727,12 +735,12 @@ export class Wal {
   }
 
   /**
-   * Writes then fdatasyncs `data` at `position` in every copy, copies in parallel. allSettled,
-   * not all: the buffer must not be reused while any copy is still writing it.
+   * Writes then (`sync`) fdatasyncs `data` at `position` in every copy, copies in parallel.
+   * allSettled, not all: the buffer must not be reused while any copy is still writing it.
    */
-  private async persist(data: Uint8Array, position: number): Promise<void> {
+  private async persist(data: Uint8Array, position: number, sync = true): Promise<void> {
     const results = await Promise.allSettled(
-      this.handles.map((h) => writeAndSync(h, data, position)),
+      this.handles.map((h) => writeAndSync(h, data, position, sync)),
     );
     let writeError: unknown = null;
     for (const r of results) {
@@ -867,12 +875,18 @@ interface CopyFailure {
   cause: unknown;
 }
 
-async function writeAndSync(handle: FileHandle, data: Uint8Array, position: number): Promise<void> {
+async function writeAndSync(
+  handle: FileHandle,
+  data: Uint8Array,
+  position: number,
+  sync: boolean,
+): Promise<void> {
   try {
     await handle.write(data, position);
   } catch (cause) {
     throw { stage: 'write', cause } satisfies CopyFailure;
   }
+  if (!sync) return;
   try {
     await handle.datasync();
   } catch (cause) {
