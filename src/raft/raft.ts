@@ -161,6 +161,7 @@ export class Raft {
   readonly bugStaleRead: boolean;
   readonly bugSkipLogCheck: boolean;
   readonly bugProbeNeverResumes: boolean;
+  readonly bugAckBeforeDurable: boolean;
 
   /** The role's tick and step functions, swapped by becomeX (etcd's r.tick / r.step). */
   private tickRole: () => void;
@@ -191,6 +192,7 @@ export class Raft {
     this.bugStaleRead = bugs?.has('stale-read') ?? false;
     this.bugSkipLogCheck = bugs?.has('skip-log-check') ?? false;
     this.bugProbeNeverResumes = bugs?.has('probe-never-resumes') ?? false;
+    this.bugAckBeforeDurable = bugs?.has('ack-before-durable') ?? false;
 
     this.log = new RaftLog(config.storage, config.maxCommittedBytesPerReady);
     this.tracker = new ProgressTracker(config.maxInflightMsgs);
@@ -361,7 +363,8 @@ export class Raft {
     const lastIndex = this.log.lastIndex();
     for (const [id, pr] of this.tracker.progress) {
       pr.resetForTerm(lastIndex);
-      if (id === this.id) pr.match = lastIndex;
+      // This node holds durably what is not in the unstable log (see persistedTo).
+      if (id === this.id) pr.match = Math.min(lastIndex, this.log.unstable.offset - 1);
     }
     this.pendingConfIndex = 0;
     this.uncommittedBytes = 0;
@@ -971,11 +974,27 @@ export class Raft {
       const e = ents[i]!;
       stamped[i] = { term: this.term, index: lastIndex + 1 + i, type: e.type, data: e.data };
     }
-    const newLast = this.log.append(stamped);
-    // The leader counts itself as having the entries (persisted before any ack can count).
-    this.tracker.progress.get(this.id)?.maybeUpdate(newLast);
+    this.log.append(stamped);
+    // The leader counts its own entries once they are durable (persistedTo), not now: they may
+    // reach followers first (Ready.messagesNow).
     this.maybeCommit();
     return true;
+  }
+
+  /**
+   * The caller made this node's log durable up to `index` (of `term`; RawNode.advance): a leader
+   * counts it toward commits now (thesis §10.2.1: its own write ran in parallel with the
+   * followers'). An index whose entry was replaced meanwhile (another term) counts for nothing.
+   */
+  persistedTo(index: number, term: number): void {
+    if (this.state !== StateType.Leader) return;
+    if (index > this.log.lastIndex() || this.log.term(index) !== term) return;
+    const self = this.tracker.progress.get(this.id);
+    if (self === undefined || !self.maybeUpdate(index)) return;
+    if (this.maybeCommit()) {
+      this.releasePendingReadIndexMessages();
+      this.bcastAppend();
+    }
   }
 
   /** Commits the quorum-replicated index if it is of our term (paper §5.4.2). */

@@ -5,6 +5,7 @@
  *
  *   while (node.hasReady()) {
  *     const rd = node.ready();
+ *     send rd.messagesNow                            (a leader's appends, while it writes)
  *     persist rd.hardState, rd.entries, rd.snapshot   (storage.append / applySnapshot / setHardState)
  *     send rd.messages                               (only after the write is durable)
  *     apply rd.snapshot, then rd.committedEntries    (applyConfChange for ConfChange entries)
@@ -231,6 +232,12 @@ export class RawNode {
     const committedEntries = r.log.nextCommittedEntries();
     // BUG forget-vote: the persisted hard state never carries the vote.
     const persistedHard = hardChanged && r.bugForgetVote ? { ...hard, vote: NONE } : hard;
+    const termVoteDurable =
+      hard.term === this.prevHardState.term && hard.vote === this.prevHardState.vote;
+    // BUG ack-before-durable: everything leaves at once, acknowledgements and votes too.
+    const { now, afterPersist } = r.bugAckBeforeDurable
+      ? { now: r.msgs, afterPersist: [] }
+      : splitMessages(r.msgs, r.state, termVoteDurable);
     const ready: Ready = {
       softState: softChanged ? soft : null,
       hardState: hardChanged ? persistedHard : null,
@@ -238,11 +245,9 @@ export class RawNode {
       entries,
       snapshot: r.log.unstable.snapshot,
       committedEntries,
-      messages: r.msgs,
-      mustSync:
-        entries.length > 0 ||
-        hard.term !== this.prevHardState.term ||
-        hard.vote !== this.prevHardState.vote,
+      messagesNow: now,
+      messages: afterPersist,
+      mustSync: entries.length > 0 || !termVoteDurable,
     };
     // Accept the Ready: what it carries is no longer pending.
     if (softChanged) this.prevSoftState = soft;
@@ -274,6 +279,7 @@ export class RawNode {
     if (rd.entries.length > 0) {
       const last = rd.entries[rd.entries.length - 1]!;
       r.log.stableTo(last.index, last.term);
+      r.persistedTo(last.index, last.term);
     }
     if (rd.snapshot !== null) r.log.stableSnapTo(rd.snapshot.metadata.index);
     r.checkInvariants();
@@ -310,4 +316,30 @@ export class RawNode {
       progress,
     };
   }
+}
+
+/** Leader messages that may leave before the Ready's write (see Ready.messagesNow). */
+const SENT_BEFORE_PERSIST: ReadonlySet<MessageType> = new Set([
+  MessageType.App,
+  MessageType.Heartbeat,
+  MessageType.Snap,
+]);
+
+/**
+ * A leader whose term and vote are already durable sends its appends, heartbeats and snapshots
+ * at once: they assert nothing about its own unwritten state. Everything else (and everything
+ * of a node whose term or vote is in this very write) waits for the write.
+ */
+function splitMessages(
+  msgs: readonly Message[],
+  state: StateType,
+  termVoteDurable: boolean,
+): { now: Message[]; afterPersist: Message[] } {
+  if (state !== StateType.Leader || !termVoteDurable || msgs.length === 0) {
+    return { now: [], afterPersist: msgs as Message[] };
+  }
+  const now: Message[] = [];
+  const afterPersist: Message[] = [];
+  for (const m of msgs) (SENT_BEFORE_PERSIST.has(m.type) ? now : afterPersist).push(m);
+  return { now, afterPersist };
 }

@@ -235,12 +235,13 @@ export type ReadOnlyOption = (typeof ReadOnlyOption)[keyof typeof ReadOnlyOption
 /**
  * Everything the state machine asks its caller to do, in this order:
  *
+ *   0. send `messagesNow` (a leader's appends: they may travel while its own write runs);
  *   1. persist `hardState`, `entries` and `snapshot` (one write, one fdatasync: group commit);
  *      when `mustSync` is false the write may skip the fdatasync;
- *   2. only then send `messages` (a vote, an append acknowledgement or a leader's append must
- *      never leave before the state it reflects is durable);
+ *   2. only then send `messages` (a vote or an append acknowledgement must never leave before
+ *      the state it reflects is durable);
  *   3. apply `snapshot` (if any) and then `committedEntries`, in order, to the state machine;
- *   4. call `advance()`.
+ *   4. call `advance()`: the entries are durable (a leader now counts its own toward commits).
  *
  * Between `ready()` and `advance()` the caller must not call `ready()` again.
  */
@@ -256,14 +257,18 @@ export interface Ready {
   /** A snapshot to persist and then install in the state machine. */
   readonly snapshot: Snapshot | null;
   /**
-   * Entries known committed: apply them in order. Each is in stable storage or in this Ready's
-   * `entries` (a single-voter leader commits at once), so it is durable after step 1.
+   * Entries known committed: apply them in order. Each is in stable storage (a leader counts
+   * its own entries only once `advance` reported them durable), so it is durable after step 1.
    */
   readonly committedEntries: readonly Entry[];
   /**
-   * Outbound messages: send only after step 1 is durable. (Future performance item: etcd lets a
-   * leader send appends in parallel with its own disk write; we do not, for simplicity.)
+   * Outbound messages that may leave at once, before step 1: a leader's appends, heartbeats and
+   * snapshots when its term and vote are already durable (Raft thesis §10.2.1: the leader writes
+   * its log in parallel with replicating it; its own entries count toward a commit only once
+   * they are durable, reported by `advance`, so a commit always stands on a durable majority).
    */
+  readonly messagesNow: readonly Message[];
+  /** Outbound messages: send only after step 1 is durable (votes, acknowledgements, ...). */
   readonly messages: readonly Message[];
   /** True when a vote, a term or new entries must reach disk with an fdatasync. */
   readonly mustSync: boolean;
@@ -307,6 +312,11 @@ export const BUG_NAMES = [
   'stale-read',
   /** Accept an append without checking the previous index/term. */
   'skip-log-check',
+  /**
+   * Every message leaves before the Ready's write (Ready.messagesNow), acknowledgements and
+   * votes too: a commit may stand on entries a crash then loses.
+   */
+  'ack-before-durable',
   /** Liveness: a heartbeat response never unpauses a probing follower, so a lost probe stalls it. */
   'probe-never-resumes',
 ] as const;

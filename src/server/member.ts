@@ -4,7 +4,8 @@
  *   tick timer ─► rn.tick()        network ─► rn.step(msg)        clients ─► propose / read
  *                      └──────────────┬──────────────────────────────────┘
  *                                  drain(): one Ready at a time
- *     persistence.save(hardState, entries, snapshot)  ── durable ──►  storage (MemoryStorage)
+ *     send(messagesNow: a leader's appends)  ─►  persistence.save(hardState, entries, snapshot)
+ *       ── durable ──►  storage (MemoryStorage)
  *     (no fdatasync when only the commit index moved: Ready.mustSync)
  *       ─► network.send(messages)  ─► apply snapshot, committed entries  ─► resolve proposals
  *       ─► serve reads whose index is applied  ─► rn.advance()  ─► maybe take a snapshot
@@ -618,6 +619,8 @@ export class Member<R = unknown> {
     if (this.state !== 'running' || this.saving || !this.rn.hasReady()) return;
     const rd = this.rn.ready();
     this.saving = true;
+    // A leader's appends travel while its own write runs (Ready.messagesNow).
+    if (rd.messagesNow.length > 0) this.send(rd.messagesNow);
     this.options.persistence.save(rd, (error) => this.saved(rd, error));
   }
 

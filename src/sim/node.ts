@@ -2,8 +2,9 @@
  * The node host: the member loop of one simulated node, the glue between a RawNode and its
  * simulated disk, network and state machine, under the Ready contract:
  *
- *   ready() → persist (hard state, entries, snapshot: one disk write that takes virtual time)
- *           → send messages → apply snapshot and committed entries → advance() → next ready()
+ *   ready() → send messagesNow (a leader's appends) → persist (hard state, entries, snapshot:
+ *           one disk write that takes virtual time) → send messages → apply snapshot and
+ *           committed entries → advance() → next ready()
  *
  * Durable state is `storage` (a MemoryStorage: log, snapshot and hard state), changed only when a
  * disk write completes, and, in the 'durable' apply mode, the state machine. A crash discards the
@@ -400,6 +401,8 @@ export class NodeHost {
       this.completenessTerm = 0;
     }
     const epoch = this.epoch;
+    // A leader's appends travel while its own write runs (Ready.messagesNow).
+    for (const msg of rd.messagesNow) this.env.network.send(msg.from, msg.to, msg);
     if (rd.hardState === null && rd.entries.length === 0 && rd.snapshot === null) {
       this.finish(rd, epoch);
     } else {

@@ -12,7 +12,14 @@ const bugs = (...names: BugName[]): ReadonlySet<BugName> => new Set(names);
 test('the bug list names the liveness bug', () => {
   assert.deepEqual(
     [...BUG_NAMES],
-    ['commit-old-term', 'forget-vote', 'stale-read', 'skip-log-check', 'probe-never-resumes'],
+    [
+      'commit-old-term',
+      'forget-vote',
+      'stale-read',
+      'skip-log-check',
+      'ack-before-durable',
+      'probe-never-resumes',
+    ],
   );
 });
 
@@ -103,5 +110,29 @@ test('probe-never-resumes: a lost probe stalls a follower forever (liveness)', (
     }
     assert.equal(c.node(1).raft.state, StateType.Leader);
     assert.deepEqual(c.get(3).appliedData, on ? [] : ['x'], `bug ${on}`);
+  }
+});
+
+test('ack-before-durable: acknowledgements and votes leave before the write', () => {
+  for (const on of [false, true]) {
+    const f = newSolo(2, [1, 2, 3], on ? { bugs: bugs('ack-before-durable') } : {});
+    f.node.step(
+      msg({
+        type: MessageType.App,
+        from: 1,
+        to: 2,
+        term: 1,
+        index: 1,
+        logTerm: 1,
+        entries: [entry(2, 1)],
+        commit: 1,
+      }),
+    );
+    const rd = f.node.ready();
+    assert.equal(
+      rd.messagesNow.some((m) => m.type === MessageType.AppResp),
+      on,
+      `bug ${on}: the acknowledgement leaves before the write`,
+    );
   }
 });

@@ -132,6 +132,11 @@ export class Cluster {
     const m = this.get(id);
     while (m.node.hasReady()) {
       const rd = m.node.ready();
+      // 0. send what may leave before the write (a leader's appends)
+      for (const msg of rd.messagesNow) {
+        this.sent.push(msg);
+        this.queue.push(msg);
+      }
       // 1. persist
       if (rd.snapshot !== null) m.storage.applySnapshot(rd.snapshot);
       m.storage.append(rd.entries);
@@ -260,6 +265,7 @@ export function readMessages(s: Solo): Message[] {
   const out: Message[] = [];
   while (s.node.hasReady()) {
     const rd = s.node.ready();
+    out.push(...rd.messagesNow);
     if (rd.snapshot !== null) s.storage.applySnapshot(rd.snapshot);
     s.storage.append(rd.entries);
     if (rd.hardState !== null) s.storage.setHardState(rd.hardState);

@@ -59,18 +59,26 @@ test('ready() twice without advance() is an assertion failure; advance needs its
   assert.throws(() => s.node.advance(rd), AssertionError);
 });
 
-test('a single-voter leader persists and applies its entries from one Ready sequence', () => {
+test('a single-voter leader commits its entry once advance reports it durable (thesis §10.2.1)', () => {
   const s = newSolo(1, [1]);
   s.node.campaign();
   readMessages(s);
   s.node.propose(enc('a'));
   const rd = s.node.ready();
   assert.equal(rd.entries.length, 1);
-  assert.equal(rd.committedEntries.length, 1, 'committed at once: durable before it is applied');
+  assert.equal(rd.committedEntries.length, 0, 'not committed before its own write is durable');
   assert.equal(rd.mustSync, true);
   s.storage.append(rd.entries);
-  s.storage.setHardState(rd.hardState!);
+  if (rd.hardState !== null) s.storage.setHardState(rd.hardState);
   s.node.advance(rd);
+  const next = s.node.ready();
+  assert.deepEqual(
+    next.committedEntries.map((e) => e.index),
+    [rd.entries[0]!.index],
+    'committed once durable',
+  );
+  assert.equal(next.mustSync, false, 'a commit-only hard state needs no fdatasync');
+  s.node.advance(next);
   assert.equal(s.node.status().applied, rd.entries[0]!.index);
 });
 

@@ -323,3 +323,65 @@ test('a 5-node cluster replicates 200 proposals from all members in order', () =
   assert.equal(want.length, 200);
   for (const id of [2, 3, 4, 5]) assert.deepEqual(c.get(id).appliedData, want);
 });
+
+test("thesis §10.2.1: a leader's appends leave before its own write; durable followers alone commit", () => {
+  const s = leaderSolo();
+  const r = s.node.raft;
+  s.node.propose(enc('x'));
+  const rd = s.node.ready();
+  const li = r.log.lastIndex();
+  assert.deepEqual(
+    rd.messagesNow.filter((m) => m.type === MessageType.App).map((m) => m.to),
+    [2, 3],
+    'the appends may leave at once',
+  );
+  assert.equal(
+    rd.messages.some((m) => m.type === MessageType.App),
+    false,
+    'none wait for the leader write',
+  );
+  // Both followers made it durable while the leader's own write still runs: a majority.
+  for (const id of [2, 3])
+    s.node.step(msg({ type: MessageType.AppResp, from: id, to: 1, term: r.term, index: li }));
+  assert.equal(r.log.committed, li);
+});
+
+test("thesis §10.2.1: one follower's ack and the leader's unfinished write do not commit", () => {
+  const s = leaderSolo([1, 2, 3]);
+  const r = s.node.raft;
+  s.node.propose(enc('x'));
+  const rd = s.node.ready();
+  const li = r.log.lastIndex();
+  s.node.step(msg({ type: MessageType.AppResp, from: 2, to: 1, term: r.term, index: li }));
+  assert.notEqual(r.log.committed, li, "not before the leader's own write is durable");
+  s.storage.append(rd.entries);
+  if (rd.hardState !== null) s.storage.setHardState(rd.hardState);
+  s.node.advance(rd);
+  assert.equal(r.log.committed, li, 'committed once the leader reports its write durable');
+});
+
+test('votes, acknowledgements and a new term never leave before the write', () => {
+  // A follower's acknowledgement of an append.
+  const f = newSolo(2, [1, 2, 3]);
+  f.node.step(
+    msg({
+      type: MessageType.App,
+      from: 1,
+      to: 2,
+      term: 1,
+      index: 1,
+      logTerm: 1,
+      entries: [entry(2, 1)],
+      commit: 1,
+    }),
+  );
+  const rd = f.node.ready();
+  assert.equal(rd.messagesNow.length, 0);
+  assert.ok(rd.messages.some((m) => m.type === MessageType.AppResp));
+  // A candidate's vote requests carry its new term.
+  const c = newSolo(1, [1, 2, 3]);
+  c.node.campaign();
+  const crd = c.node.ready();
+  assert.equal(crd.messagesNow.length, 0, 'term and vote must be durable first');
+  assert.ok(crd.messages.length > 0);
+});

@@ -28,6 +28,7 @@ import {
 import { Member } from '../../src/server/member.js';
 import type { ApplyContext, ReplicatedStateMachine } from '../../src/server/state-machine.js';
 import { TandemStateMachine } from '../../src/server/tandem-state-machine.js';
+import { assert } from '../../src/util/assert.js';
 import { Prng } from '../../src/util/prng.js';
 
 interface Timer {
@@ -196,10 +197,14 @@ function newMember(
   });
 }
 
-/** A new Member over the stopped one's durable log and state machine (a process restart). */
+/**
+ * A new Member over the stopped one's durable log and state machine (a process restart). The
+ * log is copied: a save the old incarnation still finishes must not land in the new one's.
+ */
 export function restartMember(c: TestCluster, id: NodeId): Member {
   const old = c.members.get(id)!;
-  const storage = (old as unknown as { storage: MemoryStorage }).storage;
+  assert(!old.running, `member ${id} restarted while running`);
+  const storage = (old as unknown as { storage: MemoryStorage }).storage.clone();
   const m = newMember(c, id, storage, c.machines.get(id)!, c.persistence.get(id)!, 99, 1000);
   c.members.set(id, m);
   m.start();

@@ -17,6 +17,14 @@ const EXPECTED: Readonly<Record<string, readonly InvariantName[]>> = {
   // A restarted node votes twice in a term: two leaders, or a committed entry lost.
   'forget-vote': ['election-safety', 'leader-completeness', 'committed-stable', 'log-matching'],
   'stale-read': ['linearizable-read'],
+  // Acknowledgements and votes leave before the write: a commit a crash undoes.
+  'ack-before-durable': [
+    'leader-completeness',
+    'committed-stable',
+    'state-machine-safety',
+    'election-safety',
+    'log-matching',
+  ],
   // Appends land on a mismatching prefix: logs diverge.
   'skip-log-check': [
     'log-matching',

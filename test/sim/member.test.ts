@@ -49,6 +49,19 @@ const CAUGHT: readonly {
 }[] = [
   // The leader answers ReadIndex from its commit index without confirming its leadership.
   { name: 'raft bug stale-read', bug: 'stale-read', expected: ['linearizable-read'] },
+  // Acknowledgements leave before the write they acknowledge.
+  {
+    name: 'raft bug ack-before-durable',
+    bug: 'ack-before-durable',
+    expected: [
+      'ack-all-durable',
+      'acked-write-lost',
+      'linearizable-read',
+      'state-machine-safety',
+      'committed-stable',
+      'leader-completeness',
+    ],
+  },
   // A put is acknowledged once the member took it, before it is committed and applied.
   {
     name: 'fault ack-before-apply',
@@ -120,7 +133,13 @@ test('FINDINGS #7: a restarted member never takes an earlier incarnation entry f
   // Incarnation 1 proposes A; the forwarded proposal reaches the leader, then the process dies.
   const a = proposeText(follower, 'A').catch(() => 'failed');
   c.clock.advance(3);
-  follower.stop(() => {});
+  let stopped = false;
+  follower.stop(() => {
+    stopped = true;
+  });
+  // Stopped once its write in flight is durable (what a restart reads back).
+  for (let ms = 0; !stopped && ms < 10; ms++) c.clock.advance(1);
+  assert.ok(stopped, 'the first incarnation stopped');
   // Incarnation 2 proposes B while A is being committed: B must resolve with B's own result.
   const restarted = restartMember(c, follower.id);
   const b = proposeText(restarted, 'B');

@@ -249,7 +249,12 @@ test('group commit: one write and one fdatasync per save, whatever the batch siz
 });
 
 test('a hard state saved without fdatasync (MustSync false): kept by a process crash, at worst lost by a power loss, never damage', async () => {
-  const e = (index: number) => ({ index, term: 1, type: 0 as const, data: new Uint8Array([index]) });
+  const e = (index: number) => ({
+    index,
+    term: 1,
+    type: 0 as const,
+    data: new Uint8Array([index]),
+  });
   for (const powerLoss of [false, true]) {
     const dir = tempDir();
     const fs = new FaultyFileSystem(real);
