@@ -173,7 +173,14 @@ async function openStorage(
   const faultFs = config.testMode.faultInjection
     ? new FaultyFileSystem(new NodeFileSystem())
     : null;
-  const backend = new LmdbBackend({ path: join(config.dataDir, 'kv') });
+  // The WAL is the durable record: the KV store commits without fsync (lmdb.ts's header).
+  const backend = new LmdbBackend({ path: join(config.dataDir, 'kv'), durable: false });
+  if (backend.rebuilt !== null) {
+    logger.warn(
+      { reason: backend.rebuilt },
+      'KV store not trusted after an unclean stop: rebuilding it from the snapshot and the WAL',
+    );
+  }
   const state = new TandemStateMachine({
     backend,
     founders: config.cluster.state === 'new' ? founders : [],

@@ -1,10 +1,13 @@
 /**
  * Restarts on a real 3-member cluster: every member stopped with SIGTERM exits 0 and starts
- * again from its data dir with the data intact; a member started on an existing data dir with
- * another cluster token refuses to start, naming the problem.
+ * again from its data dir with the data intact; a member killed and restarted as after a machine
+ * restart rebuilds its KV store (committed without fsync) from its snapshot and WAL; a member
+ * started on an existing data dir with another cluster token refuses to start, naming the
+ * problem.
  */
 import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import {
   type LocalCluster,
@@ -12,6 +15,7 @@ import {
   MEMBER_START_TIMEOUT_MS,
 } from '../../src/cli/local-cluster.js';
 import { waitFor } from '../../src/cli/local-net.js';
+import { KV_STATE_FILE } from '../../src/kv/backend/lmdb.js';
 import { call, grpcClients } from './clients.js';
 import { startCluster } from './cluster.js';
 
@@ -97,6 +101,32 @@ describe('restart from the data dir; refusal of another cluster', { timeout: 150
         expected.set('r/new', 'after');
         await c.waitForCatchUp();
         for (const m of c.members) assert.deepEqual(await valuesOn(m), expected, m.name);
+      }),
+  );
+
+  test(
+    'kill -9, then a start as after a machine restart: the KV store is rebuilt from snapshot and WAL',
+    { timeout: 60_000 },
+    () =>
+      c.guard('rebuild', async () => {
+        const m = c.members[1]!;
+        await withKv(c.members[0]!, (kv) =>
+          call(kv, 'Put', { key: Buffer.from('r/rebuild'), value: Buffer.from('kept') }),
+        );
+        await c.waitForCatchUp();
+        const expected = await valuesOn(c.members[0]!);
+        await m.kill();
+        // What the store recorded when it opened, with the boot changed: a machine restart.
+        const stateFile = join(m.spec.dataDir, 'kv', KV_STATE_FILE);
+        const record = JSON.parse(readFileSync(stateFile, 'utf8')) as { clean: boolean };
+        assert.equal(record.clean, false, 'killed: not closed cleanly');
+        writeFileSync(stateFile, JSON.stringify({ ...record, bootId: 'a-boot-before-a-reboot' }));
+        const logBefore = m.log().length;
+        m.spawn();
+        await c.waitForLeader(MEMBER_START_TIMEOUT_MS);
+        await c.waitForCatchUp();
+        assert.match(m.log().slice(logBefore), /KV store not trusted after an unclean stop/);
+        assert.deepEqual(await valuesOn(m), expected, `${m.name} rebuilt its KV store`);
       }),
   );
 

@@ -1,10 +1,31 @@
 /**
  * The LMDB backend (the `lmdb` package): one named database per bucket, binary keys and values,
- * synchronous write transactions (`transactionSync`), each committed with an fsync unless
- * `durable` is false. LMDB's copy-on-write B+tree gives the all-or-nothing commit the MVCC
- * store relies on to keep the applied index and the data it covers in one transaction.
+ * synchronous write transactions (`transactionSync`). LMDB's copy-on-write B+tree gives the
+ * all-or-nothing commit the MVCC store relies on to keep the applied index and the data it
+ * covers in one transaction.
+ *
+ * Durability. `durable: true` commits with an fsync (about 0.5 ms each here). A member runs with
+ * `durable: false`: the Raft log (the WAL) is the durable record, and the KV store is a cache of
+ * it that a restart catches up by replaying the log from the store's applied index (etcd commits
+ * bbolt in batches for the same reason). A commit without fsync survives a process crash (it is
+ * in the page cache) but a machine crash may lose it, or, on a file system that reorders writes,
+ * damage the file (LMDB's MDB_NOSYNC). So the store records, in `tandem-kv-state.json`, the boot
+ * it was opened in and whether it was closed cleanly (synced): opened again after an unclean
+ * stop in another boot (the machine crashed or rebooted), the store is not trusted — it is
+ * emptied (`rebuilt`), and the member restores it from its last snapshot and replays the log.
  */
 import { Buffer } from 'node:buffer';
+import {
+  closeSync,
+  existsSync,
+  fsyncSync,
+  openSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  writeSync,
+} from 'node:fs';
+import { join } from 'node:path';
 import { type Database, open, type RootDatabase } from 'lmdb';
 import { assert } from '../../util/assert.js';
 import {
@@ -21,11 +42,31 @@ export interface LmdbBackendOptions {
   /** Directory of the environment (created if missing). */
   readonly path: string;
   /**
-   * false = commit without fsync (LMDB `noSync`): a machine crash may lose the last
-   * transactions. Safe only when the Raft log is durable and will be replayed, as the applied
-   * index is lost with the data it covers. Default true.
+   * false = commit without fsync (LMDB `noSync`), trusted after an unclean stop only within
+   * the same boot (see the header). Safe only when the Raft log is durable and will be replayed,
+   * as the applied index is lost with the data it covers. Default true.
    */
   readonly durable?: boolean;
+  /** The boot this process runs in (default: Linux's boot id; null where there is none). */
+  readonly bootId?: string | null;
+}
+
+/** Where a non-durable store records its boot and whether it was closed cleanly. */
+export const KV_STATE_FILE = 'tandem-kv-state.json';
+const BOOT_ID_PATH = '/proc/sys/kernel/random/boot_id';
+
+interface KvStateRecord {
+  readonly bootId: string | null;
+  readonly clean: boolean;
+}
+
+/** This machine's boot id (changes at every boot), or null where the OS has none. */
+export function currentBootId(): string | null {
+  try {
+    return readFileSync(BOOT_ID_PATH, 'utf8').trim() || null;
+  } catch {
+    return null;
+  }
 }
 
 type Binary = Database<Buffer, Buffer>;
@@ -36,8 +77,24 @@ export class LmdbBackend implements Backend {
   private readonly dbs: Record<Bucket, Binary>;
   private inWrite = false;
   private closed = false;
+  private readonly path: string;
+  private readonly durable: boolean;
+  private readonly bootId: string | null;
+  /**
+   * Why the store was emptied at open (a non-durable store after an unclean stop in another
+   * boot), or null: the caller restores it from its snapshot and log.
+   */
+  readonly rebuilt: string | null;
 
   constructor(options: LmdbBackendOptions) {
+    this.path = options.path;
+    this.durable = options.durable !== false;
+    this.bootId = options.bootId === undefined ? currentBootId() : options.bootId;
+    this.rebuilt = this.durable ? null : distrust(options.path, this.bootId);
+    if (this.rebuilt !== null) {
+      rmSync(join(options.path, 'data.mdb'), { force: true });
+      rmSync(join(options.path, 'lock.mdb'), { force: true });
+    }
     this.root = open<Buffer, Buffer>({
       path: options.path,
       keyEncoding: 'binary',
@@ -53,6 +110,7 @@ export class LmdbBackend implements Backend {
       });
     }
     this.dbs = dbs as Record<Bucket, Binary>;
+    if (!this.durable) writeStateRecord(options.path, { bootId: this.bootId, clean: false });
   }
 
   get(bucket: Bucket, key: Uint8Array): Uint8Array | undefined {
@@ -114,7 +172,16 @@ export class LmdbBackend implements Backend {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    if (!this.durable) {
+      // Flush every commit, then record the clean stop: the next open trusts the store.
+      // mdb_env_sync: lmdb's type definitions omit the method the store class has.
+      const env = this.root as unknown as { sync(done: (error?: Error) => void): void };
+      await new Promise<void>((resolve, reject) =>
+        env.sync((error) => (error ? reject(error) : resolve())),
+      );
+    }
     await this.root.close();
+    if (!this.durable) writeStateRecord(this.path, { bootId: this.bootId, clean: true });
   }
 
   private assertOpen(): void {
@@ -147,4 +214,44 @@ function asBuffer(bytes: Uint8Array): Buffer {
 /** A plain Uint8Array copy: lmdb may reuse its buffers across reads. */
 function toBytes(value: Buffer | undefined): Uint8Array | undefined {
   return value === undefined ? undefined : new Uint8Array(value);
+}
+
+/**
+ * Why a non-durable store at `path` cannot be trusted, or null when it can: it was not closed
+ * cleanly, and it was opened in another boot (or the boot is unknown).
+ */
+function distrust(path: string, bootId: string | null): string | null {
+  const file = join(path, KV_STATE_FILE);
+  if (!existsSync(file)) return null; // a new store, or one written with fsync
+  let record: KvStateRecord;
+  try {
+    record = JSON.parse(readFileSync(file, 'utf8')) as KvStateRecord;
+  } catch {
+    return `${KV_STATE_FILE} is unreadable`;
+  }
+  if (record.clean) return null;
+  if (bootId !== null && record.bootId === bootId) return null; // a process crash: page cache kept
+  return bootId === null
+    ? 'it was not closed cleanly and this system has no boot id to tell a process crash from a machine crash'
+    : 'it was not closed cleanly before the machine restarted';
+}
+
+/** Writes the state record with an fsync (the store's commits do not sync it). */
+function writeStateRecord(path: string, record: KvStateRecord): void {
+  const file = join(path, KV_STATE_FILE);
+  const tmp = `${file}.tmp`;
+  const fd = openSync(tmp, 'w');
+  try {
+    writeSync(fd, JSON.stringify(record));
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+  renameSync(tmp, file);
+  const dir = openSync(path, 'r');
+  try {
+    fsyncSync(dir);
+  } finally {
+    closeSync(dir);
+  }
 }
