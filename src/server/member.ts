@@ -621,7 +621,19 @@ export class Member<R = unknown> {
     this.saving = true;
     // A leader's appends travel while its own write runs (Ready.messagesNow).
     if (rd.messagesNow.length > 0) this.send(rd.messagesNow);
-    this.options.persistence.save(rd, (error) => this.saved(rd, error));
+    if (rd.mustSync || rd.entries.length > 0 || rd.snapshot !== null) {
+      this.options.persistence.save(rd, (error) => this.saved(rd, error));
+      return;
+    }
+    // Nothing here must be durable before it is acted on: a commit index (its write needs no
+    // fdatasync, and one lost in a crash is learned again), messages, committed entries (on
+    // disk already), reads. The write is queued behind any earlier one; the loop goes on.
+    if (rd.hardState !== null) {
+      this.options.persistence.save(rd, (error) => {
+        if (error !== null) this.fatal(error);
+      });
+    }
+    this.saved(rd, null);
   }
 
   private saved(rd: Ready, error: Error | null): void {
