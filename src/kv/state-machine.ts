@@ -11,7 +11,14 @@
  * index: the failure is its result, identical on every member.
  */
 import { assertUint } from '../util/assert.js';
-import type { KvRequest, KvResponse, RangeRequest, RangeResponse } from './api-types.js';
+import type {
+  KvRequest,
+  KvResponse,
+  RangeRequest,
+  RangeResponse,
+  TxnRequest,
+  TxnResponse,
+} from './api-types.js';
 import type { Backend } from './backend/backend.js';
 import { isKvError, KvError } from './errors.js';
 import { decodeCommand, encodeCommand } from './mvcc/command.js';
@@ -21,6 +28,7 @@ import {
   executeCompaction,
   executeDeleteRange,
   executeRange,
+  readTxn,
 } from './mvcc/execute.js';
 import { restoreSnapshot, type SnapshotInfo, snapshotChunks } from './mvcc/snapshot.js';
 import { type KvHash, MvccStore, type TxnWrite } from './mvcc/store.js';
@@ -109,6 +117,15 @@ export class KvStateMachine {
   range(req: RangeRequest): RangeResponse {
     validateRequest({ type: 'range', request: req }, this.limits);
     return executeRange(this.store.read(), req);
+  }
+
+  /**
+   * A read-only txn (isReadOnlyTxn) read locally at the current state, as `range`: etcd serves
+   * these after a read barrier, never through the log. Throws what applying it would return.
+   */
+  readTxn(req: TxnRequest): TxnResponse {
+    validateRequest({ type: 'txn', request: req }, this.limits);
+    return readTxn(this.store.read(), req);
   }
 
   /** etcd's HashKV over the whole key history. */

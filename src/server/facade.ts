@@ -30,6 +30,7 @@ import type {
   TxnResponse,
 } from '../kv/api-types.js';
 import { LeaseError, LeaseErrorCode } from '../kv/lease/errors.js';
+import { isReadOnlyTxn } from '../kv/mvcc/execute.js';
 import { LeaseIdGenerator } from '../kv/lease/lease-id.js';
 import type { LeaseId } from '../kv/types.js';
 import type { WatchStream } from '../kv/watch/stream.js';
@@ -177,8 +178,12 @@ export class EtcdFacade implements EtcdBackend {
   }
 
   async txn(req: TxnRequest, opts: RequestOptions): Promise<WithHeader<TxnResponse>> {
-    // A read-only txn goes through the log too (linearizable by construction); etcd serves it
-    // locally after a read barrier.
+    if (isReadOnlyTxn(req)) {
+      // As etcd: a read-only txn is a read (a barrier, then the local state), never a log entry.
+      await this.clientReadBarrier(opts.consistency, opts.signal);
+      const response = this.state.readTxn(req);
+      return { header: this.headerAt(response.header.revision), response };
+    }
     const r = await this.proposeKv({ type: 'txn', request: req }, opts);
     assert(r.type === 'txn', `a txn answered as ${r.type}`);
     return { header: this.headerAt(r.response.header.revision), response: r.response };

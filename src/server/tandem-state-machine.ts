@@ -32,7 +32,13 @@ import {
   type MemberRecord,
   MemberRegistry,
 } from '../cluster/registry.js';
-import type { KvRequest, RangeRequest, RangeResponse } from '../kv/api-types.js';
+import type {
+  KvRequest,
+  RangeRequest,
+  RangeResponse,
+  TxnRequest,
+  TxnResponse,
+} from '../kv/api-types.js';
 import type { Backend } from '../kv/backend/backend.js';
 import { LeaseError, LeaseErrorCode } from '../kv/lease/errors.js';
 import {
@@ -298,6 +304,11 @@ export class TandemStateMachine implements ReplicatedStateMachine {
 
   range(req: RangeRequest): RangeResponse {
     return this.kv.range(req);
+  }
+
+  /** A read-only txn, read locally (KvStateMachine.readTxn). */
+  readTxn(req: TxnRequest): TxnResponse {
+    return this.kv.readTxn(req);
   }
 
   revision(): number {

@@ -19,7 +19,17 @@ import { SNAPSHOT_EVERY_MS_DEFAULT } from '../cluster/commands.js';
 import { votersAfter } from '../cluster/policy.js';
 import { type Founder, foundingConfig } from '../cluster/registry.js';
 import type { PeerReport } from '../io/network.js';
-import { putRequest, rangeRequest } from '../kv/api-types.js';
+import {
+  CompareResult,
+  CompareTarget,
+  compare,
+  op,
+  putRequest,
+  type RangeRequest,
+  rangeRequest,
+  type TxnRequest,
+  txnRequest,
+} from '../kv/api-types.js';
 import { RawNode } from '../raft/rawnode.js';
 import type { MemoryStorage } from '../raft/storage.js';
 import { MemoryStorage as Storage } from '../raft/storage.js';
@@ -89,6 +99,7 @@ const READ_KIND_CODE: Readonly<Record<ReadKind, number>> = {
   linearizable: 0,
   lease: 1,
   serializable: 2,
+  txn: 3,
 };
 
 /**
@@ -127,6 +138,8 @@ export interface MemberModeParams {
   readonly ackAllShare: number;
   /** Share of reads served from local state (serializable). */
   readonly serializableShare: number;
+  /** Share of linearizable reads sent as a read-only txn (a compare and a range). */
+  readonly readTxnShare: number;
   /** Mean ms between lease grants (0: no leases in this seed). */
   readonly leaseEveryMs: number;
   /** Redundancy mode: share of client requests sent to any up member, standbys included. */
@@ -138,8 +151,11 @@ export type ClientOutcome = 'ok' | 'failed' | 'lost';
 // ---------------------------------------------------------------------------------------------
 // One node
 
-/** A client's read: through ReadIndex, the leader's lease, or local state (serializable). */
-export type ReadKind = 'linearizable' | 'lease' | 'serializable';
+/**
+ * A client's read: through ReadIndex, the leader's lease, or local state (serializable); or a
+ * read-only txn (a compare and a range, linearizable: a read, never a log entry).
+ */
+export type ReadKind = 'linearizable' | 'lease' | 'serializable' | 'txn';
 
 /** The client URL member `id` publishes (the forwarder finds a leader by it). */
 export function simClientUrl(id: NodeId): string {
@@ -397,11 +413,19 @@ export class MemberHost {
     );
     const request = rangeRequest({ key: encode(key), serializable: kind === 'serializable' });
     const consistency = kind === 'lease' ? LEASE : LINEARIZABLE;
+    const read =
+      kind === 'txn'
+        ? facade.txn(readOnlyTxn(request), { consistency, ack: 'quorum' }).then((r) => {
+            const first = r.response.responses[0];
+            assert(first?.response === 'responseRange', 'the read-only txn answered its range');
+            return first.responseRange;
+          })
+        : facade.range(request, { consistency, ack: 'quorum' }).then((r) => r.response);
     this.settle(
-      facade.range(request, { consistency, ack: 'quorum' }),
-      (r) => {
+      read,
+      (response) => {
         this.sim.members.checkServed(`a ${kind} read of ${key}`, this.servedBy(), true);
-        finish('ok', writtenValue(r.response.kvs[0]?.value));
+        finish('ok', writtenValue(response.kvs[0]?.value));
       },
       () => finish('failed'),
     );
@@ -505,6 +529,22 @@ export class MemberHost {
 }
 
 const LINEARIZABLE = { kind: 'linearizable' } as const;
+
+/** A read-only txn as lock and Kubernetes clients send: a compare that always holds, a range. */
+function readOnlyTxn(range: RangeRequest): TxnRequest {
+  return txnRequest({
+    compare: [
+      compare({
+        key: range.key,
+        target: CompareTarget.Version,
+        result: CompareResult.Greater,
+        version: -1,
+      }),
+    ],
+    success: [op.range(range)],
+    failure: [],
+  });
+}
 const LEASE = { kind: 'lease' } as const;
 const QUORUM_WRITE = { consistency: LINEARIZABLE, ack: 'quorum' } as const;
 
@@ -558,6 +598,7 @@ export function deriveMemberMode(
     serializableShare: facade.chance(0.6) ? 0.1 + facade.float() * 0.4 : 0,
     leaseEveryMs: facade.chance(0.6) ? facade.range(100, 600) : 0,
     anyMemberShare: redundancy === null ? 0 : facade.float() * 0.3,
+    readTxnShare: facade.chance(0.5) ? facade.float() * 0.5 : 0,
     redundancy:
       redundancy === null
         ? null
@@ -603,7 +644,8 @@ export function formatMemberParams(p: SimParams, m: MemberModeParams): string {
     `${formatParams(p)} mode=member keys=${m.keys} request-timeout=${m.requestTimeoutMs}ms ` +
     `lease-read-share=${m.leaseReadShare.toFixed(3)} fault=${m.fault ?? 'none'} ` +
     `ack-all-share=${m.ackAllShare.toFixed(3)} serializable-share=${m.serializableShare.toFixed(3)} ` +
-    `lease-every=${m.leaseEveryMs}ms any-member-share=${m.anyMemberShare.toFixed(3)}` +
+    `lease-every=${m.leaseEveryMs}ms any-member-share=${m.anyMemberShare.toFixed(3)} ` +
+    `read-txn-share=${m.readTxnShare.toFixed(3)}` +
     `${m.memberBug === null ? '' : ` bug=${m.memberBug}`}`;
   return m.redundancy === null ? line : `${line} ${formatRedundancyParams(m.redundancy)}`;
 }
@@ -1048,7 +1090,9 @@ export class MemberSimulation {
       ? 'serializable'
       : this.wl.chance(this.mode.leaseReadShare)
         ? 'lease'
-        : 'linearizable';
+        : this.wl.chance(this.mode.readTxnShare)
+          ? 'txn'
+          : 'linearizable';
     this.trace.mix(TRACE_CLIENT, 3, host.id, id, READ_KIND_CODE[kind]);
     this.traceLine(`client: read r${id} ${key} at n${host.id} (${kind})`);
     host.read(key, kind, (value) => {

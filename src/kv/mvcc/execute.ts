@@ -8,7 +8,7 @@
  * checked (checkTxn), and only then executed. So a txn either fails with no change or applies
  * completely at one revision.
  */
-import { assert, unreachable } from '../../util/assert.js';
+import { AssertionError, assert, unreachable } from '../../util/assert.js';
 import {
   type CompactionResponse,
   type Compare,
@@ -257,6 +257,55 @@ function executeOp(txn: TxnWrite, op: RequestOp, path: TxnPath | null): Response
       return unreachable(op);
   }
 }
+
+/** A txn with no put or delete on any path, nested txns included (etcd's isTxnReadonly). */
+export function isReadOnlyTxn(rt: TxnRequest): boolean {
+  const readOnly = (ops: readonly RequestOp[]): boolean =>
+    ops.every(
+      (op) =>
+        op.request === 'requestRange' ||
+        (op.request === 'requestTxn' && isReadOnlyTxn(op.requestTxn)),
+    );
+  return readOnly(rt.success) && readOnly(rt.failure);
+}
+
+/**
+ * A read-only txn against a read view (etcd serves these after a read barrier, never through
+ * the log): the same decision and checks as `applyTxn`, then the ranges on the chosen path.
+ */
+export function readTxn(txn: TxnRead, rt: TxnRequest): TxnResponse {
+  assert(isReadOnlyTxn(rt), 'readTxn takes read-only txns');
+  const path = compareToPath(txn, rt);
+  checkTxn(txn, rt, path, NO_LEASES);
+  const run = (rq: TxnRequest, p: TxnPath): TxnResponse => {
+    let child = 0;
+    const responses: ResponseOp[] = [];
+    for (const op of p.succeeded ? rq.success : rq.failure) {
+      if (op.request === 'requestRange') {
+        responses.push({
+          response: 'responseRange',
+          responseRange: executeRange(txn, op.requestRange),
+        });
+      } else if (op.request === 'requestTxn') {
+        const sub = run(op.requestTxn, p.children[child++]!);
+        responses.push({ response: 'responseTxn', responseTxn: sub });
+      } else {
+        assert(false, `a read-only txn has a ${op.request}`);
+      }
+    }
+    return { header: { revision: 0 }, succeeded: p.succeeded, responses };
+  };
+  return { ...run(rt, path), header: { revision: txn.rev() } };
+}
+
+/** A read-only txn puts nothing, so no lease is ever looked up. */
+const NO_LEASES: LeaseAttachments = {
+  exists: () => {
+    throw new AssertionError('a read-only txn looks up no lease');
+  },
+  attach: () => assert(false, 'a read-only txn attaches no lease'),
+  detach: () => assert(false, 'a read-only txn detaches no lease'),
+};
 
 /** A whole txn request (etcd's txn.Txn): decide, check, execute, then the outer header. */
 export function applyTxn(txn: TxnWrite, rt: TxnRequest, lessor: LeaseAttachments): TxnResponse {
