@@ -1163,16 +1163,27 @@ export class Raft {
    * before our lease ends. Assumes tick rates differ little between nodes.
    */
   leaseValid(): boolean {
-    if (this.state !== StateType.Leader || !this.checkQuorum) return false;
-    if (this.leadTransferee !== NONE) return false; // a transfer campaign overrides leases
-    if (this.leaseForfeitedTerm === this.term) return false;
+    return this.leaseStartTick() !== null;
+  }
+
+  /**
+   * The tick at which this leader's lease began (a quorum's latest heartbeat answers were to
+   * heartbeats sent then), or null without a valid lease (see leaseValid). The lease lasts
+   * electionTicks from it; the caller measures that in time as well, since ticks stall with the
+   * process (a paused leader's ticks lag the real time its followers count).
+   */
+  leaseStartTick(): number | null {
+    if (this.state !== StateType.Leader || !this.checkQuorum) return null;
+    if (this.leadTransferee !== NONE) return null; // a transfer campaign overrides leases
+    if (this.leaseForfeitedTerm === this.term) return null;
     // A new leader's commit index may lag what its predecessor acknowledged until it commits an
     // entry of its own term (thesis §6.4): no lease read before that.
-    if (!this.committedEntryInCurrentTerm()) return false;
+    if (!this.committedEntryInCurrentTerm()) return null;
     const self = this.tracker.progress.get(this.id);
-    if (self === undefined || self.isLearner) return false;
+    if (self === undefined || self.isLearner) return null;
     self.lastResponseTick = this.ticks;
-    return this.ticks - this.tracker.quorumResponseTick() < this.electionTicks;
+    const start = this.tracker.quorumResponseTick();
+    return this.ticks - start < this.electionTicks ? start : null;
   }
 
   // -------------------------------------------------------------------------------------------

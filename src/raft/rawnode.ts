@@ -209,6 +209,16 @@ export class RawNode {
     return this.raft.leaseValid();
   }
 
+  /** The tick the leader's lease began at, or null without one (Raft.leaseStartTick). */
+  leaseStartTick(): number | null {
+    return this.raft.leaseStartTick();
+  }
+
+  /** Ticks since this node started. */
+  get ticks(): number {
+    return this.raft.ticks;
+  }
+
   hasReady(): boolean {
     const r = this.raft;
     if (r.lead !== this.prevSoftState.lead || r.state !== this.prevSoftState.raftState) return true;

@@ -27,7 +27,7 @@ import type { LeaderForwarder } from './contract.js';
 import { MemberEvents, TickSchedule } from './events.js';
 import { EtcdFacade, leaderClientUrls } from './facade.js';
 import { type LeaseBugName, LeaseDuties } from './leases.js';
-import { Member, type MemberTiming } from './member.js';
+import { type LoopBugName, Member, type MemberTiming } from './member.js';
 import { type PublicationBugName, SelfPublication } from './publication.js';
 import { POLICY_INTERVAL_MS, type PolicyEvent, RedundancyDriver } from './redundancy.js';
 import { type RoleBugName, RoleTruth } from './role.js';
@@ -37,13 +37,19 @@ import type { CommandResult, TandemStateMachine } from './tandem-state-machine.j
 export const WATCH_TICK_INTERVAL_MS = 100;
 
 /** Bugs of the parts around the loop, for the simulator to catch (never in production). */
-export type MemberBugName = RoleBugName | AckAllBugName | LeaseBugName | PublicationBugName;
+export type MemberBugName =
+  | RoleBugName
+  | AckAllBugName
+  | LeaseBugName
+  | PublicationBugName
+  | LoopBugName;
 export const MEMBER_BUG_NAMES: readonly MemberBugName[] = [
   'serve-unconfirmed',
   'role-checked-on-arrival',
   'ack-all-early',
   'lease-expire-early',
   'publish-no-retry',
+  'lease-by-ticks',
 ];
 
 /** What a member is: its identity, its published facts, its timing and its policies. */
@@ -125,7 +131,7 @@ export function assembleMember(spec: MemberSpec, io: MemberIo): AssembledMember 
     hooks: events,
     ...(spec.fastFailover === undefined ? {} : { fastFailover: spec.fastFailover }),
     ...(io.logger === undefined ? {} : { logger: io.logger }),
-    ...(bugs === undefined ? {} : { bugs: bugs as ReadonlySet<BugName> }),
+    ...(bugs === undefined ? {} : { bugs }),
   });
   const electionTimeoutMs = spec.timing.tickMs * spec.timing.electionTicks;
   const role = new RoleTruth({

@@ -30,8 +30,8 @@ import type {
   TxnResponse,
 } from '../kv/api-types.js';
 import { LeaseError, LeaseErrorCode } from '../kv/lease/errors.js';
-import { isReadOnlyTxn } from '../kv/mvcc/execute.js';
 import { LeaseIdGenerator } from '../kv/lease/lease-id.js';
+import { isReadOnlyTxn } from '../kv/mvcc/execute.js';
 import type { LeaseId } from '../kv/types.js';
 import type { WatchStream } from '../kv/watch/stream.js';
 import {

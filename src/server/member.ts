@@ -83,6 +83,12 @@ export const MEMBER_RAFT = Object.freeze({
   disableProposalForwarding: false,
 });
 
+/** Share of the election timeout a leader lease gives up for clock drift between members. */
+export const LEASE_DRIFT_MARGIN = 0.1;
+
+/** Known bugs of the loop itself, switched on only by the simulator. */
+export type LoopBugName = 'lease-by-ticks';
+
 /** Bytes of a heartbeat context the layer above may send (see `heartbeat`), at most. */
 export const HEARTBEAT_CONTEXT_BYTES_MAX = 128;
 
@@ -115,7 +121,8 @@ export interface MemberOptions<R = unknown> {
    */
   readonly fastFailover?: boolean;
   readonly logger?: RaftLogger;
-  readonly bugs?: ReadonlySet<BugName>;
+  /** Known bugs switched on (the simulator's): raft's (BugName) and the loop's (LoopBugName). */
+  readonly bugs?: ReadonlySet<string>;
   readonly hooks?: MemberHooks;
 }
 
@@ -221,6 +228,8 @@ export class Member<R = unknown> {
   /** When a message from each peer last arrived (this member's clock): the policy's input. */
   private readonly heardAtMs = new Map<NodeId, number>();
   private ticks = 0;
+  /** When each recent raft tick ran (monotonic ms), by tick number modulo the length. */
+  private readonly tickAtMs: number[];
 
   constructor(options: MemberOptions<R>) {
     assert(options.snapshotEveryEntries >= 1, 'snapshotEveryEntries must be >= 1');
@@ -236,6 +245,8 @@ export class Member<R = unknown> {
     this.snapshotIndex = options.storage.snapshot().metadata.index;
     this.handledIndex = this.snapshotIndex;
     this.rn = this.newRawNode();
+    // A lease never spans more than an election timeout of ticks (see leaseHolds).
+    this.tickAtMs = new Array(options.timing.electionTicks + 1);
     const start = options.random.int(INCARNATION_STARTS) * INCARNATION_SEQ_STRIDE;
     this.seq = start;
     this.readSeq = start;
@@ -255,7 +266,10 @@ export class Member<R = unknown> {
       ...MEMBER_RAFT,
       random: this.options.random,
       ...(this.options.logger === undefined ? {} : { logger: this.options.logger }),
-      ...(this.options.bugs === undefined ? {} : { bugs: this.options.bugs }),
+      // Raft reads only its own names from the set.
+      ...(this.options.bugs === undefined
+        ? {}
+        : { bugs: this.options.bugs as ReadonlySet<BugName> }),
     });
   }
 
@@ -265,6 +279,7 @@ export class Member<R = unknown> {
   start(): void {
     assert(this.state === 'new', `member ${this.id} started twice`);
     this.state = 'running';
+    this.tickAtMs[this.rn.ticks % this.tickAtMs.length] = this.clock.now();
     this.network.onMessage((m) => this.receive(m));
     this.network.onReport((r) => this.report(r));
     this.scheduleTick();
@@ -363,6 +378,7 @@ export class Member<R = unknown> {
   private onTick(): void {
     if (this.state !== 'running') return;
     this.rn.tick();
+    this.tickAtMs[this.rn.ticks % this.tickAtMs.length] = this.clock.now();
     this.ticks += 1;
     this.retryUnproposed();
     this.retryReadRound();
@@ -486,7 +502,7 @@ export class Member<R = unknown> {
    * index to be applied (no round trip); anywhere else it is a linearizable barrier.
    */
   leaseReadBarrier(callback: Callback<number>): void {
-    if (this.state === 'running' && this.rn.leaseValid()) {
+    if (this.state === 'running' && this.leaseHolds()) {
       const read: PendingRead = {
         deadlineMs: this.clock.now() + this.options.timing.requestTimeoutMs,
         index: this.rn.raft.log.committed,
@@ -497,6 +513,28 @@ export class Member<R = unknown> {
       return;
     }
     this.readBarrier(callback);
+  }
+
+  /**
+   * The leader lease, measured in time as well as in ticks: raft counts it in ticks from the
+   * tick its quorum's heartbeats were sent, but ticks stall with the process (a paused or
+   * starved leader's ticks lag the real time in which its followers may already have elected
+   * another). So the lease also ends an election timeout, less a drift margin, after that tick
+   * ran by this member's monotonic clock.
+   */
+  private leaseHolds(): boolean {
+    const start = this.rn.leaseStartTick();
+    if (start === null) return false;
+    // INJECTED BUG (simulator only): the lease counted in ticks alone.
+    if (this.options.bugs?.has('lease-by-ticks') === true) return true;
+    const at = this.tickAtMs;
+    if (this.rn.ticks - start >= at.length) return false;
+    const startedMs = at[start % at.length];
+    if (startedMs === undefined) return false;
+    const t = this.options.timing;
+    const electionMs = t.tickMs * t.electionTicks;
+    const marginMs = Math.max(t.tickMs, electionMs * LEASE_DRIFT_MARGIN);
+    return this.clock.now() - startedMs < electionMs - marginMs;
   }
 
   private pendingReadCount(): number {

@@ -94,6 +94,7 @@ const TRACE_FAULT = 47;
 const TRACE_CONF_PROPOSED = 48;
 const TRACE_CONF_APPLIED = 49;
 const TRACE_POLICY = 50;
+const TRACE_PAUSE = 51;
 const DROP_REASON_CODE: Readonly<Record<DropReason, number>> = { lost: 1, partitioned: 2, down: 3 };
 const READ_KIND_CODE: Readonly<Record<ReadKind, number>> = {
   linearizable: 0,
@@ -140,6 +141,8 @@ export interface MemberModeParams {
   readonly serializableShare: number;
   /** Share of linearizable reads sent as a read-only txn (a compare and a range). */
   readonly readTxnShare: number;
+  /** Share of nemesis rounds that pause a member (SIGSTOP, SIGCONT), the leader most often. */
+  readonly pauseRate: number;
   /** Mean ms between lease grants (0: no leases in this seed). */
   readonly leaseEveryMs: number;
   /** Redundancy mode: share of client requests sent to any up member, standbys included. */
@@ -209,7 +212,7 @@ export class MemberHost {
     assert(this.state === 'down', `node ${this.id} starts while up`);
     const sim = this.sim;
     const p = sim.params;
-    const clock = new SimClock(sim.queue);
+    const clock = new SimClock(sim.queue, this.rng.fork());
     const backend = new DigestBackend();
     const electionMs = p.electionTicks * p.tickMs;
     const sm = new TandemStateMachine({
@@ -222,7 +225,7 @@ export class MemberHost {
     const snap = this.durable.snapshot();
     sm.restore(snap);
     sim.kv.onApplied(this.id, snap.metadata.index, backend.digest, 'restoring a snapshot at');
-    const net = new SimPeerNetwork(this.id, sim.network);
+    const net = new SimPeerNetwork(this.id, sim.network, clock);
     const founder = sim.founder(this.id);
     const r = sim.mode.redundancy;
     const assembled = assembleMember(
@@ -392,7 +395,7 @@ export class MemberHost {
     const finish = this.track(done);
     const request = putRequest({ key: encode(key), value: encode(String(value)) });
     this.settle(
-      facade.put(request, { consistency: LINEARIZABLE, ack }),
+      () => facade.put(request, { consistency: LINEARIZABLE, ack }),
       (r) => {
         this.sim.members.checkServed(`a put of ${key}`, this.servedBy(), false);
         finish('ok', r.header.revision);
@@ -413,7 +416,7 @@ export class MemberHost {
     );
     const request = rangeRequest({ key: encode(key), serializable: kind === 'serializable' });
     const consistency = kind === 'lease' ? LEASE : LINEARIZABLE;
-    const read =
+    const read = () =>
       kind === 'txn'
         ? facade.txn(readOnlyTxn(request), { consistency, ack: 'quorum' }).then((r) => {
             const first = r.response.responses[0];
@@ -444,7 +447,7 @@ export class MemberHost {
         done(outcome === 'ok' ? lease! : null),
     );
     this.settle(
-      facade.leaseGrant(0n, ttlSeconds, QUORUM_WRITE),
+      () => facade.leaseGrant(0n, ttlSeconds, QUORUM_WRITE),
       (grant) => {
         this.sim.members.checkServed('a lease grant', this.servedBy(), false);
         finish('ok', { id: grant.id, ttlSeconds: grant.ttlSeconds });
@@ -460,7 +463,7 @@ export class MemberHost {
     if (facade === undefined) return false;
     const finish = this.track((outcome: ClientOutcome) => done(outcome === 'ok'));
     this.settle(
-      facade.leaseKeepAlive(id, QUORUM_WRITE),
+      () => facade.leaseKeepAlive(id, QUORUM_WRITE),
       () => finish('ok'),
       () => finish('failed'),
     );
@@ -468,16 +471,36 @@ export class MemberHost {
   }
 
   /**
-   * Runs `ok` or `failed` when `promise` settles, unless this incarnation died meanwhile (the
+   * Calls the member (once the process runs: a paused one reads its requests on resuming), then
+   * runs `ok` or `failed` when the answer settles, unless this incarnation died meanwhile (the
    * client was told 'lost' then); an invariant violation stops the run.
    */
-  private settle<T>(promise: Promise<T>, ok: (value: T) => void, failed: () => void): void {
+  private settle<T>(call: () => Promise<T>, ok: (value: T) => void, failed: () => void): void {
     const incarnation = this.assembled;
     const current = (): boolean => this.assembled === incarnation && incarnation !== null;
-    promise.then(
-      (value) => this.sim.guard(() => current() && ok(value)),
-      () => this.sim.guard(() => current() && failed()),
+    this.clock!.run(
+      () =>
+        call().then(
+          (value) => this.sim.guard(() => current() && ok(value)),
+          () => this.sim.guard(() => current() && failed()),
+        ),
+      'clients',
     );
+  }
+
+  /** SIGSTOP for `ms`, then SIGCONT: the process runs nothing meanwhile; the world goes on. */
+  pause(ms: number): void {
+    if (this.clock === null) return;
+    this.clock.pause(this.sim.queue.nowMs + ms);
+    this.sim.trace.mix(TRACE_PAUSE, this.id, Math.round(ms));
+    this.sim.traceLine(`n${this.id} paused for ${ms.toFixed(0)}ms`);
+  }
+
+  /** Runs `fn` in this process (now, or when a pause ends); false when the process is down. */
+  runInProcess(fn: () => void, channel: string): boolean {
+    if (this.clock === null) return false;
+    this.clock.run(fn, channel);
+    return true;
   }
 
   /** The value this (up) member holds for `key`, 0 for none. */
@@ -599,6 +622,7 @@ export function deriveMemberMode(
     leaseEveryMs: facade.chance(0.6) ? facade.range(100, 600) : 0,
     anyMemberShare: redundancy === null ? 0 : facade.float() * 0.3,
     readTxnShare: facade.chance(0.5) ? facade.float() * 0.5 : 0,
+    pauseRate: facade.chance(0.5) ? 0.1 + facade.float() * 0.2 : 0,
     redundancy:
       redundancy === null
         ? null
@@ -645,7 +669,7 @@ export function formatMemberParams(p: SimParams, m: MemberModeParams): string {
     `lease-read-share=${m.leaseReadShare.toFixed(3)} fault=${m.fault ?? 'none'} ` +
     `ack-all-share=${m.ackAllShare.toFixed(3)} serializable-share=${m.serializableShare.toFixed(3)} ` +
     `lease-every=${m.leaseEveryMs}ms any-member-share=${m.anyMemberShare.toFixed(3)} ` +
-    `read-txn-share=${m.readTxnShare.toFixed(3)}` +
+    `read-txn-share=${m.readTxnShare.toFixed(3)} pause-rate=${m.pauseRate.toFixed(3)}` +
     `${m.memberBug === null ? '' : ` bug=${m.memberBug}`}`;
   return m.redundancy === null ? line : `${line} ${formatRedundancyParams(m.redundancy)}`;
 }
@@ -677,6 +701,8 @@ export class MemberSimulation {
   livenessDoneMs = -1;
   crashes = 0;
   private readonly wl: Prng;
+  /** Pause faults draw from a stream of their own (the others stay as they were per seed). */
+  private readonly pauses: Prng;
   private readonly keys: string[] = [];
   /** Per key: free for a put from this virtual time on (Infinity while one is in flight). */
   private readonly keyFreeAtMs = new Map<string, number>();
@@ -728,6 +754,7 @@ export class MemberSimulation {
     this.redundancy = r === null ? null : new RedundancyChecker(r);
     this.rng = new Prng(options.seed ^ 0x5eed5eed);
     this.wl = this.rng.fork();
+    this.pauses = new Prng(options.seed ^ 0x70617573);
     this.trace = Trace.fromOption(options.trace);
     this.network = new SimNetwork<Message>(this.queue, this.rng.fork(), this.params.network, {
       deliver: (from, to, msg) => this.deliver(from, to, msg),
@@ -783,7 +810,11 @@ export class MemberSimulation {
       facadeAt: (url) => {
         for (const host of this.hosts.values()) {
           if (simClientUrl(host.id) === url && host.assembled !== null) {
-            return { id: host.id, facade: host.assembled.facade };
+            return {
+              id: host.id,
+              facade: host.assembled.facade,
+              run: (fn: () => void, channel: string) => host.runInProcess(fn, channel),
+            };
           }
         }
         return null;
@@ -1152,6 +1183,10 @@ export class MemberSimulation {
   // Nemesis: only faults a quorum survives last (a lasting crash leaves a live majority).
 
   private nemesis(): void {
+    if (this.mode.pauseRate > 0 && this.pauses.chance(this.mode.pauseRate)) {
+      this.pauseSomeone();
+      return;
+    }
     const weights = this.params.faultWeights;
     let total = 0;
     for (const kind of MEMBER_FAULTS) total += weights[kind];
@@ -1237,6 +1272,21 @@ export class MemberSimulation {
         return;
       }
     }
+  }
+
+  /**
+   * SIGSTOP then SIGCONT: a member freezes for one to four election timeouts, the leader most
+   * often (its lease is the one a pause may outlive: its ticks stop with it).
+   */
+  private pauseSomeone(): void {
+    const leader = this.leader();
+    const up = this.upHosts();
+    if (up.length === 0) return;
+    const host =
+      leader !== null && this.pauses.chance(0.6) ? leader : up[this.pauses.int(up.length)]!;
+    const ms = this.electionMs * (1 + this.pauses.float() * 3);
+    this.traceFault(`pause n${host.id} for ${ms.toFixed(0)}ms`, 9, host.id);
+    host.pause(ms);
   }
 
   private crash(host: MemberHost, downMs: number): void {

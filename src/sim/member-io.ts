@@ -22,6 +22,7 @@ import type { Entry, HardState, Message, NodeId, Snapshot } from '../raft/types.
 import type { EtcdBackend, LeaderForwarder, LeaseTimeToLiveResult } from '../server/contract.js';
 import { ServerError } from '../server/errors.js';
 import { assert } from '../util/assert.js';
+import type { Random } from '../util/prng.js';
 import type { Checker } from './checker.js';
 import type { SimDisk } from './disk.js';
 import type { SimNetwork } from './network.js';
@@ -43,8 +44,61 @@ interface SimTimer {
 
 export class SimClock implements Clock {
   private alive = true;
+  /** While the process is paused (SIGSTOP), nothing of it runs before this virtual time. */
+  private pausedUntilMs = Number.NEGATIVE_INFINITY;
+  /** Work that arrived during a pause, per channel (a connection, the timers, the disk). */
+  private readonly held = new Map<string, (() => void)[]>();
 
-  constructor(private readonly queue: EventQueue) {}
+  /** `rng` orders the work held during a pause on resuming (see resume). */
+  constructor(
+    private readonly queue: EventQueue,
+    private readonly rng: Random,
+  ) {}
+
+  /** The process is stopped until `untilMs` (SIGSTOP, then SIGCONT): its work waits. */
+  pause(untilMs: number): void {
+    assert(untilMs >= this.queue.nowMs, 'a pause ends in the future');
+    if (untilMs <= this.pausedUntilMs) return;
+    this.pausedUntilMs = untilMs;
+    this.queue.at(untilMs, () => this.resume());
+  }
+
+  get paused(): boolean {
+    return this.queue.nowMs < this.pausedUntilMs;
+  }
+
+  /**
+   * Runs `fn` for the process now, or, while it is paused, when it resumes. `channel` names
+   * where the work comes from: each channel keeps its order (a TCP connection, the timers).
+   */
+  run(fn: () => void, channel = 'timers'): void {
+    if (!this.alive) return;
+    if (!this.paused) {
+      fn();
+      return;
+    }
+    const list = this.held.get(channel);
+    if (list === undefined) this.held.set(channel, [fn]);
+    else list.push(fn);
+  }
+
+  /**
+   * SIGCONT: what waited runs now, each channel in its own order but the channels interleaved
+   * at random, as a resumed event loop finds its timers expired and its sockets readable at
+   * once and reads them in whatever order the kernel reports them, not in arrival order.
+   */
+  private resume(): void {
+    if (this.paused || !this.alive) return; // extended meanwhile: a later resume runs it
+    while (this.held.size > 0) {
+      const channels = [...this.held.keys()];
+      const channel = channels[this.rng.int(channels.length)]!;
+      const list = this.held.get(channel)!;
+      const fn = list.shift()!;
+      if (list.length === 0) this.held.delete(channel);
+      fn();
+      if (!this.alive || this.paused) return;
+    }
+  }
 
   /** Whole milliseconds, as the real clock gives them. */
   now(): number {
@@ -60,7 +114,7 @@ export class SimClock implements Clock {
     assert(delayMs >= 0, `timer delay ${delayMs}`);
     const timer: SimTimer = { cancelled: false };
     this.queue.after(delayMs, () => {
-      if (this.alive && !timer.cancelled) callback();
+      if (!timer.cancelled) this.run(() => timer.cancelled || callback());
     });
     return timer;
   }
@@ -70,9 +124,7 @@ export class SimClock implements Clock {
   }
 
   defer(callback: () => void): void {
-    this.queue.after(0, () => {
-      if (this.alive) callback();
-    });
+    this.queue.after(0, () => this.run(callback));
   }
 
   /** The process died: no timer of this incarnation fires again. */
@@ -93,6 +145,7 @@ export class SimPeerNetwork implements Network {
   constructor(
     readonly id: NodeId,
     private readonly network: SimNetwork<Message>,
+    private readonly clock: SimClock,
   ) {}
 
   send(to: NodeId, messages: readonly Message[]): void {
@@ -130,12 +183,18 @@ export class SimPeerNetwork implements Network {
   /** Called by the simulation (from an event of its own) when a message arrives. */
   deliver(message: Message): boolean {
     if (this.closed || this.messageHandler === null) return false;
-    this.messageHandler(message);
+    // A paused process reads its socket when it resumes (the bytes wait in the kernel).
+    this.clock.run(() => {
+      if (!this.closed) this.messageHandler?.(message);
+    }, `peer ${message.from}`);
     return true;
   }
 
   report(report: PeerReport): void {
-    if (!this.closed) this.reportHandler?.(report);
+    if (this.closed) return;
+    this.clock.run(() => {
+      if (!this.closed) this.reportHandler?.(report);
+    }, 'transport');
   }
 }
 
@@ -154,7 +213,7 @@ export class SimPersistence implements RaftPersistence {
     readonly durable: MemoryStorage,
     private readonly disk: SimDisk,
     /** The incarnation's clock: a completion scheduled on it dies with the process. */
-    private readonly clock: Clock,
+    private readonly clock: SimClock,
     private readonly checker: Checker,
     private readonly fault: SimFault | null,
   ) {}
@@ -176,6 +235,7 @@ export class SimPersistence implements RaftPersistence {
       this.clock.defer(() => done(null));
       return;
     }
+    // The disk completes the write while the process may be paused: it learns so on resuming.
     if (!request.mustSync && entries.length === 0 && snapshot === null) {
       // No fdatasync: the write() lands in the page cache at once, which a process crash does
       // not lose (the simulator's crashes are process crashes in member mode).
@@ -185,7 +245,7 @@ export class SimPersistence implements RaftPersistence {
     }
     this.disk.write(
       () => this.persist(hardState, entries, snapshot),
-      () => done(null),
+      () => this.clock.run(() => done(null), 'disk'),
     );
   }
 
@@ -220,7 +280,7 @@ export class SimPersistence implements RaftPersistence {
         if (meta.index <= this.durable.snapshot().metadata.index) return;
         this.durable.createSnapshot(meta.index, meta.confState, snapshot.data);
       },
-      () => done(null),
+      () => this.clock.run(() => done(null), 'disk'),
     );
   }
 
@@ -347,8 +407,15 @@ export interface ForwardWorld {
   after(delayMs: number, fn: () => void): void;
   latencyMs(): number;
   connected(from: NodeId, to: NodeId): boolean;
-  /** The façade of the member serving `url` now, or null when that member is down. */
-  facadeAt(url: string): { readonly id: NodeId; readonly facade: EtcdBackend } | null;
+  /**
+   * The façade of the member serving `url` now, with a way to run in its process (a paused one
+   * runs nothing until it resumes), or null when that member is down.
+   */
+  facadeAt(url: string): {
+    readonly id: NodeId;
+    readonly facade: EtcdBackend;
+    readonly run: (fn: () => void, channel: string) => void;
+  } | null;
 }
 
 /** A forwarded call whose leader cannot be reached fails after this long (grpc's deadline). */
@@ -407,9 +474,13 @@ export class SimForwarder implements LeaderForwarder {
           w.after(w.latencyMs(), () =>
             w.connected(target.id, this.from) ? settle() : unreachable(),
           );
-        fn(there.facade).then(
-          (value) => back(() => resolve(value)),
-          (error: unknown) => back(() => reject(error)),
+        there.run(
+          () =>
+            fn(there.facade).then(
+              (value) => back(() => resolve(value)),
+              (error: unknown) => back(() => reject(error)),
+            ),
+          `forwarded from ${this.from}`,
         );
       });
     });
