@@ -4,7 +4,7 @@
  * client doing the same requests. The faster one is the one the benchmarks use; the rate
  * either reaches here is the most it can offer a real server on this machine.
  *
- *   node --import tsx bench/overhead.ts          (bounded: about 10 s)
+ *   node --import tsx bench/overhead.ts          (bounded: about 40 s)
  */
 import { Etcd3 } from 'etcd3';
 import {
