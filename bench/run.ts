@@ -535,7 +535,10 @@ async function main(plan: Plan): Promise<number> {
 }
 
 /** Stop everything still running (clusters, generators, null server), then exit. */
+let aborting = false;
+
 async function abort(why: string, code: number): Promise<never> {
+  aborting = true;
   process.stderr.write(`bench: ${why}; stopping clusters\n`);
   await stopActive();
   process.exit(code);
@@ -551,9 +554,12 @@ try {
   deadline.unref();
   process.exitCode = await main(plan);
 } catch (error) {
-  process.stderr.write(
-    `bench: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`,
-  );
-  await stopActive();
-  process.exitCode = 2;
+  // During an abort the cell in progress fails (its generators are gone): abort() reports.
+  if (!aborting) {
+    process.stderr.write(
+      `bench: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`,
+    );
+    await stopActive();
+    process.exitCode = 2;
+  }
 }
