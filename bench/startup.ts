@@ -134,15 +134,16 @@ async function timeRestart(
     'grpc.max_reconnect_backoff_ms': 50,
   });
   try {
-    let last: Error | null = null;
     let refusals = 0;
     let lastRefusal: string | null = null;
-    while ((last = await serializableRange(client, key)) !== null) {
+    for (;;) {
+      const refusal = await serializableRange(client, key);
+      if (refusal === null) break;
       refusals++;
-      lastRefusal = last.message;
+      lastRefusal = refusal.message;
       if (elapsedMs() > RESTART_TIMEOUT_MS) {
         throw new Error(
-          `${member.name}: no OK within ${RESTART_TIMEOUT_MS} ms (last: ${last.message})`,
+          `${member.name}: no OK within ${RESTART_TIMEOUT_MS} ms (last: ${lastRefusal})`,
         );
       }
       await sleep(POLL_MS);
