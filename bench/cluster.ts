@@ -12,6 +12,11 @@ export interface BenchMember {
   readonly name: string;
   /** gRPC endpoint `127.0.0.1:port` (plaintext, etcd v3 API). */
   readonly clientEndpoint: string;
+  /**
+   * Where the member serves tandem's Prometheus metrics (its admin endpoint, host:port); null
+   * for etcd, whose /metrics has no event-loop figures.
+   */
+  readonly metricsEndpoint: string | null;
   readonly dataDir: string;
   readonly logFile: string;
   /** The launcher's process (src/cli/local-process.ts): kill, spawn, stop, tail. */

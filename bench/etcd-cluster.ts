@@ -132,6 +132,7 @@ export async function startEtcdCluster(options: EtcdClusterOptions = {}): Promis
     return {
       name,
       clientEndpoint: `127.0.0.1:${clientPort}`,
+      metricsEndpoint: null,
       clientPort,
       peerUrl: peerUrl(i),
       dataDir,

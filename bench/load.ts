@@ -1,6 +1,15 @@
 /**
- * A closed-loop load generator over the etcd v3 gRPC API (KV.Put, KV.Range), for any
- * etcd-compatible endpoint list: real etcd today, tandem later, with the same code.
+ * A closed-loop load generator over the etcd v3 gRPC API (KV.Put, KV.Range, KV.Txn), for any
+ * etcd-compatible endpoint list: real etcd and tandem, with the same code.
+ *
+ * Workloads (WORKLOADS):
+ * - put: unique keys, fixed-size values.
+ * - get: a linearizable single-key Range (etcd's default) of a key written earlier.
+ * - get-serializable: the same Range with `serializable` set: answered by the member from its
+ *   own state, no round to the leader.
+ * - txn-read: a read-only Txn as Kubernetes and lock clients send them: compare the key's
+ *   mod_revision > 0, success branch a (linearizable) Range of the key; a failed compare or a
+ *   missing key counts as an error.
  *
  * Why @grpc/grpc-js with hand-written protobuf rather than the `etcd3` client: the generator
  * must not be the bottleneck, and on a shared 2-core machine every client microsecond is taken
@@ -26,16 +35,34 @@ export const ERRORS_MAX = 100;
 export const REQUEST_TIMEOUT_MS_DEFAULT = 5000;
 /** Latencies are recorded in microseconds up to this (a minute); longer is clamped. */
 const LATENCY_US_MAX = 60_000_000;
-/** Keys remembered from puts for later gets (bounded memory). */
-export const GET_KEYS_MAX = 10_000;
+/** Keys the read workloads read (written before the first cell; bounded memory). */
+export const READ_KEYS_MAX = 10_000;
 export const VALUE_BYTES_MAX = 1024 * 1024;
 export const CONNECTIONS_PER_ENDPOINT_MAX = 16;
 
 // ---------------------------------------------------------------------------------------------
-// Minimal protobuf for etcdserverpb (rpc.proto): only the fields the generator uses.
+// Minimal protobuf for etcdserverpb (proto/rpc.proto): only the fields the generator uses.
 //   PutRequest   { bytes key = 1; bytes value = 2; }
-//   RangeRequest { bytes key = 1; }                 (serializable = 7 left false: linearizable)
+//   RangeRequest { bytes key = 1; bool serializable = 7; }
 //   RangeResponse{ ResponseHeader header = 1; repeated KeyValue kvs = 2; bool more = 3; int64 count = 4; }
+//   Compare      { CompareResult result = 1; CompareTarget target = 2; bytes key = 3;
+//                  oneof target_union { ... int64 mod_revision = 6; ... } }
+//   RequestOp    { oneof request { RangeRequest request_range = 1; ... } }
+//   TxnRequest   { repeated Compare compare = 1; repeated RequestOp success = 2; ... }
+//   ResponseOp   { oneof response { RangeResponse response_range = 1; ... } }
+//   TxnResponse  { ResponseHeader header = 1; bool succeeded = 2; repeated ResponseOp responses = 3; }
+
+/** Protobuf wire types. */
+const VARINT = 0;
+const FIXED64 = 1;
+const LENGTH_DELIMITED = 2;
+const FIXED32 = 5;
+
+const tag = (field: number, wireType: number): number => (field << 3) | wireType;
+
+/** Compare.CompareResult GREATER and Compare.CompareTarget MOD. */
+const COMPARE_GREATER = 1;
+const COMPARE_TARGET_MOD = 2;
 
 function varintBytes(n: number): number {
   let bytes = 1;
@@ -55,57 +82,141 @@ function writeVarint(buf: Buffer, at: number, n: number): number {
   return at;
 }
 
-function writeBytesField(buf: Buffer, at: number, tag: number, data: Uint8Array): number {
-  buf[at++] = tag;
+function writeBytesField(buf: Buffer, at: number, tagByte: number, data: Uint8Array): number {
+  buf[at++] = tagByte;
   at = writeVarint(buf, at, data.length);
   buf.set(data, at);
   return at + data.length;
 }
 
+/** The size of a length-delimited field with a one-byte tag and `length` bytes of data. */
+const fieldBytes = (length: number): number => 1 + varintBytes(length) + length;
+
 /** Encodes a PutRequest (field 1 key, field 2 value; wire type 2 = length-delimited). */
 export function encodePut(key: Uint8Array, value: Uint8Array): Buffer {
-  const size = 2 + varintBytes(key.length) + key.length + varintBytes(value.length) + value.length;
+  const size = fieldBytes(key.length) + fieldBytes(value.length);
   const buf = Buffer.allocUnsafe(size);
   const end = writeBytesField(buf, writeBytesField(buf, 0, 0x0a, key), 0x12, value);
   if (end !== size) throw new Error(`encodePut: wrote ${end} of ${size} bytes`);
   return buf;
 }
 
-/** Encodes a RangeRequest for one key, linearizable (serializable = false is the default). */
-export function encodeRange(key: Uint8Array): Buffer {
-  const buf = Buffer.allocUnsafe(1 + varintBytes(key.length) + key.length);
-  writeBytesField(buf, 0, 0x0a, key);
+/** Encodes a RangeRequest for one key: linearizable (etcd's default) unless `serializable`. */
+export function encodeRange(key: Uint8Array, serializable = false): Buffer {
+  const size = fieldBytes(key.length) + (serializable ? 2 : 0);
+  const buf = Buffer.allocUnsafe(size);
+  let at = writeBytesField(buf, 0, 0x0a, key);
+  if (serializable) {
+    buf[at++] = tag(7, VARINT);
+    buf[at++] = 1;
+  }
+  if (at !== size) throw new Error(`encodeRange: wrote ${at} of ${size} bytes`);
   return buf;
 }
 
 /**
- * The number of `kvs` (field 2) in a RangeResponse, without decoding them: a get that finds no
- * value is counted as an error, so a benchmark of empty reads cannot pass for a real one.
+ * Encodes a read-only TxnRequest: compare mod_revision(key) > 0, success = Range(key). The
+ * oneof field mod_revision = 0 is written although it is 0: a oneof member has presence, and
+ * etcd's Go clients write it so.
  */
-export function countRangeKvs(buf: Buffer): number {
-  let at = 0;
-  let kvs = 0;
-  while (at < buf.length) {
-    const tag = buf[at++]!;
-    const wireType = tag & 7;
-    if (wireType === 0) {
-      while (buf[at++]! & 0x80) {}
-    } else if (wireType === 2) {
-      let length = 0;
-      let shift = 1;
-      let byte: number;
-      do {
-        byte = buf[at++]!;
-        length += (byte & 0x7f) * shift;
-        shift *= 128;
-      } while (byte & 0x80);
-      if (tag >>> 3 === 2) kvs++;
-      at += length;
+export function encodeTxnRead(key: Uint8Array): Buffer {
+  const compare = Buffer.allocUnsafe(2 + 2 + fieldBytes(key.length) + 2);
+  compare[0] = tag(1, VARINT);
+  compare[1] = COMPARE_GREATER;
+  compare[2] = tag(2, VARINT);
+  compare[3] = COMPARE_TARGET_MOD;
+  let at = writeBytesField(compare, 4, tag(3, LENGTH_DELIMITED), key);
+  compare[at++] = tag(6, VARINT);
+  compare[at++] = 0;
+  if (at !== compare.length) throw new Error('encodeTxnRead: compare size');
+  const range = encodeRange(key);
+  const requestOp = Buffer.allocUnsafe(fieldBytes(range.length));
+  writeBytesField(requestOp, 0, tag(1, LENGTH_DELIMITED), range);
+  const size = fieldBytes(compare.length) + fieldBytes(requestOp.length);
+  const buf = Buffer.allocUnsafe(size);
+  const end = writeBytesField(
+    buf,
+    writeBytesField(buf, 0, tag(1, LENGTH_DELIMITED), compare),
+    tag(2, LENGTH_DELIMITED),
+    requestOp,
+  );
+  if (end !== size) throw new Error(`encodeTxnRead: wrote ${end} of ${size} bytes`);
+  return buf;
+}
+
+/** Reads a varint at `at`; returns [value, next offset]. Values up to 2^53 are exact. */
+function readVarint(buf: Uint8Array, at: number, end: number): [number, number] {
+  let value = 0;
+  let scale = 1;
+  for (let i = 0; i < 10; i++) {
+    if (at >= end) throw new Error('protobuf: varint runs past the end');
+    const byte = buf[at++]!;
+    value += (byte & 0x7f) * scale;
+    if ((byte & 0x80) === 0) return [value, at];
+    scale *= 128;
+  }
+  throw new Error('protobuf: varint longer than 10 bytes');
+}
+
+/**
+ * Calls `onField` for each field of the message in buf[start, end): the varint value for wire
+ * type 0 (else 0), and the data's range for wire type 2 (else an empty one).
+ */
+function forEachField(
+  buf: Uint8Array,
+  start: number,
+  end: number,
+  onField: (field: number, varint: number, from: number, to: number) => void,
+): void {
+  let at = start;
+  while (at < end) {
+    const [key, afterKey] = readVarint(buf, at, end);
+    at = afterKey;
+    const field = Math.floor(key / 8);
+    const wireType = key & 7;
+    if (wireType === VARINT) {
+      const [value, next] = readVarint(buf, at, end);
+      onField(field, value, next, next);
+      at = next;
+    } else if (wireType === LENGTH_DELIMITED) {
+      const [length, from] = readVarint(buf, at, end);
+      if (from + length > end) throw new Error('protobuf: field runs past the end');
+      onField(field, 0, from, from + length);
+      at = from + length;
+    } else if (wireType === FIXED64 || wireType === FIXED32) {
+      at += wireType === FIXED64 ? 8 : 4;
     } else {
-      throw new Error(`RangeResponse: unexpected wire type ${wireType}`);
+      throw new Error(`protobuf: unexpected wire type ${wireType}`);
     }
   }
+  if (at !== end) throw new Error('protobuf: message runs past the end');
+}
+
+/**
+ * The number of `kvs` (field 2) in a RangeResponse at buf[start, end), without decoding them: a
+ * get that finds no value is counted as an error, so a benchmark of empty reads cannot pass for
+ * a real one.
+ */
+export function countRangeKvs(buf: Uint8Array, start = 0, end = buf.length): number {
+  let kvs = 0;
+  forEachField(buf, start, end, (field) => {
+    if (field === 2) kvs++;
+  });
   return kvs;
+}
+
+/** A TxnResponse's `succeeded` and the kvs of each range response, in order. */
+export function decodeTxnRead(buf: Uint8Array): { succeeded: boolean; rangeKvs: number[] } {
+  let succeeded = false;
+  const rangeKvs: number[] = [];
+  forEachField(buf, 0, buf.length, (field, varint, from, to) => {
+    if (field === 2) succeeded = varint !== 0;
+    if (field !== 3) return;
+    forEachField(buf, from, to, (opField, _v, opFrom, opTo) => {
+      if (opField === 1) rangeKvs.push(countRangeKvs(buf, opFrom, opTo));
+    });
+  });
+  return { succeeded, rangeKvs };
 }
 
 const identity = (buf: Buffer): Buffer => buf;
@@ -113,12 +224,25 @@ const identity = (buf: Buffer): Buffer => buf;
 // ---------------------------------------------------------------------------------------------
 // The client
 
-export type Workload = 'put' | 'get';
+export const WORKLOADS = ['put', 'get', 'get-serializable', 'txn-read'] as const;
+export type Workload = (typeof WORKLOADS)[number];
+
+/** Workloads that read keys written before the cell (CellOptions.readKeys). */
+export const isReadWorkload = (workload: Workload): boolean => workload !== 'put';
 
 export interface KvClient {
   put(key: Uint8Array, value: Uint8Array, done: (error: Error | null) => void): void;
-  /** Linearizable get of one key; `found` is the number of kvs returned. */
-  get(key: Uint8Array, done: (error: Error | null, found: number) => void): void;
+  /** A single-key Range; `found` is the number of kvs returned. */
+  get(
+    key: Uint8Array,
+    serializable: boolean,
+    done: (error: Error | null, found: number) => void,
+  ): void;
+  /**
+   * The read-only Txn (see the header); `found` is the number of kvs of its success Range, and a
+   * failed compare is an error.
+   */
+  txnRead(key: Uint8Array, done: (error: Error | null, found: number) => void): void;
   close(): void;
 }
 
@@ -184,15 +308,38 @@ export class GrpcKvClient implements KvClient {
     );
   }
 
-  get(key: Uint8Array, done: (error: Error | null, found: number) => void): void {
+  get(
+    key: Uint8Array,
+    serializable: boolean,
+    done: (error: Error | null, found: number) => void,
+  ): void {
     this.channel().makeUnaryRequest(
       '/etcdserverpb.KV/Range',
       identity,
       identity,
-      encodeRange(key),
+      encodeRange(key, serializable),
       (error, response) => {
         if (error || response === undefined) done(error ?? new Error('empty response'), 0);
         else done(null, countRangeKvs(response));
+      },
+    );
+  }
+
+  txnRead(key: Uint8Array, done: (error: Error | null, found: number) => void): void {
+    this.channel().makeUnaryRequest(
+      '/etcdserverpb.KV/Txn',
+      identity,
+      identity,
+      encodeTxnRead(key),
+      (error, response) => {
+        if (error || response === undefined) {
+          done(error ?? new Error('empty response'), 0);
+          return;
+        }
+        const txn = decodeTxnRead(response);
+        if (!txn.succeeded) done(new Error('txn compare failed (mod_revision > 0)'), 0);
+        else if (txn.rangeKvs.length !== 1) done(new Error(`txn: ${txn.rangeKvs.length} ops`), 0);
+        else done(null, txn.rangeKvs[0]!);
       },
     );
   }
@@ -213,27 +360,42 @@ export interface CellOptions {
   readonly valueBytes: number;
   /** Put keys are `${keyPrefix}/${seq}`: unique per run. */
   readonly keyPrefix: string;
-  /** Keys for gets (from earlier puts); required for the get workload. */
-  readonly getKeys?: readonly Uint8Array[];
+  /** Keys for the read workloads (written before the cell); required for them. */
+  readonly readKeys?: readonly Uint8Array[];
+  /** The read workloads start at this index of `readKeys` (generators read different keys). */
+  readonly readKeyOffset?: number;
   /** Requests still unanswered this long after the cell's end are counted as errors. */
   readonly requestTimeoutMs?: number;
 }
 
 export interface CellResult {
   readonly workload: Workload;
+  /** Requests in flight, over all generators. */
   readonly inFlight: number;
+  /** Load-generator processes whose results were merged into this one. */
+  readonly generators: number;
   readonly ops: number;
   readonly errors: number;
   readonly firstError: string | null;
   readonly elapsedMs: number;
+  /** Successful ops per second (summed over generators, each over its own elapsed time). */
   readonly opsPerSec: number;
   readonly p50Ms: number;
   readonly p99Ms: number;
   readonly maxMs: number;
-  /** CPU time (user + system) of this process per completed op: the generator's own cost. */
+  /** CPU time (user + system) of the generators per completed op: the client's own cost. */
   readonly clientCpuUsPerOp: number;
-  /** Keys written by a put cell (up to GET_KEYS_MAX), for a later get cell. */
-  readonly keysWritten: Uint8Array[];
+  readonly clientCpuUs: number;
+  /** The latencies (µs) of successful ops: an HDR histogram, compressed base64, for merging. */
+  readonly latencyHistogram: string;
+}
+
+function newLatencyHistogram(): hdr.Histogram {
+  return hdr.build({
+    lowestDiscernibleValue: 1,
+    highestTrackableValue: LATENCY_US_MAX,
+    numberOfSignificantValueDigits: 3,
+  });
 }
 
 export function runCell(client: KvClient, options: CellOptions): Promise<CellResult> {
@@ -244,16 +406,14 @@ export function runCell(client: KvClient, options: CellOptions): Promise<CellRes
   if (!(opsMax >= 1 && durationMs >= 1)) throw new Error('a cell needs opsMax and durationMs');
   if (!(valueBytes >= 0 && valueBytes <= VALUE_BYTES_MAX))
     throw new Error('valueBytes out of range');
-  const getKeys = options.getKeys ?? [];
-  if (workload === 'get' && getKeys.length === 0) throw new Error('get workload needs getKeys');
+  const readKeys = options.readKeys ?? [];
+  if (isReadWorkload(workload) && readKeys.length === 0) {
+    throw new Error(`the ${workload} workload needs readKeys`);
+  }
+  const readKeyOffset = options.readKeyOffset ?? 0;
 
-  const histogram = hdr.build({
-    lowestDiscernibleValue: 1,
-    highestTrackableValue: LATENCY_US_MAX,
-    numberOfSignificantValueDigits: 3,
-  });
+  const histogram = newLatencyHistogram();
   const value = randomFillSync(Buffer.alloc(valueBytes));
-  const keysWritten: Uint8Array[] = [];
   let started = 0;
   let completed = 0;
   let errors = 0;
@@ -277,6 +437,7 @@ export function runCell(client: KvClient, options: CellOptions): Promise<CellRes
       resolve({
         workload,
         inFlight,
+        generators: 1,
         ops: ok,
         errors,
         firstError,
@@ -286,7 +447,8 @@ export function runCell(client: KvClient, options: CellOptions): Promise<CellRes
         p99Ms: histogram.getValueAtPercentile(99) / 1000,
         maxMs: histogram.maxValue / 1000,
         clientCpuUsPerOp: completed === 0 ? 0 : (cpu.user + cpu.system) / completed,
-        keysWritten,
+        clientCpuUs: cpu.user + cpu.system,
+        latencyHistogram: hdr.encodeIntoCompressedBase64(histogram),
       });
       histogram.destroy();
     };
@@ -322,18 +484,58 @@ export function runCell(client: KvClient, options: CellOptions): Promise<CellRes
         if (error) setImmediate(issue);
         else issue();
       };
+      const onRead = (error: Error | null, found: number): void => {
+        onDone(error ?? (found === 1 ? null : new Error(`read found ${found} kvs, expected 1`)));
+      };
       if (workload === 'put') {
-        const key = Buffer.from(`${options.keyPrefix}/${seq}`);
-        if (keysWritten.length < GET_KEYS_MAX) keysWritten.push(key);
-        client.put(key, value, onDone);
-      } else {
-        client.get(getKeys[seq % getKeys.length]!, (error, found) => {
-          onDone(error ?? (found === 1 ? null : new Error(`get found ${found} kvs, expected 1`)));
-        });
+        client.put(Buffer.from(`${options.keyPrefix}/${seq}`), value, onDone);
+        return;
       }
+      const key = readKeys[(readKeyOffset + seq) % readKeys.length]!;
+      if (workload === 'txn-read') client.txnRead(key, onRead);
+      else client.get(key, workload === 'get-serializable', onRead);
     };
     for (let i = 0; i < inFlight; i++) issue();
   });
+}
+
+/**
+ * One result from the same cell run by several generators at once: ops, errors, in-flight
+ * counts and rates summed, latency histograms merged (so p50/p99 are of all requests), the
+ * elapsed time the longest.
+ */
+export function mergeCellResults(results: readonly CellResult[]): CellResult {
+  if (results.length === 0) throw new Error('mergeCellResults: no results');
+  if (results.length === 1) return results[0]!;
+  const workload = results[0]!.workload;
+  if (results.some((r) => r.workload !== workload)) throw new Error('merging different cells');
+  const merged = newLatencyHistogram();
+  for (const r of results) {
+    const one = hdr.decodeFromCompressedBase64(r.latencyHistogram);
+    merged.add(one);
+    one.destroy();
+  }
+  const sum = (f: (r: CellResult) => number): number => results.reduce((a, r) => a + f(r), 0);
+  const completed = sum((r) => r.ops + r.errors);
+  const clientCpuUs = sum((r) => r.clientCpuUs);
+  const result: CellResult = {
+    workload,
+    inFlight: sum((r) => r.inFlight),
+    generators: sum((r) => r.generators),
+    ops: sum((r) => r.ops),
+    errors: sum((r) => r.errors),
+    firstError: results.find((r) => r.firstError !== null)?.firstError ?? null,
+    elapsedMs: Math.max(...results.map((r) => r.elapsedMs)),
+    opsPerSec: sum((r) => r.opsPerSec),
+    p50Ms: merged.getValueAtPercentile(50) / 1000,
+    p99Ms: merged.getValueAtPercentile(99) / 1000,
+    maxMs: merged.maxValue / 1000,
+    clientCpuUsPerOp: completed === 0 ? 0 : clientCpuUs / completed,
+    clientCpuUs,
+    latencyHistogram: hdr.encodeIntoCompressedBase64(merged),
+  };
+  merged.destroy();
+  return result;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -343,20 +545,22 @@ export interface Row extends CellResult {
   readonly target: string;
   /** CPU time of the server's processes (all members) per completed op; null: not measured. */
   readonly serverCpuUsPerOp?: number | null;
+  /** Event-loop delay p99 per member during the cell, as printed ('n/a' where not measured). */
+  readonly eventLoopP99?: string;
 }
 
 const fixed = (n: number, digits: number): string => n.toFixed(digits);
 
 export function markdownTable(rows: readonly Row[]): string {
   const lines = [
-    '| target | workload | in flight | ops | errors | ops/s | p50 ms | p99 ms | max ms | client CPU µs/op | server CPU µs/op |',
-    '|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|',
+    '| target | workload | in flight | gen | ops | errors | ops/s | p50 ms | p99 ms | max ms | client CPU µs/op | server CPU µs/op | event-loop delay p99 ms |',
+    '|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|',
   ];
   for (const r of rows) {
     lines.push(
-      `| ${r.target} | ${r.workload} | ${r.inFlight} | ${r.ops} | ${r.errors} | ${fixed(r.opsPerSec, 0)} | ` +
+      `| ${r.target} | ${r.workload} | ${r.inFlight} | ${r.generators} | ${r.ops} | ${r.errors} | ${fixed(r.opsPerSec, 0)} | ` +
         `${fixed(r.p50Ms, 2)} | ${fixed(r.p99Ms, 2)} | ${fixed(r.maxMs, 2)} | ${fixed(r.clientCpuUsPerOp, 1)} | ` +
-        `${r.serverCpuUsPerOp == null ? '—' : fixed(r.serverCpuUsPerOp, 0)} |`,
+        `${r.serverCpuUsPerOp == null ? '—' : fixed(r.serverCpuUsPerOp, 0)} | ${r.eventLoopP99 ?? 'n/a'} |`,
     );
   }
   const failed = rows.filter((r) => r.firstError !== null);

@@ -1,6 +1,7 @@
 /**
- * A null etcd: a gRPC server that answers KV.Put and KV.Range at once with canned responses (a
- * Range answer holds one 256-byte value, like a real hit). Run in its own process, it measures
+ * A null etcd: a gRPC server that answers KV.Put, KV.Range and KV.Txn at once with canned
+ * responses (a Range answer holds one 256-byte value, like a real hit; a Txn answer has
+ * succeeded and that Range answer). Run in its own process, it measures
  * the load generator's ceiling: whatever rate the generator reaches against it is the most it
  * can offer a real server on this machine.
  *
@@ -36,6 +37,18 @@ function rangeResponse(): Buffer {
   ]);
 }
 
+/** TxnResponse { header = 1, succeeded = 2, responses = 3 { response_range = 1 } }. */
+function txnResponse(range: Buffer): Buffer {
+  const op = Buffer.concat([Buffer.from([0x0a, ...varint(range.length)]), range]);
+  return Buffer.concat([
+    Buffer.from([0x0a, HEADER.length]),
+    HEADER,
+    Buffer.from([0x10, 0x01]),
+    Buffer.from([0x1a, ...varint(op.length)]),
+    op,
+  ]);
+}
+
 function varint(n: number): number[] {
   const out: number[] = [];
   while (n >= 0x80) {
@@ -56,6 +69,7 @@ function serve(): void {
       callback(null, answer);
   server.register('/etcdserverpb.KV/Put', unary(PUT_RESPONSE), identity, identity, 'unary');
   server.register('/etcdserverpb.KV/Range', unary(range), identity, identity, 'unary');
+  server.register('/etcdserverpb.KV/Txn', unary(txnResponse(range)), identity, identity, 'unary');
   server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (error, port) => {
     if (error) throw error;
     process.send?.({ port });

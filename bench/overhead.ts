@@ -4,7 +4,7 @@
  * client doing the same requests. The faster one is the one the benchmarks use; the rate
  * either reaches here is the most it can offer a real server on this machine.
  *
- *   node --import tsx bench/overhead.ts          (bounded: about 10 s)
+ *   node --import tsx bench/overhead.ts          (bounded: about 40 s)
  */
 import { Etcd3 } from 'etcd3';
 import {
@@ -13,6 +13,7 @@ import {
   markdownTable,
   type Row,
   runCell,
+  WORKLOADS,
   type Workload,
 } from './load.js';
 import { startNullServer } from './null-server.js';
@@ -35,12 +36,32 @@ export class Etcd3KvClient implements KvClient {
       );
   }
 
-  get(key: Uint8Array, done: (error: Error | null, found: number) => void): void {
+  get(
+    key: Uint8Array,
+    serializable: boolean,
+    done: (error: Error | null, found: number) => void,
+  ): void {
     this.client
       .get(Buffer.from(key).toString())
+      .serializable(serializable)
       .buffer()
       .then(
         (value) => done(null, value === null ? 0 : 1),
+        (error: Error) => done(error, 0),
+      );
+  }
+
+  txnRead(key: Uint8Array, done: (error: Error | null, found: number) => void): void {
+    const k = Buffer.from(key);
+    this.client
+      .if(k, 'Mod', '>', 0)
+      .then(this.client.get(k.toString()))
+      .commit()
+      .then(
+        (txn) => {
+          const kvs = txn.responses[0]?.response_range?.kvs.length ?? 0;
+          done(txn.succeeded ? null : new Error('txn compare failed'), kvs);
+        },
         (error: Error) => done(error, 0),
       );
   }
@@ -82,10 +103,10 @@ export async function measureOverhead(options: OverheadOptions): Promise<Row[]> 
           opsMax: options.opsMax,
           valueBytes: 256,
           keyPrefix: 'bench/overhead',
-          getKeys: keys,
+          readKeys: keys,
         });
       await cell('put', 16, 300); // warm-up: connections, JIT
-      for (const workload of ['put', 'get'] as const) {
+      for (const workload of WORKLOADS) {
         for (const inFlight of inFlights) {
           rows.push({ target, ...(await cell(workload, inFlight, options.cellMs)) });
         }

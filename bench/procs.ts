@@ -15,15 +15,27 @@ const CLOCK_TICKS_PER_S = 100;
 export function processesCpuMs(pids: readonly (number | null)[]): number {
   let ticks = 0;
   for (const pid of pids) {
-    if (pid === null) continue;
-    try {
-      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-      // Fields after the command name (which may hold spaces): state is [0], utime [11], stime [12].
-      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      ticks += Number(fields[11]) + Number(fields[12]);
-    } catch {
-      // gone, or not Linux: counts nothing
-    }
+    if (pid !== null) ticks += statTicks(`/proc/${pid}/stat`);
   }
   return (ticks * 1000) / CLOCK_TICKS_PER_S;
+}
+
+/**
+ * CPU time (user + system, ms) of a process's main thread alone (its thread id is its PID): for
+ * Node, the event loop's thread, without the libuv pool, GC helper or other threads.
+ */
+export function mainThreadCpuMs(pid: number | null): number {
+  return pid === null ? 0 : (statTicks(`/proc/${pid}/task/${pid}/stat`) * 1000) / CLOCK_TICKS_PER_S;
+}
+
+/** utime + stime from a /proc stat file, in clock ticks; 0 when it is gone (or not Linux). */
+function statTicks(path: string): number {
+  try {
+    const stat = readFileSync(path, 'utf8');
+    // Fields after the command name (which may hold spaces): state is [0], utime [11], stime [12].
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return Number(fields[11]) + Number(fields[12]);
+  } catch {
+    return 0;
+  }
 }

@@ -137,6 +137,7 @@ export async function startTandemCluster(
   const members: TandemMember[] = local.members.map((m) => ({
     name: m.name,
     clientEndpoint: m.spec.client,
+    metricsEndpoint: m.spec.admin,
     dataDir: m.spec.dataDir,
     logFile: m.spec.logFile!,
     process: m,

@@ -6,12 +6,14 @@
  * one process. Values are read at scrape time from the member's live state (a `MetricsView`,
  * taken once per scrape so that every gauge of a scrape describes the same instant); events
  * that a scrape cannot reconstruct (leader changes, policy actions, fdatasync durations) are
- * counted as they happen. No timers of its own.
+ * counted as they happen. No timers of its own: the event-loop delay histogram is fed by
+ * perf_hooks.monitorEventLoopDelay's own libuv timer and moved in at scrape time.
  *
  * The names are an interface (the dashboard builds on them): `tandem_*`, units in the name,
  * label values bounded (member names come from the registry, at most MEMBERS_MAX; policy action
  * kinds at most POLICY_ACTION_KINDS_MAX). Do not rename without a reason.
  */
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import {
   Counter,
   collectDefaultMetrics,
@@ -43,6 +45,23 @@ export const FSYNC_BUCKETS_SECONDS: readonly number[] = Array.from(
   { length: 14 },
   (_, i) => 0.001 * 2 ** i,
 );
+/**
+ * monitorEventLoopDelay's timer period. Node's and prom-client's default: about 100 samples a
+ * second, 0.6 % of a core on an idle member (1 ms would cost 2.5 %, measured on the bench VM,
+ * and would show in the benchmarks' CPU per request).
+ */
+export const EVENT_LOOP_RESOLUTION_MS = 10;
+/** Event-loop delay buckets: 0.5 ms to 5 s, fine enough to tell 1, 5, 10 and 50 ms apart. */
+export const EVENT_LOOP_DELAY_BUCKETS_SECONDS: readonly number[] = [
+  0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.075, 0.1, 0.2, 0.5,
+  1, 2, 5,
+];
+/**
+ * Samples moved into the histogram by one scrape (about 17 minutes of them; some 30 ms of
+ * observe calls). A scrape after a longer silence moves a proportional subsample: the shape of
+ * the distribution is kept, its count is not.
+ */
+export const EVENT_LOOP_SAMPLES_PER_SCRAPE_MAX = 100_000;
 /** The role gauge's series: one per role and standby mode, 1 for the current one. */
 const ROLE_SERIES: readonly { role: Role | 'unknown'; standbyMode: StandbyMode | '' }[] = [
   { role: 'voter', standbyMode: '' },
@@ -76,6 +95,99 @@ export interface MetricsView {
   readonly reads: { readonly local: number; readonly barrier: number };
 }
 
+/**
+ * Where event-loop delay samples come from: perf_hooks' IntervalHistogram in production
+ * (`monitorEventLoop`), a fake in tests. Values in nanoseconds, counted since the start: never
+ * reset, because IntervalHistogram.reset() also forgets the last tick, so the next sample (the
+ * one spanning the reset) would be lost.
+ */
+export interface EventLoopDelaySource {
+  /**
+   * The sampling timer's period: each sample is the time between two of its ticks, so a loop
+   * that is never late gives samples of this, and the delay is a sample minus this.
+   */
+  readonly resolutionNs: number;
+  /** Samples so far. */
+  readonly count: number;
+  readonly min: number;
+  readonly max: number;
+  /** The sample at this percentile (0 < percent <= 100), rounded as an HDR histogram does. */
+  percentile(percent: number): number;
+}
+
+/** This process's event loop, sampled every `resolutionMs` by a libuv timer (enabled now). */
+export function monitorEventLoop(resolutionMs = EVENT_LOOP_RESOLUTION_MS): EventLoopDelaySource {
+  assert(Number.isInteger(resolutionMs) && resolutionMs >= 1, 'resolution in whole ms');
+  const histogram = monitorEventLoopDelay({ resolution: resolutionMs });
+  histogram.enable();
+  return {
+    resolutionNs: resolutionMs * 1e6,
+    get count() {
+      return histogram.count;
+    },
+    get min() {
+      return histogram.min;
+    },
+    get max() {
+      return histogram.max;
+    },
+    percentile: (percent) => histogram.percentile(percent),
+  };
+}
+
+/** One bucket's share of the samples: how many, and the delay of its median sample. */
+export interface DelayBucket {
+  readonly count: number;
+  readonly medianDelaySeconds: number;
+}
+
+/**
+ * The source's samples split by delay (sample minus resolution, at least 0) into the buckets
+ * `boundsSeconds` (ascending upper bounds) and a last +Inf one. IntervalHistogram exposes no
+ * buckets, only percentiles, so the rank of the last sample within each bound is found by a
+ * binary search over ranks: O(buckets × log(count)) percentile calls (about 2 µs each), not
+ * one per sample.
+ */
+export function delayBuckets(
+  source: EventLoopDelaySource,
+  boundsSeconds: readonly number[],
+): DelayBucket[] {
+  const total = source.count;
+  assert(Number.isInteger(total) && total >= 0, 'a sample count');
+  const buckets: DelayBucket[] = [];
+  if (total === 0) return buckets;
+  const sampleAt = (rank: number): number => source.percentile((100 * rank) / total);
+  /** The highest rank whose sample is <= `limitNs`, searching ranks from `fromRank` up. */
+  const rankAtMost = (limitNs: number, fromRank: number): number => {
+    if (source.max <= limitNs) return total;
+    if (source.min > limitNs) return fromRank;
+    let low = fromRank; // its sample is <= limitNs (rank 0: no sample)
+    let high = total; // its sample is > limitNs
+    while (high - low > 1) {
+      const mid = Math.floor((low + high) / 2);
+      if (sampleAt(mid) <= limitNs) low = mid;
+      else high = mid;
+    }
+    return low;
+  };
+  let below = 0;
+  for (let i = 0; i <= boundsSeconds.length; i++) {
+    const bound = boundsSeconds[i] ?? Number.POSITIVE_INFINITY;
+    assert(i === 0 || bound > boundsSeconds[i - 1]!, 'bounds ascending');
+    const upTo =
+      bound === Number.POSITIVE_INFINITY
+        ? total
+        : rankAtMost(bound * 1e9 + source.resolutionNs, below);
+    assert(upTo >= below && upTo <= total, 'cumulative counts never fall');
+    const count = upTo - below;
+    const median = below + Math.ceil(count / 2);
+    const delaySeconds = count === 0 ? 0 : (sampleAt(median) - source.resolutionNs) / 1e9;
+    buckets.push({ count, medianDelaySeconds: Math.min(bound, Math.max(0, delaySeconds)) });
+    below = upTo;
+  }
+  return buckets;
+}
+
 export interface MemberMetricsOptions {
   readonly name: string;
   /** The member id in hex, as /status and etcdctl show it. */
@@ -84,6 +196,11 @@ export interface MemberMetricsOptions {
   readonly monotonicMs: () => number;
   /** prom-client's process and Node.js metrics, prefixed (default true; off in unit tests). */
   readonly processMetrics?: boolean;
+  /**
+   * Feeds tandem_event_loop_delay_seconds (default: `monitorEventLoop()`, this process's loop);
+   * null: no such metric.
+   */
+  readonly eventLoopDelay?: EventLoopDelaySource | null;
 }
 
 export class MemberMetrics {
@@ -205,6 +322,24 @@ export class MemberMetrics {
       buckets: [...FSYNC_BUCKETS_SECONDS],
       registers,
     });
+    const loop = options.eventLoopDelay === undefined ? monitorEventLoop() : options.eventLoopDelay;
+    if (loop !== null) {
+      // Moved in at scrape time (each scrape adds the samples taken since the previous one):
+      // no timer beyond the monitor's own.
+      const feed = new EventLoopDelayFeed(loop);
+      new Histogram({
+        name: `${METRIC_PREFIX}event_loop_delay_seconds`,
+        help:
+          "How late this member's event loop ran a timer due every " +
+          `${loop.resolutionNs / 1e6} ms (perf_hooks.monitorEventLoopDelay), moved in at each ` +
+          "scrape; _sum is approximate (each sample counts as its bucket's median).",
+        buckets: [...EVENT_LOOP_DELAY_BUCKETS_SECONDS],
+        registers,
+        collect() {
+          feed.moveInto((seconds) => this.observe(seconds));
+        },
+      });
+    }
     if (options.processMetrics ?? true) {
       collectDefaultMetrics({ register: this.registry, prefix: METRIC_PREFIX });
     }
@@ -264,6 +399,38 @@ export class MemberMetrics {
     if (!wellFormed || this.policyKinds.size >= POLICY_ACTION_KINDS_MAX) return 'other';
     this.policyKinds.add(action);
     return action;
+  }
+}
+
+/**
+ * Moves a cumulative source's new samples into a histogram: per bucket, the count now less the
+ * count at the previous move, each observed as the median of all the bucket's samples so far
+ * (at most EVENT_LOOP_SAMPLES_PER_SCRAPE_MAX observations per move, see there).
+ */
+export class EventLoopDelayFeed {
+  /** Samples per bucket (EVENT_LOOP_DELAY_BUCKETS_SECONDS, then +Inf) already moved. */
+  private readonly moved: number[] = new Array<number>(
+    EVENT_LOOP_DELAY_BUCKETS_SECONDS.length + 1,
+  ).fill(0);
+
+  constructor(private readonly source: EventLoopDelaySource) {}
+
+  moveInto(observe: (seconds: number) => void): void {
+    const buckets = delayBuckets(this.source, EVENT_LOOP_DELAY_BUCKETS_SECONDS);
+    if (buckets.length === 0) return;
+    assert(buckets.length === this.moved.length, 'one count per bucket');
+    const fresh = buckets.map((b, i) => b.count - this.moved[i]!);
+    assert(
+      fresh.every((n) => n >= 0),
+      'a cumulative source never loses samples',
+    );
+    const total = fresh.reduce((a, b) => a + b, 0);
+    const scale = Math.min(1, EVENT_LOOP_SAMPLES_PER_SCRAPE_MAX / Math.max(1, total));
+    buckets.forEach((bucket, i) => {
+      const count = Math.round(fresh[i]! * scale);
+      for (let n = 0; n < count; n++) observe(bucket.medianDelaySeconds);
+      this.moved[i] = bucket.count;
+    });
   }
 }
 

@@ -1,7 +1,9 @@
 /**
  * The member's Prometheus metrics (src/server/metrics.ts) against a fake view and fake pieces:
  * names, types, values and labels as the strict text parser reads them back, the event
- * counters, the fdatasync histogram, the staleness clock, and one registry per member.
+ * counters, the fdatasync histogram, the event-loop delay histogram (a fake source against a
+ * naive reference, then this process's real loop), the staleness clock, and one registry per
+ * member.
  */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
@@ -11,6 +13,9 @@ import { type Entry, EntryType } from '../../src/raft/types.js';
 import { MemberEvents } from '../../src/server/events.js';
 import {
   ApplyTracker,
+  delayBuckets,
+  EVENT_LOOP_DELAY_BUCKETS_SECONDS,
+  type EventLoopDelaySource,
   MemberMetrics,
   type MetricsView,
   POLICY_ACTION_KINDS_MAX,
@@ -37,12 +42,52 @@ const VOTER: MetricsView = {
   reads: { local: 11, barrier: 4 },
 };
 
-function metricsOf(view: MetricsView | null, monotonicMs = () => 0): MemberMetrics {
+/** Resolution of the fake event-loop sources: 10 ms, as in production. */
+const RESOLUTION_NS = 10e6;
+
+/**
+ * An event-loop delay source holding its samples (ns), answering percentiles as an HDR
+ * histogram does: the sample at rank max(1, round(percent / 100 × count)).
+ */
+class FakeLoop implements EventLoopDelaySource {
+  readonly resolutionNs = RESOLUTION_NS;
+  samples: number[] = [];
+
+  add(delayMs: number, times = 1): void {
+    for (let i = 0; i < times; i++) this.samples.push(RESOLUTION_NS + Math.round(delayMs * 1e6));
+    this.samples.sort((a, b) => a - b);
+  }
+
+  get count(): number {
+    return this.samples.length;
+  }
+
+  get min(): number {
+    return this.samples[0] ?? 0;
+  }
+
+  get max(): number {
+    return this.samples[this.samples.length - 1] ?? 0;
+  }
+
+  percentile(percent: number): number {
+    assert.ok(percent > 0 && percent <= 100, `percentile ${percent} in (0, 100]`);
+    const rank = Math.max(1, Math.floor((percent / 100) * this.samples.length + 0.5));
+    return this.samples[rank - 1]!;
+  }
+}
+
+function metricsOf(
+  view: MetricsView | null,
+  monotonicMs = () => 0,
+  eventLoopDelay: EventLoopDelaySource | null = new FakeLoop(),
+): MemberMetrics {
   const m = new MemberMetrics({
     name: 'n1',
     memberIdHex: 'abc123',
     monotonicMs,
     processMetrics: false,
+    eventLoopDelay,
   });
   if (view !== null) m.attach(() => view);
   return m;
@@ -71,6 +116,7 @@ describe('metrics: names, types, values', () => {
       tandem_redundancy_replacements_total: 'counter',
       tandem_redundancy_policy_actions_total: 'counter',
       tandem_wal_fsync_seconds: 'histogram',
+      tandem_event_loop_delay_seconds: 'histogram',
     });
     for (const x of f.values()) assert.ok(x.help !== null && x.help.length > 10, x.name);
     assert.equal(sampleValue(f, 'tandem_raft_term'), 7);
@@ -238,6 +284,120 @@ describe('metrics: fdatasync histogram', () => {
     const h = await m.timedFileSystem(fakeFs(clock, 50, true)).open('/wal/0001', 'write');
     await assert.rejects(h.datasync(), /EIO/);
     assert.equal(sampleValue(await scrape(m), 'tandem_wal_fsync_seconds_count'), 0);
+  });
+});
+
+describe('metrics: event-loop delay histogram', () => {
+  const name = 'tandem_event_loop_delay_seconds';
+  const bucket = (f: Map<string, PromFamily>, le: string): number =>
+    sampleValue(f, `${name}_bucket`, { le });
+
+  test('buckets tell 1, 5, 10 and 50 ms apart', () => {
+    for (const ms of [1, 5, 10, 50]) {
+      assert.ok(EVENT_LOOP_DELAY_BUCKETS_SECONDS.includes(ms / 1000), `${ms} ms is a bound`);
+    }
+  });
+
+  test('each scrape moves the samples since the last one in (delay = sample - resolution)', async () => {
+    const loop = new FakeLoop();
+    const m = metricsOf(VOTER, () => 0, loop);
+    loop.add(0.2, 50);
+    loop.add(0.8, 20);
+    loop.add(1.5, 10);
+    loop.add(4, 10);
+    loop.add(8, 5);
+    loop.add(40, 3);
+    loop.add(90, 1);
+    loop.add(7000, 1); // beyond the last bound: +Inf only
+    let f = await scrape(m);
+    const expected: readonly [string, number][] = [
+      ['0.0005', 50],
+      ['0.001', 70],
+      ['0.002', 80],
+      ['0.003', 80],
+      ['0.005', 90],
+      ['0.01', 95],
+      ['0.03', 95],
+      ['0.05', 98],
+      ['0.075', 98],
+      ['0.1', 99],
+      ['5', 99],
+      ['+Inf', 100],
+    ];
+    for (const [le, count] of expected) assert.equal(bucket(f, le), count, `le=${le}`);
+    assert.equal(sampleValue(f, `${name}_count`), 100);
+    // Every bucket here holds equal samples, so its median is exact and so is the sum.
+    const sumMs = 0.2 * 50 + 0.8 * 20 + 1.5 * 10 + 4 * 10 + 8 * 5 + 40 * 3 + 90 + 7000;
+    assert.ok(Math.abs(sampleValue(f, `${name}_sum`) - sumMs / 1000) < 1e-9);
+    // Nothing new: nothing moves.
+    f = await scrape(m);
+    assert.equal(sampleValue(f, `${name}_count`), 100);
+    // A loop never late (samples of exactly the resolution, or early) is a delay of 0; only
+    // the new samples are added.
+    loop.samples.push(RESOLUTION_NS - 5000, RESOLUTION_NS, RESOLUTION_NS);
+    loop.add(60, 2);
+    f = await scrape(m);
+    assert.equal(bucket(f, '0.0005'), 53);
+    assert.equal(bucket(f, '0.05'), 101);
+    assert.equal(bucket(f, '0.075'), 103);
+    assert.equal(sampleValue(f, `${name}_count`), 105);
+  });
+
+  test('property: bucket counts and medians equal a naive scan of the samples', () => {
+    const bounds = EVENT_LOOP_DELAY_BUCKETS_SECONDS;
+    fc.assert(
+      fc.property(
+        fc.array(fc.integer({ min: RESOLUTION_NS - 1e6, max: RESOLUTION_NS + 8e9 }), {
+          maxLength: 400,
+        }),
+        (samples) => {
+          const loop = new FakeLoop();
+          loop.samples = [...samples].sort((a, b) => a - b);
+          const got = delayBuckets(loop, bounds);
+          // The naive reference: each sample's delay placed by a linear scan of the bounds.
+          const naive: number[][] = Array.from({ length: bounds.length + 1 }, () => []);
+          for (const sample of loop.samples) {
+            const at = bounds.findIndex((b) => sample - RESOLUTION_NS <= b * 1e9);
+            naive[at === -1 ? bounds.length : at]!.push(sample);
+          }
+          assert.deepEqual(
+            got.map((b) => b.count),
+            samples.length === 0 ? [] : naive.map((inBucket) => inBucket.length),
+          );
+          got.forEach((b, i) => {
+            const inBucket = naive[i]!;
+            if (inBucket.length === 0) return;
+            const upper = bounds[i] ?? Number.POSITIVE_INFINITY;
+            const median = inBucket[Math.ceil(inBucket.length / 2) - 1]!;
+            const delay = Math.max(0, (median - RESOLUTION_NS) / 1e9);
+            assert.equal(b.medianDelaySeconds, Math.min(upper, delay), `bucket ${i} median`);
+          });
+        },
+      ),
+      { numRuns: 200 },
+    );
+  });
+
+  test("this process's real loop: a 120 ms block shows as a delay above 75 ms", async () => {
+    // No eventLoopDelay option: the production default, monitorEventLoop().
+    const m = new MemberMetrics({
+      name: 'n1',
+      memberIdHex: 'abc123',
+      monotonicMs: () => 0,
+      processMetrics: false,
+    });
+    // IntervalHistogram records nothing until its timer's second tick (the first only marks
+    // the time): let it tick, so the block below is measured.
+    await new Promise((resolve) => setTimeout(resolve, 40));
+    await scrape(m);
+    const blockUntilMs = performance.now() + 120;
+    while (performance.now() < blockUntilMs) {}
+    // The monitor's timer, due during the block, runs (and records) once the loop is free.
+    await new Promise((resolve) => setTimeout(resolve, 40));
+    const f = await scrape(m);
+    const count = sampleValue(f, `${name}_count`);
+    assert.ok(count >= 1, 'the monitor sampled the loop');
+    assert.ok(bucket(f, '0.075') < count, 'one sample more than 75 ms late');
   });
 });
 

@@ -1,0 +1,442 @@
+/**
+ * `npm run bench:profile`: where a put's CPU goes, stage by stage, on each member of a 3-member
+ * tandem cluster. Starts the cluster from the compiled build with `node --cpu-prof` (the
+ * launcher's nodeArgs), runs a closed-loop put load at a chosen in-flight count for a fixed
+ * time, stops the members cleanly (SIGTERM: a member writes its profile as it exits), then
+ * charges every profile sample taken during the load to a stage (STAGES below) and prints, per
+ * member (leader and followers), µs of CPU per put per stage as a markdown table (also written
+ * to bench/out/profile-latest.md).
+ *
+ *   npm run bench:profile [-- --in-flight 64 --seconds 10 --interval-us 1000 --keep]
+ *
+ * What the figures are:
+ * - The profile samples only the main thread (the event loop): JavaScript, the C++ it calls,
+ *   and native work with no JavaScript on the stack ("(program)"). Work on other threads (GC
+ *   helpers, the libuv pool's fdatasync and file writes, lmdb's own threads) is not in it; the
+ *   "process CPU (/proc)" row counts every thread, so the gap between the two is that work.
+ * - fdatasync runs on the libuv pool: the event loop is idle meanwhile, so its cost is wall
+ *   time, not CPU. The "fsync wait" row is that wall time per put (tandem_wal_fsync_seconds
+ *   from the member's /metrics, before and after the load), not CPU, and is not in any total.
+ * - "idle" is the event loop waiting (not CPU): wall time per put.
+ * - Samples are taken only between the load's start and end (profile timestamps and this
+ *   process's clock are both CLOCK_MONOTONIC), so start-up and shutdown are left out.
+ * - The profiler itself costs some CPU (a signal per sample interval).
+ */
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { loadavg, tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { REPO_DIR } from '../src/cli/local-cluster.js';
+import { GrpcKvClient, IN_FLIGHT_MAX, runCell } from './load.js';
+import { type MemberScrape, scrapeMember } from './member-metrics.js';
+import { mainThreadCpuMs, processesCpuMs } from './procs.js';
+import {
+  buildTandem,
+  firstLines,
+  startTandemCluster,
+  type TandemCluster,
+} from './tandem-cluster.js';
+
+const VALUE_BYTES = 256;
+const WARMUP_OPS = 1000;
+const SECONDS_MAX = 120;
+const CONNECT_TIMEOUT_MS = 10_000;
+/** A member writes its profile as it exits: a large one takes a few seconds on a busy machine. */
+const STOP_TIMEOUT_MS = 20_000;
+/** Frames listed under the stage table, to check the mapping. */
+const TOP_FRAMES = 15;
+
+const benchDir = dirname(fileURLToPath(import.meta.url));
+const escapeRegExp = (text: string): string => text.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&');
+/** A tandem source directory or file, compiled (dist/…js, what members run) or not (src/…ts). */
+const own = (path: string): RegExp =>
+  new RegExp(`${escapeRegExp(REPO_DIR)}/(src|dist)/${path.replace(/\.js$/, '\\.(js|ts)')}`);
+
+/**
+ * Stages, first match wins, on a frame's URL (or V8's pseudo-function name). A frame that
+ * matches none (Node internals everyone uses: streams, events, buffers, promises, timers) is
+ * charged to its nearest caller that matches, and to "other" if none does. So a stream write
+ * from src/transport is network, the same write from grpc-js is the gRPC edge. FALLBACK_STAGES
+ * apply only when no frame of the stack matches STAGES (a socket read's callback, called from
+ * native code with nothing above it).
+ */
+const STAGES: readonly { readonly stage: string; readonly frames: readonly RegExp[] }[] = [
+  { stage: 'GC', frames: [/^\(garbage collector\)$/] },
+  { stage: 'native, no JS on the stack (program)', frames: [/^\(program\)$/] },
+  { stage: 'metrics', frames: [/\/node_modules\/prom-client\//, own('server/metrics.js')] },
+  {
+    stage: 'gRPC edge',
+    frames: [/\/node_modules\/@grpc\//, own('api/'), /^node:internal\/http2\//, /^node:http2$/],
+  },
+  { stage: 'msgpack', frames: [/\/node_modules\/msgpackr\//] },
+  {
+    stage: 'apply (kv, lmdb)',
+    frames: [
+      /\/node_modules\/lmdb\//,
+      own('kv/'),
+      own('server/state-machine.js'),
+      own('server/tandem-state-machine.js'),
+    ],
+  },
+  { stage: 'WAL encode + write', frames: [own('storage/'), /\/node_modules\/@node-rs\/crc32/] },
+  // The member around Raft: proposals, the Ready loop, envelopes, leases, the registry.
+  { stage: 'propose/raft', frames: [own('raft/'), own('server/'), own('io/'), own('cluster/')] },
+  {
+    stage: 'network (transport, sockets)',
+    frames: [own('transport/'), /^node:net$/, /^node:internal\/net$/],
+  },
+  { stage: 'logging', frames: [/\/node_modules\/(pino|sonic-boom|thread-stream)\//] },
+];
+const FALLBACK_STAGES: readonly { readonly stage: string; readonly frames: readonly RegExp[] }[] = [
+  { stage: 'network (transport, sockets)', frames: [/^node:internal\/stream_base_commons$/] },
+];
+const OTHER = 'other';
+const IDLE = '(idle)';
+
+interface CallFrame {
+  readonly functionName: string;
+  readonly url: string;
+  readonly lineNumber: number;
+}
+
+interface ProfileNode {
+  readonly id: number;
+  readonly callFrame: CallFrame;
+  readonly children?: readonly number[];
+}
+
+/** V8's .cpuprofile (what --cpu-prof writes). Times in µs of the monotonic clock. */
+interface CpuProfile {
+  readonly nodes: readonly ProfileNode[];
+  readonly startTime: number;
+  readonly endTime: number;
+  readonly samples: readonly number[];
+  readonly timeDeltas: readonly number[];
+}
+
+function matchIn(table: typeof STAGES, frame: CallFrame): string | null {
+  const name = frame.url === '' ? frame.functionName : frame.url;
+  for (const { stage, frames } of table) {
+    if (frames.some((pattern) => pattern.test(name))) return stage;
+  }
+  return null;
+}
+
+/** Per stage, and per self frame, the µs of samples taken within [fromUs, toUs]. */
+interface Attribution {
+  readonly stageUs: Map<string, number>;
+  readonly frameUs: Map<string, { stage: string; us: number }>;
+  readonly samples: number;
+}
+
+export function attribute(profile: CpuProfile, fromUs: number, toUs: number): Attribution {
+  const parent = new Map<number, number>();
+  const byId = new Map<number, ProfileNode>();
+  for (const node of profile.nodes) {
+    byId.set(node.id, node);
+    for (const child of node.children ?? []) parent.set(child, node.id);
+  }
+  const stageCache = new Map<number, string>();
+  /** The stage of a sample whose own frame is `id`: see STAGES. */
+  const stageOf = (id: number): string => {
+    const cached = stageCache.get(id);
+    if (cached !== undefined) return cached;
+    const self = byId.get(id)!.callFrame;
+    let stage = self.url === '' && self.functionName === IDLE ? IDLE : null;
+    let fallback: string | null = null;
+    // Up the stack (bounded by the tree's depth) until a frame matches.
+    for (let at: number | undefined = id; stage === null && at !== undefined; at = parent.get(at)) {
+      const frame = byId.get(at)!.callFrame;
+      stage = matchIn(STAGES, frame);
+      fallback ??= matchIn(FALLBACK_STAGES, frame);
+    }
+    stage ??= fallback ?? OTHER;
+    stageCache.set(id, stage);
+    return stage;
+  };
+  const stageUs = new Map<string, number>();
+  const frameUs = new Map<string, { stage: string; us: number }>();
+  let samples = 0;
+  let timeUs = profile.startTime;
+  for (let i = 0; i < profile.samples.length; i++) {
+    timeUs += profile.timeDeltas[i]!;
+    const nextUs =
+      i + 1 < profile.samples.length ? timeUs + profile.timeDeltas[i + 1]! : profile.endTime;
+    if (timeUs < fromUs || timeUs > toUs) continue;
+    const us = Math.max(0, nextUs - timeUs);
+    const id = profile.samples[i]!;
+    const stage = stageOf(id);
+    samples++;
+    stageUs.set(stage, (stageUs.get(stage) ?? 0) + us);
+    const f = byId.get(id)!.callFrame;
+    const where =
+      f.url === '' ? '' : ` ${f.url.replace(`file://${REPO_DIR}/`, '')}:${f.lineNumber + 1}`;
+    // Stage in the key: a native frame (no URL) such as writeBuffer serves several stages.
+    const key = `${stage}\u0000${f.functionName || '(anonymous)'}${where}`;
+    const entry = frameUs.get(key) ?? { stage, us: 0 };
+    entry.us += us;
+    frameUs.set(key, entry);
+  }
+  return { stageUs, frameUs, samples };
+}
+
+interface MemberProfile {
+  readonly name: string;
+  readonly role: string;
+  readonly attribution: Attribution | null;
+  readonly processCpuMs: number;
+  /** The event loop's thread alone (/proc/<pid>/task/<pid>): what the profile samples. */
+  readonly mainThreadCpuMs: number;
+  readonly fsyncSeconds: number;
+  readonly fsyncs: number;
+  readonly problem: string | null;
+}
+
+function parseFlags() {
+  const { values } = parseArgs({
+    options: {
+      'in-flight': { type: 'string', default: '64' },
+      seconds: { type: 'string', default: '10' },
+      'interval-us': { type: 'string', default: '1000' },
+      keep: { type: 'boolean', default: false },
+      'no-build': { type: 'boolean', default: false },
+    },
+  });
+  const inFlight = Number(values['in-flight']);
+  const seconds = Number(values.seconds);
+  const intervalUs = Number(values['interval-us']);
+  if (!(Number.isInteger(inFlight) && inFlight >= 1 && inFlight <= IN_FLIGHT_MAX)) {
+    throw new Error(`--in-flight must be 1..${IN_FLIGHT_MAX}`);
+  }
+  if (!(seconds >= 1 && seconds <= SECONDS_MAX))
+    throw new Error(`--seconds must be 1..${SECONDS_MAX}`);
+  if (!(Number.isInteger(intervalUs) && intervalUs >= 50 && intervalUs <= 100_000)) {
+    throw new Error('--interval-us must be an integer 50..100000');
+  }
+  return { inFlight, seconds, intervalUs, keep: values.keep, build: !values['no-build'] };
+}
+
+const nowUs = (): number => Number(process.hrtime.bigint() / 1000n);
+
+async function main(): Promise<number> {
+  const flags = parseFlags();
+  const startedAt = new Date();
+  const loadStart = loadavg()[0]!;
+  if (flags.build) {
+    process.stdout.write('build: npx tsc -p tsconfig.json…\n');
+    const warning = buildTandem();
+    if (warning !== null) process.stdout.write(`  warning: ${firstLines(warning)}\n`);
+  }
+  const profDir = mkdtempSync(join(tmpdir(), 'tandem-profile-'));
+  process.stdout.write(`profiles in ${profDir}\n`);
+  let cluster: TandemCluster | null = null;
+  const stopCluster = async (): Promise<void> => {
+    await cluster?.stop();
+  };
+  process.once('SIGINT', () => void stopCluster().then(() => process.exit(130)));
+  process.once('SIGTERM', () => void stopCluster().then(() => process.exit(143)));
+  try {
+    cluster = await startTandemCluster({
+      nodeArgs: [
+        '--cpu-prof',
+        `--cpu-prof-dir=${profDir}`,
+        `--cpu-prof-interval=${flags.intervalUs}`,
+      ],
+      stopTimeoutMs: STOP_TIMEOUT_MS,
+    });
+    const members = cluster.members;
+    const pids = members.map((m) => m.process.pid);
+    const client = new GrpcKvClient(cluster.endpoints);
+    await client.ready(CONNECT_TIMEOUT_MS);
+    const runId = `profile/${Date.now().toString(36)}`;
+    const cell = (keyPrefix: string, opsMax: number, durationMs: number) =>
+      runCell(client, {
+        workload: 'put',
+        inFlight: flags.inFlight,
+        opsMax,
+        durationMs,
+        valueBytes: VALUE_BYTES,
+        keyPrefix,
+      });
+    process.stdout.write(`warm-up: ${WARMUP_OPS} puts…\n`);
+    await cell(`${runId}/warm`, WARMUP_OPS, 30_000);
+    const leaderBefore = await cluster.leader();
+    const scrape = (): Promise<MemberScrape[]> =>
+      Promise.all(members.map((m) => scrapeMember(m.metricsEndpoint!)));
+    const before = await scrape();
+    const cpuBefore = pids.map((pid) => processesCpuMs([pid]));
+    const mainBefore = pids.map(mainThreadCpuMs);
+    process.stdout.write(`load: puts at ${flags.inFlight} in flight for ${flags.seconds} s…\n`);
+    const fromUs = nowUs();
+    const result = await cell(`${runId}/load`, Number.MAX_SAFE_INTEGER, flags.seconds * 1000);
+    const toUs = nowUs();
+    const cpuAfter = pids.map((pid) => processesCpuMs([pid]));
+    const mainAfter = pids.map(mainThreadCpuMs);
+    const after = await scrape();
+    const leaderAfter = await cluster.leader();
+    client.close();
+    process.stdout.write(
+      `  ${result.ops} puts (${result.opsPerSec.toFixed(0)}/s, p99 ${result.p99Ms.toFixed(2)} ms, ${result.errors} errors); stopping members (profiles are written on exit)…\n`,
+    );
+    await cluster.stop();
+    const files = readdirSync(profDir).filter((f) => f.endsWith('.cpuprofile'));
+    const profiles: MemberProfile[] = members.map((m, i) => {
+      const file = files.find((f) => f.split('.').includes(String(pids[i])));
+      const role = m === leaderAfter ? 'leader' : 'follower';
+      const common = {
+        name: m.name,
+        role,
+        processCpuMs: cpuAfter[i]! - cpuBefore[i]!,
+        mainThreadCpuMs: mainAfter[i]! - mainBefore[i]!,
+        fsyncSeconds: after[i]!.fsyncSeconds - before[i]!.fsyncSeconds,
+        fsyncs: after[i]!.fsyncs - before[i]!.fsyncs,
+      };
+      if (file === undefined) {
+        return { ...common, attribution: null, problem: `no profile for pid ${pids[i]} (killed?)` };
+      }
+      const profile = JSON.parse(readFileSync(join(profDir, file), 'utf8')) as CpuProfile;
+      if (profile.startTime > fromUs || profile.endTime < toUs) {
+        return {
+          ...common,
+          attribution: null,
+          problem: `profile [${profile.startTime}, ${profile.endTime}] µs does not cover the load [${fromUs}, ${toUs}]: clocks differ?`,
+        };
+      }
+      return { ...common, attribution: attribute(profile, fromUs, toUs), problem: null };
+    });
+    const notes = [
+      `Run ${startedAt.toISOString()}, ${members.length} members from the compiled build under \`node --cpu-prof --cpu-prof-interval=${flags.intervalUs}\`, ` +
+        `puts of ${VALUE_BYTES} bytes at ${flags.inFlight} in flight for ${flags.seconds} s: ${result.ops} puts, ${result.opsPerSec.toFixed(0)}/s, p99 ${result.p99Ms.toFixed(2)} ms, ${result.errors} errors. ` +
+        `Load average (1 min) ${loadStart.toFixed(1)} at the start, ${loadavg()[0]!.toFixed(1)} at the end.`,
+    ];
+    if (leaderBefore?.name !== leaderAfter?.name) {
+      notes.push(
+        `**The leader changed during the load** (${leaderBefore?.name ?? 'none'} → ${leaderAfter?.name ?? 'none'}): roles below are at the end.`,
+      );
+    }
+    const text = report(profiles, Math.max(1, result.ops), notes);
+    const outDir = join(benchDir, 'out');
+    mkdirSync(outDir, { recursive: true });
+    writeFileSync(join(outDir, 'profile-latest.md'), text);
+    process.stdout.write(`\n${text}\nwritten to bench/out/profile-latest.md\n`);
+    return profiles.some((p) => p.problem !== null) || result.errors > 0 ? 1 : 0;
+  } finally {
+    await stopCluster();
+    if (flags.keep) process.stdout.write(`kept ${profDir}\n`);
+    else rmSync(profDir, { recursive: true, force: true });
+  }
+}
+
+/**
+ * The sampled time of a stage on one member, scaled to CPU: the profiler records wall time
+ * between samples, which on a busy machine includes time the thread waited for a core. So a
+ * stage's CPU is its share of the busy (non-idle) samples times the main thread's CPU time from
+ * /proc.
+ */
+function cpuScale(p: MemberProfile): number {
+  if (p.attribution === null) return 0;
+  let busyUs = 0;
+  for (const [stage, us] of p.attribution.stageUs) if (stage !== IDLE) busyUs += us;
+  return busyUs === 0 ? 0 : (p.mainThreadCpuMs * 1000) / busyUs;
+}
+
+function report(
+  profiles: readonly MemberProfile[],
+  puts: number,
+  notes: readonly string[],
+): string {
+  const perPut = (us: number): string => (us / puts).toFixed(1);
+  const stageNames = [...new Set([...STAGES, ...FALLBACK_STAGES].map((s) => s.stage)), OTHER];
+  const header = `| µs per put | ${profiles.map((p) => `${p.name} (${p.role})`).join(' | ')} | all members |`;
+  const rule = `|---|${profiles.map(() => '--:|').join('')}--:|`;
+  const row = (label: string, values: readonly number[]): string =>
+    `| ${label} | ${values.map(perPut).join(' | ')} | ${perPut(values.reduce((a, b) => a + b, 0))} |`;
+  const sampled = (p: MemberProfile, stage: string): number =>
+    p.attribution?.stageUs.get(stage) ?? 0;
+  const cpu = (p: MemberProfile, stage: string): number => sampled(p, stage) * cpuScale(p);
+  const lines = ['# tandem CPU per put, by stage', '', ...notes, '', header, rule];
+  for (const stage of stageNames)
+    lines.push(
+      row(
+        stage,
+        profiles.map((p) => cpu(p, stage)),
+      ),
+    );
+  lines.push(
+    row(
+      '**main thread CPU (/proc), the sum of the above**',
+      profiles.map((p) => p.mainThreadCpuMs * 1000),
+    ),
+  );
+  lines.push(
+    row(
+      'other threads CPU (/proc: pool, GC helpers, lmdb)',
+      profiles.map((p) => (p.processCpuMs - p.mainThreadCpuMs) * 1000),
+    ),
+  );
+  lines.push(
+    row(
+      'process CPU, all threads (/proc)',
+      profiles.map((p) => p.processCpuMs * 1000),
+    ),
+  );
+  lines.push(
+    row(
+      'main thread busy, sampled wall time (before scaling)',
+      profiles.map((p) => stageNames.reduce((sum, stage) => sum + sampled(p, stage), 0)),
+    ),
+  );
+  lines.push(
+    row(
+      'idle event loop (wall, not CPU)',
+      profiles.map((p) => sampled(p, IDLE)),
+    ),
+  );
+  lines.push(
+    row(
+      'fsync wait (wall, off-thread, not CPU)',
+      profiles.map((p) => p.fsyncSeconds * 1e6),
+    ),
+  );
+  lines.push(
+    `| fdatasyncs per put | ${profiles.map((p) => (p.fsyncs / puts).toFixed(3)).join(' | ')} | ${(profiles.reduce((a, p) => a + p.fsyncs, 0) / puts).toFixed(3)} |`,
+  );
+  lines.push(
+    '',
+    'A sample is charged by its own frame (URL, or V8\'s "(program)", "(garbage collector)"); a Node-internal frame by its nearest caller with a stage (see STAGES in bench/profile.ts). ' +
+      "Stage figures are CPU: each stage's share of the member's busy samples times its main thread's CPU time from /proc (the profiler's own intervals are wall time, which on a busy machine includes waiting for a core). " +
+      'The profile covers the main thread only; other threads (libuv pool file writes, GC helpers, lmdb) appear only in the /proc rows. fsync wait is wall time from tandem_wal_fsync_seconds, not CPU.',
+  );
+  for (const p of profiles) if (p.problem !== null) lines.push(`- **${p.name}: ${p.problem}**`);
+  const frames = new Map<string, { stage: string; us: number }>();
+  for (const p of profiles) {
+    const scale = cpuScale(p);
+    for (const [key, f] of p.attribution?.frameUs ?? []) {
+      if (f.stage === IDLE) continue;
+      const entry = frames.get(key) ?? { stage: f.stage, us: 0 };
+      entry.us += f.us * scale;
+      frames.set(key, entry);
+    }
+  }
+  const top = [...frames].sort((a, b) => b[1].us - a[1].us).slice(0, TOP_FRAMES);
+  lines.push(
+    '',
+    `Top ${TOP_FRAMES} self frames, all members, CPU µs per put (to check the stage mapping):`,
+    '',
+  );
+  lines.push('| frame | stage | µs per put |', '|---|---|--:|');
+  for (const [key, f] of top) {
+    lines.push(`| \`${key.split('\u0000')[1]}\` | ${f.stage} | ${perPut(f.us)} |`);
+  }
+  return `${lines.join('\n')}\n`;
+}
+
+try {
+  process.exitCode = await main();
+} catch (error) {
+  process.stderr.write(
+    `bench:profile: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`,
+  );
+  process.exitCode = 2;
+}
