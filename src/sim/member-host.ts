@@ -1115,8 +1115,6 @@ export class MemberSimulation {
     const host = this.pickTarget();
     if (host === null) return;
     const key = this.wl.pick(this.keys);
-    const id = this.readNext++;
-    const floor = this.kv.ackedAt(key);
     const kind: ReadKind = this.wl.chance(this.mode.serializableShare)
       ? 'serializable'
       : this.wl.chance(this.mode.leaseReadShare)
@@ -1124,6 +1122,13 @@ export class MemberSimulation {
         : this.wl.chance(this.mode.readTxnShare)
           ? 'txn'
           : 'linearizable';
+    this.readOn(host, key, kind);
+  }
+
+  /** A read of `key` at `host`, checked when it answers (see read). */
+  private readOn(host: MemberHost, key: string, kind: ReadKind): void {
+    const id = this.readNext++;
+    const floor = this.kv.ackedAt(key);
     this.trace.mix(TRACE_CLIENT, 3, host.id, id, READ_KIND_CODE[kind]);
     this.traceLine(`client: read r${id} ${key} at n${host.id} (${kind})`);
     host.read(key, kind, (value) => {
@@ -1287,6 +1292,14 @@ export class MemberSimulation {
     const ms = this.electionMs * (1 + this.pauses.float() * 3);
     this.traceFault(`pause n${host.id} for ${ms.toFixed(0)}ms`, 9, host.id);
     host.pause(ms);
+    if (host !== leader || this.mode.leaseReadShare === 0) return;
+    // Clients that still talk to the old leader: lease reads of every key late in its pause,
+    // after the others may have elected a leader and acknowledged writes it has not seen.
+    const lateMs = ms * (0.6 + this.pauses.float() * 0.4);
+    this.queue.after(lateMs, () => {
+      if (this.phase !== 'safety' || !host.up) return;
+      for (const key of this.keys) this.readOn(host, key, 'lease');
+    });
   }
 
   private crash(host: MemberHost, downMs: number): void {

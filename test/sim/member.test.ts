@@ -96,6 +96,12 @@ const CAUGHT: readonly {
     memberBug: 'lease-expire-early',
     expected: ['lease-expired-early'],
   },
+  // The leader lease counted in ticks alone: a paused leader serves lease reads on resuming.
+  {
+    name: 'member bug lease-by-ticks',
+    memberBug: 'lease-by-ticks',
+    expected: ['linearizable-read'],
+  },
   // A member's name and client URLs count as published once proposed, never retried.
   { name: 'member bug publish-no-retry', memberBug: 'publish-no-retry', expected: ['published'] },
 ];
