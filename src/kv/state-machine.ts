@@ -133,6 +133,11 @@ export class KvStateMachine {
     return this.store.hashKv();
   }
 
+  /** `hash` in slices, awaiting `pause()` between them (MvccStore.hashKvInSlices). */
+  hashInSlices(pause: () => Promise<void>): Promise<KvHash> {
+    return this.store.hashKvInSlices(pause);
+  }
+
   snapshot(chunkBytesTarget?: number): KvSnapshot {
     const info = { appliedIndex: this.appliedIndex(), revision: this.store.currentRevision() };
     const view = this.store.backend.readView();

@@ -75,8 +75,6 @@ export const SERVER_VERSION = '3.5.0';
 /** A learner may be promoted once it holds this share of the leader's log (etcd's rule). */
 export const LEARNER_READY_PERCENT = 90;
 export const LEARNERS_MAX = 7;
-/** Snapshot RPC chunks (etcd sends 32 KiB). */
-const SNAPSHOT_CHUNK_BYTES = 32 * 1024;
 /** MoveLeader gives up after this many election timeouts. */
 const MOVE_LEADER_TIMEOUT_ELECTIONS = 2;
 
@@ -431,7 +429,9 @@ export class EtcdFacade implements EtcdBackend {
   }
 
   async hashKv(_revision: number): Promise<HashKvResult> {
-    const h = this.state.hash();
+    // A slice per event-loop turn: a large store is hashed while the member goes on serving.
+    const clock = this.o.clock;
+    const h = await this.state.hashInSlices(() => new Promise((resolve) => clock.defer(resolve)));
     return { hash: h.hash, compactRevision: h.compactRevision, hashRevision: h.revision };
   }
 
@@ -453,13 +453,14 @@ export class EtcdFacade implements EtcdBackend {
     );
   }
 
+  /**
+   * A point-in-time copy of the whole state (keys, leases, registry), streamed chunk by chunk
+   * from a read view as the client reads it, never packed in memory at once: tandem's own
+   * self-checking snapshot frames (kv/mvcc/snapshot.ts).
+   */
   async snapshot(): Promise<SnapshotStream> {
-    const data = this.state.snapshot();
-    const chunks: Uint8Array[] = [];
-    for (let i = 0; i < data.length; i += SNAPSHOT_CHUNK_BYTES) {
-      chunks.push(data.subarray(i, i + SNAPSHOT_CHUNK_BYTES));
-    }
-    return { header: this.header(), sizeBytes: data.length, chunks };
+    const snap = this.state.streamSnapshot();
+    return { header: this.headerAt(snap.revision), sizeBytes: null, chunks: snap.chunks };
   }
 
   /** The leader's half of a follower's ack=all write (the API's Ack service). */

@@ -855,9 +855,43 @@ export class Member<R = unknown> {
     // While replaying after a restart, raft's configuration lags the state machine: a snapshot
     // now would pair the state at `applied` with an older configuration.
     if (this.handledIndex < applied) return;
-    const snap = this.storage.createSnapshot(applied, this.confState, this.sm.snapshot());
     this.snapshotForAddedMember = false;
     this.snapshotting = true;
+    const confState = this.confState;
+    const sliced = this.sm.snapshotInSlices;
+    if (sliced === undefined) {
+      this.saveOwnSnapshot(applied, confState, this.sm.snapshot());
+      return;
+    }
+    // A large state is packed a slice per event-loop turn from a read view taken now (at
+    // `applied`), so the member keeps serving meanwhile.
+    sliced.call(
+      this.sm,
+      (next) =>
+        this.clock.defer(() => {
+          if (this.state === 'running') {
+            next(true);
+            return;
+          }
+          next(false); // stopping: the next incarnation snapshots instead
+          this.snapshotting = false;
+          if (this.state === 'stopping' && !this.saving) this.finishStop();
+        }),
+      (data) => {
+        // A newer snapshot (from the leader) may have replaced the log meanwhile: this one is moot.
+        if (applied <= this.storage.snapshot().metadata.index) {
+          this.snapshotting = false;
+          return;
+        }
+        this.saveOwnSnapshot(applied, confState, data);
+      },
+    );
+  }
+
+  /** Stores a snapshot of this member's own state at `index`, then compacts the log behind it. */
+  private saveOwnSnapshot(index: number, confState: ConfState, data: Uint8Array): void {
+    assert(this.snapshotting, 'a snapshot in progress');
+    const snap = this.storage.createSnapshot(index, confState, data);
     this.options.persistence.saveSnapshot(snap, (error) => {
       this.snapshotting = false;
       if (error !== null) {

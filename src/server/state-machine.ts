@@ -30,6 +30,15 @@ export interface ReplicatedStateMachine<R = unknown> {
   transaction<T>(fn: () => T): T;
   /** A consistent image of the state at `appliedIndex()`. */
   snapshot(): Uint8Array;
+  /**
+   * The same image, taken at `appliedIndex()` now but packed in slices: `schedule(next)` must
+   * call `next(true)` later (another event-loop turn), or `next(false)` to abandon it (its read
+   * view is released); `done(data)` ends it. Optional: without it the member packs at once.
+   */
+  snapshotInSlices?(
+    schedule: (next: (go: boolean) => void) => void,
+    done: (data: Uint8Array) => void,
+  ): void;
   /** Replaces the whole state with a snapshot's. */
   restore(snapshot: Snapshot): void;
 }

@@ -49,7 +49,7 @@ import {
 } from '../kv/lease/lessor.js';
 import { LEASE_ID_MAX, LEASE_TTL_SECONDS_MAX } from '../kv/lease/limits.js';
 import { EXTENSION_META_PREFIX, type KvHash, type MvccStore } from '../kv/mvcc/store.js';
-import { type ApplyResult, KvStateMachine } from '../kv/state-machine.js';
+import { type ApplyResult, type KvSnapshot, KvStateMachine } from '../kv/state-machine.js';
 import type { KeyRange, KvEvent, LeaseId, WatchableStore } from '../kv/types.js';
 import { WatchHub } from '../kv/watch/hub.js';
 import type { ConfChange, ConfState, Snapshot } from '../raft/types.js';
@@ -69,6 +69,8 @@ export const CommandKind = {
 export type CommandKind = (typeof CommandKind)[keyof typeof CommandKind];
 
 const EMPTY = new Uint8Array(0);
+/** Records per snapshot slice: packing one takes a few milliseconds of the event loop. */
+const SNAPSHOT_SLICE_BYTES = 256 * 1024;
 const enc = new TextEncoder();
 const META_REGISTRY = concat(EXTENSION_META_PREFIX, enc.encode('registry'));
 const META_LEASE_PREFIX = concat(EXTENSION_META_PREFIX, enc.encode('lease/'));
@@ -271,6 +273,43 @@ export class TandemStateMachine implements ReplicatedStateMachine {
     return pack([...snap.chunks]);
   }
 
+  /**
+   * The state as of now as self-describing chunks, produced lazily one at a time from a read
+   * view (the Snapshot RPC streams them; the member keeps applying meanwhile).
+   */
+  streamSnapshot(): KvSnapshot {
+    return this.kv.snapshot();
+  }
+
+  /** As `snapshot`, a chunk (SNAPSHOT_SLICE_BYTES of records) per slice (see the interface). */
+  snapshotInSlices(
+    schedule: (next: (go: boolean) => void) => void,
+    done: (data: Uint8Array) => void,
+  ): void {
+    const snap = this.kv.snapshot(SNAPSHOT_SLICE_BYTES);
+    const chunks = snap.chunks[Symbol.iterator]();
+    const parts: Uint8Array[] = [];
+    let finished = false;
+    const slice = (go = true): void => {
+      assert(!finished, 'a finished snapshot sliced again');
+      if (!go) {
+        finished = true;
+        chunks.return?.();
+        snap.release();
+        return;
+      }
+      const next = chunks.next();
+      if (next.done === true) {
+        finished = true;
+        done(pack(parts)); // the same layout as snapshot(): restore reads either
+        return;
+      }
+      parts.push(next.value);
+      schedule(slice);
+    };
+    slice();
+  }
+
   restore(snapshot: Snapshot): void {
     assert(!this.lessor.isPrimary(), 'a leader does not install snapshots');
     const chunks = unpack(snapshot.data) as Uint8Array[];
@@ -321,6 +360,11 @@ export class TandemStateMachine implements ReplicatedStateMachine {
 
   hash(): KvHash {
     return this.kv.hash();
+  }
+
+  /** `hash` in slices (KvStateMachine.hashInSlices): for the HashKV RPC on a large store. */
+  hashInSlices(pause: () => Promise<void>): Promise<KvHash> {
+    return this.kv.hashInSlices(pause);
   }
 
   /** Validates and encodes a KV request for proposing (etcd's checks before the log). */

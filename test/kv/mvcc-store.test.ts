@@ -9,6 +9,7 @@ import type { Backend, WriteTx } from '../../src/kv/backend/backend.js';
 import { MemoryBackend } from '../../src/kv/backend/memory.js';
 import { KV_ERRORS, KvError, type KvErrorCode } from '../../src/kv/errors.js';
 import { encodeCommand } from '../../src/kv/mvcc/command.js';
+import { MvccStore } from '../../src/kv/mvcc/store.js';
 import { type ApplyEntry, KvStateMachine } from '../../src/kv/state-machine.js';
 import { EventType, type KvEvent } from '../../src/kv/types.js';
 import {
@@ -378,3 +379,20 @@ class FailingBackend implements Backend {
     });
   }
 }
+
+test('hashKv in slices equals hashKv, over more records than a slice', async () => {
+  const backend = new MemoryBackend();
+  const store = MvccStore.open(backend, new FakeLessor());
+  const enc = new TextEncoder();
+  for (let i = 0; i < 10_000; i++) {
+    store.write(i + 1, (txn) => {
+      txn.put(enc.encode(`k${i % 997}`), enc.encode(`v${i}`), 0n);
+    });
+  }
+  let pauses = 0;
+  const sliced = await store.hashKvInSlices(async () => {
+    pauses++;
+  });
+  assert.deepEqual(sliced, store.hashKv());
+  assert.ok(pauses >= 2, `hashed in ${pauses + 1} slices`);
+});

@@ -316,6 +316,37 @@ export class MvccStore implements WatchableStore {
     return { hash, revision: this.currentRev, compactRevision: this.compactRevision() };
   }
 
+  /**
+   * `hashKv` over a read view taken now, HASH_BATCH_RECORDS records at a time, awaiting
+   * `pause()` between batches: a large store is hashed without holding the event loop.
+   */
+  async hashKvInSlices(pause: () => Promise<void>): Promise<KvHash> {
+    this.assertIdle();
+    const view = this.backend.readView();
+    const revision = this.currentRev;
+    const compactRevision = this.compactRevision();
+    try {
+      let hash = crc32c(KEY_BUCKET_NAME);
+      let start: Uint8Array = new Uint8Array(0);
+      for (let batch = 0; ; batch++) {
+        assert(batch < HASH_BATCHES_MAX, 'hashKv batches bounded');
+        let seen = 0;
+        let last: Uint8Array | null = null;
+        view.scan('key', start, null, (k, v) => {
+          hash = crc32c(v, crc32c(k, hash));
+          last = k;
+          return ++seen < HASH_BATCH_RECORDS;
+        });
+        if (seen < HASH_BATCH_RECORDS || last === null) break;
+        start = keyAfter(last);
+        await pause();
+      }
+      return { hash, revision, compactRevision };
+    } finally {
+      view.release();
+    }
+  }
+
   private recordApplied(tx: WriteTx, appliedIndex: number): void {
     const bytes = new Uint8Array(8);
     writeU64(new DataView(bytes.buffer), 0, appliedIndex);
@@ -536,4 +567,16 @@ function readMetaU64(reader: BackendReader, key: Uint8Array): number | undefined
   const n = readU64(new DataView(bytes.buffer, bytes.byteOffset, 8), 0);
   assertUint(n, 'meta value');
   return n;
+}
+
+/** Records hashed per slice of `hashKvInSlices` (a few milliseconds of work). */
+const HASH_BATCH_RECORDS = 4096;
+/** Slices at most: 2^32 records, far more than any store holds. */
+const HASH_BATCHES_MAX = 2 ** 20;
+
+/** The smallest key after `key` in byte order: `key` and a zero byte. */
+function keyAfter(key: Uint8Array): Uint8Array {
+  const next = new Uint8Array(key.length + 1);
+  next.set(key, 0);
+  return next;
 }
