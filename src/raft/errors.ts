@@ -29,3 +29,22 @@ export class RaftError extends TandemError<RaftErrorCode> {
     this.leader = leader;
   }
 }
+
+/**
+ * The leader told this node that an index beyond its last entry is committed: entries this node
+ * acknowledged are gone from its log (a write reported durable that was not, or a damaged disk).
+ * Like etcd's panic of the same name it stops the node; it is no RaftError, so nothing that
+ * retries a refused proposal or read can swallow it, and the simulator names it an invariant.
+ */
+export class LogLostError extends Error {
+  override readonly name = 'LogLostError';
+  constructor(
+    readonly toCommit: number,
+    readonly lastIndex: number,
+  ) {
+    super(
+      `commit ${toCommit} beyond last index ${lastIndex}: entries this node acknowledged are gone ` +
+        '(an unsynced write reported durable, or a truncated or lost log)',
+    );
+  }
+}

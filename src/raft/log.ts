@@ -3,6 +3,7 @@
  * (etcd-io/raft log.go). Invariant: applied <= committed <= lastIndex.
  */
 import { assert } from '../util/assert.js';
+import { LogLostError } from './errors.js';
 import { Unstable } from './log-unstable.js';
 import { limitSize } from './storage.js';
 import type { Entry, LogStorage, Snapshot } from './types.js';
@@ -154,10 +155,7 @@ export class RaftLog {
 
   commitTo(toCommit: number): void {
     if (this.committed >= toCommit) return; // never decrease commit
-    assert(
-      toCommit <= this.lastIndex(),
-      `commit ${toCommit} beyond last index ${this.lastIndex()}`,
-    );
+    if (toCommit > this.lastIndex()) throw new LogLostError(toCommit, this.lastIndex());
     this.committed = toCommit;
   }
 

@@ -1103,14 +1103,12 @@ export class Raft {
       this.answerReadIndex(m, this.log.committed);
       return null;
     }
-    if (this.tracker.isSingleton() && !this.outsideVoters()) {
-      this.answerReadIndex(m, this.log.committed); // we are the quorum
-      return null;
-    }
     if (this.readOnly.size + this.pendingReadIndexMessages.length >= this.maxPendingReads) {
       return 'READ_INDEX_DROPPED';
     }
-    // Our commit index is only known to be current once we committed an entry of our term.
+    // Our commit index is only known to be current once we committed an entry of our term. A
+    // sole voter too: its restored commit index may trail what it committed before a crash (an
+    // unsynced commit is lost), and its own entries count only once durable.
     if (!this.committedEntryInCurrentTerm()) {
       this.pendingReadIndexMessages.push(m);
       return null;
@@ -1120,6 +1118,10 @@ export class Raft {
   }
 
   private acceptReadIndex(m: Message): void {
+    if (this.tracker.isSingleton() && !this.outsideVoters()) {
+      this.answerReadIndex(m, this.log.committed); // we are the quorum
+      return;
+    }
     if (this.readOnlyOption === ReadOnlyOption.LeaseBased && this.leaseValid()) {
       this.answerReadIndex(m, this.log.committed);
       return;

@@ -15,6 +15,7 @@
  *   acknowledged before the read began.
  * - liveness: checked by the simulator's liveness phase.
  */
+import { LogLostError } from '../raft/errors.js';
 import type { Entry, Snapshot } from '../raft/types.js';
 import { entryHash } from './statemachine.js';
 
@@ -26,6 +27,9 @@ export const INVARIANTS = [
   'state-machine-safety',
   'linearizable-read',
   'liveness',
+  // Raft's own check (LogLostError): a node was told an index it acknowledged is committed, and
+  // its log no longer holds it.
+  'acked-entries-kept',
   // Member mode (kv-checker.ts): client-visible results of the production member loop.
   'kv-state-hash',
   'acked-write-lost',
@@ -75,6 +79,9 @@ export function failureOf(error: unknown, atMs: number): RunFailure {
         ? 'liveness'
         : 'safety';
     return { kind, invariant: error.invariant, message: error.message, atMs };
+  }
+  if (error instanceof LogLostError) {
+    return { kind: 'safety', invariant: 'acked-entries-kept', message: error.message, atMs };
   }
   const e = error instanceof Error ? error : new Error(String(error));
   return {

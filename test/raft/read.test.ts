@@ -2,8 +2,10 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { RaftError } from '../../src/raft/errors.js';
+import { RawNode } from '../../src/raft/rawnode.js';
+import { MemoryStorage } from '../../src/raft/storage.js';
 import { MessageType, ReadOnlyOption, StateType } from '../../src/raft/types.js';
-import { Cluster, dec, enc, msg, newSolo, readMessages } from './harness.js';
+import { Cluster, dec, enc, entry, msg, newSolo, readMessages } from './harness.js';
 
 const E = 10;
 
@@ -109,6 +111,30 @@ test('a single-voter leader answers at once', () => {
   c.node(1).readIndex(enc('solo'));
   c.flush();
   assert.equal(c.get(1).readStates.length, 1);
+});
+
+test('a sole voter restarted with a commit index behind its log answers only after committing in its term', () => {
+  // A crash lost the unsynced commit index: entries 2..4 may have been committed (and applied,
+  // acknowledged) before it, yet the restored commit index is 1.
+  const storage = new MemoryStorage();
+  RawNode.bootstrap(storage, [1]);
+  const last = storage.lastIndex();
+  storage.append([2, 3, 4].map((i) => entry(last + i - 1, 1, `w${i}`)));
+  storage.setHardState({ term: 1, vote: 1, commit: last });
+  const s = newSolo(1, [1], {}, storage);
+  s.node.campaign();
+  assert.equal(s.node.raft.state, StateType.Leader);
+  s.node.readIndex(enc('after-restart'));
+  assert.equal(
+    s.node.raft.log.committed,
+    last,
+    'the empty entry of the new term is not durable yet',
+  );
+  assert.equal(s.readStates.length, 0);
+  const out = readMessages(s); // the empty entry is written; it and everything before commit
+  assert.equal(out.length, 0);
+  assert.equal(s.readStates.length, 1, 'answered once an entry of the term committed');
+  assert.equal(s.readStates[0]!.index, last + 4);
 });
 
 test('thesis §6.4.1: LeaseBased reads answer locally while the lease holds', () => {

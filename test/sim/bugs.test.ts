@@ -19,6 +19,7 @@ const EXPECTED: Readonly<Record<string, readonly InvariantName[]>> = {
   'stale-read': ['linearizable-read'],
   // Acknowledgements and votes leave before the write: a commit a crash undoes.
   'ack-before-durable': [
+    'acked-entries-kept',
     'leader-completeness',
     'committed-stable',
     'state-machine-safety',

@@ -54,6 +54,7 @@ const CAUGHT: readonly {
     name: 'raft bug ack-before-durable',
     bug: 'ack-before-durable',
     expected: [
+      'acked-entries-kept',
       'ack-all-durable',
       'acked-write-lost',
       'linearizable-read',
