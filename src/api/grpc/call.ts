@@ -12,7 +12,7 @@
  * write()).
  */
 import { EventEmitter } from 'node:events';
-import type { OutgoingHttpHeaders, ServerHttp2Stream } from 'node:http2';
+import { constants, type OutgoingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
 import { assert } from '../../util/assert.js';
 import { FramingError, MESSAGE_PREFIX_BYTES, MessageDecoder } from './framing.js';
 import type {
@@ -65,22 +65,35 @@ export function sendTrailersOnly(stream: ServerHttp2Stream, status: CallStatus, 
     { ...RESPONSE_HEADERS, ':status': httpStatus, ...statusTrailers(status) },
     TRAILERS_ONLY,
   );
-  discardRequest(stream);
+  dropRequest(stream);
+  // Node sends this RST_STREAM only once the response is flushed ('finish').
+  if (!stream.readableEnded) stream.close(constants.NGHTTP2_NO_ERROR);
 }
 
 /**
- * After the status, the request half may still be open (an early error, a server-ended
- * stream): its remaining DATA is read and dropped, so flow control never stalls the client
- * before it sees the status and resets the stream, as gRPC clients do.
+ * After the status the request half may still be open (an early error, a server-ended stream):
+ * its remaining DATA is read and dropped, so flow control never stalls the client before it
+ * sees the status. The spec's "Early Server Closure": RST_STREAM NO_ERROR after the status
+ * frees the stream even if the client never ends it (callers send it).
  */
-function discardRequest(stream: ServerHttp2Stream): void {
+function dropRequest(stream: ServerHttp2Stream): void {
   if (stream.readableEnded) return;
   stream.removeAllListeners('data');
   stream.resume();
 }
 
-function sendPendingTrailers(this: ServerHttp2Stream, trailers: OutgoingHttpHeaders): void {
-  if (!this.destroyed && !this.closed) this.sendTrailers(trailers);
+/** Sends `trailers` when Node asks (the data side flushed), then resets an open request side. */
+function sendTrailersWhenWanted(stream: ServerHttp2Stream, trailers: () => OutgoingHttpHeaders) {
+  stream.once('wantTrailers', () => {
+    if (stream.destroyed || stream.closed) return;
+    stream.sendTrailers(trailers());
+    // sendTrailers submits on the next setImmediate; the reset is queued after it.
+    if (!stream.readableEnded) {
+      setImmediate(() => {
+        if (!stream.readableEnded && !stream.closed) stream.close(constants.NGHTTP2_NO_ERROR);
+      });
+    }
+  });
 }
 
 /** Shared by every kind of call: status, cancellation, deadline, metadata. */
@@ -222,7 +235,7 @@ abstract class BaseCall extends EventEmitter implements CallContext {
     const stream = this.stream;
     if (stream.headersSent) return;
     stream.respond(RESPONSE_HEADERS, WAIT_FOR_TRAILERS);
-    stream.once('wantTrailers', () => sendPendingTrailers.call(stream, this.trailers));
+    sendTrailersWhenWanted(stream, () => this.trailers);
   }
 
   /** Ends the call with `status`: in the trailers, or Trailers-Only when nothing was sent. */
@@ -238,7 +251,7 @@ abstract class BaseCall extends EventEmitter implements CallContext {
     }
     this.trailers = statusTrailers(status);
     stream.end();
-    discardRequest(stream);
+    dropRequest(stream);
   }
 
   /** Ends a unary call with its one response message and status OK. */
