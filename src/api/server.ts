@@ -18,6 +18,7 @@ import {
   SHUTDOWN_GRACE_MS,
 } from './limits.js';
 import { loadEtcdProto, serviceDefinition } from './proto.js';
+import { KV_CODECS } from './proto-codec.js';
 import { REQUEST_DEFAULTS, type RequestDefaults } from './request-options.js';
 import { ACK_SERVICE, ackService } from './services/ack.js';
 import { authService } from './services/auth.js';
@@ -93,7 +94,7 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
     statusOf: (err, path) => statusFor(ctx, path, err),
     logger: options.logger,
   });
-  server.addService(describeService(serviceDefinition('kv')), kvService(ctx));
+  server.addService(describeService(serviceDefinition('kv'), KV_CODECS), kvService(ctx));
   server.addService(describeService(serviceDefinition('watch')), watchService(ctx));
   server.addService(describeService(serviceDefinition('lease')), leaseService(ctx));
   server.addService(describeService(serviceDefinition('cluster')), clusterService(ctx));
