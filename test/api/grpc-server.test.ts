@@ -42,6 +42,7 @@ import { type CallStatus, Status } from '../../src/api/grpc/status.js';
 const TEST_TIMEOUT_MS = 15_000;
 const RECEIVE_BYTES_MAX = 64 * 1024;
 const KEEPALIVE_TIME_MS = 200;
+const WRITE_BUFFER_BYTES_MAX = 4 * 1024 * 1024;
 
 const raw = {
   decodeRequest: (b: Buffer) => Buffer.from(b),
@@ -58,6 +59,7 @@ const DESCRIPTORS = {
   Fail: method('Fail', false, false),
   Metadata: method('Metadata', false, false),
   Count: method('Count', false, true),
+  Flood: method('Flood', false, true),
   Bidi: method('Bidi', true, true),
   Slow: method('Slow', true, true),
 };
@@ -71,6 +73,7 @@ class FailWith extends Error {
 /** What the test services saw, for assertions about the server side. */
 interface Seen {
   hangSignals: AbortSignal[];
+  floodCancelled: number;
   bidiCalls: BidiCall<Buffer, Buffer>[];
   bidiCancelled: number;
   slowCalls: BidiCall<Buffer, Buffer>[];
@@ -98,6 +101,15 @@ function services(seen: Seen) {
       for (let i = 0; i < n; i++) call.write(Buffer.from(String(i)));
       call.end();
     }),
+    // A buggy handler: writes on and on, ignoring write() === false.
+    Flood: serverStreamHandler((call: ServerStreamingCall<Buffer, Buffer>) => {
+      call.on('cancelled', () => seen.floodCancelled++);
+      const chunk = Buffer.alloc(64 * 1024);
+      const timer = setInterval(() => {
+        if (call.cancelled) clearInterval(timer);
+        else for (let i = 0; i < 16; i++) call.write(chunk);
+      }, 1);
+    }),
     Bidi: bidiHandler((call: BidiCall<Buffer, Buffer>) => {
       seen.bidiCalls.push(call);
       call.on('data', (m) => {
@@ -123,6 +135,7 @@ function startServer(seen: Seen, graceOverride?: number) {
     concurrentStreamsMax: 100,
     keepaliveTimeMs: KEEPALIVE_TIME_MS,
     keepaliveTimeoutMs: 1000,
+    writeBufferBytesMax: WRITE_BUFFER_BYTES_MAX,
     statusOf: (err) =>
       err instanceof FailWith ? err.status : { code: Status.INTERNAL, details: 'internal' },
     logger: { debug: () => {}, warn: () => {} },
@@ -246,6 +259,7 @@ async function waitUntil(what: string, check: () => boolean, timeoutMs = 3000): 
 describe('gRPC server on node:http2', { timeout: 90_000 }, () => {
   const seen: Seen = {
     hangSignals: [],
+    floodCancelled: 0,
     bidiCalls: [],
     bidiCancelled: 0,
     slowCalls: [],
@@ -537,6 +551,26 @@ describe('gRPC server on node:http2', { timeout: 90_000 }, () => {
     assert.equal(statusOf(r).code, 0);
   });
 
+  test('a handler writing on to a client that does not read is reset, not buffered without end', {
+    timeout: TEST_TIMEOUT_MS,
+  }, async () => {
+    const own = connect(`http://127.0.0.1:${port}`);
+    own.on('error', () => {});
+    try {
+      const stream = request(own, '/test.Echo/Flood');
+      stream.on('error', () => {});
+      stream.pause(); // never reads
+      stream.end(frameMessage(Buffer.alloc(0)));
+      const closed = new Promise<number>((resolve) =>
+        stream.on('close', () => resolve(stream.rstCode ?? -1)),
+      );
+      assert.equal(await closed, constants.NGHTTP2_ENHANCE_YOUR_CALM);
+      await waitUntil('the handler to see the cancel', () => seen.floodCancelled === 1);
+    } finally {
+      own.close();
+    }
+  });
+
   test('a paused bidi call holds the client back (flow control), then reads everything in order', {
     timeout: TEST_TIMEOUT_MS,
   }, async () => {
@@ -604,6 +638,7 @@ describe('gRPC server close', { timeout: 30_000 }, () => {
   }, async () => {
     const seen: Seen = {
       hangSignals: [],
+      floodCancelled: 0,
       bidiCalls: [],
       bidiCancelled: 0,
       slowCalls: [],

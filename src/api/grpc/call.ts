@@ -29,6 +29,8 @@ import { type CallStatus, encodeStatusMessage, Status } from './status.js';
 export interface CallEnvironment {
   readonly receiveMessageBytesMax: number;
   readonly sendMessageBytesMax: number;
+  /** Bytes a streaming call may have queued for a client that does not read (see write()). */
+  readonly writeBufferBytesMax: number;
   /** The status for a handler's rejection or throw (and logs it as it sees fit). */
   statusOf(err: unknown, path: string): CallStatus;
 }
@@ -191,7 +193,7 @@ abstract class BaseCall extends EventEmitter implements CallContext {
     this.sendStatus(status);
   }
 
-  private cancel(): void {
+  protected cancel(): void {
     if (this.cancelledFlag) return;
     this.cancelledFlag = true;
     this.clearDeadline();
@@ -299,6 +301,17 @@ abstract class BaseCall extends EventEmitter implements CallContext {
     return this.decode(message);
   }
 
+  /**
+   * Gives up on the stream: RST_STREAM with `code` (clients map it to a status; no trailers
+   * could reach a client that does not read), and the call is cancelled.
+   */
+  protected reset(code: number): void {
+    if (this.statusSent) return;
+    this.statusSent = true;
+    this.cancel();
+    if (!this.stream.destroyed && !this.stream.closed) this.stream.close(code);
+  }
+
   /** Runs a handler's synchronous code; a throw ends the call with its status. */
   protected guard(run: () => void): void {
     try {
@@ -353,6 +366,12 @@ abstract class StreamingCall extends BaseCall {
   write(message: unknown): boolean {
     // After the end (a cancel racing the handler) messages are dropped; 'cancelled' follows.
     if (this.statusSent) return true;
+    if (this.stream.writableLength > this.env.writeBufferBytesMax) {
+      // The handler kept writing past write() === false to a client that does not read: a
+      // bug, bounded here. ENHANCE_YOUR_CALM reaches gRPC clients as RESOURCE_EXHAUSTED.
+      this.reset(constants.NGHTTP2_ENHANCE_YOUR_CALM);
+      return true;
+    }
     const framed = this.encode(message);
     if (framed === null) return true;
     this.sendHeaders();

@@ -46,6 +46,13 @@ export const CONNECTION_WINDOW_BYTES = 16 * 1024 * 1024;
  */
 export const SESSION_MEMORY_MIB_MAX = 256;
 
+/**
+ * Bytes a streaming call may have queued, unsent, for a client that does not read. Handlers
+ * wait for 'drain' once write() returns false (at 16 KiB), so only a handler bug gets near it;
+ * past it the stream is reset rather than memory grown without bound.
+ */
+export const STREAM_WRITE_BUFFER_BYTES_MAX = 64 * 1024 * 1024;
+
 /** Bytes of request headers (HPACK-decoded, as SETTINGS_MAX_HEADER_LIST_SIZE counts them). */
 export const HEADER_LIST_BYTES_MAX = 64 * 1024;
 
@@ -73,6 +80,8 @@ export interface GrpcServerOptions {
   /** How often every connection is pinged; one unanswered for keepaliveTimeoutMs is closed. */
   readonly keepaliveTimeMs: number;
   readonly keepaliveTimeoutMs: number;
+  /** Default STREAM_WRITE_BUFFER_BYTES_MAX. */
+  readonly writeBufferBytesMax?: number;
   readonly tls?: GrpcTlsOptions;
   /** The status for a handler's error; logs what it must. */
   readonly statusOf: (err: unknown, path: string) => CallStatus;
@@ -106,6 +115,7 @@ export class GrpcServer {
     this.env = {
       receiveMessageBytesMax: options.receiveMessageBytesMax,
       sendMessageBytesMax: options.sendMessageBytesMax,
+      writeBufferBytesMax: options.writeBufferBytesMax ?? STREAM_WRITE_BUFFER_BYTES_MAX,
       statusOf: options.statusOf,
     };
   }
