@@ -57,7 +57,8 @@ function uint32(r: Reader): number {
     if (b < 128) return value;
   }
   // A 10-byte varint (a negative int32): protobufjs skips the last five bytes unread.
-  if ((r.pos += 5) > r.len) throw outOfRange(r);
+  r.pos += 5;
+  if (r.pos > r.len) throw outOfRange(r);
   return value;
 }
 
