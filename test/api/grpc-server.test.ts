@@ -6,6 +6,7 @@
  * read backpressure, percent-encoded messages, keep-alive pings and the graceful close.
  */
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
 import {
   type ClientHttp2Session,
   type ClientHttp2Stream,
@@ -13,6 +14,7 @@ import {
   constants,
   type IncomingHttpHeaders,
 } from 'node:http2';
+import { connect as netConnect } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import {
   Client,
@@ -613,6 +615,31 @@ describe('gRPC server on node:http2', { timeout: 90_000 }, () => {
     md.add('x-test', 'b, c');
     const got = await grpcUnary('/test.Echo/Metadata', Buffer.alloc(0), md);
     assert.deepEqual(JSON.parse(got.toString()), ['a', 'b, c']);
+  });
+
+  test('garbage and HTTP/1.1 on the port: the connection is dropped, the server serves on', {
+    timeout: TEST_TIMEOUT_MS,
+  }, async () => {
+    const inputs = [
+      randomBytes(4096),
+      Buffer.from('GET / HTTP/1.1\r\nHost: x\r\n\r\n'),
+      // The HTTP/2 preface, then a frame header announcing 16 MiB.
+      Buffer.concat([
+        Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n'),
+        Buffer.from([0xff, 0xff, 0xff, 0, 0, 0, 0, 0, 1]),
+      ]),
+    ];
+    for (const input of inputs) {
+      await new Promise<void>((resolve) => {
+        const socket = netConnect({ host: '127.0.0.1', port }, () => socket.write(input));
+        socket.on('data', () => {});
+        socket.on('error', () => {});
+        socket.on('close', () => resolve());
+        socket.setTimeout(5000, () => socket.destroy());
+      });
+    }
+    const r = await rawCall(session, '/test.Echo/Unary', [frameMessage(Buffer.from('still'))]);
+    assert.equal(r.messages[0]?.toString(), 'echo:still');
   });
 
   test('the server advertises its stream limit and window, and pings idle connections', {

@@ -32,7 +32,8 @@ export function tooLargeStatus(bytes: number, bytesMax: number): CallStatus {
 }
 
 export class MessageDecoder {
-  private readonly prefix = Buffer.alloc(MESSAGE_PREFIX_BYTES);
+  /** A prefix split across chunks is gathered here (allocated the first time one is). */
+  private prefix: Buffer | null = null;
   /** Bytes of the prefix gathered so far; MESSAGE_PREFIX_BYTES once reading a body. */
   private prefixBytes = 0;
   /** The body being gathered across chunks, or null while reading a prefix. */
@@ -66,6 +67,7 @@ export class MessageDecoder {
         }
         this.startBody(length);
       } else if (this.prefixBytes < MESSAGE_PREFIX_BYTES) {
+        this.prefix ??= Buffer.alloc(MESSAGE_PREFIX_BYTES);
         const take = Math.min(MESSAGE_PREFIX_BYTES - this.prefixBytes, chunk.length - offset);
         chunk.copy(this.prefix, this.prefixBytes, offset, offset + take);
         this.prefixBytes += take;
