@@ -12,7 +12,9 @@
  * round and the medians. This VM is noisy: read the spread, not one number.
  *
  *   node --import tsx bench/grpc-edge.ts [--rounds 5] [--cell-ms 2000] [--servers a,b,...]
- *                                        [--cpu-prof DIR]
+ *                                        [--cpu-prof DIR] [--codecs]
+ *
+ * --codecs adds the codecs alone: proto-loader's against the hand-written ones, µs per message.
  */
 import { type ChildProcess, fork } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
@@ -22,6 +24,7 @@ import { unaryHandler } from '../src/api/grpc/handlers.js';
 import { GrpcServer } from '../src/api/grpc/server.js';
 import { Status } from '../src/api/grpc/status.js';
 import { loadEtcdProto, serviceDefinition } from '../src/api/proto.js';
+import { KV_CODECS } from '../src/api/proto-codec.js';
 import { stopChild } from '../src/cli/local-process.js';
 import { GrpcKvClient, runCell } from './load.js';
 
@@ -82,11 +85,13 @@ async function serve(kind: ServerKind): Promise<number> {
   } else {
     loadEtcdProto();
     const def = serviceDefinition('kv').Put!;
-    const fast = kind === 'lean+fast' ? await import('../src/api/proto-codec.js') : null;
-    const codec = fast?.PUT_CODEC ?? {
-      decodeRequest: (b: Buffer) => def.requestDeserialize(b),
-      encodeResponse: (r: unknown) => frameMessage(def.responseSerialize(r)),
-    };
+    const codec =
+      kind === 'lean+fast'
+        ? KV_CODECS.Put!
+        : {
+            decodeRequest: (b: Buffer) => def.requestDeserialize(b),
+            encodeResponse: (r: unknown) => frameMessage(def.responseSerialize(r)),
+          };
     server.addService(
       { Put: { ...put, codec } },
       {
@@ -104,6 +109,102 @@ async function serve(kind: ServerKind): Promise<number> {
 function profileArgs(): string[] {
   const i = process.argv.indexOf('--cpu-prof');
   return i === -1 ? [] : ['--cpu-prof', `--cpu-prof-dir=${process.argv[i + 1]}`];
+}
+
+/** ns per call of `f`, the median of three runs of `n` calls after a warm-up. */
+function nsPerCall(f: () => unknown, n: number): number {
+  const run = () => {
+    const start = process.hrtime.bigint();
+    for (let i = 0; i < n; i++) f();
+    return Number(process.hrtime.bigint() - start) / n;
+  };
+  run();
+  return median([run(), run(), run()]);
+}
+
+/** The codecs alone, in this process: proto-loader's against the hand-written ones. */
+function codecBench(): void {
+  loadEtcdProto();
+  const kv = serviceDefinition('kv');
+  const fast = KV_CODECS;
+  const kvOf = (i: number) => ({
+    key: Buffer.from(`bench/key/${i}`),
+    createRevision: 1000 + i,
+    modRevision: 2000 + i,
+    version: 3,
+    value: Buffer.alloc(VALUE_BYTES, 97),
+    lease: 0,
+  });
+  const header = PUT_RESPONSE_OBJECT.header;
+  const range1 = { header, kvs: [kvOf(1)], more: false, count: 1 };
+  const range100 = { header, kvs: Array.from({ length: 100 }, (_, i) => kvOf(i)), count: 100 };
+  const put = kv.Put!.requestSerialize({ key: Buffer.from('bench/key/1'), value: kvOf(1).value });
+  const range = kv.Range!.requestSerialize({ key: Buffer.from('bench/key/1') });
+  const txn = kv.Txn!.requestSerialize({
+    compare: [{ key: Buffer.from('k'), target: 2, modRevision: 5 }],
+    success: [{ requestPut: { key: Buffer.from('k'), value: kvOf(1).value } }],
+    failure: [{ requestRange: { key: Buffer.from('k') } }],
+  });
+  const txnResponse = {
+    header,
+    succeeded: true,
+    responses: [
+      { responsePut: { header: { clusterId: 0, memberId: 0, revision: 5, raftTerm: 0 } } },
+    ],
+  };
+  const loaderEncode = (m: string, r: unknown) => frameMessage(kv[m]!.responseSerialize(r));
+  const cases: [string, number, () => unknown, () => unknown][] = [
+    [
+      'PutRequest decode',
+      1e5,
+      () => kv.Put!.requestDeserialize(put),
+      () => fast.Put!.decodeRequest(put),
+    ],
+    [
+      'RangeRequest decode',
+      1e5,
+      () => kv.Range!.requestDeserialize(range),
+      () => fast.Range!.decodeRequest(range),
+    ],
+    [
+      'TxnRequest decode',
+      1e5,
+      () => kv.Txn!.requestDeserialize(txn),
+      () => fast.Txn!.decodeRequest(txn),
+    ],
+    [
+      'PutResponse encode',
+      1e5,
+      () => loaderEncode('Put', PUT_RESPONSE_OBJECT),
+      () => fast.Put!.encodeResponse(PUT_RESPONSE_OBJECT),
+    ],
+    [
+      'RangeResponse 1 kv',
+      1e5,
+      () => loaderEncode('Range', range1),
+      () => fast.Range!.encodeResponse(range1),
+    ],
+    [
+      'RangeResponse 100 kvs',
+      2e3,
+      () => loaderEncode('Range', range100),
+      () => fast.Range!.encodeResponse(range100),
+    ],
+    [
+      'TxnResponse (a put)',
+      1e5,
+      () => loaderEncode('Txn', txnResponse),
+      () => fast.Txn!.encodeResponse(txnResponse),
+    ],
+  ];
+  console.log('\ncodecs (µs per message): proto-loader vs hand-written');
+  for (const [name, n, loader, hand] of cases) {
+    const a = nsPerCall(loader, n) / 1000;
+    const b = nsPerCall(hand, n) / 1000;
+    console.log(
+      `${name.padEnd(22)} ${a.toFixed(2).padStart(8)} ${b.toFixed(2).padStart(8)}  x${(a / b).toFixed(1)}`,
+    );
+  }
 }
 
 interface Child {
@@ -211,24 +312,31 @@ async function main(): Promise<void> {
         );
       }
     }
-    console.log('\nmedians over rounds');
+    console.log(
+      '\nmedians over rounds (ratio: the median of per-round ratios to the first server)',
+    );
+    const base = results.filter((r) => r.kind === kinds[0]);
     for (const kind of kinds) {
       const mine = results.filter((r) => r.kind === kind);
       const m = (pick: (r: RoundResult) => number) => median(mine.map(pick));
       const cpus = mine.map((r) => r.serverCpuUsPerCall.toFixed(1)).join(' ');
+      const ratio = median(mine.map((r, i) => r.serverCpuUsPerCall / base[i]!.serverCpuUsPerCall));
       console.log(
         `${kind.padEnd(12)} calls/s ${f(
           m((r) => r.callsPerSec),
           0,
-        )}  server µs/call ${f(m((r) => r.serverCpuUsPerCall))} [${cpus}]  p50@1 ${f(
-          m((r) => r.p50MsAt1),
-          3,
-        )} ms  p99@1 ${f(
-          m((r) => r.p99MsAt1),
-          3,
-        )} ms`,
+        )}` +
+          `  server µs/call ${f(m((r) => r.serverCpuUsPerCall))} [${cpus}] x${ratio.toFixed(2)}` +
+          `  p50@1 ${f(
+            m((r) => r.p50MsAt1),
+            3,
+          )} ms  p99@1 ${f(
+            m((r) => r.p99MsAt1),
+            3,
+          )} ms`,
       );
     }
+    if (process.argv.includes('--codecs')) codecBench();
   } finally {
     for (const c of clients) c.close();
     await Promise.all(children.map((c) => c.stop()));
