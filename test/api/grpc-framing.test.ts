@@ -1,9 +1,10 @@
 /**
- * The gRPC wire pieces of src/api/grpc/ without a network: length-prefixed messages cut at any
+ * The gRPC pieces of src/api/grpc/ without a network: length-prefixed messages cut at any
  * boundary, the limits and flags the decoder refuses, grpc-message percent-encoding and
- * grpc-timeout parsing, and metadata read from raw headers.
+ * grpc-timeout parsing, metadata read from raw headers, and the call signal against Node's.
  */
 import assert from 'node:assert/strict';
+import { EventEmitter, once } from 'node:events';
 import { describe, test } from 'node:test';
 import fc from 'fast-check';
 import {
@@ -13,6 +14,7 @@ import {
   MessageDecoder,
 } from '../../src/api/grpc/framing.js';
 import { RawHeaderMetadata } from '../../src/api/grpc/metadata.js';
+import { CallSignal } from '../../src/api/grpc/signal.js';
 import { encodeStatusMessage, parseTimeoutMs, Status } from '../../src/api/grpc/status.js';
 
 const MESSAGE_BYTES_MAX = 4096;
@@ -188,5 +190,55 @@ describe('metadata from raw headers', () => {
     for (const key of [':path', 'content-type', 'grpc-timeout', 'te']) {
       assert.deepEqual(md.get(key), [], key);
     }
+  });
+});
+
+describe('call signal', () => {
+  type Op =
+    | { readonly kind: 'add'; readonly id: number; readonly once: boolean }
+    | { readonly kind: 'remove'; readonly id: number }
+    | { readonly kind: 'abort' };
+  const op: fc.Arbitrary<Op> = fc.oneof(
+    fc.record({ kind: fc.constant('add' as const), id: fc.nat(3), once: fc.boolean() }),
+    fc.record({ kind: fc.constant('remove' as const), id: fc.nat(3) }),
+    fc.constant({ kind: 'abort' as const }),
+  );
+
+  /** Runs `ops` on a signal and returns what its listeners saw, in order. */
+  function trace(signal: AbortSignal, abort: () => void, ops: readonly Op[]): string[] {
+    const seen: string[] = [];
+    const listeners = [0, 1, 2, 3].map((id) => () => seen.push(`l${id}:${signal.aborted}`));
+    signal.onabort = () => seen.push('onabort');
+    for (const o of ops) {
+      if (o.kind === 'add') signal.addEventListener('abort', listeners[o.id]!, { once: o.once });
+      else if (o.kind === 'remove') signal.removeEventListener('abort', listeners[o.id]!);
+      else abort();
+    }
+    seen.push(`aborted:${signal.aborted}`);
+    return seen;
+  }
+
+  test('listeners run as on a real AbortSignal, for any sequence (property)', () => {
+    fc.assert(
+      fc.property(fc.array(op, { maxLength: 12 }), (ops) => {
+        const controller = new AbortController();
+        const ours = new CallSignal();
+        assert.deepEqual(
+          trace(ours, () => ours.abort(), ops),
+          trace(controller.signal, () => controller.abort(), ops),
+        );
+      }),
+    );
+  });
+
+  test('the reason is an AbortError; throwIfAborted throws it; Node APIs accept the signal', async () => {
+    const signal = new CallSignal();
+    signal.throwIfAborted();
+    assert.ok('aborted' in signal);
+    const waiting = once(new EventEmitter(), 'never', { signal });
+    signal.abort();
+    assert.equal((signal.reason as Error).name, 'AbortError');
+    assert.throws(() => signal.throwIfAborted(), { name: 'AbortError' });
+    await assert.rejects(waiting, { name: 'AbortError' });
   });
 });

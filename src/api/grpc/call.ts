@@ -23,6 +23,7 @@ import type {
   ServerStreamingCall,
 } from './handlers.js';
 import { type Metadata, RawHeaderMetadata } from './metadata.js';
+import { CallSignal } from './signal.js';
 import { type CallStatus, encodeStatusMessage, Status } from './status.js';
 
 /** What calls need from their server. */
@@ -103,7 +104,7 @@ abstract class BaseCall extends EventEmitter implements CallContext {
   /** The status went out (or the stream is gone): nothing more is sent. */
   protected statusSent = false;
   private cancelledFlag = false;
-  private controller: AbortController | null = null;
+  private signalValue: CallSignal | null = null;
   private deadlineTimer: NodeJS.Timeout | null = null;
   private metadataView: Metadata | null = null;
   /** The request of a unary or server-streaming call, until its end arrives. */
@@ -137,13 +138,13 @@ abstract class BaseCall extends EventEmitter implements CallContext {
     return this.metadataView;
   }
 
-  /** Created on first use: an AbortSignal costs microseconds in Node 20. */
+  /** Created on first use (see signal.ts for why it is not a Node AbortSignal). */
   get signal(): AbortSignal {
-    if (this.controller === null) {
-      this.controller = new AbortController();
-      if (this.cancelledFlag) this.controller.abort();
+    if (this.signalValue === null) {
+      this.signalValue = new CallSignal();
+      if (this.cancelledFlag) this.signalValue.abort();
     }
-    return this.controller.signal;
+    return this.signalValue;
   }
 
   get cancelled(): boolean {
@@ -197,7 +198,7 @@ abstract class BaseCall extends EventEmitter implements CallContext {
     if (this.cancelledFlag) return;
     this.cancelledFlag = true;
     this.clearDeadline();
-    this.controller?.abort();
+    this.signalValue?.abort();
     process.nextTick(() => this.emit('cancelled'));
   }
 
