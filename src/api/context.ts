@@ -1,18 +1,11 @@
 /**
- * What every service handler shares: the backend, the logger, the request defaults, and the
- * wrapper that turns an async handler into a grpc-js unary handler that never throws past it.
+ * What every service handler shares: the backend, the logger, the request defaults; the map
+ * from thrown errors to statuses; and `unary`, the typed way to declare a unary method.
  */
-
-import type { EventEmitter } from 'node:events';
-import type {
-  handleUnaryCall,
-  Metadata,
-  ServerUnaryCall,
-  ServerWritableStream,
-  sendUnaryData,
-} from '@grpc/grpc-js';
 import type { EtcdBackend, RequestOptions } from '../server/contract.js';
 import { toWireStatus } from './errors.js';
+import { type CallContext, type MethodHandler, unaryHandler } from './grpc/handlers.js';
+import type { CallStatus } from './grpc/status.js';
 import { type RequestDefaults, requestOptions } from './request-options.js';
 
 /** The subset of pino's API the edge uses; inject pino itself or any compatible logger. */
@@ -36,61 +29,24 @@ export interface ServiceContext {
 }
 
 /** Options of a request that reads nothing or only writes (no serializable flag). */
-export function plainOptions(
-  ctx: ServiceContext,
-  metadata: Metadata,
-  signal: AbortSignal,
-): RequestOptions {
-  return requestOptions(metadata, ctx.defaults, false, signal);
-}
-
-/** An AbortSignal that fires when the client cancels or its deadline passes. */
-export function callSignal(call: EventEmitter): AbortSignal {
-  const controller = new AbortController();
-  call.on('cancelled', () => controller.abort());
-  return controller.signal;
+export function plainOptions(ctx: ServiceContext, call: CallContext): RequestOptions {
+  return requestOptions(call.metadata, ctx.defaults, false, call.signal);
 }
 
 /** Maps any thrown value to a status; bugs are logged with their stack, never rethrown. */
-export function statusFor(ctx: ServiceContext, method: string, err: unknown) {
+export function statusFor(ctx: ServiceContext, method: string, err: unknown): CallStatus {
   const status = toWireStatus(err);
   if (!status.known) ctx.logger.error({ err, method }, 'api: unexpected error');
   else ctx.logger.debug({ method, code: status.code, details: status.details }, 'api: refused');
   return { code: status.code, details: status.details };
 }
 
-export type UnaryHandler<Req, Res> = (
-  request: Req,
-  call: ServerUnaryCall<Req, Res>,
-  signal: AbortSignal,
-) => Promise<Res>;
-
+/**
+ * A unary method: the handler resolves with the response or throws; the server answers a throw
+ * with `statusFor` (the server is built with it).
+ */
 export function unary<Req, Res>(
-  ctx: ServiceContext,
-  method: string,
-  handler: UnaryHandler<Req, Res>,
-): handleUnaryCall<Req, Res> {
-  return (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>) => {
-    const signal = callSignal(call);
-    let promise: Promise<Res>;
-    try {
-      promise = handler(call.request, call, signal);
-    } catch (err) {
-      promise = Promise.reject(err);
-    }
-    promise.then(
-      (response) => callback(null, response),
-      (err: unknown) => callback(statusFor(ctx, method, err)),
-    );
-  };
-}
-
-/** Ends a server-streaming call with the status for `err`. */
-export function failStream(
-  ctx: ServiceContext,
-  method: string,
-  call: Pick<ServerWritableStream<unknown, unknown>, 'emit'>,
-  err: unknown,
-): void {
-  call.emit('error', statusFor(ctx, method, err));
+  handler: (request: Req, call: CallContext) => Promise<Res>,
+): MethodHandler {
+  return unaryHandler(handler);
 }

@@ -8,12 +8,12 @@
  * message are etcd's exactly (server/etcdserver/api/v3rpc/rpctypes/error.go) and nothing is
  * appended. tandem's own errors say `tandem: ...` and carry their detail.
  */
-import { status as GrpcStatus } from '@grpc/grpc-js';
 import { KV_ERRORS, type KvErrorCode } from '../kv/errors.js';
 import type { LeaseErrorCode } from '../kv/lease/errors.js';
 import type { WatchErrorCode } from '../kv/watch/errors.js';
 import type { ServerErrorCode } from '../server/errors.js';
 import { TandemError } from '../util/errors.js';
+import { Status, type StatusCode, type StatusName } from './grpc/status.js';
 
 /** Errors only the API edge raises. */
 export type ApiErrorCode =
@@ -49,7 +49,7 @@ export type ErrorCode =
   | ServerErrorCode
   | ApiErrorCode;
 
-export type GrpcStatusName = keyof typeof GrpcStatus;
+export type GrpcStatusName = StatusName;
 
 export interface ErrorEntry {
   readonly grpc: GrpcStatusName;
@@ -162,14 +162,14 @@ export const API_ERRORS: Readonly<Record<ErrorCode, ErrorEntry>> = {
 
 /** What goes on the wire for one failed call. */
 export interface WireStatus {
-  readonly code: GrpcStatus;
+  readonly code: StatusCode;
   readonly details: string;
   /** False for a bug (logged with its stack by the caller). */
   readonly known: boolean;
 }
 
 const INTERNAL_STATUS: WireStatus = {
-  code: GrpcStatus.INTERNAL,
+  code: Status.INTERNAL,
   details: API_ERRORS.INTERNAL.message,
   known: false,
 };
@@ -186,13 +186,13 @@ export function toWireStatus(err: unknown): WireStatus {
   if (err instanceof TandemError && isErrorCode(err.code)) {
     const entry = API_ERRORS[err.code];
     return {
-      code: GrpcStatus[entry.grpc],
+      code: Status[entry.grpc],
       details: entry.etcd ? entry.message : err.message,
       known: true,
     };
   }
   if (err instanceof Error && err.name === 'AbortError') {
-    return { code: GrpcStatus.CANCELLED, details: API_ERRORS.CANCELED.message, known: true };
+    return { code: Status.CANCELLED, details: API_ERRORS.CANCELED.message, known: true };
   }
   return INTERNAL_STATUS;
 }

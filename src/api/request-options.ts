@@ -10,9 +10,9 @@
  * read; metadata may bound it, but not contradict it. A value that does not parse is an
  * INVALID_METADATA error naming the key, never silently the default.
  */
-import type { Metadata } from '@grpc/grpc-js';
 import type { ReadConsistency, RequestOptions, WriteAck } from '../server/contract.js';
 import { ApiError } from './errors.js';
+import type { Metadata } from './grpc/metadata.js';
 import { MAX_STALENESS_MS_MAX } from './limits.js';
 
 export const METADATA_KEYS = {

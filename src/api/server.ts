@@ -1,11 +1,14 @@
 /**
  * The etcd v3 gRPC server: KV, Watch, Lease, Cluster, Maintenance, Auth and gRPC health on one
- * listener, with etcd's message size limits and keep-alive defaults, optionally over TLS.
+ * listener, with etcd's message size limits and keep-alive defaults, optionally over TLS. The
+ * gRPC protocol itself is ./grpc/ (node:http2); the hot KV methods use hand-written codecs
+ * (./proto-codec.ts), every other method the proto-loader's.
  */
-import { type ChannelOptions, Server, ServerCredentials } from '@grpc/grpc-js';
 import type { EtcdBackend } from '../server/contract.js';
 import { ServerError } from '../server/errors.js';
-import type { ApiLogger, ServiceContext } from './context.js';
+import { type ApiLogger, type ServiceContext, statusFor } from './context.js';
+import { describeService } from './grpc/handlers.js';
+import { GrpcServer } from './grpc/server.js';
 import {
   CONCURRENT_STREAMS_MAX_DEFAULT,
   KEEPALIVE_TIME_MS,
@@ -15,6 +18,7 @@ import {
   SHUTDOWN_GRACE_MS,
 } from './limits.js';
 import { loadEtcdProto, serviceDefinition } from './proto.js';
+import { KV_CODECS } from './proto-codec.js';
 import { REQUEST_DEFAULTS, type RequestDefaults } from './request-options.js';
 import { ACK_SERVICE, ackService } from './services/ack.js';
 import { authService } from './services/auth.js';
@@ -65,28 +69,6 @@ export interface ApiServer {
   close(): Promise<void>;
 }
 
-function channelOptions(limits: ApiLimits): ChannelOptions {
-  return {
-    'grpc.max_receive_message_length': limits.receiveMessageBytesMax,
-    'grpc.max_send_message_length': SEND_MESSAGE_BYTES_MAX,
-    'grpc.max_concurrent_streams': limits.concurrentStreamsMax,
-    'grpc.keepalive_time_ms': KEEPALIVE_TIME_MS,
-    'grpc.keepalive_timeout_ms': KEEPALIVE_TIMEOUT_MS,
-    // etcd also enforces a 5 s minimum between client pings (--grpc-keepalive-min-time);
-    // grpc-js servers have no such enforcement, so clients pinging more often are tolerated.
-  };
-}
-
-function credentials(tls: ApiTlsOptions | undefined): ServerCredentials {
-  if (tls === undefined) return ServerCredentials.createInsecure();
-  const ca = tls.ca === undefined ? null : Buffer.from(tls.ca);
-  return ServerCredentials.createSsl(
-    ca,
-    [{ cert_chain: Buffer.from(tls.cert), private_key: Buffer.from(tls.key) }],
-    ca !== null,
-  );
-}
-
 export async function startApiServer(options: ApiServerOptions): Promise<ApiServer> {
   const limits: ApiLimits = { ...API_LIMITS_DEFAULT, ...options.limits };
   if (!Number.isSafeInteger(limits.receiveMessageBytesMax) || limits.receiveMessageBytesMax < 1) {
@@ -100,21 +82,28 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
   };
   loadEtcdProto();
   const health = healthState();
-  const server = new Server(channelOptions(limits));
-  server.addService(serviceDefinition('kv'), kvService(ctx));
-  server.addService(serviceDefinition('watch'), watchService(ctx));
-  server.addService(serviceDefinition('lease'), leaseService(ctx));
-  server.addService(serviceDefinition('cluster'), clusterService(ctx));
-  server.addService(serviceDefinition('maintenance'), maintenanceService(ctx));
-  server.addService(serviceDefinition('auth'), authService(ctx));
-  server.addService(serviceDefinition('health'), healthService(ctx, health));
-  server.addService(ACK_SERVICE, ackService(ctx));
-
-  const port = await new Promise<number>((resolve, reject) => {
-    server.bindAsync(options.listen, credentials(options.tls), (err, bound) =>
-      err === null ? resolve(bound) : reject(err),
-    );
+  const server = new GrpcServer({
+    receiveMessageBytesMax: limits.receiveMessageBytesMax,
+    sendMessageBytesMax: SEND_MESSAGE_BYTES_MAX,
+    concurrentStreamsMax: limits.concurrentStreamsMax,
+    keepaliveTimeMs: KEEPALIVE_TIME_MS,
+    keepaliveTimeoutMs: KEEPALIVE_TIMEOUT_MS,
+    // etcd also enforces a 5 s minimum between client pings (--grpc-keepalive-min-time); this
+    // server, as grpc-js's before it, does not: clients pinging more often are tolerated.
+    ...(options.tls === undefined ? {} : { tls: options.tls }),
+    statusOf: (err, path) => statusFor(ctx, path, err),
+    logger: options.logger,
   });
+  server.addService(describeService(serviceDefinition('kv'), KV_CODECS), kvService(ctx));
+  server.addService(describeService(serviceDefinition('watch')), watchService(ctx));
+  server.addService(describeService(serviceDefinition('lease')), leaseService(ctx));
+  server.addService(describeService(serviceDefinition('cluster')), clusterService(ctx));
+  server.addService(describeService(serviceDefinition('maintenance')), maintenanceService(ctx));
+  server.addService(describeService(serviceDefinition('auth')), authService(ctx));
+  server.addService(describeService(serviceDefinition('health')), healthService(ctx, health));
+  server.addService(describeService(ACK_SERVICE), ackService(ctx));
+
+  const port = await server.listen(options.listen);
   options.logger.info(
     { listen: options.listen, port, tls: options.tls !== undefined },
     'api: listening',
@@ -122,18 +111,13 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
 
   let closing: Promise<void> | null = null;
   const close = (): Promise<void> => {
-    closing ??= new Promise<void>((resolve) => {
+    closing ??= (async () => {
       health.serving = false;
       const stopped = new ServerError('STOPPED', 'etcdserver: server stopped');
       for (const end of [...ctx.streams]) end(stopped);
-      const force = setTimeout(() => server.forceShutdown(), SHUTDOWN_GRACE_MS);
-      force.unref();
-      server.tryShutdown(() => {
-        clearTimeout(force);
-        options.logger.info({ port }, 'api: closed');
-        resolve();
-      });
-    });
+      await server.close(SHUTDOWN_GRACE_MS);
+      options.logger.info({ port }, 'api: closed');
+    })();
     return closing;
   };
   return { port, close };

@@ -108,7 +108,10 @@ describe('api edge', { timeout: 60_000 }, () => {
       '/etcdserverpb.KV/Txn',
       '/etcdserverpb.Lease/LeaseGrant',
     ]) {
-      await assert.rejects(rawUnary(path, garbage), grpcError(status.INTERNAL, /deserializ/));
+      await assert.rejects(
+        rawUnary(path, garbage),
+        grpcError(status.INTERNAL, 'Error deserializing request'),
+      );
     }
     await call(c.kv, 'Put', { key: Buffer.from('alive'), value: Buffer.from('yes') });
     const got = await call(c.kv, 'Range', { key: Buffer.from('alive') });

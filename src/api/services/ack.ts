@@ -3,9 +3,10 @@
  * ack=all write asks the leader (the only member that sees every voter's progress) to wait until
  * every voter persisted its index. JSON bodies: one small internal call, no proto to maintain.
  */
-import type { ServiceDefinition, UntypedServiceImplementation } from '@grpc/grpc-js';
+import type { ServiceDefinition } from '@grpc/grpc-js';
 import { ServerError } from '../../server/errors.js';
 import { type ServiceContext, unary } from '../context.js';
+import type { ServiceHandlers } from '../grpc/handlers.js';
 
 export const ACK_AWAIT_PATH = '/tandem.v1.Ack/AwaitAllVoters';
 
@@ -28,9 +29,9 @@ export const ACK_SERVICE: ServiceDefinition = {
   },
 };
 
-export function ackService(ctx: ServiceContext): UntypedServiceImplementation {
+export function ackService(ctx: ServiceContext): ServiceHandlers {
   return {
-    AwaitAllVoters: unary(ctx, 'AwaitAllVoters', async (req: AwaitAllVotersRequest) => {
+    AwaitAllVoters: unary(async (req: AwaitAllVotersRequest) => {
       const index = req?.index;
       if (!Number.isSafeInteger(index) || index < 1) {
         throw new ServerError('UNHEALTHY', `tandem: bad ack index ${String(index)}`);

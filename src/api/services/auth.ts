@@ -5,42 +5,42 @@
  * listings are empty. Creating users or roles is not supported (tandem has no auth store), and
  * says so, rather than pretending to store them.
  */
-import type { UntypedServiceImplementation } from '@grpc/grpc-js';
 import { type ServiceContext, unary } from '../context.js';
 import { headerToPb } from '../convert.js';
 import { ApiError, type ApiErrorCode } from '../errors.js';
+import type { ServiceHandlers } from '../grpc/handlers.js';
 
 /** A fresh etcd's auth store revision (etcdctl auth status prints it). */
 const AUTH_REVISION = 1;
 
-export function authService(ctx: ServiceContext): UntypedServiceImplementation {
+export function authService(ctx: ServiceContext): ServiceHandlers {
   const header = () => headerToPb(ctx.backend.header());
-  const refuse = (method: string, code: ApiErrorCode, detail?: string) =>
-    unary(ctx, method, async () => {
+  const refuse = (code: ApiErrorCode, detail?: string) =>
+    unary(async () => {
       throw new ApiError(code, detail);
     });
   return {
-    AuthStatus: unary(ctx, 'AuthStatus', async () => ({
+    AuthStatus: unary(async () => ({
       header: header(),
       enabled: false,
       authRevision: AUTH_REVISION,
     })),
-    AuthDisable: unary(ctx, 'AuthDisable', async () => ({ header: header() })),
-    UserList: unary(ctx, 'UserList', async () => ({ header: header(), users: [] })),
-    RoleList: unary(ctx, 'RoleList', async () => ({ header: header(), roles: [] })),
+    AuthDisable: unary(async () => ({ header: header() })),
+    UserList: unary(async () => ({ header: header(), users: [] })),
+    RoleList: unary(async () => ({ header: header(), roles: [] })),
 
-    AuthEnable: refuse('AuthEnable', 'ROOT_USER_NOT_EXIST'),
-    Authenticate: refuse('Authenticate', 'AUTH_NOT_ENABLED'),
-    UserGet: refuse('UserGet', 'USER_NOT_FOUND'),
-    UserDelete: refuse('UserDelete', 'USER_NOT_FOUND'),
-    UserChangePassword: refuse('UserChangePassword', 'USER_NOT_FOUND'),
-    UserGrantRole: refuse('UserGrantRole', 'USER_NOT_FOUND'),
-    UserRevokeRole: refuse('UserRevokeRole', 'USER_NOT_FOUND'),
-    RoleGet: refuse('RoleGet', 'ROLE_NOT_FOUND'),
-    RoleDelete: refuse('RoleDelete', 'ROLE_NOT_FOUND'),
-    RoleGrantPermission: refuse('RoleGrantPermission', 'ROLE_NOT_FOUND'),
-    RoleRevokePermission: refuse('RoleRevokePermission', 'ROLE_NOT_FOUND'),
-    UserAdd: refuse('UserAdd', 'NOT_SUPPORTED', 'Auth.UserAdd: tandem has no authentication'),
-    RoleAdd: refuse('RoleAdd', 'NOT_SUPPORTED', 'Auth.RoleAdd: tandem has no authentication'),
+    AuthEnable: refuse('ROOT_USER_NOT_EXIST'),
+    Authenticate: refuse('AUTH_NOT_ENABLED'),
+    UserGet: refuse('USER_NOT_FOUND'),
+    UserDelete: refuse('USER_NOT_FOUND'),
+    UserChangePassword: refuse('USER_NOT_FOUND'),
+    UserGrantRole: refuse('USER_NOT_FOUND'),
+    UserRevokeRole: refuse('USER_NOT_FOUND'),
+    RoleGet: refuse('ROLE_NOT_FOUND'),
+    RoleDelete: refuse('ROLE_NOT_FOUND'),
+    RoleGrantPermission: refuse('ROLE_NOT_FOUND'),
+    RoleRevokePermission: refuse('ROLE_NOT_FOUND'),
+    UserAdd: refuse('NOT_SUPPORTED', 'Auth.UserAdd: tandem has no authentication'),
+    RoleAdd: refuse('NOT_SUPPORTED', 'Auth.RoleAdd: tandem has no authentication'),
   };
 }

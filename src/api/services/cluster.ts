@@ -1,7 +1,7 @@
 /** etcd's Cluster service: membership, answered from the member's replicated registry. */
-import type { UntypedServiceImplementation } from '@grpc/grpc-js';
 import { plainOptions, type ServiceContext, unary } from '../context.js';
 import { headerToPb, memberIdField, memberToPb, peerUrlsField } from '../convert.js';
+import type { ServiceHandlers } from '../grpc/handlers.js';
 import type {
   PbMemberAddRequest,
   PbMemberIdRequest,
@@ -9,12 +9,12 @@ import type {
   PbMemberUpdateRequest,
 } from '../proto.js';
 
-export function clusterService(ctx: ServiceContext): UntypedServiceImplementation {
+export function clusterService(ctx: ServiceContext): ServiceHandlers {
   const { backend } = ctx;
   return {
-    MemberAdd: unary(ctx, 'MemberAdd', async (pb: PbMemberAddRequest, call, signal) => {
+    MemberAdd: unary(async (pb: PbMemberAddRequest, call) => {
       const urls = peerUrlsField(pb.peerURLs);
-      const opts = plainOptions(ctx, call.metadata, signal);
+      const opts = plainOptions(ctx, call);
       const added = await backend.memberAdd(urls, pb.isLearner, opts);
       return {
         header: headerToPb(backend.header()),
@@ -23,29 +23,29 @@ export function clusterService(ctx: ServiceContext): UntypedServiceImplementatio
       };
     }),
 
-    MemberRemove: unary(ctx, 'MemberRemove', async (pb: PbMemberIdRequest, call, signal) => {
+    MemberRemove: unary(async (pb: PbMemberIdRequest, call) => {
       const id = memberIdField(pb.ID, 'MemberRemoveRequest.ID');
-      const members = await backend.memberRemove(id, plainOptions(ctx, call.metadata, signal));
+      const members = await backend.memberRemove(id, plainOptions(ctx, call));
       return { header: headerToPb(backend.header()), members: members.map(memberToPb) };
     }),
 
-    MemberUpdate: unary(ctx, 'MemberUpdate', async (pb: PbMemberUpdateRequest, call, signal) => {
+    MemberUpdate: unary(async (pb: PbMemberUpdateRequest, call) => {
       const id = memberIdField(pb.ID, 'MemberUpdateRequest.ID');
       const urls = peerUrlsField(pb.peerURLs);
-      const opts = plainOptions(ctx, call.metadata, signal);
+      const opts = plainOptions(ctx, call);
       const members = await backend.memberUpdate(id, urls, opts);
       return { header: headerToPb(backend.header()), members: members.map(memberToPb) };
     }),
 
-    MemberList: unary(ctx, 'MemberList', async (pb: PbMemberListRequest, call, signal) => {
-      const opts = plainOptions(ctx, call.metadata, signal);
+    MemberList: unary(async (pb: PbMemberListRequest, call) => {
+      const opts = plainOptions(ctx, call);
       const members = await backend.memberList(pb.linearizable, opts);
       return { header: headerToPb(backend.header()), members: members.map(memberToPb) };
     }),
 
-    MemberPromote: unary(ctx, 'MemberPromote', async (pb: PbMemberIdRequest, call, signal) => {
+    MemberPromote: unary(async (pb: PbMemberIdRequest, call) => {
       const id = memberIdField(pb.ID, 'MemberPromoteRequest.ID');
-      const members = await backend.memberPromote(id, plainOptions(ctx, call.metadata, signal));
+      const members = await backend.memberPromote(id, plainOptions(ctx, call));
       return { header: headerToPb(backend.header()), members: members.map(memberToPb) };
     }),
   };

@@ -4,9 +4,13 @@
  * for Check and SERVICE_UNKNOWN for Watch, as the protocol specifies. (etcd's member-health
  * answer is etcdctl endpoint health, a linearizable read, which needs no help from here.)
  */
-import type { ServerWritableStream, UntypedServiceImplementation } from '@grpc/grpc-js';
 import { type ServiceContext, unary } from '../context.js';
 import { ApiError } from '../errors.js';
+import {
+  type ServerStreamingCall,
+  type ServiceHandlers,
+  serverStreamHandler,
+} from '../grpc/handlers.js';
 import { PB_ENUMS, type PbHealthCheckRequest, SERVICE_NAMES } from '../proto.js';
 
 /** SERVICE_UNKNOWN in HealthCheckResponse.ServingStatus. */
@@ -28,12 +32,9 @@ function statusOf(state: HealthState, service: string): number | null {
   return state.serving ? PB_ENUMS.healthServing : PB_ENUMS.healthNotServing;
 }
 
-export function healthService(
-  ctx: ServiceContext,
-  state: HealthState,
-): UntypedServiceImplementation {
+export function healthService(ctx: ServiceContext, state: HealthState): ServiceHandlers {
   return {
-    Check: unary(ctx, 'Check', async (pb: PbHealthCheckRequest) => {
+    Check: unary(async (pb: PbHealthCheckRequest) => {
       const status = statusOf(state, pb.service);
       if (status === null) {
         throw new ApiError('UNKNOWN_SERVICE');
@@ -41,7 +42,7 @@ export function healthService(
       return { status };
     }),
 
-    Watch: (call: ServerWritableStream<PbHealthCheckRequest, unknown>) => {
+    Watch: serverStreamHandler((call: ServerStreamingCall<PbHealthCheckRequest, unknown>) => {
       const status = statusOf(state, call.request.service);
       call.write({ status: status ?? SERVICE_UNKNOWN });
       // Open until the client leaves; closing the server answers NOT_SERVING and ends it.
@@ -53,6 +54,6 @@ export function healthService(
       };
       ctx.streams.add(end);
       call.on('cancelled', () => ctx.streams.delete(end));
-    },
+    }),
   };
 }

@@ -4,20 +4,19 @@
  * write buffer has room), and a lease that does not exist answers TTL 0 rather than failing the
  * stream, so a client keeping several leases alive loses only the one that expired.
  */
-import type { ServerDuplexStream, UntypedServiceImplementation } from '@grpc/grpc-js';
 import { TandemError } from '../../util/errors.js';
-import { callSignal, plainOptions, type ServiceContext, statusFor, unary } from '../context.js';
+import { plainOptions, type ServiceContext, statusFor, unary } from '../context.js';
 import { headerToPb, int64Out, leaseIdField, uintField } from '../convert.js';
+import { type BidiCall, bidiHandler, type ServiceHandlers } from '../grpc/handlers.js';
 import type { PbLeaseGrantRequest, PbLeaseIdRequest, PbLeaseTimeToLiveRequest } from '../proto.js';
 
 /** Codes after which a keep-alive answers TTL 0 (etcd: ErrLeaseNotFound → TTL 0, no error). */
 const LEASE_GONE = new Set(['LEASE_NOT_FOUND', 'LEASE_EXPIRED']);
 
-type KeepAliveCall = ServerDuplexStream<PbLeaseIdRequest, unknown>;
+type KeepAliveCall = BidiCall<PbLeaseIdRequest, unknown>;
 
 class KeepAliveSession {
   private readonly queue: PbLeaseIdRequest[] = [];
-  private readonly signal: AbortSignal;
   private running = false;
   private closed = false;
 
@@ -25,7 +24,6 @@ class KeepAliveSession {
     private readonly ctx: ServiceContext,
     private readonly call: KeepAliveCall,
   ) {
-    this.signal = callSignal(call);
     ctx.streams.add(this.end);
     call.on('data', (request: PbLeaseIdRequest) => {
       this.queue.push(request);
@@ -37,7 +35,6 @@ class KeepAliveSession {
       if (!this.running && this.queue.length === 0) this.finish();
     });
     call.on('cancelled', () => this.close());
-    call.on('error', () => this.close());
   }
 
   private async run(): Promise<void> {
@@ -67,7 +64,7 @@ class KeepAliveSession {
     const header = headerToPb(this.ctx.backend.header());
     let ttl: number;
     try {
-      const opts = plainOptions(this.ctx, this.call.metadata, this.signal);
+      const opts = plainOptions(this.ctx, this.call);
       ttl = await this.ctx.backend.leaseKeepAlive(id, opts);
     } catch (err) {
       if (!(err instanceof TandemError) || !LEASE_GONE.has(err.code)) throw err;
@@ -76,15 +73,16 @@ class KeepAliveSession {
     return { header, ID: int64Out(id), TTL: ttl };
   }
 
+  /** Room to write again, or the call is gone. */
   private drained(): Promise<void> {
     return new Promise((resolve) => {
       const done = () => {
         this.call.off('drain', done);
-        this.signal.removeEventListener('abort', done);
+        this.call.off('cancelled', done);
         resolve();
       };
       this.call.once('drain', done);
-      this.signal.addEventListener('abort', done, { once: true });
+      this.call.once('cancelled', done);
     });
   }
 
@@ -93,7 +91,7 @@ class KeepAliveSession {
     if (this.closed) return;
     const status = statusFor(this.ctx, 'LeaseKeepAlive', err);
     this.close();
-    this.call.emit('error', status);
+    this.call.fail(status);
   };
 
   private finish(): void {
@@ -109,13 +107,13 @@ class KeepAliveSession {
   }
 }
 
-export function leaseService(ctx: ServiceContext): UntypedServiceImplementation {
+export function leaseService(ctx: ServiceContext): ServiceHandlers {
   const { backend } = ctx;
   return {
-    LeaseGrant: unary(ctx, 'LeaseGrant', async (pb: PbLeaseGrantRequest, call, signal) => {
+    LeaseGrant: unary(async (pb: PbLeaseGrantRequest, call) => {
       const ttl = uintField(pb.TTL, 'LeaseGrantRequest.TTL');
       const id = leaseIdField(pb.ID, 'LeaseGrantRequest.ID');
-      const granted = await backend.leaseGrant(id, ttl, plainOptions(ctx, call.metadata, signal));
+      const granted = await backend.leaseGrant(id, ttl, plainOptions(ctx, call));
       return {
         header: headerToPb(backend.header()),
         ID: int64Out(granted.id),
@@ -124,35 +122,31 @@ export function leaseService(ctx: ServiceContext): UntypedServiceImplementation 
       };
     }),
 
-    LeaseRevoke: unary(ctx, 'LeaseRevoke', async (pb: PbLeaseIdRequest, call, signal) => {
+    LeaseRevoke: unary(async (pb: PbLeaseIdRequest, call) => {
       const id = leaseIdField(pb.ID, 'LeaseRevokeRequest.ID');
-      await backend.leaseRevoke(id, plainOptions(ctx, call.metadata, signal));
+      await backend.leaseRevoke(id, plainOptions(ctx, call));
       return { header: headerToPb(backend.header()) };
     }),
 
-    LeaseKeepAlive: (call: KeepAliveCall) => {
+    LeaseKeepAlive: bidiHandler((call: KeepAliveCall) => {
       new KeepAliveSession(ctx, call);
-    },
+    }),
 
-    LeaseTimeToLive: unary(
-      ctx,
-      'LeaseTimeToLive',
-      async (pb: PbLeaseTimeToLiveRequest, call, signal) => {
-        const id = leaseIdField(pb.ID, 'LeaseTimeToLiveRequest.ID');
-        const opts = plainOptions(ctx, call.metadata, signal);
-        const ttl = await backend.leaseTimeToLive(id, pb.keys, opts);
-        return {
-          header: headerToPb(backend.header()),
-          ID: int64Out(ttl.id),
-          TTL: ttl.ttlSeconds,
-          grantedTTL: ttl.grantedTtlSeconds,
-          keys: ttl.keys,
-        };
-      },
-    ),
+    LeaseTimeToLive: unary(async (pb: PbLeaseTimeToLiveRequest, call) => {
+      const id = leaseIdField(pb.ID, 'LeaseTimeToLiveRequest.ID');
+      const opts = plainOptions(ctx, call);
+      const ttl = await backend.leaseTimeToLive(id, pb.keys, opts);
+      return {
+        header: headerToPb(backend.header()),
+        ID: int64Out(ttl.id),
+        TTL: ttl.ttlSeconds,
+        grantedTTL: ttl.grantedTtlSeconds,
+        keys: ttl.keys,
+      };
+    }),
 
-    LeaseLeases: unary(ctx, 'LeaseLeases', async (_pb: unknown, call, signal) => {
-      const ids = await backend.leaseLeases(plainOptions(ctx, call.metadata, signal));
+    LeaseLeases: unary(async (_pb: unknown, call) => {
+      const ids = await backend.leaseLeases(plainOptions(ctx, call));
       return {
         header: headerToPb(backend.header()),
         leases: ids.map((id) => ({ ID: int64Out(id) })),

@@ -3,11 +3,15 @@
  * defragmentation, so Defragment succeeds doing nothing (etcdctl defrag then reports success).
  */
 import { createHash } from 'node:crypto';
-import type { ServerWritableStream, UntypedServiceImplementation } from '@grpc/grpc-js';
 import type { SnapshotStream } from '../../server/contract.js';
-import { callSignal, failStream, plainOptions, type ServiceContext, unary } from '../context.js';
+import { plainOptions, type ServiceContext, statusFor, unary } from '../context.js';
 import { headerToPb, int64Out, memberIdField, uintField } from '../convert.js';
 import { ApiError } from '../errors.js';
+import {
+  type ServerStreamingCall,
+  type ServiceHandlers,
+  serverStreamHandler,
+} from '../grpc/handlers.js';
 import { SNAPSHOT_ALIGN_BYTES, SNAPSHOT_CHUNK_BYTES_MAX } from '../limits.js';
 import {
   PB_ENUMS,
@@ -20,11 +24,11 @@ import {
 /** AlarmType's largest value (CORRUPT). */
 const ALARM_TYPE_MAX = 2;
 
-export function maintenanceService(ctx: ServiceContext): UntypedServiceImplementation {
+export function maintenanceService(ctx: ServiceContext): ServiceHandlers {
   const { backend } = ctx;
   const header = () => headerToPb(backend.header());
   return {
-    Alarm: unary(ctx, 'Alarm', async (pb: PbAlarmRequest) => {
+    Alarm: unary(async (pb: PbAlarmRequest) => {
       memberIdField(pb.memberID, 'AlarmRequest.memberID');
       if (pb.alarm < 0 || pb.alarm > ALARM_TYPE_MAX) {
         throw new ApiError('INVALID_FIELD', `AlarmRequest.alarm has an unknown value: ${pb.alarm}`);
@@ -43,7 +47,7 @@ export function maintenanceService(ctx: ServiceContext): UntypedServiceImplement
       }
     }),
 
-    Status: unary(ctx, 'Status', async () => {
+    Status: unary(async () => {
       const s = await backend.status();
       return {
         header: header(),
@@ -59,14 +63,14 @@ export function maintenanceService(ctx: ServiceContext): UntypedServiceImplement
       };
     }),
 
-    Defragment: unary(ctx, 'Defragment', async () => ({ header: header() })),
+    Defragment: unary(async () => ({ header: header() })),
 
     // etcd marks Hash "for testing ONLY"; HashKV is the consistency check clients use.
-    Hash: unary(ctx, 'Hash', async () => {
+    Hash: unary(async () => {
       throw new ApiError('NOT_SUPPORTED', 'Maintenance.Hash; use HashKV');
     }),
 
-    HashKV: unary(ctx, 'HashKV', async (pb: PbHashKvRequest) => {
+    HashKV: unary(async (pb: PbHashKvRequest) => {
       const revision = uintField(pb.revision, 'HashKVRequest.revision');
       const h = await backend.hashKv(revision);
       return {
@@ -77,23 +81,23 @@ export function maintenanceService(ctx: ServiceContext): UntypedServiceImplement
       };
     }),
 
-    Snapshot: (call: ServerWritableStream<unknown, unknown>) => {
+    Snapshot: serverStreamHandler((call: SnapshotCall) => {
       void sendSnapshot(ctx, call);
-    },
+    }),
 
-    MoveLeader: unary(ctx, 'MoveLeader', async (pb: PbMoveLeaderRequest, call, signal) => {
+    MoveLeader: unary(async (pb: PbMoveLeaderRequest, call) => {
       const target = memberIdField(pb.targetID, 'MoveLeaderRequest.targetID');
-      await backend.moveLeader(target, plainOptions(ctx, call.metadata, signal));
+      await backend.moveLeader(target, plainOptions(ctx, call));
       return { header: header() };
     }),
 
-    Downgrade: unary(ctx, 'Downgrade', async () => {
+    Downgrade: unary(async () => {
       throw new ApiError('NOT_SUPPORTED', 'Maintenance.Downgrade');
     }),
   };
 }
 
-type SnapshotCall = ServerWritableStream<unknown, unknown>;
+type SnapshotCall = ServerStreamingCall<unknown, unknown>;
 
 /**
  * etcd's Snapshot: the bytes in messages of at most 32 KiB with remaining_bytes counting down,
@@ -103,7 +107,7 @@ type SnapshotCall = ServerWritableStream<unknown, unknown>;
  * the gRPC buffer to drain when it is full; a client that goes away stops the read.
  */
 async function sendSnapshot(ctx: ServiceContext, call: SnapshotCall): Promise<void> {
-  const signal = callSignal(call);
+  const signal = call.signal;
   let iterator: Iterator<Uint8Array> | AsyncIterator<Uint8Array> | null = null;
   try {
     const snapshot = await ctx.backend.snapshot();
@@ -147,7 +151,7 @@ async function sendSnapshot(ctx: ServiceContext, call: SnapshotCall): Promise<vo
     call.end();
     iterator = null;
   } catch (err) {
-    if (!signal.aborted) failStream(ctx, 'Snapshot', call, err);
+    if (!signal.aborted) call.fail(statusFor(ctx, 'Snapshot', err));
   } finally {
     // An early exit releases the member's point-in-time view.
     await iterator?.return?.();

@@ -14,19 +14,19 @@
  * an unknown watch id answers nothing; the call ends when the client cancels or disconnects, and
  * then the WatchStream is closed.
  */
-import type { ServerDuplexStream, UntypedServiceImplementation } from '@grpc/grpc-js';
 import { WatchError, WatchErrorCode } from '../../kv/watch/errors.js';
 import type { WatchStream } from '../../kv/watch/stream.js';
 import { TandemError } from '../../util/errors.js';
 import { type ServiceContext, statusFor } from '../context.js';
 import { watchCreateFromPb, watchResponseToPb } from '../convert.js';
+import { type BidiCall, bidiHandler, type ServiceHandlers } from '../grpc/handlers.js';
 import { WATCH_REQUESTS_PENDING_MAX } from '../limits.js';
 import type { PbWatchRequest } from '../proto.js';
 
 const METHOD = 'Watch';
 const BACKLOGGED: string = WatchErrorCode.StreamBacklogged;
 
-type WatchCall = ServerDuplexStream<PbWatchRequest, unknown>;
+type WatchCall = BidiCall<PbWatchRequest, unknown>;
 
 class WatchSession {
   private readonly stream: WatchStream;
@@ -47,8 +47,6 @@ class WatchSession {
     ctx.streams.add(this.end);
     call.on('data', (request: PbWatchRequest) => this.onRequest(request));
     call.on('cancelled', () => this.close());
-    call.on('close', () => this.close());
-    call.on('error', () => this.close());
   }
 
   private onRequest(request: PbWatchRequest): void {
@@ -152,7 +150,7 @@ class WatchSession {
     if (this.closed) return;
     const status = statusFor(this.ctx, METHOD, err);
     this.close();
-    this.call.emit('error', status);
+    this.call.fail(status);
   }
 
   private close(): void {
@@ -164,14 +162,14 @@ class WatchSession {
   }
 }
 
-export function watchService(ctx: ServiceContext): UntypedServiceImplementation {
+export function watchService(ctx: ServiceContext): ServiceHandlers {
   return {
-    Watch: (call: WatchCall) => {
+    Watch: bidiHandler((call: WatchCall) => {
       try {
         new WatchSession(ctx, call);
       } catch (err) {
-        call.emit('error', statusFor(ctx, METHOD, err));
+        call.fail(statusFor(ctx, METHOD, err));
       }
-    },
+    }),
   };
 }

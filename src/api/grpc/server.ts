@@ -1,0 +1,295 @@
+/**
+ * A gRPC server on node:http2 (doc/PROTOCOL-HTTP2.md in grpc/grpc), for the methods etcd's API
+ * has: unary, server streaming and bidirectional streaming. It routes each HTTP/2 stream by
+ * :path to a call (call.ts); everything around calls lives here: HTTP/2 settings and windows,
+ * TLS, the checks of the request headers that end a call before it starts (Trailers-Only),
+ * keep-alive pings, and the graceful close.
+ */
+import {
+  constants,
+  createSecureServer,
+  createServer,
+  type Http2SecureServer,
+  type Http2Server,
+  type IncomingHttpHeaders,
+  type SecureServerOptions,
+  type ServerHttp2Session,
+  type ServerHttp2Stream,
+  type ServerOptions,
+} from 'node:http2';
+import { assert } from '../../util/assert.js';
+import {
+  BidiStreamCall,
+  type CallEnvironment,
+  type RoutedMethod,
+  ServerStreamCall,
+  sendTrailersOnly,
+  UnaryCall,
+} from './call.js';
+import { kindOf, type MethodDescriptor, type ServiceHandlers } from './handlers.js';
+import { type CallStatus, DEADLINE_MS_MAX, parseTimeoutMs, Status } from './status.js';
+
+/**
+ * Per-stream receive window: what a client may send on one stream before the server reads it,
+ * so also what a paused stream may hold unread. Node's default (64 KiB) would take a 1.5 MiB
+ * put many round trips of WINDOW_UPDATEs; grpc-go grows its windows to the same order.
+ */
+export const STREAM_WINDOW_BYTES = 1024 * 1024;
+
+/** Per-connection receive window (all streams together). */
+export const CONNECTION_WINDOW_BYTES = 16 * 1024 * 1024;
+
+/**
+ * Node's session memory cap, in MiB (its unit): past it, new streams are refused with
+ * ENHANCE_YOUR_CALM (clients see RESOURCE_EXHAUSTED) until memory is released. Node's default
+ * (10) is below a handful of maximal requests in flight on one connection.
+ */
+export const SESSION_MEMORY_MIB_MAX = 256;
+
+/**
+ * Bytes a streaming call may have queued, unsent, for a client that does not read. Handlers
+ * wait for 'drain' once write() returns false (at 16 KiB), so only a handler bug gets near it;
+ * past it the stream is reset rather than memory grown without bound.
+ */
+export const STREAM_WRITE_BUFFER_BYTES_MAX = 64 * 1024 * 1024;
+
+/** Bytes of request headers (HPACK-decoded, as SETTINGS_MAX_HEADER_LIST_SIZE counts them). */
+export const HEADER_LIST_BYTES_MAX = 64 * 1024;
+
+assert(STREAM_WINDOW_BYTES <= CONNECTION_WINDOW_BYTES);
+assert(CONNECTION_WINDOW_BYTES < SESSION_MEMORY_MIB_MAX * 1024 * 1024);
+assert(CONNECTION_WINDOW_BYTES <= 2 ** 31 - 1, 'an HTTP/2 window is at most 2^31 - 1');
+
+export interface GrpcLogger {
+  debug(obj: object, msg?: string): void;
+  warn(obj: object, msg?: string): void;
+}
+
+export interface GrpcTlsOptions {
+  readonly cert: Buffer | string;
+  readonly key: Buffer | string;
+  /** When given, clients must present a certificate it signed. */
+  readonly ca?: Buffer | string;
+}
+
+export interface GrpcServerOptions {
+  readonly receiveMessageBytesMax: number;
+  readonly sendMessageBytesMax: number;
+  /** HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS: calls open at once on one connection. */
+  readonly concurrentStreamsMax: number;
+  /** How often every connection is pinged; one unanswered for keepaliveTimeoutMs is closed. */
+  readonly keepaliveTimeMs: number;
+  readonly keepaliveTimeoutMs: number;
+  /** Default STREAM_WRITE_BUFFER_BYTES_MAX. */
+  readonly writeBufferBytesMax?: number;
+  readonly tls?: GrpcTlsOptions;
+  /** The status for a handler's error; logs what it must. */
+  readonly statusOf: (err: unknown, path: string) => CallStatus;
+  readonly logger: GrpcLogger;
+}
+
+/** "application/grpc", optionally "+proto" and parameters; other codecs are not served. */
+function isGrpcContentType(value: string | undefined): boolean {
+  if (value === undefined || !value.startsWith('application/grpc')) return false;
+  const rest = value.slice('application/grpc'.length);
+  return rest === '' || rest.startsWith(';') || rest === '+proto' || rest.startsWith('+proto;');
+}
+
+function ignoreStreamError(): void {
+  // A reset or broken stream also emits 'close', where its call learns it was cancelled.
+}
+
+export class GrpcServer {
+  private readonly methods = new Map<string, RoutedMethod>();
+  private readonly sessions = new Set<ServerHttp2Session>();
+  private readonly env: CallEnvironment;
+  private http2: Http2Server | Http2SecureServer | null = null;
+  private keepaliveTimer: NodeJS.Timeout | null = null;
+  private closing: Promise<void> | null = null;
+
+  constructor(private readonly options: GrpcServerOptions) {
+    assert(Number.isSafeInteger(options.receiveMessageBytesMax));
+    assert(options.receiveMessageBytesMax > 0 && options.sendMessageBytesMax > 0);
+    assert(options.concurrentStreamsMax >= 1 && options.concurrentStreamsMax <= 2 ** 32 - 1);
+    assert(options.keepaliveTimeMs > 0 && options.keepaliveTimeoutMs > 0);
+    this.env = {
+      receiveMessageBytesMax: options.receiveMessageBytesMax,
+      sendMessageBytesMax: options.sendMessageBytesMax,
+      writeBufferBytesMax: options.writeBufferBytesMax ?? STREAM_WRITE_BUFFER_BYTES_MAX,
+      statusOf: options.statusOf,
+    };
+  }
+
+  /** Routes every method of a service; each must have a handler of its kind, and no other. */
+  addService(
+    descriptors: Readonly<Record<string, MethodDescriptor>>,
+    handlers: ServiceHandlers,
+  ): void {
+    assert(this.http2 === null, 'services are added before listen()');
+    for (const [name, descriptor] of Object.entries(descriptors)) {
+      const handler = handlers[name];
+      assert(handler !== undefined, `${descriptor.path}: no handler`);
+      assert(handler.kind === kindOf(descriptor), `${descriptor.path}: not a ${handler.kind} rpc`);
+      assert(!this.methods.has(descriptor.path), `${descriptor.path}: added twice`);
+      this.methods.set(descriptor.path, { descriptor, handler });
+    }
+    for (const name of Object.keys(handlers)) {
+      assert(descriptors[name] !== undefined, `handler ${name} is for no method of the service`);
+    }
+  }
+
+  /** Listens on host:port (IPv6 as [::1]:port; port 0 picks one); resolves with the port. */
+  async listen(address: string): Promise<number> {
+    assert(this.http2 === null, 'listen() once');
+    const i = address.lastIndexOf(':');
+    const host = address.slice(0, i).replace(/^\[|\]$/g, '');
+    const port = Number(address.slice(i + 1));
+    if (i < 1 || !Number.isInteger(port) || port < 0 || port > 65_535) {
+      throw new RangeError(`listen address must be host:port, not "${address}"`);
+    }
+    const server = this.createHttp2Server();
+    this.http2 = server;
+    server.on('session', (session) => this.onSession(session));
+    server.on(
+      'stream',
+      (stream: ServerHttp2Stream, headers: IncomingHttpHeaders, _flags: number, raw: string[]) =>
+        this.onStream(stream, headers, raw),
+    );
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(port, host, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+    server.on('error', (err) => this.options.logger.warn({ err }, 'grpc: server error'));
+    this.keepaliveTimer = setInterval(() => this.pingAll(), this.options.keepaliveTimeMs);
+    this.keepaliveTimer.unref();
+    return (server.address() as { port: number }).port;
+  }
+
+  /**
+   * Stops accepting connections and calls (GOAWAY), lets running calls finish for `graceMs`,
+   * then resets every connection left, which cancels its calls.
+   */
+  close(graceMs: number): Promise<void> {
+    this.closing ??= new Promise<void>((resolve) => {
+      const server = this.http2;
+      if (this.keepaliveTimer !== null) clearInterval(this.keepaliveTimer);
+      if (server === null) {
+        resolve();
+        return;
+      }
+      const force = setTimeout(() => {
+        for (const session of this.sessions) session.destroy(undefined, constants.NGHTTP2_CANCEL);
+      }, graceMs);
+      force.unref();
+      server.close(() => {
+        clearTimeout(force);
+        resolve();
+      });
+      for (const session of this.sessions) session.close();
+    });
+    return this.closing;
+  }
+
+  private createHttp2Server(): Http2Server | Http2SecureServer {
+    const common: ServerOptions = {
+      maxSessionMemory: SESSION_MEMORY_MIB_MAX,
+      settings: {
+        maxConcurrentStreams: this.options.concurrentStreamsMax,
+        initialWindowSize: STREAM_WINDOW_BYTES,
+        maxHeaderListSize: HEADER_LIST_BYTES_MAX,
+      },
+    };
+    const tls = this.options.tls;
+    if (tls === undefined) return createServer(common);
+    const secure: SecureServerOptions = {
+      ...common,
+      cert: tls.cert,
+      key: tls.key,
+      allowHTTP1: false,
+      ...(tls.ca === undefined ? {} : { ca: tls.ca, requestCert: true, rejectUnauthorized: true }),
+    };
+    return createSecureServer(secure);
+  }
+
+  private onSession(session: ServerHttp2Session): void {
+    if (this.closing !== null) {
+      session.close();
+      return;
+    }
+    this.sessions.add(session);
+    session.on('close', () => this.sessions.delete(session));
+    session.on('error', (err) => this.options.logger.debug({ err }, 'grpc: connection error'));
+    try {
+      session.setLocalWindowSize(CONNECTION_WINDOW_BYTES);
+    } catch (err) {
+      // The connection is already gone; 'close' follows.
+      this.options.logger.debug({ err }, 'grpc: connection window not set');
+    }
+  }
+
+  private onStream(
+    stream: ServerHttp2Stream,
+    headers: IncomingHttpHeaders,
+    rawHeaders: string[],
+  ): void {
+    stream.on('error', ignoreStreamError);
+    const httpMethod = headers[':method'];
+    if (httpMethod !== 'POST') {
+      const details = `Received a HEADERS frame with :method "${httpMethod}" which should be POST`;
+      sendTrailersOnly(stream, { code: Status.INTERNAL, details }, 405);
+      return;
+    }
+    const contentType = headers['content-type'];
+    if (!isGrpcContentType(contentType)) {
+      const details = `invalid gRPC request content-type "${contentType ?? ''}"`;
+      sendTrailersOnly(stream, { code: Status.INVALID_ARGUMENT, details }, 415);
+      return;
+    }
+    const path = headers[':path'] ?? '';
+    const method = this.methods.get(path);
+    if (method === undefined) {
+      const details = `The server does not implement the method ${path}`;
+      sendTrailersOnly(stream, { code: Status.UNIMPLEMENTED, details });
+      return;
+    }
+    let timeoutMs: number | null = null;
+    const timeout = headers['grpc-timeout'];
+    if (timeout !== undefined) {
+      timeoutMs = typeof timeout === 'string' ? parseTimeoutMs(timeout) : null;
+      if (timeoutMs === null) {
+        const details = `Invalid grpc-timeout value "${timeout}"`;
+        sendTrailersOnly(stream, { code: Status.INTERNAL, details });
+        return;
+      }
+      if (timeoutMs > DEADLINE_MS_MAX) timeoutMs = null;
+    }
+    switch (method.handler.kind) {
+      case 'unary':
+        new UnaryCall(this.env, method, stream, rawHeaders, timeoutMs);
+        break;
+      case 'serverStream':
+        new ServerStreamCall(this.env, method, stream, rawHeaders, timeoutMs);
+        break;
+      case 'bidi':
+        new BidiStreamCall(this.env, method, stream, rawHeaders, timeoutMs).start();
+        break;
+    }
+  }
+
+  /** etcd's server keep-alive: ping every connection; close one that does not answer. */
+  private pingAll(): void {
+    for (const session of this.sessions) {
+      if (session.closed || session.destroyed) continue;
+      const timer = setTimeout(() => {
+        this.options.logger.debug({}, 'grpc: keep-alive ping unanswered; closing the connection');
+        session.destroy();
+      }, this.options.keepaliveTimeoutMs);
+      timer.unref();
+      const sent = session.ping(() => clearTimeout(timer));
+      if (!sent) clearTimeout(timer);
+    }
+  }
+}
