@@ -39,6 +39,7 @@ import type { PeerAddress } from '../io/network.js';
 import { SEGMENT_BYTES_DEFAULT, SEGMENT_BYTES_OPTION_MAX } from '../storage/limits.js';
 import { assert } from '../util/assert.js';
 import { TandemError } from '../util/errors.js';
+import { CONFIG_OVERRIDES, type ConfigOverride, ENV_NOT_CONFIG } from './config-overrides.js';
 
 // ---------------------------------------------------------------------------------------------
 // Limits (named, with units; relations asserted below)
@@ -742,74 +743,7 @@ export function configSchema(baseDir: string) {
 // ---------------------------------------------------------------------------------------------
 // Overrides: TANDEM_<FIELD> environment variables and --<field> flags
 
-type OverrideKind = 'string' | 'int' | 'bool' | 'nullable' | 'peers';
-
-export interface ConfigOverride {
-  /** The field path, e.g. `listen.client`. */
-  readonly path: string;
-  /** e.g. `TANDEM_LISTEN_CLIENT`. */
-  readonly env: string;
-  /** The flag without dashes, e.g. `listen-client`. */
-  readonly flag: string;
-  readonly kind: OverrideKind;
-  /** Paths given on the command line or in the environment resolve against the working dir. */
-  readonly isPath: boolean;
-}
-
-const OVERRIDABLE: readonly [path: string, kind: OverrideKind, isPath?: boolean][] = [
-  ['name', 'string'],
-  ['dataDir', 'string', true],
-  ['listen.client', 'string'],
-  ['listen.peer', 'string'],
-  ['listen.admin', 'string'],
-  ['zone', 'string'],
-  ['role', 'string'],
-  ['peers', 'peers'],
-  ['cluster.state', 'string'],
-  ['cluster.token', 'string'],
-  ['replication.voters', 'int'],
-  ['replication.ack', 'string'],
-  ['replication.readDefault', 'string'],
-  ['replication.preferLeaderZone', 'nullable'],
-  ['redundancy.replaceAfter', 'string'],
-  ['redundancy.preferSameZone', 'bool'],
-  ['redundancy.standby.mode', 'string'],
-  ['redundancy.standby.snapshotEvery', 'string'],
-  ['wal.mirror', 'nullable', true],
-  ['wal.segmentBytes', 'string'],
-  ['raft.heartbeatMs', 'int'],
-  ['raft.electionMs', 'int'],
-  ['raft.snapshotEntries', 'int'],
-  ['raft.fastFailover', 'bool'],
-  ['tls.client.cert', 'string', true],
-  ['tls.client.key', 'string', true],
-  ['tls.client.ca', 'nullable', true],
-  ['tls.peer.cert', 'string', true],
-  ['tls.peer.key', 'string', true],
-  ['tls.peer.ca', 'string', true],
-  ['testMode.faultInjection', 'bool'],
-];
-
-/** `listen.client` → `LISTEN_CLIENT`, `dataDir` → `DATA_DIR`. */
-function screamingSnake(path: string): string {
-  return path
-    .replace(/([a-z0-9])([A-Z])/g, '$1_$2')
-    .replaceAll('.', '_')
-    .toUpperCase();
-}
-
-export const CONFIG_OVERRIDES: readonly ConfigOverride[] = OVERRIDABLE.map(
-  ([path, kind, isPath]) => ({
-    path,
-    env: `TANDEM_${screamingSnake(path)}`,
-    flag: screamingSnake(path).toLowerCase().replaceAll('_', '-'),
-    kind,
-    isPath: isPath === true,
-  }),
-);
-
-/** `TANDEM_*` variables that are not config fields (read elsewhere), so not typos. */
-export const ENV_NOT_CONFIG: ReadonlySet<string> = new Set(['TANDEM_CONFIG', 'TANDEM_LOG_LEVEL']);
+// The table itself lives in config-overrides.ts, free of zod, so `tandem --help` loads fast.
 
 /**
  * `n2=127.0.0.1:12380,n2=127.0.0.2:12380,n3=127.0.0.1:22380`, etcd's --initial-cluster form:

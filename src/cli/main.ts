@@ -7,10 +7,11 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Command, Option } from 'commander';
 import type { ChaosOptions } from '../chaos/run.js';
-import { CONFIG_OVERRIDES, ConfigError, loadConfig, parseDurationMs } from './config.js';
-import { LocalCluster, type MemberAddresses, TANDEM_BIN } from './local-cluster.js';
-import { startNode } from './node.js';
-import { formatStatusTable, queryStatus } from './status.js';
+import { CONFIG_OVERRIDES } from './config-overrides.js';
+import type { MemberAddresses } from './local-cluster.js';
+
+// Each command imports what it runs when it runs: the member (grpc, lmdb), the config schema
+// (zod, yaml) and the launcher cost a few hundred milliseconds that `--help` should not pay.
 
 /** etcd's Procfile ports and two more, so `etcdctl` with no flags reaches the first member. */
 const DEV_BASE_PORTS = [2379, 22379, 32379, 42379, 52379, 62379] as const;
@@ -85,6 +86,7 @@ export async function run(argv: readonly string[]): Promise<number> {
     .option('--admin <addresses>', 'admin endpoints', DEV_ADMINS)
     .option('--json', 'print JSON')
     .action(async (opts: { admin: string; json?: boolean }) => {
+      const { formatStatusTable, queryStatus } = await import('./status.js');
       const rows = await queryStatus(opts.admin.split(',').map((s) => s.trim()));
       process.stdout.write(
         opts.json === true ? `${JSON.stringify(rows, null, 2)}\n` : formatStatusTable(rows),
@@ -153,6 +155,7 @@ async function chaosCommand(opts: Record<string, string | boolean | undefined>):
   const { parseFaultKinds } = await import('../chaos/plan.js');
   const { progressView } = await import('../chaos/progress.js');
   const { runChaos, validateChaosOptions } = await import('../chaos/run.js');
+  const { parseDurationMs } = await import('./config.js');
   let options: ChaosOptions;
   try {
     const seed =
@@ -222,6 +225,8 @@ async function chaosCommand(opts: Record<string, string | boolean | undefined>):
 
 async function startCommand(opts: Record<string, unknown>): Promise<number> {
   if (opts.faultInjection === true) opts = { ...opts, testModeFaultInjection: true };
+  const { ConfigError, loadConfig } = await import('./config.js');
+  const { startNode } = await import('./node.js');
   let config: ReturnType<typeof loadConfig>;
   try {
     const file = (opts.config as string | undefined) ?? process.env.TANDEM_CONFIG;
@@ -295,6 +300,7 @@ async function devCommand(dir: string, count: number | null): Promise<number> {
     return 2;
   }
   const root = resolve(dir);
+  const { LocalCluster, TANDEM_BIN } = await import('./local-cluster.js');
   const members = devMembers(count);
   const voters = members.filter((m) => m.role === 'voter').length;
   // The compiled CLI, whatever runs this (the restart command printed below runs it too).

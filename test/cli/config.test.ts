@@ -5,7 +5,6 @@ import { dirname, join, resolve } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import {
-  CONFIG_OVERRIDES,
   ConfigError,
   type LoadConfigOptions,
   loadConfig,
@@ -15,6 +14,7 @@ import {
   parseSizeBytes,
   type TandemConfig,
 } from '../../src/cli/config.js';
+import { CONFIG_OVERRIDES } from '../../src/cli/config-overrides.js';
 
 /** The repository's examples/, wherever the tests run from. */
 const examplesDir = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', 'examples');

@@ -196,19 +196,22 @@ function findResync(
   from: number,
   limit: number,
 ): number {
-  for (
-    let at = from + RECORD_ALIGN_BYTES;
-    at + RECORD_HEADER_BYTES <= limit;
-    at += RECORD_ALIGN_BYTES
-  ) {
+  for (let at = from + RECORD_ALIGN_BYTES; at + RECORD_HEADER_BYTES <= limit; ) {
     let plausible = false;
+    // Where the next nonzero length word can start, over the copies whose length here is zero.
+    let next = limit;
     for (const { bytes, view } of copies) {
       if (bytes === null || at + RECORD_HEADER_BYTES > bytes.length) continue;
-      const length = view!.getUint32(at + 4, true);
-      // Fast path over zeroed space: a frame's length word is never zero.
+      const length = view!.getUint32(at + LENGTH_WORD_AT, true);
       if (length !== 0 && length <= RECORD_PAYLOAD_BYTES_MAX) plausible = true;
+      next = Math.min(
+        next,
+        length === 0 ? candidateAfterZeros(bytes, at, limit) : at + RECORD_ALIGN_BYTES,
+      );
     }
     if (plausible && chainReachesBatchEnd(copies, seq, at, limit)) return at;
+    // Zeroed space (a preallocated tail) is stepped over natively, not a word at a time.
+    at = Math.max(next, at + RECORD_ALIGN_BYTES);
   }
   return -1;
 }
@@ -244,19 +247,55 @@ function chainReachesBatchEnd(
 function findValidAfter(copies: readonly SegmentImage[], seq: number, offset: number): number {
   for (const { bytes, view } of copies) {
     if (bytes === null) continue;
-    for (let at = offset + RECORD_ALIGN_BYTES; at + 16 <= bytes.length; at += RECORD_ALIGN_BYTES) {
-      const length = view!.getUint32(at + 4, true);
-      // Fast path over zeroed space: a frame's length word is never zero.
-      if (length === 0 || length > RECORD_PAYLOAD_BYTES_MAX) continue;
-      if (decodeFrame(bytes, view!, at, seq).ok) return at;
+    for (let at = offset + RECORD_ALIGN_BYTES; at + 16 <= bytes.length; ) {
+      const length = view!.getUint32(at + LENGTH_WORD_AT, true);
+      if (length === 0) {
+        at = Math.max(candidateAfterZeros(bytes, at, bytes.length), at + RECORD_ALIGN_BYTES);
+        continue;
+      }
+      if (length <= RECORD_PAYLOAD_BYTES_MAX && decodeFrame(bytes, view!, at, seq).ok) return at;
+      at += RECORD_ALIGN_BYTES;
     }
   }
   return -1;
 }
 
+/** A frame's length word sits after its 4-byte CRC; it is never zero in a written frame. */
+const LENGTH_WORD_AT = 4;
+/** Zeroed space is compared against this, a chunk at a time (memcmp, not a loop over bytes). */
+const ZERO_CHUNK = new Uint8Array(64 * 1024);
+
+/**
+ * The first aligned offset after `at` whose length word may hold a nonzero byte, given that the
+ * length word at `at` is zero: every aligned offset before it has a length word wholly in zeros,
+ * so no frame starts there. `limit` when the bytes up to it are all zero.
+ */
+function candidateAfterZeros(bytes: Uint8Array, at: number, limit: number): number {
+  const first = firstNonZero(bytes, at + LENGTH_WORD_AT, Math.min(limit, bytes.length));
+  if (first < 0) return limit;
+  const aligned = Math.floor((first - LENGTH_WORD_AT) / RECORD_ALIGN_BYTES) * RECORD_ALIGN_BYTES;
+  return Math.max(aligned, at + RECORD_ALIGN_BYTES);
+}
+
+/** Index of the first nonzero byte in [from, end), or -1. */
+export function firstNonZero(bytes: Uint8Array, from: number, end: number): number {
+  const chunk = ZERO_CHUNK.length;
+  let i = from;
+  while (i + chunk <= end && Buffer.compare(bytes.subarray(i, i + chunk), ZERO_CHUNK) === 0) {
+    i += chunk;
+  }
+  for (; i < end; i++) if (bytes[i] !== 0) return i;
+  return -1;
+}
+
 /** Offset just past the last nonzero byte at or after `from`, or `from` when all zero. */
 export function nonZeroEnd(bytes: Uint8Array, from: number): number {
-  for (let i = bytes.length - 1; i >= from; i--) if (bytes[i] !== 0) return i + 1;
+  const chunk = ZERO_CHUNK.length;
+  let end = bytes.length;
+  while (end - chunk >= from && Buffer.compare(bytes.subarray(end - chunk, end), ZERO_CHUNK) === 0) {
+    end -= chunk;
+  }
+  for (let i = end - 1; i >= from; i--) if (bytes[i] !== 0) return i + 1;
   return from;
 }
 
