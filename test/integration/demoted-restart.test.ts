@@ -246,6 +246,10 @@ describe('roles stay true across restarts and demotions', { timeout: 240_000 }, 
       const termsBefore = await Promise.all(others.map(async (m) => (await m.status()).term));
 
       victim.spawn();
+      // A fresh channel: the old one has been reconnecting with growing backoff while the victim
+      // was down, and could sleep through the whole polling window below.
+      conns.get(victim.name)!.close();
+      conns.set(victim.name, grpcClients(victim.spec.client));
       const seen = new Map<ReadOutcome, number>();
       let knownAtMs: number | null = null;
       const startedMs = Date.now();

@@ -292,7 +292,10 @@ export function firstNonZero(bytes: Uint8Array, from: number, end: number): numb
 export function nonZeroEnd(bytes: Uint8Array, from: number): number {
   const chunk = ZERO_CHUNK.length;
   let end = bytes.length;
-  while (end - chunk >= from && Buffer.compare(bytes.subarray(end - chunk, end), ZERO_CHUNK) === 0) {
+  while (
+    end - chunk >= from &&
+    Buffer.compare(bytes.subarray(end - chunk, end), ZERO_CHUNK) === 0
+  ) {
     end -= chunk;
   }
   for (let i = end - 1; i >= from; i--) if (bytes[i] !== 0) return i + 1;
