@@ -324,6 +324,7 @@ async function devCommand(dir: string, count: number | null): Promise<number> {
   process.stdout.write(
     [
       `tandem dev: ${members.length} members, data under ${root}`,
+      `roles as configured; the redundancy policy changes them as members fail (\`node ${TANDEM_BIN} status\` shows the current ones):`,
       ...members.map(
         (m) =>
           `  ${m.name}  ${(m.role === 'standby' ? `${m.standbyMode} standby` : m.role).padEnd(12)} ${m.zone}  client ${m.client}  peer ${m.peer}  admin http://${m.admin}/status`,
@@ -332,14 +333,14 @@ async function devCommand(dir: string, count: number | null): Promise<number> {
       'try:',
       '  etcdctl put greeting hello && etcdctl get greeting',
       `  etcdctl --endpoints ${members.map((m) => m.client).join(',')} endpoint status -w table`,
-      '  npx tandem status',
+      `  node ${TANDEM_BIN} status`,
       '  kill -9 a voter: within redundancy.replaceAfter (10s) the hot standby n5 takes its place',
-      '  npx tandem member promote n4   (demote / standby NAME too)',
+      `  node ${TANDEM_BIN} member promote n4   (demote / standby NAME too)`,
       'Ctrl-C stops the cluster.',
       '',
     ].join('\n'),
   );
-  const exited = cluster.members.map((m) => m.exited.then((exit) => exit.code ?? 1));
+  const exits = cluster.members.map((m) => m.exited);
   let stopping = false;
   const stopAll = (): void => {
     if (stopping) return;
@@ -352,17 +353,19 @@ async function devCommand(dir: string, count: number | null): Promise<number> {
   process.on('SIGTERM', stopAll);
   // A member that dies on its own (a crash, or kill -9 to try failover) is reported; the others
   // keep serving. Restart it with the command printed.
-  exited.forEach((p, i) => {
-    void p.then((code) => {
+  exits.forEach((p, i) => {
+    void p.then((exit) => {
       if (stopping) return;
       const m = cluster.members[i]!;
+      const how =
+        exit.signal === null ? `exited (code ${exit.code})` : `was killed (${exit.signal})`;
       process.stderr.write(
-        `tandem dev: ${m.name} exited (code ${code}); restart it with: node ${TANDEM_BIN} start --config ${m.spec.configFile}\n`,
+        `tandem dev: ${m.name} ${how}; restart it with: node ${TANDEM_BIN} start --config ${m.spec.configFile}\n`,
       );
     });
   });
-  const codes = await Promise.all(exited);
-  return codes.every((c) => c === 0) && stopping ? 0 : 1;
+  const ends = await Promise.all(exits);
+  return ends.every((e) => e.code === 0) && stopping ? 0 : 1;
 }
 
 function prefixLines(name: string, data: Buffer): string {

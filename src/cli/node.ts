@@ -89,8 +89,12 @@ export async function startNode(config: TandemConfig): Promise<RunningNode> {
     logger.info({ leader: soft.lead.toString(16), term, role: soft.raftState }, 'raft state');
     metrics.noteLeader(soft.lead);
   });
+  // Said once, when it happens: a standby outside the configuration sees every later change too.
+  let inConfig = inConfState(recovered.storage.initialState().confState, selfId);
   events.confChange.push((_change, confState) => {
-    if (!inConfState(confState, selfId)) logger.warn('this member was removed from the cluster');
+    const now = inConfState(confState, selfId);
+    if (inConfig && !now) logger.warn('this member was removed from the cluster');
+    inConfig = now;
   });
   events.fatal.push((error) => {
     logger.fatal({ err: error }, 'member stopped on a storage failure');

@@ -105,16 +105,23 @@ export function statusRows(answers: readonly StatusAnswer[]): StatusRow[] {
   }
   const leaderCommit = leader?.commitIndex ?? 0;
   const leaderView = leader?.registry ?? [];
+  // An endpoint that did not answer cannot say who it is. When exactly one member of the
+  // leader's registry is missing from the answers and exactly one endpoint failed, it is that
+  // member; otherwise the row stays '?'.
+  const answeredIds = new Set(answers.map((a) => a.status?.memberId));
+  const silent = leaderView.filter((m) => !answeredIds.has(m.id));
+  const failed = answers.filter((a) => a.status === null).length;
+  const known = failed === 1 && silent.length === 1 ? silent[0]! : null;
   return answers.map(({ endpoint, status, error }): StatusRow => {
     if (status === null) {
       return {
         endpoint,
-        name: '?',
-        memberId: '?',
+        name: known?.name ?? '?',
+        memberId: known?.id ?? '?',
         role: 'unreachable',
         standbyMode: '?',
-        zone: '?',
-        health: 'unreachable',
+        zone: known?.zone || '?',
+        health: known?.health ?? 'unreachable',
         isLearner: false,
         isLeader: false,
         term: 0,

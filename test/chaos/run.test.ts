@@ -23,8 +23,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { parseHistory } from '../../src/chaos/history.js';
-import { FAULT_KINDS, planFaults } from '../../src/chaos/plan.js';
 import { kernelNetUnavailable } from '../../src/chaos/netns.js';
+import { FAULT_KINDS, planFaults } from '../../src/chaos/plan.js';
 import { runChaos } from '../../src/chaos/run.js';
 
 const TIME_MS = 45_000;

@@ -133,3 +133,25 @@ test("the highest-term leader's view wins; a member it does not know keeps its o
   const last = formatStatusTable(rows).trimEnd().split('\n').at(-1);
   assert.equal(last, "roles: leader n1's registry; n9: own registry (not in the leader's)");
 });
+
+test("a member that does not answer is named from the leader's registry when only it is missing", () => {
+  const registry = LEADER_REGISTRY.map((m) => (m.id === '3' ? { ...m, health: 'failed' } : m));
+  const leader = status('1', { isLeader: true, registry });
+  const rows = statusRows([
+    answer(leader),
+    answer(status('2', {})),
+    answer(null, '127.0.0.1:13'),
+    answer(status('4', {})),
+  ]);
+  assert.deepEqual(
+    [rows[2]!.name, rows[2]!.memberId, rows[2]!.health, rows[2]!.role],
+    ['n3', '3', 'failed', 'unreachable'],
+  );
+  assert.match(formatStatusTable(rows).split('\n')[3]!, /^n3\s+3\s+unreachable \(connect/);
+  // Two silent endpoints and two silent members: which is which is unknown, so neither is named.
+  const two = statusRows([answer(leader), answer(null, 'a:1'), answer(null, 'b:1')]);
+  assert.deepEqual(
+    two.map((r) => r.name),
+    ['n1', '?', '?'],
+  );
+});

@@ -11,7 +11,7 @@ import { after, before, describe, test } from 'node:test';
 import { type ServiceError, status } from '@grpc/grpc-js';
 import type { LocalCluster, LocalMember } from '../../src/cli/local-cluster.js';
 import { sleep, waitFor } from '../../src/cli/local-net.js';
-import { call, ctl, grpcClients, killCtls, rawUnary, requireEtcdctl } from './clients.js';
+import { call, ctl, ETCDCTL_MISSING, grpcClients, killCtls, rawUnary } from './clients.js';
 import { startCluster } from './cluster.js';
 
 const TEST_TIMEOUT_MS = 30_000;
@@ -46,12 +46,11 @@ function sendRaw(address: string, bytes: Buffer, holdMs = 2_000): Promise<'close
   });
 }
 
-describe('bad input to a 3-member cluster', { timeout: 120_000 }, () => {
+describe('bad input to a 3-member cluster', { skip: ETCDCTL_MISSING, timeout: 120_000 }, () => {
   let c: LocalCluster;
   let conns: ReturnType<typeof grpcClients>[];
 
   before(async () => {
-    requireEtcdctl();
     c = await startCluster({ label: 'bad-input' });
     conns = c.members.map((m) => grpcClients(m.spec.client));
   });

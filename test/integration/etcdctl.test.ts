@@ -9,19 +9,18 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { LocalCluster, LocalMember } from '../../src/cli/local-cluster.js';
 import { waitFor } from '../../src/cli/local-net.js';
-import { ctl, ctlOk, ctlStream, killCtls, requireEtcdctl } from './clients.js';
+import { ctl, ctlOk, ctlStream, ETCDCTL_MISSING, killCtls } from './clients.js';
 import { startCluster, ZONE_DEFAULT } from './cluster.js';
 
 const TEST_TIMEOUT_MS = 30_000;
 
-describe('etcdctl against a 3-member cluster', { timeout: 150_000 }, () => {
+describe('etcdctl against a 3-member cluster', { skip: ETCDCTL_MISSING, timeout: 150_000 }, () => {
   let c: LocalCluster;
   /** All three client endpoints, so etcdctl picks any. */
   let all: string[];
   const at = (m: LocalMember): string[] => [m.spec.client];
 
   before(async () => {
-    requireEtcdctl();
     c = await startCluster({ label: 'etcdctl' });
     all = c.endpoints();
   });

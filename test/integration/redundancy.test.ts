@@ -16,7 +16,7 @@ import { request } from 'node:http';
 import { after, before, describe, test } from 'node:test';
 import type { LocalCluster, LocalMember } from '../../src/cli/local-cluster.js';
 import { sleep, waitFor } from '../../src/cli/local-net.js';
-import { call, ctlOk, grpcClients, requireEtcdctl } from './clients.js';
+import { call, ctlOk, ETCDCTL_MISSING, grpcClients } from './clients.js';
 import { startCluster } from './cluster.js';
 
 const REPLACE_AFTER_MS = 3_000;
@@ -46,12 +46,14 @@ function send(address: string, method: string, path: string, body?: unknown): Pr
   });
 }
 
-describe('redundancy: hot standby, replica, bounded reads', { timeout: 240_000 }, () => {
+describe('redundancy: hot standby, replica, bounded reads', {
+  skip: ETCDCTL_MISSING,
+  timeout: 240_000,
+}, () => {
   let c: LocalCluster;
   const conns = new Map<string, ReturnType<typeof grpcClients>>();
 
   before(async () => {
-    requireEtcdctl();
     c = await startCluster({
       label: 'redundancy',
       size: 5,
