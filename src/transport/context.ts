@@ -27,6 +27,8 @@ export interface TransportContext {
   nextSnapshotId(): number;
   /** Inbound connections from `peer` whose handshake completed and that are still open. */
   inboundFrom(peer: NodeId): number;
+  /** A connection from `peer` completed its handshake: its process is up and reachable. */
+  inboundOpened(peer: NodeId): void;
   /** Answers a peer's request for committed entries (fetch-protocol.ts). */
   answerFetch(from: NodeId, request: FetchRequest): FetchResponse;
 }

@@ -150,6 +150,7 @@ export class InboundConnection implements FrameSink {
     this.decoder.frameBytesMax = ctx.limits.frameBytesMax;
     this.socket.write(packFrame(FrameType.HelloOk, [ctx.clusterId, ctx.localId]));
     ctx.logger.debug({ remote: this.remote, peer: from }, 'inbound peer connection open');
+    ctx.inboundOpened(from);
   }
 
   /** A message must come from the authenticated sender and be addressed to us. */

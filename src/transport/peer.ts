@@ -448,6 +448,18 @@ export class Peer {
     if (this.downAwaitingInbound && this.linkLost && this.active === null) this.reportDown();
   }
 
+  /**
+   * The peer just opened a connection to us: its process is back (a restart, a healed link). A
+   * link waiting out its backoff dials now instead, so a restarted member hears from us (the
+   * leader's heartbeats, its role check) within a round trip, not after up to a backoff cap.
+   */
+  onInboundOpened(): void {
+    if (this.retryTimer === null || this.closed) return;
+    this.ctx.timers.clearTimeout(this.retryTimer);
+    this.retryTimer = null;
+    this.onRetryTimer();
+  }
+
   /** Exponential in the failed rounds, capped, with "equal jitter": in [d/2, d]. */
   private backoffMs(): number {
     const { backoffMinMs, backoffMaxMs } = this.ctx.limits;

@@ -208,6 +208,10 @@ export class TcpTransport implements Network, TransportContext {
     }
   }
 
+  inboundOpened(peer: NodeId): void {
+    this.peers.get(peer)?.onInboundOpened();
+  }
+
   inboundFrom(peer: NodeId): number {
     let open = 0;
     for (const c of this.inbound) if (c.peerId === peer) open++;

@@ -183,6 +183,27 @@ test('reconnects after the peer restarts, with backoff', async () => {
   }
 });
 
+test('a peer that dials us cuts our backoff short: we redial it at once', async () => {
+  // A backoff far longer than the test's wait: only the peer's own connection can end it.
+  const limits = { backoffMinMs: 20_000, backoffMaxMs: 20_000 };
+  const a = await startNode(1, { limits });
+  let b = await startNode(2);
+  try {
+    a.transport.setPeer(2, [b.address]);
+    const { port } = parseAddress(b.address);
+    await b.close();
+    await waitUntil(() => a.transport.peerStatus(2)!.failedRounds >= 1, 'a failed round');
+    a.transport.send(2, [msg({ type: MessageType.Heartbeat, commit: 7 })]);
+    b = await startNode(2, { listen: [{ host: '127.0.0.1', port }] });
+    b.transport.setPeer(1, [a.address]); // the restarted peer dials us at once, as members do
+    // waitUntil gives up after 5 s, a quarter of the backoff.
+    await waitUntil(() => b.inbox.length === 1, 'the queued message after the peer dialed us');
+    assert.equal(b.inbox[0]!.commit, 7);
+  } finally {
+    await Promise.all([a.close(), b.close()]);
+  }
+});
+
 test('the queue is bounded while a peer is down: oldest dropped, counted, reported', async () => {
   const a = await startNode(1, { limits: { queueMessagesMax: 64 } });
   // A port with nothing behind it: take one from the OS, then free it.
