@@ -4,8 +4,10 @@
  * endpoint over the etcd API itself — as etcd forwards them to the leader over HTTP.
  *
  * One gRPC channel per leader URL, kept while it is the leader; a bounded deadline per call.
+ * grpc-js is imported on the first forward: it costs about 90 ms of a member's start-up, and a
+ * leader, or a follower whose clients never need the leader, never loads it.
  */
-import { type Client, credentials, Metadata, makeGenericClientConstructor } from '@grpc/grpc-js';
+import type { Client } from '@grpc/grpc-js';
 import { LeaseError, LeaseErrorCode } from '../kv/lease/errors.js';
 import type { LeaseId } from '../kv/types.js';
 import type { LeaderForwarder, LeaseTimeToLiveResult } from '../server/contract.js';
@@ -16,9 +18,16 @@ import { ACK_SERVICE, type AwaitAllVotersRequest } from './services/ack.js';
 export const FORWARD_TIMEOUT_MS = 3000;
 const CLIENTS_MAX = 8;
 
+type GrpcModule = typeof import('@grpc/grpc-js');
+let grpcModule: Promise<GrpcModule> | null = null;
+function loadGrpc(): Promise<GrpcModule> {
+  grpcModule ??= import('@grpc/grpc-js');
+  return grpcModule;
+}
+
 type UnaryCall = (
   request: unknown,
-  metadata: Metadata,
+  metadata: import('@grpc/grpc-js').Metadata,
   options: { deadline: number },
   callback: (
     error: (Error & { code?: number; details?: string }) | null,
@@ -59,14 +68,14 @@ export class GrpcLeaderForwarder implements LeaderForwarder {
   }
 
   /** ack=all through a follower: the leader's Ack service waits for every voter. */
-  awaitAllVoters(
+  async awaitAllVoters(
     leaderClientUrls: readonly string[],
     index: number,
     timeoutMs: number,
   ): Promise<void> {
     const url = leaderClientUrls[0];
-    if (url === undefined)
-      return Promise.reject(new ServerError('NO_LEADER', 'etcdserver: no leader'));
+    if (url === undefined) throw new ServerError('NO_LEADER', 'etcdserver: no leader');
+    const { credentials, Metadata, makeGenericClientConstructor } = await loadGrpc();
     let c = this.ackClients.get(url);
     if (c === undefined) {
       if (this.ackClients.size >= CLIENTS_MAX) this.close();
@@ -103,7 +112,8 @@ export class GrpcLeaderForwarder implements LeaderForwarder {
     this.ackClients.clear();
   }
 
-  private client(url: string): Client {
+  private client(grpc: GrpcModule, url: string): Client {
+    const { credentials, makeGenericClientConstructor } = grpc;
     let c = this.clients.get(url);
     if (c === undefined) {
       if (this.clients.size >= CLIENTS_MAX) this.close();
@@ -114,15 +124,16 @@ export class GrpcLeaderForwarder implements LeaderForwarder {
     return c;
   }
 
-  private call(urls: readonly string[], method: string, request: unknown): Promise<unknown> {
+  private async call(urls: readonly string[], method: string, request: unknown): Promise<unknown> {
     const url = urls[0];
-    if (url === undefined)
-      return Promise.reject(new ServerError('NO_LEADER', 'etcdserver: no leader'));
+    if (url === undefined) throw new ServerError('NO_LEADER', 'etcdserver: no leader');
+    const grpc = await loadGrpc();
+    const { Metadata } = grpc;
     // LeaseKeepAlive is a stream in the proto; the leader answers a unary-shaped call on the
     // generic client through its streaming method, so we open a one-message stream.
-    const client = this.client(url) as unknown as Record<string, UnaryCall> & {
+    const client = this.client(grpc, url) as unknown as Record<string, UnaryCall> & {
       LeaseKeepAlive(
-        metadata: Metadata,
+        metadata: InstanceType<GrpcModule['Metadata']>,
         options: { deadline: number },
       ): {
         write(msg: unknown): void;
