@@ -26,6 +26,18 @@ export interface SegmentImage {
   /** Whole file contents, or null when this copy has no such segment. */
   readonly bytes: Uint8Array | null;
   readonly view: DataView | null;
+  /**
+   * Every byte at or past this offset is zero (absent: `bytes.length`). The reader knows it
+   * from the file and never wrote those bytes into `bytes`; the scan never reads them either, so
+   * a preallocated tail costs neither page faults nor a pass over it.
+   */
+  readonly zeroFrom?: number;
+}
+
+/** End of the part of a copy that may hold a nonzero byte. */
+export function dataEnd(copy: SegmentImage): number {
+  const length = copy.bytes?.length ?? 0;
+  return copy.zeroFrom === undefined ? length : Math.min(length, copy.zeroFrom);
 }
 
 export interface VerifiedRecord {
@@ -200,13 +212,16 @@ function findResync(
     let plausible = false;
     // Where the next nonzero length word can start, over the copies whose length here is zero.
     let next = limit;
-    for (const { bytes, view } of copies) {
+    for (const copy of copies) {
+      const { bytes, view } = copy;
       if (bytes === null || at + RECORD_HEADER_BYTES > bytes.length) continue;
       const length = view!.getUint32(at + LENGTH_WORD_AT, true);
       if (length !== 0 && length <= RECORD_PAYLOAD_BYTES_MAX) plausible = true;
       next = Math.min(
         next,
-        length === 0 ? candidateAfterZeros(bytes, at, limit) : at + RECORD_ALIGN_BYTES,
+        length === 0
+          ? candidateAfterZeros(bytes, at, Math.min(limit, dataEnd(copy)), limit)
+          : at + RECORD_ALIGN_BYTES,
       );
     }
     if (plausible && chainReachesBatchEnd(copies, seq, at, limit)) return at;
@@ -245,12 +260,15 @@ function chainReachesBatchEnd(
  * find (bytes that verify at a position they were not written at) a 2^-32 event.
  */
 function findValidAfter(copies: readonly SegmentImage[], seq: number, offset: number): number {
-  for (const { bytes, view } of copies) {
+  for (const copy of copies) {
+    const { bytes, view } = copy;
     if (bytes === null) continue;
-    for (let at = offset + RECORD_ALIGN_BYTES; at + 16 <= bytes.length; ) {
+    // A frame starting at or past dataEnd has a zero length word: no valid frame.
+    const end = dataEnd(copy);
+    for (let at = offset + RECORD_ALIGN_BYTES; at + 16 <= bytes.length && at < end; ) {
       const length = view!.getUint32(at + LENGTH_WORD_AT, true);
       if (length === 0) {
-        at = Math.max(candidateAfterZeros(bytes, at, bytes.length), at + RECORD_ALIGN_BYTES);
+        at = Math.max(candidateAfterZeros(bytes, at, end, end), at + RECORD_ALIGN_BYTES);
         continue;
       }
       if (length <= RECORD_PAYLOAD_BYTES_MAX && decodeFrame(bytes, view!, at, seq).ok) return at;
@@ -268,11 +286,11 @@ const ZERO_CHUNK = new Uint8Array(64 * 1024);
 /**
  * The first aligned offset after `at` whose length word may hold a nonzero byte, given that the
  * length word at `at` is zero: every aligned offset before it has a length word wholly in zeros,
- * so no frame starts there. `limit` when the bytes up to it are all zero.
+ * so no frame starts there. `none` when the bytes up to `end` (past which all are zero) are.
  */
-function candidateAfterZeros(bytes: Uint8Array, at: number, limit: number): number {
-  const first = firstNonZero(bytes, at + LENGTH_WORD_AT, Math.min(limit, bytes.length));
-  if (first < 0) return limit;
+function candidateAfterZeros(bytes: Uint8Array, at: number, end: number, none: number): number {
+  const first = firstNonZero(bytes, at + LENGTH_WORD_AT, Math.min(end, bytes.length));
+  if (first < 0) return none;
   const aligned = Math.floor((first - LENGTH_WORD_AT) / RECORD_ALIGN_BYTES) * RECORD_ALIGN_BYTES;
   return Math.max(aligned, at + RECORD_ALIGN_BYTES);
 }
@@ -288,10 +306,13 @@ export function firstNonZero(bytes: Uint8Array, from: number, end: number): numb
   return -1;
 }
 
-/** Offset just past the last nonzero byte at or after `from`, or `from` when all zero. */
-export function nonZeroEnd(bytes: Uint8Array, from: number): number {
+/**
+ * Offset just past the last nonzero byte at or after `from`, or `from` when all zero; bytes at
+ * or past `zeroFrom` are known zero and not read.
+ */
+export function nonZeroEnd(bytes: Uint8Array, from: number, zeroFrom = bytes.length): number {
   const chunk = ZERO_CHUNK.length;
-  let end = bytes.length;
+  let end = Math.min(bytes.length, zeroFrom);
   while (
     end - chunk >= from &&
     Buffer.compare(bytes.subarray(end - chunk, end), ZERO_CHUNK) === 0

@@ -168,6 +168,8 @@ interface SegmentInfo {
   readonly name: string;
 }
 
+/** Segments are read through a scratch buffer of this size (zero chunks are not kept). */
+const READ_CHUNK_BYTES = 1024 * 1024;
 const HEADER_BATCH_BYTES =
   frameBytes(SEGMENT_HEADER_PAYLOAD_BYTES) +
   frameBytes(SNAPSHOT_PAYLOAD_BYTES) +
@@ -356,7 +358,13 @@ export class Wal {
 
       // Repairs go to the in-memory images too: a copy missing the whole segment is cloned.
       for (const r of scan.repairs) {
-        copies[r.copy]!.bytes!.set(r.bytes, r.offset);
+        const copy = copies[r.copy]!;
+        copy.bytes!.set(r.bytes, r.offset);
+        // What it wrote is no longer known zero.
+        const written = r.offset + r.bytes.length;
+        if (copy.zeroFrom !== undefined && copy.zeroFrom < written) {
+          copies[r.copy] = { ...copy, zeroFrom: written };
+        }
         await patchFile(fs, paths[r.copy]!, r.bytes, r.offset);
         repaired.push({
           file: paths[r.copy]!,
@@ -371,7 +379,7 @@ export class Wal {
         for (let c = 0; c < copies.length; c++) {
           const bytes = copies[c]!.bytes;
           if (bytes === null) continue;
-          const end = nonZeroEnd(bytes, scan.batchEnd);
+          const end = nonZeroEnd(bytes, scan.batchEnd, copies[c]!.zeroFrom);
           if (end === scan.batchEnd) continue;
           bytes.fill(0, scan.batchEnd, end);
           await patchFile(fs, paths[c]!, new Uint8Array(end - scan.batchEnd), scan.batchEnd);
@@ -965,6 +973,7 @@ async function readCopies(
   segment: SegmentInfo,
 ): Promise<SegmentImage[]> {
   const copies: SegmentImage[] = [];
+  const scratch = new Uint8Array(READ_CHUNK_BYTES);
   for (const dir of dirs) {
     const path = join(dir, segment.name);
     const stat = await fs.stat(path);
@@ -978,15 +987,26 @@ async function readCopies(
         `segment of ${stat.sizeBytes} bytes > ${SEGMENT_BYTES_MAX}`,
       );
     }
+    // Read a chunk at a time through one scratch buffer; only chunks holding a nonzero byte are
+    // copied in. The rest of `bytes` stays untouched (never faulted in): a segment is mostly a
+    // preallocated zero tail, and touching 64 MiB costs a member a quarter second at start-up.
     const bytes = new Uint8Array(stat.sizeBytes);
+    let zeroFrom = 0;
     const handle = await fs.open(path, 'read');
     try {
-      const n = await handle.read(bytes, 0);
-      assert(n === stat.sizeBytes, `short read of ${path}`);
+      for (let at = 0; at < stat.sizeBytes; at += READ_CHUNK_BYTES) {
+        const chunk = scratch.subarray(0, Math.min(READ_CHUNK_BYTES, stat.sizeBytes - at));
+        const n = await handle.read(chunk, at);
+        assert(n === chunk.length, `short read of ${path}`);
+        const last = nonZeroEnd(chunk, 0);
+        if (last === 0) continue;
+        bytes.set(chunk.subarray(0, last), at);
+        zeroFrom = at + last;
+      }
     } finally {
       await handle.close();
     }
-    copies.push({ bytes, view: new DataView(bytes.buffer) });
+    copies.push({ bytes, view: new DataView(bytes.buffer), zeroFrom });
   }
   assert(
     copies.some((c) => c.bytes !== null),
