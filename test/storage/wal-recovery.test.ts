@@ -6,7 +6,7 @@
  * the reference model: recovery yields the model's state or refuses, never anything else.
  */
 import assert from 'node:assert/strict';
-import { cpSync, readFileSync } from 'node:fs';
+import { closeSync, cpSync, openSync, readFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import type { Entry, HardState } from '../../src/raft/types.js';
@@ -429,4 +429,30 @@ test('random damage in every copy, peers serving the committed log: the model st
     outcomes.fetched > 20 && outcomes.refused > 0 && outcomes.harmless + outcomes.tail > 0,
     JSON.stringify(outcomes),
   );
+});
+
+test('megabytes zeroed in the middle of the tail segment, records after them: damage, never the end of the log', async () => {
+  // Recovery reads a segment a chunk (1 MiB) at a time and keeps only chunks holding data: the
+  // records beyond a whole zeroed chunk must still be seen, so the zeroed span is damage.
+  const dir = tempDir('wal-zero-chunk');
+  try {
+    const opts = { ...base, fs: real, dir, segmentBytes: 8 * 1024 * 1024 };
+    const big = (index: number) => ent(index, 1, 'x'.repeat(64 * 1024));
+    const batches: Batch[] = [];
+    for (let i = 1; i <= 60; i += 2) batches.push(batch([big(i), big(i + 1)], hs(1, i - 1)));
+    await write(opts, batches);
+    const file = records(dir)[0]!.file;
+    const holeStart = 1024 * 1024;
+    const after = records(dir).filter((r) => r.offset >= 2 * holeStart && r.index > 0);
+    assert.ok(after.length > 0, 'entry records lie beyond the hole');
+    const fd = openSync(file, 'r+');
+    writeSync(fd, new Uint8Array(holeStart), 0, holeStart, holeStart);
+    closeSync(fd);
+    await assert.rejects(Wal.open(opts), (e: StorageError) => {
+      assert.equal(e.code, 'WAL_CORRUPT', e.message);
+      return true;
+    });
+  } finally {
+    removeDir(dir);
+  }
 });
