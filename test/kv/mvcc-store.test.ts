@@ -92,15 +92,12 @@ for (const kind of BACKENDS) {
           () => sm.store.eventsBetween(all, 2, 100, 10, false),
           (e) => e instanceof KvError && e.code === 'COMPACTED',
         );
-        assert.deepEqual(
-          sm.store.eventsBetween(all, 3, 100, 10, false).map(printEvent),
-          [
-            { type: 'PUT', key: 'b', mod: 3, prev: null },
-            { type: 'PUT', key: 'a', mod: 3, prev: null },
-            { type: 'DELETE', key: 'a', mod: 4, prev: null },
-            { type: 'PUT', key: 'c', mod: 5, prev: null },
-          ],
-        );
+        assert.deepEqual(sm.store.eventsBetween(all, 3, 100, 10, false).map(printEvent), [
+          { type: 'PUT', key: 'b', mod: 3, prev: null },
+          { type: 'PUT', key: 'a', mod: 3, prev: null },
+          { type: 'DELETE', key: 'a', mod: 4, prev: null },
+          { type: 'PUT', key: 'c', mod: 5, prev: null },
+        ]);
         // A delete exactly at the compaction revision is kept for watchers (etcd > 3.5.15),
         // and read back when the store is opened again (restoreTombstone).
         applyAll(sm, [compact(4)]);

@@ -239,10 +239,7 @@ function check(
       // strictly below the compaction revision (etcd's rule).
       const last = events.at(-1);
       const needed = last === undefined ? w.firstRevision : Number(/@(\d+)/.exec(last)![1]) + 1;
-      assert.ok(
-        needed < end.compactRevision,
-        `needed ${needed}, compacted ${end.compactRevision}`,
-      );
+      assert.ok(needed < end.compactRevision, `needed ${needed}, compacted ${end.compactRevision}`);
     }
   }
 }
