@@ -3,10 +3,16 @@
  * from thrown errors to statuses; and `unary`, the typed way to declare a unary method.
  */
 import type { EtcdBackend, RequestOptions } from '../server/contract.js';
+import { ServerError } from '../server/errors.js';
 import { toWireStatus } from './errors.js';
-import { type CallContext, type MethodHandler, unaryHandler } from './grpc/handlers.js';
+import {
+  type CallContext,
+  type MethodHandler,
+  type ServiceHandlers,
+  unaryHandler,
+} from './grpc/handlers.js';
 import type { CallStatus } from './grpc/status.js';
-import { type RequestDefaults, requestOptions } from './request-options.js';
+import { type RequestDefaults, requestOptions, requiresLeader } from './request-options.js';
 
 /** The subset of pino's API the edge uses; inject pino itself or any compatible logger. */
 export interface ApiLogger {
@@ -39,6 +45,29 @@ export function statusFor(ctx: ServiceContext, method: string, err: unknown): Ca
   if (!status.known) ctx.logger.error({ err, method }, 'api: unexpected error');
   else ctx.logger.debug({ method, code: status.code, details: status.details }, 'api: refused');
   return { code: status.code, details: status.details };
+}
+
+/**
+ * etcd's unary interceptor for `hasleader: true` (clientv3's WithRequireLeader): every unary
+ * method of `handlers` is refused with NO_LEADER (Unavailable, "etcdserver: no leader") while
+ * this member knows no leader, before the method runs. Streams are left as they are.
+ */
+export function withLeaderCheck(ctx: ServiceContext, handlers: ServiceHandlers): ServiceHandlers {
+  const guarded: Record<string, MethodHandler> = {};
+  for (const [name, handler] of Object.entries(handlers)) {
+    if (handler.kind !== 'unary') {
+      guarded[name] = handler;
+      continue;
+    }
+    const handle = handler.handle;
+    guarded[name] = unaryHandler((request: unknown, call: CallContext) => {
+      if (requiresLeader(call.metadata) && !ctx.backend.hasLeader()) {
+        return Promise.reject(new ServerError('NO_LEADER', 'etcdserver: no leader'));
+      }
+      return handle(request, call);
+    });
+  }
+  return guarded;
 }
 
 /**

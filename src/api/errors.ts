@@ -83,6 +83,7 @@ export const API_ERRORS: Readonly<Record<ErrorCode, ErrorEntry>> = {
   LEASE_NOT_FOUND: kvEntry('LEASE_NOT_FOUND'),
   INVALID_REQUEST: kvEntry('INVALID_REQUEST'),
   SNAPSHOT_CORRUPT: kvEntry('SNAPSHOT_CORRUPT'),
+  NO_SPACE: kvEntry('NO_SPACE'),
 
   // --- lease (src/kv/lease/errors.ts) -----------------------------------------------------
   LEASE_EXISTS: etcd('FAILED_PRECONDITION', 'etcdserver: lease already exists'),

@@ -32,6 +32,19 @@ export const REQUEST_DEFAULTS: RequestDefaults = Object.freeze({
   ack: 'quorum',
 });
 
+/** clientv3's WithRequireLeader (etcd's rpctypes.MetadataRequireLeaderKey / HasLeader). */
+export const REQUIRE_LEADER_KEY = 'hasleader';
+const REQUIRE_LEADER_VALUE = 'true';
+
+/**
+ * True when the call asks to be refused without a leader (`hasleader: true`); as etcd, only the
+ * first value counts and any other value asks nothing.
+ */
+export function requiresLeader(metadata: Metadata): boolean {
+  const values = metadata.get(REQUIRE_LEADER_KEY);
+  return values.length > 0 && values[0] === REQUIRE_LEADER_VALUE;
+}
+
 const LINEARIZABLE: ReadConsistency = Object.freeze({ kind: 'linearizable' });
 const LEASE: ReadConsistency = Object.freeze({ kind: 'lease' });
 const SERIALIZABLE: ReadConsistency = Object.freeze({ kind: 'serializable' });

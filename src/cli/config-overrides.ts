@@ -39,6 +39,7 @@ const OVERRIDABLE: readonly [path: string, kind: OverrideKind, isPath?: boolean]
   ['redundancy.standby.snapshotEvery', 'string'],
   ['wal.mirror', 'nullable', true],
   ['wal.segmentBytes', 'string'],
+  ['quota.backendBytes', 'string'],
   ['raft.heartbeatMs', 'int'],
   ['raft.electionMs', 'int'],
   ['raft.snapshotEntries', 'int'],

@@ -36,6 +36,7 @@ import {
 } from '../cluster/commands.js';
 import { POLICY_DEFAULTS, REPLACE_AFTER_MS_MAX, VOTERS_MAX } from '../cluster/policy.js';
 import type { PeerAddress } from '../io/network.js';
+import { QUOTA_BYTES_DEFAULT, QUOTA_BYTES_MAX } from '../kv/quota.js';
 import { SEGMENT_BYTES_DEFAULT, SEGMENT_BYTES_OPTION_MAX } from '../storage/limits.js';
 import { assert } from '../util/assert.js';
 import { TandemError } from '../util/errors.js';
@@ -148,6 +149,14 @@ export interface TandemConfig {
     readonly standby: { readonly mode: StandbyMode; readonly snapshotEveryMs: number };
   };
   readonly wal: { readonly mirror: string | null; readonly segmentBytes: number };
+  /**
+   * etcd's --quota-backend-bytes: once the KV store's file reaches `backendBytes`, writes that
+   * grow it (put, txn with puts, lease grant) fail with "etcdserver: mvcc: database space
+   * exceeded" and a NOSPACE alarm is raised through the log, capping every member until
+   * `etcdctl alarm disarm` (after compacting and defragmenting). Default (and 0) 2 GiB as
+   * etcd's; at most 8 GiB, the size above which etcd warns of degraded performance.
+   */
+  readonly quota: { readonly backendBytes: number };
   readonly raft: {
     readonly heartbeatMs: number;
     readonly electionMs: number;
@@ -402,6 +411,15 @@ export function parseSizeBytes(value: unknown): number {
   return bytes;
 }
 
+/** 0 = etcd's default (2 GiB); at most etcd's suggested maximum (8 GiB). */
+function parseQuotaBytes(value: unknown): number {
+  const bytes = parseSizeBytes(value);
+  if (bytes > QUOTA_BYTES_MAX) {
+    invalid("a size of at most 8GiB (etcd's suggested maximum; 0 = the 2GiB default)", value);
+  }
+  return bytes;
+}
+
 function parseSegmentBytes(value: unknown): number {
   const bytes = parseSizeBytes(value);
   if (bytes < CONFIG_SEGMENT_BYTES_MIN || bytes > SEGMENT_BYTES_OPTION_MAX || bytes % 8 !== 0) {
@@ -543,6 +561,11 @@ const inputSchema = z.strictObject({
     .strictObject({
       mirror: field(withDefault(null, parseNullable(parsePath))),
       segmentBytes: field(withDefault(SEGMENT_BYTES_DEFAULT, parseSegmentBytes)),
+    })
+    .prefault({}),
+  quota: z
+    .strictObject({
+      backendBytes: field(withDefault(0, parseQuotaBytes)),
     })
     .prefault({}),
   raft: z
@@ -710,6 +733,7 @@ function resolveConfig(input: ParsedInput, baseDir: string): TandemConfig {
       mirror: input.wal.mirror === null ? null : path(input.wal.mirror),
       segmentBytes: input.wal.segmentBytes,
     },
+    quota: { backendBytes: input.quota.backendBytes || QUOTA_BYTES_DEFAULT },
     raft: input.raft,
     tls: {
       client:

@@ -13,7 +13,7 @@
  *   4. start the transport, the member, the etcd API and the admin endpoint.
  * Stop (SIGTERM/SIGINT): stop the member after its fsync in flight, close listeners, close files.
  */
-import { mkdirSync, readFileSync, statSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { type Logger, pino } from 'pino';
 import { startAdminServer } from '../api/admin.js';
@@ -78,7 +78,12 @@ export async function startNode(config: TandemConfig): Promise<RunningNode> {
     random: new Prng(selfId ^ Date.now()),
     forwarder,
     logger,
-    dbSizeBytes: () => fileBytes(join(config.dataDir, 'kv', 'data.mdb')),
+    dbSizeBytes: () => disk.backend.sizeBytes(),
+    defragment: async () => {
+      logger.info({ dbSizeBytes: disk.backend.sizeBytes() }, 'defragmenting the KV store');
+      await disk.backend.defragment();
+      logger.info({ dbSizeBytes: disk.backend.sizeBytes() }, 'defragmented the KV store');
+    },
     onPolicyEvent: (event) => {
       logger.info(event, 'redundancy policy');
       metrics.notePolicyEvent(event);
@@ -302,6 +307,7 @@ function memberSpec(config: TandemConfig, id: NodeId, clusterId: bigint): Member
       stabilityMs: Math.min(5_000, config.redundancy.replaceAfterMs),
     }),
     ackAllTimeoutMs: Math.max(2_000, 2 * config.raft.electionMs),
+    quotaBackendBytes: config.quota.backendBytes,
   };
 }
 
@@ -374,12 +380,4 @@ function repairPeers(
     byId.set(m.id, { id: m.id, addresses: m.peerUrls.map(toAddress) });
   }
   return [...byId.values()];
-}
-
-function fileBytes(path: string): number {
-  try {
-    return statSync(path).size;
-  } catch {
-    return 0;
-  }
 }

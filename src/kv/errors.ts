@@ -18,7 +18,9 @@ export type KvErrorCode =
   | 'FUTURE_REV'
   | 'LEASE_NOT_FOUND'
   | 'INVALID_REQUEST'
-  | 'SNAPSHOT_CORRUPT';
+  | 'SNAPSHOT_CORRUPT'
+  /** A NOSPACE alarm is active (or the quota is reached): writes that grow the store refused. */
+  | 'NO_SPACE';
 
 /** gRPC status names as in google.golang.org/grpc/codes. */
 export type GrpcStatusName =
@@ -26,7 +28,8 @@ export type GrpcStatusName =
   | 'OUT_OF_RANGE'
   | 'NOT_FOUND'
   | 'DATA_LOSS'
-  | 'FAILED_PRECONDITION';
+  | 'FAILED_PRECONDITION'
+  | 'RESOURCE_EXHAUSTED';
 
 export interface KvErrorInfo {
   readonly grpc: GrpcStatusName;
@@ -62,6 +65,10 @@ export const KV_ERRORS: Readonly<Record<KvErrorCode, KvErrorInfo>> = {
   // and a snapshot that fails its checksums.
   INVALID_REQUEST: { grpc: 'INVALID_ARGUMENT', message: 'tandem: malformed kv request' },
   SNAPSHOT_CORRUPT: { grpc: 'DATA_LOSS', message: 'tandem: kv snapshot is corrupt' },
+  NO_SPACE: {
+    grpc: 'RESOURCE_EXHAUSTED',
+    message: 'etcdserver: mvcc: database space exceeded',
+  },
 };
 
 export class KvError extends TandemError<KvErrorCode> {

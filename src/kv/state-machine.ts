@@ -32,6 +32,7 @@ import {
 } from './mvcc/execute.js';
 import { restoreSnapshot, type SnapshotInfo, snapshotChunks } from './mvcc/snapshot.js';
 import { type KvHash, MvccStore, type TxnWrite } from './mvcc/store.js';
+import { quotaCostBytes } from './quota.js';
 import type { LeaseAttachments } from './types.js';
 import { checkRequestSize, type KvLimits, kvLimits, validateRequest } from './validate.js';
 
@@ -102,10 +103,14 @@ export class KvStateMachine {
     return bytes;
   }
 
-  apply(index: number, command: Uint8Array): ApplyResult {
+  /**
+   * `capped`: a NOSPACE alarm is active (replicated state, so the same on every member): a
+   * request that would grow the store is refused with NO_SPACE, as etcd's applierV3Capped.
+   */
+  apply(index: number, command: Uint8Array, capped = false): ApplyResult {
     assertUint(index, 'index');
     if (index <= this.store.appliedIndex()) return { kind: 'skipped' };
-    return this.store.write(index, (txn) => this.execute(txn, command));
+    return this.store.write(index, (txn) => this.execute(txn, command, capped));
   }
 
   /** Applies consecutive entries in one backend transaction (one fsync). */
@@ -128,14 +133,14 @@ export class KvStateMachine {
     return readTxn(this.store.read(), req);
   }
 
-  /** etcd's HashKV over the whole key history. */
-  hash(): KvHash {
-    return this.store.hashKv();
+  /** etcd's HashKV over the whole key history up to `revision` (0 = current). */
+  hash(revision = 0): KvHash {
+    return this.store.hashKv(revision);
   }
 
   /** `hash` in slices, awaiting `pause()` between them (MvccStore.hashKvInSlices). */
-  hashInSlices(pause: () => Promise<void>): Promise<KvHash> {
-    return this.store.hashKvInSlices(pause);
+  hashInSlices(pause: () => Promise<void>, revision = 0): Promise<KvHash> {
+    return this.store.hashKvInSlices(pause, revision);
   }
 
   snapshot(chunkBytesTarget?: number): KvSnapshot {
@@ -152,10 +157,11 @@ export class KvStateMachine {
     return { ...info, chunks, release: () => view.release() };
   }
 
-  private execute(txn: TxnWrite, command: Uint8Array): ApplyResult {
+  private execute(txn: TxnWrite, command: Uint8Array, capped: boolean): ApplyResult {
     try {
       const req = decodeCommand(command);
       validateRequest(req, this.limits);
+      if (capped && quotaCostBytes(req) > 0) throw new KvError('NO_SPACE');
       return { kind: 'applied', response: this.executeRequest(txn, req) };
     } catch (e) {
       // Requests are checked before they write, so a KvError means "nothing changed".

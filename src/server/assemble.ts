@@ -73,6 +73,8 @@ export interface MemberSpec {
   readonly policy: RedundancyPolicy | null;
   /** An ack=all write fails with WRITE_ACK_TIMEOUT after this long (it is committed). */
   readonly ackAllTimeoutMs?: number;
+  /** etcd's --quota-backend-bytes (default 2 GiB): see EtcdFacade's checkQuota. */
+  readonly quotaBackendBytes?: number;
   /** Known bugs switched on (the simulator's `--bug`): raft's and the parts'. */
   readonly bugs?: ReadonlySet<BugName | MemberBugName>;
 }
@@ -90,8 +92,10 @@ export interface MemberIo {
   /** Lease calls and ack=all checks a follower sends to the leader; none: refused there. */
   readonly forwarder?: LeaderForwarder;
   readonly logger?: RaftLogger;
-  /** Bytes of the backend on disk, for Status. */
+  /** Bytes of the backend on disk, for Status and the quota. */
   readonly dbSizeBytes?: () => number;
+  /** Gives the backend's free space back (etcd's Defragment), run while apply is paused. */
+  readonly defragment?: () => Promise<void>;
   readonly onPolicyEvent?: (event: PolicyEvent) => void;
   /** Sees an exception a periodic duty threw (`policy`, `role-check`, ...) before it propagates. */
   readonly onDutyError?: (duty: string, error: unknown) => void;
@@ -206,6 +210,8 @@ export function assembleMember(spec: MemberSpec, io: MemberIo): AssembledMember 
     electionTimeoutMs,
     ...(io.forwarder === undefined ? {} : { forwarder: io.forwarder }),
     ...(io.dbSizeBytes === undefined ? {} : { dbSizeBytes: io.dbSizeBytes }),
+    ...(io.defragment === undefined ? {} : { defragment: io.defragment }),
+    ...(spec.quotaBackendBytes === undefined ? {} : { quotaBackendBytes: spec.quotaBackendBytes }),
     ...(bugs === undefined ? {} : { bugs }),
   });
   return {

@@ -20,6 +20,7 @@ import type {
 } from '../kv/api-types.js';
 import type { LeaseId } from '../kv/types.js';
 import type { WatchStream } from '../kv/watch/stream.js';
+import type { AlarmMember } from './alarms.js';
 
 /** Read consistency of one request (per request: gRPC metadata, or etcd's `serializable`). */
 export type ReadConsistency =
@@ -85,6 +86,17 @@ export interface HashKvResult {
   /** The revision the hash covers. */
   readonly hashRevision: number;
 }
+
+/** etcd's Hash: the whole backend's hash, and the revision it was taken at. */
+export interface BackendHashResult {
+  readonly hash: number;
+  readonly revision: number;
+}
+
+/** etcd's AlarmRequest actions (GET lists; the others go through the log). */
+export type AlarmOp = 'get' | 'activate' | 'deactivate';
+
+export type { AlarmMember };
 
 /**
  * A point-in-time snapshot being read. The API sends the chunks as etcd does (at most 32 KiB per
@@ -165,7 +177,31 @@ export interface EtcdBackend {
   awaitAllVoters?(index: number): Promise<void>;
 
   status(): Promise<MemberStatus>;
+  /** etcd's HashKV up to `revision` (0 = current); COMPACTED / FUTURE_REV as etcd. */
   hashKv(revision: number): Promise<HashKvResult>;
+  /** etcd's Hash over the whole backend (see MvccStore.hashBackendInSlices). */
+  hash(): Promise<BackendHashResult>;
+  /**
+   * etcd's Alarm: `get` lists the raised alarms of `alarm` (0 = every type) after a
+   * linearizable barrier; `activate` / `deactivate` go through the log and answer the alarm
+   * raised or cleared (none when nothing changed).
+   */
+  alarm(
+    op: AlarmOp,
+    memberId: bigint,
+    alarm: number,
+    opts: RequestOptions,
+  ): Promise<readonly AlarmMember[]>;
+  /** etcd's Defragment: gives the backend's free space back to the file system. */
+  defragment(): Promise<void>;
+  /** False while this member knows no leader (gRPC metadata `hasleader`: etcd's no leader). */
+  hasLeader(): boolean;
+  /**
+   * `listener` runs once, when this member has known no leader for etcd's monitorLeader span
+   * (three election timeouts): streams opened with `hasleader` are then cancelled with NO_LEADER.
+   * Returns the unsubscribe function.
+   */
+  onLeaderLost(listener: () => void): () => void;
   moveLeader(targetId: bigint, opts: RequestOptions): Promise<void>;
   /** A consistent point-in-time copy of the state machine, in chunks (etcd's Snapshot RPC). */
   snapshot(): Promise<SnapshotStream>;

@@ -29,9 +29,16 @@ import type {
   TxnRequest,
   TxnResponse,
 } from '../kv/api-types.js';
+import { KvError } from '../kv/errors.js';
 import { LeaseError, LeaseErrorCode } from '../kv/lease/errors.js';
 import { LeaseIdGenerator } from '../kv/lease/lease-id.js';
 import { isReadOnlyTxn } from '../kv/mvcc/execute.js';
+import {
+  QUOTA_BYTES_DEFAULT,
+  type QuotaRequest,
+  quotaAvailable,
+  quotaCostBytes,
+} from '../kv/quota.js';
 import type { LeaseId } from '../kv/types.js';
 import type { WatchStream } from '../kv/watch/stream.js';
 import {
@@ -43,8 +50,17 @@ import {
 } from '../raft/types.js';
 import { assert } from '../util/assert.js';
 import type { AckAll } from './ack-all.js';
+import {
+  AlarmAction,
+  type AlarmMember,
+  AlarmType,
+  alarmStatusText,
+  isAlarmType,
+} from './alarms.js';
 import type {
+  AlarmOp,
   Member as ApiMember,
+  BackendHashResult,
   EtcdBackend,
   HashKvResult,
   Header,
@@ -63,6 +79,7 @@ import type { RedundancyDriver } from './redundancy.js';
 import type { RoleTruth } from './role.js';
 import {
   type CommandResult,
+  encodeAlarm,
   encodeLeaseCheckpoints,
   encodeLeaseGrant,
   encodeLeaseRevoke,
@@ -75,6 +92,11 @@ export const SERVER_VERSION = '3.5.0';
 /** A learner may be promoted once it holds this share of the leader's log (etcd's rule). */
 export const LEARNER_READY_PERCENT = 90;
 export const LEARNERS_MAX = 7;
+/**
+ * etcd's monitorLeader (maxNoLeaderCnt): streams that require a leader are cancelled once the
+ * member has had none for this many election timeouts (reconnecting costs more than waiting).
+ */
+export const NO_LEADER_STREAM_CANCEL_ELECTIONS = 3;
 /** MoveLeader gives up after this many election timeouts. */
 const MOVE_LEADER_TIMEOUT_ELECTIONS = 2;
 
@@ -90,8 +112,15 @@ export interface EtcdFacadeOptions {
   readonly forwarder?: LeaderForwarder;
   /** The leader's redundancy policy (null without one). */
   readonly redundancy: RedundancyDriver | null;
-  /** Bytes of the backend on disk, for Status (0 when unknown). */
+  /** Bytes of the backend on disk, for Status and the quota (0 when unknown). */
   readonly dbSizeBytes?: () => number;
+  /** etcd's --quota-backend-bytes: growing writes are refused once the backend reaches it. */
+  readonly quotaBackendBytes?: number;
+  /**
+   * Gives the backend's free space back (etcd's Defragment); called while the member applies
+   * nothing (Member.pauseApply). None: the backend has no free space to give back (memory).
+   */
+  readonly defragment?: () => Promise<void>;
   readonly bugs?: ReadonlySet<string>;
 }
 
@@ -108,6 +137,9 @@ export class EtcdFacade implements EtcdBackend {
   private freshAsOfMs = Number.NEGATIVE_INFINITY;
   private readsLocal = 0;
   private readsBarrier = 0;
+  /** Since when (member clock, ms) this member has known no leader; null while it knows one. */
+  private leaderlessSinceMs: number | null;
+  private readonly leaderLostListeners = new Set<() => void>();
 
   constructor(options: EtcdFacadeOptions) {
     this.o = options;
@@ -116,8 +148,15 @@ export class EtcdFacade implements EtcdBackend {
     this.role = options.role;
     this.memberId = BigInt(options.member.id);
     this.leaseIds = new LeaseIdGenerator(options.member.id, options.clock.wallNow());
-    MemberEvents.add(options.events.softState, () => this.leaderWaiters.check());
-    MemberEvents.add(options.events.tick, () => this.leaderWaiters.expire(options.clock.now()));
+    this.leaderlessSinceMs = options.member.leader === NONE ? options.clock.now() : null;
+    MemberEvents.add(options.events.softState, () => {
+      this.leaderWaiters.check();
+      this.noteLeader();
+    });
+    MemberEvents.add(options.events.tick, () => {
+      this.leaderWaiters.expire(options.clock.now());
+      this.checkLeaderLost();
+    });
   }
 
   close(): void {
@@ -161,6 +200,7 @@ export class EtcdFacade implements EtcdBackend {
   }
 
   async put(req: PutRequest, opts: RequestOptions): Promise<WithHeader<PutResponse>> {
+    this.checkQuota({ type: 'put', request: req });
     const r = await this.proposeKv({ type: 'put', request: req }, opts);
     assert(r.type === 'put', `a put answered as ${r.type}`);
     return { header: this.headerAt(r.response.header.revision), response: r.response };
@@ -182,6 +222,7 @@ export class EtcdFacade implements EtcdBackend {
       const response = this.state.readTxn(req);
       return { header: this.headerAt(response.header.revision), response };
     }
+    this.checkQuota({ type: 'txn', request: req });
     const r = await this.proposeKv({ type: 'txn', request: req }, opts);
     assert(r.type === 'txn', `a txn answered as ${r.type}`);
     return { header: this.headerAt(r.response.header.revision), response: r.response };
@@ -211,6 +252,27 @@ export class EtcdFacade implements EtcdBackend {
     }
   }
 
+  /**
+   * etcd's quotaKVServer / quotaLeaseServer: a growing request that would take the backend to
+   * its quota is refused with NO_SPACE, and this member raises its NOSPACE alarm through the log
+   * (once: not again while the alarm is up), which caps every member (tandem-state-machine.ts).
+   */
+  private checkQuota(req: QuotaRequest): void {
+    this.role.refuseUnlessServing(); // a standby says so, whatever its size
+    const sizeBytes = this.o.dbSizeBytes?.() ?? 0;
+    const quotaBytes = this.o.quotaBackendBytes ?? QUOTA_BYTES_DEFAULT;
+    if (quotaAvailable(sizeBytes, quotaCostBytes(req), quotaBytes)) return;
+    const raised = this.state.alarms(AlarmType.NoSpace).some((m) => m.memberId === this.memberId);
+    if (!raised) {
+      // Its outcome does not matter here: the write is refused either way, as in etcd.
+      this.member.propose(
+        encodeAlarm(AlarmAction.Activate, this.memberId, AlarmType.NoSpace),
+        () => {},
+      );
+    }
+    throw new KvError('NO_SPACE');
+  }
+
   // -------------------------------------------------------------------------------------------
   // Watch
 
@@ -228,10 +290,11 @@ export class EtcdFacade implements EtcdBackend {
     opts: RequestOptions,
   ): Promise<LeaseGrantResult> {
     this.role.refuseUnlessServing();
+    this.checkQuota({ type: 'leaseGrant' });
     const chosen = id === 0n ? this.leaseIds.next() : id;
     const { result } = await this.propose(encodeLeaseGrant(chosen, ttlSeconds), opts.signal);
     if (result.kind === 'leaseGranted') return result.grant;
-    if (result.kind === 'leaseRejected') throw result.error;
+    if (result.kind === 'leaseRejected' || result.kind === 'rejected') throw result.error;
     return unexpected(result);
   }
 
@@ -414,6 +477,9 @@ export class EtcdFacade implements EtcdBackend {
   async status(): Promise<MemberStatus> {
     const self = this.state.member(this.member.id);
     const dbSize = this.o.dbSizeBytes?.() ?? 0;
+    // As etcd: no leader, then every raised alarm, in `errors`.
+    const errors = this.member.leader === NONE ? ['etcdserver: no leader'] : [];
+    for (const m of this.state.alarms()) errors.push(alarmStatusText(m));
     return {
       version: SERVER_VERSION,
       dbSize,
@@ -424,14 +490,79 @@ export class EtcdFacade implements EtcdBackend {
       raftAppliedIndex: this.member.appliedIndex,
       // Outside the leader's configuration (see RoleTruth), whatever a stale registry says.
       isLearner: this.role.selfRole().source === 'leader' || (self?.isLearner ?? false),
-      errors: [],
+      errors,
     };
   }
 
-  async hashKv(_revision: number): Promise<HashKvResult> {
+  hasLeader(): boolean {
+    return this.member.leader !== NONE;
+  }
+
+  onLeaderLost(listener: () => void): () => void {
+    this.leaderLostListeners.add(listener);
+    return () => this.leaderLostListeners.delete(listener);
+  }
+
+  private noteLeader(): void {
+    if (this.member.leader !== NONE) this.leaderlessSinceMs = null;
+    else this.leaderlessSinceMs ??= this.o.clock.now();
+  }
+
+  /** etcd's monitorLeader: fires the listeners once the member has been leaderless too long. */
+  private checkLeaderLost(): void {
+    this.noteLeader();
+    if (this.leaderlessSinceMs === null || this.leaderLostListeners.size === 0) return;
+    const spanMs = NO_LEADER_STREAM_CANCEL_ELECTIONS * this.o.electionTimeoutMs;
+    if (this.o.clock.now() - this.leaderlessSinceMs < spanMs) return;
+    const listeners = [...this.leaderLostListeners];
+    this.leaderLostListeners.clear();
+    for (const listener of listeners) listener();
+  }
+
+  async hash(): Promise<BackendHashResult> {
+    const clock = this.o.clock;
+    return this.state.hashBackendInSlices(() => new Promise((resolve) => clock.defer(resolve)));
+  }
+
+  async alarm(
+    op: AlarmOp,
+    memberId: bigint,
+    alarm: number,
+    opts: RequestOptions,
+  ): Promise<readonly AlarmMember[]> {
+    assert(isAlarmType(alarm), `alarm type ${alarm}`);
+    if (op === 'get') {
+      await this.readBarrier({ kind: 'linearizable' }, opts.signal);
+      return this.state.alarms(alarm);
+    }
+    const action = op === 'activate' ? AlarmAction.Activate : AlarmAction.Deactivate;
+    const { result } = await this.propose(encodeAlarm(action, memberId, alarm), opts.signal);
+    if (result.kind === 'alarm') return result.alarms;
+    return unexpected(result);
+  }
+
+  /**
+   * etcd's Defragment: the backend is copied without its free pages while this member applies
+   * nothing (its Ready loop holds; reads and raft's ticks go on), then swapped in.
+   */
+  async defragment(): Promise<void> {
+    const defragment = this.o.defragment;
+    if (defragment === undefined) return;
+    const resume = await this.member.pauseApply();
+    try {
+      await defragment();
+    } finally {
+      resume();
+    }
+  }
+
+  async hashKv(revision: number): Promise<HashKvResult> {
     // A slice per event-loop turn: a large store is hashed while the member goes on serving.
     const clock = this.o.clock;
-    const h = await this.state.hashInSlices(() => new Promise((resolve) => clock.defer(resolve)));
+    const h = await this.state.hashInSlices(
+      () => new Promise((resolve) => clock.defer(resolve)),
+      revision,
+    );
     return { hash: h.hash, compactRevision: h.compactRevision, hashRevision: h.revision };
   }
 

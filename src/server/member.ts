@@ -204,6 +204,13 @@ export class Member<R = unknown> {
   private saving = false;
   private snapshotting = false;
   /**
+   * While positive, the Ready loop holds (nothing persisted, sent or applied; raft goes on
+   * ticking and stepping in memory): the state machine's backend is not written (pauseApply).
+   */
+  private applyPauses = 0;
+  /** pauseApply calls waiting for the save in flight to finish. */
+  private pauseWaiters: (() => void)[] = [];
+  /**
    * Raft was about to ship a snapshot that does not list its recipient: take a fresh one at the
    * next chance, so snapshots shipped list their recipient (as etcd's are). Else a member
    * re-added after a removal it missed refuses the older snapshot (raft's restore), and an idle
@@ -297,6 +304,29 @@ export class Member<R = unknown> {
     this.state = 'stopping';
     this.onStopped = done;
     if (!this.saving && !this.snapshotting) this.finishStop();
+  }
+
+  /**
+   * Holds the Ready loop once the save in flight (if any) is done: from then until `resume()`,
+   * no entry is applied, so the state machine's backend is not written (a defragment copies it
+   * meanwhile). Raft keeps ticking and receiving; what it produced goes out at the next Ready.
+   * The caller must resume soon (well within an election timeout on a leader, whose heartbeats
+   * wait too) and exactly once.
+   */
+  pauseApply(): Promise<() => void> {
+    this.applyPauses++;
+    let resumed = false;
+    const resume = (): void => {
+      assert(!resumed, 'pauseApply resumed twice');
+      resumed = true;
+      this.applyPauses--;
+      assert(this.applyPauses >= 0, 'apply pauses balanced');
+      if (this.applyPauses === 0) this.scheduleDrain();
+    };
+    return new Promise((resolve) => {
+      if (!this.saving) resolve(resume);
+      else this.pauseWaiters.push(() => resolve(resume));
+    });
   }
 
   get running(): boolean {
@@ -654,7 +684,8 @@ export class Member<R = unknown> {
   }
 
   private drain(): void {
-    if (this.state !== 'running' || this.saving || !this.rn.hasReady()) return;
+    if (this.state !== 'running' || this.saving || this.applyPauses > 0) return;
+    if (!this.rn.hasReady()) return;
     const rd = this.rn.ready();
     this.saving = true;
     // A leader's appends travel while its own write runs (Ready.messagesNow).
@@ -676,6 +707,12 @@ export class Member<R = unknown> {
 
   private saved(rd: Ready, error: Error | null): void {
     this.saving = false;
+    // Paused callers resume in a microtask, after this whole Ready is applied.
+    if (this.pauseWaiters.length > 0) {
+      const waiters = this.pauseWaiters;
+      this.pauseWaiters = [];
+      for (const ready of waiters) ready();
+    }
     if (error !== null) {
       this.fatal(error);
       return;

@@ -15,6 +15,9 @@
  *   7 registry    a registry command (src/cluster encodeRegistryCommand): role, standby mode,
  *                 zone, health records. One that does not fit the registry (a RegistryError) is a
  *                 rejected no-op, the same on every member since the registry is replicated.
+ *   8 alarm       msgpack [action, memberId (decimal), alarmType]  (etcd's Alarm ACTIVATE and
+ *                 DEACTIVATE, alarms.ts). While a NOSPACE alarm is raised, puts, txns with puts
+ *                 and lease grants are refused with NO_SPACE (etcd's applierV3Capped).
  *
  * Deterministic: every member applying the same entries holds the same `hash()`. Time enters
  * only the primary lessor's deadlines, which are not replicated state.
@@ -40,6 +43,7 @@ import type {
   TxnResponse,
 } from '../kv/api-types.js';
 import type { Backend } from '../kv/backend/backend.js';
+import { KvError } from '../kv/errors.js';
 import { LeaseError, LeaseErrorCode } from '../kv/lease/errors.js';
 import {
   type LeaseCheckpoint,
@@ -54,6 +58,14 @@ import type { KeyRange, KvEvent, LeaseId, WatchableStore } from '../kv/types.js'
 import { WatchHub } from '../kv/watch/hub.js';
 import type { ConfChange, ConfState, Snapshot } from '../raft/types.js';
 import { assert } from '../util/assert.js';
+import {
+  AlarmAction,
+  type AlarmMember,
+  AlarmSet,
+  AlarmType,
+  decodeAlarmPayload,
+  encodeAlarmPayload,
+} from './alarms.js';
 import type { Member } from './member.js';
 import type { ApplyContext, ReplicatedStateMachine } from './state-machine.js';
 
@@ -65,6 +77,7 @@ export const CommandKind = {
   MemberAttributes: 5,
   MemberPeerUrls: 6,
   Registry: 7,
+  Alarm: 8,
 } as const;
 export type CommandKind = (typeof CommandKind)[keyof typeof CommandKind];
 
@@ -75,6 +88,7 @@ const enc = new TextEncoder();
 const META_REGISTRY = concat(EXTENSION_META_PREFIX, enc.encode('registry'));
 const META_LEASE_PREFIX = concat(EXTENSION_META_PREFIX, enc.encode('lease/'));
 const META_LEASE_IDS = concat(EXTENSION_META_PREFIX, enc.encode('lease-generated'));
+const META_ALARMS = concat(EXTENSION_META_PREFIX, enc.encode('alarms'));
 
 /** What applying a command gives its proposer. */
 export type CommandResult =
@@ -83,6 +97,8 @@ export type CommandResult =
   | { readonly kind: 'leaseRevoked'; readonly id: LeaseId; readonly revision: number }
   | { readonly kind: 'leaseRejected'; readonly error: LeaseError }
   | { readonly kind: 'registryRejected'; readonly error: RegistryError }
+  /** An alarm change: the alarm raised or cleared (none when nothing changed, as etcd's). */
+  | { readonly kind: 'alarm'; readonly alarms: readonly AlarmMember[] }
   | { readonly kind: 'done' };
 
 export interface TandemStateMachineOptions {
@@ -119,6 +135,11 @@ export function encodeMemberAttributes(id: number, name: string, clientUrls: str
 
 export function encodeMemberPeerUrls(id: number, peerUrls: string[]): Uint8Array {
   return withKind(CommandKind.MemberPeerUrls, pack([id, peerUrls]));
+}
+
+/** etcd's Alarm ACTIVATE or DEACTIVATE as a log entry. */
+export function encodeAlarm(action: AlarmAction, memberId: bigint, alarm: AlarmType): Uint8Array {
+  return withKind(CommandKind.Alarm, encodeAlarmPayload(action, memberId, alarm));
 }
 
 /** A registry command as a log entry of its own (the policy's and a member's publishes). */
@@ -169,6 +190,7 @@ export class TandemStateMachine implements ReplicatedStateMachine {
   readonly watchHub: WatchHub;
   private kv: KvStateMachine;
   private registry: MemberRegistry;
+  private alarmSet = new AlarmSet();
   private readonly backend: Backend;
   private readonly current: CurrentStore;
   private readonly nowMs: () => number;
@@ -200,6 +222,7 @@ export class TandemStateMachine implements ReplicatedStateMachine {
       leases.push({ id, ttlSeconds, remainingTtlSeconds, keys: [] });
       return true;
     });
+    this.alarmSet = AlarmSet.decode(this.backend.get('meta', META_ALARMS));
     const generated = this.backend.get('meta', META_LEASE_IDS);
     this.lessor.restore({
       version: 1,
@@ -224,7 +247,7 @@ export class TandemStateMachine implements ReplicatedStateMachine {
     const payload = command.subarray(1);
     switch (command[0]) {
       case CommandKind.Kv:
-        return this.kv.apply(ctx.index, payload);
+        return this.kv.apply(ctx.index, payload, this.alarmSet.has(AlarmType.NoSpace));
       case CommandKind.LeaseGrant:
         return this.applyLeaseGrant(ctx, payload);
       case CommandKind.LeaseRevoke:
@@ -237,6 +260,8 @@ export class TandemStateMachine implements ReplicatedStateMachine {
         return this.applyPeerUrls(ctx, payload);
       case CommandKind.Registry:
         return this.applyRegistryCommand(ctx, payload);
+      case CommandKind.Alarm:
+        return this.applyAlarm(ctx, payload);
       default:
         // An unknown kind (a newer member's command): the same no-op on every member.
         return this.applyNoopResult(ctx);
@@ -328,6 +353,11 @@ export class TandemStateMachine implements ReplicatedStateMachine {
   // -------------------------------------------------------------------------------------------
   // Views for the server
 
+  /** Raised alarms of one type, or all (AlarmType.None): the same on every member. */
+  alarms(alarm: AlarmType = AlarmType.None): readonly AlarmMember[] {
+    return this.alarmSet.list(alarm);
+  }
+
   members(): MemberInfo[] {
     return this.registry.list();
   }
@@ -362,9 +392,16 @@ export class TandemStateMachine implements ReplicatedStateMachine {
     return this.kv.hash();
   }
 
+  /** etcd's Hash: the whole backend, in slices (MvccStore.hashBackendInSlices). */
+  hashBackendInSlices(
+    pause: () => Promise<void>,
+  ): Promise<{ readonly hash: number; readonly revision: number }> {
+    return this.kv.store.hashBackendInSlices(pause);
+  }
+
   /** `hash` in slices (KvStateMachine.hashInSlices): for the HashKV RPC on a large store. */
-  hashInSlices(pause: () => Promise<void>): Promise<KvHash> {
-    return this.kv.hashInSlices(pause);
+  hashInSlices(pause: () => Promise<void>, revision = 0): Promise<KvHash> {
+    return this.kv.hashInSlices(pause, revision);
   }
 
   /** Validates and encodes a KV request for proposing (etcd's checks before the log). */
@@ -387,6 +424,10 @@ export class TandemStateMachine implements ReplicatedStateMachine {
     if (refusal !== null) {
       this.applyNoopResult(ctx);
       return { kind: 'leaseRejected', error: refusal };
+    }
+    if (this.alarmSet.has(AlarmType.NoSpace)) {
+      this.applyNoopResult(ctx);
+      return { kind: 'rejected', error: new KvError('NO_SPACE') };
     }
     return this.kv.store.write(ctx.index, (txn) => {
       const grant = this.lessor.grant(id, ttlSeconds, this.nowMs());
@@ -458,6 +499,20 @@ export class TandemStateMachine implements ReplicatedStateMachine {
     });
     this.onPeersChanged?.();
     return { kind: 'done' };
+  }
+
+  private applyAlarm(ctx: ApplyContext, payload: Uint8Array): CommandResult {
+    const change = decodeAlarmPayload(payload);
+    if (change === null) return this.applyNoopResult(ctx);
+    return this.kv.store.write(ctx.index, (txn) => {
+      const set = this.alarmSet;
+      const m =
+        change.action === AlarmAction.Activate
+          ? set.activate(change.memberId, change.alarm)
+          : set.deactivate(change.memberId, change.alarm);
+      txn.putMeta(META_ALARMS, set.encode());
+      return { kind: 'alarm', alarms: m === null ? [] : [m] } as const;
+    });
   }
 
   private applyPeerUrls(ctx: ApplyContext, payload: Uint8Array): CommandResult {

@@ -27,7 +27,7 @@ type Callback = (err: ServiceError | null, res: Record<string, unknown>) => void
 type Unary = (req: object, md: Metadata, cb: Callback) => void;
 type Rpc = Client &
   Record<string, Unary> & {
-    Watch(): ClientDuplexStream<object, Record<string, unknown>>;
+    Watch(md?: Metadata): ClientDuplexStream<object, Record<string, unknown>>;
     LeaseKeepAlive(): ClientDuplexStream<object, Record<string, unknown>>;
     Snapshot(req: object): ClientReadableStream<Record<string, unknown>>;
   };
@@ -278,6 +278,81 @@ describe('api edge', { timeout: 60_000 }, () => {
       Array.from({ length: KEYS }, (_, i) => first + i),
     );
     stream.cancel();
+  });
+
+  test('hasleader: true (WithRequireLeader) refuses unary calls and watches without a leader', {
+    timeout: TEST_TIMEOUT_MS,
+  }, async () => {
+    const requireLeader = new Metadata();
+    requireLeader.set('hasleader', 'true');
+    const noLeader = grpcError(status.UNAVAILABLE, 'etcdserver: no leader');
+    const watchError = (stream: ClientDuplexStream<object, Record<string, unknown>>) =>
+      new Promise<ServiceError>((resolve) => stream.on('error', resolve));
+    // With a leader, the metadata changes nothing.
+    await call(c.kv, 'Range', { key: Buffer.from('hl') }, requireLeader);
+    const watched = c.watch.Watch(requireLeader);
+    const plain = c.watch.Watch();
+    plain.on('error', () => {});
+    const created = (stream: ClientDuplexStream<object, Record<string, unknown>>) =>
+      new Promise((resolve) => stream.once('data', resolve));
+    const lost = watchError(watched);
+    const both = Promise.all([created(watched), created(plain)]);
+    watched.write({ createRequest: { key: Buffer.from('hl') } });
+    plain.write({ createRequest: { key: Buffer.from('hl') } });
+    await both;
+    try {
+      // The member loses its leader (for monitorLeader's span): the watch that asked is ended.
+      h.backend.loseLeader();
+      noLeader(await lost);
+      await assert.rejects(
+        call(c.kv, 'Range', { key: Buffer.from('hl') }, requireLeader),
+        noLeader,
+      );
+      await assert.rejects(call(c.maintenance, 'Alarm', { action: 0 }, requireLeader), noLeader);
+      await call(c.kv, 'Range', { key: Buffer.from('hl') }); // without the metadata: served
+      noLeader(await watchError(c.watch.Watch(requireLeader)));
+      // The watch that did not ask still streams.
+      const event = new Promise((resolve) => plain.once('data', resolve));
+      await call(c.kv, 'Put', { key: Buffer.from('hl'), value: Buffer.from('v') });
+      assert.ok(((await event) as { events: unknown[] }).events.length === 1);
+    } finally {
+      h.backend.leader = true;
+      plain.cancel();
+    }
+  });
+
+  test('Alarm ACTIVATE, GET, DEACTIVATE; Hash; HashKV refuses compacted and future revisions', {
+    timeout: TEST_TIMEOUT_MS,
+  }, async () => {
+    const member = '18446744073709551615'; // uint64 max: ids travel exactly
+    const nospace = { memberID: member, alarm: 1 }; // NOSPACE
+    const alarms = async (action: number, alarm = 1) =>
+      (await call(c.maintenance, 'Alarm', { action, memberID: member, alarm })).alarms;
+    assert.deepEqual(await alarms(1), [nospace]);
+    assert.deepEqual(await alarms(1), [nospace], 'raised twice: the raised one');
+    assert.deepEqual(await alarms(0, 0), [nospace], 'GET of NONE lists every type');
+    assert.deepEqual(await alarms(2), [nospace]);
+    assert.deepEqual(await alarms(2), [], 'cleared twice: nothing');
+    assert.deepEqual(await alarms(0, 0), []);
+    const hash = await call(c.maintenance, 'Hash', {});
+    assert.equal(typeof hash.hash, 'number');
+    for (let i = 0; i < 3; i++)
+      await call(c.kv, 'Put', { key: Buffer.from('hk'), value: Buffer.from(`${i}`) });
+    const range = await call(c.kv, 'Range', { key: Buffer.from('hk') });
+    const rev = Number((range.header as { revision: string }).revision);
+    const at = (revision: number) => call(c.maintenance, 'HashKV', { revision });
+    assert.notEqual((await at(rev - 1)).hash, (await at(rev)).hash);
+    assert.equal((await at(rev)).hash, (await at(0)).hash, '0 = the current revision');
+    await assert.rejects(
+      at(rev + 1),
+      grpcError(status.OUT_OF_RANGE, 'etcdserver: mvcc: required revision is a future revision'),
+    );
+    await call(c.kv, 'Compact', { revision: rev - 1 });
+    await at(rev - 1); // at the compact revision: allowed
+    await assert.rejects(
+      at(rev - 2),
+      grpcError(status.OUT_OF_RANGE, 'etcdserver: mvcc: required revision has been compacted'),
+    );
   });
 
   test('watch: created, progress, cancel; an empty request is ignored', {

@@ -28,7 +28,9 @@ import { KvStateMachine } from '../../src/kv/state-machine.js';
 import type { LeaseId } from '../../src/kv/types.js';
 import { WatchHub } from '../../src/kv/watch/hub.js';
 import type { WatchStream } from '../../src/kv/watch/stream.js';
+import { type AlarmMember, AlarmSet, isAlarmType } from '../../src/server/alarms.js';
 import type {
+  AlarmOp,
   EtcdBackend,
   Header,
   LeaseGrantResult,
@@ -228,12 +230,49 @@ export class TestBackend implements EtcdBackend {
   }
 
   async hashKv(revision: number) {
-    const h = this.sm.hash();
-    return {
-      hash: h.hash,
-      compactRevision: h.compactRevision,
-      hashRevision: revision || h.revision,
-    };
+    const h = this.sm.hash(revision);
+    return { hash: h.hash, compactRevision: h.compactRevision, hashRevision: h.revision };
+  }
+
+  async hash() {
+    return this.sm.store.hashBackendInSlices(() => Promise.resolve());
+  }
+
+  /** The alarms, applied at once as a single member would (no log). */
+  readonly alarms = new AlarmSet();
+  async alarm(op: AlarmOp, memberId: bigint, alarm: number): Promise<readonly AlarmMember[]> {
+    if (!isAlarmType(alarm)) throw new Error(`harness: alarm type ${alarm}`);
+    if (op === 'get') return this.alarms.list(alarm);
+    const m =
+      op === 'activate'
+        ? this.alarms.activate(memberId, alarm)
+        : this.alarms.deactivate(memberId, alarm);
+    return m === null ? [] : [m];
+  }
+
+  defragments = 0;
+  async defragment(): Promise<void> {
+    this.defragments += 1;
+  }
+
+  /** Tests set it false to see `hasleader` metadata refused. */
+  leader = true;
+  hasLeader(): boolean {
+    return this.leader;
+  }
+
+  readonly leaderLostListeners = new Set<() => void>();
+  onLeaderLost(listener: () => void): () => void {
+    this.leaderLostListeners.add(listener);
+    return () => this.leaderLostListeners.delete(listener);
+  }
+
+  /** As the member after monitorLeader's span without a leader. */
+  loseLeader(): void {
+    this.leader = false;
+    const listeners = [...this.leaderLostListeners];
+    this.leaderLostListeners.clear();
+    for (const listener of listeners) listener();
   }
 
   async moveLeader(targetId: bigint): Promise<void> {

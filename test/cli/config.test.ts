@@ -72,6 +72,7 @@ describe('valid configurations', () => {
         standby: { mode: 'hot', snapshotEveryMs: 60_000 },
       },
       wal: { mirror: null, segmentBytes: 64 * 1024 * 1024 },
+      quota: { backendBytes: 2 * 1024 * 1024 * 1024 },
       raft: { heartbeatMs: 100, electionMs: 1000, snapshotEntries: 10_000, fastFailover: true },
       tls: { client: null, peer: null },
       testMode: { faultInjection: false },
@@ -547,6 +548,17 @@ describe('overrides: file < environment < flags', () => {
       { name: 'n3', addresses: ['127.0.0.1:22380'], role: 'voter', standbyMode: 'hot' },
     ]);
     assert.equal(config.replication.voters, 3);
+  });
+
+  test("quota.backendBytes: etcd's --quota-backend-bytes (0 = 2GiB, at most 8GiB)", () => {
+    const GiB = 1024 * 1024 * 1024;
+    assert.equal(load('name: n1\nquota: { backendBytes: 0 }\n').quota.backendBytes, 2 * GiB);
+    assert.equal(load('name: n1\nquota: { backendBytes: 8GiB }\n').quota.backendBytes, 8 * GiB);
+    const flagged = load('name: n1\n', { flags: { 'quota-backend-bytes': '16MiB' } });
+    assert.equal(flagged.quota.backendBytes, 16 * 1024 * 1024);
+    assert.deepEqual(errorLines('name: n1\nquota: { backendBytes: 9GiB }\n'), [
+      `config error in node.yaml: quota.backendBytes: expected a size of at most 8GiB (etcd's suggested maximum; 0 = the 2GiB default), got "9GiB"`,
+    ]);
   });
 
   test('errors name the variable or flag that set the bad value', () => {

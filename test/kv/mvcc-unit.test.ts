@@ -99,10 +99,11 @@ describe('key index (the worked example of key-index.ts)', () => {
     // atRev, revisions left, revisions <= atRev kept in the backend
     [1, [1, 2, 3, 4, 5, 6], [1]],
     [2, [2, 3, 4, 5, 6], [2]],
-    [3, [4, 5, 6], []],
+    [3, [3, 4, 5, 6], [3]],
     [4, [4, 5, 6], [4]],
     [5, [5, 6], [5]],
-    [6, [], []],
+    [6, [6], [6]],
+    [7, [], []],
   ];
   for (const [atRev, left, kept] of table) {
     test(`compact(${atRev})`, () => {

@@ -45,7 +45,8 @@ export class FakeWatchableStore implements WatchableStore {
     limit: number,
     withPrevKv: boolean,
   ): readonly KvEvent[] {
-    if (startRevision <= this.compacted) {
+    // etcd's rule: only revisions strictly below the compaction revision are gone.
+    if (startRevision < this.compacted) {
       throw new TandemError('COMPACTED', 'mvcc: required revision has been compacted');
     }
     const out: KvEvent[] = [];
@@ -98,7 +99,7 @@ export class FakeWatchableStore implements WatchableStore {
 
   compact(revision: number): void {
     this.compacted = revision;
-    this.log = this.log.filter((event) => event.kv.modRevision > revision);
+    this.log = this.log.filter((event) => event.kv.modRevision >= revision);
   }
 
   /** Every event ever committed (ignoring compaction), for reference checks. */

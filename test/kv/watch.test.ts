@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { Lessor } from '../../src/kv/lease/lessor.js';
-import { WatchHub } from '../../src/kv/watch/hub.js';
+import { isCompactedForWatch, WatchHub } from '../../src/kv/watch/hub.js';
 import { responseBytes } from '../../src/kv/watch/response.js';
 import { dec, enc, FakeWatchableStore } from './watch-fake-store.js';
 import { drain, eventsOf, show, showAll, showEvent } from './watch-helpers.js';
@@ -123,21 +123,30 @@ describe('history', () => {
 });
 
 describe('compaction', () => {
-  test('a start revision at or below the compact revision is cancelled at once', () => {
-    const { store, stream } = setup();
+  test('a start revision below the compact revision is cancelled at once; at it, it streams', () => {
+    const { store, hub, stream } = setup();
     for (let i = 0; i < 6; i++) store.put('a', `${i}`);
     store.compact(5);
-    assert.equal(stream.watch({ key: enc('a'), startRevision: 3 }), 0);
+    assert.equal(stream.watch({ key: enc('a'), startRevision: 4 }), 0);
     assert.equal(stream.watch({ key: enc('a'), startRevision: 5 }), 1);
     assert.equal(stream.watch({ key: enc('a'), startRevision: 6 }), 2);
+    hub.tick(0);
     assert.deepEqual(showAll(stream), [
       'w0 | h7 | created',
       `w0 | h7 | canceled(${COMPACTED}) | compact=5`,
       'w1 | h7 | created',
-      `w1 | h7 | canceled(${COMPACTED}) | compact=5`,
       'w2 | h7 | created',
+      'w1 | h7 | put a=3 @5 | put a=4 @6 | put a=5 @7',
+      'w2 | h7 | put a=4 @6 | put a=5 @7',
     ]);
-    assert.equal(stream.watcherCount, 1);
+    assert.equal(stream.watcherCount, 2);
+  });
+
+  test('isCompactedForWatch: strictly below the compaction revision (etcd)', () => {
+    assert.equal(isCompactedForWatch(2, 3), true);
+    assert.equal(isCompactedForWatch(3, 3), false);
+    assert.equal(isCompactedForWatch(4, 3), false);
+    assert.equal(isCompactedForWatch(1, 0), false, 'never compacted');
   });
 
   test('history compacted while a watcher catches up cancels it', () => {
@@ -455,9 +464,11 @@ describe('snapshot restore', () => {
     const { store, hub, stream } = setup();
     stream.watch({ key: enc('a') });
     drain(stream);
-    store.installSnapshot([{ put: 'a', value: 's' }], 2);
+    // Two revisions past the watcher, compacted at the second: the one it needs (2) is gone.
+    store.installSnapshot([{ put: 'a', value: 's' }], 0);
+    store.installSnapshot([{ put: 'a', value: 't' }], 3);
     hub.storeRestored();
     hub.tick(0);
-    assert.deepEqual(showAll(stream), [`w0 | h2 | canceled(${COMPACTED}) | compact=2`]);
+    assert.deepEqual(showAll(stream), [`w0 | h3 | canceled(${COMPACTED}) | compact=3`]);
   });
 });

@@ -5,7 +5,7 @@
  * listings are empty. Creating users or roles is not supported (tandem has no auth store), and
  * says so, rather than pretending to store them.
  */
-import { type ServiceContext, unary } from '../context.js';
+import { type ServiceContext, unary, withLeaderCheck } from '../context.js';
 import { headerToPb } from '../convert.js';
 import { ApiError, type ApiErrorCode } from '../errors.js';
 import type { ServiceHandlers } from '../grpc/handlers.js';
@@ -19,7 +19,7 @@ export function authService(ctx: ServiceContext): ServiceHandlers {
     unary(async () => {
       throw new ApiError(code, detail);
     });
-  return {
+  return withLeaderCheck(ctx, {
     AuthStatus: unary(async () => ({
       header: header(),
       enabled: false,
@@ -42,5 +42,5 @@ export function authService(ctx: ServiceContext): ServiceHandlers {
     RoleRevokePermission: refuse('ROLE_NOT_FOUND'),
     UserAdd: refuse('NOT_SUPPORTED', 'Auth.UserAdd: tandem has no authentication'),
     RoleAdd: refuse('NOT_SUPPORTED', 'Auth.RoleAdd: tandem has no authentication'),
-  };
+  });
 }

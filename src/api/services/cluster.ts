@@ -1,5 +1,5 @@
 /** etcd's Cluster service: membership, answered from the member's replicated registry. */
-import { plainOptions, type ServiceContext, unary } from '../context.js';
+import { plainOptions, type ServiceContext, unary, withLeaderCheck } from '../context.js';
 import { headerToPb, memberIdField, memberToPb, peerUrlsField } from '../convert.js';
 import type { ServiceHandlers } from '../grpc/handlers.js';
 import type {
@@ -11,7 +11,7 @@ import type {
 
 export function clusterService(ctx: ServiceContext): ServiceHandlers {
   const { backend } = ctx;
-  return {
+  return withLeaderCheck(ctx, {
     MemberAdd: unary(async (pb: PbMemberAddRequest, call) => {
       const urls = peerUrlsField(pb.peerURLs);
       const opts = plainOptions(ctx, call);
@@ -48,5 +48,5 @@ export function clusterService(ctx: ServiceContext): ServiceHandlers {
       const members = await backend.memberPromote(id, plainOptions(ctx, call));
       return { header: headerToPb(backend.header()), members: members.map(memberToPb) };
     }),
-  };
+  });
 }

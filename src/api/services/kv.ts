@@ -3,7 +3,7 @@
  * checked at the edge, then handed to the member with the options of its metadata; the answer's
  * header carries the member's cluster id, member id and term, and the kv layer's revision.
  */
-import { plainOptions, type ServiceContext, unary } from '../context.js';
+import { plainOptions, type ServiceContext, unary, withLeaderCheck } from '../context.js';
 import {
   compactionFromPb,
   deleteRangeFromPb,
@@ -30,7 +30,7 @@ import { requestOptions } from '../request-options.js';
 
 export function kvService(ctx: ServiceContext): ServiceHandlers {
   const { backend } = ctx;
-  return {
+  return withLeaderCheck(ctx, {
     Range: unary(async (pb: PbRangeRequest, call) => {
       const req = rangeFromPb(pb);
       const opts = requestOptions(call.metadata, ctx.defaults, req.serializable, call.signal);
@@ -66,5 +66,5 @@ export function kvService(ctx: ServiceContext): ServiceHandlers {
       const { header, response } = await backend.compact(req, opts);
       return { header: headerToPb(header, response.header.revision) };
     }),
-  };
+  });
 }

@@ -5,7 +5,13 @@
  * stream, so a client keeping several leases alive loses only the one that expired.
  */
 import { TandemError } from '../../util/errors.js';
-import { plainOptions, type ServiceContext, statusFor, unary } from '../context.js';
+import {
+  plainOptions,
+  type ServiceContext,
+  statusFor,
+  unary,
+  withLeaderCheck,
+} from '../context.js';
 import { headerToPb, int64Out, leaseIdField, uintField } from '../convert.js';
 import { type BidiCall, bidiHandler, type ServiceHandlers } from '../grpc/handlers.js';
 import type { PbLeaseGrantRequest, PbLeaseIdRequest, PbLeaseTimeToLiveRequest } from '../proto.js';
@@ -109,7 +115,7 @@ class KeepAliveSession {
 
 export function leaseService(ctx: ServiceContext): ServiceHandlers {
   const { backend } = ctx;
-  return {
+  return withLeaderCheck(ctx, {
     LeaseGrant: unary(async (pb: PbLeaseGrantRequest, call) => {
       const ttl = uintField(pb.TTL, 'LeaseGrantRequest.TTL');
       const id = leaseIdField(pb.ID, 'LeaseGrantRequest.ID');
@@ -152,5 +158,5 @@ export function leaseService(ctx: ServiceContext): ServiceHandlers {
         leases: ids.map((id) => ({ ID: int64Out(id) })),
       };
     }),
-  };
+  });
 }

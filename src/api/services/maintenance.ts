@@ -1,10 +1,16 @@
 /**
- * etcd's Maintenance service. tandem raises no alarms, so Alarm lists none; its store needs no
- * defragmentation, so Defragment succeeds doing nothing (etcdctl defrag then reports success).
+ * etcd's Maintenance service: alarms (replicated, src/server/alarms.ts), status, defragment,
+ * Hash (the whole backend) and HashKV (the key history up to a revision), snapshot, move-leader.
  */
 import { createHash } from 'node:crypto';
-import type { SnapshotStream } from '../../server/contract.js';
-import { plainOptions, type ServiceContext, statusFor, unary } from '../context.js';
+import type { AlarmOp, SnapshotStream } from '../../server/contract.js';
+import {
+  plainOptions,
+  type ServiceContext,
+  statusFor,
+  unary,
+  withLeaderCheck,
+} from '../context.js';
 import { headerToPb, int64Out, memberIdField, uintField } from '../convert.js';
 import { ApiError } from '../errors.js';
 import {
@@ -23,28 +29,34 @@ import {
 
 /** AlarmType's largest value (CORRUPT). */
 const ALARM_TYPE_MAX = 2;
+const ALARM_OPS: ReadonlyMap<number, AlarmOp> = new Map([
+  [PB_ENUMS.alarmActionGet, 'get'],
+  [PB_ENUMS.alarmActionActivate, 'activate'],
+  [PB_ENUMS.alarmActionDeactivate, 'deactivate'],
+]);
 
 export function maintenanceService(ctx: ServiceContext): ServiceHandlers {
   const { backend } = ctx;
   const header = () => headerToPb(backend.header());
-  return {
-    Alarm: unary(async (pb: PbAlarmRequest) => {
+  return withLeaderCheck(ctx, {
+    Alarm: unary(async (pb: PbAlarmRequest, call) => {
       memberIdField(pb.memberID, 'AlarmRequest.memberID');
       if (pb.alarm < 0 || pb.alarm > ALARM_TYPE_MAX) {
         throw new ApiError('INVALID_FIELD', `AlarmRequest.alarm has an unknown value: ${pb.alarm}`);
       }
-      switch (pb.action) {
-        case PB_ENUMS.alarmActionGet:
-        case PB_ENUMS.alarmActionDeactivate:
-          return { header: header(), alarms: [] };
-        case PB_ENUMS.alarmActionActivate:
-          throw new ApiError('NOT_SUPPORTED', 'Alarm ACTIVATE: tandem raises no alarms');
-        default:
-          throw new ApiError(
-            'INVALID_FIELD',
-            `AlarmRequest.action has an unknown value: ${pb.action}`,
-          );
+      const op = ALARM_OPS.get(pb.action);
+      if (op === undefined) {
+        throw new ApiError(
+          'INVALID_FIELD',
+          `AlarmRequest.action has an unknown value: ${pb.action}`,
+        );
       }
+      const memberId = BigInt(pb.memberID);
+      const alarms = await backend.alarm(op, memberId, pb.alarm, plainOptions(ctx, call));
+      return {
+        header: header(),
+        alarms: alarms.map((m) => ({ memberID: int64Out(m.memberId), alarm: m.alarm })),
+      };
     }),
 
     Status: unary(async () => {
@@ -63,11 +75,15 @@ export function maintenanceService(ctx: ServiceContext): ServiceHandlers {
       };
     }),
 
-    Defragment: unary(async () => ({ header: header() })),
+    Defragment: unary(async () => {
+      await backend.defragment();
+      return { header: header() };
+    }),
 
     // etcd marks Hash "for testing ONLY"; HashKV is the consistency check clients use.
     Hash: unary(async () => {
-      throw new ApiError('NOT_SUPPORTED', 'Maintenance.Hash; use HashKV');
+      const h = await backend.hash();
+      return { header: { ...header(), revision: h.revision }, hash: h.hash };
     }),
 
     HashKV: unary(async (pb: PbHashKvRequest) => {
@@ -94,7 +110,7 @@ export function maintenanceService(ctx: ServiceContext): ServiceHandlers {
     Downgrade: unary(async () => {
       throw new ApiError('NOT_SUPPORTED', 'Maintenance.Downgrade');
     }),
-  };
+  });
 }
 
 type SnapshotCall = ServerStreamingCall<unknown, unknown>;

@@ -16,12 +16,14 @@
  */
 import { WatchError, WatchErrorCode } from '../../kv/watch/errors.js';
 import type { WatchStream } from '../../kv/watch/stream.js';
+import { ServerError } from '../../server/errors.js';
 import { TandemError } from '../../util/errors.js';
 import { type ServiceContext, statusFor } from '../context.js';
 import { watchCreateFromPb, watchResponseToPb } from '../convert.js';
 import { type BidiCall, bidiHandler, type ServiceHandlers } from '../grpc/handlers.js';
 import { WATCH_REQUESTS_PENDING_MAX } from '../limits.js';
 import type { PbWatchRequest } from '../proto.js';
+import { requiresLeader } from '../request-options.js';
 
 const METHOD = 'Watch';
 const BACKLOGGED: string = WatchErrorCode.StreamBacklogged;
@@ -38,13 +40,25 @@ class WatchSession {
   private readPaused = false;
   /** Requests that arrived while paused (a few may be in flight when we pause). */
   private readonly pending: PbWatchRequest[] = [];
+  /** Unsubscribes from the member's leader loss (calls opened with `hasleader: true`). */
+  private stopLeaderWatch: () => void = () => {};
 
   constructor(
     private readonly ctx: ServiceContext,
     private readonly call: WatchCall,
   ) {
+    // etcd's stream interceptor and monitorLeader for clientv3's WithRequireLeader.
+    const requireLeader = requiresLeader(call.metadata);
+    if (requireLeader && !ctx.backend.hasLeader()) {
+      throw new ServerError('NO_LEADER', 'etcdserver: no leader');
+    }
     this.stream = ctx.backend.openWatchStream(() => this.scheduleDrain());
     ctx.streams.add(this.end);
+    if (requireLeader) {
+      this.stopLeaderWatch = ctx.backend.onLeaderLost(() =>
+        this.fail(new ServerError('NO_LEADER', 'etcdserver: no leader')),
+      );
+    }
     call.on('data', (request: PbWatchRequest) => this.onRequest(request));
     call.on('cancelled', () => this.close());
   }
@@ -157,6 +171,7 @@ class WatchSession {
     if (this.closed) return;
     this.closed = true;
     this.ctx.streams.delete(this.end);
+    this.stopLeaderWatch();
     this.pending.length = 0;
     this.stream.close();
   }

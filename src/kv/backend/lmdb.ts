@@ -13,16 +13,27 @@
  * it was opened in and whether it was closed cleanly (synced): opened again after an unclean
  * stop in another boot (the machine crashed or rebooted), the store is not trusted — it is
  * emptied (`rebuilt`), and the member restores it from its last snapshot and replays the log.
+ *
+ * Defragment (etcd's). LMDB reuses freed pages but never shrinks its file; `defragment` writes
+ * a compacted copy (mdb_env_copy2 with MDB_CP_COMPACT, off the event loop) into `defrag/`, syncs
+ * it, and swaps it in: the old environment closed, the copy renamed over `data.mdb`, the
+ * directory synced, the new file opened, in one synchronous step, so no read meets a closed
+ * store. The caller must not write meanwhile (the member pauses its apply). A crash before the
+ * rename leaves the old file whole (the partial copy is removed at the next open); after it, the
+ * new file is complete and synced. Read views (snapshots, hashes in slices) pin the old
+ * environment: the swap waits for them, bounded, then gives up and says so.
  */
 import { Buffer } from 'node:buffer';
 import {
   closeSync,
   existsSync,
   fsyncSync,
+  mkdirSync,
   openSync,
   readFileSync,
   renameSync,
   rmSync,
+  statSync,
   writeSync,
 } from 'node:fs';
 import { join } from 'node:path';
@@ -51,6 +62,13 @@ export interface LmdbBackendOptions {
   readonly bootId?: string | null;
 }
 
+/** Where `defragment` writes the compacted copy before swapping it in. */
+export const DEFRAG_DIR = 'defrag';
+const DATA_FILE = 'data.mdb';
+/** How long `defragment` waits for open read views before giving up, and how often it looks. */
+const DEFRAG_VIEWS_WAIT_MS_MAX = 10_000;
+const DEFRAG_VIEWS_POLL_MS = 10;
+
 /** Where a non-durable store records its boot and whether it was closed cleanly. */
 export const KV_STATE_FILE = 'tandem-kv-state.json';
 const BOOT_ID_PATH = '/proc/sys/kernel/random/boot_id';
@@ -73,10 +91,17 @@ type Binary = Database<Buffer, Buffer>;
 
 export class LmdbBackend implements Backend {
   readonly kind = 'lmdb';
-  private readonly root: RootDatabase<Buffer, Buffer>;
-  private readonly dbs: Record<Bucket, Binary>;
+  /** Replaced by `defragment` (a new environment over the compacted file). */
+  private root: RootDatabase<Buffer, Buffer>;
+  private dbs: Record<Bucket, Binary>;
   private inWrite = false;
   private closed = false;
+  /** Read views not yet released: the environment must stay open under them. */
+  private openViews = 0;
+  /** The defragment in progress, which `close` waits for. */
+  private defragging: Promise<void> | null = null;
+  /** `close` was called: a defragment waiting for read views gives up at once. */
+  private closeRequested = false;
   private readonly path: string;
   private readonly durable: boolean;
   private readonly bootId: string | null;
@@ -92,24 +117,12 @@ export class LmdbBackend implements Backend {
     this.bootId = options.bootId === undefined ? currentBootId() : options.bootId;
     this.rebuilt = this.durable ? null : distrust(options.path, this.bootId);
     if (this.rebuilt !== null) {
-      rmSync(join(options.path, 'data.mdb'), { force: true });
+      rmSync(join(options.path, DATA_FILE), { force: true });
       rmSync(join(options.path, 'lock.mdb'), { force: true });
     }
-    this.root = open<Buffer, Buffer>({
-      path: options.path,
-      keyEncoding: 'binary',
-      encoding: 'binary',
-      noSync: options.durable === false,
-    });
-    const dbs: Partial<Record<Bucket, Binary>> = {};
-    for (const bucket of BUCKETS) {
-      dbs[bucket] = this.root.openDB<Buffer, Buffer>({
-        name: bucket,
-        keyEncoding: 'binary',
-        encoding: 'binary',
-      });
-    }
-    this.dbs = dbs as Record<Bucket, Binary>;
+    // A defragment interrupted before its swap: the old file is whole, the copy is dropped.
+    rmSync(join(options.path, DEFRAG_DIR), { recursive: true, force: true });
+    ({ root: this.root, dbs: this.dbs } = openEnvironment(options.path, this.durable));
     if (!this.durable) writeStateRecord(options.path, { bootId: this.bootId, clean: false });
   }
 
@@ -147,16 +160,20 @@ export class LmdbBackend implements Backend {
 
   readView(): ReadView {
     this.assertOpen();
+    // The view keeps the environment it was opened on, even across a defragment's swap (which
+    // waits for every view to be released before it closes that environment).
+    const dbs = this.dbs;
     const transaction = this.root.useReadTransaction();
+    this.openViews++;
     let released = false;
     const reader: BackendReader = {
       get: (bucket, key) => {
         assert(!released, 'read view used after release');
-        return toBytes(this.dbs[bucket].get(asBuffer(key), { transaction }));
+        return toBytes(dbs[bucket].get(asBuffer(key), { transaction }));
       },
       scan: (bucket, start, end, visit) => {
         assert(!released, 'read view used after release');
-        scanDb(this.dbs[bucket], start, end, visit, transaction);
+        scanDb(dbs[bucket], start, end, visit, transaction);
       },
     };
     return {
@@ -164,12 +181,82 @@ export class LmdbBackend implements Backend {
       release: () => {
         if (released) return;
         released = true;
+        this.openViews--;
         transaction.done();
       },
     };
   }
 
+  /** Bytes of the store's file (etcd's backend Size, which Status and the quota read). */
+  sizeBytes(): number {
+    try {
+      return statSync(join(this.path, DATA_FILE)).size;
+    } catch {
+      return 0;
+    }
+  }
+
+  /**
+   * Gives the file's free pages back (see the header). The caller guarantees that no `write`
+   * runs until this settles. Rejects, the store unchanged, when read views stay open too long.
+   */
+  defragment(): Promise<void> {
+    this.assertOpen();
+    assert(this.defragging === null, 'one defragment at a time');
+    const run = this.copyAndSwap();
+    this.defragging = run.then(
+      () => {},
+      () => {},
+    );
+    return run.finally(() => {
+      this.defragging = null;
+    });
+  }
+
+  private async copyAndSwap(): Promise<void> {
+    const copyDir = join(this.path, DEFRAG_DIR);
+    rmSync(copyDir, { recursive: true, force: true });
+    mkdirSync(copyDir);
+    try {
+      const writing = this.inWrite;
+      assert(!writing, 'defragment during a write');
+      await this.root.backup(copyDir, true); // mdb_env_copy2(MDB_CP_COMPACT) in a worker
+      const copy = join(copyDir, DATA_FILE);
+      fsyncPath(copy, 'r+');
+      fsyncPath(copyDir, 'r');
+      for (let waitedMs = 0; this.openViews > 0; waitedMs += DEFRAG_VIEWS_POLL_MS) {
+        if (waitedMs >= DEFRAG_VIEWS_WAIT_MS_MAX || this.closeRequested) {
+          throw new Error(
+            'defragment: a snapshot or hash is still being read from the store; try again',
+          );
+        }
+        await new Promise((resolve) => setTimeout(resolve, DEFRAG_VIEWS_POLL_MS));
+      }
+      assert(!this.inWrite && !this.closed, 'defragment swaps an idle, open store');
+      this.swapIn(copy);
+    } finally {
+      rmSync(copyDir, { recursive: true, force: true });
+    }
+  }
+
+  /**
+   * One synchronous step, so that no read runs between the old environment and the new one:
+   * lmdb's close is synchronous when no asynchronous write is pending (the store makes none).
+   */
+  private swapIn(copy: string): void {
+    const closing = this.root.close();
+    const status = (this.root as unknown as { status: string }).status;
+    assert(status === 'closed', `lmdb closed synchronously (status ${status})`);
+    void closing;
+    renameSync(copy, join(this.path, DATA_FILE));
+    fsyncPath(this.path, 'r');
+    ({ root: this.root, dbs: this.dbs } = openEnvironment(this.path, this.durable));
+  }
+
   async close(): Promise<void> {
+    if (this.closed) return;
+    this.closeRequested = true;
+    await this.defragging;
     if (this.closed) return;
     this.closed = true;
     if (!this.durable) {
@@ -186,6 +273,37 @@ export class LmdbBackend implements Backend {
 
   private assertOpen(): void {
     assert(!this.closed, 'lmdb backend is closed');
+  }
+}
+
+function openEnvironment(
+  path: string,
+  durable: boolean,
+): { root: RootDatabase<Buffer, Buffer>; dbs: Record<Bucket, Binary> } {
+  const root = open<Buffer, Buffer>({
+    path,
+    keyEncoding: 'binary',
+    encoding: 'binary',
+    noSync: !durable,
+  });
+  const dbs: Partial<Record<Bucket, Binary>> = {};
+  for (const bucket of BUCKETS) {
+    dbs[bucket] = root.openDB<Buffer, Buffer>({
+      name: bucket,
+      keyEncoding: 'binary',
+      encoding: 'binary',
+    });
+  }
+  return { root, dbs: dbs as Record<Bucket, Binary> };
+}
+
+/** fsync of a file ('r+') or a directory ('r'). */
+function fsyncPath(path: string, flags: 'r' | 'r+'): void {
+  const fd = openSync(path, flags);
+  try {
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
   }
 }
 

@@ -9,16 +9,21 @@
  *   generations: {1.0, 2.0, 3.0(t)} {4.0, 5.0, 6.0(t)} {empty}
  *
  * get(atRev=2) -> 2.0;  get(3) -> not found (deleted at 3);  get(5) -> 5.0;  get(0) -> none.
- * Compacting keeps, per generation, the largest revision <= atRev (the value a read at atRev
- * must still see) and drops everything older; a generation whose only remaining revision is its
- * tombstone is dropped whole, tombstone included, since no read at >= atRev can see the key:
+ * Compacting keeps, in the first generation still alive at atRev, the largest revision <= atRev
+ * (the value a read at atRev must still see) and drops everything older; generations that ended
+ * before atRev are dropped whole. A tombstone exactly at atRev is kept, as etcd (> 3.5.15) keeps
+ * it: a watch from the compaction revision must still see that delete (etcd's rule compacts
+ * only revisions strictly below it); the next compaction past it drops it:
  *
  *   compact(2): {2.0, 3.0(t)} {4.0, 5.0, 6.0(t)} {empty}
- *   compact(4): {4.0, 5.0, 6.0(t)} {empty}          // 1st generation ended at 3 <= 4: gone
+ *   compact(3): {3.0(t)} {4.0, 5.0, 6.0(t)} {empty}  // the delete at 3 stays for watchers
+ *   compact(4): {4.0, 5.0, 6.0(t)} {empty}          // 1st generation ended at 3 < 4: gone
  *   compact(5): {5.0, 6.0(t)} {empty}
- *   compact(6): {empty}                              // only the tombstone was left: gone
+ *   compact(6): {6.0(t)} {empty}
+ *   compact(7): {empty}                              // ended at 6 < 7: gone
  *
- * A key index with one empty generation holds nothing and is removed from the tree.
+ * A key index with one empty generation holds nothing and is removed from the tree. A tombstone
+ * kept alone is read back from the backend on open by `restoreTombstone`.
  *
  * Invariants: revisions strictly ascend across all generations; only the last generation may be
  * empty; every non-last generation ends with its tombstone.
@@ -81,6 +86,21 @@ export class KeyIndex {
     g.ver = version;
   }
 
+  /**
+   * A tombstone read back from the backend whose put was compacted away (a delete exactly at the
+   * compaction revision, kept for watchers): a generation of that tombstone alone, as etcd's
+   * keyIndex.restoreTombstone.
+   */
+  restoreTombstone(rev: Revision): void {
+    assert(!this.isLive(), `restored tombstone of live key ${JSON.stringify(this.key)}`);
+    assert(compareRevision(rev, this.modified()) > 0, 'restored tombstone not after last');
+    const g = this.generations[this.generations.length - 1]!;
+    g.revs.push(rev);
+    g.created = NO_REVISION;
+    g.ver = 1;
+    this.generations.push(emptyGeneration());
+  }
+
   /** Records a deletion. The caller checks that the key is live (as etcd's ErrRevisionNotFound). */
   tombstone(rev: Revision): void {
     assert(this.isLive(), `tombstone of deleted key ${JSON.stringify(this.key)}`);
@@ -120,10 +140,10 @@ export class KeyIndex {
     }
     const g = this.generations[genIdx]!;
     const n = walkBack(g.revs, atRev);
-    if (n >= 0) g.revs = g.revs.slice(n);
-    const isTombstoneOnly = g.revs.length === 1 && genIdx !== this.generations.length - 1;
-    if (n >= 0 && !isTombstoneOnly) keep.push(g.revs[0]!);
-    if (isTombstoneOnly) genIdx++;
+    if (n >= 0) {
+      g.revs = g.revs.slice(n);
+      keep.push(g.revs[0]!); // a tombstone kept here is exactly at atRev (see the header)
+    }
     this.generations = this.generations.slice(genIdx);
     assert(this.generations.length > 0, 'compaction dropped the open generation');
   }

@@ -19,7 +19,13 @@
  */
 import { crc32c } from '@node-rs/crc32';
 import { assert, assertUint } from '../../util/assert.js';
-import type { Backend, BackendReader, WriteTx } from '../backend/backend.js';
+import {
+  type Backend,
+  type BackendReader,
+  BUCKETS,
+  type Bucket,
+  type WriteTx,
+} from '../backend/backend.js';
 import { KvError } from '../errors.js';
 import {
   EventType,
@@ -47,6 +53,10 @@ import { TreeIndex } from './tree-index.js';
 const META_APPLIED_INDEX = new TextEncoder().encode('consistent_index');
 const META_COMPACT_REVISION = new TextEncoder().encode('finished_compact_rev');
 const KEY_BUCKET_NAME = new TextEncoder().encode('key');
+const BUCKET_NAMES: Readonly<Record<Bucket, Uint8Array>> = {
+  key: KEY_BUCKET_NAME,
+  meta: new TextEncoder().encode('meta'),
+};
 /** etcd's store starts at revision 1 and "no compaction yet" is -1. */
 const REVISION_INITIAL = 1;
 const COMPACT_REVISION_NONE = -1;
@@ -108,7 +118,7 @@ export function isExtensionMetaKey(key: Uint8Array): boolean {
 }
 
 export interface KvHash {
-  /** CRC32C over the key bucket: every revision up to `revision`, in revision order. */
+  /** CRC32C over the key bucket: every revision up to `revision`, in revision order (KvHasher). */
   readonly hash: number;
   readonly revision: number;
   readonly compactRevision: number;
@@ -279,7 +289,8 @@ export class MvccStore implements WatchableStore {
     withPrevKv: boolean,
   ): readonly KvEvent[] {
     this.assertIdle();
-    if (startRevision <= this.compactRevision()) throw new KvError('COMPACTED');
+    // Strictly below: the compaction revision's own events are kept (etcd's watch rule).
+    if (startRevision < this.compactMainRev) throw new KvError('COMPACTED');
     const events: KvEvent[] = [];
     if (endRevision <= startRevision || limit <= 0) return events;
     const key = bytesToKey(range.key);
@@ -305,35 +316,36 @@ export class MvccStore implements WatchableStore {
     };
   }
 
-  /** etcd's HashKV at the current revision: equal on every member at the same applied index. */
-  hashKv(): KvHash {
+  /**
+   * etcd's HashKV (HashByRev) at `revision` (0 = the current one): equal on every member at the
+   * same applied index. COMPACTED below the compact revision, FUTURE_REV past the current one.
+   */
+  hashKv(revision = 0): KvHash {
     this.assertIdle();
-    let hash = crc32c(KEY_BUCKET_NAME);
-    this.backend.scan('key', new Uint8Array(0), null, (k, v) => {
-      hash = crc32c(v, crc32c(k, hash));
+    const hasher = new KvHasher(this.compactRevision(), this.hashRevision(revision));
+    this.backend.scan('key', new Uint8Array(0), hasher.end(), (k, v) => {
+      hasher.write(k, v);
       return true;
     });
-    return { hash, revision: this.currentRev, compactRevision: this.compactRevision() };
+    return hasher.result();
   }
 
   /**
    * `hashKv` over a read view taken now, HASH_BATCH_RECORDS records at a time, awaiting
    * `pause()` between batches: a large store is hashed without holding the event loop.
    */
-  async hashKvInSlices(pause: () => Promise<void>): Promise<KvHash> {
+  async hashKvInSlices(pause: () => Promise<void>, revision = 0): Promise<KvHash> {
     this.assertIdle();
+    const hasher = new KvHasher(this.compactRevision(), this.hashRevision(revision));
     const view = this.backend.readView();
-    const revision = this.currentRev;
-    const compactRevision = this.compactRevision();
     try {
-      let hash = crc32c(KEY_BUCKET_NAME);
       let start: Uint8Array = new Uint8Array(0);
       for (let batch = 0; ; batch++) {
         assert(batch < HASH_BATCHES_MAX, 'hashKv batches bounded');
         let seen = 0;
         let last: Uint8Array | null = null;
-        view.scan('key', start, null, (k, v) => {
-          hash = crc32c(v, crc32c(k, hash));
+        view.scan('key', start, hasher.end(), (k, v) => {
+          hasher.write(k, v);
           last = k;
           return ++seen < HASH_BATCH_RECORDS;
         });
@@ -341,10 +353,58 @@ export class MvccStore implements WatchableStore {
         start = keyAfter(last);
         await pause();
       }
-      return { hash, revision, compactRevision };
+      return hasher.result();
     } finally {
       view.release();
     }
+  }
+
+  /**
+   * etcd's Hash (the whole backend, "for testing only" there): CRC32C over every bucket of a read
+   * view taken now, in bucket then byte order — each bucket's name, then each key and value —
+   * except the applied index (etcd's DefaultIgnores skips its consistent_index too): equal on
+   * members holding the same state, whatever entries without effect each applied. In slices as
+   * `hashKvInSlices`. The revision is the store's when the view was taken.
+   */
+  async hashBackendInSlices(
+    pause: () => Promise<void>,
+  ): Promise<{ readonly hash: number; readonly revision: number }> {
+    this.assertIdle();
+    const revision = this.currentRev;
+    const view = this.backend.readView();
+    try {
+      let hash = 0;
+      for (const bucket of BUCKETS) {
+        hash = crc32c(BUCKET_NAMES[bucket], hash);
+        let start: Uint8Array = new Uint8Array(0);
+        for (let batch = 0; ; batch++) {
+          assert(batch < HASH_BATCHES_MAX, 'hash batches bounded');
+          let seen = 0;
+          let last: Uint8Array | null = null;
+          view.scan(bucket, start, null, (k, v) => {
+            if (!(bucket === 'meta' && bytesEqual(k, META_APPLIED_INDEX))) {
+              hash = crc32c(v, crc32c(k, hash));
+            }
+            last = k;
+            return ++seen < HASH_BATCH_RECORDS;
+          });
+          if (seen < HASH_BATCH_RECORDS || last === null) break;
+          start = keyAfter(last);
+          await pause();
+        }
+      }
+      return { hash, revision };
+    } finally {
+      view.release();
+    }
+  }
+
+  /** The revision a HashKV of `revision` covers, refused as etcd's hashByRev refuses it. */
+  private hashRevision(revision: number): number {
+    assertUint(revision, 'hash revision');
+    if (revision > 0 && revision < this.compactMainRev) throw new KvError('COMPACTED');
+    if (revision > this.currentRev) throw new KvError('FUTURE_REV');
+    return revision === 0 ? this.currentRev : revision;
   }
 
   private recordApplied(tx: WriteTx, appliedIndex: number): void {
@@ -426,9 +486,9 @@ export class MvccStore implements WatchableStore {
       const kv = decodeKeyValue(value);
       const k = bytesToKey(kv.key);
       if (isTombstone(revBytes)) {
-        // Compaction never keeps a tombstone without the put before it (see key-index.ts).
-        assert(this.index.keyIndex(k)?.isLive() === true, 'stored tombstone of a dead key');
-        this.index.tombstone(k, rev);
+        // A tombstone without its put is one kept at the compaction revision (key-index.ts).
+        if (this.index.keyIndex(k)?.isLive() === true) this.index.tombstone(k, rev);
+        else this.index.restoreTombstone(k, rev);
         live.delete(k);
       } else {
         this.index.restorePut(k, rev, kv.createRevision, kv.version);
@@ -569,10 +629,46 @@ function readMetaU64(reader: BackendReader, key: Uint8Array): number | undefined
   return n;
 }
 
+/**
+ * etcd's kvHasher (mvcc/hash.go): CRC32C (Castagnoli) of the bucket name "key", then of every
+ * stored revision key and KeyValue up to `revision`, in revision order; a tombstone exactly at
+ * the compact revision is skipped, so the hash is the same whether compaction kept it or not.
+ */
+export class KvHasher {
+  private hash = crc32c(KEY_BUCKET_NAME);
+
+  constructor(
+    private readonly compactRevision: number,
+    private readonly revision: number,
+  ) {}
+
+  /** Where a scan can stop: the first revision past `revision`. */
+  end(): Uint8Array {
+    return revisionToBytes({ main: this.revision + 1, sub: 0 });
+  }
+
+  write(revisionKey: Uint8Array, value: Uint8Array): void {
+    const main = bytesToRevision(revisionKey).main;
+    if (main > this.revision) return;
+    if (main === this.compactRevision && isTombstone(revisionKey)) return;
+    this.hash = crc32c(value, crc32c(revisionKey, this.hash));
+  }
+
+  result(): KvHash {
+    return { hash: this.hash, revision: this.revision, compactRevision: this.compactRevision };
+  }
+}
+
 /** Records hashed per slice of `hashKvInSlices` (a few milliseconds of work). */
 const HASH_BATCH_RECORDS = 4096;
 /** Slices at most: 2^32 records, far more than any store holds. */
 const HASH_BATCHES_MAX = 2 ** 20;
+
+function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
 
 /** The smallest key after `key` in byte order: `key` and a zero byte. */
 function keyAfter(key: Uint8Array): Uint8Array {

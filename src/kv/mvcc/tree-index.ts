@@ -43,6 +43,16 @@ export class TreeIndex {
     ki.restorePut(rev, createdMain, version);
   }
 
+  /** See KeyIndex.restoreTombstone. */
+  restoreTombstone(key: string, rev: Revision): void {
+    let ki = this.keys.get(key);
+    if (ki === undefined) {
+      ki = new KeyIndex(key);
+      this.keys.set(key, ki);
+    }
+    ki.restoreTombstone(rev);
+  }
+
   tombstone(key: string, rev: Revision): void {
     const ki = this.keys.get(key);
     assert(ki !== undefined, 'tombstone of unknown key');

@@ -160,7 +160,7 @@ export class WatchHub implements StreamHost {
     if (watcher.nextRevision === 0) watcher.nextRevision = current + 1;
     if (watcher.nextRevision > current) {
       this.makeSynced(watcher);
-    } else if (watcher.nextRevision <= this.store.compactRevision()) {
+    } else if (isCompactedForWatch(watcher.nextRevision, this.store.compactRevision())) {
       const cancelled = this.cancelCompacted(watcher);
       assert(cancelled, 'watch() keeps room for the compacted cancel');
     } else {
@@ -275,7 +275,7 @@ export class WatchHub implements StreamHost {
         break;
       }
       if (read >= budget) break;
-      if (watcher.nextRevision <= this.store.compactRevision()) {
+      if (isCompactedForWatch(watcher.nextRevision, this.store.compactRevision())) {
         this.cancelCompacted(watcher);
         break;
       }
@@ -389,6 +389,15 @@ export class WatchHub implements StreamHost {
       }
     }
   }
+}
+
+/**
+ * etcd's rule (watcher_group.go `choose`: `w.minRev < compactRev`): history strictly below the
+ * compaction revision is gone; a watch from the compaction revision itself streams from it,
+ * since compaction keeps every key's revision at that point. 0 = never compacted.
+ */
+export function isCompactedForWatch(startRevision: number, compactRevision: number): boolean {
+  return compactRevision > 0 && startRevision < compactRevision;
 }
 
 function takeFirst<T>(items: Iterable<T>, count: number): T[] {
