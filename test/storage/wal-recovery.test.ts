@@ -434,7 +434,7 @@ test('random damage in every copy, peers serving the committed log: the model st
 test('megabytes zeroed in the middle of the tail segment, records after them: damage, never the end of the log', async () => {
   // Recovery reads a segment a chunk (1 MiB) at a time and keeps only chunks holding data: the
   // records beyond a whole zeroed chunk must still be seen, so the zeroed span is damage.
-  const dir = tempDir('wal-zero-chunk');
+  const dir = tempDir();
   try {
     const opts = { ...base, fs: real, dir, segmentBytes: 8 * 1024 * 1024 };
     const big = (index: number) => ent(index, 1, 'x'.repeat(64 * 1024));
