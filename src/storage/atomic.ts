@@ -14,13 +14,18 @@ export async function writeFileAtomic(
   fs: FileSystem,
   dir: string,
   name: string,
-  data: Uint8Array,
+  data: Uint8Array | readonly Uint8Array[],
 ): Promise<void> {
   assert(!name.endsWith(TMP_SUFFIX), 'final names never look temporary');
   const tmp = join(dir, name + TMP_SUFFIX);
   const handle = await fs.open(tmp, 'create');
   try {
-    await handle.write(data, 0);
+    // Parts are written in order, so a large body needs no copy into one buffer.
+    let at = 0;
+    for (const part of data instanceof Uint8Array ? [data] : data) {
+      await handle.write(part, at);
+      at += part.length;
+    }
     // fsync, not fdatasync: the file is new, its size and allocation are metadata we need.
     await handle.sync();
   } finally {
