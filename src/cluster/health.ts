@@ -136,6 +136,13 @@ export class FailureDetector {
   private readonly health = new Map<NodeId, MemberHealth>();
   /** When this detector began listening (`seed`); silence before it is not evidence. */
   private listeningSinceMs: number | null = null;
+  /**
+   * Members first observed after listening began (added to the cluster since), and when: a
+   * member never heard is silent only since it appeared. etcd's workflow adds a voter before
+   * its process starts; it gets `replaceAfterMs` like anyone, not a silence dated to this
+   * leader's start.
+   */
+  private readonly appearedMs = new Map<NodeId, number>();
 
   constructor(private readonly limits: DetectorLimits) {
     assert(limits.silentAfterMs > 0 && limits.stabilityMs >= 0, 'detector limits');
@@ -168,6 +175,9 @@ export class FailureDetector {
     for (const raw0 of observations) {
       seen.add(raw0.id);
       const prev = this.health.get(raw0.id);
+      if (prev === undefined && this.listeningSinceMs !== null && nowMs > this.listeningSinceMs) {
+        this.appearedMs.set(raw0.id, nowMs);
+      }
       const obs = this.sinceListening(raw0);
       const raw = classify(obs, commit, nowMs, this.limits);
       // Not heard yet, nor silent for long: no news of a member the registry calls unreachable.
@@ -176,13 +186,19 @@ export class FailureDetector {
       const rawSinceMs = raw === 'unreachable' ? Math.min(obs.lastHeardMs ?? nowMs, nowMs) : nowMs;
       this.health.set(raw0.id, nextHealth(prev, raw, rawSinceMs, nowMs, this.limits));
     }
-    for (const id of [...this.health.keys()]) if (!seen.has(id)) this.health.delete(id);
+    for (const id of [...this.health.keys()]) {
+      if (seen.has(id)) continue;
+      this.health.delete(id);
+      this.appearedMs.delete(id);
+    }
   }
 
   /** The observation with silence counted from when this detector began listening at most. */
   private sinceListening(obs: Observation): Observation {
-    const startMs = this.listeningSinceMs;
-    if (startMs === null || (obs.lastHeardMs !== null && obs.lastHeardMs >= startMs)) return obs;
+    const listening = this.listeningSinceMs;
+    if (listening === null) return obs;
+    const startMs = Math.max(listening, this.appearedMs.get(obs.id) ?? listening);
+    if (obs.lastHeardMs !== null && obs.lastHeardMs >= startMs) return obs;
     return { ...obs, lastHeardMs: startMs };
   }
 

@@ -146,3 +146,22 @@ test('quorumHeard: a quorum of voters heard within the window, the leader counti
   // A member heard but not a voter does not make a quorum.
   assert.equal(q(config([1, 3, 5]), heard([[2, NOW_MS]])), false);
 });
+
+test('a member added after the leader began listening is silent only since it appeared (etcd: add, then start)', () => {
+  const r = MemberRegistry.bootstrap([{ id: 1, name: 'n1', peerUrls: [], clientUrls: [] }]);
+  const d = new FailureDetector(LIMITS);
+  d.seed(r.all(), 1_000);
+  d.observe(1_000, COMMIT, [{ id: 1, lastHeardMs: 1_000, match: COMMIT }]);
+  // n2 is added at 60 s and never heard: its silence starts at 60 s, not at 1 s.
+  const at = (nowMs: number) => {
+    d.observe(nowMs, COMMIT, [
+      { id: 1, lastHeardMs: nowMs, match: COMMIT },
+      { id: 2, lastHeardMs: null, match: 0 },
+    ]);
+    const h = d.get(2)!;
+    return `${h.state}@${h.sinceMs}`;
+  };
+  assert.notEqual(at(60_000).split('@')[0], 'unreachable', 'not silent the moment it appears');
+  assert.equal(at(61_500), 'unreachable@60000');
+  assert.equal(at(70_000), 'unreachable@60000');
+});
