@@ -265,7 +265,9 @@ function isDefaultJson(field: Field, written: JsonValue): boolean {
   if (field.resolvedType instanceof protobuf.Enum) {
     return written === field.resolvedType.valuesById[0] || written === 0;
   }
-  return written === 0 || written === '0' || written === false || written === '';
+  if (INT64_TYPES.has(field.type) || UINT64_TYPES.has(field.type)) return written === '0';
+  if (field.type === 'string' || field.type === 'bytes') return written === '';
+  return written === 0 || written === false;
 }
 
 const INT64_MIN = -(2n ** 63n);
