@@ -3,12 +3,24 @@
  * listener, with etcd's message size limits and keep-alive defaults, optionally over TLS. The
  * gRPC protocol itself is ./grpc/ (node:http2); the hot KV methods use hand-written codecs
  * (./proto-codec.ts), every other method the proto-loader's.
+ *
+ * The same listener speaks HTTP/1.1 and plain HTTP/2 as etcd's client port does: /version,
+ * /health, /metrics and the JSON gateway (./gateway/), which calls these same handlers.
  */
 import type { EtcdBackend } from '../server/contract.js';
 import { ServerError } from '../server/errors.js';
 import { type ApiLogger, type ServiceContext, statusFor } from './context.js';
-import { describeService } from './grpc/handlers.js';
-import { GrpcServer } from './grpc/server.js';
+import { Http1Exchange, Http2Exchange } from './gateway/exchange.js';
+import { Gateway } from './gateway/gateway.js';
+import { checkHealth, versions } from './gateway/health.js';
+import { ProtoJson } from './gateway/json.js';
+import {
+  describeService,
+  type MethodDescriptor,
+  type MethodHandler,
+  type ServiceHandlers,
+} from './grpc/handlers.js';
+import { GrpcServer, STREAM_WRITE_BUFFER_BYTES_MAX } from './grpc/server.js';
 import {
   CONCURRENT_STREAMS_MAX_DEFAULT,
   KEEPALIVE_TIME_MS,
@@ -61,6 +73,10 @@ export interface ApiServerOptions {
   /** Read consistency and write ack of requests whose metadata names none. */
   readonly defaults?: RequestDefaults;
   readonly limits?: Partial<ApiLimits>;
+  /** This member's Prometheus registry, served at GET /metrics on the client port too. */
+  readonly metrics?: { readonly contentType: string; scrape(): Promise<string> };
+  /** Streaming calls (watch, keep-alive, snapshot) open through the JSON gateway at once. */
+  readonly gatewayStreamsMax?: number;
 }
 
 export interface ApiServer {
@@ -82,6 +98,36 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
   };
   loadEtcdProto();
   const health = healthState();
+  const services: Array<[Record<string, MethodDescriptor>, ServiceHandlers]> = [
+    [describeService(serviceDefinition('kv'), KV_CODECS), kvService(ctx)],
+    [describeService(serviceDefinition('watch')), watchService(ctx)],
+    [describeService(serviceDefinition('lease')), leaseService(ctx)],
+    [describeService(serviceDefinition('cluster')), clusterService(ctx)],
+    [describeService(serviceDefinition('maintenance')), maintenanceService(ctx)],
+    [describeService(serviceDefinition('auth')), authService(ctx)],
+    [describeService(serviceDefinition('health')), healthService(ctx, health)],
+    [describeService(ACK_SERVICE), ackService(ctx)],
+  ];
+  const statusOf = (err: unknown, path: string) => statusFor(ctx, path, err);
+  const handlers = new Map<string, MethodHandler>();
+  for (const [descriptors, service] of services) {
+    for (const [name, descriptor] of Object.entries(descriptors)) {
+      const handler = service[name];
+      if (handler !== undefined) handlers.set(descriptor.path, handler);
+    }
+  }
+  const gateway = new Gateway({
+    json: new ProtoJson(),
+    handlers,
+    statusOf,
+    version: () => versions(options.backend),
+    health: (serializable) => checkHealth(options.backend, serializable),
+    ...(options.metrics === undefined ? {} : { metrics: options.metrics }),
+    bodyBytesMax: limits.receiveMessageBytesMax,
+    ...(options.gatewayStreamsMax === undefined ? {} : { streamsMax: options.gatewayStreamsMax }),
+    writeBufferBytesMax: STREAM_WRITE_BUFFER_BYTES_MAX,
+    logger: options.logger,
+  });
   const server = new GrpcServer({
     receiveMessageBytesMax: limits.receiveMessageBytesMax,
     sendMessageBytesMax: SEND_MESSAGE_BYTES_MAX,
@@ -91,17 +137,14 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
     // etcd also enforces a 5 s minimum between client pings (--grpc-keepalive-min-time); this
     // server, as grpc-js's before it, does not: clients pinging more often are tolerated.
     ...(options.tls === undefined ? {} : { tls: options.tls }),
-    statusOf: (err, path) => statusFor(ctx, path, err),
+    http: {
+      http1: (req, res) => gateway.handle(new Http1Exchange(req, res)),
+      http2: (stream, headers, raw) => gateway.handle(new Http2Exchange(stream, headers, raw)),
+    },
+    statusOf,
     logger: options.logger,
   });
-  server.addService(describeService(serviceDefinition('kv'), KV_CODECS), kvService(ctx));
-  server.addService(describeService(serviceDefinition('watch')), watchService(ctx));
-  server.addService(describeService(serviceDefinition('lease')), leaseService(ctx));
-  server.addService(describeService(serviceDefinition('cluster')), clusterService(ctx));
-  server.addService(describeService(serviceDefinition('maintenance')), maintenanceService(ctx));
-  server.addService(describeService(serviceDefinition('auth')), authService(ctx));
-  server.addService(describeService(serviceDefinition('health')), healthService(ctx, health));
-  server.addService(describeService(ACK_SERVICE), ackService(ctx));
+  for (const [descriptors, service] of services) server.addService(descriptors, service);
 
   const port = await server.listen(options.listen);
   options.logger.info(

@@ -115,6 +115,7 @@ export async function startNode(config: TandemConfig): Promise<RunningNode> {
     backend: assembled.facade,
     listen: config.listen.client,
     logger,
+    metrics,
     defaults: {
       consistency: { kind: config.replication.readDefault },
       ack: config.replication.ack,

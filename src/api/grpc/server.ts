@@ -4,19 +4,29 @@
  * :path to a call (call.ts); everything around calls lives here: HTTP/2 settings and windows,
  * TLS, the checks of the request headers that end a call before it starts (Trailers-Only),
  * keep-alive pings, and the graceful close.
+ *
+ * Like etcd's client port, the listener can also serve plain HTTP (`http` in the options):
+ * each connection goes to HTTP/2 or HTTP/1.1 by its first bytes (the HTTP/2 client preface, as
+ * etcd's cmux) or, over TLS, by ALPN (h2, else http/1.1); HTTP/1.1 requests and HTTP/2 streams
+ * whose content-type is not application/grpc (etcd's test) go to the HTTP handlers.
  */
 import {
+  createServer as createHttp1Server,
+  type Server as Http1Server,
+  type IncomingMessage,
+  type ServerResponse,
+} from 'node:http';
+import {
   constants,
-  createSecureServer,
   createServer,
-  type Http2SecureServer,
   type Http2Server,
   type IncomingHttpHeaders,
-  type SecureServerOptions,
   type ServerHttp2Session,
   type ServerHttp2Stream,
   type ServerOptions,
 } from 'node:http2';
+import { createServer as createNetServer, type Server as NetServer, type Socket } from 'node:net';
+import { createServer as createTlsServer, type TLSSocket } from 'node:tls';
 import { assert } from '../../util/assert.js';
 import {
   BidiStreamCall,
@@ -56,7 +66,20 @@ export const STREAM_WRITE_BUFFER_BYTES_MAX = 64 * 1024 * 1024;
 /** Bytes of request headers (HPACK-decoded, as SETTINGS_MAX_HEADER_LIST_SIZE counts them). */
 export const HEADER_LIST_BYTES_MAX = 64 * 1024;
 
+/** The HTTP/2 client preface: a plain connection that starts with it speaks HTTP/2. */
+const HTTP2_PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n');
+
+/** A plain connection that sends too little to tell its protocol in this long is closed. */
+export const PROTOCOL_SNIFF_TIMEOUT_MS = 10_000;
+
+/** An idle HTTP/1.1 keep-alive connection is closed after this long (Node's and Go's order). */
+export const HTTP1_KEEPALIVE_IDLE_MS = 5_000;
+
+/** An HTTP/1.1 request's headers must arrive within this long (slow clients are cut off). */
+export const HTTP1_HEADERS_TIMEOUT_MS = 60_000;
+
 assert(STREAM_WINDOW_BYTES <= CONNECTION_WINDOW_BYTES);
+assert(HTTP1_KEEPALIVE_IDLE_MS < HTTP1_HEADERS_TIMEOUT_MS);
 assert(CONNECTION_WINDOW_BYTES < SESSION_MEMORY_MIB_MAX * 1024 * 1024);
 assert(CONNECTION_WINDOW_BYTES <= 2 ** 31 - 1, 'an HTTP/2 window is at most 2^31 - 1');
 
@@ -72,6 +95,14 @@ export interface GrpcTlsOptions {
   readonly ca?: Buffer | string;
 }
 
+/** Where requests that are not gRPC calls go. */
+export interface HttpHandlers {
+  /** An HTTP/1.x request (a plain connection without the HTTP/2 preface, or TLS without h2). */
+  http1(req: IncomingMessage, res: ServerResponse): void;
+  /** An HTTP/2 stream whose content-type is not application/grpc. */
+  http2(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, rawHeaders: string[]): void;
+}
+
 export interface GrpcServerOptions {
   readonly receiveMessageBytesMax: number;
   readonly sendMessageBytesMax: number;
@@ -83,6 +114,8 @@ export interface GrpcServerOptions {
   /** Default STREAM_WRITE_BUFFER_BYTES_MAX. */
   readonly writeBufferBytesMax?: number;
   readonly tls?: GrpcTlsOptions;
+  /** Serve HTTP besides gRPC on the same listener (without it, only gRPC is spoken). */
+  readonly http?: HttpHandlers;
   /** The status for a handler's error; logs what it must. */
   readonly statusOf: (err: unknown, path: string) => CallStatus;
   readonly logger: GrpcLogger;
@@ -103,7 +136,11 @@ export class GrpcServer {
   private readonly methods = new Map<string, RoutedMethod>();
   private readonly sessions = new Set<ServerHttp2Session>();
   private readonly env: CallEnvironment;
-  private http2: Http2Server | Http2SecureServer | null = null;
+  /** Accepts connections and hands each to the HTTP/2 or the HTTP/1.1 server. */
+  private front: NetServer | null = null;
+  private readonly http2: Http2Server;
+  private readonly http1: Http1Server | null = null;
+  private readonly sockets = new Set<Socket>();
   private keepaliveTimer: NodeJS.Timeout | null = null;
   private closing: Promise<void> | null = null;
 
@@ -118,6 +155,30 @@ export class GrpcServer {
       writeBufferBytesMax: options.writeBufferBytesMax ?? STREAM_WRITE_BUFFER_BYTES_MAX,
       statusOf: options.statusOf,
     };
+    this.http2 = createServer(this.http2Options());
+    this.http2.on('session', (session) => this.onSession(session));
+    this.http2.on(
+      'stream',
+      (stream: ServerHttp2Stream, headers: IncomingHttpHeaders, _flags: number, raw: string[]) =>
+        this.onStream(stream, headers, raw),
+    );
+    const http = options.http;
+    if (http !== undefined) {
+      const http1 = createHttp1Server({ maxHeaderSize: HEADER_LIST_BYTES_MAX }, (req, res) => {
+        // Closing: this response is the connection's last.
+        if (this.closing !== null) res.shouldKeepAlive = false;
+        http.http1(req, res);
+      });
+      http1.keepAliveTimeout = HTTP1_KEEPALIVE_IDLE_MS;
+      http1.headersTimeout = HTTP1_HEADERS_TIMEOUT_MS;
+      // A watch is one long response; a request (headers and body) is bounded by headersTimeout
+      // and the body limit instead.
+      http1.requestTimeout = 0;
+      // Node tracks connections (header timeouts, closeIdleConnections) from 'listening'; this
+      // server never listens itself, the front hands it connections.
+      http1.emit('listening');
+      this.http1 = http1;
+    }
   }
 
   /** Routes every method of a service; each must have a handler of its kind, and no other. */
@@ -125,7 +186,7 @@ export class GrpcServer {
     descriptors: Readonly<Record<string, MethodDescriptor>>,
     handlers: ServiceHandlers,
   ): void {
-    assert(this.http2 === null, 'services are added before listen()');
+    assert(this.front === null, 'services are added before listen()');
     for (const [name, descriptor] of Object.entries(descriptors)) {
       const handler = handlers[name];
       assert(handler !== undefined, `${descriptor.path}: no handler`);
@@ -140,21 +201,15 @@ export class GrpcServer {
 
   /** Listens on host:port (IPv6 as [::1]:port; port 0 picks one); resolves with the port. */
   async listen(address: string): Promise<number> {
-    assert(this.http2 === null, 'listen() once');
+    assert(this.front === null, 'listen() once');
     const i = address.lastIndexOf(':');
     const host = address.slice(0, i).replace(/^\[|\]$/g, '');
     const port = Number(address.slice(i + 1));
     if (i < 1 || !Number.isInteger(port) || port < 0 || port > 65_535) {
       throw new RangeError(`listen address must be host:port, not "${address}"`);
     }
-    const server = this.createHttp2Server();
-    this.http2 = server;
-    server.on('session', (session) => this.onSession(session));
-    server.on(
-      'stream',
-      (stream: ServerHttp2Stream, headers: IncomingHttpHeaders, _flags: number, raw: string[]) =>
-        this.onStream(stream, headers, raw),
-    );
+    const server = this.createFront();
+    this.front = server;
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
       server.listen(port, host, () => {
@@ -174,7 +229,7 @@ export class GrpcServer {
    */
   close(graceMs: number): Promise<void> {
     this.closing ??= new Promise<void>((resolve) => {
-      const server = this.http2;
+      const server = this.front;
       if (this.keepaliveTimer !== null) clearInterval(this.keepaliveTimer);
       if (server === null) {
         resolve();
@@ -182,19 +237,23 @@ export class GrpcServer {
       }
       const force = setTimeout(() => {
         for (const session of this.sessions) session.destroy(undefined, constants.NGHTTP2_CANCEL);
+        this.http1?.closeAllConnections();
+        for (const socket of this.sockets) socket.destroy();
       }, graceMs);
       force.unref();
+      // Resolves once every connection the front accepted has closed.
       server.close(() => {
         clearTimeout(force);
         resolve();
       });
       for (const session of this.sessions) session.close();
+      this.http1?.closeIdleConnections();
     });
     return this.closing;
   }
 
-  private createHttp2Server(): Http2Server | Http2SecureServer {
-    const common: ServerOptions = {
+  private http2Options(): ServerOptions {
+    return {
       maxSessionMemory: SESSION_MEMORY_MIB_MAX,
       settings: {
         maxConcurrentStreams: this.options.concurrentStreamsMax,
@@ -202,16 +261,83 @@ export class GrpcServer {
         maxHeaderListSize: HEADER_LIST_BYTES_MAX,
       },
     };
+  }
+
+  /**
+   * The listener. Plain: HTTP/2 when the connection starts with the client preface, else
+   * HTTP/1.1 (only HTTP/2 without `http`). TLS: by ALPN, h2 or (with `http`) http/1.1; a
+   * client that negotiates nothing speaks HTTP/1.1, as Node's allowHTTP1 has it.
+   */
+  private createFront(): NetServer {
     const tls = this.options.tls;
-    if (tls === undefined) return createServer(common);
-    const secure: SecureServerOptions = {
-      ...common,
-      cert: tls.cert,
-      key: tls.key,
-      allowHTTP1: false,
-      ...(tls.ca === undefined ? {} : { ca: tls.ca, requestCert: true, rejectUnauthorized: true }),
+    const http1 = this.http1;
+    if (tls === undefined) {
+      return createNetServer((socket) => {
+        this.track(socket);
+        if (http1 === null) this.http2.emit('connection', socket);
+        else this.sniff(socket, http1);
+      });
+    }
+    const server = createTlsServer(
+      {
+        cert: tls.cert,
+        key: tls.key,
+        minVersion: 'TLSv1.2',
+        ALPNProtocols: http1 === null ? ['h2'] : ['h2', 'http/1.1'],
+        ...(tls.ca === undefined
+          ? {}
+          : { ca: tls.ca, requestCert: true, rejectUnauthorized: true }),
+      },
+      (socket: TLSSocket) => {
+        this.track(socket);
+        if (socket.alpnProtocol === 'h2') this.http2.emit('connection', socket);
+        else if (http1 !== null) http1.emit('connection', socket);
+        else socket.destroy(); // no HTTP/1.1 without handlers, as createSecureServer refuses it
+      },
+    );
+    server.on('tlsClientError', (err) =>
+      this.options.logger.debug({ err }, 'grpc: TLS handshake failed'),
+    );
+    return server;
+  }
+
+  private track(socket: Socket): void {
+    this.sockets.add(socket);
+    socket.once('close', () => this.sockets.delete(socket));
+  }
+
+  /**
+   * Reads until the first bytes tell the protocol (at most the preface's 24), then hands the
+   * socket over with those bytes: HTTP/2 takes them back from the socket's buffer, HTTP/1.1's
+   * parser (which reads the socket natively) is given them as a 'data' event.
+   */
+  private sniff(socket: Socket, http1: Http1Server): void {
+    let seen: Buffer = Buffer.alloc(0);
+    const timer = setTimeout(() => socket.destroy(), PROTOCOL_SNIFF_TIMEOUT_MS);
+    timer.unref();
+    const onData = (chunk: Buffer) => {
+      seen = seen.length === 0 ? chunk : Buffer.concat([seen, chunk]);
+      const n = Math.min(seen.length, HTTP2_PREFACE.length);
+      const http2 = seen.subarray(0, n).equals(HTTP2_PREFACE.subarray(0, n));
+      if (http2 && n < HTTP2_PREFACE.length) return; // a prefix of the preface: read on
+      clearTimeout(timer);
+      socket.off('data', onData);
+      socket.off('error', onError);
+      if (http2) {
+        socket.pause();
+        socket.unshift(seen);
+        this.http2.emit('connection', socket);
+      } else {
+        http1.emit('connection', socket);
+        socket.emit('data', seen);
+      }
     };
-    return createSecureServer(secure);
+    const onError = () => {
+      clearTimeout(timer);
+      socket.destroy();
+    };
+    socket.on('data', onData);
+    socket.on('error', onError);
   }
 
   private onSession(session: ServerHttp2Session): void {
@@ -236,13 +362,18 @@ export class GrpcServer {
     rawHeaders: string[],
   ): void {
     stream.on('error', ignoreStreamError);
+    const contentType = headers['content-type'];
+    const http = this.options.http;
+    if (http !== undefined && !(contentType ?? '').includes('application/grpc')) {
+      http.http2(stream, headers, rawHeaders);
+      return;
+    }
     const httpMethod = headers[':method'];
     if (httpMethod !== 'POST') {
       const details = `Received a HEADERS frame with :method "${httpMethod}" which should be POST`;
       sendTrailersOnly(stream, { code: Status.INTERNAL, details }, 405);
       return;
     }
-    const contentType = headers['content-type'];
     if (!isGrpcContentType(contentType)) {
       const details = `invalid gRPC request content-type "${contentType ?? ''}"`;
       sendTrailersOnly(stream, { code: Status.INVALID_ARGUMENT, details }, 415);
