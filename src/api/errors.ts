@@ -13,7 +13,7 @@ import type { LeaseErrorCode } from '../kv/lease/errors.js';
 import type { WatchErrorCode } from '../kv/watch/errors.js';
 import type { ServerErrorCode } from '../server/errors.js';
 import { TandemError } from '../util/errors.js';
-import { Status, type StatusCode, type StatusName } from './grpc/status.js';
+import { ForwardedStatus, Status, type StatusCode, type StatusName } from './grpc/status.js';
 
 /** Errors only the API edge raises. */
 export type ApiErrorCode =
@@ -191,6 +191,9 @@ export function toWireStatus(err: unknown): WireStatus {
       details: entry.etcd ? entry.message : err.message,
       known: true,
     };
+  }
+  if (err instanceof ForwardedStatus) {
+    return { code: err.status.code, details: err.status.details, known: true };
   }
   if (err instanceof Error && err.name === 'AbortError') {
     return { code: Status.CANCELLED, details: API_ERRORS.CANCELED.message, known: true };

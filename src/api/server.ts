@@ -40,6 +40,7 @@ import { kvService } from './services/kv.js';
 import { leaseService } from './services/lease.js';
 import { maintenanceService } from './services/maintenance.js';
 import { watchService } from './services/watch.js';
+import { StandbyForwarder, withStandbyForwarding } from './standby-forward.js';
 
 export type { ApiLogger } from './context.js';
 
@@ -66,6 +67,8 @@ export const API_LIMITS_DEFAULT: ApiLimits = Object.freeze({
 
 export interface ApiServerOptions {
   readonly backend: EtcdBackend;
+  /** This member's name: a call it forwards says who forwarded it. */
+  readonly name?: string;
   /** host:port; port 0 picks a free one (see `port` of the result). */
   readonly listen: string;
   readonly tls?: ApiTlsOptions;
@@ -97,11 +100,18 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
     streams: new Set(),
   };
   loadEtcdProto();
+  const standbyForwarder = new StandbyForwarder(options.name ?? 'tandem');
   const health = healthState();
   const services: Array<[Record<string, MethodDescriptor>, ServiceHandlers]> = [
-    [describeService(serviceDefinition('kv'), KV_CODECS), kvService(ctx)],
+    [
+      describeService(serviceDefinition('kv'), KV_CODECS),
+      withStandbyForwarding(ctx, 'kv', kvService(ctx), standbyForwarder),
+    ],
     [describeService(serviceDefinition('watch')), watchService(ctx)],
-    [describeService(serviceDefinition('lease')), leaseService(ctx)],
+    [
+      describeService(serviceDefinition('lease')),
+      withStandbyForwarding(ctx, 'lease', leaseService(ctx), standbyForwarder),
+    ],
     [describeService(serviceDefinition('cluster')), clusterService(ctx)],
     [describeService(serviceDefinition('maintenance')), maintenanceService(ctx)],
     [describeService(serviceDefinition('auth')), authService(ctx)],
@@ -121,7 +131,7 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
     handlers,
     statusOf,
     version: () => versions(options.backend),
-    health: (serializable) => checkHealth(options.backend, serializable),
+    health: (serializable, excluded) => checkHealth(options.backend, serializable, excluded),
     ...(options.metrics === undefined ? {} : { metrics: options.metrics }),
     bodyBytesMax: limits.receiveMessageBytesMax,
     ...(options.gatewayStreamsMax === undefined ? {} : { streamsMax: options.gatewayStreamsMax }),
@@ -159,6 +169,7 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
       const stopped = new ServerError('STOPPED', 'etcdserver: server stopped');
       for (const end of [...ctx.streams]) end(stopped);
       await server.close(SHUTDOWN_GRACE_MS);
+      standbyForwarder.close();
       options.logger.info({ port }, 'api: closed');
     })();
     return closing;

@@ -113,6 +113,7 @@ export async function startNode(config: TandemConfig): Promise<RunningNode> {
 
   const api = await startApiServer({
     backend: assembled.facade,
+    name: config.name,
     listen: config.listen.client,
     logger,
     metrics,

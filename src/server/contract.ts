@@ -197,6 +197,11 @@ export interface EtcdBackend {
   /** False while this member knows no leader (gRPC metadata `hasleader`: etcd's no leader). */
   hasLeader(): boolean;
   /**
+   * Client URLs of members that serve clients (voters and replicas), the leader's first; where a
+   * member that serves none (a standby) forwards unary calls. Optional: without it, refusals.
+   */
+  servingClientUrls?(): readonly string[];
+  /**
    * `listener` runs once, when this member has known no leader for etcd's monitorLeader span
    * (three election timeouts): streams opened with `hasleader` are then cancelled with NO_LEADER.
    * Returns the unsubscribe function.

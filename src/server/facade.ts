@@ -498,6 +498,10 @@ export class EtcdFacade implements EtcdBackend {
     return this.member.leader !== NONE;
   }
 
+  servingClientUrls(): readonly string[] {
+    return this.role.servingMembers().map((m) => m.clientUrls[0]!);
+  }
+
   onLeaderLost(listener: () => void): () => void {
     this.leaderLostListeners.add(listener);
     return () => this.leaderLostListeners.delete(listener);

@@ -22,6 +22,7 @@ import type { StandbyMode } from '../cluster/commands.js';
 import {
   decodeRoleRecord,
   encodeRoleRecord,
+  type MemberRecord,
   type Placement,
   type Role,
   type RoleRecord,
@@ -160,11 +161,9 @@ export class RoleTruth {
   refusal(): string | null {
     const self = this.selfRole();
     if (self.serves) return null;
-    const serving = this.o.state
-      .allMembers()
-      .filter((m) => m.id !== this.o.member.id && m.role !== 'standby' && m.clientUrls.length > 0)
-      .slice(0, SERVING_HINT_MEMBERS_MAX)
-      .map((m) => `${m.name || m.id.toString(16)} ${m.clientUrls[0]}`);
+    const serving = this.servingMembers().map(
+      (m) => `${m.name || m.id.toString(16)} ${m.clientUrls[0]}`,
+    );
     const hint = `; use a voter or replica${serving.length === 0 ? '' : ` (${serving.join(', ')})`}`;
     const name = this.o.name;
     if (self.role === 'standby') {
@@ -174,6 +173,20 @@ export class RoleTruth {
       return `tandem: member ${name} is outside the cluster's configuration (${self.role === 'unknown' ? 'not registered' : `registered as a ${self.role}`}) and serves no client traffic${hint}`;
     }
     return `tandem: member ${name} has not yet confirmed its role with the cluster's leader since it started (it may have been demoted while down) and serves no client traffic until it has${hint}`;
+  }
+
+  /**
+   * Other members that serve clients (voters and replicas with a client URL, as the registry
+   * says), the leader first, at most SERVING_HINT_MEMBERS_MAX: where refusals point, and where a
+   * member that serves none forwards.
+   */
+  servingMembers(): MemberRecord[] {
+    const leader = this.o.member.leader;
+    return this.o.state
+      .allMembers()
+      .filter((m) => m.id !== this.o.member.id && m.role !== 'standby' && m.clientUrls.length > 0)
+      .sort((a, b) => Number(b.id === leader) - Number(a.id === leader))
+      .slice(0, SERVING_HINT_MEMBERS_MAX);
   }
 
   /**

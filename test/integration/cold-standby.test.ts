@@ -21,9 +21,10 @@ import {
   type ServiceError,
 } from '@grpc/grpc-js';
 import { loadEtcdProto } from '../../src/api/proto.js';
+import { FORWARDED_BY_KEY } from '../../src/api/standby-forward.js';
 import type { LocalCluster, LocalMember } from '../../src/cli/local-cluster.js';
 import { sleep, waitFor } from '../../src/cli/local-net.js';
-import { call, ctl, ctlOk, ETCDCTL_MISSING, grpcClients, killCtls } from './clients.js';
+import { call, ctlOk, ETCDCTL_MISSING, grpcClients, killCtls } from './clients.js';
 import { startCluster } from './cluster.js';
 
 const REPLACE_AFTER_MS = 2_000;
@@ -124,16 +125,31 @@ describe('cold standby: promoted end to end; standbys serve no client traffic', 
   }
 
   /** Every client RPC kind a standby must refuse, against `m`. */
-  async function assertRefuses(m: LocalMember, mode: string): Promise<void> {
+  /**
+   * A standby answers no call from its own data. A unary call is forwarded to a member that
+   * serves clients (the answer's header names that member); one already forwarded
+   * (`tandem-forwarded-by`) is refused; a watch is refused.
+   */
+  async function assertServesNone(m: LocalMember, mode: string): Promise<void> {
     const refused = isStandbyRefusal(m.name, mode);
-    const key = Buffer.from('cold/refused');
-    await assert.rejects(call(kv(m), 'Put', { key, value: Buffer.from('x') }, 3_000), refused);
-    await assert.rejects(call(kv(m), 'Range', { key }, 3_000), refused);
-    await assert.rejects(call(kv(m), 'Range', { key, serializable: true }, 3_000), refused);
-    await assert.rejects(call(kv(m), 'Txn', { success: [] }, 3_000), refused);
-    await assert.rejects(call(kv(m), 'DeleteRange', { key }, 3_000), refused);
-    await assert.rejects(call(lease(m), 'LeaseGrant', { TTL: 10 }, 3_000), refused);
-    await assert.rejects(call(lease(m), 'LeaseLeases', {}, 3_000), refused);
+    const self = BigInt(`0x${(await m.status()).memberId}`);
+    const key = Buffer.from('cold/forwarded');
+    const calls: [ReturnType<typeof kv>, string, object][] = [
+      [kv(m), 'Put', { key, value: Buffer.from('x') }],
+      [kv(m), 'Range', { key }],
+      [kv(m), 'Range', { key, serializable: true }],
+      [kv(m), 'Txn', { success: [] }],
+      [kv(m), 'DeleteRange', { key }],
+      [lease(m), 'LeaseGrant', { TTL: 10 }],
+      [lease(m), 'LeaseLeases', {}],
+    ];
+    for (const [client, method, req] of calls) {
+      const answer = await call(client, method, req, 3_000);
+      const by = BigInt(String((answer.header as { member_id: string }).member_id));
+      assert.notEqual(by, self, `${method} was answered by the standby itself`);
+      const forwarded = { [FORWARDED_BY_KEY]: 'test' };
+      await assert.rejects(call(client, method, req, 3_000, forwarded), refused);
+    }
     const watched = await watchOutcome(m.spec.client);
     assert.notEqual(watched, 'open', 'a watch on a standby is refused');
     refused(watched);
@@ -152,10 +168,13 @@ describe('cold standby: promoted end to end; standbys serve no client traffic', 
       const listed = await memberList(c.endpoints(voters));
       assert.deepEqual(listed.map((m) => m.name).sort(), VOTER_NAMES);
 
-      await assertRefuses(n4, 'cold');
-      const put = await ctl([n4.spec.client], ['put', 'cold/etcdctl', 'v']);
-      assert.notEqual(put.code, 0, 'etcdctl put against a standby fails');
-      assert.match(put.stderr, /n4 is a cold standby and serves no client traffic/);
+      await assertServesNone(n4, 'cold');
+      // etcdctl given only the standby still works: its calls are forwarded.
+      assert.equal(await ctlOk([n4.spec.client], ['put', 'cold/etcdctl', 'v']), 'OK\n');
+      assert.equal(
+        await ctlOk(c.endpoints(voters), ['get', 'cold/etcdctl', '--print-value-only']),
+        'v\n',
+      );
 
       // What operators need still answers: endpoint status and member list.
       const status = JSON.parse(
@@ -273,7 +292,7 @@ describe('cold standby: promoted end to end; standbys serve no client traffic', 
       assert.equal(back.role, 'standby', 'the returning member is a standby');
       assert.equal(back.placement, 'learner', 'a hot standby rests as a learner');
       assert.equal(rows.filter((r) => r.role === 'voter').length, 3, 'three voters');
-      await assertRefuses(victim, 'hot');
+      await assertServesNone(victim, 'hot');
       const status = JSON.parse(
         await ctlOk([victim.spec.client], ['endpoint', 'status', '-w', 'json']),
       ) as { Status: { raftAppliedIndex?: number } }[];

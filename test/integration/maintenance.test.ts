@@ -30,6 +30,9 @@ describe('maintenance with etcdctl against a 3-member cluster', { timeout: 240_0
   let c: LocalCluster;
   let all: string[];
   const at = (m: LocalMember): string[] => [m.spec.client];
+  /** GET /health on the member's client port (its HTTP/JSON side). */
+  const health = async (m: LocalMember, query: string): Promise<unknown> =>
+    (await fetch(`http://${m.spec.client}/health${query}`)).json();
 
   before(async () => {
     c = await startCluster({
@@ -156,6 +159,9 @@ describe('maintenance with etcdctl against a 3-member cluster', { timeout: 240_0
           assert.match(put.stderr, NO_SPACE, `${m.name} is capped`);
           const lease = await ctl(at(m), ['lease', 'grant', '60']);
           assert.match(lease.stderr, NO_SPACE, `${m.name} refuses lease grants`);
+          // The client port's /health says so, as etcd's does, unless the alarm is excluded.
+          assert.deepEqual(await health(m, ''), { health: 'false', reason: 'ALARM NOSPACE' });
+          assert.deepEqual(await health(m, '?exclude=NOSPACE'), { health: 'true', reason: '' });
         }
         assert.equal(
           await ctlOk(all, ['get', 'big/0', '--print-value-only']),
@@ -193,8 +199,10 @@ describe('maintenance with etcdctl against a 3-member cluster', { timeout: 240_0
         assert.match((await ctl(all, ['put', 'small', 'v'])).stderr, NO_SPACE);
         assert.match(await ctlOk(all, ['alarm', 'disarm']), alarm);
         assert.equal(await ctlOk(all, ['alarm', 'list']), '');
-        for (const m of c.members)
+        for (const m of c.members) {
           assert.equal(await ctlOk(at(m), ['put', 'small', m.name]), 'OK\n');
+          assert.deepEqual(await health(m, ''), { health: 'true', reason: '' });
+        }
       }),
   );
 });

@@ -41,7 +41,7 @@ export interface GatewayOptions {
   /** The status for a handler's error (the gRPC server's own function). */
   readonly statusOf: (err: unknown, path: string) => CallStatus;
   readonly version: () => Promise<{ etcdserver: string; etcdcluster: string }>;
-  readonly health: (serializable: boolean) => Promise<Health>;
+  readonly health: (serializable: boolean, excludedAlarms: ReadonlySet<string>) => Promise<Health>;
   /** This member's Prometheus registry; without it /metrics is 404. */
   readonly metrics?: { readonly contentType: string; scrape(): Promise<string> };
   readonly bodyBytesMax: number;
@@ -123,7 +123,8 @@ export class Gateway {
 
   private serveHealth(ex: HttpExchange): void {
     const serializable = ex.query.get('serializable') === 'true';
-    this.o.health(serializable).then(
+    const excluded = new Set(ex.query.getAll('exclude'));
+    this.o.health(serializable, excluded).then(
       (h) => {
         const body = JSON.stringify({ health: h.health, reason: h.reason });
         if (h.health === 'true') reply(ex, 200, TEXT_HEADERS, body);

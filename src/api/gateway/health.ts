@@ -2,7 +2,8 @@
  * etcd 3.5's `GET /health` and `GET /version` on the client port
  * (server/etcdserver/api/etcdhttp/health.go, base.go): healthy when the member knows a leader
  * and a linearizable read (keys only, limit 1) succeeds; `?serializable=true` skips the leader
- * check and reads locally. tandem raises no alarms, so etcd's alarm check always passes.
+ * check and reads locally. A raised alarm (NOSPACE, CORRUPT) makes the member unhealthy, as
+ * etcd says it, unless the alarm is named in `?exclude=`.
  */
 import type { EtcdBackend } from '../../server/contract.js';
 import { rangeFromPb } from '../convert.js';
@@ -34,11 +35,20 @@ const PROBE: PbRangeRequest = {
   maxCreateRevision: '0',
 };
 
-export async function checkHealth(backend: EtcdBackend, serializable: boolean): Promise<Health> {
-  if (!serializable) {
-    const status = await backend.status();
-    if (status.leader === 0n) return { health: 'false', reason: 'RAFT NO LEADER' };
+export async function checkHealth(
+  backend: EtcdBackend,
+  serializable: boolean,
+  excludedAlarms: ReadonlySet<string> = new Set(),
+): Promise<Health> {
+  const status = await backend.status();
+  // Status lists raised alarms in `errors` as etcd does ("memberID:… alarm:NOSPACE ").
+  for (const error of status.errors) {
+    const alarm = /\balarm:([A-Z]+)/.exec(error)?.[1];
+    if (alarm === undefined || excludedAlarms.has(alarm)) continue;
+    const known = alarm === 'NOSPACE' || alarm === 'CORRUPT';
+    return { health: 'false', reason: `ALARM ${known ? alarm : 'UNKNOWN'}` };
   }
+  if (!serializable && status.leader === 0n) return { health: 'false', reason: 'RAFT NO LEADER' };
   try {
     await backend.range(rangeFromPb({ ...PROBE, serializable }), {
       consistency: { kind: serializable ? 'serializable' : 'linearizable' },

@@ -79,3 +79,11 @@ export function parseTimeoutMs(value: string): number | null {
   if (match === null) return null;
   return Math.ceil(Number(match[1]) * TIMEOUT_UNIT_MS[match[2]!]!);
 }
+
+/** A status another member answered a forwarded call with: the edge passes it on as it is. */
+export class ForwardedStatus extends Error {
+  override readonly name = 'ForwardedStatus';
+  constructor(readonly status: CallStatus) {
+    super(status.details);
+  }
+}

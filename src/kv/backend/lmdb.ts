@@ -65,6 +65,8 @@ export interface LmdbBackendOptions {
 /** Where `defragment` writes the compacted copy before swapping it in. */
 export const DEFRAG_DIR = 'defrag';
 const DATA_FILE = 'data.mdb';
+/** sizeBytes() stats the data file at most this often. */
+const SIZE_REFRESH_MS = 100;
 /** How long `defragment` waits for open read views before giving up, and how often it looks. */
 const DEFRAG_VIEWS_WAIT_MS_MAX = 10_000;
 const DEFRAG_VIEWS_POLL_MS = 10;
@@ -104,6 +106,8 @@ export class LmdbBackend implements Backend {
   private closeRequested = false;
   private readonly path: string;
   private readonly durable: boolean;
+  private sizeCached = 0;
+  private sizeReadAtMs = Number.NEGATIVE_INFINITY;
   private readonly bootId: string | null;
   /**
    * Why the store was emptied at open (a non-durable store after an unclean stop in another
@@ -188,12 +192,20 @@ export class LmdbBackend implements Backend {
   }
 
   /** Bytes of the store's file (etcd's backend Size, which Status and the quota read). */
+  /**
+   * The data file's size, read again at most every SIZE_REFRESH_MS: the quota check asks on
+   * every write, and a stat cost about 10 µs of a put on each member.
+   */
   sizeBytes(): number {
+    const nowMs = performance.now();
+    if (nowMs - this.sizeReadAtMs < SIZE_REFRESH_MS) return this.sizeCached;
     try {
-      return statSync(join(this.path, DATA_FILE)).size;
+      this.sizeCached = statSync(join(this.path, DATA_FILE)).size;
     } catch {
-      return 0;
+      this.sizeCached = 0;
     }
+    this.sizeReadAtMs = nowMs;
+    return this.sizeCached;
   }
 
   /**
@@ -251,6 +263,7 @@ export class LmdbBackend implements Backend {
     renameSync(copy, join(this.path, DATA_FILE));
     fsyncPath(this.path, 'r');
     ({ root: this.root, dbs: this.dbs } = openEnvironment(this.path, this.durable));
+    this.sizeReadAtMs = Number.NEGATIVE_INFINITY; // the next sizeBytes() sees the smaller file
   }
 
   async close(): Promise<void> {
