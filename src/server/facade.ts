@@ -499,7 +499,7 @@ export class EtcdFacade implements EtcdBackend {
   }
 
   servingClientUrls(): readonly string[] {
-    return this.role.servingMembers().map((m) => m.clientUrls[0]!);
+    return this.role.servingClientUrls();
   }
 
   onLeaderLost(listener: () => void): () => void {

@@ -44,6 +44,11 @@ export const SERVING_HINT_MEMBERS_MAX = 8;
  * ReadIndex (those contexts start with 'R').
  */
 export const OUTSIDE_PROBE_TAG: Uint8Array = Uint8Array.of(0x4f, 0x55, 0x54, 0x53);
+/** The role record after the tag (registry.ts encodeRoleRecord); the leader's URL follows. */
+const ROLE_RECORD_BYTES = 2;
+/** A longer client URL is not sent in probes (heartbeats stay small). */
+const PROBE_URL_BYTES_MAX = 256;
+const EMPTY = new Uint8Array(0);
 
 /** Bugs the simulator switches on to prove its role checks can fail (never in production). */
 export type RoleBugName = 'serve-unconfirmed' | 'role-checked-on-arrival';
@@ -89,7 +94,12 @@ export class RoleTruth {
   private checkInFlight = false;
   private checkStartedMs = Number.NEGATIVE_INFINITY;
   /** The latest outside probe from the leader of this member's term (null: none since start). */
-  private outsideProbe: { readonly atMs: number; readonly record: RoleRecord | null } | null = null;
+  private outsideProbe: {
+    readonly atMs: number;
+    readonly record: RoleRecord | null;
+    /** The prober's (the leader's) client URL, when it sent one. */
+    readonly leaderClientUrl: string | null;
+  } | null = null;
   /** Whether watch streams were last told this member serves (see syncWatchRefusal). */
   private watchesServing = false;
   private readonly serveUnconfirmed: boolean;
@@ -190,6 +200,18 @@ export class RoleTruth {
   }
 
   /**
+   * Client URLs of members that serve clients, the leader first: the registry's, else the one
+   * the leader's last outside probe carried (a standby outside the configuration may hold a
+   * registry from before any member published its URL).
+   */
+  servingClientUrls(): string[] {
+    const urls = this.servingMembers().map((m) => m.clientUrls[0]!);
+    const probed = this.outsideProbe?.leaderClientUrl ?? null;
+    if (urls.length === 0 && probed !== null) urls.push(probed);
+    return urls;
+  }
+
+  /**
    * True when this member is outside the Raft configuration (a warm or cold standby): its own
    * configuration has it in no role, or the leader of its term says so (a member removed while
    * it was down still has an old configuration that lists it).
@@ -240,12 +262,17 @@ export class RoleTruth {
     const member = this.o.member;
     if (!member.isLeader) return;
     const cs = member.configuration;
+    // The leader's client URL rides along: a standby outside the configuration applies no log,
+    // so its registry may know no member's URL to forward clients to (standby-forward.ts).
+    const own = this.o.state.member(member.id)?.clientUrls[0] ?? '';
+    const url = own.length <= PROBE_URL_BYTES_MAX ? new TextEncoder().encode(own) : EMPTY;
     for (const m of this.o.state.allMembers()) {
       if (m.id === member.id || inConfState(cs, m.id)) continue;
       const record = encodeRoleRecord(m);
-      const context = new Uint8Array(OUTSIDE_PROBE_TAG.length + record.length);
+      const context = new Uint8Array(OUTSIDE_PROBE_TAG.length + record.length + url.length);
       context.set(OUTSIDE_PROBE_TAG, 0);
       context.set(record, OUTSIDE_PROBE_TAG.length);
+      context.set(url, OUTSIDE_PROBE_TAG.length + record.length);
       member.heartbeat(m.id, context);
     }
   }
@@ -257,8 +284,12 @@ export class RoleTruth {
   private stepped(m: Message, term: number, lead: NodeId): void {
     if (m.type !== MessageType.Heartbeat || !startsWith(m.context, OUTSIDE_PROBE_TAG)) return;
     if (term !== m.term || lead !== m.from) return;
-    const record = decodeRoleRecord(m.context.subarray(OUTSIDE_PROBE_TAG.length));
-    this.outsideProbe = { atMs: this.o.clock.now(), record };
+    const at = OUTSIDE_PROBE_TAG.length;
+    const record = decodeRoleRecord(m.context.subarray(at, at + ROLE_RECORD_BYTES));
+    const rest = m.context.subarray(at + ROLE_RECORD_BYTES);
+    const leaderClientUrl =
+      rest.length > 0 && rest.length <= PROBE_URL_BYTES_MAX ? new TextDecoder().decode(rest) : null;
+    this.outsideProbe = { atMs: this.o.clock.now(), record, leaderClientUrl };
   }
 }
 

@@ -145,7 +145,7 @@ describe('cold standby: promoted end to end; standbys serve no client traffic', 
     ];
     for (const [client, method, req] of calls) {
       const answer = await call(client, method, req, 3_000);
-      const by = BigInt(String((answer.header as { member_id: string }).member_id));
+      const by = BigInt(String((answer.header as { memberId: string }).memberId));
       assert.notEqual(by, self, `${method} was answered by the standby itself`);
       const forwarded = { [FORWARDED_BY_KEY]: 'test' };
       await assert.rejects(call(client, method, req, 3_000, forwarded), refused);

@@ -227,7 +227,7 @@ describe('roles stay true across restarts and demotions', {
 
   /** The member id (decimal) in the header of an answer. */
   const answeredBy = (r: Record<string, unknown>): bigint =>
-    BigInt(String((r.header as { member_id: string }).member_id));
+    BigInt(String((r.header as { memberId: string }).memberId));
 
   test('a voter demoted to a cold standby while down never serves as a voter after restarting', () =>
     c.guard('demoted restart', async () => {
