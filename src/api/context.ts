@@ -9,6 +9,7 @@ import {
   type CallContext,
   type MethodHandler,
   type ServiceHandlers,
+  type UnaryHandler,
   unaryHandler,
 } from './grpc/handlers.js';
 import type { CallStatus } from './grpc/status.js';
@@ -53,21 +54,24 @@ export function statusFor(ctx: ServiceContext, method: string, err: unknown): Ca
  * this member knows no leader, before the method runs. Streams are left as they are.
  */
 export function withLeaderCheck(ctx: ServiceContext, handlers: ServiceHandlers): ServiceHandlers {
-  const guarded: Record<string, MethodHandler> = {};
-  for (const [name, handler] of Object.entries(handlers)) {
-    if (handler.kind !== 'unary') {
-      guarded[name] = handler;
-      continue;
+  return wrapUnary(handlers, (handle) => (request, call) => {
+    if (requiresLeader(call.metadata) && !ctx.backend.hasLeader()) {
+      return Promise.reject(new ServerError('NO_LEADER', 'etcdserver: no leader'));
     }
-    const handle = handler.handle;
-    guarded[name] = unaryHandler((request: unknown, call: CallContext) => {
-      if (requiresLeader(call.metadata) && !ctx.backend.hasLeader()) {
-        return Promise.reject(new ServerError('NO_LEADER', 'etcdserver: no leader'));
-      }
-      return handle(request, call);
-    });
+    return handle(request, call);
+  });
+}
+
+/** `handlers` with every unary method replaced by `wrap(handle, name)`; streams as they are. */
+export function wrapUnary(
+  handlers: ServiceHandlers,
+  wrap: (handle: UnaryHandler<unknown, unknown>, name: string) => UnaryHandler<unknown, unknown>,
+): ServiceHandlers {
+  const wrapped: Record<string, MethodHandler> = {};
+  for (const [name, handler] of Object.entries(handlers)) {
+    wrapped[name] = handler.kind === 'unary' ? unaryHandler(wrap(handler.handle, name)) : handler;
   }
-  return guarded;
+  return wrapped;
 }
 
 /**

@@ -12,18 +12,12 @@ import { LeaseError, LeaseErrorCode } from '../kv/lease/errors.js';
 import type { LeaseId } from '../kv/types.js';
 import type { LeaderForwarder, LeaseTimeToLiveResult } from '../server/contract.js';
 import { ServerError } from '../server/errors.js';
+import { type GrpcModule, hostPort, loadGrpc } from './grpc-client.js';
 import { serviceDefinition } from './proto.js';
 import { ACK_SERVICE, type AwaitAllVotersRequest } from './services/ack.js';
 
 export const FORWARD_TIMEOUT_MS = 3000;
 const CLIENTS_MAX = 8;
-
-type GrpcModule = typeof import('@grpc/grpc-js');
-let grpcModule: Promise<GrpcModule> | null = null;
-function loadGrpc(): Promise<GrpcModule> {
-  grpcModule ??= import('@grpc/grpc-js');
-  return grpcModule;
-}
 
 type UnaryCall = (
   request: unknown,
@@ -172,9 +166,4 @@ function forwardError(error: Error & { details?: string }): Error {
   const details = error.details ?? error.message;
   if (details.includes('requested lease not found')) return new LeaseError(LeaseErrorCode.NotFound);
   return new ServerError('LEADER_CHANGED', `etcdserver: leader changed (${details})`);
-}
-
-function hostPort(url: string): string {
-  const i = url.indexOf('://');
-  return (i === -1 ? url : url.slice(i + 3)).replace(/\/+$/, '');
 }

@@ -14,11 +14,11 @@
  */
 import type { Client, Metadata as GrpcMetadata, ServiceError } from '@grpc/grpc-js';
 import { ServerError } from '../server/errors.js';
-import type { ServiceContext } from './context.js';
-import type { CallContext, MethodHandler, ServiceHandlers } from './grpc/handlers.js';
-import { unaryHandler } from './grpc/handlers.js';
+import { type ServiceContext, wrapUnary } from './context.js';
+import type { CallContext, ServiceHandlers } from './grpc/handlers.js';
 import type { Metadata } from './grpc/metadata.js';
 import { ForwardedStatus } from './grpc/status.js';
+import { type GrpcModule, hostPort, loadGrpc } from './grpc-client.js';
 import { type ServiceKey, serviceDefinition } from './proto.js';
 import { METADATA_KEYS, REQUIRE_LEADER_KEY } from './request-options.js';
 
@@ -37,13 +37,6 @@ const FORWARDED_KEYS = [
   'token',
   'authorization',
 ] as const;
-
-type GrpcModule = typeof import('@grpc/grpc-js');
-let grpcModule: Promise<GrpcModule> | null = null;
-function loadGrpc(): Promise<GrpcModule> {
-  grpcModule ??= import('@grpc/grpc-js');
-  return grpcModule;
-}
 
 export class StandbyForwarder {
   private readonly channels = new Map<string, Client>();
@@ -110,36 +103,22 @@ export function withStandbyForwarding(
   handlers: ServiceHandlers,
   forwarder: StandbyForwarder,
 ): ServiceHandlers {
-  const wrapped: Record<string, MethodHandler> = {};
-  for (const [name, handler] of Object.entries(handlers)) {
-    if (handler.kind !== 'unary') {
-      wrapped[name] = handler;
-      continue;
+  return wrapUnary(handlers, (handle, name) => async (request, call) => {
+    try {
+      return await handle(request, call);
+    } catch (error) {
+      if (!(error instanceof ServerError) || error.code !== 'STANDBY') throw error;
+      if (call.metadata.get(FORWARDED_BY_KEY).length > 0) throw error;
+      const url = ctx.backend.servingClientUrls?.()[0];
+      if (url === undefined) throw error;
+      ctx.logger.debug({ method: name, to: url }, 'api: forwarded (this member serves none)');
+      return forwarder.forward(service, name, url, request, call);
     }
-    const handle = handler.handle;
-    wrapped[name] = unaryHandler(async (request: unknown, call: CallContext) => {
-      try {
-        return await handle(request, call);
-      } catch (error) {
-        if (!(error instanceof ServerError) || error.code !== 'STANDBY') throw error;
-        if (call.metadata.get(FORWARDED_BY_KEY).length > 0) throw error;
-        const url = ctx.backend.servingClientUrls?.()[0];
-        if (url === undefined) throw error;
-        ctx.logger.debug({ method: name, to: url }, 'api: forwarded (this member serves none)');
-        return forwarder.forward(service, name, url, request, call);
-      }
-    });
-  }
-  return wrapped;
+  });
 }
 
 function copyMetadata(from: Metadata, to: GrpcMetadata): void {
   for (const key of FORWARDED_KEYS) {
     for (const value of from.get(key)) if (typeof value === 'string') to.add(key, value);
   }
-}
-
-function hostPort(url: string): string {
-  const i = url.indexOf('://');
-  return (i === -1 ? url : url.slice(i + 3)).replace(/\/+$/, '');
 }
