@@ -107,7 +107,10 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
       describeService(serviceDefinition('kv'), KV_CODECS),
       withStandbyForwarding(ctx, 'kv', kvService(ctx), standbyForwarder),
     ],
-    [describeService(serviceDefinition('watch')), watchService(ctx)],
+    [
+      describeService(serviceDefinition('watch')),
+      withStandbyForwarding(ctx, 'watch', watchService(ctx), standbyForwarder),
+    ],
     [
       describeService(serviceDefinition('lease')),
       withStandbyForwarding(ctx, 'lease', leaseService(ctx), standbyForwarder),

@@ -1,23 +1,36 @@
 /**
  * A member that serves no client traffic (a standby, or a member still confirming its role
- * after a start) answers unary KV and Lease calls by forwarding them to a member that does, the
- * leader first, over the etcd API itself, as etcd's gRPC proxy would. So a client given only
- * this member's endpoint keeps working after a failover turned the member into a standby
- * (issue 13: the README's own demo did that to 127.0.0.1:2379), and a restarted member answers
- * writes at once instead of UNAVAILABLE. Standbys still never answer from their own data.
+ * after a start) forwards what clients send it to a member that does, the leader first, over
+ * the etcd API itself, as etcd's gRPC proxy would: unary KV and Lease calls one by one, Watch and
+ * LeaseKeepAlive streams relayed whole from the moment they open. So a client given only this
+ * member's endpoint keeps working after a failover turned the member into a standby (issue 13:
+ * the README's own demo did that to 127.0.0.1:2379), and a restarted member answers at once
+ * instead of UNAVAILABLE. Standbys still never answer from their own data.
  *
  * A forwarded call carries `tandem-forwarded-by`; a member never forwards such a call again (a
- * stale registry cannot make two members bounce a call). Streams (Watch, LeaseKeepAlive) are
- * still refused with UNAVAILABLE, which moves etcd clients to their next endpoint.
+ * stale registry cannot make two members bounce a call). A stream already open here when this
+ * member stops serving is cancelled with the reason, as before (the client reopens it, and the
+ * new one is relayed).
  *
  * grpc-js, the client, is imported on the first forward (it costs start-up time otherwise).
  */
-import type { Client, Metadata as GrpcMetadata, ServiceError } from '@grpc/grpc-js';
+import type {
+  Client,
+  ClientDuplexStream,
+  Metadata as GrpcMetadata,
+  ServiceError,
+} from '@grpc/grpc-js';
 import { ServerError } from '../server/errors.js';
 import { type ServiceContext, wrapUnary } from './context.js';
-import type { CallContext, ServiceHandlers } from './grpc/handlers.js';
+import {
+  type BidiCall,
+  bidiHandler,
+  type CallContext,
+  type MethodHandler,
+  type ServiceHandlers,
+} from './grpc/handlers.js';
 import type { Metadata } from './grpc/metadata.js';
-import { ForwardedStatus } from './grpc/status.js';
+import { type CallStatus, ForwardedStatus, Status } from './grpc/status.js';
 import { type GrpcModule, hostPort, loadGrpc } from './grpc-client.js';
 import { type ServiceKey, serviceDefinition } from './proto.js';
 import { METADATA_KEYS, REQUIRE_LEADER_KEY } from './request-options.js';
@@ -26,6 +39,8 @@ import { METADATA_KEYS, REQUIRE_LEADER_KEY } from './request-options.js';
 export const FORWARDED_BY_KEY = 'tandem-forwarded-by';
 /** A forwarded call's deadline when the client gave none (etcd's request timeout is 5 s). */
 export const STANDBY_FORWARD_TIMEOUT_MS = 10_000;
+/** Requests of a relayed stream held while grpc-js loads; the client is paused past this. */
+const RELAY_EARLY_MAX = 64;
 /** Channels kept open to serving members, at most (a new leader adds one; all are dropped). */
 const CHANNELS_MAX = 8;
 /** The metadata a forwarded call keeps: what changes how the serving member answers. */
@@ -77,6 +92,73 @@ export class StandbyForwarder {
     });
   }
 
+  /**
+   * One bidirectional call (Watch, LeaseKeepAlive) relayed to the member at `url`, message by
+   * message, with flow control both ways. Requests that arrive while grpc-js loads wait in a
+   * bounded queue (the client is paused past it).
+   */
+  relay(service: ServiceKey, method: string, url: string, call: BidiCall<unknown, unknown>): void {
+    const early: unknown[] = [];
+    let upstream: ClientDuplexStream<unknown, unknown> | null = null;
+    let done = false;
+    let clientEnded = false;
+    const finish = (status: CallStatus | null): void => {
+      if (done) return;
+      done = true;
+      if (status === null) call.end();
+      else call.fail(status);
+    };
+    call.on('data', (request) => {
+      if (upstream === null) {
+        early.push(request);
+        if (early.length >= RELAY_EARLY_MAX) call.pause();
+      } else if (!upstream.write(request)) {
+        call.pause();
+        upstream.once('drain', () => call.resume());
+      }
+    });
+    call.on('end', () => {
+      clientEnded = true;
+      upstream?.end();
+    });
+    call.on('cancelled', () => {
+      done = true;
+      upstream?.cancel();
+    });
+    loadGrpc().then(
+      (grpc) => {
+        if (done) return;
+        const definition = serviceDefinition(service)[method]!;
+        const metadata = new grpc.Metadata();
+        copyMetadata(call.metadata, metadata);
+        metadata.set(FORWARDED_BY_KEY, this.selfName);
+        const up = this.channel(grpc, url).makeBidiStreamRequest(
+          definition.path,
+          definition.requestSerialize,
+          definition.responseDeserialize,
+          metadata,
+          {},
+        );
+        upstream = up;
+        up.on('data', (response: unknown) => {
+          if (done) return;
+          if (!call.write(response)) {
+            up.pause();
+            call.once('drain', () => up.resume());
+          }
+        });
+        up.on('error', (error: ServiceError) =>
+          finish({ code: error.code, details: error.details }),
+        );
+        up.on('end', () => finish(null));
+        for (const request of early.splice(0)) up.write(request);
+        call.resume();
+        if (clientEnded) up.end();
+      },
+      (error: Error) => finish({ code: Status.UNAVAILABLE, details: error.message }),
+    );
+  }
+
   close(): void {
     for (const c of this.channels.values()) c.close();
     this.channels.clear();
@@ -93,6 +175,13 @@ export class StandbyForwarder {
   }
 }
 
+/** Where to forward a call this member refused for serving no clients; null: do not. */
+function refusedTo(ctx: ServiceContext, error: unknown, call: CallContext): string | null {
+  if (!(error instanceof ServerError) || error.code !== 'STANDBY') return null;
+  if (call.metadata.get(FORWARDED_BY_KEY).length > 0) return null;
+  return ctx.backend.servingClientUrls?.()[0] ?? null;
+}
+
 /**
  * Every unary method of `handlers` (of `service`): run here; refused because this member serves
  * no clients, forwarded to the first member that does (see the header).
@@ -103,14 +192,35 @@ export function withStandbyForwarding(
   handlers: ServiceHandlers,
   forwarder: StandbyForwarder,
 ): ServiceHandlers {
-  return wrapUnary(handlers, (handle, name) => async (request, call) => {
+  // Bidirectional streams are checked as they open: refused here, relayed whole.
+  const streams: Record<string, MethodHandler> = {};
+  for (const [name, handler] of Object.entries(handlers)) {
+    if (handler.kind !== 'bidi') {
+      streams[name] = handler;
+      continue;
+    }
+    const handle = handler.handle;
+    streams[name] = bidiHandler((call: BidiCall<unknown, unknown>) => {
+      let url: string | null = null;
+      try {
+        ctx.backend.assertServing?.();
+      } catch (error) {
+        url = refusedTo(ctx, error, call);
+      }
+      if (url === null) {
+        handle(call); // serving here, or refusing as it does
+        return;
+      }
+      ctx.logger.debug({ method: name, to: url }, 'api: relayed (this member serves none)');
+      forwarder.relay(service, name, url, call);
+    });
+  }
+  return wrapUnary(streams, (handle, name) => async (request, call) => {
     try {
       return await handle(request, call);
     } catch (error) {
-      if (!(error instanceof ServerError) || error.code !== 'STANDBY') throw error;
-      if (call.metadata.get(FORWARDED_BY_KEY).length > 0) throw error;
-      const url = ctx.backend.servingClientUrls?.()[0];
-      if (url === undefined) throw error;
+      const url = refusedTo(ctx, error, call);
+      if (url === null) throw error;
       ctx.logger.debug({ method: name, to: url }, 'api: forwarded (this member serves none)');
       return forwarder.forward(service, name, url, request, call);
     }

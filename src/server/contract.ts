@@ -201,6 +201,8 @@ export interface EtcdBackend {
    * member that serves none (a standby) forwards unary calls. Optional: without it, refusals.
    */
   servingClientUrls?(): readonly string[];
+  /** Throws STANDBY (as any client call here would) when this member serves no clients. */
+  assertServing?(): void;
   /**
    * `listener` runs once, when this member has known no leader for etcd's monitorLeader span
    * (three election timeouts): streams opened with `hasleader` are then cancelled with NO_LEADER.

@@ -498,6 +498,10 @@ export class EtcdFacade implements EtcdBackend {
     return this.member.leader !== NONE;
   }
 
+  assertServing(): void {
+    this.role.refuseUnlessServing();
+  }
+
   servingClientUrls(): readonly string[] {
     return this.role.servingClientUrls();
   }

@@ -53,18 +53,27 @@ function isStandbyRefusal(name: string, mode: string) {
   };
 }
 
-/** Opens a Watch stream on `endpoint`; resolves with the status that ends it (bounded). */
-function watchOutcome(endpoint: string, timeoutMs = 5_000): Promise<ServiceError | 'open'> {
+/**
+ * Opens a Watch stream on `endpoint`; resolves with the member id in the header of its first
+ * answer (the created response), or with the status that ends it (bounded).
+ */
+function watchOutcome(
+  endpoint: string,
+  metadata: Readonly<Record<string, string>> = {},
+  timeoutMs = 5_000,
+): Promise<ServiceError | { answeredBy: bigint } | 'silent'> {
   const pkg = loadPackageDefinition(loadEtcdProto()) as unknown as {
     etcdserverpb: Record<string, ServiceClientConstructor>;
   };
   const client = new pkg.etcdserverpb.Watch!(endpoint, credentials.createInsecure());
+  const md = new Metadata();
+  for (const [k, v] of Object.entries(metadata)) md.set(k, v);
   const stream = (
     client as unknown as { Watch(md: Metadata): NodeJS.EventEmitter & { write(r: object): void } }
-  ).Watch(new Metadata());
+  ).Watch(md);
   return new Promise((resolve) => {
     let settled = false;
-    const done = (outcome: ServiceError | 'open'): void => {
+    const done = (outcome: ServiceError | { answeredBy: bigint } | 'silent'): void => {
       if (settled) return;
       settled = true;
       clearTimeout(timer);
@@ -73,8 +82,10 @@ function watchOutcome(endpoint: string, timeoutMs = 5_000): Promise<ServiceError
       resolve(outcome);
     };
     // A created watch answers at once; a refused stream ends with an error status.
-    const timer = setTimeout(() => done('open'), timeoutMs);
-    stream.on('data', () => done('open'));
+    const timer = setTimeout(() => done('silent'), timeoutMs);
+    stream.on('data', (r: { header: { memberId: string } }) =>
+      done({ answeredBy: BigInt(r.header.memberId) }),
+    );
     stream.on('error', (error: ServiceError) => done(error));
     stream.write({ createRequest: { key: Buffer.from('cold/w') } });
   });
@@ -150,9 +161,11 @@ describe('cold standby: promoted end to end; standbys serve no client traffic', 
       const forwarded = { [FORWARDED_BY_KEY]: 'test' };
       await assert.rejects(call(client, method, req, 3_000, forwarded), refused);
     }
+    // A watch is relayed whole to a member that serves; one already forwarded is refused.
     const watched = await watchOutcome(m.spec.client);
-    assert.notEqual(watched, 'open', 'a watch on a standby is refused');
-    refused(watched);
+    assert.ok(typeof watched === 'object' && 'answeredBy' in watched, `watch: ${watched}`);
+    assert.notEqual(watched.answeredBy, self, 'the watch was answered by the standby itself');
+    refused(await watchOutcome(m.spec.client, { [FORWARDED_BY_KEY]: 'test' }));
   }
 
   test('the cold standby is registered outside the configuration and serves no client traffic', () =>
@@ -274,10 +287,11 @@ describe('cold standby: promoted end to end; standbys serve no client traffic', 
       const missing = [...acked].filter(([k, v]) => held.get(k) !== v).map(([k]) => k);
       assert.deepEqual(missing.slice(0, 10), [], `${missing.length} acknowledged writes missing`);
       await call(kv(n4), 'Put', { key: Buffer.from('cold/after'), value: Buffer.from('1') }, 5_000);
-      assert.equal(
+      const n4Id = BigInt(`0x${(await n4.status()).memberId}`);
+      assert.deepEqual(
         await watchOutcome(n4.spec.client),
-        'open',
-        'the promoted standby serves watches',
+        { answeredBy: n4Id },
+        'the promoted standby serves watches itself',
       );
     }));
 
