@@ -126,6 +126,10 @@ export const API_ERRORS: Readonly<Record<ErrorCode, ErrorEntry>> = {
   MEMBER_EXISTS: etcd('FAILED_PRECONDITION', 'etcdserver: member ID already exist'),
   PEER_URL_EXISTS: etcd('FAILED_PRECONDITION', 'etcdserver: Peer URLs already exists'),
   NOT_LEARNER: etcd('FAILED_PRECONDITION', 'etcdserver: can only promote a learner member'),
+  NOT_ENOUGH_STARTED_MEMBERS: etcd(
+    'FAILED_PRECONDITION',
+    'etcdserver: re-configuration failed due to not enough started members',
+  ),
   LEARNER_NOT_READY: etcd(
     'FAILED_PRECONDITION',
     'etcdserver: can only promote a learner member which is in sync with leader',

@@ -23,6 +23,8 @@ export type ServerErrorCode =
   | 'NOT_LEARNER'
   | 'LEARNER_NOT_READY'
   | 'TOO_MANY_LEARNERS'
+  /** A voter change that would leave the new configuration without a working quorum. */
+  | 'NOT_ENOUGH_STARTED_MEMBERS'
   | 'UNHEALTHY'
   | 'BAD_LEADER_TRANSFEREE'
   | 'NOT_LEADER'

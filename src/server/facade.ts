@@ -47,6 +47,7 @@ import {
   ConfChangeType,
   type ConfState,
   NONE,
+  type NodeId,
 } from '../raft/types.js';
 import { assert } from '../util/assert.js';
 import type { AckAll } from './ack-all.js';
@@ -390,6 +391,7 @@ export class EtcdFacade implements EtcdBackend {
       throw new ServerError('TOO_MANY_LEARNERS', 'etcdserver: too many learner members in cluster');
     }
     const id = addedMemberId(peerUrls, this.o.clock.wallNow());
+    if (!isLearner) this.checkReconfigQuorum({ add: id });
     const change: ConfChange = {
       transition: ConfChangeTransition.Auto,
       changes: [
@@ -404,9 +406,35 @@ export class EtcdFacade implements EtcdBackend {
     return { member: toApiMember(added), members: this.apiMembers() };
   }
 
+  /**
+   * etcd's --strict-reconfig-check: a voter added or removed through the Cluster API must leave
+   * a configuration whose quorum is made of members that are up, as the leader's failure
+   * detector records them in the registry (the view the redundancy planner guards with): an
+   * added voter counts as down until it runs, a removed one is gone, this member is up.
+   */
+  private checkReconfigQuorum(change: { add?: NodeId; remove?: NodeId }): void {
+    const current = this.member.configuration.voters;
+    // etcd's exception: a second voter for a one-member cluster (restoring from a snapshot).
+    if (change.add !== undefined && current.length === 1 && current[0] === this.member.id) return;
+    const voters = current.filter((v) => v !== change.remove);
+    if (change.add !== undefined && !voters.includes(change.add)) voters.push(change.add);
+    const up = voters.filter(
+      (v) =>
+        v === this.member.id ||
+        (v !== change.add && (this.state.member(v)?.health ?? 'unreachable') !== 'unreachable'),
+    ).length;
+    if (up < Math.floor(voters.length / 2) + 1) {
+      throw new ServerError(
+        'NOT_ENOUGH_STARTED_MEMBERS',
+        'etcdserver: re-configuration failed due to not enough started members',
+      );
+    }
+  }
+
   async memberRemove(id: bigint, opts: RequestOptions): Promise<readonly ApiMember[]> {
     await this.readBarrier({ kind: 'linearizable' }, opts.signal);
     const nodeId = this.knownMember(id).id;
+    this.checkReconfigQuorum({ remove: nodeId });
     await this.proposeConfChange(
       {
         transition: ConfChangeTransition.Auto,
