@@ -69,6 +69,8 @@ export interface ApiServerOptions {
   readonly backend: EtcdBackend;
   /** This member's name: a call it forwards says who forwarded it. */
   readonly name?: string;
+  /** Every gRPC call's end: method path, kind, status code, seconds (for metrics). */
+  readonly onCallEnd?: (path: string, kind: string, code: number, seconds: number) => void;
   /** host:port; port 0 picks a free one (see `port` of the result). */
   readonly listen: string;
   readonly tls?: ApiTlsOptions;
@@ -155,6 +157,7 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
       http2: (stream, headers, raw) => gateway.handle(new Http2Exchange(stream, headers, raw)),
     },
     statusOf,
+    ...(options.onCallEnd === undefined ? {} : { onCallEnd: options.onCallEnd }),
     logger: options.logger,
   });
   for (const [descriptors, service] of services) server.addService(descriptors, service);

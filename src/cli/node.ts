@@ -114,6 +114,7 @@ export async function startNode(config: TandemConfig): Promise<RunningNode> {
   const api = await startApiServer({
     backend: assembled.facade,
     name: config.name,
+    onCallEnd: (path, kind, code, seconds) => metrics.noteGrpcCall(path, kind, code, seconds),
     listen: config.listen.client,
     logger,
     metrics,

@@ -88,7 +88,10 @@ describe('admin GET /metrics on real members', { timeout: 90_000 }, () => {
         [leader.name],
       );
       for (const [m, f] of scrapes) {
-        for (const name of f.keys()) assert.ok(name.startsWith('tandem_'), `${m.name}: ${name}`);
+        // tandem's own series, and etcd's gRPC ones under etcd's names (for etcd dashboards).
+        for (const name of f.keys()) {
+          assert.ok(/^(tandem_|grpc_server_)/.test(name), `${m.name}: ${name}`);
+        }
         const info = f.get('tandem_member_info')!.samples;
         assert.equal(info.length, 1);
         assert.equal(info[0]!.labels.name, m.name);
@@ -168,6 +171,29 @@ describe('admin GET /metrics on real members', { timeout: 90_000 }, () => {
       assert.equal(
         sampleValue(f1, 'tandem_reads_total', { path: 'local' }),
         sampleValue(f0, 'tandem_reads_total', { path: 'local' }) + 1,
+      );
+      // etcd's gRPC series (go-grpc-prometheus names): the follower's client port served the
+      // puts and the read, each counted with its status code and timed.
+      const kvCall = (method: string) => ({
+        grpc_type: 'unary',
+        grpc_service: 'etcdserverpb.KV',
+        grpc_method: method,
+      });
+      const handled = (f: Map<string, PromFamily>, method: string, code: string): number => {
+        try {
+          return sampleValue(f, 'grpc_server_handled_total', {
+            ...kvCall(method),
+            grpc_code: code,
+          });
+        } catch {
+          return 0; // no such call yet
+        }
+      };
+      assert.equal(handled(f1, 'Put', 'OK') - handled(f0, 'Put', 'OK'), PUTS);
+      assert.equal(handled(f1, 'Range', 'OK') - handled(f0, 'Range', 'OK'), 1);
+      assert.ok(
+        sampleValue(f1, 'grpc_server_handling_seconds_count', kvCall('Put')) >= PUTS,
+        'puts are timed',
       );
       // Outside the configuration, the warm standby got none of it.
       const n4 = await scrape(c.member('n4'));

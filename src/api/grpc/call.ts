@@ -34,6 +34,8 @@ export interface CallEnvironment {
   readonly writeBufferBytesMax: number;
   /** The status for a handler's rejection or throw (and logs it as it sees fit). */
   statusOf(err: unknown, path: string): CallStatus;
+  /** Every call's end: its method, kind, status code and how long it ran (metrics). */
+  onCallEnd?(path: string, kind: MethodHandler['kind'], code: number, seconds: number): void;
 }
 
 /** A method with its handler, as the server routes it. */
@@ -109,6 +111,7 @@ abstract class BaseCall extends EventEmitter implements CallContext {
   private metadataView: Metadata | null = null;
   /** The request of a unary or server-streaming call, until its end arrives. */
   private singleMessage: Buffer | null = null;
+  private readonly startedMs = performance.now();
   /** Trailers to send once the data side is flushed (streams; unary sends OK). */
   private trailers: OutgoingHttpHeaders = OK_TRAILERS;
   protected readonly decoder: MessageDecoder;
@@ -172,8 +175,19 @@ abstract class BaseCall extends EventEmitter implements CallContext {
     this.clearDeadline();
     if (!this.statusSent) {
       this.statusSent = true;
+      this.reportEnd(Status.CANCELLED);
       this.cancel();
     }
+  }
+
+  /** Reports the call's end once (statusSent has just become true). */
+  private reportEnd(code: number): void {
+    this.env.onCallEnd?.(
+      this.method.descriptor.path,
+      this.method.handler.kind,
+      code,
+      (performance.now() - this.startedMs) / 1000,
+    );
   }
 
   private onDeadline(): void {
@@ -245,6 +259,7 @@ abstract class BaseCall extends EventEmitter implements CallContext {
   protected sendStatus(status: CallStatus): void {
     if (this.statusSent) return;
     this.statusSent = true;
+    this.reportEnd(status.code);
     this.clearDeadline();
     const stream = this.stream;
     if (stream.destroyed || stream.closed) return;
@@ -263,6 +278,7 @@ abstract class BaseCall extends EventEmitter implements CallContext {
     const framed = this.encode(response);
     if (framed === null) return;
     this.statusSent = true;
+    this.reportEnd(Status.OK);
     this.clearDeadline();
     const stream = this.stream;
     if (stream.destroyed || stream.closed) return;
@@ -309,6 +325,7 @@ abstract class BaseCall extends EventEmitter implements CallContext {
   protected reset(code: number): void {
     if (this.statusSent) return;
     this.statusSent = true;
+    this.reportEnd(Status.CANCELLED);
     this.cancel();
     if (!this.stream.destroyed && !this.stream.closed) this.stream.close(code);
   }

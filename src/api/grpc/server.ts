@@ -118,6 +118,8 @@ export interface GrpcServerOptions {
   readonly http?: HttpHandlers;
   /** The status for a handler's error; logs what it must. */
   readonly statusOf: (err: unknown, path: string) => CallStatus;
+  /** Every call's end (CallEnvironment.onCallEnd): for metrics. */
+  readonly onCallEnd?: CallEnvironment['onCallEnd'];
   readonly logger: GrpcLogger;
 }
 
@@ -154,6 +156,7 @@ export class GrpcServer {
       sendMessageBytesMax: options.sendMessageBytesMax,
       writeBufferBytesMax: options.writeBufferBytesMax ?? STREAM_WRITE_BUFFER_BYTES_MAX,
       statusOf: options.statusOf,
+      ...(options.onCallEnd === undefined ? {} : { onCallEnd: options.onCallEnd }),
     };
     this.http2 = createServer(this.http2Options());
     this.http2.on('session', (session) => this.onSession(session));
