@@ -98,7 +98,7 @@ async function scrape(m: MemberMetrics): Promise<Map<string, PromFamily>> {
 }
 
 describe('metrics: names, types, values', () => {
-  test('every family is tandem_*, typed as its name says, with the view values', async () => {
+  test("every family is tandem_* (or etcd's grpc_server_*), typed as its name says, with the view values", async () => {
     const f = await scrape(metricsOf(VOTER));
     const types = Object.fromEntries([...f.values()].map((x) => [x.name, x.type]));
     assert.deepEqual(types, {
@@ -117,6 +117,8 @@ describe('metrics: names, types, values', () => {
       tandem_redundancy_policy_actions_total: 'counter',
       tandem_wal_fsync_seconds: 'histogram',
       tandem_event_loop_delay_seconds: 'histogram',
+      grpc_server_handled_total: 'counter',
+      grpc_server_handling_seconds: 'histogram',
     });
     for (const x of f.values()) assert.ok(x.help !== null && x.help.length > 10, x.name);
     assert.equal(sampleValue(f, 'tandem_raft_term'), 7);
@@ -454,7 +456,7 @@ describe('metrics: one registry per member', () => {
     for (const f of [fa, fb]) {
       assert.equal(f.get('tandem_process_cpu_seconds_total')?.type, 'counter');
       assert.ok(f.has('tandem_nodejs_heap_size_used_bytes'));
-      for (const name of f.keys()) assert.ok(name.startsWith('tandem_'), name);
+      for (const name of f.keys()) assert.ok(/^(tandem_|grpc_server_)/.test(name), name);
     }
     assert.match(a.contentType, /^text\/plain/);
     assert.ok(!(await globalRegistry.metrics()).includes('tandem_'));
@@ -488,4 +490,44 @@ describe('the strict exposition parser the tests rely on', () => {
   for (const [what, text] of bad) {
     test(`rejects ${what}`, () => assert.throws(() => parsePromText(text)));
   }
+});
+
+test("gRPC calls are counted and timed under etcd's names and labels", async () => {
+  const m = new MemberMetrics({ name: 'a', memberIdHex: '1', monotonicMs: () => 0 });
+  m.noteGrpcCall('/etcdserverpb.KV/Put', 'unary', 0, 0.002);
+  m.noteGrpcCall('/etcdserverpb.KV/Put', 'unary', 0, 0.003);
+  m.noteGrpcCall('/etcdserverpb.KV/Range', 'unary', 11, 0.001);
+  m.noteGrpcCall('/etcdserverpb.Watch/Watch', 'bidi', 1, 12);
+  const f = parsePromText(await m.registry.metrics());
+  const kv = { grpc_type: 'unary', grpc_service: 'etcdserverpb.KV' };
+  assert.equal(
+    sampleValue(f, 'grpc_server_handled_total', { ...kv, grpc_method: 'Put', grpc_code: 'OK' }),
+    2,
+  );
+  assert.equal(
+    sampleValue(f, 'grpc_server_handled_total', {
+      ...kv,
+      grpc_method: 'Range',
+      grpc_code: 'OutOfRange',
+    }),
+    1,
+  );
+  const watch = {
+    grpc_type: 'bidi_stream',
+    grpc_service: 'etcdserverpb.Watch',
+    grpc_method: 'Watch',
+  };
+  assert.equal(sampleValue(f, 'grpc_server_handled_total', { ...watch, grpc_code: 'Canceled' }), 1);
+  assert.equal(
+    sampleValue(f, 'grpc_server_handling_seconds_count', { ...kv, grpc_method: 'Put' }),
+    2,
+  );
+  assert.equal(
+    sampleValue(f, 'grpc_server_handling_seconds_bucket', {
+      ...kv,
+      grpc_method: 'Put',
+      le: '0.005',
+    }),
+    2,
+  );
 });
