@@ -18,7 +18,7 @@ import { join } from 'node:path';
 import { type Logger, pino } from 'pino';
 import { startAdminServer } from '../api/admin.js';
 import { GrpcLeaderForwarder } from '../api/forwarder.js';
-import { startApiServer } from '../api/server.js';
+import { type ApiServer, startApiServer } from '../api/server.js';
 import { makePolicy } from '../cluster/policy.js';
 import { type Founder, foundingConfig, type MemberInfo } from '../cluster/registry.js';
 import { REAL_CLOCK } from '../io/clock.js';
@@ -27,6 +27,7 @@ import { LmdbBackend } from '../kv/backend/lmdb.js';
 import { RawNode } from '../raft/rawnode.js';
 import { inConfState, type NodeId } from '../raft/types.js';
 import { assembleMember, type MemberSpec } from '../server/assemble.js';
+import type { EtcdFacade } from '../server/facade.js';
 import { ApplyTracker, liveMetricsView, MemberMetrics } from '../server/metrics.js';
 import { memberStatusJson } from '../server/status.js';
 import { TandemStateMachine } from '../server/tandem-state-machine.js';
@@ -111,23 +112,18 @@ export async function startNode(config: TandemConfig): Promise<RunningNode> {
   transport.serveFetch(() => ({ storage: recovered.storage, commitIndex: member.commitIndex }));
   assembled.start();
 
-  const api = await startApiServer({
-    backend: assembled.facade,
-    name: config.name,
-    onCallEnd: (path, kind, code, seconds) => metrics.noteGrpcCall(path, kind, code, seconds),
-    listen: config.listen.client,
-    logger,
-    metrics,
-    defaults: {
-      consistency: { kind: config.replication.readDefault },
-      ack: config.replication.ack,
-    },
-    ...clientTls(config),
-  });
+  const api = await startClientPort(config, assembled.facade, metrics, logger);
   const faults = config.testMode.faultInjection
     ? faultAdmin(transport, () => state.members(), disk.faultFs)
     : null;
-  metrics.attach(() => liveMetricsView({ ...assembled, applies, zone: config.zone }));
+  metrics.attach(() =>
+    liveMetricsView({
+      ...assembled,
+      applies,
+      zone: config.zone,
+      dbSizeBytes: () => disk.backend.sizeBytes(),
+    }),
+  );
   const admin = await startAdminServer({
     listen: parseHostPort(config.listen.admin),
     metrics,
@@ -267,6 +263,28 @@ async function startTransport(
   );
   state.onPeersChanged = () => syncPeers(state.allMembers());
   return transport;
+}
+
+/** The client port: etcd's gRPC API and its HTTP/JSON gateway, with this member's metrics. */
+function startClientPort(
+  config: TandemConfig,
+  facade: EtcdFacade,
+  metrics: MemberMetrics,
+  logger: Logger,
+): Promise<ApiServer> {
+  return startApiServer({
+    backend: facade,
+    name: config.name,
+    onCallEnd: (path, kind, code, seconds) => metrics.noteGrpcCall(path, kind, code, seconds),
+    listen: config.listen.client,
+    logger,
+    metrics,
+    defaults: {
+      consistency: { kind: config.replication.readDefault },
+      ack: config.replication.ack,
+    },
+    ...clientTls(config),
+  });
 }
 
 function clientTls(config: TandemConfig) {

@@ -979,6 +979,11 @@ export class Member<R = unknown> {
     return this.confState;
   }
 
+  /** Proposals made here still waiting for their outcome (etcd's proposals_pending). */
+  get pendingProposals(): number {
+    return this.proposals.size;
+  }
+
   /** When a message from each peer last arrived here (ms of this member's clock). */
   get lastHeardMs(): ReadonlyMap<NodeId, number> {
     return this.heardAtMs;

@@ -122,6 +122,10 @@ export interface MetricsView {
   /** See `standbyStalenessSeconds`; null unless this member is a warm or cold standby. */
   readonly standbyStalenessSeconds: number | null;
   readonly reads: { readonly local: number; readonly barrier: number };
+  /** Proposals made on this member still waiting for their outcome. */
+  readonly pendingProposals: number;
+  /** The KV store's size on disk; null where there is none (memory backends). */
+  readonly dbSizeBytes: number | null;
 }
 
 /**
@@ -240,6 +244,7 @@ export class MemberMetrics {
   private lastLeader: number = NONE;
   private readonly policyKinds = new Set<string>();
   private readonly leaderChanges: Counter;
+  private readonly etcdLeaderChanges: Counter;
   private readonly replacements: Counter;
   private readonly policyActions: Counter<'kind' | 'outcome'>;
   private readonly fsyncSeconds: Histogram;
@@ -267,6 +272,47 @@ export class MemberMetrics {
         },
       });
     };
+    // etcd's own names for what an etcd dashboard charts first (same values as tandem_* ones).
+    const etcdGauge = (name: string, help: string, value: (v: MetricsView) => number | null) => {
+      const metrics = this;
+      new Gauge({
+        name,
+        help,
+        registers,
+        collect() {
+          this.reset();
+          const v = metrics.snapshot();
+          const x = v === null ? null : value(v);
+          if (x !== null) this.set(x);
+        },
+      });
+    };
+    etcdGauge('etcd_server_has_leader', '1 when a leader is known (as etcd).', (v) =>
+      v.hasLeader ? 1 : 0,
+    );
+    etcdGauge('etcd_server_is_leader', '1 when this member leads (as etcd).', (v) =>
+      v.isLeader ? 1 : 0,
+    );
+    etcdGauge(
+      'etcd_server_proposals_committed_total',
+      'The commit index: proposals committed (a gauge, as etcd has it).',
+      (v) => v.commitIndex,
+    );
+    etcdGauge(
+      'etcd_server_proposals_applied_total',
+      'The applied index: proposals applied (a gauge, as etcd has it).',
+      (v) => v.appliedIndex,
+    );
+    etcdGauge(
+      'etcd_server_proposals_pending',
+      'Proposals made here and not yet applied or failed.',
+      (v) => v.pendingProposals,
+    );
+    etcdGauge(
+      'etcd_mvcc_db_total_size_in_bytes',
+      "The KV store's file size (LMDB data.mdb), as etcd reports its bbolt file.",
+      (v) => v.dbSizeBytes,
+    );
     gauge('member_info', 'Always 1; labels name this member.', ['name', 'zone', 'id'], (g, v) =>
       g.set({ name: options.name, zone: v.zone, id: options.memberIdHex }, 1),
     );
@@ -334,6 +380,11 @@ export class MemberMetrics {
     this.leaderChanges = new Counter({
       name: `${METRIC_PREFIX}raft_leader_changes_total`,
       help: 'Leader changes this member saw (a new leader known; as etcd counts them).',
+      registers,
+    });
+    this.etcdLeaderChanges = new Counter({
+      name: 'etcd_server_leader_changes_seen_total',
+      help: 'Leader changes this member saw (as etcd).',
       registers,
     });
     this.replacements = new Counter({
@@ -414,7 +465,10 @@ export class MemberMetrics {
 
   /** The member loop's soft-state hook: counts a new leader as etcd does (none is no leader). */
   noteLeader(lead: number): void {
-    if (lead !== NONE && lead !== this.lastLeader) this.leaderChanges.inc();
+    if (lead !== NONE && lead !== this.lastLeader) {
+      this.leaderChanges.inc();
+      this.etcdLeaderChanges.inc();
+    }
     this.lastLeader = lead;
   }
 
@@ -503,6 +557,7 @@ export interface LiveMember {
   readonly applies: ApplyTracker;
   /** The configured zone, until the registry has this member's. */
   readonly zone: string;
+  readonly dbSizeBytes?: () => number;
 }
 
 /** This member's MetricsView now. */
@@ -533,6 +588,8 @@ export function liveMetricsView(live: LiveMember): MetricsView {
     lagEntries,
     standbyStalenessSeconds: standbyStalenessSeconds(self.role, self.standbyMode, live.applies),
     reads: facade.readCounters(),
+    pendingProposals: member.pendingProposals,
+    dbSizeBytes: live.dbSizeBytes?.() ?? null,
   };
 }
 

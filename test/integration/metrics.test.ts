@@ -90,7 +90,7 @@ describe('admin GET /metrics on real members', { timeout: 90_000 }, () => {
       for (const [m, f] of scrapes) {
         // tandem's own series, and etcd's gRPC ones under etcd's names (for etcd dashboards).
         for (const name of f.keys()) {
-          assert.ok(/^(tandem_|grpc_server_)/.test(name), `${m.name}: ${name}`);
+          assert.ok(/^(tandem_|grpc_server_|etcd_)/.test(name), `${m.name}: ${name}`);
         }
         const info = f.get('tandem_member_info')!.samples;
         assert.equal(info.length, 1);

@@ -40,6 +40,8 @@ const VOTER: MetricsView = {
   ]),
   standbyStalenessSeconds: null,
   reads: { local: 11, barrier: 4 },
+  pendingProposals: 2,
+  dbSizeBytes: 4096,
 };
 
 /** Resolution of the fake event-loop sources: 10 ms, as in production. */
@@ -98,7 +100,7 @@ async function scrape(m: MemberMetrics): Promise<Map<string, PromFamily>> {
 }
 
 describe('metrics: names, types, values', () => {
-  test("every family is tandem_* (or etcd's grpc_server_*), typed as its name says, with the view values", async () => {
+  test("every family is tandem_* (or etcd's own names), typed as its name says, with the view values", async () => {
     const f = await scrape(metricsOf(VOTER));
     const types = Object.fromEntries([...f.values()].map((x) => [x.name, x.type]));
     assert.deepEqual(types, {
@@ -119,7 +121,21 @@ describe('metrics: names, types, values', () => {
       tandem_event_loop_delay_seconds: 'histogram',
       grpc_server_handled_total: 'counter',
       grpc_server_handling_seconds: 'histogram',
+      etcd_server_has_leader: 'gauge',
+      etcd_server_is_leader: 'gauge',
+      etcd_server_leader_changes_seen_total: 'counter',
+      etcd_server_proposals_committed_total: 'gauge',
+      etcd_server_proposals_applied_total: 'gauge',
+      etcd_server_proposals_pending: 'gauge',
+      etcd_mvcc_db_total_size_in_bytes: 'gauge',
     });
+    // etcd's names carry the same values.
+    assert.equal(sampleValue(f, 'etcd_server_is_leader'), 1);
+    assert.equal(sampleValue(f, 'etcd_server_has_leader'), 1);
+    assert.equal(sampleValue(f, 'etcd_server_proposals_committed_total'), 120);
+    assert.equal(sampleValue(f, 'etcd_server_proposals_applied_total'), 118);
+    assert.equal(sampleValue(f, 'etcd_server_proposals_pending'), 2);
+    assert.equal(sampleValue(f, 'etcd_mvcc_db_total_size_in_bytes'), 4096);
     for (const x of f.values()) assert.ok(x.help !== null && x.help.length > 10, x.name);
     assert.equal(sampleValue(f, 'tandem_raft_term'), 7);
     assert.equal(sampleValue(f, 'tandem_raft_commit_index'), 120);
@@ -456,7 +472,7 @@ describe('metrics: one registry per member', () => {
     for (const f of [fa, fb]) {
       assert.equal(f.get('tandem_process_cpu_seconds_total')?.type, 'counter');
       assert.ok(f.has('tandem_nodejs_heap_size_used_bytes'));
-      for (const name of f.keys()) assert.ok(/^(tandem_|grpc_server_)/.test(name), name);
+      for (const name of f.keys()) assert.ok(/^(tandem_|grpc_server_|etcd_)/.test(name), name);
     }
     assert.match(a.contentType, /^text\/plain/);
     assert.ok(!(await globalRegistry.metrics()).includes('tandem_'));
