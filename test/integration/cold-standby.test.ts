@@ -161,6 +161,9 @@ describe('cold standby: promoted end to end; standbys serve no client traffic', 
       const forwarded = { [FORWARDED_BY_KEY]: 'test' };
       await assert.rejects(call(client, method, req, 3_000, forwarded), refused);
     }
+    // Healthy as a standby (it knows a leader), so a liveness probe does not restart it.
+    const health = await (await fetch(`http://${m.spec.client}/health`)).json();
+    assert.deepEqual(health, { health: 'true', reason: '' });
     // A watch is relayed whole to a member that serves; one already forwarded is refused.
     const watched = await watchOutcome(m.spec.client);
     assert.ok(typeof watched === 'object' && 'answeredBy' in watched, `watch: ${watched}`);

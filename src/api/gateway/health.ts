@@ -6,6 +6,7 @@
  * etcd says it, unless the alarm is named in `?exclude=`.
  */
 import type { EtcdBackend } from '../../server/contract.js';
+import { ServerError } from '../../server/errors.js';
 import { rangeFromPb } from '../convert.js';
 import { toWireStatus } from '../errors.js';
 import type { PbRangeRequest } from '../proto.js';
@@ -56,6 +57,9 @@ export async function checkHealth(
       signal: AbortSignal.timeout(HEALTH_READ_TIMEOUT_MS),
     });
   } catch (err) {
+    // A standby (or a member confirming its role) serves clients by forwarding them: it is
+    // healthy when it knows a leader, checked above. Unhealthy, a probe would restart it.
+    if (err instanceof ServerError && err.code === 'STANDBY') return { health: 'true', reason: '' };
     return { health: 'false', reason: `RANGE ERROR:${toWireStatus(err).details}` };
   }
   return { health: 'true', reason: '' };
