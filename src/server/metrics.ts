@@ -126,6 +126,11 @@ export interface MetricsView {
   readonly pendingProposals: number;
   /** The KV store's size on disk; null where there is none (memory backends). */
   readonly dbSizeBytes: number | null;
+  /** Open watch streams and their watchers (synced, catching up, or parked as victims). */
+  readonly watchStreams: number;
+  readonly watchers: number;
+  /** Leases this member's state holds. */
+  readonly leases: number;
 }
 
 /**
@@ -309,10 +314,21 @@ export class MemberMetrics {
       (v) => v.pendingProposals,
     );
     etcdGauge(
+      'etcd_debugging_mvcc_watch_stream_total',
+      'Open watch streams on this member (a gauge, as etcd has it).',
+      (v) => v.watchStreams,
+    );
+    etcdGauge(
+      'etcd_debugging_mvcc_watcher_total',
+      'Watchers on this member (a gauge, as etcd has it).',
+      (v) => v.watchers,
+    );
+    etcdGauge(
       'etcd_mvcc_db_total_size_in_bytes',
       "The KV store's file size (LMDB data.mdb), as etcd reports its bbolt file.",
       (v) => v.dbSizeBytes,
     );
+    gauge('leases', "Leases in this member's state.", [], (g, v) => g.set(v.leases));
     gauge('member_info', 'Always 1; labels name this member.', ['name', 'zone', 'id'], (g, v) =>
       g.set({ name: options.name, zone: v.zone, id: options.memberIdHex }, 1),
     );
@@ -590,6 +606,15 @@ export function liveMetricsView(live: LiveMember): MetricsView {
     reads: facade.readCounters(),
     pendingProposals: member.pendingProposals,
     dbSizeBytes: live.dbSizeBytes?.() ?? null,
+    ...watchCounts(state.watchHub.stats()),
+    leases: state.lessor.size,
+  };
+}
+
+function watchCounts(stats: ReturnType<TandemStateMachine['watchHub']['stats']>) {
+  return {
+    watchStreams: stats.streams,
+    watchers: stats.synced + stats.unsynced + stats.victims,
   };
 }
 

@@ -42,6 +42,9 @@ const VOTER: MetricsView = {
   reads: { local: 11, barrier: 4 },
   pendingProposals: 2,
   dbSizeBytes: 4096,
+  watchStreams: 3,
+  watchers: 5,
+  leases: 6,
 };
 
 /** Resolution of the fake event-loop sources: 10 ms, as in production. */
@@ -128,7 +131,13 @@ describe('metrics: names, types, values', () => {
       etcd_server_proposals_applied_total: 'gauge',
       etcd_server_proposals_pending: 'gauge',
       etcd_mvcc_db_total_size_in_bytes: 'gauge',
+      etcd_debugging_mvcc_watch_stream_total: 'gauge',
+      etcd_debugging_mvcc_watcher_total: 'gauge',
+      tandem_leases: 'gauge',
     });
+    assert.equal(sampleValue(f, 'etcd_debugging_mvcc_watch_stream_total'), 3);
+    assert.equal(sampleValue(f, 'etcd_debugging_mvcc_watcher_total'), 5);
+    assert.equal(sampleValue(f, 'tandem_leases'), 6);
     // etcd's names carry the same values.
     assert.equal(sampleValue(f, 'etcd_server_is_leader'), 1);
     assert.equal(sampleValue(f, 'etcd_server_has_leader'), 1);
