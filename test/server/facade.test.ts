@@ -38,15 +38,20 @@ async function settle<T>(clock: ManualClock, p: Promise<T>): Promise<T> {
   return p;
 }
 
-test('a read-only txn is served by a read barrier, never through the log', async () => {
-  const clock = new ManualClock();
-  const hub = new LoopbackHub(clock);
-  const founders = ([1, 2, 3] as NodeId[]).map((id) => ({
+/** Voters n1..n3, as a new cluster's founders. */
+function threeFounders() {
+  return ([1, 2, 3] as NodeId[]).map((id) => ({
     id,
     name: `n${id}`,
     peerUrls: [`http://127.0.0.1:${id}`],
     clientUrls: [],
   }));
+}
+
+test('a read-only txn is served by a read barrier, never through the log', async () => {
+  const clock = new ManualClock();
+  const hub = new LoopbackHub(clock);
+  const founders = threeFounders();
   const nodes = startPolicyCluster(clock, hub, founders, 3, () => ({}));
   clock.advance(2_000);
   const follower = [...nodes.values()].find((n) => !n.member.isLeader)!;
@@ -89,12 +94,7 @@ test('a read-only txn is served by a read barrier, never through the log', async
 test("etcd's strict reconfig check: no voter added or removed past a working quorum of members that are up", async () => {
   const clock = new ManualClock();
   const hub = new LoopbackHub(clock);
-  const founders = ([1, 2, 3] as NodeId[]).map((id) => ({
-    id,
-    name: `n${id}`,
-    peerUrls: [`http://127.0.0.1:${id}`],
-    clientUrls: [],
-  }));
+  const founders = threeFounders();
   // A policy that detects a silent member but never replaces it within the test.
   const policy = makePolicy({
     voters: 3,
