@@ -16,7 +16,7 @@
 import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { type Logger, pino } from 'pino';
-import { startAdminServer } from '../api/admin.js';
+import { type AdminServer, startAdminServer } from '../api/admin.js';
 import { GrpcLeaderForwarder } from '../api/forwarder.js';
 import { type ApiServer, startApiServer } from '../api/server.js';
 import { makePolicy } from '../cluster/policy.js';
@@ -112,10 +112,6 @@ export async function startNode(config: TandemConfig): Promise<RunningNode> {
   transport.serveFetch(() => ({ storage: recovered.storage, commitIndex: member.commitIndex }));
   assembled.start();
 
-  const api = await startClientPort(config, assembled.facade, metrics, logger);
-  const faults = config.testMode.faultInjection
-    ? faultAdmin(transport, () => state.members(), disk.faultFs)
-    : null;
   metrics.attach(() =>
     liveMetricsView({
       ...assembled,
@@ -124,22 +120,40 @@ export async function startNode(config: TandemConfig): Promise<RunningNode> {
       dbSizeBytes: () => disk.backend.sizeBytes(),
     }),
   );
-  const admin = await startAdminServer({
-    listen: parseHostPort(config.listen.admin),
-    metrics,
-    status: () =>
-      memberStatusJson({
-        assembled,
-        applies,
-        name: config.name,
-        clusterId,
-        zone: config.zone,
-        nowMs: REAL_CLOCK.now,
-        wallNowMs: REAL_CLOCK.wallNow,
-      }),
-    memberOp: (op, name) => assembled.facade.manualMemberOp(op, name),
-    ...(faults === null ? {} : { extra: (req, res) => faults.handle(req, res) }),
-  });
+  const open: { api: ApiServer | null; admin: AdminServer | null } = { api: null, admin: null };
+  const shutdown = async (): Promise<void> => {
+    forwarder.close();
+    await new Promise<void>((resolve) => assembled.stop(resolve));
+    await Promise.allSettled([open.api?.close(), transport.close(), open.admin?.close()]);
+    await recovered.persistence.close();
+    await disk.backend.close();
+  };
+  try {
+    open.api = await startClientPort(config, assembled.facade, metrics, logger);
+    const faults = config.testMode.faultInjection
+      ? faultAdmin(transport, () => state.members(), disk.faultFs)
+      : null;
+    open.admin = await startAdminServer({
+      listen: parseHostPort(config.listen.admin),
+      metrics,
+      status: () =>
+        memberStatusJson({
+          assembled,
+          applies,
+          name: config.name,
+          clusterId,
+          zone: config.zone,
+          nowMs: REAL_CLOCK.now,
+          wallNowMs: REAL_CLOCK.wallNow,
+        }),
+      memberOp: (op, name) => assembled.facade.manualMemberOp(op, name),
+      ...(faults === null ? {} : { extra: (req, res) => faults.handle(req, res) }),
+    });
+  } catch (error) {
+    // A port taken, say: close everything already open, or the process lingers half-started.
+    await shutdown();
+    throw error;
+  }
   logger.info(
     { client: config.listen.client, peer: config.listen.peer, admin: config.listen.admin },
     'tandem member serving',
@@ -149,17 +163,10 @@ export async function startNode(config: TandemConfig): Promise<RunningNode> {
   return {
     memberId: selfId,
     clusterId,
-    clientPort: api.port,
-    adminPort: admin.port,
+    clientPort: open.api.port,
+    adminPort: open.admin.port,
     stop(): Promise<void> {
-      stopping ??= (async () => {
-        forwarder.close();
-        await new Promise<void>((resolve) => assembled.stop(resolve));
-        await Promise.allSettled([api.close(), transport.close(), admin.close()]);
-        await recovered.persistence.close();
-        await disk.backend.close();
-        logger.info('tandem member stopped');
-      })();
+      stopping ??= shutdown().then(() => logger.info('tandem member stopped'));
       return stopping;
     },
   };

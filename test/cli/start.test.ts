@@ -1,0 +1,68 @@
+/**
+ * `tandem start` on a real process: a member that cannot start (its admin port taken) says why
+ * and exits, closing what it had opened, instead of lingering half-started with its client
+ * and peer ports open (a launcher then waited 50 s for a member that never served).
+ */
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { REPO_DIR } from '../../src/cli/local-cluster.js';
+
+const EXIT_WITHIN_MS = 20_000;
+
+function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const s = net.createServer();
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address() as net.AddressInfo;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+test('a member whose admin port is taken says so and exits, leaving nothing open', {
+  timeout: EXIT_WITHIN_MS + 10_000,
+}, async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'tandem-start-test-'));
+  const taken = net.createServer();
+  await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
+  const adminPort = (taken.address() as net.AddressInfo).port;
+  try {
+    const [client, peer] = [await freePort(), await freePort()];
+    const config = join(dir, 'node.yaml');
+    writeFileSync(
+      config,
+      `name: n1\ndataDir: ${join(dir, 'data')}\nlisten:\n  client: 127.0.0.1:${client}\n  peer: 127.0.0.1:${peer}\n  admin: 127.0.0.1:${adminPort}\n`,
+    );
+    const child = spawn(
+      process.execPath,
+      ['--import', 'tsx', join(REPO_DIR, 'src', 'cli', 'bin.ts'), 'start', '--config', config],
+      { cwd: REPO_DIR, stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => {
+      stderr += d.toString();
+    });
+    child.stdout.resume();
+    const code = await new Promise<number | null>((resolve) => {
+      const timer = setTimeout(() => {
+        child.kill('SIGKILL');
+        resolve(null);
+      }, EXIT_WITHIN_MS);
+      child.once('exit', (c) => {
+        clearTimeout(timer);
+        resolve(c);
+      });
+    });
+    assert.notEqual(code, null, `still running after ${EXIT_WITHIN_MS} ms:\n${stderr}`);
+    assert.equal(code, 1, stderr);
+    assert.match(stderr, /tandem: cannot start n1: .*EADDRINUSE/);
+  } finally {
+    taken.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
