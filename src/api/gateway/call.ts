@@ -10,7 +10,7 @@ import { EventEmitter } from 'node:events';
 import type { Type } from 'protobufjs';
 import type { CallContext } from '../grpc/handlers.js';
 import type { Metadata, MetadataValue } from '../grpc/metadata.js';
-import { CallSignal } from '../grpc/signal.js';
+import { CallCancellation } from '../grpc/signal.js';
 import type { CallStatus } from '../grpc/status.js';
 import type { HttpExchange } from './exchange.js';
 import type { ProtoJson } from './json.js';
@@ -58,8 +58,7 @@ export interface GatewayCallOptions {
 
 export class GatewayCall extends EventEmitter implements CallContext {
   readonly metadata: Metadata;
-  private signalValue: CallSignal | null = null;
-  private cancelledFlag = false;
+  private readonly cancellation = new CallCancellation();
   private finished = false;
   private requestValue: unknown = undefined;
   private paused = false;
@@ -75,15 +74,11 @@ export class GatewayCall extends EventEmitter implements CallContext {
   }
 
   get signal(): AbortSignal {
-    if (this.signalValue === null) {
-      this.signalValue = new CallSignal();
-      if (this.cancelledFlag) this.signalValue.abort();
-    }
-    return this.signalValue;
+    return this.cancellation.signal;
   }
 
   get cancelled(): boolean {
-    return this.cancelledFlag;
+    return this.cancellation.cancelled;
   }
 
   /** The request of a server-streaming call. */
@@ -174,10 +169,8 @@ export class GatewayCall extends EventEmitter implements CallContext {
   }
 
   private cancel(): void {
-    if (this.cancelledFlag) return;
-    this.cancelledFlag = true;
+    if (!this.cancellation.cancel()) return;
     this.finish();
-    this.signalValue?.abort();
     process.nextTick(() => this.emit('cancelled'));
   }
 }

@@ -23,7 +23,7 @@ import type {
   ServerStreamingCall,
 } from './handlers.js';
 import { type Metadata, RawHeaderMetadata } from './metadata.js';
-import { CallSignal } from './signal.js';
+import { CallCancellation } from './signal.js';
 import { type CallStatus, encodeStatusMessage, Status } from './status.js';
 
 /** What calls need from their server. */
@@ -105,8 +105,7 @@ function sendTrailersWhenWanted(stream: ServerHttp2Stream, trailers: () => Outgo
 abstract class BaseCall extends EventEmitter implements CallContext {
   /** The status went out (or the stream is gone): nothing more is sent. */
   protected statusSent = false;
-  private cancelledFlag = false;
-  private signalValue: CallSignal | null = null;
+  private readonly cancellation = new CallCancellation();
   private deadlineTimer: NodeJS.Timeout | null = null;
   private metadataView: Metadata | null = null;
   /** The request of a unary or server-streaming call, until its end arrives. */
@@ -143,15 +142,11 @@ abstract class BaseCall extends EventEmitter implements CallContext {
 
   /** Created on first use (see signal.ts for why it is not a Node AbortSignal). */
   get signal(): AbortSignal {
-    if (this.signalValue === null) {
-      this.signalValue = new CallSignal();
-      if (this.cancelledFlag) this.signalValue.abort();
-    }
-    return this.signalValue;
+    return this.cancellation.signal;
   }
 
   get cancelled(): boolean {
-    return this.cancelledFlag;
+    return this.cancellation.cancelled;
   }
 
   protected get path(): string {
@@ -209,10 +204,8 @@ abstract class BaseCall extends EventEmitter implements CallContext {
   }
 
   protected cancel(): void {
-    if (this.cancelledFlag) return;
-    this.cancelledFlag = true;
+    if (!this.cancellation.cancel()) return;
     this.clearDeadline();
-    this.signalValue?.abort();
     process.nextTick(() => this.emit('cancelled'));
   }
 

@@ -77,3 +77,32 @@ export class CallSignal implements AbortSignal {
     }
   }
 }
+
+/**
+ * A call's cancellation: the flag, and the CallSignal made only when a handler asks for one
+ * (most calls never do). Shared by gRPC calls and the JSON gateway's calls.
+ */
+export class CallCancellation {
+  private signalValue: CallSignal | null = null;
+  private cancelledFlag = false;
+
+  get cancelled(): boolean {
+    return this.cancelledFlag;
+  }
+
+  get signal(): AbortSignal {
+    if (this.signalValue === null) {
+      this.signalValue = new CallSignal();
+      if (this.cancelledFlag) this.signalValue.abort();
+    }
+    return this.signalValue;
+  }
+
+  /** Marks the call cancelled and aborts its signal; false when it already was. */
+  cancel(): boolean {
+    if (this.cancelledFlag) return false;
+    this.cancelledFlag = true;
+    this.signalValue?.abort();
+    return true;
+  }
+}
