@@ -14,6 +14,7 @@
  * further.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import type { ManualOp } from '../cluster/policy.js';
 
 /** A POST /member/<op> body larger than this is refused. */
@@ -28,6 +29,8 @@ export interface AdminOptions {
   readonly memberOp: (op: ManualOp, name: string) => Promise<string>;
   /** Tried first (test-mode fault injection): true when it answered the request. */
   readonly extra?: (req: IncomingMessage, res: ServerResponse) => boolean;
+  /** HTTPS (PEM); with `ca`, callers must present a certificate it signed. */
+  readonly tls?: { readonly cert: Buffer; readonly key: Buffer; readonly ca?: Buffer };
 }
 
 export interface AdminServer {
@@ -36,7 +39,22 @@ export interface AdminServer {
 }
 
 export async function startAdminServer(o: AdminOptions): Promise<AdminServer> {
-  const server = createServer((req, res) => route(o, req, res));
+  const handle = (req: IncomingMessage, res: ServerResponse): void => route(o, req, res);
+  const tls = o.tls;
+  const server: Server =
+    tls === undefined
+      ? createServer(handle)
+      : createHttpsServer(
+          {
+            cert: tls.cert,
+            key: tls.key,
+            minVersion: 'TLSv1.2',
+            ...(tls.ca === undefined
+              ? {}
+              : { ca: tls.ca, requestCert: true, rejectUnauthorized: true }),
+          },
+          handle,
+        );
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(o.listen.port, o.listen.host, () => resolve());

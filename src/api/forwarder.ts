@@ -4,6 +4,7 @@
  * endpoint over the etcd API itself — as etcd forwards them to the leader over HTTP.
  *
  * One gRPC channel per leader URL, kept while it is the leader; a bounded deadline per call.
+ * An `https://` leader URL is called over TLS with this member's credentials (grpc-client.ts).
  * grpc-js is imported on the first forward: it costs about 90 ms of a member's start-up, and a
  * leader, or a follower whose clients never need the leader, never loads it.
  */
@@ -12,7 +13,13 @@ import { LeaseError, LeaseErrorCode } from '../kv/lease/errors.js';
 import type { LeaseId } from '../kv/types.js';
 import type { LeaderForwarder, LeaseTimeToLiveResult } from '../server/contract.js';
 import { ServerError } from '../server/errors.js';
-import { type GrpcModule, hostPort, loadGrpc } from './grpc-client.js';
+import {
+  type GrpcModule,
+  hostPort,
+  loadGrpc,
+  type MemberCallTls,
+  memberCallCredentials,
+} from './grpc-client.js';
 import { serviceDefinition } from './proto.js';
 import { ACK_SERVICE, type AwaitAllVotersRequest } from './services/ack.js';
 
@@ -32,6 +39,9 @@ type UnaryCall = (
 export class GrpcLeaderForwarder implements LeaderForwarder {
   private readonly clients = new Map<string, Client>();
   private readonly ackClients = new Map<string, Client>();
+
+  /** `tls`: what this member presents to another's client port; null: plaintext only. */
+  constructor(private readonly tls: MemberCallTls | null = null) {}
 
   async leaseKeepAlive(leaderClientUrls: readonly string[], id: LeaseId): Promise<number> {
     const response = (await this.call(leaderClientUrls, 'LeaseKeepAlive', {
@@ -69,12 +79,13 @@ export class GrpcLeaderForwarder implements LeaderForwarder {
   ): Promise<void> {
     const url = leaderClientUrls[0];
     if (url === undefined) throw new ServerError('NO_LEADER', 'etcdserver: no leader');
-    const { credentials, Metadata, makeGenericClientConstructor } = await loadGrpc();
+    const grpc = await loadGrpc();
+    const { Metadata, makeGenericClientConstructor } = grpc;
     let c = this.ackClients.get(url);
     if (c === undefined) {
       if (this.ackClients.size >= CLIENTS_MAX) this.close();
       const Ctor = makeGenericClientConstructor(ACK_SERVICE, 'Ack');
-      c = new Ctor(hostPort(url), credentials.createInsecure());
+      c = new Ctor(hostPort(url), memberCallCredentials(grpc, url, this.tls));
       this.ackClients.set(url, c);
     }
     const client = c as unknown as Record<string, UnaryCall>;
@@ -107,12 +118,12 @@ export class GrpcLeaderForwarder implements LeaderForwarder {
   }
 
   private client(grpc: GrpcModule, url: string): Client {
-    const { credentials, makeGenericClientConstructor } = grpc;
+    const { makeGenericClientConstructor } = grpc;
     let c = this.clients.get(url);
     if (c === undefined) {
       if (this.clients.size >= CLIENTS_MAX) this.close();
       const Ctor = makeGenericClientConstructor(serviceDefinition('lease'), 'Lease');
-      c = new Ctor(hostPort(url), credentials.createInsecure());
+      c = new Ctor(hostPort(url), memberCallCredentials(grpc, url, this.tls));
       this.clients.set(url, c);
     }
     return c;

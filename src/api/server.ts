@@ -21,6 +21,7 @@ import {
   type ServiceHandlers,
 } from './grpc/handlers.js';
 import { GrpcServer, STREAM_WRITE_BUFFER_BYTES_MAX } from './grpc/server.js';
+import type { MemberCallTls } from './grpc-client.js';
 import {
   CONCURRENT_STREAMS_MAX_DEFAULT,
   KEEPALIVE_TIME_MS,
@@ -74,6 +75,8 @@ export interface ApiServerOptions {
   /** host:port; port 0 picks a free one (see `port` of the result). */
   readonly listen: string;
   readonly tls?: ApiTlsOptions;
+  /** What this member presents when it forwards a call to another's `https://` client port. */
+  readonly memberTls?: MemberCallTls;
   readonly logger: ApiLogger;
   /** Read consistency and write ack of requests whose metadata names none. */
   readonly defaults?: RequestDefaults;
@@ -102,7 +105,10 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
     streams: new Set(),
   };
   loadEtcdProto();
-  const standbyForwarder = new StandbyForwarder(options.name ?? 'tandem');
+  const standbyForwarder = new StandbyForwarder(
+    options.name ?? 'tandem',
+    options.memberTls ?? null,
+  );
   const health = healthState();
   const services: Array<[Record<string, MethodDescriptor>, ServiceHandlers]> = [
     [

@@ -31,7 +31,13 @@ import {
 } from './grpc/handlers.js';
 import type { Metadata } from './grpc/metadata.js';
 import { type CallStatus, ForwardedStatus, Status } from './grpc/status.js';
-import { type GrpcModule, hostPort, loadGrpc } from './grpc-client.js';
+import {
+  type GrpcModule,
+  hostPort,
+  loadGrpc,
+  type MemberCallTls,
+  memberCallCredentials,
+} from './grpc-client.js';
 import { type ServiceKey, serviceDefinition } from './proto.js';
 import { METADATA_KEYS, REQUIRE_LEADER_KEY } from './request-options.js';
 
@@ -56,7 +62,11 @@ const FORWARDED_KEYS = [
 export class StandbyForwarder {
   private readonly channels = new Map<string, Client>();
 
-  constructor(private readonly selfName: string) {}
+  /** `tls`: what this member presents to another's `https://` client port (grpc-client.ts). */
+  constructor(
+    private readonly selfName: string,
+    private readonly tls: MemberCallTls | null = null,
+  ) {}
 
   /** One unary call, as `method` of `service`, to the member at `url`. */
   async forward(
@@ -168,7 +178,7 @@ export class StandbyForwarder {
     let c = this.channels.get(url);
     if (c === undefined) {
       if (this.channels.size >= CHANNELS_MAX) this.close();
-      c = new grpc.Client(hostPort(url), grpc.credentials.createInsecure());
+      c = new grpc.Client(hostPort(url), memberCallCredentials(grpc, url, this.tls));
       this.channels.set(url, c);
     }
     return c;

@@ -1,7 +1,8 @@
 /** Peer and client addresses as configs write them (`host:port`) and as URLs (`http://…`). */
 
-export function toUrl(address: string): string {
-  return address.includes('://') ? address : `http://${address}`;
+/** `secure`: the port speaks TLS, so its URL says `https://` (what etcdctl and peers read). */
+export function toUrl(address: string, secure = false): string {
+  return address.includes('://') ? address : `${secure ? 'https' : 'http'}://${address}`;
 }
 
 export function toAddress(url: string): string {

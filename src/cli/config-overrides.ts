@@ -50,6 +50,10 @@ const OVERRIDABLE: readonly [path: string, kind: OverrideKind, isPath?: boolean]
   ['tls.peer.cert', 'string', true],
   ['tls.peer.key', 'string', true],
   ['tls.peer.ca', 'string', true],
+  ['tls.peer.checkNames', 'bool'],
+  ['tls.admin.cert', 'string', true],
+  ['tls.admin.key', 'string', true],
+  ['tls.admin.ca', 'nullable', true],
   ['testMode.faultInjection', 'bool'],
 ];
 

@@ -18,6 +18,27 @@
  * - `cluster.state: existing` — this node joins a running cluster: `peers` are contact points
  *   (at least one); it joins as whatever `member add` made it (a learner with `--learner`), and
  *   learns its member and cluster ids from the leader's first handshake (src/transport/join.ts).
+ *
+ * TLS (each port on its own; PEM files):
+ * - `tls.client` {cert, key, ca?}: the client port speaks TLS; with `ca`, clients must present a
+ *   certificate it signed (etcd's --client-cert-auth). The member publishes `https://` client
+ *   URLs (etcdctl `member list` shows them).
+ * - `tls.peer` {cert, key, ca, checkNames?}: peer links are mutual TLS, both sides verifying the
+ *   other against `ca`; peer URLs say `https://`. Every member-to-member call uses these
+ *   credentials: Raft traffic, snapshots, the WAL-repair fetch, a joiner's wait, and calls to
+ *   another member's `https://` client port (lease keep-alive and time-to-live and ack=all
+ *   forwarded to the leader, a standby forwarding its clients), where the peer certificate is the
+ *   client certificate and the other's server certificate is verified against `tls.client.ca`
+ *   and `tls.peer.ca`. Without `tls.peer`, those calls present the client port's own cert.
+ * - Peer certificates are bound to member names (`checkNames`, default true; etcd's
+ *   --peer-cert-allowed-cn / --peer-cert-allowed-hostname, always on): a certificate names a
+ *   member when its subject CN or one of its DNS subjectAltNames is the member's name. A peer
+ *   whose handshake claims member X must present a certificate naming X; a member dialing X
+ *   refuses a server certificate that does not name X (besides the usual address check). A member
+ *   whose name the cluster does not know yet (added by `member add`, not yet published) is
+ *   accepted with any certificate of the CA that names no other member.
+ * - `tls.admin` {cert, key, ca?}: the admin endpoint speaks HTTPS; with `ca`, callers must present
+ *   a certificate it signed (`tandem status --cacert/--cert/--key`).
  */
 import { accessSync, constants as fsConstants, readFileSync, statSync } from 'node:fs';
 import { isIP } from 'node:net';
@@ -115,7 +136,12 @@ export interface PeerTlsConfig {
   readonly cert: string;
   readonly key: string;
   readonly ca: string;
+  /** A peer's certificate must name the member it claims to be (see the header, "TLS"). */
+  readonly checkNames: boolean;
 }
+
+/** The admin endpoint over HTTPS; with `ca`, callers must present a certificate it signed. */
+export type AdminTlsConfig = ClientTlsConfig;
 
 /** A validated member configuration: every default applied, every path absolute. */
 export interface TandemConfig {
@@ -167,7 +193,11 @@ export interface TandemConfig {
      */
     readonly fastFailover: boolean;
   };
-  readonly tls: { readonly client: ClientTlsConfig | null; readonly peer: PeerTlsConfig | null };
+  readonly tls: {
+    readonly client: ClientTlsConfig | null;
+    readonly peer: PeerTlsConfig | null;
+    readonly admin: AdminTlsConfig | null;
+  };
   /**
    * TEST ONLY, never in production. `faultInjection`: the peer transport obeys drop and delay
    * rules per link, and the storage runs on the fault file system whose next fsync can be made
@@ -499,6 +529,7 @@ const tlsPeerSchema = z.strictObject({
   cert: field(required(parsePath)),
   key: field(required(parsePath)),
   ca: field(required(parsePath)),
+  checkNames: field(withDefault(true, parseBool)),
 });
 
 const inputSchema = z.strictObject({
@@ -592,6 +623,7 @@ const inputSchema = z.strictObject({
     .strictObject({
       client: tlsClientSchema.optional(),
       peer: tlsPeerSchema.optional(),
+      admin: tlsClientSchema.optional(),
     })
     .prefault({}),
   testMode: z
@@ -736,21 +768,27 @@ function resolveConfig(input: ParsedInput, baseDir: string): TandemConfig {
     quota: { backendBytes: input.quota.backendBytes || QUOTA_BYTES_DEFAULT },
     raft: input.raft,
     tls: {
-      client:
-        tls.client === undefined
-          ? null
-          : {
-              cert: path(tls.client.cert),
-              key: path(tls.client.key),
-              ca: tls.client.ca === null ? null : path(tls.client.ca),
-            },
+      client: tls.client === undefined ? null : resolveServerTls(tls.client, path),
       peer:
         tls.peer === undefined
           ? null
-          : { cert: path(tls.peer.cert), key: path(tls.peer.key), ca: path(tls.peer.ca) },
+          : {
+              cert: path(tls.peer.cert),
+              key: path(tls.peer.key),
+              ca: path(tls.peer.ca),
+              checkNames: tls.peer.checkNames,
+            },
+      admin: tls.admin === undefined ? null : resolveServerTls(tls.admin, path),
     },
     testMode: { faultInjection: input.testMode.faultInjection },
   };
+}
+
+function resolveServerTls(
+  tls: { cert: string; key: string; ca: string | null },
+  path: (p: string) => string,
+): ClientTlsConfig {
+  return { cert: path(tls.cert), key: path(tls.key), ca: tls.ca === null ? null : path(tls.ca) };
 }
 
 /**
@@ -1092,6 +1130,9 @@ function checkPaths(
     ['tls.peer.cert', config.tls.peer?.cert],
     ['tls.peer.key', config.tls.peer?.key],
     ['tls.peer.ca', config.tls.peer?.ca],
+    ['tls.admin.cert', config.tls.admin?.cert],
+    ['tls.admin.key', config.tls.admin?.key],
+    ['tls.admin.ca', config.tls.admin?.ca],
   ];
   for (const [path, target] of files) {
     if (target === null || target === undefined) continue;

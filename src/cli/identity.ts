@@ -47,7 +47,7 @@ export function foundersOf(config: TandemConfig): Founder[] {
   ].map((f) => ({
     id: memberIdOf(token, f.name),
     name: f.name,
-    peerUrls: f.addresses.map(toUrl),
+    peerUrls: f.addresses.map((a) => toUrl(a, config.tls.peer !== null)),
     clientUrls: [] as string[],
     role: f.role,
     standbyMode: f.standbyMode,
@@ -105,7 +105,7 @@ async function joinedIdentity(
   }
   const walDir = join(config.dataDir, 'wal');
   if (existsSync(walDir) && readdirSync(walDir).length > 0) return null;
-  const peerUrl = toUrl(config.listen.peer);
+  const peerUrl = toUrl(config.listen.peer, config.tls.peer !== null);
   const say = (): void =>
     logger.info(
       { peerUrl },

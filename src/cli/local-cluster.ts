@@ -17,14 +17,16 @@
  * Timeout messages carry the members' log tails.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, extname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { stringify } from 'yaml';
 import { assert } from '../util/assert.js';
 import { type MemberRole, PEERS_MAX, type StandbyMode } from './config.js';
+import { type CertFiles, type DevPki, devPki } from './dev-certs.js';
 import {
+  type AdminClientTls,
   adminRequest,
   FatalWait,
   FREE_PORTS_MAX,
@@ -176,6 +178,8 @@ export class LocalMember extends LocalProcess {
   constructor(
     readonly spec: MemberSpec,
     options: ProcessOptions,
+    /** How to reach its admin endpoint over HTTPS; null: plain HTTP. */
+    readonly adminTls: AdminClientTls | null = null,
   ) {
     super(options);
   }
@@ -190,7 +194,16 @@ export class LocalMember extends LocalProcess {
 
   /** GET /status; rejects when the member does not answer. */
   status(): Promise<MemberStatus> {
-    return adminRequest<MemberStatus>(this.spec.admin, 'GET', '/status');
+    return this.adminTls === null
+      ? adminRequest<MemberStatus>(this.spec.admin, 'GET', '/status')
+      : adminRequest<MemberStatus>(
+          this.spec.admin,
+          'GET',
+          '/status',
+          undefined,
+          undefined,
+          this.adminTls,
+        );
   }
 
   /** GET /status, or null when the member is not running (paused, down) or does not answer. */
@@ -270,6 +283,17 @@ export interface LocalClusterOptions {
    */
   readonly ready?: 'spawned' | 'leader' | 'published';
   readonly readyTimeoutMs?: number;
+  /**
+   * TLS on every port (client with client-certificate auth, peer, admin): a throwaway CA and
+   * certificates (dev-certs.ts, needs the openssl command) in `<dir>/tls`; see `tls` of the
+   * cluster for a client's files.
+   */
+  readonly tls?: boolean;
+}
+
+/** A TLS cluster's files for clients (etcdctl --cacert/--cert/--key). */
+export interface ClientTlsFiles extends CertFiles {
+  readonly ca: string;
 }
 
 export interface LeaderWaitOptions {
@@ -297,6 +321,8 @@ export class LocalCluster {
   /** The addresses the others dial, per member. */
   private readonly dialed = new Map<LocalMember, readonly string[]>();
   private destroyed = false;
+  /** The throwaway PKI of a TLS cluster (`options.tls`), else null. */
+  private readonly pki: DevPki | null;
 
   private constructor(
     private readonly options: LocalClusterOptions,
@@ -304,7 +330,19 @@ export class LocalCluster {
     /** A temp directory this cluster made: removed by destroy() unless keepDir. */
     private readonly ownsDir: boolean,
     readonly token: string,
-  ) {}
+  ) {
+    this.pki = options.tls === true ? devPki(join(dir, 'tls')) : null;
+  }
+
+  /** A TLS cluster's CA and client certificate (for etcdctl, etcd3, tools); null without TLS. */
+  get tls(): ClientTlsFiles | null {
+    return this.pki === null ? null : { ca: this.pki.ca, ...this.pki.client };
+  }
+
+  /** `http://` or `https://`: what the client ports speak. */
+  get scheme(): 'http' | 'https' {
+    return this.pki === null ? 'http' : 'https';
+  }
 
   /**
    * Writes every founder's config (ports picked now) and starts them; waits as `ready` says.
@@ -565,17 +603,30 @@ export class LocalCluster {
     const command = o.command ?? 'same';
     const onOutput = o.onOutput;
     const wrap = o.wrap;
-    const member = new LocalMember(spec, {
-      label: spec.name,
-      argv: [...tandemArgv(command, o.nodeArgs), 'start', '--config', spec.configFile],
-      env: { ...(o.env ?? memberEnv(process.env)), TANDEM_LOG_LEVEL: o.logLevel ?? 'info' },
-      cwd: o.cwd ?? (fromSource(command) ? REPO_DIR : this.dir),
-      ...(spec.logFile === null
-        ? { onOutput: (stream, chunk) => onOutput!(spec, stream, chunk) }
-        : { logFile: spec.logFile }),
-      ...(wrap === undefined ? {} : { wrap: (argv) => wrap(spec, argv) }),
-      ...(o.dieWithParent === undefined ? {} : { dieWithParent: o.dieWithParent }),
-    });
+    const pki = this.pki;
+    const adminTls =
+      pki === null
+        ? null
+        : {
+            ca: readFileSync(pki.ca),
+            cert: readFileSync(pki.client.cert),
+            key: readFileSync(pki.client.key),
+          };
+    const member = new LocalMember(
+      spec,
+      {
+        label: spec.name,
+        argv: [...tandemArgv(command, o.nodeArgs), 'start', '--config', spec.configFile],
+        env: { ...(o.env ?? memberEnv(process.env)), TANDEM_LOG_LEVEL: o.logLevel ?? 'info' },
+        cwd: o.cwd ?? (fromSource(command) ? REPO_DIR : this.dir),
+        ...(spec.logFile === null
+          ? { onOutput: (stream, chunk) => onOutput!(spec, stream, chunk) }
+          : { logFile: spec.logFile }),
+        ...(wrap === undefined ? {} : { wrap: (argv) => wrap(spec, argv) }),
+        ...(o.dieWithParent === undefined ? {} : { dieWithParent: o.dieWithParent }),
+      },
+      adminTls,
+    );
     this.members.push(member);
     return member;
   }
@@ -598,6 +649,7 @@ export class LocalCluster {
           }),
         })),
       cluster: { state: 'new', token: this.token },
+      ...(this.pki !== null && { tls: memberTlsConfig(this.pki, spec.name) }),
     };
     const plan = {
       ...(spec.zone !== null && { zone: spec.zone }),
@@ -615,6 +667,12 @@ export class LocalCluster {
     );
     writeFileSync(spec.configFile, stringify(config));
   }
+}
+
+/** Every port of member `name` on TLS with its certificate; clients must show one of the CA. */
+function memberTlsConfig(pki: DevPki, name: string): ConfigFields {
+  const own = { ...pki.member(name), ca: pki.ca };
+  return { client: own, peer: own, admin: own };
 }
 
 /** Client, peer and admin addresses on 127.0.0.1 from three ports (null without them). */

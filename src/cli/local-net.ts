@@ -4,6 +4,7 @@
  * request to a member's admin endpoint.
  */
 import { request } from 'node:http';
+import { request as httpsRequest } from 'node:https';
 import { createServer, type Server } from 'node:net';
 import { assert } from '../util/assert.js';
 
@@ -55,9 +56,17 @@ export async function freePort(): Promise<number> {
   return (await freePorts(1))[0]!;
 }
 
+/** An admin endpoint over HTTPS (config `tls.admin`): the CA to trust, a client certificate. */
+export interface AdminClientTls {
+  readonly ca: Buffer;
+  readonly cert?: Buffer;
+  readonly key?: Buffer;
+}
+
 /**
  * One HTTP request to an admin endpoint (`host:port`), bounded by `timeoutMs` from start to end;
  * resolves with the JSON body, rejects on a status of 300 or more (the body in the message).
+ * With `tls`, over HTTPS.
  */
 export function adminRequest<T>(
   address: string,
@@ -65,12 +74,14 @@ export function adminRequest<T>(
   path: string,
   body?: unknown,
   timeoutMs = ADMIN_REQUEST_TIMEOUT_MS,
+  tls?: AdminClientTls,
 ): Promise<T> {
   return new Promise((resolveRequest, reject) => {
     const payload = body === undefined ? undefined : JSON.stringify(body);
-    const req = request(
-      `http://${address}${path}`,
-      { method, headers: payload === undefined ? {} : { 'content-type': 'application/json' } },
+    const headers = payload === undefined ? {} : { 'content-type': 'application/json' };
+    const req = (tls === undefined ? request : httpsRequest)(
+      `${tls === undefined ? 'http' : 'https'}://${address}${path}`,
+      { method, headers, ...tls },
       (res) => {
         let text = '';
         res.setEncoding('utf8');

@@ -18,6 +18,7 @@ import { join } from 'node:path';
 import { type Logger, pino } from 'pino';
 import { type AdminServer, startAdminServer } from '../api/admin.js';
 import { GrpcLeaderForwarder } from '../api/forwarder.js';
+import type { MemberCallTls } from '../api/grpc-client.js';
 import { type ApiServer, startApiServer } from '../api/server.js';
 import { makePolicy } from '../cluster/policy.js';
 import { type Founder, foundingConfig, type MemberInfo } from '../cluster/registry.js';
@@ -38,7 +39,7 @@ import { type FetchPeer, peerRepairHook } from '../transport/fetch.js';
 import { TcpTransport } from '../transport/transport.js';
 import { Prng } from '../util/prng.js';
 import { parseHostPort, toAddress, toUrl } from './addresses.js';
-import type { TandemConfig } from './config.js';
+import type { ClientTlsConfig, TandemConfig } from './config.js';
 import { faultAdmin } from './fault-admin.js';
 import { foundersOf, type Identity, resolveIdentity } from './identity.js';
 
@@ -69,7 +70,8 @@ export async function startNode(config: TandemConfig): Promise<RunningNode> {
   const disk = await openStorage(config, identity, founders, metrics, logger);
   const { state, recovered } = disk;
   const transport = await startTransport(config, identity, founders, state, logger);
-  const forwarder = new GrpcLeaderForwarder();
+  const memberTls = memberCallTls(config);
+  const forwarder = new GrpcLeaderForwarder(memberTls);
   const assembled = assembleMember(memberSpec(config, selfId, clusterId), {
     clock: REAL_CLOCK,
     network: transport,
@@ -129,7 +131,7 @@ export async function startNode(config: TandemConfig): Promise<RunningNode> {
     await disk.backend.close();
   };
   try {
-    open.api = await startClientPort(config, assembled.facade, metrics, logger);
+    open.api = await startClientPort(config, assembled.facade, metrics, logger, memberTls);
     const faults = config.testMode.faultInjection
       ? faultAdmin(transport, () => state.members(), disk.faultFs)
       : null;
@@ -148,6 +150,7 @@ export async function startNode(config: TandemConfig): Promise<RunningNode> {
         }),
       memberOp: (op, name) => assembled.facade.manualMemberOp(op, name),
       ...(faults === null ? {} : { extra: (req, res) => faults.handle(req, res) }),
+      ...serverTls(config.tls.admin),
     });
   } catch (error) {
     // A port taken, say: close everything already open, or the process lingers half-started.
@@ -249,6 +252,9 @@ async function startTransport(
     logger,
     faultInjection: config.testMode.faultInjection,
     ...(peerTls === undefined ? {} : { tls: peerTls }),
+    ...(config.tls.peer?.checkNames === true && {
+      memberNames: () => memberNames(founders, state.allMembers()),
+    }),
   });
   if (config.testMode.faultInjection) {
     logger.warn(
@@ -278,6 +284,7 @@ function startClientPort(
   facade: EtcdFacade,
   metrics: MemberMetrics,
   logger: Logger,
+  memberTls: MemberCallTls | null,
 ): Promise<ApiServer> {
   return startApiServer({
     backend: facade,
@@ -290,12 +297,13 @@ function startClientPort(
       consistency: { kind: config.replication.readDefault },
       ack: config.replication.ack,
     },
-    ...clientTls(config),
+    ...serverTls(config.tls.client),
+    ...(memberTls === null ? {} : { memberTls }),
   });
 }
 
-function clientTls(config: TandemConfig) {
-  const tls = config.tls.client;
+/** A TLS-serving port's PEM files, read (the client port, the admin endpoint). */
+function serverTls(tls: ClientTlsConfig | null) {
   if (tls === null) return {};
   return {
     tls: {
@@ -306,6 +314,34 @@ function clientTls(config: TandemConfig) {
   };
 }
 
+/**
+ * What this member presents when it calls another member's `https://` client port (config.ts,
+ * "TLS"): it trusts the client and the peer CA; it shows its peer certificate, or without peer
+ * TLS its client port's own. Null when neither port has TLS.
+ */
+function memberCallTls(config: TandemConfig): MemberCallTls | null {
+  const { client, peer } = config.tls;
+  const own = peer ?? client;
+  if (own === null) return null;
+  const cas = [client?.ca, peer?.ca].filter((f): f is string => f != null);
+  return {
+    ca: cas.length === 0 ? null : Buffer.concat(cas.map((f) => readFileSync(f))),
+    cert: readFileSync(own.cert),
+    key: readFileSync(own.key),
+  };
+}
+
+/** Members' names by id (the registry's, else the founders'), for binding peer certificates. */
+function memberNames(
+  founders: readonly Founder[],
+  registry: readonly MemberInfo[],
+): Map<NodeId, string> {
+  const names = new Map<NodeId, string>();
+  for (const f of founders) names.set(f.id, f.name);
+  for (const m of registry) if (m.name !== '') names.set(m.id, m.name);
+  return names;
+}
+
 /** The member's spec from its config: identity, published facts, timing, policies. */
 function memberSpec(config: TandemConfig, id: NodeId, clusterId: bigint): MemberSpec {
   const tickMs = config.raft.heartbeatMs;
@@ -313,7 +349,7 @@ function memberSpec(config: TandemConfig, id: NodeId, clusterId: bigint): Member
     id,
     clusterId,
     name: config.name,
-    clientUrls: [toUrl(config.listen.client)],
+    clientUrls: [toUrl(config.listen.client, config.tls.client !== null)],
     zone: config.zone,
     standby: config.redundancy.standby,
     timing: {

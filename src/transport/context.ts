@@ -16,8 +16,13 @@ export interface TransportContext {
   readonly logger: TransportLogger;
   readonly timers: TransportTimers;
   readonly random: Random;
-  /** Opens a TCP or TLS socket; the caller waits for `connectEvent`. */
-  dial(target: HostPort): Socket;
+  /** Opens a TCP or TLS socket to `peer`; the caller waits for `connectEvent`. */
+  dial(target: HostPort, peer: NodeId): Socket;
+  /**
+   * Why the socket's certificate may not speak as member `from` (tls.ts), or null: always null
+   * without TLS or without member names.
+   */
+  peerCertificateRefusal(from: NodeId, socket: Socket): string | null;
   /** 'connect' for TCP, 'secureConnect' for TLS: when the dialer may write its hello. */
   readonly connectEvent: 'connect' | 'secureConnect';
   /** Hands an inbound message to the member (after fault rules, if any). */

@@ -137,6 +137,7 @@ export class InboundConnection implements FrameSink {
     } else if (from === NONE || from === ctx.localId) {
       refusal = `invalid sender id ${from}`;
     }
+    refusal ??= ctx.peerCertificateRefusal(from, this.socket);
     if (refusal !== null) {
       ctx.logger.error({ remote: this.remote, from }, `refused peer connection: ${refusal}`);
       this.decoder.stop();

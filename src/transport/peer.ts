@@ -648,7 +648,7 @@ export class OutboundConnection implements FrameSink {
     const link = links[linkIndex]!;
     link.state = 'connecting';
     this.decoder = new FrameDecoder(this, HANDSHAKE_FRAME_BYTES_MAX);
-    const socket = ctx.dial(link.target);
+    const socket = ctx.dial(link.target, peer.id);
     this.socket = socket;
     socket.setNoDelay(true); // we batch per turn ourselves; Nagle would only add latency
     socket.setKeepAlive(true, KEEPALIVE_INITIAL_DELAY_MS);

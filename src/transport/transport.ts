@@ -41,7 +41,7 @@ import { SILENT_LOGGER, type TransportLogger } from './logger.js';
 import { Peer, type PeerStatus } from './peer.js';
 import { FixedRing } from './ring.js';
 import { REAL_TIMERS, type TransportTimers } from './timers.js';
-import type { TransportTlsOptions } from './tls.js';
+import { certificateNames, memberCertificateRefusal, type TransportTlsOptions } from './tls.js';
 
 export interface TcpTransportOptions {
   readonly id: NodeId;
@@ -50,6 +50,11 @@ export interface TcpTransportOptions {
   /** Where to accept peers; port 0 lets the OS choose (see `addresses()` after `listen()`). */
   readonly listen: readonly HostPort[];
   readonly tls?: TransportTlsOptions;
+  /**
+   * With `tls`: binds peer certificates to member names (tls.ts): the members' names by id, read
+   * at each handshake. Absent: any certificate of the CA may speak as any member.
+   */
+  readonly memberNames?: () => ReadonlyMap<NodeId, string>;
   /** Lower limits than the defaults (tests); never higher. */
   readonly limits?: Partial<TransportLimits>;
   readonly logger?: TransportLogger;
@@ -88,6 +93,7 @@ export class TcpTransport implements Network, TransportContext {
 
   private readonly listenOn: readonly HostPort[];
   private readonly tlsMaterial: TlsMaterial | null;
+  private readonly memberNames: (() => ReadonlyMap<NodeId, string>) | null;
   private readonly servers: net.Server[] = [];
   private readonly inbound = new Set<InboundConnection>();
   private readonly peers = new Map<NodeId, Peer>();
@@ -120,6 +126,7 @@ export class TcpTransport implements Network, TransportContext {
     this.listenOn = options.listen;
     this.tlsMaterial = options.tls === undefined ? null : TcpTransport.readTls(options.tls);
     this.connectEvent = this.tlsMaterial === null ? 'connect' : 'secureConnect';
+    this.memberNames = options.memberNames ?? null;
     this.faults =
       options.faultInjection === true
         ? new FaultInjector(this.timers, this.random, (to, m) => this.peers.get(to)?.enqueue(m))
@@ -218,15 +225,29 @@ export class TcpTransport implements Network, TransportContext {
     return open;
   }
 
-  dial(target: HostPort): net.Socket {
+  dial(target: HostPort, peer: NodeId): net.Socket {
     const material = this.tlsMaterial;
     if (material === null) return net.connect({ host: target.host, port: target.port });
+    const memberNames = this.memberNames;
     return tls.connect({
       host: target.host,
       port: target.port,
       ...material,
       minVersion: 'TLSv1.2',
+      // The address check as always, then: the server must be the member we meant to dial.
+      checkServerIdentity: (host, cert) => {
+        const wrongHost = tls.checkServerIdentity(host, cert);
+        if (wrongHost !== undefined || memberNames === null) return wrongHost;
+        const refusal = memberCertificateRefusal(peer, certificateNames(cert), memberNames());
+        return refusal === null ? undefined : new Error(`peer ${peer.toString(16)}: ${refusal}`);
+      },
     });
+  }
+
+  peerCertificateRefusal(from: NodeId, socket: net.Socket): string | null {
+    if (this.memberNames === null || !(socket instanceof tls.TLSSocket)) return null;
+    const names = certificateNames(socket.getPeerCertificate());
+    return memberCertificateRefusal(from, names, this.memberNames());
   }
 
   // -------------------------------------------------------------------------------------------

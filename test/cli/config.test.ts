@@ -74,7 +74,7 @@ describe('valid configurations', () => {
       wal: { mirror: null, segmentBytes: 64 * 1024 * 1024 },
       quota: { backendBytes: 2 * 1024 * 1024 * 1024 },
       raft: { heartbeatMs: 100, electionMs: 1000, snapshotEntries: 10_000, fastFailover: true },
-      tls: { client: null, peer: null },
+      tls: { client: null, peer: null, admin: null },
       testMode: { faultInjection: false },
     } satisfies TandemConfig);
   });

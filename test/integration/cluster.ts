@@ -39,6 +39,8 @@ export interface ClusterOptions {
    * e.g. TCP proxies the test controls, several for redundant links.
    */
   readonly peerAddresses?: (spec: MemberSpec) => Promise<readonly string[]> | readonly string[];
+  /** TLS on every port, with a throwaway CA (see LocalClusterOptions.tls; needs openssl). */
+  readonly tls?: boolean;
 }
 
 /** Starts the founders; resolves once a leader is known and every member published itself. */
@@ -63,6 +65,7 @@ export async function startCluster(options: ClusterOptions = {}): Promise<LocalC
       options.extraConfig ?? {},
     ),
     ...(options.peerAddresses !== undefined && { peerAddresses: options.peerAddresses }),
+    ...(options.tls === true && { tls: true }),
     ready: 'published',
   });
 }
