@@ -58,7 +58,8 @@ export async function freePort(): Promise<number> {
 
 /** An admin endpoint over HTTPS (config `tls.admin`): the CA to trust, a client certificate. */
 export interface AdminClientTls {
-  readonly ca: Buffer;
+  /** Absent: the system's CAs. */
+  readonly ca?: Buffer;
   readonly cert?: Buffer;
   readonly key?: Buffer;
 }

@@ -3,12 +3,14 @@
  * the simulator, run a chaos test against a real local cluster.
  */
 import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Command, Option } from 'commander';
 import type { ChaosOptions } from '../chaos/run.js';
 import { CONFIG_OVERRIDES } from './config-overrides.js';
 import type { MemberAddresses } from './local-cluster.js';
+import type { AdminClientTls } from './local-net.js';
 
 // Each command imports what it runs when it runs: the member (grpc, lmdb), the config schema
 // (zod, yaml) and the launcher cost a few hundred milliseconds that `--help` should not pay.
@@ -50,11 +52,15 @@ export async function run(argv: readonly string[]): Promise<number> {
     )
     .option('--dir <dir>', 'data directory', 'data/dev')
     .option('--members <n>', 'voters only: 1, 3 or 5 (default: the 6-member layout)')
-    .action(async (opts: { dir: string; members?: string }) => {
-      exitCode = await devCommand(
-        opts.dir,
-        opts.members === undefined ? null : Number(opts.members),
-      );
+    .option(
+      '--tls',
+      'TLS on every client, peer and admin port, with a throwaway CA and certificates made by openssl in <dir>/tls',
+    )
+    // Tests: members run from source, on free ports (the fixed ones may be taken).
+    .addOption(new Option('--source').hideHelp())
+    .addOption(new Option('--free-ports').hideHelp())
+    .action(async (opts: DevOptions) => {
+      exitCode = await devCommand(opts);
     });
 
   const memberCmd = program
@@ -83,11 +89,16 @@ export async function run(argv: readonly string[]): Promise<number> {
   program
     .command('status')
     .description('members, roles, leader, term, indexes and lag of a running cluster')
-    .option('--admin <addresses>', 'admin endpoints', DEV_ADMINS)
+    .option('--admin <addresses>', 'admin endpoints (https://host:port for tls.admin)', DEV_ADMINS)
     .option('--json', 'print JSON')
-    .action(async (opts: { admin: string; json?: boolean }) => {
+    .option('--cacert <file>', 'HTTPS admin endpoints: the CA that signed their certificates')
+    .option('--cert <file>', 'HTTPS admin endpoints: a client certificate (with --key)')
+    .option('--key <file>', 'the client certificate key')
+    .action(async (opts: StatusOptions) => {
       const { formatStatusTable, queryStatus } = await import('./status.js');
-      const rows = await queryStatus(opts.admin.split(',').map((s) => s.trim()));
+      const tls = adminTls(opts);
+      const endpoints = opts.admin.split(',').map((s) => s.trim());
+      const rows = await (tls === undefined ? queryStatus(endpoints) : queryStatus(endpoints, tls));
       process.stdout.write(
         opts.json === true ? `${JSON.stringify(rows, null, 2)}\n` : formatStatusTable(rows),
       );
@@ -148,6 +159,27 @@ export async function run(argv: readonly string[]): Promise<number> {
 
   await program.parseAsync(argv as string[]);
   return exitCode;
+}
+
+interface StatusOptions {
+  readonly admin: string;
+  readonly json?: boolean;
+  readonly cacert?: string;
+  readonly cert?: string;
+  readonly key?: string;
+}
+
+/** The admin endpoints' TLS from `--cacert/--cert/--key`; undefined when none is given. */
+function adminTls(opts: StatusOptions): AdminClientTls | undefined {
+  if (opts.cacert === undefined && opts.cert === undefined) return undefined;
+  if ((opts.cert === undefined) !== (opts.key === undefined)) {
+    throw new Error('--cert and --key go together');
+  }
+  return {
+    ...(opts.cacert !== undefined && { ca: readFileSync(opts.cacert) }),
+    ...(opts.cert !== undefined && { cert: readFileSync(opts.cert) }),
+    ...(opts.key !== undefined && { key: readFileSync(opts.key) }),
+  };
 }
 
 async function chaosCommand(opts: Record<string, string | boolean | undefined>): Promise<number> {
@@ -294,46 +326,80 @@ function devMembers(count: number | null): DevMember[] {
   });
 }
 
-async function devCommand(dir: string, count: number | null): Promise<number> {
+interface DevOptions {
+  readonly dir: string;
+  readonly members?: string;
+  readonly tls?: boolean;
+  readonly source?: boolean;
+  readonly freePorts?: boolean;
+}
+
+async function devCommand(opts: DevOptions): Promise<number> {
+  const count = opts.members === undefined ? null : Number(opts.members);
   if (count !== null && ![1, 3, 5].includes(count)) {
-    process.stderr.write(`tandem dev: --members must be 1, 3 or 5, got ${count}\n`);
+    process.stderr.write(`tandem dev: --members must be 1, 3 or 5, got ${opts.members}\n`);
     return 2;
   }
-  const root = resolve(dir);
+  const root = resolve(opts.dir);
   const { LocalCluster, TANDEM_BIN } = await import('./local-cluster.js');
+  if (opts.tls === true) {
+    const { checkOpenssl } = await import('./dev-certs.js');
+    try {
+      checkOpenssl();
+    } catch (error) {
+      process.stderr.write(`tandem dev --tls: ${(error as Error).message}\n`);
+      return 2;
+    }
+  }
   const members = devMembers(count);
   const voters = members.filter((m) => m.role === 'voter').length;
   // The compiled CLI, whatever runs this (the restart command printed below runs it too).
   const cluster = await LocalCluster.start({
     members,
-    addresses: (i) => members[i]!,
+    ...(opts.freePorts !== true && { addresses: (i: number) => members[i]! }),
     dir: root,
     token: 'tandem-dev',
     config: {
       replication: { voters },
       redundancy: { standby: { snapshotEvery: DEV_WARM_SNAPSHOT_EVERY } },
     },
-    command: 'compiled',
+    command: opts.source === true ? 'source' : 'compiled',
     env: process.env,
     logLevel: process.env.TANDEM_LOG_LEVEL ?? 'warn',
     cwd: process.cwd(),
     onOutput: (spec, stream, chunk) =>
       (stream === 'stdout' ? process.stdout : process.stderr).write(prefixLines(spec.name, chunk)),
     ready: 'spawned',
+    ...(opts.tls === true && { tls: true }),
   });
+  const specs = cluster.members.map((m) => m.spec);
+  const tls = cluster.tls;
+  const scheme = cluster.scheme;
+  const endpoints = specs.map((m) => `${scheme}://${m.client}`).join(',');
+  // etcdctl's default endpoint is 127.0.0.1:2379 over plain HTTP: say the endpoints otherwise.
+  const etcdctl =
+    tls === null && opts.freePorts !== true
+      ? 'etcdctl'
+      : `etcdctl --endpoints ${endpoints}${tls === null ? '' : ` --cacert ${tls.ca} --cert ${tls.cert} --key ${tls.key}`}`;
+  const tandemTls = tls === null ? '' : ` --cacert ${tls.ca} --cert ${tls.cert} --key ${tls.key}`;
+  const admins =
+    tls === null && opts.freePorts !== true
+      ? ''
+      : ` --admin ${specs.map((m) => `${scheme}://${m.admin}`).join(',')}${tandemTls}`;
   process.stdout.write(
     [
-      `tandem dev: ${members.length} members, data under ${root}`,
+      `tandem dev: ${members.length} members, data under ${root}${tls === null ? '' : `, TLS on every port (CA and certificates in ${dirname(tls.ca)})`}`,
       `roles as configured; the redundancy policy changes them as members fail (\`node ${TANDEM_BIN} status\` shows the current ones):`,
-      ...members.map(
-        (m) =>
-          `  ${m.name}  ${(m.role === 'standby' ? `${m.standbyMode} standby` : m.role).padEnd(12)} ${m.zone}  client ${m.client}  peer ${m.peer}  admin http://${m.admin}/status`,
-      ),
+      ...members.map((m, i) => {
+        const s = specs[i]!;
+        return `  ${m.name}  ${(m.role === 'standby' ? `${m.standbyMode} standby` : m.role).padEnd(12)} ${m.zone}  client ${s.client}  peer ${s.peer}  admin ${scheme}://${s.admin}/status`;
+      }),
       '',
+      ...(tls === null ? [] : ['etcdctl with TLS:', `  ${etcdctl}`, '']),
       'try:',
-      '  etcdctl put greeting hello && etcdctl get greeting',
-      `  etcdctl --endpoints ${members.map((m) => m.client).join(',')} endpoint status -w table`,
-      `  node ${TANDEM_BIN} status`,
+      `  ${etcdctl} put greeting hello && ${etcdctl} get greeting`,
+      `  ${etcdctl.startsWith('etcdctl --endpoints') ? etcdctl : `etcdctl --endpoints ${endpoints}`} endpoint status -w table`,
+      `  node ${TANDEM_BIN} status${admins}`,
       '  kill -9 a voter: within redundancy.replaceAfter (10s) the hot standby n5 takes its place',
       `  node ${TANDEM_BIN} member promote n4   (demote / standby NAME too)`,
       'Ctrl-C stops the cluster.',

@@ -7,6 +7,8 @@
  * warm or cold standby's staleness (seconds since it last applied anything, see
  * src/server/metrics.ts).
  */
+import { toAddress } from './addresses.js';
+import { type AdminClientTls, adminRequest } from './local-net.js';
 
 export interface StatusRow {
   readonly endpoint: string;
@@ -76,14 +78,28 @@ export interface StatusAnswer {
 
 const STATUS_TIMEOUT_MS = 2000;
 
-export async function queryStatus(endpoints: readonly string[]): Promise<StatusRow[]> {
+/**
+ * Each endpoint's GET /status: `host:port` or `http://host:port`, or over HTTPS (config
+ * `tls.admin`) `https://host:port` or any endpoint when `tls` is given (its CA, and a client
+ * certificate for an endpoint that checks them).
+ */
+export async function queryStatus(
+  endpoints: readonly string[],
+  tls?: AdminClientTls,
+): Promise<StatusRow[]> {
   const answers: StatusAnswer[] = await Promise.all(
     endpoints.map(async (endpoint) => {
+      const secure = tls ?? (endpoint.startsWith('https://') ? {} : undefined);
       try {
-        const res = await fetch(`http://${endpoint}/status`, {
-          signal: AbortSignal.timeout(STATUS_TIMEOUT_MS),
-        });
-        return { endpoint, status: (await res.json()) as AdminStatus, error: null };
+        const status = await adminRequest<AdminStatus>(
+          toAddress(endpoint),
+          'GET',
+          '/status',
+          undefined,
+          STATUS_TIMEOUT_MS,
+          secure,
+        );
+        return { endpoint, status, error: null };
       } catch (error) {
         return { endpoint, status: null, error: (error as Error).message };
       }
