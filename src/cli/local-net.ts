@@ -64,19 +64,27 @@ export interface AdminClientTls {
   readonly key?: Buffer;
 }
 
+/** An admin answer larger than this is no answer (bounds what a caller buffers). */
+export const ADMIN_RESPONSE_BYTES_MAX = 8 * 1024 * 1024;
+
+/** What an admin endpoint answered: the HTTP status and the body. */
+export interface AdminAnswer {
+  readonly status: number;
+  readonly text: string;
+}
+
 /**
- * One HTTP request to an admin endpoint (`host:port`), bounded by `timeoutMs` from start to end;
- * resolves with the JSON body, rejects on a status of 300 or more (the body in the message).
- * With `tls`, over HTTPS.
+ * One HTTP request to an admin endpoint (`host:port`), bounded by `timeoutMs` from start to end
+ * and by ADMIN_RESPONSE_BYTES_MAX; resolves with whatever status it answered. With `tls`, HTTPS.
  */
-export function adminRequest<T>(
+export function adminExchange(
   address: string,
   method: 'GET' | 'POST' | 'DELETE',
   path: string,
   body?: unknown,
   timeoutMs = ADMIN_REQUEST_TIMEOUT_MS,
   tls?: AdminClientTls,
-): Promise<T> {
+): Promise<AdminAnswer> {
   return new Promise((resolveRequest, reject) => {
     const payload = body === undefined ? undefined : JSON.stringify(body);
     const headers = payload === undefined ? {} : { 'content-type': 'application/json' };
@@ -88,18 +96,15 @@ export function adminRequest<T>(
         res.setEncoding('utf8');
         res.on('data', (d: string) => {
           text += d;
+          if (text.length > ADMIN_RESPONSE_BYTES_MAX) {
+            req.destroy(
+              new Error(`${method} ${path}: answer over ${ADMIN_RESPONSE_BYTES_MAX} bytes`),
+            );
+          }
         });
         res.on('end', () => {
           clearTimeout(timer);
-          if ((res.statusCode ?? 500) >= 300) {
-            reject(new Error(`${method} ${path}: HTTP ${res.statusCode}: ${text}`));
-            return;
-          }
-          try {
-            resolveRequest(JSON.parse(text) as T);
-          } catch (error) {
-            reject(error as Error);
-          }
+          resolveRequest({ status: res.statusCode ?? 500, text });
         });
       },
     );
@@ -113,6 +118,25 @@ export function adminRequest<T>(
     });
     req.end(payload);
   });
+}
+
+/**
+ * One request to an admin endpoint, as adminExchange; resolves with the JSON body, rejects on a
+ * status of 300 or more (the body in the message).
+ */
+export async function adminRequest<T>(
+  address: string,
+  method: 'GET' | 'POST' | 'DELETE',
+  path: string,
+  body?: unknown,
+  timeoutMs = ADMIN_REQUEST_TIMEOUT_MS,
+  tls?: AdminClientTls,
+): Promise<T> {
+  const answer = await adminExchange(address, method, path, body, timeoutMs, tls);
+  if (answer.status >= 300) {
+    throw new Error(`${method} ${path}: HTTP ${answer.status}: ${answer.text}`);
+  }
+  return JSON.parse(answer.text) as T;
 }
 
 /** A wait that cannot succeed any more (a member it needs has exited): `waitFor` rethrows it. */

@@ -77,11 +77,15 @@ export async function run(argv: readonly string[]): Promise<number> {
             : 'make a voter or replica a standby of its configured mode',
       )
       .option('--admin <addresses>', 'admin endpoints (the leader is found among them)', DEV_ADMINS)
-      .action(async (name: string, opts: { admin: string }) => {
+      .option('--cacert <file>', 'HTTPS admin endpoints: the CA that signed their certificates')
+      .option('--cert <file>', 'HTTPS admin endpoints: a client certificate (with --key)')
+      .option('--key <file>', 'the client certificate key')
+      .action(async (name: string, opts: StatusOptions) => {
         exitCode = await memberOpCommand(
           op,
           name,
           opts.admin.split(',').map((a) => a.trim()),
+          adminTls(opts),
         );
       });
   }
@@ -459,33 +463,40 @@ async function memberOpCommand(
   op: 'promote' | 'demote' | 'standby',
   name: string,
   admins: readonly string[],
+  tls: AdminClientTls | undefined,
 ): Promise<number> {
+  const { adminExchange } = await import('./local-net.js');
+  const { toAddress } = await import('./addresses.js');
   const problems: string[] = [];
   for (const admin of admins) {
-    let res: Response;
+    let res: { status: number; text: string };
     try {
-      res = await fetch(`http://${admin}/member/${op}`, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({ name }),
-        signal: AbortSignal.timeout(MEMBER_OP_TIMEOUT_MS),
-      });
+      const secure = tls ?? (admin.startsWith('https://') ? {} : undefined);
+      res = await adminExchange(
+        toAddress(admin),
+        'POST',
+        `/member/${op}`,
+        { name },
+        MEMBER_OP_TIMEOUT_MS,
+        secure,
+      );
     } catch (error) {
       problems.push(`${admin}: ${(error as Error).message}`);
       continue;
     }
-    const body = (await res.json().catch(() => ({}))) as {
-      reason?: string;
-      error?: string;
-      code?: string;
-    };
+    let body: { reason?: string; error?: string; code?: string } = {};
+    try {
+      body = JSON.parse(res.text) as typeof body;
+    } catch {
+      // not JSON: the status says enough
+    }
     if (res.status === 421) continue; // a follower: try the next endpoint
-    if (res.ok) {
+    if (res.status >= 200 && res.status < 300) {
       process.stdout.write(`tandem member ${op} ${name}: done (${body.reason ?? 'applied'})\n`);
       return 0;
     }
     process.stderr.write(
-      `tandem member ${op} ${name}: refused: ${body.error ?? res.statusText}${body.code ? ` [${body.code}]` : ''}\n`,
+      `tandem member ${op} ${name}: refused: ${body.error ?? `HTTP ${res.status}`}${body.code ? ` [${body.code}]` : ''}\n`,
     );
     return 1;
   }
