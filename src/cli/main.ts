@@ -381,15 +381,25 @@ async function devCommand(opts: DevOptions): Promise<number> {
   const scheme = cluster.scheme;
   const endpoints = specs.map((m) => `${scheme}://${m.client}`).join(',');
   // etcdctl's default endpoint is 127.0.0.1:2379 over plain HTTP: say the endpoints otherwise.
-  const etcdctl =
-    tls === null && opts.freePorts !== true
-      ? 'etcdctl'
-      : `etcdctl --endpoints ${endpoints}${tls === null ? '' : ` --cacert ${tls.ca} --cert ${tls.cert} --key ${tls.key}`}`;
+  // etcdctl's default endpoint is 127.0.0.1:2379 over plain HTTP: say the endpoints otherwise,
+  // on one command line, or once in etcdctl's environment variables (ETCDCTL_<FLAG>).
+  const custom = tls !== null || opts.freePorts === true;
+  const ctlFlags: [string, string][] = [
+    ['endpoints', endpoints],
+    ...(tls === null
+      ? []
+      : ([
+          ['cacert', tls.ca],
+          ['cert', tls.cert],
+          ['key', tls.key],
+        ] as [string, string][])),
+  ];
+  const etcdctl = `etcdctl ${ctlFlags.map(([f, v]) => `--${f} ${v}`).join(' ')}`;
+  const ctlEnv = `export ${ctlFlags.map(([f, v]) => `ETCDCTL_${f.toUpperCase()}=${v}`).join(' ')}`;
   const tandemTls = tls === null ? '' : ` --cacert ${tls.ca} --cert ${tls.cert} --key ${tls.key}`;
-  const admins =
-    tls === null && opts.freePorts !== true
-      ? ''
-      : ` --admin ${specs.map((m) => `${scheme}://${m.admin}`).join(',')}${tandemTls}`;
+  const admins = !custom
+    ? ''
+    : ` --admin ${specs.map((m) => `${scheme}://${m.admin}`).join(',')}${tandemTls}`;
   process.stdout.write(
     [
       `tandem dev: ${members.length} members, data under ${root}${tls === null ? '' : `, TLS on every port (CA and certificates in ${dirname(tls.ca)})`}`,
@@ -399,13 +409,25 @@ async function devCommand(opts: DevOptions): Promise<number> {
         return `  ${m.name}  ${(m.role === 'standby' ? `${m.standbyMode} standby` : m.role).padEnd(12)} ${m.zone}  client ${s.client}  peer ${s.peer}  admin ${scheme}://${s.admin}/status`;
       }),
       '',
-      ...(tls === null ? [] : ['etcdctl with TLS:', `  ${etcdctl}`, '']),
-      'try:',
-      `  ${etcdctl} put greeting hello && ${etcdctl} get greeting`,
-      `  ${etcdctl.startsWith('etcdctl --endpoints') ? etcdctl : `etcdctl --endpoints ${endpoints}`} endpoint status -w table`,
+      ...(custom
+        ? [
+            tls === null ? 'etcdctl:' : 'etcdctl with TLS:',
+            `  ${etcdctl}`,
+            'or once for this shell:',
+            `  ${ctlEnv}`,
+            '',
+            'try (after the export):',
+            '  etcdctl put greeting hello && etcdctl get greeting',
+            '  etcdctl endpoint status -w table',
+          ]
+        : [
+            'try:',
+            '  etcdctl put greeting hello && etcdctl get greeting',
+            `  etcdctl --endpoints ${endpoints} endpoint status -w table`,
+          ]),
       `  node ${TANDEM_BIN} status${admins}`,
       '  kill -9 a voter: within redundancy.replaceAfter (10s) the hot standby n5 takes its place',
-      `  node ${TANDEM_BIN} member promote n4   (demote / standby NAME too)`,
+      `  node ${TANDEM_BIN} member promote n4${admins}   (demote / standby NAME too)`,
       'Ctrl-C stops the cluster.',
       '',
     ].join('\n'),

@@ -98,6 +98,29 @@ describe('tandem dev --tls', { skip: ETCDCTL_MISSING || OPENSSL_MISSING, timeout
       3,
       list,
     );
+    // The printed export line works the same (etcdctl's ETCDCTL_<FLAG> variables).
+    const exportLine = out
+      .split('\n')
+      .find((l) => l.trim().startsWith('export ETCDCTL_ENDPOINTS='))
+      ?.trim();
+    assert.ok(exportLine, out);
+    const env: Record<string, string> = {};
+    for (const pair of exportLine.slice('export '.length).split(' ')) {
+      const at = pair.indexOf('=');
+      env[pair.slice(0, at)] = pair.slice(at + 1);
+    }
+    assert.deepEqual(Object.keys(env).sort(), [
+      'ETCDCTL_CACERT',
+      'ETCDCTL_CERT',
+      'ETCDCTL_ENDPOINTS',
+      'ETCDCTL_KEY',
+    ]);
+    const viaEnv = await execFileAsync(ETCDCTL, ['get', 'greeting', '--print-value-only'], {
+      encoding: 'utf8',
+      timeout: COMMAND_TIMEOUT_MS,
+      env: { ...process.env, ETCDCTL_API: '3', ...env },
+    });
+    assert.equal(viaEnv.stdout, 'hello\n');
     // Without the certificates, the same endpoints refuse.
     const bare = etcdctl.replace(/ --cacert .*$/, '');
     await assert.rejects(
