@@ -41,6 +41,8 @@ export interface ClusterOptions {
   readonly peerAddresses?: (spec: MemberSpec) => Promise<readonly string[]> | readonly string[];
   /** TLS on every port, with a throwaway CA (see LocalClusterOptions.tls; needs openssl). */
   readonly tls?: boolean;
+  /** How long the start may take (default: the launcher's). */
+  readonly readyTimeoutMs?: number;
 }
 
 /** Starts the founders; resolves once a leader is known and every member published itself. */
@@ -66,6 +68,7 @@ export async function startCluster(options: ClusterOptions = {}): Promise<LocalC
     ),
     ...(options.peerAddresses !== undefined && { peerAddresses: options.peerAddresses }),
     ...(options.tls === true && { tls: true }),
+    ...(options.readyTimeoutMs !== undefined && { readyTimeoutMs: options.readyTimeoutMs }),
     ready: 'published',
   });
 }

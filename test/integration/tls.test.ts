@@ -16,17 +16,18 @@ import { FatalWait, waitFor } from '../../src/cli/local-net.js';
 import { queryStatus } from '../../src/cli/status.js';
 import { fetchCommittedFromPeers } from '../../src/transport/fetch.js';
 import { ctl, ctlOk, ctlStream, ETCDCTL_MISSING, killCtls } from './clients.js';
-import { startCluster } from './cluster.js';
+import { startCluster, ZONE_DEFAULT } from './cluster.js';
 import { OPENSSL_MISSING } from './openssl.js';
 
 const TEST_TIMEOUT_MS = 40_000;
+const START_TIMEOUT_MS = 120_000;
 /** The lease of the keep-alive test: etcdctl renews every TTL/3; it outlives TTL many times. */
 const LEASE_TTL_S = 3;
 const KEEP_ALIVE_FOR_MS = 3 * LEASE_TTL_S * 1000;
 
 describe('TLS on every port of a 3-voter cluster with a standby', {
   skip: ETCDCTL_MISSING || OPENSSL_MISSING,
-  timeout: 240_000,
+  timeout: 420_000,
 }, () => {
   let c: LocalCluster;
   let tlsArgs: string[];
@@ -47,6 +48,8 @@ describe('TLS on every port of a 3-voter cluster with a standby', {
       tls: true,
       roles: { n4: { role: 'standby', standbyMode: 'hot' } },
       extraConfig: { replication: { ack: 'all' } },
+      // Five processes doing TLS handshakes start slowly on a loaded 2-core machine.
+      readyTimeoutMs: START_TIMEOUT_MS,
     });
     const files = c.tls!;
     tlsArgs = [`--cacert=${files.ca}`, `--cert=${files.cert}`, `--key=${files.key}`];
@@ -227,6 +230,38 @@ describe('TLS on every port of a 3-voter cluster with a standby', {
       // Control: n3's own certificate as n3 is let in (and answered).
       const entries = await ask('n3');
       assert.equal(entries[0]?.index, s1.commitIndex);
+    }),
+  );
+
+  test('a member joins over TLS (member add with an https peer URL)', { timeout: 60_000 }, () =>
+    c.guard('join over TLS', async () => {
+      const n5 = await c.addMember({
+        name: 'n5',
+        zone: ZONE_DEFAULT,
+        config: { cluster: { state: 'existing' } },
+      });
+      const spec = n5.spec;
+      const added = await run(
+        [leader],
+        ['member', 'add', 'n5', '--learner', `--peer-urls=https://${spec.peer}`],
+      );
+      const id = /Member\s+([0-9a-f]+) added to cluster/.exec(added)?.[1];
+      assert.ok(id !== undefined, added);
+      n5.spawn();
+      const target = await leader.status();
+      await waitFor('the learner to catch up over TLS', 40_000, async () => {
+        c.checkAlive([n5]);
+        const s = await n5.status();
+        return s.memberId === id && s.appliedIndex >= target.commitIndex ? s : null;
+      });
+      await waitFor('n5 to publish its https client URL', 20_000, async () => {
+        const list = await run([leader], ['member', 'list']);
+        const line = `${id}, started, n5, https://${spec.peer}, https://${spec.client}, true`;
+        return list.includes(line) ? true : null;
+      });
+      // A learner forwards its clients (over TLS) to a member that serves them.
+      assert.equal(await run([n5], ['put', 'tls/via-learner', 'x']), 'OK\n');
+      assert.equal(await run([leader], ['get', 'tls/via-learner', '--print-value-only']), 'x\n');
     }),
   );
 
