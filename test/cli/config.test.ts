@@ -196,6 +196,31 @@ peers:
       ca: null,
     });
     assert.equal(config.tls.peer?.ca, join(base, 'ca.pem'));
+    assert.equal(config.tls.peer?.checkNames, true, 'peer certificates bound to names by default');
+    assert.equal(config.tls.admin, null);
+  });
+
+  test('tls.admin, and tls.peer.checkNames off from the environment', () => {
+    const file = writeConfig('');
+    const base = resolve(file, '..');
+    for (const f of ['cert.pem', 'key.pem', 'ca.pem']) writeFileSync(join(base, f), 'x');
+    writeFileSync(
+      file,
+      'name: n1\ntls:\n  admin: { cert: cert.pem, key: key.pem, ca: ca.pem }\n' +
+        '  peer: { cert: cert.pem, key: key.pem, ca: ca.pem }\n',
+    );
+    const config = loadConfig({ file, env: { TANDEM_TLS_PEER_CHECK_NAMES: 'false' } });
+    assert.deepEqual(config.tls.admin, {
+      cert: join(base, 'cert.pem'),
+      key: join(base, 'key.pem'),
+      ca: join(base, 'ca.pem'),
+    });
+    assert.equal(config.tls.peer?.checkNames, false);
+    writeFileSync(file, 'name: n1\ntls:\n  admin: { cert: nope.pem, key: key.pem }\n');
+    assert.throws(
+      () => loadConfig({ file, env: {} }),
+      /tls\.admin\.cert: cannot read \/.*\/nope\.pem \(ENOENT\)/,
+    );
   });
 
   test('an empty file with the name from the environment', () => {
