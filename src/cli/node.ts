@@ -68,7 +68,7 @@ export async function startNode(config: TandemConfig): Promise<RunningNode> {
   });
   const disk = await openStorage(config, identity, founders, metrics, logger);
   const { state, recovered } = disk;
-  const transport = await startTransport(config, identity, founders, state, logger);
+  const transport = await startTransport(config, identity, founders, state, metrics, logger);
   const forwarder = new GrpcLeaderForwarder();
   const assembled = assembleMember(memberSpec(config, selfId, clusterId), {
     clock: REAL_CLOCK,
@@ -80,6 +80,8 @@ export async function startNode(config: TandemConfig): Promise<RunningNode> {
     forwarder,
     logger,
     dbSizeBytes: () => disk.backend.sizeBytes(),
+    dbSizeInUseBytes: () => disk.backend.inUseBytes(),
+    applyTimer: metrics.applyTimer(),
     defragment: async () => {
       logger.info({ dbSizeBytes: disk.backend.sizeBytes() }, 'defragmenting the KV store');
       await disk.backend.defragment();
@@ -118,6 +120,8 @@ export async function startNode(config: TandemConfig): Promise<RunningNode> {
       applies,
       zone: config.zone,
       dbSizeBytes: () => disk.backend.sizeBytes(),
+      dbSizeInUseBytes: () => disk.backend.inUseBytes(),
+      peerTraffic: () => transport.traffic(),
     }),
   );
   const open: { api: ApiServer | null; admin: AdminServer | null } = { api: null, admin: null };
@@ -238,6 +242,7 @@ async function startTransport(
   identity: Identity,
   founders: readonly Founder[],
   state: TandemStateMachine,
+  metrics: MemberMetrics,
   logger: Logger,
 ): Promise<TcpTransport> {
   const selfId = identity.memberId;
@@ -248,6 +253,7 @@ async function startTransport(
     listen: [parseHostPort(config.listen.peer)],
     logger,
     faultInjection: config.testMode.faultInjection,
+    onRoundTrip: (peer, seconds) => metrics.notePeerRoundTrip(peer, seconds),
     ...(peerTls === undefined ? {} : { tls: peerTls }),
   });
   if (config.testMode.faultInjection) {
