@@ -9,11 +9,15 @@
  *    ordered; no proposal failed.
  * 2. A proposal that cannot reach the leader (the follower's outbound links dropped, test
  *    mode) times out and is counted in etcd_server_proposals_failed_total, on that member only.
+ * 3. Every query of the Grafana dashboard (deploy/grafana/tandem.json) names only metrics these
+ *    members export (a family, or a sample name such as a histogram's _bucket).
  */
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 import type { LocalCluster, LocalMember } from '../../src/cli/local-cluster.js';
 import { adminRequest, waitFor } from '../../src/cli/local-net.js';
+import { dashboardExpressions, metricNames } from '../deploy/promql.js';
 import type { PromFamily } from '../server/prom-text.js';
 import { call, grpcClients } from './clients.js';
 import { startCluster } from './cluster.js';
@@ -136,5 +140,28 @@ describe('etcd-named operator metrics on real members', { timeout: 120_000 }, ()
       for (const m of others) {
         assert.equal(valueOr0(await scrape(m), 'etcd_server_proposals_failed_total'), 0, m.name);
       }
+    }));
+
+  test('every Grafana panel query names only metrics these members export', () =>
+    c.guard('grafana names', async () => {
+      const exported = new Set<string>();
+      for (const m of c.members) {
+        for (const family of (await scrape(m)).values()) {
+          exported.add(family.name);
+          for (const sample of family.samples) exported.add(sample.name);
+        }
+      }
+      const dashboard: unknown = JSON.parse(
+        readFileSync(new URL('../../deploy/grafana/tandem.json', import.meta.url), 'utf8'),
+      );
+      const queries = dashboardExpressions(dashboard);
+      assert.ok(queries.length >= 30, `${queries.length} queries`);
+      const unknown: string[] = [];
+      for (const q of queries) {
+        for (const name of metricNames(q.expr)) {
+          if (!exported.has(name)) unknown.push(`${q.where}: ${name}`);
+        }
+      }
+      assert.deepEqual(unknown, [], 'names no member exports');
     }));
 });
