@@ -150,6 +150,10 @@ export async function startNode(config: TandemConfig): Promise<RunningNode> {
           nowMs: REAL_CLOCK.now,
           wallNowMs: REAL_CLOCK.wallNow,
         }),
+      ready: () =>
+        assembled.facade.hasLeader()
+          ? { ready: true, reason: '' }
+          : { ready: false, reason: 'no leader' },
       memberOp: (op, name) => assembled.facade.manualMemberOp(op, name),
       ...(faults === null ? {} : { extra: (req, res) => faults.handle(req, res) }),
     });

@@ -11,6 +11,8 @@
  *    mode) times out and is counted in etcd_server_proposals_failed_total, on that member only.
  * 3. Every query of the Grafana dashboard (deploy/grafana/tandem.json) names only metrics these
  *    members export (a family, or a sample name such as a histogram's _bucket).
+ * 4. The admin port's probes (the Kubernetes manifests in deploy/k8s use them): /ready is 200
+ *    while a leader is known and 503 "no leader" on a member left alone; /health stays 200.
  */
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
@@ -163,5 +165,28 @@ describe('etcd-named operator metrics on real members', { timeout: 120_000 }, ()
         }
       }
       assert.deepEqual(unknown, [], 'names no member exports');
+    }));
+
+  test('/ready follows the leader, /health the process (the probes of deploy/k8s)', () =>
+    c.guard('probes', async () => {
+      type Probe = { status: number; body: unknown };
+      const probe = async (m: LocalMember, path: string): Promise<Probe> => {
+        const res = await fetch(`http://${m.spec.admin}${path}`);
+        return { status: res.status, body: await res.json() };
+      };
+      for (const m of c.members) {
+        assert.deepEqual(await probe(m, '/ready'), { status: 200, body: { ready: true } });
+      }
+      const [survivor, ...others] = c.members as [LocalMember, ...LocalMember[]];
+      for (const m of others) await m.kill();
+      const notReady = await waitFor('the survivor is not ready', 15_000, async () => {
+        const p = await probe(survivor, '/ready');
+        return p.status === 503 ? p : null;
+      });
+      assert.deepEqual(notReady.body, { ready: false, reason: 'no leader' });
+      assert.deepEqual(await probe(survivor, '/health'), {
+        status: 200,
+        body: { health: 'true' },
+      });
     }));
 });
