@@ -47,16 +47,19 @@ export const FrameType = {
   FetchRequest: 9,
   /** Acceptor → dialer: [status, commitIndex, firstIndex, entries] (see fetch-protocol.ts). */
   FetchResponse: 10,
-  /** Dialer → acceptor: a u32 sequence number (binary), to time the round trip. */
-  Ping: 11,
-  /** Acceptor → dialer: the PING's payload, echoed on the same connection. */
-  Pong: 12,
+  /**
+   * Dialer → acceptor: a u32 sequence number (binary), to time the round trip. 14 and 15: the
+   * authenticated handshake (branch `peer`) takes 11 to 13.
+   */
+  RoundTripPing: 14,
+  /** Acceptor → dialer: the ROUND_TRIP_PING's payload, echoed on the same connection. */
+  RoundTripPong: 15,
 } as const;
 export type FrameType = (typeof FrameType)[keyof typeof FrameType];
 
-const FRAME_TYPE_MAX = FrameType.Pong;
+const FRAME_TYPE_MAX = FrameType.RoundTripPong;
 
-/** PING and PONG payload: a u32 sequence number. */
+/** ROUND_TRIP_PING and ROUND_TRIP_PONG payload: a u32 sequence number. */
 export const PING_PAYLOAD_BYTES = 4;
 
 /** SNAP_CHUNK payload header: u32 snapshot id + u48 byte offset. */
@@ -78,9 +81,9 @@ export function writeFrameHeader(
   target[offset + FRAME_LENGTH_BYTES + 1] = type;
 }
 
-/** A PING or PONG frame carrying the sequence number `seq`. */
+/** A ROUND_TRIP_PING or ROUND_TRIP_PONG frame carrying the sequence number `seq`. */
 export function pingFrame(
-  type: typeof FrameType.Ping | typeof FrameType.Pong,
+  type: typeof FrameType.RoundTripPing | typeof FrameType.RoundTripPong,
   seq: number,
 ): Buffer {
   const frame = Buffer.allocUnsafe(FRAME_HEADER_BYTES + PING_PAYLOAD_BYTES);

@@ -121,11 +121,14 @@ export class InboundConnection implements FrameSink {
       case FrameType.SnapChunk:
         this.onSnapChunk(payload);
         return;
-      case FrameType.Ping:
+      case FrameType.RoundTripPing:
         if (payload.length !== PING_PAYLOAD_BYTES) {
-          throw new TransportError('TRANSPORT_FRAME_MALFORMED', 'PING of the wrong size');
+          throw new TransportError(
+            'TRANSPORT_FRAME_MALFORMED',
+            'ROUND_TRIP_PING of the wrong size',
+          );
         }
-        this.socket.write(pingFrame(FrameType.Pong, payload.readUInt32BE(0)));
+        this.socket.write(pingFrame(FrameType.RoundTripPong, payload.readUInt32BE(0)));
         return;
       case FrameType.FetchRequest: {
         // Committed entries for a member recovering its WAL (fetch-protocol.ts), answered in place.

@@ -528,7 +528,7 @@ export class Peer {
       this.pingSeq = (this.pingSeq + 1) >>> 0;
       this.pingConn = conn;
       this.pingSentAtMs = performance.now();
-      conn.socket.write(pingFrame(FrameType.Ping, this.pingSeq));
+      conn.socket.write(pingFrame(FrameType.RoundTripPing, this.pingSeq));
       this.traffic.sentBytes += FRAME_HEADER_BYTES + PING_PAYLOAD_BYTES;
     }
     this.pingTimer = this.ctx.timers.setTimeout(this.pingBound, this.ctx.limits.pingIntervalMs);
@@ -732,9 +732,9 @@ export class OutboundConnection implements FrameSink {
     if (type === FrameType.SnapAck) {
       const t = expectArray(unpackPayload(payload), 2, 'snapshot ack');
       this.peer.onSnapAck(this, expectUint(t[0], 'ack.id'), expectUint(t[1], 'ack.bytes'));
-    } else if (type === FrameType.Pong) {
+    } else if (type === FrameType.RoundTripPong) {
       if (payload.length !== PING_PAYLOAD_BYTES) {
-        throw new TransportError('TRANSPORT_FRAME_MALFORMED', 'PONG of the wrong size');
+        throw new TransportError('TRANSPORT_FRAME_MALFORMED', 'ROUND_TRIP_PONG of the wrong size');
       }
       this.peer.onPong(this, payload.readUInt32BE(0));
     } else if (type === FrameType.SnapStatus) {

@@ -71,12 +71,12 @@ test('a PONG to a PING we never sent, or of the wrong size, times nothing or clo
   const server = net.createServer((socket) => {
     socket.once('data', () => {
       socket.write(packFrame(FrameType.HelloOk, [CLUSTER, 2]));
-      socket.write(pingFrame(FrameType.Pong, 12345));
+      socket.write(pingFrame(FrameType.RoundTripPong, 12345));
       setTimeout(() => {
         const bad = Buffer.alloc(FRAME_HEADER_BYTES + 2);
         bad.writeUInt32BE(4, 0);
         bad[4] = 1;
-        bad[5] = FrameType.Pong;
+        bad[5] = FrameType.RoundTripPong;
         socket.write(bad);
       }, 100);
     });
@@ -91,7 +91,7 @@ test('a PONG to a PING we never sent, or of the wrong size, times nothing or clo
   try {
     a.transport.setPeer(2, [`127.0.0.1:${port}`]);
     await waitUntil(
-      () => a.logger.errors().some((e) => /PONG of the wrong size/.test(e)),
+      () => a.logger.errors().some((e) => /ROUND_TRIP_PONG of the wrong size/.test(e)),
       'the malformed PONG closes the link',
     );
     assert.deepEqual(trips, [], 'the stray PONG (seq 12345) timed nothing');
