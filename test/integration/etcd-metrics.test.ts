@@ -5,8 +5,8 @@
  * 1. After puts through a follower: bytes sent by the leader to the follower and received by
  *    the follower from it grew; every member timed round trips to both peers; applies were
  *    timed on leader and follower; etcd's fsync name counts what tandem's counts; the KV
- *    store's bytes in use are positive and within its file; the event-loop window gauges are
- *    ordered; no proposal failed.
+ *    store's bytes in use are positive and within its file (in /metrics and etcd's Status
+ *    RPC); the event-loop window gauges are ordered; no proposal failed.
  * 2. A proposal that cannot reach the leader (the follower's outbound links dropped, test
  *    mode) times out and is counted in etcd_server_proposals_failed_total, on that member only.
  * 3. Every query of the Grafana dashboard (deploy/grafana/tandem.json) names only metrics these
@@ -58,6 +58,10 @@ describe('etcd-named operator metrics on real members', { timeout: 120_000 }, ()
         for (let i = 0; i < PUTS; i++) {
           await call(conn.kv, 'Put', { key: Buffer.from(`em/${i}`), value: Buffer.alloc(512) });
         }
+        // etcd's Status RPC carries the same in-use figure (etcdctl endpoint status -w json).
+        const status = await call(conn.maintenance, 'Status', {});
+        const [dbSize, inUse] = [Number(status.dbSize), Number(status.dbSizeInUse)];
+        assert.ok(inUse > 0 && inUse <= dbSize, `Status: ${inUse} in use of ${dbSize}`);
       } finally {
         conn.close();
       }
