@@ -1,7 +1,10 @@
 /**
  * The admin HTTP endpoint (`listen.admin`): what operators and tools read besides the etcd API.
  *
- *   GET  /health                  {"health":"true"} while the process serves
+ *   GET  /health                  {"health":"true"} while the process serves (liveness)
+ *   GET  /ready                   200 {"ready":true} while the member knows a leader, so it can
+ *                                 answer clients (serve them, or forward them as a standby);
+ *                                 503 {"ready":false,"reason"} otherwise (readiness)
  *   GET  /status, /cluster        the member's status JSON (src/server/status.ts)
  *   GET  /metrics                 Prometheus text (src/server/metrics.ts)
  *   POST /member/promote|demote|standby {"name": "n4"}
@@ -25,6 +28,8 @@ export interface AdminOptions {
   /** `host:port` (IPv6 as `[::1]:port`); port 0 picks a free one. */
   readonly listen: { readonly host: string; readonly port: number };
   readonly status: () => unknown;
+  /** Whether the member can answer clients now, and why not (GET /ready). */
+  readonly ready: () => { readonly ready: boolean; readonly reason: string };
   readonly metrics: { readonly contentType: string; scrape(): Promise<string> };
   readonly memberOp: (op: ManualOp, name: string) => Promise<string>;
   /** Tried first (test-mode fault injection): true when it answered the request. */
@@ -78,6 +83,11 @@ function route(o: AdminOptions, req: IncomingMessage, res: ServerResponse): void
   }
   if (path === '/health') {
     reply(res, 200, { health: 'true' });
+    return;
+  }
+  if (path === '/ready') {
+    const r = o.ready();
+    reply(res, r.ready ? 200 : 503, r.ready ? { ready: true } : { ready: false, reason: r.reason });
     return;
   }
   if (req.method === 'GET' && path === '/metrics') {

@@ -69,7 +69,7 @@ export async function startNode(config: TandemConfig): Promise<RunningNode> {
   });
   const disk = await openStorage(config, identity, founders, metrics, logger);
   const { state, recovered } = disk;
-  const transport = await startTransport(config, identity, founders, state, logger);
+  const transport = await startTransport(config, identity, founders, state, metrics, logger);
   const memberTls = memberCallTls(config);
   const forwarder = new GrpcLeaderForwarder(memberTls);
   const assembled = assembleMember(memberSpec(config, selfId, clusterId), {
@@ -82,6 +82,8 @@ export async function startNode(config: TandemConfig): Promise<RunningNode> {
     forwarder,
     logger,
     dbSizeBytes: () => disk.backend.sizeBytes(),
+    dbSizeInUseBytes: () => disk.backend.inUseBytes(),
+    applyTimer: metrics.applyTimer(),
     defragment: async () => {
       logger.info({ dbSizeBytes: disk.backend.sizeBytes() }, 'defragmenting the KV store');
       await disk.backend.defragment();
@@ -120,6 +122,8 @@ export async function startNode(config: TandemConfig): Promise<RunningNode> {
       applies,
       zone: config.zone,
       dbSizeBytes: () => disk.backend.sizeBytes(),
+      dbSizeInUseBytes: () => disk.backend.inUseBytes(),
+      peerTraffic: () => transport.traffic(),
     }),
   );
   const open: { api: ApiServer | null; admin: AdminServer | null } = { api: null, admin: null };
@@ -148,6 +152,10 @@ export async function startNode(config: TandemConfig): Promise<RunningNode> {
           nowMs: REAL_CLOCK.now,
           wallNowMs: REAL_CLOCK.wallNow,
         }),
+      ready: () =>
+        assembled.facade.hasLeader()
+          ? { ready: true, reason: '' }
+          : { ready: false, reason: 'no leader' },
       memberOp: (op, name) => assembled.facade.manualMemberOp(op, name),
       ...(faults === null ? {} : { extra: (req, res) => faults.handle(req, res) }),
       ...serverTls(config.tls.admin),
@@ -241,6 +249,7 @@ async function startTransport(
   identity: Identity,
   founders: readonly Founder[],
   state: TandemStateMachine,
+  metrics: MemberMetrics,
   logger: Logger,
 ): Promise<TcpTransport> {
   const selfId = identity.memberId;
@@ -251,6 +260,7 @@ async function startTransport(
     listen: [parseHostPort(config.listen.peer)],
     logger,
     faultInjection: config.testMode.faultInjection,
+    onRoundTrip: (peer, seconds) => metrics.notePeerRoundTrip(peer, seconds),
     ...(peerTls === undefined ? {} : { tls: peerTls }),
     ...(config.tls.peer?.checkNames === true && {
       memberNames: () => memberNames(founders, state.allMembers()),

@@ -27,7 +27,7 @@ import type { LeaderForwarder } from './contract.js';
 import { MemberEvents, TickSchedule } from './events.js';
 import { EtcdFacade, leaderClientUrls } from './facade.js';
 import { type LeaseBugName, LeaseDuties } from './leases.js';
-import { type LoopBugName, Member, type MemberTiming } from './member.js';
+import { type ApplyTimer, type LoopBugName, Member, type MemberTiming } from './member.js';
 import { type PublicationBugName, SelfPublication } from './publication.js';
 import { POLICY_INTERVAL_MS, type PolicyEvent, RedundancyDriver } from './redundancy.js';
 import { type RoleBugName, RoleTruth } from './role.js';
@@ -94,6 +94,10 @@ export interface MemberIo {
   readonly logger?: RaftLogger;
   /** Bytes of the backend on disk, for Status and the quota. */
   readonly dbSizeBytes?: () => number;
+  /** Bytes of the backend's pages holding data (Status's dbSizeInUse); default: dbSizeBytes. */
+  readonly dbSizeInUseBytes?: () => number;
+  /** Times each applied command (metrics). */
+  readonly applyTimer?: ApplyTimer;
   /** Gives the backend's free space back (etcd's Defragment), run while apply is paused. */
   readonly defragment?: () => Promise<void>;
   readonly onPolicyEvent?: (event: PolicyEvent) => void;
@@ -133,6 +137,7 @@ export function assembleMember(spec: MemberSpec, io: MemberIo): AssembledMember 
     snapshotEveryEntries: spec.snapshotEveryEntries,
     compactionKeepEntries: spec.compactionKeepEntries,
     hooks: events,
+    ...(io.applyTimer === undefined ? {} : { applyTimer: io.applyTimer }),
     ...(spec.fastFailover === undefined ? {} : { fastFailover: spec.fastFailover }),
     ...(io.logger === undefined ? {} : { logger: io.logger }),
     ...(bugs === undefined ? {} : { bugs }),
@@ -210,6 +215,7 @@ export function assembleMember(spec: MemberSpec, io: MemberIo): AssembledMember 
     electionTimeoutMs,
     ...(io.forwarder === undefined ? {} : { forwarder: io.forwarder }),
     ...(io.dbSizeBytes === undefined ? {} : { dbSizeBytes: io.dbSizeBytes }),
+    ...(io.dbSizeInUseBytes === undefined ? {} : { dbSizeInUseBytes: io.dbSizeInUseBytes }),
     ...(io.defragment === undefined ? {} : { defragment: io.defragment }),
     ...(spec.quotaBackendBytes === undefined ? {} : { quotaBackendBytes: spec.quotaBackendBytes }),
     ...(bugs === undefined ? {} : { bugs }),

@@ -115,6 +115,8 @@ export interface EtcdFacadeOptions {
   readonly redundancy: RedundancyDriver | null;
   /** Bytes of the backend on disk, for Status and the quota (0 when unknown). */
   readonly dbSizeBytes?: () => number;
+  /** Bytes of the backend's pages holding data; default: dbSizeBytes (all of the file). */
+  readonly dbSizeInUseBytes?: () => number;
   /** etcd's --quota-backend-bytes: growing writes are refused once the backend reaches it. */
   readonly quotaBackendBytes?: number;
   /**
@@ -511,7 +513,7 @@ export class EtcdFacade implements EtcdBackend {
     return {
       version: SERVER_VERSION,
       dbSize,
-      dbSizeInUse: dbSize,
+      dbSizeInUse: this.o.dbSizeInUseBytes?.() ?? dbSize,
       leader: BigInt(this.member.leader),
       raftIndex: this.member.commitIndex,
       raftTerm: this.member.term,

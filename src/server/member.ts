@@ -100,6 +100,16 @@ export interface MemberTiming {
   readonly requestTimeoutMs: number;
 }
 
+/**
+ * Times each command's apply (etcd_server_apply_duration_seconds): two clock reads and one
+ * observation per entry, nothing allocated. Injected (metrics); none: not timed.
+ */
+export interface ApplyTimer {
+  /** Monotonic milliseconds, fractional (performance.now): an apply takes microseconds. */
+  nowMs(): number;
+  observeSeconds(seconds: number): void;
+}
+
 export interface MemberOptions<R = unknown> {
   readonly id: NodeId;
   readonly clock: Clock;
@@ -124,6 +134,7 @@ export interface MemberOptions<R = unknown> {
   /** Known bugs switched on (the simulator's): raft's (BugName) and the loop's (LoopBugName). */
   readonly bugs?: ReadonlySet<string>;
   readonly hooks?: MemberHooks;
+  readonly applyTimer?: ApplyTimer;
 }
 
 /** Observers the layers above plug in (lessor promotion, registry, metrics, the simulator). */
@@ -227,6 +238,9 @@ export class Member<R = unknown> {
 
   private seq = 0;
   private readonly proposals = new Map<number, PendingProposal<R>>();
+  /** Proposals accepted here that then failed (see `proposalsFailed`). */
+  private proposalsFailedCount = 0;
+  private readonly applyTimer: ApplyTimer | null;
   private readSeq = 0;
   private readQueue: PendingRead[] = [];
   private readRound: ReadRound | null = null;
@@ -242,6 +256,7 @@ export class Member<R = unknown> {
     assert(options.snapshotEveryEntries >= 1, 'snapshotEveryEntries must be >= 1');
     assert(options.timing.heartbeatTicks < options.timing.electionTicks, 'heartbeat < election');
     this.options = options;
+    this.applyTimer = options.applyTimer ?? null;
     this.id = options.id;
     this.clock = options.clock;
     this.network = options.network;
@@ -492,6 +507,7 @@ export class Member<R = unknown> {
       if (!(error instanceof RaftError)) throw error;
       if (error.code === 'PROPOSAL_DROPPED') return; // no leader yet: retried on each tick
       this.proposals.delete(p.seq);
+      this.proposalsFailedCount++;
       p.done.callback(new ServerError('UNHEALTHY', `etcdserver: ${error.message}`));
     }
   }
@@ -641,6 +657,7 @@ export class Member<R = unknown> {
     for (const p of this.proposals.values()) {
       if (p.deadlineMs > now) continue;
       this.proposals.delete(p.seq);
+      this.proposalsFailedCount++;
       if (this.soft.lead === NONE && !p.proposed) {
         p.done.callback(new ServerError('NO_LEADER', 'etcdserver: no leader'));
       } else if (this.soft.lead !== p.leaderAtStart) {
@@ -813,7 +830,10 @@ export class Member<R = unknown> {
     }
     const envelope = decodeEnvelope(entry.data);
     assert(envelope !== null, `entry ${entry.index} is not an envelope`);
+    const timer = this.applyTimer;
+    const startMs = timer === null ? 0 : timer.nowMs();
     const result = this.sm.apply(ctx, envelope.command);
+    if (timer !== null) timer.observeSeconds(Math.max(0, timer.nowMs() - startMs) / 1000);
     this.options.hooks?.onApplied?.(entry, result);
     if (envelope.proposer === this.id) this.resolveCommand(envelope.seq, result);
   }
@@ -877,7 +897,10 @@ export class Member<R = unknown> {
   }
 
   private reject(seq: number, error: Error): void {
-    this.takeProposal(seq)?.done.callback(error);
+    const p = this.takeProposal(seq);
+    if (p === undefined) return;
+    this.proposalsFailedCount++;
+    p.done.callback(error);
   }
 
   // -------------------------------------------------------------------------------------------
@@ -977,6 +1000,15 @@ export class Member<R = unknown> {
 
   get configuration(): ConfState {
     return this.confState;
+  }
+
+  /**
+   * Proposals accepted here (past the size and count limits) that failed: raft refused them,
+   * they timed out, or a membership change was refused at apply. As etcd counts
+   * proposals_failed_total: not those failed by a stop.
+   */
+  get proposalsFailed(): number {
+    return this.proposalsFailedCount;
   }
 
   /** Proposals made here still waiting for their outcome (etcd's proposals_pending). */

@@ -5,9 +5,13 @@
  * own prom-client Registry — never the global default one, since tests run several members in
  * one process. Values are read at scrape time from the member's live state (a `MetricsView`,
  * taken once per scrape so that every gauge of a scrape describes the same instant); events
- * that a scrape cannot reconstruct (leader changes, policy actions, fdatasync durations) are
- * counted as they happen. No timers of its own: the event-loop delay histogram is fed by
- * perf_hooks.monitorEventLoopDelay's own libuv timer and moved in at scrape time.
+ * that a scrape cannot reconstruct (leader changes, policy actions, fdatasync durations, apply
+ * durations, peer round trips) are counted as they happen. No timers of its own: the event-loop
+ * delay series are fed by perf_hooks.monitorEventLoopDelay's own libuv timer, read and reset at
+ * each scrape.
+ *
+ * Hot paths (each applied command) observe into `BucketCounts`: a typed array, nothing
+ * allocated; prom-client's own histograms hash a label object on every observation.
  *
  * The names are an interface (the dashboard builds on them): `tandem_*`, units in the name,
  * label values bounded (member names come from the registry, at most MEMBERS_MAX; policy action
@@ -19,17 +23,19 @@ import {
   collectDefaultMetrics,
   Gauge,
   Histogram,
+  type Metric,
   type MetricObjectWithValues,
   type MetricValue,
   Registry,
 } from 'prom-client';
 import type { Role, StandbyMode } from '../cluster/commands.js';
 import { MEMBERS_MAX } from '../cluster/registry.js';
-import { NONE } from '../raft/types.js';
+import { NONE, type NodeId } from '../raft/types.js';
 import type { FileHandle, FileSystem, OpenMode } from '../storage/fs.js';
 import { assert } from '../util/assert.js';
 import { MemberEvents } from './events.js';
 import type { EtcdFacade } from './facade.js';
+import type { ApplyTimer } from './member.js';
 import type { PolicyEvent } from './redundancy.js';
 import type { RoleTruth } from './role.js';
 import type { TandemMember, TandemStateMachine } from './tandem-state-machine.js';
@@ -45,11 +51,16 @@ export const FSYNC_BUCKETS_SECONDS: readonly number[] = Array.from(
   { length: 14 },
   (_, i) => 0.001 * 2 ** i,
 );
-/**
- * monitorEventLoopDelay's timer period. Node's and prom-client's default: about 100 samples a
- * second, 0.6 % of a core on an idle member (1 ms would cost 2.5 %, measured on the bench VM,
- * and would show in the benchmarks' CPU per request).
- */
+/** etcd's etcd_server_apply_duration_seconds buckets: 100 µs doubling to about 52 s. */
+export const APPLY_BUCKETS_SECONDS: readonly number[] = Array.from(
+  { length: 20 },
+  (_, i) => 0.0001 * 2 ** i,
+);
+/** etcd's etcd_network_peer_round_trip_time_seconds buckets: 100 µs doubling to about 0.8 s. */
+export const PEER_RTT_BUCKETS_SECONDS: readonly number[] = Array.from(
+  { length: 14 },
+  (_, i) => 0.0001 * 2 ** i,
+);
 /** Prometheus's default buckets, as go-grpc-prometheus uses them. */
 const GRPC_BUCKETS_SECONDS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10] as const;
 type GrpcLabel = 'grpc_type' | 'grpc_service' | 'grpc_method';
@@ -79,6 +90,11 @@ const GRPC_CODE_NAMES: readonly string[] = [
   'Unauthenticated',
 ];
 
+/**
+ * monitorEventLoopDelay's timer period. Node's and prom-client's default: about 100 samples a
+ * second, 0.6 % of a core on an idle member (1 ms would cost 2.5 %, measured on the bench VM,
+ * and would show in the benchmarks' CPU per request).
+ */
 export const EVENT_LOOP_RESOLUTION_MS = 10;
 /** Event-loop delay buckets: 0.5 ms to 5 s, fine enough to tell 1, 5, 10 and 50 ms apart. */
 export const EVENT_LOOP_DELAY_BUCKETS_SECONDS: readonly number[] = [
@@ -131,13 +147,25 @@ export interface MetricsView {
   readonly watchers: number;
   /** Leases this member's state holds. */
   readonly leases: number;
+  /** Proposals made here that failed (Member.proposalsFailed). */
+  readonly proposalsFailed: number;
+  /** Bytes of the KV store's pages holding data (the rest of the file is free); null: unknown. */
+  readonly dbSizeInUseBytes: number | null;
+  /** Peer traffic by peer member id (hex): bytes sent to it and received from it. */
+  readonly peerTraffic: ReadonlyMap<string, PeerTrafficView>;
+}
+
+export interface PeerTrafficView {
+  readonly sentBytes: number;
+  readonly receivedBytes: number;
 }
 
 /**
  * Where event-loop delay samples come from: perf_hooks' IntervalHistogram in production
- * (`monitorEventLoop`), a fake in tests. Values in nanoseconds, counted since the start: never
- * reset, because IntervalHistogram.reset() also forgets the last tick, so the next sample (the
- * one spanning the reset) would be lost.
+ * (`monitorEventLoop`), a fake in tests. Values in nanoseconds, since the last `reset`. Each
+ * scrape reads the window and resets it; IntervalHistogram.reset() also forgets the last tick,
+ * so the one sample spanning a reset is lost (1 in 1,500 at a 15 s scrape interval): the price
+ * of exact percentiles per window.
  */
 export interface EventLoopDelaySource {
   /**
@@ -151,6 +179,8 @@ export interface EventLoopDelaySource {
   readonly max: number;
   /** The sample at this percentile (0 < percent <= 100), rounded as an HDR histogram does. */
   percentile(percent: number): number;
+  /** Forgets every sample: a new window starts. */
+  reset(): void;
 }
 
 /** This process's event loop, sampled every `resolutionMs` by a libuv timer (enabled now). */
@@ -170,6 +200,7 @@ export function monitorEventLoop(resolutionMs = EVENT_LOOP_RESOLUTION_MS): Event
       return histogram.max;
     },
     percentile: (percent) => histogram.percentile(percent),
+    reset: () => histogram.reset(),
   };
 }
 
@@ -235,8 +266,8 @@ export interface MemberMetricsOptions {
   /** prom-client's process and Node.js metrics, prefixed (default true; off in unit tests). */
   readonly processMetrics?: boolean;
   /**
-   * Feeds tandem_event_loop_delay_seconds (default: `monitorEventLoop()`, this process's loop);
-   * null: no such metric.
+   * Feeds tandem_event_loop_delay_seconds and its window gauges (default: `monitorEventLoop()`,
+   * this process's loop); null: no such metrics.
    */
   readonly eventLoopDelay?: EventLoopDelaySource | null;
 }
@@ -253,6 +284,12 @@ export class MemberMetrics {
   private readonly replacements: Counter;
   private readonly policyActions: Counter<'kind' | 'outcome'>;
   private readonly fsyncSeconds: Histogram;
+  /** The same observations under etcd's name (etcd_disk_wal_fsync_duration_seconds). */
+  private readonly etcdFsyncSeconds: Histogram;
+  private readonly applySeconds: BucketCounts;
+  private readonly peerRoundTrip: BucketHistogram;
+  /** The event-loop window of the scrape in progress (taken once per scrape, see `scrape`). */
+  private loopWindows: EventLoopWindows | null = null;
   private readonly grpcHandled: Counter<GrpcLabel | 'grpc_code'>;
   private readonly grpcSeconds: Histogram<GrpcLabel>;
   /** Per method path (bounded: the methods the server routes), its label children. */
@@ -337,6 +374,12 @@ export class MemberMetrics {
       "The KV store's file size (LMDB data.mdb), as etcd reports its bbolt file.",
       (v) => v.dbSizeBytes,
     );
+    etcdGauge(
+      'etcd_mvcc_db_total_size_in_use_in_bytes',
+      "The KV store's pages holding data (LMDB: meta, tree and overflow pages); the rest of " +
+        'the file is free pages a defragment gives back.',
+      (v) => v.dbSizeInUseBytes,
+    );
     gauge('leases', "Leases in this member's state.", [], (g, v) => g.set(v.leases));
     gauge('member_info', 'Always 1; labels name this member.', ['name', 'zone', 'id'], (g, v) =>
       g.set({ name: options.name, zone: v.zone, id: options.memberIdHex }, 1),
@@ -402,6 +445,68 @@ export class MemberMetrics {
         this.inc({ path: 'barrier' }, v.reads.barrier);
       },
     });
+    const scraped = this;
+    new Counter({
+      name: 'etcd_server_proposals_failed_total',
+      help:
+        'Proposals made here that failed: refused by raft, timed out, or a membership change ' +
+        'refused at apply (as etcd: not those failed by a stop or refused before proposing).',
+      registers,
+      collect() {
+        this.reset();
+        const v = scraped.snapshot();
+        if (v !== null) this.inc(v.proposalsFailed);
+      },
+    });
+    // etcd's names and labels: To and From are member ids in hex.
+    new Counter<'To'>({
+      name: 'etcd_network_peer_sent_bytes_total',
+      help: 'Bytes of Raft traffic sent to each peer (frames after the handshake).',
+      labelNames: ['To'],
+      registers,
+      collect() {
+        this.reset();
+        const v = scraped.snapshot();
+        if (v === null) return;
+        for (const [to, t] of v.peerTraffic) this.inc({ To: to }, t.sentBytes);
+      },
+    });
+    new Counter<'From'>({
+      name: 'etcd_network_peer_received_bytes_total',
+      help: 'Bytes of Raft traffic received from each peer (after the handshake).',
+      labelNames: ['From'],
+      registers,
+      collect() {
+        this.reset();
+        const v = scraped.snapshot();
+        if (v === null) return;
+        for (const [from, t] of v.peerTraffic) this.inc({ From: from }, t.receivedBytes);
+      },
+    });
+    this.peerRoundTrip = registerBucketHistogram(
+      this.registry,
+      new BucketHistogram(
+        'etcd_network_peer_round_trip_time_seconds',
+        'Round trip of a PING answered on the peer connection in use, every second, to each peer.',
+        PEER_RTT_BUCKETS_SECONDS,
+        'To',
+        MEMBERS_MAX,
+      ),
+    );
+    const apply = registerBucketHistogram(
+      this.registry,
+      new BucketHistogram(
+        'etcd_server_apply_duration_seconds',
+        "How long applying each command to this member's state took (not no-ops or " +
+          'membership changes; the batch commit after them is not included).',
+        APPLY_BUCKETS_SECONDS,
+        null,
+        1,
+      ),
+    );
+    const applyCounts = apply.child('');
+    assert(applyCounts !== null, 'the one unlabelled series');
+    this.applySeconds = applyCounts;
     this.leaderChanges = new Counter({
       name: `${METRIC_PREFIX}raft_leader_changes_total`,
       help: 'Leader changes this member saw (a new leader known; as etcd counts them).',
@@ -443,27 +548,52 @@ export class MemberMetrics {
       buckets: [...FSYNC_BUCKETS_SECONDS],
       registers,
     });
+    this.etcdFsyncSeconds = new Histogram({
+      name: 'etcd_disk_wal_fsync_duration_seconds',
+      help: "The same as tandem_wal_fsync_seconds, under etcd's name.",
+      buckets: [...FSYNC_BUCKETS_SECONDS],
+      registers,
+    });
     const loop = options.eventLoopDelay === undefined ? monitorEventLoop() : options.eventLoopDelay;
-    if (loop !== null) {
-      // Moved in at scrape time (each scrape adds the samples taken since the previous one):
-      // no timer beyond the monitor's own.
-      const feed = new EventLoopDelayFeed(loop);
-      new Histogram({
-        name: `${METRIC_PREFIX}event_loop_delay_seconds`,
-        help:
-          "How late this member's event loop ran a timer due every " +
-          `${loop.resolutionNs / 1e6} ms (perf_hooks.monitorEventLoopDelay), moved in at each ` +
-          "scrape; _sum is approximate (each sample counts as its bucket's median).",
-        buckets: [...EVENT_LOOP_DELAY_BUCKETS_SECONDS],
-        registers,
-        collect() {
-          feed.moveInto((seconds) => this.observe(seconds));
-        },
-      });
-    }
+    if (loop !== null) this.registerEventLoop(new EventLoopWindows(loop), registers);
     if (options.processMetrics ?? true) {
       collectDefaultMetrics({ register: this.registry, prefix: METRIC_PREFIX });
     }
+  }
+
+  /**
+   * The event-loop delay of each scrape window: a histogram (the window's samples moved in)
+   * and its p50, p99 and max as gauges (exact, from the window's HDR histogram).
+   */
+  private registerEventLoop(windows: EventLoopWindows, registers: Registry[]): void {
+    this.loopWindows = windows;
+    const resolutionMs = windows.source.resolutionNs / 1e6;
+    new Histogram({
+      name: `${METRIC_PREFIX}event_loop_delay_seconds`,
+      help:
+        "How late this member's event loop ran a timer due every " +
+        `${resolutionMs} ms (perf_hooks.monitorEventLoopDelay), moved in at each ` +
+        "scrape; _sum is approximate (each sample counts as its bucket's median).",
+      buckets: [...EVENT_LOOP_DELAY_BUCKETS_SECONDS],
+      registers,
+      collect() {
+        windows.moveInto((seconds) => this.observe(seconds));
+      },
+    });
+    const windowGauge = (name: string, help: string, pick: (w: LoopWindowStats) => number) => {
+      new Gauge({
+        name: `${METRIC_PREFIX}event_loop_delay_${name}_seconds`,
+        help: `${help} of this member's event loop since the previous scrape (a timer due every ${resolutionMs} ms, minus that).`,
+        registers,
+        collect() {
+          const stats = windows.stats;
+          if (stats !== null) this.set(pick(stats));
+        },
+      });
+    };
+    windowGauge('p50', 'The median delay', (w) => w.p50Seconds);
+    windowGauge('p99', 'The 99th percentile delay', (w) => w.p99Seconds);
+    windowGauge('max', 'The largest delay', (w) => w.maxSeconds);
   }
 
   /** Connects the live member once it exists; until then only the counters are reported. */
@@ -475,12 +605,14 @@ export class MemberMetrics {
   /** The Prometheus text exposition of every metric, its view taken now. */
   async scrape(): Promise<string> {
     this.current = this.view?.() ?? null;
+    this.loopWindows?.take();
     return this.registry.metrics();
   }
 
   /** The same as JSON (tests, the dashboard), its view taken now. */
   async scrapeJson(): Promise<MetricObjectWithValues<MetricValue<string>>[]> {
     this.current = this.view?.() ?? null;
+    this.loopWindows?.take();
     return this.registry.getMetricsAsJSON();
   }
 
@@ -527,6 +659,17 @@ export class MemberMetrics {
     m.seconds.observe(seconds);
   }
 
+  /** The transport timed a round trip to `peer` (TcpTransport's onRoundTrip). */
+  notePeerRoundTrip(peer: NodeId, seconds: number): void {
+    this.peerRoundTrip.child(peer.toString(16))?.observe(seconds);
+  }
+
+  /** Times each applied command into etcd_server_apply_duration_seconds (MemberIo.applyTimer). */
+  applyTimer(): ApplyTimer {
+    const counts = this.applySeconds;
+    return { nowMs: () => performance.now(), observeSeconds: (s) => counts.observe(s) };
+  }
+
   /** The redundancy driver's events (MemberIo.onPolicyEvent). */
   notePolicyEvent(event: PolicyEvent): void {
     const outcome = event.error === undefined ? 'ok' : 'error';
@@ -536,9 +679,10 @@ export class MemberMetrics {
 
   /** `fs` with every handle's datasync timed into tandem_wal_fsync_seconds. */
   timedFileSystem(fs: FileSystem): FileSystem {
-    return new DatasyncTimingFileSystem(fs, this.options.monotonicMs, (seconds) =>
-      this.fsyncSeconds.observe(seconds),
-    );
+    return new DatasyncTimingFileSystem(fs, this.options.monotonicMs, (seconds) => {
+      this.fsyncSeconds.observe(seconds);
+      this.etcdFsyncSeconds.observe(seconds);
+    });
   }
 
   private snapshot(): MetricsView | null {
@@ -556,36 +700,157 @@ export class MemberMetrics {
   }
 }
 
-/**
- * Moves a cumulative source's new samples into a histogram: per bucket, the count now less the
- * count at the previous move, each observed as the median of all the bucket's samples so far
- * (at most EVENT_LOOP_SAMPLES_PER_SCRAPE_MAX observations per move, see there).
- */
-export class EventLoopDelayFeed {
-  /** Samples per bucket (EVENT_LOOP_DELAY_BUCKETS_SECONDS, then +Inf) already moved. */
-  private readonly moved: number[] = new Array<number>(
-    EVENT_LOOP_DELAY_BUCKETS_SECONDS.length + 1,
-  ).fill(0);
+/** One scrape window's event-loop delay percentiles (seconds, sample minus resolution). */
+export interface LoopWindowStats {
+  readonly p50Seconds: number;
+  readonly p99Seconds: number;
+  readonly maxSeconds: number;
+}
 
-  constructor(private readonly source: EventLoopDelaySource) {}
+/**
+ * Scrape windows over an event-loop delay source: `take` (once per scrape) splits the samples
+ * since the previous take into buckets, reads their percentiles and resets the source;
+ * `moveInto` observes the window's buckets (at most EVENT_LOOP_SAMPLES_PER_SCRAPE_MAX
+ * observations, each its bucket's median). A window without samples (two scrapes within one
+ * resolution) moves nothing and keeps the previous percentiles.
+ */
+export class EventLoopWindows {
+  /** The last window with samples; null before the first. */
+  stats: LoopWindowStats | null = null;
+  private buckets: DelayBucket[] = [];
+
+  constructor(readonly source: EventLoopDelaySource) {}
+
+  take(): void {
+    const source = this.source;
+    this.buckets = delayBuckets(source, EVENT_LOOP_DELAY_BUCKETS_SECONDS);
+    if (this.buckets.length === 0) return;
+    assert(this.buckets.length === EVENT_LOOP_DELAY_BUCKETS_SECONDS.length + 1, 'every bucket');
+    const delay = (sampleNs: number) => Math.max(0, sampleNs - source.resolutionNs) / 1e9;
+    this.stats = {
+      p50Seconds: delay(source.percentile(50)),
+      p99Seconds: delay(source.percentile(99)),
+      maxSeconds: delay(source.max),
+    };
+    assert(this.stats.p50Seconds <= this.stats.p99Seconds, 'percentiles ordered');
+    source.reset();
+  }
 
   moveInto(observe: (seconds: number) => void): void {
-    const buckets = delayBuckets(this.source, EVENT_LOOP_DELAY_BUCKETS_SECONDS);
-    if (buckets.length === 0) return;
-    assert(buckets.length === this.moved.length, 'one count per bucket');
-    const fresh = buckets.map((b, i) => b.count - this.moved[i]!);
-    assert(
-      fresh.every((n) => n >= 0),
-      'a cumulative source never loses samples',
-    );
-    const total = fresh.reduce((a, b) => a + b, 0);
+    const buckets = this.buckets;
+    this.buckets = [];
+    const total = buckets.reduce((sum, b) => sum + b.count, 0);
     const scale = Math.min(1, EVENT_LOOP_SAMPLES_PER_SCRAPE_MAX / Math.max(1, total));
-    buckets.forEach((bucket, i) => {
-      const count = Math.round(fresh[i]! * scale);
+    for (const bucket of buckets) {
+      const count = Math.round(bucket.count * scale);
       for (let n = 0; n < count; n++) observe(bucket.medianDelaySeconds);
-      this.moved[i] = bucket.count;
-    });
+    }
   }
+}
+
+/**
+ * One histogram's counts: a slot per bucket (upper bounds ascending, then +Inf), the sum and
+ * the count. `observe` allocates nothing: it runs once per applied command.
+ */
+export class BucketCounts {
+  readonly counts: Float64Array;
+  sum = 0;
+  count = 0;
+
+  constructor(readonly boundsSeconds: readonly number[]) {
+    this.counts = new Float64Array(boundsSeconds.length + 1);
+  }
+
+  observe(seconds: number): void {
+    const bounds = this.boundsSeconds;
+    let i = 0;
+    while (i < bounds.length && seconds > bounds[i]!) i++;
+    this.counts[i] = this.counts[i]! + 1;
+    this.sum += seconds;
+    this.count += 1;
+  }
+}
+
+/**
+ * A Prometheus histogram over BucketCounts, with at most one label and a bounded number of
+ * label values (`child` answers null past `childrenMax`). prom-client's Registry reads any
+ * object with a name, help, type and `get()`; this is one.
+ */
+export class BucketHistogram {
+  readonly type = 'histogram';
+  readonly aggregator = 'sum';
+  private readonly children = new Map<string, BucketCounts>();
+
+  constructor(
+    readonly name: string,
+    readonly help: string,
+    private readonly boundsSeconds: readonly number[],
+    private readonly labelName: string | null,
+    private readonly childrenMax: number,
+  ) {
+    assert(
+      boundsSeconds.every((b, i) => i === 0 || b > boundsSeconds[i - 1]!),
+      'bounds ascending',
+    );
+  }
+
+  /** The counts for this label value (cached: the same object each time). */
+  child(labelValue: string): BucketCounts | null {
+    let counts = this.children.get(labelValue);
+    if (counts === undefined) {
+      if (this.children.size >= this.childrenMax) return null;
+      counts = new BucketCounts(this.boundsSeconds);
+      this.children.set(labelValue, counts);
+    }
+    return counts;
+  }
+
+  async get(): Promise<{
+    name: string;
+    help: string;
+    type: string;
+    aggregator: string;
+    values: { labels: Record<string, string | number>; value: number; metricName: string }[];
+  }> {
+    const values: {
+      labels: Record<string, string | number>;
+      value: number;
+      metricName: string;
+    }[] = [];
+    for (const [labelValue, c] of this.children) {
+      const labels: Record<string, string> =
+        this.labelName === null ? {} : { [this.labelName]: labelValue };
+      let cumulative = 0;
+      this.boundsSeconds.forEach((le, i) => {
+        cumulative += c.counts[i]!;
+        values.push({
+          labels: { ...labels, le },
+          value: cumulative,
+          metricName: `${this.name}_bucket`,
+        });
+      });
+      values.push({
+        labels: { ...labels, le: '+Inf' },
+        value: c.count,
+        metricName: `${this.name}_bucket`,
+      });
+      values.push({ labels, value: c.sum, metricName: `${this.name}_sum` });
+      values.push({ labels, value: c.count, metricName: `${this.name}_count` });
+    }
+    return {
+      name: this.name,
+      help: this.help,
+      type: this.type,
+      aggregator: this.aggregator,
+      values,
+    };
+  }
+}
+
+/** Registers `histogram` in `registry` (which reads it through `get()` alone). */
+function registerBucketHistogram(registry: Registry, histogram: BucketHistogram): BucketHistogram {
+  registry.registerMetric(histogram as unknown as Metric);
+  return histogram;
 }
 
 /** The live sources of a member's MetricsView (an assembled member's parts, assemble.ts). */
@@ -598,6 +863,9 @@ export interface LiveMember {
   /** The configured zone, until the registry has this member's. */
   readonly zone: string;
   readonly dbSizeBytes?: () => number;
+  readonly dbSizeInUseBytes?: () => number;
+  /** Bytes to and from each peer by member id (the transport's counters). */
+  readonly peerTraffic?: () => ReadonlyMap<NodeId, PeerTrafficView>;
 }
 
 /** This member's MetricsView now. */
@@ -632,7 +900,22 @@ export function liveMetricsView(live: LiveMember): MetricsView {
     dbSizeBytes: live.dbSizeBytes?.() ?? null,
     ...watchCounts(state.watchHub.stats()),
     leases: state.lessor.size,
+    proposalsFailed: member.proposalsFailed,
+    dbSizeInUseBytes: live.dbSizeInUseBytes?.() ?? null,
+    peerTraffic: peerTrafficByHex(live.peerTraffic?.()),
   };
+}
+
+function peerTrafficByHex(
+  traffic: ReadonlyMap<NodeId, PeerTrafficView> | undefined,
+): ReadonlyMap<string, PeerTrafficView> {
+  const byHex = new Map<string, PeerTrafficView>();
+  if (traffic === undefined) return byHex;
+  for (const [id, t] of traffic) {
+    if (byHex.size >= MEMBERS_MAX) break;
+    byHex.set(id.toString(16), { sentBytes: t.sentBytes, receivedBytes: t.receivedBytes });
+  }
+  return byHex;
 }
 
 function watchCounts(stats: ReturnType<TandemStateMachine['watchHub']['stats']>) {

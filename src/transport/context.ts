@@ -8,6 +8,15 @@ import type { TransportLimits } from './limits.js';
 import type { TransportLogger } from './logger.js';
 import type { TransportTimers } from './timers.js';
 
+/**
+ * Bytes of Raft traffic to and from one peer since this transport started (frames after the
+ * handshake): plain counters the hot path adds to, read at scrape time.
+ */
+export interface PeerTraffic {
+  sentBytes: number;
+  receivedBytes: number;
+}
+
 /** What peers and inbound connections need from their transport (kept narrow, no cycles). */
 export interface TransportContext {
   readonly localId: NodeId;
@@ -34,6 +43,13 @@ export interface TransportContext {
   inboundFrom(peer: NodeId): number;
   /** A connection from `peer` completed its handshake: its process is up and reachable. */
   inboundOpened(peer: NodeId): void;
+  /**
+   * The counters of `peer`, the same object each time; a shared uncounted one past
+   * PEER_TRAFFIC_MAX peers.
+   */
+  trafficOf(peer: NodeId): PeerTraffic;
+  /** A PING to `peer` was answered after `seconds`. */
+  roundTrip(peer: NodeId, seconds: number): void;
   /** Answers a peer's request for committed entries (fetch-protocol.ts). */
   answerFetch(from: NodeId, request: FetchRequest): FetchResponse;
 }

@@ -13,7 +13,8 @@
  *
  * A connection is one-directional for Raft traffic: the dialing member sends HELLO and then
  * MESSAGES and snapshot frames; the accepting member answers only HELLO_OK / REFUSE and the
- * snapshot acknowledgements that drive the sender's flow control. Outside Raft, a member
+ * snapshot acknowledgements that drive the sender's flow control, and PONG to the dialer's PING
+ * (round-trip time). Outside Raft, a member
  * recovering its WAL dials a peer for FETCH_REQUEST / FETCH_RESPONSE pairs (fetch-protocol.ts).
  */
 
@@ -46,10 +47,20 @@ export const FrameType = {
   FetchRequest: 9,
   /** Acceptor → dialer: [status, commitIndex, firstIndex, entries] (see fetch-protocol.ts). */
   FetchResponse: 10,
+  /**
+   * Dialer → acceptor: a u32 sequence number (binary), to time the round trip. 14 and 15: the
+   * authenticated handshake (branch `peer`) takes 11 to 13.
+   */
+  RoundTripPing: 14,
+  /** Acceptor → dialer: the ROUND_TRIP_PING's payload, echoed on the same connection. */
+  RoundTripPong: 15,
 } as const;
 export type FrameType = (typeof FrameType)[keyof typeof FrameType];
 
-const FRAME_TYPE_MAX = FrameType.FetchResponse;
+const FRAME_TYPE_MAX = FrameType.RoundTripPong;
+
+/** ROUND_TRIP_PING and ROUND_TRIP_PONG payload: a u32 sequence number. */
+export const PING_PAYLOAD_BYTES = 4;
 
 /** SNAP_CHUNK payload header: u32 snapshot id + u48 byte offset. */
 export const SNAP_CHUNK_HEADER_BYTES = 10;
@@ -68,6 +79,17 @@ export function writeFrameHeader(
   target.writeUInt32BE(length, offset);
   target[offset + FRAME_LENGTH_BYTES] = FRAME_VERSION;
   target[offset + FRAME_LENGTH_BYTES + 1] = type;
+}
+
+/** A ROUND_TRIP_PING or ROUND_TRIP_PONG frame carrying the sequence number `seq`. */
+export function pingFrame(
+  type: typeof FrameType.RoundTripPing | typeof FrameType.RoundTripPong,
+  seq: number,
+): Buffer {
+  const frame = Buffer.allocUnsafe(FRAME_HEADER_BYTES + PING_PAYLOAD_BYTES);
+  writeFrameHeader(frame, 0, type, PING_PAYLOAD_BYTES);
+  frame.writeUInt32BE(seq >>> 0, FRAME_HEADER_BYTES);
+  return frame;
 }
 
 /** One buffer holding header and payload (one copy of the payload: small frames only). */

@@ -17,10 +17,17 @@ import {
   unpackPayload,
   withSnapshotData,
 } from './codec.js';
-import type { TransportContext } from './context.js';
+import type { PeerTraffic, TransportContext } from './context.js';
 import { TransportError } from './errors.js';
 import { decodeFetchRequest, encodeFetchResponse } from './fetch-protocol.js';
-import { FrameDecoder, type FrameSink, FrameType, SNAP_CHUNK_HEADER_BYTES } from './frame.js';
+import {
+  FrameDecoder,
+  type FrameSink,
+  FrameType,
+  PING_PAYLOAD_BYTES,
+  pingFrame,
+  SNAP_CHUNK_HEADER_BYTES,
+} from './frame.js';
 import { HANDSHAKE_FRAME_BYTES_MAX } from './limits.js';
 import type { TimerHandle } from './timers.js';
 
@@ -42,6 +49,8 @@ export class InboundConnection implements FrameSink {
   private snapshot: SnapshotReceive | null = null;
   /** A stream refused at SNAP_BEGIN: its chunks, already in flight, are skipped. */
   private refusedSnapshotId = NO_SNAPSHOT;
+  /** The sender's byte counters, once its handshake named it. */
+  private traffic: PeerTraffic | null = null;
 
   constructor(
     private readonly ctx: TransportContext,
@@ -81,6 +90,7 @@ export class InboundConnection implements FrameSink {
   }
 
   private onData(chunk: Buffer): void {
+    if (this.traffic !== null) this.traffic.receivedBytes += chunk.length;
     try {
       this.decoder.push(chunk);
     } catch (err) {
@@ -110,6 +120,15 @@ export class InboundConnection implements FrameSink {
         return;
       case FrameType.SnapChunk:
         this.onSnapChunk(payload);
+        return;
+      case FrameType.RoundTripPing:
+        if (payload.length !== PING_PAYLOAD_BYTES) {
+          throw new TransportError(
+            'TRANSPORT_FRAME_MALFORMED',
+            'ROUND_TRIP_PING of the wrong size',
+          );
+        }
+        this.socket.write(pingFrame(FrameType.RoundTripPong, payload.readUInt32BE(0)));
         return;
       case FrameType.FetchRequest: {
         // Committed entries for a member recovering its WAL (fetch-protocol.ts), answered in place.
@@ -148,6 +167,7 @@ export class InboundConnection implements FrameSink {
     this.clearHandshakeTimer();
     this.open = true;
     this.peerId = from;
+    this.traffic = ctx.trafficOf(from);
     this.decoder.frameBytesMax = ctx.limits.frameBytesMax;
     this.socket.write(packFrame(FrameType.HelloOk, [ctx.clusterId, ctx.localId]));
     ctx.logger.debug({ remote: this.remote, peer: from }, 'inbound peer connection open');

@@ -60,6 +60,13 @@ export const BACKOFF_MIN_MS = 100;
 export const BACKOFF_MAX_MS = 1_000;
 /** While on a fallback address, how often to probe the more preferred ones. */
 export const PROBE_INTERVAL_MS = 2_000;
+/**
+ * How often a connected link sends a PING (answered PONG on the same connection) to time the
+ * round trip (etcd_network_peer_round_trip_time_seconds); one is outstanding at a time.
+ */
+export const PING_INTERVAL_MS = 1_000;
+/** Peers whose bytes sent and received are counted (the registry's members, with room). */
+export const PEER_TRAFFIC_MAX = 256;
 
 /** Addresses per peer (redundant links); a peer's link state array is bounded by it. */
 export const PEER_ADDRESSES_MAX = 8;
@@ -95,6 +102,7 @@ export interface TransportLimits {
   readonly backoffMinMs: number;
   readonly backoffMaxMs: number;
   readonly probeIntervalMs: number;
+  readonly pingIntervalMs: number;
 }
 
 export const DEFAULT_LIMITS: TransportLimits = Object.freeze({
@@ -112,6 +120,7 @@ export const DEFAULT_LIMITS: TransportLimits = Object.freeze({
   backoffMinMs: BACKOFF_MIN_MS,
   backoffMaxMs: BACKOFF_MAX_MS,
   probeIntervalMs: PROBE_INTERVAL_MS,
+  pingIntervalMs: PING_INTERVAL_MS,
 });
 
 /**
@@ -164,3 +173,4 @@ assert(SNAPSHOT_BYTES_MAX <= 2 ** 32);
 assert(BACKOFF_MIN_MS > 0 && BACKOFF_MIN_MS <= BACKOFF_MAX_MS);
 assert(DIAL_TIMEOUT_MS > 0 && HANDSHAKE_TIMEOUT_MS > 0);
 assert(PROBE_INTERVAL_MS > 0);
+assert(PING_INTERVAL_MS > 0 && PEER_TRAFFIC_MAX > 0);

@@ -19,6 +19,10 @@
  * if the receiver's window and the socket's buffer allow; uncork writes it all with one writev.
  * Messages stop moving out of the ring while the socket buffers more than
  * `socketBufferedBytesMax`, so a slow peer fills the bounded ring, not Node's unbounded buffer.
+ *
+ * Round trips. The connection in use sends a PING every `pingIntervalMs` (the first at once),
+ * one outstanding at a time; the PONG comes back on the same connection, behind whatever the
+ * peer had to read first, so the time includes the link's queueing (as etcd's prober does).
  */
 import type { Socket } from 'node:net';
 import type { PeerAddress } from '../io/network.js';
@@ -36,12 +40,14 @@ import {
   snapshotHeaderTuple,
   unpackPayload,
 } from './codec.js';
-import type { TransportContext } from './context.js';
+import type { PeerTraffic, TransportContext } from './context.js';
 import { TransportError } from './errors.js';
 import {
   FrameDecoder,
   type FrameSink,
   FrameType,
+  PING_PAYLOAD_BYTES,
+  pingFrame,
   SNAP_CHUNK_HEADER_BYTES,
   writeFrameHeader,
 } from './frame.js';
@@ -145,6 +151,11 @@ export class Peer {
   private probeIndex = 0;
   private retryTimer: TimerHandle | null = null;
   private probeTimer: TimerHandle | null = null;
+  private pingTimer: TimerHandle | null = null;
+  /** The connection whose PING awaits its PONG (null: none), its number and when it left. */
+  private pingConn: OutboundConnection | null = null;
+  private pingSeq = 0;
+  private pingSentAtMs = 0;
   private flushScheduled = false;
   /** Set once unreachable is reported for dropped messages; cleared by a successful flush. */
   private unreachableNoted = false;
@@ -154,11 +165,14 @@ export class Peer {
   private sentFrames = 0;
   private sentBytes = 0;
   readonly dropped: PeerDrops = { queueFull: 0, oversized: 0, snapshotBusy: 0 };
+  /** The transport's byte counters of this peer (shared with inbound connections from it). */
+  private readonly traffic: PeerTraffic;
 
   // Bound once: the hot path schedules these without allocating closures.
   private readonly flushBound = (): void => this.flush();
   private readonly retryBound = (): void => this.onRetryTimer();
   private readonly probeBound = (): void => this.onProbeTimer();
+  private readonly pingBound = (): void => this.onPingTimer();
 
   constructor(
     readonly ctx: TransportContext,
@@ -166,6 +180,7 @@ export class Peer {
     addresses: readonly PeerAddress[],
   ) {
     this.links = Peer.makeLinks(addresses);
+    this.traffic = ctx.trafficOf(id);
     this.queue = new FixedRing<Message>(ctx.limits.queueMessagesMax);
     this.batchBytesTarget = Math.min(
       BATCH_BYTES_TARGET,
@@ -283,6 +298,7 @@ export class Peer {
     this.sentMessages += tuples.length;
     this.sentFrames += 1;
     this.sentBytes += frame.length;
+    this.traffic.sentBytes += frame.length;
   }
 
   // -------------------------------------------------------------------------------------------
@@ -341,6 +357,7 @@ export class Peer {
       s.sent += length;
       this.sentFrames += 1;
       this.sentBytes += header.length + length;
+      this.traffic.sentBytes += header.length + length;
     }
   }
 
@@ -502,6 +519,27 @@ export class Peer {
     this.pending = new OutboundConnection(this, this.links, this.probeIndex, true);
   }
 
+  /** Sends a PING on the connection in use unless one is outstanding there; re-arms. */
+  private onPingTimer(): void {
+    this.pingTimer = null;
+    const conn = this.active;
+    if (this.closed || conn === null) return; // onEstablished starts again
+    if (this.pingConn !== conn) {
+      this.pingSeq = (this.pingSeq + 1) >>> 0;
+      this.pingConn = conn;
+      this.pingSentAtMs = performance.now();
+      conn.socket.write(pingFrame(FrameType.RoundTripPing, this.pingSeq));
+      this.traffic.sentBytes += FRAME_HEADER_BYTES + PING_PAYLOAD_BYTES;
+    }
+    this.pingTimer = this.ctx.timers.setTimeout(this.pingBound, this.ctx.limits.pingIntervalMs);
+  }
+
+  onPong(conn: OutboundConnection, seq: number): void {
+    if (conn !== this.pingConn || seq !== this.pingSeq) return; // an answer to an older PING
+    this.pingConn = null;
+    this.ctx.roundTrip(this.id, Math.max(0, performance.now() - this.pingSentAtMs) / 1000);
+  }
+
   onEstablished(conn: OutboundConnection): void {
     assert(conn === this.pending, 'only the pending dial can complete a handshake');
     this.pending = null;
@@ -538,6 +576,8 @@ export class Peer {
       this.ctx.timers.clearTimeout(this.probeTimer);
       this.probeTimer = null;
     }
+    if (this.pingTimer !== null) this.ctx.timers.clearTimeout(this.pingTimer);
+    this.onPingTimer(); // a first round trip at once
     this.scheduleFlush();
   }
 
@@ -587,8 +627,10 @@ export class Peer {
     const timers = this.ctx.timers;
     if (this.retryTimer !== null) timers.clearTimeout(this.retryTimer);
     if (this.probeTimer !== null) timers.clearTimeout(this.probeTimer);
+    if (this.pingTimer !== null) timers.clearTimeout(this.pingTimer);
     this.retryTimer = null;
     this.probeTimer = null;
+    this.pingTimer = null;
     const { active, pending } = this;
     this.active = null;
     this.pending = null;
@@ -690,6 +732,11 @@ export class OutboundConnection implements FrameSink {
     if (type === FrameType.SnapAck) {
       const t = expectArray(unpackPayload(payload), 2, 'snapshot ack');
       this.peer.onSnapAck(this, expectUint(t[0], 'ack.id'), expectUint(t[1], 'ack.bytes'));
+    } else if (type === FrameType.RoundTripPong) {
+      if (payload.length !== PING_PAYLOAD_BYTES) {
+        throw new TransportError('TRANSPORT_FRAME_MALFORMED', 'ROUND_TRIP_PONG of the wrong size');
+      }
+      this.peer.onPong(this, payload.readUInt32BE(0));
     } else if (type === FrameType.SnapStatus) {
       const t = expectArray(unpackPayload(payload), 3, 'snapshot status');
       this.peer.onSnapStatus(

@@ -25,7 +25,7 @@ import { type Message, MessageType, NONE, type NodeId } from '../raft/types.js';
 import { assertUint } from '../util/assert.js';
 import { Prng, type Random } from '../util/prng.js';
 import { formatAddress, type HostPort } from './address.js';
-import type { TransportContext } from './context.js';
+import type { PeerTraffic, TransportContext } from './context.js';
 import { TransportError } from './errors.js';
 import { FaultInjector } from './faults.js';
 import {
@@ -36,7 +36,12 @@ import {
   type FetchSource,
 } from './fetch-protocol.js';
 import { InboundConnection } from './inbound.js';
-import { REPORTS_PENDING_MAX, resolveLimits, type TransportLimits } from './limits.js';
+import {
+  PEER_TRAFFIC_MAX,
+  REPORTS_PENDING_MAX,
+  resolveLimits,
+  type TransportLimits,
+} from './limits.js';
 import { SILENT_LOGGER, type TransportLogger } from './logger.js';
 import { Peer, type PeerStatus } from './peer.js';
 import { FixedRing } from './ring.js';
@@ -63,6 +68,8 @@ export interface TcpTransportOptions {
   readonly random?: Random;
   /** Test mode only: enables `faults` (drop and delay rules per peer). */
   readonly faultInjection?: boolean;
+  /** Sees each timed round trip to a peer (PING/PONG every `pingIntervalMs`): metrics. */
+  readonly onRoundTrip?: (peer: NodeId, seconds: number) => void;
 }
 
 export interface TransportStatus {
@@ -105,6 +112,11 @@ export class TcpTransport implements Network, TransportContext {
   private snapshotIdLast = 0;
   private droppedUnknownPeer = 0;
   private droppedReports = 0;
+  /** Bytes to and from each peer, at most PEER_TRAFFIC_MAX of them (see `traffic`). */
+  private readonly trafficByPeer = new Map<NodeId, PeerTraffic>();
+  /** Where the bytes of peers past PEER_TRAFFIC_MAX go: counted nowhere that is reported. */
+  private readonly uncounted: PeerTraffic = { sentBytes: 0, receivedBytes: 0 };
+  private readonly onRoundTrip: ((peer: NodeId, seconds: number) => void) | null;
   private closed = false;
   private readonly drainReportsBound = (): void => this.drainReports();
 
@@ -124,6 +136,7 @@ export class TcpTransport implements Network, TransportContext {
     this.timers = options.timers ?? REAL_TIMERS;
     this.random = options.random ?? new Prng(options.id);
     this.listenOn = options.listen;
+    this.onRoundTrip = options.onRoundTrip ?? null;
     this.tlsMaterial = options.tls === undefined ? null : TcpTransport.readTls(options.tls);
     this.connectEvent = this.tlsMaterial === null ? 'connect' : 'secureConnect';
     this.memberNames = options.memberNames ?? null;
@@ -366,6 +379,20 @@ export class TcpTransport implements Network, TransportContext {
     this.fetchSource = source;
   }
 
+  trafficOf(peer: NodeId): PeerTraffic {
+    let traffic = this.trafficByPeer.get(peer);
+    if (traffic === undefined) {
+      if (this.trafficByPeer.size >= PEER_TRAFFIC_MAX) return this.uncounted;
+      traffic = { sentBytes: 0, receivedBytes: 0 };
+      this.trafficByPeer.set(peer, traffic);
+    }
+    return traffic;
+  }
+
+  roundTrip(peer: NodeId, seconds: number): void {
+    if (!this.closed) this.onRoundTrip?.(peer, seconds);
+  }
+
   nextSnapshotId(): number {
     // Ids travel as u32 in chunk headers; 0 is skipped so it never looks like "none".
     this.snapshotIdLast = (this.snapshotIdLast + 1) >>> 0 || 1;
@@ -386,6 +413,14 @@ export class TcpTransport implements Network, TransportContext {
       droppedReports: this.droppedReports,
       peers,
     };
+  }
+
+  /**
+   * Bytes sent to and received from each peer since start (kept for a peer removed since, so
+   * the counters never go back). Live objects: read them, do not keep them.
+   */
+  traffic(): ReadonlyMap<NodeId, Readonly<PeerTraffic>> {
+    return this.trafficByPeer;
   }
 
   peerStatus(id: NodeId): PeerStatus | null {

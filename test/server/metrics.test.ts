@@ -45,6 +45,12 @@ const VOTER: MetricsView = {
   watchStreams: 3,
   watchers: 5,
   leases: 6,
+  proposalsFailed: 9,
+  dbSizeInUseBytes: 2048,
+  peerTraffic: new Map([
+    ['2', { sentBytes: 1000, receivedBytes: 700 }],
+    ['3', { sentBytes: 900, receivedBytes: 0 }],
+  ]),
 };
 
 /** Resolution of the fake event-loop sources: 10 ms, as in production. */
@@ -73,6 +79,10 @@ class FakeLoop implements EventLoopDelaySource {
 
   get max(): number {
     return this.samples[this.samples.length - 1] ?? 0;
+  }
+
+  reset(): void {
+    this.samples = [];
   }
 
   percentile(percent: number): number {
@@ -134,7 +144,22 @@ describe('metrics: names, types, values', () => {
       etcd_debugging_mvcc_watch_stream_total: 'gauge',
       etcd_debugging_mvcc_watcher_total: 'gauge',
       tandem_leases: 'gauge',
+      etcd_server_proposals_failed_total: 'counter',
+      etcd_mvcc_db_total_size_in_use_in_bytes: 'gauge',
+      etcd_network_peer_sent_bytes_total: 'counter',
+      etcd_network_peer_received_bytes_total: 'counter',
+      etcd_network_peer_round_trip_time_seconds: 'histogram',
+      etcd_server_apply_duration_seconds: 'histogram',
+      etcd_disk_wal_fsync_duration_seconds: 'histogram',
+      tandem_event_loop_delay_p50_seconds: 'gauge',
+      tandem_event_loop_delay_p99_seconds: 'gauge',
+      tandem_event_loop_delay_max_seconds: 'gauge',
     });
+    assert.equal(sampleValue(f, 'etcd_server_proposals_failed_total'), 9);
+    assert.equal(sampleValue(f, 'etcd_mvcc_db_total_size_in_use_in_bytes'), 2048);
+    assert.equal(sampleValue(f, 'etcd_network_peer_sent_bytes_total', { To: '2' }), 1000);
+    assert.equal(sampleValue(f, 'etcd_network_peer_sent_bytes_total', { To: '3' }), 900);
+    assert.equal(sampleValue(f, 'etcd_network_peer_received_bytes_total', { From: '2' }), 700);
     assert.equal(sampleValue(f, 'etcd_debugging_mvcc_watch_stream_total'), 3);
     assert.equal(sampleValue(f, 'etcd_debugging_mvcc_watcher_total'), 5);
     assert.equal(sampleValue(f, 'tandem_leases'), 6);
@@ -555,4 +580,69 @@ test("gRPC calls are counted and timed under etcd's names and labels", async () 
     }),
     2,
   );
+});
+
+describe('metrics: apply durations and peer round trips (allocation-free histograms)', () => {
+  test('each timed apply is one observation in etcd_server_apply_duration_seconds', async () => {
+    const m = metricsOf(VOTER);
+    const timer = m.applyTimer();
+    const name = 'etcd_server_apply_duration_seconds';
+    let f = await scrape(m);
+    assert.equal(sampleValue(f, `${name}_count`), 0);
+    for (const seconds of [0.00005, 0.00005, 0.0003, 0.02, 100]) timer.observeSeconds(seconds);
+    f = await scrape(m);
+    assert.equal(sampleValue(f, `${name}_count`), 5);
+    assert.ok(Math.abs(sampleValue(f, `${name}_sum`) - 100.0204) < 1e-9);
+    assert.equal(sampleValue(f, `${name}_bucket`, { le: '0.0001' }), 2);
+    assert.equal(sampleValue(f, `${name}_bucket`, { le: '0.0004' }), 3);
+    assert.equal(sampleValue(f, `${name}_bucket`, { le: '0.0256' }), 4);
+    assert.equal(sampleValue(f, `${name}_bucket`, { le: '+Inf' }), 5);
+    // The production clock is fractional milliseconds: an apply takes microseconds.
+    const start = timer.nowMs();
+    assert.ok(timer.nowMs() >= start);
+  });
+
+  test('round trips per peer, labelled To with the member id in hex, bounded', async () => {
+    const m = metricsOf(VOTER);
+    const name = 'etcd_network_peer_round_trip_time_seconds';
+    m.notePeerRoundTrip(0x2a, 0.0003);
+    m.notePeerRoundTrip(0x2a, 0.002);
+    m.notePeerRoundTrip(0x2b, 0.5);
+    let f = await scrape(m);
+    assert.equal(sampleValue(f, `${name}_count`, { To: '2a' }), 2);
+    assert.equal(sampleValue(f, `${name}_bucket`, { To: '2a', le: '0.0004' }), 1);
+    assert.equal(sampleValue(f, `${name}_count`, { To: '2b' }), 1);
+    assert.equal(sampleValue(f, `${name}_bucket`, { To: '2b', le: '0.4096' }), 0);
+    for (let id = 1; id <= 200; id++) m.notePeerRoundTrip(0x1000 + id, 0.001);
+    f = await scrape(m);
+    const peers = new Set(f.get(name)!.samples.map((s) => s.labels.To));
+    assert.ok(peers.size <= 64, `${peers.size} label values (at most MEMBERS_MAX)`);
+  });
+});
+
+describe('metrics: event-loop delay window gauges', () => {
+  test('p50, p99 and max of the samples since the previous scrape, minus the resolution', async () => {
+    const loop = new FakeLoop();
+    const m = metricsOf(VOTER, () => 0, loop);
+    loop.add(1, 98);
+    loop.add(30, 1);
+    loop.add(200, 1);
+    let f = await scrape(m);
+    const near = (a: number, b: number) => Math.abs(a - b) < 1e-9;
+    assert.ok(near(sampleValue(f, 'tandem_event_loop_delay_p50_seconds'), 0.001));
+    assert.ok(near(sampleValue(f, 'tandem_event_loop_delay_p99_seconds'), 0.03));
+    assert.ok(near(sampleValue(f, 'tandem_event_loop_delay_max_seconds'), 0.2));
+    assert.equal(loop.count, 0, 'the scrape reset the window');
+    // A quiet window: the 200 ms stall no longer shows.
+    loop.add(2, 50);
+    f = await scrape(m);
+    assert.ok(near(sampleValue(f, 'tandem_event_loop_delay_max_seconds'), 0.002));
+    assert.ok(near(sampleValue(f, 'tandem_event_loop_delay_p99_seconds'), 0.002));
+    assert.equal(sampleValue(f, 'tandem_event_loop_delay_seconds_count'), 150);
+    // No sample since (two scrapes within one resolution): the last window's values stay and
+    // the histogram gains nothing.
+    f = await scrape(m);
+    assert.ok(near(sampleValue(f, 'tandem_event_loop_delay_p50_seconds'), 0.002));
+    assert.equal(sampleValue(f, 'tandem_event_loop_delay_seconds_count'), 150);
+  });
 });

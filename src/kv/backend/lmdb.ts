@@ -91,6 +91,23 @@ export function currentBootId(): string | null {
 
 type Binary = Database<Buffer, Buffer>;
 
+/** The part of lmdb-js's getStats() (mdb_stat, with the free list's for the root) used here. */
+interface LmdbTreeStats {
+  readonly treeBranchPageCount: number;
+  readonly treeLeafPageCount: number;
+  readonly overflowPages: number;
+}
+interface LmdbStats extends LmdbTreeStats {
+  readonly pageSize: number;
+  readonly free: LmdbTreeStats;
+}
+/** Every LMDB file begins with two meta pages. */
+const LMDB_META_PAGES = 2;
+
+function treePages(s: LmdbTreeStats): number {
+  return s.treeBranchPageCount + s.treeLeafPageCount + s.overflowPages;
+}
+
 export class LmdbBackend implements Backend {
   readonly kind = 'lmdb';
   /** Replaced by `defragment` (a new environment over the compacted file). */
@@ -206,6 +223,23 @@ export class LmdbBackend implements Backend {
     }
     this.sizeReadAtMs = nowMs;
     return this.sizeCached;
+  }
+
+  /**
+   * Bytes of the pages holding data: the two meta pages, every tree's branch, leaf and overflow
+   * pages (each bucket's, the main database's, the free list's own). The rest of the file is
+   * free pages, reused by later writes and given back by `defragment`. Four mdb_stat calls.
+   */
+  inUseBytes(): number {
+    this.assertOpen();
+    const stats = [
+      this.root.getStats() as LmdbStats,
+      ...BUCKETS.map((b) => this.dbs[b].getStats() as LmdbStats),
+    ];
+    const root = stats[0]!;
+    let pages = LMDB_META_PAGES + treePages(root.free);
+    for (const s of stats) pages += treePages(s);
+    return pages * root.pageSize;
   }
 
   /**
