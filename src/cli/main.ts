@@ -15,6 +15,8 @@ import type { MemberAddresses } from './local-cluster.js';
 
 /** etcd's Procfile ports and two more, so `etcdctl` with no flags reaches the first member. */
 const DEV_BASE_PORTS = [2379, 22379, 32379, 42379, 52379, 62379] as const;
+/** `tandem dev`'s controls (dev-controls.ts), below the first member's client port. */
+const DEV_CONTROLS_PORT = 2378;
 /** redundancy.standby.snapshotEvery in `tandem dev`: the warm standby n6 refreshes this often. */
 const DEV_WARM_SNAPSHOT_EVERY = '30s';
 /** A membership override waits for its entry to be applied (a request timeout or so). */
@@ -50,12 +52,21 @@ export async function run(argv: readonly string[]): Promise<number> {
     )
     .option('--dir <dir>', 'data directory', 'data/dev')
     .option('--members <n>', 'voters only: 1, 3 or 5 (default: the 6-member layout)')
-    .action(async (opts: { dir: string; members?: string }) => {
-      exitCode = await devCommand(
-        opts.dir,
-        opts.members === undefined ? null : Number(opts.members),
-      );
-    });
+    .option(
+      '--base-port <port>',
+      'member i listens on base+10i (client), +1 (peer), +2 (admin); the dev controls on base-1 (default: etcd-like ports from 2379)',
+    )
+    .option('--replace-after <duration>', 'redundancy.replaceAfter of the members', '10s')
+    .action(
+      async (opts: { dir: string; members?: string; basePort?: string; replaceAfter: string }) => {
+        exitCode = await devCommand({
+          dir: opts.dir,
+          count: opts.members === undefined ? null : Number(opts.members),
+          basePort: opts.basePort === undefined ? null : Number(opts.basePort),
+          replaceAfter: opts.replaceAfter,
+        });
+      },
+    );
 
   const memberCmd = program
     .command('member')
@@ -269,7 +280,7 @@ interface DevMember extends MemberAddresses {
  * The default layout (DESIGN.md "Interfaces"): voters n1-n3, replica n4, hot standby n5, warm
  * standby n6, in zones dev-a (n1, n2, n5) and dev-b (n3, n4, n6). `--members N`: N voters only.
  */
-function devMembers(count: number | null): DevMember[] {
+function devMembers(count: number | null, basePort: number | null): DevMember[] {
   const layout: Pick<DevMember, 'role' | 'standbyMode' | 'zone'>[] =
     count === null
       ? [
@@ -283,7 +294,7 @@ function devMembers(count: number | null): DevMember[] {
       : Array.from({ length: count }, () => ({ role: 'voter', standbyMode: 'hot', zone: 'dev-a' }));
   // etcd's Procfile ports, so `etcdctl` with no flags reaches the first member.
   return layout.map((l, i) => {
-    const base = DEV_BASE_PORTS[i]!;
+    const base = basePort === null ? DEV_BASE_PORTS[i]! : basePort + 10 * i;
     return {
       name: `n${i + 1}`,
       client: `127.0.0.1:${base}`,
@@ -294,15 +305,29 @@ function devMembers(count: number | null): DevMember[] {
   });
 }
 
-async function devCommand(dir: string, count: number | null): Promise<number> {
+interface DevOptions {
+  readonly dir: string;
+  readonly count: number | null;
+  readonly basePort: number | null;
+  readonly replaceAfter: string;
+}
+
+async function devCommand(o: DevOptions): Promise<number> {
+  const { count, basePort } = o;
   if (count !== null && ![1, 3, 5].includes(count)) {
     process.stderr.write(`tandem dev: --members must be 1, 3 or 5, got ${count}\n`);
     return 2;
   }
-  const root = resolve(dir);
+  if (basePort !== null && (!Number.isSafeInteger(basePort) || basePort < 2 || basePort > 65_000)) {
+    process.stderr.write(`tandem dev: --base-port must be a port in [2, 65000], got ${basePort}\n`);
+    return 2;
+  }
+  const root = resolve(o.dir);
   const { LocalCluster, TANDEM_BIN } = await import('./local-cluster.js');
-  const members = devMembers(count);
+  const { startDevControls } = await import('./dev-controls.js');
+  const members = devMembers(count, basePort);
   const voters = members.filter((m) => m.role === 'voter').length;
+  const controlsAddress = `127.0.0.1:${basePort === null ? DEV_CONTROLS_PORT : basePort - 1}`;
   // The compiled CLI, whatever runs this (the restart command printed below runs it too).
   const cluster = await LocalCluster.start({
     members,
@@ -311,7 +336,12 @@ async function devCommand(dir: string, count: number | null): Promise<number> {
     token: 'tandem-dev',
     config: {
       replication: { voters },
-      redundancy: { standby: { snapshotEvery: DEV_WARM_SNAPSHOT_EVERY } },
+      redundancy: {
+        replaceAfter: o.replaceAfter,
+        standby: { snapshotEvery: DEV_WARM_SNAPSHOT_EVERY },
+      },
+      // The dashboard's fault buttons: partitions need the transport's fault rules.
+      testMode: { faultInjection: true, devControls: controlsAddress },
     },
     command: 'compiled',
     env: process.env,
@@ -320,6 +350,15 @@ async function devCommand(dir: string, count: number | null): Promise<number> {
     onOutput: (spec, stream, chunk) =>
       (stream === 'stdout' ? process.stdout : process.stderr).write(prefixLines(spec.name, chunk)),
     ready: 'spawned',
+  });
+  const controls = await startDevControls(cluster, {
+    host: '127.0.0.1',
+    port: Number(controlsAddress.split(':')[1]),
+  }).catch((error: Error) => {
+    process.stderr.write(
+      `tandem dev: no dashboard controls (${controlsAddress}: ${error.message}); the rest works\n`,
+    );
+    return null;
   });
   process.stdout.write(
     [
@@ -330,42 +369,59 @@ async function devCommand(dir: string, count: number | null): Promise<number> {
           `  ${m.name}  ${(m.role === 'standby' ? `${m.standbyMode} standby` : m.role).padEnd(12)} ${m.zone}  client ${m.client}  peer ${m.peer}  admin http://${m.admin}/status`,
       ),
       '',
+      `dashboard: http://${members[0]!.admin}/dashboard/   (any member's admin port serves it)`,
+      '',
       'try:',
       '  etcdctl put greeting hello && etcdctl get greeting',
       `  etcdctl --endpoints ${members.map((m) => m.client).join(',')} endpoint status -w table`,
       `  node ${TANDEM_BIN} status`,
-      '  kill -9 a voter: within redundancy.replaceAfter (10s) the hot standby n5 takes its place',
+      `  kill -9 a voter (or press kill in the dashboard): within redundancy.replaceAfter (${o.replaceAfter}) the hot standby n5 takes its place`,
       `  node ${TANDEM_BIN} member promote n4   (demote / standby NAME too)`,
       'Ctrl-C stops the cluster.',
       '',
     ].join('\n'),
   );
-  const exits = cluster.members.map((m) => m.exited);
   let stopping = false;
+  let finish!: (code: number) => void;
+  const finished = new Promise<number>((resolveFinish) => {
+    finish = resolveFinish;
+  });
   const stopAll = (): void => {
     if (stopping) return;
     stopping = true;
-    cluster.stopAll().catch((error: Error) => {
-      process.stderr.write(`tandem dev: ${error.message}\n`);
+    Promise.allSettled([controls?.close(), cluster.stopAll()]).then((results) => {
+      const failed = results.find((r) => r.status === 'rejected');
+      if (failed !== undefined) {
+        process.stderr.write(`tandem dev: ${(failed.reason as Error).message}\n`);
+      }
+      finish(failed === undefined ? 0 : 1);
     });
   };
   process.on('SIGINT', stopAll);
   process.on('SIGTERM', stopAll);
-  // A member that dies on its own (a crash, or kill -9 to try failover) is reported; the others
-  // keep serving. Restart it with the command printed.
-  exits.forEach((p, i) => {
-    void p.then((exit) => {
+  // A member that dies on its own (a crash, kill -9 to try failover, the dashboard's kill) is
+  // reported; the others keep serving. Restart it with the command printed, or the dashboard.
+  const watchExit = (m: (typeof cluster.members)[number]): void => {
+    void m.exited.then((exit) => {
       if (stopping) return;
-      const m = cluster.members[i]!;
       const how =
         exit.signal === null ? `exited (code ${exit.code})` : `was killed (${exit.signal})`;
       process.stderr.write(
         `tandem dev: ${m.name} ${how}; restart it with: node ${TANDEM_BIN} start --config ${m.spec.configFile}\n`,
       );
+      if (cluster.members.every((x) => !x.running) && controls === null) finish(1);
+      // A restart (the dashboard's) makes a new process: watch it too.
+      const rewatch = setInterval(() => {
+        if (stopping || m.running) {
+          clearInterval(rewatch);
+          if (!stopping) watchExit(m);
+        }
+      }, 500);
+      rewatch.unref();
     });
-  });
-  const ends = await Promise.all(exits);
-  return ends.every((e) => e.code === 0) && stopping ? 0 : 1;
+  };
+  for (const m of cluster.members) watchExit(m);
+  return finished;
 }
 
 function prefixLines(name: string, data: Buffer): string {
