@@ -32,7 +32,7 @@ export const LOAD_SECONDS_MAX = 120;
 /** Operations in flight at once during a load (each client waits for its answer). */
 export const LOAD_CLIENTS = 4;
 /** A client's operation gives up after this long (a member down, a failover). */
-const LOAD_OP_TIMEOUT_MS = 2_000;
+const LOAD_OP_TIMEOUT_MS = 5_000;
 /** Keys a load writes (`load/000` …): its writes overwrite them, so history grows, not size. */
 export const LOAD_KEYS = 100;
 const BODY_BYTES_MAX = 4096;
@@ -69,6 +69,16 @@ interface MemberDashboardState {
   readonly status: { readonly name: string; readonly isLeader: boolean };
   readonly stats: unknown;
   readonly events: MemberEventPage;
+}
+
+interface Load {
+  readonly untilMs: number;
+  ops: number;
+  errors: number;
+  /** Set when the controls close: the clients stop at their next operation. */
+  stop: boolean;
+  /** Clients still running (the last operation of each may end after untilMs). */
+  clients: number;
 }
 
 interface Cursor {
@@ -121,7 +131,7 @@ class Controls {
     readonly atMs: number;
     readonly what: string;
   } | null = null;
-  private load: { untilMs: number; ops: number; errors: number; stop: boolean } | null = null;
+  private load: Load | null = null;
   private readonly origins: Set<string>;
 
   constructor(private readonly cluster: LocalCluster) {
@@ -216,7 +226,7 @@ class Controls {
         this.load === null
           ? null
           : {
-              running: !this.load.stop && Date.now() < this.load.untilMs,
+              running: this.load.clients > 0,
               untilMs: this.load.untilMs,
               ops: this.load.ops,
               errors: this.load.errors,
@@ -409,13 +419,23 @@ class Controls {
     if (!Number.isSafeInteger(seconds) || seconds < 1 || seconds > LOAD_SECONDS_MAX) {
       throw withStatus(400, `seconds: expected an integer in [1, ${LOAD_SECONDS_MAX}]`);
     }
-    if (this.load !== null && !this.load.stop && Date.now() < this.load.untilMs) {
+    if (this.load !== null && this.load.clients > 0) {
       throw withStatus(409, 'a load is already running');
     }
-    const load = { untilMs: Date.now() + seconds * 1000, ops: 0, errors: 0, stop: false };
+    const load: Load = {
+      untilMs: Date.now() + seconds * 1000,
+      ops: 0,
+      errors: 0,
+      stop: false,
+      clients: LOAD_CLIENTS,
+    };
     this.load = load;
     this.add('launcher', { kind: 'load', text: `load started for ${seconds} s` });
-    const clients = Array.from({ length: LOAD_CLIENTS }, (_, i) => this.loadClient(load, i));
+    const clients = Array.from({ length: LOAD_CLIENTS }, (_, i) =>
+      this.loadClient(load, i).finally(() => {
+        load.clients--;
+      }),
+    );
     void Promise.all(clients).then(() => {
       this.add('launcher', {
         kind: 'load',
@@ -426,10 +446,7 @@ class Controls {
   }
 
   /** One client: puts and gets (one write in four) on the running members in turn. */
-  private async loadClient(
-    load: { untilMs: number; ops: number; errors: number; stop: boolean },
-    index: number,
-  ): Promise<void> {
+  private async loadClient(load: Load, index: number): Promise<void> {
     const clients = new Map<string, KvClient>();
     try {
       for (let i = 0; !load.stop && Date.now() < load.untilMs; i++) {
