@@ -312,7 +312,12 @@ function appendTimeline(events: readonly TimelineEvent[]): void {
     if (e.failoverMs !== undefined) {
       const took = document.createElement('strong');
       took.className = 'failover';
-      took.textContent = ` failover ${formatMs(e.failoverMs)}`;
+      // The launcher's: from its fault to a new leader; a member's: its time without a leader
+      // (a leader transfer's is short, a failover's includes noticing the old leader gone).
+      took.textContent =
+        e.kind === 'failover'
+          ? ` failover ${formatMs(e.failoverMs)}`
+          : ` ${formatMs(e.failoverMs)} without a leader`;
       li.append(took);
     }
     list.prepend(li);

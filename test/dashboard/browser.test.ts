@@ -288,6 +288,30 @@ describe('dashboard in a real browser', { skip: MISSING, timeout: 360_000 }, () 
     await shot('4-keys');
   });
 
+  test('operator and dev actions: move the leader; restart the killed member', async () => {
+    const leader = await until('a leader on the page', 10_000, leaderOnPage);
+    const s = await devState();
+    const voter = s.members.find(
+      (m) => m.name !== leader && m.process === 'running' && m.dashboard?.status.role === 'voter',
+    )!;
+    await page.locator(`.card[data-member="${voter.name}"] select`).selectOption('move-leader');
+    await until(
+      `${voter.name} marked leader`,
+      20_000,
+      async () => (await leaderOnPage()) === voter.name,
+    );
+    const down = (await devState()).members.find((m) => m.process === 'down')!;
+    await page.locator(`.card[data-member="${down.name}"] button[data-action="restart"]`).click();
+    await until(`${down.name} shown running and answering`, 60_000, async () => {
+      const card = page.locator(`.card[data-member="${down.name}"]`);
+      return (
+        (await card.getAttribute('data-process')) === 'running' &&
+        (await card.locator('[data-field="term"]').textContent()) !== '–'
+      );
+    });
+    await shot('5-actions');
+  });
+
   test('fits a phone-sized screen; no console errors', async () => {
     await page.setViewportSize(PHONE);
     await sleep(1500); // charts redraw at their next point
@@ -295,7 +319,7 @@ describe('dashboard in a real browser', { skip: MISSING, timeout: 360_000 }, () 
       'document.documentElement.scrollWidth - window.innerWidth',
     );
     assert.ok(overflow <= 1, `the page is ${overflow} px wider than the phone's screen`);
-    await shot('5-phone');
+    await shot('6-phone');
     assert.deepEqual(consoleErrors, []);
   });
 
