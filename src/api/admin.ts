@@ -12,6 +12,9 @@
  *                                 200 {"ok":true,"reason"} once applied; 409 {"error","code"}
  *                                 with the policy's refusal; 421 {"code":"NOT_LEADER"} on a
  *                                 follower (the CLI tries the next endpoint)
+ *   POST /leader/move {"name": "n2"}  etcd's MoveLeader: the leader hands leadership to that
+ *                                 voter; answers as /member/… do
+ *   GET  /dashboard/…             the dashboard and its data (src/api/dashboard.ts)
  *
  * Anything else is 404. A request body larger than its limit is refused with 413 and not read
  * further.
@@ -19,6 +22,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import type { ManualOp } from '../cluster/policy.js';
+import type { Dashboard } from './dashboard.js';
 
 /** A POST /member/<op> body larger than this is refused. */
 export const MEMBER_OP_BODY_BYTES_MAX = 4096;
@@ -32,6 +36,9 @@ export interface AdminOptions {
   readonly ready: () => { readonly ready: boolean; readonly reason: string };
   readonly metrics: { readonly contentType: string; scrape(): Promise<string> };
   readonly memberOp: (op: ManualOp, name: string) => Promise<string>;
+  /** Hands leadership to the voter named; resolves with what happened. */
+  readonly moveLeader?: (name: string) => Promise<string>;
+  readonly dashboard?: Dashboard;
   /** Tried first (test-mode fault injection): true when it answered the request. */
   readonly extra?: (req: IncomingMessage, res: ServerResponse) => boolean;
   /** HTTPS (PEM); with `ca`, callers must present a certificate it signed. */
@@ -66,18 +73,27 @@ export async function startAdminServer(o: AdminOptions): Promise<AdminServer> {
   });
   return {
     port: (server.address() as { port: number }).port,
-    close: () => closeServer(server),
+    close: () => {
+      o.dashboard?.close();
+      return closeServer(server);
+    },
   };
 }
 
 function route(o: AdminOptions, req: IncomingMessage, res: ServerResponse): void {
   if (o.extra?.(req, res) === true) return;
+  if (o.dashboard?.handle(req, res) === true) return;
   const path = (req.url ?? '').split('?')[0];
+  if (req.method === 'POST' && path === '/leader/move' && o.moveLeader !== undefined) {
+    const move = o.moveLeader;
+    handleNamedOp(req, res, (name) => move(name));
+    return;
+  }
   const opMatch = /^\/member\/([a-z]+)$/.exec(path ?? '');
   if (req.method === 'POST' && opMatch !== null) {
     const op = opMatch[1] as ManualOp;
     if (MANUAL_OPS.includes(op)) {
-      handleMemberOp(req, res, op, o.memberOp);
+      handleNamedOp(req, res, (name) => o.memberOp(op, name));
       return;
     }
   }
@@ -107,11 +123,11 @@ function route(o: AdminOptions, req: IncomingMessage, res: ServerResponse): void
   reply(res, 404, { error: 'not found' });
 }
 
-function handleMemberOp(
+/** A POST whose JSON body names a member: `run(name)`'s outcome as 200, 409 or 421. */
+function handleNamedOp(
   req: IncomingMessage,
   res: ServerResponse,
-  op: ManualOp,
-  run: (op: ManualOp, name: string) => Promise<string>,
+  run: (name: string) => Promise<string>,
 ): void {
   readBody(req, MEMBER_OP_BODY_BYTES_MAX).then(
     (body) => {
@@ -135,7 +151,7 @@ function handleMemberOp(
         });
         return;
       }
-      run(op, name).then(
+      run(name).then(
         (reason) => reply(res, 200, { ok: true, reason }),
         (error: Error & { code?: string }) => {
           const code = error.code ?? 'ERROR';

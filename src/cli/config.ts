@@ -203,8 +203,10 @@ export interface TandemConfig {
    * rules per link, and the storage runs on the fault file system whose next fsync can be made
    * to fail, both set over the admin API (`POST /faults`, `DELETE /faults`); `tandem chaos`
    * uses it to partition and slow links without root and to fail WAL fsyncs. Off by default.
+   * `devControls`: the `tandem dev` launcher's controls (host:port), which the dashboard offers
+   * (kill, pause, restart, partition a member, start a load); null outside `tandem dev`.
    */
-  readonly testMode: { readonly faultInjection: boolean };
+  readonly testMode: { readonly faultInjection: boolean; readonly devControls: PeerAddress | null };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -629,6 +631,7 @@ const inputSchema = z.strictObject({
   testMode: z
     .strictObject({
       faultInjection: field(withDefault(false, parseBool)),
+      devControls: field(withDefault(null, parseNullable(parseAddress))),
     })
     .prefault({}),
 });
@@ -780,7 +783,10 @@ function resolveConfig(input: ParsedInput, baseDir: string): TandemConfig {
             },
       admin: tls.admin === undefined ? null : resolveServerTls(tls.admin, path),
     },
-    testMode: { faultInjection: input.testMode.faultInjection },
+    testMode: {
+      faultInjection: input.testMode.faultInjection,
+      devControls: input.testMode.devControls,
+    },
   };
 }
 

@@ -17,6 +17,8 @@ import type { AdminClientTls } from './local-net.js';
 
 /** etcd's Procfile ports and two more, so `etcdctl` with no flags reaches the first member. */
 const DEV_BASE_PORTS = [2379, 22379, 32379, 42379, 52379, 62379] as const;
+/** `tandem dev`'s controls (dev-controls.ts), below the first member's client port. */
+const DEV_CONTROLS_PORT = 2378;
 /** redundancy.standby.snapshotEvery in `tandem dev`: the warm standby n6 refreshes this often. */
 const DEV_WARM_SNAPSHOT_EVERY = '30s';
 /** A membership override waits for its entry to be applied (a request timeout or so). */
@@ -56,6 +58,11 @@ export async function run(argv: readonly string[]): Promise<number> {
       '--tls',
       'TLS on every client, peer and admin port, with a throwaway CA and certificates made by openssl in <dir>/tls',
     )
+    .option(
+      '--base-port <port>',
+      'member i listens on base+10i (client), +1 (peer), +2 (admin); the dev controls on base-1 (default: etcd-like ports from 2379)',
+    )
+    .option('--replace-after <duration>', 'redundancy.replaceAfter of the members', '10s')
     // Tests: members run from source, on free ports (the fixed ones may be taken).
     .addOption(new Option('--source').hideHelp())
     .addOption(new Option('--free-ports').hideHelp())
@@ -305,7 +312,7 @@ interface DevMember extends MemberAddresses {
  * The default layout (DESIGN.md "Interfaces"): voters n1-n3, replica n4, hot standby n5, warm
  * standby n6, in zones dev-a (n1, n2, n5) and dev-b (n3, n4, n6). `--members N`: N voters only.
  */
-function devMembers(count: number | null): DevMember[] {
+function devMembers(count: number | null, basePort: number | null): DevMember[] {
   const layout: Pick<DevMember, 'role' | 'standbyMode' | 'zone'>[] =
     count === null
       ? [
@@ -319,7 +326,7 @@ function devMembers(count: number | null): DevMember[] {
       : Array.from({ length: count }, () => ({ role: 'voter', standbyMode: 'hot', zone: 'dev-a' }));
   // etcd's Procfile ports, so `etcdctl` with no flags reaches the first member.
   return layout.map((l, i) => {
-    const base = DEV_BASE_PORTS[i]!;
+    const base = basePort === null ? DEV_BASE_PORTS[i]! : basePort + 10 * i;
     return {
       name: `n${i + 1}`,
       client: `127.0.0.1:${base}`,
@@ -333,6 +340,8 @@ function devMembers(count: number | null): DevMember[] {
 interface DevOptions {
   readonly dir: string;
   readonly members?: string;
+  readonly basePort?: string;
+  readonly replaceAfter: string;
   readonly tls?: boolean;
   readonly source?: boolean;
   readonly freePorts?: boolean;
@@ -340,8 +349,15 @@ interface DevOptions {
 
 async function devCommand(opts: DevOptions): Promise<number> {
   const count = opts.members === undefined ? null : Number(opts.members);
+  const basePort = opts.basePort === undefined ? null : Number(opts.basePort);
   if (count !== null && ![1, 3, 5].includes(count)) {
     process.stderr.write(`tandem dev: --members must be 1, 3 or 5, got ${opts.members}\n`);
+    return 2;
+  }
+  if (basePort !== null && (!Number.isSafeInteger(basePort) || basePort < 2 || basePort > 65_000)) {
+    process.stderr.write(
+      `tandem dev: --base-port must be a port in [2, 65000], got ${opts.basePort}\n`,
+    );
     return 2;
   }
   const root = resolve(opts.dir);
@@ -355,8 +371,10 @@ async function devCommand(opts: DevOptions): Promise<number> {
       return 2;
     }
   }
-  const members = devMembers(count);
+  const { startDevControls } = await import('./dev-controls.js');
+  const members = devMembers(count, basePort);
   const voters = members.filter((m) => m.role === 'voter').length;
+  const controlsAddress = `127.0.0.1:${basePort === null ? DEV_CONTROLS_PORT : basePort - 1}`;
   // The compiled CLI, whatever runs this (the restart command printed below runs it too).
   const cluster = await LocalCluster.start({
     members,
@@ -365,7 +383,12 @@ async function devCommand(opts: DevOptions): Promise<number> {
     token: 'tandem-dev',
     config: {
       replication: { voters },
-      redundancy: { standby: { snapshotEvery: DEV_WARM_SNAPSHOT_EVERY } },
+      redundancy: {
+        replaceAfter: opts.replaceAfter,
+        standby: { snapshotEvery: DEV_WARM_SNAPSHOT_EVERY },
+      },
+      // The dashboard's fault buttons: partitions need the transport's fault rules.
+      testMode: { faultInjection: true, devControls: opts.tls === true ? null : controlsAddress },
     },
     command: opts.source === true ? 'source' : 'compiled',
     env: process.env,
@@ -400,6 +423,19 @@ async function devCommand(opts: DevOptions): Promise<number> {
   const admins = !custom
     ? ''
     : ` --admin ${specs.map((m) => `${scheme}://${m.admin}`).join(',')}${tandemTls}`;
+  // The dashboard's dev controls speak plain HTTP to the members' admin ports: not under --tls.
+  const controls =
+    tls !== null
+      ? null
+      : await startDevControls(cluster, {
+          host: '127.0.0.1',
+          port: Number(controlsAddress.split(':')[1]),
+        }).catch((error: Error) => {
+          process.stderr.write(
+            `tandem dev: no dashboard controls (${controlsAddress}: ${error.message}); the rest works\n`,
+          );
+          return null;
+        });
   process.stdout.write(
     [
       `tandem dev: ${members.length} members, data under ${root}${tls === null ? '' : `, TLS on every port (CA and certificates in ${dirname(tls.ca)})`}`,
@@ -408,6 +444,8 @@ async function devCommand(opts: DevOptions): Promise<number> {
         const s = specs[i]!;
         return `  ${m.name}  ${(m.role === 'standby' ? `${m.standbyMode} standby` : m.role).padEnd(12)} ${m.zone}  client ${s.client}  peer ${s.peer}  admin ${scheme}://${s.admin}/status`;
       }),
+      '',
+      `dashboard: ${scheme}://${specs[0]!.admin}/dashboard/   (any member's admin port serves it${tls === null ? '' : '; no dev controls under --tls'})`,
       '',
       ...(custom
         ? [
@@ -426,38 +464,53 @@ async function devCommand(opts: DevOptions): Promise<number> {
             `  etcdctl --endpoints ${endpoints} endpoint status -w table`,
           ]),
       `  node ${TANDEM_BIN} status${admins}`,
-      '  kill -9 a voter: within redundancy.replaceAfter (10s) the hot standby n5 takes its place',
+      `  kill -9 a voter (or press kill in the dashboard): within redundancy.replaceAfter (${opts.replaceAfter}) the hot standby n5 takes its place`,
       `  node ${TANDEM_BIN} member promote n4${admins}   (demote / standby NAME too)`,
       'Ctrl-C stops the cluster.',
       '',
     ].join('\n'),
   );
-  const exits = cluster.members.map((m) => m.exited);
   let stopping = false;
+  let finish!: (code: number) => void;
+  const finished = new Promise<number>((resolveFinish) => {
+    finish = resolveFinish;
+  });
   const stopAll = (): void => {
     if (stopping) return;
     stopping = true;
-    cluster.stopAll().catch((error: Error) => {
-      process.stderr.write(`tandem dev: ${error.message}\n`);
+    Promise.allSettled([controls?.close(), cluster.stopAll()]).then((results) => {
+      const failed = results.find((r) => r.status === 'rejected');
+      if (failed !== undefined) {
+        process.stderr.write(`tandem dev: ${(failed.reason as Error).message}\n`);
+      }
+      finish(failed === undefined ? 0 : 1);
     });
   };
   process.on('SIGINT', stopAll);
   process.on('SIGTERM', stopAll);
-  // A member that dies on its own (a crash, or kill -9 to try failover) is reported; the others
-  // keep serving. Restart it with the command printed.
-  exits.forEach((p, i) => {
-    void p.then((exit) => {
+  // A member that dies on its own (a crash, kill -9 to try failover, the dashboard's kill) is
+  // reported; the others keep serving. Restart it with the command printed, or the dashboard.
+  const watchExit = (m: (typeof cluster.members)[number]): void => {
+    void m.exited.then((exit) => {
       if (stopping) return;
-      const m = cluster.members[i]!;
       const how =
         exit.signal === null ? `exited (code ${exit.code})` : `was killed (${exit.signal})`;
       process.stderr.write(
         `tandem dev: ${m.name} ${how}; restart it with: node ${TANDEM_BIN} start --config ${m.spec.configFile}\n`,
       );
+      if (cluster.members.every((x) => !x.running) && controls === null) finish(1);
+      // A restart (the dashboard's) makes a new process: watch it too.
+      const rewatch = setInterval(() => {
+        if (stopping || m.running) {
+          clearInterval(rewatch);
+          if (!stopping) watchExit(m);
+        }
+      }, 500);
+      rewatch.unref();
     });
-  });
-  const ends = await Promise.all(exits);
-  return ends.every((e) => e.code === 0) && stopping ? 0 : 1;
+  };
+  for (const m of cluster.members) watchExit(m);
+  return finished;
 }
 
 function prefixLines(name: string, data: Buffer): string {

@@ -14,11 +14,15 @@
  * Stop (SIGTERM/SIGINT): stop the member after its fsync in flight, close listeners, close files.
  */
 import { mkdirSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { fileURLToPath } from 'node:url';
 import { type Logger, pino } from 'pino';
 import { type AdminServer, startAdminServer } from '../api/admin.js';
+import { dashboard } from '../api/dashboard.js';
 import { GrpcLeaderForwarder } from '../api/forwarder.js';
 import type { MemberCallTls } from '../api/grpc-client.js';
+import { LiveStats } from '../api/live-stats.js';
 import { type ApiServer, startApiServer } from '../api/server.js';
 import { makePolicy } from '../cluster/policy.js';
 import { type Founder, foundingConfig, type MemberInfo } from '../cluster/registry.js';
@@ -28,6 +32,7 @@ import { LmdbBackend } from '../kv/backend/lmdb.js';
 import { RawNode } from '../raft/rawnode.js';
 import { inConfState, type NodeId } from '../raft/types.js';
 import { assembleMember, type MemberSpec } from '../server/assemble.js';
+import { MemberEventLog } from '../server/event-log.js';
 import type { EtcdFacade } from '../server/facade.js';
 import { ApplyTracker, liveMetricsView, MemberMetrics } from '../server/metrics.js';
 import { memberStatusJson } from '../server/status.js';
@@ -42,6 +47,17 @@ import { parseHostPort, toAddress, toUrl } from './addresses.js';
 import type { ClientTlsConfig, TandemConfig } from './config.js';
 import { faultAdmin } from './fault-admin.js';
 import { foundersOf, type Identity, resolveIdentity } from './identity.js';
+
+/** The built dashboard (`npm run build`): dist/dashboard from src/cli/ and dist/cli/ alike. */
+const DASHBOARD_DIR = resolve(
+  dirname(fileURLToPath(import.meta.url)),
+  '..',
+  '..',
+  'dist',
+  'dashboard',
+);
+/** The event-loop delay histogram's resolution. */
+const EVENT_LOOP_RESOLUTION_MS = 10;
 
 export interface RunningNode {
   readonly memberId: NodeId;
@@ -72,6 +88,8 @@ export async function startNode(config: TandemConfig): Promise<RunningNode> {
   const transport = await startTransport(config, identity, founders, state, metrics, logger);
   const memberTls = memberCallTls(config);
   const forwarder = new GrpcLeaderForwarder(memberTls);
+  // The dashboard's timeline: made before the member so the policy's events reach it.
+  let eventLog: MemberEventLog | null = null;
   const assembled = assembleMember(memberSpec(config, selfId, clusterId), {
     clock: REAL_CLOCK,
     network: transport,
@@ -92,9 +110,30 @@ export async function startNode(config: TandemConfig): Promise<RunningNode> {
     onPolicyEvent: (event) => {
       logger.info(event, 'redundancy policy');
       metrics.notePolicyEvent(event);
+      eventLog?.notePolicy(event);
     },
   });
   const { member, events } = assembled;
+  eventLog = new MemberEventLog(
+    {
+      nowMs: REAL_CLOCK.now,
+      wallNowMs: REAL_CLOCK.wallNow,
+      nameOf: (id) => state.allMembers().find((m) => m.id === id)?.name || id.toString(16),
+      lastHeardMs: (id) => member.lastHeardMs.get(id),
+    },
+    recovered.storage.initialState().confState,
+  );
+  eventLog.attach(events);
+  const loopDelay = monitorEventLoopDelay({ resolution: EVENT_LOOP_RESOLUTION_MS });
+  loopDelay.enable();
+  const liveStats = new LiveStats({
+    nowMs: REAL_CLOCK.wallNow,
+    eventLoopDelayMs: () => {
+      const ms = loopDelay.count === 0 ? null : loopDelay.percentile(99) / 1e6;
+      loopDelay.reset();
+      return ms;
+    },
+  });
   events.softState.push((soft, term) => {
     logger.info({ leader: soft.lead.toString(16), term, role: soft.raftState }, 'raft state');
     metrics.noteLeader(soft.lead);
@@ -129,34 +168,62 @@ export async function startNode(config: TandemConfig): Promise<RunningNode> {
   const open: { api: ApiServer | null; admin: AdminServer | null } = { api: null, admin: null };
   const shutdown = async (): Promise<void> => {
     forwarder.close();
+    loopDelay.disable();
     await new Promise<void>((resolve) => assembled.stop(resolve));
     await Promise.allSettled([open.api?.close(), transport.close(), open.admin?.close()]);
     await recovered.persistence.close();
     await disk.backend.close();
   };
   try {
-    open.api = await startClientPort(config, assembled.facade, metrics, logger, memberTls);
+    open.api = await startClientPort(
+      config,
+      assembled.facade,
+      metrics,
+      liveStats,
+      logger,
+      memberTls,
+    );
     const faults = config.testMode.faultInjection
       ? faultAdmin(transport, () => state.members(), disk.faultFs)
       : null;
+    const status = () =>
+      memberStatusJson({
+        assembled,
+        applies,
+        name: config.name,
+        clusterId,
+        zone: config.zone,
+        configuredVoters: config.replication.voters,
+        nowMs: REAL_CLOCK.now,
+        wallNowMs: REAL_CLOCK.wallNow,
+      });
+    const devControls = config.testMode.devControls;
     open.admin = await startAdminServer({
       listen: parseHostPort(config.listen.admin),
       metrics,
-      status: () =>
-        memberStatusJson({
-          assembled,
-          applies,
-          name: config.name,
-          clusterId,
-          zone: config.zone,
-          nowMs: REAL_CLOCK.now,
-          wallNowMs: REAL_CLOCK.wallNow,
-        }),
+      status,
       ready: () =>
         assembled.facade.hasLeader()
           ? { ready: true, reason: '' }
           : { ready: false, reason: 'no leader' },
       memberOp: (op, name) => assembled.facade.manualMemberOp(op, name),
+      moveLeader: async (name) => {
+        const target = state.members().find((m) => m.name === name);
+        if (target === undefined) throw new Error(`no member named ${name} in the configuration`);
+        await assembled.facade.moveLeader(BigInt(target.id), {
+          consistency: { kind: 'linearizable' },
+          ack: 'quorum',
+        });
+        return `${name} leads`;
+      },
+      dashboard: dashboard({
+        staticDir: DASHBOARD_DIR,
+        status,
+        stats: () => liveStats.sample(),
+        events: eventLog,
+        range: (req, opts) => assembled.facade.range(req, opts),
+        devControls: devControls === null ? null : `http://${devControls}`,
+      }),
       ...(faults === null ? {} : { extra: (req, res) => faults.handle(req, res) }),
       ...serverTls(config.tls.admin),
     });
@@ -293,13 +360,17 @@ function startClientPort(
   config: TandemConfig,
   facade: EtcdFacade,
   metrics: MemberMetrics,
+  liveStats: LiveStats,
   logger: Logger,
   memberTls: MemberCallTls | null,
 ): Promise<ApiServer> {
   return startApiServer({
     backend: facade,
     name: config.name,
-    onCallEnd: (path, kind, code, seconds) => metrics.noteGrpcCall(path, kind, code, seconds),
+    onCallEnd: (path, kind, code, seconds) => {
+      metrics.noteGrpcCall(path, kind, code, seconds);
+      liveStats.noteCall(path, seconds);
+    },
     listen: config.listen.client,
     logger,
     metrics,

@@ -16,6 +16,8 @@ export interface StatusSources {
   readonly clusterId: bigint;
   /** The configured zone, until the registry has this member's. */
   readonly zone: string;
+  /** `replication.voters`: the voters the redundancy policy keeps (null: not configured here). */
+  readonly configuredVoters?: number;
   /** Monotonic ms (the member's clock) and wall-clock ms. */
   readonly nowMs: () => number;
   readonly wallNowMs: () => number;
@@ -57,6 +59,11 @@ export function memberStatusJson(s: StatusSources) {
     ),
     // Reads served from local state at once vs after a read barrier (bounded reads' locality).
     reads: facade.readCounters(),
+    // The replication factor: voters in the configuration now against the configured count.
+    replication: {
+      voters: state.members().filter((m) => !m.isLearner).length,
+      configuredVoters: s.configuredVoters ?? null,
+    },
     // etcd's view (voters and learners) ...
     members: state.members().map((m) => ({ ...m, id: m.id.toString(16) })),
     // ... and tandem's (standbys outside the configuration too, the leader's live health).
