@@ -621,12 +621,12 @@ export class EtcdFacade implements EtcdBackend {
   }
 
   /**
-   * A point-in-time copy of the whole state (keys, leases, registry), streamed chunk by chunk
-   * from a read view as the client reads it, never packed in memory at once: tandem's own
-   * self-checking snapshot frames (kv/mvcc/snapshot.ts).
+   * A point-in-time copy of the keys' history and the leases in etcd's format (a bbolt file,
+   * etcd-snapshot.ts), streamed page by page from a read view as the client reads it, never
+   * packed in memory at once.
    */
   async snapshot(): Promise<SnapshotStream> {
-    const snap = this.state.streamSnapshot();
+    const snap = this.state.streamEtcdSnapshot();
     return { header: this.headerAt(snap.revision), sizeBytes: null, chunks: snap.chunks };
   }
 

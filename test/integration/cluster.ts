@@ -39,6 +39,8 @@ export interface ClusterOptions {
    * e.g. TCP proxies the test controls, several for redundant links.
    */
   readonly peerAddresses?: (spec: MemberSpec) => Promise<readonly string[]> | readonly string[];
+  /** A snapshot file every founder is restored from before it starts (`tandem restore`). */
+  readonly restoreFrom?: string;
 }
 
 /** Starts the founders; resolves once a leader is known and every member published itself. */
@@ -63,6 +65,7 @@ export async function startCluster(options: ClusterOptions = {}): Promise<LocalC
       options.extraConfig ?? {},
     ),
     ...(options.peerAddresses !== undefined && { peerAddresses: options.peerAddresses }),
+    ...(options.restoreFrom !== undefined && { restoreFrom: options.restoreFrom }),
     ready: 'published',
   });
 }
