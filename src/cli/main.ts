@@ -306,7 +306,7 @@ async function restoreCommand(opts: {
     process.stdout.write(
       `restored ${config.name} into ${config.dataDir}: revision ${result.revision}, ` +
         `${result.keyEntries} revisions of keys, ${result.leases} leases` +
-        `${result.compactRevision >= 0 ? `, compacted at ${result.compactRevision}` : ''}\n` +
+        `${result.compactRevision > 0 ? `, compacted at ${result.compactRevision}` : ''}\n` +
         'start every founder restored from this file with cluster.state: new\n',
     );
     return 0;

@@ -14,7 +14,7 @@ import cliProgress from 'cli-progress';
 import { LmdbBackend } from '../kv/backend/lmdb.js';
 import { type EtcdRestoreResult, restoreEtcdSnapshot } from '../server/etcd-snapshot.js';
 import type { TandemConfig } from './config.js';
-import { checkSha256Trailer, openSnapshotFile } from './snapshot-file.js';
+import { checkSha256Trailer, openSnapshotFile, walkSnapshot } from './snapshot-file.js';
 
 export interface RestoreOptions {
   readonly from: string;
@@ -58,7 +58,8 @@ export async function restoreDataDir(
     }
     const opened = openSnapshotFile(options.from);
     try {
-      const total = countKeyEntries(opened.reader);
+      // The whole file first (every page of every bucket), so damage anywhere is refused.
+      const total = (await walkSnapshot(opened.reader)).keyEntries;
       const restore = bars?.create(Math.max(1, total), 0, { task: 'restore' });
       const backend = new LmdbBackend({ path: kvDir(config), durable: true });
       let result: EtcdRestoreResult | null = null;
@@ -83,12 +84,6 @@ export async function restoreDataDir(
   } finally {
     bars?.stop();
   }
-}
-
-function countKeyEntries(reader: ReturnType<typeof openSnapshotFile>['reader']): number {
-  let n = 0;
-  for (const _ of reader.bucket(new TextEncoder().encode('key')) ?? []) n++;
-  return n;
 }
 
 function barOptions(): cliProgress.Options {

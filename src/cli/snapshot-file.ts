@@ -171,6 +171,8 @@ export interface SnapshotSummary {
   readonly revision: number;
   /** Entries of every bucket (etcd's "total keys"). */
   readonly totalKeys: number;
+  /** Entries of the key bucket (revisions of keys). */
+  readonly keyEntries: number;
   readonly buckets: readonly string[];
 }
 
@@ -180,6 +182,7 @@ export interface SnapshotSummary {
  */
 export async function walkSnapshot(reader: Reader): Promise<SnapshotSummary> {
   let totalKeys = 0;
+  let keyEntries = 0;
   let revision = 0;
   const buckets: string[] = [];
   let pausedAtMs = performance.now();
@@ -188,6 +191,7 @@ export async function walkSnapshot(reader: Reader): Promise<SnapshotSummary> {
     buckets.push(label);
     for (const [key] of reader.bucket(name) ?? []) {
       totalKeys++;
+      if (label === 'key') keyEntries++;
       if (label === 'key' && key.length >= 8) {
         revision = Number(new DataView(key.buffer, key.byteOffset, 8).getBigUint64(0));
       }
@@ -200,7 +204,7 @@ export async function walkSnapshot(reader: Reader): Promise<SnapshotSummary> {
       }
     }
   }
-  return { revision, totalKeys, buckets };
+  return { revision, totalKeys, keyEntries, buckets };
 }
 
 /** The whole check of a written snapshot file: its trailer, then its database. */

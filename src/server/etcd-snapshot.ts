@@ -70,7 +70,7 @@ export interface EtcdSnapshotSource {
   readonly view: ReadView;
   readonly appliedIndex: number;
   readonly revision: number;
-  /** -1 when never compacted. */
+  /** 0 or -1 when never compacted. */
   readonly compactRevision: number;
   readonly members: readonly MemberInfo[];
 }
@@ -168,7 +168,7 @@ function etcdMeta(source: EtcdSnapshotSource): BboltEntry[] {
   const index = new Uint8Array(8);
   writeU64(new DataView(index.buffer), 0, source.appliedIndex);
   const entries: BboltEntry[] = [[ETCD_META.consistentIndex, index]];
-  if (source.compactRevision >= 0) {
+  if (source.compactRevision > 0) {
     const rev = etcdRevisionBytes({ main: source.compactRevision, sub: 0 });
     entries.push([ETCD_META.finishedCompactRev, rev], [ETCD_META.scheduledCompactRev, rev]);
   }
@@ -301,11 +301,12 @@ export function restoreEtcdSnapshot(
       revision = rev.main;
       onEntry(++keyEntries);
     }
-    let compactRevision = -1;
+    let compactRevision = 0;
     for (const [key, value] of reader.bucket(enc.encode('meta')) ?? []) {
       if (Buffer.compare(key, ETCD_META.finishedCompactRev) !== 0) continue;
       if (value.length !== ETCD_REVISION_BYTES) throw corrupt('meta: finishedCompactRev length');
       compactRevision = readU64(new DataView(value.buffer, value.byteOffset, 8), 0);
+      if (compactRevision === 0) continue; // never compacted
       const bytes = new Uint8Array(8);
       writeU64(new DataView(bytes.buffer), 0, compactRevision);
       tx.put('meta', TANDEM_META_COMPACT_REVISION, bytes);
