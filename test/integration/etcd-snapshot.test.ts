@@ -154,7 +154,7 @@ describe('etcd snapshot format', { skip: ETCDCTL_MISSING, timeout: 600_000 }, ()
       }
     });
 
-    test('tandem restore --from an etcd snapshot: a new tandem cluster serves the same data', {
+    test('migration etcd -> tandem -> etcd: every key, revision and lease intact', {
       timeout: TEST_TIMEOUT_MS,
     }, async () => {
       const restored = await startCluster({
@@ -162,24 +162,48 @@ describe('etcd snapshot format', { skip: ETCDCTL_MISSING, timeout: 600_000 }, ()
         size: 1,
         restoreFrom: etcdFile,
       });
+      const want = await dumpKv([etcdSource.endpoint]);
+      const rev = etcdWorkload.compactRevision;
+      const wantAtCompaction = await dumpKv([etcdSource.endpoint], rev);
+      const back = join(dir, 'back.db');
       try {
+        // etcd -> tandem
         const at = restored.endpoints();
-        const want = await dumpKv([etcdSource.endpoint]);
         assert.deepEqual(await dumpKv(at), want);
-        const rev = etcdWorkload.compactRevision;
-        assert.deepEqual(await dumpKv(at, rev), await dumpKv([etcdSource.endpoint], rev));
+        assert.deepEqual(await dumpKv(at, rev), wantAtCompaction);
         assert.equal(
           await compactedRead(at, rev - 1),
           await compactedRead([etcdSource.endpoint], rev - 1),
         );
         const ttl = await ctlOk(at, ['lease', 'timetolive', etcdWorkload.leaseId, '--keys']);
         assert.match(ttl, /attached keys\(\[leased\]\)/);
+        await ctlOk(at, ['snapshot', 'save', back]);
         assert.match(
           await ctlOk(at, ['put', 'after', 'restore', '-w', 'json']),
           new RegExp(`"revision":${want.revision + 1}`),
         );
       } finally {
         await restored.destroy({ kill: true });
+      }
+      // ... -> etcd again
+      const plan = await planEtcd('back');
+      await etcdctlRestore(plan, back);
+      const again = await startEtcd(plan);
+      try {
+        assert.deepEqual(await dumpKv([again.endpoint]), want);
+        assert.deepEqual(await dumpKv([again.endpoint], rev), wantAtCompaction);
+        const ttl = await ctlOk(
+          [again.endpoint],
+          ['lease', 'timetolive', etcdWorkload.leaseId, '--keys'],
+        );
+        assert.match(
+          ttl,
+          new RegExp(
+            `lease ${etcdWorkload.leaseId} granted with TTL\\(600s\\).*attached keys\\(\\[leased\\]\\)`,
+          ),
+        );
+      } finally {
+        await again.stop();
       }
     });
   });
