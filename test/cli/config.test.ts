@@ -199,6 +199,25 @@ peers:
     assert.equal(config.tls.peer?.ca, join(base, 'ca.pem'));
   });
 
+  test('backup: every and dir required, keep defaults to 7, dir relative to the file', () => {
+    const file = writeConfig('name: n1\nbackup: { every: 1h, dir: ../backups }\n');
+    const config = loadConfig({ file, env: {}, flags: {} });
+    assert.deepEqual(config.backup, {
+      everyMs: 3_600_000,
+      keep: 7,
+      dir: resolve(file, '..', '..', 'backups'),
+    });
+    assert.equal(load('name: n1\n').backup, null);
+    assert.deepEqual(errorLines('name: n1\nbackup: { every: 10ms, keep: 0, dir: b }\n'), [
+      'config error in node.yaml: backup.every: expected a duration between 1s and 168h, got "10ms"',
+      'config error in node.yaml: backup.keep: expected an integer between 1 and 1000, got 0',
+    ]);
+    assert.match(
+      errorLines('name: n1\nbackup: { keep: 2 }\n').join('\n'),
+      /backup.every: required/,
+    );
+  });
+
   test('an empty file with the name from the environment', () => {
     const config = load('', { env: { TANDEM_NAME: 'from-env' } });
     assert.equal(config.name, 'from-env');
