@@ -137,6 +137,34 @@ describe('bbolt writer and reader', () => {
     );
   });
 
+  test('a large bucket streams in bounded chunks, with pause points while planning', () => {
+    const count = 100_000;
+    function* entries(): Generator<BboltEntry> {
+      for (let i = 0; i < count; i++) {
+        const k = Buffer.alloc(17);
+        k.writeBigUInt64BE(BigInt(i + 2), 0);
+        k[8] = 0x5f;
+        yield [k, Buffer.alloc(100, i & 0xff)];
+      }
+    }
+    const target = 64 * 1024;
+    const writer = new BboltFileWriter([{ name: enc.encode('key'), entries }], {
+      chunkBytesTarget: target,
+    });
+    let pauses = 0;
+    let bytes = 0;
+    let biggest = 0;
+    for (const chunk of writer.chunks()) {
+      if (chunk.length === 0) pauses++;
+      bytes += chunk.length;
+      biggest = Math.max(biggest, chunk.length);
+    }
+    assert.equal(bytes, writer.sizeBytes);
+    assert.ok(bytes > 10 * 1024 * 1024, `${bytes} bytes`);
+    assert.ok(biggest <= target + 3 * PAGE, `a chunk of ${biggest} bytes`);
+    assert.ok(pauses >= Math.floor(count / 4096), `${pauses} pauses`);
+  });
+
   test('keys out of order are refused when writing', () => {
     const buckets: Buckets = new Map([
       [
