@@ -110,8 +110,9 @@ export interface SnapshotStream {
   /** The header at the snapshot's point in time (its revision is the snapshot's revision). */
   readonly header: Header;
   /**
-   * Total bytes of `chunks` when known up front, for exact remaining_bytes; null when not
-   * (remaining_bytes then counts only what has been read ahead, reaching 0 at the end).
+   * Total bytes of `chunks` when known (read at each message: it may become known once the
+   * first chunks are produced), for exact remaining_bytes; null when not (remaining_bytes then
+   * counts only what has been read ahead, reaching 0 at the end).
    */
   readonly sizeBytes: number | null;
   /** Iterated once; `return()` (an early exit, e.g. the client went away) releases the view. */

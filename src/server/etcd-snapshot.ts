@@ -77,6 +77,8 @@ export interface EtcdSnapshotSource {
 
 export interface EtcdSnapshotFile {
   readonly revision: number;
+  /** The file's size, known once planned (before its first non-empty chunk); null before. */
+  readonly sizeBytes: number | null;
   /** The bbolt file's bytes, lazily; the view is released when the iteration ends. */
   readonly chunks: Iterable<Uint8Array>;
   /** Releases the view if the chunks are never iterated (idempotent). */
@@ -101,7 +103,14 @@ export function etcdSnapshotFile(source: EtcdSnapshotSource): EtcdSnapshotFile {
       }
     },
   };
-  return { revision: source.revision, chunks, release };
+  return {
+    revision: source.revision,
+    get sizeBytes() {
+      return writer.sizeBytes;
+    },
+    chunks,
+    release,
+  };
 }
 
 function etcdBuckets(source: EtcdSnapshotSource): BboltBucketSource[] {

@@ -627,7 +627,14 @@ export class EtcdFacade implements EtcdBackend {
    */
   async snapshot(): Promise<SnapshotStream> {
     const snap = this.state.streamEtcdSnapshot();
-    return { header: this.headerAt(snap.revision), sizeBytes: null, chunks: snap.chunks };
+    return {
+      header: this.headerAt(snap.revision),
+      // Known once the file is planned, which is before its first bytes are sent.
+      get sizeBytes() {
+        return snap.sizeBytes;
+      },
+      chunks: snap.chunks,
+    };
   }
 
   /** The leader's half of a follower's ack=all write (the API's Ack service). */

@@ -6,6 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import {
   copyFileSync,
   existsSync,
@@ -19,7 +20,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { listBackups } from '../../src/cli/backup.js';
 import { type LocalCluster, REPO_DIR, tandemArgv } from '../../src/cli/local-cluster.js';
-import { ctlOk, ETCDCTL_MISSING, killCtls } from './clients.js';
+import { ctlOk, ETCDCTL_MISSING, grpcClients, killCtls } from './clients.js';
 import { startCluster } from './cluster.js';
 import { dumpKv, snapshotStatus } from './etcd-process.js';
 
@@ -123,6 +124,40 @@ describe('backups and restore', { skip: ETCDCTL_MISSING, timeout: 400_000 }, () 
     } finally {
       await restored.destroy({ kill: true });
     }
+  });
+
+  test('the Snapshot RPC counts remaining_bytes down exactly, then sends the SHA-256', {
+    timeout: TEST_TIMEOUT_MS,
+  }, async () => {
+    // Several chunks of the writer (128 KiB each) and many 32 KiB messages.
+    const big = 'x'.repeat(2000);
+    for (let t = 0; t < 2; t++) {
+      const puts = Array.from({ length: 100 }, (_, i) => `put big/${t}/${i} ${big}\n`).join('');
+      await ctlOk(c.endpoints(), ['txn'], `\n${puts}\n\n`);
+    }
+    const clients = grpcClients(c.endpoints()[0]!);
+    const messages: { blob: Buffer; remaining: number }[] = [];
+    try {
+      const stream = (
+        clients.maintenance as unknown as {
+          Snapshot(req: object): NodeJS.ReadableStream;
+        }
+      ).Snapshot({});
+      for await (const m of stream as AsyncIterable<{ blob: Buffer; remainingBytes: string }>) {
+        messages.push({ blob: m.blob, remaining: Number(m.remainingBytes) });
+      }
+    } finally {
+      clients.close();
+    }
+    const data = Buffer.concat(messages.slice(0, -1).map((m) => m.blob));
+    let sent = 0;
+    for (const m of messages.slice(0, -1)) {
+      sent += m.blob.length;
+      assert.equal(m.remaining, data.length - sent);
+    }
+    assert.equal(data.length % 4096, 0, 'whole bbolt pages');
+    assert.ok(data.length > 400_000, `${data.length} bytes`);
+    assert.deepEqual(messages.at(-1)!.blob, createHash('sha256').update(data).digest());
   });
 
   test('a damaged backup is refused by tandem restore, which leaves no data directory', {
