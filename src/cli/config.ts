@@ -199,6 +199,12 @@ export interface TandemConfig {
     readonly admin: AdminTlsConfig | null;
   };
   /**
+   * Scheduled backups (null: none): while this member leads, it writes a consistent snapshot
+   * (etcd's format, as `etcdctl snapshot save` gets it) into `dir` every `everyMs`, checks it
+   * back, and keeps the newest `keep` (cli/backup.ts).
+   */
+  readonly backup: { readonly everyMs: number; readonly keep: number; readonly dir: string } | null;
+  /**
    * TEST ONLY, never in production. `faultInjection`: the peer transport obeys drop and delay
    * rules per link, and the storage runs on the fault file system whose next fsync can be made
    * to fail, both set over the admin API (`POST /faults`, `DELETE /faults`); `tandem chaos`
@@ -490,6 +496,12 @@ function parseNullable<T>(parse: (value: unknown) => T): (value: unknown) => T |
 // ---------------------------------------------------------------------------------------------
 // The schema
 
+/** Backups at most every second (tests), at least once a week; kept: 1 to 1000. */
+const BACKUP_EVERY_MS_MIN = 1_000;
+const BACKUP_EVERY_MS_MAX = 7 * 24 * 3600_000;
+const BACKUP_KEEP_DEFAULT = 7;
+const BACKUP_KEEP_MAX = 1000;
+
 export const CONFIG_DEFAULTS = {
   listen: { client: '127.0.0.1:2379', peer: '127.0.0.1:2380', admin: '127.0.0.1:2381' },
   zone: 'default',
@@ -628,6 +640,13 @@ const inputSchema = z.strictObject({
       admin: tlsClientSchema.optional(),
     })
     .prefault({}),
+  backup: z
+    .strictObject({
+      every: field(required(parseDuration(BACKUP_EVERY_MS_MIN, BACKUP_EVERY_MS_MAX))),
+      keep: field(withDefault(BACKUP_KEEP_DEFAULT, parseInteger(1, BACKUP_KEEP_MAX))),
+      dir: field(required(parsePath)),
+    })
+    .optional(),
   testMode: z
     .strictObject({
       faultInjection: field(withDefault(false, parseBool)),
@@ -787,6 +806,10 @@ function resolveConfig(input: ParsedInput, baseDir: string): TandemConfig {
       faultInjection: input.testMode.faultInjection,
       devControls: input.testMode.devControls,
     },
+    backup:
+      input.backup === undefined
+        ? null
+        : { everyMs: input.backup.every, keep: input.backup.keep, dir: path(input.backup.dir) },
   };
 }
 

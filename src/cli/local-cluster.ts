@@ -16,6 +16,7 @@
  * Processes: see local-process.ts (PIDs only, setpriv --pdeathsig, killed on exit, bounded waits).
  * Timeout messages carry the members' log tails.
  */
+import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -284,6 +285,11 @@ export interface LocalClusterOptions {
   readonly ready?: 'spawned' | 'leader' | 'published';
   readonly readyTimeoutMs?: number;
   /**
+   * A snapshot file every founder is restored from (`tandem restore --from`) before it first
+   * starts: a new cluster holding a backup's or an etcd snapshot's data.
+   */
+  readonly restoreFrom?: string;
+  /**
    * TLS on every port (client with client-certificate auth, peer, admin): a throwaway CA and
    * certificates (dev-certs.ts, needs the openssl command) in `<dir>/tls`; see `tls` of the
    * cluster for a client's files.
@@ -295,6 +301,9 @@ export interface LocalClusterOptions {
 export interface ClientTlsFiles extends CertFiles {
   readonly ca: string;
 }
+
+/** How long one `tandem restore` may take in the launcher. */
+const RESTORE_TIMEOUT_MS = 120_000;
 
 export interface LeaderWaitOptions {
   /**
@@ -372,6 +381,10 @@ export class LocalCluster {
         cluster.dialed.set(member, (await options.peerAddresses?.(spec)) ?? [spec.peer]);
       }
       for (const member of cluster.members) cluster.writeConfig(member, {});
+      if (options.restoreFrom !== undefined) {
+        // One at a time: each reads the whole file.
+        for (const member of cluster.members) await cluster.restore(member, options.restoreFrom);
+      }
       for (const member of cluster.members) member.spawn();
       const timeoutMs = options.readyTimeoutMs ?? MEMBER_START_TIMEOUT_MS + LEADER_TIMEOUT_MS;
       const startedMs = Date.now();
@@ -577,6 +590,29 @@ export class LocalCluster {
         rmSync(this.dir, { recursive: true, force: true, maxRetries: 3 });
       }
     }
+  }
+
+  /** Runs `tandem restore --from file` for a member not started yet (its config written). */
+  private restore(member: LocalMember, file: string): Promise<void> {
+    const o = this.options;
+    const command = o.command ?? 'same';
+    const [program, ...args] = tandemArgv(command, o.nodeArgs);
+    args.push('restore', '--from', file, '--config', member.spec.configFile);
+    return new Promise((resolveRestore, reject) => {
+      execFile(
+        program!,
+        args,
+        {
+          cwd: o.cwd ?? (fromSource(command) ? REPO_DIR : this.dir),
+          env: o.env ?? memberEnv(process.env),
+          timeout: RESTORE_TIMEOUT_MS,
+        },
+        (error, stdout, stderr) => {
+          if (error === null) resolveRestore();
+          else reject(new Error(`tandem restore of ${member.name} failed: ${stderr}${stdout}`));
+        },
+      );
+    });
   }
 
   /** `free`: the addresses to use unless `options.addresses` says otherwise. */

@@ -98,6 +98,33 @@ export async function run(argv: readonly string[]): Promise<number> {
   }
 
   program
+    .command('restore')
+    .description(
+      "fill a new member's empty data directory from a snapshot (a tandem backup, or `etcdctl snapshot save` output from tandem or etcd); restore every founder from the same file, then start them",
+    )
+    .requiredOption('--from <file>', 'the snapshot file')
+    .option('-c, --config <file>', 'the member YAML config (its dataDir is filled)')
+    .option(
+      '--skip-hash-check',
+      'accept a file without the SHA-256 trailer (an etcd member/snap/db copied from a data directory)',
+    )
+    .action(async (opts: { from: string; config?: string; skipHashCheck?: boolean }) => {
+      exitCode = await restoreCommand(opts);
+    });
+
+  program
+    .command('backup')
+    .description("backups in etcd's snapshot format (scheduled ones: `backup:` in the config)")
+    .command('now')
+    .description('save a consistent snapshot from a member now, checked after writing')
+    .option('--endpoint <host:port>', "a member's client endpoint", '127.0.0.1:2379')
+    .option('--out <file>', 'the file to write (default: tandem-backup-<time>-r<revision>.db here)')
+    .option('--timeout <duration>', 'give up after this long', '10m')
+    .action(async (opts: { endpoint: string; out?: string; timeout: string }) => {
+      exitCode = await backupNowCommand(opts);
+    });
+
+  program
     .command('status')
     .description('members, roles, leader, term, indexes and lag of a running cluster')
     .option('--admin <addresses>', 'admin endpoints (https://host:port for tls.admin)', DEV_ADMINS)
@@ -298,6 +325,65 @@ async function startCommand(opts: Record<string, unknown>): Promise<number> {
     process.on('SIGINT', stop);
   });
   return process.exitCode === 1 ? 1 : 0;
+}
+
+async function restoreCommand(opts: {
+  from: string;
+  config?: string;
+  skipHashCheck?: boolean;
+}): Promise<number> {
+  const { ConfigError, loadConfig } = await import('./config.js');
+  const { restoreDataDir } = await import('./restore.js');
+  try {
+    const file = opts.config ?? process.env.TANDEM_CONFIG;
+    const config = loadConfig({
+      ...(file === undefined ? {} : { file }),
+      flags: {},
+      env: process.env,
+    });
+    const result = await restoreDataDir(config, {
+      from: opts.from,
+      skipHashCheck: opts.skipHashCheck === true,
+      progress: process.stderr.isTTY === true,
+    });
+    process.stdout.write(
+      `restored ${config.name} into ${config.dataDir}: revision ${result.revision}, ` +
+        `${result.keyEntries} revisions of keys, ${result.leases} leases` +
+        `${result.compactRevision > 0 ? `, compacted at ${result.compactRevision}` : ''}\n` +
+        'start every founder restored from this file with cluster.state: new\n',
+    );
+    return 0;
+  } catch (error) {
+    if (error instanceof ConfigError) {
+      process.stderr.write(`${error.message}\n`);
+      return 2;
+    }
+    process.stderr.write(`tandem restore: ${(error as Error).message}\n`);
+    return 1;
+  }
+}
+
+async function backupNowCommand(opts: {
+  endpoint: string;
+  out?: string;
+  timeout: string;
+}): Promise<number> {
+  const { parseDurationMs } = await import('./config.js');
+  const { backupName, saveSnapshotFromEndpoint } = await import('./backup.js');
+  const out = opts.out ?? backupName(Date.now(), 0).replace(/-r0\.db$/, '.db');
+  try {
+    const saved = await saveSnapshotFromEndpoint(opts.endpoint, out, {
+      progress: process.stderr.isTTY === true,
+      timeoutMs: parseDurationMs(opts.timeout),
+    });
+    process.stdout.write(
+      `saved ${out}: ${saved.bytes} bytes, revision ${saved.revision}, ${saved.totalKeys} keys (checked)\n`,
+    );
+    return 0;
+  } catch (error) {
+    process.stderr.write(`tandem backup now: ${(error as Error).message}\n`);
+    return 1;
+  }
 }
 
 /** A member of `tandem dev`: its plan and its fixed addresses. */

@@ -14,7 +14,7 @@
  * Stop (SIGTERM/SIGINT): stop the member after its fsync in flight, close listeners, close files.
  */
 import { mkdirSync, readFileSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
+import { dirname, resolve } from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { type Logger, pino } from 'pino';
@@ -44,9 +44,11 @@ import { type FetchPeer, peerRepairHook } from '../transport/fetch.js';
 import { TcpTransport } from '../transport/transport.js';
 import { Prng } from '../util/prng.js';
 import { parseHostPort, toAddress, toUrl } from './addresses.js';
+import { ScheduledBackups } from './backup.js';
 import type { ClientTlsConfig, TandemConfig } from './config.js';
 import { faultAdmin } from './fault-admin.js';
 import { foundersOf, type Identity, resolveIdentity } from './identity.js';
+import { kvDir } from './restore.js';
 
 /** The built dashboard (`npm run build`): dist/dashboard from src/cli/ and dist/cli/ alike. */
 const DASHBOARD_DIR = resolve(
@@ -154,6 +156,7 @@ export async function startNode(config: TandemConfig): Promise<RunningNode> {
   // Peers recovering a damaged WAL ask for committed entries (transport/fetch-protocol.ts).
   transport.serveFetch(() => ({ storage: recovered.storage, commitIndex: member.commitIndex }));
   assembled.start();
+  const backups = scheduleBackups(config, assembled, logger);
 
   metrics.attach(() =>
     liveMetricsView({
@@ -167,6 +170,7 @@ export async function startNode(config: TandemConfig): Promise<RunningNode> {
   );
   const open: { api: ApiServer | null; admin: AdminServer | null } = { api: null, admin: null };
   const shutdown = async (): Promise<void> => {
+    await backups?.close();
     forwarder.close();
     loopDelay.disable();
     await new Promise<void>((resolve) => assembled.stop(resolve));
@@ -250,6 +254,26 @@ export async function startNode(config: TandemConfig): Promise<RunningNode> {
   };
 }
 
+/** Scheduled backups (config `backup`), written while this member leads. */
+function scheduleBackups(
+  config: TandemConfig,
+  assembled: ReturnType<typeof assembleMember>,
+  logger: Logger,
+): ScheduledBackups | null {
+  const backup = config.backup;
+  if (backup === null) return null;
+  const backups = new ScheduledBackups({
+    dir: backup.dir,
+    keep: backup.keep,
+    snapshot: () => assembled.facade.snapshot(),
+    isLeader: () => assembled.member.isLeader,
+    wallNowMs: REAL_CLOCK.wallNow,
+    logger,
+  });
+  assembled.schedule.every('backup', backup.everyMs, () => backups.tick());
+  return backups;
+}
+
 /**
  * The KV store, then the WAL and snapshots (the KV store opens first: its member registry names
  * the peers a WAL repair asks), then the founding configuration or the KV store's catch-up.
@@ -267,7 +291,7 @@ async function openStorage(
     ? new FaultyFileSystem(new NodeFileSystem())
     : null;
   // The WAL is the durable record: the KV store commits without fsync (lmdb.ts's header).
-  const backend = new LmdbBackend({ path: join(config.dataDir, 'kv'), durable: false });
+  const backend = new LmdbBackend({ path: kvDir(config), durable: false });
   if (backend.rebuilt !== null) {
     logger.warn(
       { reason: backend.rebuilt },

@@ -99,18 +99,20 @@ export type AlarmOp = 'get' | 'activate' | 'deactivate';
 export type { AlarmMember };
 
 /**
- * A point-in-time snapshot being read. The API sends the chunks as etcd does (at most 32 KiB per
- * SnapshotResponse, remaining_bytes counting down), zero padding to a multiple of 512 bytes and
- * the SHA-256 of all that, so that etcdctl accepts it: a saved file is
- * `chunks ‖ zeros ‖ sha256(chunks ‖ zeros)`; a restore must stop at the snapshot's own end.
- * Chunks must not be reused after they are yielded (they may wait in the gRPC write buffer).
+ * A point-in-time snapshot being read: the bytes of an etcd database file (bbolt, in etcd's
+ * layout: server/etcd-snapshot.ts). The API sends the chunks as etcd does (at most 32 KiB per
+ * SnapshotResponse, remaining_bytes counting down), then the SHA-256 of all of them, so that a
+ * saved file is `bbolt file ‖ sha256(bbolt file)`, as etcd's. Empty chunks carry nothing (the
+ * producer's pause points). Chunks must not be reused after they are yielded (they may wait in
+ * the gRPC write buffer).
  */
 export interface SnapshotStream {
   /** The header at the snapshot's point in time (its revision is the snapshot's revision). */
   readonly header: Header;
   /**
-   * Total bytes of `chunks` when known up front, for exact remaining_bytes; null when not
-   * (remaining_bytes then counts only what has been read ahead, reaching 0 at the end).
+   * Total bytes of `chunks` when known (read at each message: it may become known once the
+   * first chunks are produced), for exact remaining_bytes; null when not (remaining_bytes then
+   * counts only what has been read ahead, reaching 0 at the end).
    */
   readonly sizeBytes: number | null;
   /** Iterated once; `return()` (an early exit, e.g. the client went away) releases the view. */

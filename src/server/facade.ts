@@ -623,13 +623,20 @@ export class EtcdFacade implements EtcdBackend {
   }
 
   /**
-   * A point-in-time copy of the whole state (keys, leases, registry), streamed chunk by chunk
-   * from a read view as the client reads it, never packed in memory at once: tandem's own
-   * self-checking snapshot frames (kv/mvcc/snapshot.ts).
+   * A point-in-time copy of the keys' history and the leases in etcd's format (a bbolt file,
+   * etcd-snapshot.ts), streamed page by page from a read view as the client reads it, never
+   * packed in memory at once.
    */
   async snapshot(): Promise<SnapshotStream> {
-    const snap = this.state.streamSnapshot();
-    return { header: this.headerAt(snap.revision), sizeBytes: null, chunks: snap.chunks };
+    const snap = this.state.streamEtcdSnapshot();
+    return {
+      header: this.headerAt(snap.revision),
+      // Known once the file is planned, which is before its first bytes are sent.
+      get sizeBytes() {
+        return snap.sizeBytes;
+      },
+      chunks: snap.chunks,
+    };
   }
 
   /** The leader's half of a follower's ack=all write (the API's Ack service). */

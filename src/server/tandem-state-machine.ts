@@ -52,8 +52,8 @@ import {
   type LessorOptions,
 } from '../kv/lease/lessor.js';
 import { LEASE_ID_MAX, LEASE_TTL_SECONDS_MAX } from '../kv/lease/limits.js';
-import { EXTENSION_META_PREFIX, type KvHash, type MvccStore } from '../kv/mvcc/store.js';
-import { type ApplyResult, type KvSnapshot, KvStateMachine } from '../kv/state-machine.js';
+import type { KvHash, MvccStore } from '../kv/mvcc/store.js';
+import { type ApplyResult, KvStateMachine } from '../kv/state-machine.js';
 import type { KeyRange, KvEvent, LeaseId, WatchableStore } from '../kv/types.js';
 import { WatchHub } from '../kv/watch/hub.js';
 import type { ConfChange, ConfState, Snapshot } from '../raft/types.js';
@@ -66,7 +66,16 @@ import {
   decodeAlarmPayload,
   encodeAlarmPayload,
 } from './alarms.js';
+import { type EtcdSnapshotFile, etcdSnapshotFile } from './etcd-snapshot.js';
 import type { Member } from './member.js';
+import {
+  leaseKey,
+  META_ALARMS,
+  META_LEASE_IDS,
+  META_LEASE_PREFIX,
+  META_REGISTRY,
+  prefixEnd,
+} from './meta-keys.js';
 import type { ApplyContext, ReplicatedStateMachine } from './state-machine.js';
 
 export const CommandKind = {
@@ -128,11 +137,6 @@ function writeBin(out: Uint8Array, at: number, part: Uint8Array): number {
   out.set(part, at);
   return at + n;
 }
-const enc = new TextEncoder();
-const META_REGISTRY = concat(EXTENSION_META_PREFIX, enc.encode('registry'));
-const META_LEASE_PREFIX = concat(EXTENSION_META_PREFIX, enc.encode('lease/'));
-const META_LEASE_IDS = concat(EXTENSION_META_PREFIX, enc.encode('lease-generated'));
-const META_ALARMS = concat(EXTENSION_META_PREFIX, enc.encode('alarms'));
 
 /** What applying a command gives its proposer. */
 export type CommandResult =
@@ -343,11 +347,18 @@ export class TandemStateMachine implements ReplicatedStateMachine {
   }
 
   /**
-   * The state as of now as self-describing chunks, produced lazily one at a time from a read
-   * view (the Snapshot RPC streams them; the member keeps applying meanwhile).
+   * The state as of now as an etcd snapshot (a bbolt file, etcd-snapshot.ts), produced lazily
+   * from a read view: what the Snapshot RPC and backups stream.
    */
-  streamSnapshot(): KvSnapshot {
-    return this.kv.snapshot();
+  streamEtcdSnapshot(): EtcdSnapshotFile {
+    const store = this.kv.store;
+    return etcdSnapshotFile({
+      view: this.backend.readView(),
+      appliedIndex: store.appliedIndex(),
+      revision: store.currentRevision(),
+      compactRevision: store.compactRevision(),
+      members: this.registry.list(),
+    });
   }
 
   /** As `snapshot`, a chunk (SNAPSHOT_SLICE_BYTES of records) per slice (see the interface). */
@@ -598,33 +609,11 @@ function leaseGrantRefusal(lessor: Lessor, id: LeaseId, ttlSeconds: number): Lea
   return null;
 }
 
-function leaseKey(id: LeaseId): Uint8Array {
-  return concat(META_LEASE_PREFIX, enc.encode(id.toString()));
-}
-
 function withKind(kind: CommandKind, payload: Uint8Array): Uint8Array {
   const out = new Uint8Array(1 + payload.length);
   out[0] = kind;
   out.set(payload, 1);
   return out;
-}
-
-function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
-  const out = new Uint8Array(a.length + b.length);
-  out.set(a, 0);
-  out.set(b, a.length);
-  return out;
-}
-
-function prefixEnd(prefix: Uint8Array): Uint8Array {
-  const end = Uint8Array.from(prefix);
-  for (let i = end.length - 1; i >= 0; i--) {
-    if (end[i]! < 0xff) {
-      end[i]! += 1;
-      return end.subarray(0, i + 1);
-    }
-  }
-  return new Uint8Array(0);
 }
 
 /** The member loop over this state machine: proposals resolve with a CommandResult. */

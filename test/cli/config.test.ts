@@ -75,6 +75,7 @@ describe('valid configurations', () => {
       quota: { backendBytes: 2 * 1024 * 1024 * 1024 },
       raft: { heartbeatMs: 100, electionMs: 1000, snapshotEntries: 10_000, fastFailover: true },
       tls: { client: null, peer: null, admin: null },
+      backup: null,
       testMode: { faultInjection: false, devControls: null },
     } satisfies TandemConfig);
   });
@@ -220,6 +221,25 @@ peers:
     assert.throws(
       () => loadConfig({ file, env: {} }),
       /tls\.admin\.cert: cannot read \/.*\/nope\.pem \(ENOENT\)/,
+    );
+  });
+
+  test('backup: every and dir required, keep defaults to 7, dir relative to the file', () => {
+    const file = writeConfig('name: n1\nbackup: { every: 1h, dir: ../backups }\n');
+    const config = loadConfig({ file, env: {}, flags: {} });
+    assert.deepEqual(config.backup, {
+      everyMs: 3_600_000,
+      keep: 7,
+      dir: resolve(file, '..', '..', 'backups'),
+    });
+    assert.equal(load('name: n1\n').backup, null);
+    assert.deepEqual(errorLines('name: n1\nbackup: { every: 10ms, keep: 0, dir: b }\n'), [
+      'config error in node.yaml: backup.every: expected a duration between 1s and 168h, got "10ms"',
+      'config error in node.yaml: backup.keep: expected an integer between 1 and 1000, got 0',
+    ]);
+    assert.match(
+      errorLines('name: n1\nbackup: { keep: 2 }\n').join('\n'),
+      /backup.every: required/,
     );
   });
 

@@ -43,6 +43,8 @@ export interface ClusterOptions {
   readonly tls?: boolean;
   /** How long the start may take (default: the launcher's). */
   readonly readyTimeoutMs?: number;
+  /** A snapshot file every founder is restored from before it starts (`tandem restore`). */
+  readonly restoreFrom?: string;
 }
 
 /** Starts the founders; resolves once a leader is known and every member published itself. */
@@ -69,6 +71,7 @@ export async function startCluster(options: ClusterOptions = {}): Promise<LocalC
     ...(options.peerAddresses !== undefined && { peerAddresses: options.peerAddresses }),
     ...(options.tls === true && { tls: true }),
     ...(options.readyTimeoutMs !== undefined && { readyTimeoutMs: options.readyTimeoutMs }),
+    ...(options.restoreFrom !== undefined && { restoreFrom: options.restoreFrom }),
     ready: 'published',
   });
 }

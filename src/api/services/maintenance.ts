@@ -27,6 +27,8 @@ import {
   type PbResponseHeader,
 } from '../proto.js';
 
+/** The longest the snapshot stream keeps the event loop between two turns it gives away. */
+const SNAPSHOT_EVENT_LOOP_SLICE_MS = 10;
 /** AlarmType's largest value (CORRUPT). */
 const ALARM_TYPE_MAX = 2;
 const ALARM_OPS: ReadonlyMap<number, AlarmOp> = new Map([
@@ -116,8 +118,8 @@ export function maintenanceService(ctx: ServiceContext): ServiceHandlers {
 type SnapshotCall = ServerStreamingCall<unknown, unknown>;
 
 /**
- * etcd's Snapshot: the bytes in messages of at most 32 KiB with remaining_bytes counting down,
- * zero padding to a multiple of 512 bytes, then one message holding the SHA-256 of all of them
+ * etcd's Snapshot: the bytes (an etcd bbolt file) in messages of at most 32 KiB with
+ * remaining_bytes counting down, then one message holding the SHA-256 of all of them
  * (etcdctl snapshot save and restore check both).
  * The first message carries the header of the snapshot's point in time. Each write waits for
  * the gRPC buffer to drain when it is full; a client that goes away stops the read.
@@ -131,9 +133,17 @@ async function sendSnapshot(ctx: ServiceContext, call: SnapshotCall): Promise<vo
     const hash = createHash('sha256');
     let first: PbResponseHeader | null = headerToPb(snapshot.header);
     let sent = 0;
+    let pausedAtMs = performance.now();
     let next = await iterator.next();
     while (!next.done) {
       const chunk = next.value;
+      // Producing chunks is synchronous work (encoding pages): give the event loop a turn now
+      // and then, whether or not the gRPC buffer was full.
+      if (performance.now() - pausedAtMs > SNAPSHOT_EVENT_LOOP_SLICE_MS) {
+        await new Promise((resolve) => setImmediate(resolve));
+        pausedAtMs = performance.now();
+        if (signal.aborted) return;
+      }
       // Read one chunk ahead so that remaining_bytes reaches 0 on the last data message even
       // when the total size is not known up front.
       const following = await iterator.next();
@@ -153,8 +163,7 @@ async function sendSnapshot(ctx: ServiceContext, call: SnapshotCall): Promise<vo
       next = following;
     }
     // etcdctl (3.4+) refuses a snapshot whose size is not n * 512 + 32 ("sha256 checksum not
-    // found"): etcd's bbolt files are page-aligned. Zero padding after tandem's snapshot, which
-    // ends with its own end frame, makes the saved file pass; restore stops at the end frame.
+    // found"). A bbolt file is page-aligned already; the padding is for any other producer.
     const padding = (SNAPSHOT_ALIGN_BYTES - (sent % SNAPSHOT_ALIGN_BYTES)) % SNAPSHOT_ALIGN_BYTES;
     if (padding > 0) {
       const zeros = new Uint8Array(padding);

@@ -1,0 +1,335 @@
+/**
+ * tandem's state in etcd's snapshot format and back: a bbolt database (storage/bbolt) with the
+ * buckets etcd 3.4's backend has, so that `etcdctl snapshot status` and `snapshot restore` take
+ * tandem's snapshots and `tandem restore` takes etcd's.
+ *
+ *   key              etcd's revision bytes (8 main BE | '_' | 8 sub BE, + 't' on a tombstone; tandem's
+ *                    own are the same without the '_') -> mvccpb.KeyValue
+ *                    (a tombstone's value is KeyValue{key} alone, as etcd writes it)
+ *   meta             consistent_index u64 BE (the applied index); finishedCompactRev and
+ *                    scheduledCompactRev as etcd's revision bytes {compact, 0}, once compacted
+ *   lease            lease id i64 BE -> leasepb.Lease{ID, TTL, RemainingTTL}
+ *   members          member id in hex -> etcd's Member JSON; cluster: clusterVersion
+ *   members_removed, alarm, auth, authUsers, authRoles: empty (tandem has no auth store, and a
+ *                    restore starts a new cluster, where etcd's restore drops members too)
+ *
+ * A restore into tandem takes the key history, the compact revision and the leases; the new
+ * cluster's members come from its own configuration, as with etcd's restore.
+ */
+import { pack, unpack as unpackMsgpack } from 'msgpackr';
+import type { MemberInfo } from '../cluster/registry.js';
+import type { Backend, Bucket, ReadView } from '../kv/backend/backend.js';
+import { KvError } from '../kv/errors.js';
+import {
+  decodeEtcdKeyValue,
+  decodeEtcdLease,
+  encodeEtcdKeyValue,
+  encodeEtcdLease,
+  encodeEtcdTombstone,
+} from '../kv/mvcc/etcd-codec.js';
+import { decodeKeyValue, encodeKeyValue } from '../kv/mvcc/kv-codec.js';
+import {
+  bytesToRevision,
+  isTombstone,
+  MARKED_REVISION_BYTES,
+  REVISION_BYTES,
+  type Revision,
+  readU64,
+  revisionToBytes,
+  writeU64,
+} from '../kv/mvcc/revision.js';
+import type { BboltReader } from '../storage/bbolt/reader.js';
+import {
+  type BboltBucketSource,
+  type BboltEntry,
+  BboltFileWriter,
+} from '../storage/bbolt/writer.js';
+import { assert } from '../util/assert.js';
+import { leaseIdOfKey, leaseKey, META_LEASE_PREFIX, prefixEnd } from './meta-keys.js';
+
+const enc = new TextEncoder();
+/** Entries read from the view per scan: the scan is push-style, the writer pulls. */
+const SCAN_BATCH_ENTRIES = 1024;
+/** The cluster version etcd 3.4's restore and start expect to find. */
+const CLUSTER_VERSION = '3.4.0';
+const TANDEM_META_COMPACT_REVISION = enc.encode('finished_compact_rev');
+
+/** etcd's revBytesLen: main, a '_' separator, sub. */
+const ETCD_REVISION_BYTES = 17;
+const ETCD_REVISION_SEPARATOR = 0x5f; // '_'
+const ETCD_TOMBSTONE_MARK = 0x74; // 't'
+
+const ETCD_META = {
+  consistentIndex: enc.encode('consistent_index'),
+  finishedCompactRev: enc.encode('finishedCompactRev'),
+  scheduledCompactRev: enc.encode('scheduledCompactRev'),
+};
+
+/** What a snapshot is taken of: a pinned view and the facts of its point in time. */
+export interface EtcdSnapshotSource {
+  readonly view: ReadView;
+  readonly appliedIndex: number;
+  readonly revision: number;
+  /** 0 or -1 when never compacted. */
+  readonly compactRevision: number;
+  readonly members: readonly MemberInfo[];
+}
+
+export interface EtcdSnapshotFile {
+  readonly revision: number;
+  /** The file's size, known once planned (before its first non-empty chunk); null before. */
+  readonly sizeBytes: number | null;
+  /** The bbolt file's bytes, lazily; the view is released when the iteration ends. */
+  readonly chunks: Iterable<Uint8Array>;
+  /** Releases the view if the chunks are never iterated (idempotent). */
+  release(): void;
+}
+
+export function etcdSnapshotFile(source: EtcdSnapshotSource): EtcdSnapshotFile {
+  const { view } = source;
+  let released = false;
+  const release = (): void => {
+    if (!released) view.release();
+    released = true;
+  };
+  const writer = new BboltFileWriter(etcdBuckets(source));
+  const chunks: Iterable<Uint8Array> = {
+    *[Symbol.iterator]() {
+      assert(!released, 'snapshot chunks iterated after release');
+      try {
+        yield* writer.chunks();
+      } finally {
+        release();
+      }
+    },
+  };
+  return {
+    revision: source.revision,
+    get sizeBytes() {
+      return writer.sizeBytes;
+    },
+    chunks,
+    release,
+  };
+}
+
+function etcdBuckets(source: EtcdSnapshotSource): BboltBucketSource[] {
+  const { view } = source;
+  const fixed = (name: string, entries: readonly BboltEntry[]): BboltBucketSource => {
+    const sorted = [...entries].sort((a, b) => Buffer.compare(a[0], b[0]));
+    return { name: enc.encode(name), entries: () => sorted };
+  };
+  return [
+    {
+      name: enc.encode('key'),
+      entries: () => mapped(scanAll(view, 'key', new Uint8Array(0), null), toEtcdKeyEntry),
+    },
+    fixed('meta', etcdMeta(source)),
+    fixed('lease', etcdLeases(view)),
+    fixed('members', source.members.map(etcdMember)),
+    fixed('members_removed', []),
+    fixed('cluster', [[enc.encode('clusterVersion'), enc.encode(CLUSTER_VERSION)]]),
+    fixed('alarm', []),
+    fixed('auth', []),
+    fixed('authUsers', []),
+    fixed('authRoles', []),
+  ];
+}
+
+function toEtcdKeyEntry([revKey, value]: BboltEntry): BboltEntry {
+  const kv = decodeKeyValue(value);
+  const tombstone = isTombstone(revKey);
+  return [
+    etcdRevisionBytes(bytesToRevision(revKey), tombstone),
+    tombstone ? encodeEtcdTombstone(kv.key) : encodeEtcdKeyValue(kv),
+  ];
+}
+
+/** etcd's revToBytes: 8 main | '_' | 8 sub, and its tombstone mark. */
+function etcdRevisionBytes(rev: Revision, tombstone = false): Uint8Array {
+  const ours = revisionToBytes(rev);
+  const out = new Uint8Array(ETCD_REVISION_BYTES + (tombstone ? 1 : 0));
+  out.set(ours.subarray(0, 8), 0);
+  out[8] = ETCD_REVISION_SEPARATOR;
+  out.set(ours.subarray(8, 16), 9);
+  if (tombstone) out[ETCD_REVISION_BYTES] = ETCD_TOMBSTONE_MARK;
+  return out;
+}
+
+/** An etcd revision key as tandem's (no separator), checked; throws on anything else. */
+function tandemRevisionKey(etcdKey: Uint8Array): Uint8Array {
+  const marked = etcdKey.length === ETCD_REVISION_BYTES + 1;
+  if (
+    (etcdKey.length !== ETCD_REVISION_BYTES && !marked) ||
+    etcdKey[8] !== ETCD_REVISION_SEPARATOR ||
+    (marked && etcdKey[ETCD_REVISION_BYTES] !== ETCD_TOMBSTONE_MARK)
+  ) {
+    throw corrupt(`key bucket: ${Buffer.from(etcdKey).toString('hex')} is not a revision`);
+  }
+  const out = new Uint8Array(marked ? MARKED_REVISION_BYTES : REVISION_BYTES);
+  out.set(etcdKey.subarray(0, 8), 0);
+  out.set(etcdKey.subarray(9, 17), 8);
+  if (marked) out[REVISION_BYTES] = ETCD_TOMBSTONE_MARK;
+  return out;
+}
+
+function etcdMeta(source: EtcdSnapshotSource): BboltEntry[] {
+  const index = new Uint8Array(8);
+  writeU64(new DataView(index.buffer), 0, source.appliedIndex);
+  const entries: BboltEntry[] = [[ETCD_META.consistentIndex, index]];
+  if (source.compactRevision > 0) {
+    const rev = etcdRevisionBytes({ main: source.compactRevision, sub: 0 });
+    entries.push([ETCD_META.finishedCompactRev, rev], [ETCD_META.scheduledCompactRev, rev]);
+  }
+  return entries;
+}
+
+function etcdLeases(view: ReadView): BboltEntry[] {
+  const out: BboltEntry[] = [];
+  view.scan('meta', META_LEASE_PREFIX, prefixEnd(META_LEASE_PREFIX), (key, value) => {
+    const id = leaseIdOfKey(key);
+    assert(id !== null, 'a lease key names its id');
+    const [ttlSeconds, remainingTtlSeconds] = unpackPair(value);
+    const idBytes = new Uint8Array(8);
+    new DataView(idBytes.buffer).setBigInt64(0, id);
+    out.push([idBytes, encodeEtcdLease({ id, ttlSeconds, remainingTtlSeconds })]);
+    return true;
+  });
+  return out;
+}
+
+/** etcd's membership.Member as its backend stores it (id as a JSON number, as Go writes it). */
+function etcdMember(m: MemberInfo): BboltEntry {
+  const json =
+    `{"id":${BigInt(m.id).toString()},"peerURLs":${JSON.stringify(m.peerUrls)},` +
+    `"name":${JSON.stringify(m.name)},"clientURLs":${JSON.stringify(m.clientUrls)}` +
+    `${m.isLearner ? ',"isLearner":true' : ''}}`;
+  return [enc.encode(m.id.toString(16)), enc.encode(json)];
+}
+
+/** Every entry of `bucket` in [start, end), pulled a batch at a time from a push-style scan. */
+function* scanAll(
+  view: ReadView,
+  bucket: Bucket,
+  start: Uint8Array,
+  end: Uint8Array | null,
+): Generator<BboltEntry, void, undefined> {
+  let from: Uint8Array | null = start;
+  while (from !== null) {
+    const batch: BboltEntry[] = [];
+    let last: Uint8Array | null = null;
+    view.scan(bucket, from, end, (key, value) => {
+      batch.push([key, value]);
+      last = key;
+      return batch.length < SCAN_BATCH_ENTRIES;
+    });
+    yield* batch;
+    // The next batch starts just after the last key (the key plus a zero byte).
+    from = batch.length < SCAN_BATCH_ENTRIES || last === null ? null : successor(last);
+  }
+}
+
+function successor(key: Uint8Array): Uint8Array {
+  const out = new Uint8Array(key.length + 1);
+  out.set(key);
+  return out;
+}
+
+function* mapped<T, U>(items: Iterable<T>, fn: (item: T) => U): Generator<U, void, undefined> {
+  for (const item of items) yield fn(item);
+}
+
+function unpackPair(value: Uint8Array): [number, number] {
+  const pair = unpackMsgpack(value);
+  assert(
+    Array.isArray(pair) && typeof pair[0] === 'number' && typeof pair[1] === 'number',
+    'a lease record is [ttl, remaining]',
+  );
+  return [pair[0], pair[1]];
+}
+
+// ---------------------------------------------------------------------------------------------
+// etcd -> tandem
+
+export interface EtcdRestoreResult {
+  /** The revision of the newest key history entry (etcd's `snapshot status` revision). */
+  readonly revision: number;
+  readonly compactRevision: number;
+  /** Entries of the key bucket (revisions, as etcd's "total keys" counts the key bucket's). */
+  readonly keyEntries: number;
+  readonly leases: number;
+}
+
+/**
+ * Fills an empty backend with an etcd snapshot's key history, compact revision and leases, in
+ * one transaction (a bad snapshot leaves the backend empty). `onEntry` is told of each key
+ * bucket entry (progress). Throws KvError SNAPSHOT_CORRUPT on anything etcd could not have
+ * written, and refuses a backend that already holds data.
+ */
+export function restoreEtcdSnapshot(
+  backend: Backend,
+  reader: BboltReader,
+  onEntry: (entries: number) => void = () => {},
+): EtcdRestoreResult {
+  const keyBucket = reader.bucket(enc.encode('key'));
+  if (keyBucket === null) throw corrupt('no "key" bucket: not an etcd snapshot');
+  let holdsData = false;
+  for (const bucket of ['key', 'meta'] as const) {
+    backend.scan(bucket, new Uint8Array(0), null, () => {
+      holdsData = true;
+      return false;
+    });
+  }
+  if (holdsData) {
+    throw new KvError(
+      'SNAPSHOT_CORRUPT',
+      'the target store already holds data: restore into an empty data directory',
+    );
+  }
+  return backend.write((tx) => {
+    let revision = 0;
+    let keyEntries = 0;
+    for (const [etcdKey, value] of keyBucket) {
+      const revKey = tandemRevisionKey(etcdKey);
+      const rev = bytesToRevision(revKey);
+      const kv = decodeEtcdKeyValue(value);
+      const ours = isTombstone(revKey)
+        ? {
+            key: kv.key,
+            value: new Uint8Array(0),
+            createRevision: 0,
+            modRevision: rev.main,
+            version: 0,
+            lease: 0n,
+          }
+        : kv;
+      if (!isTombstone(revKey) && (kv.modRevision !== rev.main || kv.version < 1)) {
+        throw corrupt(`key bucket: revision ${rev.main} holds mod_revision ${kv.modRevision}`);
+      }
+      tx.put('key', revKey, encodeKeyValue(ours));
+      revision = rev.main;
+      onEntry(++keyEntries);
+    }
+    let compactRevision = 0;
+    for (const [key, value] of reader.bucket(enc.encode('meta')) ?? []) {
+      if (Buffer.compare(key, ETCD_META.finishedCompactRev) !== 0) continue;
+      if (value.length !== ETCD_REVISION_BYTES) throw corrupt('meta: finishedCompactRev length');
+      compactRevision = readU64(new DataView(value.buffer, value.byteOffset, 8), 0);
+      if (compactRevision === 0) continue; // never compacted
+      const bytes = new Uint8Array(8);
+      writeU64(new DataView(bytes.buffer), 0, compactRevision);
+      tx.put('meta', TANDEM_META_COMPACT_REVISION, bytes);
+    }
+    let leases = 0;
+    for (const [, value] of reader.bucket(enc.encode('lease')) ?? []) {
+      const lease = decodeEtcdLease(value);
+      tx.put('meta', leaseKey(lease.id), pack([lease.ttlSeconds, lease.remainingTtlSeconds]));
+      leases++;
+    }
+    return { revision: Math.max(revision, compactRevision), compactRevision, keyEntries, leases };
+  });
+}
+
+function corrupt(detail: string): KvError {
+  return new KvError('SNAPSHOT_CORRUPT', `etcd snapshot: ${detail}`);
+}

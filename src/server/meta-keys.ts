@@ -1,0 +1,47 @@
+/**
+ * Where the state machine keeps its side state in the store's meta bucket (under the store's
+ * EXTENSION_META_PREFIX), shared by the state machine and the etcd snapshot converter.
+ *
+ *   x:registry         msgpack MemberRegistry snapshot
+ *   x:lease/<id>       msgpack [ttlSeconds, remainingTtlSeconds]  (id in decimal)
+ *   x:lease-generated  msgpack count of generated lease ids
+ *   x:alarms           AlarmSet encoding
+ */
+import { EXTENSION_META_PREFIX } from '../kv/mvcc/store.js';
+import type { LeaseId } from '../kv/types.js';
+
+const enc = new TextEncoder();
+
+export const META_REGISTRY = concat(EXTENSION_META_PREFIX, enc.encode('registry'));
+export const META_LEASE_PREFIX = concat(EXTENSION_META_PREFIX, enc.encode('lease/'));
+export const META_LEASE_IDS = concat(EXTENSION_META_PREFIX, enc.encode('lease-generated'));
+export const META_ALARMS = concat(EXTENSION_META_PREFIX, enc.encode('alarms'));
+
+export function leaseKey(id: LeaseId): Uint8Array {
+  return concat(META_LEASE_PREFIX, enc.encode(id.toString()));
+}
+
+/** The lease id of a `leaseKey`, or null if `key` is not one. */
+export function leaseIdOfKey(key: Uint8Array): LeaseId | null {
+  const text = new TextDecoder().decode(key.subarray(META_LEASE_PREFIX.length));
+  return /^[0-9]{1,19}$/.test(text) ? BigInt(text) : null;
+}
+
+export function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
+  const out = new Uint8Array(a.length + b.length);
+  out.set(a, 0);
+  out.set(b, a.length);
+  return out;
+}
+
+/** The smallest key greater than every key starting with `prefix` (empty = no end). */
+export function prefixEnd(prefix: Uint8Array): Uint8Array {
+  const end = Uint8Array.from(prefix);
+  for (let i = end.length - 1; i >= 0; i--) {
+    if (end[i]! < 0xff) {
+      end[i]! += 1;
+      return end.subarray(0, i + 1);
+    }
+  }
+  return new Uint8Array(0);
+}
