@@ -11,8 +11,9 @@
  * codec.ts), except SNAP_CHUNK whose payload is a 10-byte binary header followed by raw bytes, so
  * that snapshot data is written from the caller's buffer without a copy.
  *
- * A connection is one-directional for Raft traffic: the dialing member sends HELLO and then
- * MESSAGES and snapshot frames; the accepting member answers only HELLO_OK / REFUSE and the
+ * A connection is one-directional for Raft traffic: the dialing member authenticates (HELLO,
+ * CHALLENGE, AUTH, HELLO_OK: handshake.ts) and then sends MESSAGES, snapshot frames and, when
+ * idle, PING; the accepting member answers only the handshake (or REFUSE) and the
  * snapshot acknowledgements that drive the sender's flow control. Outside Raft, a member
  * recovering its WAL dials a peer for FETCH_REQUEST / FETCH_RESPONSE pairs (fetch-protocol.ts).
  */
@@ -26,9 +27,9 @@ import {
 } from './limits.js';
 
 export const FrameType = {
-  /** Dialer → acceptor, first frame: [clusterId, fromId, toId]. */
+  /** Dialer → acceptor, first frame: [clusterId, fromId, toId, nonce] (handshake.ts). */
   Hello: 1,
-  /** Acceptor → dialer: [clusterId, acceptorId]. */
+  /** Acceptor → dialer, once the dialer's AUTH is verified: [clusterId, acceptorId]. */
   HelloOk: 2,
   /** Acceptor → dialer, then close: [reason]. */
   Refuse: 3,
@@ -46,10 +47,16 @@ export const FrameType = {
   FetchRequest: 9,
   /** Acceptor → dialer: [status, commitIndex, firstIndex, entries] (see fetch-protocol.ts). */
   FetchResponse: 10,
+  /** Acceptor → dialer, answering HELLO: [clusterId, acceptorId, nonce, proof] (handshake.ts). */
+  Challenge: 11,
+  /** Dialer → acceptor, answering CHALLENGE: [proof]. */
+  Auth: 12,
+  /** Dialer → acceptor on an idle authenticated link: [] (keeps the acceptor's idle timer off). */
+  Ping: 13,
 } as const;
 export type FrameType = (typeof FrameType)[keyof typeof FrameType];
 
-const FRAME_TYPE_MAX = FrameType.FetchResponse;
+const FRAME_TYPE_MAX = FrameType.Ping;
 
 /** SNAP_CHUNK payload header: u32 snapshot id + u48 byte offset. */
 export const SNAP_CHUNK_HEADER_BYTES = 10;
