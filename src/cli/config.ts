@@ -184,8 +184,11 @@ export interface TandemConfig {
    * rules per link, and the storage runs on the fault file system whose next fsync can be made
    * to fail, both set over the admin API (`POST /faults`, `DELETE /faults`); `tandem chaos`
    * uses it to partition and slow links without root and to fail WAL fsyncs. Off by default.
+   * The endpoint has no authentication: fault injection refuses to start unless `listen.admin`
+   * is a loopback address, except with `faultsOffLoopback` (network-namespace test rigs, whose
+   * addresses only their host reaches: `tandem chaos` in kernel mode).
    */
-  readonly testMode: { readonly faultInjection: boolean };
+  readonly testMode: { readonly faultInjection: boolean; readonly faultsOffLoopback: boolean };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -656,6 +659,7 @@ const inputSchema = z.strictObject({
   testMode: z
     .strictObject({
       faultInjection: field(withDefault(false, parseBool)),
+      faultsOffLoopback: field(withDefault(false, parseBool)),
     })
     .prefault({}),
 });
@@ -708,7 +712,20 @@ function checkRelations(input: ParsedInput, ctx: z.RefinementCtx): void {
       'joining an existing cluster (cluster.state: existing) needs at least one peer to contact',
     );
   }
+  const admin = input.listen.admin;
+  if (input.testMode.faultInjection && !input.testMode.faultsOffLoopback && !isLoopback(admin)) {
+    issue(
+      ['testMode', 'faultInjection'],
+      `needs listen.admin on a loopback address (127.0.0.0/8, [::1] or localhost), got ${admin}: the /faults endpoint has no authentication`,
+    );
+  }
   checkAddresses(input, issue);
+}
+
+/** 127.0.0.0/8, ::1 or localhost: reachable from this machine only. */
+export function isLoopback(address: string): boolean {
+  const host = address.slice(0, address.lastIndexOf(':'));
+  return host === '[::1]' || host === 'localhost' || /^127\.\d+\.\d+\.\d+$/.test(host);
 }
 
 function checkAddresses(
@@ -814,7 +831,10 @@ function resolveConfig(input: ParsedInput, baseDir: string): TandemConfig {
           ? null
           : { cert: path(tls.peer.cert), key: path(tls.peer.key), ca: path(tls.peer.ca) },
     },
-    testMode: { faultInjection: input.testMode.faultInjection },
+    testMode: {
+      faultInjection: input.testMode.faultInjection,
+      faultsOffLoopback: input.testMode.faultsOffLoopback,
+    },
   };
 }
 

@@ -139,8 +139,8 @@ export async function startNode(config: TandemConfig): Promise<RunningNode> {
     open.admin = await startAdminServer({
       listen: parseHostPort(config.listen.admin),
       metrics,
-      status: () =>
-        memberStatusJson({
+      status: () => ({
+        ...(memberStatusJson({
           assembled,
           applies,
           name: config.name,
@@ -148,7 +148,10 @@ export async function startNode(config: TandemConfig): Promise<RunningNode> {
           zone: config.zone,
           nowMs: REAL_CLOCK.now,
           wallNowMs: REAL_CLOCK.wallNow,
-        }),
+        }) as object),
+        // Operators (and tests) see at a glance that this member obeys POST /faults.
+        testMode: { faultInjection: config.testMode.faultInjection },
+      }),
       memberOp: (op, name) => assembled.facade.manualMemberOp(op, name),
       ...(faults === null ? {} : { extra: (req, res) => faults.handle(req, res) }),
     });

@@ -75,7 +75,7 @@ describe('valid configurations', () => {
       quota: { backendBytes: 2 * 1024 * 1024 * 1024 },
       raft: { heartbeatMs: 100, electionMs: 1000, snapshotEntries: 10_000, fastFailover: true },
       tls: { client: null, peer: null },
-      testMode: { faultInjection: false },
+      testMode: { faultInjection: false, faultsOffLoopback: false },
     } satisfies TandemConfig);
   });
 

@@ -75,7 +75,11 @@ function assertUnchanged(now: Map<string, MemberStatus>): void {
 
 describe('a stranger on the peer port', { timeout: 180_000 }, () => {
   before(async () => {
-    cluster = await startCluster({ label: 'peer-auth' });
+    // Fault injection on (rules unset, so inert): /status must say so.
+    cluster = await startCluster({
+      label: 'peer-auth',
+      extraConfig: { testMode: { faultInjection: true } },
+    });
     leader = await cluster.leader();
     follower = cluster.followers(leader)[0]!;
     await gateway(leader, '/v3/kv/put', { key: b64('guarded'), value: b64('v1') });
@@ -98,6 +102,13 @@ describe('a stranger on the peer port', { timeout: 180_000 }, () => {
 
   after(async () => {
     await cluster?.destroy({ kill: true });
+  });
+
+  test('/status says fault injection is on', async () => {
+    for (const m of cluster.members) {
+      const status = (await m.status()) as unknown as { testMode?: { faultInjection?: boolean } };
+      assert.equal(status.testMode?.faultInjection, true, m.name);
+    }
   });
 
   test('positive control: the real secret gets in (so the refusals below mean something)', async () => {
