@@ -1052,7 +1052,15 @@ function readConfigFile(file: string): Record<string, unknown> {
       })),
     );
   }
-  const value: unknown = doc.toJS({ maxAliasCount: 100 });
+  let value: unknown;
+  try {
+    value = doc.toJS({ maxAliasCount: 100 });
+  } catch (error) {
+    // An alias without its anchor, or too many aliases, surfaces only here (found by fuzzing).
+    throw new ConfigError('CONFIG_SYNTAX', [
+      { source: file, path: '', message: `invalid YAML: ${(error as Error).message}` },
+    ]);
+  }
   if (value === null || value === undefined) return {};
   if (typeof value !== 'object' || Array.isArray(value)) {
     throw new ConfigError('CONFIG_INVALID', [

@@ -210,6 +210,13 @@ peers:
   });
 });
 
+test('YAML whose alias has no anchor is a syntax error, not a crash (found by fuzzing)', () => {
+  assert.throws(
+    () => load('*-'),
+    (error: unknown) => error instanceof ConfigError && error.code === 'CONFIG_SYNTAX',
+  );
+});
+
 describe('examples/', () => {
   for (const name of ['node1', 'node2', 'node3']) {
     test(`${name}.yaml validates`, () => {
