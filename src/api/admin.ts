@@ -16,8 +16,10 @@
  *                                 voter; answers as /member/… do
  *   GET  /dashboard/…             the dashboard and its data (src/api/dashboard.ts)
  *
- * Anything else is 404. A request body larger than its limit is refused with 413 and not read
- * further.
+ * Anything else is 404. A request body larger than its limit (by its Content-Length, or by what
+ * arrives) is refused with 413, not read further, and the connection is closed: a client cannot
+ * make the member buffer more than the limit, nor keep streaming into a socket it drains.
+ * `/status` says whether test-mode fault injection is on (`testMode.faultInjection`).
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
@@ -129,15 +131,9 @@ function handleNamedOp(
   res: ServerResponse,
   run: (name: string) => Promise<string>,
 ): void {
-  readBody(req, MEMBER_OP_BODY_BYTES_MAX).then(
+  readBoundedBody(req, res, MEMBER_OP_BODY_BYTES_MAX).then(
     (body) => {
-      if (body === null) {
-        reply(res, 413, {
-          error: `request body larger than ${MEMBER_OP_BODY_BYTES_MAX} bytes`,
-          code: 'TOO_LARGE',
-        });
-        return;
-      }
+      if (body === null) return; // answered 413
       let name: unknown;
       try {
         name = (JSON.parse(body) as { name?: unknown }).name;
@@ -163,26 +159,44 @@ function handleNamedOp(
   );
 }
 
-/** The body as text, or null once it passes `bytesMax` (then nothing more is buffered). */
-function readBody(req: IncomingMessage, bytesMax: number): Promise<string | null> {
+/**
+ * The body as text, or null when it is larger than `bytesMax`: then this has answered 413 and
+ * closes the connection once the answer is written (nothing past the limit is read or kept).
+ */
+export function readBoundedBody(
+  req: IncomingMessage,
+  res: ServerResponse,
+  bytesMax: number,
+): Promise<string | null> {
   return new Promise((resolve, reject) => {
+    const tooLarge = (): void => {
+      req.removeAllListeners('data');
+      req.pause();
+      res.once('finish', () => req.socket.destroy());
+      res.writeHead(413, { 'content-type': 'application/json', connection: 'close' });
+      res.end(
+        JSON.stringify({ error: `request body larger than ${bytesMax} bytes`, code: 'TOO_LARGE' }),
+      );
+      resolve(null);
+    };
+    const declared = Number(req.headers['content-length'] ?? 0);
+    if (declared > bytesMax) {
+      tooLarge();
+      return;
+    }
     const chunks: Buffer[] = [];
     let bytes = 0;
-    let over = false;
     req.on('data', (chunk: Buffer) => {
-      if (over) return;
       bytes += chunk.length;
       if (bytes > bytesMax) {
-        over = true;
         chunks.length = 0;
-        resolve(null);
-        req.resume(); // drain without keeping anything
+        tooLarge();
         return;
       }
       chunks.push(chunk);
     });
     req.on('end', () => {
-      if (!over) resolve(Buffer.concat(chunks).toString('utf8'));
+      if (bytes <= bytesMax) resolve(Buffer.concat(chunks).toString('utf8'));
     });
     req.on('error', reject);
   });

@@ -15,6 +15,7 @@ import {
   type LocalMember,
   MEMBER_START_TIMEOUT_MS,
   type MemberStatus,
+  mergeConfig,
 } from '../cli/local-cluster.js';
 import { adminRequest } from '../cli/local-net.js';
 import type { ProcessState } from '../cli/local-process.js';
@@ -122,7 +123,11 @@ export class ChaosCluster {
           role: i < options.voters ? 'voter' : 'standby',
           standbyMode: mode,
         })),
-        config: chaosConfig(options),
+        // Kernel mode: admin endpoints on the namespaces' bridge, which only this host reaches.
+        config: mergeConfig(
+          chaosConfig(options),
+          net === null ? {} : { testMode: { faultsOffLoopback: true } },
+        ),
         ...(walMirror && {
           memberConfig: (spec) => ({ wal: { mirror: mirrorDir(spec.dataDir) } }),
         }),

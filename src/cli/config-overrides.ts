@@ -29,6 +29,8 @@ const OVERRIDABLE: readonly [path: string, kind: OverrideKind, isPath?: boolean]
   ['peers', 'peers'],
   ['cluster.state', 'string'],
   ['cluster.token', 'string'],
+  // The secret itself only in a file (a flag's value shows in `ps`): its path may be overridden.
+  ['cluster.secretFile', 'nullable', true],
   ['replication.voters', 'int'],
   ['replication.ack', 'string'],
   ['replication.readDefault', 'string'],

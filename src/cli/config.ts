@@ -39,6 +39,10 @@
  *   accepted with any certificate of the CA that names no other member.
  * - `tls.admin` {cert, key, ca?}: the admin endpoint speaks HTTPS; with `ca`, callers must present
  *   a certificate it signed (`tandem status --cacert/--cert/--key`).
+ * - `cluster.secret` or `cluster.secretFile` — the same random value on every member: every peer
+ *   connection proves it holds it (src/transport/handshake.ts). Required to start a member
+ *   (`readClusterSecret`); `tandem dev` and the local-cluster launcher generate one. Never
+ *   derived from the token, never printed (not even in error messages).
  */
 import { accessSync, constants as fsConstants, readFileSync, statSync } from 'node:fs';
 import { isIP } from 'node:net';
@@ -59,6 +63,7 @@ import { POLICY_DEFAULTS, REPLACE_AFTER_MS_MAX, VOTERS_MAX } from '../cluster/po
 import type { PeerAddress } from '../io/network.js';
 import { QUOTA_BYTES_DEFAULT, QUOTA_BYTES_MAX } from '../kv/quota.js';
 import { SEGMENT_BYTES_DEFAULT, SEGMENT_BYTES_OPTION_MAX } from '../storage/limits.js';
+import { CLUSTER_SECRET_BYTES_MAX, CLUSTER_SECRET_BYTES_MIN } from '../transport/limits.js';
 import { assert } from '../util/assert.js';
 import { TandemError } from '../util/errors.js';
 import { CONFIG_OVERRIDES, type ConfigOverride, ENV_NOT_CONFIG } from './config-overrides.js';
@@ -160,7 +165,13 @@ export interface TandemConfig {
    */
   readonly role: MemberRole;
   readonly peers: readonly PeerConfig[];
-  readonly cluster: { readonly state: ClusterState; readonly token: string };
+  readonly cluster: {
+    readonly state: ClusterState;
+    readonly token: string;
+    /** The peer secret itself, or null (then `secretFile`); see readClusterSecret. */
+    readonly secret: string | null;
+    readonly secretFile: string | null;
+  };
   readonly replication: {
     readonly voters: number;
     readonly ack: AckPolicy;
@@ -211,8 +222,15 @@ export interface TandemConfig {
    * uses it to partition and slow links without root and to fail WAL fsyncs. Off by default.
    * `devControls`: the `tandem dev` launcher's controls (host:port), which the dashboard offers
    * (kill, pause, restart, partition a member, start a load); null outside `tandem dev`.
+   * The endpoint has no authentication: fault injection refuses to start unless `listen.admin`
+   * is a loopback address, except with `faultsOffLoopback` (network-namespace test rigs, whose
+   * addresses only their host reaches: `tandem chaos` in kernel mode).
    */
-  readonly testMode: { readonly faultInjection: boolean; readonly devControls: PeerAddress | null };
+  readonly testMode: {
+    readonly faultInjection: boolean;
+    readonly devControls: PeerAddress | null;
+    readonly faultsOffLoopback: boolean;
+  };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -449,6 +467,52 @@ export function parseSizeBytes(value: unknown): number {
   return bytes;
 }
 
+/** The secret's own text never appears in a message: only its length. */
+function parseSecret(value: unknown): string {
+  const expected = `a random string of ${CLUSTER_SECRET_BYTES_MIN} to ${CLUSTER_SECRET_BYTES_MAX} bytes (e.g. openssl rand -hex 32)`;
+  if (typeof value !== 'string') invalid(expected, typeof value === 'number' ? 'a number' : value);
+  const bytes = Buffer.byteLength(value, 'utf8');
+  if (bytes < CLUSTER_SECRET_BYTES_MIN || bytes > CLUSTER_SECRET_BYTES_MAX) {
+    throw new Invalid(`expected ${expected}, got ${bytes} bytes`);
+  }
+  return value;
+}
+
+/** A secret file larger than this is not a secret file. */
+const SECRET_FILE_BYTES_MAX = 4096;
+
+/**
+ * The cluster secret of `config`: `cluster.secret`, or the contents of `cluster.secretFile`
+ * (trailing whitespace trimmed). Throws an Error naming the option when neither is set or the
+ * file is unusable; the message never contains the secret.
+ */
+export function readClusterSecret(config: TandemConfig): string {
+  const { secret, secretFile } = config.cluster;
+  if (secret !== null) return secret;
+  if (secretFile === null) {
+    throw new Error(
+      'cluster.secret is required: set cluster.secret or cluster.secretFile ' +
+        '(TANDEM_CLUSTER_SECRET_FILE, --cluster-secret-file) to the same random value on every ' +
+        'member, e.g. the output of `openssl rand -hex 32`; every peer connection proves it holds it',
+    );
+  }
+  let text: string;
+  try {
+    if (statSync(secretFile).size > SECRET_FILE_BYTES_MAX) {
+      throw new Error(`larger than ${SECRET_FILE_BYTES_MAX} bytes`);
+    }
+    text = readFileSync(secretFile, 'utf8').trimEnd();
+  } catch (error) {
+    const reason = (error as NodeJS.ErrnoException).code ?? (error as Error).message;
+    throw new Error(`cluster.secretFile: cannot read ${secretFile} (${reason})`);
+  }
+  try {
+    return parseSecret(text);
+  } catch (error) {
+    throw new Error(`cluster.secretFile: ${secretFile}: ${(error as Error).message}`);
+  }
+}
+
 /** 0 = etcd's default (2 GiB); at most etcd's suggested maximum (8 GiB). */
 function parseQuotaBytes(value: unknown): number {
   const bytes = parseSizeBytes(value);
@@ -565,6 +629,8 @@ const inputSchema = z.strictObject({
       token: field(
         withDefault(CONFIG_DEFAULTS.clusterToken, (v) => parseText(v, CLUSTER_TOKEN_LENGTH_MAX)),
       ),
+      secret: field(withDefault(null, parseNullable(parseSecret))),
+      secretFile: field(withDefault(null, parseNullable(parsePath))),
     })
     .prefault({}),
   replication: z
@@ -651,6 +717,7 @@ const inputSchema = z.strictObject({
     .strictObject({
       faultInjection: field(withDefault(false, parseBool)),
       devControls: field(withDefault(null, parseNullable(parseAddress))),
+      faultsOffLoopback: field(withDefault(false, parseBool)),
     })
     .prefault({}),
 });
@@ -694,13 +761,29 @@ function checkRelations(input: ParsedInput, ctx: z.RefinementCtx): void {
   if (input.cluster.state === 'new' && founderVoters === 0) {
     issue(['role'], 'a new cluster needs at least one voter among this node and its peers');
   }
+  if (input.cluster.secret !== null && input.cluster.secretFile !== null) {
+    issue(['cluster', 'secretFile'], 'set cluster.secret or cluster.secretFile, not both');
+  }
   if (input.cluster.state === 'existing' && peers.length === 0) {
     issue(
       ['peers'],
       'joining an existing cluster (cluster.state: existing) needs at least one peer to contact',
     );
   }
+  const admin = input.listen.admin;
+  if (input.testMode.faultInjection && !input.testMode.faultsOffLoopback && !isLoopback(admin)) {
+    issue(
+      ['testMode', 'faultInjection'],
+      `needs listen.admin on a loopback address (127.0.0.0/8, [::1] or localhost), got ${admin}: the /faults endpoint has no authentication`,
+    );
+  }
   checkAddresses(input, issue);
+}
+
+/** 127.0.0.0/8, ::1 or localhost: reachable from this machine only. */
+export function isLoopback(address: string): boolean {
+  const host = address.slice(0, address.lastIndexOf(':'));
+  return host === '[::1]' || host === 'localhost' || /^127\.\d+\.\d+\.\d+$/.test(host);
 }
 
 function checkAddresses(
@@ -765,7 +848,10 @@ function resolveConfig(input: ParsedInput, baseDir: string): TandemConfig {
     zone: input.zone,
     role: input.role,
     peers: input.peers,
-    cluster: input.cluster,
+    cluster: {
+      ...input.cluster,
+      secretFile: input.cluster.secretFile === null ? null : path(input.cluster.secretFile),
+    },
     replication: {
       ...replication,
       // The founding voters by default: replicas and standbys do not count towards the factor.
@@ -805,6 +891,7 @@ function resolveConfig(input: ParsedInput, baseDir: string): TandemConfig {
     testMode: {
       faultInjection: input.testMode.faultInjection,
       devControls: input.testMode.devControls,
+      faultsOffLoopback: input.testMode.faultsOffLoopback,
     },
     backup:
       input.backup === undefined
@@ -1034,7 +1121,15 @@ function readConfigFile(file: string): Record<string, unknown> {
       })),
     );
   }
-  const value: unknown = doc.toJS({ maxAliasCount: 100 });
+  let value: unknown;
+  try {
+    value = doc.toJS({ maxAliasCount: 100 });
+  } catch (error) {
+    // An alias without its anchor, or too many aliases, surfaces only here (found by fuzzing).
+    throw new ConfigError('CONFIG_SYNTAX', [
+      { source: file, path: '', message: `invalid YAML: ${(error as Error).message}` },
+    ]);
+  }
   if (value === null || value === undefined) return {};
   if (typeof value !== 'object' || Array.isArray(value)) {
     throw new ConfigError('CONFIG_INVALID', [
@@ -1162,6 +1257,7 @@ function checkPaths(
     ['tls.admin.cert', config.tls.admin?.cert],
     ['tls.admin.key', config.tls.admin?.key],
     ['tls.admin.ca', config.tls.admin?.ca],
+    ['cluster.secretFile', config.cluster.secretFile],
   ];
   for (const [path, target] of files) {
     if (target === null || target === undefined) continue;

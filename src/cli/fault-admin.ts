@@ -20,6 +20,7 @@
  * leaves the others. Rules live in memory: a restarted member starts healed.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { readBoundedBody } from '../api/admin.js';
 import type { NodeId } from '../raft/types.js';
 import type { FaultyFileSystem, InjectedErrorCode } from '../storage/fault-fs.js';
 import type { LinkFault } from '../transport/faults.js';
@@ -142,18 +143,21 @@ export function faultAdmin(
         rules.clear();
         reply(res, 200, state());
       } else if (req.method === 'POST') {
-        readBody(req, (error, text) => {
-          if (error !== null) return reply(res, 413, { error: error.message });
-          let body: unknown;
-          try {
-            body = JSON.parse(text);
-          } catch {
-            return reply(res, 400, { error: 'body is not JSON' });
-          }
-          const problem = apply(body);
-          if (problem !== null) return reply(res, 400, { error: problem });
-          reply(res, 200, state());
-        });
+        readBoundedBody(req, res, FAULTS_BODY_BYTES_MAX).then(
+          (text) => {
+            if (text === null) return; // answered 413
+            let body: unknown;
+            try {
+              body = JSON.parse(text);
+            } catch {
+              return reply(res, 400, { error: 'body is not JSON' });
+            }
+            const problem = apply(body);
+            if (problem !== null) return reply(res, 400, { error: problem });
+            reply(res, 200, state());
+          },
+          () => reply(res, 400, { error: 'the request body could not be read' }),
+        );
       } else {
         reply(res, 405, { error: 'GET, POST or DELETE' });
       }
@@ -165,31 +169,4 @@ export function faultAdmin(
 function reply(res: ServerResponse, status: number, body: unknown): void {
   res.writeHead(status, { 'content-type': 'application/json' });
   res.end(JSON.stringify(body));
-}
-
-function readBody(req: IncomingMessage, done: (error: Error | null, text: string) => void): void {
-  const chunks: Buffer[] = [];
-  let bytes = 0;
-  let finished = false;
-  req.on('data', (chunk: Buffer) => {
-    if (finished) return;
-    bytes += chunk.length;
-    if (bytes > FAULTS_BODY_BYTES_MAX) {
-      finished = true;
-      done(new Error(`body larger than ${FAULTS_BODY_BYTES_MAX} bytes`), '');
-      req.resume();
-      return;
-    }
-    chunks.push(chunk);
-  });
-  req.on('end', () => {
-    if (finished) return;
-    finished = true;
-    done(null, Buffer.concat(chunks).toString('utf8'));
-  });
-  req.on('error', (error) => {
-    if (finished) return;
-    finished = true;
-    done(error, '');
-  });
 }

@@ -4,7 +4,8 @@
  * Founders of a new cluster compute every id from the cluster token and the member names (the
  * same on every founder: their configs must agree on names, addresses, roles and modes). A
  * member joining an existing cluster (after `member add`) learns its ids from the leader's first
- * handshake and records them in `identity.json`.
+ * handshake, once the leader proved it holds the cluster secret, and records them in
+ * `identity.json`.
  */
 import { createHash } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
@@ -13,6 +14,7 @@ import { clusterIdOf, memberIdOf } from '../cluster/ids.js';
 import type { Founder } from '../cluster/registry.js';
 import type { NodeId } from '../raft/types.js';
 import { NodeFileSystem, writeFileAtomic } from '../storage/index.js';
+import type { ClusterSecret } from '../transport/handshake.js';
 import { awaitDialedIdentity } from '../transport/join.js';
 import type { TransportLogger } from '../transport/logger.js';
 import { parseHostPort, toUrl } from './addresses.js';
@@ -59,8 +61,10 @@ export async function resolveIdentity(
   config: TandemConfig,
   founders: readonly Founder[],
   logger: TransportLogger,
+  secret: ClusterSecret,
 ): Promise<Identity> {
-  const joined = config.cluster.state === 'existing' ? await joinedIdentity(config, logger) : null;
+  const joined =
+    config.cluster.state === 'existing' ? await joinedIdentity(config, logger, secret) : null;
   return (
     joined ?? {
       clusterId: clusterIdOf(
@@ -85,6 +89,7 @@ function tokenDigest(token: string): string {
 async function joinedIdentity(
   config: TandemConfig,
   logger: TransportLogger,
+  secret: ClusterSecret,
 ): Promise<Identity | null> {
   const file = join(config.dataDir, IDENTITY_FILE);
   if (existsSync(file)) {
@@ -117,6 +122,7 @@ async function joinedIdentity(
   try {
     dialed = await awaitDialedIdentity({
       listen: parseHostPort(config.listen.peer),
+      secret,
       logger,
       ...(config.tls.peer === null
         ? {}

@@ -247,6 +247,8 @@ export interface LocalClusterOptions {
   readonly label?: string;
   /** `cluster.token` (default `<label>-<random>`). */
   readonly token?: string;
+  /** `cluster.secret` of every member (default: 32 random bytes, hex; new per start()). */
+  readonly secret?: string;
   /**
    * Configs and data directories go here (created, never removed). Default: a fresh temp
    * directory, removed by destroy() unless `keepDir`.
@@ -339,6 +341,8 @@ export class LocalCluster {
     /** A temp directory this cluster made: removed by destroy() unless keepDir. */
     private readonly ownsDir: boolean,
     readonly token: string,
+    /** The peer secret written into every member's config (tests use it to speak the protocol). */
+    readonly secret: string,
   ) {
     this.pki = options.tls === true ? devPki(join(dir, 'tls')) : null;
   }
@@ -369,7 +373,8 @@ export class LocalCluster {
     mkdirSync(dir, { recursive: true });
     if (options.logDir !== undefined) mkdirSync(options.logDir, { recursive: true });
     const token = options.token ?? `${label}-${randomBytes(6).toString('hex')}`;
-    const cluster = new LocalCluster(options, dir, ownsDir, token);
+    const secret = options.secret ?? randomBytes(32).toString('hex');
+    const cluster = new LocalCluster(options, dir, ownsDir, token, secret);
     try {
       // All ports at once, so they differ.
       const ports = options.addresses === undefined ? await freePorts(3 * plans.length) : [];
@@ -684,7 +689,7 @@ export class LocalCluster {
             standbyMode: p.spec.standbyMode ?? 'hot',
           }),
         })),
-      cluster: { state: 'new', token: this.token },
+      cluster: { state: 'new', token: this.token, secret: this.secret },
       ...(this.pki !== null && { tls: memberTlsConfig(this.pki, spec.name) }),
     };
     const plan = {
@@ -701,7 +706,8 @@ export class LocalCluster {
       this.options.memberConfig?.(spec) ?? {},
       last,
     );
-    writeFileSync(spec.configFile, stringify(config));
+    // It holds the cluster secret: readable by this user only.
+    writeFileSync(spec.configFile, stringify(config), { mode: 0o600 });
   }
 }
 

@@ -41,11 +41,12 @@ import { FaultyFileSystem } from '../storage/fault-fs.js';
 import { NodeFileSystem, StorageError } from '../storage/index.js';
 import { type RecoveredState, WalPersistence } from '../storage/raft-persistence.js';
 import { type FetchPeer, peerRepairHook } from '../transport/fetch.js';
+import { type ClusterSecret, clusterSecret } from '../transport/handshake.js';
 import { TcpTransport } from '../transport/transport.js';
 import { Prng } from '../util/prng.js';
 import { parseHostPort, toAddress, toUrl } from './addresses.js';
 import { ScheduledBackups } from './backup.js';
-import type { ClientTlsConfig, TandemConfig } from './config.js';
+import { type ClientTlsConfig, readClusterSecret, type TandemConfig } from './config.js';
 import { faultAdmin } from './fault-admin.js';
 import { foundersOf, type Identity, resolveIdentity } from './identity.js';
 import { kvDir } from './restore.js';
@@ -74,9 +75,11 @@ export async function startNode(config: TandemConfig): Promise<RunningNode> {
   const logger = pino({ name: 'tandem', level: process.env.TANDEM_LOG_LEVEL ?? 'info' }).child({
     member: config.name,
   });
+  // First: without the secret no peer would talk to this member (the error names the option).
+  const secret = clusterSecret(readClusterSecret(config));
   const founders = foundersOf(config);
   mkdirSync(config.dataDir, { recursive: true });
-  const identity = await resolveIdentity(config, founders, logger);
+  const identity = await resolveIdentity(config, founders, logger, secret);
   const selfId = identity.memberId;
   const clusterId = BigInt(identity.clusterId);
   // GET /metrics: this member's own registry (never prom-client's global one).
@@ -85,9 +88,17 @@ export async function startNode(config: TandemConfig): Promise<RunningNode> {
     memberIdHex: selfId.toString(16),
     monotonicMs: () => performance.now(),
   });
-  const disk = await openStorage(config, identity, founders, metrics, logger);
+  const disk = await openStorage(config, identity, founders, metrics, logger, secret);
   const { state, recovered } = disk;
-  const transport = await startTransport(config, identity, founders, state, metrics, logger);
+  const transport = await startTransport(
+    config,
+    identity,
+    founders,
+    state,
+    metrics,
+    logger,
+    secret,
+  );
   const memberTls = memberCallTls(config);
   const forwarder = new GrpcLeaderForwarder(memberTls);
   // The dashboard's timeline: made before the member so the policy's events reach it.
@@ -190,8 +201,8 @@ export async function startNode(config: TandemConfig): Promise<RunningNode> {
     const faults = config.testMode.faultInjection
       ? faultAdmin(transport, () => state.members(), disk.faultFs)
       : null;
-    const status = () =>
-      memberStatusJson({
+    const status = () => ({
+      ...(memberStatusJson({
         assembled,
         applies,
         name: config.name,
@@ -200,7 +211,10 @@ export async function startNode(config: TandemConfig): Promise<RunningNode> {
         configuredVoters: config.replication.voters,
         nowMs: REAL_CLOCK.now,
         wallNowMs: REAL_CLOCK.wallNow,
-      });
+      }) as object),
+      // Operators (and tests) see at a glance that this member obeys POST /faults.
+      testMode: { faultInjection: config.testMode.faultInjection },
+    });
     const devControls = config.testMode.devControls;
     open.admin = await startAdminServer({
       listen: parseHostPort(config.listen.admin),
@@ -284,6 +298,7 @@ async function openStorage(
   founders: readonly Founder[],
   metrics: MemberMetrics,
   logger: Logger,
+  secret: ClusterSecret,
 ) {
   const selfId = identity.memberId;
   // Test mode: the storage goes through the fault file system, so /faults can fail an fsync.
@@ -316,6 +331,7 @@ async function openStorage(
     repair: peerRepairHook({
       clusterId: identity.clusterId.toString(16),
       localId: selfId,
+      secret,
       peers: () => repairPeers(selfId, founders, state.allMembers()),
       ...(peerTls === undefined ? {} : { tls: peerTls }),
       logger,
@@ -334,6 +350,12 @@ async function openStorage(
  * The peer transport, listening, with every registered member as a peer (standbys outside the
  * configuration too) and kept so as the registry changes; before the registry is known, the
  * configured peers.
+ *
+ * Who may connect (besides holding the secret): any id except those seen leaving the registry
+ * (removed members; an added member gets a fresh id, so a removed id never returns). An id not
+ * in the registry yet is admitted: this member's registry is only as current as its applied log,
+ * and a joiner, or a leader added while this member was down or resting outside the log, must
+ * reach it (SECURITY.md, "Peer plane").
  */
 async function startTransport(
   config: TandemConfig,
@@ -342,11 +364,16 @@ async function startTransport(
   state: TandemStateMachine,
   metrics: MemberMetrics,
   logger: Logger,
+  secret: ClusterSecret,
 ): Promise<TcpTransport> {
   const selfId = identity.memberId;
   const peerTls = peerTlsFiles(config);
+  const registered = new Set<NodeId>();
+  const removed = new Set<NodeId>();
   const transport = new TcpTransport({
     id: selfId,
+    secret,
+    admitPeer: (id) => !removed.has(id),
     clusterId: identity.clusterId.toString(16),
     listen: [parseHostPort(config.listen.peer)],
     logger,
@@ -365,6 +392,11 @@ async function startTransport(
   }
   await transport.listen();
   const syncPeers = (members: readonly MemberInfo[]): void => {
+    const now = new Set(members.map((m) => m.id));
+    for (const id of registered) if (!now.has(id)) removed.add(id);
+    for (const id of now) removed.delete(id);
+    registered.clear();
+    for (const id of now) registered.add(id);
     for (const m of members) {
       if (m.id !== selfId && m.peerUrls.length > 0)
         transport.setPeer(m.id, m.peerUrls.map(toAddress));

@@ -147,7 +147,7 @@ export function expectString(v: unknown, what: string): string {
   return v;
 }
 
-function expectBytes(v: unknown, what: string): Uint8Array {
+export function expectBytes(v: unknown, what: string): Uint8Array {
   if (!(v instanceof Uint8Array)) throw malformed(what);
   return v;
 }

@@ -4,6 +4,7 @@ import type { Message, NodeId } from '../raft/types.js';
 import type { Random } from '../util/prng.js';
 import type { HostPort } from './address.js';
 import type { FetchRequest, FetchResponse } from './fetch-protocol.js';
+import type { ClusterSecret } from './handshake.js';
 import type { TransportLimits } from './limits.js';
 import type { TransportLogger } from './logger.js';
 import type { TransportTimers } from './timers.js';
@@ -21,6 +22,8 @@ export interface PeerTraffic {
 export interface TransportContext {
   readonly localId: NodeId;
   readonly clusterId: string;
+  /** Authenticates both ends of every connection (handshake.ts); never logged. */
+  readonly secret: ClusterSecret;
   readonly limits: TransportLimits;
   readonly logger: TransportLogger;
   readonly timers: TransportTimers;
@@ -50,6 +53,11 @@ export interface TransportContext {
   trafficOf(peer: NodeId): PeerTraffic;
   /** A PING to `peer` was answered after `seconds`. */
   roundTrip(peer: NodeId, seconds: number): void;
+  /** Whether a HELLO from `peer` may proceed to authentication (unknown ids are refused). */
+  admits(peer: NodeId): boolean;
+  /** Takes `bytes` from the budget of snapshots being received; false when over it. */
+  reserveSnapshotBytes(bytes: number): boolean;
+  releaseSnapshotBytes(bytes: number): void;
   /** Answers a peer's request for committed entries (fetch-protocol.ts). */
   answerFetch(from: NodeId, request: FetchRequest): FetchResponse;
 }

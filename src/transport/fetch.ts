@@ -11,7 +11,7 @@ import type { Entry, NodeId } from '../raft/types.js';
 import type { WalFetchRequest, WalRepairHook } from '../storage/wal/wal.js';
 import { assert } from '../util/assert.js';
 import { parseAddress } from './address.js';
-import { expectArray, packFrame, unpackPayload } from './codec.js';
+import { packFrame, unpackPayload } from './codec.js';
 import {
   decodeFetchResponse,
   encodeFetchRequest,
@@ -21,7 +21,8 @@ import {
   fetchMalformed,
 } from './fetch-protocol.js';
 import { FrameDecoder, FrameType } from './frame.js';
-import { FRAME_BYTES_MAX } from './limits.js';
+import { type ClusterSecret, DialerHandshake } from './handshake.js';
+import { FRAME_BYTES_MAX, HANDSHAKE_FRAME_BYTES_MAX } from './limits.js';
 import { SILENT_LOGGER, type TransportLogger } from './logger.js';
 import type { TransportTlsOptions } from './tls.js';
 
@@ -43,6 +44,8 @@ export interface FetchPeer {
 export interface PeerFetchOptions {
   readonly clusterId: string;
   readonly localId: NodeId;
+  /** The cluster secret: a peer that cannot prove it holds it is not asked. */
+  readonly secret: ClusterSecret;
   /** The peers to ask, read at every round. */
   readonly peers: () => readonly FetchPeer[];
   readonly tls?: TransportTlsOptions;
@@ -146,7 +149,7 @@ function fetchFromAddress(
   const entries: Entry[] = [];
   let next = range.firstIndex;
   let pages = 0;
-  let open = false;
+  const handshake = new DialerHandshake(options.secret, options.clusterId, options.localId, peerId);
   return new Promise<Entry[]>((resolve, reject) => {
     let timer: NodeJS.Timeout | null = null;
     let done = false;
@@ -194,19 +197,19 @@ function fetchFromAddress(
     const decoder = new FrameDecoder(
       {
         onFrame(type: FrameType, payload: Buffer): void {
-          if (!open) {
-            if (type === FrameType.Refuse) {
-              const reason = expectArray(unpackPayload(payload), 1, 'refuse')[0];
-              throw new FetchRefused(`refused the connection: ${String(reason)}`);
+          if (!handshake.established) {
+            let reply: Buffer | null;
+            try {
+              reply = handshake.onFrame(type, payload);
+            } catch (error) {
+              // It answered (refused, or not the member or cluster we asked): not worth retrying.
+              throw new FetchRefused((error as Error).message);
             }
-            if (type !== FrameType.HelloOk)
-              throw fetchMalformed(`frame type ${type} before HELLO_OK`);
-            const t = expectArray(unpackPayload(payload), 2, 'hello ok');
-            if (t[0] !== options.clusterId || t[1] !== peerId) {
-              throw new FetchRefused(`answered as ${String(t[1])} of cluster ${String(t[0])}`);
+            if (reply !== null) socket.write(reply);
+            if (handshake.established) {
+              decoder.frameBytesMax = FRAME_BYTES_MAX;
+              ask();
             }
-            open = true;
-            ask();
             return;
           }
           if (type !== FrameType.FetchResponse)
@@ -214,11 +217,12 @@ function fetchFromAddress(
           onAnswer(decodeFetchResponse(unpackPayload(payload)));
         },
       },
-      FRAME_BYTES_MAX,
+      // Big answers only once the peer proved it holds the secret.
+      HANDSHAKE_FRAME_BYTES_MAX,
     );
     arm();
     socket.once(options.tls === undefined ? 'connect' : 'secureConnect', () => {
-      socket.write(packFrame(FrameType.Hello, [options.clusterId, options.localId, peerId]));
+      socket.write(handshake.hello());
     });
     socket.on('data', (chunk: Buffer) => {
       try {

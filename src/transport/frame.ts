@@ -11,10 +11,11 @@
  * codec.ts), except SNAP_CHUNK whose payload is a 10-byte binary header followed by raw bytes, so
  * that snapshot data is written from the caller's buffer without a copy.
  *
- * A connection is one-directional for Raft traffic: the dialing member sends HELLO and then
- * MESSAGES and snapshot frames; the accepting member answers only HELLO_OK / REFUSE and the
- * snapshot acknowledgements that drive the sender's flow control, and PONG to the dialer's PING
- * (round-trip time). Outside Raft, a member
+ * A connection is one-directional for Raft traffic: the dialing member authenticates (HELLO,
+ * CHALLENGE, AUTH, HELLO_OK: handshake.ts) and then sends MESSAGES, snapshot frames and, when
+ * idle, PING; the accepting member answers only the handshake (or REFUSE), the snapshot
+ * acknowledgements that drive the sender's flow control, and ROUND_TRIP_PONG to the dialer's
+ * ROUND_TRIP_PING (round-trip time). Outside Raft, a member
  * recovering its WAL dials a peer for FETCH_REQUEST / FETCH_RESPONSE pairs (fetch-protocol.ts).
  */
 
@@ -27,9 +28,9 @@ import {
 } from './limits.js';
 
 export const FrameType = {
-  /** Dialer → acceptor, first frame: [clusterId, fromId, toId]. */
+  /** Dialer → acceptor, first frame: [clusterId, fromId, toId, nonce] (handshake.ts). */
   Hello: 1,
-  /** Acceptor → dialer: [clusterId, acceptorId]. */
+  /** Acceptor → dialer, once the dialer's AUTH is verified: [clusterId, acceptorId]. */
   HelloOk: 2,
   /** Acceptor → dialer, then close: [reason]. */
   Refuse: 3,
@@ -47,9 +48,14 @@ export const FrameType = {
   FetchRequest: 9,
   /** Acceptor → dialer: [status, commitIndex, firstIndex, entries] (see fetch-protocol.ts). */
   FetchResponse: 10,
+  /** Acceptor → dialer, answering HELLO: [clusterId, acceptorId, nonce, proof] (handshake.ts). */
+  Challenge: 11,
+  /** Dialer → acceptor, answering CHALLENGE: [proof]. */
+  Auth: 12,
+  /** Dialer → acceptor on an idle authenticated link: [] (keeps the acceptor's idle timer off). */
+  Ping: 13,
   /**
-   * Dialer → acceptor: a u32 sequence number (binary), to time the round trip. 14 and 15: the
-   * authenticated handshake (branch `peer`) takes 11 to 13.
+   * Dialer → acceptor: a u32 sequence number (binary), to time the round trip.
    */
   RoundTripPing: 14,
   /** Acceptor → dialer: the ROUND_TRIP_PING's payload, echoed on the same connection. */

@@ -1,17 +1,19 @@
 /**
- * The accepting side of a peer connection: check the handshake, decode message batches and hand
- * each message to the member, reassemble streamed snapshots and acknowledge them.
+ * The accepting side of a peer connection: authenticate the dialer (handshake.ts), decode
+ * message batches and hand each message to the member, reassemble streamed snapshots and
+ * acknowledge them.
  *
- * Until the handshake completes the peer is unauthenticated: frames are limited to
- * HANDSHAKE_FRAME_BYTES_MAX and the handshake must finish within `handshakeTimeoutMs`. Any
- * protocol violation closes this connection only, with a logged error; the listener keeps going.
+ * Until the handshake completes the peer is a stranger: it may send HELLO then AUTH only, each
+ * frame at most HANDSHAKE_FRAME_BYTES_MAX, all within `handshakeTimeoutMs`; only then may frames
+ * grow to `frameBytesMax`. After it, a connection silent for `idleTimeoutMs` is closed (dialers
+ * ping idle links). Any protocol violation closes this connection only, with a logged error; the
+ * listener keeps going.
  */
 import type { Socket } from 'node:net';
 import { type Message, MessageType, NONE, type NodeId } from '../raft/types.js';
 import {
   decodeMessage,
   expectArray,
-  expectString,
   expectUint,
   packFrame,
   unpackPayload,
@@ -28,6 +30,15 @@ import {
   pingFrame,
   SNAP_CHUNK_HEADER_BYTES,
 } from './frame.js';
+import {
+  decodeAuth,
+  decodeHello,
+  encodeChallenge,
+  type HandshakeTranscript,
+  handshakeProof,
+  newNonce,
+  proofMatches,
+} from './handshake.js';
 import { HANDSHAKE_FRAME_BYTES_MAX } from './limits.js';
 import type { TimerHandle } from './timers.js';
 
@@ -41,11 +52,20 @@ interface SnapshotReceive {
 
 const NO_SNAPSHOT = -1;
 
+/** hello: waiting for HELLO; auth: CHALLENGE sent, waiting for AUTH; open: authenticated. */
+type Phase = 'hello' | 'auth' | 'open' | 'refused';
+
 export class InboundConnection implements FrameSink {
+  /** The authenticated peer; NONE until the handshake completes. */
   peerId: NodeId = NONE;
-  private open = false;
+  private phase: Phase = 'hello';
+  /** The id the HELLO claimed (logs only: it is not authenticated before AUTH). */
+  private claimedId: NodeId = NONE;
+  private transcript: HandshakeTranscript | null = null;
   private readonly decoder: FrameDecoder;
   private handshakeTimer: TimerHandle | null;
+  private idleTimer: TimerHandle | null = null;
+  private bytesReadAtIdleCheck = 0;
   private snapshot: SnapshotReceive | null = null;
   /** A stream refused at SNAP_BEGIN: its chunks, already in flight, are skipped. */
   private refusedSnapshotId = NO_SNAPSHOT;
@@ -65,9 +85,9 @@ export class InboundConnection implements FrameSink {
       ctx.logger.debug({ remote, peer: this.peerId, err: err.message }, 'inbound peer error');
     });
     socket.once('close', () => {
-      this.clearHandshakeTimer();
+      this.clearTimers();
       this.decoder.stop();
-      this.snapshot = null;
+      this.dropSnapshot();
       onClosed(this);
     });
     this.handshakeTimer = ctx.timers.setTimeout(() => {
@@ -77,16 +97,45 @@ export class InboundConnection implements FrameSink {
     }, ctx.limits.handshakeTimeoutMs);
   }
 
+  /** Authenticated: the handshake completed. */
+  get authenticated(): boolean {
+    return this.phase === 'open';
+  }
+
   destroy(): void {
-    this.clearHandshakeTimer();
+    this.clearTimers();
     this.decoder.stop();
+    this.dropSnapshot();
     this.socket.destroy();
+  }
+
+  private clearTimers(): void {
+    this.clearHandshakeTimer();
+    if (this.idleTimer !== null) this.ctx.timers.clearTimeout(this.idleTimer);
+    this.idleTimer = null;
   }
 
   private clearHandshakeTimer(): void {
     if (this.handshakeTimer === null) return;
     this.ctx.timers.clearTimeout(this.handshakeTimer);
     this.handshakeTimer = null;
+  }
+
+  /** One timer per connection, no work per frame: compares the bytes read between checks. */
+  private armIdleCheck(): void {
+    this.bytesReadAtIdleCheck = this.socket.bytesRead;
+    this.idleTimer = this.ctx.timers.setTimeout(() => {
+      this.idleTimer = null;
+      if (this.socket.bytesRead === this.bytesReadAtIdleCheck) {
+        this.ctx.logger.warn(
+          { remote: this.remote, peer: this.peerId, idleMs: this.ctx.limits.idleTimeoutMs },
+          'idle peer connection closed',
+        );
+        this.destroy();
+        return;
+      }
+      this.armIdleCheck();
+    }, this.ctx.limits.idleTimeoutMs);
   }
 
   private onData(chunk: Buffer): void {
@@ -96,7 +145,7 @@ export class InboundConnection implements FrameSink {
     } catch (err) {
       if (!(err instanceof TransportError)) throw err; // a bug (or the member's handler): crash
       this.ctx.logger.error(
-        { remote: this.remote, peer: this.peerId, code: err.code },
+        { remote: this.remote, peer: this.peerId, claimed: this.claimedId, code: err.code },
         `closing inbound peer connection: ${err.message}`,
       );
       this.destroy();
@@ -104,14 +153,15 @@ export class InboundConnection implements FrameSink {
   }
 
   onFrame(type: FrameType, payload: Buffer): void {
-    if (!this.open) {
-      if (type !== FrameType.Hello) {
-        throw new TransportError('TRANSPORT_FRAME_TYPE', `frame type ${type} before handshake`);
-      }
-      this.onHello(payload);
+    if (this.phase !== 'open') {
+      if (this.phase === 'hello' && type === FrameType.Hello) this.onHello(payload);
+      else if (this.phase === 'auth' && type === FrameType.Auth) this.onAuth(payload);
+      else throw new TransportError('TRANSPORT_FRAME_TYPE', `frame type ${type} before handshake`);
       return;
     }
     switch (type) {
+      case FrameType.Ping:
+        return; // counted in socket.bytesRead: the idle check sees the link alive
       case FrameType.Messages:
         this.onMessages(payload);
         return;
@@ -144,34 +194,73 @@ export class InboundConnection implements FrameSink {
 
   private onHello(payload: Buffer): void {
     const ctx = this.ctx;
-    const t = expectArray(unpackPayload(payload), 3, 'hello');
-    const clusterId = expectString(t[0], 'hello.clusterId');
-    const from = expectUint(t[1], 'hello.from');
-    const to = expectUint(t[2], 'hello.to');
+    const hello = decodeHello(payload);
+    const from = hello.from;
+    this.claimedId = from;
     let refusal: string | null = null;
-    if (clusterId !== ctx.clusterId) {
-      refusal = `cluster id mismatch: this is '${ctx.clusterId}', the peer is in '${clusterId}'`;
-    } else if (to !== ctx.localId) {
-      refusal = `the peer dialed node ${to}, this is node ${ctx.localId}`;
+    if (hello.clusterId !== ctx.clusterId) {
+      refusal = `cluster id mismatch: this is '${ctx.clusterId}', the peer is in '${hello.clusterId}'`;
+    } else if (hello.to !== ctx.localId) {
+      refusal = `the peer dialed node ${hello.to}, this is node ${ctx.localId}`;
     } else if (from === NONE || from === ctx.localId) {
       refusal = `invalid sender id ${from}`;
+    } else if (!ctx.admits(from)) {
+      refusal = `node ${from} is not a member this node knows`;
     }
     refusal ??= ctx.peerCertificateRefusal(from, this.socket);
     if (refusal !== null) {
-      ctx.logger.error({ remote: this.remote, from }, `refused peer connection: ${refusal}`);
-      this.decoder.stop();
-      // The handshake timer stays armed: it destroys the socket if the peer never closes.
-      this.socket.end(packFrame(FrameType.Refuse, [refusal]));
+      this.refuse(refusal);
       return;
     }
+    const transcript: HandshakeTranscript = {
+      clusterId: ctx.clusterId,
+      dialerId: from,
+      acceptorId: ctx.localId,
+      dialerNonce: hello.nonce,
+      acceptorNonce: newNonce(),
+    };
+    this.transcript = transcript;
+    this.phase = 'auth';
+    this.socket.write(
+      encodeChallenge({
+        clusterId: ctx.clusterId,
+        acceptorId: ctx.localId,
+        nonce: transcript.acceptorNonce,
+        proof: handshakeProof(ctx.secret, 'acceptor', transcript),
+      }),
+    );
+  }
+
+  private onAuth(payload: Buffer): void {
+    const ctx = this.ctx;
+    const transcript = this.transcript!;
+    if (!proofMatches(ctx.secret, 'dialer', transcript, decodeAuth(payload))) {
+      this.refuse('authentication failed (does the cluster.secret differ?)');
+      return;
+    }
+    const from = transcript.dialerId;
+    this.transcript = null;
     this.clearHandshakeTimer();
-    this.open = true;
+    this.phase = 'open';
     this.peerId = from;
     this.traffic = ctx.trafficOf(from);
     this.decoder.frameBytesMax = ctx.limits.frameBytesMax;
     this.socket.write(packFrame(FrameType.HelloOk, [ctx.clusterId, ctx.localId]));
     ctx.logger.debug({ remote: this.remote, peer: from }, 'inbound peer connection open');
+    this.armIdleCheck();
     ctx.inboundOpened(from);
+  }
+
+  private refuse(reason: string): void {
+    this.ctx.logger.error(
+      { remote: this.remote, claimed: this.claimedId },
+      `refused peer connection: ${reason}`,
+    );
+    this.phase = 'refused';
+    this.transcript = null;
+    this.decoder.stop();
+    // The handshake timer stays armed: it destroys the socket if the peer never closes.
+    this.socket.end(packFrame(FrameType.Refuse, [reason]));
   }
 
   /** A message must come from the authenticated sender and be addressed to us. */
@@ -203,15 +292,18 @@ export class InboundConnection implements FrameSink {
       throw new TransportError('TRANSPORT_SNAPSHOT', 'snapshot stream without a MsgSnap');
     }
     // A new stream replaces an unfinished one: the sender gave up on it (stall or restart).
-    this.snapshot = null;
+    this.dropSnapshot();
     const max = this.ctx.limits.snapshotBytesMax;
+    let refusal: string | null = null;
     if (total > max) {
+      refusal = `snapshot of ${total} bytes over the limit ${max}`;
+    } else if (!this.ctx.reserveSnapshotBytes(total)) {
+      refusal = `snapshot of ${total} bytes over the budget of snapshots being received`;
+    }
+    if (refusal !== null) {
       this.refusedSnapshotId = id;
-      this.ctx.logger.warn(
-        { peer: this.peerId, id, bytes: total, max },
-        'snapshot over the size limit refused',
-      );
-      this.sendStatus(id, false, `snapshot of ${total} bytes over the limit ${max}`);
+      this.ctx.logger.warn({ peer: this.peerId, id, bytes: total }, `snapshot refused: ${refusal}`);
+      this.sendStatus(id, false, refusal);
       return;
     }
     this.snapshot = { id, message, buffer: Buffer.allocUnsafe(total), received: 0 };
@@ -246,9 +338,17 @@ export class InboundConnection implements FrameSink {
     }
   }
 
+  /** Forgets the stream in progress (if any) and returns its bytes to the budget. */
+  private dropSnapshot(): void {
+    const s = this.snapshot;
+    if (s === null) return;
+    this.snapshot = null;
+    this.ctx.releaseSnapshotBytes(s.buffer.length);
+  }
+
   private completeSnapshot(): void {
     const s = this.snapshot!;
-    this.snapshot = null;
+    this.dropSnapshot();
     this.ctx.logger.info({ peer: this.peerId, id: s.id, bytes: s.received }, 'snapshot received');
     this.ctx.deliver(withSnapshotData(s.message, s.buffer));
     this.sendStatus(s.id, true, '');

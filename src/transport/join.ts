@@ -2,17 +2,29 @@
  * How a member joining a running cluster learns who it is. `member add` picks the new member's
  * id (and the cluster's id is a hash of its founders), so the joiner cannot compute them; the
  * leader dials the new member's peer URL as soon as the change is applied, and its HELLO frame
- * carries both: [clusterId, leaderId, newMemberId]. This listener reads that first HELLO, then
- * closes every connection (the leader redials with backoff) so the real transport can take the
- * port — etcd's joiner likewise asks the running cluster for its member id.
+ * carries both: [clusterId, leaderId, newMemberId, nonce]. This listener takes the acceptor's
+ * side of the authenticated handshake (handshake.ts) with the ids the HELLO names, and believes
+ * them only once the dialer's AUTH proves it holds the cluster secret (the ids are inside the
+ * proof): a stranger's HELLO, or a replayed one, names nothing. Then it closes every connection
+ * (the leader redials with backoff) so the real transport can take the port — etcd's joiner
+ * likewise asks the running cluster for its member id.
  */
 import { readFileSync } from 'node:fs';
 import net from 'node:net';
 import tls from 'node:tls';
 import type { NodeId } from '../raft/types.js';
 import type { HostPort } from './address.js';
-import { expectArray, expectString, expectUint, unpackPayload } from './codec.js';
 import { FrameDecoder, FrameType } from './frame.js';
+import {
+  type ClusterSecret,
+  decodeAuth,
+  decodeHello,
+  encodeChallenge,
+  type HandshakeTranscript,
+  handshakeProof,
+  newNonce,
+  proofMatches,
+} from './handshake.js';
 import { HANDSHAKE_FRAME_BYTES_MAX, HANDSHAKE_TIMEOUT_MS } from './limits.js';
 import { SILENT_LOGGER, type TransportLogger } from './logger.js';
 import type { TransportTlsOptions } from './tls.js';
@@ -31,6 +43,7 @@ export interface DialedIdentity {
 
 export interface AwaitIdentityOptions {
   readonly listen: HostPort;
+  readonly secret: ClusterSecret;
   readonly tls?: TransportTlsOptions;
   readonly logger?: TransportLogger;
   readonly signal?: AbortSignal;
@@ -60,21 +73,43 @@ export function awaitDialedIdentity(options: AwaitIdentityOptions): Promise<Dial
         sockets.delete(socket);
       });
       socket.on('error', () => socket.destroy());
+      let transcript: HandshakeTranscript | null = null;
       const decoder = new FrameDecoder(
         {
           onFrame(type: FrameType, payload: Buffer): void {
-            decoder.stop();
-            if (type !== FrameType.Hello) throw new Error(`frame type ${type} before HELLO`);
-            const t = expectArray(unpackPayload(payload), 3, 'hello');
-            const identity: DialedIdentity = {
-              clusterId: expectString(t[0], 'hello.clusterId'),
-              from: expectUint(t[1], 'hello.from'),
-              localId: expectUint(t[2], 'hello.to'),
-            };
-            if (identity.localId === 0 || identity.from === 0 || identity.clusterId === '') {
-              throw new Error('HELLO with an empty id');
+            if (transcript === null) {
+              if (type !== FrameType.Hello) throw new Error(`frame type ${type} before HELLO`);
+              const hello = decodeHello(payload);
+              if (hello.to === 0 || hello.from === 0 || hello.from === hello.to) {
+                throw new Error('HELLO with an invalid id');
+              }
+              transcript = {
+                clusterId: hello.clusterId,
+                dialerId: hello.from,
+                acceptorId: hello.to,
+                dialerNonce: hello.nonce,
+                acceptorNonce: newNonce(),
+              };
+              socket.write(
+                encodeChallenge({
+                  clusterId: hello.clusterId,
+                  acceptorId: hello.to,
+                  nonce: transcript.acceptorNonce,
+                  proof: handshakeProof(options.secret, 'acceptor', transcript),
+                }),
+              );
+              return;
             }
-            finish(null, identity);
+            decoder.stop();
+            if (type !== FrameType.Auth) throw new Error(`frame type ${type} instead of AUTH`);
+            if (!proofMatches(options.secret, 'dialer', transcript, decodeAuth(payload))) {
+              throw new Error('the dialer failed authentication (does its cluster.secret differ?)');
+            }
+            finish(null, {
+              clusterId: transcript.clusterId,
+              from: transcript.dialerId,
+              localId: transcript.acceptorId,
+            });
           },
         },
         HANDSHAKE_FRAME_BYTES_MAX,

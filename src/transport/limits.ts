@@ -10,7 +10,7 @@ const KiB = 1024;
 const MiB = 1024 * KiB;
 
 /** Wire format version carried in every frame header; a mismatch closes the connection. */
-export const FRAME_VERSION = 1;
+export const FRAME_VERSION = 2; // 2: the authenticated handshake (handshake.ts)
 /** 4-byte big-endian length, then version and type bytes. */
 export const FRAME_LENGTH_BYTES = 4;
 export const FRAME_HEADER_BYTES = FRAME_LENGTH_BYTES + 2;
@@ -19,6 +19,10 @@ export const FRAME_HEADER_BYTES = FRAME_LENGTH_BYTES + 2;
 export const FRAME_BYTES_MAX = 16 * MiB;
 /** Before the handshake a peer is unauthenticated: it may not make us allocate more than this. */
 export const HANDSHAKE_FRAME_BYTES_MAX = 4 * KiB;
+
+/** A cluster secret shorter than this is refused: `tandem` or a member name is not a secret. */
+export const CLUSTER_SECRET_BYTES_MIN = 16;
+export const CLUSTER_SECRET_BYTES_MAX = 1024;
 
 /** A MESSAGES frame is closed once its estimated size passes this; keeps heartbeats unstuck. */
 export const BATCH_BYTES_TARGET = 1 * MiB;
@@ -45,8 +49,31 @@ export const SNAPSHOT_STALL_TIMEOUT_MS = 30_000;
 
 /** Inbound connections accepted at once; each may hold one frame and one snapshot in memory. */
 export const INBOUND_CONNECTIONS_MAX = 256;
+/**
+ * Inbound connections from one source address (authenticated or not). Local clusters put every
+ * member on 127.0.0.1: each member holds one link to us plus, briefly, a probe or a WAL fetch.
+ */
+export const INBOUND_PER_SOURCE_MAX = 64;
+/**
+ * Connections not yet authenticated, at once: in all and per source address. A stranger can hold
+ * these (for at most the handshake timeout each), never the slots authenticated peers use.
+ */
+export const HANDSHAKES_MAX = 64;
+export const HANDSHAKES_PER_SOURCE_MAX = 8;
 /** An inbound connection must complete its handshake within this time. */
 export const HANDSHAKE_TIMEOUT_MS = 5_000;
+/**
+ * An authenticated inbound connection that carries no byte for this long is closed (a dead or
+ * stuck dialer). Dialers send a PING after `keepaliveIntervalMs` without writing, so a quiet
+ * link (follower to follower carries no Raft traffic) is never cut while its dialer lives.
+ */
+export const IDLE_TIMEOUT_MS = 60_000;
+export const KEEPALIVE_INTERVAL_MS = 10_000;
+/**
+ * Snapshot bytes being received at once over all inbound connections (each stream allocates its
+ * whole image at SNAP_BEGIN): a stream past the budget is refused and Raft retries it later.
+ */
+export const SNAPSHOT_RECEIVE_BUDGET_BYTES = SNAPSHOT_BYTES_MAX;
 /** Connect plus handshake on an outbound link must complete within this time. */
 export const DIAL_TIMEOUT_MS = 3_000;
 
@@ -97,7 +124,13 @@ export interface TransportLimits {
   readonly snapshotBytesMax: number;
   readonly snapshotStallTimeoutMs: number;
   readonly inboundConnectionsMax: number;
+  readonly inboundPerSourceMax: number;
+  readonly handshakesMax: number;
+  readonly handshakesPerSourceMax: number;
   readonly handshakeTimeoutMs: number;
+  readonly idleTimeoutMs: number;
+  readonly keepaliveIntervalMs: number;
+  readonly snapshotReceiveBudgetBytes: number;
   readonly dialTimeoutMs: number;
   readonly backoffMinMs: number;
   readonly backoffMaxMs: number;
@@ -115,7 +148,13 @@ export const DEFAULT_LIMITS: TransportLimits = Object.freeze({
   snapshotBytesMax: SNAPSHOT_BYTES_MAX,
   snapshotStallTimeoutMs: SNAPSHOT_STALL_TIMEOUT_MS,
   inboundConnectionsMax: INBOUND_CONNECTIONS_MAX,
+  inboundPerSourceMax: INBOUND_PER_SOURCE_MAX,
+  handshakesMax: HANDSHAKES_MAX,
+  handshakesPerSourceMax: HANDSHAKES_PER_SOURCE_MAX,
   handshakeTimeoutMs: HANDSHAKE_TIMEOUT_MS,
+  idleTimeoutMs: IDLE_TIMEOUT_MS,
+  keepaliveIntervalMs: KEEPALIVE_INTERVAL_MS,
+  snapshotReceiveBudgetBytes: SNAPSHOT_RECEIVE_BUDGET_BYTES,
   dialTimeoutMs: DIAL_TIMEOUT_MS,
   backoffMinMs: BACKOFF_MIN_MS,
   backoffMaxMs: BACKOFF_MAX_MS,
@@ -144,6 +183,10 @@ export function resolveLimits(overrides: Partial<TransportLimits> | undefined): 
     'snapshotWindowBytes',
     'snapshotBytesMax',
     'inboundConnectionsMax',
+    'inboundPerSourceMax',
+    'handshakesMax',
+    'handshakesPerSourceMax',
+    'snapshotReceiveBudgetBytes',
   ];
   for (const key of countOrBytes) {
     if (limits[key] > DEFAULT_LIMITS[key]) fail(`${key} above its maximum ${DEFAULT_LIMITS[key]}`);
@@ -153,6 +196,12 @@ export function resolveLimits(overrides: Partial<TransportLimits> | undefined): 
   if (limits.snapshotWindowBytes < limits.snapshotChunkBytes) fail('window below one chunk');
   if (limits.queueBytesMax < limits.frameBytesMax) fail('queueBytesMax below frameBytesMax');
   if (limits.backoffMinMs > limits.backoffMaxMs) fail('backoffMinMs above backoffMaxMs');
+  if (limits.handshakesPerSourceMax > limits.handshakesMax) fail('handshakes per source above all');
+  if (limits.handshakesMax > limits.inboundConnectionsMax) fail('handshakes above connections');
+  if (limits.inboundPerSourceMax > limits.inboundConnectionsMax) fail('per source above all');
+  // Two pings may be lost to timer jitter before the acceptor gives up on a live link.
+  if (3 * limits.keepaliveIntervalMs > limits.idleTimeoutMs) fail('keepalive too slow for idle');
+  if (limits.snapshotBytesMax > limits.snapshotReceiveBudgetBytes) fail('snapshot over budget');
   return Object.freeze(limits);
 }
 
@@ -172,5 +221,9 @@ assert(SNAPSHOT_BYTES_MAX >= SNAPSHOT_CHUNK_BYTES);
 assert(SNAPSHOT_BYTES_MAX <= 2 ** 32);
 assert(BACKOFF_MIN_MS > 0 && BACKOFF_MIN_MS <= BACKOFF_MAX_MS);
 assert(DIAL_TIMEOUT_MS > 0 && HANDSHAKE_TIMEOUT_MS > 0);
+assert(HANDSHAKES_PER_SOURCE_MAX <= HANDSHAKES_MAX && HANDSHAKES_MAX < INBOUND_CONNECTIONS_MAX);
+assert(INBOUND_PER_SOURCE_MAX <= INBOUND_CONNECTIONS_MAX);
+assert(3 * KEEPALIVE_INTERVAL_MS <= IDLE_TIMEOUT_MS);
+assert(SNAPSHOT_BYTES_MAX <= SNAPSHOT_RECEIVE_BUDGET_BYTES);
 assert(PROBE_INTERVAL_MS > 0);
 assert(PING_INTERVAL_MS > 0 && PEER_TRAFFIC_MAX > 0);

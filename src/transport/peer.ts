@@ -51,6 +51,7 @@ import {
   SNAP_CHUNK_HEADER_BYTES,
   writeFrameHeader,
 } from './frame.js';
+import { DialerHandshake } from './handshake.js';
 import {
   BATCH_BYTES_TARGET,
   BATCH_MESSAGES_MAX,
@@ -666,14 +667,22 @@ export class Peer {
   }
 }
 
+/** An empty PING frame, written on an idle link (its bytes never change). */
+const PING_FRAME = packFrame(FrameType.Ping, []);
+
 /**
- * One dialed socket: connect, HELLO, wait for HELLO_OK (all within `dialTimeoutMs`), then carry
- * the peer's traffic and read back snapshot acknowledgements. Closures here are per connection.
+ * One dialed socket: connect, the authenticated handshake (handshake.ts), all within
+ * `dialTimeoutMs`, then carry the peer's traffic, read back snapshot acknowledgements, and PING
+ * when nothing was written for `keepaliveIntervalMs` (the acceptor closes silent links).
+ * Closures here are per connection.
  */
 export class OutboundConnection implements FrameSink {
   readonly socket: Socket;
   private readonly decoder: FrameDecoder;
   private dialTimer: TimerHandle | null;
+  private keepaliveTimer: TimerHandle | null = null;
+  private bytesWrittenAtKeepalive = 0;
+  private readonly handshake: DialerHandshake;
   established = false;
   private error: string | null = null;
   /** The dial was refused outright (ECONNREFUSED) before any handshake. */
@@ -690,12 +699,13 @@ export class OutboundConnection implements FrameSink {
     const link = links[linkIndex]!;
     link.state = 'connecting';
     this.decoder = new FrameDecoder(this, HANDSHAKE_FRAME_BYTES_MAX);
+    this.handshake = new DialerHandshake(ctx.secret, ctx.clusterId, ctx.localId, peer.id);
     const socket = ctx.dial(link.target, peer.id);
     this.socket = socket;
     socket.setNoDelay(true); // we batch per turn ourselves; Nagle would only add latency
     socket.setKeepAlive(true, KEEPALIVE_INITIAL_DELAY_MS);
     socket.once(ctx.connectEvent, () => {
-      socket.write(packFrame(FrameType.Hello, [ctx.clusterId, ctx.localId, peer.id]));
+      socket.write(this.handshake.hello());
     });
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
     socket.on('drain', () => peer.onDrain(this));
@@ -751,30 +761,31 @@ export class OutboundConnection implements FrameSink {
   }
 
   private onHandshakeFrame(type: FrameType, payload: Buffer): void {
-    const ctx = this.peer.ctx;
-    if (type === FrameType.Refuse) {
-      const t = expectArray(unpackPayload(payload), 1, 'refusal');
-      throw new TransportError(
-        'TRANSPORT_HANDSHAKE_REFUSED',
-        `peer refused the handshake: ${expectString(t[0], 'refusal.reason')}`,
-      );
-    }
-    if (type !== FrameType.HelloOk) {
-      throw new TransportError('TRANSPORT_FRAME_TYPE', `frame type ${type} before handshake`);
-    }
-    const t = expectArray(unpackPayload(payload), 2, 'hello ok');
-    const clusterId = expectString(t[0], 'hello.clusterId');
-    const nodeId = expectUint(t[1], 'hello.nodeId');
-    if (clusterId !== ctx.clusterId || nodeId !== this.peer.id) {
-      throw new TransportError(
-        'TRANSPORT_HANDSHAKE_REFUSED',
-        `expected node ${this.peer.id} of cluster '${ctx.clusterId}', ` +
-          `found node ${nodeId} of cluster '${clusterId}'`,
-      );
-    }
+    const reply = this.handshake.onFrame(type, payload);
+    if (reply !== null) this.socket.write(reply);
+    if (!this.handshake.established) return;
     this.established = true;
     this.clearDialTimer();
+    this.armKeepalive();
     this.peer.onEstablished(this);
+  }
+
+  /** One timer per connection: a PING when the socket wrote nothing since the last check. */
+  private armKeepalive(): void {
+    const ctx = this.peer.ctx;
+    this.bytesWrittenAtKeepalive = this.socket.bytesWritten;
+    this.keepaliveTimer = ctx.timers.setTimeout(() => {
+      this.keepaliveTimer = null;
+      if (this.socket.destroyed) return;
+      if (this.socket.bytesWritten === this.bytesWrittenAtKeepalive) this.socket.write(PING_FRAME);
+      this.armKeepalive();
+    }, ctx.limits.keepaliveIntervalMs);
+  }
+
+  private clearKeepalive(): void {
+    if (this.keepaliveTimer === null) return;
+    this.peer.ctx.timers.clearTimeout(this.keepaliveTimer);
+    this.keepaliveTimer = null;
   }
 
   /**
@@ -783,6 +794,7 @@ export class OutboundConnection implements FrameSink {
    */
   close(): void {
     this.clearDialTimer();
+    this.clearKeepalive();
     this.decoder.stop();
     this.socket.end();
     const socket = this.socket;
@@ -796,6 +808,7 @@ export class OutboundConnection implements FrameSink {
   destroy(reason: string): void {
     this.error ??= reason;
     this.clearDialTimer();
+    this.clearKeepalive();
     this.decoder.stop();
     this.socket.destroy();
   }
@@ -808,6 +821,7 @@ export class OutboundConnection implements FrameSink {
 
   private onClose(): void {
     this.clearDialTimer();
+    this.clearKeepalive();
     this.decoder.stop();
     this.peer.onConnectionClosed(this, this.error ?? 'connection closed by peer');
   }

@@ -22,7 +22,7 @@ import type {
   PeerReportHandler,
 } from '../io/network.js';
 import { type Message, MessageType, NONE, type NodeId } from '../raft/types.js';
-import { assertUint } from '../util/assert.js';
+import { assert, assertUint } from '../util/assert.js';
 import { Prng, type Random } from '../util/prng.js';
 import { formatAddress, type HostPort } from './address.js';
 import type { PeerTraffic, TransportContext } from './context.js';
@@ -35,6 +35,7 @@ import {
   type FetchResponse,
   type FetchSource,
 } from './fetch-protocol.js';
+import type { ClusterSecret } from './handshake.js';
 import { InboundConnection } from './inbound.js';
 import {
   PEER_TRAFFIC_MAX,
@@ -52,6 +53,13 @@ export interface TcpTransportOptions {
   readonly id: NodeId;
   /** Peers of another cluster are refused at the handshake. */
   readonly clusterId: string;
+  /** The cluster secret every member holds (handshake.ts: `clusterSecret(text)`). */
+  readonly secret: ClusterSecret;
+  /**
+   * Which authenticated ids may connect (the member's registry); default: every id that holds
+   * the secret. Asked at each HELLO, before the challenge.
+   */
+  readonly admitPeer?: (id: NodeId) => boolean;
   /** Where to accept peers; port 0 lets the OS choose (see `addresses()` after `listen()`). */
   readonly listen: readonly HostPort[];
   readonly tls?: TransportTlsOptions;
@@ -76,6 +84,10 @@ export interface TransportStatus {
   readonly id: NodeId;
   readonly listening: readonly PeerAddress[];
   readonly inboundConnections: number;
+  /** Inbound connections closed at accept: over a connection or handshake limit. */
+  readonly refusedConnections: number;
+  /** Snapshot bytes being received now (allocated), against `snapshotReceiveBudgetBytes`. */
+  readonly snapshotReceiveBytes: number;
   readonly droppedUnknownPeer: number;
   readonly droppedReports: number;
   readonly peers: readonly PeerStatus[];
@@ -90,6 +102,7 @@ interface TlsMaterial {
 export class TcpTransport implements Network, TransportContext {
   readonly localId: NodeId;
   readonly clusterId: string;
+  readonly secret: ClusterSecret;
   readonly limits: TransportLimits;
   readonly logger: TransportLogger;
   readonly timers: TransportTimers;
@@ -109,7 +122,10 @@ export class TcpTransport implements Network, TransportContext {
   private messageHandler: MessageHandler | null = null;
   private fetchSource: (() => FetchSource) | null = null;
   private reportHandler: PeerReportHandler | null = null;
+  private readonly admitPeer: ((id: NodeId) => boolean) | null;
   private snapshotIdLast = 0;
+  private snapshotReceiveBytes = 0;
+  private refusedConnections = 0;
   private droppedUnknownPeer = 0;
   private droppedReports = 0;
   /** Bytes to and from each peer, at most PEER_TRAFFIC_MAX of them (see `traffic`). */
@@ -131,6 +147,8 @@ export class TcpTransport implements Network, TransportContext {
     }
     this.localId = options.id;
     this.clusterId = options.clusterId;
+    this.secret = options.secret;
+    this.admitPeer = options.admitPeer ?? null;
     this.limits = resolveLimits(options.limits);
     this.logger = options.logger ?? SILENT_LOGGER;
     this.timers = options.timers ?? REAL_TIMERS;
@@ -211,13 +229,38 @@ export class TcpTransport implements Network, TransportContext {
 
   private accept(socket: net.Socket): void {
     const remote = `${socket.remoteAddress}:${socket.remotePort}`;
-    if (this.closed || this.inbound.size >= this.limits.inboundConnectionsMax) {
-      this.logger.warn({ remote, open: this.inbound.size }, 'peer connection refused: at limit');
+    const refusal = this.closed ? 'closed' : this.acceptRefusal(socket.remoteAddress ?? '');
+    if (refusal !== null) {
+      this.refusedConnections += 1;
+      this.logger.warn({ remote, open: this.inbound.size }, `peer connection refused: ${refusal}`);
       socket.destroy();
       return;
     }
     const conn = new InboundConnection(this, socket, remote, (c) => this.onInboundClosed(c));
     this.inbound.add(conn);
+  }
+
+  /** Which connection limit a new connection from `source` would break, if any. */
+  private acceptRefusal(source: string): string | null {
+    const limits = this.limits;
+    if (this.inbound.size >= limits.inboundConnectionsMax) return 'at the connection limit';
+    let fromSource = 0;
+    let handshaking = 0;
+    let handshakingFromSource = 0;
+    for (const c of this.inbound) {
+      const same = c.socket.remoteAddress === source;
+      if (same) fromSource++;
+      if (!c.authenticated) {
+        handshaking++;
+        if (same) handshakingFromSource++;
+      }
+    }
+    if (fromSource >= limits.inboundPerSourceMax) return `${fromSource} connections from ${source}`;
+    if (handshakingFromSource >= limits.handshakesPerSourceMax) {
+      return `${handshakingFromSource} unauthenticated connections from ${source}`;
+    }
+    if (handshaking >= limits.handshakesMax) return `${handshaking} unauthenticated connections`;
+    return null;
   }
 
   private onInboundClosed(conn: InboundConnection): void {
@@ -226,6 +269,21 @@ export class TcpTransport implements Network, TransportContext {
     if (conn.peerId !== NONE && this.inboundFrom(conn.peerId) === 0) {
       this.peers.get(conn.peerId)?.onInboundGone();
     }
+  }
+
+  admits(peer: NodeId): boolean {
+    return this.admitPeer === null || this.admitPeer(peer);
+  }
+
+  reserveSnapshotBytes(bytes: number): boolean {
+    if (this.snapshotReceiveBytes + bytes > this.limits.snapshotReceiveBudgetBytes) return false;
+    this.snapshotReceiveBytes += bytes;
+    return true;
+  }
+
+  releaseSnapshotBytes(bytes: number): void {
+    assert(bytes <= this.snapshotReceiveBytes, 'snapshot bytes released twice');
+    this.snapshotReceiveBytes -= bytes;
   }
 
   inboundOpened(peer: NodeId): void {
@@ -409,6 +467,8 @@ export class TcpTransport implements Network, TransportContext {
       id: this.localId,
       listening: this.addresses(),
       inboundConnections: this.inbound.size,
+      refusedConnections: this.refusedConnections,
+      snapshotReceiveBytes: this.snapshotReceiveBytes,
       droppedUnknownPeer: this.droppedUnknownPeer,
       droppedReports: this.droppedReports,
       peers,

@@ -13,6 +13,7 @@ import { faultAdmin } from '../../src/cli/fault-admin.js';
 import { adminRequest } from '../../src/cli/local-net.js';
 import { FaultyFileSystem } from '../../src/storage/fault-fs.js';
 import { NodeFileSystem } from '../../src/storage/index.js';
+import { clusterSecret } from '../../src/transport/handshake.js';
 import { TcpTransport } from '../../src/transport/transport.js';
 
 describe('admin /faults', () => {
@@ -21,6 +22,7 @@ describe('admin /faults', () => {
   const transport = new TcpTransport({
     id: 1,
     clusterId: 'c1',
+    secret: clusterSecret('fault-admin-test-secret'),
     listen: [{ host: '127.0.0.1', port: 0 }],
     faultInjection: true,
   });
@@ -79,6 +81,7 @@ describe('admin /faults', () => {
     const plain = new TcpTransport({
       id: 1,
       clusterId: 'c1',
+      secret: clusterSecret('fault-admin-test-secret'),
       listen: [{ host: '127.0.0.1', port: 0 }],
     });
     assert.equal(plain.faults, null);

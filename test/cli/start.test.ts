@@ -1,7 +1,8 @@
 /**
  * `tandem start` on a real process: a member that cannot start (its admin port taken) says why
  * and exits, closing what it had opened, instead of lingering half-started with its client
- * and peer ports open (a launcher then waited 50 s for a member that never served).
+ * and peer ports open (a launcher then waited 50 s for a member that never served). A member
+ * without a cluster secret refuses to start and names the option.
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -24,6 +25,55 @@ function freePort(): Promise<number> {
   });
 }
 
+/** Runs `tandem start --config <config>`; resolves with its exit code (null: still running). */
+async function runStart(config: string): Promise<{ code: number | null; stderr: string }> {
+  const child = spawn(
+    process.execPath,
+    ['--import', 'tsx', join(REPO_DIR, 'src', 'cli', 'bin.ts'), 'start', '--config', config],
+    { cwd: REPO_DIR, stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  let stderr = '';
+  child.stderr.on('data', (d: Buffer) => {
+    stderr += d.toString();
+  });
+  child.stdout.resume();
+  const code = await new Promise<number | null>((resolve) => {
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      resolve(null);
+    }, EXIT_WITHIN_MS);
+    child.once('exit', (c) => {
+      clearTimeout(timer);
+      resolve(c);
+    });
+  });
+  return { code, stderr };
+}
+
+test('a member without cluster.secret refuses to start, naming the option', {
+  timeout: EXIT_WITHIN_MS + 10_000,
+}, async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'tandem-start-test-'));
+  try {
+    const [client, peer, admin] = [await freePort(), await freePort(), await freePort()];
+    const config = join(dir, 'node.yaml');
+    const base = `name: n1\ndataDir: ${join(dir, 'data')}\nlisten:\n  client: 127.0.0.1:${client}\n  peer: 127.0.0.1:${peer}\n  admin: 127.0.0.1:${admin}\n`;
+    writeFileSync(config, base);
+    const missing = await runStart(config);
+    assert.equal(missing.code, 1, missing.stderr);
+    assert.match(missing.stderr, /tandem: cannot start n1: cluster\.secret is required/);
+    assert.match(missing.stderr, /cluster\.secretFile/);
+    // A short secret is a config error that names the field, and never echoes the value.
+    writeFileSync(config, `${base}cluster: { secret: hunter2 }\n`);
+    const short = await runStart(config);
+    assert.equal(short.code, 2, short.stderr);
+    assert.match(short.stderr, /cluster\.secret: expected a random string of 16 to 1024 bytes/);
+    assert.doesNotMatch(short.stderr, /hunter2/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test('a member whose admin port is taken says so and exits, leaving nothing open', {
   timeout: EXIT_WITHIN_MS + 10_000,
 }, async () => {
@@ -36,28 +86,9 @@ test('a member whose admin port is taken says so and exits, leaving nothing open
     const config = join(dir, 'node.yaml');
     writeFileSync(
       config,
-      `name: n1\ndataDir: ${join(dir, 'data')}\nlisten:\n  client: 127.0.0.1:${client}\n  peer: 127.0.0.1:${peer}\n  admin: 127.0.0.1:${adminPort}\n`,
+      `name: n1\ndataDir: ${join(dir, 'data')}\nlisten:\n  client: 127.0.0.1:${client}\n  peer: 127.0.0.1:${peer}\n  admin: 127.0.0.1:${adminPort}\ncluster: { secret: start-test-secret-0123456789 }\n`,
     );
-    const child = spawn(
-      process.execPath,
-      ['--import', 'tsx', join(REPO_DIR, 'src', 'cli', 'bin.ts'), 'start', '--config', config],
-      { cwd: REPO_DIR, stdio: ['ignore', 'pipe', 'pipe'] },
-    );
-    let stderr = '';
-    child.stderr.on('data', (d: Buffer) => {
-      stderr += d.toString();
-    });
-    child.stdout.resume();
-    const code = await new Promise<number | null>((resolve) => {
-      const timer = setTimeout(() => {
-        child.kill('SIGKILL');
-        resolve(null);
-      }, EXIT_WITHIN_MS);
-      child.once('exit', (c) => {
-        clearTimeout(timer);
-        resolve(c);
-      });
-    });
+    const { code, stderr } = await runStart(config);
     assert.notEqual(code, null, `still running after ${EXIT_WITHIN_MS} ms:\n${stderr}`);
     assert.equal(code, 1, stderr);
     assert.match(stderr, /tandem: cannot start n1: .*EADDRINUSE/);

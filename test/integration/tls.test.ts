@@ -15,6 +15,7 @@ import type { LocalCluster, LocalMember } from '../../src/cli/local-cluster.js';
 import { FatalWait, waitFor } from '../../src/cli/local-net.js';
 import { queryStatus } from '../../src/cli/status.js';
 import { fetchCommittedFromPeers } from '../../src/transport/fetch.js';
+import { clusterSecret } from '../../src/transport/handshake.js';
 import { ctl, ctlOk, ctlStream, ETCDCTL_MISSING, killCtls } from './clients.js';
 import { startCluster, ZONE_DEFAULT } from './cluster.js';
 import { OPENSSL_MISSING } from './openssl.js';
@@ -217,6 +218,7 @@ describe('TLS on every port of a 3-voter cluster with a standby', {
         fetchCommittedFromPeers(
           {
             clusterId: s1.clusterId,
+            secret: clusterSecret(c.secret),
             localId: Number.parseInt(s3.memberId, 16),
             peers: () => [{ id: Number.parseInt(s1.memberId, 16), addresses: [n1.spec.peer] }],
             tls: tlsOf(certOf),

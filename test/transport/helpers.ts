@@ -3,6 +3,13 @@ import net from 'node:net';
 import { sleep } from '../../src/cli/local-net.js';
 import type { PeerReport } from '../../src/io/network.js';
 import { type Message, MessageType, type NodeId } from '../../src/raft/types.js';
+import { packFrame } from '../../src/transport/codec.js';
+import { FrameDecoder, type FrameType } from '../../src/transport/frame.js';
+import {
+  type ClusterSecret,
+  clusterSecret,
+  DialerHandshake,
+} from '../../src/transport/handshake.js';
 import type { TransportLimits } from '../../src/transport/limits.js';
 import type { TransportLogger } from '../../src/transport/logger.js';
 import { TcpTransport, type TcpTransportOptions } from '../../src/transport/transport.js';
@@ -12,6 +19,8 @@ import { Prng } from '../../src/util/prng.js';
 export { sleep };
 
 export const CLUSTER = 'test-cluster';
+/** The secret every test transport holds (a stranger's tests use another). */
+export const SECRET = clusterSecret('transport-tests-secret-0123456789');
 
 /** Fast limits: short timers so reconnects and probes happen within the test budget. */
 export const FAST_LIMITS: Partial<TransportLimits> = {
@@ -89,6 +98,7 @@ export class Node {
     this.transport = new TcpTransport({
       id,
       clusterId: CLUSTER,
+      secret: SECRET,
       listen: [{ host: '127.0.0.1', port: 0 }],
       logger: this.logger,
       random: new Prng(id),
@@ -186,3 +196,61 @@ export class LinkProxy {
 }
 
 export const ALL_MESSAGE_TYPES: readonly MessageType[] = Object.values(MessageType);
+
+/**
+ * A raw socket that completes the dialer's side of the handshake with `secret` as node `from`
+ * dialing node `to`; resolves once HELLO_OK arrives (the socket then carries raw frames), rejects
+ * on a refusal, a close or after 3 s. For tests that write frames by hand.
+ */
+export function authenticatedSocket(
+  address: string,
+  options: { from: NodeId; to: NodeId; secret?: ClusterSecret; clusterId?: string },
+): Promise<net.Socket> {
+  const [host, port] = [address.slice(0, address.lastIndexOf(':')), address.split(':').pop()];
+  const handshake = new DialerHandshake(
+    options.secret ?? SECRET,
+    options.clusterId ?? CLUSTER,
+    options.from,
+    options.to,
+  );
+  return new Promise((resolve, reject) => {
+    const socket = net.connect({ host, port: Number(port) });
+    const timer = setTimeout(() => fail(new Error('handshake timed out')), 3_000);
+    const fail = (error: Error): void => {
+      clearTimeout(timer);
+      socket.destroy();
+      reject(error);
+    };
+    const decoder = new FrameDecoder(
+      {
+        onFrame(type: FrameType, payload: Buffer): void {
+          const reply = handshake.onFrame(type, payload);
+          if (reply !== null) socket.write(reply);
+          if (handshake.established) {
+            clearTimeout(timer);
+            decoder.stop();
+            socket.removeAllListeners('data');
+            socket.removeAllListeners('close');
+            resolve(socket);
+          }
+        },
+      },
+      4096,
+    );
+    socket.once('connect', () => socket.write(handshake.hello()));
+    socket.on('data', (chunk: Buffer) => {
+      try {
+        decoder.push(chunk);
+      } catch (error) {
+        fail(error as Error);
+      }
+    });
+    socket.on('error', () => {});
+    socket.once('close', () => fail(new Error('closed during the handshake')));
+  });
+}
+
+/** A frame of `type` whose payload is `value` (msgpack), for tests that write by hand. */
+export function frame(type: FrameType, value: unknown): Buffer {
+  return packFrame(type, value);
+}

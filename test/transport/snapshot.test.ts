@@ -4,7 +4,14 @@ import { test } from 'node:test';
 import { MessageType } from '../../src/raft/types.js';
 import { packFrame } from '../../src/transport/codec.js';
 import { FrameDecoder, FrameType, SNAP_CHUNK_HEADER_BYTES } from '../../src/transport/frame.js';
-import { CLUSTER, msg, sleep, startNode, waitUntil } from './helpers.js';
+import {
+  decodeHello,
+  encodeChallenge,
+  type HandshakeTranscript,
+  handshakeProof,
+  newNonce,
+} from '../../src/transport/handshake.js';
+import { CLUSTER, msg, SECRET, sleep, startNode, waitUntil } from './helpers.js';
 
 const CHUNK = 16 * 1024;
 const WINDOW = 64 * 1024;
@@ -19,10 +26,29 @@ async function silentReceiver() {
     state.sockets.add(socket);
     socket.on('close', () => state.sockets.delete(socket));
     socket.on('error', () => {});
+    let transcript: HandshakeTranscript | null = null;
     const decoder = new FrameDecoder(
       {
         onFrame(type, payload) {
-          if (type === FrameType.Hello) socket.write(packFrame(FrameType.HelloOk, [CLUSTER, 2]));
+          if (type === FrameType.Hello) {
+            const hello = decodeHello(payload);
+            transcript = {
+              clusterId: CLUSTER,
+              dialerId: hello.from,
+              acceptorId: 2,
+              dialerNonce: hello.nonce,
+              acceptorNonce: newNonce(),
+            };
+            socket.write(
+              encodeChallenge({
+                clusterId: CLUSTER,
+                acceptorId: 2,
+                nonce: transcript.acceptorNonce,
+                proof: handshakeProof(SECRET, 'acceptor', transcript),
+              }),
+            );
+          }
+          if (type === FrameType.Auth) socket.write(packFrame(FrameType.HelloOk, [CLUSTER, 2]));
           if (type === FrameType.SnapChunk) {
             state.chunks += 1;
             state.chunkBytes += payload.length - SNAP_CHUNK_HEADER_BYTES;

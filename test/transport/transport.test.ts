@@ -6,10 +6,11 @@ import { parseAddress } from '../../src/transport/address.js';
 import { packFrame } from '../../src/transport/codec.js';
 import { TransportError } from '../../src/transport/errors.js';
 import { FrameType, writeFrameHeader } from '../../src/transport/frame.js';
+import { FRAME_VERSION } from '../../src/transport/limits.js';
 import { Prng } from '../../src/util/prng.js';
 import {
   ALL_MESSAGE_TYPES,
-  CLUSTER,
+  authenticatedSocket,
   canon,
   msg,
   type Node,
@@ -319,12 +320,28 @@ function rawExchange(address: string, bytes: Buffer[]): Promise<void> {
   });
 }
 
+/** Like rawExchange, after completing the handshake as node 5 (an authenticated peer). */
+async function authenticatedExchange(address: string, bytes: Buffer[]): Promise<void> {
+  const socket = await authenticatedSocket(address, { from: 5, to: 2 });
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      socket.destroy();
+      reject(new Error('server did not close the connection'));
+    }, 3_000);
+    socket.on('data', () => {});
+    socket.on('close', () => {
+      clearTimeout(timer);
+      resolve();
+    });
+    for (const b of bytes) socket.write(b);
+  });
+}
+
 test('oversized frames and garbage close that connection; the server keeps serving', async () => {
   await withPair(async (a, b) => {
     a.transport.send(2, [msg({ type: MessageType.Heartbeat, commit: 1 })]);
     await waitUntil(() => b.inbox.length === 1, 'first message');
 
-    const hello = packFrame(FrameType.Hello, [CLUSTER, 5, 2]);
     // Before the handshake a large length is refused at the header (no allocation).
     const bigHeader = Buffer.alloc(6);
     writeFrameHeader(bigHeader, 0, FrameType.Messages, 10 * 1024 * 1024);
@@ -332,19 +349,19 @@ test('oversized frames and garbage close that connection; the server keeps servi
     // After the handshake a frame over the limit is refused too.
     const overHeader = Buffer.alloc(6);
     overHeader.writeUInt32BE(16 * 1024 * 1024 + 3, 0);
-    overHeader[4] = 1;
+    overHeader[4] = FRAME_VERSION;
     overHeader[5] = FrameType.Messages;
-    await rawExchange(b.address, [hello, overHeader]);
+    await authenticatedExchange(b.address, [overHeader]);
     // Random garbage, before and after a handshake.
     const rng = new Prng(99);
     for (let i = 0; i < 5; i++) {
       const garbage = Buffer.from(Uint8Array.from({ length: 64 + i * 100 }, () => rng.int(256)));
       await rawExchange(b.address, [garbage]);
-      await rawExchange(b.address, [hello, garbage]);
+      await authenticatedExchange(b.address, [garbage]);
     }
     // A well-framed payload that is not a message batch.
     const junk = packFrame(FrameType.Messages, [[1, 2, 3]]);
-    await rawExchange(b.address, [hello, junk]);
+    await authenticatedExchange(b.address, [junk]);
 
     assert.ok(b.logger.errors().length >= 10, b.logger.errors().join('\n'));
     assert.equal(b.inbox.length, 1, 'nothing from the garbage was delivered');

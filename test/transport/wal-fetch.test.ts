@@ -7,7 +7,6 @@
  */
 import assert from 'node:assert/strict';
 import { readdirSync, readFileSync } from 'node:fs';
-import net from 'node:net';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { MemoryStorage } from '../../src/raft/storage.js';
@@ -25,8 +24,10 @@ import {
 } from '../../src/transport/fetch.js';
 import { FETCH_RESPONSE_BYTES_MAX } from '../../src/transport/fetch-protocol.js';
 import { FrameType } from '../../src/transport/frame.js';
+import { clusterSecret } from '../../src/transport/handshake.js';
 import { TcpTransport } from '../../src/transport/transport.js';
 import { tempDir } from '../storage/helpers.js';
+import { authenticatedSocket, SECRET } from './helpers.js';
 
 const CLUSTER = 'c0ffee';
 const transports: TcpTransport[] = [];
@@ -53,6 +54,7 @@ async function peer(
   const transport = new TcpTransport({
     id,
     clusterId: CLUSTER,
+    secret: SECRET,
     listen: [{ host: '127.0.0.1', port: 0 }],
   });
   transports.push(transport);
@@ -70,6 +72,7 @@ const LOG = Array.from({ length: 30 }, (_, i) => ent(i + 1, i < 10 ? 1 : 2));
 const accept = () => null;
 const opts = (peers: readonly FetchPeer[], extra = {}) => ({
   clusterId: CLUSTER,
+  secret: SECRET,
   localId: 99,
   peers: () => peers,
   timeoutMs: 2_000,
@@ -140,18 +143,28 @@ test('an answer the check refuses is dropped and another peer asked; another clu
       { firstIndex: 1, lastIndex: 2 },
       accept,
     ),
-    /refused the connection: cluster id mismatch/,
+    /refused the handshake: cluster id mismatch/,
+  );
+  // A member with another secret is not asked (and says why).
+  await assert.rejects(
+    fetchCommittedFromPeers(
+      opts([honest], { roundsMax: 1, secret: clusterSecret('not-the-cluster-secret-at-all') }),
+      { firstIndex: 1, lastIndex: 2 },
+      accept,
+    ),
+    /node 6 failed authentication \(does its cluster.secret differ\?\)/,
   );
 });
 
 test('a malformed request closes that connection only; the peer keeps serving', async () => {
   const p = await peer(7, LOG, 30);
-  const socket = net.connect(Number(p.addresses[0]!.split(':')[1]), '127.0.0.1');
-  await new Promise<void>((resolve) => socket.once('connect', () => resolve()));
+  const socket = await authenticatedSocket(p.addresses[0]!, {
+    from: 42,
+    to: 7,
+    clusterId: CLUSTER,
+  });
   const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
   socket.resume(); // read, so the peer's close is seen
-  socket.on('error', () => {});
-  socket.write(packFrame(FrameType.Hello, [CLUSTER, 42, 7]));
   socket.write(packFrame(FrameType.FetchRequest, [9, 3, 100])); // last before first
   await closed;
   const got = await fetchCommittedFromPeers(
