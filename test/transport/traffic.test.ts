@@ -8,9 +8,20 @@ import net from 'node:net';
 import { test } from 'node:test';
 import { EntryType, MessageType, type NodeId } from '../../src/raft/types.js';
 import { packFrame } from '../../src/transport/codec.js';
-import { FrameType, pingFrame } from '../../src/transport/frame.js';
-import { FRAME_HEADER_BYTES } from '../../src/transport/limits.js';
-import { CLUSTER, msg, type Node, startNode, waitUntil } from './helpers.js';
+import { FrameDecoder, FrameType, pingFrame } from '../../src/transport/frame.js';
+import {
+  decodeHello,
+  encodeChallenge,
+  type HandshakeTranscript,
+  handshakeProof,
+  newNonce,
+} from '../../src/transport/handshake.js';
+import {
+  FRAME_HEADER_BYTES,
+  FRAME_VERSION,
+  HANDSHAKE_FRAME_BYTES_MAX,
+} from '../../src/transport/limits.js';
+import { CLUSTER, msg, type Node, SECRET, startNode, waitUntil } from './helpers.js';
 
 const PING_INTERVAL_MS = 50;
 const MESSAGES = 200;
@@ -69,17 +80,44 @@ test('a PONG to a PING we never sent, or of the wrong size, times nothing or clo
   // A fake acceptor that answers the handshake, then a PONG nobody asked for, then a bad one.
   const trips: number[] = [];
   const server = net.createServer((socket) => {
-    socket.once('data', () => {
-      socket.write(packFrame(FrameType.HelloOk, [CLUSTER, 2]));
-      socket.write(pingFrame(FrameType.RoundTripPong, 12345));
-      setTimeout(() => {
-        const bad = Buffer.alloc(FRAME_HEADER_BYTES + 2);
-        bad.writeUInt32BE(4, 0);
-        bad[4] = 1;
-        bad[5] = FrameType.RoundTripPong;
-        socket.write(bad);
-      }, 100);
-    });
+    let transcript: HandshakeTranscript | null = null;
+    const decoder = new FrameDecoder(
+      {
+        onFrame: (type, payload) => {
+          if (type === FrameType.Hello) {
+            const hello = decodeHello(payload);
+            transcript = {
+              clusterId: CLUSTER,
+              dialerId: hello.from,
+              acceptorId: 2,
+              dialerNonce: hello.nonce,
+              acceptorNonce: newNonce(),
+            };
+            socket.write(
+              encodeChallenge({
+                clusterId: CLUSTER,
+                acceptorId: 2,
+                nonce: transcript.acceptorNonce,
+                proof: handshakeProof(SECRET, 'acceptor', transcript),
+              }),
+            );
+            return;
+          }
+          if (type !== FrameType.Auth || transcript === null) return;
+          socket.write(packFrame(FrameType.HelloOk, [CLUSTER, 2]));
+          socket.write(pingFrame(FrameType.RoundTripPong, 12345));
+          setTimeout(() => {
+            const bad = Buffer.alloc(FRAME_HEADER_BYTES + 2);
+            bad.writeUInt32BE(4, 0);
+            bad[4] = FRAME_VERSION;
+            bad[5] = FrameType.RoundTripPong;
+            socket.write(bad);
+          }, 100);
+        },
+      },
+      HANDSHAKE_FRAME_BYTES_MAX,
+    );
+    socket.on('data', (chunk) => decoder.push(chunk));
     socket.on('error', () => {});
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
