@@ -92,12 +92,14 @@ describe('tandem dev --tls', { skip: ETCDCTL_MISSING || OPENSSL_MISSING, timeout
       (await runLine(etcdctl, 'get', 'greeting', '--print-value-only')).stdout,
       'hello\n',
     );
-    const list = (await runLine(etcdctl, 'member', 'list')).stdout;
-    assert.equal(
-      list.match(/https:\/\/127\.0\.0\.1:\d+, https:\/\/127\.0\.0\.1:\d+/g)?.length,
-      3,
-      list,
-    );
+    // Every member publishes its https URLs once it has applied the log: bounded wait for all 3.
+    const httpsRows = (list: string) =>
+      list.match(/https:\/\/127\.0\.0\.1:\d+, https:\/\/127\.0\.0\.1:\d+/g)?.length ?? 0;
+    let list = '';
+    await waitFor('every member publishing its https URLs', START_TIMEOUT_MS, async () => {
+      list = (await runLine(etcdctl, 'member', 'list')).stdout;
+      return httpsRows(list) === 3 ? true : null;
+    }).catch(() => assert.fail(`member list without 3 published https members:\n${list}`));
     // The printed export line works the same (etcdctl's ETCDCTL_<FLAG> variables).
     const exportLine = out
       .split('\n')

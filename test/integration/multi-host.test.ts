@@ -17,7 +17,6 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { stringify } from 'yaml';
 import { KernelNet, kernelNetUnavailable } from '../../src/chaos/netns.js';
-import { loadConfig } from '../../src/cli/config.js';
 import { memberEnv, REPO_DIR, tandemArgv } from '../../src/cli/local-cluster.js';
 import { waitFor } from '../../src/cli/local-net.js';
 import { LocalProcess } from '../../src/cli/local-process.js';
@@ -48,22 +47,6 @@ async function statusOf(address: string): Promise<HostStatus | null> {
   }
 }
 
-/**
- * Whether this build's config has `cluster.secretFile` (the authenticated peer plane, branch
- * `peer`, makes it required): then each host gets the same secret in a file beside its config.
- */
-function configTakesSecretFile(dir: string): boolean {
-  const probe = join(dir, 'probe.yaml');
-  writeFileSync(probe, stringify({ name: 'probe', cluster: { secretFile: './secret' } }));
-  try {
-    loadConfig({ file: probe, env: {} });
-    return true;
-  } catch (error) {
-    if (/secretFile/.test(String(error))) return false;
-    throw error;
-  }
-}
-
 test('three members on three hosts (network namespaces), each from its own config file', {
   timeout: 180_000,
 }, async (t) => {
@@ -80,7 +63,6 @@ test('three members on three hosts (network namespaces), each from its own confi
   const dir = mkdtempSync(join(tmpdir(), 'tandem-it-multi-host-'));
   const members: LocalProcess[] = [];
   try {
-    const withSecret = configTakesSecretFile(dir);
     const secret = randomBytes(32).toString('hex');
     const hosts = Array.from({ length: HOSTS }, (_, i) => ({
       name: `host${i + 1}`,
@@ -105,11 +87,11 @@ test('three members on three hosts (network namespaces), each from its own confi
         cluster: {
           state: 'new',
           token: `multi-host-${process.pid}`,
-          ...(withSecret ? { secretFile: './cluster-secret' } : {}),
+          secretFile: './cluster-secret',
         },
         raft: { heartbeatMs: 100, electionMs: 1000 },
       };
-      if (withSecret) writeFileSync(join(hostDir, 'cluster-secret'), secret, { mode: 0o600 });
+      writeFileSync(join(hostDir, 'cluster-secret'), secret, { mode: 0o600 });
       const file = join(hostDir, 'tandem.yaml');
       writeFileSync(file, stringify(config));
       const member = new LocalProcess({
