@@ -129,23 +129,24 @@ export async function startNode(config: TandemConfig): Promise<RunningNode> {
     await disk.backend.close();
   };
   try {
-    open.api = await startClientPort(config, assembled.facade, metrics, logger);
+    const status = () =>
+      memberStatusJson({
+        assembled,
+        applies,
+        name: config.name,
+        clusterId,
+        zone: config.zone,
+        nowMs: REAL_CLOCK.now,
+        wallNowMs: REAL_CLOCK.wallNow,
+      });
+    open.api = await startClientPort(config, assembled.facade, metrics, status, logger);
     const faults = config.testMode.faultInjection
       ? faultAdmin(transport, () => state.members(), disk.faultFs)
       : null;
     open.admin = await startAdminServer({
       listen: parseHostPort(config.listen.admin),
       metrics,
-      status: () =>
-        memberStatusJson({
-          assembled,
-          applies,
-          name: config.name,
-          clusterId,
-          zone: config.zone,
-          nowMs: REAL_CLOCK.now,
-          wallNowMs: REAL_CLOCK.wallNow,
-        }),
+      status,
       memberOp: (op, name) => assembled.facade.manualMemberOp(op, name),
       ...(faults === null ? {} : { extra: (req, res) => faults.handle(req, res) }),
     });
@@ -277,9 +278,11 @@ function startClientPort(
   config: TandemConfig,
   facade: EtcdFacade,
   metrics: MemberMetrics,
+  status: () => unknown,
   logger: Logger,
 ): Promise<ApiServer> {
   return startApiServer({
+    status,
     backend: facade,
     name: config.name,
     onCallEnd: (path, kind, code, seconds) => metrics.noteGrpcCall(path, kind, code, seconds),

@@ -83,7 +83,7 @@ export const ROUTER_DEFAULTS: RouterOptions = Object.freeze({
   failuresToEject: 2,
   slowSamplesToEject: 3,
   outlierFactor: 4,
-  outlierFloorMs: 20,
+  outlierFloorMs: 50,
   ejectBaseMs: 1_000,
   ejectMaxMs: 30_000,
   ejectFractionMax: 0.5,
@@ -104,8 +104,13 @@ export type AttemptOutcome =
   | 'ok'
   /** The member failed it: unreachable, reset, deadline passed. */
   | 'failed'
-  /** Abandoned by the caller (a hedge answered first): its latency is at least the elapsed. */
-  | 'abandoned';
+  /** Abandoned by the caller (cancelled): its latency is at least the elapsed. */
+  | 'abandoned'
+  /**
+   * Abandoned because a hedge to another member answered first: as 'abandoned', and a slow
+   * sample for ejection (it was slower than the hedge delay plus another member's answer).
+   */
+  | 'outrun';
 
 export interface Attempt {
   readonly memberId: string;
@@ -368,10 +373,11 @@ export class Router {
       else if (m.failuresInRow >= this.options.failuresToEject) this.eject(m, nowMs);
       return;
     }
-    if (outcome === 'abandoned') {
+    if (outcome === 'abandoned' || outcome === 'outrun') {
       // Only a lower bound: counts when it raises the average (the member is slower than that).
       if (elapsedMs > (m.ewma.valueAt(nowMs) ?? 0)) m.ewma.observe(elapsedMs, nowMs);
-      this.noteSpeed(m, elapsedMs, nowMs, attempt.probe);
+      if (outcome === 'outrun') this.noteSlow(m, nowMs);
+      else this.noteSpeed(m, elapsedMs, nowMs, attempt.probe);
       return;
     }
     m.failuresInRow = 0;
@@ -465,7 +471,7 @@ export class Router {
   }
 
   private noteSpeed(m: MemberState, elapsedMs: number, nowMs: number, probe: boolean): void {
-    const slowMs = this.slowThresholdMs(m, nowMs);
+    const slowMs = this.slowThresholdMs(m);
     const slow = elapsedMs > slowMs;
     if (probe) {
       if (m.health !== 'probing') return;
@@ -473,16 +479,22 @@ export class Router {
       else this.readmit(m, elapsedMs, nowMs);
       return;
     }
-    m.slowInRow = slow ? m.slowInRow + 1 : 0;
+    if (slow) this.noteSlow(m, nowMs);
+    else m.slowInRow = 0;
+  }
+
+  private noteSlow(m: MemberState, nowMs: number): void {
+    m.slowInRow++;
     if (m.slowInRow >= this.options.slowSamplesToEject) this.eject(m, nowMs);
   }
 
   /** Slower than this is an outlier: outlierFactor × the others' median EWMA, floored. */
-  private slowThresholdMs(self: MemberState, nowMs: number): number {
+  private slowThresholdMs(self: MemberState): number {
     const others: number[] = [];
     for (const m of this.members.values()) {
       if (m === self || !m.serving || m.health !== 'ok') continue;
-      const v = m.ewma.valueAt(nowMs);
+      // The last average, not decayed: an idle member is not thereby a fast one.
+      const v = m.ewma.value;
       if (v !== null) others.push(v);
     }
     if (others.length === 0) return Number.POSITIVE_INFINITY; // nobody to compare with

@@ -107,6 +107,16 @@ describe('routing core', () => {
     assert.equal(r.report(now).ejections, 2);
   });
 
+  test('a member outrun by hedges three times in a row is ejected; cancelled attempts do not count', () => {
+    const r = newRouter({ slowSamplesToEject: 3 });
+    let now = 0;
+    for (const id of ['1', '2', '3']) now = serve(r, id, now, 2);
+    for (let i = 0; i < 5; i++) r.end(r.begin('2', now), 'abandoned', now + 5);
+    assert.equal(r.health('2'), 'ok', 'cancelled by the caller: not slow');
+    for (let i = 0; i < 3; i++) r.end(r.begin('2', now), 'outrun', now + 5);
+    assert.equal(r.health('2'), 'ejected');
+  });
+
   test('a pending attempt makes its member costly before it returns', () => {
     const r = newRouter();
     let now = 0;
