@@ -463,6 +463,64 @@ export class Client {
     this.leases.delete(lease);
   }
 
+  /**
+   * A distributed lock on txn + lease (etcd's concurrency.Mutex): a key `<name>/<lease id>`
+   * under our lease, created in a txn only if absent; the lock is ours once no key under
+   * `<name>/` was created before ours; until then we wait for the deletion of the one created
+   * just before ours (each waiter watches one other, no herd). The lease expires the lock if
+   * this process dies. Rejects with TIMEOUT after `timeoutMs` (the key is removed).
+   */
+  async lock(
+    name: string,
+    options: { ttlSeconds?: number; timeoutMs?: number } = {},
+  ): Promise<LockHandle> {
+    if (name === '' || name.length > 1024) {
+      throw new TandemClientError('INVALID_ARGUMENT', 'a lock name is 1 to 1024 characters');
+    }
+    const lease = await this.grant(options.ttlSeconds ?? 10);
+    const prefix = `${name}/`;
+    const key = `${prefix}${BigInt(lease.id).toString(16)}`;
+    const abort = new AbortController();
+    const timer = setTimeout(() => abort.abort(), options.timeoutMs ?? 60_000);
+    try {
+      const t = await this.txn()
+        .if(key, 'createRevision', '=', 0)
+        .do(op.put(key, '', { lease: lease.id }))
+        .else(op.get(key))
+        .commit();
+      const mine = t.succeeded
+        ? t.revision
+        : (t.responses[0] as RangeResult).kvs[0]!.createRevision;
+      for (let round = 0; round < LOCK_WAIT_ROUNDS_MAX; round++) {
+        const held = await this.range(prefix, { prefix: true, limit: LOCK_WAITERS_MAX });
+        let before: KeyValue | null = null;
+        for (const kv of held.kvs) {
+          if (
+            kv.createRevision < mine &&
+            (before === null || kv.createRevision > before.createRevision)
+          ) {
+            before = kv;
+          }
+        }
+        if (before === null) return new LockHandle(this, key, lease);
+        await this.waitDeleted(before.key, held.revision + 1, abort.signal);
+        if (abort.signal.aborted) throw new TandemClientError('TIMEOUT', `lock ${name}: timed out`);
+      }
+      throw new TandemClientError('TIMEOUT', `lock ${name}: too many waits`);
+    } catch (error) {
+      await lease.revoke().catch(() => {});
+      throw error;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  private async waitDeleted(key: Buffer, fromRevision: number, signal: AbortSignal): Promise<void> {
+    for await (const ev of this.watch(key, { startRevision: fromRevision, signal })) {
+      if (ev.type === 'delete') return;
+    }
+  }
+
   /** What routing knows: members (latency, ejections), the leader, decisions, hedges. */
   status(): RouterReport & { readonly retries: number; readonly watchMembers: string[] } {
     const watchMembers = [...this.watches].map((w) => w.member).filter((m) => m !== null);
@@ -625,6 +683,25 @@ export class Client {
         return { value: undefined, done: true };
       },
     };
+  }
+}
+
+/** Rounds of waiting for a predecessor a lock() makes at most; waiters it reads at most. */
+export const LOCK_WAIT_ROUNDS_MAX = 10_000;
+export const LOCK_WAITERS_MAX = 10_000;
+
+/** A held lock: unlock() releases it (deletes its key, revokes its lease). */
+export class LockHandle {
+  constructor(
+    private readonly client: Client,
+    /** The lock's key (`<name>/<lease id hex>`). */
+    readonly key: string,
+    readonly lease: Lease,
+  ) {}
+
+  async unlock(): Promise<void> {
+    await this.client.delete(this.key);
+    await this.lease.revoke();
   }
 }
 

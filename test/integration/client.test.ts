@@ -137,6 +137,39 @@ describe('tandem client', { timeout: 300_000 }, () => {
     );
   });
 
+  test('lock: two clients never hold it at once (a read-modify-write counter loses nothing)', {
+    timeout: TEST_TIMEOUT_MS,
+  }, async () => {
+    const other = await Client.connect({ endpoints: c.endpoints() });
+    try {
+      await client.put('lock/counter', '0');
+      let holders = 0;
+      let maxHolders = 0;
+      const worker = async (cl: Client): Promise<void> => {
+        for (let i = 0; i < 8; i++) {
+          const held = await cl.lock('lock/mutex', { ttlSeconds: 5, timeoutMs: 20_000 });
+          holders++;
+          maxHolders = Math.max(maxHolders, holders);
+          const n = Number((await cl.get('lock/counter'))!.value.toString());
+          await sleep(20); // a window for the other to interleave, were the lock broken
+          await cl.put('lock/counter', String(n + 1));
+          holders--;
+          await held.unlock();
+        }
+      };
+      await Promise.all([worker(client), worker(other)]);
+      assert.equal(maxHolders, 1);
+      assert.equal((await client.get('lock/counter'))?.value.toString(), '16');
+      assert.equal(
+        (await client.range('lock/mutex/', { prefix: true })).count,
+        0,
+        'no lock key left',
+      );
+    } finally {
+      other.close();
+    }
+  });
+
   test('a watch iterator resumes exactly once after its member is killed', {
     timeout: TEST_TIMEOUT_MS,
   }, async () => {
