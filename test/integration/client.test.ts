@@ -111,6 +111,10 @@ describe('tandem client', { timeout: 300_000 }, () => {
 
   test('serializable reads go to the own zone first', { timeout: TEST_TIMEOUT_MS }, async () => {
     await client.put('z/k', 'v');
+    // Members publish their zones in the registry shortly after they start.
+    await waitFor('zone b in the client view', 30_000, () =>
+      client.status().members.some((m) => m.zone === 'b') ? true : null,
+    );
     const before = client.status().members.find((m) => m.zone === 'b')!.picks;
     for (let i = 0; i < 30; i++) {
       assert.equal(
