@@ -145,6 +145,26 @@ describe('tandem gateway', { skip: ETCDCTL_MISSING, timeout: 300_000 }, () => {
     assert.ok(upstreamKa < clientKa, `upstream ${upstreamKa} < client ${clientKa}`);
   });
 
+  test('a watch from a compacted revision is cancelled with the compact revision', {
+    timeout: TEST_TIMEOUT_MS,
+  }, async () => {
+    const first = await ctlOk(via(), ['put', 'cmp/k', 'a', '-w', 'json']);
+    const rev = Number(/"revision":(\d+)/.exec(first)?.[1]);
+    await ctlOk(via(), ['put', 'cmp/k', 'b']);
+    const last = await ctlOk(via(), ['put', 'cmp/k', 'c', '-w', 'json']);
+    const compactAt = Number(/"revision":(\d+)/.exec(last)?.[1]);
+    await ctlOk(via(), ['compaction', String(compactAt)]);
+    const r = await ctl(via(), ['watch', `--rev=${rev}`, 'cmp/k']);
+    assert.match(`${r.stdout}${r.stderr}`, /compacted/);
+    // From the compact revision on, the watch works and sees what follows.
+    const w = ctlStream(via(), ['watch', `--rev=${compactAt}`, 'cmp/k']);
+    try {
+      await w.until((o) => o.includes('\nc\n') || o.startsWith('PUT\ncmp/k\nc'));
+    } finally {
+      w.stop();
+    }
+  });
+
   test('a member SIGSTOPped: serializable reads keep flowing within a bound; it is ejected', {
     timeout: TEST_TIMEOUT_MS,
   }, async () => {
