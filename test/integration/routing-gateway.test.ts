@@ -88,6 +88,18 @@ describe('tandem gateway', { skip: ETCDCTL_MISSING, timeout: 300_000 }, () => {
     assert.match(bad.stderr, /future revision/);
     const s = await gw.status();
     assert.ok((s.decisions.leader ?? 0) > 0, 'writes went to the leader');
+    const metrics = await (await fetch(`http://${gw.endpoint}/metrics`)).text();
+    assert.match(metrics, /tandem_gateway_routing_decisions_total\{decision="leader"\} [1-9]/);
+    assert.match(metrics, /tandem_gateway_member_latency_ewma_ms\{member="n\d"/);
+    // What the gateway learns from: a member's status JSON on its client port.
+    const member = (await (await fetch(`http://${c.endpoints()[0]}/status`)).json()) as {
+      registry: { name: string; role: string; zone: string; clientUrls: string[] }[];
+    };
+    assert.deepEqual(member.registry.map((m) => `${m.name}:${m.role}:${m.zone}`).sort(), [
+      'n1:voter:local',
+      'n2:voter:local',
+      'n3:voter:local',
+    ]);
     assert.ok((s.requests['read:kv.Range'] ?? 0) >= 1, JSON.stringify(s.requests));
   });
 
