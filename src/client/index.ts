@@ -472,7 +472,7 @@ export class Client {
    */
   async lock(
     name: string,
-    options: { ttlSeconds?: number; timeoutMs?: number } = {},
+    options: { ttlSeconds?: number; timeoutMs?: number; value?: Bytes } = {},
   ): Promise<LockHandle> {
     if (name === '' || name.length > 1024) {
       throw new TandemClientError('INVALID_ARGUMENT', 'a lock name is 1 to 1024 characters');
@@ -485,7 +485,7 @@ export class Client {
     try {
       const t = await this.txn()
         .if(key, 'createRevision', '=', 0)
-        .do(op.put(key, '', { lease: lease.id }))
+        .do(op.put(key, options.value ?? '', { lease: lease.id }))
         .else(op.get(key))
         .commit();
       const mine = t.succeeded
@@ -513,6 +513,28 @@ export class Client {
     } finally {
       clearTimeout(timer);
     }
+  }
+
+  /**
+   * Leader election on the same scheme (etcd's concurrency.Election): resolves once this
+   * candidate, with `value`, is the oldest under `<name>/`; resign() by unlock().
+   */
+  campaign(
+    name: string,
+    value: Bytes,
+    options: { ttlSeconds?: number; timeoutMs?: number } = {},
+  ): Promise<LockHandle> {
+    return this.lock(name, { ...options, value });
+  }
+
+  /** The current leader's value of election `name` (the oldest candidate), or null. */
+  async electionLeader(name: string): Promise<Buffer | null> {
+    const held = await this.range(`${name}/`, { prefix: true, limit: LOCK_WAITERS_MAX });
+    let first: KeyValue | null = null;
+    for (const kv of held.kvs) {
+      if (first === null || kv.createRevision < first.createRevision) first = kv;
+    }
+    return first?.value ?? null;
   }
 
   private async waitDeleted(key: Buffer, fromRevision: number, signal: AbortSignal): Promise<void> {

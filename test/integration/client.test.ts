@@ -174,6 +174,30 @@ describe('tandem client', { timeout: 300_000 }, () => {
     }
   });
 
+  test('election: the oldest candidate leads; the next takes over when it resigns', {
+    timeout: TEST_TIMEOUT_MS,
+  }, async () => {
+    const other = await Client.connect({ endpoints: c.endpoints() });
+    try {
+      const first = await client.campaign('elect/e', 'alice');
+      assert.equal((await other.electionLeader('elect/e'))?.toString(), 'alice');
+      let secondLeads = false;
+      const second = other.campaign('elect/e', 'bob').then((h) => {
+        secondLeads = true;
+        return h;
+      });
+      await sleep(500);
+      assert.equal(secondLeads, false, 'bob waits while alice leads');
+      await first.unlock();
+      const bob = await second;
+      assert.equal((await client.electionLeader('elect/e'))?.toString(), 'bob');
+      await bob.unlock();
+      assert.equal(await client.electionLeader('elect/e'), null);
+    } finally {
+      other.close();
+    }
+  });
+
   test('a watch iterator resumes exactly once after its member is killed', {
     timeout: TEST_TIMEOUT_MS,
   }, async () => {
