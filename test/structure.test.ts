@@ -28,7 +28,7 @@ interface LayerRule {
   readonly why: string;
 }
 
-const PURE = ['src/raft/', 'src/cluster/', 'src/kv/', 'src/util/'];
+const PURE = ['src/raft/', 'src/cluster/', 'src/kv/', 'src/util/', 'src/routing/'];
 
 const LAYER_RULES: readonly LayerRule[] = [
   {

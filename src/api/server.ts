@@ -85,6 +85,8 @@ export interface ApiServerOptions {
   readonly metrics?: { readonly contentType: string; scrape(): Promise<string> };
   /** Streaming calls (watch, keep-alive, snapshot) open through the JSON gateway at once. */
   readonly gatewayStreamsMax?: number;
+  /** The member's status JSON, served at GET /status on the client port too (see Gateway). */
+  readonly status?: () => unknown;
 }
 
 export interface ApiServer {
@@ -144,6 +146,7 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
     version: () => versions(options.backend),
     health: (serializable, excluded) => checkHealth(options.backend, serializable, excluded),
     ...(options.metrics === undefined ? {} : { metrics: options.metrics }),
+    ...(options.status === undefined ? {} : { status: options.status }),
     bodyBytesMax: limits.receiveMessageBytesMax,
     ...(options.gatewayStreamsMax === undefined ? {} : { streamsMax: options.gatewayStreamsMax }),
     writeBufferBytesMax: STREAM_WRITE_BUFFER_BYTES_MAX,

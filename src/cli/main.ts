@@ -144,6 +144,21 @@ export async function run(argv: readonly string[]): Promise<number> {
     });
 
   program
+    .command('gateway')
+    .description(
+      'run a routing gateway: the etcd v3 API for any client, writes to the leader, serializable reads to the best member, shared watches (HTTP /metrics, /status on the same port)',
+    )
+    .requiredOption(
+      '--endpoints <addresses>',
+      "members' client endpoints (host:port,…): where the topology is first asked",
+    )
+    .option('--listen <address>', 'host:port to listen on', '127.0.0.1:23790')
+    .option('--zone <zone>', "the gateway's zone: serializable reads prefer its members")
+    .action(async (opts: { endpoints: string; listen: string; zone?: string }) => {
+      exitCode = await gatewayCommand(opts);
+    });
+
+  program
     .command('chaos')
     .description(
       'run a real local cluster under faults with recording clients, then check the history (exit 0 pass, 1 violation, 2 unknown/aborted)',
@@ -384,6 +399,42 @@ async function backupNowCommand(opts: {
     process.stderr.write(`tandem backup now: ${(error as Error).message}\n`);
     return 1;
   }
+}
+
+async function gatewayCommand(opts: {
+  endpoints: string;
+  listen: string;
+  zone?: string;
+}): Promise<number> {
+  const { pino } = await import('pino');
+  const { startGateway } = await import('../proxy/gateway.js');
+  const logger = pino({ name: 'tandem-gateway', level: process.env.TANDEM_LOG_LEVEL ?? 'info' });
+  const endpoints = opts.endpoints
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s !== '');
+  let gateway: Awaited<ReturnType<typeof startGateway>>;
+  try {
+    gateway = await startGateway({
+      endpoints,
+      listen: opts.listen,
+      zone: opts.zone ?? null,
+      logger,
+    });
+  } catch (error) {
+    process.stderr.write(`tandem gateway: cannot start: ${(error as Error).message}\n`);
+    return 1;
+  }
+  await new Promise<void>((resolveStop) => {
+    const stop = (): void => {
+      process.off('SIGTERM', stop);
+      process.off('SIGINT', stop);
+      gateway.close().then(resolveStop, resolveStop);
+    };
+    process.on('SIGTERM', stop);
+    process.on('SIGINT', stop);
+  });
+  return 0;
 }
 
 /** A member of `tandem dev`: its plan and its fixed addresses. */

@@ -190,17 +190,6 @@ export async function startNode(config: TandemConfig): Promise<RunningNode> {
     await disk.backend.close();
   };
   try {
-    open.api = await startClientPort(
-      config,
-      assembled.facade,
-      metrics,
-      liveStats,
-      logger,
-      memberTls,
-    );
-    const faults = config.testMode.faultInjection
-      ? faultAdmin(transport, () => state.members(), disk.faultFs)
-      : null;
     const status = () => ({
       ...(memberStatusJson({
         assembled,
@@ -215,6 +204,18 @@ export async function startNode(config: TandemConfig): Promise<RunningNode> {
       // Operators (and tests) see at a glance that this member obeys POST /faults.
       testMode: { faultInjection: config.testMode.faultInjection },
     });
+    open.api = await startClientPort(
+      config,
+      assembled.facade,
+      metrics,
+      liveStats,
+      status,
+      logger,
+      memberTls,
+    );
+    const faults = config.testMode.faultInjection
+      ? faultAdmin(transport, () => state.members(), disk.faultFs)
+      : null;
     const devControls = config.testMode.devControls;
     open.admin = await startAdminServer({
       listen: parseHostPort(config.listen.admin),
@@ -417,10 +418,12 @@ function startClientPort(
   facade: EtcdFacade,
   metrics: MemberMetrics,
   liveStats: LiveStats,
+  status: () => unknown,
   logger: Logger,
   memberTls: MemberCallTls | null,
 ): Promise<ApiServer> {
   return startApiServer({
+    status,
     backend: facade,
     name: config.name,
     onCallEnd: (path, kind, code, seconds) => {

@@ -44,6 +44,11 @@ export interface GatewayOptions {
   readonly health: (serializable: boolean, excludedAlarms: ReadonlySet<string>) => Promise<Health>;
   /** This member's Prometheus registry; without it /metrics is 404. */
   readonly metrics?: { readonly contentType: string; scrape(): Promise<string> };
+  /**
+   * The member's status JSON (the admin port's /status): how a gateway or client given only
+   * client URLs learns roles, zones and the leader. Without it /status is 404.
+   */
+  readonly status?: () => unknown;
   readonly bodyBytesMax: number;
   readonly streamsMax?: number;
   readonly writeBufferBytesMax: number;
@@ -92,6 +97,12 @@ export class Gateway {
       case '/metrics':
         if (this.o.metrics !== undefined) {
           this.serveMetrics(ex, this.o.metrics);
+          return;
+        }
+        break;
+      case '/status':
+        if (this.o.status !== undefined) {
+          if (allowOnly(ex, 'GET')) reply(ex, 200, JSON_HEADERS, JSON.stringify(this.o.status()));
           return;
         }
         break;

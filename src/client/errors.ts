@@ -1,0 +1,77 @@
+/**
+ * The client's typed errors: one class, a stable `code` per failure a caller may act on, mapped
+ * from the gRPC status and etcd's message (etcd's rpctypes messages are its stable contract; the
+ * client matches them as clientv3 does).
+ */
+import { status as grpcStatus } from '@grpc/grpc-js';
+
+export type ClientErrorCode =
+  | 'COMPACTED'
+  | 'FUTURE_REVISION'
+  | 'LEASE_NOT_FOUND'
+  | 'KEY_NOT_FOUND'
+  | 'NO_LEADER'
+  | 'LEADER_CHANGED'
+  | 'NOT_LEADER'
+  | 'TIMEOUT'
+  | 'UNAVAILABLE'
+  | 'TOO_MANY_REQUESTS'
+  | 'REQUEST_TOO_LARGE'
+  | 'INVALID_ARGUMENT'
+  | 'PERMISSION_DENIED'
+  | 'WRITE_ACK_TIMEOUT'
+  | 'CANCELLED'
+  | 'CLOSED'
+  | 'WATCH_OVERFLOW'
+  | 'INTERNAL';
+
+/** etcd's messages (rpctypes) and tandem's, to the client's codes; first match wins. */
+const BY_MESSAGE: readonly [RegExp, ClientErrorCode][] = [
+  [/required revision has been compacted/, 'COMPACTED'],
+  [/required revision is a future revision/, 'FUTURE_REVISION'],
+  [/requested lease not found/, 'LEASE_NOT_FOUND'],
+  [/key not found/, 'KEY_NOT_FOUND'],
+  [/etcdserver: no leader/, 'NO_LEADER'],
+  [/etcdserver: leader changed/, 'LEADER_CHANGED'],
+  [/etcdserver: not leader/, 'NOT_LEADER'],
+  [/request timed out/, 'TIMEOUT'],
+  [/too many requests/, 'TOO_MANY_REQUESTS'],
+  [/request is too large/, 'REQUEST_TOO_LARGE'],
+  [/ack=all/, 'WRITE_ACK_TIMEOUT'],
+];
+
+const BY_STATUS: Readonly<Record<number, ClientErrorCode>> = {
+  [grpcStatus.CANCELLED]: 'CANCELLED',
+  [grpcStatus.INVALID_ARGUMENT]: 'INVALID_ARGUMENT',
+  [grpcStatus.OUT_OF_RANGE]: 'INVALID_ARGUMENT',
+  [grpcStatus.FAILED_PRECONDITION]: 'INVALID_ARGUMENT',
+  [grpcStatus.DEADLINE_EXCEEDED]: 'TIMEOUT',
+  [grpcStatus.NOT_FOUND]: 'KEY_NOT_FOUND',
+  [grpcStatus.PERMISSION_DENIED]: 'PERMISSION_DENIED',
+  [grpcStatus.UNAUTHENTICATED]: 'PERMISSION_DENIED',
+  [grpcStatus.RESOURCE_EXHAUSTED]: 'TOO_MANY_REQUESTS',
+  [grpcStatus.UNAVAILABLE]: 'UNAVAILABLE',
+};
+
+export class TandemClientError extends Error {
+  override readonly name = 'TandemClientError';
+
+  constructor(
+    readonly code: ClientErrorCode,
+    message: string,
+    /** The gRPC status code the member (or the client itself) gave. */
+    readonly grpcCode: number = grpcStatus.UNKNOWN,
+    /** For COMPACTED: the revision the watch or read was compacted at, when known. */
+    readonly compactRevision = 0,
+  ) {
+    super(message);
+  }
+}
+
+/** The client's error for a gRPC status and message. */
+export function clientError(grpcCode: number, details: string): TandemClientError {
+  for (const [pattern, code] of BY_MESSAGE) {
+    if (pattern.test(details)) return new TandemClientError(code, details, grpcCode);
+  }
+  return new TandemClientError(BY_STATUS[grpcCode] ?? 'INTERNAL', details, grpcCode);
+}

@@ -1,0 +1,110 @@
+/**
+ * Keeps a Router's topology current: asks every known member (the seeds, then every member the
+ * registry names) for GET /status on its client port, every `intervalMs`, and at once when
+ * asked (a leader failed, a member said the leader changed); while no leader is known it asks
+ * every `fastIntervalMs`.
+ */
+import type { Router } from '../routing/router.js';
+import { type StatusAnswer, topologyFrom } from '../routing/topology.js';
+
+export const TOPOLOGY_INTERVAL_MS = 1_000;
+export const TOPOLOGY_FAST_INTERVAL_MS = 100;
+export const STATUS_TIMEOUT_MS = 1_000;
+/** Status answers bigger than this are refused (a registry of 64 members is a few KiB). */
+export const STATUS_BYTES_MAX = 1024 * 1024;
+
+export interface TopologyPollerOptions {
+  readonly seeds: readonly string[];
+  readonly router: Router;
+  readonly intervalMs?: number;
+  readonly fastIntervalMs?: number;
+  /** Called after each refresh that found a topology (leader changes, members). */
+  readonly onRefresh?: () => void;
+  readonly onError?: (error: Error) => void;
+}
+
+/** `host:port` or a URL, as a client URL. */
+export function asUrl(endpoint: string): string {
+  return endpoint.includes('://') ? endpoint.replace(/\/+$/, '') : `http://${endpoint}`;
+}
+
+export class TopologyPoller {
+  private timer: ReturnType<typeof setTimeout> | null = null;
+  private running: Promise<boolean> | null = null;
+  private closed = false;
+  private readonly seeds: string[];
+  refreshes = 0;
+
+  constructor(private readonly o: TopologyPollerOptions) {
+    if (o.seeds.length === 0) throw new Error('no endpoints given');
+    this.seeds = o.seeds.map(asUrl);
+  }
+
+  /** First refresh; rejects when no endpoint answers within `timeoutMs`. */
+  async start(timeoutMs: number): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      if (await this.refresh()) break;
+      if (Date.now() >= deadline || this.closed) {
+        throw new Error(`no member answered /status at ${this.seeds.join(', ')}`);
+      }
+      await new Promise((r) => setTimeout(r, TOPOLOGY_FAST_INTERVAL_MS));
+    }
+    this.schedule();
+  }
+
+  /** Refreshes now (joins a refresh under way); true when a topology was found. */
+  refresh(): Promise<boolean> {
+    this.running ??= this.poll().finally(() => {
+      this.running = null;
+    });
+    return this.running;
+  }
+
+  close(): void {
+    this.closed = true;
+    if (this.timer !== null) clearTimeout(this.timer);
+    this.timer = null;
+  }
+
+  private schedule(): void {
+    if (this.closed) return;
+    const slow = this.o.intervalMs ?? TOPOLOGY_INTERVAL_MS;
+    const fast = this.o.fastIntervalMs ?? TOPOLOGY_FAST_INTERVAL_MS;
+    this.timer = setTimeout(
+      () => {
+        this.refresh().finally(() => this.schedule());
+      },
+      this.o.router.leader === null ? fast : slow,
+    );
+    this.timer.unref();
+  }
+
+  private async poll(): Promise<boolean> {
+    const router = this.o.router;
+    const urls = new Set(this.seeds);
+    for (const id of router.memberIds()) urls.add(router.member(id)!.clientUrl);
+    const answers = await Promise.all([...urls].map((url) => this.ask(url)));
+    const topology = topologyFrom(answers.filter((a): a is StatusAnswer => a !== null));
+    if (topology === null) return false;
+    this.refreshes++;
+    router.applyTopology(topology);
+    this.o.onRefresh?.();
+    return true;
+  }
+
+  private async ask(url: string): Promise<StatusAnswer | null> {
+    try {
+      const res = await fetch(`${url}/status`, { signal: AbortSignal.timeout(STATUS_TIMEOUT_MS) });
+      if (!res.ok) return null;
+      const text = await res.text();
+      if (text.length > STATUS_BYTES_MAX) return null;
+      const answer = JSON.parse(text) as StatusAnswer;
+      if (typeof answer.term !== 'number' || typeof answer.memberId !== 'string') return null;
+      return answer;
+    } catch (error) {
+      this.o.onError?.(error as Error);
+      return null;
+    }
+  }
+}
