@@ -38,6 +38,7 @@ import {
   type WatchableStore,
 } from '../types.js';
 import { bytesToKey, rangeEndKey } from './bytes.js';
+import { etcdKeyValueBytes, etcdRevisionKey } from './etcd-bytes.js';
 import { decodeKeyValue, encodeKeyValue } from './kv-codec.js';
 import {
   bytesToRevision,
@@ -631,7 +632,8 @@ function readMetaU64(reader: BackendReader, key: Uint8Array): number | undefined
 
 /**
  * etcd's kvHasher (mvcc/hash.go): CRC32C (Castagnoli) of the bucket name "key", then of every
- * stored revision key and KeyValue up to `revision`, in revision order; a tombstone exactly at
+ * stored revision key and KeyValue up to `revision`, in revision order, each in etcd's bytes
+ * (etcd-bytes.ts: the same history hashes as on etcd); a tombstone exactly at
  * the compact revision is skipped, so the hash is the same whether compaction kept it or not.
  */
 export class KvHasher {
@@ -650,8 +652,10 @@ export class KvHasher {
   write(revisionKey: Uint8Array, value: Uint8Array): void {
     const main = bytesToRevision(revisionKey).main;
     if (main > this.revision) return;
-    if (main === this.compactRevision && isTombstone(revisionKey)) return;
-    this.hash = crc32c(value, crc32c(revisionKey, this.hash));
+    const tombstone = isTombstone(revisionKey);
+    if (main === this.compactRevision && tombstone) return;
+    const etcdValue = etcdKeyValueBytes(decodeKeyValue(value), tombstone);
+    this.hash = crc32c(etcdValue, crc32c(etcdRevisionKey(revisionKey), this.hash));
   }
 
   result(): KvHash {
