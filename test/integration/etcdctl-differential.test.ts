@@ -112,11 +112,13 @@ function normalize(sys: System, text: string): string {
       .replace(/"version":"3\.\d+\.\d+"/g, '"version":"<v>"')
       .replace(/ 3\.(4|5)\.\d+,/g, ' <v>,')
       .replace(/\| +3\.(4|5)\.\d+ \|/g, '| <v> |')
-      // Storage and raft log sizes differ by design (LMDB vs bbolt; tandem's own log entries).
+      // Storage and raft log sizes differ by design (LMDB vs bbolt; tandem's own log entries);
+      // terms too: a move-leader to the member that already leads elects nobody.
       .replace(
-        /"(dbSize|dbSizeInUse|raftIndex|raftAppliedIndex|raft_term|raftTerm)":\d+/g,
+        /"(dbSize|dbSizeInUse|raftIndex|raftAppliedIndex|raft_term|raftTerm)":"?\d+"?/g,
         '"$1":<n>',
       )
+      .replace(/"RaftTerm" : \d+/g, '"RaftTerm" : <n>')
       .replace(/\d+(\.\d+)? [kMG]?B\b/g, '<size>')
       // Which member answers is the client's pick (etcdctl balances over all endpoints).
       .replace(/"member_id":("?)<n\d>/g, '"member_id":$1<member>')
