@@ -33,10 +33,6 @@ const EXCEPTIONS: Readonly<Record<string, string>> = {
     'the history holds a key put with a lease, and lease ids differ between the systems; ' +
     'HashKV hashes the KeyValue with its lease (the step before leases matches)',
   'endpoint hashkv --cluster': 'as endpoint hashkv',
-  'endpoint hashkv --rev':
-    'open: after a compaction tandem hashes the revisions its compaction kept, etcd those its ' +
-    "key index would keep (kvindex.Keep): equal before any compaction ('endpoint hashkv " +
-    "before leases') and after some, not after all",
   'snapshot status':
     "tandem's Snapshot RPC streams its own format, not a bbolt file (issue 13 item 5: branch bbolt)",
 };

@@ -437,4 +437,19 @@ test("hashKv equals etcd's HashKV for the same history (values from etcd 3.4.23)
     t.deleteRange(bytes.encode('k/c'), new Uint8Array(0));
   });
   assert.equal(store.hashKv().hash, 4086783655, 'a tombstone hashes as etcd stores it');
+  putKv('k/c', 'x');
+  // Below the compaction only what is still live at the hashed revision counts (etcd's
+  // kvindex.Keep(rev)): both compactions give etcd's 429350593, compact(9) its 253581615.
+  const compactAt = (rev: number) =>
+    store.write(++index, (t) => {
+      store.compact(t, rev);
+    });
+  compactAt(5);
+  assert.equal(store.hashKv().hash, 429350593);
+  assert.equal(store.hashKv(7).hash, 1128786299, 'etcd: endpoint hashkv --rev=7');
+  compactAt(6);
+  assert.equal(store.hashKv().hash, 429350593);
+  assert.equal(store.hashKv(7).hash, 1128786299);
+  compactAt(9);
+  assert.equal(store.hashKv().hash, 253581615);
 });
