@@ -32,6 +32,11 @@ export type ApiErrorCode =
   | 'UNKNOWN_SERVICE'
   /** An etcd RPC tandem does not implement (named in the message). */
   | 'NOT_SUPPORTED'
+  /** etcd's concurrency errors, as its v3election and v3lock servers return them (Unknown). */
+  | 'ELECTION_NO_LEADER'
+  | 'ELECTION_NOT_LEADER'
+  | 'ELECTION_MISSING_LEADER_KEY'
+  | 'SESSION_EXPIRED'
   /** A bug: anything thrown that is not a typed error. */
   | 'INTERNAL';
 
@@ -162,6 +167,10 @@ export const API_ERRORS: Readonly<Record<ErrorCode, ErrorEntry>> = {
   // grpc-go's health server answers exactly this.
   UNKNOWN_SERVICE: etcd('NOT_FOUND', 'unknown service'),
   NOT_SUPPORTED: own('UNIMPLEMENTED', 'tandem: not supported'),
+  ELECTION_NO_LEADER: etcd('UNKNOWN', 'election: no leader'),
+  ELECTION_NOT_LEADER: etcd('UNKNOWN', 'election: not leader'),
+  ELECTION_MISSING_LEADER_KEY: etcd('UNKNOWN', '"leader" field must be provided'),
+  SESSION_EXPIRED: etcd('UNKNOWN', 'session expired'),
   INTERNAL: own('INTERNAL', 'tandem: internal error'),
 };
 

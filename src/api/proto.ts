@@ -29,9 +29,12 @@ export const PROTO_LOADER_OPTIONS = Object.freeze({
 
 let cached: PackageDefinition | null = null;
 
-/** The package definition for etcd's rpc.proto (with kv.proto, auth.proto) and gRPC health. */
+/** etcd's rpc.proto (with kv.proto, auth.proto), v3lock and v3election, and gRPC health. */
 export function loadEtcdProto(): PackageDefinition {
-  cached ??= loadSync(['rpc.proto', 'health.proto'], PROTO_LOADER_OPTIONS);
+  cached ??= loadSync(
+    ['rpc.proto', 'health.proto', 'v3lock.proto', 'v3election.proto'],
+    PROTO_LOADER_OPTIONS,
+  );
   return cached;
 }
 
@@ -43,6 +46,8 @@ export const SERVICE_NAMES = {
   maintenance: 'etcdserverpb.Maintenance',
   auth: 'etcdserverpb.Auth',
   health: 'grpc.health.v1.Health',
+  lock: 'v3lockpb.Lock',
+  election: 'v3electionpb.Election',
 } as const;
 export type ServiceKey = keyof typeof SERVICE_NAMES;
 

@@ -36,9 +36,11 @@ import { REQUEST_DEFAULTS, type RequestDefaults } from './request-options.js';
 import { ACK_SERVICE, ackService } from './services/ack.js';
 import { authService } from './services/auth.js';
 import { clusterService } from './services/cluster.js';
+import { electionService } from './services/election.js';
 import { healthService, healthState } from './services/health.js';
 import { kvService } from './services/kv.js';
 import { leaseService } from './services/lease.js';
+import { lockService } from './services/lock.js';
 import { maintenanceService } from './services/maintenance.js';
 import { watchService } from './services/watch.js';
 import { StandbyForwarder, withStandbyForwarding } from './standby-forward.js';
@@ -130,6 +132,14 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
     [describeService(serviceDefinition('auth')), authService(ctx)],
     [describeService(serviceDefinition('health')), healthService(ctx, health)],
     [describeService(ACK_SERVICE), ackService(ctx)],
+    [
+      describeService(serviceDefinition('lock')),
+      withStandbyForwarding(ctx, 'lock', lockService(ctx), standbyForwarder),
+    ],
+    [
+      describeService(serviceDefinition('election')),
+      withStandbyForwarding(ctx, 'election', electionService(ctx), standbyForwarder),
+    ],
   ];
   const statusOf = (err: unknown, path: string) => statusFor(ctx, path, err);
   const handlers = new Map<string, MethodHandler>();

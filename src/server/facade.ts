@@ -606,8 +606,10 @@ export class EtcdFacade implements EtcdBackend {
 
   async moveLeader(targetId: bigint, opts: RequestOptions): Promise<void> {
     if (!this.member.isLeader) throw new ServerError('NOT_LEADER', 'etcdserver: not leader');
-    const target = this.knownMember(targetId);
-    if (target.isLearner) {
+    const target =
+      targetId <= BigInt(Number.MAX_SAFE_INTEGER) ? this.state.member(Number(targetId)) : undefined;
+    // etcd: a transferee that is no member, or a learner, is a bad one (FailedPrecondition).
+    if (target === undefined || target.isLearner) {
       throw new ServerError('BAD_LEADER_TRANSFEREE', 'etcdserver: bad leader transferee');
     }
     if (target.id === this.member.id) return;

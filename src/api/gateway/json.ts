@@ -82,7 +82,9 @@ export function loadJsonRoot(): Root {
   const root = new protobuf.Root();
   root.resolvePath = (_origin, target) =>
     target.startsWith('/') ? target : `${PROTO_DIR}${target}`;
-  root.loadSync(['rpc.proto', 'health.proto'], { keepCase: true });
+  root.loadSync(['rpc.proto', 'health.proto', 'v3lock.proto', 'v3election.proto'], {
+    keepCase: true,
+  });
   root.resolveAll();
   cachedRoot = root;
   return root;

@@ -1,7 +1,7 @@
 /**
  * etcd's gateway routes (api/etcdserverpb/gw/rpc.pb.gw.go): every one a POST whose body is the
  * request message in JSON. `/v3beta/...` is the same route (etcd rewrites the prefix).
- * Election and Lock (v3election, v3lock) are not served: tandem has no such services.
+ * Election and Lock are etcd's v3election and v3lock gateways (their own .pb.gw.go files).
  */
 
 export interface GatewayRoute {
@@ -16,6 +16,8 @@ const LEASE = 'etcdserverpb.Lease';
 const CLUSTER = 'etcdserverpb.Cluster';
 const MAINTENANCE = 'etcdserverpb.Maintenance';
 const AUTH = 'etcdserverpb.Auth';
+const LOCK = 'v3lockpb.Lock';
+const ELECTION = 'v3electionpb.Election';
 
 const TABLE: ReadonlyArray<readonly [path: string, service: string, method: string]> = [
   ['/v3/kv/range', KV, 'Range'],
@@ -62,6 +64,13 @@ const TABLE: ReadonlyArray<readonly [path: string, service: string, method: stri
   ['/v3/auth/role/delete', AUTH, 'RoleDelete'],
   ['/v3/auth/role/grant', AUTH, 'RoleGrantPermission'],
   ['/v3/auth/role/revoke', AUTH, 'RoleRevokePermission'],
+  ['/v3/lock/lock', LOCK, 'Lock'],
+  ['/v3/lock/unlock', LOCK, 'Unlock'],
+  ['/v3/election/campaign', ELECTION, 'Campaign'],
+  ['/v3/election/proclaim', ELECTION, 'Proclaim'],
+  ['/v3/election/leader', ELECTION, 'Leader'],
+  ['/v3/election/observe', ELECTION, 'Observe'],
+  ['/v3/election/resign', ELECTION, 'Resign'],
 ];
 
 export const GATEWAY_ROUTES: ReadonlyMap<string, GatewayRoute> = new Map(

@@ -19,6 +19,7 @@ import {
 import {
   constants,
   createServer,
+  getPackedSettings,
   type Http2Server,
   type IncomingHttpHeaders,
   type ServerHttp2Session,
@@ -28,6 +29,7 @@ import {
 import { createServer as createNetServer, type Server as NetServer, type Socket } from 'node:net';
 import { createServer as createTlsServer, type TLSSocket } from 'node:tls';
 import { assert } from '../../util/assert.js';
+import { HTTP2_PREFACE, negotiateHttp2, settingsFrame } from './authority.js';
 import {
   BidiStreamCall,
   type CallEnvironment,
@@ -65,9 +67,6 @@ export const STREAM_WRITE_BUFFER_BYTES_MAX = 64 * 1024 * 1024;
 
 /** Bytes of request headers (HPACK-decoded, as SETTINGS_MAX_HEADER_LIST_SIZE counts them). */
 export const HEADER_LIST_BYTES_MAX = 64 * 1024;
-
-/** The HTTP/2 client preface: a plain connection that starts with it speaks HTTP/2. */
-const HTTP2_PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n');
 
 /** A plain connection that sends too little to tell its protocol in this long is closed. */
 export const PROTOCOL_SNIFF_TIMEOUT_MS = 10_000;
@@ -145,6 +144,8 @@ export class GrpcServer {
   private readonly sockets = new Set<Socket>();
   private keepaliveTimer: NodeJS.Timeout | null = null;
   private closing: Promise<void> | null = null;
+  /** The SETTINGS frame nghttp2 sends, sent ahead of it by negotiateHttp2. */
+  private readonly settingsFrame: Buffer;
 
   constructor(private readonly options: GrpcServerOptions) {
     assert(Number.isSafeInteger(options.receiveMessageBytesMax));
@@ -158,7 +159,9 @@ export class GrpcServer {
       statusOf: options.statusOf,
       ...(options.onCallEnd === undefined ? {} : { onCallEnd: options.onCallEnd }),
     };
-    this.http2 = createServer(this.http2Options());
+    const http2Options = this.http2Options();
+    this.http2 = createServer(http2Options);
+    this.settingsFrame = settingsFrame(getPackedSettings(http2Options.settings ?? {}));
     this.http2.on('session', (session) => this.onSession(session));
     this.http2.on(
       'stream',
@@ -277,7 +280,7 @@ export class GrpcServer {
     if (tls === undefined) {
       return createNetServer((socket) => {
         this.track(socket);
-        if (http1 === null) this.http2.emit('connection', socket);
+        if (http1 === null) this.serveHttp2(socket);
         else this.sniff(socket, http1);
       });
     }
@@ -293,7 +296,7 @@ export class GrpcServer {
       },
       (socket: TLSSocket) => {
         this.track(socket);
-        if (socket.alpnProtocol === 'h2') this.http2.emit('connection', socket);
+        if (socket.alpnProtocol === 'h2') this.serveHttp2(socket);
         else if (http1 !== null) http1.emit('connection', socket);
         else socket.destroy(); // no HTTP/1.1 without handlers, as createSecureServer refuses it
       },
@@ -302,6 +305,13 @@ export class GrpcServer {
       this.options.logger.debug({ err }, 'grpc: TLS handshake failed'),
     );
     return server;
+  }
+
+  /** An HTTP/2 connection (`initial`: its bytes read so far), served as authority.ts decides. */
+  private serveHttp2(socket: Socket, initial: Buffer = Buffer.alloc(0)): void {
+    negotiateHttp2(socket, initial, this.settingsFrame, (connection) =>
+      this.http2.emit('connection', connection),
+    );
   }
 
   private track(socket: Socket): void {
@@ -327,9 +337,7 @@ export class GrpcServer {
       socket.off('data', onData);
       socket.off('error', onError);
       if (http2) {
-        socket.pause();
-        socket.unshift(seen);
-        this.http2.emit('connection', socket);
+        this.serveHttp2(socket, seen);
       } else {
         http1.emit('connection', socket);
         socket.emit('data', seen);

@@ -11,13 +11,15 @@ import type {
 
 export function clusterService(ctx: ServiceContext): ServiceHandlers {
   const { backend } = ctx;
+  // etcd's Cluster service fills no revision in its headers (cluster_id, member_id, raft_term).
+  const clusterHeader = () => headerToPb(backend.header(), 0);
   return withLeaderCheck(ctx, {
     MemberAdd: unary(async (pb: PbMemberAddRequest, call) => {
       const urls = peerUrlsField(pb.peerURLs);
       const opts = plainOptions(ctx, call);
       const added = await backend.memberAdd(urls, pb.isLearner, opts);
       return {
-        header: headerToPb(backend.header()),
+        header: clusterHeader(),
         member: memberToPb(added.member),
         members: added.members.map(memberToPb),
       };
@@ -26,7 +28,7 @@ export function clusterService(ctx: ServiceContext): ServiceHandlers {
     MemberRemove: unary(async (pb: PbMemberIdRequest, call) => {
       const id = memberIdField(pb.ID, 'MemberRemoveRequest.ID');
       const members = await backend.memberRemove(id, plainOptions(ctx, call));
-      return { header: headerToPb(backend.header()), members: members.map(memberToPb) };
+      return { header: clusterHeader(), members: members.map(memberToPb) };
     }),
 
     MemberUpdate: unary(async (pb: PbMemberUpdateRequest, call) => {
@@ -34,19 +36,19 @@ export function clusterService(ctx: ServiceContext): ServiceHandlers {
       const urls = peerUrlsField(pb.peerURLs);
       const opts = plainOptions(ctx, call);
       const members = await backend.memberUpdate(id, urls, opts);
-      return { header: headerToPb(backend.header()), members: members.map(memberToPb) };
+      return { header: clusterHeader(), members: members.map(memberToPb) };
     }),
 
     MemberList: unary(async (pb: PbMemberListRequest, call) => {
       const opts = plainOptions(ctx, call);
       const members = await backend.memberList(pb.linearizable, opts);
-      return { header: headerToPb(backend.header()), members: members.map(memberToPb) };
+      return { header: clusterHeader(), members: members.map(memberToPb) };
     }),
 
     MemberPromote: unary(async (pb: PbMemberIdRequest, call) => {
       const id = memberIdField(pb.ID, 'MemberPromoteRequest.ID');
       const members = await backend.memberPromote(id, plainOptions(ctx, call));
-      return { header: headerToPb(backend.header()), members: members.map(memberToPb) };
+      return { header: clusterHeader(), members: members.map(memberToPb) };
     }),
   });
 }

@@ -38,6 +38,7 @@ import {
   type WatchableStore,
 } from '../types.js';
 import { bytesToKey, rangeEndKey } from './bytes.js';
+import { etcdKeyValueBytes, etcdRevisionKey } from './etcd-bytes.js';
 import { decodeKeyValue, encodeKeyValue } from './kv-codec.js';
 import {
   bytesToRevision,
@@ -322,12 +323,21 @@ export class MvccStore implements WatchableStore {
    */
   hashKv(revision = 0): KvHash {
     this.assertIdle();
-    const hasher = new KvHasher(this.compactRevision(), this.hashRevision(revision));
+    const hasher = this.hasher(revision);
     this.backend.scan('key', new Uint8Array(0), hasher.end(), (k, v) => {
       hasher.write(k, v);
       return true;
     });
     return hasher.result();
+  }
+
+  private hasher(revision: number): KvHasher {
+    const at = this.hashRevision(revision);
+    return new KvHasher(
+      this.compactRevision(),
+      at,
+      (key) => this.index.get(bytesToKey(key), at)?.modified ?? null,
+    );
   }
 
   /**
@@ -336,7 +346,7 @@ export class MvccStore implements WatchableStore {
    */
   async hashKvInSlices(pause: () => Promise<void>, revision = 0): Promise<KvHash> {
     this.assertIdle();
-    const hasher = new KvHasher(this.compactRevision(), this.hashRevision(revision));
+    const hasher = this.hasher(revision);
     const view = this.backend.readView();
     try {
       let start: Uint8Array = new Uint8Array(0);
@@ -631,15 +641,21 @@ function readMetaU64(reader: BackendReader, key: Uint8Array): number | undefined
 
 /**
  * etcd's kvHasher (mvcc/hash.go): CRC32C (Castagnoli) of the bucket name "key", then of every
- * stored revision key and KeyValue up to `revision`, in revision order; a tombstone exactly at
- * the compact revision is skipped, so the hash is the same whether compaction kept it or not.
+ * stored revision key and KeyValue up to `revision`, in revision order, each in etcd's bytes
+ * (etcd-bytes.ts: the same history hashes as on etcd). A revision at or below the compact
+ * revision counts only when it still holds its key's value at `revision` (etcd's HashByRev
+ * keeps only kvindex.Keep(rev) below the compaction), so the hash does not depend on what a
+ * compaction has physically removed yet. (etcd also counts every such revision when no key at
+ * all is live at `revision`; here they never count.)
  */
 export class KvHasher {
   private hash = crc32c(KEY_BUCKET_NAME);
 
+  /** `liveAt(key)`: the revision holding `key`'s value at `revision`, or null (deleted, none). */
   constructor(
     private readonly compactRevision: number,
     private readonly revision: number,
+    private readonly liveAt: (key: Uint8Array) => Revision | null = () => null,
   ) {}
 
   /** Where a scan can stop: the first revision past `revision`. */
@@ -650,8 +666,16 @@ export class KvHasher {
   write(revisionKey: Uint8Array, value: Uint8Array): void {
     const main = bytesToRevision(revisionKey).main;
     if (main > this.revision) return;
-    if (main === this.compactRevision && isTombstone(revisionKey)) return;
-    this.hash = crc32c(value, crc32c(revisionKey, this.hash));
+    const tombstone = isTombstone(revisionKey);
+    const kv = decodeKeyValue(value);
+    if (main <= this.compactRevision) {
+      if (tombstone) return;
+      const live = this.liveAt(kv.key);
+      const rev = bytesToRevision(revisionKey);
+      if (live === null || live.main !== rev.main || live.sub !== rev.sub) return;
+    }
+    const etcdValue = etcdKeyValueBytes(kv, tombstone);
+    this.hash = crc32c(etcdValue, crc32c(etcdRevisionKey(revisionKey), this.hash));
   }
 
   result(): KvHash {
