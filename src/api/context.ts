@@ -4,6 +4,7 @@
  */
 import type { EtcdBackend, RequestOptions } from '../server/contract.js';
 import { ServerError } from '../server/errors.js';
+import type { AuthGate } from './auth-gate.js';
 import { toWireStatus } from './errors.js';
 import {
   type CallContext,
@@ -25,6 +26,8 @@ export interface ApiLogger {
 
 export interface ServiceContext {
   readonly backend: EtcdBackend;
+  /** etcd's permission checks (one boolean when auth is disabled). */
+  readonly auth: AuthGate;
   readonly logger: ApiLogger;
   readonly defaults: RequestDefaults;
   /**
@@ -59,6 +62,24 @@ export function withLeaderCheck(ctx: ServiceContext, handlers: ServiceHandlers):
       return Promise.reject(new ServerError('NO_LEADER', 'etcdserver: no leader'));
     }
     return handle(request, call);
+  });
+}
+
+/**
+ * etcd's IsAdminPermitted before each unary method named in `names` (the Cluster membership
+ * changes, Maintenance's Defragment, Hash and HashKV in etcd 3.4): root only while auth is on.
+ */
+export function withAdminCheck(
+  ctx: ServiceContext,
+  handlers: ServiceHandlers,
+  names: readonly string[],
+): ServiceHandlers {
+  return wrapUnary(handlers, (handle, name) => {
+    if (!names.includes(name)) return handle;
+    return async (request, call) => {
+      if (ctx.auth.enabled()) await ctx.auth.checkAdmin(call);
+      return handle(request, call);
+    };
   });
 }
 

@@ -9,6 +9,7 @@
  */
 import type { EtcdBackend } from '../server/contract.js';
 import { ServerError } from '../server/errors.js';
+import { AuthGate } from './auth-gate.js';
 import { type ApiLogger, type ServiceContext, statusFor } from './context.js';
 import { Http1Exchange, Http2Exchange } from './gateway/exchange.js';
 import { Gateway } from './gateway/gateway.js';
@@ -97,6 +98,9 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
   }
   const ctx: ServiceContext = {
     backend: options.backend,
+    auth: new AuthGate(options.backend, {
+      clientCertAuth: options.tls?.ca !== undefined,
+    }),
     logger: options.logger,
     defaults: options.defaults ?? REQUEST_DEFAULTS,
     streams: new Set(),

@@ -58,6 +58,7 @@ import {
   alarmStatusText,
   isAlarmType,
 } from './alarms.js';
+import { MemberAuth } from './auth.js';
 import type {
   AlarmOp,
   Member as ApiMember,
@@ -81,6 +82,7 @@ import type { RoleTruth } from './role.js';
 import {
   type CommandResult,
   encodeAlarm,
+  encodeAuthorized,
   encodeLeaseCheckpoints,
   encodeLeaseGrant,
   encodeLeaseRevoke,
@@ -126,6 +128,7 @@ export interface EtcdFacadeOptions {
 }
 
 export class EtcdFacade implements EtcdBackend {
+  readonly auth: MemberAuth;
   private readonly o: EtcdFacadeOptions;
   private readonly member: TandemMember;
   private readonly state: TandemStateMachine;
@@ -150,6 +153,18 @@ export class EtcdFacade implements EtcdBackend {
     this.memberId = BigInt(options.member.id);
     this.leaseIds = new LeaseIdGenerator(options.member.id, options.clock.wallNow());
     this.leaderlessSinceMs = options.member.leader === NONE ? options.clock.now() : null;
+    this.auth = new MemberAuth({
+      member: options.member,
+      state: options.state,
+      clock: options.clock,
+      propose: (command, signal) => {
+        this.role.refuseUnlessServing();
+        return this.propose(command, signal);
+      },
+      barrier: async (signal) => {
+        await this.clientReadBarrier({ kind: 'linearizable' }, signal);
+      },
+    });
     MemberEvents.add(options.events.softState, () => {
       this.leaderWaiters.check();
       this.noteLeader();
@@ -241,12 +256,13 @@ export class EtcdFacade implements EtcdBackend {
   private async proposeKv(req: KvRequest, opts: RequestOptions): Promise<KvResponse> {
     this.role.refuseUnlessServing();
     const command = this.state.encodeKv(req); // etcd's validation before the log: throws KvError
-    const { result, index } = await this.propose(command, opts.signal);
+    const { result, index } = await this.propose(withAuth(command, opts), opts.signal);
     switch (result.kind) {
       case 'applied':
         if (opts.ack === 'all') await this.o.ackAll.awaitWrite(index);
         return result.response;
       case 'rejected':
+      case 'authRejected':
         throw result.error;
       default:
         return unexpected(result);
@@ -301,9 +317,9 @@ export class EtcdFacade implements EtcdBackend {
 
   async leaseRevoke(id: LeaseId, opts: RequestOptions): Promise<void> {
     this.role.refuseUnlessServing();
-    const { result } = await this.propose(encodeLeaseRevoke(id), opts.signal);
+    const { result } = await this.propose(withAuth(encodeLeaseRevoke(id), opts), opts.signal);
     if (result.kind === 'leaseRevoked') return;
-    if (result.kind === 'leaseRejected') throw result.error;
+    if (result.kind === 'leaseRejected' || result.kind === 'authRejected') throw result.error;
     unexpected(result);
   }
 
@@ -737,6 +753,11 @@ export function leaderClientUrls(
   const urls = state.member(lead)?.clientUrls ?? [];
   if (urls.length === 0) throw new ServerError('NO_LEADER', 'etcdserver: no leader');
   return urls;
+}
+
+/** A client's command, wrapped with the credentials the edge checked it under (if any). */
+function withAuth(command: Uint8Array, opts: RequestOptions): Uint8Array {
+  return opts.auth === undefined ? command : encodeAuthorized(opts.auth, command);
 }
 
 /**

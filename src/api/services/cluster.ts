@@ -1,5 +1,15 @@
 /** etcd's Cluster service: membership, answered from the member's replicated registry. */
-import { plainOptions, type ServiceContext, unary, withLeaderCheck } from '../context.js';
+import {
+  plainOptions,
+  type ServiceContext,
+  unary,
+  withAdminCheck,
+  withLeaderCheck,
+} from '../context.js';
+
+/** What etcd 3.4 reserves for root (checkMembershipOperationPermission). */
+const ADMIN_METHODS = ['MemberAdd', 'MemberRemove', 'MemberUpdate', 'MemberPromote'];
+
 import { headerToPb, memberIdField, memberToPb, peerUrlsField } from '../convert.js';
 import type { ServiceHandlers } from '../grpc/handlers.js';
 import type {
@@ -11,7 +21,7 @@ import type {
 
 export function clusterService(ctx: ServiceContext): ServiceHandlers {
   const { backend } = ctx;
-  return withLeaderCheck(ctx, {
+  const handlers = withLeaderCheck(ctx, {
     MemberAdd: unary(async (pb: PbMemberAddRequest, call) => {
       const urls = peerUrlsField(pb.peerURLs);
       const opts = plainOptions(ctx, call);
@@ -49,4 +59,5 @@ export function clusterService(ctx: ServiceContext): ServiceHandlers {
       return { header: headerToPb(backend.header()), members: members.map(memberToPb) };
     }),
   });
+  return withAdminCheck(ctx, handlers, ADMIN_METHODS);
 }
