@@ -5,6 +5,7 @@
 import { createHash } from 'node:crypto';
 import type { AlarmOp, SnapshotStream } from '../../server/contract.js';
 import {
+  checkAdmin,
   plainOptions,
   type ServiceContext,
   statusFor,
@@ -115,7 +116,7 @@ export function maintenanceService(ctx: ServiceContext): ServiceHandlers {
       throw new ApiError('NOT_SUPPORTED', 'Maintenance.Downgrade');
     }),
   });
-  return withAdminCheck(ctx, handlers, ADMIN_METHODS);
+  return withAdminCheck(ctx, handlers, ADMIN_METHODS, 'raw');
 }
 
 type SnapshotCall = ServerStreamingCall<unknown, unknown>;
@@ -131,7 +132,7 @@ async function sendSnapshot(ctx: ServiceContext, call: SnapshotCall): Promise<vo
   const signal = call.signal;
   let iterator: Iterator<Uint8Array> | AsyncIterator<Uint8Array> | null = null;
   try {
-    if (ctx.auth.enabled()) await ctx.auth.checkAdmin(call);
+    if (ctx.auth.enabled()) await checkAdmin(ctx, call, 'raw');
     const snapshot = await ctx.backend.snapshot();
     iterator = chunkIterator(snapshot);
     const hash = createHash('sha256');

@@ -22,6 +22,7 @@ import { TandemError } from '../../util/errors.js';
 import { type ServiceContext, statusFor } from '../context.js';
 import { watchCreateFromPb, watchResponseToPb } from '../convert.js';
 import { type BidiCall, bidiHandler, type ServiceHandlers } from '../grpc/handlers.js';
+import { goStatusText } from '../grpc/status.js';
 import { WATCH_REQUESTS_PENDING_MAX } from '../limits.js';
 import type { PbWatchRequest } from '../proto.js';
 import { requiresLeader } from '../request-options.js';
@@ -106,7 +107,8 @@ class WatchSession {
       const who = await this.ctx.auth.credentials(this.call);
       this.ctx.auth.checkRange(who, create.key, create.rangeEnd ?? new Uint8Array(0));
     } catch (err) {
-      reason = statusFor(this.ctx, METHOD, err).details;
+      // etcd's cancel_reason is the gRPC error's text (rpctypes.ErrGRPCPermissionDenied.Error()).
+      reason = goStatusText(statusFor(this.ctx, METHOD, err));
     }
     this.authChecking = false;
     if (this.closed) return;
