@@ -42,7 +42,7 @@ describe('etcdctl auth script: tandem answers as etcd does', {
     // Sanity: the script exercises refusals and successes on etcd itself.
     assert.match(expected, /etcdserver: permission denied/);
     assert.match(expected, /etcdserver: user name is empty/);
-    assert.match(expected, /Authentication Status: true/);
+    assert.match(expected, /Authentication Enabled/);
     const e = expected.split('\n$ ');
     const a = actual.split('\n$ ');
     for (let i = 0; i < Math.max(e.length, a.length); i++) {
