@@ -17,6 +17,7 @@ import {
 } from '../kv/auth/index.js';
 import type { LeaseId } from '../kv/types.js';
 import type { AuthBackend, EtcdBackend } from '../server/contract.js';
+import type { JwtTokens } from './auth-jwt.js';
 import type { CallContext } from './grpc/handlers.js';
 
 /** gRPC metadata carrying a token (rpctypes.TokenFieldNameGRPC, TokenFieldNameSwagger). */
@@ -28,8 +29,8 @@ const TOKEN_BYTES_MAX = 8 * 1024;
 export interface AuthGateOptions {
   /** etcd's --client-cert-auth: a verified client certificate's CN names the user. */
   readonly clientCertAuth?: boolean;
-  /** JWT verification, when the member is configured for JWT tokens (auth-jwt.ts). */
-  readonly verifyJwt?: (token: string) => { username: string; revision: number } | null;
+  /** JWT tokens, when the member is configured for them (auth-jwt.ts). */
+  readonly jwt?: JwtTokens;
 }
 
 export class AuthGate {
@@ -68,12 +69,17 @@ export class AuthGate {
       return NO_CREDENTIALS;
     }
     if (token.length > TOKEN_BYTES_MAX) throw new AuthError('INVALID_AUTH_TOKEN');
-    const jwt = this.options.verifyJwt?.(token) ?? null;
+    const jwt = this.options.jwt?.verify(token) ?? null;
     if (jwt !== null) return jwt;
     const username = await auth.simpleTokenUser(token, call.signal);
     if (username === null) throw new AuthError('INVALID_AUTH_TOKEN');
     // A simple token's revision is the store's as of now (etcd's tokenSimple.info).
     return { username, revision: auth.store().revision };
+  }
+
+  /** JWT tokens when configured (Authenticate signs one instead of making a simple token). */
+  get jwt(): JwtTokens | undefined {
+    return this.options.jwt;
   }
 
   /** etcd's IsAdminPermitted for the caller (Cluster, Maintenance, auth management). */

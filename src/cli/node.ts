@@ -17,6 +17,7 @@ import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { type Logger, pino } from 'pino';
 import { type AdminServer, startAdminServer } from '../api/admin.js';
+import { JwtTokens } from '../api/auth-jwt.js';
 import { GrpcLeaderForwarder } from '../api/forwarder.js';
 import { type ApiServer, startApiServer } from '../api/server.js';
 import { makePolicy } from '../cluster/policy.js';
@@ -291,7 +292,22 @@ function startClientPort(
       ack: config.replication.ack,
     },
     ...clientTls(config),
+    ...jwtTokens(config),
   });
+}
+
+/** etcd's --auth-token jwt: the configured key, read now (a missing file fails the start). */
+function jwtTokens(config: TandemConfig): { jwt?: JwtTokens } {
+  const jwt = config.auth.jwt;
+  if (jwt === null) return {};
+  return {
+    jwt: new JwtTokens({
+      signMethod: jwt.signMethod,
+      privateKey: readFileSync(jwt.privateKey),
+      ...(jwt.publicKey !== null && { publicKey: readFileSync(jwt.publicKey) }),
+      ttlMs: jwt.ttlMs,
+    }),
+  };
 }
 
 function clientTls(config: TandemConfig) {

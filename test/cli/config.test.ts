@@ -75,6 +75,7 @@ describe('valid configurations', () => {
       quota: { backendBytes: 2 * 1024 * 1024 * 1024 },
       raft: { heartbeatMs: 100, electionMs: 1000, snapshotEntries: 10_000, fastFailover: true },
       tls: { client: null, peer: null },
+      auth: { jwt: null },
       testMode: { faultInjection: false },
     } satisfies TandemConfig);
   });

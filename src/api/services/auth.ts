@@ -67,7 +67,11 @@ export function authService(ctx: ServiceContext): ServiceHandlers {
       await backend.barrier(call.signal); // etcd: linearizableReadNotify first
       for (let attempt = 1; ; attempt++) {
         const checkedRevision = await checkPassword(req.name, req.password);
-        const token = await backend.authenticate(req.name, tokenPrefix(), opts);
+        // A JWT needs no log entry: it carries the user and revision, any member verifies it.
+        const token =
+          gate.jwt === undefined
+            ? await backend.authenticate(req.name, tokenPrefix(), opts)
+            : gate.jwt.sign(req.name, checkedRevision);
         if (checkedRevision === backend.store().revision || attempt >= AUTHENTICATE_ATTEMPTS_MAX) {
           return { header: header(), token };
         }
