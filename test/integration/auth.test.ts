@@ -7,6 +7,10 @@
  * was down while the log was compacted past it.
  */
 import assert from 'node:assert/strict';
+import { generateKeyPairSync } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import {
   Etcd3,
@@ -141,6 +145,48 @@ describe('auth on a 3-member cluster', { timeout: 300_000 }, () => {
   );
 
   test(
+    'the JSON gateway: /v3/auth/authenticate, then the Authorization header, on another member',
+    { timeout: TEST_TIMEOUT_MS },
+    () =>
+      c.guard('gateway', async () => {
+        const [n1, n2] = c.members as [LocalMember, LocalMember];
+        const post = async (m: LocalMember, path: string, body: object, token?: string) => {
+          const res = await fetch(`http://${m.spec.client}${path}`, {
+            method: 'POST',
+            headers: { 'content-type': 'application/json', ...(token && { authorization: token }) },
+            body: JSON.stringify(body),
+            signal: AbortSignal.timeout(CALL_DEADLINE_MS),
+          });
+          return { status: res.status, body: (await res.json()) as Record<string, unknown> };
+        };
+        const auth = await post(n1, '/v3/auth/authenticate', {
+          name: 'alice',
+          password: 'alicepw',
+        });
+        assert.equal(auth.status, 200, JSON.stringify(auth.body));
+        const token = auth.body.token as string;
+        const key = Buffer.from('w/seed').toString('base64');
+        const ok = await post(n2, '/v3/kv/range', { key }, token);
+        assert.equal(ok.status, 200, JSON.stringify(ok.body));
+        assert.equal(
+          Buffer.from((ok.body.kvs as { value: string }[])[0]!.value, 'base64').toString(),
+          '0',
+        );
+        const denied = await post(
+          n2,
+          '/v3/kv/range',
+          { key: Buffer.from('secret').toString('base64') },
+          token,
+        );
+        assert.match(JSON.stringify(denied.body), /etcdserver: permission denied/);
+        const anonymous = await post(n2, '/v3/kv/range', { key });
+        assert.match(JSON.stringify(anonymous.body), /etcdserver: user name is empty/);
+        const users = await post(n1, '/v3/auth/user/list', {}, token);
+        assert.match(JSON.stringify(users.body), /etcdserver: permission denied/);
+      }),
+  );
+
+  test(
     'the store is the same on every member, and survives a kill -9 and restart',
     { timeout: TEST_TIMEOUT_MS },
     () =>
@@ -191,5 +237,94 @@ describe('auth on a 3-member cluster', { timeout: 300_000 }, () => {
       assert.equal(await carol.get('secret').string(), 's');
       await assert.rejects(carol.put('secret').value('x').exec(), EtcdPermissionDeniedError);
     }),
+  );
+});
+
+describe('JWT tokens on a 3-member cluster', { timeout: 200_000 }, () => {
+  let c: LocalCluster;
+  let dir: string;
+  const clients: Etcd3[] = [];
+
+  before(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'tandem-jwt-'));
+    const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+    const keyFile = join(dir, 'jwt.key');
+    writeFileSync(keyFile, privateKey.export({ type: 'pkcs8', format: 'pem' }));
+    c = await startCluster({
+      label: 'auth-jwt',
+      extraConfig: { auth: { jwt: { signMethod: 'ES256', privateKey: keyFile, ttl: '5m' } } },
+    });
+    const admin = new Etcd3({ hosts: c.endpoints().map((h) => `http://${h}`) });
+    clients.push(admin);
+    await admin.put('k').value('v');
+    await admin.user('root').create('rootpw');
+    await admin.role('root').create();
+    await admin.user('root').addRole('root');
+    await admin.user('alice').create('alicepw');
+    await admin.role('r').create();
+    await admin.role('r').grant({ permission: 'Read', key: 'k' });
+    await admin.user('alice').addRole('r');
+    const conn = grpcClients(c.members[0]!.spec.client);
+    try {
+      await call(conn.auth, 'AuthEnable', {});
+    } finally {
+      conn.close();
+    }
+  });
+
+  after(async () => {
+    for (const e of clients) e.close();
+    await c?.destroy({ kill: true });
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  test(
+    'a JWT from one member is verified by the others; a store change makes it old',
+    { timeout: TEST_TIMEOUT_MS },
+    () =>
+      c.guard('jwt', async () => {
+        const [n1, n2, n3] = c.members as [LocalMember, LocalMember, LocalMember];
+        const conns = c.members.map((m) => grpcClients(m.spec.client));
+        try {
+          const { token } = (await call(conns[0]!.auth, 'Authenticate', {
+            name: 'alice',
+            password: 'alicepw',
+          })) as { token: string };
+          assert.equal(token.split('.').length, 3, token);
+          for (const conn of conns) {
+            const r = (await call(conn.kv, 'Range', { key: Buffer.from('k') }, CALL_DEADLINE_MS, {
+              token,
+            })) as { kvs: { value: Buffer }[] };
+            assert.equal(r.kvs[0]!.value.toString(), 'v');
+          }
+          const root = new Etcd3({
+            hosts: [n3.spec.client].map((h) => `http://${h}`),
+            auth: { username: 'root', password: 'rootpw' },
+          });
+          clients.push(root);
+          await root.role('other').create();
+          await c.waitForCatchUp();
+          await assert.rejects(
+            call(conns[1]!.kv, 'Range', { key: Buffer.from('k') }, CALL_DEADLINE_MS, { token }),
+            /revision of auth store is old/,
+          );
+          const forged = `${token.slice(0, -4)}AAAA`;
+          await assert.rejects(
+            call(conns[1]!.kv, 'Range', { key: Buffer.from('k') }, CALL_DEADLINE_MS, {
+              token: forged,
+            }),
+            /invalid auth token/,
+          );
+          // etcdctl (clientv3) re-authenticates on an old revision, as with etcd.
+          const alice = new Etcd3({
+            hosts: [n1.spec.client, n2.spec.client].map((h) => `http://${h}`),
+            auth: { username: 'alice', password: 'alicepw' },
+          });
+          clients.push(alice);
+          assert.equal(await alice.get('k').string(), 'v');
+        } finally {
+          for (const conn of conns) conn.close();
+        }
+      }),
   );
 });
