@@ -350,7 +350,10 @@ export class EtcdFacade implements EtcdBackend {
   ): Promise<LeaseTimeToLiveResult> {
     this.role.refuseUnlessServing();
     if (!this.member.isLeader) {
-      return this.forwarder().leaseTimeToLive(this.leaderClientUrls(), id, withKeys);
+      // Only the TTL is the leader's; the attached keys are replicated state, read here (the
+      // leader's API would ask the forwarding member for credentials it does not have).
+      const ttl = await this.forwarder().leaseTimeToLive(this.leaderClientUrls(), id, false);
+      return withKeys && ttl.ttlSeconds !== -1 ? { ...ttl, keys: this.auth.leaseKeys(id) } : ttl;
     }
     await this.clientReadBarrier({ kind: 'linearizable' }, opts.signal);
     try {
