@@ -125,6 +125,55 @@ describe('auth on a 3-member cluster', { timeout: 300_000 }, () => {
       }),
   );
 
+  test('watches and leases are checked as etcd checks them', { timeout: TEST_TIMEOUT_MS }, () =>
+    c.guard('watch and lease', async () => {
+      const alice = open(c.endpoints(), { username: 'alice', password: 'alicepw' });
+      const root = open(c.endpoints(), { username: 'root', password: 'rootpw' });
+      // A permitted watch sees writes; a watch on a key alice may not read is refused.
+      const watcher = await alice.watch().prefix('w/watched/').create();
+      const seen = new Promise<string>((resolve) =>
+        watcher.on('put', (kv) => resolve(kv.value.toString())),
+      );
+      await root.put('w/watched/1').value('x');
+      assert.equal(await seen, 'x');
+      await watcher.cancel();
+      await assert.rejects(alice.watch().key('secret').create(), /permission denied/);
+      // LeaseRevoke needs write on every attached key; TimeToLive with keys needs read on each.
+      const lease = root.lease(60, { autoKeepAlive: false });
+      await lease.put('w/leased').value('1');
+      await lease.put('secret-leased').value('1');
+      const id = await lease.grant();
+      const conn = grpcClients(c.members[1]!.spec.client);
+      try {
+        const { token } = (await call(conn.auth, 'Authenticate', {
+          name: 'alice',
+          password: 'alicepw',
+        })) as { token: string };
+        await assert.rejects(
+          call(conn.lease, 'LeaseTimeToLive', { ID: id, keys: true }, CALL_DEADLINE_MS, { token }),
+          /permission denied/,
+        );
+        const ttl = await call(
+          conn.lease,
+          'LeaseTimeToLive',
+          { ID: id, keys: false },
+          CALL_DEADLINE_MS,
+          { token },
+        );
+        assert.ok(Number(ttl.TTL) > 0, JSON.stringify(ttl));
+        await assert.rejects(
+          call(conn.lease, 'LeaseRevoke', { ID: id }, CALL_DEADLINE_MS, { token }),
+          /permission denied/,
+        );
+        assert.equal(await root.get('w/leased').string(), '1');
+      } finally {
+        conn.close();
+      }
+      await lease.revoke();
+      assert.equal(await root.get('w/leased').string(), null);
+    }),
+  );
+
   test('a token made on one member is honoured by the others', { timeout: TEST_TIMEOUT_MS }, () =>
     c.guard('token across members', async () => {
       const [n1, n2, n3] = c.members as [LocalMember, LocalMember, LocalMember];
