@@ -172,6 +172,8 @@ export class EtcdFacade implements EtcdBackend {
     MemberEvents.add(options.events.tick, () => {
       this.leaderWaiters.expire(options.clock.now());
       this.checkLeaderLost();
+      // Expired simple tokens go a bounded batch per tick (a used one is checked on use too).
+      options.state.simpleTokens.sweep(options.clock.now());
     });
   }
 

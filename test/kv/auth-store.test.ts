@@ -378,6 +378,11 @@ describe('simple tokens', () => {
     assert.equal(tokens.use('def.6', 1800), null);
     tokens.invalidateUser('alice');
     assert.equal(tokens.use('abc.5', 1801), null);
+    tokens.assign('old.7', 'carol', 2000);
+    tokens.assign('new.8', 'dave', 2500);
+    tokens.sweep(3200);
+    assert.equal(tokens.size, 1, 'the expired one swept, the live one kept');
+    assert.equal(tokens.use('new.8', 3200), 'dave');
     assert.equal(simpleTokenIndex('abc.5'), 5);
     assert.equal(simpleTokenIndex('abc'), null);
     assert.equal(simpleTokenIndex('a.b.1'), null);
