@@ -7,6 +7,7 @@
  * without making old hashes unreadable.
  */
 import { randomBytes, scrypt, timingSafeEqual } from 'node:crypto';
+import { ServerError } from '../server/errors.js';
 
 /** scrypt cost: N = 2^14, r = 8 (16 MiB, tens of milliseconds: etcd's bcrypt cost 10 order). */
 const LOG_N = 14;
@@ -19,6 +20,36 @@ export const PASSWORD_BYTES_MAX = 4096;
 /** scrypt's memory cap: 128 · N · r with room. */
 const SCRYPT_MAXMEM = 64 * 1024 * 1024;
 
+/**
+ * Hashes running at once at most: they run on libuv's thread pool (4 threads by default), which
+ * file I/O shares, so a flood of Authenticate calls must not take all of it.
+ */
+export const HASHES_IN_FLIGHT_MAX = 2;
+/** Hashes waiting for a slot at most; past it, etcd's "too many requests". */
+export const HASHES_WAITING_MAX = 64;
+
+let inFlight = 0;
+const waiting: (() => void)[] = [];
+
+async function withSlot<T>(work: () => Promise<T>): Promise<T> {
+  if (inFlight >= HASHES_IN_FLIGHT_MAX) {
+    if (waiting.length >= HASHES_WAITING_MAX) {
+      throw new ServerError('TOO_MANY_REQUESTS', 'etcdserver: too many requests');
+    }
+    await new Promise<void>((resolve) => waiting.push(resolve));
+  } else {
+    inFlight++;
+  }
+  try {
+    return await work();
+  } finally {
+    const next = waiting.shift();
+    if (next !== undefined)
+      next(); // the slot passes on
+    else inFlight--;
+  }
+}
+
 function derive(
   password: string,
   salt: Buffer,
@@ -26,11 +57,18 @@ function derive(
   r: number,
   p: number,
 ): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    scrypt(password, salt, HASH_BYTES, { N: 2 ** logN, r, p, maxmem: SCRYPT_MAXMEM }, (err, key) =>
-      err === null ? resolve(key) : reject(err),
-    );
-  });
+  return withSlot(
+    () =>
+      new Promise<Buffer>((resolve, reject) => {
+        scrypt(
+          password,
+          salt,
+          HASH_BYTES,
+          { N: 2 ** logN, r, p, maxmem: SCRYPT_MAXMEM },
+          (err, key) => (err === null ? resolve(key) : reject(err)),
+        );
+      }),
+  );
 }
 
 export async function hashPassword(password: string): Promise<string> {
