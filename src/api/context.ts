@@ -2,8 +2,11 @@
  * What every service handler shares: the backend, the logger, the request defaults; the map
  * from thrown errors to statuses; and `unary`, the typed way to declare a unary method.
  */
+
+import { AuthError } from '../kv/auth/errors.js';
 import type { EtcdBackend, RequestOptions } from '../server/contract.js';
 import { ServerError } from '../server/errors.js';
+import type { AuthGate } from './auth-gate.js';
 import { toWireStatus } from './errors.js';
 import {
   type CallContext,
@@ -12,7 +15,7 @@ import {
   type UnaryHandler,
   unaryHandler,
 } from './grpc/handlers.js';
-import type { CallStatus } from './grpc/status.js';
+import { type CallStatus, ForwardedStatus, Status } from './grpc/status.js';
 import { type RequestDefaults, requestOptions, requiresLeader } from './request-options.js';
 
 /** The subset of pino's API the edge uses; inject pino itself or any compatible logger. */
@@ -25,6 +28,8 @@ export interface ApiLogger {
 
 export interface ServiceContext {
   readonly backend: EtcdBackend;
+  /** etcd's permission checks (one boolean when auth is disabled). */
+  readonly auth: AuthGate;
   readonly logger: ApiLogger;
   readonly defaults: RequestDefaults;
   /**
@@ -60,6 +65,44 @@ export function withLeaderCheck(ctx: ServiceContext, handlers: ServiceHandlers):
     }
     return handle(request, call);
   });
+}
+
+/**
+ * etcd's IsAdminPermitted before each unary method named in `names` (the Cluster membership
+ * changes, Maintenance's Defragment, Hash and HashKV in etcd 3.4): root only while auth is on.
+ */
+export function withAdminCheck(
+  ctx: ServiceContext,
+  handlers: ServiceHandlers,
+  names: readonly string[],
+  errors: 'etcd' | 'raw' = 'etcd',
+): ServiceHandlers {
+  return wrapUnary(handlers, (handle, name) => {
+    if (!names.includes(name)) return handle;
+    return async (request, call) => {
+      if (ctx.auth.enabled()) await checkAdmin(ctx, call, errors);
+      return handle(request, call);
+    };
+  });
+}
+
+/**
+ * The caller must be root. `raw`: refusals as etcd 3.4's authMaintenanceServer sends them, the
+ * auth store's own text with status Unknown (it skips the translation to etcd's gRPC errors).
+ */
+export async function checkAdmin(
+  ctx: ServiceContext,
+  call: CallContext,
+  errors: 'etcd' | 'raw',
+): Promise<void> {
+  try {
+    await ctx.auth.checkAdmin(call);
+  } catch (error) {
+    if (errors === 'raw' && error instanceof AuthError) {
+      throw new ForwardedStatus({ code: Status.UNKNOWN, details: error.message });
+    }
+    throw error;
+  }
 }
 
 /** `handlers` with every unary method replaced by `wrap(handle, name)`; streams as they are. */

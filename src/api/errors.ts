@@ -8,6 +8,8 @@
  * message are etcd's exactly (server/etcdserver/api/v3rpc/rpctypes/error.go) and nothing is
  * appended. tandem's own errors say `tandem: ...` and carry their detail.
  */
+
+import type { AuthErrorCode } from '../kv/auth/errors.js';
 import { KV_ERRORS, type KvErrorCode } from '../kv/errors.js';
 import type { LeaseErrorCode } from '../kv/lease/errors.js';
 import type { WatchErrorCode } from '../kv/watch/errors.js';
@@ -23,11 +25,6 @@ export type ApiErrorCode =
   | 'INVALID_METADATA'
   /** etcd's ErrGRPCMemberBadURLs: peer URLs that are not scheme://host:port. */
   | 'MEMBER_BAD_URLS'
-  /** Auth is disabled in tandem, as in a fresh etcd; these are etcd's answers then. */
-  | 'AUTH_NOT_ENABLED'
-  | 'ROOT_USER_NOT_EXIST'
-  | 'USER_NOT_FOUND'
-  | 'ROLE_NOT_FOUND'
   /** gRPC health Check of a service this server does not have. */
   | 'UNKNOWN_SERVICE'
   /** An etcd RPC tandem does not implement (named in the message). */
@@ -52,6 +49,7 @@ export type ErrorCode =
   | LeaseErrorCode
   | WatchErrorCode
   | ServerErrorCode
+  | AuthErrorCode
   | ApiErrorCode;
 
 export type GrpcStatusName = StatusName;
@@ -156,14 +154,40 @@ export const API_ERRORS: Readonly<Record<ErrorCode, ErrorEntry>> = {
   // REQUEST_TOO_LARGE is shared with kv (above): etcd's InvalidArgument, never retried.
   TOO_MANY_REQUESTS: etcd('RESOURCE_EXHAUSTED', 'etcdserver: too many requests'),
 
+  // --- auth (src/kv/auth/errors.ts): etcd's rpctypes, code and text -----------------------
+  ROOT_USER_NOT_EXIST: etcd('FAILED_PRECONDITION', 'etcdserver: root user does not exist'),
+  ROOT_ROLE_NOT_EXIST: etcd('FAILED_PRECONDITION', 'etcdserver: root user does not have root role'),
+  USER_ALREADY_EXIST: etcd('FAILED_PRECONDITION', 'etcdserver: user name already exists'),
+  USER_EMPTY: etcd('INVALID_ARGUMENT', 'etcdserver: user name is empty'),
+  USER_NOT_FOUND: etcd('FAILED_PRECONDITION', 'etcdserver: user name not found'),
+  ROLE_ALREADY_EXIST: etcd('FAILED_PRECONDITION', 'etcdserver: role name already exists'),
+  ROLE_NOT_FOUND: etcd('FAILED_PRECONDITION', 'etcdserver: role name not found'),
+  ROLE_EMPTY: etcd('INVALID_ARGUMENT', 'etcdserver: role name is empty'),
+  AUTH_FAILED: etcd(
+    'INVALID_ARGUMENT',
+    'etcdserver: authentication failed, invalid user ID or password',
+  ),
+  // etcd 3.4 has no gRPC status for it: its togRPCError passes the store's text as Unknown.
+  NO_PASSWORD_USER: etcd(
+    'UNKNOWN',
+    'auth: authentication failed, password was given for no password user',
+  ),
+  PERMISSION_NOT_GIVEN: etcd('INVALID_ARGUMENT', 'etcdserver: permission not given'),
+  PERMISSION_DENIED: etcd('PERMISSION_DENIED', 'etcdserver: permission denied'),
+  ROLE_NOT_GRANTED: etcd('FAILED_PRECONDITION', 'etcdserver: role is not granted to the user'),
+  PERMISSION_NOT_GRANTED: etcd(
+    'FAILED_PRECONDITION',
+    'etcdserver: permission is not granted to the role',
+  ),
+  AUTH_NOT_ENABLED: etcd('FAILED_PRECONDITION', 'etcdserver: authentication is not enabled'),
+  INVALID_AUTH_TOKEN: etcd('UNAUTHENTICATED', 'etcdserver: invalid auth token'),
+  INVALID_AUTH_MGMT: etcd('INVALID_ARGUMENT', 'etcdserver: invalid auth management'),
+  AUTH_OLD_REVISION: etcd('INVALID_ARGUMENT', 'etcdserver: revision of auth store is old'),
+
   // --- API edge ----------------------------------------------------------------------------
   INVALID_FIELD: own('INVALID_ARGUMENT', 'tandem: invalid request field'),
   INVALID_METADATA: own('INVALID_ARGUMENT', 'tandem: invalid request metadata'),
   MEMBER_BAD_URLS: etcd('INVALID_ARGUMENT', 'etcdserver: given member URLs are invalid'),
-  AUTH_NOT_ENABLED: etcd('FAILED_PRECONDITION', 'etcdserver: authentication is not enabled'),
-  ROOT_USER_NOT_EXIST: etcd('FAILED_PRECONDITION', 'etcdserver: root user does not exist'),
-  USER_NOT_FOUND: etcd('FAILED_PRECONDITION', 'etcdserver: user name not found'),
-  ROLE_NOT_FOUND: etcd('FAILED_PRECONDITION', 'etcdserver: role name not found'),
   // grpc-go's health server answers exactly this.
   UNKNOWN_SERVICE: etcd('NOT_FOUND', 'unknown service'),
   NOT_SUPPORTED: own('UNIMPLEMENTED', 'tandem: not supported'),

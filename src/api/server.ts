@@ -9,6 +9,8 @@
  */
 import type { EtcdBackend } from '../server/contract.js';
 import { ServerError } from '../server/errors.js';
+import { AuthGate } from './auth-gate.js';
+import type { JwtTokens } from './auth-jwt.js';
 import { type ApiLogger, type ServiceContext, statusFor } from './context.js';
 import { Http1Exchange, Http2Exchange } from './gateway/exchange.js';
 import { Gateway } from './gateway/gateway.js';
@@ -85,6 +87,8 @@ export interface ApiServerOptions {
   readonly limits?: Partial<ApiLimits>;
   /** This member's Prometheus registry, served at GET /metrics on the client port too. */
   readonly metrics?: { readonly contentType: string; scrape(): Promise<string> };
+  /** JWT tokens instead of simple ones (etcd's --auth-token jwt,...). */
+  readonly jwt?: JwtTokens;
   /** Streaming calls (watch, keep-alive, snapshot) open through the JSON gateway at once. */
   readonly gatewayStreamsMax?: number;
   /** The member's status JSON, served at GET /status on the client port too (see Gateway). */
@@ -104,6 +108,10 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
   }
   const ctx: ServiceContext = {
     backend: options.backend,
+    auth: new AuthGate(options.backend, {
+      clientCertAuth: options.tls?.ca !== undefined,
+      ...(options.jwt !== undefined && { jwt: options.jwt }),
+    }),
     logger: options.logger,
     defaults: options.defaults ?? REQUEST_DEFAULTS,
     streams: new Set(),

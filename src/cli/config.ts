@@ -49,6 +49,7 @@ import { isIP } from 'node:net';
 import { dirname, isAbsolute, relative, resolve } from 'node:path';
 import { parseDocument } from 'yaml';
 import { z } from 'zod';
+import { JWT_SIGN_METHODS, JWT_TTL_MS_DEFAULT, type JwtSignMethod } from '../api/auth-jwt.js';
 import {
   ROLES,
   type Role,
@@ -62,6 +63,10 @@ import {
 import { POLICY_DEFAULTS, REPLACE_AFTER_MS_MAX, VOTERS_MAX } from '../cluster/policy.js';
 import type { PeerAddress } from '../io/network.js';
 import { QUOTA_BYTES_DEFAULT, QUOTA_BYTES_MAX } from '../kv/quota.js';
+
+/** A JWT lives at most a day (etcd has no bound; a stolen token should not live for ever). */
+const JWT_TTL_MS_MAX = 24 * 3_600_000;
+
 import { SEGMENT_BYTES_DEFAULT, SEGMENT_BYTES_OPTION_MAX } from '../storage/limits.js';
 import { CLUSTER_SECRET_BYTES_MAX, CLUSTER_SECRET_BYTES_MIN } from '../transport/limits.js';
 import { assert } from '../util/assert.js';
@@ -149,6 +154,15 @@ export interface PeerTlsConfig {
 export type AdminTlsConfig = ClientTlsConfig;
 
 /** A validated member configuration: every default applied, every path absolute. */
+export interface JwtConfig {
+  readonly signMethod: JwtSignMethod;
+  /** PEM private key file (the shared secret's file for HS256). */
+  readonly privateKey: string;
+  /** PEM public key file; null: derived from the private key. */
+  readonly publicKey: string | null;
+  readonly ttlMs: number;
+}
+
 export interface TandemConfig {
   readonly name: string;
   readonly dataDir: string;
@@ -215,6 +229,12 @@ export interface TandemConfig {
    * back, and keeps the newest `keep` (cli/backup.ts).
    */
   readonly backup: { readonly everyMs: number; readonly keep: number; readonly dir: string } | null;
+  /**
+   * etcd's --auth-token. Without `jwt`, simple tokens (etcd's default): random, made through the
+   * log so every member knows them, forgotten on restart. With `jwt`, signed tokens (etcd's
+   * `jwt,sign-method=…,priv-key=…,pub-key=…,ttl=…`): every member must hold the same key.
+   */
+  readonly auth: { readonly jwt: JwtConfig | null };
   /**
    * TEST ONLY, never in production. `faultInjection`: the peer transport obeys drop and delay
    * rules per link, and the storage runs on the fault file system whose next fsync can be made
@@ -713,6 +733,18 @@ const inputSchema = z.strictObject({
       dir: field(required(parsePath)),
     })
     .optional(),
+  auth: z
+    .strictObject({
+      jwt: z
+        .strictObject({
+          signMethod: field(required(parseEnum(JWT_SIGN_METHODS))),
+          privateKey: field(required(parsePath)),
+          publicKey: field(withDefault(null, parseNullable(parsePath))),
+          ttl: field(withDefault(JWT_TTL_MS_DEFAULT, parseDuration(1_000, JWT_TTL_MS_MAX))),
+        })
+        .optional(),
+    })
+    .prefault({}),
   testMode: z
     .strictObject({
       faultInjection: field(withDefault(false, parseBool)),
@@ -897,6 +929,17 @@ function resolveConfig(input: ParsedInput, baseDir: string): TandemConfig {
       input.backup === undefined
         ? null
         : { everyMs: input.backup.every, keep: input.backup.keep, dir: path(input.backup.dir) },
+    auth: {
+      jwt:
+        input.auth.jwt === undefined
+          ? null
+          : {
+              signMethod: input.auth.jwt.signMethod,
+              privateKey: path(input.auth.jwt.privateKey),
+              publicKey: input.auth.jwt.publicKey === null ? null : path(input.auth.jwt.publicKey),
+              ttlMs: input.auth.jwt.ttl,
+            },
+    },
   };
 }
 

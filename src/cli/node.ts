@@ -19,6 +19,7 @@ import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { type Logger, pino } from 'pino';
 import { type AdminServer, startAdminServer } from '../api/admin.js';
+import { JwtTokens } from '../api/auth-jwt.js';
 import { dashboard } from '../api/dashboard.js';
 import { GrpcLeaderForwarder } from '../api/forwarder.js';
 import type { MemberCallTls } from '../api/grpc-client.js';
@@ -439,7 +440,22 @@ function startClientPort(
     },
     ...serverTls(config.tls.client),
     ...(memberTls === null ? {} : { memberTls }),
+    ...jwtTokens(config),
   });
+}
+
+/** etcd's --auth-token jwt: the configured key, read now (a missing file fails the start). */
+function jwtTokens(config: TandemConfig): { jwt?: JwtTokens } {
+  const jwt = config.auth.jwt;
+  if (jwt === null) return {};
+  return {
+    jwt: new JwtTokens({
+      signMethod: jwt.signMethod,
+      privateKey: readFileSync(jwt.privateKey),
+      ...(jwt.publicKey !== null && { publicKey: readFileSync(jwt.publicKey) }),
+      ttlMs: jwt.ttlMs,
+    }),
+  };
 }
 
 /** A TLS-serving port's PEM files, read (the client port, the admin endpoint). */

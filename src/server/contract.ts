@@ -18,6 +18,7 @@ import type {
   TxnRequest,
   TxnResponse,
 } from '../kv/api-types.js';
+import type { AuthHeader, AuthOp, AuthOpResult, AuthStore } from '../kv/auth/index.js';
 import type { LeaseId } from '../kv/types.js';
 import type { WatchStream } from '../kv/watch/stream.js';
 import type { AlarmMember } from './alarms.js';
@@ -37,6 +38,11 @@ export interface RequestOptions {
   readonly ack: WriteAck;
   /** Aborted when the client cancels or its deadline passes. */
   readonly signal?: AbortSignal;
+  /**
+   * The credentials the API edge checked this write's permissions under (auth enabled): the
+   * write is refused at apply if the auth store changed since (etcd's header AuthRevision).
+   */
+  readonly auth?: AuthHeader;
 }
 
 /** etcd's ResponseHeader; ids are uint64 on the wire. */
@@ -125,7 +131,32 @@ export interface WithHeader<T> {
   readonly response: T;
 }
 
+/** etcd's auth store behind a member (src/server/auth.ts); the API edge does the checks. */
+export interface AuthBackend {
+  /** The replicated store as this member applied it: read it, never change it. */
+  store(): AuthStore;
+  /** A management op (or a get or list) through the log, applied as `header`'s user. */
+  propose(op: AuthOp, header: AuthHeader, opts: RequestOptions): Promise<AuthOpResult>;
+  /**
+   * Makes a simple token "<tokenPrefix>.<index>" for `name` through the log (its password was
+   * checked); the token. The prefix is random, made by the caller (the member draws none).
+   */
+  authenticate(name: string, tokenPrefix: string, opts: RequestOptions): Promise<string>;
+  /** Waits until this member applied everything committed before now (etcd's linearizable read). */
+  barrier(signal?: AbortSignal): Promise<void>;
+  /**
+   * The user a simple token was made for, refreshing it; null when unknown. A token made by an
+   * entry this member has not applied yet is waited for (etcd's indexWaiter), within a barrier.
+   */
+  simpleTokenUser(token: string, signal?: AbortSignal): Promise<string | null>;
+  /** Keys attached to a lease as this member knows them (none when it does not exist). */
+  leaseKeys(id: LeaseId): readonly Uint8Array[];
+}
+
 export interface EtcdBackend {
+  /** etcd's auth; absent: the backend has none (answers as an auth-disabled etcd). */
+  readonly auth?: AuthBackend;
+
   /** The header as of now (for responses that carry no revision of their own). */
   header(): Header;
 

@@ -58,6 +58,7 @@ import {
   alarmStatusText,
   isAlarmType,
 } from './alarms.js';
+import { MemberAuth } from './auth.js';
 import type {
   AlarmOp,
   Member as ApiMember,
@@ -81,6 +82,7 @@ import type { RoleTruth } from './role.js';
 import {
   type CommandResult,
   encodeAlarm,
+  encodeAuthorized,
   encodeLeaseCheckpoints,
   encodeLeaseGrant,
   encodeLeaseRevoke,
@@ -128,6 +130,7 @@ export interface EtcdFacadeOptions {
 }
 
 export class EtcdFacade implements EtcdBackend {
+  readonly auth: MemberAuth;
   private readonly o: EtcdFacadeOptions;
   private readonly member: TandemMember;
   private readonly state: TandemStateMachine;
@@ -152,6 +155,18 @@ export class EtcdFacade implements EtcdBackend {
     this.memberId = BigInt(options.member.id);
     this.leaseIds = new LeaseIdGenerator(options.member.id, options.clock.wallNow());
     this.leaderlessSinceMs = options.member.leader === NONE ? options.clock.now() : null;
+    this.auth = new MemberAuth({
+      member: options.member,
+      state: options.state,
+      clock: options.clock,
+      propose: (command, signal) => {
+        this.role.refuseUnlessServing();
+        return this.propose(command, signal);
+      },
+      barrier: async (signal) => {
+        await this.clientReadBarrier({ kind: 'linearizable' }, signal);
+      },
+    });
     MemberEvents.add(options.events.softState, () => {
       this.leaderWaiters.check();
       this.noteLeader();
@@ -159,6 +174,8 @@ export class EtcdFacade implements EtcdBackend {
     MemberEvents.add(options.events.tick, () => {
       this.leaderWaiters.expire(options.clock.now());
       this.checkLeaderLost();
+      // Expired simple tokens go a bounded batch per tick (a used one is checked on use too).
+      options.state.simpleTokens.sweep(options.clock.now());
     });
   }
 
@@ -243,12 +260,13 @@ export class EtcdFacade implements EtcdBackend {
   private async proposeKv(req: KvRequest, opts: RequestOptions): Promise<KvResponse> {
     this.role.refuseUnlessServing();
     const command = this.state.encodeKv(req); // etcd's validation before the log: throws KvError
-    const { result, index } = await this.propose(command, opts.signal);
+    const { result, index } = await this.propose(withAuth(command, opts), opts.signal);
     switch (result.kind) {
       case 'applied':
         if (opts.ack === 'all') await this.o.ackAll.awaitWrite(index);
         return result.response;
       case 'rejected':
+      case 'authRejected':
         throw result.error;
       default:
         return unexpected(result);
@@ -303,9 +321,9 @@ export class EtcdFacade implements EtcdBackend {
 
   async leaseRevoke(id: LeaseId, opts: RequestOptions): Promise<void> {
     this.role.refuseUnlessServing();
-    const { result } = await this.propose(encodeLeaseRevoke(id), opts.signal);
+    const { result } = await this.propose(withAuth(encodeLeaseRevoke(id), opts), opts.signal);
     if (result.kind === 'leaseRevoked') return;
-    if (result.kind === 'leaseRejected') throw result.error;
+    if (result.kind === 'leaseRejected' || result.kind === 'authRejected') throw result.error;
     unexpected(result);
   }
 
@@ -336,7 +354,10 @@ export class EtcdFacade implements EtcdBackend {
   ): Promise<LeaseTimeToLiveResult> {
     this.role.refuseUnlessServing();
     if (!this.member.isLeader) {
-      return this.forwarder().leaseTimeToLive(this.leaderClientUrls(), id, withKeys);
+      // Only the TTL is the leader's; the attached keys are replicated state, read here (the
+      // leader's API would ask the forwarding member for credentials it does not have).
+      const ttl = await this.forwarder().leaseTimeToLive(this.leaderClientUrls(), id, false);
+      return withKeys && ttl.ttlSeconds !== -1 ? { ...ttl, keys: this.auth.leaseKeys(id) } : ttl;
     }
     await this.clientReadBarrier({ kind: 'linearizable' }, opts.signal);
     try {
@@ -748,6 +769,11 @@ export function leaderClientUrls(
   const urls = state.member(lead)?.clientUrls ?? [];
   if (urls.length === 0) throw new ServerError('NO_LEADER', 'etcdserver: no leader');
   return urls;
+}
+
+/** A client's command, wrapped with the credentials the edge checked it under (if any). */
+function withAuth(command: Uint8Array, opts: RequestOptions): Uint8Array {
+  return opts.auth === undefined ? command : encodeAuthorized(opts.auth, command);
 }
 
 /**

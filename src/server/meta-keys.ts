@@ -6,6 +6,7 @@
  *   x:lease/<id>       msgpack [ttlSeconds, remainingTtlSeconds]  (id in decimal)
  *   x:lease-generated  msgpack count of generated lease ids
  *   x:alarms           AlarmSet encoding
+ *   x:auth             the auth store (AuthStore.encode: users, roles, enabled, revision)
  */
 import { EXTENSION_META_PREFIX } from '../kv/mvcc/store.js';
 import type { LeaseId } from '../kv/types.js';
@@ -16,6 +17,7 @@ export const META_REGISTRY = concat(EXTENSION_META_PREFIX, enc.encode('registry'
 export const META_LEASE_PREFIX = concat(EXTENSION_META_PREFIX, enc.encode('lease/'));
 export const META_LEASE_IDS = concat(EXTENSION_META_PREFIX, enc.encode('lease-generated'));
 export const META_ALARMS = concat(EXTENSION_META_PREFIX, enc.encode('alarms'));
+export const META_AUTH = concat(EXTENSION_META_PREFIX, enc.encode('auth'));
 
 export function leaseKey(id: LeaseId): Uint8Array {
   return concat(META_LEASE_PREFIX, enc.encode(id.toString()));

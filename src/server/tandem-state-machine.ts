@@ -18,6 +18,16 @@
  *   8 alarm       msgpack [action, memberId (decimal), alarmType]  (etcd's Alarm ACTIVATE and
  *                 DEACTIVATE, alarms.ts). While a NOSPACE alarm is raised, puts, txns with puts
  *                 and lease grants are refused with NO_SPACE (etcd's applierV3Capped).
+ *   9 auth        an auth command (src/kv/auth/command.ts): a management op with its header, or
+ *                 Authenticate with the proposer's token prefix (the token is "<prefix>.<index>",
+ *                 held in memory by every member that applies it, as etcd's simple tokens).
+ *  10 authorized  u16 length, msgpack [username, authRevision], then another command: a client
+ *                 request proposed with credentials, checked at the API edge under that auth
+ *                 revision; refused with AUTH_OLD_REVISION when the auth store changed since
+ *                 (etcd's isOpPermitted check at apply). While auth is enabled, a kv command
+ *                 without credentials is refused with USER_EMPTY, as etcd's empty header is.
+ *
+ * The auth store lives in the meta bucket too (one record), written in the entry's transaction.
  *
  * Deterministic: every member applying the same entries holds the same `hash()`. Time enters
  * only the primary lessor's deadlines, which are not replicated state.
@@ -42,6 +52,17 @@ import type {
   TxnRequest,
   TxnResponse,
 } from '../kv/api-types.js';
+import {
+  type AuthCommand,
+  AuthError,
+  type AuthHeader,
+  type AuthOpResult,
+  AuthStore,
+  decodeAuthCommand,
+  encodeAuthCommand,
+  isAuthWrite,
+  SimpleTokens,
+} from '../kv/auth/index.js';
 import type { Backend } from '../kv/backend/backend.js';
 import { KvError } from '../kv/errors.js';
 import { LeaseError, LeaseErrorCode } from '../kv/lease/errors.js';
@@ -71,6 +92,7 @@ import type { Member } from './member.js';
 import {
   leaseKey,
   META_ALARMS,
+  META_AUTH,
   META_LEASE_IDS,
   META_LEASE_PREFIX,
   META_REGISTRY,
@@ -87,6 +109,8 @@ export const CommandKind = {
   MemberPeerUrls: 6,
   Registry: 7,
   Alarm: 8,
+  Auth: 9,
+  Authorized: 10,
 } as const;
 export type CommandKind = (typeof CommandKind)[keyof typeof CommandKind];
 
@@ -137,6 +161,8 @@ function writeBin(out: Uint8Array, at: number, part: Uint8Array): number {
   out.set(part, at);
   return at + n;
 }
+/** Bytes of an authorized command's header at most (a username and a number). */
+const AUTH_HEADER_BYTES_MAX = 0xffff;
 
 /** What applying a command gives its proposer. */
 export type CommandResult =
@@ -147,6 +173,11 @@ export type CommandResult =
   | { readonly kind: 'registryRejected'; readonly error: RegistryError }
   /** An alarm change: the alarm raised or cleared (none when nothing changed, as etcd's). */
   | { readonly kind: 'alarm'; readonly alarms: readonly AlarmMember[] }
+  /** An auth op applied (gets and lists carry what they read). */
+  | { readonly kind: 'auth'; readonly result: AuthOpResult }
+  | { readonly kind: 'authenticated'; readonly token: string }
+  /** An auth op, authenticate or authorized request refused, nothing changed. */
+  | { readonly kind: 'authRejected'; readonly error: AuthError }
   | { readonly kind: 'done' };
 
 export interface TandemStateMachineOptions {
@@ -188,6 +219,24 @@ export function encodeMemberPeerUrls(id: number, peerUrls: string[]): Uint8Array
 /** etcd's Alarm ACTIVATE or DEACTIVATE as a log entry. */
 export function encodeAlarm(action: AlarmAction, memberId: bigint, alarm: AlarmType): Uint8Array {
   return withKind(CommandKind.Alarm, encodeAlarmPayload(action, memberId, alarm));
+}
+
+/** An auth op or Authenticate as a log entry. */
+export function encodeAuth(command: AuthCommand): Uint8Array {
+  return withKind(CommandKind.Auth, encodeAuthCommand(command));
+}
+
+/** `inner` proposed with credentials (see kind 10 above). */
+export function encodeAuthorized(header: AuthHeader, inner: Uint8Array): Uint8Array {
+  const head = pack([header.username, header.revision]);
+  assert(head.length <= AUTH_HEADER_BYTES_MAX, 'an auth header fits its u16 length');
+  const out = new Uint8Array(3 + head.length + inner.length);
+  out[0] = CommandKind.Authorized;
+  out[1] = head.length >>> 8;
+  out[2] = head.length & 0xff;
+  out.set(head, 3);
+  out.set(inner, 3 + head.length);
+  return out;
 }
 
 /** A registry command as a log entry of its own (the policy's and a member's publishes). */
@@ -239,6 +288,9 @@ export class TandemStateMachine implements ReplicatedStateMachine {
   private kv: KvStateMachine;
   private registry: MemberRegistry;
   private alarmSet = new AlarmSet();
+  private authStore = new AuthStore();
+  /** Simple tokens made by applied Authenticate entries: this member's memory only. */
+  readonly simpleTokens = new SimpleTokens();
   private readonly backend: Backend;
   private readonly current: CurrentStore;
   private readonly nowMs: () => number;
@@ -271,6 +323,8 @@ export class TandemStateMachine implements ReplicatedStateMachine {
       return true;
     });
     this.alarmSet = AlarmSet.decode(this.backend.get('meta', META_ALARMS));
+    this.authStore = AuthStore.decode(this.backend.get('meta', META_AUTH));
+    this.authStore.onUserInvalidated = (name) => this.simpleTokens.invalidateUser(name);
     const generated = this.backend.get('meta', META_LEASE_IDS);
     this.lessor.restore({
       version: 1,
@@ -295,6 +349,7 @@ export class TandemStateMachine implements ReplicatedStateMachine {
     const payload = command.subarray(1);
     switch (command[0]) {
       case CommandKind.Kv:
+        if (this.authStore.enabled) return this.authRejected(ctx, new AuthError('USER_EMPTY'));
         return this.kv.apply(ctx.index, payload, this.alarmSet.has(AlarmType.NoSpace));
       case CommandKind.LeaseGrant:
         return this.applyLeaseGrant(ctx, payload);
@@ -310,6 +365,10 @@ export class TandemStateMachine implements ReplicatedStateMachine {
         return this.applyRegistryCommand(ctx, payload);
       case CommandKind.Alarm:
         return this.applyAlarm(ctx, payload);
+      case CommandKind.Auth:
+        return this.applyAuth(ctx, payload);
+      case CommandKind.Authorized:
+        return this.applyAuthorized(ctx, payload);
       default:
         // An unknown kind (a newer member's command): the same no-op on every member.
         return this.applyNoopResult(ctx);
@@ -428,6 +487,11 @@ export class TandemStateMachine implements ReplicatedStateMachine {
   /** Raised alarms of one type, or all (AlarmType.None): the same on every member. */
   alarms(alarm: AlarmType = AlarmType.None): readonly AlarmMember[] {
     return this.alarmSet.list(alarm);
+  }
+
+  /** The replicated auth store, for the API edge's checks (read it, never change it). */
+  auth(): AuthStore {
+    return this.authStore;
   }
 
   members(): MemberInfo[] {
@@ -585,6 +649,76 @@ export class TandemStateMachine implements ReplicatedStateMachine {
       txn.putMeta(META_ALARMS, set.encode());
       return { kind: 'alarm', alarms: m === null ? [] : [m] } as const;
     });
+  }
+
+  private authRejected(ctx: ApplyContext, error: AuthError): CommandResult {
+    this.applyNoopResult(ctx);
+    return { kind: 'authRejected', error };
+  }
+
+  private applyAuth(ctx: ApplyContext, payload: Uint8Array): CommandResult {
+    const command = decodeAuthCommand(payload);
+    if (command === null) return this.applyNoopResult(ctx);
+    const store = this.authStore;
+    if (command.kind === 'authenticate') {
+      // etcd's authStore.Authenticate: the password was checked by the proposer.
+      const user = store.user(command.name);
+      if (!store.enabled) return this.authRejected(ctx, new AuthError('AUTH_NOT_ENABLED'));
+      if (user === undefined || user.noPassword) {
+        return this.authRejected(ctx, new AuthError('AUTH_FAILED'));
+      }
+      const token = `${command.tokenPrefix}.${ctx.index}`;
+      this.simpleTokens.assign(token, command.name, this.nowMs());
+      this.applyNoopResult(ctx);
+      return { kind: 'authenticated', token };
+    }
+    // Decided before the write (a throw inside a store write fails the store); the store
+    // throws only AuthErrors, before changing anything.
+    const wasEnabled = store.enabled;
+    let result: AuthOpResult;
+    try {
+      result = store.apply(command.op, command.header);
+    } catch (error) {
+      if (!(error instanceof AuthError)) throw error;
+      return this.authRejected(ctx, error);
+    }
+    if (wasEnabled && !store.enabled) this.simpleTokens.clear(); // etcd's tokenProvider.disable
+    if (!isAuthWrite(command.op)) {
+      this.applyNoopResult(ctx);
+      return { kind: 'auth', result };
+    }
+    this.kv.store.write(ctx.index, (txn) => {
+      txn.putMeta(META_AUTH, store.encode());
+    });
+    return { kind: 'auth', result };
+  }
+
+  private applyAuthorized(ctx: ApplyContext, payload: Uint8Array): CommandResult {
+    const headLength = payload.length >= 2 ? (payload[0]! << 8) | payload[1]! : -1;
+    if (headLength < 0 || payload.length < 2 + headLength) return this.applyNoopResult(ctx);
+    let head: unknown;
+    try {
+      head = unpack(payload.subarray(2, 2 + headLength));
+    } catch {
+      return this.applyNoopResult(ctx);
+    }
+    if (!Array.isArray(head) || typeof head[0] !== 'string' || typeof head[1] !== 'number') {
+      return this.applyNoopResult(ctx);
+    }
+    const inner = payload.subarray(2 + headLength);
+    if (inner[0] === CommandKind.Authorized) return this.applyNoopResult(ctx); // no nesting
+    const store = this.authStore;
+    if (store.enabled) {
+      // The edge checked permissions under auth revision head[1]; they still hold if the store
+      // has not changed since (etcd's isOpPermitted revision check, at apply).
+      if (head[1] === 0) return this.authRejected(ctx, new AuthError('USER_EMPTY'));
+      if (head[1] < store.revision)
+        return this.authRejected(ctx, new AuthError('AUTH_OLD_REVISION'));
+      if (inner[0] === CommandKind.Kv) {
+        return this.kv.apply(ctx.index, inner.subarray(1), this.alarmSet.has(AlarmType.NoSpace));
+      }
+    }
+    return this.apply(ctx, inner);
   }
 
   private applyPeerUrls(ctx: ApplyContext, payload: Uint8Array): CommandResult {

@@ -17,6 +17,7 @@ import {
 import { API_ERRORS, ApiError, toWireStatus } from '../../src/api/errors.js';
 import { loadEtcdProto, type PbRangeRequest, type PbTxnRequest } from '../../src/api/proto.js';
 import { REQUEST_DEFAULTS, requestOptions } from '../../src/api/request-options.js';
+import { AuthError } from '../../src/kv/auth/errors.js';
 import { KvError } from '../../src/kv/errors.js';
 import { LeaseError, LeaseErrorCode } from '../../src/kv/lease/errors.js';
 import { WatchError, WatchErrorCode } from '../../src/kv/watch/errors.js';
@@ -228,7 +229,7 @@ describe('error table', () => {
       ],
       [new ServerError('UNHEALTHY', 'x'), status.UNAVAILABLE, 'etcdserver: unhealthy cluster'],
       [
-        new ApiError('AUTH_NOT_ENABLED'),
+        new AuthError('AUTH_NOT_ENABLED'),
         status.FAILED_PRECONDITION,
         'etcdserver: authentication is not enabled',
       ],

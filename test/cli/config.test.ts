@@ -76,6 +76,7 @@ describe('valid configurations', () => {
       raft: { heartbeatMs: 100, electionMs: 1000, snapshotEntries: 10_000, fastFailover: true },
       tls: { client: null, peer: null, admin: null },
       backup: null,
+      auth: { jwt: null },
       testMode: { faultInjection: false, devControls: null, faultsOffLoopback: false },
     } satisfies TandemConfig);
   });

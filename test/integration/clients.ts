@@ -144,9 +144,12 @@ export function grpcClients(endpoint: string) {
     kv: make(pkg.etcdserverpb.KV!),
     lease: make(pkg.etcdserverpb.Lease!),
     maintenance: make(pkg.etcdserverpb.Maintenance!),
+    auth: make(pkg.etcdserverpb.Auth!),
     raw,
     close(): void {
-      for (const c of [clients.kv, clients.lease, clients.maintenance, raw]) c.close();
+      for (const c of [clients.kv, clients.lease, clients.maintenance, clients.auth, raw]) {
+        c.close();
+      }
     },
   };
   return clients;

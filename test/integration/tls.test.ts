@@ -228,7 +228,10 @@ describe('TLS on every port of a 3-voter cluster with a standby', {
           () => null,
         );
       // n2's certificate, claiming to be n3: refused at the handshake, naming why.
-      await assert.rejects(ask('n2'), /refused the (connection|handshake): its certificate names n2/);
+      await assert.rejects(
+        ask('n2'),
+        /refused the (connection|handshake): its certificate names n2/,
+      );
       // Control: n3's own certificate as n3 is let in (and answered).
       const entries = await ask('n3');
       assert.equal(entries[0]?.index, s1.commitIndex);

@@ -135,6 +135,19 @@ abstract class BaseCall extends EventEmitter implements CallContext {
     }
   }
 
+  /**
+   * The CN of the client's certificate when it was verified against the server's CA (TLS with
+   * client-cert auth); undefined otherwise. Read only when auth needs it.
+   */
+  get peerCommonName(): string | undefined {
+    const socket = this.stream.session?.socket as
+      | (import('node:tls').TLSSocket & { authorized?: boolean })
+      | undefined;
+    if (socket === undefined || socket.authorized !== true) return undefined;
+    const cn = socket.getPeerCertificate?.()?.subject?.CN;
+    return typeof cn === 'string' ? cn : undefined;
+  }
+
   get metadata(): Metadata {
     this.metadataView ??= new RawHeaderMetadata(this.rawHeaders);
     return this.metadataView;

@@ -17,6 +17,8 @@ export interface CallContext {
   readonly signal: AbortSignal;
   /** True once the signal has fired (reading this creates nothing). */
   readonly cancelled: boolean;
+  /** The verified client certificate's common name (gRPC over TLS with client-cert auth). */
+  readonly peerCommonName?: string | undefined;
 }
 
 /**

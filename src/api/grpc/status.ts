@@ -28,6 +28,22 @@ export const Status = {
 export type StatusName = keyof typeof Status;
 export type StatusCode = (typeof Status)[StatusName];
 
+/**
+ * A status as grpc-go's status.Error() prints it ("rpc error: code = PermissionDenied desc =
+ * ..."): etcd puts that text where a field carries an error, e.g. a watch's cancel_reason.
+ */
+export function goStatusText(status: CallStatus): string {
+  const name = (Object.keys(Status) as StatusName[]).find((n) => Status[n] === status.code);
+  const goName =
+    name === 'CANCELLED'
+      ? 'Canceled'
+      : (name ?? 'Unknown')
+          .split('_')
+          .map((w) => w[0] + w.slice(1).toLowerCase())
+          .join('');
+  return `rpc error: code = ${goName} desc = ${status.details}`;
+}
+
 /** How a call ended, as the client will see it. */
 export interface CallStatus {
   readonly code: StatusCode;

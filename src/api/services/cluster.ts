@@ -1,5 +1,15 @@
 /** etcd's Cluster service: membership, answered from the member's replicated registry. */
-import { plainOptions, type ServiceContext, unary, withLeaderCheck } from '../context.js';
+import {
+  plainOptions,
+  type ServiceContext,
+  unary,
+  withAdminCheck,
+  withLeaderCheck,
+} from '../context.js';
+
+/** What etcd 3.4 reserves for root (checkMembershipOperationPermission). */
+const ADMIN_METHODS = ['MemberAdd', 'MemberRemove', 'MemberUpdate', 'MemberPromote'];
+
 import { headerToPb, memberIdField, memberToPb, peerUrlsField } from '../convert.js';
 import type { ServiceHandlers } from '../grpc/handlers.js';
 import type {
@@ -13,7 +23,7 @@ export function clusterService(ctx: ServiceContext): ServiceHandlers {
   const { backend } = ctx;
   // etcd's Cluster service fills no revision in its headers (cluster_id, member_id, raft_term).
   const clusterHeader = () => headerToPb(backend.header(), 0);
-  return withLeaderCheck(ctx, {
+  const handlers = withLeaderCheck(ctx, {
     MemberAdd: unary(async (pb: PbMemberAddRequest, call) => {
       const urls = peerUrlsField(pb.peerURLs);
       const opts = plainOptions(ctx, call);
@@ -51,4 +61,5 @@ export function clusterService(ctx: ServiceContext): ServiceHandlers {
       return { header: clusterHeader(), members: members.map(memberToPb) };
     }),
   });
+  return withAdminCheck(ctx, handlers, ADMIN_METHODS);
 }

@@ -29,24 +29,43 @@ import type {
 import { requestOptions } from '../request-options.js';
 
 export function kvService(ctx: ServiceContext): ServiceHandlers {
-  const { backend } = ctx;
+  const { backend, auth } = ctx;
   return withLeaderCheck(ctx, {
     Range: unary(async (pb: PbRangeRequest, call) => {
       const req = rangeFromPb(pb);
       const opts = requestOptions(call.metadata, ctx.defaults, req.serializable, call.signal);
+      if (!auth.enabled()) {
+        const { header, response } = await backend.range(req, opts);
+        return rangeResponseToPb(response, headerToPb(header, response.header.revision));
+      }
+      // etcd's Range: the barrier, the check, the read, then the store must not have changed.
+      const who = await auth.credentials(call);
+      auth.checkRange(who, req.key, req.rangeEnd);
       const { header, response } = await backend.range(req, opts);
+      auth.checkStillCurrent(who);
       return rangeResponseToPb(response, headerToPb(header, response.header.revision));
     }),
 
     Put: unary(async (pb: PbPutRequest, call) => {
       const req = putFromPb(pb);
-      const { header, response } = await backend.put(req, plainOptions(ctx, call));
+      let opts = plainOptions(ctx, call);
+      if (auth.enabled()) {
+        const who = await auth.credentials(call);
+        auth.checkPut(who, req.key, req.lease, req.prevKv);
+        opts = { ...opts, auth: who };
+      }
+      const { header, response } = await backend.put(req, opts);
       return putResponseToPb(response, headerToPb(header, response.header.revision));
     }),
 
     DeleteRange: unary(async (pb: PbDeleteRangeRequest, call) => {
       const req = deleteRangeFromPb(pb);
-      const opts = plainOptions(ctx, call);
+      let opts = plainOptions(ctx, call);
+      if (auth.enabled()) {
+        const who = await auth.credentials(call);
+        auth.checkDeleteRange(who, req.key, req.rangeEnd, req.prevKv);
+        opts = { ...opts, auth: who };
+      }
       const { header, response } = await backend.deleteRange(req, opts);
       return deleteRangeResponseToPb(response, headerToPb(header, response.header.revision));
     }),
@@ -54,9 +73,18 @@ export function kvService(ctx: ServiceContext): ServiceHandlers {
     Txn: unary(async (pb: PbTxnRequest, call) => {
       const req = txnFromPb(pb);
       // etcd serves a read-only txn whose ranges are all serializable as a local read.
-      const serializable = isReadOnlyTxn(req) && isSerializableTxn(req);
-      const opts = requestOptions(call.metadata, ctx.defaults, serializable, call.signal);
+      const readOnly = isReadOnlyTxn(req);
+      const serializable = readOnly && isSerializableTxn(req);
+      let opts = requestOptions(call.metadata, ctx.defaults, serializable, call.signal);
+      if (!auth.enabled()) {
+        const { header, response } = await backend.txn(req, opts);
+        return txnResponseToPb(response, headerToPb(header, response.header.revision));
+      }
+      const who = await auth.credentials(call);
+      auth.checkTxn(who, req);
+      opts = { ...opts, auth: who };
       const { header, response } = await backend.txn(req, opts);
+      if (readOnly) auth.checkStillCurrent(who);
       return txnResponseToPb(response, headerToPb(header, response.header.revision));
     }),
 

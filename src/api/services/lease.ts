@@ -130,7 +130,14 @@ export function leaseService(ctx: ServiceContext): ServiceHandlers {
 
     LeaseRevoke: unary(async (pb: PbLeaseIdRequest, call) => {
       const id = leaseIdField(pb.ID, 'LeaseRevokeRequest.ID');
-      await backend.leaseRevoke(id, plainOptions(ctx, call));
+      let opts = plainOptions(ctx, call);
+      if (ctx.auth.enabled()) {
+        // etcd's checkLeasePuts: write on every attached key (root on anything).
+        const who = await ctx.auth.credentials(call);
+        ctx.auth.checkLeasePuts(who, id);
+        if (who.revision !== 0) opts = { ...opts, auth: who };
+      }
+      await backend.leaseRevoke(id, opts);
       return { header: headerToPb(backend.header()) };
     }),
 
@@ -141,7 +148,11 @@ export function leaseService(ctx: ServiceContext): ServiceHandlers {
     LeaseTimeToLive: unary(async (pb: PbLeaseTimeToLiveRequest, call) => {
       const id = leaseIdField(pb.ID, 'LeaseTimeToLiveRequest.ID');
       const opts = plainOptions(ctx, call);
+      // etcd's checkLeaseTimeToLive: with keys asked for, read on each of them.
+      const who = pb.keys && ctx.auth.enabled() ? await ctx.auth.credentials(call) : null;
+      if (who !== null) ctx.auth.checkLeaseReads(who, id);
       const ttl = await backend.leaseTimeToLive(id, pb.keys, opts);
+      if (who !== null) ctx.auth.checkStillCurrent(who);
       return {
         header: headerToPb(backend.header()),
         ID: int64Out(ttl.id),

@@ -15,12 +15,14 @@
  * then the WatchStream is closed.
  */
 import { WatchError, WatchErrorCode } from '../../kv/watch/errors.js';
+import { WATCH_ID_NONE } from '../../kv/watch/limits.js';
 import type { WatchStream } from '../../kv/watch/stream.js';
 import { ServerError } from '../../server/errors.js';
 import { TandemError } from '../../util/errors.js';
 import { type ServiceContext, statusFor } from '../context.js';
 import { watchCreateFromPb, watchResponseToPb } from '../convert.js';
 import { type BidiCall, bidiHandler, type ServiceHandlers } from '../grpc/handlers.js';
+import { goStatusText } from '../grpc/status.js';
 import { WATCH_REQUESTS_PENDING_MAX } from '../limits.js';
 import type { PbWatchRequest } from '../proto.js';
 import { requiresLeader } from '../request-options.js';
@@ -38,6 +40,8 @@ class WatchSession {
   private awaitingDrain = false;
   /** Reading requests is paused because the WatchStream is backlogged. */
   private readPaused = false;
+  /** A create's permission check is running: requests wait behind it, in order. */
+  private authChecking = false;
   /** Requests that arrived while paused (a few may be in flight when we pause). */
   private readonly pending: PbWatchRequest[] = [];
   /** Unsubscribes from the member's leader loss (calls opened with `hasleader: true`). */
@@ -65,7 +69,7 @@ class WatchSession {
 
   private onRequest(request: PbWatchRequest): void {
     if (this.closed) return;
-    if (this.readPaused) {
+    if (this.readPaused || this.authChecking) {
       this.pending.push(request);
       if (this.pending.length > WATCH_REQUESTS_PENDING_MAX) {
         // The client keeps writing without reading: end the call rather than buffer more.
@@ -73,7 +77,65 @@ class WatchSession {
       }
       return;
     }
-    this.handle(request);
+    this.dispatch(request);
+  }
+
+  /** False when requests after this one must wait (a create's permission check is running). */
+  private dispatch(request: PbWatchRequest): boolean {
+    if (request.requestUnion === 'createRequest' && this.ctx.auth.enabled()) {
+      void this.checkThenCreate(request);
+      return false;
+    }
+    return this.handle(request);
+  }
+
+  /**
+   * etcd's isWatchPermitted: read on the watched range, as the caller, or the create is answered
+   * created and canceled with the reason (requests after it wait, in order).
+   */
+  private async checkThenCreate(request: PbWatchRequest): Promise<void> {
+    let create: ReturnType<typeof watchCreateFromPb>;
+    try {
+      create = watchCreateFromPb(request.createRequest!);
+    } catch {
+      return void this.handle(request); // refused as without auth
+    }
+    this.authChecking = true;
+    this.call.pause();
+    let reason: string | null = null;
+    try {
+      const who = await this.ctx.auth.credentials(this.call);
+      this.ctx.auth.checkRange(who, create.key, create.rangeEnd ?? new Uint8Array(0));
+    } catch (err) {
+      // etcd's cancel_reason is the gRPC error's text (rpctypes.ErrGRPCPermissionDenied.Error()).
+      reason = goStatusText(statusFor(this.ctx, METHOD, err));
+    }
+    this.authChecking = false;
+    if (this.closed) return;
+    if (reason === null) {
+      if (!this.handle(request)) return;
+    } else {
+      const header = this.ctx.backend.header();
+      this.call.write(
+        watchResponseToPb(
+          {
+            watchId: WATCH_ID_NONE,
+            headerRevision: header.revision,
+            events: [],
+            created: true,
+            canceled: true,
+            cancelReason: reason,
+            compactRevision: 0,
+            fragment: false,
+          },
+          header,
+        ),
+      );
+    }
+    while (this.pending.length > 0 && !this.readPaused && !this.authChecking && !this.closed) {
+      if (!this.dispatch(this.pending.shift()!)) return;
+    }
+    if (!this.readPaused && !this.authChecking && !this.closed) this.call.resume();
   }
 
   /** False when the request must wait (the stream is backlogged); it is then kept pending. */
@@ -115,13 +177,12 @@ class WatchSession {
   }
 
   private maybeResume(): void {
-    if (!this.readPaused || this.closed || this.stream.backlogged) return;
+    if (!this.readPaused || this.authChecking || this.closed || this.stream.backlogged) return;
     this.readPaused = false;
-    while (this.pending.length > 0 && !this.readPaused && !this.closed) {
-      const request = this.pending.shift()!;
-      this.handle(request);
+    while (this.pending.length > 0 && !this.readPaused && !this.authChecking && !this.closed) {
+      if (!this.dispatch(this.pending.shift()!)) return;
     }
-    if (!this.readPaused && !this.closed) this.call.resume();
+    if (!this.readPaused && !this.authChecking && !this.closed) this.call.resume();
   }
 
   /** `onReadable` runs inside the hub; the drain happens after it returns. */
