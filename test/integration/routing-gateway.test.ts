@@ -185,35 +185,33 @@ describe('tandem gateway', { skip: ETCDCTL_MISSING, timeout: 300_000 }, () => {
     const victim = await memberById(victimInfo.id);
     const { kv } = grpcClients(gw.endpoint);
     await call(kv, 'Put', { key: Buffer.from('slow/k'), value: Buffer.from('v') });
+    const picksBefore = (await gw.status()).members.find((m) => m.id === victimInfo.id)!.picks;
     victim.pause();
     try {
       const latencies: number[] = [];
-      // Reads go on until the gateway has ejected the stopped member (it must have picked it and
-      // seen it stall first: how soon is up to its random choices), bounded in count and time.
       const deadlineMs = Date.now() + 8_000;
-      const victimView = async () =>
-        (await gw.status()).members.find((m) => m.id === victimInfo.id)!;
-      let v = await victimView();
-      const ejected = () => v.health !== 'ok' || v.ejections > 0;
-      for (let i = 0; i < 2_000 && Date.now() < deadlineMs; i++) {
+      for (let i = 0; i < 200 && Date.now() < deadlineMs; i++) {
         const t0 = performance.now();
         const r = (await call(kv, 'Range', { key: Buffer.from('slow/k'), serializable: true })) as {
           kvs: { value: Buffer }[];
         };
         latencies.push(performance.now() - t0);
         assert.equal(r.kvs[0]?.value.toString(), 'v');
-        if (i % 20 === 19) {
-          v = await victimView();
-          if (i >= 199 && ejected()) break;
-        }
       }
-      v = await victimView();
       latencies.sort((a, b) => a - b);
       const max = latencies[latencies.length - 1]!;
       assert.ok(latencies.length >= 50, `${latencies.length} reads`);
       // A read sent to the stopped member is hedged to another after the hedge delay (≤ 500 ms).
       assert.ok(max < 1_500, `slowest read ${max.toFixed(0)} ms with a member stopped`);
-      assert.ok(ejected(), `the stopped member is ejected: ${JSON.stringify(v)}`);
+      // Routed around: ejected, or avoided once a request to it stalled (peak EWMA counts the
+      // age of a request still out, so the router need not eject a member it no longer picks).
+      const s = await gw.status();
+      const v = s.members.find((m) => m.id === victimInfo.id)!;
+      const picksWhileStopped = v.picks - picksBefore;
+      assert.ok(
+        v.health !== 'ok' || v.ejections > 0 || picksWhileStopped <= 3,
+        `the stopped member is ejected or avoided: ${picksWhileStopped} picks of ${latencies.length} reads; ${JSON.stringify(v)}`,
+      );
     } finally {
       victim.resume();
       kv.close();
