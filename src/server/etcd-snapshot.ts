@@ -23,17 +23,16 @@ import { KvError } from '../kv/errors.js';
 import {
   decodeEtcdKeyValue,
   decodeEtcdLease,
-  encodeEtcdKeyValue,
+  ETCD_REVISION_BYTES,
   encodeEtcdLease,
-  encodeEtcdTombstone,
+  etcdRevisionKey,
+  etcdStoredValue,
+  tandemRevisionKey,
 } from '../kv/mvcc/etcd-codec.js';
 import { decodeKeyValue, encodeKeyValue } from '../kv/mvcc/kv-codec.js';
 import {
   bytesToRevision,
   isTombstone,
-  MARKED_REVISION_BYTES,
-  REVISION_BYTES,
-  type Revision,
   readU64,
   revisionToBytes,
   writeU64,
@@ -53,11 +52,6 @@ const SCAN_BATCH_ENTRIES = 1024;
 /** The cluster version etcd 3.4's restore and start expect to find. */
 const CLUSTER_VERSION = '3.4.0';
 const TANDEM_META_COMPACT_REVISION = enc.encode('finished_compact_rev');
-
-/** etcd's revBytesLen: main, a '_' separator, sub. */
-const ETCD_REVISION_BYTES = 17;
-const ETCD_REVISION_SEPARATOR = 0x5f; // '_'
-const ETCD_TOMBSTONE_MARK = 0x74; // 't'
 
 const ETCD_META = {
   consistentIndex: enc.encode('consistent_index'),
@@ -139,38 +133,7 @@ function etcdBuckets(source: EtcdSnapshotSource): BboltBucketSource[] {
 function toEtcdKeyEntry([revKey, value]: BboltEntry): BboltEntry {
   const kv = decodeKeyValue(value);
   const tombstone = isTombstone(revKey);
-  return [
-    etcdRevisionBytes(bytesToRevision(revKey), tombstone),
-    tombstone ? encodeEtcdTombstone(kv.key) : encodeEtcdKeyValue(kv),
-  ];
-}
-
-/** etcd's revToBytes: 8 main | '_' | 8 sub, and its tombstone mark. */
-function etcdRevisionBytes(rev: Revision, tombstone = false): Uint8Array {
-  const ours = revisionToBytes(rev);
-  const out = new Uint8Array(ETCD_REVISION_BYTES + (tombstone ? 1 : 0));
-  out.set(ours.subarray(0, 8), 0);
-  out[8] = ETCD_REVISION_SEPARATOR;
-  out.set(ours.subarray(8, 16), 9);
-  if (tombstone) out[ETCD_REVISION_BYTES] = ETCD_TOMBSTONE_MARK;
-  return out;
-}
-
-/** An etcd revision key as tandem's (no separator), checked; throws on anything else. */
-function tandemRevisionKey(etcdKey: Uint8Array): Uint8Array {
-  const marked = etcdKey.length === ETCD_REVISION_BYTES + 1;
-  if (
-    (etcdKey.length !== ETCD_REVISION_BYTES && !marked) ||
-    etcdKey[8] !== ETCD_REVISION_SEPARATOR ||
-    (marked && etcdKey[ETCD_REVISION_BYTES] !== ETCD_TOMBSTONE_MARK)
-  ) {
-    throw corrupt(`key bucket: ${Buffer.from(etcdKey).toString('hex')} is not a revision`);
-  }
-  const out = new Uint8Array(marked ? MARKED_REVISION_BYTES : REVISION_BYTES);
-  out.set(etcdKey.subarray(0, 8), 0);
-  out.set(etcdKey.subarray(9, 17), 8);
-  if (marked) out[REVISION_BYTES] = ETCD_TOMBSTONE_MARK;
-  return out;
+  return [etcdRevisionKey(revKey), etcdStoredValue(kv, tombstone)];
 }
 
 function etcdMeta(source: EtcdSnapshotSource): BboltEntry[] {
@@ -178,7 +141,7 @@ function etcdMeta(source: EtcdSnapshotSource): BboltEntry[] {
   writeU64(new DataView(index.buffer), 0, source.appliedIndex);
   const entries: BboltEntry[] = [[ETCD_META.consistentIndex, index]];
   if (source.compactRevision > 0) {
-    const rev = etcdRevisionBytes({ main: source.compactRevision, sub: 0 });
+    const rev = etcdRevisionKey(revisionToBytes({ main: source.compactRevision, sub: 0 }));
     entries.push([ETCD_META.finishedCompactRev, rev], [ETCD_META.scheduledCompactRev, rev]);
   }
   return entries;
@@ -291,6 +254,9 @@ export function restoreEtcdSnapshot(
     let keyEntries = 0;
     for (const [etcdKey, value] of keyBucket) {
       const revKey = tandemRevisionKey(etcdKey);
+      if (revKey === null) {
+        throw corrupt(`key bucket: ${Buffer.from(etcdKey).toString('hex')} is not a revision`);
+      }
       const rev = bytesToRevision(revKey);
       const kv = decodeEtcdKeyValue(value);
       const ours = isTombstone(revKey)

@@ -8,9 +8,51 @@
  *   leasepb.Lease    1 ID int64 | 2 TTL int64 | 3 RemainingTTL int64     ("lease" bucket)
  *
  * Bad bytes are a KvError SNAPSHOT_CORRUPT naming the message.
+ *
+ * And etcd's revision keys (mvcc/revision.go revToBytes): 8-byte main, '_', 8-byte sub, plus a
+ * 't' mark on a deletion; tandem's own (revision.ts) are the same bytes without the '_'. A key
+ * bucket entry in etcd's bytes is what a snapshot file holds and what HashKV hashes.
  */
 import { KvError } from '../errors.js';
 import type { KeyValue } from '../types.js';
+import { MARKED_REVISION_BYTES, REVISION_BYTES, TOMBSTONE_MARK } from './revision.js';
+
+/** etcd's revBytesLen: main, a '_' separator, sub. */
+export const ETCD_REVISION_BYTES = 17;
+const ETCD_REVISION_SEPARATOR = 0x5f; // '_'
+
+/** etcd's revision key for tandem's (`revisionKey`, marked when it is a deletion). */
+export function etcdRevisionKey(revisionKey: Uint8Array): Uint8Array {
+  const marked = revisionKey.length === MARKED_REVISION_BYTES;
+  const out = new Uint8Array(ETCD_REVISION_BYTES + (marked ? 1 : 0));
+  out.set(revisionKey.subarray(0, 8), 0);
+  out[8] = ETCD_REVISION_SEPARATOR;
+  out.set(revisionKey.subarray(8, REVISION_BYTES), 9);
+  if (marked) out[ETCD_REVISION_BYTES] = TOMBSTONE_MARK;
+  return out;
+}
+
+/** tandem's revision key for etcd's `etcdKey`, or null when it is not a revision key. */
+export function tandemRevisionKey(etcdKey: Uint8Array): Uint8Array | null {
+  const marked = etcdKey.length === ETCD_REVISION_BYTES + 1;
+  if (
+    (etcdKey.length !== ETCD_REVISION_BYTES && !marked) ||
+    etcdKey[8] !== ETCD_REVISION_SEPARATOR ||
+    (marked && etcdKey[ETCD_REVISION_BYTES] !== TOMBSTONE_MARK)
+  ) {
+    return null;
+  }
+  const out = new Uint8Array(marked ? MARKED_REVISION_BYTES : REVISION_BYTES);
+  out.set(etcdKey.subarray(0, 8), 0);
+  out.set(etcdKey.subarray(9, ETCD_REVISION_BYTES), 8);
+  if (marked) out[REVISION_BYTES] = TOMBSTONE_MARK;
+  return out;
+}
+
+/** A key bucket value as etcd stores it: the KeyValue, or the key alone for a deletion. */
+export function etcdStoredValue(kv: KeyValue, tombstone: boolean): Uint8Array {
+  return tombstone ? encodeEtcdTombstone(kv.key) : encodeEtcdKeyValue(kv);
+}
 
 export interface EtcdLease {
   readonly id: bigint;

@@ -14,7 +14,7 @@ export interface Revision {
 
 export const REVISION_BYTES = 16;
 export const MARKED_REVISION_BYTES = REVISION_BYTES + 1;
-const TOMBSTONE_MARK = 0x74; // 't'
+export const TOMBSTONE_MARK = 0x74; // 't'
 const TWO_POW_32 = 0x1_0000_0000;
 
 export function compareRevision(a: Revision, b: Revision): number {

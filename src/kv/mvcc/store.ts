@@ -38,7 +38,7 @@ import {
   type WatchableStore,
 } from '../types.js';
 import { bytesToKey, rangeEndKey } from './bytes.js';
-import { etcdKeyValueBytes, etcdRevisionKey } from './etcd-bytes.js';
+import { etcdRevisionKey, etcdStoredValue } from './etcd-codec.js';
 import { decodeKeyValue, encodeKeyValue } from './kv-codec.js';
 import {
   bytesToRevision,
@@ -642,7 +642,7 @@ function readMetaU64(reader: BackendReader, key: Uint8Array): number | undefined
 /**
  * etcd's kvHasher (mvcc/hash.go): CRC32C (Castagnoli) of the bucket name "key", then of every
  * stored revision key and KeyValue up to `revision`, in revision order, each in etcd's bytes
- * (etcd-bytes.ts: the same history hashes as on etcd). A revision at or below the compact
+ * (etcd-codec.ts: the same history hashes as on etcd). A revision at or below the compact
  * revision counts only when it still holds its key's value at `revision` (etcd's HashByRev
  * keeps only kvindex.Keep(rev) below the compaction), so the hash does not depend on what a
  * compaction has physically removed yet. (etcd also counts every such revision when no key at
@@ -674,7 +674,7 @@ export class KvHasher {
       const rev = bytesToRevision(revisionKey);
       if (live === null || live.main !== rev.main || live.sub !== rev.sub) return;
     }
-    const etcdValue = etcdKeyValueBytes(kv, tombstone);
+    const etcdValue = etcdStoredValue(kv, tombstone);
     this.hash = crc32c(etcdValue, crc32c(etcdRevisionKey(revisionKey), this.hash));
   }
 
