@@ -13,7 +13,11 @@
 import { readFile } from 'node:fs/promises';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { extname, join, normalize, sep } from 'node:path';
-import type { RangeRequest, RangeResponse } from '../kv/api-types.js';
+import {
+  rangeRequest as kvRangeRequest,
+  type RangeRequest,
+  type RangeResponse,
+} from '../kv/api-types.js';
 import type { KeyValue } from '../kv/types.js';
 import type { RequestOptions, WithHeader } from '../server/contract.js';
 import type { LoggedEvent } from '../server/event-log.js';
@@ -171,21 +175,7 @@ function keyParam(url: URL, name: string, required: boolean): Uint8Array {
 }
 
 function rangeRequest(key: Uint8Array, rangeEnd: Uint8Array, limit: number, revision: number) {
-  return {
-    key,
-    rangeEnd,
-    limit,
-    revision,
-    sortOrder: 0,
-    sortTarget: 0,
-    serializable: true,
-    keysOnly: false,
-    countOnly: false,
-    minModRevision: 0,
-    maxModRevision: 0,
-    minCreateRevision: 0,
-    maxCreateRevision: 0,
-  } satisfies RangeRequest;
+  return kvRangeRequest({ key, rangeEnd, limit, revision, serializable: true });
 }
 
 /** etcd's prefix end: the prefix with its last byte below 0xff incremented ([0]: every key). */

@@ -8,6 +8,7 @@
 
 import {
   type Compare,
+  rangeRequest as kvRangeRequest,
   type RangeRequest,
   type RangeResponse,
   type RequestOp,
@@ -57,22 +58,7 @@ export function sessionKey(prefix: Uint8Array, lease: LeaseId): Uint8Array {
 }
 
 export function rangeRequest(key: Uint8Array, fields: Partial<RangeRequest> = {}): RangeRequest {
-  return {
-    key,
-    rangeEnd: new Uint8Array(0),
-    limit: 0,
-    revision: 0,
-    sortOrder: SortOrder.None,
-    sortTarget: SortTarget.Key,
-    serializable: false,
-    keysOnly: false,
-    countOnly: false,
-    minModRevision: 0,
-    maxModRevision: 0,
-    minCreateRevision: 0,
-    maxCreateRevision: 0,
-    ...fields,
-  };
+  return kvRangeRequest({ key, ...fields });
 }
 
 /** clientv3's WithFirstCreate: the oldest key under `prefix`. */
