@@ -442,6 +442,9 @@ describe('metrics: event-loop delay histogram', () => {
     // the time): let it tick, so the block below is measured.
     await new Promise((resolve) => setTimeout(resolve, 40));
     await scrape(m);
+    // The scrape reset the window, which forgets the last tick too: let it tick again before
+    // the block, or the sample spanning the block is the one a reset drops.
+    await new Promise((resolve) => setTimeout(resolve, 40));
     const blockUntilMs = performance.now() + 120;
     while (performance.now() < blockUntilMs) {}
     // The monitor's timer, due during the block, runs (and records) once the loop is free.
