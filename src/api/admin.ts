@@ -16,6 +16,10 @@
  *                                 voter; answers as /member/… do
  *   GET  /dashboard/…             the dashboard and its data (src/api/dashboard.ts)
  *
+ * With etcd auth enabled, POST /member/…, POST /leader/move and the dashboard's key routes
+ * (/dashboard/api/kv, /dashboard/api/history) need the root user's token in `Authorization`
+ * (as the JSON gateway takes it; a `Bearer ` prefix is accepted): else 401 with etcd's reason.
+ *
  * Anything else is 404. A request body larger than its limit (by its Content-Length, or by what
  * arrives) is refused with 413, not read further, and the connection is closed: a client cannot
  * make the member buffer more than the limit, nor keep streaming into a socket it drains.
@@ -43,6 +47,12 @@ export interface AdminOptions {
   readonly dashboard?: Dashboard;
   /** Tried first (test-mode fault injection): true when it answered the request. */
   readonly extra?: (req: IncomingMessage, res: ServerResponse) => boolean;
+  /**
+   * With etcd auth enabled, what acts (POST) or reads keys (the dashboard's key browser) needs
+   * the root user: resolves for the `Authorization` header's token when it is root's (or auth is
+   * off), rejects with the reason otherwise (answered 401).
+   */
+  readonly authorize?: (token: string | undefined) => Promise<void>;
   /** HTTPS (PEM); with `ca`, callers must present a certificate it signed. */
   readonly tls?: { readonly cert: Buffer; readonly key: Buffer; readonly ca?: Buffer };
 }
@@ -82,7 +92,31 @@ export async function startAdminServer(o: AdminOptions): Promise<AdminServer> {
   };
 }
 
+/** Paths that act on the cluster or read keys: root only when etcd auth is enabled. */
+const GUARDED_PATH = /^\/(member\/[a-z]+|leader\/move|dashboard\/api\/(kv|history))$/;
+
 function route(o: AdminOptions, req: IncomingMessage, res: ServerResponse): void {
+  const path = (req.url ?? '').split('?')[0] ?? '';
+  if (o.authorize !== undefined && GUARDED_PATH.test(path)) {
+    const header = req.headers.authorization;
+    const token = header?.replace(/^Bearer\s+/i, '');
+    o.authorize(token).then(
+      () => routeAuthorized(o, req, res),
+      (error: Error & { code?: string }) => {
+        req.resume(); // the body is not read: drain what arrives, bounded by the socket's life
+        res.once('finish', () => req.socket.destroy());
+        reply(res, 401, {
+          error: `${error.message} (with auth enabled, ${path} needs the root user's token in the Authorization header)`,
+          code: error.code ?? 'UNAUTHORIZED',
+        });
+      },
+    );
+    return;
+  }
+  routeAuthorized(o, req, res);
+}
+
+function routeAuthorized(o: AdminOptions, req: IncomingMessage, res: ServerResponse): void {
   if (o.extra?.(req, res) === true) return;
   if (o.dashboard?.handle(req, res) === true) return;
   const path = (req.url ?? '').split('?')[0];

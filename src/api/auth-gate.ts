@@ -59,22 +59,40 @@ export class AuthGate {
    */
   async credentials(call: CallContext): Promise<AuthHeader> {
     if (!this.enabled()) return NO_CREDENTIALS;
-    const auth = this.auth!;
     const token =
       firstString(call.metadata.get(TOKEN_METADATA_KEY)) ??
       firstString(call.metadata.get(AUTHORIZATION_METADATA_KEY));
     if (token === undefined) {
       const cn = this.options.clientCertAuth === true ? call.peerCommonName : undefined;
-      if (cn !== undefined && cn !== '') return { username: cn, revision: auth.store().revision };
+      if (cn !== undefined && cn !== '') {
+        return { username: cn, revision: this.auth!.store().revision };
+      }
       return NO_CREDENTIALS;
     }
+    return this.credentialsOfToken(token, call.signal);
+  }
+
+  /** The user a token (simple or JWT) stands for; INVALID_AUTH_TOKEN when it is unknown. */
+  async credentialsOfToken(token: string, signal?: AbortSignal): Promise<AuthHeader> {
+    const auth = this.auth!;
     if (token.length > TOKEN_BYTES_MAX) throw new AuthError('INVALID_AUTH_TOKEN');
     const jwt = this.options.jwt?.verify(token) ?? null;
     if (jwt !== null) return jwt;
-    const username = await auth.simpleTokenUser(token, call.signal);
+    const username = await auth.simpleTokenUser(token, signal);
     if (username === null) throw new AuthError('INVALID_AUTH_TOKEN');
     // A simple token's revision is the store's as of now (etcd's tokenSimple.info).
     return { username, revision: auth.store().revision };
+  }
+
+  /**
+   * The admin HTTP endpoint's check: with auth enabled, only the root user may act or read
+   * keys there (its `Authorization` header carries a token, as the JSON gateway's does).
+   * Throws an AuthError (USER_EMPTY without a token, PERMISSION_DENIED for another user).
+   */
+  async checkAdminToken(token: string | undefined): Promise<void> {
+    if (!this.enabled()) return;
+    if (token === undefined || token === '') throw new AuthError('USER_EMPTY');
+    this.store().checkAdmin(await this.credentialsOfToken(token));
   }
 
   /** JWT tokens when configured (Authenticate signs one instead of making a simple token). */

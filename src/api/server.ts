@@ -97,6 +97,11 @@ export interface ApiServerOptions {
 
 export interface ApiServer {
   readonly port: number;
+  /**
+   * The admin endpoint's guard: resolves when auth is off or `token` is the root user's; else
+   * throws the AuthError (see AuthGate.checkAdminToken).
+   */
+  authorizeAdmin(token: string | undefined): Promise<void>;
   /** Stops accepting calls, lets running ones finish for a short grace, then cancels the rest. */
   close(): Promise<void>;
 }
@@ -207,5 +212,5 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
     })();
     return closing;
   };
-  return { port, close };
+  return { port, close, authorizeAdmin: (token) => ctx.auth.checkAdminToken(token) };
 }

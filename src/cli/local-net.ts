@@ -84,10 +84,15 @@ export function adminExchange(
   body?: unknown,
   timeoutMs = ADMIN_REQUEST_TIMEOUT_MS,
   tls?: AdminClientTls,
+  /** With etcd auth enabled, acting needs the root user's token (admin.ts). */
+  token?: string,
 ): Promise<AdminAnswer> {
   return new Promise((resolveRequest, reject) => {
     const payload = body === undefined ? undefined : JSON.stringify(body);
-    const headers = payload === undefined ? {} : { 'content-type': 'application/json' };
+    const headers: Record<string, string> = {
+      ...(payload !== undefined && { 'content-type': 'application/json' }),
+      ...(token !== undefined && { authorization: token }),
+    };
     const req = (tls === undefined ? request : httpsRequest)(
       `${tls === undefined ? 'http' : 'https'}://${address}${path}`,
       { method, headers, ...tls },

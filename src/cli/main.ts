@@ -87,12 +87,17 @@ export async function run(argv: readonly string[]): Promise<number> {
       .option('--cacert <file>', 'HTTPS admin endpoints: the CA that signed their certificates')
       .option('--cert <file>', 'HTTPS admin endpoints: a client certificate (with --key)')
       .option('--key <file>', 'the client certificate key')
-      .action(async (name: string, opts: StatusOptions) => {
+      .option(
+        '--token <token>',
+        "with etcd auth enabled: the root user's token (POST /v3/auth/authenticate on a client port gives one; default $TANDEM_TOKEN)",
+      )
+      .action(async (name: string, opts: StatusOptions & { token?: string }) => {
         exitCode = await memberOpCommand(
           op,
           name,
           opts.admin.split(',').map((a) => a.trim()),
           adminTls(opts),
+          (opts.token ?? process.env.TANDEM_TOKEN) || undefined,
         );
       });
   }
@@ -676,6 +681,7 @@ async function memberOpCommand(
   name: string,
   admins: readonly string[],
   tls: AdminClientTls | undefined,
+  token: string | undefined,
 ): Promise<number> {
   const { adminExchange } = await import('./local-net.js');
   const { toAddress } = await import('./addresses.js');
@@ -691,6 +697,7 @@ async function memberOpCommand(
         { name },
         MEMBER_OP_TIMEOUT_MS,
         secure,
+        token,
       );
     } catch (error) {
       problems.push(`${admin}: ${(error as Error).message}`);

@@ -205,7 +205,7 @@ export async function startNode(config: TandemConfig): Promise<RunningNode> {
       // Operators (and tests) see at a glance that this member obeys POST /faults.
       testMode: { faultInjection: config.testMode.faultInjection },
     });
-    open.api = await startClientPort(
+    const api = await startClientPort(
       config,
       assembled.facade,
       metrics,
@@ -214,6 +214,7 @@ export async function startNode(config: TandemConfig): Promise<RunningNode> {
       logger,
       memberTls,
     );
+    open.api = api;
     const faults = config.testMode.faultInjection
       ? faultAdmin(transport, () => state.members(), disk.faultFs)
       : null;
@@ -227,6 +228,7 @@ export async function startNode(config: TandemConfig): Promise<RunningNode> {
           ? { ready: true, reason: '' }
           : { ready: false, reason: 'no leader' },
       memberOp: (op, name) => assembled.facade.manualMemberOp(op, name),
+      authorize: (token) => api.authorizeAdmin(token),
       moveLeader: async (name) => {
         const target = state.members().find((m) => m.name === name);
         if (target === undefined) throw new Error(`no member named ${name} in the configuration`);

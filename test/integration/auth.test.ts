@@ -7,11 +7,13 @@
  * was down while the log was compacted past it.
  */
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { promisify } from 'node:util';
 import {
   Etcd3,
   EtcdAuthenticationFailedError,
@@ -19,7 +21,12 @@ import {
   type IOptions,
   Range,
 } from 'etcd3';
-import type { LocalCluster, LocalMember } from '../../src/cli/local-cluster.js';
+import {
+  type LocalCluster,
+  type LocalMember,
+  REPO_DIR,
+  tandemArgv,
+} from '../../src/cli/local-cluster.js';
 import { waitFor } from '../../src/cli/local-net.js';
 import { call, grpcClients } from './clients.js';
 import { startCluster } from './cluster.js';
@@ -36,6 +43,20 @@ function client(hosts: readonly string[], auth?: IOptions['auth']): Etcd3 {
     ...(auth !== undefined && { auth }),
     defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: Date.now() + CALL_DEADLINE_MS }),
   });
+}
+
+/** The tandem CLI from source: its exit code and output, never a throw. */
+async function runTandem(args: readonly string[]) {
+  const argv = tandemArgv('source');
+  return promisify(execFile)(argv[0]!, [...argv.slice(1), ...args], {
+    encoding: 'utf8',
+    timeout: 30_000,
+    cwd: REPO_DIR,
+    env: { ...process.env, TANDEM_TOKEN: '' },
+  }).then(
+    (r) => ({ code: 0, stdout: r.stdout, stderr: r.stderr }),
+    (e: { code: number; stdout: string; stderr: string }) => e,
+  );
 }
 
 describe('auth on a 3-member cluster', { timeout: 300_000 }, () => {
@@ -232,6 +253,63 @@ describe('auth on a 3-member cluster', { timeout: 300_000 }, () => {
         assert.match(JSON.stringify(anonymous.body), /etcdserver: user name is empty/);
         const users = await post(n1, '/v3/auth/user/list', {}, token);
         assert.match(JSON.stringify(users.body), /etcdserver: permission denied/);
+      }),
+  );
+
+  test(
+    "the admin endpoint: acting and reading keys need root's token (401 otherwise)",
+    { timeout: TEST_TIMEOUT_MS },
+    () =>
+      c.guard('admin', async () => {
+        const n1 = c.members[0]!;
+        const tokenOf = async (name: string, password: string) => {
+          const res = await fetch(`http://${n1.spec.client}/v3/auth/authenticate`, {
+            method: 'POST',
+            headers: { 'content-type': 'application/json' },
+            body: JSON.stringify({ name, password }),
+            signal: AbortSignal.timeout(CALL_DEADLINE_MS),
+          });
+          return ((await res.json()) as { token: string }).token;
+        };
+        const admin = async (method: string, path: string, token?: string) => {
+          const res = await fetch(`http://${n1.spec.admin}${path}`, {
+            method,
+            headers: {
+              ...(method === 'POST' && { 'content-type': 'application/json' }),
+              ...(token && { authorization: token }),
+            },
+            ...(method === 'POST' && { body: JSON.stringify({ name: 'nobody' }) }),
+            signal: AbortSignal.timeout(CALL_DEADLINE_MS),
+          });
+          return { status: res.status, text: await res.text() };
+        };
+        const alice = await tokenOf('alice', 'alicepw');
+        const root = await tokenOf('root', 'rootpw');
+        for (const [method, path] of [
+          ['POST', '/member/promote'],
+          ['POST', '/leader/move'],
+          ['GET', '/dashboard/api/kv?prefix=w%2F'],
+        ] as const) {
+          const anonymous = await admin(method, path);
+          assert.equal(anonymous.status, 401, `${path} without a token: ${anonymous.text}`);
+          assert.match(anonymous.text, /user name is empty/);
+          const notRoot = await admin(method, path, alice);
+          assert.equal(notRoot.status, 401, `${path} as alice: ${notRoot.text}`);
+          assert.match(notRoot.text, /permission denied/);
+          const asRoot = await admin(method, path, `Bearer ${root}`);
+          assert.notEqual(asRoot.status, 401, `${path} as root: ${asRoot.text}`);
+        }
+        // Reading status and metrics stays open (monitoring), as on etcd's metrics port.
+        assert.equal((await admin('GET', '/status')).status, 200);
+        // The CLI takes the token: refused without it, let through (then refused by the policy:
+        // no member "nobody") with it.
+        const cli = (extra: string[]) =>
+          runTandem(['member', 'promote', 'nobody', '--admin', n1.spec.admin, ...extra]);
+        const refused = await cli([]);
+        assert.match(refused.stderr, /user name is empty/);
+        const through = await cli(['--token', root]);
+        assert.doesNotMatch(through.stderr, /user name is empty|permission denied/);
+        assert.match(through.stderr, /nobody/);
       }),
   );
 
