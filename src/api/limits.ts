@@ -5,6 +5,13 @@
 import { KV_LIMITS_DEFAULT } from '../kv/validate.js';
 import { assert } from '../util/assert.js';
 
+/**
+ * Client connections a member holds open at once (gRPC, the JSON gateway and HTTP together):
+ * a bound on what a flood of idle connections can take (each costs a socket and an HTTP/2
+ * session), far above what clients pooling their connections use.
+ */
+export const CLIENT_CONNECTIONS_MAX_DEFAULT = 16_384;
+
 /** etcd's --max-request-bytes default (1.5 MiB); the member enforces it on each proposal. */
 export const REQUEST_BYTES_MAX_DEFAULT = KV_LIMITS_DEFAULT.requestBytesMax;
 

@@ -25,6 +25,7 @@ import {
 import { GrpcServer, STREAM_WRITE_BUFFER_BYTES_MAX } from './grpc/server.js';
 import type { MemberCallTls } from './grpc-client.js';
 import {
+  CLIENT_CONNECTIONS_MAX_DEFAULT,
   CONCURRENT_STREAMS_MAX_DEFAULT,
   KEEPALIVE_TIME_MS,
   KEEPALIVE_TIMEOUT_MS,
@@ -63,11 +64,14 @@ export interface ApiLimits {
   readonly receiveMessageBytesMax: number;
   /** etcd's --max-concurrent-streams. */
   readonly concurrentStreamsMax: number;
+  /** Client connections open at once (etcd has no such limit; it leaves it to the OS). */
+  readonly connectionsMax: number;
 }
 
 export const API_LIMITS_DEFAULT: ApiLimits = Object.freeze({
   receiveMessageBytesMax: RECEIVE_MESSAGE_BYTES_MAX_DEFAULT,
   concurrentStreamsMax: CONCURRENT_STREAMS_MAX_DEFAULT,
+  connectionsMax: CLIENT_CONNECTIONS_MAX_DEFAULT,
 });
 
 export interface ApiServerOptions {
@@ -179,6 +183,7 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
     receiveMessageBytesMax: limits.receiveMessageBytesMax,
     sendMessageBytesMax: SEND_MESSAGE_BYTES_MAX,
     concurrentStreamsMax: limits.concurrentStreamsMax,
+    connectionsMax: limits.connectionsMax,
     keepaliveTimeMs: KEEPALIVE_TIME_MS,
     keepaliveTimeoutMs: KEEPALIVE_TIMEOUT_MS,
     // etcd also enforces a 5 s minimum between client pings (--grpc-keepalive-min-time); this

@@ -687,3 +687,69 @@ describe('gRPC server close', { timeout: 30_000 }, () => {
     session.destroy();
   });
 });
+
+describe('gRPC server connection limit', { timeout: 30_000 }, () => {
+  test('past connectionsMax a new connection is closed at once; those held keep serving', {
+    timeout: TEST_TIMEOUT_MS,
+  }, async () => {
+    const server = new GrpcServer({
+      receiveMessageBytesMax: RECEIVE_BYTES_MAX,
+      sendMessageBytesMax: 2 ** 31 - 1,
+      concurrentStreamsMax: 100,
+      connectionsMax: 2,
+      keepaliveTimeMs: KEEPALIVE_TIME_MS,
+      keepaliveTimeoutMs: 1000,
+      statusOf: () => ({ code: Status.INTERNAL, details: 'internal' }),
+      logger: { debug: () => {}, warn: () => {} },
+    });
+    server.addService(
+      DESCRIPTORS,
+      services({
+        hangSignals: [],
+        floodCancelled: 0,
+        bidiCalls: [],
+        bidiCancelled: 0,
+        slowCalls: [],
+        slowReceived: [],
+      }),
+    );
+    const port = await server.listen('127.0.0.1:0');
+    const closed: boolean[] = [];
+    const sockets = await Promise.all(
+      [0, 1, 2].map(
+        (i) =>
+          new Promise<ReturnType<typeof netConnect>>((resolve) => {
+            const socket = netConnect({ host: '127.0.0.1', port }, () => resolve(socket));
+            closed[i] = false;
+            socket.on('close', () => {
+              closed[i] = true;
+            });
+            socket.on('error', () => {});
+          }),
+      ),
+    );
+    try {
+      await waitUntil(
+        'one connection over the limit closed',
+        () => closed.filter(Boolean).length === 1,
+      );
+      // The two held stay open a while longer: the limit closed only the one past it.
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      assert.equal(closed.filter(Boolean).length, 1, `closed: ${closed}`);
+      // One held is freed: a new connection is accepted again and answers a call.
+      sockets[closed.indexOf(false)]!.destroy();
+      await waitUntil('the freed slot', () => closed.filter(Boolean).length === 2);
+      const session = connect(`http://127.0.0.1:${port}`);
+      session.on('error', () => {});
+      const answer = await new Promise<number>((resolve) => {
+        session.on('connect', () => resolve(1));
+        session.on('close', () => resolve(0));
+      });
+      assert.equal(answer, 1, 'a connection within the limit is served');
+      session.destroy();
+    } finally {
+      for (const s of sockets) s.destroy();
+      await server.close(0);
+    }
+  });
+});

@@ -107,6 +107,11 @@ export interface GrpcServerOptions {
   readonly sendMessageBytesMax: number;
   /** HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS: calls open at once on one connection. */
   readonly concurrentStreamsMax: number;
+  /**
+   * Connections open at once (HTTP/2 and HTTP/1.1, TLS or not); one more is closed as soon as
+   * it is accepted, and said once a second at most. Absent: no limit but the OS's.
+   */
+  readonly connectionsMax?: number;
   /** How often every connection is pinged; one unanswered for keepaliveTimeoutMs is closed. */
   readonly keepaliveTimeMs: number;
   readonly keepaliveTimeoutMs: number;
@@ -215,6 +220,21 @@ export class GrpcServer {
       throw new RangeError(`listen address must be host:port, not "${address}"`);
     }
     const server = this.createFront();
+    const connectionsMax = this.options.connectionsMax;
+    if (connectionsMax !== undefined) {
+      assert(Number.isSafeInteger(connectionsMax) && connectionsMax >= 1, 'connectionsMax >= 1');
+      server.maxConnections = connectionsMax;
+      let saidAtMs = 0;
+      server.on('drop', (drop) => {
+        const nowMs = Date.now();
+        if (nowMs - saidAtMs < 1_000) return;
+        saidAtMs = nowMs;
+        this.options.logger.warn(
+          { remote: drop?.remoteAddress, connectionsMax },
+          'grpc: connection refused: the client port holds its most connections at once',
+        );
+      });
+    }
     this.front = server;
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
