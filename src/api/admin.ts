@@ -236,13 +236,15 @@ export function readBoundedBody(
   });
 }
 
-function reply(res: ServerResponse, code: number, value: unknown): void {
+/** A JSON answer (once: nothing if headers were already sent). */
+export function reply(res: ServerResponse, code: number, value: unknown): void {
   if (res.headersSent) return;
   res.writeHead(code, { 'content-type': 'application/json' });
   res.end(JSON.stringify(value));
 }
 
-function closeServer(server: Server): Promise<void> {
+/** Closes an HTTP server and every connection it still holds. */
+export function closeServer(server: Server): Promise<void> {
   return new Promise((resolve) => {
     server.close(() => resolve());
     server.closeAllConnections();

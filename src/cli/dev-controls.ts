@@ -15,7 +15,8 @@
  * numbers), and one timeline merging the members' events with the launcher's (faults, and the
  * time from a fault to a new leader).
  */
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { closeServer, reply } from '../api/admin.js';
 import { KvClient } from '../chaos/etcd-client.js';
 import { assert } from '../util/assert.js';
 import type { LocalCluster, LocalMember } from './local-cluster.js';
@@ -560,18 +561,5 @@ function readJson(req: IncomingMessage): Promise<Record<string, unknown>> {
       }
     });
     req.on('error', reject);
-  });
-}
-
-function reply(res: ServerResponse, code: number, value: unknown): void {
-  if (res.headersSent) return;
-  res.writeHead(code, { 'content-type': 'application/json' });
-  res.end(JSON.stringify(value));
-}
-
-function closeServer(server: Server): Promise<void> {
-  return new Promise((resolve) => {
-    server.close(() => resolve());
-    server.closeAllConnections();
   });
 }

@@ -3,7 +3,7 @@
  * text) and parsed by the strict parser of test/server/prom-text.ts.
  */
 import { request } from 'node:http';
-import { type PromFamily, parsePromText } from '../server/prom-text.js';
+import { findSample, type PromFamily, parsePromText } from '../server/prom-text.js';
 
 const SCRAPE_TIMEOUT_MS = 2_000;
 
@@ -39,13 +39,5 @@ export function valueOr0(
   name: string,
   labels: Record<string, string> = {},
 ): number {
-  const want = JSON.stringify(Object.entries(labels).sort());
-  for (const f of families.values()) {
-    for (const s of f.samples) {
-      if (s.name === name && JSON.stringify(Object.entries(s.labels).sort()) === want) {
-        return s.value;
-      }
-    }
-  }
-  return 0;
+  return findSample(families, name, labels) ?? 0;
 }

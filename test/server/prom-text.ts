@@ -176,12 +176,12 @@ function checkHistogram(f: PromFamily): void {
   }
 }
 
-/** The one sample of `name` with exactly these labels (throws if absent). */
-export function sampleValue(
+/** The one sample of `name` with exactly these labels, or undefined when it is absent. */
+export function findSample(
   families: Map<string, PromFamily>,
   name: string,
   labels: Record<string, string> = {},
-): number {
+): number | undefined {
   const want = JSON.stringify(Object.entries(labels).sort());
   for (const f of families.values()) {
     for (const s of f.samples) {
@@ -190,5 +190,18 @@ export function sampleValue(
       }
     }
   }
-  throw new Error(`no sample ${name}${want}`);
+  return undefined;
+}
+
+/** The one sample of `name` with exactly these labels (throws if absent). */
+export function sampleValue(
+  families: Map<string, PromFamily>,
+  name: string,
+  labels: Record<string, string> = {},
+): number {
+  const value = findSample(families, name, labels);
+  if (value === undefined) {
+    throw new Error(`no sample ${name}${JSON.stringify(Object.entries(labels).sort())}`);
+  }
+  return value;
 }
