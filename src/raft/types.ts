@@ -3,7 +3,7 @@
  * `Ready` contract between the pure state machine and the code that does its I/O.
  *
  * Modelled on etcd-io/raft's raftpb, in TypeScript terms. Everything here is plain data so it can
- * be encoded by the transport (msgpackr) and stored by the WAL without adapters.
+ * be encoded by the transport and stored by the WAL without adapters.
  *
  * Numbers: node ids, terms and indexes are non-negative safe integers (< 2^53). `0` means "none"
  * for node ids, and "nothing" for indexes and terms.

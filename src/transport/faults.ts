@@ -9,9 +9,9 @@
 import type { Message, NodeId } from '../raft/types.js';
 import { assert } from '../util/assert.js';
 import type { Random } from '../util/prng.js';
-import { messageBytes } from './codec.js';
 import { TransportError } from './errors.js';
 import { FAULT_DELAY_MESSAGES_MAX } from './limits.js';
+import { messageBytes } from './message-codec.js';
 import { FixedRing } from './ring.js';
 import type { TimerHandle, TransportTimers } from './timers.js';
 

@@ -7,9 +7,10 @@
  *   +--------+--------+--------+--------+---------+---------+=====================+
  *
  * where `length` counts the bytes after the length field (version + type + payload), so it is at
- * least 2 and at most FRAME_BYTES_MAX. Payloads are msgpackr-encoded positional arrays (see
- * codec.ts), except SNAP_CHUNK whose payload is a 10-byte binary header followed by raw bytes, so
- * that snapshot data is written from the caller's buffer without a copy.
+ * least 2 and at most FRAME_BYTES_MAX. MESSAGES and SNAP_BEGIN payloads are Raft messages in a
+ * binary layout (message-codec.ts); SNAP_CHUNK's is a 10-byte binary header followed by raw
+ * bytes, so that snapshot data is written from the caller's buffer without a copy; the other
+ * payloads are msgpackr-encoded positional arrays (codec.ts).
  *
  * A connection is one-directional for Raft traffic: the dialing member authenticates (HELLO,
  * CHALLENGE, AUTH, HELLO_OK: handshake.ts) and then sends MESSAGES, snapshot frames and, when
@@ -34,9 +35,9 @@ export const FrameType = {
   HelloOk: 2,
   /** Acceptor → dialer, then close: [reason]. */
   Refuse: 3,
-  /** Dialer → acceptor: an array of encoded messages, in send order. */
+  /** Dialer → acceptor: a count, then that many binary messages in send order (message-codec.ts). */
   Messages: 4,
-  /** Dialer → acceptor: [snapshotId, totalBytes, message with empty snapshot data]. */
+  /** Dialer → acceptor: snapshotId, totalBytes, the MsgSnap with empty snapshot data (binary). */
   SnapBegin: 5,
   /** Dialer → acceptor: u32 snapshotId, u48 offset, then the chunk's bytes. */
   SnapChunk: 6,
@@ -205,7 +206,7 @@ export class FrameDecoder {
     if (version !== FRAME_VERSION) {
       throw new TransportError(
         'TRANSPORT_FRAME_VERSION',
-        `frame version ${version}, expected ${FRAME_VERSION}`,
+        `frame version ${version}, expected ${FRAME_VERSION}: the peer runs a tandem release with another wire format`,
       );
     }
     const type = source[offset + FRAME_LENGTH_BYTES + 1]!;

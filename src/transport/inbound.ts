@@ -11,14 +11,7 @@
  */
 import type { Socket } from 'node:net';
 import { type Message, MessageType, NONE, type NodeId } from '../raft/types.js';
-import {
-  decodeMessage,
-  expectArray,
-  expectUint,
-  packFrame,
-  unpackPayload,
-  withSnapshotData,
-} from './codec.js';
+import { packFrame, unpackPayload } from './codec.js';
 import type { PeerTraffic, TransportContext } from './context.js';
 import { TransportError } from './errors.js';
 import { decodeFetchRequest, encodeFetchResponse } from './fetch-protocol.js';
@@ -40,6 +33,7 @@ import {
   proofMatches,
 } from './handshake.js';
 import { HANDSHAKE_FRAME_BYTES_MAX } from './limits.js';
+import { decodeMessages, decodeSnapBegin, withSnapshotData } from './message-codec.js';
 import type { TimerHandle } from './timers.js';
 
 interface SnapshotReceive {
@@ -144,6 +138,12 @@ export class InboundConnection implements FrameSink {
       this.decoder.push(chunk);
     } catch (err) {
       if (!(err instanceof TransportError)) throw err; // a bug (or the member's handler): crash
+      if (err.code === 'TRANSPORT_FRAME_VERSION' && this.phase === 'hello') {
+        // Another release dialed: say why in a REFUSE (in our version, which its decoder then
+        // refuses naming both versions), so both sides log the mismatch, not a bare close.
+        this.refuse(err.message);
+        return;
+      }
       this.ctx.logger.error(
         { remote: this.remote, peer: this.peerId, claimed: this.claimedId, code: err.code },
         `closing inbound peer connection: ${err.message}`,
@@ -274,19 +274,16 @@ export class InboundConnection implements FrameSink {
   }
 
   private onMessages(payload: Buffer): void {
-    const list = expectArray(unpackPayload(payload), -1, 'messages');
-    for (let i = 0; i < list.length; i++) {
-      const m = decodeMessage(list[i]);
+    const messages = decodeMessages(payload);
+    for (let i = 0; i < messages.length; i++) {
+      const m = messages[i]!;
       this.checkRoute(m);
       this.ctx.deliver(m);
     }
   }
 
   private onSnapBegin(payload: Buffer): void {
-    const t = expectArray(unpackPayload(payload), 3, 'snapshot begin');
-    const id = expectUint(t[0], 'snapshot.id');
-    const total = expectUint(t[1], 'snapshot.bytes');
-    const message = decodeMessage(t[2]);
+    const { snapshotId: id, totalBytes: total, message } = decodeSnapBegin(payload);
     this.checkRoute(message);
     if (message.type !== MessageType.Snap || message.snapshot === null) {
       throw new TransportError('TRANSPORT_SNAPSHOT', 'snapshot stream without a MsgSnap');

@@ -10,7 +10,7 @@ const KiB = 1024;
 const MiB = 1024 * KiB;
 
 /** Wire format version carried in every frame header; a mismatch closes the connection. */
-export const FRAME_VERSION = 2; // 2: the authenticated handshake (handshake.ts)
+export const FRAME_VERSION = 3; // 2: the authenticated handshake; 3: binary raft messages
 /** 4-byte big-endian length, then version and type bytes. */
 export const FRAME_LENGTH_BYTES = 4;
 export const FRAME_HEADER_BYTES = FRAME_LENGTH_BYTES + 2;
@@ -98,15 +98,15 @@ export const PEER_TRAFFIC_MAX = 256;
 /** Addresses per peer (redundant links); a peer's link state array is bounded by it. */
 export const PEER_ADDRESSES_MAX = 8;
 /**
- * Upper bounds of msgpack overhead, so estimated sizes never undercount what is encoded:
- * a message is a 12-array of 9 numbers (<= 9 bytes each), 2 booleans and 3 headers (<= 5 each);
- * an entry a 4-array of 3 numbers and a bin header; a snapshot 2 numbers, 4 id arrays, a flag.
+ * The fixed parts of a Raft message's binary encoding (message-codec.ts, which asserts them
+ * field by field): a message's header, an entry's, a snapshot's (without its ids), one id. With
+ * them `messageBytes` is a message's encoded size exactly, so the byte limits never undercount.
  */
-export const MESSAGE_OVERHEAD_BYTES = 128;
-export const ENTRY_OVERHEAD_BYTES = 40;
-export const SNAPSHOT_OVERHEAD_BYTES = 64;
-export const NODE_ID_BYTES_MAX = 9;
-/** Room for a batch's array header and the frame header beside the messages' estimates. */
+export const MESSAGE_OVERHEAD_BYTES = 66;
+export const ENTRY_OVERHEAD_BYTES = 21;
+export const SNAPSHOT_OVERHEAD_BYTES = 37;
+export const NODE_ID_BYTES = 8;
+/** Room for the frame header and a batch's (or a snapshot stream's) header beside its messages. */
 export const FRAME_OVERHEAD_BYTES = 64;
 /** Fault injection (test mode): messages held back per delayed link. */
 export const FAULT_DELAY_MESSAGES_MAX = QUEUE_MESSAGES_MAX;

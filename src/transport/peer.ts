@@ -34,10 +34,7 @@ import {
   expectBool,
   expectString,
   expectUint,
-  messageBytes,
-  messageTuple,
   packFrame,
-  snapshotHeaderTuple,
   unpackPayload,
 } from './codec.js';
 import type { PeerTraffic, TransportContext } from './context.js';
@@ -60,6 +57,7 @@ import {
   HANDSHAKE_FRAME_BYTES_MAX,
   PEER_ADDRESSES_MAX,
 } from './limits.js';
+import { encodeMessagesFrame, encodeSnapBeginFrame, messageBytes } from './message-codec.js';
 import { FixedRing } from './ring.js';
 import type { TimerHandle } from './timers.js';
 
@@ -162,6 +160,8 @@ export class Peer {
   private unreachableNoted = false;
   private closed = false;
   private readonly batchBytesTarget: number;
+  /** The messages of the frame being encoded (reused: no array per frame). */
+  private readonly batch: Message[] = [];
   private sentMessages = 0;
   private sentFrames = 0;
   private sentBytes = 0;
@@ -285,18 +285,20 @@ export class Peer {
   }
 
   private writeBatch(socket: Socket): void {
-    const tuples: unknown[] = [];
+    const batch = this.batch;
     let bytes = 0;
-    while (this.queue.length > 0 && tuples.length < BATCH_MESSAGES_MAX) {
+    while (this.queue.length > 0 && batch.length < BATCH_MESSAGES_MAX) {
       const size = this.queue.peekSize();
-      if (tuples.length > 0 && bytes + size > this.batchBytesTarget) break;
+      if (batch.length > 0 && bytes + size > this.batchBytesTarget) break;
       bytes += size;
-      tuples.push(messageTuple(this.queue.shift()));
+      batch.push(this.queue.shift());
     }
-    assert(tuples.length > 0);
-    const frame = packFrame(FrameType.Messages, tuples);
+    const count = batch.length;
+    assert(count > 0);
+    const frame = encodeMessagesFrame(batch);
+    batch.length = 0; // the queue no longer holds them: neither should we
     socket.write(frame);
-    this.sentMessages += tuples.length;
+    this.sentMessages += count;
     this.sentFrames += 1;
     this.sentBytes += frame.length;
     this.traffic.sentBytes += frame.length;
@@ -334,9 +336,7 @@ export class Peer {
     const socket = conn.socket;
     if (s.conn === null) {
       s.conn = conn;
-      socket.write(
-        packFrame(FrameType.SnapBegin, [s.id, s.data.length, snapshotHeaderTuple(s.message)]),
-      );
+      socket.write(encodeSnapBeginFrame(s.id, s.data.length, s.message));
       this.armStallTimer(s);
     } else if (s.conn !== conn) {
       return; // the stream's connection is gone: onConnectionClosed fails it

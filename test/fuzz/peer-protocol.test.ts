@@ -13,12 +13,7 @@ import { test } from 'node:test';
 import fc from 'fast-check';
 import { REAL_CLOCK } from '../../src/io/clock.js';
 import { MessageType } from '../../src/raft/types.js';
-import {
-  decodeMessage,
-  messageTuple,
-  packFrame,
-  unpackPayload,
-} from '../../src/transport/codec.js';
+import { packFrame, unpackPayload } from '../../src/transport/codec.js';
 import type { TransportContext } from '../../src/transport/context.js';
 import { TransportError } from '../../src/transport/errors.js';
 import { decodeFetchRequest, decodeFetchResponse } from '../../src/transport/fetch-protocol.js';
@@ -41,6 +36,11 @@ import {
   resolveLimits,
 } from '../../src/transport/limits.js';
 import { SILENT_LOGGER } from '../../src/transport/logger.js';
+import {
+  decodeMessages,
+  decodeSnapBegin,
+  encodeMessagesFrame,
+} from '../../src/transport/message-codec.js';
 import { Prng } from '../../src/util/prng.js';
 import { fuzzParams, fuzzTimeoutMs, largestAllocation } from './budget.js';
 
@@ -159,7 +159,7 @@ test('frame decoder: valid frames come out whole and in order from any chunking'
   );
 });
 
-/** msgpack values shaped like protocol payloads, often almost right. */
+/** msgpack values shaped like protocol payloads, often almost right (and raw bytes). */
 const arbLeaf = fc.oneof(
   fc.nat(),
   fc.integer(),
@@ -192,9 +192,11 @@ test('handshake, message and fetch decoders: typed values or a TransportError', 
       decodesOrRefuses(() => assert.equal(decodeAuth(payload).length, 32));
       decodesOrRefuses(() => assert.equal(typeof decodeRefusal(payload), 'string'));
       decodesOrRefuses(() => {
-        const m = decodeMessage(unpackPayload(payload));
-        assert.ok(Array.isArray(m.entries) && m.context instanceof Uint8Array);
+        for (const m of decodeMessages(payload)) {
+          assert.ok(Array.isArray(m.entries) && m.context instanceof Uint8Array);
+        }
       });
+      decodesOrRefuses(() => assert.ok(decodeSnapBegin(payload).message.snapshot !== null));
       decodesOrRefuses(() => decodeFetchRequest(unpackPayload(payload)));
       decodesOrRefuses(() => decodeFetchResponse(unpackPayload(payload)));
     }),
@@ -281,8 +283,8 @@ test('the accepting side: no sequence of frames without the secret gets anything
     .record({ from: fc.constantFrom(1, 3, 5), term: fc.nat({ max: 1000 }) })
     .map(({ from, term }) =>
       Buffer.from(
-        packFrame(FrameType.Messages, [
-          messageTuple({
+        encodeMessagesFrame([
+          {
             type: MessageType.Heartbeat,
             to: 2,
             from,
@@ -295,7 +297,7 @@ test('the accepting side: no sequence of frames without the secret gets anything
             context: new Uint8Array(0),
             entries: [],
             snapshot: null,
-          }),
+          },
         ]),
       ),
     );

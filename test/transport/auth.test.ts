@@ -6,12 +6,16 @@
  * global handshake cap; the budget of snapshot bytes being received.
  */
 import assert from 'node:assert/strict';
+import net from 'node:net';
 import { test } from 'node:test';
+import { newMessage } from '../../src/raft/raft.js';
 import { MessageType } from '../../src/raft/types.js';
 import { packFrame } from '../../src/transport/codec.js';
 import { FrameType } from '../../src/transport/frame.js';
 import { clusterSecret, encodeHello, newNonce } from '../../src/transport/handshake.js';
 import { awaitDialedIdentity } from '../../src/transport/join.js';
+import { FRAME_VERSION } from '../../src/transport/limits.js';
+import { encodeSnapBeginFrame } from '../../src/transport/message-codec.js';
 import { CLUSTER, msg, SECRET, sleep, startNode, waitUntil } from './helpers.js';
 import { attemptHandshake, forgedHeartbeat, RawPeer } from './stranger.js';
 
@@ -179,13 +183,13 @@ test('unauthenticated connections: a global cap besides the per-address one', as
 
 /** A SNAP_BEGIN announcing `bytes` (the receiver allocates them, within its budget). */
 function snapBegin(from: number, id: number, bytes: number): Buffer {
-  const confState = [[1, 2], [], [], [], false];
-  const header = [MessageType.Snap, 2, from, 1, 0, 0, 0, false, 0, new Uint8Array(0), []];
-  return packFrame(FrameType.SnapBegin, [
-    id,
-    bytes,
-    [...header, [9, 1, confState, new Uint8Array(0)]],
-  ]);
+  const confState = { voters: [1, 2], learners: [], votersOutgoing: [], learnersNext: [] };
+  const snapshot = {
+    metadata: { index: 9, term: 1, confState: { ...confState, autoLeave: false } },
+    data: new Uint8Array(0),
+  };
+  const m = newMessage({ type: MessageType.Snap, to: 2, from, term: 1, snapshot });
+  return encodeSnapBeginFrame(id, bytes, m);
 }
 
 test('snapshot bytes being received stay within the budget; a closed stream returns its share', async () => {
@@ -216,5 +220,49 @@ test('snapshot bytes being received stay within the budget; a closed stream retu
     await waitUntil(() => b.transport.status().snapshotReceiveBytes === 0, 'released again');
   } finally {
     await b.close();
+  }
+});
+
+test('members of different wire versions refuse each other, and both sides say why', async () => {
+  const older = FRAME_VERSION - 1;
+  const b = await startNode(2);
+  const oldMember = net.createServer((socket) => {
+    socket.on('error', () => {});
+    // An older acceptor answers a HELLO in its own version (here a REFUSE, as a newer one does).
+    socket.once('data', () => {
+      const refusal = packFrame(FrameType.Refuse, ['frame version 3, expected 2']);
+      refusal[4] = older;
+      socket.end(refusal);
+    });
+  });
+  await new Promise<void>((resolve) => oldMember.listen(0, '127.0.0.1', resolve));
+  const a = await startNode(1);
+  try {
+    // An older dialer's HELLO: refused with a REFUSE that names both versions.
+    const peer = await RawPeer.connect(b.address);
+    const hello = encodeHello({ clusterId: CLUSTER, from: 5, to: 2, nonce: newNonce() });
+    hello[4] = older;
+    peer.write(hello);
+    assert.ok(await peer.waitClosed(), 'closed');
+    assert.match(
+      peer.refusals().join(),
+      new RegExp(`frame version ${older}, expected ${FRAME_VERSION}`),
+    );
+    assert.match(b.logger.errors().join('\n'), /refused peer connection: frame version/);
+    // A newer dialer meeting an older acceptor: the answer's version is named in its log.
+    const port = (oldMember.address() as net.AddressInfo).port;
+    a.transport.setPeer(9, [`127.0.0.1:${port}`]);
+    a.transport.send(9, [msg({ type: MessageType.Heartbeat, from: 1, to: 9 })]);
+    await waitUntil(
+      () =>
+        a.logger
+          .errors()
+          .some((e) => e.includes(`frame version ${older}, expected ${FRAME_VERSION}`)),
+      'the dialer logs the version mismatch',
+    );
+  } finally {
+    await a.close();
+    await b.close();
+    await new Promise<void>((resolve) => oldMember.close(() => resolve()));
   }
 });

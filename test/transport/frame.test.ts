@@ -1,16 +1,15 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { MessageType } from '../../src/raft/types.js';
-import {
-  decodeMessage,
-  messageBytes,
-  messageTuple,
-  packFrame,
-  unpackPayload,
-} from '../../src/transport/codec.js';
+import { packFrame } from '../../src/transport/codec.js';
 import { TransportError } from '../../src/transport/errors.js';
 import { FrameDecoder, FrameType, writeFrameHeader } from '../../src/transport/frame.js';
 import { FRAME_HEADER_BYTES, resolveLimits } from '../../src/transport/limits.js';
+import {
+  decodeMessages,
+  encodeMessagesFrame,
+  messageBytes,
+} from '../../src/transport/message-codec.js';
 import { FixedRing } from '../../src/transport/ring.js';
 import { Prng } from '../../src/util/prng.js';
 import { ALL_MESSAGE_TYPES, canon, msg } from './helpers.js';
@@ -27,7 +26,7 @@ function collect(limit = 1 << 20) {
 function sampleFrames(): Buffer[] {
   return [
     packFrame(FrameType.Hello, ['c', 1, 2]),
-    packFrame(FrameType.Messages, [messageTuple(msg({ type: MessageType.Heartbeat }))]),
+    encodeMessagesFrame([msg({ type: MessageType.Heartbeat })]),
     packFrame(FrameType.SnapAck, [7, 1 << 20]),
   ];
 }
@@ -116,38 +115,55 @@ test('every message type round-trips through the codec, with binary data', () =>
             }
           : null,
     });
-    const frame = packFrame(FrameType.Messages, [messageTuple(m)]);
-    assert.ok(
-      frame.length <= messageBytes(m) + FRAME_HEADER_BYTES + 5,
-      'estimate is an upper bound',
-    );
-    const decoded = unpackPayload(frame.subarray(FRAME_HEADER_BYTES)) as unknown[];
-    assert.deepEqual(canon(decodeMessage(decoded[0])), canon(m));
+    const frame = encodeMessagesFrame([m]);
+    assert.equal(frame.length, FRAME_HEADER_BYTES + 4 + messageBytes(m), 'the size is exact');
+    const decoded = decodeMessages(frame.subarray(FRAME_HEADER_BYTES));
+    assert.equal(decoded.length, 1);
+    assert.deepEqual(canon(decoded[0]), canon(m));
   }
 });
 
-test('malformed payloads are rejected field by field', () => {
-  const good = messageTuple(msg({ type: MessageType.App }));
-  const mutations: [number, unknown][] = [
-    [0, 99], // unknown message type
-    [1, -1],
-    [3, 1.5],
-    [7, 1], // reject must be a boolean
-    [9, 'text'], // context must be bytes
-    [10, [[1, 2, 7, new Uint8Array(0)]]], // entry type 7
-    [11, [1, 2, [[], [], [], []], new Uint8Array(0)]], // confState too short
+test('malformed payloads are rejected field by field, naming the field', () => {
+  const good = encodeMessagesFrame([
+    msg({
+      type: MessageType.App,
+      entries: [{ term: 1, index: 2, type: 0, data: Buffer.from('x') }],
+    }),
+  ]).subarray(FRAME_HEADER_BYTES);
+  decodeMessages(good); // the control: unmodified, it decodes
+  // [offset in the payload, bytes written there, what the error names]. The payload is a u32
+  // count, then the message: type at 4, flags at 5, to at 6 … rejectHint at 54, context length
+  // at 62, entry count at 66, then the entry (term 70, index 78, type 86, data length 87).
+  const mutations: [number, number[], RegExp][] = [
+    [0, [0, 0, 0, 0], /message count 0/],
+    [0, [1, 4, 0, 0], /message count 1025 outside/],
+    [0, [2, 0, 0, 0], /messages needs/],
+    [4, [99], /message.type 99/],
+    [5, [4], /message.flags 4/],
+    [13, [0x20], /message.to above 2\^53/],
+    [62, [200], /message.context needs/],
+    [66, [0xff, 0xff, 0xff, 0x7f], /message.entries needs/],
+    [86, [7], /entry.type 7/],
+    [87, [2], /entry.data needs/],
+    [5, [2], /snapshot needs/], // a snapshot flagged, none there
   ];
-  for (const [field, value] of mutations) {
-    const bad = [...good];
-    bad[field] = value;
-    const payload = packFrame(FrameType.Messages, bad).subarray(FRAME_HEADER_BYTES);
+  for (const [offset, bytes, error] of mutations) {
+    const bad = Buffer.from(good);
+    bad.set(bytes, offset);
     assert.throws(
-      () => decodeMessage(unpackPayload(payload)),
-      (err: unknown) => err instanceof TransportError && err.code === 'TRANSPORT_FRAME_MALFORMED',
-      `field ${field}`,
+      () => decodeMessages(bad),
+      (err: unknown) =>
+        err instanceof TransportError &&
+        err.code === 'TRANSPORT_FRAME_MALFORMED' &&
+        error.test(err.message),
+      `offset ${offset}: ${error}`,
     );
   }
-  assert.throws(() => decodeMessage({ type: 4 }), TransportError);
+  // Trailing bytes after the last message.
+  assert.throws(
+    () => decodeMessages(Buffer.concat([good, Buffer.from([0])])),
+    /1 bytes after the messages/,
+  );
 });
 
 test('FixedRing is bounded, FIFO, and tracks bytes', () => {

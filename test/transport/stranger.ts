@@ -3,8 +3,9 @@
  * records what comes back (frames, and when the other side closes). Every wait is bounded.
  */
 import net from 'node:net';
+import { newMessage } from '../../src/raft/raft.js';
 import { MessageType, type NodeId } from '../../src/raft/types.js';
-import { packFrame, unpackPayload } from '../../src/transport/codec.js';
+import { unpackPayload } from '../../src/transport/codec.js';
 import { FrameDecoder, FrameType } from '../../src/transport/frame.js';
 import {
   type ClusterSecret,
@@ -16,6 +17,7 @@ import {
   newNonce,
 } from '../../src/transport/handshake.js';
 import { FRAME_BYTES_MAX } from '../../src/transport/limits.js';
+import { encodeMessagesFrame } from '../../src/transport/message-codec.js';
 import { sleep } from './helpers.js';
 
 export interface ReceivedFrame {
@@ -141,21 +143,7 @@ export async function attemptHandshake(
 
 /** A MESSAGES frame of one heartbeat at `term` (what a forger would send to disrupt). */
 export function forgedHeartbeat(from: NodeId, to: NodeId, term: number): Buffer {
-  const message = [
-    MessageType.Heartbeat,
-    to,
-    from,
-    term,
-    0,
-    0,
-    0,
-    false,
-    0,
-    new Uint8Array(0),
-    [],
-    null,
-  ];
-  return packFrame(FrameType.Messages, [message]);
+  return encodeMessagesFrame([newMessage({ type: MessageType.Heartbeat, to, from, term })]);
 }
 
 /** A frame header announcing `length` bytes (version byte as given), and nothing after it. */
