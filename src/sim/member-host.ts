@@ -81,6 +81,7 @@ import {
 } from './redundancy.js';
 import { formatConf, membersOf, type Phase, type RunOptions, type RunResult } from './run.js';
 import { Trace } from './trace.js';
+import { throughTheWire } from './wire.js';
 
 /** Trace kinds (numbers mixed into the trace hash). */
 const TRACE_APPLY = 40;
@@ -905,7 +906,7 @@ export class MemberSimulation {
     if (host === undefined || !host.up) return false;
     this.trace.mix(TRACE_DELIVER, from, to, msg.type, msg.term, msg.index);
     if (this.trace.enabled) this.traceLine(`n${from}→n${to} ${formatMessage(msg)}`);
-    if (!host.deliver(msg)) return false;
+    if (!host.deliver(throughTheWire(msg))) return false;
     if (msg.type === MessageType.Snap) {
       this.reportLater(from, { kind: 'snapshot', peer: to, ok: true });
     }
