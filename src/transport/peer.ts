@@ -295,8 +295,12 @@ export class Peer {
     }
     const count = batch.length;
     assert(count > 0);
-    const frame = encodeMessagesFrame(batch);
-    batch.length = 0; // the queue no longer holds them: neither should we
+    let frame: Buffer;
+    try {
+      frame = encodeMessagesFrame(batch);
+    } finally {
+      batch.length = 0; // the queue no longer holds them: neither should we
+    }
     socket.write(frame);
     this.sentMessages += count;
     this.sentFrames += 1;
