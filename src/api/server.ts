@@ -27,6 +27,10 @@ import type { MemberCallTls } from './grpc-client.js';
 import {
   CLIENT_CONNECTIONS_MAX_DEFAULT,
   CONCURRENT_STREAMS_MAX_DEFAULT,
+  CONCURRENT_STREAMS_MAX_LIMIT,
+  KEEPALIVE_MIN_TIME_MS_DEFAULT,
+  KEEPALIVE_MIN_TIME_MS_MAX,
+  KEEPALIVE_PERMIT_WITHOUT_STREAM_DEFAULT,
   KEEPALIVE_TIME_MS,
   KEEPALIVE_TIMEOUT_MS,
   RECEIVE_MESSAGE_BYTES_MAX_DEFAULT,
@@ -62,16 +66,22 @@ export interface ApiTlsOptions {
 export interface ApiLimits {
   /** gRPC receive limit: etcd's --max-request-bytes plus its 512 KiB gRPC overhead. */
   readonly receiveMessageBytesMax: number;
-  /** etcd's --max-concurrent-streams. */
+  /** etcd's --max-concurrent-streams: HTTP/2 streams open at once on one connection. */
   readonly concurrentStreamsMax: number;
   /** Client connections open at once (etcd has no such limit; it leaves it to the OS). */
   readonly connectionsMax: number;
+  /** etcd's --grpc-keepalive-min-time: clients pinging more often are sent away. */
+  readonly keepaliveMinTimeMs: number;
+  /** Pings with no stream open are held to keepaliveMinTimeMs only (etcd: false, 2 h). */
+  readonly keepalivePermitWithoutStream: boolean;
 }
 
 export const API_LIMITS_DEFAULT: ApiLimits = Object.freeze({
   receiveMessageBytesMax: RECEIVE_MESSAGE_BYTES_MAX_DEFAULT,
   concurrentStreamsMax: CONCURRENT_STREAMS_MAX_DEFAULT,
   connectionsMax: CLIENT_CONNECTIONS_MAX_DEFAULT,
+  keepaliveMinTimeMs: KEEPALIVE_MIN_TIME_MS_DEFAULT,
+  keepalivePermitWithoutStream: KEEPALIVE_PERMIT_WITHOUT_STREAM_DEFAULT,
 });
 
 export interface ApiServerOptions {
@@ -115,12 +125,29 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
   if (!Number.isSafeInteger(limits.receiveMessageBytesMax) || limits.receiveMessageBytesMax < 1) {
     throw new RangeError('limits.receiveMessageBytesMax must be a positive integer');
   }
+  const streamsMax = limits.concurrentStreamsMax;
+  if (
+    !Number.isSafeInteger(streamsMax) ||
+    streamsMax < 1 ||
+    streamsMax > CONCURRENT_STREAMS_MAX_LIMIT
+  ) {
+    throw new RangeError(
+      `limits.concurrentStreamsMax must be an integer in [1, ${CONCURRENT_STREAMS_MAX_LIMIT}]`,
+    );
+  }
+  const minTimeMs = limits.keepaliveMinTimeMs;
+  if (!Number.isSafeInteger(minTimeMs) || minTimeMs < 1 || minTimeMs > KEEPALIVE_MIN_TIME_MS_MAX) {
+    throw new RangeError(
+      `limits.keepaliveMinTimeMs must be an integer in [1, ${KEEPALIVE_MIN_TIME_MS_MAX}]`,
+    );
+  }
+  const auth = new AuthGate(options.backend, {
+    clientCertAuth: options.tls?.ca !== undefined,
+    ...(options.jwt !== undefined && { jwt: options.jwt }),
+  });
   const ctx: ServiceContext = {
     backend: options.backend,
-    auth: new AuthGate(options.backend, {
-      clientCertAuth: options.tls?.ca !== undefined,
-      ...(options.jwt !== undefined && { jwt: options.jwt }),
-    }),
+    auth,
     logger: options.logger,
     defaults: options.defaults ?? REQUEST_DEFAULTS,
     streams: new Set(),
@@ -186,8 +213,10 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
     connectionsMax: limits.connectionsMax,
     keepaliveTimeMs: KEEPALIVE_TIME_MS,
     keepaliveTimeoutMs: KEEPALIVE_TIMEOUT_MS,
-    // etcd also enforces a 5 s minimum between client pings (--grpc-keepalive-min-time); this
-    // server, as grpc-js's before it, does not: clients pinging more often are tolerated.
+    keepaliveEnforcement: {
+      minTimeMs: limits.keepaliveMinTimeMs,
+      permitWithoutStream: limits.keepalivePermitWithoutStream,
+    },
     ...(options.tls === undefined ? {} : { tls: options.tls }),
     http: {
       http1: (req, res) => gateway.handle(new Http1Exchange(req, res)),

@@ -443,6 +443,11 @@ function startClientPort(
     ...serverTls(config.tls.client),
     ...(memberTls === null ? {} : { memberTls }),
     ...jwtTokens(config),
+    limits: {
+      concurrentStreamsMax: config.limits.concurrentStreamsMax,
+      keepaliveMinTimeMs: config.limits.grpcKeepaliveMinTimeMs,
+      keepalivePermitWithoutStream: config.limits.grpcKeepalivePermitWithoutStream,
+    },
   });
 }
 
@@ -530,6 +535,7 @@ function memberSpec(config: TandemConfig, id: NodeId, clusterId: bigint): Member
     }),
     ackAllTimeoutMs: Math.max(2_000, 2 * config.raft.electionMs),
     quotaBackendBytes: config.quota.backendBytes,
+    leasesMax: config.limits.leasesMax,
   };
 }
 
