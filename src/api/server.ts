@@ -7,11 +7,13 @@
  * The same listener speaks HTTP/1.1 and plain HTTP/2 as etcd's client port does: /version,
  * /health, /metrics and the JSON gateway (./gateway/), which calls these same handlers.
  */
+import type { KeyObject } from 'node:crypto';
 import type { EtcdBackend } from '../server/contract.js';
 import { ServerError } from '../server/errors.js';
 import { AuthGate } from './auth-gate.js';
 import type { JwtTokens } from './auth-jwt.js';
 import { type ApiLogger, type ServiceContext, statusFor } from './context.js';
+import { ForwardedIdentity } from './forwarded-identity.js';
 import { Http1Exchange, Http2Exchange } from './gateway/exchange.js';
 import { Gateway } from './gateway/gateway.js';
 import { checkHealth, versions } from './gateway/health.js';
@@ -103,6 +105,12 @@ export interface ApiServerOptions {
   readonly metrics?: { readonly contentType: string; scrape(): Promise<string> };
   /** JWT tokens instead of simple ones (etcd's --auth-token jwt,...). */
   readonly jwt?: JwtTokens;
+  /**
+   * The cluster secret: signs and verifies the user a member states for a certificate-only
+   * client's call it forwards (forwarded-identity.ts). Absent: no such statement is made or
+   * accepted (a forwarded certificate-only call then runs as the forwarding member's CN).
+   */
+  readonly clusterSecret?: KeyObject;
   /** Streaming calls (watch, keep-alive, snapshot) open through the JSON gateway at once. */
   readonly gatewayStreamsMax?: number;
   /** The member's status JSON, served at GET /status on the client port too (see Gateway). */
@@ -144,6 +152,9 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
   const auth = new AuthGate(options.backend, {
     clientCertAuth: options.tls?.ca !== undefined,
     ...(options.jwt !== undefined && { jwt: options.jwt }),
+    ...(options.clusterSecret !== undefined && {
+      forwardedIdentity: new ForwardedIdentity(options.clusterSecret),
+    }),
   });
   const ctx: ServiceContext = {
     backend: options.backend,
@@ -156,6 +167,7 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
   const standbyForwarder = new StandbyForwarder(
     options.name ?? 'tandem',
     options.memberTls ?? null,
+    (call) => auth.forwardedIdentityOf(call),
   );
   const health = healthState();
   const services: Array<[Record<string, MethodDescriptor>, ServiceHandlers]> = [

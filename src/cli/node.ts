@@ -213,6 +213,7 @@ export async function startNode(config: TandemConfig): Promise<RunningNode> {
       status,
       logger,
       memberTls,
+      secret,
     );
     open.api = api;
     const faults = config.testMode.faultInjection
@@ -424,8 +425,10 @@ function startClientPort(
   status: () => unknown,
   logger: Logger,
   memberTls: MemberCallTls | null,
+  secret: ClusterSecret,
 ): Promise<ApiServer> {
   return startApiServer({
+    clusterSecret: secret,
     status,
     backend: facade,
     name: config.name,
