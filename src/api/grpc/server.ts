@@ -158,6 +158,8 @@ export class GrpcServer {
   private readonly pings = new WeakMap<Http2Session, SessionPings>();
   /** Connections sent away for pinging too often (GOAWAY too_many_pings). */
   private pingRefusals = 0;
+  /** When a send-away was last logged: at most once a second, whatever a flood does. */
+  private pingRefusalSaidAtMs = Number.NEGATIVE_INFINITY;
   private readonly env: CallEnvironment;
   /** Accepts connections and hands each to the HTTP/2 or the HTTP/1.1 server. */
   private front: NetServer | null = null;
@@ -492,13 +494,18 @@ export class GrpcServer {
   private sendAway(session: ServerHttp2Session): void {
     if (session.closed || session.destroyed) return;
     this.pingRefusals++;
-    this.options.logger.warn(
-      {
-        remote: session.socket?.remoteAddress,
-        minTimeMs: this.options.keepaliveEnforcement?.minTimeMs,
-      },
-      'grpc: a client pinged more often than the keep-alive policy allows; connection closed',
-    );
+    const nowMs = performance.now();
+    if (nowMs - this.pingRefusalSaidAtMs >= 1_000) {
+      this.pingRefusalSaidAtMs = nowMs;
+      this.options.logger.warn(
+        {
+          remote: session.socket?.remoteAddress,
+          minTimeMs: this.options.keepaliveEnforcement?.minTimeMs,
+          sentAway: this.pingRefusals,
+        },
+        'grpc: a client pinged more often than the keep-alive policy allows; connection closed',
+      );
+    }
     const lastStreamId = session.state.lastProcStreamID ?? 0;
     session.goaway(constants.NGHTTP2_ENHANCE_YOUR_CALM, lastStreamId, Buffer.from(TOO_MANY_PINGS));
     // Let the GOAWAY reach the socket before the session is torn down.
