@@ -4,6 +4,7 @@
  */
 import { KV_LIMITS_DEFAULT } from '../kv/validate.js';
 import { assert } from '../util/assert.js';
+import { KEEPALIVE_ENFORCEMENT_DEFAULT } from './grpc/keepalive.js';
 
 /**
  * Client connections a member holds open at once (gRPC, the JSON gateway and HTTP together):
@@ -44,10 +45,11 @@ export const CONCURRENT_STREAMS_MAX_LIMIT = 2 ** 32 - 1;
  * (GOAWAY ENHANCE_YOUR_CALM "too_many_pings"; grpc/keepalive.ts). grpc-go clients never ping
  * more often than every 10 s (they raise a lower keep-alive time to it), etcdctl included.
  */
-export const KEEPALIVE_MIN_TIME_MS_DEFAULT = 5_000;
+export const KEEPALIVE_MIN_TIME_MS_DEFAULT = KEEPALIVE_ENFORCEMENT_DEFAULT.minTimeMs;
 
 /** etcd's keep-alive policy: pings with no stream open are not expected (PermitWithoutStream). */
-export const KEEPALIVE_PERMIT_WITHOUT_STREAM_DEFAULT = false;
+export const KEEPALIVE_PERMIT_WITHOUT_STREAM_DEFAULT =
+  KEEPALIVE_ENFORCEMENT_DEFAULT.permitWithoutStream;
 
 /** No client pings more often than this is needed for; the largest min-time accepted. */
 export const KEEPALIVE_MIN_TIME_MS_MAX = 2 * 60 * 60 * 1000;
