@@ -18,6 +18,11 @@ import {
 import type { LeaseId } from '../kv/types.js';
 import type { AuthBackend, EtcdBackend } from '../server/contract.js';
 import type { JwtTokens } from './auth-jwt.js';
+import {
+  FORWARDED_PROOF_KEY,
+  FORWARDED_USER_KEY,
+  type ForwardedIdentity,
+} from './forwarded-identity.js';
 import type { CallContext } from './grpc/handlers.js';
 
 /** gRPC metadata carrying a token (rpctypes.TokenFieldNameGRPC, TokenFieldNameSwagger). */
@@ -31,6 +36,11 @@ export interface AuthGateOptions {
   readonly clientCertAuth?: boolean;
   /** JWT tokens, when the member is configured for them (auth-jwt.ts). */
   readonly jwt?: JwtTokens;
+  /**
+   * Verifies the user another member states for a call it forwards for a certificate-only
+   * client (forwarded-identity.ts); absent: such statements are refused.
+   */
+  readonly forwardedIdentity?: ForwardedIdentity;
 }
 
 export class AuthGate {
@@ -63,6 +73,8 @@ export class AuthGate {
       firstString(call.metadata.get(TOKEN_METADATA_KEY)) ??
       firstString(call.metadata.get(AUTHORIZATION_METADATA_KEY));
     if (token === undefined) {
+      const forwarded = this.forwardedUser(call);
+      if (forwarded !== null) return { username: forwarded, revision: this.auth!.store().revision };
       const cn = this.options.clientCertAuth === true ? call.peerCommonName : undefined;
       if (cn !== undefined && cn !== '') {
         return { username: cn, revision: this.auth!.store().revision };
@@ -70,6 +82,33 @@ export class AuthGate {
       return NO_CREDENTIALS;
     }
     return this.credentialsOfToken(token, call.signal);
+  }
+
+  /**
+   * The user a forwarding member states for the call, null when it states none; a statement
+   * whose proof does not verify (a client forging one, another cluster's member, a stale
+   * replay) is INVALID_AUTH_TOKEN, never the forwarding member's own name.
+   */
+  private forwardedUser(call: CallContext): string | null {
+    const user = firstString(call.metadata.get(FORWARDED_USER_KEY));
+    if (user === undefined) return null;
+    const proof = firstString(call.metadata.get(FORWARDED_PROOF_KEY)) ?? '';
+    const verified = this.options.forwardedIdentity?.verify(user, proof) ?? null;
+    if (verified === null) throw new AuthError('INVALID_AUTH_TOKEN');
+    return verified;
+  }
+
+  /**
+   * The metadata stating this call's user to the member it is forwarded to: the certificate's
+   * CN when that is who the call is (client-cert auth, no token); else none.
+   */
+  forwardedIdentityOf(call: CallContext): { user: string; proof: string } | null {
+    const signer = this.options.forwardedIdentity;
+    if (signer === undefined || this.options.clientCertAuth !== true) return null;
+    if (call.metadata.get(TOKEN_METADATA_KEY).length > 0) return null;
+    if (call.metadata.get(AUTHORIZATION_METADATA_KEY).length > 0) return null;
+    const cn = call.peerCommonName;
+    return cn === undefined || cn === '' ? null : signer.sign(cn);
   }
 
   /** The user a token (simple or JWT) stands for; INVALID_AUTH_TOKEN when it is unknown. */

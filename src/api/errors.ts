@@ -97,6 +97,7 @@ export const API_ERRORS: Readonly<Record<ErrorCode, ErrorEntry>> = {
   // etcd waits for the revoke of an expired lease and then answers "not found".
   LEASE_EXPIRED: etcd('NOT_FOUND', 'etcdserver: requested lease not found'),
   LEASE_ID_OUT_OF_RANGE: own('INVALID_ARGUMENT', 'tandem: lease id must be in (0, 2^63)'),
+  LEASE_TOO_MANY: own('RESOURCE_EXHAUSTED', 'tandem: too many leases'),
 
   // --- watch (src/kv/watch/errors.ts); creates fail as cancel_reason, these are the rest ---
   WATCH_COMPACTED: etcd('OUT_OF_RANGE', 'etcdserver: mvcc: required revision has been compacted'),

@@ -4,6 +4,7 @@
  */
 import { KV_LIMITS_DEFAULT } from '../kv/validate.js';
 import { assert } from '../util/assert.js';
+import { KEEPALIVE_ENFORCEMENT_DEFAULT } from './grpc/keepalive.js';
 
 /**
  * Client connections a member holds open at once (gRPC, the JSON gateway and HTTP together):
@@ -28,10 +29,30 @@ export const RECEIVE_MESSAGE_BYTES_MAX_DEFAULT = REQUEST_BYTES_MAX_DEFAULT + GRP
 export const SEND_MESSAGE_BYTES_MAX = 2 ** 31 - 1;
 
 /**
- * etcd's --max-concurrent-streams default (math.MaxUint32): HTTP/2 streams per client
- * connection. Every watch and keep-alive stream is one; bounded per stream elsewhere.
+ * HTTP/2 streams open at once on one client connection (etcd's --max-concurrent-streams, whose
+ * default is unlimited: math.MaxUint32). Every call, watch stream and keep-alive stream is one;
+ * a gRPC client past it queues its next call until one ends (grpc-go, grpc-js), a client that
+ * ignores the setting gets REFUSED_STREAM. Far above what a pooling client keeps open (etcd's
+ * clients put all watches on one stream); a bound on what one connection can make us hold.
  */
-export const CONCURRENT_STREAMS_MAX_DEFAULT = 2 ** 32 - 1;
+export const CONCURRENT_STREAMS_MAX_DEFAULT = 10_000;
+
+/** The HTTP/2 protocol's own bound on SETTINGS_MAX_CONCURRENT_STREAMS. */
+export const CONCURRENT_STREAMS_MAX_LIMIT = 2 ** 32 - 1;
+
+/**
+ * etcd's --grpc-keepalive-min-time default: a client pinging more often than this is sent away
+ * (GOAWAY ENHANCE_YOUR_CALM "too_many_pings"; grpc/keepalive.ts). grpc-go clients never ping
+ * more often than every 10 s (they raise a lower keep-alive time to it), etcdctl included.
+ */
+export const KEEPALIVE_MIN_TIME_MS_DEFAULT = KEEPALIVE_ENFORCEMENT_DEFAULT.minTimeMs;
+
+/** etcd's keep-alive policy: pings with no stream open are not expected (PermitWithoutStream). */
+export const KEEPALIVE_PERMIT_WITHOUT_STREAM_DEFAULT =
+  KEEPALIVE_ENFORCEMENT_DEFAULT.permitWithoutStream;
+
+/** No client pings more often than this is needed for; the largest min-time accepted. */
+export const KEEPALIVE_MIN_TIME_MS_MAX = 2 * 60 * 60 * 1000;
 
 /** etcd's --grpc-keepalive-interval: the server pings an idle connection this often. */
 export const KEEPALIVE_TIME_MS = 2 * 60 * 60 * 1000;
@@ -61,3 +82,7 @@ assert(RECEIVE_MESSAGE_BYTES_MAX_DEFAULT > REQUEST_BYTES_MAX_DEFAULT, 'room for 
 assert(RECEIVE_MESSAGE_BYTES_MAX_DEFAULT < SEND_MESSAGE_BYTES_MAX);
 assert(SNAPSHOT_CHUNK_BYTES_MAX < RECEIVE_MESSAGE_BYTES_MAX_DEFAULT, 'a chunk fits a message');
 assert(Number.isSafeInteger(MAX_STALENESS_MS_MAX));
+assert(CONCURRENT_STREAMS_MAX_DEFAULT <= CONCURRENT_STREAMS_MAX_LIMIT);
+assert(WATCH_REQUESTS_PENDING_MAX < CONCURRENT_STREAMS_MAX_DEFAULT);
+assert(KEEPALIVE_MIN_TIME_MS_DEFAULT < KEEPALIVE_TIMEOUT_MS, 'a client may ping within a timeout');
+assert(KEEPALIVE_MIN_TIME_MS_DEFAULT <= KEEPALIVE_MIN_TIME_MS_MAX);

@@ -7,11 +7,13 @@
  * The same listener speaks HTTP/1.1 and plain HTTP/2 as etcd's client port does: /version,
  * /health, /metrics and the JSON gateway (./gateway/), which calls these same handlers.
  */
+import type { KeyObject } from 'node:crypto';
 import type { EtcdBackend } from '../server/contract.js';
 import { ServerError } from '../server/errors.js';
 import { AuthGate } from './auth-gate.js';
 import type { JwtTokens } from './auth-jwt.js';
 import { type ApiLogger, type ServiceContext, statusFor } from './context.js';
+import { ForwardedIdentity } from './forwarded-identity.js';
 import { Http1Exchange, Http2Exchange } from './gateway/exchange.js';
 import { Gateway } from './gateway/gateway.js';
 import { checkHealth, versions } from './gateway/health.js';
@@ -27,6 +29,10 @@ import type { MemberCallTls } from './grpc-client.js';
 import {
   CLIENT_CONNECTIONS_MAX_DEFAULT,
   CONCURRENT_STREAMS_MAX_DEFAULT,
+  CONCURRENT_STREAMS_MAX_LIMIT,
+  KEEPALIVE_MIN_TIME_MS_DEFAULT,
+  KEEPALIVE_MIN_TIME_MS_MAX,
+  KEEPALIVE_PERMIT_WITHOUT_STREAM_DEFAULT,
   KEEPALIVE_TIME_MS,
   KEEPALIVE_TIMEOUT_MS,
   RECEIVE_MESSAGE_BYTES_MAX_DEFAULT,
@@ -62,16 +68,22 @@ export interface ApiTlsOptions {
 export interface ApiLimits {
   /** gRPC receive limit: etcd's --max-request-bytes plus its 512 KiB gRPC overhead. */
   readonly receiveMessageBytesMax: number;
-  /** etcd's --max-concurrent-streams. */
+  /** etcd's --max-concurrent-streams: HTTP/2 streams open at once on one connection. */
   readonly concurrentStreamsMax: number;
   /** Client connections open at once (etcd has no such limit; it leaves it to the OS). */
   readonly connectionsMax: number;
+  /** etcd's --grpc-keepalive-min-time: clients pinging more often are sent away. */
+  readonly keepaliveMinTimeMs: number;
+  /** Pings with no stream open are held to keepaliveMinTimeMs only (etcd: false, 2 h). */
+  readonly keepalivePermitWithoutStream: boolean;
 }
 
 export const API_LIMITS_DEFAULT: ApiLimits = Object.freeze({
   receiveMessageBytesMax: RECEIVE_MESSAGE_BYTES_MAX_DEFAULT,
   concurrentStreamsMax: CONCURRENT_STREAMS_MAX_DEFAULT,
   connectionsMax: CLIENT_CONNECTIONS_MAX_DEFAULT,
+  keepaliveMinTimeMs: KEEPALIVE_MIN_TIME_MS_DEFAULT,
+  keepalivePermitWithoutStream: KEEPALIVE_PERMIT_WITHOUT_STREAM_DEFAULT,
 });
 
 export interface ApiServerOptions {
@@ -93,6 +105,12 @@ export interface ApiServerOptions {
   readonly metrics?: { readonly contentType: string; scrape(): Promise<string> };
   /** JWT tokens instead of simple ones (etcd's --auth-token jwt,...). */
   readonly jwt?: JwtTokens;
+  /**
+   * The cluster secret: signs and verifies the user a member states for a certificate-only
+   * client's call it forwards (forwarded-identity.ts). Absent: no such statement is made or
+   * accepted (a forwarded certificate-only call then runs as the forwarding member's CN).
+   */
+  readonly clusterSecret?: KeyObject;
   /** Streaming calls (watch, keep-alive, snapshot) open through the JSON gateway at once. */
   readonly gatewayStreamsMax?: number;
   /** The member's status JSON, served at GET /status on the client port too (see Gateway). */
@@ -115,12 +133,32 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
   if (!Number.isSafeInteger(limits.receiveMessageBytesMax) || limits.receiveMessageBytesMax < 1) {
     throw new RangeError('limits.receiveMessageBytesMax must be a positive integer');
   }
+  const streamsMax = limits.concurrentStreamsMax;
+  if (
+    !Number.isSafeInteger(streamsMax) ||
+    streamsMax < 1 ||
+    streamsMax > CONCURRENT_STREAMS_MAX_LIMIT
+  ) {
+    throw new RangeError(
+      `limits.concurrentStreamsMax must be an integer in [1, ${CONCURRENT_STREAMS_MAX_LIMIT}]`,
+    );
+  }
+  const minTimeMs = limits.keepaliveMinTimeMs;
+  if (!Number.isSafeInteger(minTimeMs) || minTimeMs < 1 || minTimeMs > KEEPALIVE_MIN_TIME_MS_MAX) {
+    throw new RangeError(
+      `limits.keepaliveMinTimeMs must be an integer in [1, ${KEEPALIVE_MIN_TIME_MS_MAX}]`,
+    );
+  }
+  const auth = new AuthGate(options.backend, {
+    clientCertAuth: options.tls?.ca !== undefined,
+    ...(options.jwt !== undefined && { jwt: options.jwt }),
+    ...(options.clusterSecret !== undefined && {
+      forwardedIdentity: new ForwardedIdentity(options.clusterSecret),
+    }),
+  });
   const ctx: ServiceContext = {
     backend: options.backend,
-    auth: new AuthGate(options.backend, {
-      clientCertAuth: options.tls?.ca !== undefined,
-      ...(options.jwt !== undefined && { jwt: options.jwt }),
-    }),
+    auth,
     logger: options.logger,
     defaults: options.defaults ?? REQUEST_DEFAULTS,
     streams: new Set(),
@@ -129,6 +167,7 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
   const standbyForwarder = new StandbyForwarder(
     options.name ?? 'tandem',
     options.memberTls ?? null,
+    (call) => auth.forwardedIdentityOf(call),
   );
   const health = healthState();
   const services: Array<[Record<string, MethodDescriptor>, ServiceHandlers]> = [
@@ -186,8 +225,10 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
     connectionsMax: limits.connectionsMax,
     keepaliveTimeMs: KEEPALIVE_TIME_MS,
     keepaliveTimeoutMs: KEEPALIVE_TIMEOUT_MS,
-    // etcd also enforces a 5 s minimum between client pings (--grpc-keepalive-min-time); this
-    // server, as grpc-js's before it, does not: clients pinging more often are tolerated.
+    keepaliveEnforcement: {
+      minTimeMs: limits.keepaliveMinTimeMs,
+      permitWithoutStream: limits.keepalivePermitWithoutStream,
+    },
     ...(options.tls === undefined ? {} : { tls: options.tls }),
     http: {
       http1: (req, res) => gateway.handle(new Http1Exchange(req, res)),

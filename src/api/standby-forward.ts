@@ -22,6 +22,7 @@ import type {
 } from '@grpc/grpc-js';
 import { ServerError } from '../server/errors.js';
 import { type ServiceContext, wrapUnary } from './context.js';
+import { FORWARDED_PROOF_KEY, FORWARDED_USER_KEY } from './forwarded-identity.js';
 import {
   type BidiCall,
   bidiHandler,
@@ -62,10 +63,17 @@ const FORWARDED_KEYS = [
 export class StandbyForwarder {
   private readonly channels = new Map<string, Client>();
 
-  /** `tls`: what this member presents to another's `https://` client port (grpc-client.ts). */
+  /**
+   * `tls`: what this member presents to another's `https://` client port (grpc-client.ts).
+   * `identityOf`: the user to state for a certificate-only client (AuthGate.forwardedIdentityOf),
+   * since the member it forwards to sees this member's certificate, not the client's.
+   */
   constructor(
     private readonly selfName: string,
     private readonly tls: MemberCallTls | null = null,
+    private readonly identityOf: (
+      call: CallContext,
+    ) => { user: string; proof: string } | null = () => null,
   ) {}
 
   /** One unary call, as `method` of `service`, to the member at `url`. */
@@ -79,9 +87,7 @@ export class StandbyForwarder {
     const grpc = await loadGrpc();
     const definition = serviceDefinition(service)[method];
     if (definition === undefined) throw new Error(`no method ${method} in ${service}`);
-    const metadata = new grpc.Metadata();
-    copyMetadata(call.metadata, metadata);
-    metadata.set(FORWARDED_BY_KEY, this.selfName);
+    const metadata = this.metadataFor(grpc, call);
     const channel = this.channel(grpc, url);
     return new Promise((resolve, reject) => {
       const pending = channel.makeUnaryRequest(
@@ -139,9 +145,7 @@ export class StandbyForwarder {
       (grpc) => {
         if (done) return;
         const definition = serviceDefinition(service)[method]!;
-        const metadata = new grpc.Metadata();
-        copyMetadata(call.metadata, metadata);
-        metadata.set(FORWARDED_BY_KEY, this.selfName);
+        const metadata = this.metadataFor(grpc, call);
         const up = this.channel(grpc, url).makeBidiStreamRequest(
           definition.path,
           definition.requestSerialize,
@@ -172,6 +176,19 @@ export class StandbyForwarder {
   close(): void {
     for (const c of this.channels.values()) c.close();
     this.channels.clear();
+  }
+
+  /** What the forwarded call carries: the client's options and token, who forwarded it. */
+  private metadataFor(grpc: GrpcModule, call: CallContext): GrpcMetadata {
+    const metadata = new grpc.Metadata();
+    copyMetadata(call.metadata, metadata);
+    metadata.set(FORWARDED_BY_KEY, this.selfName);
+    const identity = this.identityOf(call);
+    if (identity !== null) {
+      metadata.set(FORWARDED_USER_KEY, identity.user);
+      metadata.set(FORWARDED_PROOF_KEY, identity.proof);
+    }
+    return metadata;
   }
 
   private channel(grpc: GrpcModule, url: string): Client {

@@ -51,6 +51,13 @@ import { parseDocument } from 'yaml';
 import { z } from 'zod';
 import { JWT_SIGN_METHODS, JWT_TTL_MS_DEFAULT, type JwtSignMethod } from '../api/auth-jwt.js';
 import {
+  CONCURRENT_STREAMS_MAX_DEFAULT,
+  CONCURRENT_STREAMS_MAX_LIMIT,
+  KEEPALIVE_MIN_TIME_MS_DEFAULT,
+  KEEPALIVE_MIN_TIME_MS_MAX,
+  KEEPALIVE_PERMIT_WITHOUT_STREAM_DEFAULT,
+} from '../api/limits.js';
+import {
   ROLES,
   type Role,
   SNAPSHOT_EVERY_MS_DEFAULT,
@@ -62,6 +69,7 @@ import {
 } from '../cluster/commands.js';
 import { POLICY_DEFAULTS, REPLACE_AFTER_MS_MAX, VOTERS_MAX } from '../cluster/policy.js';
 import type { PeerAddress } from '../io/network.js';
+import { LEASES_MAX_DEFAULT, LEASES_MAX_LIMIT } from '../kv/lease/limits.js';
 import { QUOTA_BYTES_DEFAULT, QUOTA_BYTES_MAX } from '../kv/quota.js';
 
 /** A JWT lives at most a day (etcd has no bound; a stolen token should not live for ever). */
@@ -208,6 +216,22 @@ export interface TandemConfig {
    * etcd's; at most 8 GiB, the size above which etcd warns of degraded performance.
    */
   readonly quota: { readonly backendBytes: number };
+  /**
+   * Bounds on what clients can make a member hold (SECURITY.md, "Client port limits"):
+   * - `leasesMax` (default 1,000,000; etcd has none): a LeaseGrant past it fails with
+   *   RESOURCE_EXHAUSTED "tandem: too many leases (limits.leasesMax …)".
+   * - `concurrentStreamsMax` (etcd's --max-concurrent-streams; default 10,000, etcd's is
+   *   unlimited): HTTP/2 streams open at once on one client connection.
+   * - `grpcKeepaliveMinTime` (etcd's --grpc-keepalive-min-time, default 5s) and
+   *   `grpcKeepalivePermitWithoutStream` (etcd: always false): a client pinging more often is
+   *   sent away with GOAWAY ENHANCE_YOUR_CALM "too_many_pings", as etcd (grpc-go) does.
+   */
+  readonly limits: {
+    readonly leasesMax: number;
+    readonly concurrentStreamsMax: number;
+    readonly grpcKeepaliveMinTimeMs: number;
+    readonly grpcKeepalivePermitWithoutStream: boolean;
+  };
   readonly raft: {
     readonly heartbeatMs: number;
     readonly electionMs: number;
@@ -699,6 +723,20 @@ const inputSchema = z.strictObject({
       backendBytes: field(withDefault(0, parseQuotaBytes)),
     })
     .prefault({}),
+  limits: z
+    .strictObject({
+      leasesMax: field(withDefault(LEASES_MAX_DEFAULT, parseInteger(1, LEASES_MAX_LIMIT))),
+      concurrentStreamsMax: field(
+        withDefault(CONCURRENT_STREAMS_MAX_DEFAULT, parseInteger(1, CONCURRENT_STREAMS_MAX_LIMIT)),
+      ),
+      grpcKeepaliveMinTime: field(
+        withDefault(KEEPALIVE_MIN_TIME_MS_DEFAULT, parseDuration(1, KEEPALIVE_MIN_TIME_MS_MAX)),
+      ),
+      grpcKeepalivePermitWithoutStream: field(
+        withDefault(KEEPALIVE_PERMIT_WITHOUT_STREAM_DEFAULT, parseBool),
+      ),
+    })
+    .prefault({}),
   raft: z
     .strictObject({
       heartbeatMs: field(
@@ -906,6 +944,12 @@ function resolveConfig(input: ParsedInput, baseDir: string): TandemConfig {
       segmentBytes: input.wal.segmentBytes,
     },
     quota: { backendBytes: input.quota.backendBytes || QUOTA_BYTES_DEFAULT },
+    limits: {
+      leasesMax: input.limits.leasesMax,
+      concurrentStreamsMax: input.limits.concurrentStreamsMax,
+      grpcKeepaliveMinTimeMs: input.limits.grpcKeepaliveMinTime,
+      grpcKeepalivePermitWithoutStream: input.limits.grpcKeepalivePermitWithoutStream,
+    },
     raft: input.raft,
     tls: {
       client: tls.client === undefined ? null : resolveServerTls(tls.client, path),

@@ -213,6 +213,7 @@ export async function startNode(config: TandemConfig): Promise<RunningNode> {
       status,
       logger,
       memberTls,
+      secret,
     );
     open.api = api;
     const faults = config.testMode.faultInjection
@@ -424,8 +425,10 @@ function startClientPort(
   status: () => unknown,
   logger: Logger,
   memberTls: MemberCallTls | null,
+  secret: ClusterSecret,
 ): Promise<ApiServer> {
   return startApiServer({
+    clusterSecret: secret,
     status,
     backend: facade,
     name: config.name,
@@ -443,6 +446,11 @@ function startClientPort(
     ...serverTls(config.tls.client),
     ...(memberTls === null ? {} : { memberTls }),
     ...jwtTokens(config),
+    limits: {
+      concurrentStreamsMax: config.limits.concurrentStreamsMax,
+      keepaliveMinTimeMs: config.limits.grpcKeepaliveMinTimeMs,
+      keepalivePermitWithoutStream: config.limits.grpcKeepalivePermitWithoutStream,
+    },
   });
 }
 
@@ -530,6 +538,7 @@ function memberSpec(config: TandemConfig, id: NodeId, clusterId: bigint): Member
     }),
     ackAllTimeoutMs: Math.max(2_000, 2 * config.raft.electionMs),
     quotaBackendBytes: config.quota.backendBytes,
+    leasesMax: config.limits.leasesMax,
   };
 }
 

@@ -24,6 +24,7 @@ import {
   serverStreamHandler,
   unaryHandler,
 } from '../api/grpc/handlers.js';
+import { KEEPALIVE_ENFORCEMENT_DEFAULT } from '../api/grpc/keepalive.js';
 import type { Metadata } from '../api/grpc/metadata.js';
 import { GrpcServer, STREAM_WRITE_BUFFER_BYTES_MAX } from '../api/grpc/server.js';
 import { type CallStatus, Status } from '../api/grpc/status.js';
@@ -228,6 +229,8 @@ export async function startGateway(o: GatewayOptions): Promise<RoutingGateway> {
     concurrentStreamsMax: CONCURRENT_STREAMS_MAX_DEFAULT,
     keepaliveTimeMs: KEEPALIVE_TIME_MS,
     keepaliveTimeoutMs: KEEPALIVE_TIMEOUT_MS,
+    // etcd's grpc-proxy enforces the same policy (its --grpc-keepalive-min-time, 5 s).
+    keepaliveEnforcement: KEEPALIVE_ENFORCEMENT_DEFAULT,
     writeBufferBytesMax: STREAM_WRITE_BUFFER_BYTES_MAX,
     http: {
       http1: (req, res) => serveHttp(req, res),

@@ -75,6 +75,8 @@ export interface MemberSpec {
   readonly ackAllTimeoutMs?: number;
   /** etcd's --quota-backend-bytes (default 2 GiB): see EtcdFacade's checkQuota. */
   readonly quotaBackendBytes?: number;
+  /** limits.leasesMax: a LeaseGrant past it is refused at apply (tandem-state-machine.ts). */
+  readonly leasesMax?: number;
   /** Known bugs switched on (the simulator's `--bug`): raft's and the parts'. */
   readonly bugs?: ReadonlySet<BugName | MemberBugName>;
 }
@@ -218,6 +220,7 @@ export function assembleMember(spec: MemberSpec, io: MemberIo): AssembledMember 
     ...(io.dbSizeInUseBytes === undefined ? {} : { dbSizeInUseBytes: io.dbSizeInUseBytes }),
     ...(io.defragment === undefined ? {} : { defragment: io.defragment }),
     ...(spec.quotaBackendBytes === undefined ? {} : { quotaBackendBytes: spec.quotaBackendBytes }),
+    ...(spec.leasesMax === undefined ? {} : { leasesMax: spec.leasesMax }),
     ...(bugs === undefined ? {} : { bugs }),
   });
   return {

@@ -32,6 +32,7 @@ import type {
 import { KvError } from '../kv/errors.js';
 import { LeaseError, LeaseErrorCode } from '../kv/lease/errors.js';
 import { LeaseIdGenerator } from '../kv/lease/lease-id.js';
+import { LEASES_MAX_DEFAULT } from '../kv/lease/limits.js';
 import { isReadOnlyTxn } from '../kv/mvcc/execute.js';
 import {
   QUOTA_BYTES_DEFAULT,
@@ -121,6 +122,8 @@ export interface EtcdFacadeOptions {
   readonly dbSizeInUseBytes?: () => number;
   /** etcd's --quota-backend-bytes: growing writes are refused once the backend reaches it. */
   readonly quotaBackendBytes?: number;
+  /** limits.leasesMax: carried in each LeaseGrant this member proposes (default 1,000,000). */
+  readonly leasesMax?: number;
   /**
    * Gives the backend's free space back (etcd's Defragment); called while the member applies
    * nothing (Member.pauseApply). None: the backend has no free space to give back (memory).
@@ -313,7 +316,11 @@ export class EtcdFacade implements EtcdBackend {
     this.role.refuseUnlessServing();
     this.checkQuota({ type: 'leaseGrant' });
     const chosen = id === 0n ? this.leaseIds.next() : id;
-    const { result } = await this.propose(encodeLeaseGrant(chosen, ttlSeconds), opts.signal);
+    const leasesMax = this.o.leasesMax ?? LEASES_MAX_DEFAULT;
+    const { result } = await this.propose(
+      encodeLeaseGrant(chosen, ttlSeconds, leasesMax),
+      opts.signal,
+    );
     if (result.kind === 'leaseGranted') return result.grant;
     if (result.kind === 'leaseRejected' || result.kind === 'rejected') throw result.error;
     return unexpected(result);

@@ -72,7 +72,7 @@ import {
   Lessor,
   type LessorOptions,
 } from '../kv/lease/lessor.js';
-import { LEASE_ID_MAX, LEASE_TTL_SECONDS_MAX } from '../kv/lease/limits.js';
+import { LEASE_ID_MAX, LEASE_TTL_SECONDS_MAX, LEASES_MAX_DEFAULT } from '../kv/lease/limits.js';
 import type { KvHash, MvccStore } from '../kv/mvcc/store.js';
 import { type ApplyResult, KvStateMachine } from '../kv/state-machine.js';
 import type { KeyRange, KvEvent, LeaseId, WatchableStore } from '../kv/types.js';
@@ -193,8 +193,16 @@ export function encodeKvCommand(kvCommand: Uint8Array): Uint8Array {
   return withKind(CommandKind.Kv, kvCommand);
 }
 
-export function encodeLeaseGrant(id: LeaseId, ttlSeconds: number): Uint8Array {
-  return withKind(CommandKind.LeaseGrant, pack([id.toString(), ttlSeconds]));
+/**
+ * `leasesMax`: the proposer's limits.leasesMax, carried in the entry so that every member
+ * refuses the grant alike whatever its own config says (entries without it have no limit).
+ */
+export function encodeLeaseGrant(
+  id: LeaseId,
+  ttlSeconds: number,
+  leasesMax: number = LEASES_MAX_DEFAULT,
+): Uint8Array {
+  return withKind(CommandKind.LeaseGrant, pack([id.toString(), ttlSeconds, leasesMax]));
 }
 
 export function encodeLeaseRevoke(id: LeaseId): Uint8Array {
@@ -553,10 +561,15 @@ export class TandemStateMachine implements ReplicatedStateMachine {
   }
 
   private applyLeaseGrant(ctx: ApplyContext, payload: Uint8Array): CommandResult {
-    const [idText, ttlSeconds] = unpack(payload) as [string, number];
+    const [idText, ttlSeconds, leasesMax] = unpack(payload) as [string, number, unknown];
     const id = BigInt(idText);
     // Refusals are decided before the write: a throw inside a store write fails the store.
-    const refusal = leaseGrantRefusal(this.lessor, id, ttlSeconds);
+    const refusal = leaseGrantRefusal(
+      this.lessor,
+      id,
+      ttlSeconds,
+      typeof leasesMax === 'number' ? leasesMax : null,
+    );
     if (refusal !== null) {
       this.applyNoopResult(ctx);
       return { kind: 'leaseRejected', error: refusal };
@@ -733,9 +746,18 @@ export class TandemStateMachine implements ReplicatedStateMachine {
   }
 }
 
-function leaseGrantRefusal(lessor: Lessor, id: LeaseId, ttlSeconds: number): LeaseError | null {
+function leaseGrantRefusal(
+  lessor: Lessor,
+  id: LeaseId,
+  ttlSeconds: number,
+  leasesMax: number | null,
+): LeaseError | null {
   if (!Number.isSafeInteger(ttlSeconds) || ttlSeconds < 0 || ttlSeconds > LEASE_TTL_SECONDS_MAX) {
     return new LeaseError(LeaseErrorCode.TtlTooLarge, id);
+  }
+  if (leasesMax !== null && lessor.size >= leasesMax) {
+    const detail = `${lessor.size} alive, limits.leasesMax is ${leasesMax}; revoke some or raise it`;
+    return new LeaseError(LeaseErrorCode.TooMany, id === 0n ? null : id, detail);
   }
   if (id === 0n) return null;
   if (id < 0n || id > LEASE_ID_MAX) return new LeaseError(LeaseErrorCode.IdOutOfRange, id);

@@ -753,3 +753,57 @@ describe('gRPC server connection limit', { timeout: 30_000 }, () => {
     }
   });
 });
+
+describe('gRPC server streams per connection', { timeout: 30_000 }, () => {
+  test('past concurrentStreamsMax a stream waits for a free one; held streams keep serving', {
+    timeout: TEST_TIMEOUT_MS,
+  }, async () => {
+    const server = new GrpcServer({
+      receiveMessageBytesMax: RECEIVE_BYTES_MAX,
+      sendMessageBytesMax: 2 ** 31 - 1,
+      concurrentStreamsMax: 2,
+      keepaliveTimeMs: KEEPALIVE_TIME_MS,
+      keepaliveTimeoutMs: 1000,
+      statusOf: () => ({ code: Status.INTERNAL, details: 'internal' }),
+      logger: { debug: () => {}, warn: () => {} },
+    });
+    const seen: Seen = {
+      hangSignals: [],
+      floodCancelled: 0,
+      bidiCalls: [],
+      bidiCancelled: 0,
+      slowCalls: [],
+      slowReceived: [],
+    };
+    server.addService(DESCRIPTORS, services(seen));
+    const port = await server.listen('127.0.0.1:0');
+    const session = connect(`http://127.0.0.1:${port}`);
+    session.on('error', () => {});
+    try {
+      await new Promise<void>((resolve) => session.once('remoteSettings', () => resolve()));
+      assert.equal(session.remoteSettings.maxConcurrentStreams, 2);
+      const echoes = [0, 0, 0];
+      const streams = [0, 1, 2].map((i) => {
+        const stream = request(session, '/test.Echo/Bidi');
+        stream.on('error', () => {});
+        stream.on('data', (chunk: Buffer) => {
+          echoes[i]! += parseMessages(chunk).length;
+        });
+        stream.write(frameMessage(Buffer.from(`s${i}`)));
+        return stream;
+      });
+      await waitUntil('two streams served', () => echoes[0] === 1 && echoes[1] === 1);
+      // The third is not opened while two are: the server saw two calls, however long we wait.
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      assert.equal(seen.bidiCalls.length, 2);
+      assert.equal(echoes[2], 0);
+      // One ends: the third opens and is served.
+      streams[0]!.close(constants.NGHTTP2_CANCEL);
+      await waitUntil('the third stream served', () => echoes[2] === 1);
+      assert.equal(seen.bidiCalls.length, 3);
+    } finally {
+      session.destroy();
+      await server.close(0);
+    }
+  });
+});

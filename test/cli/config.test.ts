@@ -73,6 +73,12 @@ describe('valid configurations', () => {
       },
       wal: { mirror: null, segmentBytes: 64 * 1024 * 1024 },
       quota: { backendBytes: 2 * 1024 * 1024 * 1024 },
+      limits: {
+        leasesMax: 1_000_000,
+        concurrentStreamsMax: 10_000,
+        grpcKeepaliveMinTimeMs: 5_000,
+        grpcKeepalivePermitWithoutStream: false,
+      },
       raft: { heartbeatMs: 100, electionMs: 1000, snapshotEntries: 10_000, fastFailover: true },
       tls: { client: null, peer: null, admin: null },
       backup: null,
@@ -617,6 +623,36 @@ describe('overrides: file < environment < flags', () => {
     assert.equal(flagged.quota.backendBytes, 16 * 1024 * 1024);
     assert.deepEqual(errorLines('name: n1\nquota: { backendBytes: 9GiB }\n'), [
       `config error in node.yaml: quota.backendBytes: expected a size of at most 8GiB (etcd's suggested maximum; 0 = the 2GiB default), got "9GiB"`,
+    ]);
+  });
+
+  test("limits: leases, streams per connection, etcd's keep-alive policy, from file and flags", () => {
+    const file = load(
+      'name: n1\nlimits: { leasesMax: 10, concurrentStreamsMax: 64, grpcKeepaliveMinTime: 10s, grpcKeepalivePermitWithoutStream: true }\n',
+    );
+    assert.deepEqual(file.limits, {
+      leasesMax: 10,
+      concurrentStreamsMax: 64,
+      grpcKeepaliveMinTimeMs: 10_000,
+      grpcKeepalivePermitWithoutStream: true,
+    });
+    const flagged = load('name: n1\n', {
+      flags: {
+        'limits-leases-max': '5',
+        'limits-concurrent-streams-max': '3',
+        'limits-grpc-keepalive-min-time': '1m',
+        'limits-grpc-keepalive-permit-without-stream': 'true',
+      },
+    });
+    assert.deepEqual(flagged.limits, {
+      leasesMax: 5,
+      concurrentStreamsMax: 3,
+      grpcKeepaliveMinTimeMs: 60_000,
+      grpcKeepalivePermitWithoutStream: true,
+    });
+    assert.deepEqual(errorLines('name: n1\nlimits: { leasesMax: 0, grpcKeepaliveMinTime: 5 }\n'), [
+      'config error in node.yaml: limits.leasesMax: expected an integer between 1 and 100000000, got 0',
+      'config error in node.yaml: limits.grpcKeepaliveMinTime: expected a duration like 500ms, 10s, 1m or 1h30m, got 5 (add a unit: ms, s, m or h)',
     ]);
   });
 

@@ -36,6 +36,8 @@ export interface CallEnvironment {
   statusOf(err: unknown, path: string): CallStatus;
   /** Every call's end: its method, kind, status code and how long it ran (metrics). */
   onCallEnd?(path: string, kind: MethodHandler['kind'], code: number, seconds: number): void;
+  /** The call is sending response HEADERS or DATA (keep-alive enforcement, keepalive.ts). */
+  noteSent?(stream: ServerHttp2Stream): void;
 }
 
 /** A method with its handler, as the server routes it. */
@@ -257,6 +259,7 @@ abstract class BaseCall extends EventEmitter implements CallContext {
   protected sendHeaders(): void {
     const stream = this.stream;
     if (stream.headersSent) return;
+    this.env.noteSent?.(stream);
     stream.respond(RESPONSE_HEADERS, WAIT_FOR_TRAILERS);
     sendTrailersWhenWanted(stream, () => this.trailers);
   }
@@ -269,6 +272,7 @@ abstract class BaseCall extends EventEmitter implements CallContext {
     this.clearDeadline();
     const stream = this.stream;
     if (stream.destroyed || stream.closed) return;
+    this.env.noteSent?.(stream);
     if (!stream.headersSent) {
       sendTrailersOnly(stream, status);
       return;
@@ -399,6 +403,7 @@ abstract class StreamingCall extends BaseCall {
     const framed = this.encode(message);
     if (framed === null) return true;
     this.sendHeaders();
+    this.env.noteSent?.(this.stream);
     return this.stream.write(framed);
   }
 

@@ -21,6 +21,7 @@ import {
   createServer,
   getPackedSettings,
   type Http2Server,
+  type Http2Session,
   type IncomingHttpHeaders,
   type ServerHttp2Session,
   type ServerHttp2Stream,
@@ -39,6 +40,7 @@ import {
   UnaryCall,
 } from './call.js';
 import { kindOf, type MethodDescriptor, type ServiceHandlers } from './handlers.js';
+import { type KeepaliveEnforcement, PingStrikes, TOO_MANY_PINGS } from './keepalive.js';
 import { type CallStatus, DEADLINE_MS_MAX, parseTimeoutMs, Status } from './status.js';
 
 /**
@@ -115,6 +117,11 @@ export interface GrpcServerOptions {
   /** How often every connection is pinged; one unanswered for keepaliveTimeoutMs is closed. */
   readonly keepaliveTimeMs: number;
   readonly keepaliveTimeoutMs: number;
+  /**
+   * How often clients may ping (etcd's --grpc-keepalive-min-time; keepalive.ts): one that pings
+   * more often is sent away with GOAWAY ENHANCE_YOUR_CALM "too_many_pings". Absent: any rate.
+   */
+  readonly keepaliveEnforcement?: KeepaliveEnforcement;
   /** Default STREAM_WRITE_BUFFER_BYTES_MAX. */
   readonly writeBufferBytesMax?: number;
   readonly tls?: GrpcTlsOptions;
@@ -134,6 +141,13 @@ function isGrpcContentType(value: string | undefined): boolean {
   return rest === '' || rest.startsWith(';') || rest === '+proto' || rest.startsWith('+proto;');
 }
 
+/** One HTTP/2 connection's keep-alive accounting. */
+interface SessionPings {
+  readonly strikes: PingStrikes;
+  /** Streams open on the connection (gRPC and plain HTTP/2 alike, as grpc-go counts them). */
+  openStreams: number;
+}
+
 function ignoreStreamError(): void {
   // A reset or broken stream also emits 'close', where its call learns it was cancelled.
 }
@@ -141,6 +155,11 @@ function ignoreStreamError(): void {
 export class GrpcServer {
   private readonly methods = new Map<string, RoutedMethod>();
   private readonly sessions = new Set<ServerHttp2Session>();
+  private readonly pings = new WeakMap<Http2Session, SessionPings>();
+  /** Connections sent away for pinging too often (GOAWAY too_many_pings). */
+  private pingRefusals = 0;
+  /** When a send-away was last logged: at most once a second, whatever a flood does. */
+  private pingRefusalSaidAtMs = Number.NEGATIVE_INFINITY;
   private readonly env: CallEnvironment;
   /** Accepts connections and hands each to the HTTP/2 or the HTTP/1.1 server. */
   private front: NetServer | null = null;
@@ -163,6 +182,9 @@ export class GrpcServer {
       writeBufferBytesMax: options.writeBufferBytesMax ?? STREAM_WRITE_BUFFER_BYTES_MAX,
       statusOf: options.statusOf,
       ...(options.onCallEnd === undefined ? {} : { onCallEnd: options.onCallEnd }),
+      ...(options.keepaliveEnforcement === undefined
+        ? {}
+        : { noteSent: (stream) => this.sessionPings(stream.session)?.strikes.noteSent() }),
     };
     const http2Options = this.http2Options();
     this.http2 = createServer(http2Options);
@@ -379,6 +401,14 @@ export class GrpcServer {
     this.sessions.add(session);
     session.on('close', () => this.sessions.delete(session));
     session.on('error', (err) => this.options.logger.debug({ err }, 'grpc: connection error'));
+    const enforcement = this.options.keepaliveEnforcement;
+    if (enforcement !== undefined) {
+      const pings: SessionPings = { strikes: new PingStrikes(enforcement), openStreams: 0 };
+      this.pings.set(session, pings);
+      session.on('ping', () => {
+        if (pings.strikes.onPing(performance.now(), pings.openStreams)) this.sendAway(session);
+      });
+    }
     try {
       session.setLocalWindowSize(CONNECTION_WINDOW_BYTES);
     } catch (err) {
@@ -393,9 +423,16 @@ export class GrpcServer {
     rawHeaders: string[],
   ): void {
     stream.on('error', ignoreStreamError);
+    const pings = this.sessionPings(stream.session);
+    if (pings !== undefined) {
+      pings.openStreams++;
+      stream.once('close', () => pings.openStreams--);
+    }
     const contentType = headers['content-type'];
     const http = this.options.http;
     if (http !== undefined && !(contentType ?? '').includes('application/grpc')) {
+      // The gateway answers without telling each write: count its response as sent now.
+      pings?.strikes.noteSent();
       http.http2(stream, headers, rawHeaders);
       return;
     }
@@ -439,6 +476,40 @@ export class GrpcServer {
         new BidiStreamCall(this.env, method, stream, rawHeaders, timeoutMs).start();
         break;
     }
+  }
+
+  private sessionPings(session: Http2Session | undefined): SessionPings | undefined {
+    return session === undefined ? undefined : this.pings.get(session);
+  }
+
+  /** How many connections were sent away for pinging too often, since the start. */
+  get pingRefusalCount(): number {
+    return this.pingRefusals;
+  }
+
+  /**
+   * grpc-go's answer to too many pings: GOAWAY ENHANCE_YOUR_CALM "too_many_pings" naming the
+   * last stream it took, then the connection is closed (its calls are cancelled).
+   */
+  private sendAway(session: ServerHttp2Session): void {
+    if (session.closed || session.destroyed) return;
+    this.pingRefusals++;
+    const nowMs = performance.now();
+    if (nowMs - this.pingRefusalSaidAtMs >= 1_000) {
+      this.pingRefusalSaidAtMs = nowMs;
+      this.options.logger.warn(
+        {
+          remote: session.socket?.remoteAddress,
+          minTimeMs: this.options.keepaliveEnforcement?.minTimeMs,
+          sentAway: this.pingRefusals,
+        },
+        'grpc: a client pinged more often than the keep-alive policy allows; connection closed',
+      );
+    }
+    const lastStreamId = session.state.lastProcStreamID ?? 0;
+    session.goaway(constants.NGHTTP2_ENHANCE_YOUR_CALM, lastStreamId, Buffer.from(TOO_MANY_PINGS));
+    // Let the GOAWAY reach the socket before the session is torn down.
+    setImmediate(() => session.destroy());
   }
 
   /** etcd's server keep-alive: ping every connection; close one that does not answer. */

@@ -20,6 +20,8 @@ export const LeaseErrorCode = {
   Expired: 'LEASE_EXPIRED',
   /** A client-chosen id outside (0, 2^63). */
   IdOutOfRange: 'LEASE_ID_OUT_OF_RANGE',
+  /** grant() with as many leases alive as the proposer's limits.leasesMax allows. */
+  TooMany: 'LEASE_TOO_MANY',
 } as const;
 export type LeaseErrorCode = (typeof LeaseErrorCode)[keyof typeof LeaseErrorCode];
 
@@ -30,13 +32,15 @@ const MESSAGES: Readonly<Record<LeaseErrorCode, string>> = {
   [LeaseErrorCode.NotPrimary]: 'not a primary lessor',
   [LeaseErrorCode.Expired]: 'etcdserver: requested lease not found',
   [LeaseErrorCode.IdOutOfRange]: 'tandem: lease id must be in (0, 2^63)',
+  [LeaseErrorCode.TooMany]: 'tandem: too many leases',
 };
 
 export class LeaseError extends TandemError<LeaseErrorCode> {
   /** The lease the error is about, when there is one. */
   readonly leaseId: bigint | null;
-  constructor(code: LeaseErrorCode, leaseId: bigint | null = null) {
-    super(code, MESSAGES[code]);
+  /** `detail`, when given, follows the message (tandem's own errors only: etcd's stay exact). */
+  constructor(code: LeaseErrorCode, leaseId: bigint | null = null, detail?: string) {
+    super(code, detail === undefined ? MESSAGES[code] : `${MESSAGES[code]} (${detail})`);
     this.leaseId = leaseId;
   }
 }
