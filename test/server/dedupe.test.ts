@@ -269,7 +269,7 @@ test('members applying the same entries hold the same table and answer the same'
   // A member that restarts from its backend holds the same table.
   const backend = new MemoryBackend();
   const d = machine(backend, { recordsMax: 16, windowEntries: 60 });
-  entries.forEach((e, n) => d.apply({ index: n + 2, term: 1 }, e));
+  for (const [n, e] of entries.entries()) d.apply({ index: n + 2, term: 1 }, e);
   const reopened = machine(backend, { recordsMax: 16, windowEntries: 60 });
   assert.deepEqual(reopened.dedupe.entries(), members[0]!.dedupe.entries());
 });
