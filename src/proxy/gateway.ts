@@ -50,6 +50,7 @@ export const FORWARDED_METADATA_KEYS = [
   METADATA_KEYS.consistency,
   METADATA_KEYS.maxStalenessMs,
   METADATA_KEYS.ack,
+  METADATA_KEYS.requestId,
   'token',
   'authorization',
 ] as const;
@@ -106,11 +107,15 @@ export function routeOf(
       return { route: serializable || staleOk ? 'read' : 'leader', idempotent: true };
     }
     const ranges = txnRanges(request);
-    if (ranges === null) return { route: 'leader', idempotent: false };
+    if (ranges === null) return { route: 'leader', idempotent: hasRequestId(metadata) };
     const serializable = ranges.length > 0 && ranges.every((r) => r.serializable === true);
     return { route: serializable || staleOk ? 'read' : 'leader', idempotent: true };
   }
   const idempotent =
+    // A write with a request id is applied once however often it is sent (server/dedupe.ts).
+    (service === 'kv' &&
+      (method === 'Put' || method === 'DeleteRange') &&
+      hasRequestId(metadata)) ||
     (service === 'lease' && (method === 'LeaseTimeToLive' || method === 'LeaseLeases')) ||
     (service === 'cluster' && method === 'MemberList') ||
     (service === 'maintenance' && ['Status', 'Hash', 'HashKV'].includes(method)) ||
@@ -119,6 +124,10 @@ export function routeOf(
       (request as { action?: number }).action === 0) ||
     service === 'health';
   return { route: 'leader', idempotent };
+}
+
+function hasRequestId(metadata: Metadata): boolean {
+  return metadata.get(METADATA_KEYS.requestId).length > 0;
 }
 
 function staleReadAllowed(metadata: Metadata): boolean {
