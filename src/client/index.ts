@@ -28,6 +28,7 @@ import {
   GrpcMetadata,
   type UpstreamError,
   Upstreams,
+  type UpstreamTls,
 } from '../proxy/upstream.js';
 import { type PbEventIn, type PbHeader, ResumableWatch } from '../proxy/watch.js';
 import { Router, type RouterOptions, type RouterReport } from '../routing/router.js';
@@ -63,7 +64,20 @@ export interface ClientOptions {
    * after a member failure and still applied once (default false; a call may say otherwise).
    */
   readonly idempotencyKey?: boolean;
+  /**
+   * TLS to members whose client URLs are https:// (give endpoints as https://host:port): PEM
+   * contents of the authority to trust (default the system's), of a client certificate and key
+   * for members that ask for one, and the name their certificates carry (default the host).
+   */
+  readonly tls?: UpstreamTls;
+  /**
+   * etcd auth: the client authenticates once connected and sends the token with every call;
+   * a call refused for an invalid or expired token re-authenticates and is sent again once.
+   */
+  readonly auth?: { readonly username: string; readonly password: string };
 }
+
+export type { UpstreamTls as ClientTls };
 
 /**
  * A write's idempotency key: true, a fresh random one; a string (1 to 64 printable ASCII
@@ -317,6 +331,9 @@ export function newIdempotencyKey(): string {
  * leader, leader changed, stopping) only when applying it twice is harmless (reads) or
  * impossible (writes with an idempotency key).
  */
+/** etcd's refusals of a token that is no longer valid (a member restarted, the TTL passed). */
+const TOKEN_REFUSED = /invalid auth token|auth token is expired|token.*expired/;
+
 export function mayRetry(kind: FailureKind, grpcCode: number, idempotent: boolean): boolean {
   if (kind === 'unsent') return true;
   if (!idempotent) return false;
@@ -339,7 +356,9 @@ function sleep(ms: number, signal?: AbortSignal): Promise<void> {
 
 export class Client {
   private readonly router: Router;
-  private readonly upstreams = new Upstreams();
+  private readonly upstreams: Upstreams;
+  /** The authentication under way (one for all the calls that found their token refused). */
+  private authenticating: Promise<void> | null = null;
   private readonly poller: TopologyPoller;
   private readonly dispatcher: Dispatcher;
   private readonly keepAlives: KeepAliveHub;
@@ -352,7 +371,12 @@ export class Client {
   private constructor(private readonly o: ClientOptions) {
     loadEtcdProto();
     this.router = new Router({ ...o.router, zone: o.zone ?? null });
-    this.poller = new TopologyPoller({ seeds: o.endpoints, router: this.router });
+    this.upstreams = new Upstreams(o.tls === undefined ? {} : { tls: o.tls });
+    this.poller = new TopologyPoller({
+      seeds: o.endpoints,
+      router: this.router,
+      ...(o.tls === undefined ? {} : { tls: o.tls }),
+    });
     this.dispatcher = new Dispatcher(this.router, this.upstreams, this.poller);
     this.keepAlives = new KeepAliveHub(this.router, this.upstreams, this.poller);
   }
@@ -369,7 +393,35 @@ export class Client {
       client.close();
       throw new TandemClientError('UNAVAILABLE', (error as Error).message, grpcStatus.UNAVAILABLE);
     }
+    if (options.auth !== undefined) {
+      try {
+        await client.authenticate();
+      } catch (error) {
+        client.close();
+        throw error;
+      }
+    }
     return client;
+  }
+
+  /** etcd's Authenticate with the client's credentials; later calls carry the new token. */
+  private authenticate(): Promise<void> {
+    const auth = this.o.auth;
+    if (auth === undefined) return Promise.resolve();
+    this.authenticating ??= (async () => {
+      const r = (await this.call(
+        'auth',
+        'Authenticate',
+        { name: auth.username, password: auth.password },
+        new GrpcMetadata(),
+        'leader',
+        true,
+      )) as { token: string };
+      this.upstreams.setToken(r.token);
+    })().finally(() => {
+      this.authenticating = null;
+    });
+    return this.authenticating;
   }
 
   async get(key: Bytes, options: ReadOptions = {}): Promise<KeyValue | null> {
@@ -659,6 +711,7 @@ export class Client {
     if (this.closed) throw new TandemClientError('CLOSED', 'the client is closed');
     const timeoutMs = this.o.requestTimeoutMs ?? REQUEST_TIMEOUT_MS_DEFAULT;
     const deadline = performance.now() + timeoutMs;
+    let reauthenticated = false;
     for (let round = 0; ; round++) {
       try {
         return await this.dispatcher.call({
@@ -673,6 +726,18 @@ export class Client {
         });
       } catch (error) {
         if (!isUpstreamError(error)) throw error;
+        if (
+          this.o.auth !== undefined &&
+          !reauthenticated &&
+          method !== 'Authenticate' &&
+          error.kind === 'answer' &&
+          TOKEN_REFUSED.test(error.details)
+        ) {
+          // Refused before it ran: safe to send again, once, with a fresh token.
+          reauthenticated = true;
+          await this.authenticate();
+          continue;
+        }
         const safe = mayRetry(error.kind, error.code, idempotent);
         const backoffMs =
           Math.random() * Math.min(RETRY_BACKOFF_MAX_MS, RETRY_BACKOFF_BASE_MS * 2 ** round);

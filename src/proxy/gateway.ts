@@ -25,7 +25,11 @@ import {
   unaryHandler,
 } from '../api/grpc/handlers.js';
 import type { Metadata } from '../api/grpc/metadata.js';
-import { GrpcServer, STREAM_WRITE_BUFFER_BYTES_MAX } from '../api/grpc/server.js';
+import {
+  GrpcServer,
+  type GrpcTlsOptions,
+  STREAM_WRITE_BUFFER_BYTES_MAX,
+} from '../api/grpc/server.js';
 import { type CallStatus, Status } from '../api/grpc/status.js';
 import {
   CONCURRENT_STREAMS_MAX_DEFAULT,
@@ -41,7 +45,7 @@ import { type Decision, Router, type RouterOptions } from '../routing/router.js'
 import { Dispatcher, type Route } from './dispatch.js';
 import { KeepAliveHub } from './lease.js';
 import { TopologyPoller } from './topology.js';
-import { GrpcMetadata, type UpstreamError, Upstreams } from './upstream.js';
+import { GrpcMetadata, type UpstreamError, Upstreams, type UpstreamTls } from './upstream.js';
 import { WatchHub } from './watch.js';
 
 /** The metadata a routed call keeps: what changes how the member answers. */
@@ -84,6 +88,10 @@ export interface GatewayOptions {
   readonly zone?: string | null;
   readonly router?: Partial<RouterOptions>;
   readonly logger: GatewayLogger;
+  /** TLS to members whose client URLs are https:// (their CA, a client certificate). */
+  readonly upstreamTls?: UpstreamTls;
+  /** TLS to the gateway's own clients (with `ca`: they must present a certificate it signed). */
+  readonly tls?: GrpcTlsOptions;
 }
 
 export interface RoutingGateway {
@@ -176,10 +184,12 @@ function isUpstreamError(e: unknown): e is UpstreamError {
 export async function startGateway(o: GatewayOptions): Promise<RoutingGateway> {
   loadEtcdProto();
   const router = new Router({ ...o.router, zone: o.zone ?? null });
-  const upstreams = new Upstreams();
+  const upstreamTls = o.upstreamTls === undefined ? {} : { tls: o.upstreamTls };
+  const upstreams = new Upstreams(upstreamTls);
   const poller = new TopologyPoller({
     seeds: o.endpoints,
     router,
+    ...upstreamTls,
     onError: (err) => o.logger.debug({ err: err.message }, 'gateway: status not answered'),
   });
   await poller.start(TOPOLOGY_START_TIMEOUT_MS);
@@ -238,6 +248,7 @@ export async function startGateway(o: GatewayOptions): Promise<RoutingGateway> {
     keepaliveTimeMs: KEEPALIVE_TIME_MS,
     keepaliveTimeoutMs: KEEPALIVE_TIMEOUT_MS,
     writeBufferBytesMax: STREAM_WRITE_BUFFER_BYTES_MAX,
+    ...(o.tls === undefined ? {} : { tls: o.tls }),
     http: {
       http1: (req, res) => serveHttp(req, res),
       http2: (stream) => {

@@ -28,6 +28,11 @@ test('etcd messages and gRPC codes map to stable client error codes', () => {
     [status.DATA_LOSS, 'something new', 'INTERNAL'],
     [
       status.INVALID_ARGUMENT,
+      'etcdserver: authentication failed, invalid user ID or password',
+      'AUTH_FAILED',
+    ],
+    [
+      status.INVALID_ARGUMENT,
       'tandem: the request id was already used for a different request',
       'REQUEST_ID_REUSED',
     ],
