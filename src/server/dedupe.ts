@@ -9,9 +9,9 @@
  *
  *   window  a record answers duplicates while fewer than `windowEntries` log entries have been
  *           applied since its own (1,000,000 by default) and while it is among the newest
- *           `recordsMax` records (65,536): at 10,000 id-carrying writes a second, a retry is
- *           recognised for about 6.5 s, longer than the client's 10 s default deadline only
- *           below about 6,500 a second. Past the window the id is new again.
+ *           `recordsMax` records (65,536): at 10,000 keyed writes a second a key is remembered
+ *           for about 6.5 s, so the client's default deadline (10 s) is covered below about
+ *           6,500 keyed writes a second. Past the window the id is new again (applied anew).
  *   scope   an id is per user (the auth header's username; '' without auth): another user's
  *           retry never sees this user's answer.
  *   same    a duplicate must carry the same command: the id reused for another write is
