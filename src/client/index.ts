@@ -65,7 +65,7 @@ export interface ClientOptions {
    */
   readonly idempotencyKey?: boolean;
   /**
-   * TLS to members whose client URLs are https:// (give endpoints as https://host:port): PEM
+   * TLS to members whose client URLs are https:// (bare host:port endpoints mean https): PEM
    * contents of the authority to trust (default the system's), of a client certificate and key
    * for members that ask for one, and the name their certificates carry (default the host).
    */

@@ -27,9 +27,10 @@ export interface TopologyPollerOptions {
   readonly tls?: UpstreamTls;
 }
 
-/** `host:port` or a URL, as a client URL. */
-export function asUrl(endpoint: string): string {
-  return endpoint.includes('://') ? endpoint.replace(/\/+$/, '') : `http://${endpoint}`;
+/** `host:port` or a URL, as a client URL (`https://` for a bare host:port when `tls`). */
+export function asUrl(endpoint: string, tls = false): string {
+  if (endpoint.includes('://')) return endpoint.replace(/\/+$/, '');
+  return `${tls ? 'https' : 'http'}://${endpoint}`;
 }
 
 export class TopologyPoller {
@@ -41,7 +42,7 @@ export class TopologyPoller {
 
   constructor(private readonly o: TopologyPollerOptions) {
     if (o.seeds.length === 0) throw new Error('no endpoints given');
-    this.seeds = o.seeds.map(asUrl);
+    this.seeds = o.seeds.map((seed) => asUrl(seed, o.tls !== undefined));
   }
 
   /** First refresh; rejects when no endpoint answers within `timeoutMs`. */

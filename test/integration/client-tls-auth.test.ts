@@ -54,7 +54,12 @@ describe('client and gateway over TLS', {
   test('the client with the CA and a client certificate: put, get, watch', {
     timeout: TEST_TIMEOUT_MS,
   }, async () => {
-    const client = await Client.connect({ endpoints, tls, connectTimeoutMs: 30_000 });
+    // Bare host:port endpoints: with `tls` they are https.
+    const client = await Client.connect({
+      endpoints: c.members.map((m) => m.spec.client),
+      tls,
+      connectTimeoutMs: 30_000,
+    });
     closers.push(() => client.close());
     assert.ok(client.status().members.every((m) => m.clientUrl.startsWith('https://')));
     const abort = new AbortController();
