@@ -11,7 +11,9 @@
  *           applied since its own (1,000,000 by default) and while it is among the newest
  *           `recordsMax` records (65,536): at 10,000 keyed writes a second a key is remembered
  *           for about 6.5 s, so the client's default deadline (10 s) is covered below about
- *           6,500 keyed writes a second. Past the window the id is new again (applied anew).
+ *           6,500 keyed writes a second; and while the kept answers and keys take at most
+ *           `bytesMax` (64 MiB: at most 4,096 answers of the largest kept size). Past the window
+ *           the id is new again (applied anew).
  *   scope   an id is per user (the auth header's username; '' without auth): another user's
  *           retry never sees this user's answer.
  *   same    a duplicate must carry the same command: the id reused for another write is
@@ -42,20 +44,25 @@ export const DEDUPE_RECORDS_MAX_DEFAULT = 65_536;
 export const DEDUPE_WINDOW_ENTRIES_DEFAULT = 1_000_000;
 /** An answer larger than this is not kept (a txn's reads); puts and deletes fit easily. */
 export const DEDUPE_ANSWER_BYTES_MAX_DEFAULT = 16 * 1024;
+/** Bytes of kept answers and keys in all: what the table may hold in memory and on disk. */
+export const DEDUPE_BYTES_MAX_DEFAULT = 64 * 1024 * 1024;
 
 assert(REQUEST_ID_BYTES_MAX < 0x100, 'a request id length fits its u8');
 assert(DEDUPE_RECORDS_MAX_DEFAULT <= DEDUPE_WINDOW_ENTRIES_DEFAULT, 'records fit the window');
+assert(DEDUPE_ANSWER_BYTES_MAX_DEFAULT * 1024 <= DEDUPE_BYTES_MAX_DEFAULT, 'many answers fit');
 
 export interface DedupeLimits {
   readonly recordsMax: number;
   readonly windowEntries: number;
   readonly answerBytesMax: number;
+  readonly bytesMax: number;
 }
 
 export const DEDUPE_LIMITS_DEFAULT: DedupeLimits = Object.freeze({
   recordsMax: DEDUPE_RECORDS_MAX_DEFAULT,
   windowEntries: DEDUPE_WINDOW_ENTRIES_DEFAULT,
   answerBytesMax: DEDUPE_ANSWER_BYTES_MAX_DEFAULT,
+  bytesMax: DEDUPE_BYTES_MAX_DEFAULT,
 });
 
 // Bigints (lease ids in prevKv) round-trip as bigints; no msgpack records (plain maps).
@@ -108,6 +115,8 @@ interface DedupeRecord {
  */
 export class DedupeTable {
   private readonly records = new Map<string, DedupeRecord>();
+  /** Bytes of the records' keys and answers (recordBytes), bounded by `bytesMax`. */
+  private bytes = 0;
   /** Duplicates answered from the table on this member (not replicated state). */
   duplicatesAnswered = 0;
 
@@ -118,6 +127,7 @@ export class DedupeTable {
   /** The table as the meta bucket holds it (after a restart or a snapshot's install). */
   load(backend: Backend): void {
     this.records.clear();
+    this.bytes = 0;
     const loaded: [string, DedupeRecord][] = [];
     backend.scan('meta', META_DEDUPE_PREFIX, prefixEnd(META_DEDUPE_PREFIX), (key, value) => {
       const [index, digest, answer] = packr.unpack(value) as [number, string, Uint8Array | null];
@@ -126,11 +136,19 @@ export class DedupeTable {
       return true;
     });
     loaded.sort((a, b) => a[1].index - b[1].index);
-    for (const [name, record] of loaded) this.records.set(name, record);
+    for (const [name, record] of loaded) {
+      this.records.set(name, record);
+      this.bytes += recordBytes(name, record);
+    }
   }
 
   get size(): number {
     return this.records.size;
+  }
+
+  /** Bytes the records' keys and answers take (what `bytesMax` bounds). */
+  get sizeBytes(): number {
+    return this.bytes;
   }
 
   /** [key, index] of every record, oldest first: for tests comparing members. */
@@ -176,20 +194,31 @@ export class DedupeTable {
     );
     if (answer.length > this.limits.answerBytesMax) answer = null;
     // Re-inserted, not updated in place: the map's order stays the log's order.
+    const old = this.records.get(key);
+    if (old !== undefined) this.bytes -= recordBytes(key, old);
     this.records.delete(key);
-    this.records.set(key, { index, digest, answer });
+    const record = { index, digest, answer };
+    this.records.set(key, record);
+    this.bytes += recordBytes(key, record);
     txn.putMeta(metaKey(key), packr.pack([index, digest, answer]));
-    // Forget the oldest past either bound (the same on every member: only indexes decide).
+    // Forget the oldest past any bound (the same on every member: only the log decides).
     for (const [oldKey, old] of this.records) {
       if (
         this.records.size <= this.limits.recordsMax &&
+        this.bytes <= this.limits.bytesMax &&
         index - old.index < this.limits.windowEntries
       )
         break;
+      this.bytes -= recordBytes(oldKey, old);
       this.records.delete(oldKey);
       txn.deleteMeta(metaKey(oldKey));
     }
   }
+}
+
+/** A record's weight: its key and answer (the rest is a few dozen bytes). */
+function recordBytes(key: string, record: DedupeRecord): number {
+  return key.length + (record.answer?.length ?? 0);
 }
 
 function metaKey(key: string): Uint8Array {

@@ -43,7 +43,12 @@ const CONF_STATE = {
 
 function machine(
   backend: Backend = new MemoryBackend(),
-  dedupe?: { recordsMax?: number; windowEntries?: number; answerBytesMax?: number },
+  dedupe?: {
+    recordsMax?: number;
+    windowEntries?: number;
+    answerBytesMax?: number;
+    bytesMax?: number;
+  },
 ) {
   return new TandemStateMachine({
     backend,
@@ -213,6 +218,22 @@ test('the table is bounded by records and by log entries; a forgotten id applies
     sm.dedupe.entries().map(([k]) => k),
     ['\0e'],
   );
+});
+
+test('the table is bounded by the bytes of its answers', () => {
+  const backend = new MemoryBackend();
+  const sm = machine(backend, { answerBytesMax: 4096, bytesMax: 2048 });
+  let i = 1;
+  // Each answer carries a 300-byte prevKv: a few fit in 2 KiB, the oldest go.
+  for (let n = 0; n < 20; n++) {
+    sm.apply({ index: ++i, term: 1 }, putCmd(sm, `k${n}`, 'v'.repeat(300)));
+    sm.apply({ index: ++i, term: 1 }, encodeDeduped(`id${n}`, putCmd(sm, `k${n}`, 'w', true)));
+  }
+  assert.ok(sm.dedupe.sizeBytes <= 2048, `${sm.dedupe.sizeBytes} bytes`);
+  assert.ok(sm.dedupe.size >= 3 && sm.dedupe.size < 20, `${sm.dedupe.size} records`);
+  assert.deepEqual(sm.dedupe.entries().at(-1)?.[0], '\0id19', 'the newest kept');
+  const reopened = machine(backend, { answerBytesMax: 4096, bytesMax: 2048 });
+  assert.equal(reopened.dedupe.sizeBytes, sm.dedupe.sizeBytes, 'the same bytes after a restart');
 });
 
 test('the table survives a restart (LMDB) and a snapshot installed on another member', async () => {
