@@ -10,7 +10,8 @@
  *                with an idempotency key (`idempotencyKey: true`, or a key per call), as reads:
  *                the key travels as `tandem-request-id` and the cluster applies the write once
  *                per key, answering a retry with the first result (src/server/dedupe.ts: the
- *                key is remembered for the latest 65,536 keyed writes and 1,000,000 log entries)
+ *                key is remembered for the latest 65,536 keyed writes, 1,000,000 log entries
+ *                and 64 MiB of kept answers)
  *
  *   const client = await Client.connect({ endpoints: ['127.0.0.1:2379'], zone: 'a' });
  *   await client.put('k', 'v');
