@@ -48,10 +48,11 @@ function threeFounders() {
 async function leaderDiesBeforeAnswering(
   key: string,
   requestId: string | undefined,
+  seed: number,
 ): Promise<{ firstRevision: number; retryRevision: number; version: number }> {
   const clock = new ManualClock();
   const hub = new LoopbackHub(clock);
-  const nodes = startPolicyCluster(clock, hub, threeFounders(), 7, () => ({}));
+  const nodes = startPolicyCluster(clock, hub, threeFounders(), seed, () => ({}));
   clock.advance(2_000);
   const leader = [...nodes.values()].find((n) => n.member.isLeader);
   assert.ok(leader !== undefined, 'a leader');
@@ -93,14 +94,21 @@ async function leaderDiesBeforeAnswering(
   return { firstRevision, retryRevision: retry.header.revision, version: versions[0]! };
 }
 
+/** Seeds vary the members' random streams: which member leads before and after. */
+const SEEDS = [3, 7, 11, 19];
+
 test('a retried put with a request id after the leader died unanswered applies once', async () => {
-  const r = await leaderDiesBeforeAnswering('k', 'retry-1');
-  assert.equal(r.retryRevision, r.firstRevision, 'the retry is answered with the first revision');
-  assert.equal(r.version, 1, 'applied once');
+  for (const seed of SEEDS) {
+    const r = await leaderDiesBeforeAnswering('k', 'retry-1', seed);
+    assert.equal(r.retryRevision, r.firstRevision, `seed ${seed}: the first revision`);
+    assert.equal(r.version, 1, `seed ${seed}: applied once`);
+  }
 });
 
 test('without a request id the same retry applies twice (why writes are not retried blind)', async () => {
-  const r = await leaderDiesBeforeAnswering('k', undefined);
-  assert.ok(r.retryRevision > r.firstRevision);
-  assert.equal(r.version, 2, 'applied twice');
+  for (const seed of SEEDS) {
+    const r = await leaderDiesBeforeAnswering('k', undefined, seed);
+    assert.ok(r.retryRevision > r.firstRevision, `seed ${seed}`);
+    assert.equal(r.version, 2, `seed ${seed}: applied twice`);
+  }
 });
