@@ -87,6 +87,8 @@ export const API_ERRORS: Readonly<Record<ErrorCode, ErrorEntry>> = {
   INVALID_REQUEST: kvEntry('INVALID_REQUEST'),
   SNAPSHOT_CORRUPT: kvEntry('SNAPSHOT_CORRUPT'),
   NO_SPACE: kvEntry('NO_SPACE'),
+  REQUEST_ID_REUSED: kvEntry('REQUEST_ID_REUSED'),
+  REQUEST_ID_ANSWER_DROPPED: kvEntry('REQUEST_ID_ANSWER_DROPPED'),
 
   // --- lease (src/kv/lease/errors.ts) -----------------------------------------------------
   LEASE_EXISTS: etcd('FAILED_PRECONDITION', 'etcdserver: lease already exists'),

@@ -5,12 +5,15 @@
  *   tandem-consistency: linearizable | lease | serializable | bounded:<ms>
  *   tandem-max-staleness-ms: <ms>        a serializable read at most this stale (bounded)
  *   tandem-ack: quorum | all             when a write is acknowledged
+ *   tandem-request-id: <id>              a put, delete or txn applied at most once per id (1 to
+ *                                        64 printable ASCII characters; server/dedupe.ts)
  *
  * etcd's own RangeRequest.serializable flag (etcdctl --consistency=s) asks for a serializable
  * read; metadata may bound it, but not contradict it. A value that does not parse is an
  * INVALID_METADATA error naming the key, never silently the default.
  */
 import type { ReadConsistency, RequestOptions, WriteAck } from '../server/contract.js';
+import { isRequestId } from '../server/dedupe.js';
 import { ApiError } from './errors.js';
 import type { Metadata } from './grpc/metadata.js';
 import { MAX_STALENESS_MS_MAX } from './limits.js';
@@ -19,6 +22,7 @@ export const METADATA_KEYS = {
   consistency: 'tandem-consistency',
   maxStalenessMs: 'tandem-max-staleness-ms',
   ack: 'tandem-ack',
+  requestId: 'tandem-request-id',
 } as const;
 
 export interface RequestDefaults {
@@ -94,6 +98,19 @@ function parseAck(text: string | null, fallback: WriteAck): WriteAck {
   throw bad(METADATA_KEYS.ack, `must be quorum or all, not "${text}"`);
 }
 
+/** The request id, kept as sent (ids are case-sensitive), or undefined. */
+function requestIdOf(metadata: Metadata): string | undefined {
+  const key = METADATA_KEYS.requestId;
+  const values = metadata.get(key);
+  if (values.length === 0) return undefined;
+  if (values.length > 1) throw bad(key, 'is given more than once');
+  const value = values[0];
+  if (typeof value !== 'string' || !isRequestId(value)) {
+    throw bad(key, 'must be 1 to 64 printable ASCII characters without spaces');
+  }
+  return value;
+}
+
 /**
  * The options of one request. `serializableFlag` is etcd's RangeRequest.serializable (or a txn
  * whose ranges all set it).
@@ -132,9 +149,11 @@ export function requestOptions(
     consistency = { kind: 'bounded', maxStalenessMs };
   }
   const ack = parseAck(single(metadata, METADATA_KEYS.ack), defaults.ack);
+  const requestId = requestIdOf(metadata);
   return {
     consistency: consistency ?? defaults.consistency,
     ack,
     ...(signal === undefined ? {} : { signal }),
+    ...(requestId === undefined ? {} : { requestId }),
   };
 }

@@ -56,6 +56,7 @@ const FORWARDED_KEYS = [
   METADATA_KEYS.consistency,
   METADATA_KEYS.maxStalenessMs,
   METADATA_KEYS.ack,
+  METADATA_KEYS.requestId,
   'token',
   'authorization',
 ] as const;

@@ -159,7 +159,20 @@ export async function run(argv: readonly string[]): Promise<number> {
     )
     .option('--listen <address>', 'host:port to listen on', '127.0.0.1:23790')
     .option('--zone <zone>', "the gateway's zone: serializable reads prefer its members")
-    .action(async (opts: { endpoints: string; listen: string; zone?: string }) => {
+    .option('--cacert <file>', 'https:// members: the CA that signed their certificates')
+    .option('--cert <file>', 'https:// members: a client certificate to present (with --key)')
+    .option('--key <file>', 'the key of --cert')
+    .option('--server-name <name>', "the name members' certificates carry (default: the host)")
+    .option(
+      '--listen-cert <file>',
+      'serve TLS to clients with this certificate (with --listen-key)',
+    )
+    .option('--listen-key <file>', 'the key of --listen-cert')
+    .option(
+      '--listen-ca <file>',
+      "clients must present a certificate this CA signed (etcd's --client-cert-auth)",
+    )
+    .action(async (opts: GatewayCommandOptions) => {
       exitCode = await gatewayCommand(opts);
     });
 
@@ -406,11 +419,54 @@ async function backupNowCommand(opts: {
   }
 }
 
-async function gatewayCommand(opts: {
-  endpoints: string;
-  listen: string;
-  zone?: string;
-}): Promise<number> {
+interface GatewayCommandOptions {
+  readonly endpoints: string;
+  readonly listen: string;
+  readonly zone?: string;
+  readonly cacert?: string;
+  readonly cert?: string;
+  readonly key?: string;
+  readonly serverName?: string;
+  readonly listenCert?: string;
+  readonly listenKey?: string;
+  readonly listenCa?: string;
+}
+
+/**
+ * The gateway's TLS from its flags: to members (--cacert, --cert/--key, --server-name) and to
+ * its clients (--listen-cert/--listen-key, --listen-ca). Clients' etcd tokens (metadata `token`)
+ * pass through to the members unchanged.
+ */
+function gatewayTls(opts: GatewayCommandOptions) {
+  if ((opts.cert === undefined) !== (opts.key === undefined)) {
+    throw new Error('--cert and --key go together');
+  }
+  if ((opts.listenCert === undefined) !== (opts.listenKey === undefined)) {
+    throw new Error('--listen-cert and --listen-key go together');
+  }
+  if (opts.listenCa !== undefined && opts.listenCert === undefined) {
+    throw new Error('--listen-ca needs --listen-cert and --listen-key');
+  }
+  const upstream = {
+    ...(opts.cacert !== undefined && { ca: readFileSync(opts.cacert) }),
+    ...(opts.cert !== undefined && { cert: readFileSync(opts.cert) }),
+    ...(opts.key !== undefined && { key: readFileSync(opts.key) }),
+    ...(opts.serverName !== undefined && { servername: opts.serverName }),
+  };
+  return {
+    ...(Object.keys(upstream).length > 0 && { upstreamTls: upstream }),
+    ...(opts.listenCert !== undefined &&
+      opts.listenKey !== undefined && {
+        tls: {
+          cert: readFileSync(opts.listenCert),
+          key: readFileSync(opts.listenKey),
+          ...(opts.listenCa !== undefined && { ca: readFileSync(opts.listenCa) }),
+        },
+      }),
+  };
+}
+
+async function gatewayCommand(opts: GatewayCommandOptions): Promise<number> {
   const { pino } = await import('pino');
   const { startGateway } = await import('../proxy/gateway.js');
   const logger = pino({ name: 'tandem-gateway', level: process.env.TANDEM_LOG_LEVEL ?? 'info' });
@@ -425,6 +481,7 @@ async function gatewayCommand(opts: {
       listen: opts.listen,
       zone: opts.zone ?? null,
       logger,
+      ...gatewayTls(opts),
     });
   } catch (error) {
     process.stderr.write(`tandem gateway: cannot start: ${(error as Error).message}\n`);

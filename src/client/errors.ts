@@ -23,6 +23,12 @@ export type ClientErrorCode =
   | 'CANCELLED'
   | 'CLOSED'
   | 'WATCH_OVERFLOW'
+  /** etcd auth: a wrong username or password. */
+  | 'AUTH_FAILED'
+  /** A write's idempotency key was already used for a different write. */
+  | 'REQUEST_ID_REUSED'
+  /** A retried write was applied before; its answer was too large for the cluster to keep. */
+  | 'REQUEST_ID_ANSWER_DROPPED'
   | 'INTERNAL';
 
 /** etcd's messages (rpctypes) and tandem's, to the client's codes; first match wins. */
@@ -38,6 +44,9 @@ const BY_MESSAGE: readonly [RegExp, ClientErrorCode][] = [
   [/too many requests/, 'TOO_MANY_REQUESTS'],
   [/request is too large/, 'REQUEST_TOO_LARGE'],
   [/ack=all/, 'WRITE_ACK_TIMEOUT'],
+  [/authentication failed, invalid user ID or password/, 'AUTH_FAILED'],
+  [/request id was already used/, 'REQUEST_ID_REUSED'],
+  [/answer was too large to keep/, 'REQUEST_ID_ANSWER_DROPPED'],
 ];
 
 const BY_STATUS: Readonly<Record<number, ClientErrorCode>> = {

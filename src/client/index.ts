@@ -6,19 +6,31 @@
  * what is safe:
  *
  *   reads        on another member after a failure, with jittered backoff, until the deadline
- *   writes       only when the request certainly never reached a member (no connection)
+ *   writes       only when the request certainly never reached a member (no connection), or,
+ *                with an idempotency key (`idempotencyKey: true`, or a key per call), as reads:
+ *                the key travels as `tandem-request-id` and the cluster applies the write once
+ *                per key, answering a retry with the first result (src/server/dedupe.ts: the
+ *                key is remembered for the latest 65,536 keyed writes, 1,000,000 log entries
+ *                and 64 MiB of kept answers)
  *
  *   const client = await Client.connect({ endpoints: ['127.0.0.1:2379'], zone: 'a' });
  *   await client.put('k', 'v');
  *   const kv = await client.get('k', { consistency: 'serializable' });
  *   for await (const ev of client.watch('k', { prefix: true })) { … }
  */
+import { randomBytes } from 'node:crypto';
 import { status as grpcStatus } from '@grpc/grpc-js';
 import { loadEtcdProto, type ServiceKey } from '../api/proto.js';
 import { Dispatcher, REQUEST_TIMEOUT_MS_DEFAULT, type Route } from '../proxy/dispatch.js';
 import { KeepAliveHub } from '../proxy/lease.js';
 import { TopologyPoller } from '../proxy/topology.js';
-import { GrpcMetadata, type UpstreamError, Upstreams } from '../proxy/upstream.js';
+import {
+  type FailureKind,
+  GrpcMetadata,
+  type UpstreamError,
+  Upstreams,
+  type UpstreamTls,
+} from '../proxy/upstream.js';
 import { type PbEventIn, type PbHeader, ResumableWatch } from '../proxy/watch.js';
 import { Router, type RouterOptions, type RouterReport } from '../routing/router.js';
 import { clientError, TandemClientError } from './errors.js';
@@ -48,7 +60,31 @@ export interface ClientOptions {
   /** How long connect() waits for a member to answer (default 10 s). */
   readonly connectTimeoutMs?: number;
   readonly router?: Partial<RouterOptions>;
+  /**
+   * Give every put, delete and writing txn a fresh random key (128 bits) so that it is retried
+   * after a member failure and still applied once (default false; a call may say otherwise).
+   */
+  readonly idempotencyKey?: boolean;
+  /**
+   * TLS to members whose client URLs are https:// (bare host:port endpoints mean https): PEM
+   * contents of the authority to trust (default the system's), of a client certificate and key
+   * for members that ask for one, and the name their certificates carry (default the host).
+   */
+  readonly tls?: UpstreamTls;
+  /**
+   * etcd auth: the client authenticates once connected and sends the token with every call;
+   * a call refused for an invalid or expired token re-authenticates and is sent again once.
+   */
+  readonly auth?: { readonly username: string; readonly password: string };
 }
+
+export type { UpstreamTls as ClientTls };
+
+/**
+ * A write's idempotency key: true, a fresh random one; a string (1 to 64 printable ASCII
+ * characters), that one (to retry across processes); false, none. Default: the client's.
+ */
+export type IdempotencyKey = boolean | string;
 
 export type Bytes = string | Uint8Array;
 
@@ -92,6 +128,7 @@ export interface PutOptions {
   readonly prevKv?: boolean;
   readonly ack?: WriteAck;
   readonly signal?: AbortSignal;
+  readonly idempotencyKey?: IdempotencyKey;
 }
 
 export interface PutResult {
@@ -105,6 +142,7 @@ export interface DeleteOptions {
   readonly prevKv?: boolean;
   readonly ack?: WriteAck;
   readonly signal?: AbortSignal;
+  readonly idempotencyKey?: IdempotencyKey;
 }
 
 export interface DeleteResult {
@@ -176,6 +214,13 @@ const COMPARE_TARGET: Record<CompareTarget, number> = {
 /** Operations in one txn at most (etcd's --max-txn-ops default). */
 export const TXN_OPS_MAX = 128;
 
+export interface TxnCommitOptions {
+  readonly signal?: AbortSignal;
+  readonly ack?: WriteAck;
+  /** For a txn that writes (a read-only txn is retried anyway). */
+  readonly idempotencyKey?: IdempotencyKey;
+}
+
 export class TxnBuilder {
   private readonly compares: object[] = [];
   private success: Op[] = [];
@@ -206,7 +251,7 @@ export class TxnBuilder {
     return this;
   }
 
-  commit(options: { signal?: AbortSignal; ack?: WriteAck } = {}): Promise<TxnResult> {
+  commit(options: TxnCommitOptions = {}): Promise<TxnResult> {
     if (this.compares.length + this.success.length + this.failure.length > TXN_OPS_MAX) {
       return Promise.reject(
         new TandemClientError('INVALID_ARGUMENT', `a txn has at most ${TXN_OPS_MAX} operations`),
@@ -272,6 +317,30 @@ function isUpstreamError(e: unknown): e is UpstreamError {
   return typeof e === 'object' && e !== null && 'kind' in e && 'code' in e;
 }
 
+/** The gRPC metadata key of a write's idempotency key (src/api/request-options.ts). */
+export const REQUEST_ID_METADATA_KEY = 'tandem-request-id';
+const REQUEST_ID_PATTERN = /^[\x21-\x7e]{1,64}$/;
+
+/** A fresh random idempotency key: 128 bits, base64url (22 characters). */
+export function newIdempotencyKey(): string {
+  return randomBytes(16).toString('base64url');
+}
+
+/**
+ * Whether a call that failed so may be sent again: a request that certainly never reached a
+ * member always; one that may have (the member failed with it, or answered UNAVAILABLE: no
+ * leader, leader changed, stopping) only when applying it twice is harmless (reads) or
+ * impossible (writes with an idempotency key).
+ */
+/** etcd's refusals of a token that is no longer valid (a member restarted, the TTL passed). */
+const TOKEN_REFUSED = /invalid auth token|auth token is expired|token.*expired/;
+
+export function mayRetry(kind: FailureKind, grpcCode: number, idempotent: boolean): boolean {
+  if (kind === 'unsent') return true;
+  if (!idempotent) return false;
+  return kind === 'lost' || grpcCode === grpcStatus.UNAVAILABLE;
+}
+
 function sleep(ms: number, signal?: AbortSignal): Promise<void> {
   return new Promise((resolve) => {
     const t = setTimeout(resolve, ms);
@@ -288,7 +357,9 @@ function sleep(ms: number, signal?: AbortSignal): Promise<void> {
 
 export class Client {
   private readonly router: Router;
-  private readonly upstreams = new Upstreams();
+  private readonly upstreams: Upstreams;
+  /** The authentication under way (one for all the calls that found their token refused). */
+  private authenticating: Promise<void> | null = null;
   private readonly poller: TopologyPoller;
   private readonly dispatcher: Dispatcher;
   private readonly keepAlives: KeepAliveHub;
@@ -301,7 +372,12 @@ export class Client {
   private constructor(private readonly o: ClientOptions) {
     loadEtcdProto();
     this.router = new Router({ ...o.router, zone: o.zone ?? null });
-    this.poller = new TopologyPoller({ seeds: o.endpoints, router: this.router });
+    this.upstreams = new Upstreams(o.tls === undefined ? {} : { tls: o.tls });
+    this.poller = new TopologyPoller({
+      seeds: o.endpoints,
+      router: this.router,
+      ...(o.tls === undefined ? {} : { tls: o.tls }),
+    });
     this.dispatcher = new Dispatcher(this.router, this.upstreams, this.poller);
     this.keepAlives = new KeepAliveHub(this.router, this.upstreams, this.poller);
   }
@@ -318,7 +394,35 @@ export class Client {
       client.close();
       throw new TandemClientError('UNAVAILABLE', (error as Error).message, grpcStatus.UNAVAILABLE);
     }
+    if (options.auth !== undefined) {
+      try {
+        await client.authenticate();
+      } catch (error) {
+        client.close();
+        throw error;
+      }
+    }
     return client;
+  }
+
+  /** etcd's Authenticate with the client's credentials; later calls carry the new token. */
+  private authenticate(): Promise<void> {
+    const auth = this.o.auth;
+    if (auth === undefined) return Promise.resolve();
+    this.authenticating ??= (async () => {
+      const r = (await this.call(
+        'auth',
+        'Authenticate',
+        { name: auth.username, password: auth.password },
+        new GrpcMetadata(),
+        'leader',
+        true,
+      )) as { token: string };
+      this.upstreams.setToken(r.token);
+    })().finally(() => {
+      this.authenticating = null;
+    });
+    return this.authenticating;
   }
 
   async get(key: Bytes, options: ReadOptions = {}): Promise<KeyValue | null> {
@@ -347,26 +451,28 @@ export class Client {
   }
 
   async put(key: Bytes, value: Bytes, options: PutOptions = {}): Promise<PutResult> {
+    const id = this.requestId(options.idempotencyKey);
     const r = (await this.call(
       'kv',
       'Put',
       putRequest(bytes(key), bytes(value), options),
-      this.writeMetadata(options.ack),
+      this.writeMetadata(options.ack, id),
       'leader',
-      false,
+      id !== null,
       options.signal,
     )) as { header: PbHeader; prevKv: PbKv | null };
     return { revision: Number(r.header.revision), prevKv: r.prevKv ? toKv(r.prevKv) : null };
   }
 
   async delete(key: Bytes, options: DeleteOptions = {}): Promise<DeleteResult> {
+    const id = this.requestId(options.idempotencyKey);
     const r = (await this.call(
       'kv',
       'DeleteRange',
       deleteRequest(bytes(key), options),
-      this.writeMetadata(options.ack),
+      this.writeMetadata(options.ack, id),
       'leader',
-      false,
+      id !== null,
       options.signal,
     )) as { header: PbHeader; deleted: string; prevKvs: PbKv[] };
     return {
@@ -385,17 +491,18 @@ export class Client {
     compare: readonly object[],
     success: readonly Op[],
     failure: readonly Op[],
-    options: { signal?: AbortSignal; ack?: WriteAck },
+    options: TxnCommitOptions,
   ): Promise<TxnResult> {
     const all = [...success, ...failure];
     const readOnly = all.every((o) => o.kind === 'get');
+    const id = readOnly ? null : this.requestId(options.idempotencyKey);
     const r = (await this.call(
       'kv',
       'Txn',
       { compare, success: success.map(requestOp), failure: failure.map(requestOp) },
-      readOnly ? new GrpcMetadata() : this.writeMetadata(options.ack),
+      readOnly ? new GrpcMetadata() : this.writeMetadata(options.ack, id),
       'leader',
-      readOnly,
+      readOnly || id !== null,
       options.signal,
     )) as { header: PbHeader; succeeded: boolean; responses: Record<string, unknown>[] };
     const revision = Number(r.header.revision);
@@ -567,11 +674,26 @@ export class Client {
     return md;
   }
 
-  private writeMetadata(ack: WriteAck | undefined): GrpcMetadata {
+  private writeMetadata(ack: WriteAck | undefined, requestId: string | null): GrpcMetadata {
     const md = new GrpcMetadata();
     const a = ack ?? this.o.ack;
     if (a !== undefined) md.set('tandem-ack', a);
+    if (requestId !== null) md.set(REQUEST_ID_METADATA_KEY, requestId);
     return md;
+  }
+
+  /** The request id of one write (the same for all its attempts), or null for none. */
+  private requestId(key: IdempotencyKey | undefined): string | null {
+    const k = key ?? this.o.idempotencyKey ?? false;
+    if (k === false) return null;
+    if (k === true) return newIdempotencyKey();
+    if (!REQUEST_ID_PATTERN.test(k)) {
+      throw new TandemClientError(
+        'INVALID_ARGUMENT',
+        'an idempotency key is 1 to 64 printable ASCII characters without spaces',
+      );
+    }
+    return k;
   }
 
   /**
@@ -590,6 +712,7 @@ export class Client {
     if (this.closed) throw new TandemClientError('CLOSED', 'the client is closed');
     const timeoutMs = this.o.requestTimeoutMs ?? REQUEST_TIMEOUT_MS_DEFAULT;
     const deadline = performance.now() + timeoutMs;
+    let reauthenticated = false;
     for (let round = 0; ; round++) {
       try {
         return await this.dispatcher.call({
@@ -604,7 +727,19 @@ export class Client {
         });
       } catch (error) {
         if (!isUpstreamError(error)) throw error;
-        const safe = error.kind === 'unsent' || (idempotent && error.kind === 'lost');
+        if (
+          this.o.auth !== undefined &&
+          !reauthenticated &&
+          method !== 'Authenticate' &&
+          error.kind === 'answer' &&
+          TOKEN_REFUSED.test(error.details)
+        ) {
+          // Refused before it ran: safe to send again, once, with a fresh token.
+          reauthenticated = true;
+          await this.authenticate();
+          continue;
+        }
+        const safe = mayRetry(error.kind, error.code, idempotent);
         const backoffMs =
           Math.random() * Math.min(RETRY_BACKOFF_MAX_MS, RETRY_BACKOFF_BASE_MS * 2 ** round);
         if (!safe || signal?.aborted || this.closed || performance.now() + backoffMs >= deadline) {

@@ -20,7 +20,11 @@ export type KvErrorCode =
   | 'INVALID_REQUEST'
   | 'SNAPSHOT_CORRUPT'
   /** A NOSPACE alarm is active (or the quota is reached): writes that grow the store refused. */
-  | 'NO_SPACE';
+  | 'NO_SPACE'
+  /** A request id (src/server/dedupe.ts) already applied with a different request. */
+  | 'REQUEST_ID_REUSED'
+  /** A request id already applied whose answer was too large to keep for its retries. */
+  | 'REQUEST_ID_ANSWER_DROPPED';
 
 /** gRPC status names as in google.golang.org/grpc/codes. */
 export type GrpcStatusName =
@@ -68,6 +72,15 @@ export const KV_ERRORS: Readonly<Record<KvErrorCode, KvErrorInfo>> = {
   NO_SPACE: {
     grpc: 'RESOURCE_EXHAUSTED',
     message: 'etcdserver: mvcc: database space exceeded',
+  },
+  // Not etcd errors: a retried write whose request id does not answer it (src/server/dedupe.ts).
+  REQUEST_ID_REUSED: {
+    grpc: 'INVALID_ARGUMENT',
+    message: 'tandem: the request id was already used for a different request',
+  },
+  REQUEST_ID_ANSWER_DROPPED: {
+    grpc: 'FAILED_PRECONDITION',
+    message: 'tandem: the request was applied; its answer was too large to keep for a retry',
   },
 };
 

@@ -113,6 +113,25 @@ export class KvStateMachine {
     return this.store.write(index, (txn) => this.execute(txn, command, capped));
   }
 
+  /**
+   * As `apply`, then `record(txn, result)` in the same write transaction: side state kept with
+   * the entry's effects (the request-id table of src/server/dedupe.ts).
+   */
+  applyRecorded(
+    index: number,
+    command: Uint8Array,
+    capped: boolean,
+    record: (txn: TxnWrite, result: ApplyResult) => void,
+  ): ApplyResult {
+    assertUint(index, 'index');
+    if (index <= this.store.appliedIndex()) return { kind: 'skipped' };
+    return this.store.write(index, (txn) => {
+      const result = this.execute(txn, command, capped);
+      record(txn, result);
+      return result;
+    });
+  }
+
   /** Applies consecutive entries in one backend transaction (one fsync). */
   applyBatch(entries: readonly ApplyEntry[]): ApplyResult[] {
     return this.store.batch(() => entries.map((e) => this.apply(e.index, e.command)));

@@ -26,7 +26,11 @@ import {
 } from '../api/grpc/handlers.js';
 import { KEEPALIVE_ENFORCEMENT_DEFAULT } from '../api/grpc/keepalive.js';
 import type { Metadata } from '../api/grpc/metadata.js';
-import { GrpcServer, STREAM_WRITE_BUFFER_BYTES_MAX } from '../api/grpc/server.js';
+import {
+  GrpcServer,
+  type GrpcTlsOptions,
+  STREAM_WRITE_BUFFER_BYTES_MAX,
+} from '../api/grpc/server.js';
 import { type CallStatus, Status } from '../api/grpc/status.js';
 import {
   CONCURRENT_STREAMS_MAX_DEFAULT,
@@ -42,7 +46,7 @@ import { type Decision, Router, type RouterOptions } from '../routing/router.js'
 import { Dispatcher, type Route } from './dispatch.js';
 import { KeepAliveHub } from './lease.js';
 import { TopologyPoller } from './topology.js';
-import { GrpcMetadata, type UpstreamError, Upstreams } from './upstream.js';
+import { GrpcMetadata, type UpstreamError, Upstreams, type UpstreamTls } from './upstream.js';
 import { WatchHub } from './watch.js';
 
 /** The metadata a routed call keeps: what changes how the member answers. */
@@ -51,6 +55,7 @@ export const FORWARDED_METADATA_KEYS = [
   METADATA_KEYS.consistency,
   METADATA_KEYS.maxStalenessMs,
   METADATA_KEYS.ack,
+  METADATA_KEYS.requestId,
   'token',
   'authorization',
 ] as const;
@@ -84,6 +89,10 @@ export interface GatewayOptions {
   readonly zone?: string | null;
   readonly router?: Partial<RouterOptions>;
   readonly logger: GatewayLogger;
+  /** TLS to members whose client URLs are https:// (their CA, a client certificate). */
+  readonly upstreamTls?: UpstreamTls;
+  /** TLS to the gateway's own clients (with `ca`: they must present a certificate it signed). */
+  readonly tls?: GrpcTlsOptions;
 }
 
 export interface RoutingGateway {
@@ -107,11 +116,15 @@ export function routeOf(
       return { route: serializable || staleOk ? 'read' : 'leader', idempotent: true };
     }
     const ranges = txnRanges(request);
-    if (ranges === null) return { route: 'leader', idempotent: false };
+    if (ranges === null) return { route: 'leader', idempotent: hasRequestId(metadata) };
     const serializable = ranges.length > 0 && ranges.every((r) => r.serializable === true);
     return { route: serializable || staleOk ? 'read' : 'leader', idempotent: true };
   }
   const idempotent =
+    // A write with a request id is applied once however often it is sent (server/dedupe.ts).
+    (service === 'kv' &&
+      (method === 'Put' || method === 'DeleteRange') &&
+      hasRequestId(metadata)) ||
     (service === 'lease' && (method === 'LeaseTimeToLive' || method === 'LeaseLeases')) ||
     (service === 'cluster' && method === 'MemberList') ||
     (service === 'maintenance' && ['Status', 'Hash', 'HashKV'].includes(method)) ||
@@ -120,6 +133,10 @@ export function routeOf(
       (request as { action?: number }).action === 0) ||
     service === 'health';
   return { route: 'leader', idempotent };
+}
+
+function hasRequestId(metadata: Metadata): boolean {
+  return metadata.get(METADATA_KEYS.requestId).length > 0;
 }
 
 function staleReadAllowed(metadata: Metadata): boolean {
@@ -168,10 +185,12 @@ function isUpstreamError(e: unknown): e is UpstreamError {
 export async function startGateway(o: GatewayOptions): Promise<RoutingGateway> {
   loadEtcdProto();
   const router = new Router({ ...o.router, zone: o.zone ?? null });
-  const upstreams = new Upstreams();
+  const upstreamTls = o.upstreamTls === undefined ? {} : { tls: o.upstreamTls };
+  const upstreams = new Upstreams(upstreamTls);
   const poller = new TopologyPoller({
     seeds: o.endpoints,
     router,
+    ...upstreamTls,
     onError: (err) => o.logger.debug({ err: err.message }, 'gateway: status not answered'),
   });
   await poller.start(TOPOLOGY_START_TIMEOUT_MS);
@@ -232,6 +251,7 @@ export async function startGateway(o: GatewayOptions): Promise<RoutingGateway> {
     // etcd's grpc-proxy enforces the same policy (its --grpc-keepalive-min-time, 5 s).
     keepaliveEnforcement: KEEPALIVE_ENFORCEMENT_DEFAULT,
     writeBufferBytesMax: STREAM_WRITE_BUFFER_BYTES_MAX,
+    ...(o.tls === undefined ? {} : { tls: o.tls }),
     http: {
       http1: (req, res) => serveHttp(req, res),
       http2: (stream) => {

@@ -4,8 +4,10 @@
  * asked (a leader failed, a member said the leader changed); while no leader is known it asks
  * every `fastIntervalMs`.
  */
+import { request as httpsRequest } from 'node:https';
 import type { Router } from '../routing/router.js';
 import { type StatusAnswer, topologyFrom } from '../routing/topology.js';
+import type { UpstreamTls } from './upstream.js';
 
 export const TOPOLOGY_INTERVAL_MS = 1_000;
 export const TOPOLOGY_FAST_INTERVAL_MS = 100;
@@ -21,11 +23,14 @@ export interface TopologyPollerOptions {
   /** Called after each refresh that found a topology (leader changes, members). */
   readonly onRefresh?: () => void;
   readonly onError?: (error: Error) => void;
+  /** For https:// members: the authority and client certificate to use (upstream.ts). */
+  readonly tls?: UpstreamTls;
 }
 
-/** `host:port` or a URL, as a client URL. */
-export function asUrl(endpoint: string): string {
-  return endpoint.includes('://') ? endpoint.replace(/\/+$/, '') : `http://${endpoint}`;
+/** `host:port` or a URL, as a client URL (`https://` for a bare host:port when `tls`). */
+export function asUrl(endpoint: string, tls = false): string {
+  if (endpoint.includes('://')) return endpoint.replace(/\/+$/, '');
+  return `${tls ? 'https' : 'http'}://${endpoint}`;
 }
 
 export class TopologyPoller {
@@ -37,7 +42,7 @@ export class TopologyPoller {
 
   constructor(private readonly o: TopologyPollerOptions) {
     if (o.seeds.length === 0) throw new Error('no endpoints given');
-    this.seeds = o.seeds.map(asUrl);
+    this.seeds = o.seeds.map((seed) => asUrl(seed, o.tls !== undefined));
   }
 
   /** First refresh; rejects when no endpoint answers within `timeoutMs`. */
@@ -95,10 +100,16 @@ export class TopologyPoller {
 
   private async ask(url: string): Promise<StatusAnswer | null> {
     try {
-      const res = await fetch(`${url}/status`, { signal: AbortSignal.timeout(STATUS_TIMEOUT_MS) });
-      if (!res.ok) return null;
-      const text = await res.text();
-      if (text.length > STATUS_BYTES_MAX) return null;
+      let text: string | null;
+      if (url.startsWith('https://') && this.o.tls !== undefined) {
+        text = await httpsText(`${url}/status`, this.o.tls);
+      } else {
+        const res = await fetch(`${url}/status`, {
+          signal: AbortSignal.timeout(STATUS_TIMEOUT_MS),
+        });
+        text = res.ok ? await res.text() : null;
+      }
+      if (text === null || text.length > STATUS_BYTES_MAX) return null;
       const answer = JSON.parse(text) as StatusAnswer;
       if (typeof answer.term !== 'number' || typeof answer.memberId !== 'string') return null;
       return answer;
@@ -107,4 +118,40 @@ export class TopologyPoller {
       return null;
     }
   }
+}
+
+/** GET over TLS with our own authority and client certificate (fetch takes neither). */
+function httpsText(url: string, tls: UpstreamTls): Promise<string | null> {
+  return new Promise((resolve, reject) => {
+    const req = httpsRequest(
+      url,
+      {
+        timeout: STATUS_TIMEOUT_MS,
+        ...(tls.ca === undefined ? {} : { ca: tls.ca }),
+        ...(tls.cert === undefined ? {} : { cert: tls.cert }),
+        ...(tls.key === undefined ? {} : { key: tls.key }),
+        ...(tls.servername === undefined ? {} : { servername: tls.servername }),
+      },
+      (res) => {
+        const chunks: Buffer[] = [];
+        let bytes = 0;
+        res.on('data', (chunk: Buffer) => {
+          bytes += chunk.length;
+          if (bytes > STATUS_BYTES_MAX) {
+            req.destroy();
+            resolve(null);
+            return;
+          }
+          chunks.push(chunk);
+        });
+        res.on('end', () =>
+          resolve(res.statusCode === 200 ? Buffer.concat(chunks).toString('utf8') : null),
+        );
+        res.on('error', reject);
+      },
+    );
+    req.on('timeout', () => req.destroy(new Error(`${url}: no answer in ${STATUS_TIMEOUT_MS} ms`)));
+    req.on('error', reject);
+    req.end();
+  });
 }

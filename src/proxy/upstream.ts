@@ -15,6 +15,23 @@ import {
 import { hostPort } from '../api/grpc-client.js';
 import { type ServiceKey, serviceDefinition } from '../api/proto.js';
 
+/**
+ * TLS to members whose client URLs are https:// (PEM contents). Without `ca` the system's
+ * authorities are trusted; `cert` and `key` are presented to members that ask for a client
+ * certificate (etcd's --client-cert-auth).
+ */
+export interface UpstreamTls {
+  readonly ca?: string | Buffer;
+  readonly cert?: string | Buffer;
+  readonly key?: string | Buffer;
+  /** The name members' certificates must carry (default: each URL's host). */
+  readonly servername?: string;
+}
+
+export interface UpstreamsOptions {
+  readonly tls?: UpstreamTls;
+}
+
 /** Channels kept at most (members come and go; the oldest is closed past this). */
 export const UPSTREAM_CHANNELS_MAX = 64;
 
@@ -54,8 +71,27 @@ export interface PendingCall {
   cancel(): void;
 }
 
+const pem = (v: string | Buffer | undefined): Buffer | null =>
+  v === undefined ? null : Buffer.isBuffer(v) ? v : Buffer.from(v);
+
 export class Upstreams {
   private readonly channels = new Map<string, Client>();
+  /** An etcd auth token added to every call that carries none (the client's own login). */
+  private token: string | null = null;
+
+  constructor(private readonly options: UpstreamsOptions = {}) {}
+
+  /** The token every later call carries (null: none). */
+  setToken(token: string | null): void {
+    this.token = token;
+  }
+
+  private withToken(metadata: GrpcMetadata): GrpcMetadata {
+    if (this.token === null || metadata.get('token').length > 0) return metadata;
+    const md = metadata.clone();
+    md.set('token', this.token);
+    return md;
+  }
 
   /** One unary call; rejects with an UpstreamError. */
   unary(
@@ -75,7 +111,8 @@ export class Upstreams {
         definition.requestSerialize,
         definition.responseDeserialize,
         request,
-        metadata,
+        // Authenticate is how a token is obtained: never with the one it replaces.
+        service === 'auth' && method === 'Authenticate' ? metadata : this.withToken(metadata),
         { deadline: Date.now() + timeoutMs },
         (error: ServiceError | null, response?: unknown) => {
           if (error === null) resolve(response);
@@ -99,7 +136,7 @@ export class Upstreams {
       definition.path,
       definition.requestSerialize,
       definition.responseDeserialize,
-      metadata,
+      this.withToken(metadata),
       {},
     );
   }
@@ -118,7 +155,7 @@ export class Upstreams {
       definition.requestSerialize,
       definition.responseDeserialize,
       request,
-      metadata,
+      this.withToken(metadata),
       {},
     );
   }
@@ -136,13 +173,27 @@ export class Upstreams {
         channel.close();
         this.channels.delete(oldest);
       }
-      c = new GrpcClient(hostPort(url), credentials.createInsecure(), {
-        'grpc.max_receive_message_length': -1,
-        'grpc.max_send_message_length': -1,
-        // Reconnect soon after a member comes back (grpc-js backs off up to 120 s otherwise).
-        'grpc.initial_reconnect_backoff_ms': 100,
-        'grpc.max_reconnect_backoff_ms': 1000,
-      });
+      const tls = this.options.tls;
+      const secure = url.startsWith('https://');
+      c = new GrpcClient(
+        hostPort(url),
+        secure
+          ? credentials.createSsl(pem(tls?.ca), pem(tls?.key), pem(tls?.cert))
+          : credentials.createInsecure(),
+        {
+          ...(secure && tls?.servername !== undefined
+            ? {
+                'grpc.ssl_target_name_override': tls.servername,
+                'grpc.default_authority': tls.servername,
+              }
+            : {}),
+          'grpc.max_receive_message_length': -1,
+          'grpc.max_send_message_length': -1,
+          // Reconnect soon after a member comes back (grpc-js backs off up to 120 s otherwise).
+          'grpc.initial_reconnect_backoff_ms': 100,
+          'grpc.max_reconnect_backoff_ms': 1000,
+        },
+      );
       this.channels.set(url, c);
     }
     return c;

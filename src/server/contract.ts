@@ -43,6 +43,11 @@ export interface RequestOptions {
    * write is refused at apply if the auth store changed since (etcd's header AuthRevision).
    */
   readonly auth?: AuthHeader;
+  /**
+   * A put, delete or writing txn with an id (gRPC metadata `tandem-request-id`) is applied at
+   * most once per id: a retry is answered with the first result (server/dedupe.ts).
+   */
+  readonly requestId?: string;
 }
 
 /** etcd's ResponseHeader; ids are uint64 on the wire. */

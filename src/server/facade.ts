@@ -84,6 +84,7 @@ import {
   type CommandResult,
   encodeAlarm,
   encodeAuthorized,
+  encodeDeduped,
   encodeLeaseCheckpoints,
   encodeLeaseGrant,
   encodeLeaseRevoke,
@@ -262,7 +263,10 @@ export class EtcdFacade implements EtcdBackend {
 
   private async proposeKv(req: KvRequest, opts: RequestOptions): Promise<KvResponse> {
     this.role.refuseUnlessServing();
-    const command = this.state.encodeKv(req); // etcd's validation before the log: throws KvError
+    let command = this.state.encodeKv(req); // etcd's validation before the log: throws KvError
+    if (opts.requestId !== undefined && req.type !== 'compaction' && req.type !== 'range') {
+      command = encodeDeduped(opts.requestId, command);
+    }
     const { result, index } = await this.propose(withAuth(command, opts), opts.signal);
     switch (result.kind) {
       case 'applied':

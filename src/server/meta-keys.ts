@@ -7,6 +7,7 @@
  *   x:lease-generated  msgpack count of generated lease ids
  *   x:alarms           AlarmSet encoding
  *   x:auth             the auth store (AuthStore.encode: users, roles, enabled, revision)
+ *   x:dedupe/<user>\0<id>  an applied request id (dedupe.ts): msgpack [index, digest, answer]
  */
 import { EXTENSION_META_PREFIX } from '../kv/mvcc/store.js';
 import type { LeaseId } from '../kv/types.js';
@@ -18,6 +19,7 @@ export const META_LEASE_PREFIX = concat(EXTENSION_META_PREFIX, enc.encode('lease
 export const META_LEASE_IDS = concat(EXTENSION_META_PREFIX, enc.encode('lease-generated'));
 export const META_ALARMS = concat(EXTENSION_META_PREFIX, enc.encode('alarms'));
 export const META_AUTH = concat(EXTENSION_META_PREFIX, enc.encode('auth'));
+export const META_DEDUPE_PREFIX = concat(EXTENSION_META_PREFIX, enc.encode('dedupe/'));
 
 export function leaseKey(id: LeaseId): Uint8Array {
   return concat(META_LEASE_PREFIX, enc.encode(id.toString()));

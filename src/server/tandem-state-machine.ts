@@ -27,6 +27,11 @@
  *                 (etcd's isOpPermitted check at apply). While auth is enabled, a kv command
  *                 without credentials is refused with USER_EMPTY, as etcd's empty header is.
  *
+ *  11 deduped   u8 id length, a request id, then a kind-1 kv command: applied once per id and
+ *                user; a retry answered with the first result (dedupe.ts: layout, window, table).
+ *                Inside kind 10, the id is the user's; alone, it is refused with USER_EMPTY
+ *                while auth is enabled, as kind 1.
+ *
  * The auth store lives in the meta bucket too (one record), written in the entry's transaction.
  *
  * Deterministic: every member applying the same entries holds the same `hash()`. Time enters
@@ -87,6 +92,13 @@ import {
   decodeAlarmPayload,
   encodeAlarmPayload,
 } from './alarms.js';
+import {
+  DEDUPE_LIMITS_DEFAULT,
+  type DedupeLimits,
+  DedupeTable,
+  decodeDedupedPayload,
+  encodeDedupedPayload,
+} from './dedupe.js';
 import { type EtcdSnapshotFile, etcdSnapshotFile } from './etcd-snapshot.js';
 import type { Member } from './member.js';
 import {
@@ -111,6 +123,7 @@ export const CommandKind = {
   Alarm: 8,
   Auth: 9,
   Authorized: 10,
+  Deduped: 11,
 } as const;
 export type CommandKind = (typeof CommandKind)[keyof typeof CommandKind];
 
@@ -187,6 +200,8 @@ export interface TandemStateMachineOptions {
   readonly lessor?: Partial<LessorOptions>;
   /** Milliseconds for the primary lessor's deadlines (the member's clock). */
   readonly nowMs: () => number;
+  /** The request-id table's bounds (dedupe.ts); the same on every member of a cluster. */
+  readonly dedupe?: Partial<DedupeLimits>;
 }
 
 export function encodeKvCommand(kvCommand: Uint8Array): Uint8Array {
@@ -247,6 +262,12 @@ export function encodeAuthorized(header: AuthHeader, inner: Uint8Array): Uint8Ar
   return out;
 }
 
+/** A kv command applied at most once per request id (kind 11; dedupe.ts). */
+export function encodeDeduped(requestId: string, kvCommand: Uint8Array): Uint8Array {
+  assert(kvCommand[0] === CommandKind.Kv, 'only kv commands carry a request id');
+  return withKind(CommandKind.Deduped, encodeDedupedPayload(requestId, kvCommand));
+}
+
 /** A registry command as a log entry of its own (the policy's and a member's publishes). */
 export function encodeRegistryEntry(command: RegistryCommand): Uint8Array {
   return withKind(CommandKind.Registry, encodeRegistryCommand(command));
@@ -297,6 +318,8 @@ export class TandemStateMachine implements ReplicatedStateMachine {
   private registry: MemberRegistry;
   private alarmSet = new AlarmSet();
   private authStore = new AuthStore();
+  /** Applied request ids (replicated, in the meta bucket): dedupe.ts. */
+  readonly dedupe: DedupeTable;
   /** Simple tokens made by applied Authenticate entries: this member's memory only. */
   readonly simpleTokens = new SimpleTokens();
   private readonly backend: Backend;
@@ -309,6 +332,7 @@ export class TandemStateMachine implements ReplicatedStateMachine {
     this.backend = options.backend;
     this.nowMs = options.nowMs;
     this.lessor = new Lessor(options.lessor ?? {});
+    this.dedupe = new DedupeTable({ ...DEDUPE_LIMITS_DEFAULT, ...options.dedupe });
     this.registry = MemberRegistry.bootstrap([]);
     this.loadSideState(options.founders ?? []);
     this.kv = KvStateMachine.open(this.backend, { lessor: this.lessor });
@@ -333,6 +357,7 @@ export class TandemStateMachine implements ReplicatedStateMachine {
     this.alarmSet = AlarmSet.decode(this.backend.get('meta', META_ALARMS));
     this.authStore = AuthStore.decode(this.backend.get('meta', META_AUTH));
     this.authStore.onUserInvalidated = (name) => this.simpleTokens.invalidateUser(name);
+    this.dedupe.load(this.backend);
     const generated = this.backend.get('meta', META_LEASE_IDS);
     this.lessor.restore({
       version: 1,
@@ -377,6 +402,9 @@ export class TandemStateMachine implements ReplicatedStateMachine {
         return this.applyAuth(ctx, payload);
       case CommandKind.Authorized:
         return this.applyAuthorized(ctx, payload);
+      case CommandKind.Deduped:
+        if (this.authStore.enabled) return this.authRejected(ctx, new AuthError('USER_EMPTY'));
+        return this.applyDeduped(ctx, payload, '');
       default:
         // An unknown kind (a newer member's command): the same no-op on every member.
         return this.applyNoopResult(ctx);
@@ -731,7 +759,24 @@ export class TandemStateMachine implements ReplicatedStateMachine {
         return this.kv.apply(ctx.index, inner.subarray(1), this.alarmSet.has(AlarmType.NoSpace));
       }
     }
+    if (inner[0] === CommandKind.Deduped) return this.applyDeduped(ctx, inner.subarray(1), head[0]);
     return this.apply(ctx, inner);
+  }
+
+  /** Kind 11: a kv command applied once per (user, request id) within the window. */
+  private applyDeduped(ctx: ApplyContext, payload: Uint8Array, user: string): CommandResult {
+    const deduped = decodeDedupedPayload(payload);
+    if (deduped === null || deduped.command[0] !== CommandKind.Kv) {
+      return this.applyNoopResult(ctx); // not one (a corrupt entry): the same on every member
+    }
+    const capped = this.alarmSet.has(AlarmType.NoSpace);
+    return this.dedupe.applyOnce(
+      ctx.index,
+      user,
+      deduped,
+      (record) => this.kv.applyRecorded(ctx.index, deduped.command.subarray(1), capped, record),
+      () => this.applyNoopResult(ctx),
+    );
   }
 
   private applyPeerUrls(ctx: ApplyContext, payload: Uint8Array): CommandResult {

@@ -325,4 +325,19 @@ describe('request options', () => {
     twice.add('tandem-ack', 'quorum');
     assert.throws(() => requestOptions(twice, REQUEST_DEFAULTS, false), /more than once/);
   });
+
+  test('a request id is kept as sent; a bad one is INVALID_METADATA', () => {
+    assert.equal(opts({}).requestId, undefined);
+    assert.equal(opts({ 'tandem-request-id': 'Client-7:42' }).requestId, 'Client-7:42');
+    for (const bad of ['', 'has space', 'x'.repeat(65)]) {
+      assert.throws(
+        () => opts({ 'tandem-request-id': bad }),
+        (e: unknown) =>
+          e instanceof ApiError &&
+          e.code === 'INVALID_METADATA' &&
+          /tandem-request-id/.test(e.message),
+        JSON.stringify(bad),
+      );
+    }
+  });
 });

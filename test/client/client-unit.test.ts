@@ -26,6 +26,21 @@ test('etcd messages and gRPC codes map to stable client error codes', () => {
     [status.UNAVAILABLE, 'No connection established', 'UNAVAILABLE'],
     [status.DEADLINE_EXCEEDED, 'Deadline exceeded', 'TIMEOUT'],
     [status.DATA_LOSS, 'something new', 'INTERNAL'],
+    [
+      status.INVALID_ARGUMENT,
+      'etcdserver: authentication failed, invalid user ID or password',
+      'AUTH_FAILED',
+    ],
+    [
+      status.INVALID_ARGUMENT,
+      'tandem: the request id was already used for a different request',
+      'REQUEST_ID_REUSED',
+    ],
+    [
+      status.FAILED_PRECONDITION,
+      'tandem: the request was applied; its answer was too large to keep for a retry',
+      'REQUEST_ID_ANSWER_DROPPED',
+    ],
   ];
   for (const [code, message, expected] of cases) {
     const e = clientError(code, message);
