@@ -23,7 +23,8 @@ import {
   type IncomingHttpHeaders,
   type OutgoingHttpHeaders,
 } from 'node:http2';
-import type { SecureContextOptions } from 'node:tls';
+import { isIP, connect as netConnect, type Socket } from 'node:net';
+import { type SecureContextOptions, connect as tlsConnect } from 'node:tls';
 import { frameMessage, MESSAGE_PREFIX_BYTES } from '../api/grpc/framing.js';
 import type { MethodCodec } from '../api/grpc/handlers.js';
 import { Status } from '../api/grpc/status.js';
@@ -166,6 +167,24 @@ export class RawUpstreams {
     return this.sessions.size;
   }
 
+  /** The session's socket, without Nagle's delay (it would hold a small frame for an ACK). */
+  private socket(authority: URL): Socket {
+    const host = authority.hostname.replace(/^\[|\]$/g, '');
+    const secure = authority.protocol === 'https:';
+    const port = Number(authority.port) || (secure ? 443 : 80);
+    const socket = secure
+      ? tlsConnect({
+          ...this.o.tls,
+          host,
+          port,
+          ALPNProtocols: ['h2'],
+          ...(isIP(host) === 0 ? { servername: host } : {}),
+        })
+      : netConnect({ host, port });
+    socket.setNoDelay(true);
+    return socket;
+  }
+
   private pathOf(service: ServiceKey, method: string): string {
     const key = `${service}.${method}`;
     let path = this.paths.get(key);
@@ -189,7 +208,7 @@ export class RawUpstreams {
       m.session.close();
       this.sessions.delete(oldest);
     }
-    const session = connect(url, this.o.tls ?? {});
+    const session = connect(url, { createConnection: (authority: URL) => this.socket(authority) });
     const member: MemberSession = { session, connected: false, waiting: new Set() };
     const settleWaiting = (error: UpstreamError | null): void => {
       const waiting = [...member.waiting];
