@@ -27,6 +27,11 @@ import { isIP, connect as netConnect, type Socket } from 'node:net';
 import { type SecureContextOptions, connect as tlsConnect } from 'node:tls';
 import { frameMessage, MESSAGE_PREFIX_BYTES } from '../api/grpc/framing.js';
 import type { MethodCodec } from '../api/grpc/handlers.js';
+import {
+  CONNECTION_WINDOW_BYTES,
+  SESSION_MEMORY_MIB_MAX,
+  STREAM_WINDOW_BYTES,
+} from '../api/grpc/server.js';
 import { Status } from '../api/grpc/status.js';
 import { SEND_MESSAGE_BYTES_MAX } from '../api/limits.js';
 import { type ServiceKey, serviceDefinition } from '../api/proto.js';
@@ -208,7 +213,12 @@ export class RawUpstreams {
       m.session.close();
       this.sessions.delete(oldest);
     }
-    const session = connect(url, { createConnection: (authority: URL) => this.socket(authority) });
+    // The member's windows (server.ts): a big Range answer is not held back by 64 KiB ones.
+    const session = connect(url, {
+      createConnection: (authority: URL) => this.socket(authority),
+      maxSessionMemory: SESSION_MEMORY_MIB_MAX,
+      settings: { initialWindowSize: STREAM_WINDOW_BYTES },
+    });
     const member: MemberSession = { session, connected: false, waiting: new Set() };
     const settleWaiting = (error: UpstreamError | null): void => {
       const waiting = [...member.waiting];
@@ -219,6 +229,7 @@ export class RawUpstreams {
       if (this.sessions.get(url) === member) this.sessions.delete(url);
     };
     session.once('connect', () => {
+      session.setLocalWindowSize(CONNECTION_WINDOW_BYTES);
       member.connected = true;
       settleWaiting(null);
     });
