@@ -5,6 +5,23 @@
  */
 import { status as grpcStatus } from '@grpc/grpc-js';
 
+/**
+ * A failure a caller may act on, stable across versions:
+ *
+ * - `COMPACTED`: the revision asked for was compacted away (see `compactRevision`)
+ * - `FUTURE_REVISION`: the revision asked for is not written yet
+ * - `LEASE_NOT_FOUND`, `KEY_NOT_FOUND`: what was named does not exist
+ * - `NO_LEADER`, `LEADER_CHANGED`, `NOT_LEADER`: the cluster is electing; try again
+ * - `TIMEOUT`: the deadline passed (a write may have applied)
+ * - `UNAVAILABLE`: no member could be reached (a write may have applied if it was sent)
+ * - `TOO_MANY_REQUESTS`, `REQUEST_TOO_LARGE`: the cluster refused the load or the size
+ * - `INVALID_ARGUMENT`: the request is malformed (the message says how)
+ * - `PERMISSION_DENIED`: auth refused it
+ * - `WRITE_ACK_TIMEOUT`: an `ack: 'all'` write applied but not every voter confirmed in time
+ * - `CANCELLED`: the caller's signal aborted it; `CLOSED`: the client was closed
+ * - `WATCH_OVERFLOW`: a watch's consumer fell too far behind
+ * - `INTERNAL`: anything else
+ */
 export type ClientErrorCode =
   | 'COMPACTED'
   | 'FUTURE_REVISION'
@@ -62,10 +79,14 @@ const BY_STATUS: Readonly<Record<number, ClientErrorCode>> = {
   [grpcStatus.UNAVAILABLE]: 'UNAVAILABLE',
 };
 
+/** Every error the client rejects with: `code` says what failed, `message` etcd's words. */
 export class TandemClientError extends Error {
+  /** Always 'TandemClientError'. */
   override readonly name = 'TandemClientError';
 
+  /** @internal Made by the client. */
   constructor(
+    /** What failed. */
     readonly code: ClientErrorCode,
     message: string,
     /** The gRPC status code the member (or the client itself) gave. */

@@ -42,10 +42,18 @@ export type Consistency =
   | 'linearizable'
   | 'lease'
   | 'serializable'
-  | { readonly maxStalenessMs: number };
+  | {
+      /** Any member may answer if it is at most this far behind the leader (ms). */
+      readonly maxStalenessMs: number;
+    };
 
+/**
+ * When a write is acknowledged (tandem's `tandem-ack`): `quorum` once a majority of voters hold
+ * it (etcd's rule), `all` once every voter does.
+ */
 export type WriteAck = 'quorum' | 'all';
 
+/** What {@link Client.connect} takes. Only `endpoints` is required. */
 export interface ClientOptions {
   /** Members' client endpoints (host:port or URLs); the rest are learned. */
   readonly endpoints: readonly string[];
@@ -59,6 +67,7 @@ export interface ClientOptions {
   readonly requestTimeoutMs?: number;
   /** How long connect() waits for a member to answer (default 10 s). */
   readonly connectTimeoutMs?: number;
+  /** Routing's tuning (EWMA decay, ejection, hedging); the defaults suit most clusters. */
   readonly router?: Partial<RouterOptions>;
   /**
    * Give every put, delete and writing txn a fresh random key (128 bits) so that it is retried
@@ -86,120 +95,193 @@ export type { UpstreamTls as ClientTls };
  */
 export type IdempotencyKey = boolean | string;
 
+/** A key or value: a string (UTF-8) or bytes. */
 export type Bytes = string | Uint8Array;
 
+/** A key and its value, as a read or a watch event gives it (etcd's mvccpb.KeyValue). */
 export interface KeyValue {
+  /** The key's bytes. */
   readonly key: Buffer;
+  /** The value's bytes (empty with `keysOnly`). */
   readonly value: Buffer;
+  /** The revision that created the key (since its last deletion). */
   readonly createRevision: number;
+  /** The revision of the key's last change. */
   readonly modRevision: number;
+  /** Changes since the key was created (1 after the first put; a delete resets it). */
   readonly version: number;
   /** The lease id (decimal), '0' for none. */
   readonly lease: string;
 }
 
+/** Options of every read. */
 export interface ReadOptions {
+  /** How fresh the read must be (default: the client's, else linearizable). */
   readonly consistency?: Consistency;
   /** A read at this revision (0: latest). */
   readonly revision?: number;
+  /** Aborts the call (it rejects with CANCELLED). */
   readonly signal?: AbortSignal;
 }
 
+/** Options of {@link Client.range}: which keys, and how much of them. */
 export interface RangeOptions extends ReadOptions {
   /** Every key with `key` as prefix. */
   readonly prefix?: boolean;
   /** [key, end) (ignored with prefix). */
   readonly end?: Bytes;
+  /** Keys returned at most (0: no limit); `more` says whether some were left out. */
   readonly limit?: number;
+  /** Keys without their values. */
   readonly keysOnly?: boolean;
+  /** Only the number of keys (`count`), no keys. */
   readonly countOnly?: boolean;
 }
 
+/** What {@link Client.range} gives. */
 export interface RangeResult {
+  /** The keys found, in key order (none with `countOnly`). */
   readonly kvs: readonly KeyValue[];
+  /** How many keys the range holds (the limit not applied). */
   readonly count: number;
+  /** True when `limit` left keys out. */
   readonly more: boolean;
+  /** The store's revision the read saw. */
   readonly revision: number;
 }
 
+/** Options of {@link Client.put}. */
 export interface PutOptions {
   /** Lease id (decimal string or bigint). */
   readonly lease?: string | bigint;
+  /** Return the key's previous value (`prevKv`). */
   readonly prevKv?: boolean;
+  /** When the write is acknowledged (default: the client's, else the cluster's). */
   readonly ack?: WriteAck;
+  /** Aborts the wait (the write may still apply: a put is not undone). */
   readonly signal?: AbortSignal;
   readonly idempotencyKey?: IdempotencyKey;
 }
 
+/** What {@link Client.put} gives. */
 export interface PutResult {
+  /** The revision of the write. */
   readonly revision: number;
+  /** The key's value before, when `prevKv` was asked and the key existed. */
   readonly prevKv: KeyValue | null;
 }
 
+/** Options of {@link Client.delete}: which keys. */
 export interface DeleteOptions {
+  /** Every key with the key as prefix. */
   readonly prefix?: boolean;
+  /** [key, end) (ignored with prefix). */
   readonly end?: Bytes;
+  /** Return the deleted keys' values (`prevKvs`). */
   readonly prevKv?: boolean;
+  /** When the delete is acknowledged (default: the client's, else the cluster's). */
   readonly ack?: WriteAck;
+  /** Aborts the wait (the delete may still apply). */
   readonly signal?: AbortSignal;
   readonly idempotencyKey?: IdempotencyKey;
 }
 
+/** What {@link Client.delete} gives. */
 export interface DeleteResult {
+  /** How many keys were deleted. */
   readonly deleted: number;
+  /** The deleted keys, when `prevKv` was asked. */
   readonly prevKvs: readonly KeyValue[];
+  /** The revision of the delete (the store's, when nothing was deleted). */
   readonly revision: number;
 }
 
+/** Options of {@link Client.watch}: which keys, from when. */
 export interface WatchOptions {
+  /** Every key with the key as prefix. */
   readonly prefix?: boolean;
+  /** [key, end) (ignored with prefix). */
   readonly end?: Bytes;
   /** The first revision to deliver (0: from now). */
   readonly startRevision?: number;
+  /** Each event carries the key's value before it (`prevKv`). */
   readonly prevKv?: boolean;
   /** Ends the iteration. */
   readonly signal?: AbortSignal;
 }
 
+/** One change a watch delivers. */
 export interface WatchEvent {
+  /** A put (created or changed) or a delete. */
   readonly type: 'put' | 'delete';
+  /** The key after the change (for a delete: the key, its value empty, the delete's revision). */
   readonly kv: KeyValue;
+  /** The key before the change, with `prevKv` (null without it, or for a new key). */
   readonly prevKv: KeyValue | null;
 }
 
 // ---------------------------------------------------------------------------------------------
 // Txn builder.
 
+/** What a txn condition compares of a key (etcd's Compare.target). */
 export type CompareTarget = 'value' | 'version' | 'createRevision' | 'modRevision' | 'lease';
+/** How a txn condition compares (etcd's Compare.result). */
 export type CompareOp = '=' | '!=' | '>' | '<';
 
+/** One operation of a txn branch; made with {@link op}. */
 export type Op =
-  | { readonly kind: 'get'; readonly key: Bytes; readonly options: RangeOptions }
   | {
-      readonly kind: 'put';
+      /** A read. */
+      readonly kind: 'get';
+      /** The key (or the start of the range). */
       readonly key: Bytes;
+      /** Which keys, as for {@link Client.range}. */
+      readonly options: RangeOptions;
+    }
+  | {
+      /** A write. */
+      readonly kind: 'put';
+      /** The key. */
+      readonly key: Bytes;
+      /** The value. */
       readonly value: Bytes;
+      /** As for {@link Client.put}. */
       readonly options: PutOptions;
     }
-  | { readonly kind: 'delete'; readonly key: Bytes; readonly options: DeleteOptions };
+  | {
+      /** A delete. */
+      readonly kind: 'delete';
+      /** The key (or the start of the range). */
+      readonly key: Bytes;
+      /** Which keys, as for {@link Client.delete}. */
+      readonly options: DeleteOptions;
+    };
 
 /** Operations for a txn's branches. */
 export const op = {
+  /** A read of `key` (or a range), as {@link Client.range}. */
   get: (key: Bytes, options: RangeOptions = {}): Op => ({ kind: 'get', key, options }),
+  /** A write of `value` at `key`, as {@link Client.put}. */
   put: (key: Bytes, value: Bytes, options: PutOptions = {}): Op => ({
     kind: 'put',
     key,
     value,
     options,
   }),
+  /** A delete of `key` (or a range), as {@link Client.delete}. */
   delete: (key: Bytes, options: DeleteOptions = {}): Op => ({ kind: 'delete', key, options }),
 };
 
+/** One operation's result in a txn, in the order of the branch that ran. */
 export type TxnResponse = RangeResult | PutResult | DeleteResult;
 
+/** What {@link TxnBuilder.commit} gives. */
 export interface TxnResult {
+  /** True when every condition held (the `do` branch ran), false for `else`. */
   readonly succeeded: boolean;
+  /** The store's revision after the txn. */
   readonly revision: number;
+  /** The results of the branch that ran, one per operation. */
   readonly responses: readonly TxnResponse[];
 }
 
@@ -221,14 +303,21 @@ export interface TxnCommitOptions {
   readonly idempotencyKey?: IdempotencyKey;
 }
 
+/**
+ * A txn being built ({@link Client.txn}): conditions (`if`), the operations when all hold
+ * (`do`), the operations otherwise (`else`), then `commit()`. A txn with only reads is routed
+ * as a read and retried like one; a txn that writes goes to the leader, and is retried only with
+ * an idempotency key.
+ */
 export class TxnBuilder {
   private readonly compares: object[] = [];
   private success: Op[] = [];
   private failure: Op[] = [];
 
+  /** @internal Made by {@link Client.txn}. */
   constructor(private readonly client: Client) {}
 
-  /** A condition; all must hold for the `then` branch. */
+  /** A condition; all must hold for the `do` branch. */
   if(key: Bytes, target: CompareTarget, cmp: CompareOp, value: Bytes | number | bigint): this {
     const field = target === 'value' ? bytes(value as Bytes) : String(value);
     this.compares.push({
@@ -246,11 +335,13 @@ export class TxnBuilder {
     return this;
   }
 
+  /** The operations when some condition does not hold. */
   else(...ops: Op[]): this {
     this.failure = ops;
     return this;
   }
 
+  /** Sends the txn (at most {@link TXN_OPS_MAX} conditions and operations in all). */
   commit(options: TxnCommitOptions = {}): Promise<TxnResult> {
     if (this.compares.length + this.success.length + this.failure.length > TXN_OPS_MAX) {
       return Promise.reject(
@@ -265,7 +356,9 @@ export class TxnBuilder {
 
 /** Events a watch buffers for a consumer that does not keep up; past it the watch fails. */
 export const WATCH_BUFFER_EVENTS_MAX = 100_000;
+/** A retry's backoff: a random wait up to this times 2^(retries so far), at most the max. */
 export const RETRY_BACKOFF_BASE_MS = 20;
+/** The longest backoff before a retry. */
 export const RETRY_BACKOFF_MAX_MS = 1_000;
 
 interface PbKv {
@@ -355,6 +448,11 @@ function sleep(ms: number, signal?: AbortSignal): Promise<void> {
   });
 }
 
+/**
+ * A connection to a tandem cluster (any etcd v3 cluster answers the calls; routing needs
+ * tandem's /status). Made with {@link Client.connect}; end it with {@link Client.close}.
+ * Calls reject with {@link TandemClientError}.
+ */
 export class Client {
   private readonly router: Router;
   private readonly upstreams: Upstreams;
@@ -425,11 +523,13 @@ export class Client {
     return this.authenticating;
   }
 
+  /** The key's value, or null when it does not exist. */
   async get(key: Bytes, options: ReadOptions = {}): Promise<KeyValue | null> {
     const r = await this.range(key, { ...options, limit: 1 });
     return r.kvs[0] ?? null;
   }
 
+  /** The keys of a range: `key` alone, every key with it as prefix, or [key, end). */
   async range(key: Bytes, options: RangeOptions = {}): Promise<RangeResult> {
     const k = bytes(key);
     const consistency = options.consistency ?? this.o.consistency ?? 'linearizable';
@@ -450,6 +550,10 @@ export class Client {
     };
   }
 
+  /**
+   * Writes `value` at `key`, on the leader. Not retried once it may have reached a member (a
+   * put that failed with UNAVAILABLE or TIMEOUT may have applied).
+   */
   async put(key: Bytes, value: Bytes, options: PutOptions = {}): Promise<PutResult> {
     const id = this.requestId(options.idempotencyKey);
     const r = (await this.call(
@@ -464,6 +568,7 @@ export class Client {
     return { revision: Number(r.header.revision), prevKv: r.prevKv ? toKv(r.prevKv) : null };
   }
 
+  /** Deletes `key`, or a range; on the leader, retried as a put is. */
   async delete(key: Bytes, options: DeleteOptions = {}): Promise<DeleteResult> {
     const id = this.requestId(options.idempotencyKey);
     const r = (await this.call(
@@ -482,6 +587,7 @@ export class Client {
     };
   }
 
+  /** A transaction: `client.txn().if(…).do(…).else(…).commit()`. */
   txn(): TxnBuilder {
     return new TxnBuilder(this);
   }
@@ -651,11 +757,20 @@ export class Client {
   }
 
   /** What routing knows: members (latency, ejections), the leader, decisions, hedges. */
-  status(): RouterReport & { readonly retries: number; readonly watchMembers: string[] } {
+  status(): RouterReport & {
+    /** Calls retried on another member so far. */
+    readonly retries: number;
+    /** The members the client's watches are on. */
+    readonly watchMembers: string[];
+  } {
     const watchMembers = [...this.watches].map((w) => w.member).filter((m) => m !== null);
     return { ...this.router.report(performance.now()), retries: this.retries, watchMembers };
   }
 
+  /**
+   * Ends the client: watches end, leases stop being kept alive (they expire after their TTL),
+   * connections close; later calls reject with CLOSED.
+   */
   close(): void {
     if (this.closed) return;
     this.closed = true;
@@ -843,19 +958,23 @@ export class Client {
   }
 }
 
-/** Rounds of waiting for a predecessor a lock() makes at most; waiters it reads at most. */
+/** Rounds of waiting for a predecessor a lock() makes at most. */
 export const LOCK_WAIT_ROUNDS_MAX = 10_000;
+/** Waiters a lock() or electionLeader() reads at most. */
 export const LOCK_WAITERS_MAX = 10_000;
 
 /** A held lock: unlock() releases it (deletes its key, revokes its lease). */
 export class LockHandle {
+  /** @internal Made by {@link Client.lock} and {@link Client.campaign}. */
   constructor(
     private readonly client: Client,
     /** The lock's key (`<name>/<lease id hex>`). */
     readonly key: string,
+    /** The lease the key is under: it expires the lock if this process dies. */
     readonly lease: Lease,
   ) {}
 
+  /** Releases the lock (or resigns the election). */
   async unlock(): Promise<void> {
     await this.client.delete(this.key);
     await this.lease.revoke();
@@ -871,10 +990,12 @@ export class Lease {
   /** Keep-alives answered. */
   keepAlives = 0;
 
+  /** @internal Made by {@link Client.grant}. */
   constructor(
     private readonly client: Client,
     /** The lease id, decimal. */
     readonly id: string,
+    /** The TTL the leader granted. */
     readonly ttlSeconds: number,
     private readonly hub: KeepAliveHub,
   ) {}
@@ -899,6 +1020,7 @@ export class Lease {
     tick();
   }
 
+  /** Revokes the lease: every key under it is deleted. */
   async revoke(): Promise<void> {
     this.close();
     await this.client.revokeLease(this);

@@ -40,10 +40,13 @@ export function upstreamError(code: number, details: string): UpstreamError {
   return { code, details, kind: 'answer' };
 }
 
+/** What the Dispatcher sends with: upstream.ts's decoded calls or passthrough.ts's raw ones. */
+export type UnaryUpstreams = Pick<Upstreams, 'unary'>;
+
 export class Dispatcher {
   constructor(
     private readonly router: Router,
-    private readonly upstreams: Upstreams,
+    private readonly upstreams: UnaryUpstreams,
     private readonly poller: TopologyPoller | null,
     private readonly nowMs: () => number = () => performance.now(),
   ) {}

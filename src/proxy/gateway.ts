@@ -45,6 +45,8 @@ import { METADATA_KEYS, REQUIRE_LEADER_KEY } from '../api/request-options.js';
 import { type Decision, Router, type RouterOptions } from '../routing/router.js';
 import { Dispatcher, type Route } from './dispatch.js';
 import { KeepAliveHub } from './lease.js';
+import { PASSTHROUGH_CODEC, RawUpstreams } from './passthrough.js';
+import { hasRequestId, routeOfBytes, staleReadAllowed } from './raw-route.js';
 import { TopologyPoller } from './topology.js';
 import { GrpcMetadata, type UpstreamError, Upstreams, type UpstreamTls } from './upstream.js';
 import { WatchHub } from './watch.js';
@@ -93,6 +95,11 @@ export interface GatewayOptions {
   readonly upstreamTls?: UpstreamTls;
   /** TLS to the gateway's own clients (with `ca`: they must present a certificate it signed). */
   readonly tls?: GrpcTlsOptions;
+  /**
+   * Unary calls passed through as bytes (passthrough.ts; the default), or decoded and encoded
+   * again with the proto's codecs (false: the way before, kept for the overhead bench).
+   */
+  readonly passthrough?: boolean;
 }
 
 export interface RoutingGateway {
@@ -133,19 +140,6 @@ export function routeOf(
       (request as { action?: number }).action === 0) ||
     service === 'health';
   return { route: 'leader', idempotent };
-}
-
-function hasRequestId(metadata: Metadata): boolean {
-  return metadata.get(METADATA_KEYS.requestId).length > 0;
-}
-
-function staleReadAllowed(metadata: Metadata): boolean {
-  const c = metadata.get(METADATA_KEYS.consistency)[0];
-  if (typeof c === 'string') {
-    const v = c.trim().toLowerCase();
-    return v === 'serializable' || v.startsWith('bounded:');
-  }
-  return metadata.get(METADATA_KEYS.maxStalenessMs).length > 0;
 }
 
 interface PbOp {
@@ -195,16 +189,21 @@ export async function startGateway(o: GatewayOptions): Promise<RoutingGateway> {
   });
   await poller.start(TOPOLOGY_START_TIMEOUT_MS);
   const dispatcher = new Dispatcher(router, upstreams, poller);
+  const passthrough = o.passthrough ?? true;
+  const rawUpstreams = new RawUpstreams(upstreamTls);
+  const rawDispatcher = new Dispatcher(router, rawUpstreams, poller);
   const watches = new WatchHub({ router, upstreams, poller });
   const keepAlives = new KeepAliveHub(router, upstreams, poller);
   const counts = { requests: new Map<string, number>(), errors: 0 };
 
   const unary = (service: ServiceKey, method: string): MethodHandler =>
     unaryHandler(async (request: unknown, call: CallContext) => {
-      const { route, idempotent } = routeOf(service, method, request, call.metadata);
+      const { route, idempotent } = passthrough
+        ? routeOfBytes(service, method, request as Buffer, call.metadata)
+        : routeOf(service, method, request, call.metadata);
       const label = `${route}:${service}.${method}`;
       counts.requests.set(label, (counts.requests.get(label) ?? 0) + 1);
-      return dispatcher.call({
+      return (passthrough ? rawDispatcher : dispatcher).call({
         service,
         method,
         request,
@@ -272,7 +271,10 @@ export async function startGateway(o: GatewayOptions): Promise<RoutingGateway> {
   for (const key of SERVICES) {
     const definition = serviceDefinition(key);
     const handlers: Record<string, MethodHandler> = {};
+    const rawCodecs: Record<string, typeof PASSTHROUGH_CODEC> = {};
     for (const [name, def] of Object.entries(definition)) {
+      if (passthrough && !def.requestStream && !def.responseStream)
+        rawCodecs[name] = PASSTHROUGH_CODEC;
       if (key === 'watch' && name === 'Watch')
         handlers[name] = bidiHandler((c) => watches.serve(c));
       else if (key === 'lease' && name === 'LeaseKeepAlive') {
@@ -281,7 +283,7 @@ export async function startGateway(o: GatewayOptions): Promise<RoutingGateway> {
         handlers[name] = relayServerStream(key, name);
       else if (!def.requestStream) handlers[name] = unary(key, name);
     }
-    server.addService(describeService(definition), handlers as ServiceHandlers);
+    server.addService(describeService(definition, rawCodecs), handlers as ServiceHandlers);
   }
 
   const status = () => {
@@ -365,6 +367,7 @@ export async function startGateway(o: GatewayOptions): Promise<RoutingGateway> {
         keepAlives.close();
         await server.close(SHUTDOWN_GRACE_MS);
         upstreams.close();
+        rawUpstreams.close();
       })();
       return closing;
     },

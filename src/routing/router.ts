@@ -298,14 +298,22 @@ export class Router {
     if (leader !== undefined && !exclude.has(leader.desc.id) && !this.isDown(leader)) {
       return this.picked(leader, 'leader');
     }
-    // No leader to reach: the best voter (it forwards the proposal once a leader exists).
+    // No leader to reach: the best voter (it forwards the proposal once a leader exists); when
+    // every voter is down, the one failing least, as a last resort: a member down for writes
+    // gets no attempt that could clear it (only ejected ones are probed), so refusing them all
+    // would refuse every write until some probe readmits one.
     let best: MemberState | null = null;
+    let lastResort: MemberState | null = null;
     for (const m of this.members.values()) {
       if (m.desc.role === 'standby' || m.desc.role === 'replica' || exclude.has(m.desc.id))
         continue;
-      if (this.isDown(m)) continue;
+      if (this.isDown(m)) {
+        if (lastResort === null || m.failuresInRow < lastResort.failuresInRow) lastResort = m;
+        continue;
+      }
       if (best === null || m.cost(nowMs) < best.cost(nowMs)) best = m;
     }
+    best ??= lastResort;
     if (best === null) {
       this.decisions.none++;
       return null;

@@ -56,6 +56,18 @@ describe('routing core', () => {
     assert.ok(['2', '3'].includes(w.id));
   });
 
+  test('every voter failing in a row: writes go to the one failing least, not nowhere', () => {
+    const r = newRouter();
+    // The leader killed (3 failures), the followers failing twice each while it was elected.
+    for (let i = 0; i < 3; i++) r.end(r.begin('1', i), 'failed', i + 1);
+    for (const id of ['2', '3']) for (let i = 0; i < 2; i++) r.end(r.begin(id, i), 'failed', i + 1);
+    r.end(r.begin('2', 5), 'failed', 6);
+    const w = r.pickLeader(10);
+    assert.equal(w?.id, '3', 'the voter with the fewest failures in a row');
+    assert.equal(r.pickLeader(10, new Set(['1', '2', '3'])), null, 'all excluded: none');
+    assert.equal(r.report(10).decisions.none, 1);
+  });
+
   test('reads never go to a standby, and prefer the own zone', () => {
     const r = new Router({ zone: 'b' });
     r.applyTopology(
