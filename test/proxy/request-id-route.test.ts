@@ -6,7 +6,9 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { Metadata } from '@grpc/grpc-js';
+import { serviceDefinition } from '../../src/api/proto.js';
 import { FORWARDED_METADATA_KEYS, routeOf } from '../../src/proxy/gateway.js';
+import { routeOfBytes } from '../../src/proxy/raw-route.js';
 
 function md(entries: Record<string, string>): Metadata {
   const m = new Metadata();
@@ -32,4 +34,22 @@ test('a write with a request id is idempotent; without one it is not', () => {
 
 test('the request id is forwarded to members', () => {
   assert.ok((FORWARDED_METADATA_KEYS as readonly string[]).includes('tandem-request-id'));
+});
+
+test('the pass-through routes keyed writes from their bytes as the decoded path does', () => {
+  const kv = serviceDefinition('kv');
+  const bytesOf = (method: string, request: unknown): Buffer =>
+    (kv[method]!.requestSerialize as (r: unknown) => Buffer)(request);
+  const writes: [string, unknown][] = [
+    ['Put', { key: Buffer.from('k'), value: Buffer.from('v') }],
+    ['DeleteRange', { key: Buffer.from('k') }],
+    ['Txn', { success: [{ requestPut: { key: Buffer.from('k') } }], failure: [] }],
+  ];
+  for (const [method, request] of writes) {
+    for (const headers of [{}, { 'tandem-request-id': 'r-1' }]) {
+      const fromBytes = routeOfBytes('kv', method, bytesOf(method, request), md(headers));
+      assert.deepEqual(fromBytes, routeOf('kv', method, request, md(headers)), method);
+      assert.equal(fromBytes.idempotent, 'tandem-request-id' in headers, method);
+    }
+  }
 });
