@@ -31,6 +31,11 @@ export const POLICY_BUG_NAMES = [
   'double-promote',
   /** The detector trusts a member again as soon as it is heard (no hysteresis). */
   'trust-flapping',
+  /**
+   * Trims a surplus voter without the trim's guards: neither every voter healthy nor a healthy
+   * quorum of the result is required (policy.ts planTrim).
+   */
+  'trim-without-quorum-check',
 ] as const;
 export type PolicyBugName = (typeof POLICY_BUG_NAMES)[number];
 

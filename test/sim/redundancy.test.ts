@@ -21,6 +21,7 @@ const BUG_SEEDS_MAX: Readonly<Record<PolicyBugName, number>> = {
   'promote-lagging': 60,
   'trust-flapping': 40,
   'double-promote': 150,
+  'trim-without-quorum-check': 150,
 };
 const CLEAN_SEEDS = 12;
 
