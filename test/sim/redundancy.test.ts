@@ -82,6 +82,9 @@ const CAUGHT: readonly { bug: PolicyBugName; expected: readonly InvariantName[] 
   // A change planned while one is pending (the driver's own assertion stops it from reaching
   // Raft; the simulator confirms that a change was in flight or pending in Raft).
   { bug: 'double-promote', expected: ['one-change-at-a-time'] },
+  // A trim with voters down (two late voters, not started, make the count odd): the driver's
+  // quorum assertion stops it before Raft, reported as the invariant it protects.
+  { bug: 'trim-without-quorum-check', expected: ['quorum-at-change'] },
 ];
 
 for (const c of CAUGHT) {
