@@ -328,7 +328,13 @@ export class MemberRegistry {
   ): MemberRecord | null {
     const known = this.members.get(id);
     if (known === undefined && placement === 'none') return null;
-    const base = known ?? newMember(id, { name: '', peerUrls: [], clientUrls: [] }, placement);
+    // A member the configuration adds (etcd's MemberAdd) has proven nothing yet: recorded as
+    // catching up, so a leader elected before it is heard does not trust it (health.ts).
+    const base = known ?? {
+      ...newMember(id, { name: '', peerUrls: [], clientUrls: [] }, placement),
+      health: 'lagging' as const,
+      healthSinceMs: atMs ?? 0,
+    };
     let m: MemberRecord = {
       ...base,
       name: fresh?.name || base.name,

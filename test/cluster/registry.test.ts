@@ -9,6 +9,7 @@ import {
   encodeRegistryCommand,
   type RegistryCommand,
 } from '../../src/cluster/commands.js';
+import { FailureDetector } from '../../src/cluster/health.js';
 import {
   decodeAttributes,
   encodeAttributes,
@@ -455,4 +456,23 @@ test('record-promotion: byPolicy round-trips; an operator promotion encodes as b
     () => decodeRegistryCommand(pack([1, 5, 4, 5, 'yes'])),
     (e: unknown) => e instanceof RegistryError && e.code === 'BAD_REGISTRY_COMMAND',
   );
+});
+
+test('a member the configuration adds (member add) is recorded catching up: a new leader does not trust it unheard', () => {
+  const r = founders();
+  r.applyConfChange(conf([1, 2, 3, 4]), {
+    transition: ConfChangeTransition.Auto,
+    changes: [{ type: ConfChangeType.AddNode, nodeId: 4 }],
+    context: encodeAttributes({ name: '', peerUrls: ['d:1'], clientUrls: [] }),
+  });
+  assert.deepEqual([r.get(4)?.role, r.get(4)?.health], ['voter', 'lagging']);
+  assert.equal(r.get(1)?.health, 'healthy', 'founders are recorded healthy');
+  // A leader elected now seeds its detector from the record: n4 is not healthy until heard.
+  const d = new FailureDetector({ silentAfterMs: 1_000, lagEntriesMax: 100, stabilityMs: 5_000 });
+  d.seed(r.all(), 10_000);
+  d.observe(10_000, 50, [
+    { id: 1, lastHeardMs: 10_000, match: 50 },
+    { id: 4, lastHeardMs: null, match: 0 },
+  ]);
+  assert.equal(d.get(4)?.state, 'lagging');
 });
