@@ -543,8 +543,9 @@ function planRestore(
 }
 
 /**
- * Voters the trim (rule 3) may return to the standbys, best first: promoted by the policy, not
- * the leader; the most recently promoted first (the newest surplus), then the highest id.
+ * Voters the trim (rule 3) may return to the standbys, best first: those the policy promoted
+ * (the leader among them too: planTrim passes it over, planTrimTransfer moves leadership off
+ * it), the most recently promoted first (the newest surplus), then the highest id.
  */
 export function trimCandidates(view: RedundancyView, policy: RedundancyPolicy): MemberRecord[] {
   if (view.config.voters.length <= policy.voters) return [];
