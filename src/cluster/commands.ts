@@ -71,7 +71,17 @@ export type RegistryCommand =
       readonly snapshotEveryMs: number;
     }
   | { readonly kind: 'set-zone'; readonly id: NodeId; readonly zone: string }
-  | { readonly kind: 'record-promotion'; readonly id: NodeId; readonly atMs: number }
+  /**
+   * `byPolicy`: the redundancy policy promoted it (replace, restore), so it may demote it again
+   * when the voters outnumber the policy (policy.ts rule 3, trim). Absent or false: an operator
+   * did. A trailing field added after version 1: older members read the command without it.
+   */
+  | {
+      readonly kind: 'record-promotion';
+      readonly id: NodeId;
+      readonly atMs: number;
+      readonly byPolicy?: boolean;
+    }
   /** `role`: what the demoted voter becomes (a standby, or a replica on `member demote`). */
   | {
       readonly kind: 'record-demotion';
@@ -184,6 +194,9 @@ export function checkCommand(c: RegistryCommand): void {
       checkZone(c.zone);
       return;
     case 'record-promotion':
+      checkTime(c.atMs, 'atMs');
+      if (c.byPolicy !== undefined && typeof c.byPolicy !== 'boolean') bad('byPolicy: a boolean');
+      return;
     case 'record-refresh':
       checkTime(c.atMs, 'atMs');
       return;
@@ -211,6 +224,8 @@ function fields(c: RegistryCommand): unknown[] {
     case 'set-zone':
       return [c.zone];
     case 'record-promotion':
+      // Written only when set: an operator's promotion encodes as it always did.
+      return c.byPolicy === true ? [c.atMs, true] : [c.atMs];
     case 'record-refresh':
       return [c.atMs];
     case 'record-demotion':
@@ -272,6 +287,8 @@ function build(kind: RegistryCommandKind, id: number, f: unknown[]): RegistryCom
       if (!isStr(a)) break;
       return { kind, id, zone: a };
     case 'record-promotion':
+      if (!isNum(a) || (b !== undefined && b !== true)) break;
+      return b === true ? { kind, id, atMs: a, byPolicy: true } : { kind, id, atMs: a };
     case 'record-refresh':
       if (!isNum(a)) break;
       return { kind, id, atMs: a };

@@ -31,6 +31,11 @@ export const POLICY_BUG_NAMES = [
   'double-promote',
   /** The detector trusts a member again as soon as it is heard (no hysteresis). */
   'trust-flapping',
+  /**
+   * Trims a surplus voter without the trim's guards: neither every voter healthy nor a healthy
+   * quorum of the result is required (policy.ts planTrim).
+   */
+  'trim-without-quorum-check',
 ] as const;
 export type PolicyBugName = (typeof POLICY_BUG_NAMES)[number];
 
@@ -140,7 +145,8 @@ export class FailureDetector {
    * Members first observed after listening began (added to the cluster since), and when: a
    * member never heard is silent only since it appeared. etcd's workflow adds a voter before
    * its process starts; it gets `replaceAfterMs` like anyone, not a silence dated to this
-   * leader's start.
+   * leader's start. Until heard for stabilityMs it is not healthy either (it starts `lagging`):
+   * the trim and every quorum guard count it out.
    */
   private readonly appearedMs = new Map<NodeId, number>();
 
@@ -174,9 +180,13 @@ export class FailureDetector {
     const seen = new Set<NodeId>();
     for (const raw0 of observations) {
       seen.add(raw0.id);
-      const prev = this.health.get(raw0.id);
+      let prev = this.health.get(raw0.id);
       if (prev === undefined && this.listeningSinceMs !== null && nowMs > this.listeningSinceMs) {
         this.appearedMs.set(raw0.id, nowMs);
+        // A member that just appeared has proven nothing: Raft counts a new peer recently active
+        // and its empty log may trail a young log by little. It starts untrusted (catching up)
+        // and is trusted once heard for stabilityMs, as anyone coming back.
+        prev = { state: 'lagging', sinceMs: nowMs, betterSinceMs: null };
       }
       const obs = this.sinceListening(raw0);
       const raw = classify(obs, commit, nowMs, this.limits);

@@ -49,9 +49,21 @@
  *   2. Restore: fewer voters than `voters` -> promote (AddNode, a simple change) the best healthy
  *      caught-up standby, staging one first if needed. A member demoted earlier is not a
  *      candidate here: it is promoted again only to replace a failed voter (or by an operator).
- *   3. Placement: a warm/cold standby left staged with no need for it goes back outside
+ *   3. Trim: more voters than `voters`, every voter healthy (and no voter awaiting a
+ *      replacement) -> the surplus the policy itself promoted goes back to the standbys, one
+ *      change at a time: the most recently promoted voter first, demoted to a standby of its
+ *      configured mode (as rule 1 demotes; it is promoted again only to replace a failed voter),
+ *      and only when the resulting configuration keeps a healthy quorum. Voters an operator put
+ *      there (founders, etcd's MemberAdd and MemberPromote, `tandem member promote`) are never
+ *      trimmed: `member add` of a voter that runs keeps the cluster at one voter more, as on
+ *      etcd. So the surplus a replacement leaves behind is undone: a voter added by `member add`
+ *      but not started within replaceAfter is replaced by a standby (rule 1); once it starts (it
+ *      is then a standby) or is removed, the promoted standby returns to the standbys and the
+ *      cluster is back at `voters`. The leader is not demoted: when it is the only voter to
+ *      trim, it hands leadership to another healthy, caught-up voter first (planTrimTransfer).
+ *   4. Placement: a warm/cold standby left staged with no need for it goes back outside
  *      (RemoveNode); a replica or hot standby outside the configuration is added as a learner.
- *   4. Warm standbys are refreshed (send-snapshot: staged until caught up, above) every
+ *   5. Warm standbys are refreshed (send-snapshot: staged until caught up, above) every
  *      `snapshotEveryMs` (their own setting), most overdue first, counted from the later of this
  *      leader's last refresh and the registry's recorded one (`lastRefreshMs`: a new leader does
  *      not refresh them all at once); cold standbys hold nothing.
@@ -194,6 +206,7 @@ export type ConfChangeStep =
   | 'replace'
   | 'stage'
   | 'restore'
+  | 'trim'
   | 'unstage'
   | 'add-learner'
   | 'promote'
@@ -418,6 +431,10 @@ export function planMembership(
   if (view.config.voters.length < policy.voters) {
     return planRestore(view, policy, nowMs) ?? planPlacement(view, nowMs, false);
   }
+  if (view.config.voters.length > policy.voters) {
+    const trim = planTrim(view, policy, nowMs);
+    if (trim !== null) return trim;
+  }
   // A new leader still confirming a recorded failure keeps the standby staged for it.
   return planPlacement(view, nowMs, !awaitingConfirmation(view, policy, nowMs));
 }
@@ -487,7 +504,7 @@ function planReplacement(
     changes,
     transition: ConfChangeTransition.JointImplicit,
     commands: [
-      { kind: 'record-promotion', id: standby.id, atMs: nowMs },
+      { kind: 'record-promotion', id: standby.id, atMs: nowMs, byPolicy: true },
       { kind: 'record-demotion', id: victim, atMs: nowMs, role: 'standby' },
     ],
     atMs: nowMs,
@@ -517,12 +534,106 @@ function planRestore(
     step: 'restore',
     changes,
     transition: ConfChangeTransition.Auto,
-    commands: [{ kind: 'record-promotion', id: standby.id, atMs: nowMs }],
+    commands: [{ kind: 'record-promotion', id: standby.id, atMs: nowMs, byPolicy: true }],
     atMs: nowMs,
     promote: standby.id,
     demote: null,
     reason: `${why}: promoting ${standby.standbyMode} standby ${nameOf(view, standby.id)} (lag ${lagOf(view, standby.id)})`,
   });
+}
+
+/**
+ * Voters the trim (rule 3) may return to the standbys, best first: those the policy promoted
+ * (the leader among them too: planTrim passes it over, planTrimTransfer moves leadership off
+ * it), the most recently promoted first (the newest surplus), then the highest id.
+ */
+export function trimCandidates(view: RedundancyView, policy: RedundancyPolicy): MemberRecord[] {
+  if (view.config.voters.length <= policy.voters) return [];
+  const out: MemberRecord[] = [];
+  for (const id of view.config.voters) {
+    const m = memberOf(view, id);
+    if (m === undefined || !m.promotedByPolicy || m.role !== 'voter') continue;
+    out.push(m);
+  }
+  out.sort((a, b) => (b.promotedAtMs ?? 0) - (a.promotedAtMs ?? 0) || b.id - a.id);
+  return out;
+}
+
+/** Why the trim may not run now (rule 3's guards), or null. */
+function trimRefusal(view: RedundancyView, policy: RedundancyPolicy): string | null {
+  // The injected bug skips the guards: the simulator must catch a trim that loses the quorum.
+  if (bug(policy, 'trim-without-quorum-check')) return null;
+  const unhealthy = view.config.voters.filter((id) => !isHealthy(view, id));
+  if (unhealthy.length > 0) {
+    return `voter ${unhealthy.map((id) => nameOf(view, id)).join(', ')} not healthy`;
+  }
+  return null;
+}
+
+/** Rule 3: one surplus voter the policy promoted goes back to the standbys, or null. */
+function planTrim(
+  view: RedundancyView,
+  policy: RedundancyPolicy,
+  nowMs: number,
+): ConfChangeAction | null {
+  if (trimRefusal(view, policy) !== null) return null;
+  const victim = trimCandidates(view, policy).find((m) => m.id !== view.leaderId);
+  if (victim === undefined) return null;
+  const mode = victim.standbyMode;
+  const changes = [
+    {
+      type:
+        restingPlacement('standby', mode) === 'learner'
+          ? ConfChangeType.AddLearnerNode
+          : ConfChangeType.RemoveNode,
+      nodeId: victim.id,
+    },
+  ];
+  const after = votersAfter(view.config.voters, changes);
+  if (
+    !bug(policy, 'trim-without-quorum-check') &&
+    quorumRefusal(view, view.config.voters, after) !== null
+  ) {
+    return null;
+  }
+  return confAction({
+    step: 'trim',
+    changes,
+    transition: ConfChangeTransition.JointImplicit,
+    commands: [{ kind: 'record-demotion', id: victim.id, atMs: nowMs, role: 'standby' }],
+    atMs: nowMs,
+    promote: null,
+    demote: victim.id,
+    reason: `${view.config.voters.length} voters of ${policy.voters} wanted, all healthy: returning ${nameOf(view, victim.id)} (promoted by the policy) to the ${mode} standbys`,
+  });
+}
+
+/**
+ * Rule 3 when the only voter to trim leads: hand leadership to another healthy voter, the most
+ * caught-up first (then the lowest id), so the next leader trims it. Null otherwise, and under
+ * the same conditions as any membership change.
+ */
+export function planTrimTransfer(
+  view: RedundancyView,
+  policy: RedundancyPolicy,
+  nowMs: number,
+): LeaderTransfer | null {
+  if (membershipBlocked(view, policy) !== null || trimRefusal(view, policy) !== null) return null;
+  if (failedVoters(view, policy, nowMs).length > 0) return null;
+  const candidates = trimCandidates(view, policy);
+  if (candidates.length === 0 || candidates.some((m) => m.id !== view.leaderId)) return null;
+  let best: { id: NodeId; lag: number } | null = null;
+  for (const id of view.config.voters) {
+    if (id === view.leaderId || !isHealthy(view, id)) continue;
+    const lag = lagOf(view, id);
+    if (lag > policy.catchUpEntriesMax) continue;
+    if (best === null || lag < best.lag || (lag === best.lag && id < best.id)) best = { id, lag };
+  }
+  if (best === null) return null;
+  return {
+    to: best.id,
+    reason: `${view.config.voters.length} voters of ${policy.voters} wanted and the leader is the one the policy promoted: transfer to ${nameOf(view, best.id)} before trimming it`,
+  };
 }
 
 /** A warm or cold standby joins the configuration as a learner, to catch up before promotion. */

@@ -48,11 +48,13 @@ export {
 export const MEMBERS_MAX = 64;
 /**
  * The snapshot layout written by `toSnapshot`; version 1 was a bare list of 5-tuples, version 2
- * rows of 14 fields (no `lastRefreshAtMs`), both still read.
+ * rows of 14 fields (no `lastRefreshAtMs`), version 3 rows of 15 (no `promotedByPolicy`), all
+ * still read.
  */
-export const REGISTRY_SNAPSHOT_VERSION = 3;
+export const REGISTRY_SNAPSHOT_VERSION = 4;
 const ROW_FIELDS_V2 = 14;
 const ROW_FIELDS_V3 = 15;
+const ROW_FIELDS_V4 = 16;
 
 /** A founding member; role and mode default to a voter (hot when it becomes a standby). */
 export interface Founder extends MemberAttributes {
@@ -106,6 +108,13 @@ export interface MemberRecord extends MemberInfo {
   readonly healthSinceMs: number;
   readonly promotedAtMs: number | null;
   readonly demotedAtMs: number | null;
+  /**
+   * A voter the redundancy policy promoted (replace, restore): the policy may return it to the
+   * standbys when the voters outnumber `policy.voters` (policy.ts rule 3, trim). False for a
+   * founder, a voter added or promoted by an operator (etcd's MemberAdd and MemberPromote,
+   * `tandem member promote`), and for every member not voting.
+   */
+  readonly promotedByPolicy: boolean;
   /** Warm standbys: when a leader last saw it catch up (wall-clock ms; null: never recorded). */
   readonly lastRefreshAtMs: number | null;
 }
@@ -206,6 +215,7 @@ function newMember(id: NodeId, attrs: MemberAttributes, placement: Placement): M
     healthSinceMs: 0,
     promotedAtMs: null,
     demotedAtMs: null,
+    promotedByPolicy: false,
     lastRefreshAtMs: null,
   };
 }
@@ -318,7 +328,13 @@ export class MemberRegistry {
   ): MemberRecord | null {
     const known = this.members.get(id);
     if (known === undefined && placement === 'none') return null;
-    const base = known ?? newMember(id, { name: '', peerUrls: [], clientUrls: [] }, placement);
+    // A member the configuration adds (etcd's MemberAdd) has proven nothing yet: recorded as
+    // catching up, so a leader elected before it is heard does not trust it (health.ts).
+    const base = known ?? {
+      ...newMember(id, { name: '', peerUrls: [], clientUrls: [] }, placement),
+      health: 'lagging' as const,
+      healthSinceMs: atMs ?? 0,
+    };
     let m: MemberRecord = {
       ...base,
       name: fresh?.name || base.name,
@@ -330,11 +346,13 @@ export class MemberRegistry {
     // Roles follow the incoming configuration: the change is the authority on who votes.
     // A voter that leaves the configuration altogether without a context saying otherwise was
     // removed (etcd's MemberRemove): it leaves the registry below.
+    // A promotion no policy command recorded is an operator's (etcd's MemberPromote).
     if (final === 'voter' && m.role !== 'voter') {
-      m = { ...m, role: 'voter', promotedAtMs: atMs ?? m.promotedAtMs };
+      m = { ...m, role: 'voter', promotedAtMs: atMs ?? m.promotedAtMs, promotedByPolicy: false };
     } else if (final === 'learner' && m.role === 'voter') {
       m = { ...m, role: 'standby', demotedAtMs: atMs ?? m.demotedAtMs };
     }
+    if (final !== 'voter' && m.promotedByPolicy) m = { ...m, promotedByPolicy: false };
     if (placement === 'none' && restingPlacement(m.role, m.standbyMode) !== 'none') return null;
     return m;
   }
@@ -407,6 +425,7 @@ export class MemberRegistry {
       m.promotedAtMs,
       m.demotedAtMs,
       m.lastRefreshAtMs,
+      m.promotedByPolicy,
     ]);
     return { version: REGISTRY_SNAPSHOT_VERSION, members: rows };
   }
@@ -429,7 +448,7 @@ function snapshotRows(data: unknown): unknown[] {
   assert(typeof data === 'object' && data !== null, 'registry snapshot is not a record');
   const { version, members } = data as { version?: unknown; members?: unknown };
   assert(
-    version === 2 || version === REGISTRY_SNAPSHOT_VERSION,
+    version === 2 || version === 3 || version === REGISTRY_SNAPSHOT_VERSION,
     `registry snapshot version ${String(version)}`,
   );
   assert(Array.isArray(members), 'registry snapshot members is not a list');
@@ -447,9 +466,15 @@ function fromRowV1(row: unknown[]): MemberRecord {
   return newMember(id, { name, peerUrls, clientUrls }, isLearner ? 'learner' : 'voter');
 }
 
-/** A row of version 2 (14 fields) or 3 (15: `lastRefreshAtMs` appended). */
+/**
+ * A row of version 2 (14 fields), 3 (15: `lastRefreshAtMs` appended) or 4 (16:
+ * `promotedByPolicy` appended; before it, every voter counts as an operator's).
+ */
 function fromRowV2(row: unknown[]): MemberRecord {
-  assert(row.length === ROW_FIELDS_V2 || row.length === ROW_FIELDS_V3, 'registry snapshot row');
+  assert(
+    row.length === ROW_FIELDS_V2 || row.length === ROW_FIELDS_V3 || row.length === ROW_FIELDS_V4,
+    'registry snapshot row',
+  );
   const [id, name, peerUrls, clientUrls, isLearner, placement, role, standbyMode] = row as [
     number,
     string,
@@ -466,6 +491,8 @@ function fromRowV2(row: unknown[]): MemberRecord {
   ) as [number, string, HealthState, number, number | null, number | null];
   const lastRefreshAtMs = (row[ROW_FIELDS_V2] ?? null) as number | null;
   assert(lastRefreshAtMs === null || Number.isSafeInteger(lastRefreshAtMs), 'lastRefreshAtMs');
+  const promotedByPolicy = (row[ROW_FIELDS_V3] ?? false) as boolean;
+  assert(typeof promotedByPolicy === 'boolean', 'promotedByPolicy');
   assertUint(id, 'registry snapshot member id');
   assert(isLearner === (placement !== 'voter'), `member ${id}: learner flag and placement`);
   return {
@@ -483,6 +510,7 @@ function fromRowV2(row: unknown[]): MemberRecord {
     healthSinceMs,
     promotedAtMs,
     demotedAtMs,
+    promotedByPolicy: promotedByPolicy && placement === 'voter',
     lastRefreshAtMs,
   };
 }
@@ -525,9 +553,9 @@ function withIntent(
     case 'set-zone':
       return { ...m, zone: c.zone };
     case 'record-promotion':
-      return { ...m, role: 'voter', promotedAtMs: c.atMs };
+      return { ...m, role: 'voter', promotedAtMs: c.atMs, promotedByPolicy: c.byPolicy === true };
     case 'record-demotion':
-      return { ...m, role: c.role, demotedAtMs: c.atMs };
+      return { ...m, role: c.role, demotedAtMs: c.atMs, promotedByPolicy: false };
     case 'record-health':
       return { ...m, health: c.health, healthSinceMs: c.sinceMs };
     case 'record-refresh':

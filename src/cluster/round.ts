@@ -19,8 +19,9 @@
  *                  standby is staged as a learner (AddLearnerNode), Raft's catch-up ships it the
  *                  latest snapshot or the entries it lacks, and rule 3 unstages it once caught up
  *                  (so it waits, as any change, while one is pending or there is no quorum);
- *             2. a leader-zone transfer (policy.ts planLeaderZone), at most one per
- *                LEADER_TRANSFER_COOLDOWN_ELECTIONS election timeouts (no ping-pong);
+ *             2. a leadership transfer, at most one per LEADER_TRANSFER_COOLDOWN_ELECTIONS
+ *                election timeouts (no ping-pong): away from a leader the trim would demote
+ *                (policy.ts planTrimTransfer), else to the preferred zone (planLeaderZone);
  *             3. a completed refresh to record (record-refresh, wall-clock time);
  *             4. a health transition to record (record-health), so every member's status
  *                shows the leader's view.
@@ -49,6 +50,7 @@ import {
   planLeaderZone,
   planManual,
   planRedundancy,
+  planTrimTransfer,
   quorumRefusal,
   type RedundancyAction,
   type RedundancyPolicy,
@@ -186,7 +188,9 @@ function decide(
   if (action !== null) return planned(memory, s, view, o, action);
   const cooldownMs = LEADER_TRANSFER_COOLDOWN_ELECTIONS * s.electionTimeoutMs;
   if (memory.transferAllowed(o.nowMs, cooldownMs)) {
-    const transfer = planLeaderZone(view, s.preferLeaderZone, s.policy.catchUpEntriesMax);
+    const transfer =
+      planTrimTransfer(view, s.policy, o.nowMs) ??
+      planLeaderZone(view, s.preferLeaderZone, s.policy.catchUpEntriesMax);
     if (transfer !== null) {
       memory.noteTransfer(o.nowMs);
       const act: Act = { kind: 'transfer-leader', event: 'transfer-leader', ...transfer };

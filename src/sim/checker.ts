@@ -45,6 +45,8 @@ export const INVARIANTS = [
   'flapping-churn',
   'one-change-at-a-time',
   'factor-restored',
+  // A trim demotes only a surplus voter the policy promoted, never below the policy's voters.
+  'trim-surplus',
 ] as const;
 export type InvariantName = (typeof INVARIANTS)[number];
 

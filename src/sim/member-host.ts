@@ -17,7 +17,7 @@
 
 import { SNAPSHOT_EVERY_MS_DEFAULT } from '../cluster/commands.js';
 import { votersAfter } from '../cluster/policy.js';
-import { type Founder, foundingConfig } from '../cluster/registry.js';
+import { encodeAttributes, type Founder, foundingConfig } from '../cluster/registry.js';
 import type { PeerReport } from '../io/network.js';
 import {
   CompareResult,
@@ -36,6 +36,8 @@ import { MemoryStorage as Storage } from '../raft/storage.js';
 import {
   type BugName,
   type ConfChange,
+  ConfChangeTransition,
+  ConfChangeType,
   type ConfState,
   type Entry,
   EntryType,
@@ -72,12 +74,14 @@ import {
   deriveRedundancyParams,
   describe,
   formatRedundancyParams,
+  type LateVoter,
   type NemesisWorld,
   type PolicyBugName,
   RedundancyChecker,
   RedundancyNemesis,
   type RedundancyParams,
   redundancyNetwork,
+  restoreBoundWithLateVoters,
 } from './redundancy.js';
 import { formatConf, membersOf, type Phase, type RunOptions, type RunResult } from './run.js';
 import { Trace } from './trace.js';
@@ -726,6 +730,10 @@ export class MemberSimulation {
   readonly redundancy: RedundancyChecker | null;
   private readonly redundancyNemesis: RedundancyNemesis | null = null;
   private deadId: NodeId | null = null;
+  /** Redundancy mode: the operator's late voters, by id (hosts not started with the others). */
+  private readonly lateVoters = new Map<NodeId, LateVoter>();
+  /** The operator (not the policy) is proposing: its change skips the policy's checks. */
+  private operatorProposing = false;
   /** The newest configuration any member applied, and its index. */
   private newestConf: { index: number; state: ConfState };
   confChangesApplied = 0;
@@ -796,6 +804,22 @@ export class MemberSimulation {
       RawNode.bootstrap(storage, voters, data, learners);
       this.hosts.set(id, new MemberHost(id, this, this.rng.fork(), storage));
     }
+    // Late voters: processes with the founding state (as a member joining after `member add`
+    // gets it from the leader), outside the configuration until the operator adds them.
+    for (const late of r?.lateVoters ?? []) {
+      const storage = new Storage();
+      RawNode.bootstrap(storage, voters, data, learners);
+      const rng = new Prng(options.seed ^ 0x6c617465 ^ late.id);
+      this.hosts.set(late.id, new MemberHost(late.id, this, rng, storage));
+      this.lateVoters.set(late.id, late);
+      this.redundancy?.outages.markDown(late.id, 0); // down until its process starts
+      this.founders.set(late.id, {
+        id: late.id,
+        name: `n${late.id}`,
+        peerUrls: [`http://n${late.id}:2380`],
+        clientUrls: [],
+      });
+    }
     this.newestConf = {
       index: 0,
       state: { voters, learners, votersOutgoing: [], learnersNext: [], autoLeave: false },
@@ -853,9 +877,13 @@ export class MemberSimulation {
   async run(maxSteps: number): Promise<void> {
     // Each node starts at its own phase of the tick.
     for (const host of this.hosts.values()) {
+      if (this.lateVoters.has(host.id)) continue;
       this.queue.after(this.wl.float() * this.params.tickMs, () => {
         if (!host.up) host.start();
       });
+    }
+    for (const late of this.lateVoters.values()) {
+      this.queue.at(late.atFraction * this.params.safetyMs, () => this.addLateVoter(late));
     }
     const p = this.params;
     this.every(p.proposeEveryMs, () => this.propose());
@@ -995,8 +1023,54 @@ export class MemberSimulation {
     );
   }
 
+  /**
+   * The operator: etcdctl member add of voter `late.id` (AddNode, the member's attributes as the
+   * context, as src/server/facade.ts proposes it), retried until a leader with no change pending
+   * takes it and etcd's strict reconfiguration check passes on ground truth; its process starts
+   * `startAfterMs` after the add (at the latest with the liveness phase).
+   */
+  private addLateVoter(late: LateVoter): void {
+    if (this.phase !== 'safety') return;
+    const retry = () => this.queue.after(4 * this.params.tickMs, () => this.addLateVoter(late));
+    const leader = this.leader();
+    const member = leader?.member ?? null;
+    if (leader === null || member === null || leader.sm === null) return void retry();
+    if (leader.sm.member(late.id) !== undefined) {
+      this.traceLine(`operator: n${late.id} added; starting it in ${late.startAfterMs}ms`);
+      this.queue.after(late.startAfterMs, () => {
+        const host = this.hosts.get(late.id)!;
+        if (this.phase === 'safety' && !host.up) host.start();
+      });
+      return;
+    }
+    const busy =
+      member.confChangePending ||
+      member.configuration.votersOutgoing.length > 0 ||
+      leader.changesInFlight.size > 0 ||
+      leader.unappliedConfIndex() !== null;
+    if (busy || !this.redundancyNemesis!.admitsVoter(late.id)) return void retry();
+    const change: ConfChange = {
+      transition: ConfChangeTransition.Auto,
+      changes: [{ type: ConfChangeType.AddNode, nodeId: late.id }],
+      context: encodeAttributes({
+        name: '',
+        peerUrls: this.founder(late.id).peerUrls,
+        clientUrls: [],
+      }),
+    };
+    this.traceLine(`operator: member add n${late.id} at n${leader.id}`);
+    this.operatorProposing = true;
+    try {
+      member.proposeConfChange(change, () => {});
+    } finally {
+      this.operatorProposing = false;
+    }
+    retry(); // until the registry has it (a proposal can be lost with its leader)
+  }
+
   /** The leader's driver hands `change` to its member: the redundancy invariants, now. */
   onChangeProposed(host: MemberHost, change: ConfChange): void {
+    if (this.operatorProposing) return;
     const member = host.member!;
     this.trace.mix(TRACE_CONF_PROPOSED, host.id, change.changes.length, member.commitIndex);
     this.traceLine(`n${host.id} proposes conf change ${describe(change)}`);
@@ -1010,6 +1084,7 @@ export class MemberSimulation {
       outstanding: host.changesInFlight.size,
       unappliedConfIndex: host.unappliedConfIndex(),
       lastIndexOf: (id) => this.hosts.get(id)!.durable.lastIndex(),
+      promotedByPolicy: (id) => host.sm?.member(id)?.promotedByPolicy ?? false,
     });
     if (member.isLeader) this.redundancyNemesis?.onChangeProposed(host.id);
   }
@@ -1018,6 +1093,13 @@ export class MemberSimulation {
   onDriverAssertion(host: MemberHost, error: AssertionError): void {
     const member = host.member;
     if (member === null) return;
+    // The driver's last check before Raft (round.ts assertSafe): its planner lost the quorum.
+    if (error.message.includes('conf change without a quorum')) {
+      throw new InvariantViolation(
+        'quorum-at-change',
+        `leader n${host.id}'s driver planned a change its quorum check refused (its own assertion stopped it: ${error.message})`,
+      );
+    }
     const unapplied = host.unappliedConfIndex();
     const why =
       host.changesInFlight.size > 0
@@ -1343,7 +1425,9 @@ export class MemberSimulation {
     for (const host of this.hosts.values()) if (!host.up && host.id !== this.deadId) host.start();
     this.traceLine('liveness phase: healed, restarted');
     const boundMs =
-      r === null ? this.params.livenessMs : Math.max(r.restoreBoundMs, this.params.livenessMs);
+      r === null
+        ? this.params.livenessMs
+        : Math.max(restoreBoundWithLateVoters(r), this.params.livenessMs);
     const deadlineMs = this.queue.nowMs + boundMs;
     const probe = (): void => {
       if (this.phase !== 'liveness') return;
@@ -1425,10 +1509,15 @@ export class MemberSimulation {
     if (leader === null) return 'no leader';
     const members = leader.sm!.allMembers();
     const standbys = members.filter((m) => m.role === 'standby' && m.id !== this.deadId).length;
+    const config = leader.member!.configuration;
+    const operatorVoters = members.filter(
+      (m) => config.voters.includes(m.id) && !m.promotedByPolicy,
+    ).length;
     return checker.factorRestored(
-      leader.member!.configuration,
+      config,
       (id) => this.hosts.get(id)?.up ?? false,
       standbys,
+      operatorVoters,
     );
   }
 

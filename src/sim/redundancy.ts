@@ -13,6 +13,13 @@
  *   one-change-at-a-time  no change is handed to Raft while another is in flight
  *   factor-restored       after the faults stop (one voter dead for good), the configuration is
  *                         back to `voters` live voters within a bound derived from the policy
+ *                         (more only when an operator's voters alone outnumber it)
+ *   trim-surplus          a trim (a voter demoted, none promoted) demotes a voter the policy
+ *                         promoted, and only while the voters outnumber `voters`
+ *
+ * Some seeds play an operator too (`lateVoters`): etcd's `member add` of a voter during the
+ * safety phase, its process started late (before or after replaceAfter; at the latest when the
+ * liveness phase restarts everyone), as etcd's documented workflow does.
  *
  * Everything here is ground truth the simulator knows (who is down, which links are cut, each
  * member's durable log), translated into what the leader's policy could have known: silence is
@@ -45,6 +52,15 @@ export const OUTAGE_HISTORY_MAX = 256;
 /** Probability bound for the latency margin: a latency above it happens with p < e^-28. */
 const LATENCY_TAIL_FACTOR = 28;
 
+/** An operator's `member add` of voter `id` at `atFraction` of the safety phase, started late. */
+export interface LateVoter {
+  readonly id: NodeId;
+  readonly atFraction: number;
+  readonly startAfterMs: number;
+}
+/** Late voters per seed, at most (two make the voter count odd: where a trim can lose quorum). */
+export const LATE_VOTERS_MAX = 2;
+
 export type FlapKind =
   /** Outages far shorter than silentAfter: invisible to the detector; must cause nothing. */
   | 'short'
@@ -74,6 +90,8 @@ export interface RedundancyParams {
    * a new leader inherits the change unapplied, where one-change-at-a-time is easiest to break.
    */
   readonly crashAfterChangeRate: number;
+  /** Voters an operator adds the etcd way (ids after the founders'); most seeds have none. */
+  readonly lateVoters: readonly LateVoter[];
 }
 
 const ZONES = ['a', 'b'] as const;
@@ -177,7 +195,35 @@ export function deriveRedundancyParams(
     restoreBoundMs,
     // A stream of its own: the parameters above stay what they were for every seed.
     crashAfterChangeRate: new Prng(seed ^ 0x63726173).chance(0.5) ? 0.25 : 0,
+    lateVoters: deriveLateVoters(seed, founders.length, replaceAfterMs),
   };
+}
+
+/** A stream of its own, like crashAfterChangeRate: seeds without late voters run as before. */
+function deriveLateVoters(seed: number, founders: number, replaceAfterMs: number): LateVoter[] {
+  const rng = new Prng(seed ^ 0x6c617465);
+  if (!rng.chance(0.35)) return [];
+  const count = rng.chance(0.5) ? LATE_VOTERS_MAX : 1;
+  const atFraction = rng.float() * 0.5;
+  const out: LateVoter[] = [];
+  for (let i = 1; i <= count; i++) {
+    out.push({
+      id: founders + i,
+      atFraction: Math.min(0.9, atFraction + rng.float() * 0.05),
+      startAfterMs: rng.range(0, 2 * replaceAfterMs + 2_000),
+    });
+  }
+  return out;
+}
+
+/**
+ * The liveness phase's bound with late voters: they start (at the latest) with it, may be
+ * trusted only after stabilityMs, and each may cost a replacement and a trim (joint changes).
+ */
+export function restoreBoundWithLateVoters(r: RedundancyParams): number {
+  if (r.lateVoters.length === 0) return r.restoreBoundMs;
+  const perVoterMs = r.policy.replaceAfterMs + r.policy.stabilityMs + 8 * POLICY_INTERVAL_MS;
+  return r.restoreBoundMs + r.lateVoters.length * perVoterMs;
 }
 
 export function formatRedundancyParams(r: RedundancyParams): string {
@@ -199,6 +245,7 @@ export function formatRedundancyParams(r: RedundancyParams): string {
     `rnemesis=${r.nemesisEveryMs}ms`,
     `latency-margin=${r.latencyMarginMs}ms`,
     `restore-bound=${r.restoreBoundMs}ms crash-after-change=${r.crashAfterChangeRate}`,
+    `late-voters=${r.lateVoters.map((l) => `n${l.id}@${l.atFraction.toFixed(2)}+${l.startAfterMs}ms`).join(',') || 'none'}`,
     `policy-bug=${[...(p.bugs ?? [])].join(',') || 'none'}`,
   ].join(' ');
 }
@@ -300,6 +347,8 @@ export interface ChangeContext {
   /** A conf change entry in the leader's log above its applied index, or null. */
   readonly unappliedConfIndex: number | null;
   lastIndexOf(id: NodeId): number;
+  /** The leader's registry: `id` votes because the policy promoted it. */
+  promotedByPolicy(id: NodeId): boolean;
 }
 
 export class RedundancyChecker {
@@ -330,11 +379,31 @@ export class RedundancyChecker {
       this.checkQuorum(c, incoming, 'incoming');
       if (joint) this.checkQuorum(c, c.config.voters, 'outgoing');
     }
+    let promotes = false;
     for (const s of c.change.changes) {
-      if (s.type === ConfChangeType.AddNode && !before.has(s.nodeId))
+      if (s.type === ConfChangeType.AddNode && !before.has(s.nodeId)) {
+        promotes = true;
         this.checkPromotion(c, s.nodeId);
+      }
     }
-    for (const id of c.config.voters) if (!incoming.includes(id)) this.checkDemotion(c, id);
+    for (const id of c.config.voters) {
+      if (incoming.includes(id)) continue;
+      // A voter demoted with nobody promoted is a trim: a healthy surplus voter goes, by design.
+      if (promotes) this.checkDemotion(c, id);
+      else this.checkTrim(c, id);
+    }
+  }
+
+  private checkTrim(c: ChangeContext, id: NodeId): void {
+    this.checksCount++;
+    const voters = c.config.voters.length;
+    if (voters <= this.policy.voters || !c.promotedByPolicy(id)) {
+      throw new InvariantViolation(
+        'trim-surplus',
+        `leader n${c.leader} demoted n${id} with nobody promoted, at ${voters} voters of ` +
+          `${this.policy.voters}${c.promotedByPolicy(id) ? '' : ', and the policy did not promote it'}`,
+      );
+    }
   }
 
   private checkOneAtATime(c: ChangeContext): void {
@@ -446,12 +515,15 @@ export class RedundancyChecker {
     config: ConfState,
     isUp: (id: NodeId) => boolean,
     standbys: number,
+    operatorVoters: number,
   ): string | null {
     this.checksCount++;
     if (standbys === 0) return null; // nothing could replace a dead voter (honest: no spare)
     if (config.votersOutgoing.length > 0) return 'the configuration is still joint';
-    if (config.voters.length !== this.policy.voters) {
-      return `${config.voters.length} voters of ${this.policy.voters}`;
+    // An operator's voters (founders, member add) are never trimmed: they alone may outnumber.
+    const expected = Math.max(this.policy.voters, operatorVoters);
+    if (config.voters.length !== expected) {
+      return `${config.voters.length} voters of ${expected} (policy ${this.policy.voters}, ${operatorVoters} the operator's)`;
     }
     const down = config.voters.filter((id) => !isUp(id));
     return down.length === 0 ? null : `voter(s) ${down.map((id) => `n${id}`).join(',')} down`;
@@ -722,6 +794,18 @@ export class RedundancyNemesis {
 
   isImpaired(id: NodeId): boolean {
     return this.impaired.has(id);
+  }
+
+  /**
+   * etcd's strict reconfiguration check, on ground truth: adding voter `id` (down) leaves every
+   * voter set with a majority of up, unimpaired members.
+   */
+  admitsVoter(id: NodeId): boolean {
+    for (const set of this.w.voterSets()) {
+      const good = set.filter((x) => x !== id && this.w.isUp(x) && !this.isImpaired(x)).length;
+      if (good < quorumOf(set.length + (set.includes(id) ? 0 : 1))) return false;
+    }
+    return true;
   }
 
   /** Impairing `victims` too still leaves a majority of every voter set unimpaired and up. */

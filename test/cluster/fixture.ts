@@ -23,6 +23,8 @@ export interface MemberSpec {
   /** Entries behind the commit index (members in the configuration). */
   readonly lag?: number;
   readonly demotedAtMs?: number;
+  /** Voters: promoted by the policy at this time (the trim's candidates). */
+  readonly policyPromotedAtMs?: number;
   readonly snapshotEveryMs?: number;
   /** Warm standbys: the registry's recorded refresh (wall-clock ms). */
   readonly lastRefreshAtMs?: number;
@@ -72,8 +74,9 @@ export function record(s: MemberSpec): MemberRecord {
     zone: s.zone ?? '',
     health: 'healthy',
     healthSinceMs: 0,
-    promotedAtMs: null,
+    promotedAtMs: s.policyPromotedAtMs ?? null,
     demotedAtMs: s.demotedAtMs ?? null,
+    promotedByPolicy: s.policyPromotedAtMs !== undefined,
     lastRefreshAtMs: s.lastRefreshAtMs ?? null,
   };
 }

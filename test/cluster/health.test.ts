@@ -165,3 +165,21 @@ test('a member added after the leader began listening is silent only since it ap
   assert.equal(at(61_500), 'unreachable@60000');
   assert.equal(at(70_000), 'unreachable@60000');
 });
+
+test('a member that just appeared is not healthy until heard for stabilityMs, even if Raft calls it active', () => {
+  const r = MemberRegistry.bootstrap([{ id: 1, name: 'n1', peerUrls: [], clientUrls: [] }]);
+  const d = new FailureDetector(LIMITS);
+  d.seed(r.all(), 1_000);
+  // etcd's member add at 60 s: Raft counts a new peer recently active (heard "now"), and the
+  // young log makes its empty one look caught up: neither proves the process runs.
+  const at = (nowMs: number) => {
+    d.observe(nowMs, COMMIT, [
+      { id: 1, lastHeardMs: nowMs, match: COMMIT },
+      { id: 2, lastHeardMs: nowMs, match: COMMIT },
+    ]);
+    return d.get(2)!.state;
+  };
+  assert.equal(at(60_000), 'lagging');
+  assert.equal(at(60_000 + LIMITS.stabilityMs - 1), 'lagging');
+  assert.equal(at(60_000 + LIMITS.stabilityMs), 'healthy');
+});

@@ -5,8 +5,10 @@
  * failover is Raft's business, tested there.
  *
  * Every tick: replicate (commit advances while a quorum is up; members in the configuration catch
- * up), apply a pending membership change once its delay is over, observe, plan, check. Each
- * check that fails is recorded under the property it belongs to, so one run serves them all.
+ * up), apply a pending membership change once its delay is over, the operator's etcd-style
+ * changes (`additions`: member add of a voter, started late or never, maybe member remove),
+ * observe, plan, check. Each check that fails is recorded under the property it belongs to, so
+ * one run serves them all.
  */
 import type { Role, StandbyMode } from '../../src/cluster/commands.js';
 import { FailureDetector, type PolicyBugName } from '../../src/cluster/health.js';
@@ -19,7 +21,7 @@ import {
   type RedundancyPolicy,
   type RedundancyView,
 } from '../../src/cluster/policy.js';
-import { MemberRegistry, wasDemoted } from '../../src/cluster/registry.js';
+import { encodeAttributes, MemberRegistry, wasDemoted } from '../../src/cluster/registry.js';
 import { LEAVE_JOINT_CONF_CHANGE } from '../../src/raft/codec.js';
 import { applyChange, type ChangeBase, restore } from '../../src/raft/confchange/confchange.js';
 import type { Progress } from '../../src/raft/tracker/progress.js';
@@ -29,7 +31,12 @@ import {
   type TrackerConfig,
   toConfState,
 } from '../../src/raft/tracker/tracker.js';
-import type { ConfChange, NodeId } from '../../src/raft/types.js';
+import {
+  type ConfChange,
+  ConfChangeTransition,
+  ConfChangeType,
+  type NodeId,
+} from '../../src/raft/types.js';
 
 export const TICK_MS = 250;
 const COMMIT_PER_TICK = 5;
@@ -72,6 +79,21 @@ export interface Flapper {
   readonly phase: number;
 }
 
+/**
+ * An operator's `etcdctl member add` of a voter at `atTick` (retried each tick until etcd's
+ * strict reconfiguration check and a free change slot allow it); its process starts at
+ * `startTick` (null: never) and `member remove` at `removeTick` (null: never).
+ */
+export interface Addition {
+  readonly id: NodeId;
+  readonly atTick: number;
+  readonly startTick: number | null;
+  readonly removeTick: number | null;
+}
+
+/** The policy's own surplus voters may outlive all-healthy rounds by at most this many. */
+export const TRIM_ROUNDS_MAX = 2;
+
 export interface ModelSpec {
   readonly target: number;
   readonly members: readonly MemberPlan[];
@@ -85,6 +107,8 @@ export interface ModelSpec {
   /** Ticks a proposed change takes to apply (cycled). */
   readonly applyDelays: readonly number[];
   readonly bugs: readonly PolicyBugName[];
+  /** Voters an operator adds the etcd way (ids above the members'); none if absent. */
+  readonly additions?: readonly Addition[];
 }
 
 export type PropertyName =
@@ -94,6 +118,7 @@ export type PropertyName =
   | 'no-flapping-churn'
   | 'promote-caught-up'
   | 'raft-accepts'
+  | 'voters-trimmed'
   | 'liveness';
 
 export interface Violation {
@@ -122,11 +147,18 @@ export class ClusterModel {
   /** Flapping members the detector has seen go silent: known flappers from then on. */
   private readonly flappersSeenDown = new Set<NodeId>();
   private readonly flapperDemotions = new Map<NodeId, number>();
+  /** The operator's additions and removals carried out (each once). */
+  private readonly added = new Set<NodeId>();
+  private readonly removed = new Set<NodeId>();
+  /** Consecutive all-healthy rounds with a surplus the policy could trim. */
+  private surplusRounds = 0;
 
   constructor(private readonly spec: ModelSpec) {
     this.policy = modelPolicy(spec.target, [...spec.bugs]);
     this.detector = new FailureDetector(this.policy);
     this.registry = this.bootstrap();
+    // As a leader does (memory.ts lead): members added later are silent only since they appear.
+    this.detector.seed(this.registry.all(), 0);
   }
 
   private bootstrap(): MemberRegistry {
@@ -173,8 +205,14 @@ export class ClusterModel {
     return this.spec.flappers.find((f) => f.id === id);
   }
 
+  private addition(id: NodeId): Addition | undefined {
+    return this.spec.additions?.find((a) => a.id === id);
+  }
+
   isUp(id: NodeId, tick = this.tick): boolean {
     if (id === LEADER) return true;
+    const a = this.addition(id);
+    if (a !== undefined) return a.startTick !== null && tick >= a.startTick;
     if (tick >= this.spec.ticks) return id !== this.spec.dead;
     if (this.spec.outages.some((o) => o.id === id && o.fromTick <= tick && tick < o.toTick)) {
       return false;
@@ -216,11 +254,14 @@ export class ClusterModel {
       const m = id === LEADER ? this.commit : (this.match.get(id) ?? 0) + CATCH_UP_PER_TICK;
       this.match.set(id, Math.min(this.commit, m));
     }
-    for (const m of this.registry.all())
+    for (const m of this.registry.all()) {
       if (this.isUp(m.id)) this.lastHeardMs.set(m.id, this.nowMs());
+    }
     if (this.pending !== null && this.tick >= this.pending.applyAt && quorumUp) this.applyPending();
+    this.operator();
     this.observe();
     const view = this.view();
+    this.checkTrimmed(view);
     const action = planRedundancy(view, this.policy, this.nowMs());
     if (action === null) {
       this.checkProgress(view, null);
@@ -246,6 +287,75 @@ export class ClusterModel {
       isJoint(this.config) && this.config.autoLeave
         ? { change: LEAVE_JOINT_CONF_CHANGE, applyAt: this.tick + this.delay() }
         : null;
+  }
+
+  /**
+   * etcd's MemberAdd and MemberRemove, as src/server/facade.ts proposes them: one at a time, only
+   * when the strict reconfiguration check passes (the up voters of the result, the added one
+   * counting as down, make a quorum).
+   */
+  private operator(): void {
+    if (this.pending !== null || isJoint(this.config)) return;
+    for (const a of this.spec.additions ?? []) {
+      if (!this.added.has(a.id) && this.tick >= a.atTick) {
+        const voters = [...this.config.voters, a.id];
+        if (!this.reconfigAllowed(voters, a.id)) return;
+        this.added.add(a.id);
+        const context = encodeAttributes({
+          name: `n${a.id}`,
+          peerUrls: [`p${a.id}`],
+          clientUrls: [],
+        });
+        this.propose({ type: ConfChangeType.AddNode, nodeId: a.id }, context);
+        return;
+      }
+      const known = this.registry.get(a.id) !== undefined;
+      if (a.removeTick !== null && this.tick >= a.removeTick && known && !this.removed.has(a.id)) {
+        const voters = this.config.voters.filter((id) => id !== a.id);
+        if (!this.reconfigAllowed(voters, null)) return;
+        this.removed.add(a.id);
+        this.propose({ type: ConfChangeType.RemoveNode, nodeId: a.id }, new Uint8Array(0));
+        return;
+      }
+    }
+  }
+
+  private reconfigAllowed(voters: readonly NodeId[], adding: NodeId | null): boolean {
+    const up = voters.filter((id) => id !== adding && this.isUp(id)).length;
+    return up >= quorumOf(voters.length);
+  }
+
+  private propose(change: ConfChange['changes'][number], context: Uint8Array): void {
+    const c: ConfChange = { transition: ConfChangeTransition.Auto, changes: [change], context };
+    this.pending = { change: c, applyAt: this.tick + this.delay() };
+  }
+
+  /**
+   * voters-trimmed: more voters than the policy wants, all healthy, nothing pending, and a voter
+   * the policy promoted (not the leader) to return: trimmed within TRIM_ROUNDS_MAX rounds.
+   */
+  private checkTrimmed(view: RedundancyView): void {
+    const { config } = view;
+    const surplus =
+      !view.pendingConfChange &&
+      config.votersOutgoing.length === 0 &&
+      config.voters.length > this.policy.voters &&
+      config.voters.every((id) => this.healthy(view, id)) &&
+      view.members.some(
+        (m) => m.placement === 'voter' && m.promotedByPolicy && m.id !== view.leaderId,
+      );
+    this.surplusRounds = surplus ? this.surplusRounds + 1 : 0;
+    if (this.surplusRounds > TRIM_ROUNDS_MAX) {
+      this.violate(
+        'voters-trimmed',
+        `${config.voters.length} voters of ${this.policy.voters}, all healthy, for ${this.surplusRounds} rounds`,
+      );
+    }
+  }
+
+  /** Voters now (the applied configuration's incoming set). */
+  voters(): readonly NodeId[] {
+    return this.config.voters;
   }
 
   private delay(): number {
@@ -382,9 +492,15 @@ export class ClusterModel {
   /** After the quiet phase: no voter down while a standby could replace it; factor restored. */
   private checkLiveness(): void {
     const dead = this.spec.dead;
-    const standbys = this.registry.all().filter((m) => m.role === 'standby' && m.id !== dead);
+    // A spare is a standby that runs (not the dead voter, nor an added member never started).
+    const standbys = this.registry.all().filter((m) => m.role === 'standby' && this.isUp(m.id));
     const voters = this.config.voters;
-    if (voters.filter((id) => id !== dead).length < quorumOf(voters.length)) return;
+    // No quorum up (the dead voter, or voters an operator added and never started): stuck, as
+    // any Raft cluster would be.
+    const stuck = this.voterSets().some(
+      (set) => set.filter((id) => this.isUp(id)).length < quorumOf(set.length),
+    );
+    if (stuck) return;
     this.livenessChecked = true;
     if (dead !== null && voters.includes(dead) && standbys.length > 0) {
       this.violate(

@@ -9,12 +9,14 @@ import fc from 'fast-check';
 import type { StandbyMode } from '../../src/cluster/commands.js';
 import type { PolicyBugName } from '../../src/cluster/health.js';
 import {
+  type Addition,
   ClusterModel,
   type Flapper,
   type MemberPlan,
   type ModelSpec,
   type Outage,
   type PropertyName,
+  TRIM_ROUNDS_MAX,
 } from './model.js';
 
 const RUNS = Number(process.env.CLUSTER_PROPERTY_RUNS ?? 60);
@@ -62,6 +64,38 @@ function arbSpec(bugs: PolicyBugName[] = []): fc.Arbitrary<ModelSpec> {
       downTicks: fc.integer({ min: 4, max: 40 }),
       phase: fc.nat(50),
     });
+    // etcd's member add of a voter (0-2 of them, close together), started in time, late or
+    // never, maybe removed.
+    const firstAddedId = members.length + 1;
+    const addition = (id: number, baseTick: number): fc.Arbitrary<Addition> =>
+      fc
+        .record({
+          offset: fc.nat(10),
+          startAfter: fc.option(fc.integer({ min: 0, max: 60 }), { nil: null, freq: 2 }),
+          removeAfter: fc.option(fc.integer({ min: 0, max: 80 }), { nil: null, freq: 3 }),
+        })
+        .map(({ offset, startAfter, removeAfter }) => {
+          const atTick = baseTick + offset;
+          return {
+            id,
+            atTick,
+            startTick: startAfter === null ? null : atTick + startAfter,
+            removeTick: removeAfter === null ? null : atTick + removeAfter,
+          };
+        });
+    const additions = fc.nat(TICKS - 40).chain((baseTick) =>
+      fc.oneof(
+        { arbitrary: fc.constant<Addition[]>([]), weight: 2 },
+        { arbitrary: fc.tuple(addition(firstAddedId, baseTick)), weight: 2 },
+        {
+          arbitrary: fc.tuple(
+            addition(firstAddedId, baseTick),
+            addition(firstAddedId + 1, baseTick),
+          ),
+          weight: 3,
+        },
+      ),
+    );
     return fc.record({
       target: fc.constant(target),
       members: fc.constant(members),
@@ -72,6 +106,7 @@ function arbSpec(bugs: PolicyBugName[] = []): fc.Arbitrary<ModelSpec> {
       dead: fc.option(arbId, { nil: null }),
       applyDelays: fc.array(fc.integer({ min: 1, max: 4 }), { minLength: 1, maxLength: 4 }),
       bugs: fc.constant(bugs),
+      additions,
     });
   });
 }
@@ -116,6 +151,25 @@ test('raft accepts every planned change', () => {
   holds('raft-accepts');
 });
 
+test(`never more voters than the policy's for over ${TRIM_ROUNDS_MAX} rounds when all are healthy and the surplus is the policy's own`, () => {
+  let trimmed = 0;
+  fc.assert(
+    fc.property(arbSpec(), (spec) => {
+      const model = new ClusterModel(spec).run();
+      trimmed += model.actions.filter(
+        (a) => a.action.kind === 'conf-change' && a.action.step === 'trim',
+      ).length;
+      assert.deepEqual(
+        model.violations.filter((v) => v.property === 'voters-trimmed'),
+        [],
+      );
+    }),
+    { numRuns: RUNS },
+  );
+  // The property is not vacuous: the random operators' additions make the policy trim.
+  assert.ok(trimmed > 0, 'no run trimmed a voter');
+});
+
 test('after the faults stop, a dead voter is replaced and the factor restored', () => {
   let checked = 0;
   fc.assert(
@@ -154,6 +208,10 @@ test('the promote-lagging bug is caught: a lagging standby gets promoted', () =>
 
 test('the double-promote bug is caught: two changes while one is pending', () => {
   caught('double-promote', 'one-change-at-a-time', /planned while a change is pending/);
+});
+
+test('the trim-without-quorum-check bug is caught: a trim that leaves no healthy quorum', () => {
+  caught('trim-without-quorum-check', 'healthy-quorum', /trim leaves \d+ healthy of/);
 });
 
 test('the trust-flapping bug is caught: a flapping member is promoted', () => {

@@ -7,6 +7,7 @@ import {
   type PolicyErrorCode,
   planManual,
   planRedundancy,
+  planTrimTransfer,
   type RedundancyPolicy,
   type RedundancyView,
 } from '../../src/cluster/policy.js';
@@ -228,6 +229,95 @@ const scenarios: Scenario[] = [
   },
 ];
 
+// ---------------------------------------------------------------------------------------------
+// Rule 3, trim: the surplus the policy promoted goes back to the standbys
+
+/** A voter the policy promoted at `atMs` (a replacement or a restore). */
+const PROMOTED = (atMs: number) => ({ policyPromotedAtMs: atMs });
+
+scenarios.push(
+  {
+    name: 'trim: four healthy voters, one promoted by the policy: it goes back to the hot standbys',
+    view: view([voter(1), voter(2), voter(3), voter(4, PROMOTED(1_000)), standby(5, 'hot')]),
+    expect: 'trim: AddLearnerNode(4) joint',
+  },
+  {
+    name: 'trim: a trimmed voter whose mode is warm leaves the configuration (a warm standby)',
+    view: view([voter(1), voter(2), voter(3), voter(4, { ...PROMOTED(1_000), mode: 'warm' })]),
+    expect: 'trim: RemoveNode(4) joint',
+  },
+  {
+    name: "trim: an operator's surplus voter (member add, running) is respected",
+    view: view([voter(1), voter(2), voter(3), voter(4), standby(5, 'hot')]),
+    expect: 'nothing',
+  },
+  {
+    name: 'trim: nothing while a voter is not healthy (an added member not yet started)',
+    view: view([voter(1), voter(2), voter(3, DOWN_BRIEFLY), voter(4, PROMOTED(1_000))]),
+    expect: 'nothing',
+  },
+  {
+    name: 'trim: nothing while a voter lags',
+    view: view([voter(1), voter(2, { health: 'lagging' }), voter(3), voter(4, PROMOTED(1_000))]),
+    expect: 'nothing',
+  },
+  {
+    name: 'trim: nothing while a membership change is pending',
+    view: view([voter(1), voter(2), voter(3), voter(4, PROMOTED(1_000))], {
+      pendingConfChange: true,
+    }),
+    expect: 'nothing',
+  },
+  {
+    name: 'trim: the most recently promoted goes first, one change at a time',
+    view: view(
+      [voter(1), voter(2), voter(3), voter(4, PROMOTED(2_000)), voter(5, PROMOTED(3_000))],
+      {},
+    ),
+    expect: 'trim: AddLearnerNode(5) joint',
+  },
+  {
+    name: 'trim: never the leader (another promoted voter goes instead)',
+    view: view([voter(1), voter(2), voter(3, PROMOTED(1_000)), voter(4, PROMOTED(3_000))], {
+      leaderId: 4,
+    }),
+    expect: 'trim: AddLearnerNode(3) joint',
+  },
+  {
+    name: 'trim: at the policy voters nothing is trimmed, promoted or not',
+    view: view([voter(1), voter(2), voter(3, PROMOTED(1_000)), standby(4, 'hot')]),
+    expect: 'nothing',
+  },
+  {
+    name: 'trim: a failed voter is replaced first, surplus or not',
+    view: view([voter(1), voter(2, DOWN), voter(3), voter(4, PROMOTED(1_000)), standby(5, 'hot')]),
+    expect: 'replace: AddNode(5) AddLearnerNode(2) joint',
+  },
+  {
+    name: 'trim without its guards (injected bug): a promoted voter trimmed while two are down',
+    view: view([
+      voter(1),
+      voter(2),
+      voter(3, PROMOTED(1_000)),
+      voter(4, DOWN_BRIEFLY),
+      voter(5, DOWN_BRIEFLY),
+    ]),
+    policy: policy({ bugs: new Set(['trim-without-quorum-check']) }),
+    expect: 'trim: AddLearnerNode(3) joint',
+  },
+  {
+    name: 'trim with its guards: the same cluster is left alone',
+    view: view([
+      voter(1),
+      voter(2),
+      voter(3, PROMOTED(1_000)),
+      voter(4, DOWN_BRIEFLY),
+      voter(5, DOWN_BRIEFLY),
+    ]),
+    expect: 'nothing',
+  },
+);
+
 for (const s of scenarios) {
   test(s.name, () => {
     assert.equal(summary(planRedundancy(s.view, s.policy ?? policy(), NOW)), s.expect);
@@ -248,10 +338,47 @@ test('a replacement carries a readable reason and the registry records in its co
   assert.deepEqual(decodeChangeContext(action.change.context), {
     atMs: NOW,
     commands: [
-      { kind: 'record-promotion', id: 4, atMs: NOW },
+      { kind: 'record-promotion', id: 4, atMs: NOW, byPolicy: true },
       { kind: 'record-demotion', id: 2, atMs: NOW, role: 'standby' },
     ],
   });
+});
+
+test('a trim carries a readable reason, records the demotion, and is a policy promotion undone', () => {
+  const action = planRedundancy(
+    view([voter(1), voter(2), voter(3), voter(4, { policyPromotedAtMs: 1_000 })]),
+    policy(),
+    NOW,
+  );
+  assert.ok(action?.kind === 'conf-change');
+  assert.equal(
+    action.reason,
+    '4 voters of 3 wanted, all healthy: returning n4 (promoted by the policy) to the hot standbys',
+  );
+  assert.equal(action.demote, 4);
+  assert.equal(action.promote, null);
+  assert.deepEqual(decodeChangeContext(action.change.context), {
+    atMs: NOW,
+    commands: [{ kind: 'record-demotion', id: 4, atMs: NOW, role: 'standby' }],
+  });
+});
+
+test('trim: when the only promoted voter leads, leadership goes to the most caught-up voter', () => {
+  const v = view(
+    [voter(1, { lag: 50 }), voter(2, { lag: 5 }), voter(3, { lag: 5 }), voter(4, PROMOTED(1_000))],
+    { leaderId: 4 },
+  );
+  assert.equal(summary(planRedundancy(v, policy(), NOW)), 'nothing');
+  assert.equal(planTrimTransfer(v, policy(), NOW)?.to, 2);
+  // Not while a voter is unhealthy, nor when another promoted voter can be trimmed instead.
+  const down = view([voter(1), voter(2, DOWN_BRIEFLY), voter(3), voter(4, PROMOTED(1_000))], {
+    leaderId: 4,
+  });
+  assert.equal(planTrimTransfer(down, policy(), NOW), null);
+  const other = view([voter(1), voter(2), voter(3, PROMOTED(500)), voter(4, PROMOTED(1_000))], {
+    leaderId: 4,
+  });
+  assert.equal(planTrimTransfer(other, policy(), NOW), null);
 });
 
 // ---------------------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ import {
   encodeRegistryCommand,
   type RegistryCommand,
 } from '../../src/cluster/commands.js';
+import { FailureDetector } from '../../src/cluster/health.js';
 import {
   decodeAttributes,
   encodeAttributes,
@@ -273,6 +274,12 @@ const arbCommand: fc.Arbitrary<RegistryCommand> = (() => {
     fc.record({ kind: fc.constant('set-zone' as const), id, zone }),
     fc.record({ kind: fc.constant('record-promotion' as const), id, atMs: ms }),
     fc.record({
+      kind: fc.constant('record-promotion' as const),
+      id,
+      atMs: ms,
+      byPolicy: fc.constant(true),
+    }),
+    fc.record({
       kind: fc.constant('record-demotion' as const),
       id,
       atMs: ms,
@@ -368,7 +375,7 @@ test('record-refresh applies to warm standbys only, never moves backwards, survi
     (e: unknown) => e instanceof RegistryError && e.code === 'UNKNOWN_MEMBER',
   );
   const snapshot = r.toSnapshot() as { version: number; members: unknown[][] };
-  assert.equal(snapshot.version, 3);
+  assert.equal(snapshot.version, 4);
   const copy = MemberRegistry.fromSnapshot(unpack(pack(snapshot)));
   assert.deepEqual(copy.all(), r.all());
   assert.equal(copy.get(5)!.lastRefreshAtMs, 2000);
@@ -384,4 +391,88 @@ test('record-refresh applies to warm standbys only, never moves backwards, survi
       [5, 'standby', 'warm', null],
     ],
   );
+});
+
+test("promotedByPolicy: set by the policy's recorded promotion, cleared by any demotion, never by an operator's", () => {
+  const r = founders();
+  r.applyConfState(conf([1, 2, 3], [4, 5]), 4, { name: 'n4', peerUrls: ['d:1'], clientUrls: [] });
+  r.applyConfState(conf([1, 2, 3], [4, 5]), 5, { name: 'n5', peerUrls: ['e:1'], clientUrls: [] });
+  const policyPromotion = (id: number) => ({
+    transition: ConfChangeTransition.Auto,
+    changes: [{ type: ConfChangeType.AddNode, nodeId: id }],
+    context: encodeChangeContext({
+      atMs: 900,
+      commands: [{ kind: 'record-promotion', id, atMs: 900, byPolicy: true }],
+    }),
+  });
+  r.applyConfChange(conf([1, 2, 3, 4], [5]), policyPromotion(4));
+  // etcd's MemberPromote: no policy context.
+  const etcdPromote = {
+    transition: ConfChangeTransition.Auto,
+    changes: [{ type: ConfChangeType.AddNode, nodeId: 5 }],
+    context: new Uint8Array(),
+  };
+  r.applyConfChange(conf([1, 2, 3, 4, 5]), etcdPromote);
+  const flags = () => r.all().map((m) => [m.id, m.role, m.promotedByPolicy]);
+  assert.deepEqual(flags(), [
+    [1, 'voter', false],
+    [2, 'voter', false],
+    [3, 'voter', false],
+    [4, 'voter', true],
+    [5, 'voter', false],
+  ]);
+  // Survives a snapshot; a version 3 snapshot (rows of 15) reads every voter as an operator's.
+  const snapshot = r.toSnapshot() as { version: number; members: unknown[][] };
+  assert.deepEqual(MemberRegistry.fromSnapshot(unpack(pack(snapshot))).all(), r.all());
+  const v3 = { version: 3, members: snapshot.members.map((row) => row.slice(0, 15)) };
+  assert.deepEqual(
+    MemberRegistry.fromSnapshot(v3)
+      .all()
+      .map((m) => m.promotedByPolicy),
+    [false, false, false, false, false],
+  );
+  // Demoted (the trim, through joint consensus): no longer the policy's voter.
+  r.applyConfChange(
+    conf([1, 2, 3, 5], [], { votersOutgoing: [1, 2, 3, 4, 5], learnersNext: [4] }),
+    {
+      transition: ConfChangeTransition.JointImplicit,
+      changes: [{ type: ConfChangeType.AddLearnerNode, nodeId: 4 }],
+      context: encodeChangeContext({
+        atMs: 950,
+        commands: [{ kind: 'record-demotion', id: 4, atMs: 950, role: 'standby' }],
+      }),
+    },
+  );
+  assert.deepEqual([r.get(4)?.role, r.get(4)?.promotedByPolicy], ['standby', false]);
+});
+
+test('record-promotion: byPolicy round-trips; an operator promotion encodes as before the field', () => {
+  const operator: RegistryCommand = { kind: 'record-promotion', id: 4, atMs: 5 };
+  const policy: RegistryCommand = { kind: 'record-promotion', id: 4, atMs: 5, byPolicy: true };
+  assert.deepEqual(unpack(encodeRegistryCommand(operator)), [1, 5, 4, 5]);
+  assert.deepEqual(decodeRegistryCommand(encodeRegistryCommand(policy)), policy);
+  assert.deepEqual(decodeRegistryCommand(encodeRegistryCommand(operator)), operator);
+  assert.throws(
+    () => decodeRegistryCommand(pack([1, 5, 4, 5, 'yes'])),
+    (e: unknown) => e instanceof RegistryError && e.code === 'BAD_REGISTRY_COMMAND',
+  );
+});
+
+test('a member the configuration adds (member add) is recorded catching up: a new leader does not trust it unheard', () => {
+  const r = founders();
+  r.applyConfChange(conf([1, 2, 3, 4]), {
+    transition: ConfChangeTransition.Auto,
+    changes: [{ type: ConfChangeType.AddNode, nodeId: 4 }],
+    context: encodeAttributes({ name: '', peerUrls: ['d:1'], clientUrls: [] }),
+  });
+  assert.deepEqual([r.get(4)?.role, r.get(4)?.health], ['voter', 'lagging']);
+  assert.equal(r.get(1)?.health, 'healthy', 'founders are recorded healthy');
+  // A leader elected now seeds its detector from the record: n4 is not healthy until heard.
+  const d = new FailureDetector({ silentAfterMs: 1_000, lagEntriesMax: 100, stabilityMs: 5_000 });
+  d.seed(r.all(), 10_000);
+  d.observe(10_000, 50, [
+    { id: 1, lastHeardMs: 10_000, match: 50 },
+    { id: 4, lastHeardMs: null, match: 0 },
+  ]);
+  assert.equal(d.get(4)?.state, 'lagging');
 });

@@ -21,6 +21,7 @@ const BUG_SEEDS_MAX: Readonly<Record<PolicyBugName, number>> = {
   'promote-lagging': 60,
   'trust-flapping': 40,
   'double-promote': 150,
+  'trim-without-quorum-check': 150,
 };
 const CLEAN_SEEDS = 12;
 
@@ -62,6 +63,17 @@ test(`redundancy mode: seeds 0..${CLEAN_SEEDS - 1} pass, with replacements and p
   assert.ok(acked > 0, 'no client traffic');
 });
 
+test("redundancy mode: a seed with an operator's late voters shows etcd's workflow: added, replaced, trimmed", async () => {
+  // Seed 16: member add of n9 at 31% of the safety phase, started 4.6 s later (past replaceAfter).
+  const r = await runSeed({ seed: 16, redundancy: true, trace: true });
+  assert.equal(r.failure, null, r.failure?.message);
+  assert.match(r.paramsLine, / late-voters=n9@/);
+  const trace = r.traceLines!.join('\n');
+  assert.match(trace, /operator: member add n9/);
+  assert.match(trace, /policy replace: voter member 9 unreachable/);
+  assert.match(trace, /policy trim: \d voters of \d wanted, all healthy/);
+});
+
 test('redundancy mode: a traced seed shows the policy replacing the voter that failed for good', async () => {
   const r = await runSeed({ seed: 3, redundancy: true, trace: true });
   assert.equal(r.failure, null, r.failure?.message);
@@ -81,6 +93,9 @@ const CAUGHT: readonly { bug: PolicyBugName; expected: readonly InvariantName[] 
   // A change planned while one is pending (the driver's own assertion stops it from reaching
   // Raft; the simulator confirms that a change was in flight or pending in Raft).
   { bug: 'double-promote', expected: ['one-change-at-a-time'] },
+  // A trim with voters down (two late voters, not started, make the count odd): the driver's
+  // quorum assertion stops it before Raft, reported as the invariant it protects.
+  { bug: 'trim-without-quorum-check', expected: ['quorum-at-change'] },
 ];
 
 for (const c of CAUGHT) {
@@ -129,6 +144,14 @@ const REGRESSIONS: readonly { seed: number; why: string }[] = [
   { seed: 427, why: 'a new leader refreshed a warm standby while a change was pending' },
   { seed: 581, why: 'a new leader refreshed a warm standby while a change was pending' },
   { seed: 633, why: 'a new leader refreshed a warm standby while a change was pending' },
+  {
+    seed: 48,
+    why: 'two voters just added (member add, not started) counted healthy (Raft calls a new peer active): a trim lost the quorum (quorum-at-change)',
+  },
+  {
+    seed: 255,
+    why: "a leader elected after two voters were added seeded them healthy from the registry's default record: a trim lost the quorum (quorum-at-change)",
+  },
 ];
 
 for (const { seed, why } of REGRESSIONS) {
