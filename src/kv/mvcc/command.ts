@@ -196,10 +196,14 @@ function bad(what: string): KvError {
 // bytes. Anything else (another kind, another encoding, a duplicate or unknown key, trailing
 // bytes) returns null and takes the generic path, which decides it exactly as before.
 
-const TYPE = 'type';
-const REQUEST = 'request';
-const PUT_FIELDS = ['key', 'value', 'lease', 'prevKv', 'ignoreValue', 'ignoreLease'] as const;
-const PUT_FIELDS_MAX_LENGTH = 11;
+// Names as their bytes, matched without making strings. Indexes into TOP_NAMES / PUT_NAMES.
+const ascii = (names: readonly string[]) => names.map((n) => new TextEncoder().encode(n));
+const TOP_NAMES = ascii(['type', 'request', 'put']);
+const TYPE = 0;
+const REQUEST = 1;
+const PUT = 2;
+const PUT_NAMES = ascii(['key', 'value', 'lease', 'prevKv', 'ignoreValue', 'ignoreLease']);
+const [KEY, VALUE, LEASE, PREV_KV, IGNORE_VALUE, IGNORE_LEASE] = [0, 1, 2, 3, 4, 5];
 
 /** A cursor over the command's bytes; `at` = -1 once something does not fit the fast path. */
 class FastReader {
@@ -235,26 +239,25 @@ class FastReader {
     return -1;
   }
 
-  /** A fixstr of ASCII (what the field names are), or null. */
-  shortString(): string | null {
-    if (!this.need(1)) return null;
+  /** Which of `names` the next value is, as a fixstr (how msgpackr writes them), or -1. */
+  name(names: readonly Uint8Array[]): number {
+    if (!this.need(1)) return -1;
     const b = this.bytes[this.at]!;
     const n = b & 0x1f;
-    if ((b & 0xe0) !== 0xa0 || n > PUT_FIELDS_MAX_LENGTH || !this.need(1 + n)) {
-      this.at = -1;
-      return null;
-    }
-    let s = '';
-    for (let i = 1; i <= n; i++) {
-      const c = this.bytes[this.at + i]!;
-      if (c >= 0x80) {
-        this.at = -1;
-        return null;
+    if ((b & 0xe0) === 0xa0 && this.need(1 + n)) {
+      for (let i = 0; i < names.length; i++) {
+        const name = names[i]!;
+        if (name.length !== n) continue;
+        let j = 0;
+        while (j < n && this.bytes[this.at + 1 + j] === name[j]) j++;
+        if (j === n) {
+          this.at += 1 + n;
+          return i;
+        }
       }
-      s += String.fromCharCode(c);
     }
-    this.at += 1 + n;
-    return s;
+    this.at = -1;
+    return -1;
   }
 
   /** A bin 8/16/32 as a view (as msgpackr gives it over a Uint8Array), or null. */
@@ -319,9 +322,9 @@ export function decodePutFast(bytes: Uint8Array): KvRequest | null {
   let isPut = false;
   let request: PutRequest | null = null;
   for (let i = 0; i < 2; i++) {
-    const name = r.shortString();
+    const name = r.name(TOP_NAMES);
     if (name === TYPE && !isPut) {
-      if (r.shortString() !== 'put') return null;
+      if (r.name(TOP_NAMES) !== PUT) return null;
       isPut = true;
     } else if (name === REQUEST && request === null) {
       request = putFast(r);
@@ -335,21 +338,21 @@ export function decodePutFast(bytes: Uint8Array): KvRequest | null {
 }
 
 function putFast(r: FastReader): PutRequest | null {
-  if (r.mapLength() !== PUT_FIELDS.length) return null;
+  if (r.mapLength() !== PUT_NAMES.length) return null;
   let key: Uint8Array | null = null;
   let value: Uint8Array | null = null;
   let leaseId: LeaseId | null = null;
   let prevKv: boolean | null = null;
   let ignoreValue: boolean | null = null;
   let ignoreLease: boolean | null = null;
-  for (let i = 0; i < PUT_FIELDS.length; i++) {
-    const name = r.shortString();
-    if (name === 'key' && key === null) key = r.bin();
-    else if (name === 'value' && value === null) value = r.bin();
-    else if (name === 'lease' && leaseId === null) leaseId = r.lease();
-    else if (name === 'prevKv' && prevKv === null) prevKv = r.bool();
-    else if (name === 'ignoreValue' && ignoreValue === null) ignoreValue = r.bool();
-    else if (name === 'ignoreLease' && ignoreLease === null) ignoreLease = r.bool();
+  for (let i = 0; i < PUT_NAMES.length; i++) {
+    const name = r.name(PUT_NAMES);
+    if (name === KEY && key === null) key = r.bin();
+    else if (name === VALUE && value === null) value = r.bin();
+    else if (name === LEASE && leaseId === null) leaseId = r.lease();
+    else if (name === PREV_KV && prevKv === null) prevKv = r.bool();
+    else if (name === IGNORE_VALUE && ignoreValue === null) ignoreValue = r.bool();
+    else if (name === IGNORE_LEASE && ignoreLease === null) ignoreLease = r.bool();
     else return null;
     if (r.at < 0) return null;
   }
