@@ -66,10 +66,20 @@ export interface WatchableStore {
   ): readonly KvEvent[];
   /**
    * Subscribe to every committed write transaction: called once per revision, after the
-   * transaction is durable in the backend, with its events in order (prevKv always filled).
-   * Returns an unsubscribe function.
+   * transaction is durable in the backend, with its events in order. prevKv is filled while
+   * `subscription.prevKvWanted()` says so when the write runs (always, without it): reading
+   * it costs the store a backend read per put. Returns an unsubscribe function.
    */
-  onCommit(listener: (revision: number, events: readonly KvEvent[]) => void): () => void;
+  onCommit(
+    listener: (revision: number, events: readonly KvEvent[]) => void,
+    subscription?: CommitSubscription,
+  ): () => void;
+}
+
+/** How a commit listener subscribes (WatchableStore.onCommit). */
+export interface CommitSubscription {
+  /** Whether the listener needs events' prevKv now; asked on every put, so keep it cheap. */
+  readonly prevKvWanted?: () => boolean;
 }
 
 /**

@@ -88,8 +88,10 @@ export class AlarmSet {
       : this.members.filter((m) => m.alarm === alarm);
   }
 
+  /** Asked on every applied KV command: a plain loop, no closure. */
   has(alarm: AlarmType): boolean {
-    return this.members.some((m) => m.alarm === alarm);
+    for (const m of this.members) if (m.alarm === alarm) return true;
+    return false;
   }
 
   private find(memberId: bigint, alarm: AlarmType): AlarmMember | undefined {

@@ -80,7 +80,13 @@ import {
 import { LEASE_ID_MAX, LEASE_TTL_SECONDS_MAX, LEASES_MAX_DEFAULT } from '../kv/lease/limits.js';
 import type { KvHash, MvccStore } from '../kv/mvcc/store.js';
 import { type ApplyResult, KvStateMachine } from '../kv/state-machine.js';
-import type { KeyRange, KvEvent, LeaseId, WatchableStore } from '../kv/types.js';
+import type {
+  CommitSubscription,
+  KeyRange,
+  KvEvent,
+  LeaseId,
+  WatchableStore,
+} from '../kv/types.js';
 import { WatchHub } from '../kv/watch/hub.js';
 import type { ConfChange, ConfState, Snapshot } from '../raft/types.js';
 import { assert } from '../util/assert.js';
@@ -278,7 +284,10 @@ export function encodeRegistryEntry(command: RegistryCommand): Uint8Array {
  * the store object, and the watch hub must keep its subscription.
  */
 class CurrentStore implements WatchableStore {
-  private readonly listeners = new Set<(revision: number, events: readonly KvEvent[]) => void>();
+  private readonly listeners = new Map<
+    (revision: number, events: readonly KvEvent[]) => void,
+    CommitSubscription
+  >();
   private unsubscribe: () => void = () => {};
   constructor(public store: MvccStore) {
     this.attach(store);
@@ -286,9 +295,18 @@ class CurrentStore implements WatchableStore {
   attach(store: MvccStore): void {
     this.unsubscribe();
     this.store = store;
-    this.unsubscribe = store.onCommit((rev, events) => {
-      for (const l of this.listeners) l(rev, events);
-    });
+    this.unsubscribe = store.onCommit(
+      (rev, events) => {
+        for (const l of this.listeners.keys()) l(rev, events);
+      },
+      { prevKvWanted: () => this.prevKvWanted() },
+    );
+  }
+  private prevKvWanted(): boolean {
+    for (const s of this.listeners.values()) {
+      if (s.prevKvWanted === undefined || s.prevKvWanted()) return true;
+    }
+    return false;
   }
   currentRevision(): number {
     return this.store.currentRevision();
@@ -305,8 +323,11 @@ class CurrentStore implements WatchableStore {
   ): readonly KvEvent[] {
     return this.store.eventsBetween(range, start, end, limit, withPrevKv);
   }
-  onCommit(listener: (revision: number, events: readonly KvEvent[]) => void): () => void {
-    this.listeners.add(listener);
+  onCommit(
+    listener: (revision: number, events: readonly KvEvent[]) => void,
+    subscription: CommitSubscription = {},
+  ): () => void {
+    this.listeners.set(listener, subscription);
     return () => this.listeners.delete(listener);
   }
 }

@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import type { KvRequest } from '../../src/kv/api-types.js';
+import type { KvRequest, RangeRequest } from '../../src/kv/api-types.js';
 import type { Backend, WriteTx } from '../../src/kv/backend/backend.js';
 import { MemoryBackend } from '../../src/kv/backend/memory.js';
 import { KV_ERRORS, KvError, type KvErrorCode } from '../../src/kv/errors.js';
@@ -133,6 +133,65 @@ for (const kind of BACKENDS) {
           [4, [{ type: 'PUT', key: 'b', mod: 4, prev: null }]],
           [5, [{ type: 'DELETE', key: 'a', mod: 5, prev: ['a', '2', 2, 3, 2] }]],
         ]);
+      } finally {
+        await cleanup();
+      }
+    });
+
+    test('onCommit: prevKv only while a subscriber wants it; versions and leases from the index', async () => {
+      const { backend, cleanup } = kind.create();
+      try {
+        const lessor = new FakeLessor();
+        lessor.grant(7n);
+        const sm = KvStateMachine.open(backend, { lessor });
+        let wanted = false;
+        const heard: unknown[] = [];
+        sm.store.onCommit((_rev, events) => heard.push(...events.map(printEvent)), {
+          prevKvWanted: () => wanted,
+        });
+        applyAll(sm, [put('a', '1', { lease: 7n }), put('a', '2', { lease: 7n })]);
+        wanted = true;
+        applyAll(sm, [put('a', '3')]);
+        wanted = false;
+        sm.applyBatch(entries([put('a', '4', { lease: 7n }), del('a'), put('a', '5')], 4));
+        assert.deepEqual(heard, [
+          { type: 'PUT', key: 'a', mod: 2, prev: null },
+          { type: 'PUT', key: 'a', mod: 3, prev: null }, // not wanted: not read
+          { type: 'PUT', key: 'a', mod: 4, prev: ['a', '2', 2, 3, 2, 7] },
+          { type: 'PUT', key: 'a', mod: 5, prev: null },
+          { type: 'DELETE', key: 'a', mod: 6, prev: ['a', '4', 2, 5, 4, 7] }, // deletes read it
+          { type: 'PUT', key: 'a', mod: 7, prev: null },
+        ]);
+        // Creation and version as the index tracks them: a new generation after the delete.
+        const kv = sm.range(get('a').request as RangeRequest).kvs[0]!;
+        assert.deepEqual(kvTuple(kv), ['a', '5', 7, 7, 1]);
+        assert.deepEqual(lessor.keys(7n), [], 'the delete detached the key from lease 7');
+      } finally {
+        await cleanup();
+      }
+    });
+
+    test('a put after reopening takes creation, version and lease from the rebuilt index', async () => {
+      const { backend, cleanup } = kind.create();
+      try {
+        const lessor = new FakeLessor();
+        lessor.grant(7n);
+        const sm = KvStateMachine.open(backend, { lessor });
+        applyAll(sm, [put('a', '1'), put('a', '2', { lease: 7n }), put('b', '1')]);
+        // A store opened again over the same backend rebuilds its index from the key bucket.
+        const lessorAfter = new FakeLessor();
+        lessorAfter.grant(7n);
+        const again = KvStateMachine.open(backend, { lessor: lessorAfter });
+        assert.deepEqual(lessorAfter.keys(7n), ['a']);
+        // A listener without a prevKvWanted wants prevKv: the put reads the stored value and
+        // checks it against the index (an assertion in the store).
+        const heard: unknown[] = [];
+        again.store.onCommit((_rev, events) => heard.push(...events.map(printEvent)));
+        applyAll(again, [put('a', '3')]);
+        assert.deepEqual(heard, [{ type: 'PUT', key: 'a', mod: 5, prev: ['a', '2', 2, 3, 2, 7] }]);
+        assert.deepEqual(lessorAfter.keys(7n), [], 'the put without a lease detached it');
+        const kv = again.range(get('a').request as RangeRequest).kvs[0]!;
+        assert.deepEqual(kvTuple(kv), ['a', '3', 2, 5, 3]);
       } finally {
         await cleanup();
       }

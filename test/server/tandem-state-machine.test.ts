@@ -215,3 +215,43 @@ test('a snapshot packed in slices is a msgpack list of chunks that restores the 
     assert.deepEqual(other.hash(), a.hash(), `keys=${keys}: same state restored`);
   }
 });
+
+test('live watch events carry prevKv exactly while a synced watcher asks for it', () => {
+  // The store reads a put's previous value only when the watch hub has a synced prev_kv
+  // watcher (CurrentStore forwards the hub's wish across snapshot restores).
+  const sm = machine();
+  let i = 1;
+  const putKv = (value: string) =>
+    sm.transaction(() =>
+      sm.apply(
+        { index: ++i, term: 1 },
+        sm.encodeKv({ type: 'put', request: putRequest({ key: b('k'), value: b(value) }) }),
+      ),
+    );
+  putKv('1');
+  const stream = sm.watchHub.openStream();
+  const plain = stream.watch({ key: b('k') });
+  const withPrev = stream.watch({ key: b('k'), prevKv: true });
+  putKv('2');
+  const seen = new Map<number, (string | null)[]>();
+  const drain = () => {
+    for (let r = stream.next(); r !== undefined; r = stream.next()) {
+      for (const e of r.events ?? []) {
+        const prev = e.prevKv === null ? null : new TextDecoder().decode(e.prevKv.value);
+        seen.set(r.watchId, [...(seen.get(r.watchId) ?? []), prev]);
+      }
+    }
+  };
+  drain();
+  assert.deepEqual(seen.get(withPrev), ['1']);
+  assert.deepEqual(seen.get(plain), [null]);
+  stream.cancel(withPrev);
+  sm.watchHub.tick(0);
+  putKv('3');
+  drain();
+  assert.deepEqual(seen.get(plain), [null, null]);
+  const again = stream.watch({ key: b('k'), prevKv: true });
+  putKv('4');
+  drain();
+  assert.deepEqual(seen.get(again), ['3']);
+});

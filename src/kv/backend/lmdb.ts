@@ -165,8 +165,9 @@ export class LmdbBackend implements Backend {
       get: (bucket, key) => this.get(bucket, key),
       scan: (bucket, start, end, visit) => this.scan(bucket, start, end, visit),
       put: (bucket, key, value) => {
-        // Inside transactionSync, put/remove execute synchronously in the open transaction.
-        void this.dbs[bucket].put(asBuffer(key), Buffer.from(value));
+        // Inside transactionSync, put/remove execute synchronously in the open transaction:
+        // LMDB copies key and value during the call, so views of the caller's bytes suffice.
+        void this.dbs[bucket].put(asBuffer(key), asBuffer(value));
       },
       delete: (bucket, key) => {
         void this.dbs[bucket].remove(asBuffer(key));
@@ -372,7 +373,9 @@ function scanDb(
   }
 }
 
+/** A Buffer view of `bytes` (lmdb-js wants Buffers): `bytes` itself when it is one. */
 function asBuffer(bytes: Uint8Array): Buffer {
+  if (Buffer.isBuffer(bytes)) return bytes;
   return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 }
 

@@ -95,7 +95,9 @@ export class MemoryBackend implements Backend {
     const k = bytesToKey(key);
     const map = this.buckets[bucket];
     this.undo.push({ bucket, key: k, previous: map.get(k) });
-    map.set(k, { key: key.slice(), value: value.slice() });
+    // Copies (the caller may reuse its buffers): `new Uint8Array(x)` copies even when `x` is a
+    // Buffer, whose `slice` would return a view.
+    map.set(k, { key: new Uint8Array(key), value: new Uint8Array(value) });
   }
 
   private remove(bucket: Bucket, key: Uint8Array): void {

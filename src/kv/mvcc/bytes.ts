@@ -34,3 +34,11 @@ export function rangeEndKey(rangeEnd: Uint8Array): string | null {
   if (rangeEnd.length === 1 && rangeEnd[0] === 0) return '';
   return bytesToKey(rangeEnd);
 }
+
+/**
+ * A buffer for the apply path to reuse (revision keys, encoded values): a Buffer, which is a
+ * Uint8Array, so the LMDB backend passes it to lmdb-js without wrapping it in a new view.
+ */
+export function scratchBytes(length: number): Uint8Array {
+  return Buffer.alloc(length);
+}

@@ -29,6 +29,7 @@
  * empty; every non-last generation ends with its tombstone.
  */
 import { assert } from '../../util/assert.js';
+import { type LeaseId, NO_LEASE } from '../types.js';
 import { compareRevision, type Revision } from './revision.js';
 
 interface Generation {
@@ -51,6 +52,11 @@ const NO_REVISION: Revision = { main: 0, sub: 0 };
 export class KeyIndex {
   readonly key: string;
   private generations: Generation[] = [emptyGeneration()];
+  /**
+   * The lease of the key's latest put while it is live (NO_LEASE once deleted): a put learns
+   * its predecessor's creation, version and lease here without reading the backend.
+   */
+  private liveLease: LeaseId = NO_LEASE;
 
   constructor(key: string) {
     this.key = key;
@@ -65,7 +71,12 @@ export class KeyIndex {
     return NO_REVISION;
   }
 
-  put(rev: Revision): void {
+  put(rev: Revision, lease: LeaseId = NO_LEASE): void {
+    this.append(rev);
+    this.liveLease = lease;
+  }
+
+  private append(rev: Revision): void {
     assert(compareRevision(rev, this.modified()) > 0, `put ${rev.main}.${rev.sub} not after last`);
     const g = this.generations[this.generations.length - 1]!;
     if (g.revs.length === 0) g.created = rev;
@@ -73,14 +84,31 @@ export class KeyIndex {
     g.ver++;
   }
 
+  /** The main revision that created the live generation (the key must be live). */
+  liveCreatedMain(): number {
+    assert(this.isLive(), 'created revision of a deleted key');
+    return this.generations[this.generations.length - 1]!.created.main;
+  }
+
+  /** The live key's version: puts since its creation (the key must be live). */
+  liveVersion(): number {
+    assert(this.isLive(), 'version of a deleted key');
+    return this.generations[this.generations.length - 1]!.ver;
+  }
+
+  /** The lease of the live key's latest put (NO_LEASE when deleted). */
+  lease(): LeaseId {
+    return this.liveLease;
+  }
+
   /**
    * A put read back from the backend on open. Compaction may have dropped the generation's first
    * revisions, so creation and version come from the stored KeyValue (as etcd's keyIndex.restore).
    */
-  restorePut(rev: Revision, createdMain: number, version: number): void {
+  restorePut(rev: Revision, createdMain: number, version: number, lease: LeaseId): void {
     const g = this.generations[this.generations.length - 1]!;
     const first = g.revs.length === 0;
-    this.put(rev);
+    this.put(rev, lease);
     assert(version >= g.ver, 'restored version behind the index');
     if (first) g.created = { main: createdMain, sub: 0 };
     g.ver = version;
@@ -99,13 +127,15 @@ export class KeyIndex {
     g.created = NO_REVISION;
     g.ver = 1;
     this.generations.push(emptyGeneration());
+    this.liveLease = NO_LEASE;
   }
 
   /** Records a deletion. The caller checks that the key is live (as etcd's ErrRevisionNotFound). */
   tombstone(rev: Revision): void {
     assert(this.isLive(), `tombstone of deleted key ${JSON.stringify(this.key)}`);
-    this.put(rev);
+    this.append(rev);
     this.generations.push(emptyGeneration());
+    this.liveLease = NO_LEASE;
   }
 
   isLive(): boolean {

@@ -7,15 +7,42 @@
  *
  * A tombstone stores only the key (and its modRevision), as etcd stores KeyValue{Key: key}.
  */
+import { Buffer } from 'node:buffer';
 import { assert } from '../../util/assert.js';
 import type { KeyValue } from '../types.js';
 import { readU64, writeU64 } from './revision.js';
 
 const FIXED_BYTES = 40;
+/** The reused encoding buffer's size; a larger KeyValue gets a buffer of its own. */
+const SCRATCH_BYTES = 64 * 1024;
 
 export function encodeKeyValue(kv: KeyValue): Uint8Array {
-  const out = new Uint8Array(FIXED_BYTES + kv.key.length + kv.value.length);
-  const view = new DataView(out.buffer);
+  const out = new Uint8Array(encodedBytes(kv));
+  writeKeyValue(out, new DataView(out.buffer), kv);
+  return out;
+}
+
+// A Buffer, so that the LMDB backend hands it to lmdb-js without wrapping it again.
+const scratch = Buffer.allocUnsafeSlow(SCRATCH_BYTES);
+const scratchView = new DataView(scratch.buffer, scratch.byteOffset, scratch.byteLength);
+
+/**
+ * `encodeKeyValue`'s bytes in a reused buffer: valid only until the next call, for a backend
+ * put (backends copy what they store). Saves an allocation and a copy per put.
+ */
+export function encodeKeyValueScratch(kv: KeyValue): Uint8Array {
+  const bytes = encodedBytes(kv);
+  if (bytes > SCRATCH_BYTES) return encodeKeyValue(kv);
+  writeKeyValue(scratch, scratchView, kv);
+  return scratch.subarray(0, bytes);
+}
+
+function encodedBytes(kv: KeyValue): number {
+  return FIXED_BYTES + kv.key.length + kv.value.length;
+}
+
+/** The layout above at the start of `out` (`view` over the same bytes). */
+function writeKeyValue(out: Uint8Array, view: DataView, kv: KeyValue): void {
   writeU64(view, 0, kv.createRevision);
   writeU64(view, 8, kv.modRevision);
   writeU64(view, 16, kv.version);
@@ -24,7 +51,6 @@ export function encodeKeyValue(kv: KeyValue): Uint8Array {
   out.set(kv.key, 36);
   view.setUint32(36 + kv.key.length, kv.value.length);
   out.set(kv.value, FIXED_BYTES + kv.key.length);
-  return out;
 }
 
 /** Decodes; `key` and `value` are views into `bytes`, which the caller must not reuse. */

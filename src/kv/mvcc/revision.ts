@@ -32,6 +32,37 @@ export function revisionToBytes(rev: Revision, tombstone = false): Uint8Array {
   return out;
 }
 
+/**
+ * Writes the revision key of (main, sub) into `out` (REVISION_BYTES long, or
+ * MARKED_REVISION_BYTES for a tombstone): the same bytes as `revisionToBytes`, without
+ * allocating, for the apply path's reused scratch keys.
+ */
+export function writeRevisionKey(out: Uint8Array, main: number, sub: number): Uint8Array {
+  assert(
+    out.length === REVISION_BYTES || out.length === MARKED_REVISION_BYTES,
+    'revision key buffer size',
+  );
+  writeU64Bytes(out, 0, main);
+  writeU64Bytes(out, 8, sub);
+  if (out.length === MARKED_REVISION_BYTES) out[REVISION_BYTES] = TOMBSTONE_MARK;
+  return out;
+}
+
+/** `writeU64` on bytes, without a DataView. */
+export function writeU64Bytes(out: Uint8Array, offset: number, n: number): void {
+  assertUint(n, 'u64');
+  const high = Math.floor(n / TWO_POW_32);
+  const low = n >>> 0;
+  out[offset] = high >>> 24;
+  out[offset + 1] = (high >>> 16) & 0xff;
+  out[offset + 2] = (high >>> 8) & 0xff;
+  out[offset + 3] = high & 0xff;
+  out[offset + 4] = low >>> 24;
+  out[offset + 5] = (low >>> 16) & 0xff;
+  out[offset + 6] = (low >>> 8) & 0xff;
+  out[offset + 7] = low & 0xff;
+}
+
 export function bytesToRevision(bytes: Uint8Array): Revision {
   assert(
     bytes.length === REVISION_BYTES || bytes.length === MARKED_REVISION_BYTES,

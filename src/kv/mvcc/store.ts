@@ -28,6 +28,7 @@ import {
 } from '../backend/backend.js';
 import { KvError } from '../errors.js';
 import {
+  type CommitSubscription,
   EventType,
   type KeyRange,
   type KeyValue,
@@ -37,19 +38,34 @@ import {
   NO_LEASE,
   type WatchableStore,
 } from '../types.js';
-import { bytesToKey, rangeEndKey } from './bytes.js';
+import { bytesToKey, rangeEndKey, scratchBytes } from './bytes.js';
 import { etcdRevisionKey, etcdStoredValue } from './etcd-codec.js';
-import { decodeKeyValue, encodeKeyValue } from './kv-codec.js';
+import type { KeyIndex } from './key-index.js';
+import { decodeKeyValue, encodeKeyValueScratch } from './kv-codec.js';
 import {
   bytesToRevision,
   isTombstone,
+  MARKED_REVISION_BYTES,
   REVISION_BYTES,
   type Revision,
   readU64,
   revisionToBytes,
+  writeRevisionKey,
   writeU64,
+  writeU64Bytes,
 } from './revision.js';
 import { TreeIndex } from './tree-index.js';
+
+// Reused for every revision key and applied index the store writes or looks up: backends copy
+// what they store and read keys only during the call, and the apply path runs one at a time.
+const revisionKeyScratch = scratchBytes(REVISION_BYTES);
+const tombstoneKeyScratch = scratchBytes(MARKED_REVISION_BYTES);
+const appliedIndexScratch = scratchBytes(8);
+
+/** The backend key of a revision, in a reused buffer valid until the next call. */
+function scratchRevisionKey(rev: Revision, tombstone: boolean): Uint8Array {
+  return writeRevisionKey(tombstone ? tombstoneKeyScratch : revisionKeyScratch, rev.main, rev.sub);
+}
 
 const META_APPLIED_INDEX = new TextEncoder().encode('consistent_index');
 const META_COMPACT_REVISION = new TextEncoder().encode('finished_compact_rev');
@@ -128,6 +144,11 @@ export interface KvHash {
 type LeaseOp = { attach: boolean; id: LeaseId; key: Uint8Array };
 type CommitListener = (revision: number, events: readonly KvEvent[]) => void;
 
+interface Subscriber {
+  readonly listener: CommitListener;
+  readonly prevKvWanted: (() => boolean) | null;
+}
+
 export class MvccStore implements WatchableStore {
   private readonly index = new TreeIndex();
   private currentRev = REVISION_INITIAL;
@@ -139,7 +160,7 @@ export class MvccStore implements WatchableStore {
   /** Committed-to-be write transactions whose effects wait for the backend commit. */
   private committing: { revision: number; txn: StoreTxnWrite }[] = [];
   private failed: unknown = null;
-  private readonly listeners = new Set<CommitListener>();
+  private readonly subscribers = new Set<Subscriber>();
 
   private constructor(
     readonly backend: Backend,
@@ -242,15 +263,20 @@ export class MvccStore implements WatchableStore {
     const result = fn(txn);
     // Lease attachments at once, not after the batch commits: a later entry of the same batch
     // (a revoke) must find the keys this one attached. A failed commit fails the store anyway.
-    for (const op of txn.leaseOps) {
-      if (op.attach) this.lessor.attach(op.id, op.key);
-      else this.lessor.detach(op.id, op.key);
+    if (txn.leaseOps !== null) {
+      for (const op of txn.leaseOps) {
+        if (op.attach) this.lessor.attach(op.id, op.key);
+        else this.lessor.detach(op.id, op.key);
+      }
     }
+    // Every entry, even inside a batch (where only the last one's would survive the commit):
+    // the state after each entry is then the same whatever the batch boundaries, which the
+    // simulator's per-entry digest of the backend checks across members.
     this.recordApplied(tx, appliedIndex);
     this.applied = appliedIndex;
     if (txn.changes() > 0) this.currentRev++;
     assert(this.currentRev === txn.beginRev + (txn.changes() > 0 ? 1 : 0), 'revision step');
-    this.committing.push({ revision: this.currentRev, txn });
+    if (txn.events.length > 0) this.committing.push({ revision: this.currentRev, txn });
     return result;
   }
 
@@ -310,11 +336,26 @@ export class MvccStore implements WatchableStore {
     return events;
   }
 
-  onCommit(listener: CommitListener): () => void {
-    this.listeners.add(listener);
-    return () => {
-      this.listeners.delete(listener);
+  /**
+   * Calls `listener` once per changed revision after its commit (see `afterCommit`). Events
+   * carry prevKv while any subscriber wants it (`CommitSubscription`); otherwise a put does
+   * not read its predecessor's value from the backend.
+   */
+  onCommit(listener: CommitListener, subscription: CommitSubscription = {}): () => void {
+    const subscriber: Subscriber = {
+      listener,
+      prevKvWanted: subscription.prevKvWanted ?? null,
     };
+    this.subscribers.add(subscriber);
+    return () => {
+      this.subscribers.delete(subscriber);
+    };
+  }
+
+  /** @internal Whether a put's event must carry prevKv (some subscriber wants it now). */
+  prevKvWanted(): boolean {
+    for (const s of this.subscribers) if (s.prevKvWanted === null || s.prevKvWanted()) return true;
+    return false;
   }
 
   /**
@@ -418,9 +459,8 @@ export class MvccStore implements WatchableStore {
   }
 
   private recordApplied(tx: WriteTx, appliedIndex: number): void {
-    const bytes = new Uint8Array(8);
-    writeU64(new DataView(bytes.buffer), 0, appliedIndex);
-    tx.put('meta', META_APPLIED_INDEX, bytes);
+    writeU64Bytes(appliedIndexScratch, 0, appliedIndex);
+    tx.put('meta', META_APPLIED_INDEX, appliedIndexScratch);
   }
 
   /**
@@ -429,11 +469,16 @@ export class MvccStore implements WatchableStore {
    * watchers would otherwise silently miss what follows).
    */
   private afterCommit(): void {
+    if (this.committing.length === 0) return;
     const done = this.committing;
     this.committing = [];
+    // Those subscribed now; one that unsubscribes from a callback hears nothing more.
+    const subscribers = [...this.subscribers];
     for (const { revision, txn } of done) {
-      if (txn.events.length === 0) continue;
-      for (const listener of [...this.listeners]) listener(revision, txn.events);
+      assert(txn.events.length > 0, 'only changed revisions are committing');
+      for (const s of subscribers) {
+        if (this.subscribers.has(s)) s.listener(revision, txn.events);
+      }
     }
   }
 
@@ -464,9 +509,14 @@ export class MvccStore implements WatchableStore {
     return r === null ? null : this.readRevision(reader, r.modified, false);
   }
 
-  /** @internal */
-  indexPut(key: string, rev: Revision): void {
-    this.index.put(key, rev);
+  /** @internal `known`: the key's index entry if the caller has it. */
+  indexPut(key: string, rev: Revision, lease: LeaseId, known: KeyIndex | undefined): void {
+    this.index.put(key, rev, lease, known);
+  }
+
+  /** @internal The key's history in the index (live or not), if it has any. */
+  keyIndex(key: string): KeyIndex | undefined {
+    return this.index.keyIndex(key);
   }
 
   /** @internal */
@@ -482,7 +532,7 @@ export class MvccStore implements WatchableStore {
   }
 
   private readRevision(reader: BackendReader, rev: Revision, tombstone: boolean): KeyValue {
-    const bytes = reader.get('key', revisionToBytes(rev, tombstone));
+    const bytes = reader.get('key', scratchRevisionKey(rev, tombstone));
     assert(bytes !== undefined, `index points at missing revision ${rev.main}.${rev.sub}`);
     return decodeKeyValue(bytes);
   }
@@ -501,7 +551,7 @@ export class MvccStore implements WatchableStore {
         else this.index.restoreTombstone(k, rev);
         live.delete(k);
       } else {
-        this.index.restorePut(k, rev, kv.createRevision, kv.version);
+        this.index.restorePut(k, rev, kv.createRevision, kv.version, kv.lease);
         live.set(k, kv);
       }
       maxRev = Math.max(maxRev, rev.main);
@@ -537,7 +587,8 @@ export class MvccStore implements WatchableStore {
 class StoreTxnWrite implements TxnWrite {
   readonly beginRev: number;
   readonly events: KvEvent[] = [];
-  readonly leaseOps: LeaseOp[] = [];
+  /** Lease attachments to change, made when the write ends (null: none, the usual case). */
+  leaseOps: LeaseOp[] | null = null;
 
   constructor(
     private readonly store: MvccStore,
@@ -566,25 +617,44 @@ class StoreTxnWrite implements TxnWrite {
   put(key: Uint8Array, value: Uint8Array, lease: LeaseId): number {
     const rev = this.beginRev + 1;
     const k = bytesToKey(key);
-    const prev = this.store.valueAt(this.tx, k, rev);
+    // The predecessor's creation, version and lease come from the key index; its value is read
+    // from the backend only when a subscriber wants events' prevKv (a watcher with prev_kv).
+    const ki = this.store.keyIndex(k);
+    const live = ki?.isLive() === true;
+    const createRevision = live ? ki.liveCreatedMain() : rev;
+    const version = live ? ki.liveVersion() + 1 : 1;
+    const oldLease = live ? ki.lease() : NO_LEASE;
+    const prev = live && this.store.prevKvWanted() ? this.store.valueAt(this.tx, k, rev) : null;
+    if (prev !== null) {
+      assert(
+        prev.createRevision === createRevision &&
+          prev.version + 1 === version &&
+          prev.lease === oldLease,
+        'the key index agrees with the stored predecessor',
+      );
+    }
     const idxRev: Revision = { main: rev, sub: this.events.length };
     const kv: KeyValue = {
       key: key.slice(),
       value: value.slice(),
-      createRevision: prev === null ? rev : prev.createRevision,
+      createRevision,
       modRevision: rev,
-      version: prev === null ? 1 : prev.version + 1,
+      version,
       lease,
     };
-    this.tx.put('key', revisionToBytes(idxRev), encodeKeyValue(kv));
-    this.store.indexPut(k, idxRev);
+    this.tx.put('key', scratchRevisionKey(idxRev, false), encodeKeyValueScratch(kv));
+    this.store.indexPut(k, idxRev, lease, ki);
     this.events.push({ type: EventType.Put, kv, prevKv: prev });
-    const oldLease = prev === null ? NO_LEASE : prev.lease;
     if (oldLease !== lease) {
-      if (oldLease !== NO_LEASE) this.leaseOps.push({ attach: false, id: oldLease, key: kv.key });
-      if (lease !== NO_LEASE) this.leaseOps.push({ attach: true, id: lease, key: kv.key });
+      if (oldLease !== NO_LEASE) this.leaseOp(false, oldLease, kv.key);
+      if (lease !== NO_LEASE) this.leaseOp(true, lease, kv.key);
     }
     return rev;
+  }
+
+  private leaseOp(attach: boolean, id: LeaseId, key: Uint8Array): void {
+    this.leaseOps ??= [];
+    this.leaseOps.push({ attach, id, key });
   }
 
   putMeta(key: Uint8Array, value: Uint8Array): void {
@@ -618,10 +688,10 @@ class StoreTxnWrite implements TxnWrite {
       version: 0,
       lease: NO_LEASE,
     };
-    this.tx.put('key', revisionToBytes(idxRev, true), encodeKeyValue(kv));
+    this.tx.put('key', scratchRevisionKey(idxRev, true), encodeKeyValueScratch(kv));
     this.store.indexTombstone(k, idxRev);
     this.events.push({ type: EventType.Delete, kv, prevKv: prev });
-    if (prev.lease !== NO_LEASE) this.leaseOps.push({ attach: false, id: prev.lease, key: kv.key });
+    if (prev.lease !== NO_LEASE) this.leaseOp(false, prev.lease, kv.key);
   }
 }
 

@@ -4,6 +4,7 @@
  * truth and no crash can leave the two disagreeing.
  */
 import { assert } from '../../util/assert.js';
+import type { LeaseId } from '../types.js';
 import { type IndexedRevision, KeyIndex } from './key-index.js';
 import type { Revision } from './revision.js';
 import { SortedMap } from './sorted-map.js';
@@ -24,23 +25,31 @@ export class TreeIndex {
     return this.keys.get(key)?.get(atRev) ?? null;
   }
 
-  put(key: string, rev: Revision): void {
-    let ki = this.keys.get(key);
+  /** `known`: the key's index when the caller already looked it up (saves a second search). */
+  put(key: string, rev: Revision, lease: LeaseId, known?: KeyIndex): void {
+    let ki = known ?? this.keys.get(key);
     if (ki === undefined) {
       ki = new KeyIndex(key);
       this.keys.set(key, ki);
     }
-    ki.put(rev);
+    assert(ki.key === key, 'key index of another key');
+    ki.put(rev, lease);
   }
 
   /** See KeyIndex.restorePut. */
-  restorePut(key: string, rev: Revision, createdMain: number, version: number): void {
+  restorePut(
+    key: string,
+    rev: Revision,
+    createdMain: number,
+    version: number,
+    lease: LeaseId,
+  ): void {
     let ki = this.keys.get(key);
     if (ki === undefined) {
       ki = new KeyIndex(key);
       this.keys.set(key, ki);
     }
-    ki.restorePut(rev, createdMain, version);
+    ki.restorePut(rev, createdMain, version, lease);
   }
 
   /** See KeyIndex.restoreTombstone. */

@@ -80,7 +80,10 @@ export class WatchHub implements StreamHost {
     assert(l.syncBatchEventsMax > 0 && l.syncBatchEventsMax <= l.syncEventsPerTickMax);
     assert(l.responseBytesMax > 0 && l.progressIntervalMs > 0 && l.watchersMax > 0);
     this.lastCommitRevision = store.currentRevision();
-    this.unsubscribe = store.onCommit((revision, events) => this.onCommit(revision, events));
+    this.unsubscribe = store.onCommit((revision, events) => this.onCommit(revision, events), {
+      // Only synced watchers take live events; the others read prevKv from history.
+      prevKvWanted: () => this.synced.wantsPrevKv(),
+    });
   }
 
   /** A new stream; `onReadable` runs when its queue turns non-empty (it must not call the hub). */

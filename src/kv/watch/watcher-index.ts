@@ -10,9 +10,16 @@ export class WatcherIndex {
   private readonly byKey = new Map<string, Set<Watcher>>();
   private readonly ranges = new Set<Watcher>();
   private count = 0;
+  /** Watchers here that asked for prev_kv. */
+  private prevKvCount = 0;
 
   get size(): number {
     return this.count;
+  }
+
+  /** Whether any watcher here wants events' prevKv (the store reads it only then). */
+  wantsPrevKv(): boolean {
+    return this.prevKvCount > 0;
   }
 
   add(watcher: Watcher): void {
@@ -27,6 +34,7 @@ export class WatcherIndex {
       this.ranges.add(watcher);
     }
     this.count += 1;
+    if (watcher.options.prevKv) this.prevKvCount += 1;
   }
 
   delete(watcher: Watcher): void {
@@ -39,7 +47,9 @@ export class WatcherIndex {
     } else {
       removed = this.ranges.delete(watcher);
     }
-    if (removed) this.count -= 1;
+    if (!removed) return;
+    this.count -= 1;
+    if (watcher.options.prevKv) this.prevKvCount -= 1;
   }
 
   /** Removes and returns every watcher. */
@@ -49,6 +59,7 @@ export class WatcherIndex {
     this.byKey.clear();
     this.ranges.clear();
     this.count = 0;
+    this.prevKvCount = 0;
     return all;
   }
 
