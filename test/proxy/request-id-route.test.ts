@@ -46,7 +46,7 @@ test('the pass-through routes keyed writes from their bytes as the decoded path 
     ['Txn', { success: [{ requestPut: { key: Buffer.from('k') } }], failure: [] }],
   ];
   for (const [method, request] of writes) {
-    for (const headers of [{}, { 'tandem-request-id': 'r-1' }]) {
+    for (const headers of [{}, { 'tandem-request-id': 'r-1' }] as Record<string, string>[]) {
       const fromBytes = routeOfBytes('kv', method, bytesOf(method, request), md(headers));
       assert.deepEqual(fromBytes, routeOf('kv', method, request, md(headers)), method);
       assert.equal(fromBytes.idempotent, 'tandem-request-id' in headers, method);
