@@ -84,9 +84,18 @@ export interface ClientOptions {
    * etcd auth: the client authenticates once connected and sends the token with every call;
    * a call refused for an invalid or expired token re-authenticates and is sent again once.
    */
-  readonly auth?: { readonly username: string; readonly password: string };
+  readonly auth?: ClientAuth;
 }
 
+/** etcd auth credentials ({@link ClientOptions.auth}). */
+export interface ClientAuth {
+  /** The etcd user name. */
+  readonly username: string;
+  /** Its password (sent to the member in Authenticate only; use TLS). */
+  readonly password: string;
+}
+
+/** TLS to members ({@link ClientOptions.tls}). */
 export type { UpstreamTls as ClientTls };
 
 /**
@@ -160,6 +169,7 @@ export interface PutOptions {
   readonly ack?: WriteAck;
   /** Aborts the wait (the write may still apply: a put is not undone). */
   readonly signal?: AbortSignal;
+  /** Makes the put safe to retry (default: the client's `idempotencyKey`). */
   readonly idempotencyKey?: IdempotencyKey;
 }
 
@@ -183,6 +193,7 @@ export interface DeleteOptions {
   readonly ack?: WriteAck;
   /** Aborts the wait (the delete may still apply). */
   readonly signal?: AbortSignal;
+  /** Makes the delete safe to retry (default: the client's `idempotencyKey`). */
   readonly idempotencyKey?: IdempotencyKey;
 }
 
@@ -296,8 +307,11 @@ const COMPARE_TARGET: Record<CompareTarget, number> = {
 /** Operations in one txn at most (etcd's --max-txn-ops default). */
 export const TXN_OPS_MAX = 128;
 
+/** Options of {@link TxnBuilder.commit}. */
 export interface TxnCommitOptions {
+  /** Aborts the wait (a txn that writes may still apply). */
   readonly signal?: AbortSignal;
+  /** When a txn that writes is acknowledged (default: the client's, else the cluster's). */
   readonly ack?: WriteAck;
   /** For a txn that writes (a read-only txn is retried anyway). */
   readonly idempotencyKey?: IdempotencyKey;
@@ -419,15 +433,16 @@ export function newIdempotencyKey(): string {
   return randomBytes(16).toString('base64url');
 }
 
+/** etcd's refusals of a token that is no longer valid (a member restarted, the TTL passed). */
+const TOKEN_REFUSED = /invalid auth token|auth token is expired|token.*expired/;
+
 /**
+ * @internal
  * Whether a call that failed so may be sent again: a request that certainly never reached a
  * member always; one that may have (the member failed with it, or answered UNAVAILABLE: no
  * leader, leader changed, stopping) only when applying it twice is harmless (reads) or
  * impossible (writes with an idempotency key).
  */
-/** etcd's refusals of a token that is no longer valid (a member restarted, the TTL passed). */
-const TOKEN_REFUSED = /invalid auth token|auth token is expired|token.*expired/;
-
 export function mayRetry(kind: FailureKind, grpcCode: number, idempotent: boolean): boolean {
   if (kind === 'unsent') return true;
   if (!idempotent) return false;

@@ -21,8 +21,11 @@ import { type ServiceKey, serviceDefinition } from '../api/proto.js';
  * certificate (etcd's --client-cert-auth).
  */
 export interface UpstreamTls {
+  /** PEM of the authority that signed the members' certificates (default: the system's). */
   readonly ca?: string | Buffer;
+  /** PEM of a client certificate, for members that ask for one. */
   readonly cert?: string | Buffer;
+  /** PEM of the client certificate's private key. */
   readonly key?: string | Buffer;
   /** The name members' certificates must carry (default: each URL's host). */
   readonly servername?: string;
