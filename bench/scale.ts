@@ -20,13 +20,14 @@
  *      etcd_network_snapshot_receive_success metric) and printed.
  * watch (fresh 3-member clusters): --watchers watchers on one key, one Watch stream each, over
  *   HTTP/2 connections of STREAMS_PER_CONNECTION streams spread over the members; one put to the
- *   key every 1000/--watch-rate ms for --watch-ms; events delivered per second over all watchers,
+ *   key every 1000/--watch-rate ms for --watch-ms (one at a time: a put answered late delays the
+ *   next, so the offered rate drops when the server cannot keep up); events delivered per second over all watchers,
  *   the lag (arrival − the put's send time) p50/p99 over all events and the slowest watcher's
  *   largest, and how long after the last put its event reached the last watcher.
  * voters: the put cell at 64 in flight on 3 voters (the watch phase's clusters, before their
  *   watchers) and on 5 voters (fresh clusters).
  *
- *   npm run bench:scale [-- --keys 1000000 --watchers 10000 --watch-rate 20 --watch-ms 10000
+ *   npm run bench:scale [-- --keys 1000000 --watchers 10000 --watch-rate 5 --watch-ms 10000
  *                          --cell-ms 5000 --snapshot-entries 10000
  *                          --suites etcd,tandem --phases keys,watch,voters
  *                          --generators 2 --out bench/out]
@@ -52,7 +53,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import * as grpc from '@grpc/grpc-js';
-import { sleep, waitFor } from '../src/cli/local-net.js';
+import { FatalWait, sleep, waitFor } from '../src/cli/local-net.js';
 import { type BenchCluster, type BenchMember, fetchJson } from './cluster.js';
 import { type EtcdCluster, startEtcdCluster } from './etcd-cluster.js';
 import { GENERATORS_MAX, GeneratorPool, type PoolCellOptions } from './generators.js';
@@ -88,6 +89,8 @@ const PUT_IN_FLIGHT = 64;
 const CELL_MS_DEFAULT = 5000;
 const CELL_MS_MAX = 20_000;
 const CELL_OPS_MAX = 100_000;
+const PUT_ROUNDS_DEFAULT = 3;
+const PUT_ROUNDS_MAX = 9;
 const WARMUP_OPS = 500;
 /** Txns of puts in flight while loading, over all generators (each Txn PUTS_PER_TXN_MAX puts). */
 const LOAD_IN_FLIGHT = 16;
@@ -109,7 +112,8 @@ const PROBE_INTERVAL_MS = 20;
 const PROBE_TIMEOUT_MS = 1000;
 const STATUS_POLL_MS = 100;
 const ETCDCTL_TIMEOUT_MS = 30_000;
-const WATCH_RATE_DEFAULT = 20;
+const MEMBER_ADD_MS_MAX = 60_000;
+const WATCH_RATE_DEFAULT = 5;
 const WATCH_RATE_MAX = 1000;
 const WATCH_MS_DEFAULT = 10_000;
 const WATCH_MS_MAX = 120_000;
@@ -117,7 +121,11 @@ const WATCH_DRAIN_MS_MAX = 60_000;
 const WATCH_REPORT_POLL_MS = 500;
 const WATCHER_PROCESSES = 2;
 const STREAMS_PER_CONNECTION = STREAMS_PER_CONNECTION_DEFAULT;
-const PUT_TIMEOUT_MS = 5000;
+/** A watch-phase put's deadline: long, so that a slow put is still acknowledged, not lost. */
+const PUT_TIMEOUT_MS = 30_000;
+/** The watch phase's puts stop this long after --watch-ms even if fewer than planned were sent. */
+const WATCH_PUT_OVERRUN_MS = 30_000;
+const WATCH_PUT_ERRORS_MAX = 3;
 const JOINER_NAME = 'joiner';
 /** Build, cluster starts and stops, warm-ups: the part of a run that does not grow with keys. */
 const RUN_FIXED_MS = 15 * 60_000;
@@ -134,6 +142,8 @@ interface Plan {
   readonly watchRate: number;
   readonly watchMs: number;
   readonly cellMs: number;
+  /** Put cells per figure, interleaved between the systems; the median is reported. */
+  readonly putRounds: number;
   /** Both systems snapshot (and compact their logs) every this many entries. */
   readonly snapshotEntries: number;
   readonly suites: readonly Suite[];
@@ -146,7 +156,9 @@ interface Plan {
 // Results (the JSON written next to the report)
 
 interface PutCell {
+  /** The median round's figures (by puts/s); every round's puts/s in `opsPerSecRounds`. */
   readonly opsPerSec: number;
+  readonly opsPerSecRounds: readonly number[];
   readonly p50Ms: number;
   readonly p99Ms: number;
   readonly errors: number;
@@ -198,6 +210,8 @@ interface WatchResult {
   readonly watchers: number;
   readonly connections: number;
   readonly puts: number;
+  /** Puts acknowledged per second over the put window (below --watch-rate when puts lag). */
+  readonly putsPerSec: number;
   readonly putErrors: number;
   readonly eventsExpected: number;
   readonly events: number;
@@ -317,6 +331,7 @@ async function measurePut(target: Target, plan: Plan, name: string): Promise<Put
   const completed = result.ops + result.errors;
   const cell: PutCell = {
     opsPerSec: result.opsPerSec,
+    opsPerSecRounds: [result.opsPerSec],
     p50Ms: result.p50Ms,
     p99Ms: result.p99Ms,
     errors: result.errors,
@@ -328,6 +343,36 @@ async function measurePut(target: Target, plan: Plan, name: string): Promise<Put
       (cell.errors > 0 ? `, ${cell.errors} errors (${cell.firstError})` : ''),
   );
   return cell;
+}
+
+/**
+ * The put cell on every target, `plan.putRounds` rounds interleaved (A B, B A, …: the order
+ * alternating per round from `step`); per target the median round, with every round's puts/s.
+ */
+async function measurePutRounds(
+  targets: readonly Target[],
+  plan: Plan,
+  name: string,
+  step: number,
+): Promise<Map<Target, PutCell>> {
+  const cells = new Map<Target, PutCell[]>(targets.map((t) => [t, []]));
+  for (let round = 0; round < plan.putRounds; round++) {
+    for (const t of inOrder(targets, step + round)) {
+      cells.get(t)!.push(await measurePut(t, plan, `${name}/${round}`));
+    }
+  }
+  const out = new Map<Target, PutCell>();
+  for (const [t, rounds] of cells) {
+    const sorted = [...rounds].sort((a, b) => a.opsPerSec - b.opsPerSec);
+    const median = sorted[Math.floor((sorted.length - 1) / 2)]!;
+    out.set(t, {
+      ...median,
+      opsPerSecRounds: rounds.map((r) => r.opsPerSec),
+      errors: rounds.reduce((a, r) => a + r.errors, 0),
+      firstError: rounds.find((r) => r.firstError !== null)?.firstError ?? null,
+    });
+  }
+  return out;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -598,13 +643,27 @@ async function joinBySnapshot(target: Target, plan: Plan): Promise<JoinResult> {
     cluster.kind === 'tandem'
       ? `http://${(cluster as TandemCluster).local.member(JOINER_NAME).spec.peer}`
       : (joiner as { peerUrl: string } & BenchMember).peerUrl;
-  const added = await etcdctl(cluster.endpoints, [
-    'member',
-    'add',
-    JOINER_NAME,
-    '--learner',
-    `--peer-urls=${peerUrl}`,
-  ]);
+  // etcd refuses a member add for a while after a member restarted ("unhealthy cluster": every
+  // voter must have been connected for 5 s); nothing was added then, so it is retried.
+  const added = await waitFor(
+    `${cluster.label}: member add`,
+    MEMBER_ADD_MS_MAX,
+    async () => {
+      try {
+        return await etcdctl(cluster.endpoints, [
+          'member',
+          'add',
+          JOINER_NAME,
+          '--learner',
+          `--peer-urls=${peerUrl}`,
+        ]);
+      } catch (error) {
+        if (/unhealthy cluster/.test((error as Error).message)) return null;
+        throw new FatalWait((error as Error).message);
+      }
+    },
+    { intervalMs: 1000 },
+  );
   if (!/added to cluster/.test(added)) throw new Error(`member add: ${added}`);
   const targetIndex = await leaderIndex(cluster);
   joiner.process.spawn();
@@ -666,9 +725,9 @@ async function keysPhase(plan: Plan, results: ScaleResults): Promise<void> {
       parts.set(t, { memEmpty: t.cluster.members.map((m) => memoryKiB(m.process.pid)) });
     }
     log('keys: put cell on the empty store');
-    await each(async (t, p) => {
-      p.putEmpty = await measurePut(t, plan, 'put-empty');
-    });
+    for (const [t, cell] of await measurePutRounds(targets, plan, 'put-empty', step++)) {
+      parts.get(t)!.putEmpty = cell;
+    }
     log(`keys: loading ${plan.keys} keys`);
     await each(async (t, p) => {
       p.loaded = await load(t, plan);
@@ -676,9 +735,9 @@ async function keysPhase(plan: Plan, results: ScaleResults): Promise<void> {
       p.memLoaded = t.cluster.members.map((m) => memoryKiB(m.process.pid));
     });
     log('keys: put cell on the loaded store');
-    await each(async (t, p) => {
-      p.putLoaded = await measurePut(t, plan, 'put-loaded');
-    });
+    for (const [t, cell] of await measurePutRounds(targets, plan, 'put-loaded', step++)) {
+      parts.get(t)!.putLoaded = cell;
+    }
     log('keys: restart to serving');
     await each(async (t, p) => {
       p.restart = await restartToServing(t, plan);
@@ -769,25 +828,23 @@ async function watchOne(target: Target, plan: Plan): Promise<WatchResult> {
     let puts = 0;
     let putErrors = 0;
     let firstPutError: string | null = null;
-    const pending: Promise<void>[] = [];
-    for (let i = 0; i < putsPlanned; i++) {
-      const dueMs = firstPutMs + i * intervalMs;
-      const waitMs = dueMs - wallMs();
+    // One put at a time, each at its due time or when the previous one is answered if that is
+    // later: every sent put is acknowledged (or failed), so the events due are exactly known.
+    const stopPutsMs = firstPutMs + plan.watchMs + WATCH_PUT_OVERRUN_MS;
+    for (let i = 0; i < putsPlanned && wallMs() < stopPutsMs; i++) {
+      const waitMs = firstPutMs + i * intervalMs - wallMs();
       if (waitMs > 0) await sleep(waitMs);
       lastPutMs = wallMs();
-      pending.push(
-        stampedPut(client, keyBytes).then((r) => {
-          if (r instanceof Error) {
-            putErrors++;
-            firstPutError ??= r.message;
-          } else {
-            puts++;
-            lastRevision = Math.max(lastRevision, r);
-          }
-        }),
-      );
+      const r = await stampedPut(client, keyBytes);
+      if (r instanceof Error) {
+        putErrors++;
+        firstPutError ??= r.message;
+        if (putErrors >= WATCH_PUT_ERRORS_MAX) break;
+      } else {
+        puts++;
+        lastRevision = Math.max(lastRevision, r);
+      }
     }
-    await Promise.all(pending);
     let report: WatchReport = await pool.report();
     const drainEndMs = performance.now() + WATCH_DRAIN_MS_MAX;
     while (report.lastRevisionMin < lastRevision && performance.now() < drainEndMs) {
@@ -802,6 +859,7 @@ async function watchOne(target: Target, plan: Plan): Promise<WatchResult> {
       watchers: plan.watchers,
       connections: Math.ceil(plan.watchers / STREAMS_PER_CONNECTION),
       puts,
+      putsPerSec: lastPutMs > firstPutMs ? (puts * 1000) / (lastPutMs - firstPutMs) : 0,
       putErrors,
       eventsExpected: puts * plan.watchers,
       events: report.events,
@@ -833,8 +891,7 @@ async function watchPhase(plan: Plan, results: ScaleResults): Promise<void> {
   try {
     if (plan.phases.includes('voters')) {
       log('voters: put cell on 3 voters');
-      for (const t of inOrder(targets, 0)) {
-        const put = await measurePut(t, plan, 'put-3-voters');
+      for (const [t, put] of await measurePutRounds(targets, plan, 'put-3-voters', 0)) {
         results.voters.push({ system: t.system, label: t.cluster.label, voters: 3, put });
       }
     }
@@ -851,8 +908,7 @@ async function fiveVotersPhase(plan: Plan, results: ScaleResults): Promise<void>
   const targets = await openTargets(plan, 5);
   try {
     log('voters: put cell on 5 voters');
-    for (const t of inOrder(targets, 1)) {
-      const put = await measurePut(t, plan, 'put-5-voters');
+    for (const [t, put] of await measurePutRounds(targets, plan, 'put-5-voters', 1)) {
       results.voters.push({ system: t.system, label: t.cluster.label, voters: 5, put });
     }
   } finally {
@@ -869,6 +925,8 @@ const n1 = (n: number | null | undefined): string => (n == null ? '—' : n.toFi
 const n2 = (n: number | null | undefined): string => (n == null ? '—' : n.toFixed(2));
 const ratio = (a: number | null | undefined, b: number | null | undefined): string =>
   a != null && b != null && b > 0 ? `${(a / b).toFixed(2)}×` : '—';
+const rounds = (c: PutCell | undefined): string =>
+  c === undefined ? '—' : c.opsPerSecRounds.map((x) => x.toFixed(0)).join(' / ');
 const bySystem = <T extends { system: Suite }>(rows: readonly T[], system: Suite): T | undefined =>
   rows.find((r) => r.system === system);
 
@@ -938,6 +996,7 @@ function keysTable(results: ScaleResults): string[] {
         `- ${r.label}: members' RSS empty → loaded (MiB): ${r.memory
           .map((m) => `${m.name} ${n0(m.rssEmptyKiB / 1024)} → ${n0(m.rssLoadedKiB / 1024)}`)
           .join(', ')}; ` +
+        `put rounds, puts/s: empty ${rounds(r.putEmpty)}, loaded ${rounds(r.putLoaded)}; ` +
         `restarted ${r.restartMember}; joiner by snapshot: ${r.join.bySnapshot ? 'yes' : 'NO (log replay)'} (${r.join.how}), target index ${r.join.targetIndex}` +
         (r.putEmpty.errors + r.putLoaded.errors > 0
           ? `; put errors: ${r.putEmpty.firstError ?? r.putLoaded.firstError}`
@@ -952,12 +1011,12 @@ function watchTable(results: ScaleResults): string[] {
   const lines = [
     `## ${n0(results.plan.watchers)} watchers on one key (3 members)`,
     '',
-    '| system | connections | puts | events / expected | events/s | lag p50 ms | lag p99 ms | slowest watcher lag ms | last put → last watcher ms | failed watchers | watcher CPU µs/event |',
+    '| system | connections | puts (per s) | events / expected | events/s | lag p50 ms | lag p99 ms | slowest watcher lag ms | last put → last watcher ms | failed watchers | watcher CPU µs/event |',
     '|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|',
   ];
   for (const r of results.watch) {
     lines.push(
-      `| ${r.label} | ${r.connections} | ${r.puts} | ${n0(r.events)} / ${n0(r.eventsExpected)} | ${n0(r.eventsPerSec)} | ` +
+      `| ${r.label} | ${r.connections} | ${r.puts} (${n1(r.putsPerSec)}) | ${n0(r.events)} / ${n0(r.eventsExpected)} | ${n0(r.eventsPerSec)} | ` +
         `${n1(r.lagP50Ms)} | ${n1(r.lagP99Ms)} | ${n1(r.slowestWatcherLagMs)} | ${n0(r.lastPutToLastWatcherMs)} | ${r.failedWatchers} | ${n1(r.watcherCpuUsPerEvent)} |`,
     );
   }
@@ -973,8 +1032,8 @@ function votersTable(results: ScaleResults): string[] {
   const lines = [
     `## 5 voters against 3 (puts @${PUT_IN_FLIGHT} in flight, empty store)`,
     '',
-    '| system | 3 voters puts/s | 5 voters puts/s | 5/3 | p99 ms 3 / 5 | server CPU µs/put 3 / 5 |',
-    '|---|--:|--:|--:|--:|--:|',
+    '| system | 3 voters puts/s | 5 voters puts/s | 5/3 | p99 ms 3 / 5 | server CPU µs/put 3 / 5 | rounds 3 voters | rounds 5 voters |',
+    '|---|--:|--:|--:|--:|--:|--:|--:|',
   ];
   for (const system of SUITES) {
     const three = results.voters.find((r) => r.system === system && r.voters === 3);
@@ -982,7 +1041,8 @@ function votersTable(results: ScaleResults): string[] {
     if (three === undefined && five === undefined) continue;
     lines.push(
       `| ${(three ?? five)!.label} | ${n0(three?.put.opsPerSec)} | ${n0(five?.put.opsPerSec)} | ${ratio(five?.put.opsPerSec, three?.put.opsPerSec)} | ` +
-        `${n1(three?.put.p99Ms)} / ${n1(five?.put.p99Ms)} | ${n0(three?.put.serverCpuUsPerOp)} / ${n0(five?.put.serverCpuUsPerOp)} |`,
+        `${n1(three?.put.p99Ms)} / ${n1(five?.put.p99Ms)} | ${n0(three?.put.serverCpuUsPerOp)} / ${n0(five?.put.serverCpuUsPerOp)} | ` +
+        `${rounds(three?.put)} | ${rounds(five?.put)} |`,
     );
   }
   const e5 = results.voters.find((r) => r.system === 'etcd' && r.voters === 5);
@@ -1002,7 +1062,8 @@ function report(results: ScaleResults, elapsedS: number): string {
     '',
     `Machine: ${cpu.length} × ${cpu[0]?.model ?? 'unknown CPU'}, Node ${process.version}. ` +
       `Phases: ${plan.phases.join(', ')}; systems: ${plan.suites.join(', ')}; --keys ${plan.keys}, --watchers ${plan.watchers}, ` +
-      `watch puts ${plan.watchRate}/s for ${plan.watchMs} ms, put cells ${plan.cellMs} ms at ${PUT_IN_FLIGHT} in flight on ${plan.generators} generator process(es). ` +
+      `watch puts ${plan.watchRate}/s for ${plan.watchMs} ms, put cells ${plan.cellMs} ms at ${PUT_IN_FLIGHT} in flight on ${plan.generators} generator process(es), ` +
+      `${plan.putRounds} rounds per figure interleaved between the systems (the order alternating per round), the median round reported. ` +
       `Both systems on 127.0.0.1, fsync on, snapshots every ${plan.snapshotEntries} entries (tandem raft.snapshotEntries, etcd --snapshot-count), otherwise defaults. ` +
       `Run took ${elapsedS.toFixed(0)} s; load average (1 min) ${results.loadAvgStart.toFixed(1)} at the start, ${results.loadAvgEnd.toFixed(1)} at the end.`,
     '',
@@ -1042,6 +1103,7 @@ export function parsePlan(args: readonly string[]): Plan {
       'watch-rate': { type: 'string', default: String(WATCH_RATE_DEFAULT) },
       'watch-ms': { type: 'string', default: String(WATCH_MS_DEFAULT) },
       'cell-ms': { type: 'string', default: String(CELL_MS_DEFAULT) },
+      'put-rounds': { type: 'string', default: String(PUT_ROUNDS_DEFAULT) },
       'snapshot-entries': { type: 'string', default: String(SNAPSHOT_ENTRIES_DEFAULT) },
       suites: { type: 'string', default: SUITES.join(',') },
       phases: { type: 'string', default: PHASES.join(',') },
@@ -1065,6 +1127,7 @@ export function parsePlan(args: readonly string[]): Plan {
     watchRate: intFlag('watch-rate', values['watch-rate'], 1, WATCH_RATE_MAX),
     watchMs: intFlag('watch-ms', values['watch-ms'], 100, WATCH_MS_MAX),
     cellMs: intFlag('cell-ms', values['cell-ms'], 100, CELL_MS_MAX),
+    putRounds: intFlag('put-rounds', values['put-rounds'], 1, PUT_ROUNDS_MAX),
     snapshotEntries: intFlag(
       'snapshot-entries',
       values['snapshot-entries'],
@@ -1084,9 +1147,10 @@ export function runDeadlineMs(plan: Plan): number {
     ? plan.suites.length * ((plan.keys / LOAD_KEYS_PER_S_MIN) * 1000 + 2 * RESTART_SERVING_MS_MAX)
     : 0;
   const watchMs = plan.phases.includes('watch')
-    ? plan.suites.length * (plan.watchMs + WATCH_DRAIN_MS_MAX + 120_000)
+    ? plan.suites.length * (plan.watchMs + WATCH_PUT_OVERRUN_MS + WATCH_DRAIN_MS_MAX + 120_000)
     : 0;
-  return RUN_FIXED_MS + loadMs + watchMs + 8 * plan.suites.length * plan.cellMs;
+  const putCells = 4 * plan.putRounds * plan.suites.length;
+  return RUN_FIXED_MS + loadMs + watchMs + putCells * (plan.cellMs + 5000);
 }
 
 async function main(plan: Plan): Promise<number> {
