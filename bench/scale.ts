@@ -30,7 +30,7 @@
  *   npm run bench:scale [-- --keys 1000000 --watchers 10000 --watch-rate 5 --watch-ms 10000
  *                          --cell-ms 5000 --snapshot-entries 10000
  *                          --suites etcd,tandem --phases keys,watch,voters
- *                          --generators 2 --out bench/out]
+ *                          --generators 2 --out bench/out --keep]
  *
  * Both snapshot and compact their logs every --snapshot-entries entries (default 10,000: tandem's
  * default raft.snapshotEntries, given to etcd as --snapshot-count, whose own default is 100,000);
@@ -150,6 +150,8 @@ interface Plan {
   readonly phases: readonly Phase[];
   readonly generators: number;
   readonly outDir: string;
+  /** Keep the clusters' data directories and logs (their paths are printed). */
+  readonly keep: boolean;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -278,9 +280,18 @@ async function startCluster(plan: Plan, system: Suite, size: number): Promise<Be
   const entries = plan.snapshotEntries;
   const cluster =
     system === 'etcd'
-      ? await startEtcdCluster({ size, extraArgs: [`--snapshot-count=${entries}`] })
-      : await startTandemCluster({ size, config: { raft: { snapshotEntries: entries } } });
+      ? await startEtcdCluster({
+          size,
+          extraArgs: [`--snapshot-count=${entries}`],
+          keepData: plan.keep,
+        })
+      : await startTandemCluster({
+          size,
+          config: { raft: { snapshotEntries: entries } },
+          keepData: plan.keep,
+        });
   active.add(cluster);
+  if (plan.keep) log(`  ${cluster.label}: data and logs kept in ${cluster.rootDir}`);
   return cluster;
 }
 
@@ -1109,6 +1120,7 @@ export function parsePlan(args: readonly string[]): Plan {
       phases: { type: 'string', default: PHASES.join(',') },
       generators: { type: 'string', default: '2' },
       out: { type: 'string', default: join(benchDir, 'out') },
+      keep: { type: 'boolean', default: false },
     },
   });
   const suites = listFlag(values.suites);
@@ -1138,6 +1150,7 @@ export function parsePlan(args: readonly string[]): Plan {
     phases: PHASES.filter((p) => phases.includes(p)),
     generators: intFlag('generators', values.generators, 1, GENERATORS_MAX),
     outDir: values.out,
+    keep: values.keep,
   };
 }
 
