@@ -581,7 +581,8 @@ async function pastSnapshot(target: Target, plan: Plan): Promise<void> {
       putCell(`${target.runId}/top-up/${round}`, PUT_IN_FLIGHT, goal - index, TOP_UP_MS_MAX),
       plan.generators,
     );
-    if (result.errors > 0) throw new Error(`top-up puts failed: ${result.firstError}`);
+    // Filler puts: a few timing out on a loaded machine is no failure, no progress at all is.
+    if (result.ops === 0) throw new Error(`top-up puts failed: ${result.firstError}`);
   }
 }
 
