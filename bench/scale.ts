@@ -184,6 +184,10 @@ interface KeysResult {
   readonly keysLoaded: number;
   readonly loadMs: number;
   readonly loadKeysPerSec: number;
+  /** Txns of the load that failed (not retried: their keys are not counted). */
+  readonly loadErrors: number;
+  readonly loadFirstError: string | null;
+  readonly loadLeaderChanges: number | null;
   readonly putEmpty: PutCell;
   readonly putLoaded: PutCell;
   readonly putLoadedOverEmpty: number;
@@ -427,8 +431,20 @@ export function directoryBytes(dir: string, depth = 0): number {
 // Phase keys
 
 /** Loads `plan.keys` keys in Txns of PUTS_PER_TXN_MAX puts; returns keys written and ms. */
-async function load(target: Target, plan: Plan): Promise<{ keys: number; ms: number }> {
+interface LoadOutcome {
+  readonly keys: number;
+  readonly ms: number;
+  readonly errors: number;
+  readonly firstError: string | null;
+  /** Leader changes any member saw during the load (etcd_server_leader_changes_seen_total). */
+  readonly leaderChanges: number | null;
+}
+
+async function load(target: Target, plan: Plan): Promise<LoadOutcome> {
   const txnsNeeded = Math.ceil(plan.keys / PUTS_PER_TXN_MAX);
+  let errors = 0;
+  let firstError: string | null = null;
+  const changesBefore = await leaderChangesSeen(target.cluster);
   const startMs = performance.now();
   const deadlineMs = startMs + (plan.keys / LOAD_KEYS_PER_S_MIN) * 1000;
   let txns = 0;
@@ -450,7 +466,11 @@ async function load(target: Target, plan: Plan): Promise<{ keys: number; ms: num
       },
       plan.generators,
     );
-    if (result.errors > 0) {
+    // A failed Txn is counted, not retried (its keys may or may not be there): keys loaded
+    // counts acknowledged Txns only. A chunk without one acknowledged Txn ends the load.
+    errors += result.errors;
+    firstError ??= result.firstError;
+    if (result.ops === 0) {
       throw new Error(`${target.cluster.label}: load failed: ${result.firstError}`);
     }
     txns += result.ops;
@@ -458,10 +478,28 @@ async function load(target: Target, plan: Plan): Promise<{ keys: number; ms: num
     const keys = txns * PUTS_PER_TXN_MAX;
     log(
       `  ${target.cluster.label} load: ${keys.toLocaleString('en-US')} / ${plan.keys.toLocaleString('en-US')} keys, ` +
-        `${(keys / elapsedS).toFixed(0)} keys/s, ${elapsedS.toFixed(0)} s`,
+        `${(keys / elapsedS).toFixed(0)} keys/s, ${elapsedS.toFixed(0)} s` +
+        (errors > 0 ? `, ${errors} failed Txns (${firstError})` : ''),
     );
   }
-  return { keys: txns * PUTS_PER_TXN_MAX, ms: performance.now() - startMs };
+  const ms = performance.now() - startMs;
+  const changesAfter = await leaderChangesSeen(target.cluster);
+  const leaderChanges = changesAfter.reduce<number | null>((most, after, i) => {
+    const before = changesBefore[i];
+    if (after === null || before == null) return most;
+    return Math.max(most ?? 0, after - before);
+  }, null);
+  return { keys: txns * PUTS_PER_TXN_MAX, ms, errors, firstError, leaderChanges };
+}
+
+/** Every member's etcd_server_leader_changes_seen_total (null where it does not answer). */
+async function leaderChangesSeen(cluster: BenchCluster): Promise<(number | null)[]> {
+  return Promise.all(
+    cluster.members.map(async (m) => {
+      const text = await fetchText(m.metricsEndpoint ?? m.clientEndpoint, '/metrics');
+      return text === null ? null : metricSum(text, 'etcd_server_leader_changes_seen_total');
+    }),
+  );
 }
 
 const loadPrefix = (target: Target, chunk: number): string => `${target.runId}/load/c${chunk}`;
@@ -721,7 +759,7 @@ async function keysPhase(plan: Plan, results: ScaleResults): Promise<void> {
     type Partial = {
       memEmpty: { rss: number; anon: number }[];
       putEmpty?: PutCell;
-      loaded?: { keys: number; ms: number };
+      loaded?: LoadOutcome;
       memLoaded?: { rss: number; anon: number }[];
       putLoaded?: PutCell;
       restart?: { member: string; ms: number };
@@ -768,6 +806,9 @@ async function keysPhase(plan: Plan, results: ScaleResults): Promise<void> {
         keysLoaded: keys,
         loadMs: p.loaded!.ms,
         loadKeysPerSec: (keys * 1000) / p.loaded!.ms,
+        loadErrors: p.loaded!.errors,
+        loadFirstError: p.loaded!.firstError,
+        loadLeaderChanges: p.loaded!.leaderChanges,
         putEmpty: p.putEmpty!,
         putLoaded: p.putLoaded!,
         putLoadedOverEmpty: p.putLoaded!.opsPerSec / p.putEmpty!.opsPerSec,
@@ -964,6 +1005,8 @@ function keysTable(results: ScaleResults): string[] {
     '| figure | etcd | tandem | tandem/etcd |',
     '|---|--:|--:|--:|',
     row('load (Txns of 128 puts), keys/s', (r) => r.loadKeysPerSec, n0, 'higher'),
+    row('load: failed Txns', (r) => r.loadErrors, n0, 'lower'),
+    row('load: leader changes (most any member saw)', (r) => r.loadLeaderChanges, n0, 'lower'),
     row(`puts/s @${PUT_IN_FLIGHT}, empty store`, (r) => r.putEmpty.opsPerSec, n0, 'higher'),
     row(`puts/s @${PUT_IN_FLIGHT}, loaded store`, (r) => r.putLoaded.opsPerSec, n0, 'higher'),
     row('loaded / empty puts/s', (r) => r.putLoadedOverEmpty, n2, 'higher'),
@@ -1010,6 +1053,7 @@ function keysTable(results: ScaleResults): string[] {
           .join(', ')}; ` +
         `put rounds, puts/s: empty ${rounds(r.putEmpty)}, loaded ${rounds(r.putLoaded)}; ` +
         `restarted ${r.restartMember}; joiner by snapshot: ${r.join.bySnapshot ? 'yes' : 'NO (log replay)'} (${r.join.how}), target index ${r.join.targetIndex}` +
+        (r.loadFirstError !== null ? `; first failed load Txn: ${r.loadFirstError}` : '') +
         (r.putEmpty.errors + r.putLoaded.errors > 0
           ? `; put errors: ${r.putEmpty.firstError ?? r.putLoaded.firstError}`
           : ''),
@@ -1226,7 +1270,8 @@ async function main(plan: Plan): Promise<number> {
   const watchFailed = results.watch.some(
     (r) => r.failedWatchers > 0 || r.putErrors > 0 || r.events !== r.eventsExpected,
   );
-  return results.failures.length > 0 || putErrors || watchFailed ? 1 : 0;
+  const loadFailed = results.keys.some((r) => r.loadErrors > 0);
+  return results.failures.length > 0 || putErrors || watchFailed || loadFailed ? 1 : 0;
 }
 
 let aborting = false;
