@@ -41,6 +41,13 @@ export interface EtcdMember extends BenchMember {
 export interface EtcdCluster extends BenchCluster {
   readonly version: string;
   readonly members: readonly EtcdMember[];
+  /**
+   * A member that joins the running cluster (`--initial-cluster-state=existing`, its
+   * --initial-cluster every member so far and itself), on free ports, not started: add it first
+   * (etcdctl member add <name> --peer-urls=<peerUrl>), then `process.spawn()`. It is one of
+   * `members` from now on, so stop() stops it.
+   */
+  addMember(name: string): Promise<EtcdMember>;
 }
 
 export interface EtcdClusterOptions {
@@ -107,8 +114,13 @@ export async function startEtcdCluster(options: EtcdClusterOptions = {}): Promis
   const peerUrl = (i: number): string => `http://127.0.0.1:${ports[2 * i + 1]}`;
   const initialCluster = names.map((name, i) => `${name}=${peerUrl(i)}`).join(',');
 
-  const members: EtcdMember[] = names.map((name, i) => {
-    const clientPort = ports[2 * i]!;
+  const newMember = (
+    name: string,
+    clientPort: number,
+    peer: string,
+    cluster: string,
+    state: 'new' | 'existing',
+  ): EtcdMember => {
     const dataDir = join(rootDir, name);
     mkdirSync(dataDir, { mode: 0o700 });
     const logFile = join(rootDir, `${name}.log`);
@@ -117,29 +129,32 @@ export async function startEtcdCluster(options: EtcdClusterOptions = {}): Promis
       `--data-dir=${dataDir}`,
       `--listen-client-urls=http://127.0.0.1:${clientPort}`,
       `--advertise-client-urls=http://127.0.0.1:${clientPort}`,
-      `--listen-peer-urls=${peerUrl(i)}`,
-      `--initial-advertise-peer-urls=${peerUrl(i)}`,
-      `--initial-cluster=${initialCluster}`,
+      `--listen-peer-urls=${peer}`,
+      `--initial-advertise-peer-urls=${peer}`,
+      `--initial-cluster=${cluster}`,
       `--initial-cluster-token=${token}`,
-      '--initial-cluster-state=new',
+      `--initial-cluster-state=${state}`,
       '--logger=zap',
       '--log-outputs=stderr',
       '--log-level=warn',
       ...(options.extraArgs ?? []),
     ];
     const process = new LocalProcess({ label: `etcd ${name}`, argv: [binary, ...args], logFile });
-    process.spawn();
     return {
       name,
       clientEndpoint: `127.0.0.1:${clientPort}`,
       metricsEndpoint: null,
       clientPort,
-      peerUrl: peerUrl(i),
+      peerUrl: peer,
       dataDir,
       logFile,
       process,
     };
-  });
+  };
+  const members: EtcdMember[] = names.map((name, i) =>
+    newMember(name, ports[2 * i]!, peerUrl(i), initialCluster, 'new'),
+  );
+  for (const m of members) m.process.spawn();
   const endpoints = members.map((m) => m.clientEndpoint);
   const probe = new ProbeClient(endpoints);
 
@@ -195,6 +210,16 @@ export async function startEtcdCluster(options: EtcdClusterOptions = {}): Promis
     restart: async (m) => m.process.spawn(),
     waitReady,
     stop,
+    addMember: async (name) => {
+      if (members.some((m) => m.name === name)) throw new Error(`member ${name} exists`);
+      if (members.length >= MEMBERS_MAX) throw new Error(`at most ${MEMBERS_MAX} members`);
+      const [clientPort, peerPort] = await freePorts(2);
+      const peer = `http://127.0.0.1:${peerPort}`;
+      const cluster = [...members.map((m) => `${m.name}=${m.peerUrl}`), `${name}=${peer}`];
+      const joiner = newMember(name, clientPort!, peer, cluster.join(','), 'existing');
+      members.push(joiner);
+      return joiner;
+    },
   };
   return readyOrStopped(cluster, startTimeoutMs);
 }

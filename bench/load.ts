@@ -39,6 +39,8 @@ const LATENCY_US_MAX = 60_000_000;
 export const READ_KEYS_MAX = 10_000;
 export const VALUE_BYTES_MAX = 1024 * 1024;
 export const CONNECTIONS_PER_ENDPOINT_MAX = 16;
+/** Puts in one Txn of the put workload (etcd's default --max-txn-ops). */
+export const PUTS_PER_TXN_MAX = 128;
 
 // ---------------------------------------------------------------------------------------------
 // Minimal protobuf for etcdserverpb (proto/rpc.proto): only the fields the generator uses.
@@ -144,8 +146,29 @@ export function encodeTxnRead(key: Uint8Array): Buffer {
   return buf;
 }
 
+/**
+ * Encodes a TxnRequest without compares whose success branch puts every key with `value`
+ * (RequestOp field 2: request_put): one Raft entry for many keys, as a bulk loader sends them.
+ */
+export function encodeTxnPuts(keys: readonly Uint8Array[], value: Uint8Array): Buffer {
+  if (!(keys.length >= 1 && keys.length <= PUTS_PER_TXN_MAX)) {
+    throw new Error(`encodeTxnPuts: 1..${PUTS_PER_TXN_MAX} keys, got ${keys.length}`);
+  }
+  const puts = keys.map((key) => encodePut(key, value));
+  const size = puts.reduce((n, put) => n + fieldBytes(fieldBytes(put.length)), 0);
+  const buf = Buffer.allocUnsafe(size);
+  let at = 0;
+  for (const put of puts) {
+    buf[at++] = tag(2, LENGTH_DELIMITED); // TxnRequest.success
+    at = writeVarint(buf, at, fieldBytes(put.length));
+    at = writeBytesField(buf, at, tag(2, LENGTH_DELIMITED), put); // RequestOp.request_put
+  }
+  if (at !== size) throw new Error(`encodeTxnPuts: wrote ${at} of ${size} bytes`);
+  return buf;
+}
+
 /** Reads a varint at `at`; returns [value, next offset]. Values up to 2^53 are exact. */
-function readVarint(buf: Uint8Array, at: number, end: number): [number, number] {
+export function readVarint(buf: Uint8Array, at: number, end: number): [number, number] {
   let value = 0;
   let scale = 1;
   for (let i = 0; i < 10; i++) {
@@ -162,7 +185,7 @@ function readVarint(buf: Uint8Array, at: number, end: number): [number, number] 
  * Calls `onField` for each field of the message in buf[start, end): the varint value for wire
  * type 0 (else 0), and the data's range for wire type 2 (else an empty one).
  */
-function forEachField(
+export function forEachField(
   buf: Uint8Array,
   start: number,
   end: number,
@@ -243,6 +266,12 @@ export interface KvClient {
    * failed compare is an error.
    */
   txnRead(key: Uint8Array, done: (error: Error | null, found: number) => void): void;
+  /** A Txn putting every key (the put workload with `putsPerTxn` > 1); optional. */
+  txnPuts?(
+    keys: readonly Uint8Array[],
+    value: Uint8Array,
+    done: (error: Error | null) => void,
+  ): void;
   close(): void;
 }
 
@@ -344,6 +373,24 @@ export class GrpcKvClient implements KvClient {
     );
   }
 
+  txnPuts(
+    keys: readonly Uint8Array[],
+    value: Uint8Array,
+    done: (error: Error | null) => void,
+  ): void {
+    this.channel().makeUnaryRequest(
+      '/etcdserverpb.KV/Txn',
+      identity,
+      identity,
+      encodeTxnPuts(keys, value),
+      (error, response) => {
+        if (error || response === undefined) done(error ?? new Error('empty response'));
+        else if (!decodeTxnRead(response).succeeded) done(new Error('txn of puts not succeeded'));
+        else done(null);
+      },
+    );
+  }
+
   close(): void {
     for (const channel of this.channels) channel.close();
   }
@@ -360,6 +407,11 @@ export interface CellOptions {
   readonly valueBytes: number;
   /** Put keys are `${keyPrefix}/${seq}`: unique per run. */
   readonly keyPrefix: string;
+  /**
+   * Puts per request of the put workload (default 1: a Put). Above 1 each request is a Txn of
+   * that many puts (keys `${keyPrefix}/${seq}/${i}`), and `ops` counts Txns.
+   */
+  readonly putsPerTxn?: number;
   /** Keys for the read workloads (written before the cell); required for them. */
   readonly readKeys?: readonly Uint8Array[];
   /** The read workloads start at this index of `readKeys` (generators read different keys). */
@@ -411,6 +463,12 @@ export function runCell(client: KvClient, options: CellOptions): Promise<CellRes
     throw new Error(`the ${workload} workload needs readKeys`);
   }
   const readKeyOffset = options.readKeyOffset ?? 0;
+  const putsPerTxn = options.putsPerTxn ?? 1;
+  if (!(Number.isInteger(putsPerTxn) && putsPerTxn >= 1 && putsPerTxn <= PUTS_PER_TXN_MAX)) {
+    throw new Error(`putsPerTxn must be 1..${PUTS_PER_TXN_MAX}, got ${putsPerTxn}`);
+  }
+  const txnPuts = client.txnPuts?.bind(client);
+  if (putsPerTxn > 1 && txnPuts === undefined) throw new Error('this client cannot put in Txns');
 
   const histogram = newLatencyHistogram();
   const value = randomFillSync(Buffer.alloc(valueBytes));
@@ -487,6 +545,13 @@ export function runCell(client: KvClient, options: CellOptions): Promise<CellRes
       const onRead = (error: Error | null, found: number): void => {
         onDone(error ?? (found === 1 ? null : new Error(`read found ${found} kvs, expected 1`)));
       };
+      if (workload === 'put' && putsPerTxn > 1) {
+        const keys = Array.from({ length: putsPerTxn }, (_, i) =>
+          Buffer.from(`${options.keyPrefix}/${seq}/${i}`),
+        );
+        txnPuts!(keys, value, onDone);
+        return;
+      }
       if (workload === 'put') {
         client.put(Buffer.from(`${options.keyPrefix}/${seq}`), value, onDone);
         return;

@@ -17,6 +17,7 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
+  type ConfigFields,
   LocalCluster,
   type LocalMember,
   memberEnv,
@@ -52,6 +53,8 @@ export interface TandemMember extends BenchMember {
 
 export interface TandemCluster extends BenchCluster {
   readonly members: readonly TandemMember[];
+  /** The launcher's cluster: for members that join later (addMember); stop() stops them too. */
+  readonly local: LocalCluster;
 }
 
 export interface TandemClusterOptions {
@@ -64,6 +67,8 @@ export interface TandemClusterOptions {
   readonly logLevel?: string;
   /** Extra `node` flags for every member, e.g. ['--cpu-prof', '--cpu-prof-dir=/tmp/prof']. */
   readonly nodeArgs?: readonly string[];
+  /** Fields for every member's config (src/cli/config.ts), e.g. { raft: { snapshotEntries } }. */
+  readonly config?: ConfigFields;
 }
 
 /**
@@ -129,6 +134,7 @@ export async function startTandemCluster(
     token: `tandem-bench-${process.pid}-${Date.now()}`,
     command: MEMBER_COMMAND,
     ...(options.nodeArgs !== undefined && { nodeArgs: options.nodeArgs }),
+    ...(options.config !== undefined && { config: options.config }),
     env: memberEnv(process.env),
     logLevel: options.logLevel ?? 'info',
     ...(options.keepData !== undefined && { keepDir: options.keepData }),
@@ -183,6 +189,7 @@ export async function startTandemCluster(
     members,
     endpoints,
     rootDir: local.dir,
+    local,
     leader,
     kill: async (m) => {
       await m.process.kill();
