@@ -11,6 +11,7 @@ import { after, before, describe, test } from 'node:test';
 import { type ServiceError, status } from '@grpc/grpc-js';
 import type { LocalCluster, LocalMember } from '../../src/cli/local-cluster.js';
 import { sleep, waitFor } from '../../src/cli/local-net.js';
+import { FRAME_VERSION } from '../../src/transport/limits.js';
 import { call, ctl, ETCDCTL_MISSING, grpcClients, killCtls, rawUnary } from './clients.js';
 import { startCluster } from './cluster.js';
 
@@ -83,19 +84,25 @@ describe('bad input to a 3-member cluster', { skip: ETCDCTL_MISSING, timeout: 12
           // Random bytes (a random length prefix, most likely over the handshake limit).
           assert.equal(await sendRaw(target.spec.peer, randomBytes(64 * 1024)), 'closed');
           // A valid-looking header announcing a 4 GiB frame.
-          const huge = Buffer.from([0xff, 0xff, 0xff, 0xff, 1, 1, 0, 0]);
+          const huge = Buffer.from([0xff, 0xff, 0xff, 0xff, FRAME_VERSION, 1, 0, 0]);
           assert.equal(await sendRaw(target.spec.peer, huge), 'closed');
           // Under the frame limit but over the handshake limit, then nothing.
           const big = Buffer.alloc(6);
           big.writeUInt32BE(1024 * 1024, 0);
-          big[4] = 1;
+          big[4] = FRAME_VERSION;
           big[5] = 1;
           assert.equal(await sendRaw(target.spec.peer, big), 'closed');
-          // A right-sized HELLO frame whose payload is not msgpack.
-          const hello = Buffer.concat([Buffer.from([0, 0, 0, 10, 1, 1]), randomBytes(8)]);
+          // A right-sized HELLO frame whose payload is not a HELLO.
+          const hello = Buffer.concat([
+            Buffer.from([0, 0, 0, 10, FRAME_VERSION, 1]),
+            randomBytes(8),
+          ]);
           assert.equal(await sendRaw(target.spec.peer, hello), 'closed');
           // A frame of the wrong type before the handshake.
-          assert.equal(await sendRaw(target.spec.peer, Buffer.from([0, 0, 0, 2, 1, 4])), 'closed');
+          assert.equal(
+            await sendRaw(target.spec.peer, Buffer.from([0, 0, 0, 2, FRAME_VERSION, 4])),
+            'closed',
+          );
         }
         for (const target of [follower, leader]) {
           // One logged refusal per bad connection: five per member.
