@@ -36,8 +36,13 @@ const REPLACE_AFTER_MS = 2_000;
 const REPLACE_SLACK_MS = 15_000;
 /** From spawn (tsx compiles on the fly) to reporting itself a cold standby. */
 const KNOWS_ROLE_MS = 30_000;
-/** Reads keep being refused for this long after the member knows its role. */
-const KEEP_POLLING_MS = 2_000;
+/**
+ * Reads go on for this long after the member knows its role, and must have been refused at least
+ * once by then. Longer than grpc-js's reconnect backoff (1 s, then ×1.6 with jitter): the channel
+ * met a closed port while the member started, and may sleep past a shorter window (seen failing
+ * at 2 s with every read unanswered).
+ */
+const KEEP_POLLING_MS = 8_000;
 const READ_GAP_MS = 50;
 const READ_DEADLINE_MS = 1_000;
 const POLL_ROUNDS_MAX = 2_000;
