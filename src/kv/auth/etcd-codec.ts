@@ -15,9 +15,11 @@
  *
  * `password` holds the stored hash's bytes verbatim: tandem's scrypt record
  * (src/api/auth-password.ts) or etcd's bcrypt hash. Neither system checks the other's, so a
- * migrated user authenticates with a password only after it is set again (see SECURITY.md);
- * a snapshot back into the system that wrote it keeps every password. `options` is always
- * written, as etcd 3.4's UserAdd always sets it.
+ * migrated user authenticates with a password only after it is set again (`tandem restore`
+ * names them); a snapshot back into the system that wrote it keeps every password. Carrying
+ * the hash rather than dropping it keeps a round trip (tandem → etcd → tandem) lossless, and a
+ * foreign hash can never match a password, so it opens nothing. `options` is always written,
+ * as etcd 3.4's UserAdd always sets it.
  */
 import { KvError } from '../errors.js';
 import { PbWriter, readFields } from '../mvcc/etcd-codec.js';
