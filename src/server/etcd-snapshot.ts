@@ -354,8 +354,8 @@ export function restoreEtcdSnapshot(
 }
 
 /**
- * The auth store etcd's auth buckets describe, or null when the snapshot has no users, no roles
- * and auth off (the new cluster's own fresh store is the same). Password hashes come verbatim:
+ * The auth store etcd's auth buckets describe, or null when it is a fresh store's (no users, no
+ * roles, auth off, revision 1: the new cluster starts with the same). Password hashes come verbatim:
  * an etcd (bcrypt) hash does not check in tandem, so such a user's password must be set again.
  */
 function readEtcdAuth(reader: BboltReader): AuthStore | null {
@@ -370,7 +370,7 @@ function readEtcdAuth(reader: BboltReader): AuthStore | null {
   }
   const users = named('authUsers', reader, decodeEtcdUser);
   const roles = named('authRoles', reader, decodeEtcdRole);
-  if (users.length === 0 && roles.length === 0 && !enabled) return null;
+  if (users.length === 0 && roles.length === 0 && !enabled && revision === 1) return null;
   return AuthStore.fromState({ enabled, revision, users, roles });
 }
 
