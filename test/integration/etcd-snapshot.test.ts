@@ -2,8 +2,8 @@
  * Snapshots in etcd's format, between real systems: tandem's Snapshot RPC as `etcdctl snapshot
  * save` gets it, read by `etcdctl snapshot status` (Debian etcd-client 3.4), restored by
  * `etcdctl snapshot restore` into a real etcd (Debian etcd-server) that then serves the same
- * keys, values and revisions; and the other way, an etcd snapshot restored into a new tandem
- * cluster (`tandem restore --from`), as is tandem's own.
+ * keys, values, revisions, users and roles; and the other way, an etcd snapshot restored into a
+ * new tandem cluster (`tandem restore --from`), as is tandem's own.
  */
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
