@@ -382,9 +382,16 @@ async function restoreCommand(opts: {
     process.stdout.write(
       `restored ${config.name} into ${config.dataDir}: revision ${result.revision}, ` +
         `${result.keyEntries} revisions of keys, ${result.leases} leases` +
-        `${result.compactRevision > 0 ? `, compacted at ${result.compactRevision}` : ''}\n` +
+        `${result.compactRevision > 0 ? `, compacted at ${result.compactRevision}` : ''}` +
+        `${result.users + result.roles > 0 ? `, ${result.users} users and ${result.roles} roles (auth ${result.authEnabled ? 'enabled' : 'disabled'})` : ''}\n` +
         'start every founder restored from this file with cluster.state: new\n',
     );
+    if (result.passwordsToReset.length > 0) {
+      process.stderr.write(
+        `warning: the password hashes of ${result.passwordsToReset.join(', ')} are etcd's ` +
+          "(bcrypt), which tandem does not check: set each password again (etcdctl user passwd) before they log in with it; while auth is on, root's needs a client certificate naming root, or restore from a snapshot taken with auth disabled\n",
+      );
+    }
     return 0;
   } catch (error) {
     if (error instanceof ConfigError) {

@@ -47,9 +47,16 @@ export {
 
 export const MEMBERS_MAX = 64;
 /**
+ * Removed member ids remembered at most, the oldest forgotten first (etcd keeps every one in its
+ * members_removed bucket; a bound keeps a cluster that churns members from growing without end).
+ */
+export const REMOVED_IDS_MAX = 1024;
+/**
  * The snapshot layout written by `toSnapshot`; version 1 was a bare list of 5-tuples, version 2
  * rows of 14 fields (no `lastRefreshAtMs`), version 3 rows of 15 (no `promotedByPolicy`), all
- * still read.
+ * still read. Version 4 may carry `removed` (the removed member ids, oldest first): added
+ * beside `members` without a new version so that a member still on the older code reads it
+ * (and ignores the list) during a rolling upgrade.
  */
 export const REGISTRY_SNAPSHOT_VERSION = 4;
 const ROW_FIELDS_V2 = 14;
@@ -222,6 +229,12 @@ function newMember(id: NodeId, attrs: MemberAttributes, placement: Placement): M
 
 export class MemberRegistry {
   private readonly members = new Map<NodeId, MemberRecord>();
+  /**
+   * Ids of members that left the registry (etcd's members_removed), oldest first, at most
+   * REMOVED_IDS_MAX; an id that is registered again leaves the list (tandem reuses a founder's
+   * id when it rejoins under its name, where etcd refuses a removed id for good).
+   */
+  private readonly removed: NodeId[] = [];
 
   /**
    * The founding members of a new cluster: voters unless a founder says otherwise. A founding
@@ -312,8 +325,8 @@ export class MemberRegistry {
       const placement: Placement = outgoing.has(id) && final !== 'voter' ? 'voter' : final;
       const fresh = id === changed && attrs !== null ? attrs : null;
       const next = this.placed(id, placement, final, fresh, atMs);
-      if (next === null) this.members.delete(id);
-      else this.members.set(id, next);
+      if (next === null) this.forget(id);
+      else this.remember(next);
     }
     assert(this.members.size <= MEMBERS_MAX * 2, 'registry grew past its limit');
   }
@@ -355,6 +368,27 @@ export class MemberRegistry {
     if (final !== 'voter' && m.promotedByPolicy) m = { ...m, promotedByPolicy: false };
     if (placement === 'none' && restingPlacement(m.role, m.standbyMode) !== 'none') return null;
     return m;
+  }
+
+  /** Ids of the members removed from the registry, oldest first (etcd's members_removed). */
+  removedIds(): readonly NodeId[] {
+    return this.removed;
+  }
+
+  /** Registers or updates `m`; a removed id registered again is no longer removed. */
+  private remember(m: MemberRecord): void {
+    if (!this.members.has(m.id)) {
+      const at = this.removed.indexOf(m.id);
+      if (at >= 0) this.removed.splice(at, 1);
+    }
+    this.members.set(m.id, m);
+  }
+
+  /** Removes member `id`, if registered, and records it as removed. */
+  private forget(id: NodeId): void {
+    if (!this.members.delete(id)) return;
+    this.removed.push(id);
+    if (this.removed.length > REMOVED_IDS_MAX) this.removed.shift();
   }
 
   /** A member publishes its name and client URLs (etcd's publish), or updates its peer URLs. */
@@ -399,12 +433,12 @@ export class MemberRegistry {
       const { id, name, peerUrls, clientUrls } = c;
       const m = newMember(id, { name, peerUrls, clientUrls }, 'none');
       const registered = { ...m, zone: c.zone, standbyMode: c.mode };
-      this.members.set(id, { ...registered, snapshotEveryMs: c.snapshotEveryMs });
+      this.remember({ ...registered, snapshotEveryMs: c.snapshotEveryMs });
       return;
     }
     const m = this.members.get(c.id);
     if (m === undefined) return; // a context naming a member that left: nothing to record
-    if (c.kind === 'remove') this.members.delete(c.id);
+    if (c.kind === 'remove') this.forget(c.id);
     else this.members.set(c.id, withIntent(m, c));
   }
 
@@ -427,7 +461,7 @@ export class MemberRegistry {
       m.lastRefreshAtMs,
       m.promotedByPolicy,
     ]);
-    return { version: REGISTRY_SNAPSHOT_VERSION, members: rows };
+    return { version: REGISTRY_SNAPSHOT_VERSION, members: rows, removed: [...this.removed] };
   }
 
   /** Reads the current snapshot form and version 1 (a bare list of 5-tuples, voters/learners). */
@@ -440,6 +474,12 @@ export class MemberRegistry {
       assert(!r.members.has(m.id), `duplicate member ${m.id} in registry snapshot`);
       r.members.set(m.id, m);
     }
+    for (const id of Array.isArray(data) ? [] : snapshotRemoved(data)) {
+      assert(typeof id === 'number', 'registry snapshot removed id');
+      assertUint(id, 'registry snapshot removed id');
+      if (!r.members.has(id) && !r.removed.includes(id)) r.removed.push(id);
+    }
+    r.removed.splice(0, Math.max(0, r.removed.length - REMOVED_IDS_MAX));
     return r;
   }
 }
@@ -453,6 +493,14 @@ function snapshotRows(data: unknown): unknown[] {
   );
   assert(Array.isArray(members), 'registry snapshot members is not a list');
   return members;
+}
+
+/** Version 4's optional list of removed ids (absent before it, and in early version 4). */
+function snapshotRemoved(data: unknown): unknown[] {
+  const { removed } = data as { removed?: unknown };
+  if (removed === undefined) return [];
+  assert(Array.isArray(removed), 'registry snapshot removed is not a list');
+  return removed;
 }
 
 function fromRowV1(row: unknown[]): MemberRecord {

@@ -10,14 +10,29 @@
  *                    scheduledCompactRev as etcd's revision bytes {compact, 0}, once compacted
  *   lease            lease id i64 BE -> leasepb.Lease{ID, TTL, RemainingTTL}
  *   members          member id in hex -> etcd's Member JSON; cluster: clusterVersion
- *   members_removed, alarm, auth, authUsers, authRoles: empty (tandem has no auth store, and a
- *                    restore starts a new cluster, where etcd's restore drops members too)
+ *   members_removed  member id in hex -> "removed", for the ids the registry remembers
+ *                    (registry.ts REMOVED_IDS_MAX)
+ *   auth, authUsers, authRoles  the auth store as etcd keeps it (kv/auth/etcd-codec.ts), read
+ *                    from the view's own record, so it is of the same point in time as the keys
+ *   alarm            empty
  *
- * A restore into tandem takes the key history, the compact revision and the leases; the new
- * cluster's members come from its own configuration, as with etcd's restore.
+ * A restore into tandem takes the key history, the compact revision, the leases and the auth
+ * store (users, roles, revision, enabled); the new cluster's members come from its own
+ * configuration, as with etcd's restore.
  */
 import { pack, unpack as unpackMsgpack } from 'msgpackr';
 import type { MemberInfo } from '../cluster/registry.js';
+import {
+  decodeEtcdAuthRevision,
+  decodeEtcdRole,
+  decodeEtcdUser,
+  ETCD_AUTH_ENABLED,
+  ETCD_AUTH_KEYS,
+  encodeEtcdAuthRevision,
+  encodeEtcdRole,
+  encodeEtcdUser,
+} from '../kv/auth/etcd-codec.js';
+import { AUTH_ENTRIES_MAX, type AuthRole, AuthStore, type AuthUser } from '../kv/auth/store.js';
 import type { Backend, Bucket, ReadView } from '../kv/backend/backend.js';
 import { KvError } from '../kv/errors.js';
 import {
@@ -44,7 +59,7 @@ import {
   BboltFileWriter,
 } from '../storage/bbolt/writer.js';
 import { assert } from '../util/assert.js';
-import { leaseIdOfKey, leaseKey, META_LEASE_PREFIX, prefixEnd } from './meta-keys.js';
+import { leaseIdOfKey, leaseKey, META_AUTH, META_LEASE_PREFIX, prefixEnd } from './meta-keys.js';
 
 const enc = new TextEncoder();
 /** Entries read from the view per scan: the scan is push-style, the writer pulls. */
@@ -52,6 +67,10 @@ const SCAN_BATCH_ENTRIES = 1024;
 /** The cluster version etcd 3.4's restore and start expect to find. */
 const CLUSTER_VERSION = '3.4.0';
 const TANDEM_META_COMPACT_REVISION = enc.encode('finished_compact_rev');
+/** How tandem's password hashes begin (src/api/auth-password.ts), unlike etcd's bcrypt "$2a$". */
+const TANDEM_PASSWORD_HASH_PREFIX = 'scrypt$';
+/** etcd's members_removed value (membership/store.go mustDeleteMemberFromBackend). */
+const REMOVED = enc.encode('removed');
 
 const ETCD_META = {
   consistentIndex: enc.encode('consistent_index'),
@@ -67,6 +86,8 @@ export interface EtcdSnapshotSource {
   /** 0 or -1 when never compacted. */
   readonly compactRevision: number;
   readonly members: readonly MemberInfo[];
+  /** Ids of removed members (etcd's members_removed bucket). */
+  readonly removedMemberIds: readonly number[];
 }
 
 export interface EtcdSnapshotFile {
@@ -121,12 +142,25 @@ function etcdBuckets(source: EtcdSnapshotSource): BboltBucketSource[] {
     fixed('meta', etcdMeta(source)),
     fixed('lease', etcdLeases(view)),
     fixed('members', source.members.map(etcdMember)),
-    fixed('members_removed', []),
+    fixed(
+      'members_removed',
+      source.removedMemberIds.map((id) => [enc.encode(id.toString(16)), REMOVED]),
+    ),
     fixed('cluster', [[enc.encode('clusterVersion'), enc.encode(CLUSTER_VERSION)]]),
     fixed('alarm', []),
-    fixed('auth', []),
-    fixed('authUsers', []),
-    fixed('authRoles', []),
+    ...etcdAuthBuckets(view).map(([name, entries]) => fixed(name, entries)),
+  ];
+}
+
+/** The auth, authUsers and authRoles buckets of the auth store recorded in `view`. */
+function etcdAuthBuckets(view: ReadView): [string, BboltEntry[]][] {
+  const state = AuthStore.decode(view.get('meta', META_AUTH)).state();
+  const auth: BboltEntry[] = [[ETCD_AUTH_KEYS.revision, encodeEtcdAuthRevision(state.revision)]];
+  if (state.enabled) auth.push([ETCD_AUTH_KEYS.enabled, ETCD_AUTH_ENABLED]);
+  return [
+    ['auth', auth],
+    ['authUsers', state.users.map((u) => [enc.encode(u.name), encodeEtcdUser(u)])],
+    ['authRoles', state.roles.map((r) => [enc.encode(r.name), encodeEtcdRole(r)])],
   ];
 }
 
@@ -221,6 +255,15 @@ export interface EtcdRestoreResult {
   /** Entries of the key bucket (revisions, as etcd's "total keys" counts the key bucket's). */
   readonly keyEntries: number;
   readonly leases: number;
+  /** The auth store restored (users, roles): empty when the snapshot had none. */
+  readonly users: number;
+  readonly roles: number;
+  readonly authEnabled: boolean;
+  /**
+   * Users whose password hash is not tandem's (etcd's bcrypt): they authenticate with a
+   * password only once it is set again (by root, or a client certificate naming root).
+   */
+  readonly passwordsToReset: readonly string[];
 }
 
 /**
@@ -292,8 +335,61 @@ export function restoreEtcdSnapshot(
       tx.put('meta', leaseKey(lease.id), pack([lease.ttlSeconds, lease.remainingTtlSeconds]));
       leases++;
     }
-    return { revision: Math.max(revision, compactRevision), compactRevision, keyEntries, leases };
+    const auth = readEtcdAuth(reader);
+    if (auth !== null) tx.put('meta', META_AUTH, auth.encode());
+    const state = auth?.state();
+    return {
+      revision: Math.max(revision, compactRevision),
+      compactRevision,
+      keyEntries,
+      leases,
+      users: state?.users.length ?? 0,
+      roles: state?.roles.length ?? 0,
+      authEnabled: state?.enabled ?? false,
+      passwordsToReset: (state?.users ?? [])
+        .filter((u) => !u.noPassword && !u.passwordHash.startsWith(TANDEM_PASSWORD_HASH_PREFIX))
+        .map((u) => u.name),
+    };
   });
+}
+
+/**
+ * The auth store etcd's auth buckets describe, or null when it is a fresh store's (no users, no
+ * roles, auth off, revision 1: the new cluster starts with the same). Password hashes come verbatim:
+ * an etcd (bcrypt) hash does not check in tandem, so such a user's password must be set again.
+ */
+function readEtcdAuth(reader: BboltReader): AuthStore | null {
+  let revision = 1;
+  let enabled = false;
+  for (const [key, value] of reader.bucket(enc.encode('auth')) ?? []) {
+    if (Buffer.compare(key, ETCD_AUTH_KEYS.revision) === 0) {
+      revision = Math.max(1, decodeEtcdAuthRevision(value));
+    } else if (Buffer.compare(key, ETCD_AUTH_KEYS.enabled) === 0) {
+      enabled = Buffer.compare(value, ETCD_AUTH_ENABLED) === 0;
+    }
+  }
+  const users = named('authUsers', reader, decodeEtcdUser);
+  const roles = named('authRoles', reader, decodeEtcdRole);
+  if (users.length === 0 && roles.length === 0 && !enabled && revision === 1) return null;
+  return AuthStore.fromState({ enabled, revision, users, roles });
+}
+
+/** A bucket of records keyed by their name, each checked against its key; bounded. */
+function named<T extends AuthUser | AuthRole>(
+  bucket: string,
+  reader: BboltReader,
+  decode: (bytes: Uint8Array) => T,
+): T[] {
+  const out: T[] = [];
+  for (const [key, value] of reader.bucket(enc.encode(bucket)) ?? []) {
+    if (out.length >= AUTH_ENTRIES_MAX) throw corrupt(`${bucket}: more than ${AUTH_ENTRIES_MAX}`);
+    const record = decode(value);
+    if (Buffer.compare(key, enc.encode(record.name)) !== 0) {
+      throw corrupt(`${bucket}: key ${Buffer.from(key).toString('hex')} holds "${record.name}"`);
+    }
+    out.push(record);
+  }
+  return out;
 }
 
 function corrupt(detail: string): KvError {

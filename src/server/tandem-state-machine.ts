@@ -474,6 +474,7 @@ export class TandemStateMachine implements ReplicatedStateMachine {
       revision: store.currentRevision(),
       compactRevision: store.compactRevision(),
       members: this.registry.list(),
+      removedMemberIds: this.registry.removedIds(),
     });
   }
 

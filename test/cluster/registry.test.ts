@@ -14,6 +14,7 @@ import {
   decodeAttributes,
   encodeAttributes,
   MemberRegistry,
+  REMOVED_IDS_MAX,
   RegistryError,
 } from '../../src/cluster/registry.js';
 import { ConfChangeTransition, ConfChangeType, type ConfState } from '../../src/raft/types.js';
@@ -475,4 +476,59 @@ test('a member the configuration adds (member add) is recorded catching up: a ne
     { id: 4, lastHeardMs: null, match: 0 },
   ]);
   assert.equal(d.get(4)?.state, 'lagging');
+});
+
+test('removed members are remembered (etcd members_removed), bounded, and survive a snapshot', () => {
+  const r = founders();
+  const addLearner = (id: number) =>
+    r.applyConfChange(conf([1, 2, 3], [id]), {
+      transition: ConfChangeTransition.Auto,
+      changes: [{ type: ConfChangeType.AddLearnerNode, nodeId: id }],
+      context: encodeAttributes({ name: `n${id}`, peerUrls: [`x:${id}`], clientUrls: [] }),
+    });
+  const remove = (id: number) =>
+    r.applyConfChange(conf([1, 2, 3]), {
+      transition: ConfChangeTransition.Auto,
+      changes: [{ type: ConfChangeType.RemoveNode, nodeId: id }],
+      context: new Uint8Array(),
+    });
+  addLearner(9);
+  assert.deepEqual(r.removedIds(), []);
+  remove(9);
+  assert.deepEqual(r.removedIds(), [9]);
+  assert.equal(r.get(9), undefined);
+  // A warm standby removed by its command is removed too; one that merely leaves the
+  // configuration (warm, cold) stays registered and is not.
+  r.applyCommand({
+    kind: 'register',
+    id: 11,
+    name: 'n11',
+    peerUrls: ['z:1'],
+    clientUrls: [],
+    zone: '',
+    mode: 'warm',
+    snapshotEveryMs: 30_000,
+  });
+  r.applyCommand({ kind: 'remove', id: 11 });
+  assert.deepEqual(r.removedIds(), [9, 11]);
+  // The snapshot carries the list (msgpack, as stored); an id registered again leaves it.
+  const copy = MemberRegistry.fromSnapshot(unpack(pack(r.toSnapshot())));
+  assert.deepEqual(copy.removedIds(), [9, 11]);
+  addLearner(9);
+  assert.deepEqual(r.removedIds(), [11]);
+  // A version 4 snapshot written before the list existed still loads, with none removed.
+  const { version, members } = r.toSnapshot() as { version: number; members: unknown[] };
+  assert.equal(version, 4);
+  const old = MemberRegistry.fromSnapshot({ version, members });
+  assert.deepEqual(old.all(), r.all());
+  assert.deepEqual(old.removedIds(), []);
+  // Bounded: the oldest are forgotten first.
+  for (let id = 100; id < 100 + REMOVED_IDS_MAX + 5; id++) {
+    addLearner(id);
+    remove(id);
+  }
+  assert.equal(r.removedIds().length, REMOVED_IDS_MAX);
+  assert.equal(r.removedIds()[0], 105);
+  assert.equal(r.removedIds().at(-1), 100 + REMOVED_IDS_MAX + 4);
+  assert.throws(() => MemberRegistry.fromSnapshot({ version, members, removed: [-1] }), /removed/);
 });

@@ -2,8 +2,8 @@
  * Snapshots in etcd's format, between real systems: tandem's Snapshot RPC as `etcdctl snapshot
  * save` gets it, read by `etcdctl snapshot status` (Debian etcd-client 3.4), restored by
  * `etcdctl snapshot restore` into a real etcd (Debian etcd-server) that then serves the same
- * keys, values and revisions; and the other way, an etcd snapshot restored into a new tandem
- * cluster (`tandem restore --from`), as is tandem's own.
+ * keys, values, revisions, users and roles; and the other way, an etcd snapshot restored into a
+ * new tandem cluster (`tandem restore --from`), as is tandem's own.
  */
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -55,6 +55,63 @@ function withoutLastVarintField(bytes: Buffer, field: number): Buffer {
   return bytes.subarray(0, start - 1);
 }
 
+/**
+ * Users and roles (auth left off, so the tests' plain etcdctl calls still work): the same on
+ * either system, and what `authView` reads back.
+ */
+async function writeAuth(endpoints: readonly string[]): Promise<void> {
+  await ctlOk(endpoints, ['role', 'add', 'reader']);
+  await ctlOk(endpoints, ['role', 'grant-permission', 'reader', 'read', 'a', 'b']);
+  await ctlOk(endpoints, ['role', 'grant-permission', 'reader', 'readwrite', 'dir/', '--prefix']);
+  await ctlOk(endpoints, ['user', 'add', 'alice', '--new-user-password=pw-alice']);
+  await ctlOk(endpoints, ['user', 'grant-role', 'alice', 'reader']);
+  await ctlOk(endpoints, ['user', 'add', 'svc', '--no-password']);
+}
+
+/** The users and roles an endpoint serves, as etcdctl prints them. */
+async function authView(endpoints: readonly string[]): Promise<string> {
+  const parts = [
+    await ctlOk(endpoints, ['user', 'list']),
+    await ctlOk(endpoints, ['role', 'list']),
+    await ctlOk(endpoints, ['user', 'get', 'alice', '--detail']),
+    await ctlOk(endpoints, ['role', 'get', 'reader']),
+  ];
+  return parts.join('');
+}
+
+/** A snapshot file's auth buckets: each entry in hex, a user's password field cut out. */
+function authBuckets(file: string): Record<string, [string, string][]> {
+  const opened = openSnapshotFile(file);
+  try {
+    const out: Record<string, [string, string][]> = {};
+    for (const name of ['auth', 'authUsers', 'authRoles']) {
+      out[name] = [...(opened.reader.bucket(enc.encode(name)) ?? [])].map(([k, v]) => {
+        const value = name === 'authUsers' ? withoutPassword(Buffer.from(v)) : Buffer.from(v);
+        return [Buffer.from(k).toString('hex'), value.toString('hex')];
+      });
+    }
+    return out;
+  } finally {
+    opened.close();
+  }
+}
+
+/** authpb.User bytes less field 2 (password), which follows field 1 (name) as gogoproto writes. */
+function withoutPassword(user: Buffer): Buffer {
+  assert.equal(user[0], 0x0a, 'a user starts with its name');
+  assert.ok(user[1]! < 0x80, 'short names in this test');
+  const at = 2 + user[1]!;
+  if (user[at] !== 0x12) return user;
+  let length = 0;
+  let end = at + 1;
+  for (let shift = 0; ; shift += 7) {
+    const b = user[end++]!;
+    length |= (b & 0x7f) << shift;
+    if (b < 0x80) break;
+  }
+  return Buffer.concat([user.subarray(0, at), user.subarray(end + length)]);
+}
+
 /** A read below the compaction must fail the same way on both systems. */
 async function compactedRead(endpoints: readonly string[], rev: number): Promise<string> {
   const r = await ctl(endpoints, ['get', 'a', `--rev=${rev}`]);
@@ -71,6 +128,7 @@ describe('etcd snapshot format', { skip: ETCDCTL_MISSING, timeout: 600_000 }, ()
     dir = mkdtempSync(join(tmpdir(), 'tandem-it-etcd-snapshot-'));
     source = await startCluster({ label: 'snap-src', size: 1 });
     workload = await writeWorkload(source.endpoints());
+    await writeAuth(source.endpoints());
     tandemFile = join(dir, 'tandem.db');
     assert.match(
       await ctlOk(source.endpoints(), ['snapshot', 'save', tandemFile]),
@@ -109,6 +167,7 @@ describe('etcd snapshot format', { skip: ETCDCTL_MISSING, timeout: 600_000 }, ()
     before(async () => {
       etcdSource = await startEtcd(await planEtcd('src'));
       etcdWorkload = await writeWorkload([etcdSource.endpoint]);
+      await writeAuth([etcdSource.endpoint]);
       etcdFile = join(dir, 'etcd.db');
       await ctlOk([etcdSource.endpoint], ['snapshot', 'save', etcdFile]);
     });
@@ -126,6 +185,16 @@ describe('etcd snapshot format', { skip: ETCDCTL_MISSING, timeout: 600_000 }, ()
       assert.equal(ours.revision, theirs.revision);
     });
 
+    test("the same users and roles give etcd's auth buckets, byte for byte (hashes aside)", {
+      timeout: TEST_TIMEOUT_MS,
+    }, async () => {
+      const [ours, theirs] = [authBuckets(tandemFile), authBuckets(etcdFile)];
+      assert.equal(ours.authUsers!.length, 2);
+      assert.deepEqual(ours, theirs);
+      const [a, b] = [await snapshotStatus(tandemFile), await snapshotStatus(etcdFile)];
+      assert.equal(a.totalKey, b.totalKey);
+    });
+
     test('etcdctl snapshot restore of a tandem snapshot: real etcd serves the same data', {
       timeout: TEST_TIMEOUT_MS,
     }, async () => {
@@ -136,6 +205,7 @@ describe('etcd snapshot format', { skip: ETCDCTL_MISSING, timeout: 600_000 }, ()
         const at = [restored.endpoint];
         const want = await dumpKv(source.endpoints());
         assert.deepEqual(await dumpKv(at), want);
+        assert.deepEqual(await authView(at), await authView(source.endpoints()));
         // History since the compaction, and the compaction itself.
         const rev = workload.compactRevision;
         assert.deepEqual(await dumpKv(at, rev), await dumpKv(source.endpoints(), rev));
@@ -173,12 +243,14 @@ describe('etcd snapshot format', { skip: ETCDCTL_MISSING, timeout: 600_000 }, ()
       const want = await dumpKv([etcdSource.endpoint]);
       const rev = etcdWorkload.compactRevision;
       const wantAtCompaction = await dumpKv([etcdSource.endpoint], rev);
+      const wantAuth = await authView([etcdSource.endpoint]);
       const back = join(dir, 'back.db');
       try {
         // etcd -> tandem
         const at = restored.endpoints();
         assert.deepEqual(await dumpKv(at), want);
         assert.deepEqual(await dumpKv(at, rev), wantAtCompaction);
+        assert.deepEqual(await authView(at), wantAuth);
         assert.equal(
           await compactedRead(at, rev - 1),
           await compactedRead([etcdSource.endpoint], rev - 1),
@@ -199,6 +271,7 @@ describe('etcd snapshot format', { skip: ETCDCTL_MISSING, timeout: 600_000 }, ()
       const again = await startEtcd(plan);
       try {
         assert.deepEqual(await dumpKv([again.endpoint]), want);
+        assert.deepEqual(await authView([again.endpoint]), wantAuth);
         assert.deepEqual(await dumpKv([again.endpoint], rev), wantAtCompaction);
         const ttl = await ctlOk(
           [again.endpoint],
@@ -227,6 +300,7 @@ describe('etcd snapshot format', { skip: ETCDCTL_MISSING, timeout: 600_000 }, ()
     try {
       const want = await dumpKv(source.endpoints());
       for (const m of restored.members) assert.deepEqual(await dumpKv([m.spec.client]), want);
+      assert.deepEqual(await authView(restored.endpoints()), await authView(source.endpoints()));
       const rev = workload.compactRevision;
       assert.deepEqual(
         await dumpKv(restored.endpoints(), rev),

@@ -33,10 +33,6 @@ const EXCEPTIONS: Readonly<Record<string, string>> = {
     'the history holds a key put with a lease, and lease ids differ between the systems; ' +
     'HashKV hashes the KeyValue with its lease (the step before leases matches)',
   'endpoint hashkv --cluster': 'as endpoint hashkv',
-  'snapshot status':
-    "totalKey counts the keys of every bucket: etcd's auth bucket holds authRevision and its " +
-    'members_removed bucket the learner removed earlier in the script; tandem writes both ' +
-    'buckets empty (src/server/etcd-snapshot.ts); the revision and the key bucket match',
 };
 
 /** One system under test and what was learned about it (ids, ports) for normalizing. */

@@ -12,6 +12,7 @@
  */
 import { pack, unpack } from 'msgpackr';
 import { assert } from '../../util/assert.js';
+import { KvError } from '../errors.js';
 import { AuthError } from './errors.js';
 import {
   compareBytes,
@@ -41,6 +42,15 @@ export interface AuthRole {
   readonly name: string;
   /** Sorted by key (etcd's permSlice). */
   readonly perms: readonly KeyPermission[];
+}
+
+/** The store as data: what etcd's auth, authUsers and authRoles buckets hold. */
+export interface AuthState {
+  readonly enabled: boolean;
+  readonly revision: number;
+  /** By name (Go's byte order). */
+  readonly users: readonly AuthUser[];
+  readonly roles: readonly AuthRole[];
 }
 
 /** Who asks: a request header's username and the auth revision it was checked under. */
@@ -365,6 +375,53 @@ export class AuthStore {
   }
 
   // --- persistence ----------------------------------------------------------------------------
+
+  /** The whole store as plain data, users and roles by name (etcd's snapshot buckets). */
+  state(): AuthState {
+    return {
+      enabled: this.enabledFlag,
+      revision: this.rev,
+      users: sortedKeys(this.users).map((n) => this.users.get(n)!),
+      roles: sortedKeys(this.roles).map((n) => this.roles.get(n)!),
+    };
+  }
+
+  /**
+   * A store holding `state` (what a snapshot carried). Throws KvError SNAPSHOT_CORRUPT on a
+   * state this store could not have reached: duplicate or empty names, more than the limits,
+   * auth on without root holding the root role, a revision below 1.
+   */
+  static fromState(state: AuthState): AuthStore {
+    const bad = (why: string): KvError => new KvError('SNAPSHOT_CORRUPT', `auth state: ${why}`);
+    if (state.users.length > AUTH_ENTRIES_MAX || state.roles.length > AUTH_ENTRIES_MAX) {
+      throw bad(`more than ${AUTH_ENTRIES_MAX} users or roles`);
+    }
+    if (!Number.isSafeInteger(state.revision) || state.revision < 1) {
+      throw bad(`revision ${state.revision}`);
+    }
+    const store = new AuthStore();
+    store.rev = state.revision;
+    for (const role of state.roles) {
+      if (role.name.length === 0 || store.roles.has(role.name)) throw bad(`role "${role.name}"`);
+      if (role.perms.length > ROLE_PERMISSIONS_MAX) throw bad(`role ${role.name}: permissions`);
+      const perms = [...role.perms].sort((a, b) => compareBytes(a.key, b.key));
+      store.roles.set(role.name, { name: role.name, perms });
+    }
+    for (const user of state.users) {
+      if (user.name.length === 0 || store.users.has(user.name)) throw bad(`user "${user.name}"`);
+      const roles = [...new Set(user.roles)].sort(compareStrings);
+      store.users.set(user.name, { ...user, roles });
+    }
+    if (state.enabled) {
+      const root = store.users.get(ROOT_USER);
+      if (root === undefined || !root.roles.includes(ROOT_ROLE)) {
+        throw bad('enabled without a root user holding the root role');
+      }
+      store.enabledFlag = true;
+    }
+    store.permCache = store.buildPermCache();
+    return store;
+  }
 
   encode(): Uint8Array {
     return pack([

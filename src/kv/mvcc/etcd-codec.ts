@@ -67,7 +67,8 @@ const WIRE_FIXED32 = 5;
 const U64 = 1n << 64n;
 const VARINT_BYTES_MAX = 10;
 
-class PbWriter {
+/** A protobuf message writer in gogoproto's order (also used by kv/auth/etcd-codec.ts). */
+export class PbWriter {
   private readonly parts: Uint8Array[] = [];
   private size = 0;
 
@@ -79,6 +80,16 @@ class PbWriter {
 
   bytes(field: number, b: Uint8Array): void {
     if (b.length === 0) return;
+    this.tag(field, WIRE_BYTES);
+    this.rawVarint(BigInt(b.length));
+    this.push(b);
+  }
+
+  /**
+   * A length-delimited field written even when empty: an element of a repeated field, or a set
+   * sub-message (gogoproto writes a non-nil empty message as its tag and a zero length).
+   */
+  always(field: number, b: Uint8Array): void {
     this.tag(field, WIRE_BYTES);
     this.rawVarint(BigInt(b.length));
     this.push(b);
@@ -115,7 +126,7 @@ class PbWriter {
 }
 
 /** Visits each field of a message: varints as bigint, length-delimited as a view. */
-function readFields(
+export function readFields(
   bytes: Uint8Array,
   what: string,
   visit: (field: number, value: bigint | Uint8Array) => void,
