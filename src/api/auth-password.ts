@@ -4,9 +4,12 @@
  * is proposed, as etcd 3.5 bcrypts before proposing, and checked here on Authenticate.
  *
  * Stored as "scrypt$<logN>$<r>$<p>$<salt base64>$<hash base64>", so the cost can change later
- * without making old hashes unreadable.
+ * without making old hashes unreadable. etcd's own bcrypt hashes ("$2a$10$…"), which arrive with
+ * a snapshot restored from etcd, are checked too, so migrated users keep their passwords.
  */
 import { randomBytes, scrypt, timingSafeEqual } from 'node:crypto';
+import bcrypt from 'bcryptjs';
+import { BCRYPT_HASH, bcryptCost } from '../kv/auth/hash-format.js';
 import { ServerError } from '../server/errors.js';
 
 /** scrypt cost: N = 2^14, r = 8 (16 MiB, tens of milliseconds: etcd's bcrypt cost 10 order). */
@@ -84,8 +87,16 @@ export async function hashPassword(password: string): Promise<string> {
   ].join('$');
 }
 
-/** True iff `password` matches `stored` (false for anything that is not one of our hashes). */
+/** bcrypt reads 72 bytes of a password at most. */
+const BCRYPT_PASSWORD_BYTES_MAX = 72;
+
+/** True iff `password` matches `stored` (false for anything that is not a hash we can check). */
 export async function verifyPassword(password: string, stored: string): Promise<boolean> {
+  if (BCRYPT_HASH.test(stored)) {
+    if (bcryptCost(stored) === null) return false; // a cost past the bound
+    if (Buffer.byteLength(password) > BCRYPT_PASSWORD_BYTES_MAX) return false;
+    return withSlot(() => bcrypt.compare(password, stored));
+  }
   const parts = stored.split('$');
   if (parts.length !== 6 || parts[0] !== 'scrypt') return false;
   const [logN, r, p] = [Number(parts[1]), Number(parts[2]), Number(parts[3])];

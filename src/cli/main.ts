@@ -388,8 +388,8 @@ async function restoreCommand(opts: {
     );
     if (result.passwordsToReset.length > 0) {
       process.stderr.write(
-        `warning: the password hashes of ${result.passwordsToReset.join(', ')} are etcd's ` +
-          "(bcrypt), which tandem does not check: set each password again (etcdctl user passwd) before they log in with it; while auth is on, root's needs a client certificate naming root, or restore from a snapshot taken with auth disabled\n",
+        `warning: the password hashes of ${result.passwordsToReset.join(', ')} are neither ` +
+          "tandem's (scrypt) nor etcd's bcrypt up to cost 12, so they cannot log in with a password: set each again (etcdctl user passwd); while auth is on, root's needs a client certificate naming root, or restore from a snapshot taken with auth disabled\n",
       );
     }
     return 0;

@@ -32,6 +32,7 @@ import {
   encodeEtcdRole,
   encodeEtcdUser,
 } from '../kv/auth/etcd-codec.js';
+import { checkableHash } from '../kv/auth/hash-format.js';
 import { AUTH_ENTRIES_MAX, type AuthRole, AuthStore, type AuthUser } from '../kv/auth/store.js';
 import type { Backend, Bucket, ReadView } from '../kv/backend/backend.js';
 import { KvError } from '../kv/errors.js';
@@ -67,8 +68,6 @@ const SCAN_BATCH_ENTRIES = 1024;
 /** The cluster version etcd 3.4's restore and start expect to find. */
 const CLUSTER_VERSION = '3.4.0';
 const TANDEM_META_COMPACT_REVISION = enc.encode('finished_compact_rev');
-/** How tandem's password hashes begin (src/api/auth-password.ts), unlike etcd's bcrypt "$2a$". */
-const TANDEM_PASSWORD_HASH_PREFIX = 'scrypt$';
 /** etcd's members_removed value (membership/store.go mustDeleteMemberFromBackend). */
 const REMOVED = enc.encode('removed');
 
@@ -347,7 +346,7 @@ export function restoreEtcdSnapshot(
       roles: state?.roles.length ?? 0,
       authEnabled: state?.enabled ?? false,
       passwordsToReset: (state?.users ?? [])
-        .filter((u) => !u.noPassword && !u.passwordHash.startsWith(TANDEM_PASSWORD_HASH_PREFIX))
+        .filter((u) => !u.noPassword && !checkableHash(u.passwordHash))
         .map((u) => u.name),
     };
   });

@@ -5,12 +5,14 @@
  */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
+import bcrypt from 'bcryptjs';
 import {
   HASHES_IN_FLIGHT_MAX,
   HASHES_WAITING_MAX,
   hashPassword,
   verifyPassword,
 } from '../../src/api/auth-password.js';
+import { BCRYPT_COST_MAX } from '../../src/kv/auth/hash-format.js';
 
 describe('password hashes', () => {
   test('a hash verifies its password, not another; salts differ', { timeout: 30_000 }, async () => {
@@ -25,6 +27,29 @@ describe('password hashes', () => {
       'cost not ours',
     );
     assert.equal(await verifyPassword('pw', 'plain'), false);
+  });
+
+  test("etcd's bcrypt hashes (a snapshot restored from etcd) verify their password", {
+    timeout: 30_000,
+  }, async () => {
+    // Go's bcrypt writes "$2a$"; other implementations "$2b$" or "$2y$".
+    const b = bcrypt.hashSync('secret', 4);
+    for (const prefix of ['$2a$', '$2b$', '$2y$']) {
+      const stored = prefix + b.slice(4);
+      assert.equal(await verifyPassword('secret', stored), true, prefix);
+      assert.equal(await verifyPassword('Secret', stored), false, prefix);
+    }
+    // etcd's default cost.
+    assert.equal(await verifyPassword('pw', bcrypt.hashSync('pw', 10)), true);
+    // A stored cost past the bound is refused without running it.
+    const costly = `$2a$${BCRYPT_COST_MAX + 1}$${b.slice(7)}`;
+    const t0 = performance.now();
+    assert.equal(await verifyPassword('secret', costly), false);
+    assert.ok(performance.now() - t0 < 1_000, 'refused without hashing');
+    // Malformed: a short hash, and a password bcrypt would cut at 72 bytes.
+    assert.equal(await verifyPassword('secret', b.slice(0, -1)), false);
+    const long = 'x'.repeat(80);
+    assert.equal(await verifyPassword(long, bcrypt.hashSync(long, 4)), false);
   });
 
   test('past the in-flight and waiting bounds, hashing is refused at once', {
