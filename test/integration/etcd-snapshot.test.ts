@@ -232,6 +232,32 @@ describe('etcd snapshot format', { skip: ETCDCTL_MISSING, timeout: 600_000 }, ()
       }
     });
 
+    test('users migrated from etcd log in to tandem with their etcd passwords (bcrypt)', {
+      timeout: TEST_TIMEOUT_MS,
+    }, async () => {
+      const restored = await startCluster({
+        label: 'snap-etcd-login',
+        size: 1,
+        restoreFrom: etcdFile,
+      });
+      try {
+        const at = restored.endpoints();
+        await ctlOk(at, ['put', 'a', 'va']);
+        await ctlOk(at, ['user', 'add', 'root', '--new-user-password=pw-root']);
+        await ctlOk(at, ['user', 'grant-role', 'root', 'root']);
+        await ctlOk(at, ['auth', 'enable']);
+        // alice's hash is etcd's bcrypt: her etcd password opens her etcd permissions.
+        assert.match(await ctlOk(at, ['--user', 'alice:pw-alice', 'get', 'a']), /^a\nva\n$/);
+        const wrong = await ctl(at, ['--user', 'alice:not-hers', 'get', 'a']);
+        assert.notEqual(wrong.code, 0);
+        assert.match(wrong.stderr, /authentication failed, invalid user ID or password/);
+        const denied = await ctl(at, ['--user', 'alice:pw-alice', 'put', 'a', 'x']);
+        assert.match(denied.stderr, /permission denied/);
+      } finally {
+        await restored.destroy({ kill: true });
+      }
+    });
+
     test('migration etcd -> tandem -> etcd: every key, revision and lease intact', {
       timeout: TEST_TIMEOUT_MS,
     }, async () => {
