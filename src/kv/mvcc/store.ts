@@ -223,7 +223,8 @@ export class MvccStore implements WatchableStore {
   write<T>(appliedIndex: number, fn: (txn: TxnWrite) => T): T {
     this.assertUsable();
     assert(!this.writing, 'nested write');
-    assert(appliedIndex > this.applied, `applied index ${appliedIndex} <= ${this.applied}`);
+    if (appliedIndex <= this.applied)
+      assert(false, `applied index ${appliedIndex} <= ${this.applied}`);
     this.writing = true;
     try {
       if (this.batchTx !== null) return this.writeIn(this.batchTx, appliedIndex, fn);
@@ -538,7 +539,8 @@ export class MvccStore implements WatchableStore {
 
   private readRevision(reader: BackendReader, rev: Revision, tombstone: boolean): KeyValue {
     const bytes = reader.get('key', scratchRevisionKey(rev, tombstone));
-    assert(bytes !== undefined, `index points at missing revision ${rev.main}.${rev.sub}`);
+    if (bytes === undefined)
+      assert(false, `index points at missing revision ${rev.main}.${rev.sub}`);
     return decodeKeyValue(bytes);
   }
 
