@@ -59,7 +59,7 @@ import {
   writeU64,
   writeU64Bytes,
 } from './revision.js';
-import { TreeIndex } from './tree-index.js';
+import { TreeIndex, TreeIndexLoader } from './tree-index.js';
 
 // Reused for every revision key and applied index the store writes or looks up: backends copy
 // what they store and read keys only during the call, and the apply path runs one at a time.
@@ -155,7 +155,8 @@ interface Subscriber {
 }
 
 export class MvccStore implements WatchableStore {
-  private readonly index = new TreeIndex();
+  /** Replaced once, by `restore`. */
+  private index = new TreeIndex();
   private currentRev = REVISION_INITIAL;
   private compactMainRev = COMPACT_REVISION_NONE;
   private applied = 0;
@@ -555,21 +556,23 @@ export class MvccStore implements WatchableStore {
     const header = newKeyValueHeader();
     // Keys some put attached to a lease: their live lease is re-attached after the scan.
     const leased = new Set<string>();
+    const index = new TreeIndexLoader();
     this.backend.scanViews('key', new Uint8Array(0), null, (revBytes, value) => {
       const rev = bytesToRevision(revBytes);
       readKeyValueHeader(value, header);
       const k = bytesToKeyAt(value, header.keyStart, header.keyEnd);
       if (isTombstone(revBytes)) {
         // A tombstone without its put is one kept at the compaction revision (key-index.ts).
-        if (this.index.keyIndex(k)?.isLive() === true) this.index.tombstone(k, rev);
-        else this.index.restoreTombstone(k, rev);
+        if (index.keyIndex(k)?.isLive() === true) index.tombstone(k, rev);
+        else index.restoreTombstone(k, rev);
       } else {
-        this.index.restorePut(k, rev, header.createRevision, header.version, header.lease);
+        index.restorePut(k, rev, header.createRevision, header.version, header.lease);
         if (header.lease !== NO_LEASE) leased.add(k);
       }
       if (rev.main > maxRev) maxRev = rev.main;
       return true;
     });
+    this.index = index.finish();
     this.compactMainRev = readMetaU64(this.backend, META_COMPACT_REVISION) ?? -1;
     this.applied = readMetaU64(this.backend, META_APPLIED_INDEX) ?? 0;
     this.currentRev = Math.max(REVISION_INITIAL, maxRev, this.compactMainRev);
