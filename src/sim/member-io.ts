@@ -325,6 +325,10 @@ export class DigestBackend implements Backend {
     this.inner.scan(bucket, start, end, visit);
   }
 
+  scanViews(bucket: Bucket, start: Uint8Array, end: Uint8Array | null, visit: ScanVisitor): void {
+    this.inner.scanViews(bucket, start, end, visit);
+  }
+
   write<T>(fn: (tx: WriteTx) => T): T {
     const before1 = this.h1;
     const before2 = this.h2;

@@ -444,6 +444,7 @@ class FailingBackend implements Backend {
   }
   get: Backend['get'] = (b, k) => this.inner.get(b, k);
   scan: Backend['scan'] = (b, s, e, v) => this.inner.scan(b, s, e, v);
+  scanViews: Backend['scanViews'] = (b, s, e, v) => this.inner.scanViews(b, s, e, v);
   readView: Backend['readView'] = () => this.inner.readView();
   close = () => this.inner.close();
   write<T>(fn: (tx: WriteTx) => T): T {

@@ -209,3 +209,31 @@ test('SortedMap splits and drops chunks: 20k inserts and deletes in random order
   assert.equal(map.size, 0);
   map.checkInvariants();
 });
+
+test('SortedMap.fromSorted equals inserting one by one, at chunk boundaries, and stays usable', () => {
+  for (const n of [0, 1, 255, 256, 257, 2_000]) {
+    const keys = Array.from({ length: n }, (_, i) => `k${i.toString().padStart(5, '0')}`);
+    const built = SortedMap.fromSorted(
+      keys,
+      keys.map((k) => k.length),
+    );
+    built.checkInvariants();
+    assert.equal(built.size, n);
+    const scanned: string[] = [];
+    built.scan('', null, (k, v) => {
+      assert.equal(v, k.length);
+      scanned.push(k);
+      return true;
+    });
+    assert.deepEqual(scanned, keys);
+    if (n > 0) assert.equal(built.get(keys[n - 1]!), keys[n - 1]!.length);
+    // Inserts between, before and after the loaded keys, and deletes, keep the invariants.
+    for (let i = 0; i < n; i += 3) built.set(`${keys[i]}x`, 0);
+    built.set('a', 0);
+    built.set('z', 0);
+    for (let i = 0; i < n; i += 2) assert.ok(built.delete(keys[i]!));
+    built.checkInvariants();
+  }
+  assert.throws(() => SortedMap.fromSorted(['b', 'a'], [1, 2]), /not ascending/);
+  assert.throws(() => SortedMap.fromSorted(['a', 'a'], [1, 2]), /not ascending/);
+});

@@ -33,6 +33,12 @@ export interface ReadView extends BackendReader {
 
 export interface Backend extends BackendReader {
   readonly kind: 'memory' | 'lmdb';
+  /**
+   * `scan` without copies: key and value are views into the backend's own buffers, valid only
+   * during the visit (copy what you keep), and the visitor must not read the backend. For one
+   * pass over a whole bucket, such as rebuilding the key index on open.
+   */
+  scanViews(bucket: Bucket, start: Uint8Array, end: Uint8Array | null, visit: ScanVisitor): void;
   write<T>(fn: (tx: WriteTx) => T): T;
   /** A consistent view that later writes do not change (for snapshots). */
   readView(): ReadView;

@@ -113,6 +113,8 @@ export class LmdbBackend implements Backend {
   /** Replaced by `defragment` (a new environment over the compacted file). */
   private root: RootDatabase<Buffer, Buffer>;
   private dbs: Record<Bucket, Binary>;
+  /** The same databases, read through lmdb-js without copies (`scanViews`). */
+  private viewDbs: Record<Bucket, Binary>;
   private inWrite = false;
   private closed = false;
   /** Read views not yet released: the environment must stay open under them. */
@@ -143,7 +145,11 @@ export class LmdbBackend implements Backend {
     }
     // A defragment interrupted before its swap: the old file is whole, the copy is dropped.
     rmSync(join(options.path, DEFRAG_DIR), { recursive: true, force: true });
-    ({ root: this.root, dbs: this.dbs } = openEnvironment(options.path, this.durable));
+    ({
+      root: this.root,
+      dbs: this.dbs,
+      viewDbs: this.viewDbs,
+    } = openEnvironment(options.path, this.durable));
     if (!this.durable) writeStateRecord(options.path, { bootId: this.bootId, clean: false });
   }
 
@@ -155,6 +161,14 @@ export class LmdbBackend implements Backend {
   scan(bucket: Bucket, start: Uint8Array, end: Uint8Array | null, visit: ScanVisitor): void {
     this.assertOpen();
     scanDb(this.dbs[bucket], start, end, visit, undefined);
+  }
+
+  scanViews(bucket: Bucket, start: Uint8Array, end: Uint8Array | null, visit: ScanVisitor): void {
+    this.assertOpen();
+    // lmdb-js decodes each entry from its one reused read buffer: the views below are of it.
+    for (const { key, value } of this.viewDbs[bucket].getRange(rangeOptions(start, end))) {
+      if (!visit(key, value)) return;
+    }
   }
 
   write<T>(fn: (tx: WriteTx) => T): T {
@@ -297,7 +311,11 @@ export class LmdbBackend implements Backend {
     void closing;
     renameSync(copy, join(this.path, DATA_FILE));
     fsyncPath(this.path, 'r');
-    ({ root: this.root, dbs: this.dbs } = openEnvironment(this.path, this.durable));
+    ({
+      root: this.root,
+      dbs: this.dbs,
+      viewDbs: this.viewDbs,
+    } = openEnvironment(this.path, this.durable));
     this.sizeReadAtMs = Number.NEGATIVE_INFINITY; // the next sizeBytes() sees the smaller file
   }
 
@@ -324,10 +342,33 @@ export class LmdbBackend implements Backend {
   }
 }
 
-function openEnvironment(
-  path: string,
-  durable: boolean,
-): { root: RootDatabase<Buffer, Buffer>; dbs: Record<Bucket, Binary> } {
+/**
+ * lmdb-js's custom key and value coders (its `keyEncoder` and `encoder` options), which make
+ * a database handle hand out views of lmdb-js's reused read buffers: a range read then
+ * allocates no copy of each key and value. Only `scanViews` reads through them; nothing is
+ * written through them (`encode` exists because lmdb-js wants a pair).
+ */
+const VIEW_KEYS = {
+  writeKey: (key: Uint8Array, target: Uint8Array, start: number): number => {
+    target.set(key, start);
+    return start + key.length;
+  },
+  readKey: (source: Uint8Array, start: number, end: number): Uint8Array =>
+    source.subarray(start, end),
+};
+const VIEW_VALUES = {
+  encode: (value: Uint8Array): Uint8Array => value,
+  // lmdb-js passes its read buffer with the value's size (the buffer is longer).
+  decode: (bytes: Uint8Array, size: number = bytes.length): Uint8Array => bytes.subarray(0, size),
+};
+
+interface Environment {
+  readonly root: RootDatabase<Buffer, Buffer>;
+  readonly dbs: Record<Bucket, Binary>;
+  readonly viewDbs: Record<Bucket, Binary>;
+}
+
+function openEnvironment(path: string, durable: boolean): Environment {
   const root = open<Buffer, Buffer>({
     path,
     keyEncoding: 'binary',
@@ -335,14 +376,22 @@ function openEnvironment(
     noSync: !durable,
   });
   const dbs: Partial<Record<Bucket, Binary>> = {};
+  const viewDbs: Partial<Record<Bucket, Binary>> = {};
   for (const bucket of BUCKETS) {
     dbs[bucket] = root.openDB<Buffer, Buffer>({
       name: bucket,
       keyEncoding: 'binary',
       encoding: 'binary',
     });
+    // lmdb-js's declared options lack the coder hooks its README documents.
+    const viewOptions = { name: bucket, keyEncoder: VIEW_KEYS, encoder: VIEW_VALUES };
+    viewDbs[bucket] = root.openDB<Buffer, Buffer>(viewOptions as { name: string });
   }
-  return { root, dbs: dbs as Record<Bucket, Binary> };
+  return {
+    root,
+    dbs: dbs as Record<Bucket, Binary>,
+    viewDbs: viewDbs as Record<Bucket, Binary>,
+  };
 }
 
 /** fsync of a file ('r+') or a directory ('r'). */
@@ -363,14 +412,23 @@ function scanDb(
   transaction: ReturnType<RootDatabase['useReadTransaction']> | undefined,
 ): void {
   const options = {
-    // LMDB keys are never empty: an empty start means "from the first key".
-    ...(start.length === 0 ? {} : { start: asBuffer(start) }),
-    ...(end === null ? {} : { end: asBuffer(end) }),
+    ...rangeOptions(start, end),
     ...(transaction === undefined ? {} : { transaction }),
   };
   for (const { key, value } of db.getRange(options)) {
     if (!visit(new Uint8Array(key), toBytes(value)!)) return;
   }
+}
+
+const FIRST_KEY = Buffer.from([0]);
+
+function rangeOptions(start: Uint8Array, end: Uint8Array | null): { start: Buffer; end?: Buffer } {
+  return {
+    // LMDB keys are never empty: an empty start means "from the first key", [0]. Explicit, as
+    // lmdb-js's own default start depends on the handle's key coder.
+    start: start.length === 0 ? FIRST_KEY : asBuffer(start),
+    ...(end === null ? {} : { end: asBuffer(end) }),
+  };
 }
 
 /** A Buffer view of `bytes` (lmdb-js wants Buffers): `bytes` itself when it is one. */

@@ -45,6 +45,11 @@ export class MemoryBackend implements Backend {
     scanMap(this.buckets[bucket], start, end, visit, true);
   }
 
+  scanViews(bucket: Bucket, start: Uint8Array, end: Uint8Array | null, visit: ScanVisitor): void {
+    this.assertOpen();
+    scanMap(this.buckets[bucket], start, end, visit, false);
+  }
+
   write<T>(fn: (tx: WriteTx) => T): T {
     this.assertOpen();
     assert(this.undo === null, 'nested write transaction');

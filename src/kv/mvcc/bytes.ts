@@ -9,6 +9,12 @@ export function bytesToKey(bytes: Uint8Array): string {
   return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('latin1');
 }
 
+/** `bytesToKey(bytes.subarray(start, end))` without the intermediate views when `bytes` is a Buffer. */
+export function bytesToKeyAt(bytes: Uint8Array, start: number, end: number): string {
+  if (Buffer.isBuffer(bytes)) return bytes.toString('latin1', start, end);
+  return Buffer.from(bytes.buffer, bytes.byteOffset + start, end - start).toString('latin1');
+}
+
 export function keyToBytes(key: string): Uint8Array {
   return new Uint8Array(Buffer.from(key, 'latin1'));
 }

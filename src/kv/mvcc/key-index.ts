@@ -77,7 +77,10 @@ export class KeyIndex {
   }
 
   private append(rev: Revision): void {
-    assert(compareRevision(rev, this.modified()) > 0, `put ${rev.main}.${rev.sub} not after last`);
+    // The messages are built only on failure: this runs for every put and every restored record.
+    if (compareRevision(rev, this.modified()) <= 0) {
+      assert(false, `put ${rev.main}.${rev.sub} not after last`);
+    }
     const g = this.generations[this.generations.length - 1]!;
     if (g.revs.length === 0) g.created = rev;
     g.revs.push(rev);
@@ -110,7 +113,8 @@ export class KeyIndex {
     const first = g.revs.length === 0;
     this.put(rev, lease);
     assert(version >= g.ver, 'restored version behind the index');
-    if (first) g.created = { main: createdMain, sub: 0 };
+    // `put` took `rev` as the creation, right unless compaction dropped the creating put.
+    if (first && createdMain !== rev.main) g.created = { main: createdMain, sub: 0 };
     g.ver = version;
   }
 
@@ -120,7 +124,7 @@ export class KeyIndex {
    * keyIndex.restoreTombstone.
    */
   restoreTombstone(rev: Revision): void {
-    assert(!this.isLive(), `restored tombstone of live key ${JSON.stringify(this.key)}`);
+    if (this.isLive()) assert(false, `restored tombstone of live key ${JSON.stringify(this.key)}`);
     assert(compareRevision(rev, this.modified()) > 0, 'restored tombstone not after last');
     const g = this.generations[this.generations.length - 1]!;
     g.revs.push(rev);
@@ -132,7 +136,7 @@ export class KeyIndex {
 
   /** Records a deletion. The caller checks that the key is live (as etcd's ErrRevisionNotFound). */
   tombstone(rev: Revision): void {
-    assert(this.isLive(), `tombstone of deleted key ${JSON.stringify(this.key)}`);
+    if (!this.isLive()) assert(false, `tombstone of deleted key ${JSON.stringify(this.key)}`);
     this.append(rev);
     this.generations.push(emptyGeneration());
     this.liveLease = NO_LEASE;

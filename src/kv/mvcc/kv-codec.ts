@@ -9,8 +9,8 @@
  */
 import { Buffer } from 'node:buffer';
 import { assert } from '../../util/assert.js';
-import type { KeyValue } from '../types.js';
-import { readU64, writeU64 } from './revision.js';
+import { type KeyValue, type LeaseId, NO_LEASE } from '../types.js';
+import { readU64, readU64Bytes, writeU64 } from './revision.js';
 
 const FIXED_BYTES = 40;
 /** The reused encoding buffer's size; a larger KeyValue gets a buffer of its own. */
@@ -69,4 +69,58 @@ export function decodeKeyValue(bytes: Uint8Array): KeyValue {
     lease: view.getBigInt64(24),
     value: bytes.subarray(FIXED_BYTES + keyLength),
   };
+}
+
+/**
+ * What the key index needs of a stored KeyValue, read in place by `readKeyValueHeader`: the
+ * value is never looked at, and the key stays in the stored bytes (`keyStart`..`keyEnd`).
+ */
+export interface KeyValueHeader {
+  createRevision: number;
+  modRevision: number;
+  version: number;
+  lease: LeaseId;
+  keyStart: number;
+  keyEnd: number;
+}
+
+export function newKeyValueHeader(): KeyValueHeader {
+  return { createRevision: 0, modRevision: 0, version: 0, lease: NO_LEASE, keyStart: 0, keyEnd: 0 };
+}
+
+/**
+ * Fills `out` from stored KeyValue `bytes`, with `decodeKeyValue`'s checks, allocating nothing
+ * for a key without a lease (a reused `out`, bytes read without a DataView).
+ */
+export function readKeyValueHeader(bytes: Uint8Array, out: KeyValueHeader): void {
+  const length = bytes.length;
+  assert(length >= FIXED_BYTES, 'stored KeyValue too short');
+  const keyLength = readU32Bytes(bytes, 32);
+  assert(FIXED_BYTES + keyLength <= length, 'stored KeyValue key overruns');
+  const valueLength = readU32Bytes(bytes, 36 + keyLength);
+  assert(FIXED_BYTES + keyLength + valueLength === length, 'stored KeyValue length');
+  out.createRevision = readU64Bytes(bytes, 0);
+  out.modRevision = readU64Bytes(bytes, 8);
+  out.version = readU64Bytes(bytes, 16);
+  out.lease = readLease(bytes);
+  out.keyStart = 36;
+  out.keyEnd = 36 + keyLength;
+}
+
+function readU32Bytes(bytes: Uint8Array, offset: number): number {
+  return (
+    ((bytes[offset]! << 24) |
+      (bytes[offset + 1]! << 16) |
+      (bytes[offset + 2]! << 8) |
+      bytes[offset + 3]!) >>>
+    0
+  );
+}
+
+/** The i64 lease at 24: NO_LEASE without a DataView or BigInt when its bytes are all zero. */
+function readLease(bytes: Uint8Array): LeaseId {
+  let any = 0;
+  for (let i = 24; i < 32; i++) any |= bytes[i]!;
+  if (any === 0) return NO_LEASE;
+  return new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength).getBigInt64(24);
 }

@@ -23,6 +23,27 @@ export class SortedMap<V> {
   private firsts: string[] = [];
   private count = 0;
 
+  /**
+   * A map of `keys` (strictly ascending) to `values`, built in O(n): chunks half full, so that
+   * later inserts split none at first.
+   */
+  static fromSorted<V>(keys: readonly string[], values: readonly V[]): SortedMap<V> {
+    assert(keys.length === values.length, 'as many keys as values');
+    const map = new SortedMap<V>();
+    const per = CHUNK_ENTRIES_MAX >>> 1;
+    for (let at = 0; at < keys.length; at += per) {
+      const chunk = { keys: keys.slice(at, at + per), values: values.slice(at, at + per) };
+      for (let i = at === 0 ? 1 : 0; i < chunk.keys.length; i++) {
+        const previous = i === 0 ? keys[at - 1]! : chunk.keys[i - 1]!;
+        if (!(previous < chunk.keys[i]!)) assert(false, 'fromSorted keys not ascending');
+      }
+      map.chunks.push(chunk);
+      map.firsts.push(chunk.keys[0]!);
+    }
+    map.count = keys.length;
+    return map;
+  }
+
   get size(): number {
     return this.count;
   }

@@ -38,10 +38,15 @@ import {
   NO_LEASE,
   type WatchableStore,
 } from '../types.js';
-import { bytesToKey, rangeEndKey, scratchBytes } from './bytes.js';
+import { bytesToKey, bytesToKeyAt, keyToBytes, rangeEndKey, scratchBytes } from './bytes.js';
 import { etcdRevisionKey, etcdStoredValue } from './etcd-codec.js';
 import type { KeyIndex } from './key-index.js';
-import { decodeKeyValue, encodeKeyValueScratch } from './kv-codec.js';
+import {
+  decodeKeyValue,
+  encodeKeyValueScratch,
+  newKeyValueHeader,
+  readKeyValueHeader,
+} from './kv-codec.js';
 import {
   bytesToRevision,
   isTombstone,
@@ -54,7 +59,7 @@ import {
   writeU64,
   writeU64Bytes,
 } from './revision.js';
-import { TreeIndex } from './tree-index.js';
+import { TreeIndex, TreeIndexLoader } from './tree-index.js';
 
 // Reused for every revision key and applied index the store writes or looks up: backends copy
 // what they store and read keys only during the call, and the apply path runs one at a time.
@@ -150,7 +155,8 @@ interface Subscriber {
 }
 
 export class MvccStore implements WatchableStore {
-  private readonly index = new TreeIndex();
+  /** Replaced once, by `restore`. */
+  private index = new TreeIndex();
   private currentRev = REVISION_INITIAL;
   private compactMainRev = COMPACT_REVISION_NONE;
   private applied = 0;
@@ -218,7 +224,8 @@ export class MvccStore implements WatchableStore {
   write<T>(appliedIndex: number, fn: (txn: TxnWrite) => T): T {
     this.assertUsable();
     assert(!this.writing, 'nested write');
-    assert(appliedIndex > this.applied, `applied index ${appliedIndex} <= ${this.applied}`);
+    if (appliedIndex <= this.applied)
+      assert(false, `applied index ${appliedIndex} <= ${this.applied}`);
     this.writing = true;
     try {
       if (this.batchTx !== null) return this.writeIn(this.batchTx, appliedIndex, fn);
@@ -533,37 +540,47 @@ export class MvccStore implements WatchableStore {
 
   private readRevision(reader: BackendReader, rev: Revision, tombstone: boolean): KeyValue {
     const bytes = reader.get('key', scratchRevisionKey(rev, tombstone));
-    assert(bytes !== undefined, `index points at missing revision ${rev.main}.${rev.sub}`);
+    if (bytes === undefined)
+      assert(false, `index points at missing revision ${rev.main}.${rev.sub}`);
     return decodeKeyValue(bytes);
   }
 
-  /** Rebuilds the index and counters from the backend (etcd's store.restore). */
+  /**
+   * Rebuilds the index and counters from the backend (etcd's store.restore). One pass over the
+   * key bucket through views (`scanViews`), reading each record's header in place: the index
+   * needs the key, revision, creation, version and lease, never the value, so a restart costs
+   * per record one key string and the index's own entries, not a decoded copy of the history.
+   */
   private restore(): void {
     let maxRev = 0;
-    const live = new Map<string, KeyValue>();
-    this.backend.scan('key', new Uint8Array(0), null, (revBytes, value) => {
+    const header = newKeyValueHeader();
+    // Keys some put attached to a lease: their live lease is re-attached after the scan.
+    const leased = new Set<string>();
+    const index = new TreeIndexLoader();
+    this.backend.scanViews('key', new Uint8Array(0), null, (revBytes, value) => {
       const rev = bytesToRevision(revBytes);
-      const kv = decodeKeyValue(value);
-      const k = bytesToKey(kv.key);
+      readKeyValueHeader(value, header);
+      const k = bytesToKeyAt(value, header.keyStart, header.keyEnd);
       if (isTombstone(revBytes)) {
         // A tombstone without its put is one kept at the compaction revision (key-index.ts).
-        if (this.index.keyIndex(k)?.isLive() === true) this.index.tombstone(k, rev);
-        else this.index.restoreTombstone(k, rev);
-        live.delete(k);
+        if (index.keyIndex(k)?.isLive() === true) index.tombstone(k, rev);
+        else index.restoreTombstone(k, rev);
       } else {
-        this.index.restorePut(k, rev, kv.createRevision, kv.version, kv.lease);
-        live.set(k, kv);
+        index.restorePut(k, rev, header.createRevision, header.version, header.lease);
+        if (header.lease !== NO_LEASE) leased.add(k);
       }
-      maxRev = Math.max(maxRev, rev.main);
+      if (rev.main > maxRev) maxRev = rev.main;
       return true;
     });
+    this.index = index.finish();
     this.compactMainRev = readMetaU64(this.backend, META_COMPACT_REVISION) ?? -1;
     this.applied = readMetaU64(this.backend, META_APPLIED_INDEX) ?? 0;
     this.currentRev = Math.max(REVISION_INITIAL, maxRev, this.compactMainRev);
-    for (const kv of live.values()) {
-      if (kv.lease !== NO_LEASE && this.lessor.exists(kv.lease)) {
-        this.lessor.attach(kv.lease, kv.key);
-      }
+    for (const k of leased) {
+      const ki = this.index.keyIndex(k);
+      if (ki === undefined || !ki.isLive()) continue;
+      const lease = ki.lease(); // the latest put's
+      if (lease !== NO_LEASE && this.lessor.exists(lease)) this.lessor.attach(lease, keyToBytes(k));
     }
   }
 
