@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -14,6 +14,7 @@ import { type ApiServer, startApiServer } from '../../src/api/server.js';
 import { type AuthOp, AuthStore, NO_CREDENTIALS, PermType } from '../../src/kv/auth/index.js';
 import type { AuthBackend } from '../../src/server/contract.js';
 import { TestBackend, testLogger } from './harness.js';
+import { makeTestPki } from './pki.js';
 
 function hasOpenssl(): boolean {
   try {
@@ -62,62 +63,6 @@ describe('client certificate CN as the user', { skip: MISSING, timeout: 30_000 }
   let backend: AuthTestBackend;
   let server: ApiServer;
   const file = (name: string) => readFileSync(join(dir, name));
-  const openssl = (...args: string[]) => execFileSync('openssl', args, { cwd: dir, stdio: 'pipe' });
-
-  /** A CA; leaves for the server (127.0.0.1) and for clients whose CN is their name. */
-  function makePki(names: readonly string[]): void {
-    const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
-    openssl(
-      'req',
-      '-x509',
-      ...ec,
-      '-days',
-      '1',
-      '-subj',
-      '/CN=tandem-test-ca',
-      '-addext',
-      'basicConstraints=critical,CA:TRUE',
-      '-addext',
-      'keyUsage=critical,keyCertSign',
-      '-keyout',
-      'ca.key',
-      '-out',
-      'ca.crt',
-    );
-    for (const name of names) {
-      openssl(
-        'req',
-        ...ec,
-        '-keyout',
-        `${name}.key`,
-        '-out',
-        `${name}.csr`,
-        '-subj',
-        `/CN=${name}`,
-      );
-      writeFileSync(
-        join(dir, `${name}.ext`),
-        'subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\n',
-      );
-      openssl(
-        'x509',
-        '-req',
-        '-in',
-        `${name}.csr`,
-        '-CA',
-        'ca.crt',
-        '-CAkey',
-        'ca.key',
-        '-CAcreateserial',
-        '-days',
-        '1',
-        '-out',
-        `${name}.crt`,
-        '-extfile',
-        `${name}.ext`,
-      );
-    }
-  }
 
   const clientAs = (name: string) =>
     new Etcd3({
@@ -132,7 +77,7 @@ describe('client certificate CN as the user', { skip: MISSING, timeout: 30_000 }
 
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), 'tandem-api-cn-'));
-    makePki(['server', 'alice', 'mallory']);
+    makeTestPki(dir, ['server', 'alice', 'mallory']);
     backend = new AuthTestBackend();
     server = await startApiServer({
       backend,

@@ -9,7 +9,7 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -34,6 +34,7 @@ import type { AuthBackend } from '../../src/server/contract.js';
 import { ServerError } from '../../src/server/errors.js';
 import { clusterSecret } from '../../src/transport/handshake.js';
 import { TestBackend, testLogger } from './harness.js';
+import { makeTestPki } from './pki.js';
 
 function hasOpenssl(): boolean {
   try {
@@ -145,62 +146,6 @@ describe('a forwarded call of a certificate-only client', {
   let servingServer: ApiServer;
   let standbyServer: ApiServer;
   const file = (name: string) => readFileSync(join(dir, name));
-  const openssl = (...args: string[]) => execFileSync('openssl', args, { cwd: dir, stdio: 'pipe' });
-
-  /** A CA; leaves for 127.0.0.1 whose CN is their name (servers, members and clients alike). */
-  function makePki(names: readonly string[]): void {
-    const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
-    openssl(
-      'req',
-      '-x509',
-      ...ec,
-      '-days',
-      '1',
-      '-subj',
-      '/CN=tandem-test-ca',
-      '-addext',
-      'basicConstraints=critical,CA:TRUE',
-      '-addext',
-      'keyUsage=critical,keyCertSign',
-      '-keyout',
-      'ca.key',
-      '-out',
-      'ca.crt',
-    );
-    for (const name of names) {
-      openssl(
-        'req',
-        ...ec,
-        '-keyout',
-        `${name}.key`,
-        '-out',
-        `${name}.csr`,
-        '-subj',
-        `/CN=${name}`,
-      );
-      writeFileSync(
-        join(dir, `${name}.ext`),
-        'subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\n',
-      );
-      openssl(
-        'x509',
-        '-req',
-        '-in',
-        `${name}.csr`,
-        '-CA',
-        'ca.crt',
-        '-CAkey',
-        'ca.key',
-        '-CAcreateserial',
-        '-days',
-        '1',
-        '-out',
-        `${name}.crt`,
-        '-extfile',
-        `${name}.ext`,
-      );
-    }
-  }
 
   const clientAs = (name: string, port: number) =>
     new Etcd3({
@@ -215,7 +160,7 @@ describe('a forwarded call of a certificate-only client', {
 
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), 'tandem-api-fwd-'));
-    makePki(['n1', 'n2', 'alice', 'mallory']);
+    makeTestPki(dir, ['n1', 'n2', 'alice', 'mallory']);
     const secret = clusterSecret(randomBytes(32));
     serving = new ServingBackend();
     servingServer = await startApiServer({

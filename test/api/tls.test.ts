@@ -1,7 +1,7 @@
 /** Client TLS: with a CA configured, clients must present a certificate it signed (etcd's --client-cert-auth). */
 import assert from 'node:assert/strict';
 import { execFile, execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -9,6 +9,7 @@ import { promisify } from 'node:util';
 import { Etcd3 } from 'etcd3';
 import { type ApiServer, startApiServer } from '../../src/api/server.js';
 import { TestBackend, testLogger } from './harness.js';
+import { makeTestPki } from './pki.js';
 
 const execFileAsync = promisify(execFile);
 
@@ -30,68 +31,9 @@ describe('client TLS', { skip: MISSING, timeout: 30_000 }, () => {
   let server: ApiServer;
   const file = (name: string) => readFileSync(join(dir, name));
 
-  function openssl(...args: string[]): void {
-    execFileSync('openssl', args, { cwd: dir, stdio: 'pipe' });
-  }
-
-  /** A CA, and leaves signed by it for the server (127.0.0.1) and a client. */
-  function makePki(): void {
-    const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
-    openssl(
-      'req',
-      '-x509',
-      ...ec,
-      '-days',
-      '1',
-      '-subj',
-      '/CN=tandem-test-ca',
-      '-addext',
-      'basicConstraints=critical,CA:TRUE',
-      '-addext',
-      'keyUsage=critical,keyCertSign',
-      '-keyout',
-      'ca.key',
-      '-out',
-      'ca.crt',
-    );
-    for (const name of ['server', 'client']) {
-      openssl(
-        'req',
-        ...ec,
-        '-keyout',
-        `${name}.key`,
-        '-out',
-        `${name}.csr`,
-        '-subj',
-        `/CN=${name}`,
-      );
-      writeFileSync(
-        join(dir, `${name}.ext`),
-        'subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\n',
-      );
-      openssl(
-        'x509',
-        '-req',
-        '-in',
-        `${name}.csr`,
-        '-CA',
-        'ca.crt',
-        '-CAkey',
-        'ca.key',
-        '-CAcreateserial',
-        '-days',
-        '1',
-        '-out',
-        `${name}.crt`,
-        '-extfile',
-        `${name}.ext`,
-      );
-    }
-  }
-
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), 'tandem-api-tls-'));
-    makePki();
+    makeTestPki(dir, ['server', 'client']);
     backend = new TestBackend();
     server = await startApiServer({
       backend,
