@@ -802,7 +802,13 @@ export class Member<R = unknown> {
   private installSnapshot(rd: Ready): void {
     const snap = rd.snapshot!;
     assert(snap.metadata.index > this.sm.appliedIndex(), 'snapshot older than applied state');
+    const startMs = this.clock.now();
     this.sm.restore(snap);
+    // The install holds the loop (the store is rebuilt from the image): say for how long.
+    this.options.logger?.info(
+      `member ${this.id} installed a snapshot at index ${snap.metadata.index} ` +
+        `(${snap.data.length} bytes) in ${this.clock.now() - startMs} ms`,
+    );
     this.confState = snap.metadata.confState;
     this.snapshotIndex = snap.metadata.index;
     this.handledIndex = snap.metadata.index;
@@ -925,11 +931,14 @@ export class Member<R = unknown> {
     }
     // A large state is packed a slice per event-loop turn from a read view taken now (at
     // `applied`), so the member keeps serving meanwhile.
+    const startMs = this.clock.now();
+    let slices = 0;
     sliced.call(
       this.sm,
       (next) =>
         this.clock.defer(() => {
           if (this.state === 'running') {
+            slices++;
             next(true);
             return;
           }
@@ -938,6 +947,10 @@ export class Member<R = unknown> {
           if (this.state === 'stopping' && !this.saving) this.finishStop();
         }),
       (data) => {
+        this.options.logger?.info(
+          `member ${this.id} packed a snapshot at index ${applied} (${data.length} bytes) ` +
+            `in ${this.clock.now() - startMs} ms, ${slices} slices`,
+        );
         // A newer snapshot (from the leader) may have replaced the log meanwhile: this one is moot.
         if (applied <= this.storage.snapshot().metadata.index) {
           this.snapshotting = false;
