@@ -228,6 +228,8 @@ export class Member<R = unknown> {
    * leader never takes a newer one: it never catches up (found by the simulator's redundancy mode).
    */
   private snapshotForAddedMember = false;
+  /** The configuration of the snapshot being made; read only while `snapshotting`. */
+  private snapshottingConfState: ConfState | null = null;
   private snapshotIndex: number;
   /** The last entry raft handed out and this loop handled (replayed or applied). */
   private handledIndex: number;
@@ -775,7 +777,13 @@ export class Member<R = unknown> {
   private shipsListedSnapshot(m: Message): boolean {
     if (m.type !== MessageType.Snap || m.snapshot === null) return true;
     if (inConfState(m.snapshot.metadata.confState, m.to)) return true;
-    this.snapshotForAddedMember = true;
+    // Raft retries while the fresh snapshot is packed (a second per 100k keys): one that lists
+    // the peer is on its way already, and packing another would compete with its stream.
+    const coming =
+      this.snapshotting &&
+      this.snapshottingConfState !== null &&
+      inConfState(this.snapshottingConfState, m.to);
+    if (!coming) this.snapshotForAddedMember = true;
     // Raft retries the peer (probe, then the fresh snapshot) once told this one failed.
     this.clock.defer(() => {
       if (this.state !== 'running') return;
@@ -924,6 +932,7 @@ export class Member<R = unknown> {
     this.snapshotForAddedMember = false;
     this.snapshotting = true;
     const confState = this.confState;
+    this.snapshottingConfState = confState;
     const sliced = this.sm.snapshotInSlices;
     if (sliced === undefined) {
       this.saveOwnSnapshot(applied, confState, this.sm.snapshot());
