@@ -228,6 +228,8 @@ export class Member<R = unknown> {
    * leader never takes a newer one: it never catches up (found by the simulator's redundancy mode).
    */
   private snapshotForAddedMember = false;
+  /** The configuration of the snapshot being made; read only while `snapshotting`. */
+  private snapshottingConfState: ConfState | null = null;
   private snapshotIndex: number;
   /** The last entry raft handed out and this loop handled (replayed or applied). */
   private handledIndex: number;
@@ -775,7 +777,13 @@ export class Member<R = unknown> {
   private shipsListedSnapshot(m: Message): boolean {
     if (m.type !== MessageType.Snap || m.snapshot === null) return true;
     if (inConfState(m.snapshot.metadata.confState, m.to)) return true;
-    this.snapshotForAddedMember = true;
+    // Raft retries while the fresh snapshot is packed (a second per 100k keys): one that lists
+    // the peer is on its way already, and packing another would compete with its stream.
+    const coming =
+      this.snapshotting &&
+      this.snapshottingConfState !== null &&
+      inConfState(this.snapshottingConfState, m.to);
+    if (!coming) this.snapshotForAddedMember = true;
     // Raft retries the peer (probe, then the fresh snapshot) once told this one failed.
     this.clock.defer(() => {
       if (this.state !== 'running') return;
@@ -802,7 +810,13 @@ export class Member<R = unknown> {
   private installSnapshot(rd: Ready): void {
     const snap = rd.snapshot!;
     assert(snap.metadata.index > this.sm.appliedIndex(), 'snapshot older than applied state');
+    const startMs = this.clock.now();
     this.sm.restore(snap);
+    // The install holds the loop (the store is rebuilt from the image): say for how long.
+    this.options.logger?.info(
+      `member ${this.id} installed a snapshot at index ${snap.metadata.index} ` +
+        `(${snap.data.length} bytes) in ${this.clock.now() - startMs} ms`,
+    );
     this.confState = snap.metadata.confState;
     this.snapshotIndex = snap.metadata.index;
     this.handledIndex = snap.metadata.index;
@@ -918,6 +932,7 @@ export class Member<R = unknown> {
     this.snapshotForAddedMember = false;
     this.snapshotting = true;
     const confState = this.confState;
+    this.snapshottingConfState = confState;
     const sliced = this.sm.snapshotInSlices;
     if (sliced === undefined) {
       this.saveOwnSnapshot(applied, confState, this.sm.snapshot());
@@ -925,11 +940,14 @@ export class Member<R = unknown> {
     }
     // A large state is packed a slice per event-loop turn from a read view taken now (at
     // `applied`), so the member keeps serving meanwhile.
+    const startMs = this.clock.now();
+    let slices = 0;
     sliced.call(
       this.sm,
       (next) =>
         this.clock.defer(() => {
           if (this.state === 'running') {
+            slices++;
             next(true);
             return;
           }
@@ -938,6 +956,10 @@ export class Member<R = unknown> {
           if (this.state === 'stopping' && !this.saving) this.finishStop();
         }),
       (data) => {
+        this.options.logger?.info(
+          `member ${this.id} packed a snapshot at index ${applied} (${data.length} bytes) ` +
+            `in ${this.clock.now() - startMs} ms, ${slices} slices`,
+        );
         // A newer snapshot (from the leader) may have replaced the log meanwhile: this one is moot.
         if (applied <= this.storage.snapshot().metadata.index) {
           this.snapshotting = false;

@@ -528,12 +528,11 @@ export class TandemStateMachine implements ReplicatedStateMachine {
     assert(!this.lessor.isPrimary(), 'a leader does not install snapshots');
     const chunks = unpack(snapshot.data) as Uint8Array[];
     assert(Array.isArray(chunks), 'state snapshot is not a list of chunks');
-    // The lessor first: the store re-attaches keys to the leases that exist.
-    const restored = KvStateMachine.restore(this.backend, chunks, { lessor: this.lessor });
-    this.kv = restored;
-    this.loadSideState([]);
-    // Re-attach keys to leases now that they exist again (the store attached before they did).
-    this.kv = KvStateMachine.open(this.backend, { lessor: this.lessor });
+    // The lease table is loaded from the restored backend before the store opens, since
+    // opening re-attaches keys to the leases that exist (and rebuilds the key index: once).
+    this.kv = KvStateMachine.restore(this.backend, chunks, { lessor: this.lessor }, () =>
+      this.loadSideState([]),
+    );
     this.current.attach(this.kv.store);
     this.watchHub.storeRestored();
     this.onPeersChanged?.();

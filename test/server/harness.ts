@@ -174,7 +174,7 @@ export interface TestCluster {
   persistence: Map<NodeId, VirtualPersistence>;
 }
 
-function newMember(
+export function newMember(
   c: Pick<TestCluster, 'clock' | 'hub'>,
   id: NodeId,
   storage: MemoryStorage,

@@ -1,9 +1,18 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { MemoryStorage } from '../../src/raft/storage.js';
 import { MessageType } from '../../src/raft/types.js';
 import { ServerError } from '../../src/server/errors.js';
 import { COMMAND_BYTES_MAX, PROPOSALS_PENDING_MAX } from '../../src/server/member.js';
-import { leaderOf, proposeText, restartMember, startCluster } from './harness.js';
+import {
+  ListStateMachine,
+  leaderOf,
+  newMember,
+  proposeText,
+  restartMember,
+  startCluster,
+  VirtualPersistence,
+} from './harness.js';
 
 function settle<T>(p: Promise<T>): { value?: T; error?: unknown; done: boolean } {
   const box: { value?: T; error?: unknown; done: boolean } = { done: false };
@@ -151,6 +160,67 @@ test('snapshots compact the log, and a member that was cut off catches up by sna
   await flush();
   assert.ok(restored >= 1, 'caught up through a snapshot');
   assert.deepEqual(c.machines.get(lagging.id)!.commands, c.machines.get(leader.id)!.commands);
+});
+
+test('an added learner gets one fresh snapshot: retries while it is being made pack no other', async () => {
+  const c = startCluster(3, 29, 10);
+  c.clock.advance(1000);
+  const leader = leaderOf(c)!;
+  for (let i = 0; i < 30; i++) {
+    void proposeText(leader, `k${i}`).catch(() => {});
+    c.clock.advance(20);
+  }
+  c.clock.advance(500);
+  // The leader's snapshot predates the learner: a fresh one is packed, a slice per 20 ms over
+  // 500 ms (a large state), so raft retries the learner many times meanwhile.
+  const sm = c.machines.get(leader.id)!;
+  let packs = 0;
+  type Schedule = (next: (go: boolean) => void) => void;
+  const snapshotInSlices = (schedule: Schedule, done: (data: Uint8Array) => void) => {
+    packs++;
+    const data = sm.snapshot(); // the state as of now, as a read view would hold it
+    let slices = 0;
+    const slice = (go: boolean): void => {
+      if (!go) return;
+      if (++slices === 25) done(data);
+      else c.clock.setTimeout(() => schedule(slice), 20);
+    };
+    schedule(slice);
+  };
+  Object.assign(sm, { snapshotInSlices });
+  const learnerSm = new ListStateMachine();
+  const learner = newMember(
+    c,
+    4,
+    new MemoryStorage(),
+    learnerSm,
+    new VirtualPersistence(c.clock),
+    5,
+    10,
+  );
+  c.members.set(4, learner);
+  c.machines.set(4, learnerSm);
+  learner.start();
+  const added = settle(
+    new Promise((res, rej) =>
+      leader.proposeConfChange(
+        { transition: 0, changes: [{ type: 2, nodeId: 4 }], context: new Uint8Array() },
+        (e, v) => (e ? rej(e) : res(v)),
+      ),
+    ),
+  );
+  // An entry applied while the fresh snapshot is packed (a live cluster always has some): the
+  // leader's snapshot is then behind its applied index again when a retry asks for another.
+  for (let t = 0; t < 3000 && learnerSm.commands.length < 31; t += 50) {
+    if (t === 200) void proposeText(leader, 'during the pack').catch(() => {});
+    c.clock.advance(50);
+    await flush();
+  }
+  assert.ok(added.done && added.error === undefined, `learner added: ${String(added.error)}`);
+  assert.deepEqual(learnerSm.commands, sm.commands, 'the learner caught up by the snapshot');
+  c.clock.advance(1000);
+  await flush();
+  assert.equal(packs, 1, 'one snapshot packed for the learner');
 });
 
 test('stop fails pending proposals with STOPPED and completes', async () => {
