@@ -231,10 +231,24 @@ class KeyScanCountingBackend extends MemoryBackend {
   }
 
   override scan(bucket: Bucket, start: Uint8Array, end: Uint8Array | null, visit: ScanVisitor) {
-    if (bucket === 'key' && start.length === 0 && end === null && !this.writing) {
-      this.keyBucketScans++;
-    }
+    this.count(bucket, start, end);
     super.scan(bucket, start, end, visit);
+  }
+
+  override scanViews(
+    bucket: Bucket,
+    start: Uint8Array,
+    end: Uint8Array | null,
+    visit: ScanVisitor,
+  ) {
+    this.count(bucket, start, end);
+    super.scanViews(bucket, start, end, visit);
+  }
+
+  /** A scan of the whole key bucket (from the empty key or from [0], the lowest one). */
+  private count(bucket: Bucket, start: Uint8Array, end: Uint8Array | null): void {
+    const fromFirst = start.length === 0 || (start.length === 1 && start[0] === 0);
+    if (bucket === 'key' && fromFirst && end === null && !this.writing) this.keyBucketScans++;
   }
 }
 
