@@ -52,7 +52,11 @@ import { leaseService } from './services/lease.js';
 import { lockService } from './services/lock.js';
 import { maintenanceService } from './services/maintenance.js';
 import { watchService } from './services/watch.js';
-import { StandbyForwarder, withStandbyForwarding } from './standby-forward.js';
+import {
+  StandbyForwarder,
+  withLeaderForwarding,
+  withStandbyForwarding,
+} from './standby-forward.js';
 
 export type { ApiLogger } from './context.js';
 
@@ -183,7 +187,12 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
       describeService(serviceDefinition('lease')),
       withStandbyForwarding(ctx, 'lease', leaseService(ctx), standbyForwarder),
     ],
-    [describeService(serviceDefinition('cluster')), clusterService(ctx)],
+    [
+      describeService(serviceDefinition('cluster')),
+      withLeaderForwarding(ctx, 'cluster', clusterService(ctx), standbyForwarder, [
+        'MemberPromote',
+      ]),
+    ],
     [describeService(serviceDefinition('maintenance')), maintenanceService(ctx)],
     [describeService(serviceDefinition('auth')), authService(ctx)],
     [describeService(serviceDefinition('health')), healthService(ctx, health)],

@@ -255,6 +255,36 @@ export function withStandbyForwarding(
   });
 }
 
+/**
+ * `methods` of `handlers` (of `service`) that only the leader can answer and that etcd forwards
+ * to its leader (MemberPromote: only the leader knows whether the learner is in sync): refused
+ * here with "not leader", they are sent on to the leader with the caller's credentials, once
+ * (a forwarded call is never forwarded again).
+ */
+export function withLeaderForwarding(
+  ctx: ServiceContext,
+  service: ServiceKey,
+  handlers: ServiceHandlers,
+  forwarder: StandbyForwarder,
+  methods: readonly string[],
+): ServiceHandlers {
+  return wrapUnary(handlers, (handle, name) => {
+    if (!methods.includes(name)) return handle;
+    return async (request, call) => {
+      try {
+        return await handle(request, call);
+      } catch (error) {
+        if (!(error instanceof ServerError) || error.code !== 'NOT_LEADER') throw error;
+        if (call.metadata.get(FORWARDED_BY_KEY).length > 0) throw error;
+        const url = ctx.backend.leaderClientUrls?.()[0];
+        if (url === undefined) throw error;
+        ctx.logger.debug({ method: name, to: url }, 'api: forwarded to the leader');
+        return forwarder.forward(service, name, url, request, call);
+      }
+    };
+  });
+}
+
 function copyMetadata(from: Metadata, to: GrpcMetadata): void {
   for (const key of FORWARDED_KEYS) {
     for (const value of from.get(key)) if (typeof value === 'string') to.add(key, value);

@@ -239,6 +239,8 @@ export interface EtcdBackend {
    * member that serves none (a standby) forwards unary calls. Optional: without it, refusals.
    */
   servingClientUrls?(): readonly string[];
+  /** The leader's client URLs as the registry knows them (empty while no leader is known). */
+  leaderClientUrls?(): readonly string[];
   /** Throws STANDBY (as any client call here would) when this member serves no clients. */
   assertServing?(): void;
   /**

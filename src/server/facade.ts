@@ -398,7 +398,7 @@ export class EtcdFacade implements EtcdBackend {
     return f;
   }
 
-  private leaderClientUrls(): readonly string[] {
+  leaderClientUrls(): readonly string[] {
     return leaderClientUrls(this.member, this.state);
   }
 
