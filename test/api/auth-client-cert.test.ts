@@ -11,9 +11,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { Etcd3, EtcdPermissionDeniedError } from 'etcd3';
 import { type ApiServer, startApiServer } from '../../src/api/server.js';
-import { type AuthOp, AuthStore, NO_CREDENTIALS, PermType } from '../../src/kv/auth/index.js';
-import type { AuthBackend } from '../../src/server/contract.js';
-import { TestBackend, testLogger } from './harness.js';
+import { AuthTestBackend, testLogger } from './harness.js';
 import { makeTestPki } from './pki.js';
 
 function hasOpenssl(): boolean {
@@ -25,38 +23,6 @@ function hasOpenssl(): boolean {
   }
 }
 const MISSING = !hasOpenssl() && 'needs openssl to make test certificates (Debian openssl)';
-const enc = new TextEncoder();
-
-/** The test backend with a real, enabled auth store: alice may read and write a/…, nothing else. */
-class AuthTestBackend extends TestBackend {
-  readonly store = new AuthStore();
-  readonly auth: AuthBackend = {
-    store: () => this.store,
-    propose: () => Promise.reject(new Error('not in this test')),
-    authenticate: () => Promise.reject(new Error('not in this test')),
-    barrier: () => Promise.resolve(),
-    simpleTokenUser: () => Promise.resolve(null),
-    leaseKeys: () => [],
-  };
-
-  constructor() {
-    super();
-    const ops: AuthOp[] = [
-      { op: 'userAdd', name: 'root', passwordHash: '', noPassword: true },
-      { op: 'userGrantRole', user: 'root', role: 'root' },
-      { op: 'userAdd', name: 'alice', passwordHash: '', noPassword: true },
-      { op: 'roleAdd', name: 'a-writer' },
-      {
-        op: 'roleGrantPermission',
-        name: 'a-writer',
-        perm: { permType: PermType.ReadWrite, key: enc.encode('a/'), rangeEnd: enc.encode('a0') },
-      },
-      { op: 'userGrantRole', user: 'alice', role: 'a-writer' },
-      { op: 'authEnable' },
-    ];
-    for (const op of ops) this.store.apply(op, NO_CREDENTIALS);
-  }
-}
 
 describe('client certificate CN as the user', { skip: MISSING, timeout: 30_000 }, () => {
   let dir = '';

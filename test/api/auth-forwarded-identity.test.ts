@@ -29,11 +29,9 @@ import {
 import { Status } from '../../src/api/grpc/status.js';
 import { loadEtcdProto, serviceDefinition } from '../../src/api/proto.js';
 import { type ApiServer, startApiServer } from '../../src/api/server.js';
-import { type AuthOp, AuthStore, NO_CREDENTIALS, PermType } from '../../src/kv/auth/index.js';
-import type { AuthBackend } from '../../src/server/contract.js';
 import { ServerError } from '../../src/server/errors.js';
 import { clusterSecret } from '../../src/transport/handshake.js';
-import { TestBackend, testLogger } from './harness.js';
+import { AuthTestBackend, TestBackend, testLogger } from './harness.js';
 import { makeTestPki } from './pki.js';
 
 function hasOpenssl(): boolean {
@@ -45,7 +43,6 @@ function hasOpenssl(): boolean {
   }
 }
 const MISSING = !hasOpenssl() && 'needs openssl to make test certificates (Debian openssl)';
-const enc = new TextEncoder();
 
 describe('ForwardedIdentity', () => {
   const secret = clusterSecret(randomBytes(32));
@@ -78,41 +75,6 @@ describe('ForwardedIdentity', () => {
   });
 });
 
-/** The serving member: a real, enabled auth store; alice may read and write a/…, nothing else. */
-class ServingBackend extends TestBackend {
-  readonly store = new AuthStore();
-  readonly auth: AuthBackend = {
-    store: () => this.store,
-    propose: () => Promise.reject(new Error('not in this test')),
-    authenticate: () => Promise.reject(new Error('not in this test')),
-    barrier: () => Promise.resolve(),
-    simpleTokenUser: () => Promise.resolve(null),
-    leaseKeys: () => [],
-  };
-
-  constructor() {
-    super();
-    const ops: AuthOp[] = [
-      { op: 'userAdd', name: 'root', passwordHash: '', noPassword: true },
-      { op: 'userGrantRole', user: 'root', role: 'root' },
-      { op: 'userAdd', name: 'alice', passwordHash: '', noPassword: true },
-      { op: 'roleAdd', name: 'a-writer' },
-      {
-        op: 'roleGrantPermission',
-        name: 'a-writer',
-        perm: { permType: PermType.ReadWrite, key: enc.encode('a/'), rangeEnd: enc.encode('a0') },
-      },
-      { op: 'userGrantRole', user: 'alice', role: 'a-writer' },
-      // The forwarding member's own certificate name is a user too, allowed everything: a call
-      // run as it (the bug this guards against) would succeed where alice's must not.
-      { op: 'userAdd', name: 'n2', passwordHash: '', noPassword: true },
-      { op: 'userGrantRole', user: 'n2', role: 'root' },
-      { op: 'authEnable' },
-    ];
-    for (const op of ops) this.store.apply(op, NO_CREDENTIALS);
-  }
-}
-
 /**
  * A standby: it serves no client calls and forwards them all to `servingUrl`. Its own auth store
  * is off (as a lagging one might be), so every check happens at the serving member.
@@ -141,7 +103,7 @@ describe('a forwarded call of a certificate-only client', {
   timeout: 60_000,
 }, () => {
   let dir = '';
-  let serving: ServingBackend;
+  let serving: AuthTestBackend;
   let standby: StandbyBackend;
   let servingServer: ApiServer;
   let standbyServer: ApiServer;
@@ -162,7 +124,9 @@ describe('a forwarded call of a certificate-only client', {
     dir = mkdtempSync(join(tmpdir(), 'tandem-api-fwd-'));
     makeTestPki(dir, ['n1', 'n2', 'alice', 'mallory']);
     const secret = clusterSecret(randomBytes(32));
-    serving = new ServingBackend();
+    // The forwarding member's certificate name n2 is a root user too: a call run as it (the bug
+    // this guards against) would succeed where alice's must not.
+    serving = new AuthTestBackend(['n2']);
     servingServer = await startApiServer({
       backend: serving,
       name: 'n1',

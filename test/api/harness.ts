@@ -21,6 +21,7 @@ import type {
   TxnResponse,
 } from '../../src/kv/api-types.js';
 import { deleteRangeRequest, op, txnRequest } from '../../src/kv/api-types.js';
+import { type AuthOp, AuthStore, NO_CREDENTIALS, PermType } from '../../src/kv/auth/index.js';
 import { MemoryBackend } from '../../src/kv/backend/memory.js';
 import { LeaseError, LeaseErrorCode } from '../../src/kv/lease/errors.js';
 import { Lessor } from '../../src/kv/lease/lessor.js';
@@ -31,6 +32,7 @@ import type { WatchStream } from '../../src/kv/watch/stream.js';
 import { type AlarmMember, AlarmSet, isAlarmType } from '../../src/server/alarms.js';
 import type {
   AlarmOp,
+  AuthBackend,
   EtcdBackend,
   Header,
   LeaseGrantResult,
@@ -322,4 +324,44 @@ export async function startHarness(): Promise<Harness & { errors: unknown[] }> {
       backend.close();
     },
   };
+}
+
+const enc = new TextEncoder();
+
+/**
+ * The test backend with a real, enabled auth store: alice may read and write a/…, nothing else;
+ * root and every name in `rootUsers` (e.g. a forwarding member's certificate name) may do all.
+ */
+export class AuthTestBackend extends TestBackend {
+  readonly store = new AuthStore();
+  readonly auth: AuthBackend = {
+    store: () => this.store,
+    propose: () => Promise.reject(new Error('not in this test')),
+    authenticate: () => Promise.reject(new Error('not in this test')),
+    barrier: () => Promise.resolve(),
+    simpleTokenUser: () => Promise.resolve(null),
+    leaseKeys: () => [],
+  };
+
+  constructor(rootUsers: readonly string[] = []) {
+    super();
+    const ops: AuthOp[] = [
+      { op: 'userAdd', name: 'root', passwordHash: '', noPassword: true },
+      { op: 'userGrantRole', user: 'root', role: 'root' },
+      { op: 'userAdd', name: 'alice', passwordHash: '', noPassword: true },
+      { op: 'roleAdd', name: 'a-writer' },
+      {
+        op: 'roleGrantPermission',
+        name: 'a-writer',
+        perm: { permType: PermType.ReadWrite, key: enc.encode('a/'), rangeEnd: enc.encode('a0') },
+      },
+      { op: 'userGrantRole', user: 'alice', role: 'a-writer' },
+      ...rootUsers.flatMap((name): AuthOp[] => [
+        { op: 'userAdd', name, passwordHash: '', noPassword: true },
+        { op: 'userGrantRole', user: name, role: 'root' },
+      ]),
+      { op: 'authEnable' },
+    ];
+    for (const op of ops) this.store.apply(op, NO_CREDENTIALS);
+  }
 }
