@@ -153,6 +153,9 @@ export interface MetricsView {
   readonly dbSizeInUseBytes: number | null;
   /** Peer traffic by peer member id (hex): bytes sent to it and received from it. */
   readonly peerTraffic: ReadonlyMap<string, PeerTrafficView>;
+  /** Request ids the dedupe table remembers, and duplicates it answered here (dedupe.ts). */
+  readonly requestIds: number;
+  readonly requestIdDuplicates: number;
 }
 
 export interface PeerTrafficView {
@@ -458,6 +461,21 @@ export class MemberMetrics {
         if (v !== null) this.inc(v.proposalsFailed);
       },
     });
+    new Counter({
+      name: `${METRIC_PREFIX}request_id_duplicates_total`,
+      help:
+        'Writes carrying a tandem-request-id already applied, answered here with the first ' +
+        "application's result instead of being applied again (retries after a lost answer).",
+      registers,
+      collect() {
+        this.reset();
+        const v = scraped.snapshot();
+        if (v !== null) this.inc(v.requestIdDuplicates);
+      },
+    });
+    gauge('request_ids', 'Request ids the replicated dedupe table remembers.', [], (g, v) =>
+      g.set(v.requestIds),
+    );
     // etcd's names and labels: To and From are member ids in hex.
     new Counter<'To'>({
       name: 'etcd_network_peer_sent_bytes_total',
@@ -903,6 +921,8 @@ export function liveMetricsView(live: LiveMember): MetricsView {
     proposalsFailed: member.proposalsFailed,
     dbSizeInUseBytes: live.dbSizeInUseBytes?.() ?? null,
     peerTraffic: peerTrafficByHex(live.peerTraffic?.()),
+    requestIds: state.dedupe.size,
+    requestIdDuplicates: state.dedupe.duplicatesAnswered,
   };
 }
 

@@ -5,7 +5,8 @@
  *   key on the new leader, and none is applied twice (each key written once has version 1, and
  *   the revision each put answered is the key's revision);
  * - a keyed put sent again after the member that applied it was killed (its answer taken as
- *   lost) is answered with the first revision by the next leader, and applies once.
+ *   lost) is answered with the first revision by the next leader, and applies once; every live
+ *   member counts it in tandem_request_id_duplicates_total.
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
@@ -13,6 +14,7 @@ import { type LocalCluster, MEMBER_START_TIMEOUT_MS } from '../../src/cli/local-
 import { sleep, waitFor } from '../../src/cli/local-net.js';
 import { Client } from '../../src/client/index.js';
 import { startCluster } from './cluster.js';
+import { scrapeAdmin, valueOr0 } from './scrape.js';
 
 const TEST_TIMEOUT_MS = 120_000;
 const WRITERS = 16;
@@ -101,6 +103,16 @@ describe('idempotent writes across a killed leader', { timeout: 600_000 }, () =>
     assert.equal(again, first.revision, 'the first revision');
     const kv = await client.get(key);
     assert.equal(kv?.version, 1, 'applied once');
+    // Every live member applied the resent entry as a duplicate, and its metrics say so.
+    for (const m of c.members.filter((x) => x !== leader)) {
+      await waitFor(`${m.name} counts the duplicate`, 10_000, async () => {
+        const f = await scrapeAdmin(m.spec.admin);
+        return valueOr0(f, 'tandem_request_id_duplicates_total') >= 1 &&
+          valueOr0(f, 'tandem_request_ids') >= 1
+          ? true
+          : null;
+      });
+    }
     // The same key for a different write is refused, not answered with the first result.
     await assert.rejects(
       client.put(key, 'other value', { idempotencyKey: 'resend-1' }),

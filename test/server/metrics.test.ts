@@ -51,6 +51,8 @@ const VOTER: MetricsView = {
     ['2', { sentBytes: 1000, receivedBytes: 700 }],
     ['3', { sentBytes: 900, receivedBytes: 0 }],
   ]),
+  requestIds: 12,
+  requestIdDuplicates: 3,
 };
 
 /** Resolution of the fake event-loop sources: 10 ms, as in production. */
@@ -144,6 +146,8 @@ describe('metrics: names, types, values', () => {
       etcd_debugging_mvcc_watch_stream_total: 'gauge',
       etcd_debugging_mvcc_watcher_total: 'gauge',
       tandem_leases: 'gauge',
+      tandem_request_id_duplicates_total: 'counter',
+      tandem_request_ids: 'gauge',
       etcd_server_proposals_failed_total: 'counter',
       etcd_mvcc_db_total_size_in_use_in_bytes: 'gauge',
       etcd_network_peer_sent_bytes_total: 'counter',
@@ -163,6 +167,8 @@ describe('metrics: names, types, values', () => {
     assert.equal(sampleValue(f, 'etcd_debugging_mvcc_watch_stream_total'), 3);
     assert.equal(sampleValue(f, 'etcd_debugging_mvcc_watcher_total'), 5);
     assert.equal(sampleValue(f, 'tandem_leases'), 6);
+    assert.equal(sampleValue(f, 'tandem_request_id_duplicates_total'), 3);
+    assert.equal(sampleValue(f, 'tandem_request_ids'), 12);
     // etcd's names carry the same values.
     assert.equal(sampleValue(f, 'etcd_server_is_leader'), 1);
     assert.equal(sampleValue(f, 'etcd_server_has_leader'), 1);
