@@ -39,3 +39,34 @@ function statTicks(path: string): number {
     return 0;
   }
 }
+
+/** A thread's scheduler times: on a CPU, and runnable but waiting for one (ms). */
+export interface SchedTimes {
+  readonly runMs: number;
+  readonly waitMs: number;
+}
+
+/** `/proc/<pid>/task/<tid>/schedstat`: "<ns on cpu> <ns waiting on a runqueue> <timeslices>". */
+export function parseSchedstat(text: string): SchedTimes {
+  const [run, wait] = text.trim().split(' ');
+  const runNs = Number(run);
+  const waitNs = Number(wait);
+  if (!(Number.isFinite(runNs) && Number.isFinite(waitNs))) {
+    throw new Error(`not a schedstat line: ${JSON.stringify(text)}`);
+  }
+  return { runMs: runNs / 1e6, waitMs: waitNs / 1e6 };
+}
+
+/**
+ * The scheduler times of a process's main thread (for Node, the event loop's), or null when it
+ * is gone or the kernel keeps no schedstat. The wait is CPU starvation: time the loop could
+ * have run but the machine gave its cores to others, which event-loop delay includes.
+ */
+export function mainThreadSched(pid: number | null): SchedTimes | null {
+  if (pid === null) return null;
+  try {
+    return parseSchedstat(readFileSync(`/proc/${pid}/task/${pid}/schedstat`, 'utf8'));
+  } catch {
+    return null;
+  }
+}

@@ -16,7 +16,8 @@
  *
  * Per cell, besides throughput and latency: the CPU time of all three members per request
  * (/proc), and for tandem each member's event-loop delay p99 (tandem_event_loop_delay_seconds
- * scraped from its admin /metrics before and after the cell; etcd: n/a).
+ * scraped from its admin /metrics before and after the cell; etcd: n/a), with the share of the
+ * cell its event-loop thread waited for a core (runq, /proc schedstat: starvation, not work).
  *
  * Fairness: etcd and tandem run at the same time (both clusters up, one idle while the other is
  * measured) and are interleaved per cell, the order alternating cell by cell (etcd first on even
@@ -49,7 +50,7 @@ import {
 } from './load.js';
 import { loopDelayQuantile, type MemberScrape, scrapeMember } from './member-metrics.js';
 import { startNullServer } from './null-server.js';
-import { processesCpuMs } from './procs.js';
+import { mainThreadSched, processesCpuMs } from './procs.js';
 import { buildTandem, firstLines, startTandemCluster } from './tandem-cluster.js';
 
 const IN_FLIGHT_DEFAULT: readonly number[] = [1, 16, 64, 256];
@@ -201,11 +202,16 @@ function scrapeAll(cluster: BenchCluster): Promise<(MemberScrape | null)[]> {
   );
 }
 
-/** `n1* 3.20, n2 1.05, n3 0.98` (* leads at the cell's end); n/a where not measured. */
+/**
+ * `n1* 3.20 (runq 12%), n2 1.05 (runq 9%), …` (* leads at the cell's end); n/a where not
+ * measured. runq: the share of the cell its event-loop thread was runnable but waiting for a
+ * core (starvation, which the delay includes; not work on the loop).
+ */
 function loopDelayText(
   cluster: BenchCluster,
   before: readonly (MemberScrape | null)[],
   after: readonly (MemberScrape | null)[],
+  runqueuePct: readonly (number | null)[],
 ): string {
   const parts: string[] = [];
   cluster.members.forEach((m, i) => {
@@ -217,7 +223,9 @@ function loopDelayText(
       d.quantileMs === null
         ? 'no samples'
         : `${d.beyondLastBound ? '>' : ''}${d.quantileMs.toFixed(2)}`;
-    parts.push(`${m.name}${b.isLeader ? '*' : ''} ${value}`);
+    const runq = runqueuePct[i];
+    const wait = runq == null ? '' : ` (runq ${runq.toFixed(0)}%)`;
+    parts.push(`${m.name}${b.isLeader ? '*' : ''} ${value}${wait}`);
   });
   return parts.length === 0 ? 'n/a' : parts.join(', ');
 }
@@ -244,15 +252,23 @@ async function measureCell(
   const pids = target.cluster.members.map((m) => m.process.pid);
   const scrapesBefore = await scrapeAll(target.cluster);
   const cpuBeforeMs = processesCpuMs(pids);
+  const schedBefore = pids.map(mainThreadSched);
+  const startMs = performance.now();
   const result = await target.pool.runCell(options, plan.generators);
   const serverCpuMs = processesCpuMs(pids) - cpuBeforeMs;
+  const cellMs = performance.now() - startMs;
+  const runqueuePct = pids.map((pid, i) => {
+    const a = schedBefore[i];
+    const b = mainThreadSched(pid);
+    return a == null || b == null || cellMs <= 0 ? null : (100 * (b.waitMs - a.waitMs)) / cellMs;
+  });
   const scrapesAfter = await scrapeAll(target.cluster);
   const completed = result.ops + result.errors;
   const row: Row = {
     target: target.cluster.label,
     ...result,
     serverCpuUsPerOp: completed === 0 ? null : (serverCpuMs * 1000) / completed,
-    eventLoopP99: loopDelayText(target.cluster, scrapesBefore, scrapesAfter),
+    eventLoopP99: loopDelayText(target.cluster, scrapesBefore, scrapesAfter, runqueuePct),
   };
   target.rows.push(row);
   process.stdout.write(
@@ -403,7 +419,7 @@ function report(
       `closed loop at ${plan.inFlight.join(', ')} requests in flight (in total, split over ${plan.generators} load-generator process(es)), each cell ≤ ${plan.cellMs} ms and ≤ ${CELL_OPS_MAX} ops. ` +
       'Client: @grpc/grpc-js with hand-written protobuf, one HTTP/2 connection per endpoint per generator, requests round-robin over endpoints. ' +
       '"client CPU µs/op" is the generators\' own CPU time per request; "server CPU µs/op" is the CPU time of all three members per request (from /proc). ' +
-      `"event-loop delay p99 ms" is each tandem member's p${LOOP_QUANTILE * 100} event-loop delay during the cell (tandem_event_loop_delay_seconds from its /metrics before and after the cell, interpolated within buckets; * marks the leader at the cell's end; etcd: n/a). ` +
+      `"event-loop delay p99 ms" is each tandem member's p${LOOP_QUANTILE * 100} event-loop delay during the cell (tandem_event_loop_delay_seconds from its /metrics before and after the cell, interpolated within buckets; * marks the leader at the cell's end; etcd: n/a); "runq" beside it is the share of the cell that member's event-loop thread was runnable but waiting for a core (/proc schedstat: CPU starvation, which the delay includes, not work on the loop). ` +
       'etcd and tandem run side by side, cells interleaved with the order alternating per cell (etcd first on even cells, tandem first on odd ones); ' +
       `the cluster not being measured sits idle. Run took ${elapsedS.toFixed(0)} s. ` +
       `Load average (1 min) at the start ${loadAtStart.toFixed(1)}, at the end ${loadavg()[0]!.toFixed(1)}: other work on the machine competes for the same cores.`,

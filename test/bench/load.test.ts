@@ -5,6 +5,7 @@
  * wire type here would make the bench measure errors, or the wrong request, on both systems.
  */
 import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
 import { describe, test } from 'node:test';
 import { split } from '../../bench/generators.js';
 import {
@@ -19,6 +20,7 @@ import {
   type MemberScrape,
   parseMemberScrape,
 } from '../../bench/member-metrics.js';
+import { mainThreadSched, parseSchedstat } from '../../bench/procs.js';
 import { serviceDefinition } from '../../src/api/proto.js';
 
 const kv = serviceDefinition('kv');
@@ -140,4 +142,25 @@ test('generators: in-flight shares add up, larger first', () => {
       assert.ok(Math.max(...shares) - Math.min(...shares) <= 1);
     }
   }
+});
+
+test('schedstat: time on a CPU first, runqueue wait second, both in ms', (t) => {
+  assert.deepEqual(parseSchedstat('1500000 2500000 7\n'), { runMs: 1.5, waitMs: 2.5 });
+  assert.throws(() => parseSchedstat('garbage'), /not a schedstat line/);
+  assert.equal(mainThreadSched(null), null);
+  if (!existsSync(`/proc/${process.pid}/task/${process.pid}/schedstat`)) {
+    t.skip('no /proc/<pid>/task/<tid>/schedstat on this system (Linux with schedstats)');
+    return;
+  }
+  const self = mainThreadSched(process.pid);
+  assert.ok(self !== null, "the main thread's schedstat is read");
+  // A spinning thread never sleeps: all of its wall time is either on a CPU or waiting for one
+  // (on a busy machine mostly the latter). Stats of a running task may lag by a scheduler tick.
+  const startMs = performance.now();
+  while (performance.now() - startMs < 60);
+  const wallMs = performance.now() - startMs;
+  const after = mainThreadSched(process.pid)!;
+  const accounted = after.runMs - self.runMs + (after.waitMs - self.waitMs);
+  assert.ok(accounted >= wallMs - 10, `run + wait ${accounted} ms of a ${wallMs} ms spin`);
+  assert.ok(after.runMs > self.runMs, 'some of it on a CPU');
 });
