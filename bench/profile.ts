@@ -11,9 +11,10 @@
  *
  * What the figures are:
  * - The profile samples only the main thread (the event loop): JavaScript, the C++ it calls,
- *   and native work with no JavaScript on the stack ("(program)"). Work on other threads (GC
- *   helpers, the libuv pool's fdatasync and file writes, lmdb's own threads) is not in it; the
- *   "process CPU (/proc)" row counts every thread, so the gap between the two is that work.
+ *   and native work with no JavaScript on the stack ("(program)"). Work on other threads is not
+ *   in it; the "thread group" rows split it from /proc/<pid>/task (bench/procs.ts): V8's
+ *   platform workers (GC helpers, concurrent compilation), the libuv pool (the WAL's writes and
+ *   fdatasyncs), and V8's profiler thread, which exists only under --cpu-prof.
  * - fdatasync runs on the libuv pool: the event loop is idle meanwhile, so its cost is wall
  *   time, not CPU. The "fsync wait" row is that wall time per put (tandem_wal_fsync_seconds
  *   from the member's /metrics, before and after the load), not CPU, and is not in any total.
@@ -30,7 +31,16 @@ import { parseArgs } from 'node:util';
 import { REPO_DIR } from '../src/cli/local-cluster.js';
 import { GrpcKvClient, IN_FLIGHT_MAX, runCell } from './load.js';
 import { type MemberScrape, scrapeMember } from './member-metrics.js';
-import { mainThreadCpuMs, processesCpuMs } from './procs.js';
+import {
+  DEFAULT_THREAD_LAYOUT,
+  mainThreadCpuMs,
+  processesCpuMs,
+  THREAD_GROUPS,
+  type ThreadCpu,
+  type ThreadGroup,
+  threadCpuMs,
+  threadGroupCpuMs,
+} from './procs.js';
 import {
   buildTandem,
   firstLines,
@@ -188,6 +198,8 @@ interface MemberProfile {
   readonly processCpuMs: number;
   /** The event loop's thread alone (/proc/<pid>/task/<pid>): what the profile samples. */
   readonly mainThreadCpuMs: number;
+  /** CPU per thread group (/proc/<pid>/task/*), over the same interval. */
+  readonly threadGroupCpuMs: ReadonlyMap<ThreadGroup, number>;
   readonly fsyncSeconds: number;
   readonly fsyncs: number;
   readonly problem: string | null;
@@ -201,6 +213,8 @@ function parseFlags() {
       'interval-us': { type: 'string', default: '1000' },
       keep: { type: 'boolean', default: false },
       'no-build': { type: 'boolean', default: false },
+      // Extra node flags for every member, e.g. --node-args='--max-semi-space-size=32'.
+      'node-args': { type: 'string', default: '' },
     },
   });
   const inFlight = Number(values['in-flight']);
@@ -214,7 +228,16 @@ function parseFlags() {
   if (!(Number.isInteger(intervalUs) && intervalUs >= 50 && intervalUs <= 100_000)) {
     throw new Error('--interval-us must be an integer 50..100000');
   }
-  return { inFlight, seconds, intervalUs, keep: values.keep, build: !values['no-build'] };
+  const nodeArgs = values['node-args'].split(/\s+/).filter((a) => a !== '');
+  if (nodeArgs.some((a) => !a.startsWith('--'))) throw new Error('--node-args takes node flags');
+  return {
+    inFlight,
+    seconds,
+    intervalUs,
+    nodeArgs,
+    keep: values.keep,
+    build: !values['no-build'],
+  };
 }
 
 const nowUs = (): number => Number(process.hrtime.bigint() / 1000n);
@@ -242,6 +265,7 @@ async function main(): Promise<number> {
         '--cpu-prof',
         `--cpu-prof-dir=${profDir}`,
         `--cpu-prof-interval=${flags.intervalUs}`,
+        ...flags.nodeArgs,
       ],
       stopTimeoutMs: STOP_TIMEOUT_MS,
     });
@@ -267,12 +291,15 @@ async function main(): Promise<number> {
     const before = await scrape();
     const cpuBefore = pids.map((pid) => processesCpuMs([pid]));
     const mainBefore = pids.map(mainThreadCpuMs);
+    const layout = threadLayout(flags.nodeArgs);
+    const threadsBefore: ThreadCpu[] = pids.map((pid) => threadCpuMs(pid, layout));
     process.stdout.write(`load: puts at ${flags.inFlight} in flight for ${flags.seconds} s…\n`);
     const fromUs = nowUs();
     const result = await cell(`${runId}/load`, Number.MAX_SAFE_INTEGER, flags.seconds * 1000);
     const toUs = nowUs();
     const cpuAfter = pids.map((pid) => processesCpuMs([pid]));
     const mainAfter = pids.map(mainThreadCpuMs);
+    const threadsAfter: ThreadCpu[] = pids.map((pid) => threadCpuMs(pid, layout));
     const after = await scrape();
     const leaderAfter = await cluster.leader();
     client.close();
@@ -289,6 +316,7 @@ async function main(): Promise<number> {
         role,
         processCpuMs: cpuAfter[i]! - cpuBefore[i]!,
         mainThreadCpuMs: mainAfter[i]! - mainBefore[i]!,
+        threadGroupCpuMs: threadGroupCpuMs(threadsBefore[i]!, threadsAfter[i]!),
         fsyncSeconds: after[i]!.fsyncSeconds - before[i]!.fsyncSeconds,
         fsyncs: after[i]!.fsyncs - before[i]!.fsyncs,
       };
@@ -306,7 +334,7 @@ async function main(): Promise<number> {
       return { ...common, attribution: attribute(profile, fromUs, toUs), problem: null };
     });
     const notes = [
-      `Run ${startedAt.toISOString()}, ${members.length} members from the compiled build under \`node --cpu-prof --cpu-prof-interval=${flags.intervalUs}\`, ` +
+      `Run ${startedAt.toISOString()}, ${members.length} members from the compiled build under \`node --cpu-prof --cpu-prof-interval=${flags.intervalUs}${flags.nodeArgs.map((a) => ` ${a}`).join('')}\`, ` +
         `puts of ${VALUE_BYTES} bytes at ${flags.inFlight} in flight for ${flags.seconds} s: ${result.ops} puts, ${result.opsPerSec.toFixed(0)}/s, p99 ${result.p99Ms.toFixed(2)} ms, ${result.errors} errors. ` +
         `Load average (1 min) ${loadStart.toFixed(1)} at the start, ${loadavg()[0]!.toFixed(1)} at the end.`,
     ];
@@ -326,6 +354,16 @@ async function main(): Promise<number> {
     if (flags.keep) process.stdout.write(`kept ${profDir}\n`);
     else rmSync(profDir, { recursive: true, force: true });
   }
+}
+
+/** The thread counts members run with, from their node flags and UV_THREADPOOL_SIZE. */
+function threadLayout(nodeArgs: readonly string[]) {
+  const pool = nodeArgs.find((a) => a.startsWith('--v8-pool-size='));
+  const uv = Number(process.env.UV_THREADPOOL_SIZE);
+  return {
+    v8PoolSize: pool === undefined ? DEFAULT_THREAD_LAYOUT.v8PoolSize : Number(pool.split('=')[1]),
+    uvThreadpoolSize: Number.isInteger(uv) && uv > 0 ? uv : DEFAULT_THREAD_LAYOUT.uvThreadpoolSize,
+  };
 }
 
 /**
@@ -375,6 +413,14 @@ function report(
       profiles.map((p) => (p.processCpuMs - p.mainThreadCpuMs) * 1000),
     ),
   );
+  for (const group of THREAD_GROUPS) {
+    lines.push(
+      row(
+        `- thread group: ${group}`,
+        profiles.map((p) => (p.threadGroupCpuMs.get(group) ?? 0) * 1000),
+      ),
+    );
+  }
   lines.push(
     row(
       'process CPU, all threads (/proc)',
@@ -406,7 +452,8 @@ function report(
     '',
     'A sample is charged by its own frame (URL, or V8\'s "(program)", "(garbage collector)"); a Node-internal frame by its nearest caller with a stage (see STAGES in bench/profile.ts). ' +
       "Stage figures are CPU: each stage's share of the member's busy samples times its main thread's CPU time from /proc (the profiler's own intervals are wall time, which on a busy machine includes waiting for a core). " +
-      'The profile covers the main thread only; other threads (libuv pool file writes, GC helpers, lmdb) appear only in the /proc rows. fsync wait is wall time from tandem_wal_fsync_seconds, not CPU.',
+      "The profile covers the main thread only; other threads appear only in the /proc rows, split by thread group (bench/procs.ts: V8's platform workers run GC helpers and concurrent TurboFan compilation; the libuv pool runs the WAL's writes and fdatasyncs; lmdb commits synchronously on the main thread). " +
+      'The "cpu profiler" group is V8\'s sampler thread, present only under this profile: leave it out when comparing with `npm run bench`. fsync wait is wall time from tandem_wal_fsync_seconds, not CPU.',
   );
   for (const p of profiles) if (p.problem !== null) lines.push(`- **${p.name}: ${p.problem}**`);
   const frames = new Map<string, { stage: string; us: number }>();
