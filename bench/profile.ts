@@ -7,7 +7,8 @@
  * member (leader and followers), µs of CPU per put per stage as a markdown table (also written
  * to bench/out/profile-latest.md).
  *
- *   npm run bench:profile [-- --in-flight 64 --seconds 10 --interval-us 1000 --keep]
+ *   npm run bench:profile [-- --in-flight 64 --seconds 10 --warmup-seconds 20 --interval-us 1000
+ *                            --node-args='--max-semi-space-size=32' --keep]
  *
  * What the figures are:
  * - The profile samples only the main thread (the event loop): JavaScript, the C++ it calls,
@@ -50,6 +51,13 @@ import {
 
 const VALUE_BYTES = 256;
 const WARMUP_OPS = 1000;
+/**
+ * Long enough by default for V8's optimizing compiler to settle: its concurrent compilation on
+ * the platform's worker threads was most of their CPU in a 10 s load that followed only the
+ * 1000 warm-up puts (0 s), and kept going for tens of seconds at ~1,000 puts/s.
+ */
+const WARMUP_SECONDS_DEFAULT = 20;
+const WARMUP_SECONDS_MAX = 300;
 const SECONDS_MAX = 120;
 const CONNECT_TIMEOUT_MS = 10_000;
 /** A member writes its profile as it exits: a large one takes a few seconds on a busy machine. */
@@ -210,6 +218,7 @@ function parseFlags() {
     options: {
       'in-flight': { type: 'string', default: '64' },
       seconds: { type: 'string', default: '10' },
+      'warmup-seconds': { type: 'string', default: String(WARMUP_SECONDS_DEFAULT) },
       'interval-us': { type: 'string', default: '1000' },
       keep: { type: 'boolean', default: false },
       'no-build': { type: 'boolean', default: false },
@@ -225,6 +234,10 @@ function parseFlags() {
   }
   if (!(seconds >= 1 && seconds <= SECONDS_MAX))
     throw new Error(`--seconds must be 1..${SECONDS_MAX}`);
+  const warmupSeconds = Number(values['warmup-seconds']);
+  if (!(warmupSeconds >= 0 && warmupSeconds <= WARMUP_SECONDS_MAX)) {
+    throw new Error(`--warmup-seconds must be 0..${WARMUP_SECONDS_MAX}`);
+  }
   if (!(Number.isInteger(intervalUs) && intervalUs >= 50 && intervalUs <= 100_000)) {
     throw new Error('--interval-us must be an integer 50..100000');
   }
@@ -233,6 +246,7 @@ function parseFlags() {
   return {
     inFlight,
     seconds,
+    warmupSeconds,
     intervalUs,
     nodeArgs,
     keep: values.keep,
@@ -283,8 +297,11 @@ async function main(): Promise<number> {
         valueBytes: VALUE_BYTES,
         keyPrefix,
       });
-    process.stdout.write(`warm-up: ${WARMUP_OPS} puts…\n`);
+    process.stdout.write(`warm-up: ${WARMUP_OPS} puts, then puts for ${flags.warmupSeconds} s…\n`);
     await cell(`${runId}/warm`, WARMUP_OPS, 30_000);
+    if (flags.warmupSeconds > 0) {
+      await cell(`${runId}/warm-jit`, Number.MAX_SAFE_INTEGER, flags.warmupSeconds * 1000);
+    }
     const leaderBefore = await cluster.leader();
     const scrape = (): Promise<MemberScrape[]> =>
       Promise.all(members.map((m) => scrapeMember(m.metricsEndpoint!)));
@@ -335,7 +352,7 @@ async function main(): Promise<number> {
     });
     const notes = [
       `Run ${startedAt.toISOString()}, ${members.length} members from the compiled build under \`node --cpu-prof --cpu-prof-interval=${flags.intervalUs}${flags.nodeArgs.map((a) => ` ${a}`).join('')}\`, ` +
-        `puts of ${VALUE_BYTES} bytes at ${flags.inFlight} in flight for ${flags.seconds} s: ${result.ops} puts, ${result.opsPerSec.toFixed(0)}/s, p99 ${result.p99Ms.toFixed(2)} ms, ${result.errors} errors. ` +
+        `puts of ${VALUE_BYTES} bytes at ${flags.inFlight} in flight for ${flags.seconds} s after ${flags.warmupSeconds} s of warm-up: ${result.ops} puts, ${result.opsPerSec.toFixed(0)}/s, p99 ${result.p99Ms.toFixed(2)} ms, ${result.errors} errors. ` +
         `Load average (1 min) ${loadStart.toFixed(1)} at the start, ${loadavg()[0]!.toFixed(1)} at the end.`,
     ];
     if (leaderBefore?.name !== leaderAfter?.name) {
