@@ -426,7 +426,7 @@ function report(
   );
   lines.push(
     row(
-      'other threads CPU (/proc: pool, GC helpers, lmdb)',
+      'other threads CPU (/proc: every thread but the main one)',
       profiles.map((p) => (p.processCpuMs - p.mainThreadCpuMs) * 1000),
     ),
   );
