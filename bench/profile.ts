@@ -7,13 +7,15 @@
  * member (leader and followers), µs of CPU per put per stage as a markdown table (also written
  * to bench/out/profile-latest.md).
  *
- *   npm run bench:profile [-- --in-flight 64 --seconds 10 --interval-us 1000 --keep]
+ *   npm run bench:profile [-- --in-flight 64 --seconds 10 --warmup-seconds 20 --interval-us 1000
+ *                            --node-args='--max-semi-space-size=32' --keep]
  *
  * What the figures are:
  * - The profile samples only the main thread (the event loop): JavaScript, the C++ it calls,
- *   and native work with no JavaScript on the stack ("(program)"). Work on other threads (GC
- *   helpers, the libuv pool's fdatasync and file writes, lmdb's own threads) is not in it; the
- *   "process CPU (/proc)" row counts every thread, so the gap between the two is that work.
+ *   and native work with no JavaScript on the stack ("(program)"). Work on other threads is not
+ *   in it; the "thread group" rows split it from /proc/<pid>/task (bench/procs.ts): V8's
+ *   platform workers (GC helpers, concurrent compilation), the libuv pool (the WAL's writes and
+ *   fdatasyncs), and V8's profiler thread, which exists only under --cpu-prof.
  * - fdatasync runs on the libuv pool: the event loop is idle meanwhile, so its cost is wall
  *   time, not CPU. The "fsync wait" row is that wall time per put (tandem_wal_fsync_seconds
  *   from the member's /metrics, before and after the load), not CPU, and is not in any total.
@@ -30,7 +32,16 @@ import { parseArgs } from 'node:util';
 import { REPO_DIR } from '../src/cli/local-cluster.js';
 import { GrpcKvClient, IN_FLIGHT_MAX, runCell } from './load.js';
 import { type MemberScrape, scrapeMember } from './member-metrics.js';
-import { mainThreadCpuMs, processesCpuMs } from './procs.js';
+import {
+  DEFAULT_THREAD_LAYOUT,
+  mainThreadCpuMs,
+  processesCpuMs,
+  THREAD_GROUPS,
+  type ThreadCpu,
+  type ThreadGroup,
+  threadCpuMs,
+  threadGroupCpuMs,
+} from './procs.js';
 import {
   buildTandem,
   firstLines,
@@ -40,6 +51,13 @@ import {
 
 const VALUE_BYTES = 256;
 const WARMUP_OPS = 1000;
+/**
+ * Long enough by default for V8's optimizing compiler to settle: its concurrent compilation on
+ * the platform's worker threads was most of their CPU in a 10 s load that followed only the
+ * 1000 warm-up puts (0 s), and kept going for tens of seconds at ~1,000 puts/s.
+ */
+const WARMUP_SECONDS_DEFAULT = 20;
+const WARMUP_SECONDS_MAX = 300;
 const SECONDS_MAX = 120;
 const CONNECT_TIMEOUT_MS = 10_000;
 /** A member writes its profile as it exits: a large one takes a few seconds on a busy machine. */
@@ -188,6 +206,8 @@ interface MemberProfile {
   readonly processCpuMs: number;
   /** The event loop's thread alone (/proc/<pid>/task/<pid>): what the profile samples. */
   readonly mainThreadCpuMs: number;
+  /** CPU per thread group (/proc/<pid>/task/*), over the same interval. */
+  readonly threadGroupCpuMs: ReadonlyMap<ThreadGroup, number>;
   readonly fsyncSeconds: number;
   readonly fsyncs: number;
   readonly problem: string | null;
@@ -198,9 +218,12 @@ function parseFlags() {
     options: {
       'in-flight': { type: 'string', default: '64' },
       seconds: { type: 'string', default: '10' },
+      'warmup-seconds': { type: 'string', default: String(WARMUP_SECONDS_DEFAULT) },
       'interval-us': { type: 'string', default: '1000' },
       keep: { type: 'boolean', default: false },
       'no-build': { type: 'boolean', default: false },
+      // Extra node flags for every member, e.g. --node-args='--max-semi-space-size=32'.
+      'node-args': { type: 'string', default: '' },
     },
   });
   const inFlight = Number(values['in-flight']);
@@ -211,10 +234,24 @@ function parseFlags() {
   }
   if (!(seconds >= 1 && seconds <= SECONDS_MAX))
     throw new Error(`--seconds must be 1..${SECONDS_MAX}`);
+  const warmupSeconds = Number(values['warmup-seconds']);
+  if (!(warmupSeconds >= 0 && warmupSeconds <= WARMUP_SECONDS_MAX)) {
+    throw new Error(`--warmup-seconds must be 0..${WARMUP_SECONDS_MAX}`);
+  }
   if (!(Number.isInteger(intervalUs) && intervalUs >= 50 && intervalUs <= 100_000)) {
     throw new Error('--interval-us must be an integer 50..100000');
   }
-  return { inFlight, seconds, intervalUs, keep: values.keep, build: !values['no-build'] };
+  const nodeArgs = values['node-args'].split(/\s+/).filter((a) => a !== '');
+  if (nodeArgs.some((a) => !a.startsWith('--'))) throw new Error('--node-args takes node flags');
+  return {
+    inFlight,
+    seconds,
+    warmupSeconds,
+    intervalUs,
+    nodeArgs,
+    keep: values.keep,
+    build: !values['no-build'],
+  };
 }
 
 const nowUs = (): number => Number(process.hrtime.bigint() / 1000n);
@@ -242,6 +279,7 @@ async function main(): Promise<number> {
         '--cpu-prof',
         `--cpu-prof-dir=${profDir}`,
         `--cpu-prof-interval=${flags.intervalUs}`,
+        ...flags.nodeArgs,
       ],
       stopTimeoutMs: STOP_TIMEOUT_MS,
     });
@@ -259,20 +297,26 @@ async function main(): Promise<number> {
         valueBytes: VALUE_BYTES,
         keyPrefix,
       });
-    process.stdout.write(`warm-up: ${WARMUP_OPS} puts…\n`);
+    process.stdout.write(`warm-up: ${WARMUP_OPS} puts, then puts for ${flags.warmupSeconds} s…\n`);
     await cell(`${runId}/warm`, WARMUP_OPS, 30_000);
+    if (flags.warmupSeconds > 0) {
+      await cell(`${runId}/warm-jit`, Number.MAX_SAFE_INTEGER, flags.warmupSeconds * 1000);
+    }
     const leaderBefore = await cluster.leader();
     const scrape = (): Promise<MemberScrape[]> =>
       Promise.all(members.map((m) => scrapeMember(m.metricsEndpoint!)));
     const before = await scrape();
     const cpuBefore = pids.map((pid) => processesCpuMs([pid]));
     const mainBefore = pids.map(mainThreadCpuMs);
+    const layout = threadLayout(flags.nodeArgs);
+    const threadsBefore: ThreadCpu[] = pids.map((pid) => threadCpuMs(pid, layout));
     process.stdout.write(`load: puts at ${flags.inFlight} in flight for ${flags.seconds} s…\n`);
     const fromUs = nowUs();
     const result = await cell(`${runId}/load`, Number.MAX_SAFE_INTEGER, flags.seconds * 1000);
     const toUs = nowUs();
     const cpuAfter = pids.map((pid) => processesCpuMs([pid]));
     const mainAfter = pids.map(mainThreadCpuMs);
+    const threadsAfter: ThreadCpu[] = pids.map((pid) => threadCpuMs(pid, layout));
     const after = await scrape();
     const leaderAfter = await cluster.leader();
     client.close();
@@ -289,6 +333,7 @@ async function main(): Promise<number> {
         role,
         processCpuMs: cpuAfter[i]! - cpuBefore[i]!,
         mainThreadCpuMs: mainAfter[i]! - mainBefore[i]!,
+        threadGroupCpuMs: threadGroupCpuMs(threadsBefore[i]!, threadsAfter[i]!),
         fsyncSeconds: after[i]!.fsyncSeconds - before[i]!.fsyncSeconds,
         fsyncs: after[i]!.fsyncs - before[i]!.fsyncs,
       };
@@ -306,8 +351,8 @@ async function main(): Promise<number> {
       return { ...common, attribution: attribute(profile, fromUs, toUs), problem: null };
     });
     const notes = [
-      `Run ${startedAt.toISOString()}, ${members.length} members from the compiled build under \`node --cpu-prof --cpu-prof-interval=${flags.intervalUs}\`, ` +
-        `puts of ${VALUE_BYTES} bytes at ${flags.inFlight} in flight for ${flags.seconds} s: ${result.ops} puts, ${result.opsPerSec.toFixed(0)}/s, p99 ${result.p99Ms.toFixed(2)} ms, ${result.errors} errors. ` +
+      `Run ${startedAt.toISOString()}, ${members.length} members from the compiled build under \`node --cpu-prof --cpu-prof-interval=${flags.intervalUs}${flags.nodeArgs.map((a) => ` ${a}`).join('')}\`, ` +
+        `puts of ${VALUE_BYTES} bytes at ${flags.inFlight} in flight for ${flags.seconds} s after ${flags.warmupSeconds} s of warm-up: ${result.ops} puts, ${result.opsPerSec.toFixed(0)}/s, p99 ${result.p99Ms.toFixed(2)} ms, ${result.errors} errors. ` +
         `Load average (1 min) ${loadStart.toFixed(1)} at the start, ${loadavg()[0]!.toFixed(1)} at the end.`,
     ];
     if (leaderBefore?.name !== leaderAfter?.name) {
@@ -326,6 +371,16 @@ async function main(): Promise<number> {
     if (flags.keep) process.stdout.write(`kept ${profDir}\n`);
     else rmSync(profDir, { recursive: true, force: true });
   }
+}
+
+/** The thread counts members run with, from their node flags and UV_THREADPOOL_SIZE. */
+function threadLayout(nodeArgs: readonly string[]) {
+  const pool = nodeArgs.find((a) => a.startsWith('--v8-pool-size='));
+  const uv = Number(process.env.UV_THREADPOOL_SIZE);
+  return {
+    v8PoolSize: pool === undefined ? DEFAULT_THREAD_LAYOUT.v8PoolSize : Number(pool.split('=')[1]),
+    uvThreadpoolSize: Number.isInteger(uv) && uv > 0 ? uv : DEFAULT_THREAD_LAYOUT.uvThreadpoolSize,
+  };
 }
 
 /**
@@ -371,10 +426,18 @@ function report(
   );
   lines.push(
     row(
-      'other threads CPU (/proc: pool, GC helpers, lmdb)',
+      'other threads CPU (/proc: every thread but the main one)',
       profiles.map((p) => (p.processCpuMs - p.mainThreadCpuMs) * 1000),
     ),
   );
+  for (const group of THREAD_GROUPS) {
+    lines.push(
+      row(
+        `- thread group: ${group}`,
+        profiles.map((p) => (p.threadGroupCpuMs.get(group) ?? 0) * 1000),
+      ),
+    );
+  }
   lines.push(
     row(
       'process CPU, all threads (/proc)',
@@ -406,7 +469,8 @@ function report(
     '',
     'A sample is charged by its own frame (URL, or V8\'s "(program)", "(garbage collector)"); a Node-internal frame by its nearest caller with a stage (see STAGES in bench/profile.ts). ' +
       "Stage figures are CPU: each stage's share of the member's busy samples times its main thread's CPU time from /proc (the profiler's own intervals are wall time, which on a busy machine includes waiting for a core). " +
-      'The profile covers the main thread only; other threads (libuv pool file writes, GC helpers, lmdb) appear only in the /proc rows. fsync wait is wall time from tandem_wal_fsync_seconds, not CPU.',
+      "The profile covers the main thread only; other threads appear only in the /proc rows, split by thread group (bench/procs.ts: V8's platform workers run GC helpers and concurrent TurboFan compilation; the libuv pool runs the WAL's writes and fdatasyncs; lmdb commits synchronously on the main thread). " +
+      'The "cpu profiler" group is V8\'s sampler thread, present only under this profile: leave it out when comparing with `npm run bench`. fsync wait is wall time from tandem_wal_fsync_seconds, not CPU.',
   );
   for (const p of profiles) if (p.problem !== null) lines.push(`- **${p.name}: ${p.problem}**`);
   const frames = new Map<string, { stage: string; us: number }>();
