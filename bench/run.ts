@@ -60,7 +60,15 @@ const CELL_MS_MAX = 20_000;
 const CELL_OPS_MAX = 100_000;
 const CEILING_CELL_MS = 1000;
 const CEILING_WARMUP_MS = 1000;
-const WARMUP_OPS = 500;
+/**
+ * Warm-up before the first cell, not reported: V8 is still compiling tandem's hot paths for the
+ * first seconds of load (with 500 warm-up puts, its compiler threads cost 200-350 µs per put in
+ * the early cells, bench:profile's thread table), which etcd, compiled Go, never pays. Both
+ * systems get the same warm-up.
+ */
+const WARMUP_MS = 8000;
+const WARMUP_IN_FLIGHT = 64;
+const WARMUP_OPS_MAX = 200_000;
 /** Keys written before the first cell for the read workloads to read. */
 const SEED_KEYS = 1000;
 const SEED_IN_FLIGHT = 64;
@@ -68,7 +76,7 @@ const SEED_MS_MAX = 30_000;
 /** The event-loop delay quantile printed per member. */
 const LOOP_QUANTILE = 0.99;
 /** Build, cluster starts and stops, warm-up and seeding: the part of a run that is not cells. */
-const RUN_FIXED_MS = 180_000;
+const RUN_FIXED_MS = 200_000;
 /** Per measured cell beyond its duration: scrapes, /proc, the generators' replies. */
 const CELL_OVERHEAD_MS = 3000;
 
@@ -182,7 +190,10 @@ async function warmAndSeed(
     keyPrefix,
   });
   // Warm-up (not reported): every generator's connections, JIT, the server's first allocations.
-  await pool.runCell(put(`${runId}/warm`, 16, WARMUP_OPS), plan.generators);
+  await pool.runCell(
+    { ...put(`${runId}/warm`, WARMUP_IN_FLIGHT, WARMUP_OPS_MAX), durationMs: WARMUP_MS },
+    plan.generators,
+  );
   if (plan.workloads.some(isReadWorkload)) {
     // One generator, so the keys are exactly `${prefix}/0` … `${prefix}/${SEED_KEYS - 1}`.
     const seed = await pool.runCell(put(readKeys.prefix, SEED_IN_FLIGHT, SEED_KEYS), 1);
