@@ -39,6 +39,13 @@ export type PeerReportHandler = (report: PeerReport) => void;
 export interface Network {
   /** Queue `messages` for `to`. Never blocks, never throws on a down or unknown peer. */
   send(to: NodeId, messages: readonly Message[]): void;
+  /**
+   * Optional: hand what `send` queued to the sockets now rather than at the end of the
+   * event-loop turn. The member calls it after each Ready's sends, so an append or an
+   * acknowledgement leaves before the member's own WAL write and apply, not after them (a put
+   * at 1 in flight waits for both). Changes when bytes leave, never their order or contents.
+   */
+  flush?(): void;
   /** The single handler for inbound messages (a later call replaces the earlier handler). */
   onMessage(handler: MessageHandler): void;
   /** The single handler for reachability and snapshot reports. */

@@ -771,6 +771,9 @@ export class Member<R = unknown> {
         start = i;
       }
     }
+    // On the wire now, not at the end of the turn: the leader's appends leave before its WAL
+    // write, its commit index before its apply, a follower's ack before anything else it does.
+    this.network.flush?.();
   }
 
   /** False for a snapshot that does not list its recipient: held back, a fresh one is due. */

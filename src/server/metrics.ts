@@ -31,7 +31,7 @@ import {
 import type { Role, StandbyMode } from '../cluster/commands.js';
 import { MEMBERS_MAX } from '../cluster/registry.js';
 import { NONE, type NodeId } from '../raft/types.js';
-import type { FileHandle, FileSystem, OpenMode } from '../storage/fs.js';
+import type { FileHandle, FileSystem, OpenMode, OpenOptions } from '../storage/fs.js';
 import { assert } from '../util/assert.js';
 import { MemberEvents } from './events.js';
 import type { EtcdFacade } from './facade.js';
@@ -995,9 +995,9 @@ class DatasyncTimingFileSystem implements FileSystem {
     private readonly observe: (seconds: number) => void,
   ) {}
 
-  async open(path: string, mode: OpenMode): Promise<FileHandle> {
+  async open(path: string, mode: OpenMode, options?: OpenOptions): Promise<FileHandle> {
     return new DatasyncTimingHandle(
-      await this.inner.open(path, mode),
+      await this.inner.open(path, mode, options),
       this.monotonicMs,
       this.observe,
     );
@@ -1029,11 +1029,26 @@ class DatasyncTimingFileSystem implements FileSystem {
 }
 
 class DatasyncTimingHandle implements FileHandle {
+  /**
+   * The inner handle's, when it has one (else absent, so the WAL falls back to write then
+   * datasync): a durable write is timed as the flush it includes (the write to the page cache
+   * is microseconds of it), so the fsync histograms keep one observation per WAL save.
+   */
+  readonly writeDurable?: (data: Uint8Array, position: number) => Promise<void>;
+
   constructor(
     private readonly inner: FileHandle,
     private readonly monotonicMs: () => number,
     private readonly observe: (seconds: number) => void,
-  ) {}
+  ) {
+    const durable = inner.writeDurable;
+    if (durable === undefined) return;
+    this.writeDurable = async (data, position) => {
+      const startMs = this.monotonicMs();
+      await durable.call(inner, data, position);
+      this.observe(Math.max(0, this.monotonicMs() - startMs) / 1000);
+    };
+  }
 
   get path(): string {
     return this.inner.path;

@@ -170,7 +170,9 @@ export class Peer {
   private readonly traffic: PeerTraffic;
 
   // Bound once: the hot path schedules these without allocating closures.
-  private readonly flushBound = (): void => this.flush();
+  private readonly flushBound = (): void => {
+    if (this.flushScheduled) this.flush(); // else flushNow wrote it already
+  };
   private readonly retryBound = (): void => this.onRetryTimer();
   private readonly probeBound = (): void => this.onProbeTimer();
   private readonly pingBound = (): void => this.onPingTimer();
@@ -263,6 +265,11 @@ export class Peer {
     if (this.flushScheduled || this.closed) return;
     this.flushScheduled = true;
     setImmediate(this.flushBound);
+  }
+
+  /** Writes a flush that is due now instead of at the end of the turn (Network.flush). */
+  flushNow(): void {
+    if (this.flushScheduled) this.flush();
   }
 
   private flush(): void {

@@ -339,6 +339,11 @@ export class TcpTransport implements Network, TransportContext {
     }
   }
 
+  flush(): void {
+    if (this.closed) return;
+    for (const peer of this.peers.values()) peer.flushNow();
+  }
+
   private dropUnknown(to: NodeId, messages: readonly Message[]): void {
     this.droppedUnknownPeer += messages.length;
     this.logger.debug({ peer: to, count: messages.length }, 'messages to an unknown peer dropped');

@@ -85,6 +85,8 @@ export class ManualClock implements Clock {
 export class LoopbackHub {
   readonly handlers = new Map<NodeId, MessageHandler>();
   readonly cut = new Set<NodeId>();
+  /** Per member: sends since its last Network.flush() (what would still wait for the turn). */
+  readonly unflushedSends = new Map<NodeId, number>();
   constructor(
     readonly clock: ManualClock,
     readonly latencyMs = 1,
@@ -93,6 +95,7 @@ export class LoopbackHub {
     const hub = this;
     return {
       send(to: NodeId, messages: readonly Message[]): void {
+        hub.unflushedSends.set(id, (hub.unflushedSends.get(id) ?? 0) + 1);
         if (hub.cut.has(id) || hub.cut.has(to)) return;
         hub.clock.setTimeout(() => {
           if (hub.cut.has(id) || hub.cut.has(to)) return;
@@ -102,6 +105,9 @@ export class LoopbackHub {
       },
       onMessage(handler: MessageHandler): void {
         hub.handlers.set(id, handler);
+      },
+      flush(): void {
+        hub.unflushedSends.set(id, 0);
       },
       onReport(_handler: PeerReportHandler): void {},
       setPeer(): void {},

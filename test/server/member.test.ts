@@ -93,6 +93,42 @@ test('messages leave only after their Ready is durable: a stuck disk sends no vo
   assert.ok(leader !== undefined && leader.id !== 1, 'the others elect a leader among themselves');
 });
 
+test('the messages of a Ready are on the wire before its write and its apply (Network.flush)', async () => {
+  const c = startCluster(3, 11);
+  c.clock.advance(1000);
+  const leader = leaderOf(c)!;
+  const follower = [...c.members.values()].find((m) => m !== leader)!;
+  // At every write and every apply, on every member: how many sends still wait for the turn.
+  const waitingAt: { member: number; at: 'save' | 'apply'; sends: number }[] = [];
+  for (const [id, p] of c.persistence) {
+    const save = p.save.bind(p);
+    p.save = (request, done) => {
+      waitingAt.push({ member: id, at: 'save', sends: c.hub.unflushedSends.get(id) ?? 0 });
+      save(request, done);
+    };
+    const sm = c.machines.get(id)!;
+    const apply = sm.apply.bind(sm);
+    sm.apply = (ctx, command) => {
+      waitingAt.push({ member: id, at: 'apply', sends: c.hub.unflushedSends.get(id) ?? 0 });
+      return apply(ctx, command);
+    };
+  }
+  const results = [settle(proposeText(leader, 'x')), settle(proposeText(follower, 'y'))];
+  c.clock.advance(200);
+  await flush();
+  assert.deepEqual(
+    results.map((r) => r.value),
+    ['ok:x', 'ok:y'],
+  );
+  assert.ok(waitingAt.some((w) => w.member === leader.id && w.at === 'save'));
+  assert.ok(waitingAt.some((w) => w.member === leader.id && w.at === 'apply'));
+  assert.deepEqual(
+    waitingAt.filter((w) => w.sends > 0),
+    [],
+    'appends, commit indexes and acks were flushed before each write and apply',
+  );
+});
+
 test('a linearizable read on a cut-off old leader never returns; on the new leader it sees acked writes', async () => {
   const c = startCluster(3, 11);
   c.clock.advance(1000);

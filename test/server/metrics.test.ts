@@ -336,6 +336,40 @@ describe('metrics: fdatasync histogram', () => {
     assert.equal(sampleValue(f, `${name}_bucket`, { le: '0.004' }), 2);
   });
 
+  test('a durable write (write and flush in one) is passed through, asked for, and timed as one flush', async () => {
+    const clock = { ms: 0 };
+    const m = metricsOf(VOTER, () => clock.ms);
+    const inner = fakeFs(clock, 0, false);
+    const asked: unknown[] = [];
+    const written: number[] = [];
+    const base = await inner.open('/wal/0001', 'write');
+    const durableFs: FileSystem = {
+      ...inner,
+      open: async (_path, _mode, options) => {
+        asked.push(options);
+        return {
+          ...base,
+          writeDurable: async (data: Uint8Array) => {
+            clock.ms += 5;
+            written.push(data.length);
+          },
+        };
+      },
+    };
+    const timed = m.timedFileSystem(durableFs);
+    const h = await timed.open('/wal/0001', 'write', { durableWrites: true });
+    assert.deepEqual(asked, [{ durableWrites: true }], 'the option reaches the file system');
+    assert.ok(h.writeDurable !== undefined, 'offered when the inner handle offers it');
+    await h.writeDurable(new Uint8Array(8), 0);
+    assert.deepEqual(written, [8]);
+    const f = await scrape(m);
+    assert.equal(sampleValue(f, 'tandem_wal_fsync_seconds_count'), 1);
+    assert.ok(Math.abs(sampleValue(f, 'tandem_wal_fsync_seconds_sum') - 0.005) < 1e-9);
+    // Absent when the inner handle has none: the WAL then writes and flushes in two steps.
+    const plain = await m.timedFileSystem(inner).open('/wal/0001', 'write');
+    assert.equal(plain.writeDurable, undefined);
+  });
+
   test('a failed datasync rethrows and is not a duration', async () => {
     const clock = { ms: 0 };
     const m = metricsOf(VOTER, () => clock.ms);

@@ -1,5 +1,13 @@
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import {
+  constants,
+  existsSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  renameSync,
+  writeFileSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { writeFileAtomic } from '../../src/storage/atomic.js';
@@ -147,4 +155,54 @@ test('fault fs: flipBit changes exactly one bit', async () => {
   writeFileSync(path, Buffer.from([0, 0, 0]));
   await new FaultyFileSystem(real).flipBit(path, 1, 7);
   assert.deepEqual([...readFileSync(path)], [0, 128, 0]);
+});
+
+/** Open flags (octal, as /proc prints them) of this process's descriptors for `path`. */
+function openFlagsOf(path: string): number[] {
+  const flags: number[] = [];
+  for (const fd of readdirSync('/proc/self/fd')) {
+    let target: string;
+    try {
+      target = readlinkSync(`/proc/self/fd/${fd}`);
+    } catch {
+      continue; // closed meanwhile (readdir's own descriptor)
+    }
+    if (target !== path) continue;
+    const info = readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8');
+    flags.push(Number.parseInt(/^flags:\s*([0-7]+)/m.exec(info)![1]!, 8));
+  }
+  return flags;
+}
+
+test('NodeFileSystem durableWrites: a second descriptor with O_DSYNC, bound to the file across a rename, closed with the handle', async (t) => {
+  if (!existsSync('/proc/self/fdinfo')) {
+    t.skip('needs /proc (Linux) to read descriptor flags');
+    return;
+  }
+  const dir = tempDir();
+  const tmp = join(dir, 'seg.tmp');
+  const path = join(dir, 'seg');
+  const h = await real.open(tmp, 'create', { durableWrites: true });
+  assert.ok(h.writeDurable !== undefined, 'writeDurable offered');
+  await h.allocate(4096);
+  // The WAL renames a segment into place after opening it: writes must follow the file.
+  renameSync(tmp, path);
+  await h.writeDurable(bytes('durable'), 64);
+  const back = new Uint8Array(7);
+  assert.equal(await h.read(back, 64), 7);
+  assert.deepEqual([...back], [...bytes('durable')]);
+  assert.equal(readFileSync(path).subarray(64, 71).toString(), 'durable');
+  const flags = openFlagsOf(path);
+  assert.equal(flags.length, 2, 'the handle and its O_DSYNC twin');
+  assert.equal(flags.filter((f) => (f & constants.O_DSYNC) !== 0).length, 1, 'one has O_DSYNC');
+  await h.close();
+  assert.deepEqual(openFlagsOf(path), [], 'both closed');
+  // Without the option (and for reading) there is no such descriptor and no writeDurable.
+  const plain = await real.open(path, 'write');
+  assert.equal(plain.writeDurable, undefined);
+  assert.equal(openFlagsOf(path).length, 1);
+  await plain.close();
+  const reader = await real.open(path, 'read', { durableWrites: true });
+  assert.equal(reader.writeDurable, undefined);
+  await reader.close();
 });

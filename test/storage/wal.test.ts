@@ -4,7 +4,12 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import type { StorageError } from '../../src/storage/errors.js';
 import { FaultyFileSystem } from '../../src/storage/fault-fs.js';
-import { NodeFileSystem } from '../../src/storage/fs.js';
+import {
+  type FileHandle,
+  NodeFileSystem,
+  type OpenMode,
+  type OpenOptions,
+} from '../../src/storage/fs.js';
 import { RECORD_PAYLOAD_BYTES_MAX } from '../../src/storage/limits.js';
 import { Wal, type WalOptions } from '../../src/storage/wal/wal.js';
 import { Prng } from '../../src/util/prng.js';
@@ -292,4 +297,105 @@ test('entries are never saved without fdatasync', async () => {
     /entries and snapshots are synced/,
   );
   await wal.close();
+});
+
+/**
+ * The real file system, counting each handle call, and failing the next `writeDurable` with
+ * `failDurable` (an errno code) when set.
+ */
+class CountingFileSystem extends NodeFileSystem {
+  readonly calls = { write: 0, datasync: 0, writeDurable: 0 };
+  failDurable: string | null = null;
+
+  override async open(path: string, mode: OpenMode, options?: OpenOptions): Promise<FileHandle> {
+    const inner = await super.open(path, mode, options);
+    const calls = this.calls;
+    const wrapped: FileHandle = Object.create(inner);
+    wrapped.write = (data, position) => {
+      calls.write++;
+      return inner.write(data, position);
+    };
+    wrapped.datasync = () => {
+      calls.datasync++;
+      return inner.datasync();
+    };
+    if (inner.writeDurable !== undefined) {
+      const durable = inner.writeDurable;
+      wrapped.writeDurable = async (data, position) => {
+        calls.writeDurable++;
+        const code = this.failDurable;
+        this.failDurable = null;
+        if (code !== null) {
+          // As the kernel may: part of the record written, and then the error.
+          await inner.write(data.subarray(0, data.length >> 1), position);
+          throw Object.assign(new Error(`${code}: injected, write`), { code });
+        }
+        return durable(data, position);
+      };
+    }
+    return wrapped;
+  }
+}
+
+test('a synced save is one durable write per copy, no separate fdatasync; a commit-only hard state is a plain write', async () => {
+  const dir = tempDir();
+  const fs = new CountingFileSystem();
+  const { wal } = await Wal.open(options(dir, { fs, segmentBytes: 1024 * 1024 }));
+  const e = (index: number) => ({ index, term: 1, type: 0 as const, data: new Uint8Array(99) });
+  const before = { ...fs.calls };
+  await wal.save({ term: 1, vote: 1, commit: 0 }, [e(1), e(2)], null);
+  assert.deepEqual(
+    { ...fs.calls },
+    { ...before, writeDurable: before.writeDurable + 1 },
+    'one writeDurable',
+  );
+  await wal.save({ term: 1, vote: 1, commit: 2 }, [], null, false);
+  assert.deepEqual(
+    { ...fs.calls },
+    { ...before, writeDurable: before.writeDurable + 1, write: before.write + 1 },
+    'then one plain write',
+  );
+  await wal.close();
+  const got = await Wal.open(options(dir));
+  assert.deepEqual(
+    got.entries.map((x) => x.index),
+    [1, 2],
+  );
+  assert.equal(got.hardState.commit, 2);
+  await got.wal.close();
+});
+
+test('a durable write that may have failed in its flush (EIO) poisons the WAL; one refused for space (ENOSPC) leaves it usable', async () => {
+  const batches = workload(new Prng(17), 8);
+  for (const code of ['EIO', 'ENOSPC']) {
+    const dir = tempDir();
+    const fs = new CountingFileSystem();
+    const { wal } = await Wal.open(options(dir, { fs }));
+    await saveAll(wal, batches.slice(0, 4));
+    fs.failDurable = code;
+    const b = batches[4]!;
+    const expected = code === 'EIO' ? 'WAL_FAILED' : 'NO_SPACE';
+    await assert.rejects(
+      wal.save(b.hardState, b.entries, b.snapshot),
+      (err: StorageError) => err.code === expected,
+    );
+    if (code === 'EIO') {
+      // Poisoned: a retry could report success for data the kernel dropped (fsyncgate).
+      await assert.rejects(
+        wal.save(b.hardState, b.entries, b.snapshot),
+        (err: StorageError) => err.code === 'WAL_FAILED',
+      );
+      await wal.close();
+      const got = await Wal.open(options(dir));
+      assertRecovered(got, batches, [4, 5], `after ${code}`);
+      await got.wal.close();
+      continue;
+    }
+    // Space refused: the torn record is overwritten, and the WAL goes on.
+    await saveAll(wal, batches.slice(4));
+    await wal.close();
+    const got = await Wal.open(options(dir));
+    assertRecovered(got, batches, [batches.length], `after ${code}`);
+    await got.wal.close();
+  }
 });

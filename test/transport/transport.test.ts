@@ -390,3 +390,27 @@ test('a silent connection is closed at the handshake timeout', async () => {
     await b.close();
   }
 });
+
+test('flush() writes what send() queued at once; without it the write waits for the turn to end', async () => {
+  await withPair(async (a, b) => {
+    await waitUntil(() => a.transport.peerStatus(2)!.activeAddress !== null, 'connection');
+    const sent = (): number => a.transport.peerStatus(2)!.sentMessages;
+    // Without flush: still queued when send() returns (one writev per peer per turn).
+    a.transport.send(2, [msg({ type: MessageType.App, index: 1 })]);
+    assert.equal(sent(), 0, 'queued until the end of the turn');
+    await waitUntil(() => sent() === 1, 'the end-of-turn flush');
+    // With flush: on the socket before this synchronous code goes on (a Ready's appends leave
+    // before the member's WAL write and apply).
+    a.transport.send(2, [msg({ type: MessageType.App, index: 2 })]);
+    a.transport.send(2, [msg({ type: MessageType.App, index: 3 })]);
+    a.transport.flush();
+    assert.equal(sent(), 3, 'written by flush()');
+    // The end-of-turn flush it replaced finds nothing left to write; order is kept.
+    await waitUntil(() => b.inbox.length === 3, 'all three delivered');
+    assert.deepEqual(
+      b.inbox.map((m) => m.index),
+      [1, 2, 3],
+    );
+    assert.equal(sent(), 3);
+  });
+});

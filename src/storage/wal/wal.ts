@@ -3,7 +3,8 @@
  *
  * Group commit: `save()` encodes everything one Raft Ready asks to persist (snapshot marker,
  * entries, hard state) into one reused buffer and issues ONE write and ONE fdatasync per copy
- * (primary and optional mirror, in parallel); it resolves once every copy is durable. Saves are
+ * (primary and optional mirror, in parallel; both in one O_DSYNC write where the file system
+ * offers `writeDurable`); it resolves once every copy is durable. Saves are
  * serialized: the next write starts only after the previous fdatasync returned, so at any time at
  * most the last batch can be partly on disk. Recovery relies on that (see `open`).
  *
@@ -24,7 +25,7 @@ import { EMPTY_HARD_STATE } from '../../raft/types.js';
 import { assert, assertUint } from '../../util/assert.js';
 import { removeTempFiles, TMP_SUFFIX, writeFileAtomic } from '../atomic.js';
 import { ioError, StorageError, type StorageErrorLocation } from '../errors.js';
-import type { FileHandle, FileSystem } from '../fs.js';
+import { type FileHandle, type FileSystem, failedBeforeSync, type OpenOptions } from '../fs.js';
 import {
   BATCH_BUFFER_BYTES_INITIAL,
   BATCH_BYTES_MAX,
@@ -408,7 +409,7 @@ export class Wal {
 
     const last = segments[segments.length - 1]!;
     const handles: FileHandle[] = [];
-    for (const dir of dirs) handles.push(await fs.open(join(dir, last.name), 'write'));
+    for (const dir of dirs) handles.push(await fs.open(join(dir, last.name), 'write', DURABLE));
     const wal = new Wal(options, {
       segments,
       handles,
@@ -861,7 +862,7 @@ export class Wal {
     data: Uint8Array,
   ): Promise<FileHandle> {
     const tmp = join(dir, name + TMP_SUFFIX);
-    const handle = await this.fs.open(tmp, 'create');
+    const handle = await this.fs.open(tmp, 'create', DURABLE);
     try {
       if (this.preallocate) await handle.allocate(this.segmentBytes);
       await handle.write(data, 0);
@@ -878,6 +879,9 @@ export class Wal {
 
 // ---------------------------------------------------------------------------------------------
 
+/** Segment handles write and flush a save in one pool job where the file system can. */
+const DURABLE: OpenOptions = Object.freeze({ durableWrites: true });
+
 interface CopyFailure {
   stage: 'write' | 'sync';
   cause: unknown;
@@ -889,6 +893,16 @@ async function writeAndSync(
   position: number,
   sync: boolean,
 ): Promise<void> {
+  if (sync && handle.writeDurable !== undefined) {
+    // One pool job instead of write then fdatasync. A failure that may have hit the flush is a
+    // failed fdatasync (it poisons the WAL); only one raised before any flush is a write's.
+    try {
+      await handle.writeDurable(data, position);
+    } catch (cause) {
+      throw { stage: failedBeforeSync(cause) ? 'write' : 'sync', cause } satisfies CopyFailure;
+    }
+    return;
+  }
   try {
     await handle.write(data, position);
   } catch (cause) {
