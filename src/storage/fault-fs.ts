@@ -16,12 +16,16 @@
  *   paths containing a string (say, the mirror directory); a failed write may land a prefix.
  * - `flipBit(path, offset, bit)`: media corruption, applied to the durable bytes directly.
  *
+ * A handle opened with `durableWrites` has `writeDurable` (O_DSYNC): that write alone becomes
+ * durable, not the unsynced writes before it, which the worst case of O_DSYNC is (a real disk
+ * may flush the pages it shares with them too).
+ *
  * Test only: undo data is kept in memory (whole contents of unlinked or overwritten files).
  */
 import { dirname } from 'node:path';
 import { assert, assertUint } from '../util/assert.js';
 import type { Random } from '../util/prng.js';
-import type { FileHandle, FileStat, FileSystem, OpenMode } from './fs.js';
+import type { FileHandle, FileStat, FileSystem, OpenMode, OpenOptions } from './fs.js';
 import { PREALLOCATE_CHUNK_BYTES } from './limits.js';
 
 export type InjectedErrorCode = 'ENOSPC' | 'EIO';
@@ -154,7 +158,7 @@ export class FaultyFileSystem implements FileSystem {
   // -------------------------------------------------------------------------------------------
   // FileSystem
 
-  async open(path: string, mode: OpenMode): Promise<FileHandle> {
+  async open(path: string, mode: OpenMode, options: OpenOptions = {}): Promise<FileHandle> {
     this.checkAlive('open', path);
     const before = await this.inner.stat(path);
     // O_TRUNC destroys the old bytes: read them first so a power loss can put them back.
@@ -174,7 +178,8 @@ export class FaultyFileSystem implements FileSystem {
       state.undo.push({ kind: 'size', size: truncated.length, tail: truncated });
       state.sizeBytes = 0;
     }
-    return new FaultyFileHandle(this, handle, state, this.epoch);
+    const durable = options.durableWrites === true && mode !== 'read';
+    return new FaultyFileHandle(this, handle, state, this.epoch, durable);
   }
 
   async rename(from: string, to: string): Promise<void> {
@@ -355,6 +360,44 @@ async function undoOne(handle: FileHandle, u: Undo, keepBytes: number): Promise<
   if (fresh > 0) await handle.write(new Uint8Array(fresh), u.offset + Math.max(keep, u.old.length));
 }
 
+/**
+ * Drops from `undo` what a power loss may no longer take back once [start, end) is durable: the
+ * parts of unsynced writes inside it, and size changes that would cut it off.
+ */
+function keepDurable(undo: Undo[], start: number, end: number): void {
+  const kept: Undo[] = [];
+  for (const u of undo) {
+    if (u.kind === 'size') {
+      // A shrink's undo (tail) restores bytes; a growth's undo truncates: never below `end`.
+      kept.push(u.tail.length === 0 && u.size < end ? { ...u, size: end } : u);
+      continue;
+    }
+    const uEnd = u.offset + u.length;
+    if (uEnd <= start || u.offset >= end) {
+      kept.push(u);
+      continue;
+    }
+    // The parts of this write outside [start, end) stay undoable, with their old bytes.
+    for (const [from, to] of [
+      [u.offset, Math.min(start, uEnd)],
+      [Math.max(end, u.offset), uEnd],
+    ] as const) {
+      if (to <= from) continue;
+      const oldFrom = Math.min(from - u.offset, u.old.length);
+      const oldTo = Math.min(to - u.offset, u.old.length);
+      kept.push({
+        kind: 'write',
+        offset: from,
+        old: u.old.subarray(oldFrom, oldTo),
+        length: to - from,
+        tearAt: null,
+      });
+    }
+  }
+  undo.length = 0;
+  undo.push(...kept);
+}
+
 function matches(fault: Armed, path: string): boolean {
   return fault.pathIncludes === null || path.includes(fault.pathIncludes);
 }
@@ -371,12 +414,28 @@ async function readAll(fs: FileSystem, path: string): Promise<Uint8Array> {
 }
 
 class FaultyFileHandle implements FileHandle {
+  readonly writeDurable?: (data: Uint8Array, position: number) => Promise<void>;
+
   constructor(
     private readonly fs: FaultyFileSystem,
     private readonly inner: FileHandle,
     private readonly state: FileState,
     private readonly epoch: number,
-  ) {}
+    durableWrites: boolean,
+  ) {
+    if (durableWrites) this.writeDurable = (data, position) => this.writeThenKeep(data, position);
+  }
+
+  /**
+   * O_DSYNC: the write, then its own bytes (and the file size they need) made durable; the
+   * unsynced changes around it stay undoable. A sync fault fails it after the bytes landed.
+   */
+  private async writeThenKeep(data: Uint8Array, position: number): Promise<void> {
+    await this.write(data, position);
+    this.fs.maybeFailSync(this.path);
+    keepDurable(this.state.undo, position, position + data.length);
+    this.fs.syncCount++;
+  }
 
   get path(): string {
     return this.inner.path;

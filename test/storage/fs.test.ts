@@ -56,6 +56,24 @@ test('fault fs: a power loss drops unsynced writes and keeps synced ones', async
   await assert.rejects(h.write(bytes('x'), 0), /ECRASHED/, 'handles die with the process');
 });
 
+test('fault fs: writeDurable (O_DSYNC) keeps its own bytes across a power loss, not the unsynced writes around them', async () => {
+  const dir = tempDir();
+  const fs = new FaultyFileSystem(real);
+  const path = join(dir, 'f');
+  writeFileSync(path, 'AAAAAAAA');
+  const plain = await fs.open(path, 'write');
+  assert.equal(plain.writeDurable, undefined, 'only with durableWrites');
+  await plain.close();
+  const h = await fs.open(path, 'write', { durableWrites: true });
+  assert.ok(h.writeDurable !== undefined);
+  await h.write(bytes('BBBB'), 0); // unsynced
+  await h.writeDurable(bytes('CCCC'), 2); // overlaps the unsynced write's end
+  await h.writeDurable(bytes('DD'), 10); // extends the file past a hole
+  await h.write(bytes('EE'), 6); // unsynced, after them
+  await fs.restart({ powerLoss: true });
+  assert.equal(readFileSync(path, 'latin1'), 'AACCCCAA\0\0DD');
+});
+
 test('fault fs: a process crash keeps unsynced writes; crashAfterBytes lands a prefix', async () => {
   const dir = tempDir();
   const fs = new FaultyFileSystem(real);

@@ -290,6 +290,43 @@ test('a hard state saved without fdatasync (MustSync false): kept by a process c
   }
 });
 
+/**
+ * Commit-only hard states saved without a flush, then a synced save of an entry, then a power
+ * loss: nothing may be damaged, whatever the O_DSYNC write after them flushed (the fault file
+ * system makes only its own bytes durable).
+ */
+async function unsyncedThenPowerLoss(unsyncedSaves: number, segmentBytes: number): Promise<void> {
+  const dir = tempDir();
+  const fs = new FaultyFileSystem(real);
+  const { wal } = await Wal.open(options(dir, { fs, segmentBytes }));
+  const entry = (index: number) => ({ index, term: 1, type: 0 as const, data: new Uint8Array(8) });
+  await wal.save({ term: 1, vote: 1, commit: 0 }, [entry(1)], null);
+  for (let i = 0; i < unsyncedSaves; i++) {
+    await wal.save({ term: 1, vote: 1, commit: 1 }, [], null, false);
+  }
+  await wal.save({ term: 1, vote: 1, commit: 2 }, [entry(2)], null);
+  await fs.restart({ powerLoss: true });
+  const got = await Wal.open(options(dir, { fs, segmentBytes }));
+  assert.deepEqual(
+    got.entries.map((x) => x.index),
+    [1, 2],
+  );
+  assert.equal(got.hardState.commit, 2);
+  assert.deepEqual(got.stats.damaged, [], 'nothing damaged');
+  assert.ok(got.stats.segments > 0);
+  await got.wal.close();
+}
+
+test('unsynced hard states then a new segment: flushed before the next segment names its end', async () => {
+  // 4 KiB segments: these saves fill several, the last batch before each new one unsynced.
+  await unsyncedThenPowerLoss(300, 4096);
+});
+
+test('unsynced hard states past the kept bound (64 KiB): the next synced save flushes them all', async () => {
+  // One 1 MiB segment: no rotation; the kept batches pass their bound and are dropped.
+  await unsyncedThenPowerLoss(4000, 1024 * 1024);
+});
+
 test('entries are never saved without fdatasync', async () => {
   const { wal } = await Wal.open(options(tempDir()));
   assert.throws(

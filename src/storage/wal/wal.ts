@@ -192,6 +192,15 @@ export class Wal {
   private offset: number;
   /** Bytes past `offset` that a failed write may have touched: zeroed before the next write. */
   private dirtyEnd: number;
+  /**
+   * The batches written without a flush (commit-only hard states) since the last synced save,
+   * ending at `offset`: a synced save on an O_DSYNC handle flushes only the bytes it writes, so
+   * it writes these again in front of its own. Otherwise a power loss could keep the later batch
+   * and lose these, a hole that recovery must take for damage (never a torn tail). Null once more
+   * than UNSYNCED_KEPT_BYTES_MAX piled up: the next synced save is then a write and an fdatasync,
+   * which flushes all of them.
+   */
+  private unsynced: { start: number; bytes: Uint8Array } | null = { start: 0, bytes: EMPTY };
   /** Greatest index written (an overestimate after a snapshot replaced the log: safe for release). */
   private lastIndex: number;
   private hardState: HardState;
@@ -224,6 +233,7 @@ export class Wal {
     this.handles = state.handles;
     this.offset = state.offset;
     this.dirtyEnd = state.offset;
+    this.unsynced = { start: state.offset, bytes: EMPTY };
     this.lastIndex = state.lastIndex;
     this.hardState = state.hardState;
     this.snapshot = state.snapshot;
@@ -410,6 +420,14 @@ export class Wal {
     const last = segments[segments.length - 1]!;
     const handles: FileHandle[] = [];
     for (const dir of dirs) handles.push(await fs.open(join(dir, last.name), 'write', DURABLE));
+    // Batches the last process wrote without a flush may still be only in the page cache, and
+    // an O_DSYNC write flushes only its own bytes: flush them now, before anything follows them.
+    try {
+      for (const handle of handles) await handle.datasync();
+    } catch (error) {
+      for (const handle of handles) await handle.close().catch(() => {});
+      throw ioError(`WAL ${last.name}: fdatasync of the tail`, error);
+    }
     const wal = new Wal(options, {
       segments,
       handles,
@@ -580,6 +598,7 @@ export class Wal {
     for (const dir of this.dirs) await this.fs.syncDir(dir);
     this.offset = image.length;
     this.dirtyEnd = image.length;
+    this.unsynced = { start: image.length, bytes: EMPTY };
   }
 
   /** A whole segment: its header batch, then `entries` in batches of about REWRITE_BATCH_BYTES. */
@@ -675,7 +694,20 @@ export class Wal {
       await this.rotate();
 
     const n = this.encodeBatch(hardState, entries, snapshot, bytes);
-    await this.persist(this.buf.subarray(0, n), this.offset, sync);
+    const batch = this.buf.subarray(0, n);
+    const kept = this.unsynced;
+    if (!sync) {
+      await this.persist(batch, this.offset, false);
+      this.keepUnsynced(batch);
+    } else if (kept === null) {
+      await this.persist(batch, this.offset, true, false);
+      this.unsynced = { start: this.offset + n, bytes: EMPTY };
+    } else {
+      assert(kept.start + kept.bytes.length === this.offset, 'unsynced batches end at the tail');
+      const data = kept.bytes.length === 0 ? batch : concatBytes(kept.bytes, batch);
+      await this.persist(data, kept.start, true);
+      this.unsynced = { start: this.offset + n, bytes: EMPTY };
+    }
     this.offset += n;
     if (entries.length > 0) this.lastIndex = entries[entries.length - 1]!.index;
     if (snapshot !== null) {
@@ -747,9 +779,14 @@ export class Wal {
    * Writes then (`sync`) fdatasyncs `data` at `position` in every copy, copies in parallel.
    * allSettled, not all: the buffer must not be reused while any copy is still writing it.
    */
-  private async persist(data: Uint8Array, position: number, sync = true): Promise<void> {
+  private async persist(
+    data: Uint8Array,
+    position: number,
+    sync = true,
+    durableWrite = true,
+  ): Promise<void> {
     const results = await Promise.allSettled(
-      this.handles.map((h) => writeAndSync(h, data, position, sync)),
+      this.handles.map((h) => writeAndSync(h, data, position, sync, durableWrite)),
     );
     let writeError: unknown = null;
     for (const r of results) {
@@ -773,6 +810,17 @@ export class Wal {
     }
   }
 
+  /** Keeps a batch just written without a flush for the next synced save (see `unsynced`). */
+  private keepUnsynced(batch: Uint8Array): void {
+    const kept = this.unsynced;
+    if (kept === null) return;
+    assert(kept.start + kept.bytes.length === this.offset, 'unsynced batches end at the tail');
+    this.unsynced =
+      kept.bytes.length + batch.length > UNSYNCED_KEPT_BYTES_MAX
+        ? null
+        : { start: kept.start, bytes: concatBytes(kept.bytes, batch) };
+  }
+
   private async zeroDirty(): Promise<void> {
     const zeros = new Uint8Array(Math.min(this.dirtyEnd - this.offset, PREALLOCATE_CHUNK_BYTES));
     for (let at = this.offset; at < this.dirtyEnd; at += zeros.length) {
@@ -788,6 +836,12 @@ export class Wal {
    */
   private async rotate(): Promise<void> {
     const current = this.segments[this.segments.length - 1];
+    if (current !== undefined && (this.unsynced === null || this.unsynced.bytes.length > 0)) {
+      // The next segment's header names where this one ends: batches written here without a
+      // flush must be durable first, or a power loss leaves a gap recovery takes for damage.
+      await this.persist(EMPTY, this.offset, true, false);
+      this.unsynced = { start: this.offset, bytes: EMPTY };
+    }
     const seq = current === undefined ? 0 : current.seq + 1;
     const firstIndex = this.lastIndex + 1;
     const name = segmentName(seq, firstIndex);
@@ -829,6 +883,7 @@ export class Wal {
     assert(this.segments.length <= SEGMENTS_MAX, 'too many WAL segments: is releaseTo called?');
     this.offset = n;
     this.dirtyEnd = n;
+    this.unsynced = { start: n, bytes: EMPTY };
   }
 
   private encodeHeaderBatch(header: SegmentHeader): number {
@@ -879,6 +934,17 @@ export class Wal {
 
 // ---------------------------------------------------------------------------------------------
 
+const EMPTY = new Uint8Array(0);
+/** Unsynced batches kept to write again with the next synced save (see `Wal.unsynced`). */
+const UNSYNCED_KEPT_BYTES_MAX = 64 * 1024;
+
+function concatBytes(a: Uint8Array, b: Uint8Array): Uint8Array {
+  const out = new Uint8Array(a.length + b.length);
+  out.set(a, 0);
+  out.set(b, a.length);
+  return out;
+}
+
 /** Segment handles write and flush a save in one pool job where the file system can. */
 const DURABLE: OpenOptions = Object.freeze({ durableWrites: true });
 
@@ -892,8 +958,9 @@ async function writeAndSync(
   data: Uint8Array,
   position: number,
   sync: boolean,
+  durableWrite: boolean,
 ): Promise<void> {
-  if (sync && handle.writeDurable !== undefined) {
+  if (sync && durableWrite && handle.writeDurable !== undefined) {
     // One pool job instead of write then fdatasync. A failure that may have hit the flush is a
     // failed fdatasync (it poisons the WAL); only one raised before any flush is a write's.
     try {
