@@ -28,8 +28,6 @@ export interface WriteTx extends BackendReader {
 
 /** A pinned point-in-time view; call `release` when done. */
 export interface ReadView extends BackendReader {
-  /** `scan` without copies, as Backend.scanViews (views valid only during the visit). */
-  scanViews(bucket: Bucket, start: Uint8Array, end: Uint8Array | null, visit: ScanVisitor): void;
   release(): void;
 }
 

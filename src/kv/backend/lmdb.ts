@@ -199,7 +199,6 @@ export class LmdbBackend implements Backend {
     // The view keeps the environment it was opened on, even across a defragment's swap (which
     // waits for every view to be released before it closes that environment).
     const dbs = this.dbs;
-    const viewDbs = this.viewDbs;
     const transaction = this.root.useReadTransaction();
     this.openViews++;
     let released = false;
@@ -215,13 +214,6 @@ export class LmdbBackend implements Backend {
     };
     return {
       ...reader,
-      scanViews: (bucket, start, end, visit) => {
-        assert(!released, 'read view used after release');
-        const options = { ...rangeOptions(start, end), transaction };
-        for (const { key, value } of viewDbs[bucket].getRange(options)) {
-          if (!visit(key, value)) return;
-        }
-      },
       release: () => {
         if (released) return;
         released = true;

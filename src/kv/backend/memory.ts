@@ -88,11 +88,7 @@ export class MemoryBackend implements Backend {
       get: (bucket, key) => copy[bucket].get(bytesToKey(key))?.value.slice(),
       scan: (bucket, start, end, visit) => scanMap(copy[bucket], start, end, visit, true),
     };
-    return {
-      ...reader,
-      scanViews: (bucket, start, end, visit) => scanMap(copy[bucket], start, end, visit, false),
-      release: () => {},
-    };
+    return { ...reader, release: () => {} };
   }
 
   async close(): Promise<void> {

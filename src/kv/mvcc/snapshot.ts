@@ -76,8 +76,9 @@ export function* snapshotChunks(
 
 /**
  * A RECORDS frame of `bucket`'s records from `start` until the payload reaches the target;
- * `next` resumes. Each record is written straight from the backend's own buffers (scanViews)
- * into the frame, so a record costs one copy and no allocation of its own.
+ * `next` resumes. Each record is written straight into the frame: no buffer per record, no
+ * concatenation, no copy of the frame. (Not scanViews: lmdb-js's view handles lose their place
+ * in a read transaction once a write commits, and the leader writes between slices.)
  */
 function recordsFrame(
   view: ReadView,
@@ -91,9 +92,9 @@ function recordsFrame(
   let at = FRAME_HEADER_BYTES;
   let count = 0;
   let next: Uint8Array | null = null;
-  view.scanViews(bucket, start, null, (key, value) => {
+  view.scan(bucket, start, null, (key, value) => {
     if (at - FRAME_HEADER_BYTES >= target) {
-      next = key.slice(); // the view is the backend's buffer, reused by the next read
+      next = key;
       return false;
     }
     const bytes = RECORD_OVERHEAD_BYTES + key.length + value.length;
