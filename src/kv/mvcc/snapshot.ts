@@ -76,9 +76,8 @@ export function* snapshotChunks(
 
 /**
  * A RECORDS frame of `bucket`'s records from `start` until the payload reaches the target;
- * `next` resumes. Each record is written straight into the frame: no buffer per record, no
- * concatenation, no copy of the frame. (Not scanViews: lmdb-js's view handles lose their place
- * in a read transaction once a write commits, and the leader writes between slices.)
+ * `next` resumes. Each record is copied once, from the view's own buffers (scanViews) straight
+ * into the frame: no buffer per record, no concatenation, no copy of the frame.
  */
 function recordsFrame(
   view: ReadView,
@@ -92,9 +91,9 @@ function recordsFrame(
   let at = FRAME_HEADER_BYTES;
   let count = 0;
   let next: Uint8Array | null = null;
-  view.scan(bucket, start, null, (key, value) => {
+  view.scanViews(bucket, start, null, (key, value) => {
     if (at - FRAME_HEADER_BYTES >= target) {
-      next = key;
+      next = key.slice(); // the backend's buffer: it may be reused by the next read
       return false;
     }
     const bytes = RECORD_OVERHEAD_BYTES + key.length + value.length;
