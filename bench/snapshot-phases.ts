@@ -47,6 +47,11 @@ const lmdb = (durable: boolean) => {
   return new LmdbBackend({ path: dir, durable });
 };
 const ms = (since: number) => performance.now() - since;
+/** CPU ms of this process (user + system) since `since`: less sensitive than wall time to a shared machine's load. */
+const cpuMs = (since: NodeJS.CpuUsage) => {
+  const used = process.cpuUsage(since);
+  return (used.user + used.system) / 1000;
+};
 const rate = (bytes: number, elapsedMs: number) => (bytes / MiB / (elapsedMs / 1000)).toFixed(1);
 
 try {
@@ -65,6 +70,7 @@ try {
   }
 
   let start = performance.now();
+  let cpu = process.cpuUsage();
   let slices = 0;
   let sliceMsMax = 0;
   const data = await new Promise<Uint8Array>((resolve) => {
@@ -80,11 +86,14 @@ try {
     );
   });
   const packMs = ms(start);
+  const packCpuMs = cpuMs(cpu);
 
   const joiner = new TandemStateMachine({ backend: lmdb(true), founders, nowMs: () => 0 });
   start = performance.now();
+  cpu = process.cpuUsage();
   joiner.restore({ metadata: { index, term: 1, confState }, data });
   const installMs = ms(start);
+  const installCpuMs = cpuMs(cpu);
 
   const apart = lmdb(true);
   start = performance.now();
@@ -97,9 +106,9 @@ try {
   const mib = (data.length / MiB).toFixed(1);
   process.stdout.write(
     `keys ${keys}, image ${mib} MiB, load average ${loadavg()[0]!.toFixed(2)}\n` +
-      `pack:    ${packMs.toFixed(0)} ms (${rate(data.length, packMs)} MiB/s), ${slices} slices, ` +
-      `longest ${sliceMsMax.toFixed(1)} ms\n` +
-      `install: ${installMs.toFixed(0)} ms (${rate(data.length, installMs)} MiB/s)\n` +
+      `pack:    ${packMs.toFixed(0)} ms (${rate(data.length, packMs)} MiB/s), CPU ${packCpuMs.toFixed(0)} ms, ` +
+      `${slices} slices, longest ${sliceMsMax.toFixed(1)} ms\n` +
+      `install: ${installMs.toFixed(0)} ms (${rate(data.length, installMs)} MiB/s), CPU ${installCpuMs.toFixed(0)} ms\n` +
       `  apart: backend rebuilt ${rebuildMs.toFixed(0)} ms, store opened (key index) ${openMs.toFixed(0)} ms\n`,
   );
 } finally {

@@ -30,6 +30,7 @@ import type { MemoryStorage } from '../raft/storage.js';
 import {
   type BugName,
   type ConfChange,
+  ConfChangeType,
   type ConfState,
   type Entry,
   EntryType,
@@ -873,10 +874,25 @@ export class Member<R = unknown> {
       return;
     }
     this.confState = confState;
+    this.packSnapshotForAdded(inner);
     this.sm.applyConfChange(ctx, inner, confState);
     this.options.hooks?.onConfChange?.(inner, confState, entry.index);
     this.options.hooks?.onApplied?.(entry, confState);
     if (envelope?.proposer === this.id) this.resolveConfChange(envelope.seq, confState);
+  }
+
+  /**
+   * A member just added will be sent a snapshot that lists it (the log it would replay is
+   * compacted). The leader starts packing that snapshot now, while the new member's process
+   * starts and dials, rather than once raft first asks to send it one.
+   */
+  private packSnapshotForAdded(change: ConfChange): void {
+    if (this.soft.raftState !== StateType.Leader || this.storage.firstIndex() <= 1) return;
+    const stored = this.storage.snapshot().metadata.confState;
+    for (const single of change.changes) {
+      if (single.type === ConfChangeType.RemoveNode || single.nodeId === this.id) continue;
+      if (!inConfState(stored, single.nodeId)) this.snapshotForAddedMember = true;
+    }
   }
 
   private replayConfChange(entry: Entry): void {

@@ -259,6 +259,65 @@ test('an added learner gets one fresh snapshot: retries while it is being made p
   assert.equal(packs, 1, 'one snapshot packed for the learner');
 });
 
+test('the leader packs a snapshot listing an added member before that member first speaks', async () => {
+  const c = startCluster(3, 31, 10);
+  c.clock.advance(1000);
+  const leader = leaderOf(c)!;
+  for (let i = 0; i < 30; i++) {
+    void proposeText(leader, `k${i}`).catch(() => {});
+    c.clock.advance(20);
+  }
+  c.clock.advance(500);
+  const sm = c.machines.get(leader.id)!;
+  let packs = 0;
+  const packed: number[] = [];
+  type Schedule = (next: (go: boolean) => void) => void;
+  const snapshotInSlices = (schedule: Schedule, done: (data: Uint8Array) => void) => {
+    packs++;
+    const data = sm.snapshot();
+    packed.push(sm.appliedIndex());
+    schedule((go) => go && done(data));
+  };
+  Object.assign(sm, { snapshotInSlices });
+  // `member add` first; the new member's process is not running yet (nothing answers for 4).
+  const added = settle(
+    new Promise((res, rej) =>
+      leader.proposeConfChange(
+        { transition: 0, changes: [{ type: 2, nodeId: 4 }], context: new Uint8Array() },
+        (e, v) => (e ? rej(e) : res(v)),
+      ),
+    ),
+  );
+  for (let t = 0; t < 2000 && !(added.done && packs > 0); t += 50) {
+    c.clock.advance(50);
+    await flush();
+  }
+  assert.ok(added.done && added.error === undefined, `learner added: ${String(added.error)}`);
+  assert.equal(packs, 1, 'a snapshot was packed for the added member before it spoke');
+  // It lists the learner: the leader's stored snapshot is at or after the add.
+  assert.deepEqual(leader.status().config.learners, [4]);
+  // The member starts now and catches up by that snapshot, with no second pack.
+  const learnerSm = new ListStateMachine();
+  const learner = newMember(
+    c,
+    4,
+    new MemoryStorage(),
+    learnerSm,
+    new VirtualPersistence(c.clock),
+    5,
+    10,
+  );
+  c.members.set(4, learner);
+  c.machines.set(4, learnerSm);
+  learner.start();
+  for (let t = 0; t < 3000 && learnerSm.commands.length < sm.commands.length; t += 50) {
+    c.clock.advance(50);
+    await flush();
+  }
+  assert.deepEqual(learnerSm.commands, sm.commands, 'the learner caught up by the snapshot');
+  assert.equal(packs, 1, 'no second pack for the learner');
+});
+
 test('stop fails pending proposals with STOPPED and completes', async () => {
   const c = startCluster(3, 19);
   c.clock.advance(1000);

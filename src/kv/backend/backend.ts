@@ -28,6 +28,11 @@ export interface WriteTx extends BackendReader {
 
 /** A pinned point-in-time view; call `release` when done. */
 export interface ReadView extends BackendReader {
+  /**
+   * `scan` without the copies `scan` makes for its caller: key and value may be the backend's
+   * own buffers, valid only during the visit (copy what you keep). For packing a snapshot.
+   */
+  scanViews(bucket: Bucket, start: Uint8Array, end: Uint8Array | null, visit: ScanVisitor): void;
   release(): void;
 }
 

@@ -214,6 +214,15 @@ export class LmdbBackend implements Backend {
     };
     return {
       ...reader,
+      // Through the plain handles: lmdb-js's view handles (viewDbs) lose their place in a read
+      // transaction once a write commits, and the leader writes between a snapshot's slices.
+      scanViews: (bucket, start, end, visit) => {
+        assert(!released, 'read view used after release');
+        const options = { ...rangeOptions(start, end), transaction };
+        for (const { key, value } of dbs[bucket].getRange(options)) {
+          if (!visit(key, value)) return;
+        }
+      },
       release: () => {
         if (released) return;
         released = true;

@@ -88,7 +88,11 @@ export class MemoryBackend implements Backend {
       get: (bucket, key) => copy[bucket].get(bytesToKey(key))?.value.slice(),
       scan: (bucket, start, end, visit) => scanMap(copy[bucket], start, end, visit, true),
     };
-    return { ...reader, release: () => {} };
+    return {
+      ...reader,
+      scanViews: (bucket, start, end, visit) => scanMap(copy[bucket], start, end, visit, false),
+      release: () => {},
+    };
   }
 
   async close(): Promise<void> {

@@ -24,6 +24,8 @@ const FRAME_HEADER_BYTES = 16;
 const RECORD_OVERHEAD_BYTES = 9;
 /** A RECORDS frame closes once its payload reaches this; one record may exceed it alone. */
 export const SNAPSHOT_CHUNK_BYTES_TARGET = 1024 * 1024;
+/** Room past the target in a RECORDS frame's buffer, so the record that crosses it fits. */
+const RECORDS_FRAME_SLACK_BYTES = 64 * 1024;
 
 const Kind = { Begin: 1, Records: 2, End: 3 } as const;
 
@@ -54,12 +56,12 @@ export function* snapshotChunks(
     for (const bucket of BUCKETS) {
       let start: Uint8Array | null = new Uint8Array(0);
       while (start !== null) {
-        const batch = readBatch(view, bucket, start, chunkBytesTarget);
+        const batch = recordsFrame(view, bucket, start, chunkBytesTarget);
         start = batch.next;
         if (batch.count === 0) continue;
         records += batch.count;
-        streamCrc = crc32c(batch.payload, streamCrc);
-        yield frame(Kind.Records, batch.payload);
+        streamCrc = crc32c(batch.frame.subarray(FRAME_HEADER_BYTES), streamCrc);
+        yield batch.frame;
       }
     }
     const end = new Uint8Array(12);
@@ -72,33 +74,51 @@ export function* snapshotChunks(
   }
 }
 
-/** Records of `bucket` from `start` until the payload reaches the target; `next` resumes. */
-function readBatch(
+/**
+ * A RECORDS frame of `bucket`'s records from `start` until the payload reaches the target;
+ * `next` resumes. Each record is copied once, from the view's own buffers (scanViews) straight
+ * into the frame: no buffer per record, no concatenation, no copy of the frame.
+ */
+function recordsFrame(
   view: ReadView,
   bucket: Bucket,
   start: Uint8Array,
   target: number,
-): { payload: Uint8Array; count: number; next: Uint8Array | null } {
-  const parts: Uint8Array[] = [];
-  let bytes = 0;
+): { frame: Uint8Array; count: number; next: Uint8Array | null } {
+  const bucketId = BUCKETS.indexOf(bucket);
+  let out = new Uint8Array(FRAME_HEADER_BYTES + target + RECORDS_FRAME_SLACK_BYTES);
+  let dv = new DataView(out.buffer);
+  let at = FRAME_HEADER_BYTES;
+  let count = 0;
   let next: Uint8Array | null = null;
-  view.scan(bucket, start, null, (key, value) => {
-    if (bytes >= target) {
-      next = key;
+  view.scanViews(bucket, start, null, (key, value) => {
+    if (at - FRAME_HEADER_BYTES >= target) {
+      next = key.slice(); // the backend's buffer: it may be reused by the next read
       return false;
     }
-    const rec = new Uint8Array(RECORD_OVERHEAD_BYTES + key.length + value.length);
-    const dv = new DataView(rec.buffer);
-    rec[0] = BUCKETS.indexOf(bucket);
-    dv.setUint32(1, key.length);
-    rec.set(key, 5);
-    dv.setUint32(5 + key.length, value.length);
-    rec.set(value, RECORD_OVERHEAD_BYTES + key.length);
-    parts.push(rec);
-    bytes += rec.length;
+    const bytes = RECORD_OVERHEAD_BYTES + key.length + value.length;
+    if (at + bytes > out.length) {
+      // A record larger than the slack: grow (rare; values are bounded by the request limit).
+      const grown = new Uint8Array(Math.max(out.length * 2, at + bytes));
+      grown.set(out.subarray(0, at));
+      out = grown;
+      dv = new DataView(out.buffer);
+    }
+    out[at] = bucketId;
+    dv.setUint32(at + 1, key.length);
+    out.set(key, at + 5);
+    dv.setUint32(at + 5 + key.length, value.length);
+    out.set(value, at + RECORD_OVERHEAD_BYTES + key.length);
+    at += bytes;
+    count++;
     return true;
   });
-  return { payload: concat(parts, bytes), count: parts.length, next };
+  const payloadLength = at - FRAME_HEADER_BYTES;
+  dv.setUint32(0, MAGIC);
+  out[4] = Kind.Records;
+  dv.setUint32(8, payloadLength);
+  dv.setUint32(12, crc32c(out.subarray(FRAME_HEADER_BYTES, at)));
+  return { frame: out.subarray(0, at), count, next };
 }
 
 function frame(kind: number, payload: Uint8Array): Uint8Array {
@@ -199,16 +219,6 @@ function checkEnd(payload: Uint8Array, records: number, streamCrc: number): void
   const dv = new DataView(payload.buffer, payload.byteOffset, payload.byteLength);
   if (readU64(dv, 0) !== records) throw corrupt('record count');
   if (dv.getUint32(8) !== streamCrc) throw corrupt('stream checksum');
-}
-
-function concat(parts: readonly Uint8Array[], bytes: number): Uint8Array {
-  const out = new Uint8Array(bytes);
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
 }
 
 function corrupt(detail: string): KvError {
