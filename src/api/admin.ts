@@ -2,8 +2,10 @@
  * The admin HTTP endpoint (`listen.admin`): what operators and tools read besides the etcd API.
  *
  *   GET  /health                  {"health":"true"} while the process serves (liveness)
- *   GET  /ready                   200 {"ready":true} while the member knows a leader, so it can
- *                                 answer clients (serve them, or forward them as a standby);
+ *   GET  /ready                   200 {"ready":true} while a client request sent here is
+ *                                 answered: a leader is known, and the member serves clients
+ *                                 or knows one that does to forward to (a standby, or a member
+ *                                 still confirming its role after a start);
  *                                 503 {"ready":false,"reason"} otherwise (readiness)
  *   GET  /status, /cluster        the member's status JSON (src/server/status.ts)
  *   GET  /metrics                 Prometheus text (src/server/metrics.ts)

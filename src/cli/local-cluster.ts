@@ -27,7 +27,9 @@ import { assert } from '../util/assert.js';
 import { type MemberRole, PEERS_MAX, type StandbyMode } from './config.js';
 import { type CertFiles, type DevPki, devPki } from './dev-certs.js';
 import {
+  ADMIN_REQUEST_TIMEOUT_MS,
   type AdminClientTls,
+  adminExchange,
   adminRequest,
   FatalWait,
   FREE_PORTS_MAX,
@@ -205,6 +207,19 @@ export class LocalMember extends LocalProcess {
           undefined,
           this.adminTls,
         );
+  }
+
+  /** GET /ready: true when a client request sent to this member now is answered. */
+  async ready(): Promise<boolean> {
+    const answer = await adminExchange(
+      this.spec.admin,
+      'GET',
+      '/ready',
+      undefined,
+      ADMIN_REQUEST_TIMEOUT_MS,
+      this.adminTls ?? undefined,
+    );
+    return answer.status === 200;
   }
 
   /** GET /status, or null when the member is not running (paused, down) or does not answer. */

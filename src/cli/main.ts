@@ -581,6 +581,7 @@ async function devCommand(opts: DevOptions): Promise<number> {
   const members = devMembers(count, basePort);
   const voters = members.filter((m) => m.role === 'voter').length;
   const controlsAddress = `127.0.0.1:${basePort === null ? DEV_CONTROLS_PORT : basePort - 1}`;
+  const startedMs = Date.now();
   // The compiled CLI, whatever runs this (the restart command printed below runs it too).
   const cluster = await LocalCluster.start({
     members,
@@ -665,7 +666,7 @@ async function devCommand(opts: DevOptions): Promise<number> {
             '  etcdctl endpoint status -w table',
           ]
         : [
-            'try:',
+            'try (once "ready" is printed below):',
             '  etcdctl put greeting hello && etcdctl get greeting',
             `  etcdctl --endpoints ${endpoints} endpoint status -w table`,
           ]),
@@ -716,7 +717,45 @@ async function devCommand(opts: DevOptions): Promise<number> {
     });
   };
   for (const m of cluster.members) watchExit(m);
+  void announceReady(cluster.members[0]!, startedMs, () => stopping);
   return finished;
+}
+
+/** How long `tandem dev` waits for its first member to answer clients before it says so. */
+const DEV_READY_TIMEOUT_MS = 30_000;
+const DEV_READY_POLL_MS = 100;
+
+/**
+ * Says when the first member (etcdctl's default endpoint) answers clients: the banner comes as
+ * the members start, and in their first second or two a member refuses clients until its role
+ * is confirmed (GET /ready says when that is over).
+ */
+async function announceReady(
+  first: {
+    readonly name: string;
+    readonly spec: { readonly client: string };
+    ready(): Promise<boolean>;
+  },
+  startedMs: number,
+  stopping: () => boolean,
+): Promise<void> {
+  const deadline = startedMs + DEV_READY_TIMEOUT_MS;
+  while (!stopping()) {
+    if (await first.ready().catch(() => false)) {
+      const seconds = ((Date.now() - startedMs) / 1000).toFixed(1);
+      process.stdout.write(
+        `ready: ${first.name} (${first.spec.client}) answers clients, ${seconds} s after start\n`,
+      );
+      return;
+    }
+    if (Date.now() >= deadline) break;
+    await new Promise((resolveSleep) => setTimeout(resolveSleep, DEV_READY_POLL_MS).unref());
+  }
+  if (!stopping()) {
+    process.stderr.write(
+      `tandem dev: ${first.name} does not answer clients ${DEV_READY_TIMEOUT_MS / 1000} s after start; see the members' log lines above\n`,
+    );
+  }
 }
 
 function prefixLines(name: string, data: Buffer): string {

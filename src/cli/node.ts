@@ -224,10 +224,7 @@ export async function startNode(config: TandemConfig): Promise<RunningNode> {
       listen: parseHostPort(config.listen.admin),
       metrics,
       status,
-      ready: () =>
-        assembled.facade.hasLeader()
-          ? { ready: true, reason: '' }
-          : { ready: false, reason: 'no leader' },
+      ready: () => assembled.facade.clientReadiness(),
       memberOp: (op, name) => assembled.facade.manualMemberOp(op, name),
       authorize: (token) => api.authorizeAdmin(token),
       moveLeader: async (name) => {

@@ -560,6 +560,23 @@ export class EtcdFacade implements EtcdBackend {
     return this.member.leader !== NONE;
   }
 
+  /**
+   * Readiness (the admin port's GET /ready): whether a client request sent here now is answered,
+   * served here or forwarded to a member that serves, instead of refused. That needs a known
+   * leader, and this member serving or knowing a member that does: in its first seconds a member
+   * has neither confirmed its role nor learnt another's client URL, and refuses clients.
+   */
+  clientReadiness(): { readonly ready: boolean; readonly reason: string } {
+    if (!this.hasLeader()) return { ready: false, reason: 'no leader' };
+    if (this.role.selfRole().serves || this.role.servingClientUrls().length > 0) {
+      return { ready: true, reason: '' };
+    }
+    return {
+      ready: false,
+      reason: 'role not yet confirmed with the leader, and no member serving clients known',
+    };
+  }
+
   assertServing(): void {
     this.role.refuseUnlessServing();
   }

@@ -84,10 +84,14 @@ describe('tandem dev --tls', { skip: ETCDCTL_MISSING || OPENSSL_MISSING, timeout
       etcdctl,
       /^etcdctl --endpoints https:\/\/127\.0\.0\.1:\d+(,https:\/\/127\.0\.0\.1:\d+){2} --cacert \S+ca\.crt --cert \S+client\.crt --key \S+client\.key$/,
     );
-    // The members may still be electing: the put is retried, bounded.
-    await waitFor('a put through the printed line', START_TIMEOUT_MS, async () =>
-      (await runLine(etcdctl, 'put', 'greeting', 'hello')).stdout === 'OK\n' ? true : null,
-    );
+    // The banner comes as the members start; "ready: n1 (host:port) answers clients" once the
+    // first member answers (GET /ready). From then on, a put to that member alone works at once.
+    const ready = await waitFor('the ready line', START_TIMEOUT_MS, () => {
+      if (dev!.exitCode !== null) throw new Error(`tandem dev exited ${dev!.exitCode}: ${out}`);
+      return /^ready: (\S+) \((127\.0\.0\.1:\d+)\) answers clients/m.exec(out);
+    });
+    const firstOnly = etcdctl.replace(/--endpoints \S+/, `--endpoints https://${ready[2]}`);
+    assert.equal((await runLine(firstOnly, 'put', 'greeting', 'hello')).stdout, 'OK\n');
     assert.equal(
       (await runLine(etcdctl, 'get', 'greeting', '--print-value-only')).stdout,
       'hello\n',
