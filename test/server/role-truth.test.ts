@@ -143,10 +143,22 @@ async function read(c: ReturnType<typeof startCluster>, node: Node): Promise<Out
 }
 
 /** Advances `ms` in steps, reading on `node` after each; returns every outcome seen. */
+/**
+ * Reads from `id` every STEP_MS for `ms`. Each step also checks readiness (the admin port's
+ * /ready) against the outcome: a member that says it is ready serves the read, or refuses it here
+ * while knowing a member that serves, to which its API forwards the call.
+ */
 async function pollReads(c: ReturnType<typeof startCluster>, id: NodeId, ms: number) {
   const seen = new Set<Outcome>();
   for (let t = 0; t < ms; t += STEP_MS) {
-    seen.add(await read(c, c.nodes.get(id)!));
+    const node = c.nodes.get(id)!;
+    const readiness = node.facade.clientReadiness();
+    const outcome = await read(c, node);
+    if (readiness.ready && outcome !== 'served') {
+      assert.equal(outcome, 'refused', `ready at ${t} ms`);
+      assert.ok(node.facade.servingClientUrls().length > 0, `ready at ${t} ms: forwards`);
+    }
+    seen.add(outcome);
     c.clock.advance(STEP_MS);
   }
   return seen;
@@ -250,10 +262,15 @@ test('a voter restarted normally serves once its role is confirmed, also after a
     'only refusals before',
   );
   assert.equal(c.nodes.get(id)!.role.selfRole().source, 'registry');
+  assert.deepEqual(c.nodes.get(id)!.facade.clientReadiness(), { ready: true, reason: '' });
 
   // Every member down and restarted: none knows a leader at first, all refuse, then serve.
   c.restartAll();
   assert.equal(await read(c, c.nodes.get(id)!), 'refused', 'unconfirmed right after start');
+  assert.deepEqual(c.nodes.get(id)!.facade.clientReadiness(), {
+    ready: false,
+    reason: 'no leader',
+  });
   c.clock.advance(3_000);
   for (const x of [1, 2, 3] as NodeId[]) {
     assert.equal(await read(c, c.nodes.get(x)!), 'served', `n${x} serves after the outage`);
