@@ -723,7 +723,6 @@ async function devCommand(opts: DevOptions): Promise<number> {
 
 /** How long `tandem dev` waits for its first member to answer clients before it says so. */
 const DEV_READY_TIMEOUT_MS = 30_000;
-const DEV_READY_POLL_MS = 100;
 
 /**
  * Says when the first member (etcdctl's default endpoint) answers clients: the banner comes as
@@ -739,19 +738,18 @@ async function announceReady(
   startedMs: number,
   stopping: () => boolean,
 ): Promise<void> {
-  const deadline = startedMs + DEV_READY_TIMEOUT_MS;
-  while (!stopping()) {
-    if (await first.ready().catch(() => false)) {
-      const seconds = ((Date.now() - startedMs) / 1000).toFixed(1);
-      process.stdout.write(
-        `ready: ${first.name} (${first.spec.client}) answers clients, ${seconds} s after start\n`,
-      );
-      return;
-    }
-    if (Date.now() >= deadline) break;
-    await new Promise((resolveSleep) => setTimeout(resolveSleep, DEV_READY_POLL_MS).unref());
-  }
-  if (!stopping()) {
+  const { waitFor } = await import('./local-net.js');
+  const remainingMs = Math.max(0, startedMs + DEV_READY_TIMEOUT_MS - Date.now());
+  const answered = await waitFor(`${first.name} answering clients`, remainingMs, async () =>
+    stopping() || (await first.ready()) ? true : null,
+  ).catch(() => false);
+  if (stopping()) return;
+  if (answered) {
+    const seconds = ((Date.now() - startedMs) / 1000).toFixed(1);
+    process.stdout.write(
+      `ready: ${first.name} (${first.spec.client}) answers clients, ${seconds} s after start\n`,
+    );
+  } else {
     process.stderr.write(
       `tandem dev: ${first.name} does not answer clients ${DEV_READY_TIMEOUT_MS / 1000} s after start; see the members' log lines above\n`,
     );
