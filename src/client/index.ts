@@ -21,7 +21,12 @@
 import { randomBytes } from 'node:crypto';
 import { status as grpcStatus } from '@grpc/grpc-js';
 import { loadEtcdProto, type ServiceKey } from '../api/proto.js';
-import { Dispatcher, REQUEST_TIMEOUT_MS_DEFAULT, type Route } from '../proxy/dispatch.js';
+import {
+  Dispatcher,
+  REQUEST_TIMEOUT_MS_DEFAULT,
+  type Route,
+  startProbes,
+} from '../proxy/dispatch.js';
 import { KeepAliveHub } from '../proxy/lease.js';
 import { TopologyPoller } from '../proxy/topology.js';
 import {
@@ -476,6 +481,7 @@ export class Client {
   private readonly poller: TopologyPoller;
   private readonly dispatcher: Dispatcher;
   private readonly keepAlives: KeepAliveHub;
+  private readonly stopProbes: () => void;
   private readonly leases = new Set<Lease>();
   private readonly watches = new Set<ResumableWatch>();
   private closed = false;
@@ -493,6 +499,7 @@ export class Client {
     });
     this.dispatcher = new Dispatcher(this.router, this.upstreams, this.poller);
     this.keepAlives = new KeepAliveHub(this.router, this.upstreams, this.poller);
+    this.stopProbes = startProbes(this.router, this.upstreams);
   }
 
   /** A client once some member answered (rejects after connectTimeoutMs). */
@@ -791,6 +798,7 @@ export class Client {
     this.closed = true;
     for (const lease of this.leases) lease.close();
     for (const w of this.watches) w.close();
+    this.stopProbes();
     this.poller.close();
     this.keepAlives.close();
     this.upstreams.close();

@@ -10,7 +10,7 @@ import { status as grpcStatus } from '@grpc/grpc-js';
 import type { ServiceKey } from '../api/proto.js';
 import type { Attempt, MemberDescription, Router } from '../routing/router.js';
 import type { TopologyPoller } from './topology.js';
-import type { GrpcMetadata, PendingCall, UpstreamError, Upstreams } from './upstream.js';
+import { GrpcMetadata, type PendingCall, type UpstreamError, type Upstreams } from './upstream.js';
 
 /** Members one request is sent to at most (hedge and retries included). */
 export const ATTEMPTS_MAX = 3;
@@ -38,6 +38,38 @@ const LEADER_HINT = /leader changed|no leader|not leader|not the leader/;
 
 export function upstreamError(code: number, details: string): UpstreamError {
   return { code, details, kind: 'answer' };
+}
+
+/** How often ejected members are looked at for a probe that is due. */
+export const PROBE_TICK_MS = 100;
+/** A probe not answered in this long failed (the member stays out, its ejection doubled). */
+export const PROBE_TIMEOUT_MS = 1_000;
+
+/**
+ * Probes ejected members whose time came (a Maintenance.Status call each) until the returned
+ * function is called: a probe answered quickly enough readmits its member. Without it an
+ * ejected member would never be picked again (only 'ok' members are), so every user of a
+ * Router runs one.
+ */
+export function startProbes(
+  router: Router,
+  upstreams: UnaryUpstreams,
+  nowMs: () => number = () => performance.now(),
+): () => void {
+  const timer = setInterval(() => {
+    for (const m of router.dueProbes(nowMs())) {
+      const attempt = router.begin(m.id, nowMs(), true);
+      upstreams
+        .unary(m.clientUrl, 'maintenance', 'Status', {}, new GrpcMetadata(), PROBE_TIMEOUT_MS)
+        .done.then(
+          () => router.end(attempt, 'ok', nowMs()),
+          // An error the member answered is an answer: it is reachable and serving.
+          (e: UpstreamError) => router.end(attempt, e.kind === 'answer' ? 'ok' : 'failed', nowMs()),
+        );
+    }
+  }, PROBE_TICK_MS);
+  timer.unref();
+  return () => clearInterval(timer);
 }
 
 /** What the Dispatcher sends with: upstream.ts's decoded calls or passthrough.ts's raw ones. */

@@ -43,7 +43,7 @@ import {
 import { loadEtcdProto, type ServiceKey, serviceDefinition } from '../api/proto.js';
 import { METADATA_KEYS, REQUIRE_LEADER_KEY } from '../api/request-options.js';
 import { type Decision, Router, type RouterOptions } from '../routing/router.js';
-import { Dispatcher, type Route } from './dispatch.js';
+import { Dispatcher, type Route, startProbes } from './dispatch.js';
 import { KeepAliveHub } from './lease.js';
 import { PASSTHROUGH_CODEC, RawUpstreams } from './passthrough.js';
 import { hasRequestId, routeOfBytes, staleReadAllowed } from './raw-route.js';
@@ -62,8 +62,6 @@ export const FORWARDED_METADATA_KEYS = [
   'authorization',
 ] as const;
 
-/** How often ejected members are probed (a Maintenance.Status call each). */
-export const PROBE_TICK_MS = 100;
 export const TOPOLOGY_START_TIMEOUT_MS = 30_000;
 
 const SERVICES: readonly ServiceKey[] = [
@@ -335,19 +333,7 @@ export async function startGateway(o: GatewayOptions): Promise<RoutingGateway> {
     } else res.writeHead(404).end('404 page not found');
   }
 
-  // Probes: ejected members whose time came get a Maintenance.Status call.
-  const probeTimer = setInterval(() => {
-    const now = performance.now();
-    for (const m of router.dueProbes(now)) {
-      const attempt = router.begin(m.id, now, true);
-      upstreams.unary(m.clientUrl, 'maintenance', 'Status', {}, new GrpcMetadata(), 1000).done.then(
-        () => router.end(attempt, 'ok', performance.now()),
-        (e: UpstreamError) =>
-          router.end(attempt, e.kind === 'answer' ? 'ok' : 'failed', performance.now()),
-      );
-    }
-  }, PROBE_TICK_MS);
-  probeTimer.unref();
+  const stopProbes = startProbes(router, upstreams);
 
   const port = await server.listen(o.listen);
   o.logger.info(
@@ -361,7 +347,7 @@ export async function startGateway(o: GatewayOptions): Promise<RoutingGateway> {
     status,
     close: () => {
       closing ??= (async () => {
-        clearInterval(probeTimer);
+        stopProbes();
         poller.close();
         watches.close();
         keepAlives.close();

@@ -2,7 +2,7 @@
  * The TypeScript client (src/client/, `tandem/client`) against a real 3-member cluster in two
  * zones (n1, n2 in a; n3 in b): typed KV and txn, typed errors, zone-first serializable reads,
  * a watch iterator resumed exactly once after its member is killed, leases kept alive, and a
- * SIGSTOPped member routed around.
+ * SIGSTOPped member routed around, then probed back in once it answers.
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
@@ -278,8 +278,17 @@ describe('tandem client', { timeout: 300_000 }, () => {
       latencies.sort((a, b) => a - b);
       assert.ok(latencies[99]! < 1_500, `slowest ${latencies[99]!.toFixed(0)} ms`);
       assert.ok(latencies[89]! < 200, `p90 ${latencies[89]!.toFixed(0)} ms`);
+      assert.notEqual(
+        client.status().members.find((m) => m.id === n3.id)?.health,
+        'ok',
+        'the stopped member was ejected',
+      );
     } finally {
       victim.resume();
     }
+    // Probed back in once it answers again (ejections here last at most ejectMaxMs, 4 s).
+    await waitFor('n3 readmitted after SIGCONT', 20_000, () =>
+      client.status().members.find((m) => m.id === n3.id)?.health === 'ok' ? true : null,
+    );
   });
 });

@@ -1,12 +1,14 @@
 /**
  * The dispatcher's safety rule with scripted members (no network): a write is sent to another
  * member only when the first certainly never received it; a read after any member failure;
- * an answer (an etcd error) is never retried; a slow read is hedged to another member.
+ * an answer (an etcd error) is never retried; a slow read is hedged to another member; an
+ * ejected member is probed back in.
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { status } from '@grpc/grpc-js';
-import { Dispatcher } from '../../src/proxy/dispatch.js';
+import { Dispatcher, PROBE_TICK_MS, startProbes } from '../../src/proxy/dispatch.js';
 import type { PendingCall, UpstreamError, Upstreams } from '../../src/proxy/upstream.js';
 import { GrpcMetadata } from '../../src/proxy/upstream.js';
 import { Router } from '../../src/routing/router.js';
@@ -117,3 +119,35 @@ test('a slow read is hedged to another member, which answers first', async () =>
   assert.deepEqual(response, { ok: calls[1] });
   assert.deepEqual(r.report(performance.now()).hedges, { sent: 1, won: 1, refused: 0 });
 });
+
+test('probes: an ejected member is readmitted once it answers, and stays out while it fails', async () => {
+  const r = router();
+  let now = 0;
+  const clock = () => now;
+  // Member 3 fails twice in a row: ejected for ejectBaseMs (1 s).
+  for (let i = 0; i < 2; i++) r.end(r.begin('3', now), 'failed', now);
+  assert.equal(r.health('3'), 'ejected');
+  let down = true;
+  const { upstreams, calls } = fakeUpstreams((url) =>
+    url === 'u3' && down ? { ms: 1, error: lost } : { ms: 1, response: {} },
+  );
+  const stop = startProbes(r, upstreams, clock);
+  try {
+    await sleep(3 * PROBE_TICK_MS);
+    assert.deepEqual(calls, [], 'no probe before the ejection ends');
+    now = 1_000;
+    await waitUntil(() => calls.length === 1);
+    assert.equal(r.health('3'), 'ejected', 'a failed probe ejects it again');
+    down = false;
+    now = 3_000; // the second ejection lasts twice as long
+    await waitUntil(() => r.health('3') === 'ok');
+    assert.deepEqual(calls, ['u3', 'u3'], 'only the ejected member is probed');
+  } finally {
+    stop();
+  }
+});
+
+async function waitUntil(done: () => boolean): Promise<void> {
+  for (let i = 0; i < 100 && !done(); i++) await sleep(PROBE_TICK_MS / 2);
+  assert.ok(done(), 'not within 100 rounds');
+}
