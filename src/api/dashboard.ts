@@ -21,6 +21,7 @@ import {
 import type { KeyValue } from '../kv/types.js';
 import type { RequestOptions, WithHeader } from '../server/contract.js';
 import type { LoggedEvent } from '../server/event-log.js';
+import { prefixEnd } from '../util/bytes.js';
 import type { LiveSample } from './live-stats.js';
 
 export const STREAM_INTERVAL_MS = 500;
@@ -176,18 +177,6 @@ function keyParam(url: URL, name: string, required: boolean): Uint8Array {
 
 function rangeRequest(key: Uint8Array, rangeEnd: Uint8Array, limit: number, revision: number) {
   return kvRangeRequest({ key, rangeEnd, limit, revision, serializable: true });
-}
-
-/** etcd's prefix end: the prefix with its last byte below 0xff incremented ([0]: every key). */
-export function prefixEnd(prefix: Uint8Array): Uint8Array {
-  for (let i = prefix.length - 1; i >= 0; i--) {
-    if (prefix[i]! < 0xff) {
-      const end = Uint8Array.from(prefix.subarray(0, i + 1)); // a copy: Buffer.slice is a view
-      end[i]! += 1;
-      return end;
-    }
-  }
-  return new Uint8Array([0]);
 }
 
 async function listKeys(s: DashboardSources, url: URL) {

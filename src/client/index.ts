@@ -38,6 +38,7 @@ import {
 } from '../proxy/upstream.js';
 import { type PbEventIn, type PbHeader, ResumableWatch } from '../proxy/watch.js';
 import { Router, type RouterOptions, type RouterReport } from '../routing/router.js';
+import { prefixEnd as prefixEndBytes } from '../util/bytes.js';
 import { clientError, TandemClientError } from './errors.js';
 
 export { type ClientErrorCode, TandemClientError } from './errors.js';
@@ -395,14 +396,8 @@ function bytes(v: Bytes): Buffer {
 
 /** The end of the range of every key with `prefix` (etcd's GetPrefixRangeEnd). */
 export function prefixEnd(prefix: Buffer): Buffer {
-  const end = Buffer.from(prefix);
-  for (let i = end.length - 1; i >= 0; i--) {
-    if (end[i]! < 0xff) {
-      end[i]!++;
-      return end.subarray(0, i + 1);
-    }
-  }
-  return Buffer.from([0]);
+  const end = prefixEndBytes(prefix);
+  return Buffer.from(end.buffer, end.byteOffset, end.byteLength);
 }
 
 function rangeEnd(key: Buffer, o: { prefix?: boolean; end?: Bytes }): Buffer {

@@ -18,6 +18,7 @@
  *                       election; with one voter down, a 3-voter cluster stops committing.
  */
 import { assert } from '../util/assert.js';
+import { bytesEqual } from '../util/bytes.js';
 import type { Random } from '../util/prng.js';
 import { decodeConfChange } from './codec.js';
 import {
@@ -91,12 +92,6 @@ function payloadBytes(ents: readonly Entry[]): number {
   let bytes = 0;
   for (let i = 0; i < ents.length; i++) bytes += ents[i]!.data.length;
   return bytes;
-}
-
-function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
 }
 
 export class Raft {

@@ -35,7 +35,8 @@ import { KV_ERRORS, KvError, type KvErrorCode } from '../kv/errors.js';
 import type { TxnWrite } from '../kv/mvcc/store.js';
 import type { ApplyResult } from '../kv/state-machine.js';
 import { assert } from '../util/assert.js';
-import { concat, META_DEDUPE_PREFIX, prefixEnd } from './meta-keys.js';
+import { concatBytes, prefixEnd } from '../util/bytes.js';
+import { META_DEDUPE_PREFIX } from './meta-keys.js';
 
 /** Bytes of a request id at most; ids are printable ASCII without spaces. */
 export const REQUEST_ID_BYTES_MAX = 64;
@@ -222,7 +223,7 @@ function recordBytes(key: string, record: DedupeRecord): number {
 }
 
 function metaKey(key: string): Uint8Array {
-  return concat(META_DEDUPE_PREFIX, utf8.encode(key));
+  return concatBytes(META_DEDUPE_PREFIX, utf8.encode(key));
 }
 
 function answerOf(record: DedupeRecord, digest: string): ApplyResult {

@@ -60,7 +60,8 @@ import {
   BboltFileWriter,
 } from '../storage/bbolt/writer.js';
 import { assert } from '../util/assert.js';
-import { leaseIdOfKey, leaseKey, META_AUTH, META_LEASE_PREFIX, prefixEnd } from './meta-keys.js';
+import { prefixEnd } from '../util/bytes.js';
+import { leaseIdOfKey, leaseKey, META_AUTH, META_LEASE_PREFIX } from './meta-keys.js';
 
 const enc = new TextEncoder();
 /** Entries read from the view per scan: the scan is push-style, the writer pulls. */

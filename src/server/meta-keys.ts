@@ -11,41 +11,23 @@
  */
 import { EXTENSION_META_PREFIX } from '../kv/mvcc/store.js';
 import type { LeaseId } from '../kv/types.js';
+import { concatBytes } from '../util/bytes.js';
 
 const enc = new TextEncoder();
 
-export const META_REGISTRY = concat(EXTENSION_META_PREFIX, enc.encode('registry'));
-export const META_LEASE_PREFIX = concat(EXTENSION_META_PREFIX, enc.encode('lease/'));
-export const META_LEASE_IDS = concat(EXTENSION_META_PREFIX, enc.encode('lease-generated'));
-export const META_ALARMS = concat(EXTENSION_META_PREFIX, enc.encode('alarms'));
-export const META_AUTH = concat(EXTENSION_META_PREFIX, enc.encode('auth'));
-export const META_DEDUPE_PREFIX = concat(EXTENSION_META_PREFIX, enc.encode('dedupe/'));
+export const META_REGISTRY = concatBytes(EXTENSION_META_PREFIX, enc.encode('registry'));
+export const META_LEASE_PREFIX = concatBytes(EXTENSION_META_PREFIX, enc.encode('lease/'));
+export const META_LEASE_IDS = concatBytes(EXTENSION_META_PREFIX, enc.encode('lease-generated'));
+export const META_ALARMS = concatBytes(EXTENSION_META_PREFIX, enc.encode('alarms'));
+export const META_AUTH = concatBytes(EXTENSION_META_PREFIX, enc.encode('auth'));
+export const META_DEDUPE_PREFIX = concatBytes(EXTENSION_META_PREFIX, enc.encode('dedupe/'));
 
 export function leaseKey(id: LeaseId): Uint8Array {
-  return concat(META_LEASE_PREFIX, enc.encode(id.toString()));
+  return concatBytes(META_LEASE_PREFIX, enc.encode(id.toString()));
 }
 
 /** The lease id of a `leaseKey`, or null if `key` is not one. */
 export function leaseIdOfKey(key: Uint8Array): LeaseId | null {
   const text = new TextDecoder().decode(key.subarray(META_LEASE_PREFIX.length));
   return /^[0-9]{1,19}$/.test(text) ? BigInt(text) : null;
-}
-
-export function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
-  const out = new Uint8Array(a.length + b.length);
-  out.set(a, 0);
-  out.set(b, a.length);
-  return out;
-}
-
-/** The smallest key greater than every key starting with `prefix` (empty = no end). */
-export function prefixEnd(prefix: Uint8Array): Uint8Array {
-  const end = Uint8Array.from(prefix);
-  for (let i = end.length - 1; i >= 0; i--) {
-    if (end[i]! < 0xff) {
-      end[i]! += 1;
-      return end.subarray(0, i + 1);
-    }
-  }
-  return new Uint8Array(0);
 }

@@ -90,6 +90,7 @@ import type {
 import { WatchHub } from '../kv/watch/hub.js';
 import type { ConfChange, ConfState, Snapshot } from '../raft/types.js';
 import { assert } from '../util/assert.js';
+import { prefixEnd } from '../util/bytes.js';
 import {
   AlarmAction,
   type AlarmMember,
@@ -114,7 +115,6 @@ import {
   META_LEASE_IDS,
   META_LEASE_PREFIX,
   META_REGISTRY,
-  prefixEnd,
 } from './meta-keys.js';
 import type { ApplyContext, ReplicatedStateMachine } from './state-machine.js';
 

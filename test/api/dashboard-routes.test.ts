@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { type AdminServer, startAdminServer } from '../../src/api/admin.js';
-import { dashboard, prefixEnd } from '../../src/api/dashboard.js';
+import { dashboard } from '../../src/api/dashboard.js';
 import { LiveStats } from '../../src/api/live-stats.js';
 import { putRequest } from '../../src/kv/api-types.js';
 import type { NodeId } from '../../src/raft/types.js';
@@ -203,14 +203,5 @@ describe('dashboard routes', () => {
       [3],
     );
     assert.match(stream.body, /^id: 3$/m);
-  });
-
-  test('prefixEnd: the first key after every key with the prefix', () => {
-    assert.deepEqual([...prefixEnd(enc('a/'))], [...enc('a0')]);
-    assert.deepEqual([...prefixEnd(new Uint8Array([0x61, 0xff]))], [0x62]);
-    assert.deepEqual([...prefixEnd(new Uint8Array([0xff]))], [0]);
-    const prefix = Buffer.from('ab');
-    prefixEnd(prefix);
-    assert.equal(prefix.toString(), 'ab', 'the prefix itself is left alone');
   });
 });

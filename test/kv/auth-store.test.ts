@@ -11,7 +11,6 @@ import {
   type AuthErrorCode,
   type AuthHeader,
   AuthStore,
-  compareBytes,
   decodeAuthCommand,
   encodeAuthCommand,
   IntervalSet,
@@ -22,6 +21,7 @@ import {
   simpleTokenIndex,
   UserPermissions,
 } from '../../src/kv/auth/index.js';
+import { compareBytes } from '../../src/util/bytes.js';
 
 const enc = new TextEncoder();
 const b = (s: string): Uint8Array => enc.encode(s);

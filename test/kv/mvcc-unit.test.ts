@@ -2,7 +2,6 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import fc from 'fast-check';
-import { compareBytes } from '../../src/kv/mvcc/bytes.js';
 import { KeyIndex } from '../../src/kv/mvcc/key-index.js';
 import { decodeKeyValue, encodeKeyValue } from '../../src/kv/mvcc/kv-codec.js';
 import {
@@ -12,6 +11,7 @@ import {
   revisionToBytes,
 } from '../../src/kv/mvcc/revision.js';
 import { SortedMap } from '../../src/kv/mvcc/sorted-map.js';
+import { compareBytes } from '../../src/util/bytes.js';
 import { Prng } from '../../src/util/prng.js';
 
 describe('revision keys', () => {

@@ -19,9 +19,10 @@ import {
   encodeEtcdKeyValue,
   encodeEtcdLease,
 } from '../../src/kv/mvcc/etcd-codec.js';
-import { compareBytes, PAGE_HEADER_BYTES, PageFlag } from '../../src/storage/bbolt/format.js';
+import { PAGE_HEADER_BYTES, PageFlag } from '../../src/storage/bbolt/format.js';
 import { BboltReader, bytesPageSource } from '../../src/storage/bbolt/reader.js';
 import { type BboltEntry, BboltFileWriter } from '../../src/storage/bbolt/writer.js';
+import { compareBytes } from '../../src/util/bytes.js';
 
 const ETCDCTL = '/usr/bin/etcdctl';
 const enc = new TextEncoder();

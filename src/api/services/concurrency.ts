@@ -20,6 +20,7 @@ import { EventType, type KeyValue, type LeaseId } from '../../kv/types.js';
 import type { RequestOptions } from '../../server/contract.js';
 import { ServerError } from '../../server/errors.js';
 import { assert } from '../../util/assert.js';
+import { concatBytes, prefixEnd } from '../../util/bytes.js';
 import type { ServiceContext } from '../context.js';
 
 /** concurrency.NewSession's default TTL, for Lock and Campaign requests without a lease. */
@@ -33,28 +34,9 @@ export function bytesOf(text: string): Uint8Array {
   return encoder.encode(text);
 }
 
-/** The end of the range of every key with `prefix` (etcd's GetPrefixRangeEnd). */
-export function prefixEnd(prefix: Uint8Array): Uint8Array {
-  const end = Uint8Array.from(prefix);
-  for (let i = end.length - 1; i >= 0; i--) {
-    if (end[i]! < 0xff) {
-      end[i]! += 1;
-      return end.subarray(0, i + 1);
-    }
-  }
-  return Uint8Array.of(0); // every key
-}
-
-export function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
-  const out = new Uint8Array(a.length + b.length);
-  out.set(a, 0);
-  out.set(b, a.length);
-  return out;
-}
-
 /** A session key: `prefix` then the lease id in lower-case hex (etcd's "%s%x"). */
 export function sessionKey(prefix: Uint8Array, lease: LeaseId): Uint8Array {
-  return concat(prefix, bytesOf(BigInt.asUintN(64, lease).toString(16)));
+  return concatBytes(prefix, bytesOf(BigInt.asUintN(64, lease).toString(16)));
 }
 
 export function rangeRequest(key: Uint8Array, fields: Partial<RangeRequest> = {}): RangeRequest {

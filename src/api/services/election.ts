@@ -4,6 +4,8 @@
  * gone; the leader is the oldest key. Proclaim and Resign act on the LeaderKey Campaign returned,
  * only while that key still has the campaign's create revision.
  */
+
+import { concatBytes, prefixEnd } from '../../util/bytes.js';
 import {
   plainOptions,
   type ServiceContext,
@@ -20,11 +22,9 @@ import {
 } from '../grpc/handlers.js';
 import {
   bytesOf,
-  concat,
   createRevisionIs,
   deleteOp,
   firstCreated,
-  prefixEnd,
   putOp,
   rangeAt,
   rangeOp,
@@ -110,7 +110,7 @@ export function electionService(ctx: ServiceContext): ServiceHandlers {
     Campaign: unary(async (pb: PbCampaignRequest, call) => {
       const opts = plainOptions(ctx, call);
       const lease = await sessionLease(ctx, leaseIdField(pb.lease, 'CampaignRequest.lease'), opts);
-      const prefix = concat(pb.name, SLASH);
+      const prefix = concatBytes(pb.name, SLASH);
       const key = sessionKey(prefix, lease);
       const { response: tried } = await backend.txn(
         {
@@ -153,7 +153,7 @@ export function electionService(ctx: ServiceContext): ServiceHandlers {
 
     Leader: unary(async (pb: PbLeaderRequest, call) => {
       const opts = plainOptions(ctx, call);
-      const { response } = await backend.range(firstCreated(concat(pb.name, SLASH)), opts);
+      const { response } = await backend.range(firstCreated(concatBytes(pb.name, SLASH)), opts);
       const kv = response.kvs[0];
       if (kv === undefined) throw new ApiError('ELECTION_NO_LEADER');
       return {
@@ -187,7 +187,7 @@ async function observe(
   ctx: ServiceContext,
   call: ServerStreamingCall<PbLeaderRequest, unknown>,
 ): Promise<void> {
-  const prefix = concat(call.request.name, SLASH);
+  const prefix = concatBytes(call.request.name, SLASH);
   const opts = plainOptions(ctx, call);
   const send = (kv: Parameters<typeof keyValueToPb>[0], revision: number) =>
     call.write({ header: headerToPb(ctx.backend.header(), revision), kv: keyValueToPb(kv) });

@@ -2,13 +2,14 @@
  * etcd's Lock service (server/etcdserver/api/v3lock): Lock is concurrency.Mutex.Lock over a
  * session on the request's lease (a new 60 s lease without one), Unlock deletes the key.
  */
+
+import { concatBytes } from '../../util/bytes.js';
 import { plainOptions, type ServiceContext, unary, withLeaderCheck } from '../context.js';
 import { headerToPb, leaseIdField } from '../convert.js';
 import { ApiError } from '../errors.js';
 import type { ServiceHandlers } from '../grpc/handlers.js';
 import {
   bytesOf,
-  concat,
   createRevisionIs,
   firstCreated,
   putOp,
@@ -36,7 +37,7 @@ export function lockService(ctx: ServiceContext): ServiceHandlers {
     Lock: unary(async (pb: PbLockRequest, call) => {
       const opts = plainOptions(ctx, call);
       const lease = await sessionLease(ctx, leaseIdField(pb.lease, 'LockRequest.lease'), opts);
-      const prefix = concat(pb.name, SLASH);
+      const prefix = concatBytes(pb.name, SLASH);
       const key = sessionKey(prefix, lease);
       // Mutex.tryAcquire: join the waiters (or find this session's key), and read the owner.
       const { response: tried } = await backend.txn(

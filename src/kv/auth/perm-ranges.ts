@@ -10,6 +10,7 @@
  *   otherwise              [key, rangeEnd)
  */
 import { assert } from '../../util/assert.js';
+import { compareBytes } from '../../util/bytes.js';
 
 /** authpb.Permission_Type. */
 export const PermType = { Read: 0, Write: 1, ReadWrite: 2 } as const;
@@ -19,15 +20,6 @@ export interface KeyPermission {
   readonly permType: PermType;
   readonly key: Uint8Array;
   readonly rangeEnd: Uint8Array;
-}
-
-export function compareBytes(a: Uint8Array, b: Uint8Array): number {
-  const n = Math.min(a.length, b.length);
-  for (let i = 0; i < n; i++) {
-    const d = a[i]! - b[i]!;
-    if (d !== 0) return d;
-  }
-  return a.length - b.length;
 }
 
 export function isOpenEnded(rangeEnd: Uint8Array): boolean {

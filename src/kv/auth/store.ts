@@ -12,10 +12,10 @@
  */
 import { pack, unpack } from 'msgpackr';
 import { assert } from '../../util/assert.js';
+import { bytesEqual, compareBytes } from '../../util/bytes.js';
 import { KvError } from '../errors.js';
 import { AuthError } from './errors.js';
 import {
-  compareBytes,
   isValidPermissionRange,
   type KeyPermission,
   PermType,
@@ -479,10 +479,6 @@ function compareStrings(a: string, b: string): number {
 }
 
 const utf8 = new TextEncoder();
-
-function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
-  return compareBytes(a, b) === 0;
-}
 
 function assertNever(op: never): never {
   throw new Error(`unknown auth op ${JSON.stringify(op)}`);

@@ -19,18 +19,6 @@ export function keyToBytes(key: string): Uint8Array {
   return new Uint8Array(Buffer.from(key, 'latin1'));
 }
 
-/** Unsigned lexicographic comparison, as Go's bytes.Compare. */
-export function compareBytes(a: Uint8Array, b: Uint8Array): number {
-  return Buffer.compare(
-    Buffer.from(a.buffer, a.byteOffset, a.byteLength),
-    Buffer.from(b.buffer, b.byteOffset, b.byteLength),
-  );
-}
-
-export function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
-  return a.length === b.length && compareBytes(a, b) === 0;
-}
-
 /**
  * A range end as etcd's mvcc sees it, after mkGteRange: `null` = the single key `key`;
  * `''` = unbounded (every key >= key); otherwise the exclusive end.

@@ -9,6 +9,7 @@
  * completely at one revision.
  */
 import { AssertionError, assert, unreachable } from '../../util/assert.js';
+import { compareBytes } from '../../util/bytes.js';
 import {
   type CompactionResponse,
   type Compare,
@@ -29,7 +30,6 @@ import {
 } from '../api-types.js';
 import { KvError } from '../errors.js';
 import { type KeyValue, type LeaseAttachments, NO_LEASE } from '../types.js';
-import { compareBytes } from './bytes.js';
 import type { MvccStore, TxnRead, TxnWrite } from './store.js';
 
 const EMPTY = new Uint8Array(0);

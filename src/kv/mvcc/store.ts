@@ -19,6 +19,7 @@
  */
 import { crc32c } from '@node-rs/crc32';
 import { assert, assertUint } from '../../util/assert.js';
+import { bytesEqual } from '../../util/bytes.js';
 import {
   type Backend,
   type BackendReader,
@@ -774,12 +775,6 @@ export class KvHasher {
 const HASH_BATCH_RECORDS = 4096;
 /** Slices at most: 2^32 records, far more than any store holds. */
 const HASH_BATCHES_MAX = 2 ** 20;
-
-function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
-}
 
 /** The smallest key after `key` in byte order: `key` and a zero byte. */
 function keyAfter(key: Uint8Array): Uint8Array {

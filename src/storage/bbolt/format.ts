@@ -93,11 +93,3 @@ export function writePageHeader(
 export function pagesFor(bytes: number, pageSize: number): number {
   return Math.max(1, Math.ceil(bytes / pageSize));
 }
-
-export function compareBytes(a: Uint8Array, b: Uint8Array): number {
-  const n = Math.min(a.length, b.length);
-  for (let i = 0; i < n; i++) {
-    if (a[i] !== b[i]) return a[i]! - b[i]!;
-  }
-  return a.length - b.length;
-}

@@ -5,11 +5,11 @@
  * each bucket, and a bounded tree depth. Damage is a StorageError SNAPSHOT_CORRUPT naming it.
  * Nested buckets (etcd has none) are reported as damage.
  */
+import { compareBytes } from '../../util/bytes.js';
 import { StorageError } from '../errors.js';
 import {
   BRANCH_ELEMENT_BYTES,
   BUCKET_HEADER_BYTES,
-  compareBytes,
   fnv1a64,
   LEAF_ELEMENT_BYTES,
   LEAF_FLAG_BUCKET,

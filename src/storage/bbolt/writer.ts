@@ -14,11 +14,11 @@
  * pages. Empty buckets are written inline, as bbolt writes a new bucket.
  */
 import { assert } from '../../util/assert.js';
+import { compareBytes } from '../../util/bytes.js';
 import { StorageError } from '../errors.js';
 import {
   BRANCH_ELEMENT_BYTES,
   BUCKET_HEADER_BYTES,
-  compareBytes,
   KEY_BYTES_MAX,
   LEAF_ELEMENT_BYTES,
   LEAF_FLAG_BUCKET,

@@ -23,6 +23,7 @@ import { join } from 'node:path';
 import type { Entry, HardState } from '../../raft/types.js';
 import { EMPTY_HARD_STATE } from '../../raft/types.js';
 import { assert, assertUint } from '../../util/assert.js';
+import { concatBytes } from '../../util/bytes.js';
 import { removeTempFiles, TMP_SUFFIX, writeFileAtomic } from '../atomic.js';
 import { ioError, StorageError, type StorageErrorLocation } from '../errors.js';
 import { type FileHandle, type FileSystem, failedBeforeSync, type OpenOptions } from '../fs.js';
@@ -937,13 +938,6 @@ export class Wal {
 const EMPTY = new Uint8Array(0);
 /** Unsynced batches kept to write again with the next synced save (see `Wal.unsynced`). */
 const UNSYNCED_KEPT_BYTES_MAX = 64 * 1024;
-
-function concatBytes(a: Uint8Array, b: Uint8Array): Uint8Array {
-  const out = new Uint8Array(a.length + b.length);
-  out.set(a, 0);
-  out.set(b, a.length);
-  return out;
-}
 
 /** Segment handles write and flush a save in one pool job where the file system can. */
 const DURABLE: OpenOptions = Object.freeze({ durableWrites: true });
