@@ -156,7 +156,17 @@ export async function startNode(config: TandemConfig): Promise<RunningNode> {
   let inConfig = inConfState(recovered.storage.initialState().confState, selfId);
   events.confChange.push((_change, confState) => {
     const now = inConfState(confState, selfId);
-    if (inConfig && !now) logger.warn('this member was removed from the cluster');
+    if (inConfig && !now) {
+      // A warm standby leaves the configuration after each refresh and stays registered (the
+      // registry has applied the change by now): routine, not a removal.
+      const self = state.allMembers().find((m) => m.id === selfId);
+      if (self?.role === 'standby') {
+        logger.info(
+          { standbyMode: self.standbyMode },
+          'standby refreshed: outside the configuration again',
+        );
+      } else logger.warn('this member was removed from the cluster');
+    }
     inConfig = now;
   });
   events.fatal.push((error) => {

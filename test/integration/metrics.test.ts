@@ -137,6 +137,10 @@ describe('admin GET /metrics on real members', { timeout: 90_000 }, () => {
         const b = sampleValue(await scrape(c.member('n4')), 'tandem_raft_applied_index');
         return a === b ? a : null;
       });
+      // Its own log says the refresh ended; it was not removed from the cluster.
+      const n4Log = c.member('n4').log();
+      assert.match(n4Log, /standby refreshed: outside the configuration again/);
+      assert.doesNotMatch(n4Log, /removed from the cluster/);
       const [l0, f0] = [await scrape(leader), await scrape(follower)];
       const conn = grpcClients(follower.spec.client);
       try {
