@@ -725,6 +725,18 @@ function framedEncoder<T>(
   };
 }
 
+/**
+ * A RangeResponse's protobuf bytes without the gRPC prefix: what FramedResponse joins when a
+ * large answer is encoded in slices (fields may come in any order and repeated ones append, so
+ * the header, count and more, then each slice's kvs, make one valid message).
+ */
+export function encodeRangeResponseBody(message: PbRangeResponse): Buffer {
+  const buf = Buffer.allocUnsafe(rangeResponseSize(message));
+  const end = writeRangeResponse(buf, 0, message);
+  if (end !== buf.length) throw new Error(`proto-codec: wrote ${end} of ${buf.length} bytes`);
+  return buf;
+}
+
 export const encodePutResponse = framedEncoder(putResponseSize, writePutResponse);
 export const encodeRangeResponse = framedEncoder(rangeResponseSize, writeRangeResponse);
 export const encodeDeleteRangeResponse = framedEncoder(

@@ -28,6 +28,8 @@ import {
   executeCompaction,
   executeDeleteRange,
   executeRange,
+  finishRange,
+  rangeOptionsOf,
   readTxn,
 } from './mvcc/execute.js';
 import { restoreSnapshot, type SnapshotInfo, snapshotChunks } from './mvcc/snapshot.js';
@@ -145,6 +147,21 @@ export class KvStateMachine {
   range(req: RangeRequest): RangeResponse {
     validateRequest({ type: 'range', request: req }, this.limits);
     return executeRange(this.store.read(), req);
+  }
+
+  /**
+   * `range` in slices, awaiting `pause()` between them (MvccStore.rangeInSlices): for client
+   * Ranges, which may cover a whole large store. The same answer `range` gives when called now.
+   */
+  async rangeInSlices(
+    req: RangeRequest,
+    pause: () => Promise<void>,
+    sliceKeys?: number,
+  ): Promise<RangeResponse> {
+    validateRequest({ type: 'range', request: req }, this.limits);
+    const o = rangeOptionsOf(req);
+    const rr = await this.store.rangeInSlices(req.key, req.rangeEnd, o, pause, sliceKeys);
+    return finishRange(req, rr);
   }
 
   /**

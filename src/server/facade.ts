@@ -219,7 +219,12 @@ export class EtcdFacade implements EtcdBackend {
   async range(req: RangeRequest, opts: RequestOptions): Promise<WithHeader<RangeResponse>> {
     const consistency = req.serializable ? { kind: 'serializable' as const } : opts.consistency;
     await this.clientReadBarrier(consistency, opts.signal);
-    const response = this.state.range(req);
+    // A slice per event-loop turn: a range over a large store does not stall the member.
+    const clock = this.o.clock;
+    const response = await this.state.rangeInSlices(
+      req,
+      () => new Promise((resolve) => clock.defer(resolve)),
+    );
     return { header: this.headerAt(response.header.revision), response };
   }
 

@@ -568,6 +568,11 @@ export class TandemStateMachine implements ReplicatedStateMachine {
     return this.kv.range(req);
   }
 
+  /** `range` in slices (KvStateMachine.rangeInSlices): for client Ranges on a large store. */
+  rangeInSlices(req: RangeRequest, pause: () => Promise<void>): Promise<RangeResponse> {
+    return this.kv.rangeInSlices(req, pause);
+  }
+
   /** A read-only txn, read locally (KvStateMachine.readTxn). */
   readTxn(req: TxnRequest): TxnResponse {
     return this.kv.readTxn(req);

@@ -51,6 +51,35 @@ describe('etcd3 npm client', { timeout: 40_000 }, () => {
     assert.equal(await client.getAll().prefix('p/').count(), 0);
   });
 
+  test('a range over more keys than one slice (store and encoder) is whole, ordered and exact', {
+    timeout: 60_000,
+  }, async () => {
+    // Over RANGE_SLICE_KEYS (2048, the store) and RANGE_ENCODE_SLICE_KVS (2048, the encoder):
+    // the answer is read and encoded over several event-loop turns.
+    const total = 5_000;
+    const keyOf = (i: number) => `big/${String(i).padStart(5, '0')}`;
+    for (let i = 0; i < total; i += 100) {
+      const puts = [];
+      for (let j = i; j < i + 100; j++) puts.push(client.put(keyOf(j)).value(`value-${j}`));
+      await client
+        .if('big/none', 'Version', '==', 0)
+        .then(...puts)
+        .commit();
+    }
+    const all = await client.getAll().prefix('big/').strings();
+    const keys = Object.keys(all);
+    assert.equal(keys.length, total);
+    for (let i = 0; i < total; i++) assert.equal(all[keyOf(i)], `value-${i}`);
+    assert.deepEqual(keys, [...keys].sort(), 'in key order');
+    const limited = await client.getAll().prefix('big/').limit(4_500).exec();
+    assert.equal(limited.kvs.length, 4_500);
+    assert.equal(limited.more, true);
+    assert.equal(limited.count, String(total));
+    assert.equal(limited.kvs.at(-1)!.key.toString(), keyOf(4_499));
+    assert.equal(await client.getAll().prefix('big/').count(), total);
+    await client.delete().prefix('big/');
+  });
+
   test('binary keys and values round-trip byte for byte', {
     timeout: TEST_TIMEOUT_MS,
   }, async () => {

@@ -105,7 +105,9 @@ export class TestBackend implements EtcdBackend {
   }
 
   async range(req: RangeRequest): Promise<WithHeader<RangeResponse>> {
-    return this.with(this.sm.range(req));
+    // As the member's facade: a slice per event-loop turn.
+    const pause = () => new Promise<void>((resolve) => setImmediate(resolve));
+    return this.with(await this.sm.rangeInSlices(req, pause));
   }
 
   async put(req: PutRequest): Promise<WithHeader<PutResponse>> {

@@ -8,8 +8,9 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import fc from 'fast-check';
 import { MESSAGE_PREFIX_BYTES } from '../../src/api/grpc/framing.js';
+import { FramedResponse } from '../../src/api/grpc/handlers.js';
 import { loadEtcdProto, serviceDefinition } from '../../src/api/proto.js';
-import { KV_CODECS } from '../../src/api/proto-codec.js';
+import { encodeRangeResponseBody, KV_CODECS } from '../../src/api/proto-codec.js';
 
 loadEtcdProto();
 
@@ -279,6 +280,26 @@ describe('hand-written response encoders', () => {
       );
     });
   }
+
+  test('RangeResponse in slices (FramedResponse): protobufjs reads the same message as whole', () => {
+    const ref = reference('Range');
+    fc.assert(
+      fc.property(rangeResponse, fc.integer({ min: 1, max: 4 }), (response, sliceKvs) => {
+        const { kvs, ...rest } = response;
+        const body = [encodeRangeResponseBody(rest)];
+        for (let i = 0; i < kvs.length; i += sliceKvs) {
+          body.push(encodeRangeResponseBody({ kvs: kvs.slice(i, i + sliceKvs) }));
+        }
+        const framed = Buffer.concat(FramedResponse.of(body).pieces);
+        assert.equal(framed.readUInt32BE(1), framed.length - MESSAGE_PREFIX_BYTES);
+        assert.deepStrictEqual(
+          ref.responseDeserialize(framed.subarray(MESSAGE_PREFIX_BYTES)),
+          ref.responseDeserialize(ref.responseSerialize(response)),
+        );
+      }),
+      { numRuns: RUNS },
+    );
+  });
 
   test('defaults are left out: an empty PutResponse is empty', () => {
     assert.equal(KV_CODECS.Put!.encodeResponse({}).length, MESSAGE_PREFIX_BYTES);

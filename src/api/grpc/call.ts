@@ -15,12 +15,13 @@ import { EventEmitter } from 'node:events';
 import { constants, type OutgoingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
 import { assert } from '../../util/assert.js';
 import { FramingError, MESSAGE_PREFIX_BYTES, MessageDecoder } from './framing.js';
-import type {
-  BidiCall,
-  CallContext,
-  MethodDescriptor,
-  MethodHandler,
-  ServerStreamingCall,
+import {
+  type BidiCall,
+  type CallContext,
+  FramedResponse,
+  type MethodDescriptor,
+  type MethodHandler,
+  type ServerStreamingCall,
 } from './handlers.js';
 import { type Metadata, RawHeaderMetadata } from './metadata.js';
 import { CallCancellation } from './signal.js';
@@ -236,15 +237,19 @@ abstract class BaseCall extends EventEmitter implements CallContext {
   }
 
   /** The message framed for the wire, or null when it cannot go (the call then fails). */
-  protected encode(response: unknown): Buffer | null {
-    let framed: Buffer;
+  protected encode(response: unknown): Buffer | FramedResponse | null {
+    let framed: Buffer | FramedResponse;
     try {
-      framed = this.method.descriptor.codec.encodeResponse(response);
+      framed =
+        response instanceof FramedResponse
+          ? response
+          : this.method.descriptor.codec.encodeResponse(response);
     } catch (err) {
       this.abort(this.env.statusOf(err, this.path));
       return null;
     }
-    const bytes = framed.length - MESSAGE_PREFIX_BYTES;
+    const bytes =
+      framed instanceof FramedResponse ? framed.messageBytes : framed.length - MESSAGE_PREFIX_BYTES;
     if (bytes > this.env.sendMessageBytesMax) {
       this.abort({
         code: Status.RESOURCE_EXHAUSTED,
@@ -293,7 +298,11 @@ abstract class BaseCall extends EventEmitter implements CallContext {
     const stream = this.stream;
     if (stream.destroyed || stream.closed) return;
     this.sendHeaders();
-    stream.end(framed);
+    if (framed instanceof FramedResponse) {
+      const last = framed.pieces.length - 1;
+      for (let i = 0; i < last; i++) stream.write(framed.pieces[i]);
+      stream.end(framed.pieces[last]);
+    } else stream.end(framed);
   }
 
   /** Unary and server-streaming calls: keeps the one request message. */
@@ -402,6 +411,7 @@ abstract class StreamingCall extends BaseCall {
     }
     const framed = this.encode(message);
     if (framed === null) return true;
+    assert(!(framed instanceof FramedResponse), 'pre-framed responses are unary');
     this.sendHeaders();
     this.env.noteSent?.(this.stream);
     return this.stream.write(framed);

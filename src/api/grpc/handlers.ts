@@ -3,7 +3,8 @@
  * the server gives handlers: call objects. Only the kinds etcd's API uses exist (unary, server
  * streaming, bidirectional streaming); the server checks each tag against the proto at startup.
  */
-import { frameMessage } from './framing.js';
+import { assert } from '../../util/assert.js';
+import { frameMessage, MESSAGE_PREFIX_BYTES } from './framing.js';
 import type { Metadata } from './metadata.js';
 import type { CallStatus } from './status.js';
 
@@ -107,6 +108,36 @@ export function serverStreamHandler<Req, Res>(
 
 export function bidiHandler<Req, Res>(handle: (call: BidiCall<Req, Res>) => void): MethodHandler {
   return { kind: 'bidi', handle: handle as (call: BidiCall<unknown, unknown>) => void };
+}
+
+/**
+ * A unary response already framed for the wire, in pieces written one after another (the gRPC
+ * prefix first): what a handler returns for a large answer it encoded a slice per event-loop
+ * turn, so that neither encoding it nor joining it into one buffer holds the loop. The codec is
+ * not called for it.
+ */
+export class FramedResponse {
+  /** The message's length (without the prefix). */
+  readonly messageBytes: number;
+
+  constructor(readonly pieces: readonly Buffer[]) {
+    assert(pieces.length > 0 && pieces[0]!.length === MESSAGE_PREFIX_BYTES, 'a prefix first');
+    const prefix = pieces[0]!;
+    this.messageBytes = prefix.readUInt32BE(1);
+    let bytes = 0;
+    for (let i = 1; i < pieces.length; i++) bytes += pieces[i]!.length;
+    assert(prefix[0] === 0 && bytes === this.messageBytes, "the prefix says the pieces' length");
+  }
+
+  /** Frames `body`, a message in pieces (protobuf fields, each piece whole fields). */
+  static of(body: readonly Buffer[]): FramedResponse {
+    let bytes = 0;
+    for (const piece of body) bytes += piece.length;
+    assert(bytes < 2 ** 32, 'a gRPC message is under 4 GiB');
+    const prefix = Buffer.alloc(MESSAGE_PREFIX_BYTES);
+    prefix.writeUInt32BE(bytes, 1);
+    return new FramedResponse([prefix, ...body]);
+  }
 }
 
 /** Bytes to request and response to bytes, for one method. */

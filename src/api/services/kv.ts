@@ -3,6 +3,7 @@
  * checked at the edge, then handed to the member with the options of its metadata; the answer's
  * header carries the member's cluster id, member id and term, and the kv layer's revision.
  */
+import type { RangeResponse } from '../../kv/api-types.js';
 import { plainOptions, type ServiceContext, unary, withLeaderCheck } from '../context.js';
 import {
   compactionFromPb,
@@ -11,6 +12,7 @@ import {
   headerToPb,
   isReadOnlyTxn,
   isSerializableTxn,
+  keyValueToPb,
   putFromPb,
   putResponseToPb,
   rangeFromPb,
@@ -18,15 +20,41 @@ import {
   txnFromPb,
   txnResponseToPb,
 } from '../convert.js';
-import type { ServiceHandlers } from '../grpc/handlers.js';
+import { FramedResponse, type ServiceHandlers } from '../grpc/handlers.js';
 import type {
   PbCompactionRequest,
   PbDeleteRangeRequest,
   PbPutRequest,
   PbRangeRequest,
+  PbResponseHeader,
   PbTxnRequest,
 } from '../proto.js';
+import { encodeRangeResponseBody } from '../proto-codec.js';
 import { requestOptions } from '../request-options.js';
+
+/**
+ * Key-values encoded per event-loop turn when a Range answer is larger: a large answer (a whole
+ * store of keys) is encoded a slice per turn, as the store read it, instead of in one go.
+ */
+export const RANGE_ENCODE_SLICE_KVS = 1024;
+
+const nextTurn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+
+/** The Range answer: as an object for the codec, or, when large, encoded a slice per turn. */
+async function rangeAnswer(
+  response: RangeResponse,
+  header: PbResponseHeader,
+): Promise<ReturnType<typeof rangeResponseToPb> | FramedResponse> {
+  const kvs = response.kvs;
+  if (kvs.length <= RANGE_ENCODE_SLICE_KVS) return rangeResponseToPb(response, header);
+  const body = [encodeRangeResponseBody({ header, more: response.more, count: response.count })];
+  for (let i = 0; i < kvs.length; i += RANGE_ENCODE_SLICE_KVS) {
+    await nextTurn();
+    const slice = kvs.slice(i, i + RANGE_ENCODE_SLICE_KVS).map(keyValueToPb);
+    body.push(encodeRangeResponseBody({ kvs: slice }));
+  }
+  return FramedResponse.of(body);
+}
 
 export function kvService(ctx: ServiceContext): ServiceHandlers {
   const { backend, auth } = ctx;
@@ -36,14 +64,14 @@ export function kvService(ctx: ServiceContext): ServiceHandlers {
       const opts = requestOptions(call.metadata, ctx.defaults, req.serializable, call.signal);
       if (!auth.enabled()) {
         const { header, response } = await backend.range(req, opts);
-        return rangeResponseToPb(response, headerToPb(header, response.header.revision));
+        return rangeAnswer(response, headerToPb(header, response.header.revision));
       }
       // etcd's Range: the barrier, the check, the read, then the store must not have changed.
       const who = await auth.credentials(call);
       auth.checkRange(who, req.key, req.rangeEnd);
       const { header, response } = await backend.range(req, opts);
       auth.checkStillCurrent(who);
-      return rangeResponseToPb(response, headerToPb(header, response.header.revision));
+      return rangeAnswer(response, headerToPb(header, response.header.revision));
     }),
 
     Put: unary(async (pb: PbPutRequest, call) => {

@@ -30,12 +30,18 @@ import {
 } from '../api-types.js';
 import { KvError } from '../errors.js';
 import { type KeyValue, type LeaseAttachments, NO_LEASE } from '../types.js';
-import type { MvccStore, TxnRead, TxnWrite } from './store.js';
+import type { MvccStore, RangeOptions, RangeResult, TxnRead, TxnWrite } from './store.js';
 
 const EMPTY = new Uint8Array(0);
 
 /** etcd's executeRange. */
 export function executeRange(txn: TxnRead, r: RangeRequest): RangeResponse {
+  const o = rangeOptionsOf(r);
+  return finishRange(r, txn.range(r.key, r.rangeEnd, o));
+}
+
+/** What the mvcc-level range must fetch for `r`. */
+export function rangeOptionsOf(r: RangeRequest): RangeOptions {
   const filtered =
     r.sortOrder !== SortOrder.None ||
     r.minModRevision !== 0 ||
@@ -44,7 +50,11 @@ export function executeRange(txn: TxnRead, r: RangeRequest): RangeResponse {
     r.maxCreateRevision !== 0;
   // Fetch everything when results get sorted or filtered; otherwise one extra for `more`.
   const limit = filtered || r.limit <= 0 ? 0 : r.limit + 1;
-  const rr = txn.range(r.key, r.rangeEnd, { limit, rev: r.revision, countOnly: r.countOnly });
+  return { limit, rev: r.revision, countOnly: r.countOnly };
+}
+
+/** `r`'s response from what the mvcc-level range fetched with `rangeOptionsOf(r)`. */
+export function finishRange(r: RangeRequest, rr: RangeResult): RangeResponse {
   let kvs = rr.kvs.filter(
     (kv) =>
       (r.maxModRevision === 0 || kv.modRevision <= r.maxModRevision) &&

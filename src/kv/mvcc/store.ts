@@ -25,6 +25,7 @@ import {
   type BackendReader,
   BUCKETS,
   type Bucket,
+  type ReadView,
   type WriteTx,
 } from '../backend/backend.js';
 import { KvError } from '../errors.js';
@@ -60,7 +61,7 @@ import {
   writeU64,
   writeU64Bytes,
 } from './revision.js';
-import { TreeIndex, TreeIndexLoader } from './tree-index.js';
+import { type KeyRevision, TreeIndex, TreeIndexLoader } from './tree-index.js';
 
 // Reused for every revision key and applied index the store writes or looks up: backends copy
 // what they store and read keys only during the call, and the apply path runs one at a time.
@@ -510,6 +511,63 @@ export class MvccStore implements WatchableStore {
     return { kvs, count: total, rev: curRev };
   }
 
+  /**
+   * `read().range(...)` in slices of at most RANGE_SLICE_KEYS index entries, awaiting `pause()`
+   * between them, so that a range over a large store does not hold the caller's event loop for
+   * its whole length (etcd answers it from a goroutine). The read revision and a backend view are
+   * fixed at the start, so the answer is the one `read().range` would have given then. A
+   * compaction past that revision between slices fails the range with COMPACTED: the index no
+   * longer says which revision each key had. `sliceKeys`: smaller slices, for tests.
+   */
+  async rangeInSlices(
+    key: Uint8Array,
+    rangeEnd: Uint8Array,
+    options: RangeOptions,
+    pause: () => Promise<void>,
+    sliceKeys = RANGE_SLICE_KEYS,
+  ): Promise<RangeResult> {
+    assert(sliceKeys > 0 && sliceKeys <= RANGE_SLICE_KEYS, 'slice size in bounds');
+    this.assertIdle();
+    const curRev = this.currentRev;
+    const end = rangeEndKey(rangeEnd);
+    // One key, or a count (the index alone, no values): one step, as `read().range`.
+    if (end === null) return this.rangeKeys(this.backend, key, rangeEnd, curRev, options);
+    let rev = options.rev;
+    if (rev > curRev) throw new KvError('FUTURE_REV');
+    if (rev <= 0) rev = curRev;
+    if (rev < this.compactMainRev) throw new KvError('COMPACTED');
+    const keep = options.countOnly
+      ? 0
+      : options.limit > 0
+        ? options.limit
+        : Number.POSITIVE_INFINITY;
+    const revs: KeyRevision[] = [];
+    const kvs: KeyValue[] = [];
+    let total = 0;
+    let view: ReadView | null = null;
+    try {
+      let start: string | null = bytesToKey(key);
+      for (let slice = 0; start !== null; slice++) {
+        assert(slice < RANGE_SLICES_MAX, 'range slices bounded');
+        if (slice > 0) {
+          view ??= this.backend.readView(); // pinned before the first pause: later writes unseen
+          await pause();
+          if (rev < this.compactMainRev) throw new KvError('COMPACTED');
+        }
+        const step = this.index.revisionsSlice(start, end, rev, sliceKeys, keep, revs);
+        total += step.counted;
+        const reader: BackendReader = view ?? this.backend;
+        for (let i = kvs.length; i < revs.length; i++) {
+          kvs.push(this.readRevision(reader, revs[i]!.rev.modified, false));
+        }
+        start = step.next;
+      }
+    } finally {
+      view?.release();
+    }
+    return { kvs, count: total, rev: curRev };
+  }
+
   /** @internal The key's KeyValue at `atRev`, or null. */
   valueAt(reader: BackendReader, key: string, atRev: number): KeyValue | null {
     if (atRev <= 0) return null;
@@ -770,6 +828,14 @@ export class KvHasher {
     return { hash: this.hash, revision: this.revision, compactRevision: this.compactRevision };
   }
 }
+
+/**
+ * Index entries visited per slice of `rangeInSlices`: a few milliseconds of work at most (each
+ * kept one costs a backend read and a decode).
+ */
+const RANGE_SLICE_KEYS = 512;
+/** Slices of one range at most: 2^31 keys, beyond any store. */
+const RANGE_SLICES_MAX = 2 ** 20;
 
 /** Records hashed per slice of `hashKvInSlices` (a few milliseconds of work). */
 const HASH_BATCH_RECORDS = 4096;

@@ -61,6 +61,40 @@ export class TreeIndex {
     return { revs, total };
   }
 
+  /**
+   * One slice of `revisions` over a range with an end (end '' = unbounded): visits at most
+   * `visitMax` keys from `start`, appends the live ones to `out` while it holds fewer than `keep`,
+   * and counts every live one. `next`: the first key not visited, where the next slice starts
+   * (null: the range is done).
+   */
+  revisionsSlice(
+    start: string,
+    end: string,
+    atRev: number,
+    visitMax: number,
+    keep: number,
+    out: KeyRevision[],
+  ): { counted: number; next: string | null } {
+    assert(visitMax > 0, 'a slice visits something');
+    let visited = 0;
+    let counted = 0;
+    let next: string | null = null;
+    this.keys.scan(start, end === '' ? null : end, (k, ki) => {
+      if (visited === visitMax) {
+        next = k;
+        return false;
+      }
+      visited++;
+      const rev = ki.get(atRev);
+      if (rev !== null) {
+        counted++;
+        if (out.length < keep) out.push({ key: k, rev });
+      }
+      return true;
+    });
+    return { counted, next };
+  }
+
   count(key: string, end: string | null, atRev: number): number {
     let total = 0;
     this.visit(key, end, atRev, () => {
