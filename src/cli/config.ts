@@ -235,6 +235,12 @@ export interface TandemConfig {
   readonly raft: {
     readonly heartbeatMs: number;
     readonly electionMs: number;
+    /**
+     * A snapshot (and log compaction) comes after this many entries; a state image over 1 MiB
+     * waits until the log since the last snapshot is 4× its size, at most 5× this many entries
+     * (Member's snapshotDue: packing a large state every N entries cost CPU per put growing
+     * with the state).
+     */
     readonly snapshotEntries: number;
     /**
      * A follower that sees the leader's process gone (every address refuses connections) calls

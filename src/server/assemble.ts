@@ -65,6 +65,8 @@ export interface MemberSpec {
   readonly timing: MemberTiming;
   /** Take a snapshot (and compact the log) every this many applied entries. */
   readonly snapshotEveryEntries: number;
+  /** Member.snapshotEveryEntriesMax: unset, a snapshot every snapshotEveryEntries. */
+  readonly snapshotEveryEntriesMax?: number;
   readonly compactionKeepEntries: number;
   readonly fastFailover?: boolean;
   /** `replication.preferLeaderZone`: leadership moves to a healthy voter of this zone. */
@@ -137,6 +139,9 @@ export function assembleMember(spec: MemberSpec, io: MemberIo): AssembledMember 
     random: io.random,
     timing: spec.timing,
     snapshotEveryEntries: spec.snapshotEveryEntries,
+    ...(spec.snapshotEveryEntriesMax === undefined
+      ? {}
+      : { snapshotEveryEntriesMax: spec.snapshotEveryEntriesMax }),
     compactionKeepEntries: spec.compactionKeepEntries,
     hooks: events,
     ...(io.applyTimer === undefined ? {} : { applyTimer: io.applyTimer }),

@@ -251,6 +251,9 @@ export class MemberHost {
           requestTimeoutMs: sim.mode.requestTimeoutMs,
         },
         snapshotEveryEntries: p.snapshotEveryEntries === 0 ? 1e9 : p.snapshotEveryEntries,
+        // The log-bytes rule on, as in production (Member.snapshotEveryEntriesMax); the
+        // simulator's images are below SNAPSHOT_DEFER_IMAGE_BYTES_MIN, so it defers none.
+        snapshotEveryEntriesMax: p.snapshotEveryEntries === 0 ? 1e9 : 2 * p.snapshotEveryEntries,
         compactionKeepEntries: p.compactKeepEntries,
         policy: r?.policy ?? null,
         ackAllTimeoutMs: sim.mode.requestTimeoutMs,
