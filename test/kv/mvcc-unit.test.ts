@@ -109,8 +109,19 @@ describe('key index (the worked example of key-index.ts)', () => {
     test(`compact(${atRev})`, () => {
       const ki = example();
       const keep: { main: number; sub: number }[] = [];
-      ki.compact(atRev, keep);
+      const dropped: string[] = [];
+      ki.compact(atRev, keep, (rev, tombstone) =>
+        dropped.push(`${rev.main}${tombstone ? 't' : ''}`),
+      );
       assert.deepEqual(mains(ki), left);
+      // Dropped: every revision not left, each once, tombstones (3 and 6) marked as such.
+      const tombstones = new Set([3, 6]);
+      assert.deepEqual(
+        dropped,
+        [1, 2, 3, 4, 5, 6]
+          .filter((m) => !left.includes(m))
+          .map((m) => `${m}${tombstones.has(m) ? 't' : ''}`),
+      );
       assert.deepEqual(
         keep.map((x) => x.main),
         kept,

@@ -161,24 +161,35 @@ export class KeyIndex {
 
   /**
    * Compacts history below `atRev` as described above; adds to `keep` every revision <= atRev
-   * that must stay in the backend.
+   * that must stay in the backend, and hands `dropped` every revision it removes (with whether
+   * it is a tombstone: the last revision of a generation that is not the last one), so that the
+   * backend can delete exactly those without a scan of its history.
    */
-  compact(atRev: number, keep: Revision[]): void {
+  compact(
+    atRev: number,
+    keep: Revision[] | null,
+    dropped: ((rev: Revision, tombstone: boolean) => void) | null = null,
+  ): void {
     assert(!this.isEmpty(), 'compact of empty key index');
     let genIdx = 0;
     // Skip generations that ended (tombstone) before atRev: nothing in them is visible.
     while (genIdx < this.generations.length - 1) {
       const revs = this.generations[genIdx]!.revs;
       if (revs[revs.length - 1]!.main >= atRev) break;
+      if (dropped !== null) {
+        for (let i = 0; i < revs.length; i++) dropped(revs[i]!, i === revs.length - 1);
+      }
       genIdx++;
     }
     const g = this.generations[genIdx]!;
     const n = walkBack(g.revs, atRev);
     if (n >= 0) {
-      g.revs = g.revs.slice(n);
-      keep.push(g.revs[0]!); // a tombstone kept here is exactly at atRev (see the header)
+      // Below n only puts: a generation's tombstone is its last revision, and n is kept.
+      if (dropped !== null) for (let i = 0; i < n; i++) dropped(g.revs[i]!, false);
+      if (n > 0) g.revs = g.revs.slice(n);
+      keep?.push(g.revs[0]!); // a tombstone kept here is exactly at atRev (see the header)
     }
-    this.generations = this.generations.slice(genIdx);
+    if (genIdx > 0) this.generations = this.generations.slice(genIdx);
     assert(this.generations.length > 0, 'compaction dropped the open generation');
   }
 

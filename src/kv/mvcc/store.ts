@@ -297,14 +297,10 @@ export class MvccStore implements WatchableStore {
     const tx = (txn as StoreTxnWrite).tx;
     assert(tx !== undefined, 'compact needs a store write transaction');
     this.checkCompactable(rev);
-    const keep = new Set<string>();
-    for (const r of this.index.compact(rev)) keep.add(bytesToKey(revisionToBytes(r)));
-    const doomed: Uint8Array[] = [];
-    tx.scan('key', new Uint8Array(0), revisionToBytes({ main: rev + 1, sub: 0 }), (k) => {
-      if (!keep.has(bytesToKey(k.subarray(0, REVISION_BYTES)))) doomed.push(k);
-      return true;
-    });
-    for (const k of doomed) tx.delete('key', k);
+    // The index holds every record of the key bucket (the invariant above), so the revisions it
+    // drops are exactly the records to delete: no scan of the history (which took ~45 µs per
+    // record, 5 s at 110,000, holding the loop on every member).
+    this.index.compact(rev, (r, tombstone) => tx.delete('key', scratchRevisionKey(r, tombstone)));
     const bytes = new Uint8Array(8);
     writeU64(new DataView(bytes.buffer), 0, rev);
     tx.put('meta', META_COMPACT_REVISION, bytes);

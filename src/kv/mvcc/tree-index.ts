@@ -103,17 +103,18 @@ export class TreeIndex {
     return total;
   }
 
-  /** Compacts every key at `atRev`; returns the revisions <= atRev the backend must keep. */
-  compact(atRev: number): Revision[] {
-    const keep: Revision[] = [];
+  /**
+   * Compacts every key at `atRev`, handing `dropped` each revision removed (KeyIndex.compact):
+   * exactly the backend records the compaction deletes.
+   */
+  compact(atRev: number, dropped: (rev: Revision, tombstone: boolean) => void): void {
     const emptied: string[] = [];
     this.keys.scan('', null, (k, ki) => {
-      ki.compact(atRev, keep);
+      ki.compact(atRev, null, dropped);
       if (ki.isEmpty()) emptied.push(k);
       return true;
     });
     for (const k of emptied) this.keys.delete(k);
-    return keep;
   }
 
   keyIndex(key: string): KeyIndex | undefined {
