@@ -126,6 +126,8 @@ export interface ApiServerOptions {
   readonly gatewayStreamsMax?: number;
   /** The member's status JSON, served at GET /status on the client port too (see Gateway). */
   readonly status?: () => unknown;
+  /** When the .proto files load if no call needed them first (default PROTO_WARM_UP_DELAY_MS; null: never). */
+  readonly protoWarmUpMs?: number | null;
 }
 
 export interface ApiServer {
@@ -256,8 +258,10 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
   for (const [descriptors, service] of services) server.addService(descriptors, service);
 
   const port = await server.listen(options.listen);
-  const protoWarmUp = setTimeout(loadEtcdProto, PROTO_WARM_UP_DELAY_MS);
-  protoWarmUp.unref();
+  const warmUpMs =
+    options.protoWarmUpMs === undefined ? PROTO_WARM_UP_DELAY_MS : options.protoWarmUpMs;
+  const protoWarmUp = warmUpMs === null ? undefined : setTimeout(loadEtcdProto, warmUpMs);
+  protoWarmUp?.unref();
   options.logger.info(
     { listen: options.listen, port, tls: options.tls !== undefined },
     'api: listening',
