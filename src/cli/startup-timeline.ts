@@ -1,8 +1,9 @@
 /**
  * When each start-up phase of `tandem start` ended, in ms since the process started (Node's
  * performance.now(), whose origin is the process start) and in CPU ms the process had used by
- * then: the member logs them once with 'tandem member serving', and again when it first serves
- * clients, so an operator (or bench/startup.ts) sees where a slow restart went.
+ * then. The member logs them with 'tandem member serving', and the time since start again with
+ * 'role confirmed with the leader' (from then on it serves clients), so an operator, or
+ * bench/startup.ts, sees where a slow restart went.
  */
 
 /** The phases in order; each mark is the end of the phase named. */
