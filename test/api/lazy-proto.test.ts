@@ -8,62 +8,18 @@
  * the process has loaded, and nothing here may load the protos before the server starts.
  */
 import assert from 'node:assert/strict';
-import { connect } from 'node:http2';
 import { createRequire } from 'node:module';
 import { test } from 'node:test';
 import { etcdProtoLoaded, loadEtcdProto, SERVICE_NAMES } from '../../src/api/proto.js';
 import { startApiServer } from '../../src/api/server.js';
 import { lazyServiceDefinition, SERVICE_METHODS } from '../../src/api/service-methods.js';
 import { TestBackend, testLogger } from './harness.js';
-
-const CALL_TIMEOUT_MS = 10_000;
+import { unaryCall } from './raw-grpc.js';
 
 /** Packages whose CommonJS modules this process has loaded, among `names`. */
 function loadedPackages(names: readonly string[]): string[] {
   const files = Object.keys(createRequire(import.meta.url).cache);
   return names.filter((name) => files.some((f) => f.includes(`/node_modules/${name}/`)));
-}
-
-/** One unary gRPC call over raw HTTP/2: the grpc-status and the response message's bytes. */
-function unaryCall(
-  endpoint: string,
-  path: string,
-  request: Uint8Array,
-): Promise<{ status: string | undefined; message: Buffer }> {
-  return new Promise((resolve, reject) => {
-    const session = connect(`http://${endpoint}`);
-    const timer = setTimeout(() => {
-      session.destroy();
-      reject(new Error(`${path}: no answer within ${CALL_TIMEOUT_MS} ms`));
-    }, CALL_TIMEOUT_MS);
-    session.on('error', reject);
-    const stream = session.request({
-      ':method': 'POST',
-      ':path': path,
-      'content-type': 'application/grpc',
-      te: 'trailers',
-    });
-    const chunks: Buffer[] = [];
-    let status: string | undefined;
-    stream.on('data', (chunk: Buffer) => chunks.push(chunk));
-    stream.on('trailers', (trailers) => {
-      status = trailers['grpc-status'] as string | undefined;
-    });
-    stream.on('response', (headers) => {
-      status ??= headers['grpc-status'] as string | undefined; // Trailers-Only
-    });
-    stream.on('end', () => {
-      clearTimeout(timer);
-      session.close();
-      const body = Buffer.concat(chunks);
-      resolve({ status, message: body.subarray(5) });
-    });
-    stream.on('error', reject);
-    const frame = Buffer.alloc(5 + request.length);
-    frame.writeUInt32BE(request.length, 1);
-    frame.set(request, 5);
-    stream.end(frame);
-  });
 }
 
 test('the client port serves KV without loading the protos; another method loads them on its first call', {
