@@ -14,7 +14,7 @@
  * Also written to bench/out/startup-latest.md.
  */
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { loadavg } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -157,6 +157,46 @@ async function timeRestart(
 interface RestartOutcome {
   readonly label: string;
   readonly samplesMs: readonly number[];
+  /** tandem: each restart's start-up timeline from its log (src/cli/startup-timeline.ts). */
+  readonly timelines: readonly Record<string, number>[];
+}
+
+/** The phases a tandem member logs, in order, then when its role was confirmed. */
+const TIMELINE_KEYS = [
+  'nodeBoot',
+  'modules',
+  'config',
+  'storage',
+  'transport',
+  'member',
+  'clientPort',
+  'adminPort',
+  'roleConfirmed',
+  'cpuMs',
+] as const;
+
+/**
+ * A tandem member's start-up timeline from the log it wrote since `fromByte`: the 'tandem member
+ * serving' line's phase ends and the 'role confirmed' line's time (ms since its process
+ * started). Null when the lines are missing (an older build).
+ */
+function readTimeline(logFile: string, fromByte: number): Record<string, number> | null {
+  let serving: Record<string, number> | null = null;
+  let confirmedMs: number | null = null;
+  for (const text of readFileSync(logFile, 'utf8').slice(fromByte).split('\n')) {
+    if (!text.startsWith('{')) continue;
+    const line = JSON.parse(text) as {
+      msg?: string;
+      startupMs?: Record<string, number>;
+      sinceStartMs?: number;
+    };
+    if (line.msg === 'tandem member serving' && line.startupMs !== undefined)
+      serving = line.startupMs;
+    if (line.msg === 'role confirmed with the leader' && line.sinceStartMs !== undefined)
+      confirmedMs = line.sinceStartMs;
+  }
+  if (serving === null || confirmedMs === null) return null;
+  return { ...serving, roleConfirmed: confirmedMs };
 }
 
 async function restartTrials(system: 'tandem' | 'etcd', repeats: number): Promise<RestartOutcome> {
@@ -183,21 +223,28 @@ async function restartTrials(system: 'tandem' | 'etcd', repeats: number): Promis
       throw new Error(`${system}: wrote ${seed.ops} of ${KEYS} keys (${seed.firstError})`);
     const key = Buffer.from(`${prefix}/0`);
     const samplesMs: number[] = [];
+    const timelines: Record<string, number>[] = [];
     for (let i = 0; i < repeats; i++) {
       await cluster.waitReady(READY_TIMEOUT_MS);
       const leader = await cluster.leader();
       const followers = cluster.members.filter((m) => m !== leader);
       const member = followers[i % followers.length]!;
       await member.process.stop(CLUSTER_STOP_TIMEOUT_MS);
+      const logBytes = system === 'tandem' ? statSync(member.logFile).size : 0;
       const t = await timeRestart(cluster, member, key);
       samplesMs.push(t.ms);
+      const timeline = system === 'tandem' ? readTimeline(member.logFile, logBytes) : null;
+      if (timeline !== null) timelines.push(timeline);
       process.stdout.write(
         `  ${cluster.label} restart ${i + 1}/${repeats} (${member.name}): ${t.ms.toFixed(0)} ms ` +
           `(port open at ${t.portOpenMs.toFixed(0)} ms, then ${t.refusals} refused Ranges` +
-          `${t.lastRefusal === null ? '' : `, the last: ${t.lastRefusal}`})\n`,
+          `${t.lastRefusal === null ? '' : `, the last: ${t.lastRefusal}`})\n` +
+          (timeline === null
+            ? ''
+            : `    its own clock, ms since its process started: ${TIMELINE_KEYS.map((k) => `${k} ${timeline[k] ?? '?'}`).join(', ')}\n`),
       );
     }
-    return { label: cluster.label, samplesMs };
+    return { label: cluster.label, samplesMs, timelines };
   } finally {
     process.off('SIGINT', stopOnSignal);
     await cluster.stop();
@@ -268,6 +315,16 @@ async function main(): Promise<void> {
     const e = summary(etcd.samplesMs);
     lines.push(
       `Restart tandem / etcd: ${(t.medianMs / e.medianMs).toFixed(2)}× at the median, ${(t.p90Ms / e.p90Ms).toFixed(2)}× at p90.`,
+    );
+  }
+  for (const r of restarts.filter((o) => o.timelines.length > 0)) {
+    lines.push(
+      '',
+      `${r.label}: where a restart's time went, by its own log (median over ${r.timelines.length} restarts; ms since the process started at the end of each phase, CPU ms used by then):`,
+      '',
+      `| ${TIMELINE_KEYS.join(' | ')} |`,
+      `|${TIMELINE_KEYS.map(() => '--:').join('|')}|`,
+      `| ${TIMELINE_KEYS.map((k) => summary(r.timelines.map((t) => t[k] ?? Number.NaN)).medianMs.toFixed(0)).join(' | ')} |`,
     );
   }
   const text = `${lines.join('\n')}\n`;

@@ -12,9 +12,10 @@
  * - `defaults: true`, `oneofs: true`: every scalar is present, and a oneof names its set member
  *   (`request: 'requestPut'`), which is what kv/api-types.ts expects.
  */
+import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import type { ServiceDefinition } from '@grpc/grpc-js';
-import { loadSync, type PackageDefinition } from '@grpc/proto-loader';
+import type { PackageDefinition } from '@grpc/proto-loader';
 
 export const PROTO_DIR = fileURLToPath(new URL('../../proto/', import.meta.url));
 
@@ -27,15 +28,35 @@ export const PROTO_LOADER_OPTIONS = Object.freeze({
   includeDirs: [PROTO_DIR],
 });
 
+/** The files loadEtcdProto loads (the JSON gateway reads the same). */
+export const PROTO_FILES: readonly string[] = [
+  'rpc.proto',
+  'health.proto',
+  'v3lock.proto',
+  'v3election.proto',
+];
+
 let cached: PackageDefinition | null = null;
 
-/** etcd's rpc.proto (with kv.proto, auth.proto), v3lock and v3election, and gRPC health. */
+/**
+ * etcd's rpc.proto (with kv.proto, auth.proto), v3lock and v3election, and gRPC health. Loaded
+ * on first use, proto-loader with it (a CommonJS package, required synchronously): importing
+ * and building the definitions costs a member ~100–200 ms of CPU that its start-up does not pay
+ * (the hot KV calls have their own codecs; server.ts describes services from methods.ts).
+ */
 export function loadEtcdProto(): PackageDefinition {
-  cached ??= loadSync(
-    ['rpc.proto', 'health.proto', 'v3lock.proto', 'v3election.proto'],
-    PROTO_LOADER_OPTIONS,
-  );
+  if (cached === null) {
+    const loader = createRequire(import.meta.url)(
+      '@grpc/proto-loader',
+    ) as typeof import('@grpc/proto-loader');
+    cached = loader.loadSync([...PROTO_FILES], PROTO_LOADER_OPTIONS);
+  }
   return cached;
+}
+
+/** Whether loadEtcdProto has run in this process (start-up tests check it has not). */
+export function etcdProtoLoaded(): boolean {
+  return cached !== null;
 }
 
 export const SERVICE_NAMES = {

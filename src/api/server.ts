@@ -39,9 +39,10 @@ import {
   SEND_MESSAGE_BYTES_MAX,
   SHUTDOWN_GRACE_MS,
 } from './limits.js';
-import { loadEtcdProto, serviceDefinition } from './proto.js';
+import { loadEtcdProto } from './proto.js';
 import { KV_CODECS } from './proto-codec.js';
 import { REQUEST_DEFAULTS, type RequestDefaults } from './request-options.js';
+import { lazyServiceDefinition } from './service-methods.js';
 import { ACK_SERVICE, ackService } from './services/ack.js';
 import { authService } from './services/auth.js';
 import { clusterService } from './services/cluster.js';
@@ -59,6 +60,12 @@ import {
 } from './standby-forward.js';
 
 export type { ApiLogger } from './context.js';
+
+/**
+ * The .proto files load this long after the port opens (unless a call needed them sooner): off
+ * a restarted member's path to serving, before most clients' first Watch or Lease call.
+ */
+export const PROTO_WARM_UP_DELAY_MS = 1000;
 
 export interface ApiTlsOptions {
   /** PEM certificate chain of the server. */
@@ -119,6 +126,8 @@ export interface ApiServerOptions {
   readonly gatewayStreamsMax?: number;
   /** The member's status JSON, served at GET /status on the client port too (see Gateway). */
   readonly status?: () => unknown;
+  /** When the .proto files load if no call needed them first (default PROTO_WARM_UP_DELAY_MS; null: never). */
+  readonly protoWarmUpMs?: number | null;
 }
 
 export interface ApiServer {
@@ -167,7 +176,6 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
     defaults: options.defaults ?? REQUEST_DEFAULTS,
     streams: new Set(),
   };
-  loadEtcdProto();
   const standbyForwarder = new StandbyForwarder(
     options.name ?? 'tandem',
     options.memberTls ?? null,
@@ -176,33 +184,33 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
   const health = healthState();
   const services: Array<[Record<string, MethodDescriptor>, ServiceHandlers]> = [
     [
-      describeService(serviceDefinition('kv'), KV_CODECS),
+      describeService(lazyServiceDefinition('kv'), KV_CODECS),
       withStandbyForwarding(ctx, 'kv', kvService(ctx), standbyForwarder),
     ],
     [
-      describeService(serviceDefinition('watch')),
+      describeService(lazyServiceDefinition('watch')),
       withStandbyForwarding(ctx, 'watch', watchService(ctx), standbyForwarder),
     ],
     [
-      describeService(serviceDefinition('lease')),
+      describeService(lazyServiceDefinition('lease')),
       withStandbyForwarding(ctx, 'lease', leaseService(ctx), standbyForwarder),
     ],
     [
-      describeService(serviceDefinition('cluster')),
+      describeService(lazyServiceDefinition('cluster')),
       withLeaderForwarding(ctx, 'cluster', clusterService(ctx), standbyForwarder, [
         'MemberPromote',
       ]),
     ],
-    [describeService(serviceDefinition('maintenance')), maintenanceService(ctx)],
-    [describeService(serviceDefinition('auth')), authService(ctx)],
-    [describeService(serviceDefinition('health')), healthService(ctx, health)],
+    [describeService(lazyServiceDefinition('maintenance')), maintenanceService(ctx)],
+    [describeService(lazyServiceDefinition('auth')), authService(ctx)],
+    [describeService(lazyServiceDefinition('health')), healthService(ctx, health)],
     [describeService(ACK_SERVICE), ackService(ctx)],
     [
-      describeService(serviceDefinition('lock')),
+      describeService(lazyServiceDefinition('lock')),
       withStandbyForwarding(ctx, 'lock', lockService(ctx), standbyForwarder),
     ],
     [
-      describeService(serviceDefinition('election')),
+      describeService(lazyServiceDefinition('election')),
       withStandbyForwarding(ctx, 'election', electionService(ctx), standbyForwarder),
     ],
   ];
@@ -250,6 +258,10 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
   for (const [descriptors, service] of services) server.addService(descriptors, service);
 
   const port = await server.listen(options.listen);
+  const warmUpMs =
+    options.protoWarmUpMs === undefined ? PROTO_WARM_UP_DELAY_MS : options.protoWarmUpMs;
+  const protoWarmUp = warmUpMs === null ? undefined : setTimeout(loadEtcdProto, warmUpMs);
+  protoWarmUp?.unref();
   options.logger.info(
     { listen: options.listen, port, tls: options.tls !== undefined },
     'api: listening',
@@ -258,6 +270,7 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
   let closing: Promise<void> | null = null;
   const close = (): Promise<void> => {
     closing ??= (async () => {
+      clearTimeout(protoWarmUp);
       health.serving = false;
       const stopped = new ServerError('STOPPED', 'etcdserver: server stopped');
       for (const end of [...ctx.streams]) end(stopped);

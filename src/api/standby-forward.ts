@@ -205,9 +205,36 @@ export class StandbyForwarder {
 
 /** Where to forward a call this member refused for serving no clients; null: do not. */
 function refusedTo(ctx: ServiceContext, error: unknown, call: CallContext): string | null {
-  if (!(error instanceof ServerError) || error.code !== 'STANDBY') return null;
-  if (call.metadata.get(FORWARDED_BY_KEY).length > 0) return null;
+  if (!refusedHere(error, call)) return null;
   return ctx.backend.servingClientUrls?.()[0] ?? null;
+}
+
+/** Refused because this member serves no clients (a call forwarded here is never forwarded). */
+function refusedHere(error: unknown, call: CallContext): boolean {
+  if (!(error instanceof ServerError) || error.code !== 'STANDBY') return false;
+  return call.metadata.get(FORWARDED_BY_KEY).length === 0;
+}
+
+/**
+ * How long a unary call refused by a member just started waits for its first role check before
+ * it is forwarded: the check completes a round trip or two after the leader's link is up (tens
+ * of ms), and forwarding the first call costs more (grpc-js and the .proto files load then).
+ */
+export const ROLE_CHECK_WAIT_MS = 300;
+
+/** True when this member's first role check completed within ROLE_CHECK_WAIT_MS (see above). */
+async function roleCheckedSoon(ctx: ServiceContext): Promise<boolean> {
+  const pending = ctx.backend.roleCheckPending?.() ?? null;
+  if (pending === null) return false;
+  let timer: NodeJS.Timeout | undefined;
+  const waited = new Promise<boolean>((resolve) => {
+    timer = setTimeout(() => resolve(false), ROLE_CHECK_WAIT_MS);
+  });
+  try {
+    return await Promise.race([pending.then(() => true), waited]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 /**
@@ -244,14 +271,25 @@ export function withStandbyForwarding(
     });
   }
   return wrapUnary(streams, (handle, name) => async (request, call) => {
+    let refusal: unknown;
     try {
       return await handle(request, call);
     } catch (error) {
-      const url = refusedTo(ctx, error, call);
-      if (url === null) throw error;
-      ctx.logger.debug({ method: name, to: url }, 'api: forwarded (this member serves none)');
-      return forwarder.forward(service, name, url, request, call);
+      refusal = error;
     }
+    // Refused while the role was still unconfirmed, so refused before it started (a member
+    // confirmed once in this incarnation never is unconfirmed again): safe to run it here now.
+    if (refusedHere(refusal, call) && (await roleCheckedSoon(ctx))) {
+      try {
+        return await handle(request, call);
+      } catch (error) {
+        refusal = error;
+      }
+    }
+    const url = refusedTo(ctx, refusal, call);
+    if (url === null) throw refusal;
+    ctx.logger.debug({ method: name, to: url }, 'api: forwarded (this member serves none)');
+    return forwarder.forward(service, name, url, request, call);
   });
 }
 

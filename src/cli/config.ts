@@ -46,7 +46,7 @@
  */
 import { accessSync, constants as fsConstants, readFileSync, statSync } from 'node:fs';
 import { isIP } from 'node:net';
-import { dirname, isAbsolute, relative, resolve } from 'node:path';
+import { dirname, isAbsolute, join, relative, resolve } from 'node:path';
 import { parseDocument } from 'yaml';
 import { z } from 'zod';
 import { JWT_SIGN_METHODS, JWT_TTL_MS_DEFAULT, type JwtSignMethod } from '../api/auth-jwt.js';
@@ -530,6 +530,11 @@ function parseSecret(value: unknown): string {
 
 /** A secret file larger than this is not a secret file. */
 const SECRET_FILE_BYTES_MAX = 4096;
+
+/** Where a member keeps its KV store (node.ts opens it; `tandem restore` fills it). */
+export function kvDir(config: TandemConfig): string {
+  return join(config.dataDir, 'kv');
+}
 
 /**
  * The cluster secret of `config`: `cluster.secret`, or the contents of `cluster.secretFile`

@@ -11,6 +11,7 @@ import type { ChaosOptions } from '../chaos/run.js';
 import { CONFIG_OVERRIDES } from './config-overrides.js';
 import type { MemberAddresses } from './local-cluster.js';
 import type { AdminClientTls } from './local-net.js';
+import { StartupTimeline } from './startup-timeline.js';
 
 // Each command imports what it runs when it runs: the member (grpc, lmdb), the config schema
 // (zod, yaml) and the launcher cost a few hundred milliseconds that `--help` should not pay.
@@ -330,6 +331,8 @@ async function startCommand(opts: Record<string, unknown>): Promise<number> {
   if (opts.faultInjection === true) opts = { ...opts, testModeFaultInjection: true };
   const { ConfigError, loadConfig } = await import('./config.js');
   const { startNode } = await import('./node.js');
+  const startup = new StartupTimeline();
+  startup.mark('modules');
   let config: ReturnType<typeof loadConfig>;
   try {
     const file = (opts.config as string | undefined) ?? process.env.TANDEM_CONFIG;
@@ -341,9 +344,10 @@ async function startCommand(opts: Record<string, unknown>): Promise<number> {
     }
     throw error;
   }
+  startup.mark('config');
   let node: Awaited<ReturnType<typeof startNode>>;
   try {
-    node = await startNode(config);
+    node = await startNode(config, startup);
   } catch (error) {
     process.stderr.write(`tandem: cannot start ${config.name}: ${(error as Error).message}\n`);
     return 1;

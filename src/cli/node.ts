@@ -46,11 +46,11 @@ import { type ClusterSecret, clusterSecret } from '../transport/handshake.js';
 import { TcpTransport } from '../transport/transport.js';
 import { Prng } from '../util/prng.js';
 import { parseHostPort, toAddress, toUrl } from './addresses.js';
-import { ScheduledBackups } from './backup.js';
-import { type ClientTlsConfig, readClusterSecret, type TandemConfig } from './config.js';
+import type { ScheduledBackups } from './backup.js';
+import { type ClientTlsConfig, kvDir, readClusterSecret, type TandemConfig } from './config.js';
 import { faultAdmin } from './fault-admin.js';
 import { foundersOf, type Identity, resolveIdentity } from './identity.js';
-import { kvDir } from './restore.js';
+import { StartupTimeline } from './startup-timeline.js';
 
 /** The built dashboard (`npm run build`): dist/dashboard from src/cli/ and dist/cli/ alike. */
 const DASHBOARD_DIR = resolve(
@@ -78,7 +78,14 @@ export interface RunningNode {
   stop(): Promise<void>;
 }
 
-export async function startNode(config: TandemConfig): Promise<RunningNode> {
+/**
+ * `startup` carries the marks `tandem start` made before (modules loaded, config read); the
+ * phases here are marked in it and logged (startup-timeline.ts).
+ */
+export async function startNode(
+  config: TandemConfig,
+  startup: StartupTimeline = new StartupTimeline(),
+): Promise<RunningNode> {
   const logger = pino({ name: 'tandem', level: process.env.TANDEM_LOG_LEVEL ?? 'info' }).child({
     member: config.name,
   });
@@ -97,6 +104,7 @@ export async function startNode(config: TandemConfig): Promise<RunningNode> {
   });
   const disk = await openStorage(config, identity, founders, metrics, logger, secret);
   const { state, recovered } = disk;
+  startup.mark('storage');
   const transport = await startTransport(
     config,
     identity,
@@ -106,6 +114,7 @@ export async function startNode(config: TandemConfig): Promise<RunningNode> {
     logger,
     secret,
   );
+  startup.mark('transport');
   const memberTls = memberCallTls(config);
   const forwarder = new GrpcLeaderForwarder(memberTls);
   // The dashboard's timeline: made before the member so the policy's events reach it.
@@ -183,8 +192,16 @@ export async function startNode(config: TandemConfig): Promise<RunningNode> {
   applies.attach(events);
   // Peers recovering a damaged WAL ask for committed entries (transport/fetch-protocol.ts).
   transport.serveFetch(() => ({ storage: recovered.storage, commitIndex: member.commitIndex }));
+  assembled.role.firstConfirmed.push(() => {
+    const self = assembled.role.selfRole();
+    logger.info(
+      { role: self.role, serves: self.serves, sinceStartMs: StartupTimeline.sinceStartMs() },
+      'role confirmed with the leader',
+    );
+  });
   assembled.start();
-  const backups = scheduleBackups(config, assembled, logger);
+  startup.mark('member');
+  const backups = await scheduleBackups(config, assembled, logger);
 
   metrics.attach(() =>
     liveMetricsView({
@@ -232,6 +249,7 @@ export async function startNode(config: TandemConfig): Promise<RunningNode> {
       secret,
     );
     open.api = api;
+    startup.mark('clientPort');
     const faults = config.testMode.faultInjection
       ? faultAdmin(transport, () => state.members(), disk.faultFs)
       : null;
@@ -268,8 +286,14 @@ export async function startNode(config: TandemConfig): Promise<RunningNode> {
     await shutdown();
     throw error;
   }
+  startup.mark('adminPort');
   logger.info(
-    { client: config.listen.client, peer: config.listen.peer, admin: config.listen.admin },
+    {
+      client: config.listen.client,
+      peer: config.listen.peer,
+      admin: config.listen.admin,
+      startupMs: startup.summary(),
+    },
     'tandem member serving',
   );
 
@@ -286,14 +310,18 @@ export async function startNode(config: TandemConfig): Promise<RunningNode> {
   };
 }
 
-/** Scheduled backups (config `backup`), written while this member leads. */
-function scheduleBackups(
+/**
+ * Scheduled backups (config `backup`), written while this member leads. Their module (and its
+ * progress bars, for `tandem backup now`) loads only when backups are configured.
+ */
+async function scheduleBackups(
   config: TandemConfig,
   assembled: ReturnType<typeof assembleMember>,
   logger: Logger,
-): ScheduledBackups | null {
+): Promise<ScheduledBackups | null> {
   const backup = config.backup;
   if (backup === null) return null;
+  const { ScheduledBackups } = await import('./backup.js');
   const backups = new ScheduledBackups({
     dir: backup.dir,
     keep: backup.keep,

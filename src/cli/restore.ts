@@ -9,11 +9,10 @@
  * Refuses a data directory that already holds a WAL or a KV store: a restore never overwrites.
  */
 import { existsSync, readdirSync, rmSync, statSync } from 'node:fs';
-import { join } from 'node:path';
 import cliProgress from 'cli-progress';
 import { LmdbBackend } from '../kv/backend/lmdb.js';
 import { type EtcdRestoreResult, restoreEtcdSnapshot } from '../server/etcd-snapshot.js';
-import type { TandemConfig } from './config.js';
+import { kvDir, type TandemConfig } from './config.js';
 import { checkSha256Trailer, openSnapshotFile, walkSnapshot } from './snapshot-file.js';
 
 export interface RestoreOptions {
@@ -25,11 +24,6 @@ export interface RestoreOptions {
 
 export class RestoreError extends Error {
   override readonly name = 'RestoreError';
-}
-
-/** Where a member keeps its KV store (node.ts opens the same). */
-export function kvDir(config: TandemConfig): string {
-  return join(config.dataDir, 'kv');
 }
 
 export async function restoreDataDir(

@@ -244,6 +244,12 @@ export interface EtcdBackend {
   /** Throws STANDBY (as any client call here would) when this member serves no clients. */
   assertServing?(): void;
   /**
+   * While this member, just started, awaits its first role check (and its registry does not say
+   * standby): resolves when the check completes, after which it may serve. Null otherwise:
+   * waiting would not make it serve.
+   */
+  roleCheckPending?(): Promise<void> | null;
+  /**
    * `listener` runs once, when this member has known no leader for etcd's monitorLeader span
    * (three election timeouts): streams opened with `hasleader` are then cancelled with NO_LEADER.
    * Returns the unsubscribe function.

@@ -150,6 +150,8 @@ export class EtcdFacade implements EtcdBackend {
   /** Since when (member clock, ms) this member has known no leader; null while it knows one. */
   private leaderlessSinceMs: number | null;
   private readonly leaderLostListeners = new Set<() => void>();
+  /** Resolves when the first role check completes (made on the first call that waits for it). */
+  private firstRoleCheck: Promise<void> | null = null;
 
   constructor(options: EtcdFacadeOptions) {
     this.o = options;
@@ -584,6 +586,14 @@ export class EtcdFacade implements EtcdBackend {
 
   assertServing(): void {
     this.role.refuseUnlessServing();
+  }
+
+  roleCheckPending(): Promise<void> | null {
+    const self = this.role.selfRole();
+    if (self.source !== 'unconfirmed' || self.role === 'standby') return null;
+    // One promise for every waiting call: the listener list stays one long.
+    this.firstRoleCheck ??= new Promise((resolve) => this.role.firstConfirmed.push(resolve));
+    return this.firstRoleCheck;
   }
 
   servingClientUrls(): readonly string[] {

@@ -103,6 +103,8 @@ export class RoleTruth {
   /** Whether watch streams were last told this member serves (see syncWatchRefusal). */
   private watchesServing = false;
   private readonly serveUnconfirmed: boolean;
+  /** Called once, when the first role check of this incarnation completes (start-up logs it). */
+  readonly firstConfirmed: Array<() => void> = [];
 
   constructor(options: RoleTruthOptions) {
     this.o = options;
@@ -252,8 +254,10 @@ export class RoleTruth {
       this.checkInFlight = false;
       if (error !== null) return; // no leader, timed out, stopped: the schedule retries
       assert(now <= this.o.clock.now(), 'a role check completes after it started');
+      const first = !Number.isFinite(this.checkedAsOfMs);
       this.checkedAsOfMs = Math.max(this.checkedAsOfMs, now);
       this.syncWatchRefusal();
+      if (first) for (const listener of this.firstConfirmed) listener();
     });
   }
 

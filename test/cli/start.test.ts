@@ -14,6 +14,8 @@ import { test } from 'node:test';
 import { REPO_DIR } from '../../src/cli/local-cluster.js';
 
 const EXIT_WITHIN_MS = 20_000;
+/** From spawn to serving, from source (tsx) on a loaded machine: generous. */
+const SERVE_WITHIN_MS = 60_000;
 
 function freePort(): Promise<number> {
   return new Promise((resolve) => {
@@ -94,6 +96,104 @@ test('a member whose admin port is taken says so and exits, leaving nothing open
     assert.match(stderr, /tandem: cannot start n1: .*EADDRINUSE/);
   } finally {
     taken.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+/** pino's JSON lines of a running `tandem start`, until `until` matches one or time runs out. */
+async function startUntil(
+  config: string,
+  until: (line: Record<string, unknown>) => boolean,
+): Promise<Record<string, unknown>[]> {
+  const child = spawn(
+    process.execPath,
+    ['--import', 'tsx', join(REPO_DIR, 'src', 'cli', 'bin.ts'), 'start', '--config', config],
+    { cwd: REPO_DIR, stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  const lines: Record<string, unknown>[] = [];
+  let stderr = '';
+  child.stderr.on('data', (d: Buffer) => {
+    stderr += d.toString();
+  });
+  let pending = '';
+  const found = await new Promise<boolean>((resolve) => {
+    const timer = setTimeout(() => resolve(false), SERVE_WITHIN_MS);
+    child.stdout.on('data', (d: Buffer) => {
+      pending += d.toString();
+      const complete = pending.split('\n');
+      pending = complete.pop()!;
+      for (const text of complete) {
+        if (!text.startsWith('{')) continue;
+        const line = JSON.parse(text) as Record<string, unknown>;
+        lines.push(line);
+        if (until(line)) {
+          clearTimeout(timer);
+          resolve(true);
+        }
+      }
+    });
+    child.once('exit', () => {
+      clearTimeout(timer);
+      resolve(false);
+    });
+  });
+  const exited = new Promise<void>((resolve) => {
+    if (child.exitCode !== null) resolve();
+    else child.once('exit', () => resolve());
+  });
+  child.kill('SIGTERM');
+  const killer = setTimeout(() => child.kill('SIGKILL'), EXIT_WITHIN_MS);
+  await exited;
+  clearTimeout(killer);
+  assert.ok(
+    found,
+    `no such line within ${SERVE_WITHIN_MS} ms:\n${stderr}\n${JSON.stringify(lines)}`,
+  );
+  return lines;
+}
+
+const PHASES = [
+  'nodeBoot',
+  'modules',
+  'config',
+  'storage',
+  'transport',
+  'member',
+  'clientPort',
+  'adminPort',
+];
+
+test('a member logs its start-up timeline, and when its role is confirmed, on a new and a restarted data directory', {
+  timeout: 2 * (SERVE_WITHIN_MS + EXIT_WITHIN_MS) + 10_000,
+}, async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'tandem-start-test-'));
+  try {
+    const [client, peer, admin] = [await freePort(), await freePort(), await freePort()];
+    const config = join(dir, 'node.yaml');
+    writeFileSync(
+      config,
+      `name: n1\ndataDir: ${join(dir, 'data')}\nlisten:\n  client: 127.0.0.1:${client}\n  peer: 127.0.0.1:${peer}\n  admin: 127.0.0.1:${admin}\ncluster: { secret: start-test-secret-0123456789 }\n`,
+    );
+    for (const run of ['new', 'restarted']) {
+      const lines = await startUntil(config, (l) => l.msg === 'role confirmed with the leader');
+      const serving = lines.find((l) => l.msg === 'tandem member serving');
+      assert.ok(serving !== undefined, `${run}: no 'tandem member serving' line`);
+      const startupMs = serving.startupMs as Record<string, number>;
+      // Every phase, each ending no earlier than the one before, all after the process began.
+      const ends = PHASES.map((p) => startupMs[p]);
+      assert.ok(
+        ends.every((ms) => Number.isInteger(ms) && ms! >= 0),
+        JSON.stringify(startupMs),
+      );
+      for (let i = 1; i < ends.length; i++)
+        assert.ok(ends[i]! >= ends[i - 1]!, JSON.stringify(startupMs));
+      assert.ok(startupMs.cpuMs! > 0);
+      const confirmed = lines.find((l) => l.msg === 'role confirmed with the leader')!;
+      assert.equal(confirmed.serves, true, `${run}: ${JSON.stringify(confirmed)}`);
+      assert.equal(confirmed.role, 'voter');
+      assert.ok((confirmed.sinceStartMs as number) >= startupMs.member!, JSON.stringify(confirmed));
+    }
+  } finally {
     rmSync(dir, { recursive: true, force: true });
   }
 });

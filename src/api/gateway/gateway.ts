@@ -18,7 +18,7 @@ import { GatewayCall, JSON_HEADERS } from './call.js';
 import type { HttpExchange } from './exchange.js';
 import type { Health } from './health.js';
 import { JsonMappingError, type ProtoJson } from './json.js';
-import { canonicalPath, GATEWAY_ROUTES } from './routes.js';
+import { canonicalPath, GATEWAY_ROUTES, type GatewayRoute } from './routes.js';
 import { httpStatusOf, unaryErrorBody } from './status.js';
 
 /** Streaming calls (watch, keep-alive, snapshot) open through the gateway at once. */
@@ -55,11 +55,29 @@ export interface GatewayOptions {
   readonly logger: GatewayLogger;
 }
 
-interface BoundMethod {
-  readonly path: string;
-  readonly handler: MethodHandler;
-  readonly request: Type;
-  readonly response: Type;
+/** A routed method; its message types are resolved on its first call (protobufjs loads then). */
+class BoundMethod {
+  private types: { readonly request: Type; readonly response: Type } | null = null;
+
+  constructor(
+    readonly path: string,
+    readonly handler: MethodHandler,
+    private readonly json: ProtoJson,
+    private readonly route: GatewayRoute,
+  ) {}
+
+  get request(): Type {
+    return this.resolved().request;
+  }
+
+  get response(): Type {
+    return this.resolved().response;
+  }
+
+  private resolved(): { readonly request: Type; readonly response: Type } {
+    this.types ??= this.json.methodTypes(this.route.service, this.route.method);
+    return this.types;
+  }
 }
 
 export class Gateway {
@@ -75,8 +93,7 @@ export class Gateway {
       const path = `/${route.service}/${route.method}`;
       const handler = o.handlers.get(path);
       if (handler === undefined) continue; // a method tandem does not serve: 404, as unrouted
-      const { request, response } = o.json.methodTypes(route.service, route.method);
-      this.methods.set(httpPath, { path, handler, request, response });
+      this.methods.set(httpPath, new BoundMethod(path, handler, o.json, route));
     }
   }
 

@@ -16,10 +16,18 @@
  * member named by its virtual field (`request: 'requestPut'`).
  */
 
+import { createRequire } from 'node:module';
 import type { Enum, Field, Root, Type } from 'protobufjs';
-import protobuf from 'protobufjs';
 import { assert } from '../../util/assert.js';
-import { PROTO_DIR } from '../proto.js';
+import { PROTO_DIR, PROTO_FILES } from '../proto.js';
+
+type Protobufjs = typeof import('protobufjs');
+let protobufjs: Protobufjs | null = null;
+/** protobufjs, required on first use (CommonJS): a member starts without it (proto.ts). */
+function pb(): Protobufjs {
+  protobufjs ??= createRequire(import.meta.url)('protobufjs') as Protobufjs;
+  return protobufjs;
+}
 
 /** Nesting the mapping follows (protobufjs's own decode limit); deeper input is refused. */
 export const JSON_NESTING_MAX = 100;
@@ -54,7 +62,7 @@ export function jsonNameOf(protoName: string): string {
 
 /** The key proto-loader (protobufjs with keepCase false) gives a field or oneof. */
 export function objectKeyOf(protoName: string): string {
-  return protobuf.util.camelCase(protoName);
+  return pb().util.camelCase(protoName);
 }
 
 /** One field, with the three names it goes by. */
@@ -79,12 +87,10 @@ let cachedRoot: Root | null = null;
 /** etcd's .proto files, loaded with their original field names (the objects' keys are derived). */
 export function loadJsonRoot(): Root {
   if (cachedRoot !== null) return cachedRoot;
-  const root = new protobuf.Root();
+  const root = new (pb().Root)();
   root.resolvePath = (_origin, target) =>
     target.startsWith('/') ? target : `${PROTO_DIR}${target}`;
-  root.loadSync(['rpc.proto', 'health.proto', 'v3lock.proto', 'v3election.proto'], {
-    keepCase: true,
-  });
+  root.loadSync([...PROTO_FILES], { keepCase: true });
   root.resolveAll();
   cachedRoot = root;
   return root;
@@ -93,7 +99,17 @@ export function loadJsonRoot(): Root {
 export class ProtoJson {
   private readonly infos = new Map<Type, TypeInfo>();
 
-  constructor(private readonly root: Root = loadJsonRoot()) {}
+  private loadedRoot: Root | null;
+
+  /** Without `root`, etcd's protos are loaded on first use (loadJsonRoot). */
+  constructor(root?: Root) {
+    this.loadedRoot = root ?? null;
+  }
+
+  private get root(): Root {
+    this.loadedRoot ??= loadJsonRoot();
+    return this.loadedRoot;
+  }
 
   /** The message type of a service method's request and response ("etcdserverpb.KV", "Range"). */
   methodTypes(service: string, method: string): { request: Type; response: Type } {
@@ -190,13 +206,13 @@ export class ProtoJson {
 
   private readSingle(field: Field, value: unknown, where: string, depth: number): unknown {
     const resolved = field.resolvedType;
-    if (resolved instanceof protobuf.Type) {
+    if (resolved instanceof pb().Type) {
       if (typeof value !== 'object' || value === null || Array.isArray(value)) {
         throw new JsonMappingError(`${where}: expected a JSON object`);
       }
       return this.readMessage(resolved, value as Record<string, unknown>, depth + 1);
     }
-    if (resolved instanceof protobuf.Enum) return readEnum(resolved, value, where);
+    if (resolved instanceof pb().Enum) return readEnum(resolved, value, where);
     return readScalar(field.type, value, where);
   }
 
@@ -232,10 +248,10 @@ export class ProtoJson {
 
   private writeSingle(field: Field, value: unknown, names: JsonNames, depth: number): JsonValue {
     const resolved = field.resolvedType;
-    if (resolved instanceof protobuf.Type) {
+    if (resolved instanceof pb().Type) {
       return this.writeMessage(resolved, value as Record<string, unknown>, names, depth + 1);
     }
-    if (resolved instanceof protobuf.Enum) {
+    if (resolved instanceof pb().Enum) {
       if (typeof value === 'string') return value;
       const n = Number(value);
       return resolved.valuesById[n] ?? n;
@@ -248,8 +264,8 @@ export class ProtoJson {
 function defaultOf(field: Field): unknown {
   if (field.repeated) return [];
   const resolved = field.resolvedType;
-  if (resolved instanceof protobuf.Type) return null;
-  if (resolved instanceof protobuf.Enum) return firstEnumValue(resolved);
+  if (resolved instanceof pb().Type) return null;
+  if (resolved instanceof pb().Enum) return firstEnumValue(resolved);
   if (INT64_TYPES.has(field.type) || UINT64_TYPES.has(field.type)) return '0';
   if (field.type === 'bool') return false;
   if (field.type === 'string') return '';
@@ -263,8 +279,8 @@ function firstEnumValue(e: Enum): number {
 }
 
 function isDefaultJson(field: Field, written: JsonValue): boolean {
-  if (field.resolvedType instanceof protobuf.Type) return false;
-  if (field.resolvedType instanceof protobuf.Enum) {
+  if (field.resolvedType instanceof pb().Type) return false;
+  if (field.resolvedType instanceof pb().Enum) {
     return written === field.resolvedType.valuesById[0] || written === 0;
   }
   if (INT64_TYPES.has(field.type) || UINT64_TYPES.has(field.type)) return written === '0';
