@@ -31,6 +31,7 @@ import {
   finishRange,
   rangeOptionsOf,
   readTxn,
+  readTxnInSlices,
 } from './mvcc/execute.js';
 import { restoreSnapshot, type SnapshotInfo, snapshotChunks } from './mvcc/snapshot.js';
 import { type KvHash, MvccStore, type TxnWrite } from './mvcc/store.js';
@@ -171,6 +172,16 @@ export class KvStateMachine {
   readTxn(req: TxnRequest): TxnResponse {
     validateRequest({ type: 'txn', request: req }, this.limits);
     return readTxn(this.store.read(), req);
+  }
+
+  /** `readTxn` with its ranges read in slices (readTxnInSlices): for client Txns. */
+  readTxnInSlices(
+    req: TxnRequest,
+    pause: () => Promise<void>,
+    sliceKeys?: number,
+  ): Promise<TxnResponse> {
+    validateRequest({ type: 'txn', request: req }, this.limits);
+    return readTxnInSlices(this.store, req, pause, sliceKeys);
   }
 
   /** etcd's HashKV over the whole key history up to `revision` (0 = current). */

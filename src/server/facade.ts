@@ -250,7 +250,11 @@ export class EtcdFacade implements EtcdBackend {
     if (isReadOnlyTxn(req)) {
       // As etcd: a read-only txn is a read (a barrier, then the local state), never a log entry.
       await this.clientReadBarrier(opts.consistency, opts.signal);
-      const response = this.state.readTxn(req);
+      const clock = this.o.clock;
+      const response = await this.state.readTxnInSlices(
+        req,
+        () => new Promise((resolve) => clock.defer(resolve)),
+      );
       return { header: this.headerAt(response.header.revision), response };
     }
     this.checkQuota({ type: 'txn', request: req });

@@ -578,6 +578,11 @@ export class TandemStateMachine implements ReplicatedStateMachine {
     return this.kv.readTxn(req);
   }
 
+  /** `readTxn` with its ranges in slices (KvStateMachine.readTxnInSlices): for client Txns. */
+  readTxnInSlices(req: TxnRequest, pause: () => Promise<void>): Promise<TxnResponse> {
+    return this.kv.readTxnInSlices(req, pause);
+  }
+
   revision(): number {
     return this.kv.store.currentRevision();
   }

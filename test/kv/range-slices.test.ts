@@ -12,7 +12,7 @@ import { type KvRequest, rangeRequest, SortOrder, SortTarget } from '../../src/k
 import { KvError } from '../../src/kv/errors.js';
 import { encodeCommand } from '../../src/kv/mvcc/command.js';
 import { KvStateMachine } from '../../src/kv/state-machine.js';
-import { BACKENDS, compact, del, enc, FakeLessor, put } from './mvcc-helpers.js';
+import { BACKENDS, cmp, compact, del, enc, FakeLessor, put, txn } from './mvcc-helpers.js';
 
 function applyAll(sm: KvStateMachine, reqs: readonly KvRequest[]): void {
   for (const r of reqs) sm.apply(sm.appliedIndex() + 1, encodeCommand(r));
@@ -114,6 +114,56 @@ for (const kind of BACKENDS) {
           },
         ),
         { numRuns: kind.name === 'lmdb' ? 60 : 200 },
+      );
+    });
+
+    test('a read-only txn: readTxn() at the start, whatever is written between the slices', async () => {
+      await fc.assert(
+        fc.asyncProperty(
+          fc.array(write, { minLength: 1, maxLength: 40 }),
+          fc.array(rangeReq, { minLength: 1, maxLength: 3 }),
+          keyName,
+          fc.array(fc.array(write, { maxLength: 4 }), { maxLength: 20 }),
+          fc.integer({ min: 1, max: 5 }),
+          async (history, ranges, compared, during, sliceKeys) => {
+            const { backend, cleanup } = kind.create();
+            try {
+              const sm = KvStateMachine.open(backend, { lessor: new FakeLessor() });
+              applyAll(sm, history);
+              let pauses = 0;
+              const pause = async () => {
+                applyAll(sm, during[pauses % Math.max(1, during.length)] ?? []);
+                pauses++;
+              };
+              const rev = sm.store.currentRevision();
+              const reads = ranges.map((make) => ({ type: 'range' as const, request: make(rev) }));
+              // Both branches read; the compare picks one, as a lock client's Txn does.
+              const t = txn({
+                compare: [cmp('version', compared, '>', 0)],
+                success: reads,
+                failure: [txn({ success: reads.slice(0, 1) })],
+              });
+              assert.equal(t.type, 'txn');
+              const req = t.request as Parameters<KvStateMachine['readTxn']>[0];
+              let expected: unknown;
+              try {
+                expected = sm.readTxn(req);
+              } catch (error) {
+                expected = (error as KvError).code;
+              }
+              let got: unknown;
+              try {
+                got = await sm.readTxnInSlices(req, pause, sliceKeys);
+              } catch (error) {
+                got = (error as KvError).code;
+              }
+              assert.deepEqual(got, expected);
+            } finally {
+              await cleanup();
+            }
+          },
+        ),
+        { numRuns: kind.name === 'lmdb' ? 40 : 150 },
       );
     });
 

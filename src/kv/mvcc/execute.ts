@@ -308,6 +308,49 @@ export function readTxn(txn: TxnRead, rt: TxnRequest): TxnResponse {
   return { ...run(rt, path), header: { revision: txn.rev() } };
 }
 
+/**
+ * `readTxn` with its ranges read in slices (MvccStore.rangeInSlices), awaiting `pause()` between
+ * slices: every range reads at the revision the compares saw when it began, whatever is written
+ * meanwhile, so the answer is the one `readTxn(store.read(), rt)` gave then.
+ */
+export async function readTxnInSlices(
+  store: MvccStore,
+  rt: TxnRequest,
+  pause: () => Promise<void>,
+  sliceKeys?: number,
+): Promise<TxnResponse> {
+  assert(isReadOnlyTxn(rt), 'readTxn takes read-only txns');
+  const txn = store.read();
+  const path = compareToPath(txn, rt);
+  checkTxn(txn, rt, path, NO_LEASES);
+  const txnRev = txn.rev();
+  const run = async (rq: TxnRequest, p: TxnPath): Promise<TxnResponse> => {
+    let child = 0;
+    const responses: ResponseOp[] = [];
+    for (const op of p.succeeded ? rq.success : rq.failure) {
+      if (op.request === 'requestRange') {
+        const r = op.requestRange;
+        const rr = await store.rangeInSlices(
+          r.key,
+          r.rangeEnd,
+          rangeOptionsOf(r),
+          pause,
+          sliceKeys,
+          txnRev,
+        );
+        responses.push({ response: 'responseRange', responseRange: finishRange(r, rr) });
+      } else if (op.request === 'requestTxn') {
+        const sub = await run(op.requestTxn, p.children[child++]!);
+        responses.push({ response: 'responseTxn', responseTxn: sub });
+      } else {
+        assert(false, `a read-only txn has a ${op.request}`);
+      }
+    }
+    return { header: { revision: 0 }, succeeded: p.succeeded, responses };
+  };
+  return { ...(await run(rt, path)), header: { revision: txnRev } };
+}
+
 /** A read-only txn puts nothing, so no lease is ever looked up. */
 const NO_LEASES: LeaseAttachments = {
   exists: () => {

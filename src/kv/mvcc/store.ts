@@ -513,7 +513,9 @@ export class MvccStore implements WatchableStore {
    * its whole length (etcd answers it from a goroutine). The read revision and a backend view are
    * fixed at the start, so the answer is the one `read().range` would have given then. A
    * compaction past that revision between slices fails the range with COMPACTED: the index no
-   * longer says which revision each key had. `sliceKeys`: smaller slices, for tests.
+   * longer says which revision each key had. `sliceKeys`: smaller slices, for tests. `txnRev`:
+   * the revision of the read transaction this range is part of (a read-only txn's ranges all read
+   * at the revision its compares saw), the current one by default.
    */
   async rangeInSlices(
     key: Uint8Array,
@@ -521,10 +523,12 @@ export class MvccStore implements WatchableStore {
     options: RangeOptions,
     pause: () => Promise<void>,
     sliceKeys = RANGE_SLICE_KEYS,
+    txnRev = this.currentRev,
   ): Promise<RangeResult> {
     assert(sliceKeys > 0 && sliceKeys <= RANGE_SLICE_KEYS, 'slice size in bounds');
+    assert(txnRev <= this.currentRev, 'a transaction revision the store has reached');
     this.assertIdle();
-    const curRev = this.currentRev;
+    const curRev = txnRev;
     const end = rangeEndKey(rangeEnd);
     // One key, or a count (the index alone, no values): one step, as `read().range`.
     if (end === null) return this.rangeKeys(this.backend, key, rangeEnd, curRev, options);
