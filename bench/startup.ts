@@ -23,6 +23,7 @@ import { parseArgs } from 'node:util';
 import * as grpc from '@grpc/grpc-js';
 import { REPO_DIR, TANDEM_BIN } from '../src/cli/local-cluster.js';
 import { sleep } from '../src/cli/local-net.js';
+import { STARTUP_TIMELINE_KEYS } from '../src/cli/startup-timeline.js';
 import type { BenchCluster, BenchMember } from './cluster.js';
 import { startEtcdCluster } from './etcd-cluster.js';
 import { countRangeKvs, encodeRange, GrpcKvClient, runCell } from './load.js';
@@ -162,18 +163,7 @@ interface RestartOutcome {
 }
 
 /** The phases a tandem member logs, in order, then when its role was confirmed. */
-const TIMELINE_KEYS = [
-  'nodeBoot',
-  'modules',
-  'config',
-  'storage',
-  'transport',
-  'member',
-  'clientPort',
-  'adminPort',
-  'roleConfirmed',
-  'cpuMs',
-] as const;
+const TIMELINE_KEYS = [...STARTUP_TIMELINE_KEYS, 'roleConfirmed', 'cpuMs'] as const;
 
 /**
  * A tandem member's start-up timeline from the log it wrote since `fromByte`: the 'tandem member

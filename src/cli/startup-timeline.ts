@@ -7,14 +7,19 @@
  */
 
 /** The phases in order; each mark is the end of the phase named. */
-export type StartupPhase =
-  | 'modules'
-  | 'config'
-  | 'storage'
-  | 'transport'
-  | 'member'
-  | 'clientPort'
-  | 'adminPort';
+export const STARTUP_PHASES = [
+  'modules',
+  'config',
+  'storage',
+  'transport',
+  'member',
+  'clientPort',
+  'adminPort',
+] as const;
+export type StartupPhase = (typeof STARTUP_PHASES)[number];
+
+/** What the serving line's `startupMs` holds, in order: Node's boot, then each phase's end. */
+export const STARTUP_TIMELINE_KEYS = ['nodeBoot', ...STARTUP_PHASES] as const;
 
 export class StartupTimeline {
   private readonly endsMs: Partial<Record<StartupPhase | 'nodeBoot', number>> = {

@@ -12,6 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { REPO_DIR } from '../../src/cli/local-cluster.js';
+import { STARTUP_TIMELINE_KEYS } from '../../src/cli/startup-timeline.js';
 
 const EXIT_WITHIN_MS = 20_000;
 /** From spawn to serving, from source (tsx) on a loaded machine: generous. */
@@ -152,16 +153,7 @@ async function startUntil(
   return lines;
 }
 
-const PHASES = [
-  'nodeBoot',
-  'modules',
-  'config',
-  'storage',
-  'transport',
-  'member',
-  'clientPort',
-  'adminPort',
-];
+const PHASES = STARTUP_TIMELINE_KEYS;
 
 test('a member logs its start-up timeline, and when its role is confirmed, on a new and a restarted data directory', {
   timeout: 2 * (SERVE_WITHIN_MS + EXIT_WITHIN_MS) + 10_000,
