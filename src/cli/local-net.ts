@@ -3,6 +3,8 @@
  * integration tests, the benchmarks): free ports, sleeping, bounded polling, and one bounded JSON
  * request to a member's admin endpoint.
  */
+import { randomInt } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import { createServer, type Server } from 'node:net';
@@ -30,20 +32,57 @@ export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
 }
 
 /**
- * `count` distinct ports of `host` that were free a moment ago: all are bound at once (so they
- * differ), then released. Another process may take one in between: a tiny race, accepted.
+ * Where listen ports are picked: below the kernel's ephemeral range (Linux:
+ * /proc/sys/net/ipv4/ip_local_port_range, 32768-60999 by default), from which the local ports of
+ * outgoing connections come. A port picked from that range could be taken by any connection
+ * between the pick and the member's bind (seen in CI: EADDRINUSE at a member's start); below it,
+ * only another listener picking at random could. Null: no such range known (port 0 then).
+ */
+export function listenPortRange(): { readonly min: number; readonly max: number } | null {
+  let ephemeralLow: number;
+  try {
+    ephemeralLow = Number(readFileSync(EPHEMERAL_RANGE_FILE, 'utf8').trim().split(/\s+/)[0]);
+  } catch {
+    return null;
+  }
+  if (!Number.isInteger(ephemeralLow) || ephemeralLow <= LISTEN_PORT_MIN + 1024) return null;
+  return { min: LISTEN_PORT_MIN, max: ephemeralLow - 1 };
+}
+
+const EPHEMERAL_RANGE_FILE = '/proc/sys/net/ipv4/ip_local_port_range';
+/** The lowest listen port picked (well above the well-known and registered-service ports in use). */
+const LISTEN_PORT_MIN = 10_000;
+/** Random picks tried per port wanted before giving up (each a bind that failed). */
+const PORT_PICKS_PER_PORT_MAX = 64;
+
+/** Listens on `port` of `host` (0: any); false when it is taken. */
+function tryListen(server: Server, port: number, host: string): Promise<boolean> {
+  return new Promise((resolve, reject) => {
+    server.once('error', (error: NodeJS.ErrnoException) =>
+      error.code === 'EADDRINUSE' || error.code === 'EACCES' ? resolve(false) : reject(error),
+    );
+    server.listen(port, host, () => resolve(true));
+  });
+}
+
+/**
+ * `count` distinct ports of `host` that were free a moment ago: picked at random below the
+ * ephemeral range (listenPortRange), all bound at once (so they differ), then released. Another
+ * listener may take one in between: a small race, accepted.
  */
 export async function freePorts(count: number, host = '127.0.0.1'): Promise<number[]> {
   assert(Number.isInteger(count) && count >= 1 && count <= FREE_PORTS_MAX, 'port count in range');
+  const range = listenPortRange();
   const servers: Server[] = [];
   try {
-    for (let i = 0; i < count; i++) {
+    for (let picks = 0; servers.length < count; picks++) {
+      if (picks >= count * PORT_PICKS_PER_PORT_MAX) {
+        throw new Error(`no ${count} free ports on ${host} in ${picks} picks`);
+      }
+      const port = range === null ? 0 : randomInt(range.min, range.max + 1);
       const server = createServer();
-      servers.push(server);
-      await new Promise<void>((resolve, reject) => {
-        server.once('error', reject);
-        server.listen(0, host, resolve);
-      });
+      if (await tryListen(server, port, host)) servers.push(server);
+      else server.close();
     }
     return servers.map((server) => (server.address() as { port: number }).port);
   } finally {

@@ -276,6 +276,8 @@ describe('tandem client', { timeout: 300_000 }, () => {
       }
       return latencies.sort((a, b) => a - b);
     };
+    // A serializable read may be stale: every member applies the put before the reads.
+    await c.waitForCatchUp(20_000);
     // What reads cost on this machine right now, all members running: the bar below scales with
     // it, so a loaded machine does not fail the test (a read waiting on the stopped member takes
     // the hedge delay or the 2 s attempt timeout, far above either).
