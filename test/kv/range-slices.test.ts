@@ -18,6 +18,40 @@ function applyAll(sm: KvStateMachine, reqs: readonly KvRequest[]): void {
   for (const r of reqs) sm.apply(sm.appliedIndex() + 1, encodeCommand(r));
 }
 
+/** The answer, or the KvError code it threw. */
+async function outcome(f: () => unknown): Promise<unknown> {
+  try {
+    return await f();
+  } catch (error) {
+    return (error as KvError).code;
+  }
+}
+
+/**
+ * A state machine on a fresh `kind` backend holding `history`, and a pause that applies the next
+ * batch of `during` (round robin) each time, as writes landing between slices.
+ */
+async function withStore(
+  kind: (typeof BACKENDS)[number],
+  history: readonly KvRequest[],
+  during: readonly (readonly KvRequest[])[],
+  body: (sm: KvStateMachine, pause: () => Promise<void>) => Promise<void>,
+): Promise<void> {
+  const { backend, cleanup } = kind.create();
+  try {
+    const sm = KvStateMachine.open(backend, { lessor: new FakeLessor() });
+    applyAll(sm, history);
+    let pauses = 0;
+    const pause = async () => {
+      applyAll(sm, during[pauses % Math.max(1, during.length)] ?? []);
+      pauses++;
+    };
+    await body(sm, pause);
+  } finally {
+    await cleanup();
+  }
+}
+
 const keyName = fc.integer({ min: 0, max: 40 }).map((i) => `k${String(i).padStart(2, '0')}`);
 const write: fc.Arbitrary<KvRequest> = fc.oneof(
   {
@@ -82,36 +116,15 @@ for (const kind of BACKENDS) {
           fc.array(rangeReq, { minLength: 1, maxLength: 5 }),
           fc.array(fc.array(write, { maxLength: 4 }), { maxLength: 30 }),
           fc.integer({ min: 1, max: 7 }),
-          async (history, ranges, during, sliceKeys) => {
-            const { backend, cleanup } = kind.create();
-            try {
-              const sm = KvStateMachine.open(backend, { lessor: new FakeLessor() });
-              applyAll(sm, history);
-              let pauses = 0;
-              const pause = async () => {
-                applyAll(sm, during[pauses % Math.max(1, during.length)] ?? []);
-                pauses++;
-              };
+          (history, ranges, during, sliceKeys) =>
+            withStore(kind, history, during, async (sm, pause) => {
               for (const make of ranges) {
                 const req = make(sm.store.currentRevision());
-                let expected: unknown;
-                try {
-                  expected = sm.range(req);
-                } catch (error) {
-                  expected = (error as KvError).code;
-                }
-                let got: unknown;
-                try {
-                  got = await sm.rangeInSlices(req, pause, sliceKeys);
-                } catch (error) {
-                  got = (error as KvError).code;
-                }
+                const expected = await outcome(() => sm.range(req));
+                const got = await outcome(() => sm.rangeInSlices(req, pause, sliceKeys));
                 assert.deepEqual(got, expected);
               }
-            } finally {
-              await cleanup();
-            }
-          },
+            }),
         ),
         { numRuns: kind.name === 'lmdb' ? 60 : 200 },
       );
@@ -125,16 +138,8 @@ for (const kind of BACKENDS) {
           keyName,
           fc.array(fc.array(write, { maxLength: 4 }), { maxLength: 20 }),
           fc.integer({ min: 1, max: 5 }),
-          async (history, ranges, compared, during, sliceKeys) => {
-            const { backend, cleanup } = kind.create();
-            try {
-              const sm = KvStateMachine.open(backend, { lessor: new FakeLessor() });
-              applyAll(sm, history);
-              let pauses = 0;
-              const pause = async () => {
-                applyAll(sm, during[pauses % Math.max(1, during.length)] ?? []);
-                pauses++;
-              };
+          (history, ranges, compared, during, sliceKeys) =>
+            withStore(kind, history, during, async (sm, pause) => {
               const rev = sm.store.currentRevision();
               const reads = ranges.map((make) => ({ type: 'range' as const, request: make(rev) }));
               // Both branches read; the compare picks one, as a lock client's Txn does.
@@ -145,23 +150,10 @@ for (const kind of BACKENDS) {
               });
               assert.equal(t.type, 'txn');
               const req = t.request as Parameters<KvStateMachine['readTxn']>[0];
-              let expected: unknown;
-              try {
-                expected = sm.readTxn(req);
-              } catch (error) {
-                expected = (error as KvError).code;
-              }
-              let got: unknown;
-              try {
-                got = await sm.readTxnInSlices(req, pause, sliceKeys);
-              } catch (error) {
-                got = (error as KvError).code;
-              }
+              const expected = await outcome(() => sm.readTxn(req));
+              const got = await outcome(() => sm.readTxnInSlices(req, pause, sliceKeys));
               assert.deepEqual(got, expected);
-            } finally {
-              await cleanup();
-            }
-          },
+            }),
         ),
         { numRuns: kind.name === 'lmdb' ? 40 : 150 },
       );
