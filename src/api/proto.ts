@@ -42,7 +42,7 @@ let cached: PackageDefinition | null = null;
  * etcd's rpc.proto (with kv.proto, auth.proto), v3lock and v3election, and gRPC health. Loaded
  * on first use, proto-loader with it (a CommonJS package, required synchronously): importing
  * and building the definitions costs a member ~100–200 ms of CPU that its start-up does not pay
- * (the hot KV calls have their own codecs; server.ts describes services from methods.ts).
+ * (the hot KV calls have their own codecs; server.ts describes services from service-methods.ts).
  */
 export function loadEtcdProto(): PackageDefinition {
   if (cached === null) {

@@ -3,7 +3,7 @@
  * method's path and streaming flags from the table below, its codec from proto-loader on the
  * method's first call (proto.ts loads it then, once per process). A member so opens its client
  * port without paying proto-loader's ~100–200 ms of CPU; the hot KV calls never need it (their
- * codecs are hand-written, proto-codec.ts). test/api/service-methods.test.ts checks the table
+ * codecs are hand-written, proto-codec.ts). test/api/lazy-proto.test.ts checks the table
  * against the .proto files, method by method.
  */
 import type { SerializerDefinition } from './grpc/handlers.js';

@@ -495,10 +495,7 @@ export class MvccStore implements WatchableStore {
     curRev: number,
     options: RangeOptions,
   ): RangeResult {
-    let rev = options.rev;
-    if (rev > curRev) throw new KvError('FUTURE_REV');
-    if (rev <= 0) rev = curRev;
-    if (rev < this.compactMainRev) throw new KvError('COMPACTED');
+    const rev = this.readRevisionOf(options, curRev);
     const k = bytesToKey(key);
     const end = rangeEndKey(rangeEnd);
     if (options.countOnly) return { kvs: [], count: this.index.count(k, end, rev), rev: curRev };
@@ -530,12 +527,9 @@ export class MvccStore implements WatchableStore {
     this.assertIdle();
     const curRev = txnRev;
     const end = rangeEndKey(rangeEnd);
-    // One key, or a count (the index alone, no values): one step, as `read().range`.
+    // One key: one step, as `read().range`.
     if (end === null) return this.rangeKeys(this.backend, key, rangeEnd, curRev, options);
-    let rev = options.rev;
-    if (rev > curRev) throw new KvError('FUTURE_REV');
-    if (rev <= 0) rev = curRev;
-    if (rev < this.compactMainRev) throw new KvError('COMPACTED');
+    const rev = this.readRevisionOf(options, curRev);
     const keep = options.countOnly
       ? 0
       : options.limit > 0
@@ -566,6 +560,14 @@ export class MvccStore implements WatchableStore {
       view?.release();
     }
     return { kvs, count: total, rev: curRev };
+  }
+
+  /** The revision a range reads at (its own, or the transaction's): FUTURE_REV, COMPACTED. */
+  private readRevisionOf(options: RangeOptions, curRev: number): number {
+    if (options.rev > curRev) throw new KvError('FUTURE_REV');
+    const rev = options.rev <= 0 ? curRev : options.rev;
+    if (rev < this.compactMainRev) throw new KvError('COMPACTED');
+    return rev;
   }
 
   /** @internal The key's KeyValue at `atRev`, or null. */
