@@ -322,7 +322,7 @@ async function main(active: Set<BenchCluster>): Promise<number> {
   }
   const startedAt = new Date();
   if (systems.includes('tandem')) {
-    process.stdout.write('build: npx tsc -p tsconfig.json…\n');
+    process.stdout.write('build: npx tsc -p tsconfig.json, then tools/bundle-cli.mjs…\n');
     const warning = buildTandem();
     if (warning !== null) process.stdout.write(`  warning: ${firstLines(warning)}\n`);
   }

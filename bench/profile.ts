@@ -280,7 +280,7 @@ async function main(): Promise<number> {
   const startedAt = new Date();
   const loadStart = loadavg()[0]!;
   if (flags.build) {
-    process.stdout.write('build: npx tsc -p tsconfig.json…\n');
+    process.stdout.write('build: npx tsc -p tsconfig.json, then tools/bundle-cli.mjs…\n');
     const warning = buildTandem();
     if (warning !== null) process.stdout.write(`  warning: ${firstLines(warning)}\n`);
   }

@@ -1,5 +1,5 @@
 /**
- * `npm run bench`: the side-by-side benchmark. Builds tandem (`npx tsc -p tsconfig.json`), then
+ * `npm run bench`: the side-by-side benchmark. Builds tandem (tsc, then the bundled CLI), then
  * runs the load generators' own ceiling (null server), then real etcd (3 members) and tandem
  * (3 members, the compiled build) with the same generators and workloads, and prints one
  * markdown report (every cell, then tandem/etcd ratios per cell, then read-only Txn against
@@ -531,7 +531,7 @@ async function main(plan: Plan): Promise<number> {
   );
   let buildWarning: string | null = null;
   if (plan.suites.includes('tandem')) {
-    process.stdout.write('build: npx tsc -p tsconfig.json…\n');
+    process.stdout.write('build: npx tsc -p tsconfig.json, then tools/bundle-cli.mjs…\n');
     buildWarning = buildTandem();
     if (buildWarning !== null) process.stdout.write(`  warning: ${firstLines(buildWarning)}\n`);
   }

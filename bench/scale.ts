@@ -1229,7 +1229,7 @@ async function main(plan: Plan): Promise<number> {
       `${plan.watchers} watchers; deadline ${Math.round(runDeadlineMs(plan) / 1000)} s; load average ${results.loadAvgStart.toFixed(1)}`,
   );
   if (plan.suites.includes('tandem')) {
-    log('build: npx tsc -p tsconfig.json…');
+    log('build: npx tsc -p tsconfig.json, then tools/bundle-cli.mjs…');
     const warning = buildTandem();
     if (warning !== null) {
       log(`  warning: ${firstLines(warning)}`);

@@ -261,7 +261,7 @@ async function main(): Promise<void> {
   const startedAt = new Date();
   const loadStart = loadavg()[0]!;
   if (!values['no-build']) {
-    process.stdout.write('build: npx tsc -p tsconfig.json…\n');
+    process.stdout.write('build: npx tsc -p tsconfig.json, then tools/bundle-cli.mjs…\n');
     const warning = buildTandem();
     if (warning !== null) process.stdout.write(`  warning: ${firstLines(warning)}\n`);
   }

@@ -42,7 +42,8 @@ const TSC_ERRORS_OUTPUT_WRITTEN = 2;
 const READY_PUT_TIMEOUT_MS = 2000;
 
 const repoDir = REPO_DIR;
-const DIST_MAIN = join(repoDir, 'dist', 'cli', 'main.js');
+/** What bin/tandem.js runs (tools/bundle-cli.mjs makes it from tsc's dist/cli/). */
+const DIST_MAIN = join(repoDir, 'dist', 'bundle', 'main.js');
 /** The build users run, never tsx: numbers must not reflect on-the-fly compilation. */
 const MEMBER_COMMAND: TandemCommand = 'compiled';
 
@@ -72,10 +73,11 @@ export interface TandemClusterOptions {
 }
 
 /**
- * Compiles src/ to dist/ (`npx tsc -p tsconfig.json`), so members run the JavaScript users run
- * and numbers never reflect tsx or a stale build. Type errors with the output still written (tsc
- * exit status 2: work in progress elsewhere in src/) come back as a warning to print; no output
- * at all throws with tsc's messages.
+ * Compiles src/ to dist/ (`npx tsc -p tsconfig.json`) and bundles the CLI (tools/bundle-cli.mjs),
+ * as `npm run build` does, so members run the JavaScript users run and numbers never reflect tsx
+ * or a stale build. Type errors with the output still written (tsc exit status 2: work in
+ * progress elsewhere in src/) come back as a warning to print; no output at all throws with tsc's
+ * messages.
  */
 export function buildTandem(): string | null {
   const result = spawnSync('npx', ['tsc', '-p', 'tsconfig.json'], {
@@ -84,11 +86,22 @@ export function buildTandem(): string | null {
     timeout: BUILD_TIMEOUT_MS,
   });
   const output = `${result.stdout ?? ''}${result.stderr ?? ''}`.trim();
-  if (result.status === 0) return null;
-  if (result.status === TSC_ERRORS_OUTPUT_WRITTEN && existsSync(DIST_MAIN)) {
-    return `the build has type errors (output written, members run it):\n${output}`;
+  if (result.status !== 0 && result.status !== TSC_ERRORS_OUTPUT_WRITTEN) {
+    throw new Error(`build failed (npx tsc -p tsconfig.json, status ${result.status}):\n${output}`);
   }
-  throw new Error(`build failed (npx tsc -p tsconfig.json, status ${result.status}):\n${output}`);
+  const bundle = spawnSync(process.execPath, [join(repoDir, 'tools', 'bundle-cli.mjs')], {
+    cwd: repoDir,
+    encoding: 'utf8',
+    timeout: BUILD_TIMEOUT_MS,
+  });
+  if (bundle.status !== 0 || !existsSync(DIST_MAIN)) {
+    const bundleOutput = `${bundle.stdout ?? ''}${bundle.stderr ?? ''}`.trim();
+    throw new Error(
+      `bundling failed (tools/bundle-cli.mjs, status ${bundle.status}):\n${bundleOutput}`,
+    );
+  }
+  if (result.status === 0) return null;
+  return `the build has type errors (output written, members run it):\n${output}`;
 }
 
 /** The first `count` lines of a long message (tsc output), with how many were left out. */

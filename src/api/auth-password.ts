@@ -8,7 +8,6 @@
  * a snapshot restored from etcd, are checked too, so migrated users keep their passwords.
  */
 import { randomBytes, scrypt, timingSafeEqual } from 'node:crypto';
-import bcrypt from 'bcryptjs';
 import { BCRYPT_HASH, bcryptCost } from '../kv/auth/hash-format.js';
 import { ServerError } from '../server/errors.js';
 
@@ -95,7 +94,12 @@ export async function verifyPassword(password: string, stored: string): Promise<
   if (BCRYPT_HASH.test(stored)) {
     if (bcryptCost(stored) === null) return false; // a cost past the bound
     if (Buffer.byteLength(password) > BCRYPT_PASSWORD_BYTES_MAX) return false;
-    return withSlot(() => bcrypt.compare(password, stored));
+    // Loaded on first use: only users restored from an etcd snapshot carry bcrypt hashes, and
+    // loading it costs every start-up about 12 ms otherwise.
+    return withSlot(async () => {
+      const { default: bcrypt } = await import('bcryptjs');
+      return bcrypt.compare(password, stored);
+    });
   }
   const parts = stored.split('$');
   if (parts.length !== 6 || parts[0] !== 'scrypt') return false;
