@@ -160,13 +160,22 @@ for (const kind of BACKENDS) {
           { type: 'PUT', key: 'a', mod: 3, prev: null }, // not wanted: not read
           { type: 'PUT', key: 'a', mod: 4, prev: ['a', '2', 2, 3, 2, 7] },
           { type: 'PUT', key: 'a', mod: 5, prev: null },
-          { type: 'DELETE', key: 'a', mod: 6, prev: ['a', '4', 2, 5, 4, 7] }, // deletes read it
+          { type: 'DELETE', key: 'a', mod: 6, prev: null }, // not wanted: not read either
           { type: 'PUT', key: 'a', mod: 7, prev: null },
         ]);
         // Creation and version as the index tracks them: a new generation after the delete.
         const kv = sm.range(get('a').request as RangeRequest).kvs[0]!;
         assert.deepEqual(kvTuple(kv), ['a', '5', 7, 7, 1]);
+        // The lease of a value it did not read came from the index.
         assert.deepEqual(lessor.keys(7n), [], 'the delete detached the key from lease 7');
+        wanted = true;
+        heard.length = 0;
+        applyAll(sm, [put('a', '6', { lease: 7n }), del('a')]);
+        assert.deepEqual(heard, [
+          { type: 'PUT', key: 'a', mod: 8, prev: ['a', '5', 7, 7, 1] },
+          { type: 'DELETE', key: 'a', mod: 9, prev: ['a', '6', 7, 8, 2, 7] },
+        ]);
+        assert.deepEqual(lessor.keys(7n), []);
       } finally {
         await cleanup();
       }
