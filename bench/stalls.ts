@@ -12,6 +12,7 @@
  * (etcd runs Raft on goroutines apart from its apply loop; it has no such figure).
  *
  *   node --import tsx bench/stalls.ts [--keys 100000] [--suites etcd,tandem] [--no-build]
+ *                                     [--cpu-prof DIR: tandem's members write CPU profiles there]
  *
  * Bounded: the load has a deadline, each operation a gRPC deadline; every process is stopped by
  * PID at the end. Also written to bench/out/stalls-latest.md.
@@ -205,9 +206,17 @@ const STEPS = [
   'DeleteRange of every key',
 ] as const;
 
-async function runSuite(suite: Suite, keys: number): Promise<Map<string, StepResult>> {
+async function runSuite(
+  suite: Suite,
+  keys: number,
+  profDir: string | null,
+): Promise<Map<string, StepResult>> {
   const cluster =
-    suite === 'etcd' ? await startEtcdCluster({ size: 3 }) : await startTandemCluster();
+    suite === 'etcd'
+      ? await startEtcdCluster({ size: 3 })
+      : await startTandemCluster(
+          profDir === null ? {} : { nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${profDir}`] },
+        );
   const stopOnSignal = (): void => void cluster.stop().then(() => process.exit(130));
   process.once('SIGINT', stopOnSignal);
   const results = new Map<string, StepResult>();
@@ -270,6 +279,7 @@ async function main(): Promise<void> {
       keys: { type: 'string', default: String(KEYS_DEFAULT) },
       suites: { type: 'string', default: SUITES.join(',') },
       'no-build': { type: 'boolean', default: false },
+      'cpu-prof': { type: 'string' },
     },
   });
   const keys = Number(values.keys);
@@ -289,7 +299,7 @@ async function main(): Promise<void> {
   const bySuite = new Map<Suite, Map<string, StepResult>>();
   for (const suite of suites) {
     log(`${suite}: ${keys.toLocaleString('en-US')} keys, written twice…`);
-    bySuite.set(suite, await runSuite(suite, keys));
+    bySuite.set(suite, await runSuite(suite, keys, values['cpu-prof'] ?? null));
   }
   const lines = [
     `# Large operations and the event loop — ${new Date().toISOString()}`,

@@ -36,10 +36,30 @@ export class TreeIndex {
     ki.put(rev, lease);
   }
 
-  tombstone(key: string, rev: Revision): void {
-    const ki = this.keys.get(key);
+  /** `known`: the key's index entry if the caller has it (no second search of the map). */
+  tombstone(key: string, rev: Revision, known?: KeyIndex): void {
+    const ki = known ?? this.keys.get(key);
     assert(ki !== undefined, 'tombstone of unknown key');
+    assert(ki.key === key, 'key index of another key');
     ki.tombstone(rev);
+  }
+
+  /**
+   * The index entries of the keys live at `atRev` in the range (end: null = single key, '' =
+   * unbounded), in key order: what a DeleteRange deletes, each found once.
+   */
+  liveKeyIndexes(key: string, end: string | null, atRev: number): KeyIndex[] {
+    const found: KeyIndex[] = [];
+    if (end === null) {
+      const ki = this.keys.get(key);
+      if (ki !== undefined && ki.get(atRev) !== null) found.push(ki);
+      return found;
+    }
+    this.keys.scan(key, end === '' ? null : end, (_k, ki) => {
+      if (ki.get(atRev) !== null) found.push(ki);
+      return true;
+    });
+    return found;
   }
 
   /**
