@@ -34,7 +34,7 @@ import {
   readTxnInSlices,
 } from './mvcc/execute.js';
 import { restoreSnapshot, type SnapshotInfo, snapshotChunks } from './mvcc/snapshot.js';
-import { type KvHash, MvccStore, type TxnWrite } from './mvcc/store.js';
+import { type KvHash, MvccStore, type StoreBugName, type TxnWrite } from './mvcc/store.js';
 import { quotaCostBytes } from './quota.js';
 import type { LeaseAttachments } from './types.js';
 import { checkRequestSize, type KvLimits, kvLimits, validateRequest } from './validate.js';
@@ -42,6 +42,10 @@ import { checkRequestSize, type KvLimits, kvLimits, validateRequest } from './va
 export interface KvStateMachineOptions {
   readonly lessor: LeaseAttachments;
   readonly limits?: Partial<KvLimits>;
+  /** Records a compaction deletes in one backend transaction (default COMPACT_BATCH_RECORDS). */
+  readonly compactBatchRecords?: number;
+  /** The simulator's injected store bugs (never in production). */
+  readonly bugs?: ReadonlySet<StoreBugName>;
 }
 
 export type ApplyResult =
@@ -70,7 +74,7 @@ export class KvStateMachine {
   private constructor(backend: Backend, options: KvStateMachineOptions) {
     this.limits = kvLimits(options.limits);
     this.lessor = options.lessor;
-    this.store = MvccStore.open(backend, options.lessor);
+    this.store = MvccStore.open(backend, options.lessor, options.compactBatchRecords, options.bugs);
   }
 
   static open(backend: Backend, options: KvStateMachineOptions): KvStateMachine {

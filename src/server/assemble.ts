@@ -19,6 +19,7 @@ import type { RedundancyPolicy } from '../cluster/policy.js';
 import type { Clock } from '../io/clock.js';
 import type { Network } from '../io/network.js';
 import type { RaftPersistence } from '../io/persistence.js';
+import type { StoreBugName } from '../kv/mvcc/store.js';
 import type { MemoryStorage } from '../raft/storage.js';
 import type { BugName, NodeId, RaftLogger } from '../raft/types.js';
 import type { Random } from '../util/prng.js';
@@ -42,7 +43,8 @@ export type MemberBugName =
   | AckAllBugName
   | LeaseBugName
   | PublicationBugName
-  | LoopBugName;
+  | LoopBugName
+  | StoreBugName;
 export const MEMBER_BUG_NAMES: readonly MemberBugName[] = [
   'serve-unconfirmed',
   'role-checked-on-arrival',
@@ -50,6 +52,7 @@ export const MEMBER_BUG_NAMES: readonly MemberBugName[] = [
   'lease-expire-early',
   'publish-no-retry',
   'lease-by-ticks',
+  'compaction-forgets-pending',
 ];
 
 /** What a member is: its identity, its published facts, its timing and its policies. */

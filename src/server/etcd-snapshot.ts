@@ -69,6 +69,7 @@ const SCAN_BATCH_ENTRIES = 1024;
 /** The cluster version etcd 3.4's restore and start expect to find. */
 const CLUSTER_VERSION = '3.4.0';
 const TANDEM_META_COMPACT_REVISION = enc.encode('finished_compact_rev');
+const TANDEM_META_SCHEDULED_COMPACT_REVISION = enc.encode('scheduled_compact_rev');
 /** etcd's members_removed value (membership/store.go mustDeleteMemberFromBackend). */
 const REMOVED = enc.encode('removed');
 
@@ -85,6 +86,11 @@ export interface EtcdSnapshotSource {
   readonly revision: number;
   /** 0 or -1 when never compacted. */
   readonly compactRevision: number;
+  /**
+   * The compaction whose deletes are all done (absent: `compactRevision`). Behind it while the
+   * view still holds records a compaction drops: etcd then finishes that compaction on restore.
+   */
+  readonly finishedCompactRevision?: number;
   readonly members: readonly MemberInfo[];
   /** Ids of removed members (etcd's members_removed bucket). */
   readonly removedMemberIds: readonly number[];
@@ -170,13 +176,21 @@ function toEtcdKeyEntry([revKey, value]: BboltEntry): BboltEntry {
   return [etcdRevisionKey(revKey), etcdStoredValue(kv, tombstone)];
 }
 
+function u64Bytes(n: number): Uint8Array {
+  const bytes = new Uint8Array(8);
+  writeU64(new DataView(bytes.buffer), 0, n);
+  return bytes;
+}
+
 function etcdMeta(source: EtcdSnapshotSource): BboltEntry[] {
   const index = new Uint8Array(8);
   writeU64(new DataView(index.buffer), 0, source.appliedIndex);
   const entries: BboltEntry[] = [[ETCD_META.consistentIndex, index]];
+  const etcdRev = (main: number) => etcdRevisionKey(revisionToBytes({ main, sub: 0 }));
+  const finished = source.finishedCompactRevision ?? source.compactRevision;
+  if (finished > 0) entries.push([ETCD_META.finishedCompactRev, etcdRev(finished)]);
   if (source.compactRevision > 0) {
-    const rev = etcdRevisionKey(revisionToBytes({ main: source.compactRevision, sub: 0 }));
-    entries.push([ETCD_META.finishedCompactRev, rev], [ETCD_META.scheduledCompactRev, rev]);
+    entries.push([ETCD_META.scheduledCompactRev, etcdRev(source.compactRevision)]);
   }
   return entries;
 }
@@ -319,15 +333,25 @@ export function restoreEtcdSnapshot(
       revision = rev.main;
       onEntry(++keyEntries);
     }
-    let compactRevision = 0;
+    // finishedCompactRev: the compaction whose deletes are done; scheduledCompactRev ahead of it:
+    // one the snapshot was taken in the middle of, which the store finishes when it opens.
+    let finishedCompactRevision = 0;
+    let scheduledCompactRevision = 0;
     for (const [key, value] of reader.bucket(enc.encode('meta')) ?? []) {
-      if (Buffer.compare(key, ETCD_META.finishedCompactRev) !== 0) continue;
-      if (value.length !== ETCD_REVISION_BYTES) throw corrupt('meta: finishedCompactRev length');
-      compactRevision = readU64(new DataView(value.buffer, value.byteOffset, 8), 0);
-      if (compactRevision === 0) continue; // never compacted
-      const bytes = new Uint8Array(8);
-      writeU64(new DataView(bytes.buffer), 0, compactRevision);
-      tx.put('meta', TANDEM_META_COMPACT_REVISION, bytes);
+      const finished = Buffer.compare(key, ETCD_META.finishedCompactRev) === 0;
+      if (!finished && Buffer.compare(key, ETCD_META.scheduledCompactRev) !== 0) continue;
+      const name = finished ? 'finishedCompactRev' : 'scheduledCompactRev';
+      if (value.length !== ETCD_REVISION_BYTES) throw corrupt(`meta: ${name} length`);
+      const rev = readU64(new DataView(value.buffer, value.byteOffset, 8), 0);
+      if (finished) finishedCompactRevision = rev;
+      else scheduledCompactRevision = rev;
+    }
+    const compactRevision = Math.max(finishedCompactRevision, scheduledCompactRevision);
+    if (finishedCompactRevision > 0) {
+      tx.put('meta', TANDEM_META_COMPACT_REVISION, u64Bytes(finishedCompactRevision));
+    }
+    if (scheduledCompactRevision > finishedCompactRevision) {
+      tx.put('meta', TANDEM_META_SCHEDULED_COMPACT_REVISION, u64Bytes(scheduledCompactRevision));
     }
     let leases = 0;
     for (const [, value] of reader.bucket(enc.encode('lease')) ?? []) {

@@ -258,6 +258,7 @@ export class Member<R = unknown> {
   private state: 'new' | 'running' | 'stopping' | 'stopped' = 'new';
   private tickTimer: TimerHandle | null = null;
   private drainScheduled = false;
+  private backgroundScheduled = false;
   /** A Ready is being persisted; the next one waits (one save in flight, in order). */
   private saving = false;
   private snapshotting = false;
@@ -365,6 +366,7 @@ export class Member<R = unknown> {
     this.network.onReport((r) => this.report(r));
     this.scheduleTick();
     this.scheduleDrain();
+    this.scheduleBackground();
   }
 
   /** Stops ticking and accepting work; finishes the save in flight, then fails what waits. */
@@ -395,7 +397,10 @@ export class Member<R = unknown> {
       resumed = true;
       this.applyPauses--;
       assert(this.applyPauses >= 0, 'apply pauses balanced');
-      if (this.applyPauses === 0) this.scheduleDrain();
+      if (this.applyPauses === 0) {
+        this.scheduleDrain();
+        this.scheduleBackground();
+      }
     };
     return new Promise((resolve) => {
       if (!this.saving) resolve(resume);
@@ -814,6 +819,24 @@ export class Member<R = unknown> {
     }
     this.maybeSnapshot();
     this.scheduleDrain();
+    this.scheduleBackground();
+  }
+
+  /**
+   * The state machine's deferred work (a large compaction's deletes), a bounded slice per turn
+   * between Readies, so no apply holds the loop for all of it. Not while apply is paused (a
+   * defragment copies the backend then).
+   */
+  private scheduleBackground(): void {
+    if (this.backgroundScheduled || this.state !== 'running' || this.applyPauses > 0) return;
+    if (this.sm.backgroundPending?.() !== true) return;
+    this.backgroundScheduled = true;
+    this.clock.defer(() => {
+      this.backgroundScheduled = false;
+      if (this.state !== 'running' || this.applyPauses > 0) return;
+      this.sm.backgroundStep?.();
+      this.scheduleBackground();
+    });
   }
 
   private send(all: readonly Message[]): void {

@@ -41,4 +41,11 @@ export interface ReplicatedStateMachine<R = unknown> {
   ): void;
   /** Replaces the whole state with a snapshot's. */
   restore(snapshot: Snapshot): void;
+  /**
+   * Deferred work of earlier applies (a large compaction's deletes): true while some is left.
+   * Optional, with `backgroundStep`.
+   */
+  backgroundPending?(): boolean;
+  /** Does one bounded slice of that work, between applies (never inside `transaction`). */
+  backgroundStep?(): void;
 }

@@ -78,8 +78,12 @@ import {
   type LessorOptions,
 } from '../kv/lease/lessor.js';
 import { LEASE_ID_MAX, LEASE_TTL_SECONDS_MAX, LEASES_MAX_DEFAULT } from '../kv/lease/limits.js';
-import type { KvHash, MvccStore } from '../kv/mvcc/store.js';
-import { type ApplyResult, KvStateMachine } from '../kv/state-machine.js';
+import type { KvHash, MvccStore, StoreBugName } from '../kv/mvcc/store.js';
+import {
+  type ApplyResult,
+  KvStateMachine,
+  type KvStateMachineOptions,
+} from '../kv/state-machine.js';
 import type {
   CommitSubscription,
   KeyRange,
@@ -208,6 +212,13 @@ export interface TandemStateMachineOptions {
   readonly nowMs: () => number;
   /** The request-id table's bounds (dedupe.ts); the same on every member of a cluster. */
   readonly dedupe?: Partial<DedupeLimits>;
+  /**
+   * Records a compaction deletes per backend transaction (MvccStore's COMPACT_BATCH_RECORDS);
+   * the simulator makes it small so that its compactions run in batches.
+   */
+  readonly compactBatchRecords?: number;
+  /** The simulator's injected store bugs (never in production). */
+  readonly storeBugs?: ReadonlySet<StoreBugName>;
 }
 
 export function encodeKvCommand(kvCommand: Uint8Array): Uint8Array {
@@ -349,14 +360,19 @@ export class TandemStateMachine implements ReplicatedStateMachine {
   /** Called after the registry's peers may have changed (the transport re-reads them). */
   onPeersChanged: (() => void) | null = null;
 
+  private readonly compactBatchRecords: number | undefined;
+  private readonly storeBugs: ReadonlySet<StoreBugName> | undefined;
+
   constructor(options: TandemStateMachineOptions) {
     this.backend = options.backend;
     this.nowMs = options.nowMs;
+    this.compactBatchRecords = options.compactBatchRecords;
+    this.storeBugs = options.storeBugs;
     this.lessor = new Lessor(options.lessor ?? {});
     this.dedupe = new DedupeTable({ ...DEDUPE_LIMITS_DEFAULT, ...options.dedupe });
     this.registry = MemberRegistry.bootstrap([]);
     this.loadSideState(options.founders ?? []);
-    this.kv = KvStateMachine.open(this.backend, { lessor: this.lessor });
+    this.kv = KvStateMachine.open(this.backend, this.kvOptions());
     this.current = new CurrentStore(this.kv.store);
     this.watchHub = new WatchHub(this.current);
   }
@@ -473,6 +489,7 @@ export class TandemStateMachine implements ReplicatedStateMachine {
       appliedIndex: store.appliedIndex(),
       revision: store.currentRevision(),
       compactRevision: store.compactRevision(),
+      finishedCompactRevision: store.finishedCompactRevision(),
       members: this.registry.list(),
       removedMemberIds: this.registry.removedIds(),
     });
@@ -524,13 +541,36 @@ export class TandemStateMachine implements ReplicatedStateMachine {
     slice();
   }
 
+  private kvOptions(): KvStateMachineOptions {
+    const batch = this.compactBatchRecords;
+    return {
+      lessor: this.lessor,
+      ...(batch === undefined ? {} : { compactBatchRecords: batch }),
+      ...(this.storeBugs === undefined ? {} : { bugs: this.storeBugs }),
+    };
+  }
+
+  /** A compaction too large to delete in its own apply deletes its records in batches. */
+  backgroundPending(): boolean {
+    return this.kv.store.compactionPending();
+  }
+
+  backgroundStep(): void {
+    this.kv.store.compactStep();
+  }
+
+  /** The key-bucket records a compaction dropped that are not deleted yet (the simulator's digest). */
+  compactionPendingRecords(): readonly Uint8Array[] {
+    return this.kv.store.compactionPendingRecords();
+  }
+
   restore(snapshot: Snapshot): void {
     assert(!this.lessor.isPrimary(), 'a leader does not install snapshots');
     const chunks = unpack(snapshot.data) as Uint8Array[];
     assert(Array.isArray(chunks), 'state snapshot is not a list of chunks');
     // The lease table is loaded from the restored backend before the store opens, since
     // opening re-attaches keys to the leases that exist (and rebuilds the key index: once).
-    this.kv = KvStateMachine.restore(this.backend, chunks, { lessor: this.lessor }, () =>
+    this.kv = KvStateMachine.restore(this.backend, chunks, this.kvOptions(), () =>
       this.loadSideState([]),
     );
     this.current.attach(this.kv.store);

@@ -22,6 +22,7 @@ import type { PeerReport } from '../io/network.js';
 import {
   CompareResult,
   CompareTarget,
+  compactionRequest,
   compare,
   op,
   putRequest,
@@ -150,6 +151,13 @@ export interface MemberModeParams {
   readonly pauseRate: number;
   /** Mean ms between lease grants (0: no leases in this seed). */
   readonly leaseEveryMs: number;
+  /** Mean ms between compactions near the newest revision seen (0: none in this seed). */
+  readonly compactEveryMs: number;
+  /**
+   * Records a compaction deletes per backend transaction: small, so that most compactions leave
+   * deletes to run in batches between applies (and across snapshots and restarts).
+   */
+  readonly compactBatchRecords: number;
   /** Redundancy mode: share of client requests sent to any up member, standbys included. */
   readonly anyMemberShare: number;
 }
@@ -225,11 +233,20 @@ export class MemberHost {
       nowMs: () => clock.now(),
       // As src/cli/node.ts: a lease outlives the election a leader crash may cause.
       lessor: { minTtlSeconds: Math.ceil((1.5 * electionMs) / 1000) },
+      compactBatchRecords: sim.mode.compactBatchRecords,
+      ...(sim.mode.memberBug === 'compaction-forgets-pending'
+        ? { storeBugs: new Set(['compaction-forgets-pending'] as const) }
+        : {}),
     });
     // The KV backend is in memory: every start rebuilds it from the durable snapshot.
     const snap = this.durable.snapshot();
     sm.restore(snap);
-    sim.kv.onApplied(this.id, snap.metadata.index, backend.digest, 'restoring a snapshot at');
+    sim.kv.onApplied(
+      this.id,
+      snap.metadata.index,
+      backend.digestExcluding(sm.compactionPendingRecords()),
+      'restoring a snapshot at',
+    );
     const net = new SimPeerNetwork(this.id, sim.network, clock);
     const founder = sim.founder(this.id);
     const r = sim.mode.redundancy;
@@ -344,7 +361,7 @@ export class MemberHost {
   }
 
   private onApplied(entry: Entry, result: unknown, backend: DigestBackend): void {
-    const digest = backend.digest;
+    const digest = backend.digestExcluding(this.sm!.compactionPendingRecords());
     this.sim.kv.onApplied(this.id, entry.index, digest);
     this.sim.checker.onApply(this.id, entry, digest);
     this.sim.members.onApplied(entry, result, this.sim.queue.nowMs);
@@ -412,6 +429,23 @@ export class MemberHost {
     );
     // INJECTED FAULT: acknowledged once the member took it, before it is committed or applied.
     if (this.sim.mode.fault === 'ack-before-apply') finish('ok');
+    return true;
+  }
+
+  /**
+   * A compaction at `revision`; `done(ok)`. Refusals (COMPACTED, FUTURE_REV) are expected: the
+   * workload picks revisions near what it saw. False when the node is down.
+   */
+  compact(revision: number, done: (ok: boolean) => void): boolean {
+    const facade = this.assembled?.facade;
+    if (facade === undefined) return false;
+    const finish = this.track((outcome: ClientOutcome) => done(outcome === 'ok'));
+    this.settle(
+      () =>
+        facade.compact(compactionRequest(revision), { consistency: LINEARIZABLE, ack: 'quorum' }),
+      () => finish('ok'),
+      () => finish('failed'),
+    );
     return true;
   }
 
@@ -619,7 +653,10 @@ export function deriveMemberMode(
   const requestTimeoutMs = rng.range(500, 2000);
   // Drawn from a stream of their own, so the parameters above stay what they were.
   const facade = new Prng(seed ^ 0x66616361);
+  const compaction = new Prng(seed ^ 0x636f6d70);
   return {
+    compactEveryMs: compaction.chance(0.6) ? compaction.range(100, 800) : 0,
+    compactBatchRecords: compaction.range(1, 4),
     keys,
     requestTimeoutMs,
     leaseReadShare: rng.chance(0.5) ? rng.float() * 0.5 : 0,
@@ -677,7 +714,8 @@ export function formatMemberParams(p: SimParams, m: MemberModeParams): string {
     `lease-read-share=${m.leaseReadShare.toFixed(3)} fault=${m.fault ?? 'none'} ` +
     `ack-all-share=${m.ackAllShare.toFixed(3)} serializable-share=${m.serializableShare.toFixed(3)} ` +
     `lease-every=${m.leaseEveryMs}ms any-member-share=${m.anyMemberShare.toFixed(3)} ` +
-    `read-txn-share=${m.readTxnShare.toFixed(3)} pause-rate=${m.pauseRate.toFixed(3)}` +
+    `read-txn-share=${m.readTxnShare.toFixed(3)} pause-rate=${m.pauseRate.toFixed(3)} ` +
+    `compact-every=${m.compactEveryMs}ms compact-batch=${m.compactBatchRecords}` +
     `${m.memberBug === null ? '' : ` bug=${m.memberBug}`}`;
   return m.redundancy === null ? line : `${line} ${formatRedundancyParams(m.redundancy)}`;
 }
@@ -715,6 +753,8 @@ export class MemberSimulation {
   /** Per key: free for a put from this virtual time on (Infinity while one is in flight). */
   private readonly keyFreeAtMs = new Map<string, number>();
   private valueNext = 1;
+  /** The newest revision an acknowledged put returned (compactions aim near it). */
+  private newestRevisionSeen = 0;
   private readNext = 1;
   private markerIndex = 0;
   private markerInFlight = false;
@@ -891,6 +931,7 @@ export class MemberSimulation {
     const p = this.params;
     this.every(p.proposeEveryMs, () => this.propose());
     this.every(p.readEveryMs, () => this.read());
+    if (this.mode.compactEveryMs > 0) this.every(this.mode.compactEveryMs, () => this.compact());
     if (this.mode.leaseEveryMs > 0) {
       this.every(this.mode.leaseEveryMs, () => this.grantLease());
       this.every(Math.max(50, this.mode.leaseEveryMs / 3), () => this.keepLeasesAlive());
@@ -1188,6 +1229,7 @@ export class MemberSimulation {
       this.traceLine(`client: put ${key}=v${value} at n${host.id}: ${outcome}`);
       if (outcome === 'ok') {
         if (ack === 'all') this.members.checkAckAll(revision!, (id) => this.durableLogOf(id));
+        this.newestRevisionSeen = Math.max(this.newestRevisionSeen, revision!);
         this.kv.onPutAcked(key, value);
         this.keyFreeAtMs.set(key, this.queue.nowMs);
       } else {
@@ -1195,6 +1237,19 @@ export class MemberSimulation {
       }
     });
     assert(ok, 'an up host refused a put');
+  }
+
+  /** A compaction a few revisions behind the newest acknowledged put (refusals are fine). */
+  private compact(): void {
+    if (this.newestRevisionSeen < 2) return;
+    const host = this.pickTarget();
+    if (host === null) return;
+    const revision = Math.max(2, this.newestRevisionSeen - this.wl.range(0, 8));
+    this.traceLine(`client: compact at ${revision} at n${host.id}`);
+    const ok = host.compact(revision, (done) =>
+      this.traceLine(`client: compact at ${revision} at n${host.id}: ${done ? 'ok' : 'failed'}`),
+    );
+    assert(ok, 'an up host refused a compaction');
   }
 
   private read(): void {

@@ -22,6 +22,7 @@ import type { Entry, HardState, Message, NodeId, Snapshot } from '../raft/types.
 import type { EtcdBackend, LeaderForwarder, LeaseTimeToLiveResult } from '../server/contract.js';
 import { ServerError } from '../server/errors.js';
 import { assert } from '../util/assert.js';
+import { bytesEqual } from '../util/bytes.js';
 import type { Random } from '../util/prng.js';
 import type { Checker } from './checker.js';
 import type { SimDisk } from './disk.js';
@@ -301,6 +302,10 @@ export class SimPersistence implements RaftPersistence {
  * depends only on the contents, never on the order of writes; O(1) per put or delete. It covers
  * both buckets: the MVCC key history and the meta bucket (applied index, leases, registry).
  *
+ * The digest is of the logical contents, the same on every member at an applied index: records a
+ * compaction left for later deletion in batches (`digestExcluding`) and the meta key saying how
+ * far those deletes got (`finished_compact_rev`) depend on when each member ran its batches.
+ *
  * Why not `TandemStateMachine.hash()` at every applied index: it scans the whole key history
  * (O(history) per entry, O(n²) per run) and it refuses to run inside the store's batch
  * transaction, which is where the member's per-entry hook runs. `hash()` is still compared once
@@ -315,6 +320,20 @@ export class DigestBackend implements Backend {
   /** The digest as one number (53 bits: safe to compare and to mix into a trace). */
   get digest(): number {
     return (this.h1 >>> 0) * 0x200000 + (this.h2 >>> 11);
+  }
+
+  /** The digest without these key-bucket records (a compaction's deletes still to run). */
+  digestExcluding(keyRecords: Iterable<Uint8Array>): number {
+    let h1 = this.h1;
+    let h2 = this.h2;
+    for (const key of keyRecords) {
+      const value = this.inner.get('key', key);
+      if (value === undefined) continue;
+      const [a, b] = recordHash('key', key, value);
+      h1 = (h1 - a) | 0;
+      h2 = (h2 - b) | 0;
+    }
+    return (h1 >>> 0) * 0x200000 + (h2 >>> 11);
   }
 
   get(bucket: Bucket, key: Uint8Array): Uint8Array | undefined {
@@ -368,17 +387,22 @@ export class DigestBackend implements Backend {
   }
 
   private add(bucket: Bucket, key: Uint8Array, value: Uint8Array): void {
+    if (bucket === 'meta' && bytesEqual(key, FINISHED_COMPACT_REVISION)) return;
     const [a, b] = recordHash(bucket, key, value);
     this.h1 = (this.h1 + a) | 0;
     this.h2 = (this.h2 + b) | 0;
   }
 
   private remove(bucket: Bucket, key: Uint8Array, value: Uint8Array): void {
+    if (bucket === 'meta' && bytesEqual(key, FINISHED_COMPACT_REVISION)) return;
     const [a, b] = recordHash(bucket, key, value);
     this.h1 = (this.h1 - a) | 0;
     this.h2 = (this.h2 - b) | 0;
   }
 }
+
+/** How far a compaction's deferred deletes got: not part of the logical state (see above). */
+const FINISHED_COMPACT_REVISION = new TextEncoder().encode('finished_compact_rev');
 
 /** Two independent 32-bit hashes of a record (FNV-1a and a multiply-rotate mix). */
 function recordHash(bucket: Bucket, key: Uint8Array, value: Uint8Array): [number, number] {
