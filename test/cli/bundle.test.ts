@@ -8,12 +8,12 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { builtinModules } from 'node:module';
-import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { Etcd3 } from 'etcd3';
 import { REPO_DIR, TANDEM_BIN } from '../../src/cli/local-cluster.js';
+import { oneMemberBase } from './one-member.js';
 
 const BUNDLE_DIR = join(REPO_DIR, 'dist', 'bundle');
 /** Pure-JavaScript packages the bundle carries inside it (tools/bundle-cli.mjs, INLINED). */
@@ -78,28 +78,15 @@ test('the bundle inlines zod, yaml and commander, and imports at run time only b
   }
 });
 
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = net.createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as net.AddressInfo;
-      s.close(() => resolve(port));
-    });
-  });
-}
-
 test('a member started by bin/tandem.js (the bundle) serves an etcd client, and a restart of it keeps the data', {
   timeout: 2 * (SERVE_WITHIN_MS + EXIT_WITHIN_MS) + 20_000,
 }, async () => {
   assertBuilt();
   const dir = mkdtempSync(join(tmpdir(), 'tandem-bundle-test-'));
   try {
-    const [clientPort, peer, admin] = [await freePort(), await freePort(), await freePort()];
     const config = join(dir, 'node.yaml');
-    writeFileSync(
-      config,
-      `name: n1\ndataDir: ${join(dir, 'data')}\nlisten:\n  client: 127.0.0.1:${clientPort}\n  peer: 127.0.0.1:${peer}\n  admin: 127.0.0.1:${admin}\ncluster: { secret: bundle-test-secret-0123456789 }\n`,
-    );
+    const { yaml, clientPort } = await oneMemberBase(dir);
+    writeFileSync(config, `${yaml}cluster: { secret: bundle-test-secret-0123456789 }\n`);
     for (const run of ['new', 'restarted']) {
       const member = await startMember(config);
       const etcd = new Etcd3({ hosts: `127.0.0.1:${clientPort}` });

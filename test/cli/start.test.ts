@@ -13,20 +13,11 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { REPO_DIR } from '../../src/cli/local-cluster.js';
 import { STARTUP_TIMELINE_KEYS } from '../../src/cli/startup-timeline.js';
+import { oneMemberBase } from './one-member.js';
 
 const EXIT_WITHIN_MS = 20_000;
 /** From spawn to serving, from source (tsx) on a loaded machine: generous. */
 const SERVE_WITHIN_MS = 60_000;
-
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = net.createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as net.AddressInfo;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 /** Runs `tandem start --config <config>`; resolves with its exit code (null: still running). */
 async function runStart(config: string): Promise<{ code: number | null; stderr: string }> {
@@ -58,9 +49,8 @@ test('a member without cluster.secret refuses to start, naming the option', {
 }, async () => {
   const dir = mkdtempSync(join(tmpdir(), 'tandem-start-test-'));
   try {
-    const [client, peer, admin] = [await freePort(), await freePort(), await freePort()];
     const config = join(dir, 'node.yaml');
-    const base = `name: n1\ndataDir: ${join(dir, 'data')}\nlisten:\n  client: 127.0.0.1:${client}\n  peer: 127.0.0.1:${peer}\n  admin: 127.0.0.1:${admin}\n`;
+    const base = (await oneMemberBase(dir)).yaml;
     writeFileSync(config, base);
     const missing = await runStart(config);
     assert.equal(missing.code, 1, missing.stderr);
@@ -85,12 +75,9 @@ test('a member whose admin port is taken says so and exits, leaving nothing open
   await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
   const adminPort = (taken.address() as net.AddressInfo).port;
   try {
-    const [client, peer] = [await freePort(), await freePort()];
     const config = join(dir, 'node.yaml');
-    writeFileSync(
-      config,
-      `name: n1\ndataDir: ${join(dir, 'data')}\nlisten:\n  client: 127.0.0.1:${client}\n  peer: 127.0.0.1:${peer}\n  admin: 127.0.0.1:${adminPort}\ncluster: { secret: start-test-secret-0123456789 }\n`,
-    );
+    const { yaml } = await oneMemberBase(dir, adminPort);
+    writeFileSync(config, `${yaml}cluster: { secret: start-test-secret-0123456789 }\n`);
     const { code, stderr } = await runStart(config);
     assert.notEqual(code, null, `still running after ${EXIT_WITHIN_MS} ms:\n${stderr}`);
     assert.equal(code, 1, stderr);
@@ -160,12 +147,9 @@ test('a member logs its start-up timeline, and when its role is confirmed, on a 
 }, async () => {
   const dir = mkdtempSync(join(tmpdir(), 'tandem-start-test-'));
   try {
-    const [client, peer, admin] = [await freePort(), await freePort(), await freePort()];
     const config = join(dir, 'node.yaml');
-    writeFileSync(
-      config,
-      `name: n1\ndataDir: ${join(dir, 'data')}\nlisten:\n  client: 127.0.0.1:${client}\n  peer: 127.0.0.1:${peer}\n  admin: 127.0.0.1:${admin}\ncluster: { secret: start-test-secret-0123456789 }\n`,
-    );
+    const { yaml } = await oneMemberBase(dir);
+    writeFileSync(config, `${yaml}cluster: { secret: start-test-secret-0123456789 }\n`);
     for (const run of ['new', 'restarted']) {
       const lines = await startUntil(config, (l) => l.msg === 'role confirmed with the leader');
       const serving = lines.find((l) => l.msg === 'tandem member serving');
