@@ -834,7 +834,12 @@ export class Member<R = unknown> {
     this.clock.defer(() => {
       this.backgroundScheduled = false;
       if (this.state !== 'running' || this.applyPauses > 0) return;
-      this.sm.backgroundStep?.();
+      try {
+        this.sm.backgroundStep?.();
+      } catch (error) {
+        this.fatal(error instanceof Error ? error : new Error(String(error)));
+        return;
+      }
       this.scheduleBackground();
     });
   }

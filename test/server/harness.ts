@@ -144,6 +144,13 @@ export class VirtualPersistence implements RaftPersistence {
 export class ListStateMachine implements ReplicatedStateMachine {
   applied = 0;
   commands: string[] = [];
+  /** Deferred work a command "work:N" leaves (a large compaction's deletes, say). */
+  backgroundLeft = 0;
+  /** Each backgroundStep: the applied index then, and whether it ran inside a transaction. */
+  backgroundSteps: { applied: number; inTransaction: boolean }[] = [];
+  /** Called after each background step (a test pauses the member from it). */
+  onBackgroundStep: (() => void) | null = null;
+  private inTransaction = false;
   appliedIndex(): number {
     return this.applied;
   }
@@ -151,7 +158,17 @@ export class ListStateMachine implements ReplicatedStateMachine {
     this.applied = ctx.index;
     const text = new TextDecoder().decode(command);
     this.commands.push(text);
+    if (text.startsWith('work:')) this.backgroundLeft += Number(text.slice(5));
     return `ok:${text}`;
+  }
+  backgroundPending(): boolean {
+    return this.backgroundLeft > 0;
+  }
+  backgroundStep(): void {
+    assert(this.backgroundLeft > 0, 'a background step with nothing to do');
+    this.backgroundLeft--;
+    this.backgroundSteps.push({ applied: this.applied, inTransaction: this.inTransaction });
+    this.onBackgroundStep?.();
   }
   applyNoop(ctx: ApplyContext): void {
     this.applied = ctx.index;
@@ -160,7 +177,12 @@ export class ListStateMachine implements ReplicatedStateMachine {
     this.applied = ctx.index;
   }
   transaction<T>(fn: () => T): T {
-    return fn();
+    this.inTransaction = true;
+    try {
+      return fn();
+    } finally {
+      this.inTransaction = false;
+    }
   }
   snapshot(): Uint8Array {
     return new TextEncoder().encode(JSON.stringify(this.commands));

@@ -400,3 +400,36 @@ test('a command over the size limit fails as REQUEST_TOO_LARGE, overload as TOO_
   assert.equal(overload.code, 'TOO_MANY_REQUESTS');
   for (const m of c.members.values()) m.stop(() => {});
 });
+
+test("the state machine's deferred work runs a step per turn between applies, on every member, and waits while apply is paused", async () => {
+  const c = startCluster(3);
+  c.clock.advance(1000);
+  const leader = leaderOf(c);
+  assert.ok(leader, 'a leader');
+  // One follower's apply is paused after its first step (as a defragment would pause it).
+  const [pausedId, paused] = [...c.members.entries()].find(([, m]) => m !== leader)!;
+  const held = c.machines.get(pausedId)!;
+  const pause: { resume: Promise<() => void> | null } = { resume: null };
+  held.onBackgroundStep = () => {
+    pause.resume ??= paused.pauseApply();
+  };
+  const done = settle(proposeText(leader, 'work:5'));
+  c.clock.advance(200);
+  await flush();
+  assert.equal(done.value, 'ok:work:5');
+  for (const [id, sm] of c.machines) {
+    if (id === pausedId) continue;
+    assert.equal(sm.backgroundLeft, 0, `member ${id} finished the work`);
+    assert.equal(sm.backgroundSteps.length, 5);
+    assert.ok(
+      sm.backgroundSteps.every((s) => !s.inTransaction),
+      'never inside an apply transaction',
+    );
+  }
+  assert.equal(held.backgroundSteps.length, 1, 'no step while its apply is paused');
+  assert.ok(pause.resume !== null);
+  (await pause.resume)();
+  c.clock.advance(200);
+  assert.equal(held.backgroundLeft, 0, 'resumed, it finishes the work');
+  assert.equal(held.backgroundSteps.length, 5);
+});

@@ -19,8 +19,9 @@
  *
  * Invariants: compactMainRev <= currentRev; the key index describes exactly the backend's key
  * bucket, except for the records of a compaction still being deleted (`compactPending`; all
- * below compactMainRev, so no read reaches them: reads go through the index). A backend failure after the index changed leaves them apart, so the store then refuses
- * all further use (`failed`), as etcd panics on backend errors.
+ * below compactMainRev, so no read reaches them: reads go through the index). A backend failure
+ * after the index changed leaves them apart, so the store then refuses all further use
+ * (`failed`), as etcd panics on backend errors.
  */
 import { crc32c } from '@node-rs/crc32';
 import { assert, assertUint } from '../../util/assert.js';
