@@ -106,6 +106,9 @@ function route(o: AdminOptions, req: IncomingMessage, res: ServerResponse): void
       () => routeAuthorized(o, req, res),
       (error: Error & { code?: string }) => {
         req.resume(); // the body is not read: drain what arrives, bounded by the socket's life
+        // Said in the answer, so that a keep-alive client does not send its next request on a
+        // connection about to close ("other side closed": seen in CI, undici).
+        res.setHeader('connection', 'close');
         res.once('finish', () => req.socket.destroy());
         reply(res, 401, {
           error: `${error.message} (with auth enabled, ${path} needs the root user's token in the Authorization header)`,

@@ -281,7 +281,11 @@ describe('auth on a 3-member cluster', { timeout: 300_000 }, () => {
             ...(method === 'POST' && { body: JSON.stringify({ name: 'nobody' }) }),
             signal: AbortSignal.timeout(CALL_DEADLINE_MS),
           });
-          return { status: res.status, text: await res.text() };
+          return {
+            status: res.status,
+            text: await res.text(),
+            connection: res.headers.get('connection'),
+          };
         };
         const alice = await tokenOf('alice', 'alicepw');
         const root = await tokenOf('root', 'rootpw');
@@ -293,9 +297,12 @@ describe('auth on a 3-member cluster', { timeout: 300_000 }, () => {
           const anonymous = await admin(method, path);
           assert.equal(anonymous.status, 401, `${path} without a token: ${anonymous.text}`);
           assert.match(anonymous.text, /user name is empty/);
+          // The refusal closes the connection (the body is not read) and says so first.
+          assert.equal(anonymous.connection, 'close');
           const notRoot = await admin(method, path, alice);
           assert.equal(notRoot.status, 401, `${path} as alice: ${notRoot.text}`);
           assert.match(notRoot.text, /permission denied/);
+          assert.equal(notRoot.connection, 'close');
           const asRoot = await admin(method, path, `Bearer ${root}`);
           assert.notEqual(asRoot.status, 401, `${path} as root: ${asRoot.text}`);
         }
