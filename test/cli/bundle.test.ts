@@ -5,7 +5,6 @@
  * They need the build (`npm run build`; CI builds before it tests).
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { builtinModules } from 'node:module';
 import { tmpdir } from 'node:os';
@@ -13,7 +12,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { Etcd3 } from 'etcd3';
 import { REPO_DIR, TANDEM_BIN } from '../../src/cli/local-cluster.js';
-import { oneMemberBase } from './one-member.js';
+import { oneMemberBase, type SpawnedMember, spawnMemberUntil } from './one-member.js';
 
 const BUNDLE_DIR = join(REPO_DIR, 'dist', 'bundle');
 /** Pure-JavaScript packages the bundle carries inside it (tools/bundle-cli.mjs, INLINED). */
@@ -105,48 +104,16 @@ test('a member started by bin/tandem.js (the bundle) serves an etcd client, and 
 });
 
 /** Spawns `node bin/tandem.js start` and waits for its role to be confirmed (it serves then). */
-async function startMember(config: string): Promise<{
-  stop(): Promise<void>;
-  exitCode(): number | null;
-  stderr(): string;
-}> {
-  const child = spawn(process.execPath, [TANDEM_BIN, 'start', '--config', config], {
-    cwd: REPO_DIR,
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let stderr = '';
-  child.stderr.on('data', (d: Buffer) => {
-    stderr += d.toString();
-  });
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  let pending = '';
-  const serving = await new Promise<boolean>((resolve) => {
-    const timer = setTimeout(() => resolve(false), SERVE_WITHIN_MS);
-    child.stdout.on('data', (d: Buffer) => {
-      pending += d.toString();
-      const complete = pending.split('\n');
-      pending = complete.pop()!;
-      for (const text of complete) {
-        if (text.includes('"role confirmed with the leader"')) {
-          clearTimeout(timer);
-          resolve(true);
-        }
-      }
-    });
-    void exited.then(() => {
-      clearTimeout(timer);
-      resolve(false);
-    });
-  });
-  const stop = async (): Promise<void> => {
-    if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
-    const timer = setTimeout(() => child.kill('SIGKILL'), EXIT_WITHIN_MS);
-    await exited;
-    clearTimeout(timer);
-  };
-  if (!serving) {
-    await stop();
-    assert.fail(`the member did not serve within ${SERVE_WITHIN_MS} ms: ${stderr}`);
+async function startMember(config: string): Promise<SpawnedMember> {
+  const { found, member } = await spawnMemberUntil(
+    [TANDEM_BIN, 'start', '--config', config],
+    (line) => line.msg === 'role confirmed with the leader',
+    SERVE_WITHIN_MS,
+    EXIT_WITHIN_MS,
+  );
+  if (!found) {
+    await member.stop();
+    assert.fail(`the member did not serve within ${SERVE_WITHIN_MS} ms: ${member.stderr()}`);
   }
-  return { stop, exitCode: () => child.exitCode, stderr: () => stderr };
+  return member;
 }

@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { REPO_DIR } from '../../src/cli/local-cluster.js';
 import { STARTUP_TIMELINE_KEYS } from '../../src/cli/startup-timeline.js';
-import { oneMemberBase } from './one-member.js';
+import { oneMemberBase, spawnMemberUntil } from './one-member.js';
 
 const EXIT_WITHIN_MS = 20_000;
 /** From spawn to serving, from source (tsx) on a loaded machine: generous. */
@@ -93,51 +93,19 @@ async function startUntil(
   config: string,
   until: (line: Record<string, unknown>) => boolean,
 ): Promise<Record<string, unknown>[]> {
-  const child = spawn(
-    process.execPath,
-    ['--import', 'tsx', join(REPO_DIR, 'src', 'cli', 'bin.ts'), 'start', '--config', config],
-    { cwd: REPO_DIR, stdio: ['ignore', 'pipe', 'pipe'] },
+  const args = ['--import', 'tsx', join(REPO_DIR, 'src', 'cli', 'bin.ts'), 'start'];
+  const { found, member } = await spawnMemberUntil(
+    [...args, '--config', config],
+    until,
+    SERVE_WITHIN_MS,
+    EXIT_WITHIN_MS,
   );
-  const lines: Record<string, unknown>[] = [];
-  let stderr = '';
-  child.stderr.on('data', (d: Buffer) => {
-    stderr += d.toString();
-  });
-  let pending = '';
-  const found = await new Promise<boolean>((resolve) => {
-    const timer = setTimeout(() => resolve(false), SERVE_WITHIN_MS);
-    child.stdout.on('data', (d: Buffer) => {
-      pending += d.toString();
-      const complete = pending.split('\n');
-      pending = complete.pop()!;
-      for (const text of complete) {
-        if (!text.startsWith('{')) continue;
-        const line = JSON.parse(text) as Record<string, unknown>;
-        lines.push(line);
-        if (until(line)) {
-          clearTimeout(timer);
-          resolve(true);
-        }
-      }
-    });
-    child.once('exit', () => {
-      clearTimeout(timer);
-      resolve(false);
-    });
-  });
-  const exited = new Promise<void>((resolve) => {
-    if (child.exitCode !== null) resolve();
-    else child.once('exit', () => resolve());
-  });
-  child.kill('SIGTERM');
-  const killer = setTimeout(() => child.kill('SIGKILL'), EXIT_WITHIN_MS);
-  await exited;
-  clearTimeout(killer);
+  await member.stop();
   assert.ok(
     found,
-    `no such line within ${SERVE_WITHIN_MS} ms:\n${stderr}\n${JSON.stringify(lines)}`,
+    `no such line within ${SERVE_WITHIN_MS} ms:\n${member.stderr()}\n${JSON.stringify(member.lines)}`,
   );
-  return lines;
+  return member.lines;
 }
 
 const PHASES = STARTUP_TIMELINE_KEYS;
