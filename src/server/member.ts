@@ -258,6 +258,8 @@ export class Member<R = unknown> {
   private state: 'new' | 'running' | 'stopping' | 'stopped' = 'new';
   private tickTimer: TimerHandle | null = null;
   private drainScheduled = false;
+  /** Raft's term when the Ready being handled was taken (what its soft state is of). */
+  private readyTerm = 0;
   private backgroundScheduled = false;
   /** A Ready is being persisted; the next one waits (one save in flight, in order). */
   private saving = false;
@@ -768,6 +770,9 @@ export class Member<R = unknown> {
     if (this.state !== 'running' || this.saving || this.applyPauses > 0) return;
     if (!this.rn.hasReady()) return;
     const rd = this.rn.ready();
+    // The term of this Ready's soft state: raft may step to a later term while the Ready is
+    // written (a leader that hears a newer vote), and the soft state is reported after.
+    this.readyTerm = this.rn.raft.term;
     this.saving = true;
     // A leader's appends travel while its own write runs (Ready.messagesNow).
     if (rd.messagesNow.length > 0) this.send(rd.messagesNow);
@@ -892,7 +897,7 @@ export class Member<R = unknown> {
       this.startReadRound();
     }
     if (leaderChanged) this.retryUnproposed();
-    this.options.hooks?.onSoftState?.(soft, this.rn.raft.term);
+    this.options.hooks?.onSoftState?.(soft, this.readyTerm);
   }
 
   private installSnapshot(rd: Ready): void {

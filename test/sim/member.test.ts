@@ -138,6 +138,13 @@ for (const c of CAUGHT) {
   });
 }
 
+test("FINDINGS #10: a leader whose term moved on while its Ready was written is reported at that Ready's term", async () => {
+  // Seed 9086: n7 led term 30 and stepped n6's vote for term 32 while its Ready was on disk; it
+  // was reported as leader "in term 32" (election-safety) until the member kept the Ready's term.
+  const r = await runSeed({ seed: 9086, member: true });
+  assert.equal(r.failure, null, r.failure?.message);
+});
+
 test('FINDINGS #7: a restarted member never takes an earlier incarnation entry for its own proposal', async () => {
   const c = startCluster(3, 5);
   c.clock.advance(2000);
