@@ -53,6 +53,7 @@ import {
   revisionToBytes,
   writeU64,
 } from '../kv/mvcc/revision.js';
+import { META_COMPACT_REVISION, META_SCHEDULED_COMPACT_REVISION } from '../kv/mvcc/store.js';
 import type { BboltReader } from '../storage/bbolt/reader.js';
 import {
   type BboltBucketSource,
@@ -68,8 +69,6 @@ const enc = new TextEncoder();
 const SCAN_BATCH_ENTRIES = 1024;
 /** The cluster version etcd 3.4's restore and start expect to find. */
 const CLUSTER_VERSION = '3.4.0';
-const TANDEM_META_COMPACT_REVISION = enc.encode('finished_compact_rev');
-const TANDEM_META_SCHEDULED_COMPACT_REVISION = enc.encode('scheduled_compact_rev');
 /** etcd's members_removed value (membership/store.go mustDeleteMemberFromBackend). */
 const REMOVED = enc.encode('removed');
 
@@ -348,10 +347,10 @@ export function restoreEtcdSnapshot(
     }
     const compactRevision = Math.max(finishedCompactRevision, scheduledCompactRevision);
     if (finishedCompactRevision > 0) {
-      tx.put('meta', TANDEM_META_COMPACT_REVISION, u64Bytes(finishedCompactRevision));
+      tx.put('meta', META_COMPACT_REVISION, u64Bytes(finishedCompactRevision));
     }
     if (scheduledCompactRevision > finishedCompactRevision) {
-      tx.put('meta', TANDEM_META_SCHEDULED_COMPACT_REVISION, u64Bytes(scheduledCompactRevision));
+      tx.put('meta', META_SCHEDULED_COMPACT_REVISION, u64Bytes(scheduledCompactRevision));
     }
     let leases = 0;
     for (const [, value] of reader.bucket(enc.encode('lease')) ?? []) {

@@ -360,19 +360,23 @@ export class TandemStateMachine implements ReplicatedStateMachine {
   /** Called after the registry's peers may have changed (the transport re-reads them). */
   onPeersChanged: (() => void) | null = null;
 
-  private readonly compactBatchRecords: number | undefined;
-  private readonly storeBugs: ReadonlySet<StoreBugName> | undefined;
+  /** How the KV state machine is opened, at start and on each snapshot restore. */
+  private readonly kvOptions: KvStateMachineOptions;
 
   constructor(options: TandemStateMachineOptions) {
     this.backend = options.backend;
     this.nowMs = options.nowMs;
-    this.compactBatchRecords = options.compactBatchRecords;
-    this.storeBugs = options.storeBugs;
     this.lessor = new Lessor(options.lessor ?? {});
+    const batch = options.compactBatchRecords;
+    this.kvOptions = {
+      lessor: this.lessor,
+      ...(batch === undefined ? {} : { compactBatchRecords: batch }),
+      ...(options.storeBugs === undefined ? {} : { bugs: options.storeBugs }),
+    };
     this.dedupe = new DedupeTable({ ...DEDUPE_LIMITS_DEFAULT, ...options.dedupe });
     this.registry = MemberRegistry.bootstrap([]);
     this.loadSideState(options.founders ?? []);
-    this.kv = KvStateMachine.open(this.backend, this.kvOptions());
+    this.kv = KvStateMachine.open(this.backend, this.kvOptions);
     this.current = new CurrentStore(this.kv.store);
     this.watchHub = new WatchHub(this.current);
   }
@@ -541,15 +545,6 @@ export class TandemStateMachine implements ReplicatedStateMachine {
     slice();
   }
 
-  private kvOptions(): KvStateMachineOptions {
-    const batch = this.compactBatchRecords;
-    return {
-      lessor: this.lessor,
-      ...(batch === undefined ? {} : { compactBatchRecords: batch }),
-      ...(this.storeBugs === undefined ? {} : { bugs: this.storeBugs }),
-    };
-  }
-
   /** A compaction too large to delete in its own apply deletes its records in batches. */
   backgroundPending(): boolean {
     return this.kv.store.compactionPending();
@@ -570,7 +565,7 @@ export class TandemStateMachine implements ReplicatedStateMachine {
     assert(Array.isArray(chunks), 'state snapshot is not a list of chunks');
     // The lease table is loaded from the restored backend before the store opens, since
     // opening re-attaches keys to the leases that exist (and rebuilds the key index: once).
-    this.kv = KvStateMachine.restore(this.backend, chunks, this.kvOptions(), () =>
+    this.kv = KvStateMachine.restore(this.backend, chunks, this.kvOptions, () =>
       this.loadSideState([]),
     );
     this.current.attach(this.kv.store);

@@ -16,6 +16,7 @@ import type { MessageHandler, Network, PeerReport, PeerReportHandler } from '../
 import type { Done, PersistRequest, RaftPersistence } from '../io/persistence.js';
 import type { Backend, Bucket, ReadView, ScanVisitor, WriteTx } from '../kv/backend/backend.js';
 import { MemoryBackend } from '../kv/backend/memory.js';
+import { META_COMPACT_REVISION } from '../kv/mvcc/store.js';
 import type { LeaseId } from '../kv/types.js';
 import type { MemoryStorage } from '../raft/storage.js';
 import type { Entry, HardState, Message, NodeId, Snapshot } from '../raft/types.js';
@@ -387,22 +388,19 @@ export class DigestBackend implements Backend {
   }
 
   private add(bucket: Bucket, key: Uint8Array, value: Uint8Array): void {
-    if (bucket === 'meta' && bytesEqual(key, FINISHED_COMPACT_REVISION)) return;
+    if (bucket === 'meta' && bytesEqual(key, META_COMPACT_REVISION)) return;
     const [a, b] = recordHash(bucket, key, value);
     this.h1 = (this.h1 + a) | 0;
     this.h2 = (this.h2 + b) | 0;
   }
 
   private remove(bucket: Bucket, key: Uint8Array, value: Uint8Array): void {
-    if (bucket === 'meta' && bytesEqual(key, FINISHED_COMPACT_REVISION)) return;
+    if (bucket === 'meta' && bytesEqual(key, META_COMPACT_REVISION)) return;
     const [a, b] = recordHash(bucket, key, value);
     this.h1 = (this.h1 - a) | 0;
     this.h2 = (this.h2 - b) | 0;
   }
 }
-
-/** How far a compaction's deferred deletes got: not part of the logical state (see above). */
-const FINISHED_COMPACT_REVISION = new TextEncoder().encode('finished_compact_rev');
 
 /** Two independent 32-bit hashes of a record (FNV-1a and a multiply-rotate mix). */
 function recordHash(bucket: Bucket, key: Uint8Array, value: Uint8Array): [number, number] {

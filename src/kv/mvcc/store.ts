@@ -81,9 +81,10 @@ function scratchRevisionKey(rev: Revision, tombstone: boolean): Uint8Array {
 }
 
 const META_APPLIED_INDEX = new TextEncoder().encode('consistent_index');
-const META_COMPACT_REVISION = new TextEncoder().encode('finished_compact_rev');
+/** The compaction whose deletes are all done (etcd snapshots and the simulator read it too). */
+export const META_COMPACT_REVISION = new TextEncoder().encode('finished_compact_rev');
 /** The last compaction applied; ahead of META_COMPACT_REVISION while its deletes run. */
-const META_SCHEDULED_COMPACT_REVISION = new TextEncoder().encode('scheduled_compact_rev');
+export const META_SCHEDULED_COMPACT_REVISION = new TextEncoder().encode('scheduled_compact_rev');
 /**
  * Records a compaction deletes inside its applying transaction at most; past it, in batches of
  * this many per backend transaction (etcd's default compaction batch limit, 1,000).
@@ -337,8 +338,8 @@ export class MvccStore implements WatchableStore {
     // The index holds every record of the key bucket (the invariant above), so the revisions it
     // drops are exactly the records to delete: no scan of the history (which took ~45 µs per
     // record, 5 s at 110,000, holding the loop on every member).
+    // Appended to the deletes still pending, if any: those must run first.
     const dropped = this.compactPending ?? new CompactionRecords();
-    const before = dropped.length;
     this.index.compact(rev, (r, tombstone) => dropped.push(r, tombstone));
     writeMetaU64(tx, META_SCHEDULED_COMPACT_REVISION, rev);
     this.compactMainRev = rev;
@@ -349,7 +350,7 @@ export class MvccStore implements WatchableStore {
       return;
     }
     // Too many for one go: compactStep deletes them after this transaction, a batch at a time.
-    if (dropped.length > before) this.compactPending = dropped;
+    this.compactPending = dropped;
   }
 
   /** True while a compaction's records wait for `compactStep`. */
