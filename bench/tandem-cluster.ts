@@ -43,7 +43,7 @@ const READY_PUT_TIMEOUT_MS = 2000;
 
 const repoDir = REPO_DIR;
 /** What bin/tandem.js runs (tools/bundle-cli.mjs makes it from tsc's dist/cli/). */
-const DIST_MAIN = join(repoDir, 'dist', 'bundle', 'main.js');
+const DIST_MAIN = join(repoDir, 'dist', 'bundle', 'main.cjs');
 /** The build users run, never tsx: numbers must not reflect on-the-fly compilation. */
 const MEMBER_COMMAND: TandemCommand = 'compiled';
 

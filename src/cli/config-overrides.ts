@@ -81,5 +81,13 @@ export const CONFIG_OVERRIDES: readonly ConfigOverride[] = OVERRIDABLE.map(
   }),
 );
 
-/** `TANDEM_*` variables that are not config fields (read elsewhere), so not typos. */
-export const ENV_NOT_CONFIG: ReadonlySet<string> = new Set(['TANDEM_CONFIG', 'TANDEM_LOG_LEVEL']);
+/**
+ * `TANDEM_*` variables that are not config fields (read elsewhere), so not typos. The code-cache
+ * pair is read by bin/tandem.js before any config exists.
+ */
+export const ENV_NOT_CONFIG: ReadonlySet<string> = new Set([
+  'TANDEM_CONFIG',
+  'TANDEM_LOG_LEVEL',
+  'TANDEM_CODE_CACHE',
+  'TANDEM_CODE_CACHE_DIR',
+]);

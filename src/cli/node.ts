@@ -50,7 +50,7 @@ import type { ScheduledBackups } from './backup.js';
 import { type ClientTlsConfig, kvDir, readClusterSecret, type TandemConfig } from './config.js';
 import { faultAdmin } from './fault-admin.js';
 import { foundersOf, type Identity, resolveIdentity } from './identity.js';
-import { StartupTimeline } from './startup-timeline.js';
+import { codeCacheState, StartupTimeline } from './startup-timeline.js';
 
 /** The built dashboard (`npm run build`): dist/dashboard from src/cli/ and dist/cli/ alike. */
 const DASHBOARD_DIR = resolve(
@@ -293,6 +293,7 @@ export async function startNode(
       peer: config.listen.peer,
       admin: config.listen.admin,
       startupMs: startup.summary(),
+      codeCache: codeCacheState(),
     },
     'tandem member serving',
   );

@@ -41,3 +41,13 @@ export class StartupTimeline {
     return Math.round(performance.now());
   }
 }
+
+/**
+ * How bin/tandem.js compiled the bundle this process runs: with its V8 code cache (`used`), without
+ * one yet or with one V8 refused (`absent`, `rejected`: written during this run), or with none
+ * (`off`: disabled or not supported by this Node); `none` when not started from the bundle (tsx).
+ */
+export function codeCacheState(): string {
+  const state = (globalThis as Record<symbol, unknown>)[Symbol.for('tandem.codeCache')];
+  return typeof state === 'string' ? state : 'none';
+}

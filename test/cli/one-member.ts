@@ -36,17 +36,20 @@ export interface SpawnedMember {
 
 /**
  * Spawns `node <args>` (a `tandem start`) and resolves once one of its log lines satisfies
- * `until` (found), or when `withinMs` pass or the process exits first (not found).
+ * `until` (found), or when `withinMs` pass or the process exits first (not found). `env`: added
+ * to this process's environment.
  */
 export async function spawnMemberUntil(
   args: readonly string[],
   until: (line: Record<string, unknown>) => boolean,
   withinMs: number,
   killAfterMs: number,
+  env: Record<string, string> = {},
 ): Promise<{ found: boolean; member: SpawnedMember }> {
   const child = spawn(process.execPath, [...args], {
     cwd: REPO_DIR,
     stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, ...env },
   });
   const lines: Record<string, unknown>[] = [];
   let stderr = '';

@@ -24,7 +24,7 @@ const MISSING = existsSync(CHROMIUM)
   : `needs Debian's chromium (${CHROMIUM}): apt-get install chromium`;
 const ARTIFACTS = join(REPO_DIR, 'test-artifacts', 'dashboard');
 const BUILT = [
-  join(REPO_DIR, 'dist', 'bundle', 'main.js'),
+  join(REPO_DIR, 'dist', 'bundle', 'main.cjs'),
   join(REPO_DIR, 'dist', 'dashboard', 'index.html'),
 ];
 /** The page must show a new leader this soon after it took office. */
