@@ -122,7 +122,8 @@ describe('admin GET /metrics on real members', { timeout: 90_000 }, () => {
       const leader = await c.leader();
       const follower = c.members.find((m) => m !== leader && VOTER_NAMES.includes(m.name))!;
       // The warm standby's first refresh (due at once: staged as a learner, caught up, then
-      // unstaged) is over, as the leader's policy counter says: it is back outside, idle.
+      // unstaged) is over, as the leader's policy counter and n4's log say: it is back outside,
+      // idle.
       const n4Applied = await waitFor('n4 refreshed and idle', 20_000, async () => {
         let unstaged = 0;
         for (const m of c.members) {
@@ -132,15 +133,19 @@ describe('admin GET /metrics on real members', { timeout: 90_000 }, () => {
             kinds.find((s) => s.labels.kind === 'unstage' && s.labels.outcome === 'ok')?.value ?? 0;
         }
         if (unstaged === 0) return null;
+        // Its own log says the refresh ended. The leader sends the removal's commit index before
+        // it applies the removal (and stops replicating to n4), but under load that message and
+        // n4's log line can trail the leader's counter.
+        if (!/standby refreshed: outside the configuration again/.test(c.member('n4').log())) {
+          return null;
+        }
         const a = sampleValue(await scrape(c.member('n4')), 'tandem_raft_applied_index');
         await sleep(500);
         const b = sampleValue(await scrape(c.member('n4')), 'tandem_raft_applied_index');
         return a === b ? a : null;
       });
-      // Its own log says the refresh ended; it was not removed from the cluster.
-      const n4Log = c.member('n4').log();
-      assert.match(n4Log, /standby refreshed: outside the configuration again/);
-      assert.doesNotMatch(n4Log, /removed from the cluster/);
+      // The refresh was routine: it was not removed from the cluster.
+      assert.doesNotMatch(c.member('n4').log(), /removed from the cluster/);
       const [l0, f0] = [await scrape(leader), await scrape(follower)];
       const conn = grpcClients(follower.spec.client);
       try {
