@@ -359,6 +359,12 @@ export class GrpcServer {
   private track(socket: Socket): void {
     this.sockets.add(socket);
     socket.once('close', () => this.sockets.delete(socket));
+    // A reply leaves as two writes (headers and message, then the trailers a turn later). With
+    // Nagle's algorithm the trailers wait for the client's ACK of the first write, which a client
+    // waiting for those very trailers may delay (40 ms on Linux). Node's HTTP/2 session turns
+    // Nagle off on the socket it is given, but a connection served through AuthorityRewriter
+    // gives it the rewriter: its lone calls took 44 ms instead of 1 ms. Off here, for every kind.
+    socket.setNoDelay(true);
   }
 
   /**
