@@ -1,10 +1,11 @@
 /**
  * LmdbBackend.inUseBytes (etcd_mvcc_db_total_size_in_use_in_bytes, Status's dbSizeInUse): the
  * pages holding data grow with what is written, fall when it is deleted while the file does
- * not shrink, and come back to the file's size after a defragment.
+ * not shrink, and come back to the file's size after a defragment. And sizeBytes (the quota's
+ * and Status's dbSize) under the write map a store without fsync uses.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -43,6 +44,32 @@ test('in-use bytes follow the data; the file keeps its free pages until a defrag
     assert.ok(b.inUseBytes() <= b.sizeBytes());
   } finally {
     await b.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('without fsync (the write map, which sizes the file to the whole map) the size is where the last page ends, as a durable store writing the same has its file end', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'tandem-lmdb-size-'));
+  const mapped = new LmdbBackend({ path: join(dir, 'mapped'), durable: false });
+  const written = new LmdbBackend({ path: join(dir, 'written'), durable: true });
+  try {
+    for (const round of [1, 2, 3]) {
+      for (const b of [mapped, written]) {
+        b.write((tx) => {
+          for (let i = 0; i < KEYS; i++) tx.put('key', key(round * KEYS + i), VALUE);
+        });
+      }
+      await new Promise((resolve) => setTimeout(resolve, 150)); // sizeBytes re-reads after 100 ms
+      const fileEnd = statSync(join(dir, 'written', 'data.mdb')).size;
+      assert.equal(written.sizeBytes(), fileEnd, `round ${round}: the durable store's file`);
+      assert.equal(mapped.sizeBytes(), fileEnd, `round ${round}: the mapped store's size`);
+      // The mapped file itself is bigger (sparse up to the map's size): not what is reported.
+      const mappedFile = statSync(join(dir, 'mapped', 'data.mdb')).size;
+      assert.ok(mappedFile >= fileEnd, `round ${round}: mapped file ${mappedFile}`);
+    }
+  } finally {
+    await mapped.close();
+    await written.close();
     rmSync(dir, { recursive: true, force: true });
   }
 });
