@@ -45,11 +45,11 @@ function load(file) {
   const argument = process.argv[2] ?? '';
   const command = /^[a-z][a-z0-9-]{0,31}$/.test(argument) ? argument : 'cli';
   const cacheDir = process.env.TANDEM_CODE_CACHE_DIR || dirname(file);
+  // main.cjs.<crc32>-<bytes>.<command>.v8cache
+  const cachePrefix = `${basename(file)}.`;
   const cacheSuffix = `.${command}.v8cache`;
-  const cacheFile = join(
-    cacheDir,
-    `${basename(file)}.${zlib.crc32(source).toString(16)}-${source.length}${cacheSuffix}`,
-  );
+  const cacheName = `${cachePrefix}${zlib.crc32(source).toString(16)}-${source.length}${cacheSuffix}`;
+  const cacheFile = join(cacheDir, cacheName);
   let cachedData;
   try {
     cachedData = readFileSync(cacheFile);
@@ -83,13 +83,8 @@ function load(file) {
       renameSync(temporary, cacheFile); // whole or not at all, whoever else writes it meanwhile
       // This command's caches for other bundles (earlier builds) are of no more use.
       for (const name of readdirSync(cacheDir)) {
-        const other = join(cacheDir, name);
-        if (
-          name.startsWith(`${basename(file)}.`) &&
-          name.endsWith(cacheSuffix) &&
-          other !== cacheFile
-        ) {
-          rmSync(other, { force: true });
+        if (name.startsWith(cachePrefix) && name.endsWith(cacheSuffix) && name !== cacheName) {
+          rmSync(join(cacheDir, name), { force: true });
         }
       }
     } catch {
