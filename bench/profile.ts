@@ -1,14 +1,14 @@
 /**
- * `npm run bench:profile`: where a put's CPU goes, stage by stage, on each member of a 3-member
- * tandem cluster. Starts the cluster from the compiled build with `node --cpu-prof` (the
- * launcher's nodeArgs), runs a closed-loop put load at a chosen in-flight count for a fixed
+ * `npm run bench:profile`: where a put's CPU goes, stage by stage, on each member of a tandem
+ * cluster (3 members unless --members). Starts the cluster from the compiled build with
+ * `node --cpu-prof` (the launcher's nodeArgs), runs a closed-loop put load at a chosen in-flight count for a fixed
  * time, stops the members cleanly (SIGTERM: a member writes its profile as it exits), then
  * charges every profile sample taken during the load to a stage (STAGES below) and prints, per
  * member (leader and followers), µs of CPU per put per stage as a markdown table (also written
  * to bench/out/profile-latest.md).
  *
- *   npm run bench:profile [-- --in-flight 64 --seconds 10 --warmup-seconds 20 --interval-us 1000
- *                            --node-args='--max-semi-space-size=32' --keep]
+ *   npm run bench:profile [-- --in-flight 64 --members 3 --seconds 10 --warmup-seconds 20
+ *                            --interval-us 1000 --node-args='--max-semi-space-size=32' --keep]
  *
  * What the figures are:
  * - The profile samples only the main thread (the event loop): JavaScript, the C++ it calls,
@@ -45,6 +45,7 @@ import {
 import {
   buildTandem,
   firstLines,
+  MEMBERS_MAX,
   startTandemCluster,
   type TandemCluster,
 } from './tandem-cluster.js';
@@ -236,6 +237,7 @@ function parseFlags() {
   const { values } = parseArgs({
     options: {
       'in-flight': { type: 'string', default: '64' },
+      members: { type: 'string', default: '3' },
       seconds: { type: 'string', default: '10' },
       'warmup-seconds': { type: 'string', default: String(WARMUP_SECONDS_DEFAULT) },
       'interval-us': { type: 'string', default: '1000' },
@@ -247,6 +249,10 @@ function parseFlags() {
   });
   const inFlight = Number(values['in-flight']);
   const seconds = Number(values.seconds);
+  const members = Number(values.members);
+  if (!(Number.isInteger(members) && members >= 1 && members <= MEMBERS_MAX)) {
+    throw new Error(`--members must be 1..${MEMBERS_MAX}`);
+  }
   const intervalUs = Number(values['interval-us']);
   if (!(Number.isInteger(inFlight) && inFlight >= 1 && inFlight <= IN_FLIGHT_MAX)) {
     throw new Error(`--in-flight must be 1..${IN_FLIGHT_MAX}`);
@@ -264,6 +270,7 @@ function parseFlags() {
   if (nodeArgs.some((a) => !a.startsWith('--'))) throw new Error('--node-args takes node flags');
   return {
     inFlight,
+    members,
     seconds,
     warmupSeconds,
     intervalUs,
@@ -294,6 +301,7 @@ async function main(): Promise<number> {
   process.once('SIGTERM', () => void stopCluster().then(() => process.exit(143)));
   try {
     cluster = await startTandemCluster({
+      size: flags.members,
       nodeArgs: [
         '--cpu-prof',
         `--cpu-prof-dir=${profDir}`,
