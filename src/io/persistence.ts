@@ -19,8 +19,9 @@ export interface PersistRequest {
   readonly entries: readonly Entry[];
   readonly snapshot: Snapshot | null;
   /**
-   * False when only the commit index moved (no entries, term or vote): the write may skip the
-   * fdatasync, since a commit index lost in a machine crash is learned again (etcd's MustSync).
+   * False when only the commit index moved (no entries, term or vote): the hard state may be
+   * written later, with the next synced save, since a commit index lost in a crash is learned
+   * again from the leader (etcd's MustSync).
    */
   readonly mustSync: boolean;
 }
@@ -28,9 +29,10 @@ export interface PersistRequest {
 export interface RaftPersistence {
   /**
    * Makes one Ready durable: `snapshot` (data file, then its marker), `entries`, `hardState`,
-   * in one group commit. `done(null)` once all of it would survive a process crash, and, when
-   * `mustSync`, a machine crash too; `done(error)` means the member must stop (a failed
-   * fdatasync cannot be retried safely).
+   * in one group commit. When `mustSync`, `done(null)` once all of it would survive a machine
+   * crash; otherwise (a commit index alone) `done(null)` may come before it is written, and a
+   * crash before the next synced save may lose it. `done(error)` means the member must stop (a
+   * failed fdatasync cannot be retried safely).
    */
   save(request: PersistRequest, done: Done): void;
   /** Stores a snapshot the member took of its own applied state (for log compaction). */

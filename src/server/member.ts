@@ -6,7 +6,7 @@
  *                                  drain(): one Ready at a time
  *     send(messagesNow: a leader's appends)  ─►  persistence.save(hardState, entries, snapshot)
  *       ── durable ──►  storage (MemoryStorage)
- *     (no fdatasync when only the commit index moved: Ready.mustSync)
+ *     (a commit index alone is not waited for: it goes with the next synced save, Ready.mustSync)
  *       ─► network.send(messages)  ─► apply snapshot, committed entries  ─► resolve proposals
  *       ─► serve reads whose index is applied  ─► rn.advance()  ─► maybe take a snapshot
  *
@@ -780,9 +780,9 @@ export class Member<R = unknown> {
       this.options.persistence.save(rd, (error) => this.saved(rd, error));
       return;
     }
-    // Nothing here must be durable before it is acted on: a commit index (its write needs no
-    // fdatasync, and one lost in a crash is learned again), messages, committed entries (on
-    // disk already), reads. The write is queued behind any earlier one; the loop goes on.
+    // Nothing here must be durable before it is acted on: a commit index (persistence writes it
+    // with the next synced save, and one lost in a crash is learned again), messages, committed
+    // entries (on disk already), reads. The loop goes on at once.
     if (rd.hardState !== null) {
       this.options.persistence.save(rd, (error) => {
         if (error !== null) this.fatal(error);

@@ -237,6 +237,11 @@ export class Checker {
     if (synced) this.syncedCommit.set(node, this.durableCommit.get(node) ?? 0);
   }
 
+  /** A member's write made its commit index up to `commit` durable (member mode's model). */
+  onSynced(node: number, commit: number): void {
+    this.syncedCommit.set(node, Math.max(commit, this.syncedCommit.get(node) ?? 0));
+  }
+
   /**
    * A crash lost the member's unsynced writes: its commit index on disk is back to `commit`,
    * which may not be below what was synced.

@@ -184,6 +184,7 @@ export class MemberHost {
   assembled: AssembledMember | null = null;
   private clock: SimClock | null = null;
   net: SimPeerNetwork | null = null;
+  private persistence: SimPersistence | null = null;
   readonly disk: SimDisk;
   /** Client operations waiting on the current incarnation: told 'lost' when it dies. */
   private readonly waiting = new Set<() => void>();
@@ -248,6 +249,14 @@ export class MemberHost {
       'restoring a snapshot at',
     );
     const net = new SimPeerNetwork(this.id, sim.network, clock);
+    const persistence = new SimPersistence(
+      this.id,
+      this.durable,
+      this.disk,
+      clock,
+      sim.checker,
+      sim.mode.fault,
+    );
     const founder = sim.founder(this.id);
     const r = sim.mode.redundancy;
     const assembled = assembleMember(
@@ -282,14 +291,7 @@ export class MemberHost {
       {
         clock,
         network: net,
-        persistence: new SimPersistence(
-          this.id,
-          this.durable,
-          this.disk,
-          clock,
-          sim.checker,
-          sim.mode.fault,
-        ),
+        persistence,
         storage: this.durable.clone(),
         state: sm,
         random: this.rng.fork(),
@@ -309,6 +311,7 @@ export class MemberHost {
     this.changesInFlight.clear();
     this.clock = clock;
     this.net = net;
+    this.persistence = persistence;
     this.assembled = assembled;
     this.state = 'up';
     this.restarts++;
@@ -372,6 +375,8 @@ export class MemberHost {
   crash(): void {
     if (this.state !== 'up') return;
     this.disk.crash();
+    this.persistence!.crash();
+    this.persistence = null;
     this.clock!.kill();
     this.sim.redundancy?.outages.markDown(this.id, this.sim.queue.nowMs);
     this.leaderSinceMs = null;

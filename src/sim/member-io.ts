@@ -31,7 +31,7 @@ import type { SimNetwork } from './network.js';
 import type { EventQueue } from './queue.js';
 
 /** Faults injected in the simulated I/O itself, to prove the member-mode checks can fail. */
-export const SIM_FAULTS = ['send-before-persist', 'ack-before-apply'] as const;
+export const SIM_FAULTS = ['send-before-persist', 'ack-before-apply', 'defer-term-vote'] as const;
 export type SimFault = (typeof SIM_FAULTS)[number];
 
 // ---------------------------------------------------------------------------------------------
@@ -209,6 +209,15 @@ export class SimPeerNetwork implements Network {
  */
 export class SimPersistence implements RaftPersistence {
   saves = 0;
+  /**
+   * The hard state a synced write made durable last. A commit-only hard state is not written on
+   * its own (storage/wal/wal.ts): it goes with the next synced write. The model keeps it in
+   * `durable` at once (the checker learns the commit index when the member does) and `crash`
+   * puts this one back, as a crash loses the deferred one.
+   */
+  private syncedHardState: HardState;
+  /** The latest hard state handed to `save` (written, in flight or deferred), in call order. */
+  private latestHardState: HardState;
 
   constructor(
     private readonly node: NodeId,
@@ -218,40 +227,65 @@ export class SimPersistence implements RaftPersistence {
     private readonly clock: SimClock,
     private readonly checker: Checker,
     private readonly fault: SimFault | null,
-  ) {}
+  ) {
+    this.syncedHardState = durable.initialState().hardState;
+    this.latestHardState = this.syncedHardState;
+  }
+
+  /** The process died: a commit-only hard state no synced write carried is lost. */
+  crash(): void {
+    const hs = this.durable.initialState().hardState;
+    const synced = this.syncedHardState;
+    if (hs.term === synced.term && hs.vote === synced.vote && hs.commit === synced.commit) return;
+    this.durable.setHardState(synced);
+    this.checker.onCrashRevert(this.node, synced.commit);
+  }
 
   save(request: PersistRequest, done: Done): void {
     const { hardState, entries, snapshot } = request;
     this.saves++;
+    if (hardState !== null) this.latestHardState = hardState;
     if (hardState === null && entries.length === 0 && snapshot === null) {
       // Nothing to write (messages, committed entries or reads only): no disk round.
       this.clock.defer(() => done(null));
       return;
     }
+    // INJECTED FAULT defer-term-vote: a new term or vote is deferred like a commit index.
+    const deferrable = !request.mustSync || this.fault === 'defer-term-vote';
+    if (deferrable && entries.length === 0 && snapshot === null) {
+      // Not written (see `syncedHardState`): deferred to the next synced write.
+      this.persist(hardState, entries, snapshot, false);
+      this.clock.defer(() => done(null));
+      return;
+    }
+    // What this write makes durable: its own hard state, or the deferred one it carries, or the
+    // one an earlier write (in flight, completing first) carries.
+    const covers = this.latestHardState;
+    const write = (): void => {
+      this.persist(hardState, entries, snapshot, true);
+      this.synced(covers);
+    };
     if (this.fault === 'send-before-persist') {
       // INJECTED FAULT: report durable at once; the write lands (or is lost) later.
-      this.disk.write(
-        () => this.persist(hardState, entries, snapshot),
-        () => {},
-      );
+      this.disk.write(write, () => {});
       this.clock.defer(() => done(null));
       return;
     }
     // The disk completes the write while the process may be paused: it learns so on resuming.
-    if (!request.mustSync && entries.length === 0 && snapshot === null) {
-      // No fdatasync: the write() lands in the page cache at once, which a process crash does
-      // not lose (the simulator's crashes are process crashes in member mode).
-      this.persist(hardState, entries, snapshot);
-      this.clock.defer(() => done(null));
-      return;
-    }
-    this.disk.write(
-      () => this.persist(hardState, entries, snapshot),
-      () => this.clock.run(() => done(null), 'disk'),
-    );
+    this.disk.write(write, () => this.clock.run(() => done(null), 'disk'));
   }
 
-  private persist(hs: HardState | null, entries: readonly Entry[], snap: Snapshot | null): void {
+  private synced(covers: HardState): void {
+    this.syncedHardState = covers;
+    this.checker.onSynced(this.node, covers.commit);
+  }
+
+  private persist(
+    hs: HardState | null,
+    entries: readonly Entry[],
+    snap: Snapshot | null,
+    synced: boolean,
+  ): void {
     const log = this.durable;
     if (snap !== null) {
       const index = snap.metadata.index;
@@ -271,12 +305,16 @@ export class SimPersistence implements RaftPersistence {
       entries.filter((e) => e.index >= log.firstIndex()),
       hs === null ? null : durableHs.commit,
       durableHs.term,
+      synced && hs !== null,
     );
   }
 
   saveSnapshot(snapshot: Snapshot, done: Done): void {
+    // The WAL writes the snapshot's marker as a synced save: a deferred hard state goes with it.
+    const covers = this.latestHardState;
     this.disk.write(
       () => {
+        this.synced(covers);
         const meta = snapshot.metadata;
         // A newer snapshot from the leader may have landed first: the older one is moot.
         if (meta.index <= this.durable.snapshot().metadata.index) return;

@@ -110,7 +110,7 @@ export class WalPersistence implements RaftPersistence {
 
   save(request: PersistRequest, done: (error: Error | null) => void): void {
     const { hardState, entries, snapshot } = request;
-    // Only a hard state whose term and vote did not move may skip the fdatasync.
+    // Only a hard state whose term and vote did not move may wait for the next synced save.
     const sync = request.mustSync || entries.length > 0 || snapshot !== null;
     const write = async (): Promise<void> => {
       if (snapshot !== null) await this.snapshots.save(snapshot);

@@ -8,6 +8,11 @@
  * serialized: the next write starts only after the previous fdatasync returned, so at any time at
  * most the last batch can be partly on disk. Recovery relies on that (see `open`).
  *
+ * A hard state that only moves the commit index (etcd's MustSync false) is not written on its
+ * own: it is kept and goes into the next synced batch (or the one `close` writes), as etcd's WAL
+ * leaves such records buffered until its next sync. A crash before that loses only a commit
+ * index, which the member learns again from the leader; every write the WAL makes is synced.
+ *
  * Segments: `<seq>-<firstIndex>.wal`, created as a `.tmp` file, preallocated with zeros, given a
  * header batch (segment header, latest snapshot marker, latest hard state: so releasing older
  * segments never loses them), synced, renamed into place and the directory synced. A segment
@@ -23,7 +28,6 @@ import { join } from 'node:path';
 import type { Entry, HardState } from '../../raft/types.js';
 import { EMPTY_HARD_STATE } from '../../raft/types.js';
 import { assert, assertUint } from '../../util/assert.js';
-import { concatBytes } from '../../util/bytes.js';
 import { removeTempFiles, TMP_SUFFIX, writeFileAtomic } from '../atomic.js';
 import { ioError, StorageError, type StorageErrorLocation } from '../errors.js';
 import { type FileHandle, type FileSystem, failedBeforeSync, type OpenOptions } from '../fs.js';
@@ -194,14 +198,10 @@ export class Wal {
   /** Bytes past `offset` that a failed write may have touched: zeroed before the next write. */
   private dirtyEnd: number;
   /**
-   * The batches written without a flush (commit-only hard states) since the last synced save,
-   * ending at `offset`: a synced save on an O_DSYNC handle flushes only the bytes it writes, so
-   * it writes these again in front of its own. Otherwise a power loss could keep the later batch
-   * and lose these, a hole that recovery must take for damage (never a torn tail). Null once more
-   * than UNSYNCED_KEPT_BYTES_MAX piled up: the next synced save is then a write and an fdatasync,
-   * which flushes all of them.
+   * The latest commit-only hard state `save` was given and has not written yet (see the file's
+   * comment): the next synced save writes it, unless that save carries a later hard state.
    */
-  private unsynced: { start: number; bytes: Uint8Array } | null = { start: 0, bytes: EMPTY };
+  private deferredHardState: HardState | null = null;
   /** Greatest index written (an overestimate after a snapshot replaced the log: safe for release). */
   private lastIndex: number;
   private hardState: HardState;
@@ -234,7 +234,6 @@ export class Wal {
     this.handles = state.handles;
     this.offset = state.offset;
     this.dirtyEnd = state.offset;
-    this.unsynced = { start: state.offset, bytes: EMPTY };
     this.lastIndex = state.lastIndex;
     this.hardState = state.hardState;
     this.snapshot = state.snapshot;
@@ -421,8 +420,8 @@ export class Wal {
     const last = segments[segments.length - 1]!;
     const handles: FileHandle[] = [];
     for (const dir of dirs) handles.push(await fs.open(join(dir, last.name), 'write', DURABLE));
-    // Batches the last process wrote without a flush may still be only in the page cache, and
-    // an O_DSYNC write flushes only its own bytes: flush them now, before anything follows them.
+    // A failed write, or a WAL of a version that wrote commit-only hard states unflushed, may
+    // leave bytes only in the page cache, and an O_DSYNC write flushes only its own: flush now.
     try {
       for (const handle of handles) await handle.datasync();
     } catch (error) {
@@ -495,10 +494,10 @@ export class Wal {
    * fdatasync per copy. Resolves when durable. Entries may overwrite a suffix written before
    * (recovery keeps the later ones). Nothing to persist resolves at once.
    *
-   * `sync` false skips the fdatasync (etcd's MustSync): only for what may be lost in a machine
-   * crash without harm, a hard state whose term and vote are unchanged (a commit index can be
-   * learned again). The next synced write makes it durable with everything before it; a torn
-   * unsynced tail is truncated at recovery like any other.
+   * `sync` false (etcd's MustSync): only for a hard state whose term and vote are unchanged, which
+   * may be lost in a crash without harm (a commit index is learned again). It is not written now
+   * but with the next synced save, or by `close` (see the file's comment); it resolves at once.
+   * Callers save in Ready order, so a later save's hard state supersedes a deferred one.
    */
   save(
     hardState: HardState | null,
@@ -507,7 +506,22 @@ export class Wal {
     sync = true,
   ): Promise<void> {
     assert(sync || (entries.length === 0 && snapshot === null), 'entries and snapshots are synced');
-    return this.exclusive(() => this.saveNow(hardState, entries, snapshot, sync));
+    const deferred = this.deferredHardState;
+    if (!sync) {
+      if (this.closed || this.failure !== null) {
+        return this.exclusive(async () => this.checkUsable());
+      }
+      if (hardState !== null) {
+        assertNotOlder(hardState, deferred ?? this.hardState);
+        this.deferredHardState = hardState;
+      }
+      return Promise.resolve();
+    }
+    // Taken now, in call order: a commit-only hard state deferred after this call belongs after it.
+    this.deferredHardState = null;
+    if (hardState !== null && deferred !== null) assertNotOlder(hardState, deferred);
+    const hs = hardState ?? deferred;
+    return this.exclusive(() => this.saveNow(hs, entries, snapshot));
   }
 
   /**
@@ -546,9 +560,17 @@ export class Wal {
     });
   }
 
+  /** Writes a deferred commit-only hard state (so a clean restart knows it), then closes. */
   async close(): Promise<void> {
     await this.exclusive(async () => {
       if (this.closed) return;
+      const deferred = this.deferredHardState;
+      this.deferredHardState = null;
+      if (deferred !== null && this.failure === null) {
+        // Best effort: a commit index that fails to land is learned again after the restart, and
+        // the failure itself is the next open's to meet.
+        await this.saveNow(deferred, [], null).catch(() => {});
+      }
       this.closed = true;
       for (const handle of this.handles) await handle.close().catch(() => {});
     });
@@ -599,7 +621,6 @@ export class Wal {
     for (const dir of this.dirs) await this.fs.syncDir(dir);
     this.offset = image.length;
     this.dirtyEnd = image.length;
-    this.unsynced = { start: image.length, bytes: EMPTY };
   }
 
   /** A whole segment: its header batch, then `entries` in batches of about REWRITE_BATCH_BYTES. */
@@ -666,7 +687,6 @@ export class Wal {
     hardState: HardState | null,
     entries: readonly Entry[],
     snapshot: SnapshotMarker | null,
-    sync: boolean,
   ): Promise<void> {
     this.checkUsable();
     let bytes = 0;
@@ -695,20 +715,7 @@ export class Wal {
       await this.rotate();
 
     const n = this.encodeBatch(hardState, entries, snapshot, bytes);
-    const batch = this.buf.subarray(0, n);
-    const kept = this.unsynced;
-    if (!sync) {
-      await this.persist(batch, this.offset, false);
-      this.keepUnsynced(batch);
-    } else if (kept === null) {
-      await this.persist(batch, this.offset, true, false);
-      this.unsynced = { start: this.offset + n, bytes: EMPTY };
-    } else {
-      assert(kept.start + kept.bytes.length === this.offset, 'unsynced batches end at the tail');
-      const data = kept.bytes.length === 0 ? batch : concatBytes(kept.bytes, batch);
-      await this.persist(data, kept.start, true);
-      this.unsynced = { start: this.offset + n, bytes: EMPTY };
-    }
+    await this.persist(this.buf.subarray(0, n), this.offset);
     this.offset += n;
     if (entries.length > 0) this.lastIndex = entries[entries.length - 1]!.index;
     if (snapshot !== null) {
@@ -777,17 +784,12 @@ export class Wal {
   }
 
   /**
-   * Writes then (`sync`) fdatasyncs `data` at `position` in every copy, copies in parallel.
+   * Writes and fdatasyncs `data` at `position` in every copy, copies in parallel.
    * allSettled, not all: the buffer must not be reused while any copy is still writing it.
    */
-  private async persist(
-    data: Uint8Array,
-    position: number,
-    sync = true,
-    durableWrite = true,
-  ): Promise<void> {
+  private async persist(data: Uint8Array, position: number): Promise<void> {
     const results = await Promise.allSettled(
-      this.handles.map((h) => writeAndSync(h, data, position, sync, durableWrite)),
+      this.handles.map((h) => writeAndSync(h, data, position)),
     );
     let writeError: unknown = null;
     for (const r of results) {
@@ -811,17 +813,6 @@ export class Wal {
     }
   }
 
-  /** Keeps a batch just written without a flush for the next synced save (see `unsynced`). */
-  private keepUnsynced(batch: Uint8Array): void {
-    const kept = this.unsynced;
-    if (kept === null) return;
-    assert(kept.start + kept.bytes.length === this.offset, 'unsynced batches end at the tail');
-    this.unsynced =
-      kept.bytes.length + batch.length > UNSYNCED_KEPT_BYTES_MAX
-        ? null
-        : { start: kept.start, bytes: concatBytes(kept.bytes, batch) };
-  }
-
   private async zeroDirty(): Promise<void> {
     const zeros = new Uint8Array(Math.min(this.dirtyEnd - this.offset, PREALLOCATE_CHUNK_BYTES));
     for (let at = this.offset; at < this.dirtyEnd; at += zeros.length) {
@@ -837,12 +828,6 @@ export class Wal {
    */
   private async rotate(): Promise<void> {
     const current = this.segments[this.segments.length - 1];
-    if (current !== undefined && (this.unsynced === null || this.unsynced.bytes.length > 0)) {
-      // The next segment's header names where this one ends: batches written here without a
-      // flush must be durable first, or a power loss leaves a gap recovery takes for damage.
-      await this.persist(EMPTY, this.offset, true, false);
-      this.unsynced = { start: this.offset, bytes: EMPTY };
-    }
     const seq = current === undefined ? 0 : current.seq + 1;
     const firstIndex = this.lastIndex + 1;
     const name = segmentName(seq, firstIndex);
@@ -884,7 +869,6 @@ export class Wal {
     assert(this.segments.length <= SEGMENTS_MAX, 'too many WAL segments: is releaseTo called?');
     this.offset = n;
     this.dirtyEnd = n;
-    this.unsynced = { start: n, bytes: EMPTY };
   }
 
   private encodeHeaderBatch(header: SegmentHeader): number {
@@ -935,9 +919,13 @@ export class Wal {
 
 // ---------------------------------------------------------------------------------------------
 
-const EMPTY = new Uint8Array(0);
-/** Unsynced batches kept to write again with the next synced save (see `Wal.unsynced`). */
-const UNSYNCED_KEPT_BYTES_MAX = 64 * 1024;
+/** Raft's term and commit index never go back: a hard state older than one saved is a bug. */
+function assertNotOlder(next: HardState, previous: HardState): void {
+  assert(
+    next.term >= previous.term && next.commit >= previous.commit,
+    `hard state (term ${next.term}, commit ${next.commit}) saved after (term ${previous.term}, commit ${previous.commit})`,
+  );
+}
 
 /** Segment handles write and flush a save in one pool job where the file system can. */
 const DURABLE: OpenOptions = Object.freeze({ durableWrites: true });
@@ -947,14 +935,8 @@ interface CopyFailure {
   cause: unknown;
 }
 
-async function writeAndSync(
-  handle: FileHandle,
-  data: Uint8Array,
-  position: number,
-  sync: boolean,
-  durableWrite: boolean,
-): Promise<void> {
-  if (sync && durableWrite && handle.writeDurable !== undefined) {
+async function writeAndSync(handle: FileHandle, data: Uint8Array, position: number): Promise<void> {
+  if (handle.writeDurable !== undefined) {
     // One pool job instead of write then fdatasync. A failure that may have hit the flush is a
     // failed fdatasync (it poisons the WAL); only one raised before any flush is a write's.
     try {
@@ -969,7 +951,6 @@ async function writeAndSync(
   } catch (cause) {
     throw { stage: 'write', cause } satisfies CopyFailure;
   }
-  if (!sync) return;
   try {
     await handle.datasync();
   } catch (cause) {
