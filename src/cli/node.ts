@@ -387,8 +387,8 @@ async function openStorage(
     await backend.close();
     throw explainRecoveryError(error, config, BigInt(identity.clusterId), selfId);
   });
-  await bootstrapOrRestore(config, founders, state, recovered, (message) =>
-    logger.info({}, message),
+  await bootstrapOrRestore(config, founders, state, recovered, (fields, message) =>
+    logger.info(fields, message),
   );
   return { backend, state, recovered, faultFs };
 }
@@ -598,7 +598,7 @@ async function bootstrapOrRestore(
   founders: readonly Founder[],
   state: TandemStateMachine,
   recovered: RecoveredState,
-  say: (message: string) => void,
+  say: (fields: object, message: string) => void,
 ): Promise<void> {
   const storage = recovered.storage;
   if (recovered.fresh && config.cluster.state === 'new') {
@@ -616,13 +616,25 @@ async function bootstrapOrRestore(
         (e) => (e === null ? resolve() : reject(e)),
       ),
     );
-    say('bootstrapped a new cluster');
+    say({}, 'bootstrapped a new cluster');
     return;
   }
   const snap = recovered.snapshot;
   if (snap !== null && snap.metadata.index > state.appliedIndex() && snap.data.length > 0) {
     state.restore(snap);
   }
+  // The KV store may be ahead of the WAL's commit index: a commit index alone is written only
+  // with the next synced save, so a crash loses it; the leader tells it again, and entries the
+  // store holds are not applied twice.
+  say(
+    {
+      snapshotIndex: snap?.metadata.index ?? 0,
+      walCommitIndex: storage.initialState().hardState.commit,
+      walLastIndex: storage.lastIndex(),
+      kvAppliedIndex: state.appliedIndex(),
+    },
+    'recovered durable state',
+  );
 }
 
 function explainRecoveryError(
