@@ -2,10 +2,10 @@
  * `npm run bench:profile`: where a put's CPU goes, stage by stage, on each member of a tandem
  * cluster (3 members unless --members). Starts the cluster from the compiled build with
  * `node --cpu-prof` (the launcher's nodeArgs), runs a closed-loop put load at a chosen in-flight
- * count for a fixed time, stops the members cleanly (SIGTERM: a member writes its profile as it exits), then
- * charges every profile sample taken during the load to a stage (STAGES below) and prints, per
- * member (leader and followers), µs of CPU per put per stage as a markdown table (also written
- * to bench/out/profile-latest.md).
+ * count for a fixed time, stops the members cleanly (SIGTERM: a member writes its profile as it
+ * exits), then charges every profile sample taken during the load to a stage (STAGES below)
+ * and prints, per member (leader and followers), µs of CPU per put per stage as a markdown
+ * table (also written to bench/out/profile-latest.md).
  *
  *   npm run bench:profile [-- --in-flight 64 --members 3 --seconds 10 --warmup-seconds 20
  *                            --interval-us 1000 --node-args='--max-semi-space-size=32' --keep]
