@@ -254,7 +254,7 @@ export class SimPersistence implements RaftPersistence {
     const deferrable = !request.mustSync || this.fault === 'defer-term-vote';
     if (deferrable && entries.length === 0 && snapshot === null) {
       // Not written (see `syncedHardState`): deferred to the next synced write.
-      this.persist(hardState, entries, snapshot, false);
+      this.persist(hardState, entries, snapshot);
       this.clock.defer(() => done(null));
       return;
     }
@@ -262,7 +262,7 @@ export class SimPersistence implements RaftPersistence {
     // one an earlier write (in flight, completing first) carries.
     const covers = this.latestHardState;
     const write = (): void => {
-      this.persist(hardState, entries, snapshot, true);
+      this.persist(hardState, entries, snapshot);
       this.synced(covers);
     };
     if (this.fault === 'send-before-persist') {
@@ -280,12 +280,8 @@ export class SimPersistence implements RaftPersistence {
     this.checker.onSynced(this.node, covers.commit);
   }
 
-  private persist(
-    hs: HardState | null,
-    entries: readonly Entry[],
-    snap: Snapshot | null,
-    synced: boolean,
-  ): void {
+  /** Into the durable log; what it makes synced, `synced` tells the checker. */
+  private persist(hs: HardState | null, entries: readonly Entry[], snap: Snapshot | null): void {
     const log = this.durable;
     if (snap !== null) {
       const index = snap.metadata.index;
@@ -305,7 +301,7 @@ export class SimPersistence implements RaftPersistence {
       entries.filter((e) => e.index >= log.firstIndex()),
       hs === null ? null : durableHs.commit,
       durableHs.term,
-      synced && hs !== null,
+      false,
     );
   }
 
