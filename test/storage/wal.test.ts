@@ -340,6 +340,16 @@ test('a commit-only hard state older than one saved is refused (an assertion: a 
   await wal.close();
 });
 
+test('a commit-only hard state given to a closed WAL is refused (WAL_CLOSED), not kept', async () => {
+  const { wal } = await Wal.open(options(tempDir()));
+  await wal.save({ term: 1, vote: 1, commit: 0 }, [], null);
+  await wal.close();
+  await assert.rejects(
+    wal.save({ term: 1, vote: 1, commit: 0 }, [], null, false),
+    (err: StorageError) => err.code === 'WAL_CLOSED',
+  );
+});
+
 test('entries are never saved without fdatasync', async () => {
   const { wal } = await Wal.open(options(tempDir()));
   assert.throws(
