@@ -70,6 +70,8 @@ export interface TandemClusterOptions {
   readonly nodeArgs?: readonly string[];
   /** Fields for every member's config (src/cli/config.ts), e.g. { raft: { snapshotEntries } }. */
   readonly config?: ConfigFields;
+  /** Environment variables for every member, on top of the bench's own (TANDEM_* removed). */
+  readonly env?: Readonly<Record<string, string>>;
 }
 
 /**
@@ -148,7 +150,7 @@ export async function startTandemCluster(
     command: MEMBER_COMMAND,
     ...(options.nodeArgs !== undefined && { nodeArgs: options.nodeArgs }),
     ...(options.config !== undefined && { config: options.config }),
-    env: memberEnv(process.env),
+    env: { ...memberEnv(process.env), ...options.env },
     logLevel: options.logLevel ?? 'info',
     ...(options.keepData !== undefined && { keepDir: options.keepData }),
     ready: 'spawned',

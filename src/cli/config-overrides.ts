@@ -90,4 +90,6 @@ export const ENV_NOT_CONFIG: ReadonlySet<string> = new Set([
   'TANDEM_LOG_LEVEL',
   'TANDEM_CODE_CACHE',
   'TANDEM_CODE_CACHE_DIR',
+  // bench/put-trace.ts: where a member writes its entry trace (src/cli/entry-trace.ts).
+  'TANDEM_TRACE_DIR',
 ]);

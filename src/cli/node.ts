@@ -48,6 +48,7 @@ import { Prng } from '../util/prng.js';
 import { parseHostPort, toAddress, toUrl } from './addresses.js';
 import type { ScheduledBackups } from './backup.js';
 import { type ClientTlsConfig, kvDir, readClusterSecret, type TandemConfig } from './config.js';
+import { EntryTrace } from './entry-trace.js';
 import { faultAdmin } from './fault-admin.js';
 import { foundersOf, type Identity, resolveIdentity } from './identity.js';
 import { codeCacheState, StartupTimeline } from './startup-timeline.js';
@@ -190,6 +191,10 @@ export async function startNode(
   });
   const applies = new ApplyTracker(() => REAL_CLOCK.now());
   applies.attach(events);
+  // Stage timestamps for bench/put-trace.ts; off unless asked for.
+  const traceDir = process.env.TANDEM_TRACE_DIR;
+  const entryTrace = traceDir === undefined || traceDir === '' ? null : new EntryTrace(selfId);
+  entryTrace?.attach(events);
   // Peers recovering a damaged WAL ask for committed entries (transport/fetch-protocol.ts).
   transport.serveFetch(() => ({ storage: recovered.storage, commitIndex: member.commitIndex }));
   assembled.role.firstConfirmed.push(() => {
@@ -219,6 +224,10 @@ export async function startNode(
     forwarder.close();
     loopDelay.disable();
     await new Promise<void>((resolve) => assembled.stop(resolve));
+    if (entryTrace !== null) {
+      const path = entryTrace.write(traceDir!);
+      logger.info({ path, dropped: entryTrace.dropped }, 'entry trace written');
+    }
     await Promise.allSettled([open.api?.close(), transport.close(), open.admin?.close()]);
     await recovered.persistence.close();
     await disk.backend.close();
@@ -247,6 +256,7 @@ export async function startNode(
       logger,
       memberTls,
       secret,
+      entryTrace,
     );
     open.api = api;
     startup.mark('clientPort');
@@ -468,6 +478,7 @@ function startClientPort(
   logger: Logger,
   memberTls: MemberCallTls | null,
   secret: ClusterSecret,
+  entryTrace: EntryTrace | null,
 ): Promise<ApiServer> {
   return startApiServer({
     clusterSecret: secret,
@@ -475,6 +486,8 @@ function startClientPort(
     backend: facade,
     name: config.name,
     onCallEnd: (path, kind, code, seconds) => {
+      // First: the trace dates the call's start back from now by `seconds`.
+      entryTrace?.noteCall(path, code, seconds);
       metrics.noteGrpcCall(path, kind, code, seconds);
       liveStats.noteCall(path, seconds);
     },

@@ -10,7 +10,15 @@
  * ticks (N from its interval in ms), so a member has one timer — its tick — and the simulator
  * runs every duty on virtual time.
  */
-import type { ConfChange, ConfState, Entry, Message, NodeId, SoftState } from '../raft/types.js';
+import type {
+  ConfChange,
+  ConfState,
+  Entry,
+  Message,
+  NodeId,
+  Ready,
+  SoftState,
+} from '../raft/types.js';
 import { assert } from '../util/assert.js';
 import type { MemberHooks } from './member.js';
 
@@ -28,6 +36,7 @@ type SteppedListener = (message: Message, term: number, lead: NodeId) => void;
 type ProposedListener = (change: ConfChange, seq: number) => void;
 type SettledListener = (seq: number, error: Error | null) => void;
 type InstalledListener = (index: number) => void;
+type ReadyListener = (rd: Ready) => void;
 
 export class MemberEvents implements Required<MemberHooks> {
   readonly softState: SoftStateListener[] = [];
@@ -39,6 +48,8 @@ export class MemberEvents implements Required<MemberHooks> {
   readonly confChangeProposed: ProposedListener[] = [];
   readonly confChangeSettled: SettledListener[] = [];
   readonly snapshotInstalled: InstalledListener[] = [];
+  readonly readyTaken: ReadyListener[] = [];
+  readonly readySaved: ReadyListener[] = [];
 
   /** Adds `listener` to `list` (one of the arrays above). */
   static add<T>(list: T[], listener: T): void {
@@ -72,6 +83,12 @@ export class MemberEvents implements Required<MemberHooks> {
   }
   onSnapshotInstalled(index: number): void {
     for (const f of this.snapshotInstalled) f(index);
+  }
+  onReadyTaken(rd: Ready): void {
+    for (const f of this.readyTaken) f(rd);
+  }
+  onReadySaved(rd: Ready): void {
+    for (const f of this.readySaved) f(rd);
   }
 }
 

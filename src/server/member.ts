@@ -212,6 +212,13 @@ export interface MemberHooks {
    * after the step (the soft state reported to onSoftState follows once persisted).
    */
   onStepped?(message: Message, term: number, lead: NodeId): void;
+  /**
+   * A Ready was taken from raft: its early messages (`messagesNow`) leave next, then its write
+   * starts. With onReadySaved, the stage timestamps of an entry (bench/put-trace.ts).
+   */
+  onReadyTaken?(rd: Ready): void;
+  /** The Ready's write is durable (or it had none): its messages leave next, then it applies. */
+  onReadySaved?(rd: Ready): void;
 }
 
 type Callback<T> = (error: Error | null, value?: T) => void;
@@ -775,6 +782,7 @@ export class Member<R = unknown> {
     this.readyTerm = this.rn.raft.term;
     this.saving = true;
     // A leader's appends travel while its own write runs (Ready.messagesNow).
+    this.options.hooks?.onReadyTaken?.(rd);
     if (rd.messagesNow.length > 0) this.send(rd.messagesNow);
     if (rd.mustSync || rd.entries.length > 0 || rd.snapshot !== null) {
       this.options.persistence.save(rd, (error) => this.saved(rd, error));
@@ -803,6 +811,7 @@ export class Member<R = unknown> {
       this.fatal(error);
       return;
     }
+    this.options.hooks?.onReadySaved?.(rd);
     // Durable: now the cache the core reads from may reflect it.
     if (rd.snapshot !== null) this.storage.applySnapshot(rd.snapshot);
     if (rd.entries.length > 0) this.storage.append(rd.entries);
