@@ -396,6 +396,23 @@ export class GrpcKvClient implements KvClient {
   }
 }
 
+/** One put as a promise, for sequential clients (1 in flight); rejects after `timeoutMs`. */
+export function putOnce(
+  client: KvClient,
+  key: string,
+  value: Uint8Array,
+  timeoutMs: number,
+): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`put ${key} timed out`)), timeoutMs);
+    client.put(Buffer.from(key), value, (error) => {
+      clearTimeout(timer);
+      if (error === null) resolve();
+      else reject(error);
+    });
+  });
+}
+
 // ---------------------------------------------------------------------------------------------
 // One measurement cell: a workload at a fixed number of requests in flight
 

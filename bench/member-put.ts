@@ -6,6 +6,7 @@
  * every recent checkout has).
  *
  *   node --import tsx bench/member-put.ts [--cells 3] [--cell-ms 5000] [--members 3]
+ *     [--node-arg=FLAG ...]   (a `node` flag for every member, e.g. --node-arg=--single-threaded-gc)
  */
 import { GrpcKvClient, runCell } from './load.js';
 import { processesCpuMs } from './procs.js';
@@ -31,7 +32,11 @@ async function main(): Promise<void> {
   const size = arg('--members', '3');
   const warning = buildTandem();
   if (warning !== null) console.log(`build: ${warning}`);
-  const cluster = await startTandemCluster({ size });
+  const nodeArgs = process.argv
+    .filter((a) => a.startsWith('--node-arg='))
+    .map((a) => a.slice('--node-arg='.length));
+  if (nodeArgs.length > 0) console.log(`members run with node ${nodeArgs.join(' ')}`);
+  const cluster = await startTandemCluster({ size, nodeArgs });
   const client = new GrpcKvClient(cluster.endpoints);
   try {
     await client.ready(CONNECT_TIMEOUT_MS);

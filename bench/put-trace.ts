@@ -15,7 +15,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { monotonicUs, parseTrace } from '../src/cli/entry-trace.js';
-import { GrpcKvClient } from './load.js';
+import { GrpcKvClient, putOnce } from './load.js';
 import { mainThreadSched, processesCpuMs, type SchedTimes } from './procs.js';
 import {
   analyzePuts,
@@ -56,15 +56,7 @@ async function putsAtOneInFlight(
 ): Promise<ClientPut[]> {
   const client = new GrpcKvClient([endpoint]);
   const value = Buffer.alloc(valueBytes, 0x61);
-  const put = (key: string): Promise<void> =>
-    new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`put ${key} timed out`)), PUT_TIMEOUT_MS);
-      client.put(Buffer.from(key), value, (error) => {
-        clearTimeout(timer);
-        if (error === null) resolve();
-        else reject(error);
-      });
-    });
+  const put = (key: string) => putOnce(client, key, value, PUT_TIMEOUT_MS);
   try {
     await client.ready(CONNECT_TIMEOUT_MS);
     for (let i = 0; i < WARMUP_PUTS; i++) await put(`${prefix}/warm/${i}`);

@@ -10,7 +10,7 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import type { BenchCluster } from './cluster.js';
 import { startEtcdCluster } from './etcd-cluster.js';
-import { GrpcKvClient } from './load.js';
+import { GrpcKvClient, putOnce } from './load.js';
 import { groupThreads, type ThreadGroup } from './procs.js';
 import { buildTandem, startTandemCluster } from './tandem-cluster.js';
 
@@ -93,15 +93,7 @@ function delta(pid: number, before: Map<number, ThreadSched>, puts: number, node
 async function measure(cluster: BenchCluster, puts: number, node: boolean): Promise<Row[]> {
   const client = new GrpcKvClient(cluster.endpoints);
   const value = Buffer.alloc(VALUE_BYTES, 0x61);
-  const put = (key: string): Promise<void> =>
-    new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`put ${key} timed out`)), PUT_TIMEOUT_MS);
-      client.put(Buffer.from(key), value, (error) => {
-        clearTimeout(timer);
-        if (error === null) resolve();
-        else reject(error);
-      });
-    });
+  const put = (key: string) => putOnce(client, key, value, PUT_TIMEOUT_MS);
   try {
     await client.ready(CONNECT_TIMEOUT_MS);
     for (let i = 0; i < WARMUP_PUTS; i++) await put(`warm/${i}`);

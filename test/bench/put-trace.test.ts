@@ -7,15 +7,10 @@ import {
   quantile,
 } from '../../bench/put-trace-analysis.js';
 import { EntryTrace, parseTrace, type TraceMark } from '../../src/cli/entry-trace.js';
-import {
-  type Entry,
-  EntryType,
-  type Message,
-  MessageType,
-  type Ready,
-} from '../../src/raft/types.js';
+import { type Entry, EntryType, MessageType, type Ready } from '../../src/raft/types.js';
 import { encodeEnvelope } from '../../src/server/envelope.js';
 import { MemberEvents } from '../../src/server/events.js';
+import { msg } from '../raft/harness.js';
 
 function entry(index: number, data: Entry['data'] = new Uint8Array()): Entry {
   return { index, term: 2, type: EntryType.Normal, data };
@@ -35,24 +30,6 @@ function ready(entries: Entry[], committed: Entry[]): Ready {
   };
 }
 
-function message(fields: Partial<Message>): Message {
-  return {
-    type: MessageType.App,
-    to: 1,
-    from: 2,
-    term: 2,
-    logTerm: 2,
-    index: 0,
-    entries: [],
-    commit: 0,
-    snapshot: null,
-    reject: false,
-    rejectHint: 0,
-    context: new Uint8Array(),
-    ...fields,
-  };
-}
-
 test('an entry trace records each stage a member reports and reads back what it wrote', () => {
   const events = new MemberEvents();
   const trace = new EntryTrace(7);
@@ -60,14 +37,22 @@ test('an entry trace records each stage a member reports and reads back what it 
   events.onReadyTaken(ready([entry(5), entry(6)], [entry(4)]));
   events.onReadySaved(ready([entry(5), entry(6)], []));
   events.onStepped(
-    message({ type: MessageType.App, entries: [entry(8)], commit: 6, from: 3 }),
+    msg({ type: MessageType.App, to: 1, term: 2, entries: [entry(8)], commit: 6, from: 3 }),
     2,
     3,
   );
-  events.onStepped(message({ type: MessageType.Heartbeat, commit: 7, from: 3 }), 2, 3);
-  events.onStepped(message({ type: MessageType.AppResp, index: 6, from: 9 }), 2, 7);
-  events.onStepped(message({ type: MessageType.AppResp, index: 6, reject: true, from: 9 }), 2, 7);
-  events.onStepped(message({ type: MessageType.Prop, entries: [entry(0)], from: 9 }), 2, 7);
+  events.onStepped(msg({ type: MessageType.Heartbeat, to: 1, term: 2, commit: 7, from: 3 }), 2, 3);
+  events.onStepped(msg({ type: MessageType.AppResp, to: 1, term: 2, index: 6, from: 9 }), 2, 7);
+  events.onStepped(
+    msg({ type: MessageType.AppResp, to: 1, term: 2, index: 6, reject: true, from: 9 }),
+    2,
+    7,
+  );
+  events.onStepped(
+    msg({ type: MessageType.Prop, to: 1, term: 2, entries: [entry(0)], from: 9 }),
+    2,
+    7,
+  );
   events.onApplied(entry(5, encodeEnvelope(7, 41, new Uint8Array(300))), 'ok');
   events.onApplied(entry(6, encodeEnvelope(8, 3, new Uint8Array(10))), 'ok');
   events.onApplied(entry(7), undefined);

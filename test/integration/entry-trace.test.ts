@@ -8,7 +8,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { GrpcKvClient } from '../../bench/load.js';
+import { GrpcKvClient, putOnce } from '../../bench/load.js';
 import {
   analyzePuts,
   type ClientPut,
@@ -54,11 +54,7 @@ test('members started with TANDEM_TRACE_DIR trace each put from the call to the 
         await client.ready(10_000);
         for (let i = 0; i < PUTS / 2; i++) {
           const sentUs = monotonicUs();
-          await new Promise<void>((resolve, reject) =>
-            client.put(Buffer.from(`trace/${m.name}/${i}`), value, (e) =>
-              e ? reject(e) : resolve(),
-            ),
-          );
+          await putOnce(client, `trace/${m.name}/${i}`, value, 5000);
           puts.push({ member: ids.get(m.name)!, sentUs, doneUs: monotonicUs() });
         }
       } finally {
