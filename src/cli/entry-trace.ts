@@ -22,7 +22,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { type Message, MessageType, type NodeId, type Ready } from '../raft/types.js';
 import { decodeEnvelope } from '../server/envelope.js';
-import type { MemberEvents } from '../server/events.js';
+import { MemberEvents } from '../server/events.js';
 
 /** Marks kept, at most (5 numbers each): minutes of puts at 1 in flight. Later ones are dropped. */
 export const TRACE_MARKS_MAX = 500_000;
@@ -77,14 +77,14 @@ export class EntryTrace {
   }
 
   attach(events: MemberEvents): void {
-    events.readyTaken.push((rd) => this.taken(rd));
-    events.readySaved.push((rd) => {
+    MemberEvents.add(events.readyTaken, (rd) => this.taken(rd));
+    MemberEvents.add(events.readySaved, (rd) => {
       if (rd.entries.length > 0) {
         this.mark('durable', rd.entries[0]!.index, rd.entries.at(-1)!.index, 0);
       }
     });
-    events.stepped.push((m) => this.stepped(m));
-    events.applied.push((entry) => {
+    MemberEvents.add(events.stepped, (m) => this.stepped(m));
+    MemberEvents.add(events.applied, (entry) => {
       const envelope = entry.data.length > 0 ? decodeEnvelope(entry.data) : null;
       const seq = envelope !== null && envelope.proposer === this.selfId ? envelope.seq : 0;
       this.mark('applied', entry.index, seq, entry.data.length);

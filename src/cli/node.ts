@@ -225,8 +225,13 @@ export async function startNode(
     loopDelay.disable();
     await new Promise<void>((resolve) => assembled.stop(resolve));
     if (entryTrace !== null) {
-      const path = entryTrace.write(traceDir!);
-      logger.info({ path, dropped: entryTrace.dropped }, 'entry trace written');
+      // A bench facility: a trace that cannot be written never stops the shutdown.
+      try {
+        const path = entryTrace.write(traceDir!);
+        logger.info({ path, dropped: entryTrace.dropped }, 'entry trace written');
+      } catch (error) {
+        logger.warn({ err: error, dir: traceDir }, 'entry trace not written');
+      }
     }
     await Promise.allSettled([open.api?.close(), transport.close(), open.admin?.close()]);
     await recovered.persistence.close();

@@ -6,7 +6,12 @@ import {
   MemberMarks,
   quantile,
 } from '../../bench/put-trace-analysis.js';
-import { EntryTrace, parseTrace, type TraceMark } from '../../src/cli/entry-trace.js';
+import {
+  EntryTrace,
+  parseTrace,
+  TRACE_MARKS_MAX,
+  type TraceMark,
+} from '../../src/cli/entry-trace.js';
 import { type Entry, EntryType, MessageType, type Ready } from '../../src/raft/types.js';
 import { encodeEnvelope } from '../../src/server/envelope.js';
 import { MemberEvents } from '../../src/server/events.js';
@@ -83,9 +88,9 @@ test('an entry trace records each stage a member reports and reads back what it 
 
 test('an entry trace keeps at most its bound and counts what it dropped', () => {
   const trace = new EntryTrace(1);
-  // Not the real bound (500,000 marks): mark past a smaller count by filling the buffer fast.
-  for (let i = 0; i < 500_010; i++) trace.mark('append', i, i, 0);
+  for (let i = 0; i < TRACE_MARKS_MAX + 10; i++) trace.mark('append', i, i, 0);
   assert.equal(trace.dropped, 10);
+  assert.equal(parseTrace(trace.text()).length, TRACE_MARKS_MAX);
 });
 
 test('a malformed trace line is refused with its line number', () => {

@@ -105,3 +105,22 @@ test('members started with TANDEM_TRACE_DIR trace each put from the call to the 
     assert.equal(serial + writes, stages.get('total'), `put at ${put.sentUs}: stages tile it`);
   }
 });
+
+test('a trace that cannot be written is a warning: the member still stops cleanly', async (t) => {
+  const missing = join(tmpdir(), `tandem-it-trace-missing-${process.pid}`, 'nowhere');
+  const cluster = await LocalCluster.start({
+    members: 1,
+    label: 'it-entry-trace-missing',
+    command: 'source',
+    config: { raft: { heartbeatMs: HEARTBEAT_MS, electionMs: ELECTION_MS } },
+    env: { ...memberEnv(process.env), TANDEM_TRACE_DIR: missing },
+    ready: 'published',
+  });
+  t.after(() => cluster.destroy({ kill: true }));
+  const m = cluster.members[0]!;
+  const exit = await m.stop(10_000);
+  assert.deepEqual(exit, { code: 0, signal: null }, 'a clean exit');
+  const log = m.log();
+  assert.match(log, /entry trace not written/);
+  assert.match(log, /tandem member stopped/);
+});
