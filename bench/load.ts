@@ -396,6 +396,15 @@ export class GrpcKvClient implements KvClient {
   }
 }
 
+/** A command-line integer in 1..`max`, or an error naming the flag and what it got. */
+export function intIn(flag: string, text: string, max: number): number {
+  const value = Number(text);
+  if (!(Number.isSafeInteger(value) && value >= 1 && value <= max)) {
+    throw new Error(`${flag} must be an integer in 1..${max}, got ${JSON.stringify(text)}`);
+  }
+  return value;
+}
+
 /** One put as a promise, for sequential clients (1 in flight); rejects after `timeoutMs`. */
 export function putOnce(
   client: KvClient,

@@ -224,3 +224,38 @@ export function threadGroupCpuMs(before: ThreadCpu, after: ThreadCpu): Map<Threa
   }
   return totals;
 }
+
+/** Per thread: its group, time on a CPU (ns, schedstat) and the times it was put on one. */
+export interface ThreadRuns {
+  readonly byTid: ReadonlyMap<
+    number,
+    { readonly group: ThreadGroup; readonly runNs: number; readonly runs: number }
+  >;
+}
+
+/**
+ * Every thread's scheduler counters (`/proc/<pid>/task/<tid>/schedstat`): time on a CPU and how
+ * many times it ran, which for a thread that sleeps between bursts counts its wake-ups. Threads
+ * are grouped as threadCpuMs groups them when `node` (a Node process); otherwise the process's
+ * own thread is 'main' and the rest 'other' (etcd's Go threads have no such order).
+ */
+export function threadRuns(pid: number | null, node = true): ThreadRuns {
+  const byTid = new Map<number, { group: ThreadGroup; runNs: number; runs: number }>();
+  if (pid === null) return { byTid };
+  const samples = threadSamples(pid);
+  const groups = node ? groupThreads(pid, samples) : null;
+  for (const s of samples) {
+    let fields: number[];
+    try {
+      fields = readFileSync(`/proc/${pid}/task/${s.tid}/schedstat`, 'utf8')
+        .trim()
+        .split(' ')
+        .map(Number);
+    } catch {
+      continue; // the thread ended between the listing and this read
+    }
+    const group = groups?.get(s.tid) ?? (s.tid === pid ? 'main' : 'other');
+    byTid.set(s.tid, { group, runNs: fields[0]!, runs: fields[2]! });
+  }
+  return { byTid };
+}

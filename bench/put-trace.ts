@@ -14,8 +14,9 @@
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { parseArgs } from 'node:util';
 import { monotonicUs, parseTrace } from '../src/cli/entry-trace.js';
-import { GrpcKvClient, putOnce } from './load.js';
+import { GrpcKvClient, intIn, putOnce, VALUE_BYTES_MAX } from './load.js';
 import { mainThreadSched, processesCpuMs, type SchedTimes } from './procs.js';
 import {
   analyzePuts,
@@ -35,16 +36,6 @@ const PUTS_MAX = 100_000;
 const WARMUP_PUTS = 200;
 const CONNECT_TIMEOUT_MS = 10_000;
 const PUT_TIMEOUT_MS = 5000;
-
-function arg(name: string, fallback: number): number {
-  const i = process.argv.indexOf(name);
-  if (i === -1) return fallback;
-  const value = Number(process.argv[i + 1]);
-  if (!Number.isSafeInteger(value) || value < 1) {
-    throw new Error(`${name} needs a positive integer, got ${JSON.stringify(process.argv[i + 1])}`);
-  }
-  return value;
-}
 
 /** `count` puts one at a time to `endpoint`; the client's send and receipt times of each. */
 async function putsAtOneInFlight(
@@ -94,12 +85,18 @@ function printResult(title: string, r: PutTraceResult): void {
 }
 
 async function main(): Promise<void> {
-  const count = arg('--puts', 2000);
-  const size = arg('--members', 3);
-  const valueBytes = arg('--value-bytes', 256);
-  const keep = process.argv.includes('--keep');
-  if (count > PUTS_MAX) throw new Error(`--puts is at most ${PUTS_MAX}`);
-  if (size > MEMBERS_MAX) throw new Error(`--members is at most ${MEMBERS_MAX}`);
+  const { values } = parseArgs({
+    options: {
+      puts: { type: 'string', default: '2000' },
+      members: { type: 'string', default: '3' },
+      'value-bytes': { type: 'string', default: '256' },
+      keep: { type: 'boolean', default: false },
+    },
+  });
+  const count = intIn('--puts', values.puts, PUTS_MAX);
+  const size = intIn('--members', values.members, MEMBERS_MAX);
+  const valueBytes = intIn('--value-bytes', values['value-bytes'], VALUE_BYTES_MAX);
+  const keep = values.keep;
   const warning = buildTandem();
   if (warning !== null) console.log(`build: ${warning}`);
   const traceDir = mkdtempSync(join(tmpdir(), 'tandem-put-trace-'));

@@ -7,55 +7,19 @@
  *
  *   node --import tsx bench/wakeups.ts [--puts 2000] [--rounds 1] [--tandem-only] [--members 3]
  */
-import { readdirSync, readFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
 import type { BenchCluster } from './cluster.js';
 import { startEtcdCluster } from './etcd-cluster.js';
-import { GrpcKvClient, putOnce } from './load.js';
-import { groupThreads, type ThreadGroup } from './procs.js';
-import { buildTandem, startTandemCluster } from './tandem-cluster.js';
+import { GrpcKvClient, intIn, putOnce } from './load.js';
+import { type ThreadRuns, threadRuns } from './procs.js';
+import { buildTandem, MEMBERS_MAX, startTandemCluster } from './tandem-cluster.js';
 
 const CONNECT_TIMEOUT_MS = 10_000;
 const PUT_TIMEOUT_MS = 5000;
 const WARMUP_PUTS = 200;
 const VALUE_BYTES = 256;
-
-function arg(name: string, fallback: number): number {
-  const i = process.argv.indexOf(name);
-  const value = i === -1 ? fallback : Number(process.argv[i + 1]);
-  if (!Number.isSafeInteger(value) || value < 1) throw new Error(`${name}: positive integer`);
-  return value;
-}
-
-interface ThreadSched {
-  readonly runNs: number;
-  readonly slices: number;
-  readonly name: string;
-  readonly startTicks: number;
-}
-
-/** Every thread of `pid`: its schedstat (ns on a CPU, times it ran) and what groups it. */
-function threads(pid: number): Map<number, ThreadSched> {
-  const out = new Map<number, ThreadSched>();
-  let tids: string[] = [];
-  try {
-    tids = readdirSync(`/proc/${pid}/task`);
-  } catch {
-    return out;
-  }
-  for (const tid of tids) {
-    try {
-      const [run, , slices] = readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8')
-        .trim()
-        .split(' ')
-        .map(Number);
-      const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
-      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      const name = readFileSync(`/proc/${pid}/task/${tid}/comm`, 'utf8').trim();
-      out.set(Number(tid), { runNs: run!, slices: slices!, name, startTicks: Number(fields[19]) });
-    } catch {}
-  }
-  return out;
-}
+const PUTS_MAX = 100_000;
+const ROUNDS_MAX = 10;
 
 interface Row {
   readonly label: string;
@@ -64,30 +28,23 @@ interface Row {
   readonly byGroup: Map<string, { cpuUs: number; wakeups: number }>;
 }
 
-function delta(pid: number, before: Map<number, ThreadSched>, puts: number, node: boolean): Row {
-  const after = threads(pid);
-  const groups = node
-    ? groupThreads(
-        pid,
-        [...after].map(([tid, t]) => ({ tid, ...t })),
-      )
-    : null;
+/** CPU (µs) and wake-ups per put between two readings of one process, in all and by group. */
+function delta(before: ThreadRuns, after: ThreadRuns, puts: number): Row {
   const byGroup = new Map<string, { cpuUs: number; wakeups: number }>();
   let cpuNs = 0;
-  let slices = 0;
-  for (const [tid, t] of after) {
-    const b = before.get(tid);
+  let runs = 0;
+  for (const [tid, t] of after.byTid) {
+    const b = before.byTid.get(tid);
     const dNs = t.runNs - (b?.runNs ?? 0);
-    const dSlices = t.slices - (b?.slices ?? 0);
+    const dRuns = t.runs - (b?.runs ?? 0);
     cpuNs += dNs;
-    slices += dSlices;
-    const group: ThreadGroup | string = groups?.get(tid) ?? (tid === pid ? 'main' : 'other');
-    const g = byGroup.get(group) ?? { cpuUs: 0, wakeups: 0 };
+    runs += dRuns;
+    const g = byGroup.get(t.group) ?? { cpuUs: 0, wakeups: 0 };
     g.cpuUs += dNs / 1000 / puts;
-    g.wakeups += dSlices / puts;
-    byGroup.set(group, g);
+    g.wakeups += dRuns / puts;
+    byGroup.set(t.group, g);
   }
-  return { label: '', cpuUs: cpuNs / 1000 / puts, wakeups: slices / puts, byGroup };
+  return { label: '', cpuUs: cpuNs / 1000 / puts, wakeups: runs / puts, byGroup };
 }
 
 async function measure(cluster: BenchCluster, puts: number, node: boolean): Promise<Row[]> {
@@ -98,15 +55,15 @@ async function measure(cluster: BenchCluster, puts: number, node: boolean): Prom
     await client.ready(CONNECT_TIMEOUT_MS);
     for (let i = 0; i < WARMUP_PUTS; i++) await put(`warm/${i}`);
     const pids = cluster.members.map((m) => m.process.pid!);
-    const before = [...pids, process.pid].map((pid) => threads(pid));
+    const before = [...pids.map((pid) => threadRuns(pid, node)), threadRuns(process.pid)];
     const startMs = performance.now();
     for (let i = 0; i < puts; i++) await put(`k/${i}`);
     const wallMs = performance.now() - startMs;
     const rows = pids.map((pid, i) => ({
-      ...delta(pid, before[i]!, puts, node),
+      ...delta(before[i]!, threadRuns(pid, node), puts),
       label: cluster.members[i]!.name,
     }));
-    rows.push({ ...delta(process.pid, before.at(-1)!, puts, true), label: 'client' });
+    rows.push({ ...delta(before.at(-1)!, threadRuns(process.pid), puts), label: 'client' });
     const members = rows.slice(0, -1);
     const sum = (f: (r: Row) => number) => members.reduce((a, r) => a + f(r), 0);
     console.log(
@@ -129,12 +86,20 @@ async function measure(cluster: BenchCluster, puts: number, node: boolean): Prom
 }
 
 async function main(): Promise<void> {
-  const puts = arg('--puts', 2000);
-  const rounds = arg('--rounds', 1);
-  const size = arg('--members', 3);
+  const { values } = parseArgs({
+    options: {
+      puts: { type: 'string', default: '2000' },
+      rounds: { type: 'string', default: '1' },
+      members: { type: 'string', default: '3' },
+      'tandem-only': { type: 'boolean', default: false },
+    },
+  });
+  const puts = intIn('--puts', values.puts, PUTS_MAX);
+  const rounds = intIn('--rounds', values.rounds, ROUNDS_MAX);
+  const size = intIn('--members', values.members, MEMBERS_MAX);
   const warning = buildTandem();
   if (warning !== null) console.log(`build: ${warning}`);
-  const tandemOnly = process.argv.includes('--tandem-only');
+  const tandemOnly = values['tandem-only'];
   for (let round = 0; round < rounds; round++) {
     if (!tandemOnly) {
       const etcd = await startEtcdCluster({ size });

@@ -781,8 +781,8 @@ export class Member<R = unknown> {
     // written (a leader that hears a newer vote), and the soft state is reported after.
     this.readyTerm = this.rn.raft.term;
     this.saving = true;
-    // A leader's appends travel while its own write runs (Ready.messagesNow).
     this.options.hooks?.onReadyTaken?.(rd);
+    // A leader's appends travel while its own write runs (Ready.messagesNow).
     if (rd.messagesNow.length > 0) this.send(rd.messagesNow);
     if (rd.mustSync || rd.entries.length > 0 || rd.snapshot !== null) {
       this.options.persistence.save(rd, (error) => this.saved(rd, error));

@@ -14,6 +14,7 @@ import {
   encodePut,
   encodeRange,
   encodeTxnRead,
+  intIn,
 } from '../../bench/load.js';
 import {
   loopDelayQuantile,
@@ -163,4 +164,12 @@ test('schedstat: time on a CPU first, runqueue wait second, both in ms', (t) => 
   const accounted = after.runMs - self.runMs + (after.waitMs - self.waitMs);
   assert.ok(accounted >= wallMs - 10, `run + wait ${accounted} ms of a ${wallMs} ms spin`);
   assert.ok(after.runMs > self.runMs, 'some of it on a CPU');
+});
+
+test('intIn takes an integer in 1..max and names the flag otherwise', () => {
+  assert.equal(intIn('--puts', '2000', 100_000), 2000);
+  assert.equal(intIn('--puts', '1', 1), 1);
+  for (const bad of ['0', '-3', '1.5', 'x', '', '100001']) {
+    assert.throws(() => intIn('--puts', bad, 100_000), /--puts must be an integer in 1\.\.100000/);
+  }
 });

@@ -14,6 +14,7 @@ import {
   type ThreadGroup,
   threadCpuMs,
   threadGroupCpuMs,
+  threadRuns,
 } from '../../bench/procs.js';
 
 const READY_TIMEOUT_MS = 30_000;
@@ -125,4 +126,25 @@ describe('bench thread groups (/proc/<pid>/task)', { skip: !linux && 'needs Linu
       }
     });
   }
+});
+
+test("threadRuns counts each thread's time on a CPU and its runs, grouped as threadCpuMs groups", {
+  skip: linux ? false : 'reads /proc (Linux only)',
+}, async () => {
+  const before = threadRuns(process.pid);
+  const main = before.byTid.get(process.pid);
+  assert.ok(main !== undefined && main.group === 'main' && main.runNs > 0 && main.runs > 0);
+  // Sleep and wake a few times, spending CPU in between: the main thread's counters both grow.
+  for (let i = 0; i < 5; i++) {
+    await new Promise((resolve) => setTimeout(resolve, 5));
+    const until = performance.now() + 2;
+    while (performance.now() < until);
+  }
+  const after = threadRuns(process.pid).byTid.get(process.pid)!;
+  assert.ok(after.runNs - main.runNs >= 10e6 * 0.9, `ran ${(after.runNs - main.runNs) / 1e6} ms`);
+  assert.ok(after.runs - main.runs >= 5, `ran ${after.runs - main.runs} times`);
+  // Not a Node process: the own thread is 'main', every other one 'other'.
+  const plain = threadRuns(process.pid, false);
+  for (const [tid, t] of plain.byTid) assert.equal(t.group, tid === process.pid ? 'main' : 'other');
+  assert.equal(threadRuns(null).byTid.size, 0);
 });

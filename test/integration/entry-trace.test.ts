@@ -22,17 +22,22 @@ import { ELECTION_MS, HEARTBEAT_MS } from './cluster.js';
 const PUTS = 20;
 const VALUE_BYTES = 300;
 
-test('members started with TANDEM_TRACE_DIR trace each put from the call to the apply', async (t) => {
-  const traceDir = mkdtempSync(join(tmpdir(), 'tandem-it-trace-'));
-  t.after(() => rmSync(traceDir, { recursive: true, force: true }));
-  const cluster = await LocalCluster.start({
-    members: 3,
-    label: 'it-entry-trace',
+/** Members from source that trace into `traceDir` (TANDEM_TRACE_DIR). */
+function startTraced(members: number, label: string, traceDir: string): Promise<LocalCluster> {
+  return LocalCluster.start({
+    members,
+    label,
     command: 'source',
     config: { raft: { heartbeatMs: HEARTBEAT_MS, electionMs: ELECTION_MS } },
     env: { ...memberEnv(process.env), TANDEM_TRACE_DIR: traceDir },
     ready: 'published',
   });
+}
+
+test('members started with TANDEM_TRACE_DIR trace each put from the call to the apply', async (t) => {
+  const traceDir = mkdtempSync(join(tmpdir(), 'tandem-it-trace-'));
+  t.after(() => rmSync(traceDir, { recursive: true, force: true }));
+  const cluster = await startTraced(3, 'it-entry-trace', traceDir);
   const ids = new Map<string, number>();
   let leaderName = '';
   const puts: ClientPut[] = [];
@@ -108,14 +113,7 @@ test('members started with TANDEM_TRACE_DIR trace each put from the call to the 
 
 test('a trace that cannot be written is a warning: the member still stops cleanly', async (t) => {
   const missing = join(tmpdir(), `tandem-it-trace-missing-${process.pid}`, 'nowhere');
-  const cluster = await LocalCluster.start({
-    members: 1,
-    label: 'it-entry-trace-missing',
-    command: 'source',
-    config: { raft: { heartbeatMs: HEARTBEAT_MS, electionMs: ELECTION_MS } },
-    env: { ...memberEnv(process.env), TANDEM_TRACE_DIR: missing },
-    ready: 'published',
-  });
+  const cluster = await startTraced(1, 'it-entry-trace-missing', missing);
   t.after(() => cluster.destroy({ kill: true }));
   const m = cluster.members[0]!;
   const exit = await m.stop(10_000);
